@@ -1,0 +1,113 @@
+//! `#[repr(C)]` types and constants shared by the kernel programs (gateway-ebpf) and the daemon.
+//!
+//! Only plain `Copy` data lives here: no logic that needs `std`, no allocation. Every struct has a
+//! compile-time size assertion so that the kernel and userspace layouts cannot drift apart.
+#![no_std]
+
+/// Address family values as the kernel reports them in `bpf_sock_addr.family`.
+pub const AF_INET: u16 = 2;
+/// See [`AF_INET`].
+pub const AF_INET6: u16 = 10;
+
+/// The destination an intercepted socket originally asked for.
+///
+/// IPv4 destinations are stored as IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) so that one
+/// record type serves `connect4` and `connect6`. `addr` is in network byte order, exactly as the
+/// kernel hands it over; `port` is in host byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Destination {
+    /// IPv6 (or IPv4-mapped) address, network byte order.
+    pub addr: [u8; 16],
+    /// TCP port, host byte order.
+    pub port: u16,
+    /// Keeps the layout free of implicit padding.
+    pub _pad: [u8; 6],
+}
+
+impl Destination {
+    /// An IPv4 destination, stored IPv4-mapped.
+    pub const fn v4(octets: [u8; 4], port: u16) -> Self {
+        let [a, b, c, d] = octets;
+        Self {
+            addr: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a, b, c, d],
+            port,
+            _pad: [0; 6],
+        }
+    }
+
+    /// An IPv6 destination.
+    pub const fn v6(addr: [u8; 16], port: u16) -> Self {
+        Self { addr, port, _pad: [0; 6] }
+    }
+
+    /// The IPv4 address when this destination is IPv4-mapped.
+    pub const fn as_v4(&self) -> Option<[u8; 4]> {
+        let a = &self.addr;
+        let mapped = a[0] == 0
+            && a[1] == 0
+            && a[2] == 0
+            && a[3] == 0
+            && a[4] == 0
+            && a[5] == 0
+            && a[6] == 0
+            && a[7] == 0
+            && a[8] == 0
+            && a[9] == 0
+            && a[10] == 0xff
+            && a[11] == 0xff;
+        if mapped { Some([a[12], a[13], a[14], a[15]]) } else { None }
+    }
+}
+
+/// What the kernel knows about the process behind an intercepted connection, written by the
+/// connect hook in the caller's own context.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnectRecord {
+    /// Where the process tried to connect.
+    pub original: Destination,
+    /// `bpf_get_socket_cookie`: stable for the socket's lifetime.
+    pub socket_cookie: u64,
+    /// cgroup v2 id (the inode number of the cgroup directory).
+    pub cgroup_id: u64,
+    /// Thread id (lower half of `bpf_get_current_pid_tgid`).
+    pub pid: u32,
+    /// Process id (upper half of `bpf_get_current_pid_tgid`).
+    pub tgid: u32,
+    /// Real user id.
+    pub uid: u32,
+    /// Real group id.
+    pub gid: u32,
+}
+
+/// Key of the record once the connection is established: the client's side of the 4-tuple.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ClientAddr {
+    /// Client address, IPv4-mapped for IPv4, network byte order.
+    pub addr: [u8; 16],
+    /// Client port, host byte order.
+    pub port: u16,
+    /// Keeps the layout free of implicit padding.
+    pub _pad: [u8; 6],
+}
+
+const _: () = assert!(core::mem::size_of::<Destination>() == 24);
+const _: () = assert!(core::mem::align_of::<Destination>() == 2);
+const _: () = assert!(core::mem::size_of::<ConnectRecord>() == 56);
+const _: () = assert!(core::mem::size_of::<ClientAddr>() == 24);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v4_round_trips_through_the_mapped_form() {
+        let d = Destination::v4([127, 0, 0, 1], 8080);
+        assert_eq!(d.as_v4(), Some([127, 0, 0, 1]));
+        assert_eq!(d.port, 8080);
+        let v6 = Destination::v6([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 80);
+        assert_eq!(v6.as_v4(), None);
+    }
+}

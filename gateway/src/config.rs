@@ -1,0 +1,152 @@
+//! Configuration: one TOML file, parsed into validated types.
+//!
+//! [`raw`] mirrors the file (unknown keys are errors); this module turns it into [`Config`],
+//! whose fields are already checked, so nothing downstream re-validates. Every error names the
+//! file, line and key. Config is data: it starts nothing.
+
+mod raw;
+
+use std::{
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+pub use raw::{LogFormat, ServerName, Transport};
+
+/// The example configuration, which is also the embedded default `agentgate run` uses.
+pub const DEFAULT_CONFIG: &str = include_str!("../../agentgate.example.toml");
+/// What error messages call the embedded default.
+pub const DEFAULT_CONFIG_NAME: &str = "<embedded default config>";
+
+/// A validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listener: Listener,
+    pub admin: Admin,
+    pub limits: Limits,
+    pub logging: Logging,
+    pub servers: Vec<Server>,
+}
+
+/// The agent-facing listener.
+#[derive(Clone, Debug)]
+pub struct Listener {
+    pub address: SocketAddr,
+    pub max_connections: usize,
+}
+
+/// The admin listener (health, metrics).
+#[derive(Clone, Debug)]
+pub struct Admin {
+    pub address: Option<SocketAddr>,
+}
+
+/// Size, time and count limits.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_request_bytes: usize,
+    pub max_response_bytes: usize,
+    pub max_sse_event_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub upstream_connect_timeout: Duration,
+    pub upstream_response_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub max_sessions: usize,
+}
+
+/// Tracing output.
+#[derive(Clone, Debug)]
+pub struct Logging {
+    pub format: LogFormat,
+    /// Used when `RUST_LOG` is not set.
+    pub level: String,
+}
+
+/// One upstream MCP server.
+#[derive(Clone, Debug)]
+pub struct Server {
+    pub name: ServerName,
+    pub url: url::Url,
+    pub transport: Transport,
+    /// Extra trust root (PEM) for an HTTPS upstream with a private CA.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// A configuration error, naming where it is.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read { file: String, source: std::io::Error },
+    #[error("{file}:{line}: {key}: {message}")]
+    Invalid { file: String, line: usize, key: String, message: String },
+}
+
+impl Config {
+    /// Loads and validates a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+        Self::parse(&text, &file)
+    }
+
+    /// The embedded default configuration.
+    pub fn embedded_default() -> Result<Config, ConfigError> {
+        Self::parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME)
+    }
+
+    /// Parses and validates TOML text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let raw: raw::File = toml::from_str(text).map_err(|e| {
+            let (line, key) = locate(text, e.span());
+            ConfigError::Invalid { file: file.to_owned(), line, key, message: e.message().trim().to_owned() }
+        })?;
+        raw.validate().map_err(|(span, key, message)| {
+            let (line, _) = locate(text, span);
+            ConfigError::Invalid { file: file.to_owned(), line, key, message }
+        })
+    }
+
+    /// The server with this name.
+    pub fn server(&self, name: &str) -> Option<&Server> {
+        self.servers.iter().find(|s| s.name.as_str() == name)
+    }
+}
+
+/// Line number (1-based) of a span, and the key it is on: the key written on that line, qualified
+/// by the table header above it.
+fn locate(text: &str, span: Option<std::ops::Range<usize>>) -> (usize, String) {
+    let Some(span) = span else { return (0, "(file)".to_owned()) };
+    let start = span.start.min(text.len());
+    let line_no = text[..start].bytes().filter(|&b| b == b'\n').count() + 1;
+    let lines: Vec<&str> = text.lines().collect();
+    let line = lines.get(line_no - 1).copied().unwrap_or("").trim();
+    let key = if line.starts_with('[') {
+        line.trim_matches(|c| c == '[' || c == ']').trim().to_owned()
+    } else {
+        let own = line.split('=').next().unwrap_or("").trim().trim_matches('"').to_owned();
+        let table = lines[..line_no.saturating_sub(1).min(lines.len())]
+            .iter()
+            .rev()
+            .map(|l| l.trim())
+            .find(|l| l.starts_with('['))
+            .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_owned());
+        match table {
+            Some(t) if !own.is_empty() => format!("{t}.{own}"),
+            Some(t) => t,
+            None => own,
+        }
+    };
+    (line_no, if key.is_empty() { "(file)".to_owned() } else { key })
+}
+
+impl fmt::Display for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} -> {} ({})", self.name, self.url, self.transport)
+    }
+}
+
+#[cfg(test)]
+mod tests;

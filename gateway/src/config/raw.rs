@@ -1,0 +1,326 @@
+//! The file as written: serde structs with `deny_unknown_fields`, documented defaults, and
+//! newtypes that refuse bad values while the span of the offending key is still known.
+
+use std::{fmt, net::SocketAddr, ops::Range, path::PathBuf, time::Duration};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{Admin, Config, Limits, Listener, Logging, Server};
+
+/// Default agent-facing listener.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:15001";
+/// Default admin listener.
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:15000";
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4 << 20;
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 << 20;
+pub const DEFAULT_MAX_SSE_EVENT_BYTES: usize = 16 << 20;
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_UPSTREAM_RESPONSE_TIMEOUT: Duration = Duration::from_secs(300);
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
+
+/// Validation failure: where, which key, what.
+pub type Invalid = (Option<Range<usize>>, String, String);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    #[serde(default)]
+    listener: RawListener,
+    #[serde(default)]
+    admin: RawAdmin,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    logging: RawLogging,
+    #[serde(default)]
+    servers: Vec<RawServer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListener {
+    #[serde(default = "default_listen")]
+    address: SocketAddr,
+    #[serde(default = "default_max_connections")]
+    max_connections: Positive,
+}
+
+impl Default for RawListener {
+    fn default() -> Self {
+        Self { address: default_listen(), max_connections: default_max_connections() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    #[serde(default = "default_admin")]
+    address: Option<SocketAddr>,
+    #[serde(default = "yes")]
+    enabled: bool,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        Self { address: default_admin(), enabled: true }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    #[serde(default = "d_req")]
+    max_request_bytes: Positive,
+    #[serde(default = "d_resp")]
+    max_response_bytes: Positive,
+    #[serde(default = "d_sse")]
+    max_sse_event_bytes: Positive,
+    #[serde(default = "d_hdr")]
+    header_read_timeout: Timeout,
+    #[serde(default = "d_body")]
+    body_read_timeout: Timeout,
+    #[serde(default = "d_conn")]
+    upstream_connect_timeout: Timeout,
+    #[serde(default = "d_up")]
+    upstream_response_timeout: Timeout,
+    #[serde(default = "d_grace")]
+    shutdown_grace: Timeout,
+    #[serde(default = "d_sessions")]
+    max_sessions: Positive,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: d_req(),
+            max_response_bytes: d_resp(),
+            max_sse_event_bytes: d_sse(),
+            header_read_timeout: d_hdr(),
+            body_read_timeout: d_body(),
+            upstream_connect_timeout: d_conn(),
+            upstream_response_timeout: d_up(),
+            shutdown_grace: d_grace(),
+            max_sessions: d_sessions(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogging {
+    #[serde(default)]
+    format: LogFormat,
+    #[serde(default = "default_level")]
+    level: String,
+}
+
+impl Default for RawLogging {
+    fn default() -> Self {
+        Self { format: LogFormat::default(), level: default_level() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    name: Spanned<ServerName>,
+    url: Spanned<String>,
+    #[serde(default)]
+    transport: Transport,
+    #[serde(default)]
+    ca_file: Option<Spanned<PathBuf>>,
+}
+
+/// Tracing output format.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Plain,
+    Json,
+}
+
+/// How an upstream speaks MCP over HTTP.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// Streamable HTTP (2025-03-26 and later): one endpoint for POST, GET and DELETE.
+    #[default]
+    StreamableHttp,
+    /// The 2024-11-05 HTTP+SSE transport: a GET stream announces where to POST.
+    Sse,
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Transport::StreamableHttp => "streamable-http",
+            Transport::Sse => "sse",
+        })
+    }
+}
+
+/// A server name: it appears in URLs (`/servers/<name>/mcp`) and metrics labels, so it is
+/// limited to `[A-Za-z0-9_.-]{1,64}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(try_from = "String")]
+pub struct ServerName(String);
+
+impl ServerName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ServerName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+            && s != "."
+            && s != "..";
+        if ok { Ok(Self(s)) } else { Err(format!("server name {s:?} must match [A-Za-z0-9_.-]{{1,64}}")) }
+    }
+}
+
+impl fmt::Display for ServerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A count or size that must be at least 1.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(try_from = "i64")]
+struct Positive(usize);
+
+impl TryFrom<i64> for Positive {
+    type Error = String;
+    fn try_from(v: i64) -> Result<Self, String> {
+        usize::try_from(v).ok().filter(|v| *v > 0).map(Positive).ok_or_else(|| format!("{v} must be a positive integer"))
+    }
+}
+
+/// A duration written as humantime text ("10s", "500ms", "2m"); zero is refused.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(try_from = "String")]
+struct Timeout(Duration);
+
+impl TryFrom<String> for Timeout {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match humantime::parse_duration(&s) {
+            Ok(d) if !d.is_zero() => Ok(Timeout(d)),
+            Ok(_) => Err(format!("{s:?} must be longer than zero")),
+            Err(e) => Err(format!("{s:?} is not a duration such as \"10s\" or \"500ms\": {e}")),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_listen() -> SocketAddr {
+    DEFAULT_LISTEN.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 15001)))
+}
+fn default_admin() -> Option<SocketAddr> {
+    DEFAULT_ADMIN.parse().ok()
+}
+fn default_max_connections() -> Positive {
+    Positive(DEFAULT_MAX_CONNECTIONS)
+}
+fn default_level() -> String {
+    "info".to_owned()
+}
+fn d_req() -> Positive {
+    Positive(DEFAULT_MAX_REQUEST_BYTES)
+}
+fn d_resp() -> Positive {
+    Positive(DEFAULT_MAX_RESPONSE_BYTES)
+}
+fn d_sse() -> Positive {
+    Positive(DEFAULT_MAX_SSE_EVENT_BYTES)
+}
+fn d_hdr() -> Timeout {
+    Timeout(DEFAULT_HEADER_READ_TIMEOUT)
+}
+fn d_body() -> Timeout {
+    Timeout(DEFAULT_BODY_READ_TIMEOUT)
+}
+fn d_conn() -> Timeout {
+    Timeout(DEFAULT_UPSTREAM_CONNECT_TIMEOUT)
+}
+fn d_up() -> Timeout {
+    Timeout(DEFAULT_UPSTREAM_RESPONSE_TIMEOUT)
+}
+fn d_grace() -> Timeout {
+    Timeout(DEFAULT_SHUTDOWN_GRACE)
+}
+fn d_sessions() -> Positive {
+    Positive(DEFAULT_MAX_SESSIONS)
+}
+
+impl File {
+    /// Checks what one key alone cannot: URLs, cross-references, duplicates.
+    pub fn validate(self) -> Result<Config, Invalid> {
+        let mut servers: Vec<Server> = Vec::with_capacity(self.servers.len());
+        for raw in self.servers {
+            let name = raw.name.get_ref().clone();
+            if servers.iter().any(|s| s.name == name) {
+                return Err((Some(raw.name.span()), "servers.name".into(), format!("duplicate server name {name:?}")));
+            }
+            let url_span = Some(raw.url.span());
+            let url = url::Url::parse(raw.url.get_ref())
+                .map_err(|e| (url_span.clone(), "servers.url".to_owned(), format!("{:?} is not a URL: {e}", raw.url.get_ref())))?;
+            let bad = |why: &str| (url_span.clone(), "servers.url".to_owned(), why.to_owned());
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(bad("only http:// and https:// upstreams are supported"));
+            }
+            if url.host().is_none() {
+                return Err(bad("the URL has no host"));
+            }
+            if !url.username().is_empty() || url.password().is_some() {
+                return Err(bad("credentials in the URL would leak into logs; remove them"));
+            }
+            if url.fragment().is_some() {
+                return Err(bad("the URL must not have a #fragment"));
+            }
+            let ca_file = match raw.ca_file {
+                Some(path) if url.scheme() != "https" => {
+                    return Err((Some(path.span()), "servers.ca_file".into(), "ca_file only applies to https:// upstreams".into()));
+                }
+                Some(path) => Some(path.into_inner()),
+                None => None,
+            };
+            servers.push(Server { name, url, transport: raw.transport, ca_file });
+        }
+        let logging = self.logging;
+        if tracing_subscriber::EnvFilter::try_new(&logging.level).is_err() {
+            return Err((None, "logging.level".into(), format!("{:?} is not a tracing filter", logging.level)));
+        }
+        let l = self.limits;
+        Ok(Config {
+            listener: Listener { address: self.listener.address, max_connections: self.listener.max_connections.0 },
+            admin: Admin { address: if self.admin.enabled { self.admin.address } else { None } },
+            limits: Limits {
+                max_request_bytes: l.max_request_bytes.0,
+                max_response_bytes: l.max_response_bytes.0,
+                max_sse_event_bytes: l.max_sse_event_bytes.0,
+                header_read_timeout: l.header_read_timeout.0,
+                body_read_timeout: l.body_read_timeout.0,
+                upstream_connect_timeout: l.upstream_connect_timeout.0,
+                upstream_response_timeout: l.upstream_response_timeout.0,
+                shutdown_grace: l.shutdown_grace.0,
+                max_sessions: l.max_sessions.0,
+            },
+            logging: Logging { format: logging.format, level: logging.level },
+            servers,
+        })
+    }
+}

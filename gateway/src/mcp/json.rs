@@ -1,0 +1,330 @@
+//! Strict JSON: every accepted body has exactly one interpretation.
+//!
+//! simd-json does the parsing; a linear pre-scan and a walk over simd-json's tape add what it does
+//! not check on its own (a BOM, nesting depth, lone surrogate escapes, duplicate keys compared after
+//! unescaping). Anything two parsers could read differently is an error here, so what the gateway
+//! decides on is what the upstream executes. This module knows JSON only, not JSON-RPC.
+
+use std::cell::RefCell;
+
+use simd_json::{Node, StaticNode, Tape};
+
+/// Deepest nesting of arrays and objects accepted. Far above anything MCP needs, far below what
+/// would let a recursive consumer (a policy walker, `Drop`) exhaust the stack.
+pub const MAX_DEPTH: usize = 64;
+
+/// Largest integer magnitude that every JSON consumer reads exactly (I-JSON, RFC 7493).
+pub const MAX_EXACT_INT: u64 = 1 << 53;
+
+/// Why a body is not strict JSON. The messages are shown to agents, so they name the problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JsonError {
+    #[error("empty body")]
+    Empty,
+    #[error("body starts with a byte order mark")]
+    ByteOrderMark,
+    #[error("nesting deeper than {max} levels", max = MAX_DEPTH)]
+    TooDeep,
+    #[error("lone UTF-16 surrogate escape at byte {offset}")]
+    LoneSurrogate { offset: usize },
+    #[error("duplicate key {key:?} in one object")]
+    DuplicateKey { key: String },
+    #[error("number out of range")]
+    NumberOutOfRange,
+    #[error("invalid JSON at byte {offset}: {kind}")]
+    Syntax { offset: usize, kind: String },
+}
+
+/// A parsed JSON value: a view into simd-json's tape. Only lives inside [`with_parsed`].
+#[derive(Clone, Copy, Debug)]
+pub struct View<'t, 'i>(&'t [Node<'i>]);
+
+impl<'t, 'i> View<'t, 'i> {
+    /// The string, when this value is one.
+    pub fn as_str(&self) -> Option<&'i str> {
+        match self.0.first()? {
+            Node::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The scalar, when this value is a number, boolean or null.
+    pub fn as_static(&self) -> Option<StaticNode> {
+        match self.0.first()? {
+            Node::Static(s) => Some(*s),
+            _ => None,
+        }
+    }
+
+    /// Whether this value is an object.
+    pub fn is_object(&self) -> bool {
+        matches!(self.0.first(), Some(Node::Object { .. }))
+    }
+
+    /// Whether this value is an array.
+    pub fn is_array(&self) -> bool {
+        matches!(self.0.first(), Some(Node::Array { .. }))
+    }
+
+    /// The members of an object, in document order; empty for anything else.
+    pub fn entries(&self) -> impl Iterator<Item = (&'i str, View<'t, 'i>)> + use<'t, 'i> {
+        let nodes = self.0;
+        let len = match nodes.first() {
+            Some(Node::Object { len, .. }) => *len,
+            _ => 0,
+        };
+        let mut idx = 1;
+        (0..len).map_while(move |_| {
+            let Some(Node::String(key)) = nodes.get(idx) else { return None };
+            let start = idx + 1;
+            let end = start + subtree_len(nodes.get(start));
+            idx = end;
+            Some((*key, View(nodes.get(start..end)?)))
+        })
+    }
+
+    /// The elements of an array; empty for anything else.
+    pub fn elements(&self) -> impl Iterator<Item = View<'t, 'i>> + use<'t, 'i> {
+        let nodes = self.0;
+        let len = match nodes.first() {
+            Some(Node::Array { len, .. }) => *len,
+            _ => 0,
+        };
+        let mut idx = 1;
+        (0..len).map_while(move |_| {
+            let end = idx + subtree_len(nodes.get(idx));
+            let view = View(nodes.get(idx..end)?);
+            idx = end;
+            Some(view)
+        })
+    }
+
+    /// A member of an object by key.
+    pub fn get(&self, key: &str) -> Option<View<'t, 'i>> {
+        self.entries().find_map(|(k, v)| (k == key).then_some(v))
+    }
+
+    /// Copies the value out of the tape, for the parts of a message later stages keep.
+    pub fn to_owned_value(&self) -> serde_json::Value {
+        let mut pos = 0;
+        build(self.0, &mut pos)
+    }
+}
+
+struct Scratch {
+    input: Vec<u8>,
+    buffers: simd_json::Buffers,
+    tape: Option<Tape<'static>>,
+}
+
+thread_local! {
+    // simd-json parses in place and wants scratch buffers: reusing them per thread keeps the hot
+    // path free of allocations sized by the body.
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch {
+        input: Vec::new(),
+        buffers: simd_json::Buffers::default(),
+        tape: Some(Tape::null().reset()),
+    });
+}
+
+/// Parses `bytes` strictly and hands the document to `f`. Everything `f` returns must be owned:
+/// the tape borrows per-thread scratch space.
+pub fn with_parsed<R>(bytes: &[u8], f: impl FnOnce(View<'_, '_>) -> R) -> Result<R, JsonError> {
+    prescan(bytes)?;
+    SCRATCH.with(|cell| {
+        // A re-entrant call (f parsing again) would find the scratch borrowed: fall back to fresh
+        // buffers rather than panic.
+        match cell.try_borrow_mut() {
+            Ok(mut scratch) => parse_with(&mut scratch, bytes, f),
+            Err(_) => parse_with(
+                &mut Scratch {
+                    input: Vec::new(),
+                    buffers: simd_json::Buffers::default(),
+                    tape: Some(Tape::null().reset()),
+                },
+                bytes,
+                f,
+            ),
+        }
+    })
+}
+
+fn parse_with<R>(
+    scratch: &mut Scratch,
+    bytes: &[u8],
+    f: impl FnOnce(View<'_, '_>) -> R,
+) -> Result<R, JsonError> {
+    let Scratch { input, buffers, tape } = scratch;
+    input.clear();
+    input.extend_from_slice(bytes);
+    let mut local = tape.take().unwrap_or_else(|| Tape::null().reset()).reset();
+    let result = match simd_json::fill_tape(input, buffers, &mut local) {
+        Ok(()) => check_tape(&local.0).map(|()| f(View(&local.0))),
+        Err(e) => Err(JsonError::Syntax { offset: e.index(), kind: describe(e.error()) }),
+    };
+    *tape = Some(local.reset());
+    result
+}
+
+/// A person-readable name for simd-json's error kinds.
+fn describe(kind: &simd_json::ErrorType) -> String {
+    use simd_json::ErrorType as E;
+    match kind {
+        E::TrailingData => "trailing data after the value".into(),
+        E::InvalidNumber | E::InvalidExponent => "invalid number (no NaN, Infinity, leading zeros or bare signs)".into(),
+        E::InvalidUtf8 => "invalid UTF-8".into(),
+        E::InvalidEscape | E::InvalidUnicodeEscape | E::InvalidUnicodeCodepoint => "invalid escape in a string".into(),
+        E::Eof => "unexpected end of input".into(),
+        E::KeyMustBeAString => "object key is not a string".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The checks simd-json leaves to us that need the raw bytes: BOM, depth, surrogate escapes.
+/// Linear, and skips string contents with memchr.
+fn prescan(bytes: &[u8]) -> Result<(), JsonError> {
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(JsonError::Empty);
+    }
+    if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
+        return Err(JsonError::ByteOrderMark);
+    }
+    let mut depth = 0usize;
+    let mut i = 0usize;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(JsonError::TooDeep);
+                }
+                i += 1;
+            }
+            b']' | b'}' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            b'"' => i = skip_string(bytes, i + 1)?,
+            _ => i += 1,
+        }
+    }
+    Ok(())
+}
+
+/// Skips a string body starting after its opening quote; returns the index after the closing
+/// quote (or the end of input: an unterminated string is simd-json's error to report).
+fn skip_string(bytes: &[u8], mut i: usize) -> Result<usize, JsonError> {
+    loop {
+        let Some(rel) = memchr::memchr2(b'"', b'\\', &bytes[i.min(bytes.len())..]) else {
+            return Ok(bytes.len());
+        };
+        i += rel;
+        if bytes[i] == b'"' {
+            return Ok(i + 1);
+        }
+        // A backslash: only \u escapes need a look; anything malformed is left to simd-json.
+        match bytes.get(i + 1) {
+            Some(b'u') => {
+                let start = i;
+                match hex4(bytes, i + 2) {
+                    Some(cp @ 0xD800..=0xDBFF) => {
+                        let low = if bytes.get(i + 6) == Some(&b'\\') && bytes.get(i + 7) == Some(&b'u') {
+                            hex4(bytes, i + 8)
+                        } else {
+                            None
+                        };
+                        match low {
+                            Some(0xDC00..=0xDFFF) => i += 12,
+                            _ => {
+                                let _ = cp;
+                                return Err(JsonError::LoneSurrogate { offset: start });
+                            }
+                        }
+                    }
+                    Some(0xDC00..=0xDFFF) => return Err(JsonError::LoneSurrogate { offset: start }),
+                    _ => i += 2,
+                }
+            }
+            Some(_) => i += 2,
+            None => return Ok(bytes.len()),
+        }
+    }
+}
+
+fn hex4(bytes: &[u8], at: usize) -> Option<u16> {
+    let digits = bytes.get(at..at + 4)?;
+    let text = std::str::from_utf8(digits).ok()?;
+    u16::from_str_radix(text, 16).ok()
+}
+
+/// Walks the tape once: duplicate keys per object (simd-json unescaped them already, so
+/// `"n\u0061me"` and `"name"` collide) and numbers that not every reader sees alike.
+fn check_tape(nodes: &[Node<'_>]) -> Result<(), JsonError> {
+    for (idx, node) in nodes.iter().enumerate() {
+        match node {
+            Node::Object { len, .. } if *len > 1 => check_keys(nodes, idx, *len)?,
+            Node::Static(StaticNode::F64(f)) if !f.is_finite() => return Err(JsonError::NumberOutOfRange),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn check_keys(nodes: &[Node<'_>], object: usize, len: usize) -> Result<(), JsonError> {
+    // Small objects dominate MCP traffic: a linear scan beats hashing there.
+    const LINEAR_MAX: usize = 16;
+    let mut keys: Vec<&str> = Vec::with_capacity(len.min(LINEAR_MAX * 4));
+    let mut idx = object + 1;
+    for _ in 0..len {
+        let Some(Node::String(key)) = nodes.get(idx) else {
+            return Err(JsonError::Syntax { offset: 0, kind: "object key is not a string".into() });
+        };
+        keys.push(key);
+        idx += 1 + subtree_len(nodes.get(idx + 1));
+    }
+    let duplicate = if len <= LINEAR_MAX {
+        keys.iter().enumerate().find_map(|(i, k)| keys[..i].contains(k).then_some(*k))
+    } else {
+        keys.sort_unstable();
+        keys.windows(2).find_map(|w| (w[0] == w[1]).then_some(w[0]))
+    };
+    match duplicate {
+        Some(key) => Err(JsonError::DuplicateKey { key: key.to_owned() }),
+        None => Ok(()),
+    }
+}
+
+fn subtree_len(node: Option<&Node<'_>>) -> usize {
+    match node {
+        Some(Node::Object { count, .. } | Node::Array { count, .. }) => count + 1,
+        _ => 1,
+    }
+}
+
+fn build(nodes: &[Node<'_>], pos: &mut usize) -> serde_json::Value {
+    use serde_json::Value as J;
+    // Depth is capped at MAX_DEPTH by the pre-scan, so this recursion is bounded.
+    let Some(node) = nodes.get(*pos) else { return J::Null };
+    *pos += 1;
+    match *node {
+        Node::String(s) => J::String(s.to_owned()),
+        Node::Static(StaticNode::Null) => J::Null,
+        Node::Static(StaticNode::Bool(b)) => J::Bool(b),
+        Node::Static(StaticNode::I64(i)) => J::from(i),
+        Node::Static(StaticNode::U64(u)) => J::from(u),
+        Node::Static(StaticNode::F64(f)) => serde_json::Number::from_f64(f).map_or(J::Null, J::Number),
+        Node::Array { len, .. } => J::Array((0..len).map(|_| build(nodes, pos)).collect()),
+        Node::Object { len, .. } => {
+            let mut map = serde_json::Map::new();
+            for _ in 0..len {
+                let key = match nodes.get(*pos) {
+                    Some(Node::String(k)) => (*k).to_owned(),
+                    _ => String::new(),
+                };
+                *pos += 1;
+                map.insert(key, build(nodes, pos));
+            }
+            J::Object(map)
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! JSON-RPC 2.0 messages as MCP uses them: strict validation and classification.
+//!
+//! The classification ([`Message`]) is what every later stage decides on: the kind of message,
+//! its id, its method, and for the calls that name a target (tools/call, resources/read,
+//! prompts/get) that target and its arguments. Transport concerns (HTTP, SSE) live elsewhere.
+
+use std::fmt;
+
+use simd_json::StaticNode;
+
+use super::json::{self, JsonError, MAX_EXACT_INT, View};
+
+/// A JSON-RPC id: MCP allows strings and integers only, never null, never fractions.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Id {
+    Int(i64),
+    Str(Box<str>),
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Id::Int(i) => write!(f, "{i}"),
+            Id::Str(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+impl Id {
+    /// The id as JSON, for error replies.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Id::Int(i) => serde_json::Value::from(*i),
+            Id::Str(s) => serde_json::Value::from(&**s),
+        }
+    }
+}
+
+/// What a message is, by JSON-RPC's rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Request,
+    Notification,
+    Response,
+    Error,
+}
+
+impl Kind {
+    /// Lower-case name, for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Request => "request",
+            Kind::Notification => "notification",
+            Kind::Response => "response",
+            Kind::Error => "error",
+        }
+    }
+}
+
+/// The thing a request acts on, for the methods that name one.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Target {
+    None,
+    /// `tools/call`: the tool and its arguments (an object, or absent).
+    Tool { name: Box<str>, arguments: Option<serde_json::Value> },
+    /// `resources/read`, `resources/subscribe`, `resources/unsubscribe`.
+    Resource { uri: Box<str> },
+    /// `prompts/get`.
+    Prompt { name: Box<str>, arguments: Option<serde_json::Value> },
+}
+
+impl Target {
+    /// The name a 2026-07-28 `Mcp-Name` header must carry for this target.
+    pub fn header_name(&self) -> Option<&str> {
+        match self {
+            Target::None => None,
+            Target::Tool { name, .. } | Target::Prompt { name, .. } => Some(name),
+            Target::Resource { uri } => Some(uri),
+        }
+    }
+}
+
+/// One classified JSON-RPC message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Message {
+    pub kind: Kind,
+    pub id: Option<Id>,
+    /// The method of a request or notification.
+    pub method: Option<Box<str>>,
+    pub target: Target,
+    /// `params.protocolVersion` of an initialize request, or `result.protocolVersion` of a
+    /// response (only an InitializeResult carries one): how the gateway learns what the two ends
+    /// negotiated.
+    pub protocol_version: Option<Box<str>>,
+}
+
+impl Message {
+    /// The method, or "" for responses.
+    pub fn method(&self) -> &str {
+        self.method.as_deref().unwrap_or("")
+    }
+}
+
+/// A body: one message, or (2025-03-26 only) a batch.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Body {
+    Single(Message),
+    Batch(Vec<Message>),
+}
+
+impl Body {
+    /// The messages, in order.
+    pub fn messages(&self) -> &[Message] {
+        match self {
+            Body::Single(m) => std::slice::from_ref(m),
+            Body::Batch(v) => v,
+        }
+    }
+}
+
+/// Why a body is not an acceptable JSON-RPC message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    #[error(transparent)]
+    Json(#[from] JsonError),
+    #[error("a JSON-RPC message must be an object")]
+    NotAnObject,
+    #[error("batches are not allowed in protocol revision {revision}")]
+    BatchNotAllowed { revision: &'static str },
+    #[error("empty batch")]
+    EmptyBatch,
+    #[error("\"jsonrpc\" must be \"2.0\"")]
+    BadVersion,
+    #[error("unknown member {0:?} in a JSON-RPC message")]
+    UnknownMember(String),
+    #[error("\"id\" must be a string or an integer of at most 2^53 in magnitude")]
+    BadId,
+    #[error("\"method\" must be a non-empty string")]
+    BadMethod,
+    #[error("\"params\" must be an object")]
+    BadParams,
+    #[error("a message with \"method\" cannot carry \"result\" or \"error\"")]
+    MethodWithResult,
+    #[error("a response needs an \"id\" and exactly one of \"result\" and \"error\"")]
+    BadResponse,
+    #[error("\"error\" must be an object with an integer \"code\" and a string \"message\"")]
+    BadError,
+    #[error("{method} needs a string \"params.{field}\"")]
+    MissingTarget { method: &'static str, field: &'static str },
+    #[error("{method}: \"params.arguments\" must be an object")]
+    BadArguments { method: &'static str },
+}
+
+/// Parses and classifies a body. `allow_batch` is true only where the negotiated revision
+/// permits batches (2025-03-26).
+pub fn parse_body(bytes: &[u8], allow_batch: bool, revision: &'static str) -> Result<Body, MessageError> {
+    json::with_parsed(bytes, |root| {
+        if root.is_array() {
+            if !allow_batch {
+                return Err(MessageError::BatchNotAllowed { revision });
+            }
+            let messages = root.elements().map(classify).collect::<Result<Vec<_>, _>>()?;
+            if messages.is_empty() {
+                return Err(MessageError::EmptyBatch);
+            }
+            Ok(Body::Batch(messages))
+        } else {
+            classify(root).map(Body::Single)
+        }
+    })?
+}
+
+/// Parses and classifies one message (an SSE event's data, a stdio line): never a batch.
+pub fn parse_message(bytes: &[u8]) -> Result<Message, MessageError> {
+    json::with_parsed(bytes, classify)?
+}
+
+fn classify(v: View<'_, '_>) -> Result<Message, MessageError> {
+    if !v.is_object() {
+        return Err(MessageError::NotAnObject);
+    }
+    let (mut version, mut id, mut method, mut params, mut result, mut error) = (None, None, None, None, None, None);
+    for (key, value) in v.entries() {
+        let slot = match key {
+            "jsonrpc" => &mut version,
+            "id" => &mut id,
+            "method" => &mut method,
+            "params" => &mut params,
+            "result" => &mut result,
+            "error" => &mut error,
+            // JSON-RPC defines no other members; an extra one ("Method", "ID") is exactly what
+            // a case-insensitive or lenient upstream parser might read differently.
+            other => return Err(MessageError::UnknownMember(other.to_owned())),
+        };
+        *slot = Some(value);
+    }
+    if version.and_then(|v| v.as_str()) != Some("2.0") {
+        return Err(MessageError::BadVersion);
+    }
+    let id = id.map(parse_id).transpose()?;
+    if let Some(method) = method {
+        if result.is_some() || error.is_some() {
+            return Err(MessageError::MethodWithResult);
+        }
+        let method = method.as_str().filter(|m| !m.is_empty()).ok_or(MessageError::BadMethod)?;
+        if params.is_some_and(|p| !p.is_object()) {
+            return Err(MessageError::BadParams);
+        }
+        let (target, protocol_version) = classify_params(method, params)?;
+        return Ok(Message {
+            kind: if id.is_some() { Kind::Request } else { Kind::Notification },
+            id,
+            method: Some(method.into()),
+            target,
+            protocol_version,
+        });
+    }
+    if params.is_some() {
+        return Err(MessageError::BadResponse);
+    }
+    let (Some(_), kind) = (&id, match (result, error) {
+        (Some(_), None) => Kind::Response,
+        (None, Some(e)) => {
+            check_error_object(e)?;
+            Kind::Error
+        }
+        _ => return Err(MessageError::BadResponse),
+    }) else {
+        return Err(MessageError::BadResponse);
+    };
+    let protocol_version = result
+        .and_then(|r| r.get("protocolVersion"))
+        .and_then(|p| p.as_str())
+        .map(Into::into);
+    Ok(Message { kind, id, method: None, target: Target::None, protocol_version })
+}
+
+fn parse_id(v: View<'_, '_>) -> Result<Id, MessageError> {
+    if let Some(s) = v.as_str() {
+        return Ok(Id::Str(s.into()));
+    }
+    match v.as_static() {
+        Some(StaticNode::I64(i)) if i.unsigned_abs() <= MAX_EXACT_INT => Ok(Id::Int(i)),
+        Some(StaticNode::U64(u)) if u <= MAX_EXACT_INT => Ok(Id::Int(u as i64)),
+        _ => Err(MessageError::BadId),
+    }
+}
+
+fn check_error_object(e: View<'_, '_>) -> Result<(), MessageError> {
+    let code_ok = matches!(e.get("code").and_then(|c| c.as_static()), Some(StaticNode::I64(_) | StaticNode::U64(_)));
+    let message_ok = e.get("message").is_some_and(|m| m.as_str().is_some());
+    if e.is_object() && code_ok && message_ok { Ok(()) } else { Err(MessageError::BadError) }
+}
+
+type Classified = (Target, Option<Box<str>>);
+
+fn classify_params(method: &str, params: Option<View<'_, '_>>) -> Result<Classified, MessageError> {
+    let field = |name: &'static str, m: &'static str| -> Result<Box<str>, MessageError> {
+        params
+            .and_then(|p| p.get(name))
+            .and_then(|v| v.as_str())
+            .map(Into::into)
+            .ok_or(MessageError::MissingTarget { method: m, field: name })
+    };
+    let arguments = |m: &'static str| -> Result<Option<serde_json::Value>, MessageError> {
+        match params.and_then(|p| p.get("arguments")) {
+            None => Ok(None),
+            Some(a) if a.is_object() => Ok(Some(a.to_owned_value())),
+            Some(_) => Err(MessageError::BadArguments { method: m }),
+        }
+    };
+    Ok(match method {
+        "tools/call" => (
+            Target::Tool { name: field("name", "tools/call")?, arguments: arguments("tools/call")? },
+            None,
+        ),
+        "prompts/get" => (
+            Target::Prompt { name: field("name", "prompts/get")?, arguments: arguments("prompts/get")? },
+            None,
+        ),
+        "resources/read" => (Target::Resource { uri: field("uri", "resources/read")? }, None),
+        "resources/subscribe" => (Target::Resource { uri: field("uri", "resources/subscribe")? }, None),
+        "resources/unsubscribe" => (Target::Resource { uri: field("uri", "resources/unsubscribe")? }, None),
+        "initialize" => (
+            Target::None,
+            params.and_then(|p| p.get("protocolVersion")).and_then(|v| v.as_str()).map(Into::into),
+        ),
+        _ => (Target::None, None),
+    })
+}

@@ -1,0 +1,245 @@
+//! HTTP header rules: framing ambiguity, headers that must appear at most once, what crosses to
+//! the upstream and what comes back.
+
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+
+use super::refusal::Refusal;
+use crate::mcp::{Body, Revision};
+
+pub const MCP_SESSION_ID: &str = "mcp-session-id";
+pub const MCP_PROTOCOL_VERSION: &str = "mcp-protocol-version";
+pub const MCP_METHOD: &str = "mcp-method";
+pub const MCP_NAME: &str = "mcp-name";
+pub const LAST_EVENT_ID: &str = "last-event-id";
+
+/// Headers an agent may send at most once: two copies would let two readers pick differently.
+const SINGLE: [&str; 9] = [
+    "authorization",
+    "content-type",
+    "content-length",
+    "host",
+    MCP_SESSION_ID,
+    MCP_PROTOCOL_VERSION,
+    MCP_METHOD,
+    MCP_NAME,
+    LAST_EVENT_ID,
+];
+
+/// Request headers copied to the upstream. Everything else (hop-by-hop headers, the agent's
+/// credentials, cookies, forwarding headers) stays behind.
+const FORWARDED: [&str; 7] =
+    ["accept", "content-type", MCP_SESSION_ID, MCP_PROTOCOL_VERSION, MCP_METHOD, MCP_NAME, LAST_EVENT_ID];
+
+/// Response headers never copied back to the agent: hop-by-hop, and framing the gateway redoes.
+const NOT_RETURNED: [&str; 10] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "content-length",
+    "content-encoding",
+    "set-cookie",
+];
+
+/// Rejects requests whose framing or headers two HTTP implementations could read differently.
+pub fn check_request(headers: &HeaderMap) -> Result<(), Refusal> {
+    if headers.contains_key(header::TRANSFER_ENCODING) && headers.contains_key(header::CONTENT_LENGTH) {
+        return Err(Refusal::Framing("both Content-Length and Transfer-Encoding"));
+    }
+    if headers.get_all(header::CONTENT_LENGTH).iter().count() > 1 {
+        return Err(Refusal::Framing("more than one Content-Length"));
+    }
+    for name in SINGLE {
+        if headers.get_all(name).iter().count() > 1 {
+            return Err(Refusal::BadHeader(format!("{name} appears more than once")));
+        }
+    }
+    if let Some(name) = headers.keys().find(|n| n.as_str().contains('_')) {
+        // Some servers fold '_' into '-' (CGI style): a header could then mean two things.
+        return Err(Refusal::BadHeader(format!("header name {:?} contains an underscore", name.as_str())));
+    }
+    if let Some(enc) = headers.get(header::CONTENT_ENCODING) {
+        let enc = String::from_utf8_lossy(enc.as_bytes()).into_owned();
+        if !enc.eq_ignore_ascii_case("identity") {
+            return Err(Refusal::ContentEncoding(enc));
+        }
+    }
+    Ok(())
+}
+
+/// A header's value as visible ASCII text, or a refusal naming it.
+pub fn text<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<Option<&'a str>, Refusal> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(Some)
+            .map_err(|_| Refusal::BadHeader(format!("{name} is not visible ASCII"))),
+    }
+}
+
+/// The POST body must be JSON.
+pub fn check_json_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
+    let ok = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if ok { Ok(()) } else { Err(Refusal::ContentType) }
+}
+
+/// An Origin header, when present, must be a loopback origin: the listener serves local agents,
+/// and anything else is a browser being used for DNS rebinding.
+pub fn check_origin(headers: &HeaderMap) -> Result<(), Refusal> {
+    let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
+    let text = origin.to_str().unwrap_or_default();
+    let host = url::Url::parse(text).ok().and_then(|u| u.host_str().map(str::to_owned));
+    match host.as_deref() {
+        Some("localhost" | "127.0.0.1" | "[::1]") => Ok(()),
+        _ => Err(Refusal::Origin(text.to_owned())),
+    }
+}
+
+/// 2026-07-28's `Mcp-Method` / `Mcp-Name`: required from that revision on, and in every revision,
+/// when present, they must say what the body says (a gateway deciding on headers could
+/// otherwise be bypassed).
+pub fn check_method_headers(headers: &HeaderMap, body: &Body, revision: Revision) -> Result<(), Refusal> {
+    let method = text(headers, MCP_METHOD)?;
+    let name = text(headers, MCP_NAME)?;
+    let messages = body.messages();
+    if messages.len() != 1 {
+        if method.is_some() || name.is_some() {
+            return Err(Refusal::BadHeader("Mcp-Method and Mcp-Name cannot describe a batch".into()));
+        }
+        return Ok(());
+    }
+    let message = &messages[0];
+    let Some(body_method) = message.method.as_deref() else {
+        // Responses to server requests carry no method.
+        return match method {
+            Some(m) => Err(Refusal::HeaderMismatch { header: "Mcp-Method", header_value: m.to_owned(), body_value: String::new() }),
+            None => Ok(()),
+        };
+    };
+    match method {
+        Some(m) if m != body_method => {
+            return Err(Refusal::HeaderMismatch { header: "Mcp-Method", header_value: m.to_owned(), body_value: body_method.to_owned() });
+        }
+        None if revision.requires_method_headers() => {
+            return Err(Refusal::MissingHeader { header: "Mcp-Method", revision: revision.as_str() });
+        }
+        _ => {}
+    }
+    match (name, message.target.header_name()) {
+        (Some(h), Some(b)) if h != b => {
+            Err(Refusal::HeaderMismatch { header: "Mcp-Name", header_value: h.to_owned(), body_value: b.to_owned() })
+        }
+        (Some(h), None) => Err(Refusal::HeaderMismatch { header: "Mcp-Name", header_value: h.to_owned(), body_value: String::new() }),
+        (None, Some(_)) if revision.requires_method_headers() => {
+            Err(Refusal::MissingHeader { header: "Mcp-Name", revision: revision.as_str() })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The headers sent upstream: an allowlist of the agent's, plus `Accept-Encoding: identity` so
+/// the gateway can read what comes back.
+pub fn upstream_request(agent: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(FORWARDED.len() + 2);
+    for name in FORWARDED {
+        if let Some(v) = agent.get(name) {
+            out.insert(HeaderName::from_static(name), v.clone());
+        }
+    }
+    for (name, value) in agent {
+        if name.as_str().starts_with("mcp-param-") {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+    out
+}
+
+/// The upstream's response headers the agent gets.
+pub fn agent_response(upstream: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(upstream.len());
+    for (name, value) in upstream {
+        if !NOT_RETURNED.contains(&name.as_str()) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mcp::message::parse_body;
+
+    fn h(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(*k, HeaderValue::from_static(v));
+        }
+        m
+    }
+
+    #[test]
+    fn framing_and_duplicates_are_refused() {
+        assert!(matches!(check_request(&h(&[("content-length", "1"), ("transfer-encoding", "chunked")])), Err(Refusal::Framing(_))));
+        assert!(matches!(check_request(&h(&[("content-length", "1"), ("content-length", "1")])), Err(Refusal::Framing(_))));
+        assert!(matches!(check_request(&h(&[("mcp-session-id", "a"), ("mcp-session-id", "b")])), Err(Refusal::BadHeader(_))));
+        assert!(matches!(check_request(&h(&[("x_forwarded", "a")])), Err(Refusal::BadHeader(_))));
+        assert!(matches!(check_request(&h(&[("content-encoding", "gzip")])), Err(Refusal::ContentEncoding(_))));
+        assert!(check_request(&h(&[("content-length", "1"), ("content-type", "application/json")])).is_ok());
+    }
+
+    #[test]
+    fn method_headers_must_match_the_body() {
+        let body = parse_body(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#, false, "x").unwrap();
+        let r = Revision::V2026_07_28;
+        assert!(check_method_headers(&h(&[("mcp-method", "tools/call"), ("mcp-name", "echo")]), &body, r).is_ok());
+        assert!(matches!(
+            check_method_headers(&h(&[("mcp-method", "tools/call"), ("mcp-name", "other")]), &body, r),
+            Err(Refusal::HeaderMismatch { header: "Mcp-Name", .. })
+        ));
+        assert!(matches!(
+            check_method_headers(&h(&[("mcp-method", "tools/list"), ("mcp-name", "echo")]), &body, r),
+            Err(Refusal::HeaderMismatch { header: "Mcp-Method", .. })
+        ));
+        assert!(matches!(check_method_headers(&h(&[("mcp-method", "tools/call")]), &body, r), Err(Refusal::MissingHeader { .. })));
+        assert!(matches!(check_method_headers(&h(&[]), &body, r), Err(Refusal::MissingHeader { .. })));
+        // Older revisions need no headers, but a header that is present must still match.
+        assert!(check_method_headers(&h(&[]), &body, Revision::V2025_11_25).is_ok());
+        assert!(check_method_headers(&h(&[("mcp-name", "other")]), &body, Revision::V2025_11_25).is_err());
+    }
+
+    #[test]
+    fn only_allowlisted_headers_go_upstream() {
+        let agent = h(&[
+            ("authorization", "Bearer agent-token"),
+            ("cookie", "a=b"),
+            ("mcp-session-id", "s1"),
+            ("mcp-param-region", "eu"),
+            ("connection", "keep-alive, x-secret"),
+            ("x-secret", "1"),
+        ]);
+        let up = upstream_request(&agent);
+        assert_eq!(up.get("mcp-session-id").unwrap(), "s1");
+        assert_eq!(up.get("mcp-param-region").unwrap(), "eu");
+        for gone in ["authorization", "cookie", "connection", "x-secret"] {
+            assert!(!up.contains_key(gone), "{gone} was forwarded");
+        }
+    }
+
+    #[test]
+    fn origins_other_than_loopback_are_refused() {
+        assert!(check_origin(&h(&[("origin", "http://localhost:3000")])).is_ok());
+        assert!(check_origin(&h(&[])).is_ok());
+        assert!(check_origin(&h(&[("origin", "http://evil.example")])).is_err());
+        assert!(check_origin(&h(&[("origin", "null")])).is_err());
+    }
+}

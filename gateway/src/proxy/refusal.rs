@@ -1,0 +1,177 @@
+//! Everything the gateway refuses or fails, with the HTTP status and JSON-RPC error an agent
+//! sees, and whose fault it was.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+
+use super::Body;
+use crate::mcp::{Id, MessageError, json::JsonError, rpc_error};
+
+/// Who caused a failure: decides the log level and tells operators where to look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    Client,
+    Upstream,
+    Gateway,
+}
+
+/// A request the gateway answers itself instead of forwarding.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("ambiguous HTTP framing: {0}")]
+    Framing(&'static str),
+    #[error("bad header: {0}")]
+    BadHeader(String),
+    #[error("request body larger than {max} bytes")]
+    BodyTooLarge { max: usize },
+    #[error("request body not received in time")]
+    BodyTimeout,
+    #[error("malformed request body: {0}")]
+    BodyRead(String),
+    #[error("Content-Encoding {0:?} is not accepted; send the body uncompressed")]
+    ContentEncoding(String),
+    #[error("Content-Type must be application/json")]
+    ContentType,
+    #[error("{0}")]
+    Message(MessageError),
+    #[error("header {header} says {header_value:?} but the body says {body_value:?}")]
+    HeaderMismatch { header: &'static str, header_value: String, body_value: String },
+    #[error("{header} header is required for protocol revision {revision}")]
+    MissingHeader { header: &'static str, revision: &'static str },
+    #[error("unsupported MCP-Protocol-Version {0:?}")]
+    UnsupportedRevision(String),
+    #[error("MCP-Protocol-Version {header} differs from the session's negotiated {negotiated}")]
+    RevisionMismatch { header: String, negotiated: &'static str },
+    #[error("no MCP server named {0:?} is configured")]
+    UnknownServer(String),
+    #[error("no such route; MCP servers are at /servers/<name>/mcp")]
+    NotFound,
+    #[error("method not allowed here")]
+    MethodNotAllowed,
+    #[error("Origin {0:?} is not allowed")]
+    Origin(String),
+    #[error("unknown or expired message endpoint")]
+    UnknownEndpoint,
+    #[error("request denied: {0}")]
+    Denied(String),
+    #[error("upstream {server} unreachable: {detail}")]
+    UpstreamUnavailable { server: String, detail: String },
+    #[error("upstream {server} did not answer within {seconds} s")]
+    UpstreamTimeout { server: String, seconds: u64 },
+    #[error("upstream {server} sent an invalid response: {detail}")]
+    UpstreamInvalid { server: String, detail: String },
+    #[error("the gateway is shutting down")]
+    Draining,
+}
+
+impl From<MessageError> for Refusal {
+    fn from(e: MessageError) -> Self {
+        Refusal::Message(e)
+    }
+}
+
+impl Refusal {
+    pub fn status(&self) -> StatusCode {
+        use Refusal::*;
+        match self {
+            Framing(_) | BadHeader(_) | BodyRead(_) | Message(_) | HeaderMismatch { .. } | MissingHeader { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            UnsupportedRevision(_) | RevisionMismatch { .. } => StatusCode::BAD_REQUEST,
+            BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ContentEncoding(_) | ContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            UnknownServer(_) | NotFound | UnknownEndpoint => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Origin(_) | Denied(_) => StatusCode::FORBIDDEN,
+            UpstreamUnavailable { .. } | UpstreamInvalid { .. } => StatusCode::BAD_GATEWAY,
+            UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Draining => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    pub fn code(&self) -> i64 {
+        match self {
+            Refusal::Message(MessageError::Json(_)) => rpc_error::PARSE_ERROR,
+            Refusal::Message(_) | Refusal::Framing(_) | Refusal::BadHeader(_) | Refusal::MissingHeader { .. } => {
+                rpc_error::INVALID_REQUEST
+            }
+            Refusal::UnsupportedRevision(_) | Refusal::RevisionMismatch { .. } => rpc_error::INVALID_REQUEST,
+            Refusal::HeaderMismatch { .. } => rpc_error::HEADER_MISMATCH,
+            Refusal::UpstreamInvalid { .. } => rpc_error::INTERNAL_ERROR,
+            _ => rpc_error::GATEWAY_ERROR,
+        }
+    }
+
+    pub fn cause(&self) -> Cause {
+        match self {
+            Refusal::UpstreamUnavailable { .. } | Refusal::UpstreamTimeout { .. } | Refusal::UpstreamInvalid { .. } => {
+                Cause::Upstream
+            }
+            Refusal::Draining => Cause::Gateway,
+            _ => Cause::Client,
+        }
+    }
+
+    /// Short label for the errors metric.
+    pub fn kind(&self) -> &'static str {
+        use Refusal::*;
+        match self {
+            Framing(_) => "framing",
+            BadHeader(_) | MissingHeader { .. } | UnsupportedRevision(_) | RevisionMismatch { .. } => "header",
+            BodyTooLarge { .. } => "too_large",
+            BodyTimeout => "timeout",
+            BodyRead(_) => "body",
+            ContentEncoding(_) | ContentType => "media_type",
+            Message(MessageError::Json(_)) => "json",
+            Message(_) => "jsonrpc",
+            HeaderMismatch { .. } => "header_mismatch",
+            UnknownServer(_) | NotFound | UnknownEndpoint => "not_found",
+            MethodNotAllowed => "method",
+            Origin(_) => "origin",
+            Denied(_) => "denied",
+            UpstreamUnavailable { .. } => "upstream_unavailable",
+            UpstreamTimeout { .. } => "upstream_timeout",
+            UpstreamInvalid { .. } => "upstream_invalid",
+            Draining => "draining",
+        }
+    }
+
+    /// Framing errors leave the connection in an unknown state: it must be closed.
+    pub fn closes_connection(&self) -> bool {
+        matches!(self, Refusal::Framing(_) | Refusal::BodyRead(_) | Refusal::BodyTimeout | Refusal::BodyTooLarge { .. })
+    }
+
+    /// The reply: the status, and a JSON-RPC error body naming the problem.
+    pub fn response(&self, id: Option<&Id>) -> Response<Body> {
+        let message = self.to_string();
+        let mut resp = Response::new(Full::new(rpc_error::body(id, self.code(), &message)).map_err(|e| match e {}).boxed_unsync());
+        *resp.status_mut() = self.status();
+        let headers = resp.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if self.closes_connection() {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if matches!(self, Refusal::MethodNotAllowed) {
+            headers.insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
+        }
+        resp
+    }
+}
+
+/// Empty body, for forwarding 202s and the like.
+pub fn empty() -> Body {
+    Full::new(Bytes::new()).map_err(|e| match e {}).boxed_unsync()
+}
+
+/// A fixed body.
+pub fn full(bytes: Bytes) -> Body {
+    Full::new(bytes).map_err(|e| match e {}).boxed_unsync()
+}
+
+impl From<JsonError> for Refusal {
+    fn from(e: JsonError) -> Self {
+        Refusal::Message(MessageError::Json(e))
+    }
+}

@@ -1,0 +1,179 @@
+//! Responses on their way back to the agent: JSON bodies parsed whole (with a cap), SSE streams
+//! parsed event by event and re-emitted as canonical frames, never buffered whole.
+
+use std::{pin::Pin, sync::Arc};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::stream;
+use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Incoming;
+use tokio_util::sync::CancellationToken;
+
+use super::{Body, BoxError, Gateway, stages::Identity, upstream::Upstream};
+use crate::mcp::{
+    self, Message, Revision,
+    sse::{self, Event},
+};
+
+/// What the relay needs to know about the exchange it belongs to.
+#[derive(Clone, Debug)]
+pub struct Context {
+    pub gateway: Arc<Gateway>,
+    pub upstream: Arc<Upstream>,
+    pub identity: Identity,
+    /// The session id the upstream's response carries (or the request carried).
+    pub session: Option<String>,
+    /// Legacy HTTP+SSE: `endpoint` events are rewritten.
+    pub legacy_stream: bool,
+}
+
+impl Context {
+    /// Runs the response stage and the session bookkeeping on one server->client message.
+    /// Returns whether to forward it.
+    fn on_message(&self, message: &Message) -> bool {
+        if let (Some(version), Some(session)) = (&message.protocol_version, &self.session) {
+            if let Some(revision) = Revision::parse(version) {
+                self.gateway.sessions.insert(self.upstream.server.name.as_str(), session, revision);
+            }
+        }
+        self.gateway.stages.response.inspect(&self.identity, &self.upstream.server, message)
+    }
+}
+
+/// Why an upstream JSON body was not forwarded.
+#[derive(Debug, thiserror::Error)]
+pub enum JsonRelayError {
+    #[error("response body larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("reading the response body failed: {0}")]
+    Read(String),
+    #[error("{0}")]
+    Invalid(mcp::MessageError),
+    #[error("the response stage withheld the response")]
+    Withheld,
+}
+
+/// Reads, checks and returns a JSON response body.
+pub async fn json(ctx: &Context, body: Incoming, allow_batch: bool, max: usize) -> Result<Bytes, JsonRelayError> {
+    let bytes = http_body_util::Limited::new(body, max)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() { JsonRelayError::TooLarge(max) } else { JsonRelayError::Read(e.to_string()) }
+        })?
+        .to_bytes();
+    let parsed = mcp::message::parse_body(&bytes, allow_batch, "upstream").map_err(JsonRelayError::Invalid)?;
+    for message in parsed.messages() {
+        if !ctx.on_message(message) {
+            return Err(JsonRelayError::Withheld);
+        }
+    }
+    Ok(bytes)
+}
+
+struct SseState {
+    ctx: Context,
+    body: Incoming,
+    parser: sse::Parser,
+    events: Vec<Event>,
+    cancel: CancellationToken,
+    /// Legacy endpoints this stream announced: released when it ends.
+    announced: Vec<String>,
+    done: bool,
+}
+
+impl Drop for SseState {
+    fn drop(&mut self) {
+        let server = self.ctx.upstream.server.name.as_str();
+        for path_query in self.announced.drain(..) {
+            self.ctx.gateway.legacy.release(server, &path_query);
+        }
+    }
+}
+
+/// Relays an SSE body: each event is parsed, checked and re-encoded; the stream ends when the
+/// upstream ends it, when it breaks a rule (an oversized event, bad UTF-8), or when the gateway
+/// drains.
+pub fn sse(ctx: Context, body: Incoming, max_event: usize) -> Body {
+    let cancel = ctx.gateway.drain.token();
+    let state = SseState { ctx, body, parser: sse::Parser::new(max_event), events: Vec::new(), cancel, announced: Vec::new(), done: false };
+    let stream = stream::unfold(state, |mut st| async move {
+        loop {
+            if st.done {
+                return None;
+            }
+            let frame = tokio::select! {
+                biased;
+                _ = st.cancel.cancelled() => return None,
+                frame = st.body.frame() => frame,
+            };
+            let data = match frame {
+                None => return None,
+                Some(Err(error)) => {
+                    st.done = true;
+                    tracing::debug!(%error, server = %st.ctx.upstream.server.name, "Upstream SSE stream broke.");
+                    return Some((Err::<Frame<Bytes>, BoxError>(Box::new(error)), st));
+                }
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => data,
+                    Err(_) => continue, // trailers carry nothing for the agent
+                },
+            };
+            if let Err(error) = st.parser.push(&data, &mut st.events) {
+                st.done = true;
+                tracing::warn!(%error, server = %st.ctx.upstream.server.name, "Cut an upstream SSE stream.");
+                st.ctx.gateway.upstream_error(st.ctx.upstream.server.name.as_str(), "upstream_invalid");
+                return Some((Err(Box::new(error) as BoxError), st));
+            }
+            let mut out = BytesMut::new();
+            let events = std::mem::take(&mut st.events);
+            for event in &events {
+                relay_event(&mut st, event, &mut out);
+            }
+            st.events = events;
+            st.events.clear();
+            if !out.is_empty() {
+                return Some((Ok(Frame::data(out.freeze())), st));
+            }
+        }
+    });
+    let body: Pin<Box<dyn futures_util::Stream<Item = Result<Frame<Bytes>, BoxError>> + Send>> = Box::pin(stream);
+    StreamBody::new(body).boxed_unsync()
+}
+
+fn relay_event(st: &mut SseState, event: &Event, out: &mut BytesMut) {
+    let server = st.ctx.upstream.server.name.as_str();
+    match (event.event.as_deref(), &event.data) {
+        (Some("endpoint"), Some(data)) if st.ctx.legacy_stream => {
+            match st.ctx.gateway.legacy.announce(server, &st.ctx.upstream.server.url, data) {
+                Ok((path_query, ours)) => {
+                    st.announced.push(path_query);
+                    sse::encode(&Event { data: Some(ours), ..event.clone() }, out);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, server, "Dropped an upstream endpoint event.");
+                    st.ctx.gateway.upstream_error(server, "upstream_invalid");
+                }
+            }
+        }
+        (None | Some("message"), Some(data)) if !data.is_empty() => match mcp::message::parse_message(data.as_bytes()) {
+            Ok(message) => {
+                if st.ctx.on_message(&message) {
+                    sse::encode(event, out);
+                }
+            }
+            Err(error) => {
+                // Never forward what the gateway could not read: the agent would act on
+                // something no stage has seen.
+                tracing::warn!(%error, server, "Dropped an invalid upstream SSE message.");
+                st.ctx.gateway.upstream_error(server, "upstream_invalid");
+            }
+        },
+        // Priming events (id, empty data), retry hints and keep-alives carry no message.
+        (None | Some("message"), _) => sse::encode(event, out),
+        (Some(other), _) => {
+            tracing::debug!(event = other, server, "Dropped an SSE event of an unknown type.");
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! One agent HTTP request through the stages: route, check headers, read and parse the body,
+//! decide, apply credentials, forward, relay the response, record.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+
+use super::{
+    Body, Gateway,
+    headers::{self, MCP_PROTOCOL_VERSION, MCP_SESSION_ID},
+    refusal::{self, Cause, Refusal},
+    relay,
+    stages::{Decision, Exchange, Identity},
+    upstream::Upstream,
+};
+use crate::{
+    config::Transport,
+    mcp::{self, Message, Revision},
+    metrics::{ErrorLabels, RequestLabels, method_label},
+};
+
+/// What the route names.
+enum Route<'a> {
+    /// `/servers/<name>/mcp`
+    Mcp(&'a str),
+    /// `/servers/<name>/sse`
+    Sse(&'a str),
+    /// `/servers/<name>/message?endpoint=...` (legacy POSTs)
+    Message(&'a str),
+}
+
+fn route(path: &str) -> Option<Route<'_>> {
+    let rest = path.strip_prefix("/servers/")?;
+    let (name, tail) = rest.split_once('/')?;
+    match tail {
+        "mcp" => Some(Route::Mcp(name)),
+        "sse" => Some(Route::Sse(name)),
+        "message" => Some(Route::Message(name)),
+        _ => None,
+    }
+}
+
+/// The outcome of one request, for metrics and audit.
+struct Outcome {
+    response: Response<Body>,
+    messages: Vec<Message>,
+    decision: Decision,
+    error: Option<Refusal>,
+}
+
+impl Outcome {
+    fn refused(error: Refusal, messages: Vec<Message>) -> Self {
+        let id = messages.first().and_then(|m| m.id.clone());
+        Self { response: error.response(id.as_ref()), messages, decision: Decision::Allow, error: Some(error) }
+    }
+}
+
+/// Handles one request. Never fails: every problem becomes an HTTP status and a JSON-RPC error.
+pub async fn handle(gateway: Arc<Gateway>, identity: Identity, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let http_method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let (server_name, outcome) = match route(&path) {
+        None => (String::from("-"), Outcome::refused(Refusal::NotFound, Vec::new())),
+        Some(r) => {
+            let name = match r {
+                Route::Mcp(n) | Route::Sse(n) | Route::Message(n) => n,
+            };
+            let outcome = match gateway.upstreams.get(name).cloned() {
+                None => Outcome::refused(Refusal::UnknownServer(name.to_owned()), Vec::new()),
+                Some(upstream) => dispatch(&gateway, &identity, upstream, r, req).await,
+            };
+            // Unknown names are agent input: keep them out of metric labels.
+            let label = if gateway.upstreams.get(name).is_some() { name.to_owned() } else { String::from("-") };
+            (label, outcome)
+        }
+    };
+    let latency = started.elapsed();
+    let method = match (&http_method, outcome.messages.as_slice()) {
+        (&Method::GET, _) => "stream",
+        (&Method::DELETE, _) => "session/delete",
+        (_, [one]) => method_label(one.method.as_deref().unwrap_or("response")),
+        (_, []) => "invalid",
+        _ => "batch",
+    };
+    let labels = RequestLabels { server: server_name.clone(), method };
+    gateway.metrics.requests.get_or_create(&labels).inc();
+    gateway.metrics.latency.get_or_create(&labels).observe(latency.as_secs_f64());
+    if let Some(error) = &outcome.error {
+        gateway.metrics.errors.get_or_create(&ErrorLabels { server: server_name.clone(), method, kind: error.kind() }).inc();
+        match error.cause() {
+            Cause::Client => tracing::debug!(%error, server = %server_name, %identity, "Refused an agent request."),
+            Cause::Upstream => tracing::warn!(%error, server = %server_name, "Upstream failed a request."),
+            Cause::Gateway => tracing::info!(%error, "Refused a request while shutting down."),
+        }
+    }
+    let error_text = outcome.error.as_ref().map(ToString::to_string);
+    gateway.stages.audit.record(&Exchange {
+        identity: &identity,
+        server: &server_name,
+        messages: &outcome.messages,
+        http_method: &http_method,
+        status: outcome.response.status(),
+        decision: &outcome.decision,
+        error: error_text.as_deref(),
+        latency,
+    });
+    outcome.response
+}
+
+async fn dispatch(gateway: &Arc<Gateway>, identity: &Identity, upstream: Arc<Upstream>, route: Route<'_>, req: Request<Incoming>) -> Outcome {
+    if gateway.drain.is_draining() {
+        return Outcome::refused(Refusal::Draining, Vec::new());
+    }
+    if let Err(e) = headers::check_request(req.headers()).and_then(|()| headers::check_origin(req.headers())) {
+        return Outcome::refused(e, Vec::new());
+    }
+    let legacy = upstream.server.transport == Transport::Sse;
+    match (route, req.method().clone(), legacy) {
+        (Route::Mcp(_), Method::POST, false) => post(gateway, identity, upstream, req, None).await,
+        (Route::Mcp(_), Method::GET, false) => stream(gateway, identity, upstream, req, false).await,
+        (Route::Mcp(_), Method::DELETE, false) => delete(gateway, identity, upstream, req).await,
+        (Route::Sse(_) | Route::Mcp(_), Method::GET, true) => stream(gateway, identity, upstream, req, true).await,
+        (Route::Message(_), Method::POST, true) => {
+            let endpoint = req
+                .uri()
+                .query()
+                .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "endpoint").map(|(_, v)| v.into_owned()));
+            match endpoint {
+                Some(e) if e.starts_with('/') && gateway.legacy.is_live(upstream.server.name.as_str(), &e) => {
+                    post(gateway, identity, upstream, req, Some(e)).await
+                }
+                _ => Outcome::refused(Refusal::UnknownEndpoint, Vec::new()),
+            }
+        }
+        (Route::Mcp(_), _, false) | (Route::Message(_), _, true) | (Route::Sse(_) | Route::Mcp(_), _, true) => {
+            Outcome::refused(Refusal::MethodNotAllowed, Vec::new())
+        }
+        _ => Outcome::refused(Refusal::NotFound, Vec::new()),
+    }
+}
+
+/// The revision a request is held to: its `MCP-Protocol-Version` header, else what its session
+/// negotiated, else what the transport spec says to assume.
+fn revision(gateway: &Gateway, server: &str, headers: &HeaderMap, legacy: bool) -> Result<Revision, Refusal> {
+    if legacy {
+        return Ok(Revision::V2024_11_05);
+    }
+    let negotiated = headers::text(headers, MCP_SESSION_ID)?.and_then(|s| gateway.sessions.get(server, s));
+    match headers::text(headers, MCP_PROTOCOL_VERSION)? {
+        Some(v) => {
+            let header = Revision::parse(v).ok_or_else(|| Refusal::UnsupportedRevision(v.to_owned()))?;
+            match negotiated {
+                Some(n) if n != header => Err(Refusal::RevisionMismatch { header: v.to_owned(), negotiated: n.as_str() }),
+                _ => Ok(header),
+            }
+        }
+        None => Ok(negotiated.unwrap_or(Revision::ASSUMED_WITHOUT_HEADER)),
+    }
+}
+
+async fn read_body(body: Incoming, max: usize, timeout: Duration) -> Result<Bytes, Refusal> {
+    match tokio::time::timeout(timeout, Limited::new(body, max).collect()).await {
+        Err(_) => Err(Refusal::BodyTimeout),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Refusal::BodyTooLarge { max }),
+        Ok(Err(e)) => Err(Refusal::BodyRead(e.to_string())),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+/// A JSON-RPC POST (Streamable HTTP, or a legacy endpoint when `legacy_endpoint` is set).
+async fn post(
+    gateway: &Arc<Gateway>,
+    identity: &Identity,
+    upstream: Arc<Upstream>,
+    req: Request<Incoming>,
+    legacy_endpoint: Option<String>,
+) -> Outcome {
+    let limits = &gateway.config.limits;
+    let (parts, body) = req.into_parts();
+    if let Err(e) = headers::check_json_content_type(&parts.headers) {
+        return Outcome::refused(e, Vec::new());
+    }
+    if let Some(len) = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
+        if len > limits.max_request_bytes as u64 {
+            return Outcome::refused(Refusal::BodyTooLarge { max: limits.max_request_bytes }, Vec::new());
+        }
+    }
+    let bytes = match read_body(body, limits.max_request_bytes, limits.body_read_timeout).await {
+        Ok(b) => b,
+        Err(e) => return Outcome::refused(e, Vec::new()),
+    };
+    let server = upstream.server.name.as_str();
+    let revision = match revision(gateway, server, &parts.headers, legacy_endpoint.is_some()) {
+        Ok(r) => r,
+        Err(e) => return Outcome::refused(e, Vec::new()),
+    };
+    let parsed = match mcp::message::parse_body(&bytes, revision.allows_batch(), revision.as_str()) {
+        Ok(p) => p,
+        Err(e) => return Outcome::refused(e.into(), Vec::new()),
+    };
+    if let mcp::Body::Batch(messages) = &parsed {
+        if messages.iter().any(|m| m.method.as_deref() == Some("initialize")) {
+            return Outcome::refused(Refusal::BadHeader("initialize cannot be part of a batch".into()), messages.clone());
+        }
+    }
+    let messages = match parsed {
+        mcp::Body::Single(m) => vec![m],
+        mcp::Body::Batch(v) => v,
+    };
+    let body_view = match messages.as_slice() {
+        [one] => mcp::Body::Single(one.clone()),
+        many => mcp::Body::Batch(many.to_vec()),
+    };
+    if let Err(e) = headers::check_method_headers(&parts.headers, &body_view, revision) {
+        return Outcome::refused(e, messages);
+    }
+    for message in &messages {
+        if let Decision::Deny { reason, rule } = gateway.stages.decision.decide(identity, &upstream.server, message) {
+            let mut outcome = Outcome::refused(Refusal::Denied(reason.clone()), Vec::new());
+            outcome.messages = messages;
+            outcome.decision = Decision::Deny { reason, rule };
+            return outcome;
+        }
+    }
+    let uri = match &legacy_endpoint {
+        Some(path_query) => {
+            let mut u = upstream.server.url.clone();
+            let (path, query) = path_query.split_once('?').unwrap_or((path_query, ""));
+            u.set_path(path);
+            u.set_query((!query.is_empty()).then_some(query));
+            u
+        }
+        None => upstream.server.url.clone(),
+    };
+    let mut up_headers = headers::upstream_request(&parts.headers);
+    gateway.stages.credentials.apply(identity, &upstream.server, &mut up_headers);
+    let sent = send(gateway, &upstream, Method::POST, uri.as_str(), up_headers, bytes).await;
+    let response = match sent {
+        Ok(r) => r,
+        Err(e) => return Outcome::refused(e, messages),
+    };
+    let session = response
+        .headers()
+        .get(MCP_SESSION_ID)
+        .or(parts.headers.get(MCP_SESSION_ID))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let ctx = relay::Context { gateway: gateway.clone(), upstream: upstream.clone(), identity: identity.clone(), session, legacy_stream: false };
+    let allow_batch = messages.len() > 1;
+    relay_response(gateway, ctx, response, allow_batch, messages).await
+}
+
+/// A GET: the Streamable HTTP standalone stream, or the legacy transport's stream.
+async fn stream(gateway: &Arc<Gateway>, identity: &Identity, upstream: Arc<Upstream>, req: Request<Incoming>, legacy: bool) -> Outcome {
+    let up_headers = {
+        let mut h = headers::upstream_request(req.headers());
+        gateway.stages.credentials.apply(identity, &upstream.server, &mut h);
+        h
+    };
+    let url = upstream.server.url.clone();
+    let response = match send(gateway, &upstream, Method::GET, url.as_str(), up_headers, Bytes::new()).await {
+        Ok(r) => r,
+        Err(e) => return Outcome::refused(e, Vec::new()),
+    };
+    let session = req.headers().get(MCP_SESSION_ID).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let ctx = relay::Context { gateway: gateway.clone(), upstream, identity: identity.clone(), session, legacy_stream: legacy };
+    relay_response(gateway, ctx, response, false, Vec::new()).await
+}
+
+/// A DELETE: ends a session upstream, and here.
+async fn delete(gateway: &Arc<Gateway>, identity: &Identity, upstream: Arc<Upstream>, req: Request<Incoming>) -> Outcome {
+    let mut up_headers = headers::upstream_request(req.headers());
+    gateway.stages.credentials.apply(identity, &upstream.server, &mut up_headers);
+    let session = req.headers().get(MCP_SESSION_ID).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let url = upstream.server.url.clone();
+    let response = match send(gateway, &upstream, Method::DELETE, url.as_str(), up_headers, Bytes::new()).await {
+        Ok(r) => r,
+        Err(e) => return Outcome::refused(e, Vec::new()),
+    };
+    if response.status().is_success() {
+        if let Some(s) = &session {
+            gateway.sessions.remove(upstream.server.name.as_str(), s);
+        }
+    }
+    let ctx = relay::Context { gateway: gateway.clone(), upstream, identity: identity.clone(), session, legacy_stream: false };
+    relay_response(gateway, ctx, response, false, Vec::new()).await
+}
+
+async fn send(
+    gateway: &Gateway,
+    upstream: &Upstream,
+    method: Method,
+    uri: &str,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response<Incoming>, Refusal> {
+    let server = upstream.server.name.to_string();
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(h) = req.headers_mut() {
+        *h = headers;
+    }
+    let req = req.body(Full::new(body)).map_err(|e| Refusal::UpstreamUnavailable { server: server.clone(), detail: e.to_string() })?;
+    let timeout = gateway.config.limits.upstream_response_timeout;
+    match tokio::time::timeout(timeout, upstream.client.request(req)).await {
+        Err(_) => Err(Refusal::UpstreamTimeout { server, seconds: timeout.as_secs() }),
+        Ok(Err(e)) => Err(Refusal::UpstreamUnavailable { server, detail: error_chain(&e) }),
+        Ok(Ok(r)) => Ok(r),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Sends the upstream's response on to the agent, through the response stage.
+async fn relay_response(gateway: &Arc<Gateway>, ctx: relay::Context, response: Response<Incoming>, allow_batch: bool, messages: Vec<Message>) -> Outcome {
+    let limits = &gateway.config.limits;
+    let server = ctx.upstream.server.name.to_string();
+    let (parts, body) = response.into_parts();
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    if parts.headers.get(header::CONTENT_ENCODING).is_some_and(|e| e != "identity") {
+        let detail = "compressed response despite Accept-Encoding: identity".to_owned();
+        return Outcome::refused(Refusal::UpstreamInvalid { server, detail }, messages);
+    }
+    let mut out_headers = headers::agent_response(&parts.headers);
+    let body = match (parts.status, content_type.as_str()) {
+        (StatusCode::ACCEPTED | StatusCode::NO_CONTENT, _) => refusal::empty(),
+        (_, "text/event-stream") => {
+            out_headers.insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-cache"));
+            relay::sse(ctx, body, limits.max_sse_event_bytes)
+        }
+        (_, "application/json") => match relay::json(&ctx, body, allow_batch, limits.max_response_bytes).await {
+            Ok(bytes) => refusal::full(bytes),
+            Err(e) if parts.status.is_success() => {
+                return Outcome::refused(Refusal::UpstreamInvalid { server, detail: e.to_string() }, messages);
+            }
+            // An error status with a body the gateway cannot vouch for: keep the status, drop the body.
+            Err(_) => refusal::empty(),
+        },
+        (status, _) if status.is_success() && !matches!(status, StatusCode::OK) => refusal::empty(),
+        (status, other) if status.is_success() => {
+            let detail = format!("unexpected Content-Type {other:?}");
+            return Outcome::refused(Refusal::UpstreamInvalid { server, detail }, messages);
+        }
+        // Error statuses (404 for an expired session, 405 for no GET stream, 400...) keep their
+        // meaning; their bodies are not MCP messages and are not forwarded.
+        _ => {
+            out_headers.remove(header::CONTENT_TYPE);
+            refusal::empty()
+        }
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = parts.status;
+    *resp.headers_mut() = out_headers;
+    Outcome { response: resp, messages, decision: Decision::Allow, error: None }
+}

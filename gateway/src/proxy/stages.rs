@@ -1,0 +1,170 @@
+//! The stages every message passes, in order: identity -> decision -> credentials -> upstream
+//! -> response inspection -> audit.
+//!
+//! Each stage is a trait object so that later components (eBPF identity, the policy engine,
+//! credential injection, the audit log) replace the defaults here without touching the request
+//! path. The defaults are what explicit mode without those components should do: attribute by
+//! peer address, allow every well-formed message, never pass an agent's credentials upstream,
+//! forward every well-formed response, and record exchanges as tracing events.
+
+use std::{fmt, net::SocketAddr, sync::Arc, time::Duration};
+
+use http::HeaderMap;
+
+use crate::{config::Server, mcp::Message};
+
+/// Who is on the other end of an agent connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Identity {
+    /// Explicit mode without attestation: all that is known is the peer address.
+    Peer { address: SocketAddr },
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Identity::Peer { address } => write!(f, "peer {address}"),
+        }
+    }
+}
+
+/// What the decision stage says about one message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    /// Refused: the agent gets a JSON-RPC error with `reason`, nothing goes upstream.
+    Deny { reason: String, rule: String },
+}
+
+/// Attributes a connection.
+pub trait IdentityStage: Send + Sync + fmt::Debug {
+    fn identify(&self, peer: SocketAddr) -> Identity;
+}
+
+/// Decides on each client->server message.
+pub trait DecisionStage: Send + Sync + fmt::Debug {
+    fn decide(&self, identity: &Identity, server: &Server, message: &Message) -> Decision;
+}
+
+/// Shapes the headers sent upstream once a request is allowed.
+pub trait CredentialStage: Send + Sync + fmt::Debug {
+    fn apply(&self, identity: &Identity, server: &Server, upstream_headers: &mut HeaderMap);
+}
+
+/// Looks at each server->client message before it reaches the agent. `false` drops it.
+pub trait ResponseStage: Send + Sync + fmt::Debug {
+    fn inspect(&self, identity: &Identity, server: &Server, message: &Message) -> bool;
+}
+
+/// One finished exchange, for the audit stage.
+#[derive(Debug)]
+pub struct Exchange<'a> {
+    pub identity: &'a Identity,
+    pub server: &'a str,
+    /// The classified request messages (empty when the body was refused before classification).
+    pub messages: &'a [Message],
+    pub http_method: &'a http::Method,
+    pub status: http::StatusCode,
+    pub decision: &'a Decision,
+    /// Set when the gateway refused or failed the request itself.
+    pub error: Option<&'a str>,
+    pub latency: Duration,
+}
+
+/// Records exchanges. Never decides.
+pub trait AuditStage: Send + Sync + fmt::Debug {
+    fn record(&self, exchange: &Exchange<'_>);
+}
+
+/// The stages the proxy runs.
+#[derive(Clone, Debug)]
+pub struct Stages {
+    pub identity: Arc<dyn IdentityStage>,
+    pub decision: Arc<dyn DecisionStage>,
+    pub credentials: Arc<dyn CredentialStage>,
+    pub response: Arc<dyn ResponseStage>,
+    pub audit: Arc<dyn AuditStage>,
+}
+
+impl Default for Stages {
+    fn default() -> Self {
+        Self {
+            identity: Arc::new(PeerIdentity),
+            decision: Arc::new(AllowWellFormed),
+            credentials: Arc::new(StripAgentCredentials),
+            response: Arc::new(ForwardWellFormed),
+            audit: Arc::new(TracingAudit),
+        }
+    }
+}
+
+/// Explicit mode: the peer address is the identity.
+#[derive(Debug)]
+pub struct PeerIdentity;
+
+impl IdentityStage for PeerIdentity {
+    fn identify(&self, peer: SocketAddr) -> Identity {
+        Identity::Peer { address: peer }
+    }
+}
+
+/// Allows every message that passed strict parsing. The policy engine replaces it.
+#[derive(Debug)]
+pub struct AllowWellFormed;
+
+impl DecisionStage for AllowWellFormed {
+    fn decide(&self, _: &Identity, _: &Server, _: &Message) -> Decision {
+        Decision::Allow
+    }
+}
+
+/// Headers that carry an agent's credentials. MCP forbids token passthrough, so none of them
+/// ever reaches an upstream; upstream credentials are the gateway's to inject.
+pub const AGENT_CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
+
+/// Removes agent credentials from the upstream request.
+#[derive(Debug)]
+pub struct StripAgentCredentials;
+
+impl CredentialStage for StripAgentCredentials {
+    fn apply(&self, _: &Identity, _: &Server, headers: &mut HeaderMap) {
+        for name in AGENT_CREDENTIAL_HEADERS {
+            headers.remove(name);
+        }
+    }
+}
+
+/// Forwards every well-formed server message.
+#[derive(Debug)]
+pub struct ForwardWellFormed;
+
+impl ResponseStage for ForwardWellFormed {
+    fn inspect(&self, _: &Identity, _: &Server, _: &Message) -> bool {
+        true
+    }
+}
+
+/// Records each exchange as a DEBUG tracing event under the `agentgate::audit` target, until the
+/// tamper-evident audit log takes over.
+#[derive(Debug)]
+pub struct TracingAudit;
+
+impl AuditStage for TracingAudit {
+    fn record(&self, e: &Exchange<'_>) {
+        let first = e.messages.first();
+        tracing::debug!(
+            target: "agentgate::audit",
+            identity = %e.identity,
+            server = e.server,
+            http_method = %e.http_method,
+            method = first.map(Message::method),
+            tool = first.and_then(|m| m.target.header_name()),
+            messages = e.messages.len(),
+            status = e.status.as_u16(),
+            decision = ?e.decision,
+            error = e.error,
+            latency_us = e.latency.as_micros() as u64,
+            "exchange"
+        );
+    }
+}

@@ -1,0 +1,20 @@
+//! Tracing setup: `RUST_LOG` when set, else the configured level; plain or JSON lines on stderr.
+
+use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+use crate::config::{LogFormat, Logging};
+
+/// Installs the global subscriber. Safe to call more than once (later calls are ignored), so
+/// tests that start several gateways in one process do not fight over it.
+pub fn init(logging: &Logging) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&logging.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(filter);
+    let result = match logging.format {
+        LogFormat::Plain => registry.with(fmt::layer().with_writer(std::io::stderr)).try_init(),
+        LogFormat::Json => registry.with(fmt::layer().json().with_writer(std::io::stderr)).try_init(),
+    };
+    // Err only means a subscriber is already installed.
+    drop(result);
+}
