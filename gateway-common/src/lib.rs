@@ -38,7 +38,11 @@ impl Destination {
 
     /// An IPv6 destination.
     pub const fn v6(addr: [u8; 16], port: u16) -> Self {
-        Self { addr, port, _pad: [0; 6] }
+        Self {
+            addr,
+            port,
+            _pad: [0; 6],
+        }
     }
 
     /// The IPv4 address when this destination is IPv4-mapped.
@@ -56,7 +60,11 @@ impl Destination {
             && a[9] == 0
             && a[10] == 0xff
             && a[11] == 0xff;
-        if mapped { Some([a[12], a[13], a[14], a[15]]) } else { None }
+        if mapped {
+            Some([a[12], a[13], a[14], a[15]])
+        } else {
+            None
+        }
     }
 }
 

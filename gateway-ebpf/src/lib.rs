@@ -60,12 +60,26 @@ mod tests {
         assert!(should_redirect(SOCK_STREAM, &mcp, &listener, configured));
         assert!(!should_redirect(SOCK_STREAM, &other, &listener, configured));
         assert!(!should_redirect(2, &mcp, &listener, configured));
-        assert!(!should_redirect(SOCK_STREAM, &listener, &listener, configured));
+        assert!(!should_redirect(
+            SOCK_STREAM,
+            &listener,
+            &listener,
+            configured
+        ));
     }
 
     #[test]
     fn record_splits_the_packed_helper_values() {
-        let r = record(Destination::v4([1, 2, 3, 4], 5), 9, (7 << 32) | 8, (11 << 32) | 10, 12);
-        assert_eq!((r.pid, r.tgid, r.uid, r.gid, r.cgroup_id, r.socket_cookie), (8, 7, 10, 11, 12, 9));
+        let r = record(
+            Destination::v4([1, 2, 3, 4], 5),
+            9,
+            (7 << 32) | 8,
+            (11 << 32) | 10,
+            12,
+        );
+        assert_eq!(
+            (r.pid, r.tgid, r.uid, r.gid, r.cgroup_id, r.socket_cookie),
+            (8, 7, 10, 11, 12, 9)
+        );
     }
 }

@@ -74,7 +74,10 @@ fn bad_config(e: &ConfigError) -> i32 {
 
 fn run(config: Config) -> i32 {
     telemetry::init(&config.logging);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(error) => {
             tracing::error!(%error, "Cannot start the async runtime.");
@@ -96,7 +99,10 @@ fn run(config: Config) -> i32 {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot listen on {address}: {source}")]
-    Bind { address: std::net::SocketAddr, source: std::io::Error },
+    Bind {
+        address: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Upstream(#[from] proxy::UpstreamError),
 }
@@ -122,14 +128,27 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let config = Arc::new(config);
     let drain = Drain::new();
     let metrics = Arc::new(Metrics::new());
-    let gateway = Arc::new(Gateway::new(config.clone(), Stages::default(), metrics.clone(), drain.clone())?);
+    let gateway = Arc::new(Gateway::new(
+        config.clone(),
+        Stages::default(),
+        metrics.clone(),
+        drain.clone(),
+    )?);
     let address = config.listener.address;
-    let listener = tokio::net::TcpListener::bind(address).await.map_err(|source| StartError::Bind { address, source })?;
-    let proxy_addr = listener.local_addr().map_err(|source| StartError::Bind { address, source })?;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| StartError::Bind { address, source })?;
+    let proxy_addr = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { address, source })?;
     let admin_addr = match config.admin.address {
         Some(address) => {
-            let admin = crate::admin::bind(address).await.map_err(|source| StartError::Bind { address, source })?;
-            let bound = admin.local_addr().map_err(|source| StartError::Bind { address, source })?;
+            let admin = crate::admin::bind(address)
+                .await
+                .map_err(|source| StartError::Bind { address, source })?;
+            let bound = admin
+                .local_addr()
+                .map_err(|source| StartError::Bind { address, source })?;
             drain.spawn(crate::admin::serve(admin, metrics, drain.clone()));
             Some(bound)
         }
@@ -140,14 +159,22 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         tracing::info!(server = %server.name, url = %server.url, transport = %server.transport, "Upstream configured.");
     }
     tracing::info!(listen = %proxy_addr, admin = ?admin_addr, servers = config.servers.len(), "agentgate is ready.");
-    Ok(Running { bound: Bound { proxy: proxy_addr, admin: admin_addr }, gateway })
+    Ok(Running {
+        bound: Bound {
+            proxy: proxy_addr,
+            admin: admin_addr,
+        },
+        gateway,
+    })
 }
 
 impl Running {
     /// Waits for a shutdown signal, then drains. Returns the exit code.
     pub async fn wait_for_shutdown(self) -> i32 {
         match signal::shutdown().await {
-            Ok(which) => tracing::info!(signal = ?which, "Shutting down: draining in-flight requests."),
+            Ok(which) => {
+                tracing::info!(signal = ?which, "Shutting down: draining in-flight requests.")
+            }
             Err(error) => tracing::error!(%error, "Cannot listen for signals; shutting down."),
         }
         let grace = self.gateway.config.limits.shutdown_grace;

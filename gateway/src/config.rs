@@ -79,16 +79,27 @@ pub struct Server {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{file}: cannot read: {source}")]
-    Read { file: String, source: std::io::Error },
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
     #[error("{file}:{line}: {key}: {message}")]
-    Invalid { file: String, line: usize, key: String, message: String },
+    Invalid {
+        file: String,
+        line: usize,
+        key: String,
+        message: String,
+    },
 }
 
 impl Config {
     /// Loads and validates a file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
         Self::parse(&text, &file)
     }
 
@@ -101,11 +112,21 @@ impl Config {
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         let raw: raw::File = toml::from_str(text).map_err(|e| {
             let (line, key) = locate(text, e.span());
-            ConfigError::Invalid { file: file.to_owned(), line, key, message: e.message().trim().to_owned() }
+            ConfigError::Invalid {
+                file: file.to_owned(),
+                line,
+                key,
+                message: e.message().trim().to_owned(),
+            }
         })?;
         raw.validate().map_err(|(span, key, message)| {
             let (line, _) = locate(text, span);
-            ConfigError::Invalid { file: file.to_owned(), line, key, message }
+            ConfigError::Invalid {
+                file: file.to_owned(),
+                line,
+                key,
+                message,
+            }
         })
     }
 
@@ -118,15 +139,25 @@ impl Config {
 /// Line number (1-based) of a span, and the key it is on: the key written on that line, qualified
 /// by the table header above it.
 fn locate(text: &str, span: Option<std::ops::Range<usize>>) -> (usize, String) {
-    let Some(span) = span else { return (0, "(file)".to_owned()) };
+    let Some(span) = span else {
+        return (0, "(file)".to_owned());
+    };
     let start = span.start.min(text.len());
     let line_no = text[..start].bytes().filter(|&b| b == b'\n').count() + 1;
     let lines: Vec<&str> = text.lines().collect();
     let line = lines.get(line_no - 1).copied().unwrap_or("").trim();
     let key = if line.starts_with('[') {
-        line.trim_matches(|c| c == '[' || c == ']').trim().to_owned()
+        line.trim_matches(|c| c == '[' || c == ']')
+            .trim()
+            .to_owned()
     } else {
-        let own = line.split('=').next().unwrap_or("").trim().trim_matches('"').to_owned();
+        let own = line
+            .split('=')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches('"')
+            .to_owned();
         let table = lines[..line_no.saturating_sub(1).min(lines.len())]
             .iter()
             .rev()
@@ -139,7 +170,14 @@ fn locate(text: &str, span: Option<std::ops::Range<usize>>) -> (usize, String) {
             None => own,
         }
     };
-    (line_no, if key.is_empty() { "(file)".to_owned() } else { key })
+    (
+        line_no,
+        if key.is_empty() {
+            "(file)".to_owned()
+        } else {
+            key
+        },
+    )
 }
 
 impl fmt::Display for Server {

@@ -42,7 +42,9 @@ impl Default for Metrics {
 
 fn latency_histogram() -> Histogram {
     // 50 us .. ~26 s: a proxy hop at the bottom, slow tool calls at the top.
-    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.000_05, 2.0, 20))
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.000_05, 2.0, 20,
+    ))
 }
 
 impl Metrics {
@@ -50,17 +52,37 @@ impl Metrics {
         let mut registry = Registry::with_prefix("agentgate");
         let requests = Family::<RequestLabels, Counter>::default();
         let errors = Family::<ErrorLabels, Counter>::default();
-        let latency = Family::<RequestLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let latency = Family::<RequestLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
         let connections = Gauge::default();
-        registry.register("requests", "MCP HTTP requests handled, by upstream server and method", requests.clone());
-        registry.register("errors", "Requests that failed or were refused, by server, method and kind", errors.clone());
+        registry.register(
+            "requests",
+            "MCP HTTP requests handled, by upstream server and method",
+            requests.clone(),
+        );
+        registry.register(
+            "errors",
+            "Requests that failed or were refused, by server, method and kind",
+            errors.clone(),
+        );
         registry.register(
             "request_duration_seconds",
             "Time from request received to response headers sent, by server and method",
             latency.clone(),
         );
-        registry.register("open_connections", "Agent connections currently open", connections.clone());
-        Self { registry, requests, errors, latency, connections }
+        registry.register(
+            "open_connections",
+            "Agent connections currently open",
+            connections.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            errors,
+            latency,
+            connections,
+        }
     }
 
     /// The Prometheus text exposition.
@@ -104,7 +126,11 @@ pub fn method_label(method: &str) -> &'static str {
         "session/delete",
         "invalid",
     ];
-    KNOWN.iter().copied().find(|k| *k == method).unwrap_or("other")
+    KNOWN
+        .iter()
+        .copied()
+        .find(|k| *k == method)
+        .unwrap_or("other")
 }
 
 #[cfg(test)]
@@ -114,10 +140,26 @@ mod tests {
     #[test]
     fn renders_series_with_bounded_labels() {
         let m = Metrics::new();
-        m.requests.get_or_create(&RequestLabels { server: "s".into(), method: method_label("tools/call") }).inc();
-        m.requests.get_or_create(&RequestLabels { server: "s".into(), method: method_label("evil/\"x") }).inc();
+        m.requests
+            .get_or_create(&RequestLabels {
+                server: "s".into(),
+                method: method_label("tools/call"),
+            })
+            .inc();
+        m.requests
+            .get_or_create(&RequestLabels {
+                server: "s".into(),
+                method: method_label("evil/\"x"),
+            })
+            .inc();
         let text = m.render();
-        assert!(text.contains(r#"agentgate_requests_total{server="s",method="tools/call"} 1"#), "{text}");
-        assert!(text.contains(r#"agentgate_requests_total{server="s",method="other"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"agentgate_requests_total{server="s",method="tools/call"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"agentgate_requests_total{server="s",method="other"} 1"#),
+            "{text}"
+        );
     }
 }

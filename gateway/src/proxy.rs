@@ -1,6 +1,7 @@
 //! The agent-facing proxy: listener, HTTP handling, upstream clients, and the stages each
 //! message passes. It runs the stages; it does not implement policy, identity or audit itself.
 
+mod framing;
 mod headers;
 mod legacy;
 mod listener;
@@ -45,7 +46,12 @@ pub struct Gateway {
 
 impl Gateway {
     /// Builds the proxy state; fails only when an upstream's TLS settings are unusable.
-    pub fn new(config: Arc<Config>, stages: stages::Stages, metrics: Arc<Metrics>, drain: Drain) -> Result<Self, UpstreamError> {
+    pub fn new(
+        config: Arc<Config>,
+        stages: stages::Stages,
+        metrics: Arc<Metrics>,
+        drain: Drain,
+    ) -> Result<Self, UpstreamError> {
         Ok(Self {
             upstreams: upstream::Upstreams::new(&config)?,
             sessions: sessions::Sessions::new(config.limits.max_sessions),
@@ -58,7 +64,14 @@ impl Gateway {
     }
 
     fn upstream_error(&self, server: &str, kind: &'static str) {
-        self.metrics.errors.get_or_create(&ErrorLabels { server: server.to_owned(), method: "stream", kind }).inc();
+        self.metrics
+            .errors
+            .get_or_create(&ErrorLabels {
+                server: server.to_owned(),
+                method: "stream",
+                kind,
+            })
+            .inc();
     }
 }
 

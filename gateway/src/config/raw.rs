@@ -52,7 +52,10 @@ struct RawListener {
 
 impl Default for RawListener {
     fn default() -> Self {
-        Self { address: default_listen(), max_connections: default_max_connections() }
+        Self {
+            address: default_listen(),
+            max_connections: default_max_connections(),
+        }
     }
 }
 
@@ -67,7 +70,10 @@ struct RawAdmin {
 
 impl Default for RawAdmin {
     fn default() -> Self {
-        Self { address: default_admin(), enabled: true }
+        Self {
+            address: default_admin(),
+            enabled: true,
+        }
     }
 }
 
@@ -121,7 +127,10 @@ struct RawLogging {
 
 impl Default for RawLogging {
     fn default() -> Self {
-        Self { format: LogFormat::default(), level: default_level() }
+        Self {
+            format: LogFormat::default(),
+            level: default_level(),
+        }
     }
 }
 
@@ -182,10 +191,17 @@ impl TryFrom<String> for ServerName {
     fn try_from(s: String) -> Result<Self, String> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
             && s != "."
             && s != "..";
-        if ok { Ok(Self(s)) } else { Err(format!("server name {s:?} must match [A-Za-z0-9_.-]{{1,64}}")) }
+        if ok {
+            Ok(Self(s))
+        } else {
+            Err(format!(
+                "server name {s:?} must match [A-Za-z0-9_.-]{{1,64}}"
+            ))
+        }
     }
 }
 
@@ -203,7 +219,11 @@ struct Positive(usize);
 impl TryFrom<i64> for Positive {
     type Error = String;
     fn try_from(v: i64) -> Result<Self, String> {
-        usize::try_from(v).ok().filter(|v| *v > 0).map(Positive).ok_or_else(|| format!("{v} must be a positive integer"))
+        usize::try_from(v)
+            .ok()
+            .filter(|v| *v > 0)
+            .map(Positive)
+            .ok_or_else(|| format!("{v} must be a positive integer"))
     }
 }
 
@@ -218,7 +238,9 @@ impl TryFrom<String> for Timeout {
         match humantime::parse_duration(&s) {
             Ok(d) if !d.is_zero() => Ok(Timeout(d)),
             Ok(_) => Err(format!("{s:?} must be longer than zero")),
-            Err(e) => Err(format!("{s:?} is not a duration such as \"10s\" or \"500ms\": {e}")),
+            Err(e) => Err(format!(
+                "{s:?} is not a duration such as \"10s\" or \"500ms\": {e}"
+            )),
         }
     }
 }
@@ -227,7 +249,9 @@ fn yes() -> bool {
     true
 }
 fn default_listen() -> SocketAddr {
-    DEFAULT_LISTEN.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 15001)))
+    DEFAULT_LISTEN
+        .parse()
+        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 15001)))
 }
 fn default_admin() -> Option<SocketAddr> {
     DEFAULT_ADMIN.parse().ok()
@@ -273,11 +297,20 @@ impl File {
         for raw in self.servers {
             let name = raw.name.get_ref().clone();
             if servers.iter().any(|s| s.name == name) {
-                return Err((Some(raw.name.span()), "servers.name".into(), format!("duplicate server name {name:?}")));
+                return Err((
+                    Some(raw.name.span()),
+                    "servers.name".into(),
+                    format!("duplicate server name {name:?}"),
+                ));
             }
             let url_span = Some(raw.url.span());
-            let url = url::Url::parse(raw.url.get_ref())
-                .map_err(|e| (url_span.clone(), "servers.url".to_owned(), format!("{:?} is not a URL: {e}", raw.url.get_ref())))?;
+            let url = url::Url::parse(raw.url.get_ref()).map_err(|e| {
+                (
+                    url_span.clone(),
+                    "servers.url".to_owned(),
+                    format!("{:?} is not a URL: {e}", raw.url.get_ref()),
+                )
+            })?;
             let bad = |why: &str| (url_span.clone(), "servers.url".to_owned(), why.to_owned());
             if !matches!(url.scheme(), "http" | "https") {
                 return Err(bad("only http:// and https:// upstreams are supported"));
@@ -286,28 +319,52 @@ impl File {
                 return Err(bad("the URL has no host"));
             }
             if !url.username().is_empty() || url.password().is_some() {
-                return Err(bad("credentials in the URL would leak into logs; remove them"));
+                return Err(bad(
+                    "credentials in the URL would leak into logs; remove them",
+                ));
             }
             if url.fragment().is_some() {
                 return Err(bad("the URL must not have a #fragment"));
             }
             let ca_file = match raw.ca_file {
                 Some(path) if url.scheme() != "https" => {
-                    return Err((Some(path.span()), "servers.ca_file".into(), "ca_file only applies to https:// upstreams".into()));
+                    return Err((
+                        Some(path.span()),
+                        "servers.ca_file".into(),
+                        "ca_file only applies to https:// upstreams".into(),
+                    ));
                 }
                 Some(path) => Some(path.into_inner()),
                 None => None,
             };
-            servers.push(Server { name, url, transport: raw.transport, ca_file });
+            servers.push(Server {
+                name,
+                url,
+                transport: raw.transport,
+                ca_file,
+            });
         }
         let logging = self.logging;
         if tracing_subscriber::EnvFilter::try_new(&logging.level).is_err() {
-            return Err((None, "logging.level".into(), format!("{:?} is not a tracing filter", logging.level)));
+            return Err((
+                None,
+                "logging.level".into(),
+                format!("{:?} is not a tracing filter", logging.level),
+            ));
         }
         let l = self.limits;
         Ok(Config {
-            listener: Listener { address: self.listener.address, max_connections: self.listener.max_connections.0 },
-            admin: Admin { address: if self.admin.enabled { self.admin.address } else { None } },
+            listener: Listener {
+                address: self.listener.address,
+                max_connections: self.listener.max_connections.0,
+            },
+            admin: Admin {
+                address: if self.admin.enabled {
+                    self.admin.address
+                } else {
+                    None
+                },
+            },
             limits: Limits {
                 max_request_bytes: l.max_request_bytes.0,
                 max_response_bytes: l.max_response_bytes.0,
@@ -319,7 +376,10 @@ impl File {
                 shutdown_grace: l.shutdown_grace.0,
                 max_sessions: l.max_sessions.0,
             },
-            logging: Logging { format: logging.format, level: logging.level },
+            logging: Logging {
+                format: logging.format,
+                level: logging.level,
+            },
             servers,
         })
     }

@@ -75,7 +75,9 @@ impl<'t, 'i> View<'t, 'i> {
         };
         let mut idx = 1;
         (0..len).map_while(move |_| {
-            let Some(Node::String(key)) = nodes.get(idx) else { return None };
+            let Some(Node::String(key)) = nodes.get(idx) else {
+                return None;
+            };
             let start = idx + 1;
             let end = start + subtree_len(nodes.get(start));
             idx = end;
@@ -154,13 +156,20 @@ fn parse_with<R>(
     bytes: &[u8],
     f: impl FnOnce(View<'_, '_>) -> R,
 ) -> Result<R, JsonError> {
-    let Scratch { input, buffers, tape } = scratch;
+    let Scratch {
+        input,
+        buffers,
+        tape,
+    } = scratch;
     input.clear();
     input.extend_from_slice(bytes);
     let mut local = tape.take().unwrap_or_else(|| Tape::null().reset()).reset();
     let result = match simd_json::fill_tape(input, buffers, &mut local) {
         Ok(()) => check_tape(&local.0).map(|()| f(View(&local.0))),
-        Err(e) => Err(JsonError::Syntax { offset: e.index(), kind: describe(e.error()) }),
+        Err(e) => Err(JsonError::Syntax {
+            offset: e.index(),
+            kind: describe(e.error()),
+        }),
     };
     *tape = Some(local.reset());
     result
@@ -171,11 +180,17 @@ fn describe(kind: &simd_json::ErrorType) -> String {
     use simd_json::ErrorType as E;
     match kind {
         E::TrailingData => "trailing data after the value".into(),
-        E::InvalidNumber | E::InvalidExponent => "invalid number (no NaN, Infinity, leading zeros or bare signs)".into(),
+        E::InvalidNumber | E::InvalidExponent => {
+            "invalid number (no NaN, Infinity, leading zeros or bare signs)".into()
+        }
         E::InvalidUtf8 => "invalid UTF-8".into(),
-        E::InvalidEscape | E::InvalidUnicodeEscape | E::InvalidUnicodeCodepoint => "invalid escape in a string".into(),
+        E::InvalidEscape | E::InvalidUnicodeEscape | E::InvalidUnicodeCodepoint => {
+            "invalid escape in a string".into()
+        }
         E::Eof => "unexpected end of input".into(),
         E::KeyMustBeAString => "object key is not a string".into(),
+        // simd-json reports trailing values and unbalanced brackets from its tape builder.
+        E::InternalError(_) => "trailing data after the value, or unbalanced brackets".into(),
         other => format!("{other:?}"),
     }
 }
@@ -205,6 +220,22 @@ fn prescan(bytes: &[u8]) -> Result<(), JsonError> {
                 i += 1;
             }
             b'"' => i = skip_string(bytes, i + 1)?,
+            // serde_json and Python read -0 as the float -0.0, simd-json as the integer 0.
+            b'-' if bytes.get(i + 1) == Some(&b'0')
+                && !matches!(bytes.get(i + 2), Some(b'.' | b'e' | b'E')) =>
+            {
+                return Err(JsonError::Syntax {
+                    offset: i,
+                    kind: "negative zero is read differently by different parsers".into(),
+                });
+            }
+            // simd-json reads a NUL after a number as the end of input: "[1\0.]" would parse.
+            b if b < 0x20 && !matches!(b, b' ' | b'\t' | b'\n' | b'\r') => {
+                return Err(JsonError::Syntax {
+                    offset: i,
+                    kind: "control character outside a string".into(),
+                });
+            }
             _ => i += 1,
         }
     }
@@ -228,7 +259,9 @@ fn skip_string(bytes: &[u8], mut i: usize) -> Result<usize, JsonError> {
                 let start = i;
                 match hex4(bytes, i + 2) {
                     Some(cp @ 0xD800..=0xDBFF) => {
-                        let low = if bytes.get(i + 6) == Some(&b'\\') && bytes.get(i + 7) == Some(&b'u') {
+                        let low = if bytes.get(i + 6) == Some(&b'\\')
+                            && bytes.get(i + 7) == Some(&b'u')
+                        {
                             hex4(bytes, i + 8)
                         } else {
                             None
@@ -241,7 +274,9 @@ fn skip_string(bytes: &[u8], mut i: usize) -> Result<usize, JsonError> {
                             }
                         }
                     }
-                    Some(0xDC00..=0xDFFF) => return Err(JsonError::LoneSurrogate { offset: start }),
+                    Some(0xDC00..=0xDFFF) => {
+                        return Err(JsonError::LoneSurrogate { offset: start });
+                    }
                     _ => i += 2,
                 }
             }
@@ -263,7 +298,9 @@ fn check_tape(nodes: &[Node<'_>]) -> Result<(), JsonError> {
     for (idx, node) in nodes.iter().enumerate() {
         match node {
             Node::Object { len, .. } if *len > 1 => check_keys(nodes, idx, *len)?,
-            Node::Static(StaticNode::F64(f)) if !f.is_finite() => return Err(JsonError::NumberOutOfRange),
+            Node::Static(StaticNode::F64(f)) if !f.is_finite() => {
+                return Err(JsonError::NumberOutOfRange);
+            }
             _ => {}
         }
     }
@@ -277,19 +314,26 @@ fn check_keys(nodes: &[Node<'_>], object: usize, len: usize) -> Result<(), JsonE
     let mut idx = object + 1;
     for _ in 0..len {
         let Some(Node::String(key)) = nodes.get(idx) else {
-            return Err(JsonError::Syntax { offset: 0, kind: "object key is not a string".into() });
+            return Err(JsonError::Syntax {
+                offset: 0,
+                kind: "object key is not a string".into(),
+            });
         };
         keys.push(key);
         idx += 1 + subtree_len(nodes.get(idx + 1));
     }
     let duplicate = if len <= LINEAR_MAX {
-        keys.iter().enumerate().find_map(|(i, k)| keys[..i].contains(k).then_some(*k))
+        keys.iter()
+            .enumerate()
+            .find_map(|(i, k)| keys[..i].contains(k).then_some(*k))
     } else {
         keys.sort_unstable();
         keys.windows(2).find_map(|w| (w[0] == w[1]).then_some(w[0]))
     };
     match duplicate {
-        Some(key) => Err(JsonError::DuplicateKey { key: key.to_owned() }),
+        Some(key) => Err(JsonError::DuplicateKey {
+            key: key.to_owned(),
+        }),
         None => Ok(()),
     }
 }
@@ -304,7 +348,9 @@ fn subtree_len(node: Option<&Node<'_>>) -> usize {
 fn build(nodes: &[Node<'_>], pos: &mut usize) -> serde_json::Value {
     use serde_json::Value as J;
     // Depth is capped at MAX_DEPTH by the pre-scan, so this recursion is bounded.
-    let Some(node) = nodes.get(*pos) else { return J::Null };
+    let Some(node) = nodes.get(*pos) else {
+        return J::Null;
+    };
     *pos += 1;
     match *node {
         Node::String(s) => J::String(s.to_owned()),
@@ -312,7 +358,9 @@ fn build(nodes: &[Node<'_>], pos: &mut usize) -> serde_json::Value {
         Node::Static(StaticNode::Bool(b)) => J::Bool(b),
         Node::Static(StaticNode::I64(i)) => J::from(i),
         Node::Static(StaticNode::U64(u)) => J::from(u),
-        Node::Static(StaticNode::F64(f)) => serde_json::Number::from_f64(f).map_or(J::Null, J::Number),
+        Node::Static(StaticNode::F64(f)) => {
+            serde_json::Number::from_f64(f).map_or(J::Null, J::Number)
+        }
         Node::Array { len, .. } => J::Array((0..len).map(|_| build(nodes, pos)).collect()),
         Node::Object { len, .. } => {
             let mut map = serde_json::Map::new();
@@ -326,5 +374,132 @@ fn build(nodes: &[Node<'_>], pos: &mut usize) -> serde_json::Value {
             }
             J::Object(map)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &[u8]) -> Result<serde_json::Value, JsonError> {
+        with_parsed(s, |v| v.to_owned_value())
+    }
+
+    #[test]
+    fn accepts_ordinary_json() {
+        let v = parse(
+            br#" {"a": [1, -2, 3.5, "x\u00e9\ud83d\ude00", true, null, {}], "b": {"c": "d"}} "#,
+        )
+        .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"a": [1, -2, 3.5, "xé😀", true, null, {}], "b": {"c": "d"}})
+        );
+    }
+
+    #[test]
+    fn refuses_what_parsers_disagree_on() {
+        let cases: &[(&[u8], fn(&JsonError) -> bool)] = &[
+            (b"", |e| *e == JsonError::Empty),
+            (b"  \n", |e| *e == JsonError::Empty),
+            (b"\xEF\xBB\xBF{}", |e| *e == JsonError::ByteOrderMark),
+            (
+                br#"{"a":1,"a":2}"#,
+                |e| matches!(e, JsonError::DuplicateKey { key } if key == "a"),
+            ),
+            (
+                br#"{"name":1,"n\u0061me":2}"#,
+                |e| matches!(e, JsonError::DuplicateKey { key } if key == "name"),
+            ),
+            (br#"{"x":{"k":1,"k":1}}"#, |e| {
+                matches!(e, JsonError::DuplicateKey { .. })
+            }),
+            (br#""\ud800""#, |e| {
+                matches!(e, JsonError::LoneSurrogate { .. })
+            }),
+            (br#""\udc00""#, |e| {
+                matches!(e, JsonError::LoneSurrogate { .. })
+            }),
+            (br#""\ud800\u0041""#, |e| {
+                matches!(e, JsonError::LoneSurrogate { .. })
+            }),
+            (br#""\ud800x""#, |e| {
+                matches!(e, JsonError::LoneSurrogate { .. })
+            }),
+            (b"\"\xff\"", |e| matches!(e, JsonError::Syntax { .. })),
+            (b"\"\xed\xa0\x80\"", |e| {
+                matches!(e, JsonError::Syntax { .. })
+            }),
+            (b"NaN", |e| matches!(e, JsonError::Syntax { .. })),
+            (b"[Infinity]", |e| matches!(e, JsonError::Syntax { .. })),
+            (b"[-Infinity]", |e| matches!(e, JsonError::Syntax { .. })),
+            (b"[01]", |e| matches!(e, JsonError::Syntax { .. })),
+            (b"[-01]", |e| matches!(e, JsonError::Syntax { .. })),
+            (b"[1.]", |e| matches!(e, JsonError::Syntax { .. })),
+            (b"[.5]", |e| matches!(e, JsonError::Syntax { .. })),
+            (b"[+1]", |e| matches!(e, JsonError::Syntax { .. })),
+            (b"[1e400]", |e| {
+                matches!(e, JsonError::NumberOutOfRange | JsonError::Syntax { .. })
+            }),
+            (b"{} {}", |e| matches!(e, JsonError::Syntax { .. })),
+            (b"{}x", |e| matches!(e, JsonError::Syntax { .. })),
+            (b"[1,]", |e| matches!(e, JsonError::Syntax { .. })),
+            (b"{\"a\":1,}", |e| matches!(e, JsonError::Syntax { .. })),
+            (b"\"a\tb\"", |e| matches!(e, JsonError::Syntax { .. })),
+            (b"'a'", |e| matches!(e, JsonError::Syntax { .. })),
+            (b"{a:1}", |e| matches!(e, JsonError::Syntax { .. })),
+            (b"[1 /* c */]", |e| matches!(e, JsonError::Syntax { .. })),
+            (b"\"abc", |e| matches!(e, JsonError::Syntax { .. })),
+            (b"[1\0.]", |e| matches!(e, JsonError::Syntax { .. })),
+            (b"[-0]", |e| matches!(e, JsonError::Syntax { .. })),
+            (b"-0", |e| matches!(e, JsonError::Syntax { .. })),
+            (b"[1]\0", |e| matches!(e, JsonError::Syntax { .. })),
+            (b"\"a\0b\"", |e| matches!(e, JsonError::Syntax { .. })),
+        ];
+        for (input, check) in cases {
+            match parse(input) {
+                Ok(v) => panic!("accepted {:?} as {v}", String::from_utf8_lossy(input)),
+                Err(e) => assert!(
+                    check(&e),
+                    "{:?}: unexpected error {e:?}",
+                    String::from_utf8_lossy(input)
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn depth_is_capped() {
+        let ok = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(parse(ok.as_bytes()).is_ok());
+        let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        assert_eq!(parse(deep.as_bytes()), Err(JsonError::TooDeep));
+        // Brackets inside strings do not count.
+        let quoted = format!("[\"{}\"]", "[".repeat(1000));
+        assert!(parse(quoted.as_bytes()).is_ok());
+        // An unclosed flood is refused before simd-json sees it.
+        assert_eq!(
+            parse("[".repeat(100_000).as_bytes()),
+            Err(JsonError::TooDeep)
+        );
+    }
+
+    #[test]
+    fn escaped_quotes_and_backslashes_do_not_confuse_the_prescan() {
+        let v = parse(br#"{"a":"\\","b":"\"[[[","c":"\\\"\ud83d\ude00"}"#).unwrap();
+        assert_eq!(v["c"], "\\\"😀");
+    }
+
+    #[test]
+    fn large_objects_use_the_sorted_duplicate_check() {
+        let mut body = String::from("{");
+        for i in 0..100 {
+            body.push_str(&format!("\"k{i}\":{i},"));
+        }
+        body.push_str("\"k7\":0}");
+        assert_eq!(
+            parse(body.as_bytes()),
+            Err(JsonError::DuplicateKey { key: "k7".into() })
+        );
     }
 }

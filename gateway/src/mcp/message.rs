@@ -62,11 +62,19 @@ impl Kind {
 pub enum Target {
     None,
     /// `tools/call`: the tool and its arguments (an object, or absent).
-    Tool { name: Box<str>, arguments: Option<serde_json::Value> },
+    Tool {
+        name: Box<str>,
+        arguments: Option<serde_json::Value>,
+    },
     /// `resources/read`, `resources/subscribe`, `resources/unsubscribe`.
-    Resource { uri: Box<str> },
+    Resource {
+        uri: Box<str>,
+    },
     /// `prompts/get`.
-    Prompt { name: Box<str>, arguments: Option<serde_json::Value> },
+    Prompt {
+        name: Box<str>,
+        arguments: Option<serde_json::Value>,
+    },
 }
 
 impl Target {
@@ -146,20 +154,30 @@ pub enum MessageError {
     #[error("\"error\" must be an object with an integer \"code\" and a string \"message\"")]
     BadError,
     #[error("{method} needs a string \"params.{field}\"")]
-    MissingTarget { method: &'static str, field: &'static str },
+    MissingTarget {
+        method: &'static str,
+        field: &'static str,
+    },
     #[error("{method}: \"params.arguments\" must be an object")]
     BadArguments { method: &'static str },
 }
 
 /// Parses and classifies a body. `allow_batch` is true only where the negotiated revision
 /// permits batches (2025-03-26).
-pub fn parse_body(bytes: &[u8], allow_batch: bool, revision: &'static str) -> Result<Body, MessageError> {
+pub fn parse_body(
+    bytes: &[u8],
+    allow_batch: bool,
+    revision: &'static str,
+) -> Result<Body, MessageError> {
     json::with_parsed(bytes, |root| {
         if root.is_array() {
             if !allow_batch {
                 return Err(MessageError::BatchNotAllowed { revision });
             }
-            let messages = root.elements().map(classify).collect::<Result<Vec<_>, _>>()?;
+            let messages = root
+                .elements()
+                .map(classify)
+                .collect::<Result<Vec<_>, _>>()?;
             if messages.is_empty() {
                 return Err(MessageError::EmptyBatch);
             }
@@ -179,7 +197,8 @@ fn classify(v: View<'_, '_>) -> Result<Message, MessageError> {
     if !v.is_object() {
         return Err(MessageError::NotAnObject);
     }
-    let (mut version, mut id, mut method, mut params, mut result, mut error) = (None, None, None, None, None, None);
+    let (mut version, mut id, mut method, mut params, mut result, mut error) =
+        (None, None, None, None, None, None);
     for (key, value) in v.entries() {
         let slot = match key {
             "jsonrpc" => &mut version,
@@ -202,13 +221,20 @@ fn classify(v: View<'_, '_>) -> Result<Message, MessageError> {
         if result.is_some() || error.is_some() {
             return Err(MessageError::MethodWithResult);
         }
-        let method = method.as_str().filter(|m| !m.is_empty()).ok_or(MessageError::BadMethod)?;
+        let method = method
+            .as_str()
+            .filter(|m| !m.is_empty())
+            .ok_or(MessageError::BadMethod)?;
         if params.is_some_and(|p| !p.is_object()) {
             return Err(MessageError::BadParams);
         }
         let (target, protocol_version) = classify_params(method, params)?;
         return Ok(Message {
-            kind: if id.is_some() { Kind::Request } else { Kind::Notification },
+            kind: if id.is_some() {
+                Kind::Request
+            } else {
+                Kind::Notification
+            },
             id,
             method: Some(method.into()),
             target,
@@ -218,21 +244,30 @@ fn classify(v: View<'_, '_>) -> Result<Message, MessageError> {
     if params.is_some() {
         return Err(MessageError::BadResponse);
     }
-    let (Some(_), kind) = (&id, match (result, error) {
-        (Some(_), None) => Kind::Response,
-        (None, Some(e)) => {
-            check_error_object(e)?;
-            Kind::Error
-        }
-        _ => return Err(MessageError::BadResponse),
-    }) else {
+    let (Some(_), kind) = (
+        &id,
+        match (result, error) {
+            (Some(_), None) => Kind::Response,
+            (None, Some(e)) => {
+                check_error_object(e)?;
+                Kind::Error
+            }
+            _ => return Err(MessageError::BadResponse),
+        },
+    ) else {
         return Err(MessageError::BadResponse);
     };
     let protocol_version = result
         .and_then(|r| r.get("protocolVersion"))
         .and_then(|p| p.as_str())
         .map(Into::into);
-    Ok(Message { kind, id, method: None, target: Target::None, protocol_version })
+    Ok(Message {
+        kind,
+        id,
+        method: None,
+        target: Target::None,
+        protocol_version,
+    })
 }
 
 fn parse_id(v: View<'_, '_>) -> Result<Id, MessageError> {
@@ -247,9 +282,16 @@ fn parse_id(v: View<'_, '_>) -> Result<Id, MessageError> {
 }
 
 fn check_error_object(e: View<'_, '_>) -> Result<(), MessageError> {
-    let code_ok = matches!(e.get("code").and_then(|c| c.as_static()), Some(StaticNode::I64(_) | StaticNode::U64(_)));
+    let code_ok = matches!(
+        e.get("code").and_then(|c| c.as_static()),
+        Some(StaticNode::I64(_) | StaticNode::U64(_))
+    );
     let message_ok = e.get("message").is_some_and(|m| m.as_str().is_some());
-    if e.is_object() && code_ok && message_ok { Ok(()) } else { Err(MessageError::BadError) }
+    if e.is_object() && code_ok && message_ok {
+        Ok(())
+    } else {
+        Err(MessageError::BadError)
+    }
 }
 
 type Classified = (Target, Option<Box<str>>);
@@ -260,7 +302,10 @@ fn classify_params(method: &str, params: Option<View<'_, '_>>) -> Result<Classif
             .and_then(|p| p.get(name))
             .and_then(|v| v.as_str())
             .map(Into::into)
-            .ok_or(MessageError::MissingTarget { method: m, field: name })
+            .ok_or(MessageError::MissingTarget {
+                method: m,
+                field: name,
+            })
     };
     let arguments = |m: &'static str| -> Result<Option<serde_json::Value>, MessageError> {
         match params.and_then(|p| p.get("arguments")) {
@@ -271,20 +316,235 @@ fn classify_params(method: &str, params: Option<View<'_, '_>>) -> Result<Classif
     };
     Ok(match method {
         "tools/call" => (
-            Target::Tool { name: field("name", "tools/call")?, arguments: arguments("tools/call")? },
+            Target::Tool {
+                name: field("name", "tools/call")?,
+                arguments: arguments("tools/call")?,
+            },
             None,
         ),
         "prompts/get" => (
-            Target::Prompt { name: field("name", "prompts/get")?, arguments: arguments("prompts/get")? },
+            Target::Prompt {
+                name: field("name", "prompts/get")?,
+                arguments: arguments("prompts/get")?,
+            },
             None,
         ),
-        "resources/read" => (Target::Resource { uri: field("uri", "resources/read")? }, None),
-        "resources/subscribe" => (Target::Resource { uri: field("uri", "resources/subscribe")? }, None),
-        "resources/unsubscribe" => (Target::Resource { uri: field("uri", "resources/unsubscribe")? }, None),
+        "resources/read" => (
+            Target::Resource {
+                uri: field("uri", "resources/read")?,
+            },
+            None,
+        ),
+        "resources/subscribe" => (
+            Target::Resource {
+                uri: field("uri", "resources/subscribe")?,
+            },
+            None,
+        ),
+        "resources/unsubscribe" => (
+            Target::Resource {
+                uri: field("uri", "resources/unsubscribe")?,
+            },
+            None,
+        ),
         "initialize" => (
             Target::None,
-            params.and_then(|p| p.get("protocolVersion")).and_then(|v| v.as_str()).map(Into::into),
+            params
+                .and_then(|p| p.get("protocolVersion"))
+                .and_then(|v| v.as_str())
+                .map(Into::into),
         ),
         _ => (Target::None, None),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(s: &str) -> Result<Message, MessageError> {
+        parse_message(s.as_bytes())
+    }
+
+    #[test]
+    fn classifies_the_four_kinds_and_their_targets() {
+        let m = one(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}"#).unwrap();
+        assert_eq!(
+            (m.kind, m.id.clone(), m.method()),
+            (Kind::Request, Some(Id::Int(7)), "tools/call")
+        );
+        assert_eq!(
+            m.target,
+            Target::Tool {
+                name: "echo".into(),
+                arguments: Some(serde_json::json!({"message": "hi"}))
+            }
+        );
+        let m = one(
+            r#"{"jsonrpc":"2.0","id":"r1","method":"resources/read","params":{"uri":"file:///a"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            m.target,
+            Target::Resource {
+                uri: "file:///a".into()
+            }
+        );
+        assert_eq!(m.id, Some(Id::Str("r1".into())));
+        let m = one(r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"p"}}"#)
+            .unwrap();
+        assert_eq!(
+            m.target,
+            Target::Prompt {
+                name: "p".into(),
+                arguments: None
+            }
+        );
+        let m = one(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
+        assert_eq!((m.kind, m.id), (Kind::Notification, None));
+        let m =
+            one(r#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18"}}"#).unwrap();
+        assert_eq!(
+            (m.kind, m.protocol_version.as_deref()),
+            (Kind::Response, Some("2025-06-18"))
+        );
+        let m = one(r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"no"}}"#).unwrap();
+        assert_eq!(m.kind, Kind::Error);
+        let m = one(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25"}}"#).unwrap();
+        assert_eq!(m.protocol_version.as_deref(), Some("2025-11-25"));
+    }
+
+    #[test]
+    fn refuses_malformed_messages() {
+        let cases: &[(&str, fn(&MessageError) -> bool)] = &[
+            (r#"[1]"#, |e| *e == MessageError::NotAnObject),
+            (r#""x""#, |e| *e == MessageError::NotAnObject),
+            (r#"{"id":1,"method":"ping"}"#, |e| {
+                *e == MessageError::BadVersion
+            }),
+            (r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#, |e| {
+                *e == MessageError::BadVersion
+            }),
+            (r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#, |e| {
+                *e == MessageError::BadId
+            }),
+            (r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#, |e| {
+                *e == MessageError::BadId
+            }),
+            (r#"{"jsonrpc":"2.0","id":1.0,"method":"ping"}"#, |e| {
+                *e == MessageError::BadId
+            }),
+            (r#"{"jsonrpc":"2.0","id":1e2,"method":"ping"}"#, |e| {
+                *e == MessageError::BadId
+            }),
+            (
+                r#"{"jsonrpc":"2.0","id":9007199254740993,"method":"ping"}"#,
+                |e| *e == MessageError::BadId,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":-9007199254740993,"method":"ping"}"#,
+                |e| *e == MessageError::BadId,
+            ),
+            (r#"{"jsonrpc":"2.0","id":true,"method":"ping"}"#, |e| {
+                *e == MessageError::BadId
+            }),
+            (r#"{"jsonrpc":"2.0","id":[1],"method":"ping"}"#, |e| {
+                *e == MessageError::BadId
+            }),
+            (r#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#, |e| {
+                *e == MessageError::BadId
+            }),
+            (r#"{"jsonrpc":"2.0","id":1,"method":""}"#, |e| {
+                *e == MessageError::BadMethod
+            }),
+            (r#"{"jsonrpc":"2.0","id":1,"method":5}"#, |e| {
+                *e == MessageError::BadMethod
+            }),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":[1]}"#,
+                |e| *e == MessageError::BadParams,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"ping","result":{}}"#,
+                |e| *e == MessageError::MethodWithResult,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"ping","Method":"x"}"#,
+                |e| matches!(e, MessageError::UnknownMember(m) if m == "Method"),
+            ),
+            (r#"{"jsonrpc":"2.0","id":1}"#, |e| {
+                *e == MessageError::BadResponse
+            }),
+            (r#"{"jsonrpc":"2.0","result":{}}"#, |e| {
+                *e == MessageError::BadResponse
+            }),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"result":{},"error":{"code":1,"message":"m"}}"#,
+                |e| *e == MessageError::BadResponse,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"error":{"code":"x","message":"m"}}"#,
+                |e| *e == MessageError::BadError,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#,
+                |e| matches!(e, MessageError::MissingTarget { .. }),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":3}}"#,
+                |e| matches!(e, MessageError::MissingTarget { .. }),
+            ),
+            (r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#, |e| {
+                matches!(e, MessageError::MissingTarget { .. })
+            }),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":[1]}}"#,
+                |e| matches!(e, MessageError::BadArguments { .. }),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"url":"x"}}"#,
+                |e| matches!(e, MessageError::MissingTarget { .. }),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}"#,
+                |e| matches!(e, MessageError::Json(JsonError::DuplicateKey { .. })),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","n\u0061me":"b"}}"#,
+                |e| matches!(e, MessageError::Json(JsonError::DuplicateKey { .. })),
+            ),
+            (r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#, |e| {
+                matches!(e, MessageError::Json(JsonError::DuplicateKey { .. }))
+            }),
+        ];
+        for (input, check) in cases {
+            match one(input) {
+                Ok(m) => panic!("accepted {input} as {m:?}"),
+                Err(e) => assert!(check(&e), "{input}: unexpected error {e:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn batches_only_where_allowed_and_never_empty() {
+        let batch = br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","method":"notifications/x"}]"#;
+        assert!(matches!(
+            parse_body(batch, false, "2025-06-18"),
+            Err(MessageError::BatchNotAllowed {
+                revision: "2025-06-18"
+            })
+        ));
+        let Ok(Body::Batch(v)) = parse_body(batch, true, "2025-03-26") else {
+            panic!("batch refused")
+        };
+        assert_eq!(v.len(), 2);
+        assert_eq!(
+            parse_body(b"[]", true, "2025-03-26"),
+            Err(MessageError::EmptyBatch)
+        );
+        assert!(matches!(
+            parse_body(b"[1]", true, "2025-03-26"),
+            Err(MessageError::NotAnObject)
+        ));
+    }
 }

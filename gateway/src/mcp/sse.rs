@@ -25,7 +25,10 @@ pub struct Event {
 impl Event {
     /// An event carrying one JSON-RPC message.
     pub fn message(data: String) -> Self {
-        Self { data: Some(data), ..Self::default() }
+        Self {
+            data: Some(data),
+            ..Self::default()
+        }
     }
 }
 
@@ -62,7 +65,13 @@ struct Pending {
 impl Parser {
     /// A parser that rejects events (all their lines together) larger than `max_event` bytes.
     pub fn new(max_event: usize) -> Self {
-        Self { max_event, line: Vec::new(), after_cr: false, at_start: true, pending: Pending::default() }
+        Self {
+            max_event,
+            line: Vec::new(),
+            after_cr: false,
+            at_start: true,
+            pending: Pending::default(),
+        }
     }
 
     /// Consumes `chunk`, appending every event it completes to `out`.
@@ -76,7 +85,11 @@ impl Parser {
                 return Ok(());
             }
             self.at_start = false;
-            let skip = if head.starts_with(&[0xEF, 0xBB, 0xBF]) { 3 } else { 0 };
+            let skip = if head.starts_with(&[0xEF, 0xBB, 0xBF]) {
+                3
+            } else {
+                0
+            };
             return self.push_lines(&head[skip..], out);
         }
         if self.after_cr && chunk.first() == Some(&b'\n') {
@@ -107,7 +120,9 @@ impl Parser {
 
     fn grow(&self, more: usize) -> Result<(), SseError> {
         if self.pending.size + self.line.len() + more > self.max_event {
-            return Err(SseError::EventTooLarge { max: self.max_event });
+            return Err(SseError::EventTooLarge {
+                max: self.max_event,
+            });
         }
         Ok(())
     }
@@ -115,9 +130,16 @@ impl Parser {
     fn line_done(&mut self, line: &[u8], out: &mut Vec<Event>) -> Result<(), SseError> {
         if line.is_empty() {
             let p = std::mem::take(&mut self.pending);
-            let has_field = p.event.is_some() || p.data.is_some() || p.id.is_some() || p.retry.is_some();
+            let has_field =
+                p.event.is_some() || p.data.is_some() || p.id.is_some() || p.retry.is_some();
             if has_field || p.comment {
-                out.push(Event { event: p.event, data: p.data, id: p.id, retry: p.retry, keepalive: !has_field });
+                out.push(Event {
+                    event: p.event,
+                    data: p.data,
+                    id: p.id,
+                    retry: p.retry,
+                    keepalive: !has_field,
+                });
             }
             return Ok(());
         }
@@ -206,13 +228,25 @@ mod tests {
     fn every_split_point_and_line_end_gives_the_same_events() {
         let stream = b"\xEF\xBB\xBF: hello\r\nevent: message\r\nid: 7\rdata: {\"a\":\r\ndata: 1}\n\nretry: 50\n\ndata:x\r\r";
         let expected = vec![
-            Event { event: Some("message".into()), id: Some("7".into()), data: Some("{\"a\":\n1}".into()), ..Event::default() },
-            Event { retry: Some(50), ..Event::default() },
+            Event {
+                event: Some("message".into()),
+                id: Some("7".into()),
+                data: Some("{\"a\":\n1}".into()),
+                ..Event::default()
+            },
+            Event {
+                retry: Some(50),
+                ..Event::default()
+            },
             Event::message("x".into()),
         ];
         // The comment shares its block with the event's fields, so no keep-alive of its own.
         for split in 1..=stream.len() {
-            assert_eq!(parse_all(stream, split).unwrap(), expected, "split at {split}");
+            assert_eq!(
+                parse_all(stream, split).unwrap(),
+                expected,
+                "split at {split}"
+            );
         }
     }
 
@@ -220,18 +254,33 @@ mod tests {
     fn oversized_events_are_refused_even_without_a_line_end() {
         let mut p = Parser::new(16);
         let mut out = Vec::new();
-        assert_eq!(p.push(b"data: 0123456789abcdefXYZ", &mut out), Err(SseError::EventTooLarge { max: 16 }));
+        assert_eq!(
+            p.push(b"data: 0123456789abcdefXYZ", &mut out),
+            Err(SseError::EventTooLarge { max: 16 })
+        );
         let mut p = Parser::new(16);
         assert!(p.push(b"data: 01234\n", &mut out).is_ok());
-        assert_eq!(p.push(b"data: 56789\n", &mut out), Err(SseError::EventTooLarge { max: 16 }));
+        assert_eq!(
+            p.push(b"data: 56789\n", &mut out),
+            Err(SseError::EventTooLarge { max: 16 })
+        );
     }
 
     #[test]
     fn encode_is_canonical_and_reparses_to_the_same_event() {
-        let e = Event { event: Some("message".into()), id: Some("1".into()), retry: Some(3), data: Some("a\nb".into()), keepalive: false };
+        let e = Event {
+            event: Some("message".into()),
+            id: Some("1".into()),
+            retry: Some(3),
+            data: Some("a\nb".into()),
+            keepalive: false,
+        };
         let mut out = BytesMut::new();
         encode(&e, &mut out);
-        assert_eq!(&out[..], b"event: message\nid: 1\nretry: 3\ndata: a\ndata: b\n\n");
+        assert_eq!(
+            &out[..],
+            b"event: message\nid: 1\nretry: 3\ndata: a\ndata: b\n\n"
+        );
         assert_eq!(parse_all(&out, 3).unwrap(), vec![e]);
     }
 
@@ -245,6 +294,9 @@ mod tests {
 
     #[test]
     fn invalid_utf8_is_an_error() {
-        assert_eq!(parse_all(b"data: \xff\n\n", 100), Err(SseError::InvalidUtf8));
+        assert_eq!(
+            parse_all(b"data: \xff\n\n", 100),
+            Err(SseError::InvalidUtf8)
+        );
     }
 }

@@ -27,8 +27,15 @@ const SINGLE: [&str; 9] = [
 
 /// Request headers copied to the upstream. Everything else (hop-by-hop headers, the agent's
 /// credentials, cookies, forwarding headers) stays behind.
-const FORWARDED: [&str; 7] =
-    ["accept", "content-type", MCP_SESSION_ID, MCP_PROTOCOL_VERSION, MCP_METHOD, MCP_NAME, LAST_EVENT_ID];
+const FORWARDED: [&str; 7] = [
+    "accept",
+    "content-type",
+    MCP_SESSION_ID,
+    MCP_PROTOCOL_VERSION,
+    MCP_METHOD,
+    MCP_NAME,
+    LAST_EVENT_ID,
+];
 
 /// Response headers never copied back to the agent: hop-by-hop, and framing the gateway redoes.
 const NOT_RETURNED: [&str; 10] = [
@@ -46,8 +53,12 @@ const NOT_RETURNED: [&str; 10] = [
 
 /// Rejects requests whose framing or headers two HTTP implementations could read differently.
 pub fn check_request(headers: &HeaderMap) -> Result<(), Refusal> {
-    if headers.contains_key(header::TRANSFER_ENCODING) && headers.contains_key(header::CONTENT_LENGTH) {
-        return Err(Refusal::Framing("both Content-Length and Transfer-Encoding"));
+    if headers.contains_key(header::TRANSFER_ENCODING)
+        && headers.contains_key(header::CONTENT_LENGTH)
+    {
+        return Err(Refusal::Framing(
+            "both Content-Length and Transfer-Encoding",
+        ));
     }
     if headers.get_all(header::CONTENT_LENGTH).iter().count() > 1 {
         return Err(Refusal::Framing("more than one Content-Length"));
@@ -59,7 +70,10 @@ pub fn check_request(headers: &HeaderMap) -> Result<(), Refusal> {
     }
     if let Some(name) = headers.keys().find(|n| n.as_str().contains('_')) {
         // Some servers fold '_' into '-' (CGI style): a header could then mean two things.
-        return Err(Refusal::BadHeader(format!("header name {:?} contains an underscore", name.as_str())));
+        return Err(Refusal::BadHeader(format!(
+            "header name {:?} contains an underscore",
+            name.as_str()
+        )));
     }
     if let Some(enc) = headers.get(header::CONTENT_ENCODING) {
         let enc = String::from_utf8_lossy(enc.as_bytes()).into_owned();
@@ -88,15 +102,23 @@ pub fn check_json_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if ok { Ok(()) } else { Err(Refusal::ContentType) }
+    if ok {
+        Ok(())
+    } else {
+        Err(Refusal::ContentType)
+    }
 }
 
 /// An Origin header, when present, must be a loopback origin: the listener serves local agents,
 /// and anything else is a browser being used for DNS rebinding.
 pub fn check_origin(headers: &HeaderMap) -> Result<(), Refusal> {
-    let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
     let text = origin.to_str().unwrap_or_default();
-    let host = url::Url::parse(text).ok().and_then(|u| u.host_str().map(str::to_owned));
+    let host = url::Url::parse(text)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned));
     match host.as_deref() {
         Some("localhost" | "127.0.0.1" | "[::1]") => Ok(()),
         _ => Err(Refusal::Origin(text.to_owned())),
@@ -106,13 +128,19 @@ pub fn check_origin(headers: &HeaderMap) -> Result<(), Refusal> {
 /// 2026-07-28's `Mcp-Method` / `Mcp-Name`: required from that revision on, and in every revision,
 /// when present, they must say what the body says (a gateway deciding on headers could
 /// otherwise be bypassed).
-pub fn check_method_headers(headers: &HeaderMap, body: &Body, revision: Revision) -> Result<(), Refusal> {
+pub fn check_method_headers(
+    headers: &HeaderMap,
+    body: &Body,
+    revision: Revision,
+) -> Result<(), Refusal> {
     let method = text(headers, MCP_METHOD)?;
     let name = text(headers, MCP_NAME)?;
     let messages = body.messages();
     if messages.len() != 1 {
         if method.is_some() || name.is_some() {
-            return Err(Refusal::BadHeader("Mcp-Method and Mcp-Name cannot describe a batch".into()));
+            return Err(Refusal::BadHeader(
+                "Mcp-Method and Mcp-Name cannot describe a batch".into(),
+            ));
         }
         return Ok(());
     }
@@ -120,27 +148,45 @@ pub fn check_method_headers(headers: &HeaderMap, body: &Body, revision: Revision
     let Some(body_method) = message.method.as_deref() else {
         // Responses to server requests carry no method.
         return match method {
-            Some(m) => Err(Refusal::HeaderMismatch { header: "Mcp-Method", header_value: m.to_owned(), body_value: String::new() }),
+            Some(m) => Err(Refusal::HeaderMismatch {
+                header: "Mcp-Method",
+                header_value: m.to_owned(),
+                body_value: String::new(),
+            }),
             None => Ok(()),
         };
     };
     match method {
         Some(m) if m != body_method => {
-            return Err(Refusal::HeaderMismatch { header: "Mcp-Method", header_value: m.to_owned(), body_value: body_method.to_owned() });
+            return Err(Refusal::HeaderMismatch {
+                header: "Mcp-Method",
+                header_value: m.to_owned(),
+                body_value: body_method.to_owned(),
+            });
         }
         None if revision.requires_method_headers() => {
-            return Err(Refusal::MissingHeader { header: "Mcp-Method", revision: revision.as_str() });
+            return Err(Refusal::MissingHeader {
+                header: "Mcp-Method",
+                revision: revision.as_str(),
+            });
         }
         _ => {}
     }
     match (name, message.target.header_name()) {
-        (Some(h), Some(b)) if h != b => {
-            Err(Refusal::HeaderMismatch { header: "Mcp-Name", header_value: h.to_owned(), body_value: b.to_owned() })
-        }
-        (Some(h), None) => Err(Refusal::HeaderMismatch { header: "Mcp-Name", header_value: h.to_owned(), body_value: String::new() }),
-        (None, Some(_)) if revision.requires_method_headers() => {
-            Err(Refusal::MissingHeader { header: "Mcp-Name", revision: revision.as_str() })
-        }
+        (Some(h), Some(b)) if h != b => Err(Refusal::HeaderMismatch {
+            header: "Mcp-Name",
+            header_value: h.to_owned(),
+            body_value: b.to_owned(),
+        }),
+        (Some(h), None) => Err(Refusal::HeaderMismatch {
+            header: "Mcp-Name",
+            header_value: h.to_owned(),
+            body_value: String::new(),
+        }),
+        (None, Some(_)) if revision.requires_method_headers() => Err(Refusal::MissingHeader {
+            header: "Mcp-Name",
+            revision: revision.as_str(),
+        }),
         _ => Ok(()),
     }
 }
@@ -159,7 +205,10 @@ pub fn upstream_request(agent: &HeaderMap) -> HeaderMap {
             out.append(name.clone(), value.clone());
         }
     }
-    out.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+    out.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
     out
 }
 
@@ -189,32 +238,91 @@ mod tests {
 
     #[test]
     fn framing_and_duplicates_are_refused() {
-        assert!(matches!(check_request(&h(&[("content-length", "1"), ("transfer-encoding", "chunked")])), Err(Refusal::Framing(_))));
-        assert!(matches!(check_request(&h(&[("content-length", "1"), ("content-length", "1")])), Err(Refusal::Framing(_))));
-        assert!(matches!(check_request(&h(&[("mcp-session-id", "a"), ("mcp-session-id", "b")])), Err(Refusal::BadHeader(_))));
-        assert!(matches!(check_request(&h(&[("x_forwarded", "a")])), Err(Refusal::BadHeader(_))));
-        assert!(matches!(check_request(&h(&[("content-encoding", "gzip")])), Err(Refusal::ContentEncoding(_))));
-        assert!(check_request(&h(&[("content-length", "1"), ("content-type", "application/json")])).is_ok());
+        assert!(matches!(
+            check_request(&h(&[
+                ("content-length", "1"),
+                ("transfer-encoding", "chunked")
+            ])),
+            Err(Refusal::Framing(_))
+        ));
+        assert!(matches!(
+            check_request(&h(&[("content-length", "1"), ("content-length", "1")])),
+            Err(Refusal::Framing(_))
+        ));
+        assert!(matches!(
+            check_request(&h(&[("mcp-session-id", "a"), ("mcp-session-id", "b")])),
+            Err(Refusal::BadHeader(_))
+        ));
+        assert!(matches!(
+            check_request(&h(&[("x_forwarded", "a")])),
+            Err(Refusal::BadHeader(_))
+        ));
+        assert!(matches!(
+            check_request(&h(&[("content-encoding", "gzip")])),
+            Err(Refusal::ContentEncoding(_))
+        ));
+        assert!(
+            check_request(&h(&[
+                ("content-length", "1"),
+                ("content-type", "application/json")
+            ]))
+            .is_ok()
+        );
     }
 
     #[test]
     fn method_headers_must_match_the_body() {
-        let body = parse_body(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#, false, "x").unwrap();
+        let body = parse_body(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#,
+            false,
+            "x",
+        )
+        .unwrap();
         let r = Revision::V2026_07_28;
-        assert!(check_method_headers(&h(&[("mcp-method", "tools/call"), ("mcp-name", "echo")]), &body, r).is_ok());
+        assert!(
+            check_method_headers(
+                &h(&[("mcp-method", "tools/call"), ("mcp-name", "echo")]),
+                &body,
+                r
+            )
+            .is_ok()
+        );
         assert!(matches!(
-            check_method_headers(&h(&[("mcp-method", "tools/call"), ("mcp-name", "other")]), &body, r),
-            Err(Refusal::HeaderMismatch { header: "Mcp-Name", .. })
+            check_method_headers(
+                &h(&[("mcp-method", "tools/call"), ("mcp-name", "other")]),
+                &body,
+                r
+            ),
+            Err(Refusal::HeaderMismatch {
+                header: "Mcp-Name",
+                ..
+            })
         ));
         assert!(matches!(
-            check_method_headers(&h(&[("mcp-method", "tools/list"), ("mcp-name", "echo")]), &body, r),
-            Err(Refusal::HeaderMismatch { header: "Mcp-Method", .. })
+            check_method_headers(
+                &h(&[("mcp-method", "tools/list"), ("mcp-name", "echo")]),
+                &body,
+                r
+            ),
+            Err(Refusal::HeaderMismatch {
+                header: "Mcp-Method",
+                ..
+            })
         ));
-        assert!(matches!(check_method_headers(&h(&[("mcp-method", "tools/call")]), &body, r), Err(Refusal::MissingHeader { .. })));
-        assert!(matches!(check_method_headers(&h(&[]), &body, r), Err(Refusal::MissingHeader { .. })));
+        assert!(matches!(
+            check_method_headers(&h(&[("mcp-method", "tools/call")]), &body, r),
+            Err(Refusal::MissingHeader { .. })
+        ));
+        assert!(matches!(
+            check_method_headers(&h(&[]), &body, r),
+            Err(Refusal::MissingHeader { .. })
+        ));
         // Older revisions need no headers, but a header that is present must still match.
         assert!(check_method_headers(&h(&[]), &body, Revision::V2025_11_25).is_ok());
-        assert!(check_method_headers(&h(&[("mcp-name", "other")]), &body, Revision::V2025_11_25).is_err());
+        assert!(
+            check_method_headers(&h(&[("mcp-name", "other")]), &body, Revision::V2025_11_25)
+                .is_err()
+        );
     }
 
     #[test]

@@ -29,8 +29,15 @@ pub enum EndpointError {
 impl Endpoints {
     /// Checks an announced endpoint against the upstream's stream URL, registers it, and returns
     /// (upstream path-and-query, the URL to announce to the agent).
-    pub fn announce(&self, server: &str, stream_url: &Url, announced: &str) -> Result<(String, String), EndpointError> {
-        let target = stream_url.join(announced.trim()).map_err(|_| EndpointError::NotAUrl(announced.to_owned()))?;
+    pub fn announce(
+        &self,
+        server: &str,
+        stream_url: &Url,
+        announced: &str,
+    ) -> Result<(String, String), EndpointError> {
+        let target = stream_url
+            .join(announced.trim())
+            .map_err(|_| EndpointError::NotAUrl(announced.to_owned()))?;
         if target.origin() != stream_url.origin() {
             return Err(EndpointError::OtherOrigin(target.to_string()));
         }
@@ -38,8 +45,12 @@ impl Endpoints {
             Some(q) => format!("{}?{q}", target.path()),
             None => target.path().to_owned(),
         };
-        *self.lock().entry((server.to_owned(), path_query.clone())).or_default() += 1;
-        let mut ours = Url::parse("http://gateway.invalid").map_err(|_| EndpointError::NotAUrl(announced.to_owned()))?;
+        *self
+            .lock()
+            .entry((server.to_owned(), path_query.clone()))
+            .or_default() += 1;
+        let mut ours = Url::parse("http://gateway.invalid")
+            .map_err(|_| EndpointError::NotAUrl(announced.to_owned()))?;
         ours.set_path(&message_path(server));
         ours.query_pairs_mut().append_pair("endpoint", &path_query);
         let relative = format!("{}?{}", ours.path(), ours.query().unwrap_or_default());
@@ -48,7 +59,8 @@ impl Endpoints {
 
     /// Whether a stream currently holds this endpoint.
     pub fn is_live(&self, server: &str, path_query: &str) -> bool {
-        self.lock().contains_key(&(server.to_owned(), path_query.to_owned()))
+        self.lock()
+            .contains_key(&(server.to_owned(), path_query.to_owned()))
     }
 
     /// Called when the stream that announced `path_query` ends.
@@ -76,11 +88,18 @@ mod tests {
     fn rewrites_relative_and_absolute_endpoints_on_the_same_origin() {
         let e = Endpoints::default();
         let stream = Url::parse("http://127.0.0.1:9000/sse").unwrap();
-        let (pq, ours) = e.announce("s", &stream, "/messages/?session_id=ab12").unwrap();
+        let (pq, ours) = e
+            .announce("s", &stream, "/messages/?session_id=ab12")
+            .unwrap();
         assert_eq!(pq, "/messages/?session_id=ab12");
-        assert_eq!(ours, "/servers/s/message?endpoint=%2Fmessages%2F%3Fsession_id%3Dab12");
+        assert_eq!(
+            ours,
+            "/servers/s/message?endpoint=%2Fmessages%2F%3Fsession_id%3Dab12"
+        );
         assert!(e.is_live("s", &pq));
-        let (pq2, _) = e.announce("s", &stream, "http://127.0.0.1:9000/message?sessionId=x").unwrap();
+        let (pq2, _) = e
+            .announce("s", &stream, "http://127.0.0.1:9000/message?sessionId=x")
+            .unwrap();
         assert_eq!(pq2, "/message?sessionId=x");
         e.release("s", &pq);
         assert!(!e.is_live("s", &pq));
@@ -90,8 +109,14 @@ mod tests {
     fn refuses_endpoints_on_another_origin() {
         let e = Endpoints::default();
         let stream = Url::parse("http://127.0.0.1:9000/sse").unwrap();
-        assert!(matches!(e.announce("s", &stream, "http://169.254.169.254/latest"), Err(EndpointError::OtherOrigin(_))));
-        assert!(matches!(e.announce("s", &stream, "//evil.example/x"), Err(EndpointError::OtherOrigin(_))));
+        assert!(matches!(
+            e.announce("s", &stream, "http://169.254.169.254/latest"),
+            Err(EndpointError::OtherOrigin(_))
+        ));
+        assert!(matches!(
+            e.announce("s", &stream, "//evil.example/x"),
+            Err(EndpointError::OtherOrigin(_))
+        ));
         assert!(!e.is_live("s", "/latest"));
     }
 }

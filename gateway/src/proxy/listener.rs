@@ -7,7 +7,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{net::TcpListener, sync::Semaphore};
 
-use super::{Gateway, service};
+use super::{Gateway, framing, service};
 
 /// Accepts agent connections until draining starts.
 pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
@@ -42,17 +42,22 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
             gateway.metrics.connections.inc();
             let identity = gateway.stages.identity.identify(peer);
             let conn_gateway = gateway.clone();
+            let verdicts = framing::Verdicts::default();
+            let conn_verdicts = verdicts.clone();
             let svc = service_fn(move |req| {
                 let gateway = conn_gateway.clone();
                 let identity = identity.clone();
-                async move { Ok::<_, Infallible>(service::handle(gateway, identity, req).await) }
+                let verdicts = conn_verdicts.clone();
+                async move {
+                    Ok::<_, Infallible>(service::handle(gateway, identity, verdicts, req).await)
+                }
             });
             let limits = &gateway.config.limits;
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_read_timeout)
                 .max_buf_size(64 * 1024)
-                .serve_connection(TokioIo::new(stream), svc);
+                .serve_connection(TokioIo::new(framing::Tracked::new(stream, verdicts)), svc);
             tokio::pin!(conn);
             let result = tokio::select! {
                 r = conn.as_mut() => r,

@@ -36,13 +36,23 @@ pub enum Refusal {
     #[error("{0}")]
     Message(MessageError),
     #[error("header {header} says {header_value:?} but the body says {body_value:?}")]
-    HeaderMismatch { header: &'static str, header_value: String, body_value: String },
+    HeaderMismatch {
+        header: &'static str,
+        header_value: String,
+        body_value: String,
+    },
     #[error("{header} header is required for protocol revision {revision}")]
-    MissingHeader { header: &'static str, revision: &'static str },
+    MissingHeader {
+        header: &'static str,
+        revision: &'static str,
+    },
     #[error("unsupported MCP-Protocol-Version {0:?}")]
     UnsupportedRevision(String),
     #[error("MCP-Protocol-Version {header} differs from the session's negotiated {negotiated}")]
-    RevisionMismatch { header: String, negotiated: &'static str },
+    RevisionMismatch {
+        header: String,
+        negotiated: &'static str,
+    },
     #[error("no MCP server named {0:?} is configured")]
     UnknownServer(String),
     #[error("no such route; MCP servers are at /servers/<name>/mcp")]
@@ -75,9 +85,12 @@ impl Refusal {
     pub fn status(&self) -> StatusCode {
         use Refusal::*;
         match self {
-            Framing(_) | BadHeader(_) | BodyRead(_) | Message(_) | HeaderMismatch { .. } | MissingHeader { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            Framing(_)
+            | BadHeader(_)
+            | BodyRead(_)
+            | Message(_)
+            | HeaderMismatch { .. }
+            | MissingHeader { .. } => StatusCode::BAD_REQUEST,
             UnsupportedRevision(_) | RevisionMismatch { .. } => StatusCode::BAD_REQUEST,
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BodyTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -94,10 +107,13 @@ impl Refusal {
     pub fn code(&self) -> i64 {
         match self {
             Refusal::Message(MessageError::Json(_)) => rpc_error::PARSE_ERROR,
-            Refusal::Message(_) | Refusal::Framing(_) | Refusal::BadHeader(_) | Refusal::MissingHeader { .. } => {
+            Refusal::Message(_)
+            | Refusal::Framing(_)
+            | Refusal::BadHeader(_)
+            | Refusal::MissingHeader { .. } => rpc_error::INVALID_REQUEST,
+            Refusal::UnsupportedRevision(_) | Refusal::RevisionMismatch { .. } => {
                 rpc_error::INVALID_REQUEST
             }
-            Refusal::UnsupportedRevision(_) | Refusal::RevisionMismatch { .. } => rpc_error::INVALID_REQUEST,
             Refusal::HeaderMismatch { .. } => rpc_error::HEADER_MISMATCH,
             Refusal::UpstreamInvalid { .. } => rpc_error::INTERNAL_ERROR,
             _ => rpc_error::GATEWAY_ERROR,
@@ -106,9 +122,9 @@ impl Refusal {
 
     pub fn cause(&self) -> Cause {
         match self {
-            Refusal::UpstreamUnavailable { .. } | Refusal::UpstreamTimeout { .. } | Refusal::UpstreamInvalid { .. } => {
-                Cause::Upstream
-            }
+            Refusal::UpstreamUnavailable { .. }
+            | Refusal::UpstreamTimeout { .. }
+            | Refusal::UpstreamInvalid { .. } => Cause::Upstream,
             Refusal::Draining => Cause::Gateway,
             _ => Cause::Client,
         }
@@ -119,7 +135,10 @@ impl Refusal {
         use Refusal::*;
         match self {
             Framing(_) => "framing",
-            BadHeader(_) | MissingHeader { .. } | UnsupportedRevision(_) | RevisionMismatch { .. } => "header",
+            BadHeader(_)
+            | MissingHeader { .. }
+            | UnsupportedRevision(_)
+            | RevisionMismatch { .. } => "header",
             BodyTooLarge { .. } => "too_large",
             BodyTimeout => "timeout",
             BodyRead(_) => "body",
@@ -140,16 +159,29 @@ impl Refusal {
 
     /// Framing errors leave the connection in an unknown state: it must be closed.
     pub fn closes_connection(&self) -> bool {
-        matches!(self, Refusal::Framing(_) | Refusal::BodyRead(_) | Refusal::BodyTimeout | Refusal::BodyTooLarge { .. })
+        matches!(
+            self,
+            Refusal::Framing(_)
+                | Refusal::BodyRead(_)
+                | Refusal::BodyTimeout
+                | Refusal::BodyTooLarge { .. }
+        )
     }
 
     /// The reply: the status, and a JSON-RPC error body naming the problem.
     pub fn response(&self, id: Option<&Id>) -> Response<Body> {
         let message = self.to_string();
-        let mut resp = Response::new(Full::new(rpc_error::body(id, self.code(), &message)).map_err(|e| match e {}).boxed_unsync());
+        let mut resp = Response::new(
+            Full::new(rpc_error::body(id, self.code(), &message))
+                .map_err(|e| match e {})
+                .boxed_unsync(),
+        );
         *resp.status_mut() = self.status();
         let headers = resp.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if self.closes_connection() {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
@@ -162,7 +194,9 @@ impl Refusal {
 
 /// Empty body, for forwarding 202s and the like.
 pub fn empty() -> Body {
-    Full::new(Bytes::new()).map_err(|e| match e {}).boxed_unsync()
+    Full::new(Bytes::new())
+        .map_err(|e| match e {})
+        .boxed_unsync()
 }
 
 /// A fixed body.

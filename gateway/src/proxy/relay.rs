@@ -26,6 +26,9 @@ pub struct Context {
     pub session: Option<String>,
     /// Legacy HTTP+SSE: `endpoint` events are rewritten.
     pub legacy_stream: bool,
+    /// A standalone stream (GET) ends when draining starts; a stream answering a POST runs to
+    /// its final response, within the drain deadline.
+    pub end_on_drain: bool,
 }
 
 impl Context {
@@ -34,10 +37,15 @@ impl Context {
     fn on_message(&self, message: &Message) -> bool {
         if let (Some(version), Some(session)) = (&message.protocol_version, &self.session) {
             if let Some(revision) = Revision::parse(version) {
-                self.gateway.sessions.insert(self.upstream.server.name.as_str(), session, revision);
+                self.gateway
+                    .sessions
+                    .insert(self.upstream.server.name.as_str(), session, revision);
             }
         }
-        self.gateway.stages.response.inspect(&self.identity, &self.upstream.server, message)
+        self.gateway
+            .stages
+            .response
+            .inspect(&self.identity, &self.upstream.server, message)
     }
 }
 
@@ -55,15 +63,25 @@ pub enum JsonRelayError {
 }
 
 /// Reads, checks and returns a JSON response body.
-pub async fn json(ctx: &Context, body: Incoming, allow_batch: bool, max: usize) -> Result<Bytes, JsonRelayError> {
+pub async fn json(
+    ctx: &Context,
+    body: Incoming,
+    allow_batch: bool,
+    max: usize,
+) -> Result<Bytes, JsonRelayError> {
     let bytes = http_body_util::Limited::new(body, max)
         .collect()
         .await
         .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() { JsonRelayError::TooLarge(max) } else { JsonRelayError::Read(e.to_string()) }
+            if e.is::<http_body_util::LengthLimitError>() {
+                JsonRelayError::TooLarge(max)
+            } else {
+                JsonRelayError::Read(e.to_string())
+            }
         })?
         .to_bytes();
-    let parsed = mcp::message::parse_body(&bytes, allow_batch, "upstream").map_err(JsonRelayError::Invalid)?;
+    let parsed = mcp::message::parse_body(&bytes, allow_batch, "upstream")
+        .map_err(JsonRelayError::Invalid)?;
     for message in parsed.messages() {
         if !ctx.on_message(message) {
             return Err(JsonRelayError::Withheld);
@@ -97,16 +115,28 @@ impl Drop for SseState {
 /// drains.
 pub fn sse(ctx: Context, body: Incoming, max_event: usize) -> Body {
     let cancel = ctx.gateway.drain.token();
-    let state = SseState { ctx, body, parser: sse::Parser::new(max_event), events: Vec::new(), cancel, announced: Vec::new(), done: false };
+    let state = SseState {
+        ctx,
+        body,
+        parser: sse::Parser::new(max_event),
+        events: Vec::new(),
+        cancel,
+        announced: Vec::new(),
+        done: false,
+    };
     let stream = stream::unfold(state, |mut st| async move {
         loop {
             if st.done {
                 return None;
             }
-            let frame = tokio::select! {
-                biased;
-                _ = st.cancel.cancelled() => return None,
-                frame = st.body.frame() => frame,
+            let frame = if st.ctx.end_on_drain {
+                tokio::select! {
+                    biased;
+                    _ = st.cancel.cancelled() => return None,
+                    frame = st.body.frame() => frame,
+                }
+            } else {
+                st.body.frame().await
             };
             let data = match frame {
                 None => return None,
@@ -123,7 +153,9 @@ pub fn sse(ctx: Context, body: Incoming, max_event: usize) -> Body {
             if let Err(error) = st.parser.push(&data, &mut st.events) {
                 st.done = true;
                 tracing::warn!(%error, server = %st.ctx.upstream.server.name, "Cut an upstream SSE stream.");
-                st.ctx.gateway.upstream_error(st.ctx.upstream.server.name.as_str(), "upstream_invalid");
+                st.ctx
+                    .gateway
+                    .upstream_error(st.ctx.upstream.server.name.as_str(), "upstream_invalid");
                 return Some((Err(Box::new(error) as BoxError), st));
             }
             let mut out = BytesMut::new();
@@ -138,7 +170,8 @@ pub fn sse(ctx: Context, body: Incoming, max_event: usize) -> Body {
             }
         }
     });
-    let body: Pin<Box<dyn futures_util::Stream<Item = Result<Frame<Bytes>, BoxError>> + Send>> = Box::pin(stream);
+    let body: Pin<Box<dyn futures_util::Stream<Item = Result<Frame<Bytes>, BoxError>> + Send>> =
+        Box::pin(stream);
     StreamBody::new(body).boxed_unsync()
 }
 
@@ -146,10 +179,21 @@ fn relay_event(st: &mut SseState, event: &Event, out: &mut BytesMut) {
     let server = st.ctx.upstream.server.name.as_str();
     match (event.event.as_deref(), &event.data) {
         (Some("endpoint"), Some(data)) if st.ctx.legacy_stream => {
-            match st.ctx.gateway.legacy.announce(server, &st.ctx.upstream.server.url, data) {
+            match st
+                .ctx
+                .gateway
+                .legacy
+                .announce(server, &st.ctx.upstream.server.url, data)
+            {
                 Ok((path_query, ours)) => {
                     st.announced.push(path_query);
-                    sse::encode(&Event { data: Some(ours), ..event.clone() }, out);
+                    sse::encode(
+                        &Event {
+                            data: Some(ours),
+                            ..event.clone()
+                        },
+                        out,
+                    );
                 }
                 Err(error) => {
                     tracing::warn!(%error, server, "Dropped an upstream endpoint event.");
@@ -157,23 +201,29 @@ fn relay_event(st: &mut SseState, event: &Event, out: &mut BytesMut) {
                 }
             }
         }
-        (None | Some("message"), Some(data)) if !data.is_empty() => match mcp::message::parse_message(data.as_bytes()) {
-            Ok(message) => {
-                if st.ctx.on_message(&message) {
-                    sse::encode(event, out);
+        (None | Some("message"), Some(data)) if !data.is_empty() => {
+            match mcp::message::parse_message(data.as_bytes()) {
+                Ok(message) => {
+                    if st.ctx.on_message(&message) {
+                        sse::encode(event, out);
+                    }
+                }
+                Err(error) => {
+                    // Never forward what the gateway could not read: the agent would act on
+                    // something no stage has seen.
+                    tracing::warn!(%error, server, "Dropped an invalid upstream SSE message.");
+                    st.ctx.gateway.upstream_error(server, "upstream_invalid");
                 }
             }
-            Err(error) => {
-                // Never forward what the gateway could not read: the agent would act on
-                // something no stage has seen.
-                tracing::warn!(%error, server, "Dropped an invalid upstream SSE message.");
-                st.ctx.gateway.upstream_error(server, "upstream_invalid");
-            }
-        },
+        }
         // Priming events (id, empty data), retry hints and keep-alives carry no message.
         (None | Some("message"), _) => sse::encode(event, out),
         (Some(other), _) => {
-            tracing::debug!(event = other, server, "Dropped an SSE event of an unknown type.");
+            tracing::debug!(
+                event = other,
+                server,
+                "Dropped an SSE event of an unknown type."
+            );
         }
     }
 }

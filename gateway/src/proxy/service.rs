@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 
 use super::{
     Body, Gateway,
+    framing::Verdicts,
     headers::{self, MCP_PROTOCOL_VERSION, MCP_SESSION_ID},
     refusal::{self, Cause, Refusal},
     relay,
@@ -57,27 +58,49 @@ struct Outcome {
 impl Outcome {
     fn refused(error: Refusal, messages: Vec<Message>) -> Self {
         let id = messages.first().and_then(|m| m.id.clone());
-        Self { response: error.response(id.as_ref()), messages, decision: Decision::Allow, error: Some(error) }
+        Self {
+            response: error.response(id.as_ref()),
+            messages,
+            decision: Decision::Allow,
+            error: Some(error),
+        }
     }
 }
 
 /// Handles one request. Never fails: every problem becomes an HTTP status and a JSON-RPC error.
-pub async fn handle(gateway: Arc<Gateway>, identity: Identity, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    gateway: Arc<Gateway>,
+    identity: Identity,
+    framing: Verdicts,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let started = Instant::now();
     let http_method = req.method().clone();
     let path = req.uri().path().to_owned();
     let (server_name, outcome) = match route(&path) {
-        None => (String::from("-"), Outcome::refused(Refusal::NotFound, Vec::new())),
+        // Checked before routing: the connection is closed whatever the path.
+        _ if let Some(problem) = framing.next() => (
+            String::from("-"),
+            Outcome::refused(Refusal::Framing(problem), Vec::new()),
+        ),
+        None => (
+            String::from("-"),
+            Outcome::refused(Refusal::NotFound, Vec::new()),
+        ),
         Some(r) => {
             let name = match r {
                 Route::Mcp(n) | Route::Sse(n) | Route::Message(n) => n,
             };
             let outcome = match gateway.upstreams.get(name).cloned() {
                 None => Outcome::refused(Refusal::UnknownServer(name.to_owned()), Vec::new()),
-                Some(upstream) => dispatch(&gateway, &identity, upstream, r, req).await,
+                Some(upstream) => dispatch(&gateway, &identity, &framing, upstream, r, req).await,
             };
             // Unknown names are agent input: keep them out of metric labels.
-            let label = if gateway.upstreams.get(name).is_some() { name.to_owned() } else { String::from("-") };
+            let label = if gateway.upstreams.get(name).is_some() {
+                name.to_owned()
+            } else {
+                String::from("-")
+            };
             (label, outcome)
         }
     };
@@ -89,14 +112,33 @@ pub async fn handle(gateway: Arc<Gateway>, identity: Identity, req: Request<Inco
         (_, []) => "invalid",
         _ => "batch",
     };
-    let labels = RequestLabels { server: server_name.clone(), method };
+    let labels = RequestLabels {
+        server: server_name.clone(),
+        method,
+    };
     gateway.metrics.requests.get_or_create(&labels).inc();
-    gateway.metrics.latency.get_or_create(&labels).observe(latency.as_secs_f64());
+    gateway
+        .metrics
+        .latency
+        .get_or_create(&labels)
+        .observe(latency.as_secs_f64());
     if let Some(error) = &outcome.error {
-        gateway.metrics.errors.get_or_create(&ErrorLabels { server: server_name.clone(), method, kind: error.kind() }).inc();
+        gateway
+            .metrics
+            .errors
+            .get_or_create(&ErrorLabels {
+                server: server_name.clone(),
+                method,
+                kind: error.kind(),
+            })
+            .inc();
         match error.cause() {
-            Cause::Client => tracing::debug!(%error, server = %server_name, %identity, "Refused an agent request."),
-            Cause::Upstream => tracing::warn!(%error, server = %server_name, "Upstream failed a request."),
+            Cause::Client => {
+                tracing::debug!(%error, server = %server_name, %identity, "Refused an agent request.")
+            }
+            Cause::Upstream => {
+                tracing::warn!(%error, server = %server_name, "Upstream failed a request.")
+            }
             Cause::Gateway => tracing::info!(%error, "Refused a request while shutting down."),
         }
     }
@@ -114,32 +156,53 @@ pub async fn handle(gateway: Arc<Gateway>, identity: Identity, req: Request<Inco
     outcome.response
 }
 
-async fn dispatch(gateway: &Arc<Gateway>, identity: &Identity, upstream: Arc<Upstream>, route: Route<'_>, req: Request<Incoming>) -> Outcome {
+async fn dispatch(
+    gateway: &Arc<Gateway>,
+    identity: &Identity,
+    framing: &Verdicts,
+    upstream: Arc<Upstream>,
+    route: Route<'_>,
+    req: Request<Incoming>,
+) -> Outcome {
     if gateway.drain.is_draining() {
         return Outcome::refused(Refusal::Draining, Vec::new());
     }
-    if let Err(e) = headers::check_request(req.headers()).and_then(|()| headers::check_origin(req.headers())) {
+    if let Err(e) =
+        headers::check_request(req.headers()).and_then(|()| headers::check_origin(req.headers()))
+    {
         return Outcome::refused(e, Vec::new());
     }
     let legacy = upstream.server.transport == Transport::Sse;
     match (route, req.method().clone(), legacy) {
-        (Route::Mcp(_), Method::POST, false) => post(gateway, identity, upstream, req, None).await,
-        (Route::Mcp(_), Method::GET, false) => stream(gateway, identity, upstream, req, false).await,
+        (Route::Mcp(_), Method::POST, false) => {
+            post(gateway, identity, framing, upstream, req, None).await
+        }
+        (Route::Mcp(_), Method::GET, false) => {
+            stream(gateway, identity, upstream, req, false).await
+        }
         (Route::Mcp(_), Method::DELETE, false) => delete(gateway, identity, upstream, req).await,
-        (Route::Sse(_) | Route::Mcp(_), Method::GET, true) => stream(gateway, identity, upstream, req, true).await,
+        (Route::Sse(_) | Route::Mcp(_), Method::GET, true) => {
+            stream(gateway, identity, upstream, req, true).await
+        }
         (Route::Message(_), Method::POST, true) => {
-            let endpoint = req
-                .uri()
-                .query()
-                .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "endpoint").map(|(_, v)| v.into_owned()));
+            let endpoint = req.uri().query().and_then(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .find(|(k, _)| k == "endpoint")
+                    .map(|(_, v)| v.into_owned())
+            });
             match endpoint {
-                Some(e) if e.starts_with('/') && gateway.legacy.is_live(upstream.server.name.as_str(), &e) => {
-                    post(gateway, identity, upstream, req, Some(e)).await
+                Some(e)
+                    if e.starts_with('/')
+                        && gateway.legacy.is_live(upstream.server.name.as_str(), &e) =>
+                {
+                    post(gateway, identity, framing, upstream, req, Some(e)).await
                 }
                 _ => Outcome::refused(Refusal::UnknownEndpoint, Vec::new()),
             }
         }
-        (Route::Mcp(_), _, false) | (Route::Message(_), _, true) | (Route::Sse(_) | Route::Mcp(_), _, true) => {
+        (Route::Mcp(_), _, false)
+        | (Route::Message(_), _, true)
+        | (Route::Sse(_) | Route::Mcp(_), _, true) => {
             Outcome::refused(Refusal::MethodNotAllowed, Vec::new())
         }
         _ => Outcome::refused(Refusal::NotFound, Vec::new()),
@@ -148,16 +211,26 @@ async fn dispatch(gateway: &Arc<Gateway>, identity: &Identity, upstream: Arc<Ups
 
 /// The revision a request is held to: its `MCP-Protocol-Version` header, else what its session
 /// negotiated, else what the transport spec says to assume.
-fn revision(gateway: &Gateway, server: &str, headers: &HeaderMap, legacy: bool) -> Result<Revision, Refusal> {
+fn revision(
+    gateway: &Gateway,
+    server: &str,
+    headers: &HeaderMap,
+    legacy: bool,
+) -> Result<Revision, Refusal> {
     if legacy {
         return Ok(Revision::V2024_11_05);
     }
-    let negotiated = headers::text(headers, MCP_SESSION_ID)?.and_then(|s| gateway.sessions.get(server, s));
+    let negotiated =
+        headers::text(headers, MCP_SESSION_ID)?.and_then(|s| gateway.sessions.get(server, s));
     match headers::text(headers, MCP_PROTOCOL_VERSION)? {
         Some(v) => {
-            let header = Revision::parse(v).ok_or_else(|| Refusal::UnsupportedRevision(v.to_owned()))?;
+            let header =
+                Revision::parse(v).ok_or_else(|| Refusal::UnsupportedRevision(v.to_owned()))?;
             match negotiated {
-                Some(n) if n != header => Err(Refusal::RevisionMismatch { header: v.to_owned(), negotiated: n.as_str() }),
+                Some(n) if n != header => Err(Refusal::RevisionMismatch {
+                    header: v.to_owned(),
+                    negotiated: n.as_str(),
+                }),
                 _ => Ok(header),
             }
         }
@@ -168,7 +241,9 @@ fn revision(gateway: &Gateway, server: &str, headers: &HeaderMap, legacy: bool) 
 async fn read_body(body: Incoming, max: usize, timeout: Duration) -> Result<Bytes, Refusal> {
     match tokio::time::timeout(timeout, Limited::new(body, max).collect()).await {
         Err(_) => Err(Refusal::BodyTimeout),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Refusal::BodyTooLarge { max }),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(Refusal::BodyTooLarge { max })
+        }
         Ok(Err(e)) => Err(Refusal::BodyRead(e.to_string())),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
     }
@@ -178,6 +253,7 @@ async fn read_body(body: Incoming, max: usize, timeout: Duration) -> Result<Byte
 async fn post(
     gateway: &Arc<Gateway>,
     identity: &Identity,
+    framing: &Verdicts,
     upstream: Arc<Upstream>,
     req: Request<Incoming>,
     legacy_endpoint: Option<String>,
@@ -187,12 +263,26 @@ async fn post(
     if let Err(e) = headers::check_json_content_type(&parts.headers) {
         return Outcome::refused(e, Vec::new());
     }
-    if let Some(len) = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
+    if let Some(len) = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
         if len > limits.max_request_bytes as u64 {
-            return Outcome::refused(Refusal::BodyTooLarge { max: limits.max_request_bytes }, Vec::new());
+            return Outcome::refused(
+                Refusal::BodyTooLarge {
+                    max: limits.max_request_bytes,
+                },
+                Vec::new(),
+            );
         }
     }
-    let bytes = match read_body(body, limits.max_request_bytes, limits.body_read_timeout).await {
+    let read = read_body(body, limits.max_request_bytes, limits.body_read_timeout).await;
+    if let Some(problem) = framing.body_problem() {
+        return Outcome::refused(Refusal::Framing(problem), Vec::new());
+    }
+    let bytes = match read {
         Ok(b) => b,
         Err(e) => return Outcome::refused(e, Vec::new()),
     };
@@ -201,13 +291,20 @@ async fn post(
         Ok(r) => r,
         Err(e) => return Outcome::refused(e, Vec::new()),
     };
-    let parsed = match mcp::message::parse_body(&bytes, revision.allows_batch(), revision.as_str()) {
+    let parsed = match mcp::message::parse_body(&bytes, revision.allows_batch(), revision.as_str())
+    {
         Ok(p) => p,
         Err(e) => return Outcome::refused(e.into(), Vec::new()),
     };
     if let mcp::Body::Batch(messages) = &parsed {
-        if messages.iter().any(|m| m.method.as_deref() == Some("initialize")) {
-            return Outcome::refused(Refusal::BadHeader("initialize cannot be part of a batch".into()), messages.clone());
+        if messages
+            .iter()
+            .any(|m| m.method.as_deref() == Some("initialize"))
+        {
+            return Outcome::refused(
+                Refusal::BadHeader("initialize cannot be part of a batch".into()),
+                messages.clone(),
+            );
         }
     }
     let messages = match parsed {
@@ -222,7 +319,12 @@ async fn post(
         return Outcome::refused(e, messages);
     }
     for message in &messages {
-        if let Decision::Deny { reason, rule } = gateway.stages.decision.decide(identity, &upstream.server, message) {
+        if let Decision::Deny { reason, rule } =
+            gateway
+                .stages
+                .decision
+                .decide(identity, &upstream.server, message)
+        {
             let mut outcome = Outcome::refused(Refusal::Denied(reason.clone()), Vec::new());
             outcome.messages = messages;
             outcome.decision = Decision::Deny { reason, rule };
@@ -240,8 +342,19 @@ async fn post(
         None => upstream.server.url.clone(),
     };
     let mut up_headers = headers::upstream_request(&parts.headers);
-    gateway.stages.credentials.apply(identity, &upstream.server, &mut up_headers);
-    let sent = send(gateway, &upstream, Method::POST, uri.as_str(), up_headers, bytes).await;
+    gateway
+        .stages
+        .credentials
+        .apply(identity, &upstream.server, &mut up_headers);
+    let sent = send(
+        gateway,
+        &upstream,
+        Method::POST,
+        uri.as_str(),
+        up_headers,
+        bytes,
+    )
+    .await;
     let response = match sent {
         Ok(r) => r,
         Err(e) => return Outcome::refused(e, messages),
@@ -252,35 +365,92 @@ async fn post(
         .or(parts.headers.get(MCP_SESSION_ID))
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let ctx = relay::Context { gateway: gateway.clone(), upstream: upstream.clone(), identity: identity.clone(), session, legacy_stream: false };
+    let ctx = relay::Context {
+        gateway: gateway.clone(),
+        upstream: upstream.clone(),
+        identity: identity.clone(),
+        session,
+        legacy_stream: false,
+        end_on_drain: false,
+    };
     let allow_batch = messages.len() > 1;
     relay_response(gateway, ctx, response, allow_batch, messages).await
 }
 
 /// A GET: the Streamable HTTP standalone stream, or the legacy transport's stream.
-async fn stream(gateway: &Arc<Gateway>, identity: &Identity, upstream: Arc<Upstream>, req: Request<Incoming>, legacy: bool) -> Outcome {
+async fn stream(
+    gateway: &Arc<Gateway>,
+    identity: &Identity,
+    upstream: Arc<Upstream>,
+    req: Request<Incoming>,
+    legacy: bool,
+) -> Outcome {
     let up_headers = {
         let mut h = headers::upstream_request(req.headers());
-        gateway.stages.credentials.apply(identity, &upstream.server, &mut h);
+        gateway
+            .stages
+            .credentials
+            .apply(identity, &upstream.server, &mut h);
         h
     };
     let url = upstream.server.url.clone();
-    let response = match send(gateway, &upstream, Method::GET, url.as_str(), up_headers, Bytes::new()).await {
+    let response = match send(
+        gateway,
+        &upstream,
+        Method::GET,
+        url.as_str(),
+        up_headers,
+        Bytes::new(),
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => return Outcome::refused(e, Vec::new()),
     };
-    let session = req.headers().get(MCP_SESSION_ID).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let ctx = relay::Context { gateway: gateway.clone(), upstream, identity: identity.clone(), session, legacy_stream: legacy };
+    let session = req
+        .headers()
+        .get(MCP_SESSION_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let ctx = relay::Context {
+        gateway: gateway.clone(),
+        upstream,
+        identity: identity.clone(),
+        session,
+        legacy_stream: legacy,
+        end_on_drain: true,
+    };
     relay_response(gateway, ctx, response, false, Vec::new()).await
 }
 
 /// A DELETE: ends a session upstream, and here.
-async fn delete(gateway: &Arc<Gateway>, identity: &Identity, upstream: Arc<Upstream>, req: Request<Incoming>) -> Outcome {
+async fn delete(
+    gateway: &Arc<Gateway>,
+    identity: &Identity,
+    upstream: Arc<Upstream>,
+    req: Request<Incoming>,
+) -> Outcome {
     let mut up_headers = headers::upstream_request(req.headers());
-    gateway.stages.credentials.apply(identity, &upstream.server, &mut up_headers);
-    let session = req.headers().get(MCP_SESSION_ID).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    gateway
+        .stages
+        .credentials
+        .apply(identity, &upstream.server, &mut up_headers);
+    let session = req
+        .headers()
+        .get(MCP_SESSION_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let url = upstream.server.url.clone();
-    let response = match send(gateway, &upstream, Method::DELETE, url.as_str(), up_headers, Bytes::new()).await {
+    let response = match send(
+        gateway,
+        &upstream,
+        Method::DELETE,
+        url.as_str(),
+        up_headers,
+        Bytes::new(),
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => return Outcome::refused(e, Vec::new()),
     };
@@ -289,7 +459,14 @@ async fn delete(gateway: &Arc<Gateway>, identity: &Identity, upstream: Arc<Upstr
             gateway.sessions.remove(upstream.server.name.as_str(), s);
         }
     }
-    let ctx = relay::Context { gateway: gateway.clone(), upstream, identity: identity.clone(), session, legacy_stream: false };
+    let ctx = relay::Context {
+        gateway: gateway.clone(),
+        upstream,
+        identity: identity.clone(),
+        session,
+        legacy_stream: false,
+        end_on_drain: true,
+    };
     relay_response(gateway, ctx, response, false, Vec::new()).await
 }
 
@@ -306,11 +483,22 @@ async fn send(
     if let Some(h) = req.headers_mut() {
         *h = headers;
     }
-    let req = req.body(Full::new(body)).map_err(|e| Refusal::UpstreamUnavailable { server: server.clone(), detail: e.to_string() })?;
+    let req = req
+        .body(Full::new(body))
+        .map_err(|e| Refusal::UpstreamUnavailable {
+            server: server.clone(),
+            detail: e.to_string(),
+        })?;
     let timeout = gateway.config.limits.upstream_response_timeout;
     match tokio::time::timeout(timeout, upstream.client.request(req)).await {
-        Err(_) => Err(Refusal::UpstreamTimeout { server, seconds: timeout.as_secs() }),
-        Ok(Err(e)) => Err(Refusal::UpstreamUnavailable { server, detail: error_chain(&e) }),
+        Err(_) => Err(Refusal::UpstreamTimeout {
+            server,
+            seconds: timeout.as_secs(),
+        }),
+        Ok(Err(e)) => Err(Refusal::UpstreamUnavailable {
+            server,
+            detail: error_chain(&e),
+        }),
         Ok(Ok(r)) => Ok(r),
     }
 }
@@ -327,7 +515,13 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Sends the upstream's response on to the agent, through the response stage.
-async fn relay_response(gateway: &Arc<Gateway>, ctx: relay::Context, response: Response<Incoming>, allow_batch: bool, messages: Vec<Message>) -> Outcome {
+async fn relay_response(
+    gateway: &Arc<Gateway>,
+    ctx: relay::Context,
+    response: Response<Incoming>,
+    allow_batch: bool,
+    messages: Vec<Message>,
+) -> Outcome {
     let limits = &gateway.config.limits;
     let server = ctx.upstream.server.name.to_string();
     let (parts, body) = response.into_parts();
@@ -338,7 +532,11 @@ async fn relay_response(gateway: &Arc<Gateway>, ctx: relay::Context, response: R
         .and_then(|v| v.split(';').next())
         .map(|v| v.trim().to_ascii_lowercase())
         .unwrap_or_default();
-    if parts.headers.get(header::CONTENT_ENCODING).is_some_and(|e| e != "identity") {
+    if parts
+        .headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|e| e != "identity")
+    {
         let detail = "compressed response despite Accept-Encoding: identity".to_owned();
         return Outcome::refused(Refusal::UpstreamInvalid { server, detail }, messages);
     }
@@ -346,18 +544,36 @@ async fn relay_response(gateway: &Arc<Gateway>, ctx: relay::Context, response: R
     let body = match (parts.status, content_type.as_str()) {
         (StatusCode::ACCEPTED | StatusCode::NO_CONTENT, _) => refusal::empty(),
         (_, "text/event-stream") => {
-            out_headers.insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-cache"));
+            out_headers.insert(
+                header::CACHE_CONTROL,
+                http::HeaderValue::from_static("no-cache"),
+            );
             relay::sse(ctx, body, limits.max_sse_event_bytes)
         }
-        (_, "application/json") => match relay::json(&ctx, body, allow_batch, limits.max_response_bytes).await {
-            Ok(bytes) => refusal::full(bytes),
-            Err(e) if parts.status.is_success() => {
-                return Outcome::refused(Refusal::UpstreamInvalid { server, detail: e.to_string() }, messages);
+        (_, "application/json") => {
+            match relay::json(&ctx, body, allow_batch, limits.max_response_bytes).await {
+                Ok(bytes) => refusal::full(bytes),
+                Err(e) if parts.status.is_success() => {
+                    return Outcome::refused(
+                        Refusal::UpstreamInvalid {
+                            server,
+                            detail: e.to_string(),
+                        },
+                        messages,
+                    );
+                }
+                // An error status with a body the gateway cannot vouch for: keep the status, drop the body.
+                Err(_) => refusal::empty(),
             }
-            // An error status with a body the gateway cannot vouch for: keep the status, drop the body.
-            Err(_) => refusal::empty(),
+        }
+        // A bodiless success (DELETE's 200, say) carries no message: nothing to inspect.
+        (status, "") if status.is_success() => match Limited::new(body, 0).collect().await {
+            Ok(_) => refusal::empty(),
+            Err(_) => {
+                let detail = "a response body without a Content-Type".to_owned();
+                return Outcome::refused(Refusal::UpstreamInvalid { server, detail }, messages);
+            }
         },
-        (status, _) if status.is_success() && !matches!(status, StatusCode::OK) => refusal::empty(),
         (status, other) if status.is_success() => {
             let detail = format!("unexpected Content-Type {other:?}");
             return Outcome::refused(Refusal::UpstreamInvalid { server, detail }, messages);
@@ -372,5 +588,10 @@ async fn relay_response(gateway: &Arc<Gateway>, ctx: relay::Context, response: R
     let mut resp = Response::new(body);
     *resp.status_mut() = parts.status;
     *resp.headers_mut() = out_headers;
-    Outcome { response: resp, messages, decision: Decision::Allow, error: None }
+    Outcome {
+        response: resp,
+        messages,
+        decision: Decision::Allow,
+        error: None,
+    }
 }

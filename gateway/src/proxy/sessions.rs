@@ -26,7 +26,10 @@ struct Inner {
 
 impl Sessions {
     pub fn new(max: usize) -> Self {
-        Self { max: max.max(1), inner: Mutex::new(Inner::default()) }
+        Self {
+            max: max.max(1),
+            inner: Mutex::new(Inner::default()),
+        }
     }
 
     /// Records the revision an initialize exchange settled on.
@@ -37,13 +40,18 @@ impl Sessions {
             inner.order.push_back(key);
         }
         while inner.map.len() > self.max {
-            let Some(oldest) = inner.order.pop_front() else { break };
+            let Some(oldest) = inner.order.pop_front() else {
+                break;
+            };
             inner.map.remove(&oldest);
         }
     }
 
     pub fn get(&self, server: &str, session: &str) -> Option<Revision> {
-        self.lock().map.get(&(server.to_owned(), session.to_owned())).copied()
+        self.lock()
+            .map
+            .get(&(server.to_owned(), session.to_owned()))
+            .copied()
     }
 
     /// Forgets a session (DELETE, or the upstream said it is gone).

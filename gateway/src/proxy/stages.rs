@@ -33,7 +33,10 @@ impl fmt::Display for Identity {
 pub enum Decision {
     Allow,
     /// Refused: the agent gets a JSON-RPC error with `reason`, nothing goes upstream.
-    Deny { reason: String, rule: String },
+    Deny {
+        reason: String,
+        rule: String,
+    },
 }
 
 /// Attributes a connection.

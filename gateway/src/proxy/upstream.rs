@@ -20,7 +20,11 @@ pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     #[error("server {server}: cannot read ca_file {path}: {source}")]
-    CaFile { server: String, path: String, source: std::io::Error },
+    CaFile {
+        server: String,
+        path: String,
+        source: std::io::Error,
+    },
     #[error("server {server}: ca_file {path} holds no usable certificate")]
     NoCertificates { server: String, path: String },
     #[error("TLS setup failed: {0}")]
@@ -46,7 +50,13 @@ impl Upstreams {
         let mut by_name = HashMap::new();
         for server in &config.servers {
             let client = client(server, config.limits.upstream_connect_timeout)?;
-            by_name.insert(server.name.as_str().to_owned(), Arc::new(Upstream { server: server.clone(), client }));
+            by_name.insert(
+                server.name.as_str().to_owned(),
+                Arc::new(Upstream {
+                    server: server.clone(),
+                    client,
+                }),
+            );
         }
         Ok(Self { by_name })
     }
@@ -60,7 +70,11 @@ fn client(server: &Server, connect_timeout: Duration) -> Result<HttpClient, Upst
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = &server.ca_file {
-        let err = |source| UpstreamError::CaFile { server: server.name.to_string(), path: path.display().to_string(), source };
+        let err = |source| UpstreamError::CaFile {
+            server: server.name.to_string(),
+            path: path.display().to_string(),
+            source,
+        };
         let pem = std::fs::read(path).map_err(err)?;
         let mut added = 0;
         for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
@@ -69,13 +83,18 @@ fn client(server: &Server, connect_timeout: Duration) -> Result<HttpClient, Upst
             }
         }
         if added == 0 {
-            return Err(UpstreamError::NoCertificates { server: server.name.to_string(), path: path.display().to_string() });
+            return Err(UpstreamError::NoCertificates {
+                server: server.name.to_string(),
+                path: path.display().to_string(),
+            });
         }
     }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);

@@ -1,0 +1,282 @@
+//! Test helpers: start real peers and the gateway on free loopback ports, speak raw HTTP.
+
+#![allow(dead_code)]
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use agentgate::{
+    cli::{Running, start},
+    config::Config,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    process::{Child, Command},
+};
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// Where `cargo xtask setup` put the peers. Missing peers fail the test with the fix.
+pub fn peers() -> PathBuf {
+    let dir = std::env::var_os("AGENTGATE_PEERS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join(".peers"));
+    assert!(
+        dir.join("venv/bin/python").exists()
+            && dir
+                .join("node/node_modules/@modelcontextprotocol/server-everything")
+                .exists(),
+        "test peers missing in {}: run `cargo xtask setup` (cargo xtask ci does it)",
+        dir.display()
+    );
+    dir
+}
+
+pub fn peer_scripts() -> PathBuf {
+    workspace().join("gateway/tests/peers")
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Polls until something accepts TCP connections on `port` (the child may still be importing).
+pub async fn wait_for_port(port: u16, child: &mut Child) {
+    for _ in 0..400 {
+        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("peer exited before listening on {port}: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing listens on port {port} after 20 s");
+}
+
+/// A running peer process, killed on drop.
+pub struct Peer {
+    pub port: u16,
+    pub child: Child,
+}
+
+impl Peer {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+/// The Python MCPServer test server (tests/peers/server.py).
+pub async fn python_server(transport: &str, tls: Option<(&Path, &Path)>) -> Peer {
+    let port = free_port();
+    let mut cmd = Command::new(peers().join("venv/bin/python"));
+    cmd.arg(peer_scripts().join("server.py")).args([
+        "--transport",
+        transport,
+        "--port",
+        &port.to_string(),
+    ]);
+    if let Some((cert, key)) = tls {
+        cmd.arg("--certfile").arg(cert).arg("--keyfile").arg(key);
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start python server");
+    wait_for_port(port, &mut child).await;
+    Peer { port, child }
+}
+
+/// server-everything in Streamable HTTP mode.
+pub async fn everything_server() -> Peer {
+    let port = free_port();
+    let script =
+        peers().join("node/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    let mut child = Command::new("node")
+        .arg(script)
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start server-everything");
+    wait_for_port(port, &mut child).await;
+    Peer { port, child }
+}
+
+/// Runs tests/peers/client.py and returns its normalised JSON output.
+pub async fn python_client(
+    url: &str,
+    transport: &str,
+    mode: &str,
+    profile: &str,
+    cafile: Option<&Path>,
+) -> serde_json::Value {
+    let mut cmd = Command::new(peers().join("venv/bin/python"));
+    cmd.arg(peer_scripts().join("client.py")).args([
+        "--url",
+        url,
+        "--transport",
+        transport,
+        "--mode",
+        mode,
+        "--profile",
+        profile,
+    ]);
+    if let Some(ca) = cafile {
+        cmd.arg("--cafile").arg(ca);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(90), cmd.stdin(Stdio::null()).output())
+        .await
+        .expect("client finished in time")
+        .expect("run client");
+    assert!(
+        out.status.success(),
+        "client failed against {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("client prints JSON")
+}
+
+/// What the Python server recorded (method, path, some headers), via its /_received route.
+pub async fn received(server: &Peer) -> Vec<serde_json::Value> {
+    let (status, _, body) = http(server.port, "GET", "/_received", &[], b"").await;
+    assert_eq!(status, 200);
+    serde_json::from_slice(&body).expect("recorder JSON")
+}
+
+/// Config text for a gateway on free ports in front of `servers` (name, url, transport, extra).
+pub fn gateway_config(servers: &[(&str, &str, &str, &str)], extra: &str) -> String {
+    let mut text = format!(
+        "[listener]\naddress = \"127.0.0.1:0\"\n[admin]\naddress = \"127.0.0.1:0\"\n{extra}\n"
+    );
+    for (name, url, transport, more) in servers {
+        text.push_str(&format!(
+            "[[servers]]\nname = \"{name}\"\nurl = \"{url}\"\ntransport = \"{transport}\"\n{more}\n"
+        ));
+    }
+    text
+}
+
+/// Starts the gateway in-process.
+pub async fn gateway(config_text: &str) -> Running {
+    let config = Config::parse(config_text, "test.toml").expect("test config");
+    start(config).await.expect("gateway starts")
+}
+
+pub fn addr(running: &Running) -> SocketAddr {
+    running.bound.proxy
+}
+
+/// One HTTP/1.1 request on a fresh connection; returns status, raw head and body.
+pub async fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let mut head =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    let mut raw = head.into_bytes();
+    raw.extend_from_slice(body);
+    raw_exchange(port, &raw).await
+}
+
+/// Writes raw bytes, reads until the server closes; returns status, head and (de-chunked) body.
+pub async fn raw_exchange(port: u16, raw: &[u8]) -> (u16, String, Vec<u8>) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    stream.write_all(raw).await.expect("write");
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut buf))
+        .await
+        .expect("server closed the connection in time")
+        .expect("read");
+    parse_response(&buf)
+}
+
+pub fn parse_response(buf: &[u8]) -> (u16, String, Vec<u8>) {
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head in {:?}", String::from_utf8_lossy(buf)));
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    let mut body = buf[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    (status, head, body)
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = data.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&data[..eol]).unwrap_or("0").trim(), 16)
+                .unwrap_or(0);
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[eol + 2..eol + 2 + size]);
+        data = &data[eol + 4 + size..];
+    }
+}
+
+/// The JSON-RPC error in a gateway reply.
+pub fn rpc_error(body: &[u8]) -> (i64, String) {
+    let v: serde_json::Value = serde_json::from_slice(body)
+        .unwrap_or_else(|_| panic!("not JSON: {:?}", String::from_utf8_lossy(body)));
+    assert_eq!(v["jsonrpc"], "2.0", "{v}");
+    (
+        v["error"]["code"].as_i64().expect("error code"),
+        v["error"]["message"].as_str().expect("message").to_owned(),
+    )
+}
+
+/// A self-signed certificate for 127.0.0.1, written as PEM files into `dir`.
+pub fn tls_files(dir: &Path) -> (PathBuf, PathBuf) {
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .expect("cert");
+    let cert_path = dir.join("cert.pem");
+    let key_path = dir.join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).expect("write cert");
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write key");
+    (cert_path, key_path)
+}

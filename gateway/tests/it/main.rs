@@ -1,0 +1,11 @@
+//! Integration tests: the gateway between real MCP peers (the Python `mcp` SDK, the TypeScript
+//! SDK's server-everything), and the strict-input rules seen from the wire.
+//!
+//! The peers are installed by `cargo xtask setup` (which `cargo xtask ci` runs first). Tests that
+//! need them fail, never skip, when they are missing.
+
+mod common;
+mod differential;
+mod lifecycle;
+mod real_peers;
+mod strict_input;

@@ -1,0 +1,245 @@
+//! Real MCP clients and servers, with and without the gateway between them: the results must be
+//! the same, and the upstream must see what the transport requires.
+
+use crate::common::*;
+
+const EVERY_STEP: [&str; 10] = [
+    "protocol_version",
+    "tools",
+    "echo",
+    "add",
+    "progress_result",
+    "progress_notifications",
+    "resources",
+    "read_resource",
+    "prompts",
+    "prompt",
+];
+
+fn assert_complete(result: &serde_json::Value) {
+    for key in EVERY_STEP {
+        assert!(
+            !result[key].is_null(),
+            "client result lacks {key}: {result}"
+        );
+    }
+    assert!(
+        result["progress_notifications"]
+            .as_array()
+            .is_some_and(|p| p.len() >= 2),
+        "no progress seen: {result}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_client_and_server_streamable_http_same_results_through_the_gateway() {
+    let server = python_server("streamable-http", None).await;
+    let gw = gateway(&gateway_config(
+        &[("py", &server.url("/mcp"), "streamable-http", "")],
+        "",
+    ))
+    .await;
+    let through = format!("http://{}/servers/py/mcp", addr(&gw));
+
+    let direct = python_client(
+        &server.url("/mcp"),
+        "streamable-http",
+        "legacy",
+        "self",
+        None,
+    )
+    .await;
+    let proxied = python_client(&through, "streamable-http", "legacy", "self", None).await;
+    assert_complete(&direct);
+    assert_eq!(direct, proxied);
+    assert_eq!(proxied["echo"]["content"][0]["text"], "hello");
+    assert_eq!(proxied["add"]["structuredContent"]["result"], 5);
+    assert_eq!(proxied["protocol_version"], "2025-11-25");
+
+    // The upstream saw the session flow through the gateway: session ids and protocol version
+    // on later requests, the GET stream, and the DELETE that ends the session.
+    let seen = received(&server).await;
+    let via_gateway: Vec<_> = seen.iter().skip(seen.len() / 2).collect();
+    assert!(
+        via_gateway.iter().any(|r| r["method"] == "GET"),
+        "no GET stream: {seen:?}"
+    );
+    assert!(
+        via_gateway
+            .iter()
+            .any(|r| r["method"] == "DELETE" && r["session_id"].is_string()),
+        "no DELETE: {seen:?}"
+    );
+    assert!(
+        via_gateway
+            .iter()
+            .filter(|r| r["method"] == "POST")
+            .skip(1)
+            .all(|r| r["protocol_version"] == "2025-11-25")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_client_2026_07_28_stateless_mode_passes_the_header_checks() {
+    let server = python_server("streamable-http", None).await;
+    let gw = gateway(&gateway_config(
+        &[("py", &server.url("/mcp"), "streamable-http", "")],
+        "",
+    ))
+    .await;
+    let through = format!("http://{}/servers/py/mcp", addr(&gw));
+    let direct = python_client(
+        &server.url("/mcp"),
+        "streamable-http",
+        "2026-07-28",
+        "self",
+        None,
+    )
+    .await;
+    let proxied = python_client(&through, "streamable-http", "2026-07-28", "self", None).await;
+    assert_complete(&direct);
+    assert_eq!(proxied["protocol_version"], "2026-07-28");
+    assert_eq!(direct, proxied);
+    let seen = received(&server).await;
+    assert!(
+        seen.iter().any(|r| r["mcp_method"] == "tools/call"),
+        "Mcp-Method not carried: {seen:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_client_and_server_legacy_sse_transport_through_the_gateway() {
+    let server = python_server("sse", None).await;
+    let gw = gateway(&gateway_config(
+        &[("legacy", &server.url("/sse"), "sse", "")],
+        "",
+    ))
+    .await;
+    let through = format!("http://{}/servers/legacy/sse", addr(&gw));
+    let direct = python_client(&server.url("/sse"), "sse", "legacy", "self", None).await;
+    let proxied = python_client(&through, "sse", "legacy", "self", None).await;
+    assert_complete(&direct);
+    assert_eq!(direct, proxied);
+    // Every POST the upstream saw through the gateway went to the endpoint it announced.
+    let seen = received(&server).await;
+    let posts: Vec<_> = seen.iter().filter(|r| r["method"] == "POST").collect();
+    assert!(posts.iter().all(|r| {
+        r["path"] == "/messages/"
+            && r["query"]
+                .as_str()
+                .is_some_and(|q| q.starts_with("session_id="))
+    }));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn legacy_posts_only_reach_endpoints_a_live_stream_announced() {
+    let server = python_server("sse", None).await;
+    let gw = gateway(&gateway_config(
+        &[("legacy", &server.url("/sse"), "sse", "")],
+        "",
+    ))
+    .await;
+    let port = addr(&gw).port();
+    let body = br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    let (status, _, reply) = http(
+        port,
+        "POST",
+        "/servers/legacy/message?endpoint=%2Fmessages%2F%3Fsession_id%3Dabc",
+        &[("Content-Type", "application/json")],
+        body,
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(rpc_error(&reply).1.contains("endpoint"));
+    assert!(
+        received(&server)
+            .await
+            .iter()
+            .all(|r| r["method"] != "POST")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_everything_same_results_through_the_gateway() {
+    let server = everything_server().await;
+    let gw = gateway(&gateway_config(
+        &[("everything", &server.url("/mcp"), "streamable-http", "")],
+        "",
+    ))
+    .await;
+    let through = format!("http://{}/servers/everything/mcp", addr(&gw));
+    let direct = python_client(
+        &server.url("/mcp"),
+        "streamable-http",
+        "legacy",
+        "everything",
+        None,
+    )
+    .await;
+    let proxied = python_client(&through, "streamable-http", "legacy", "everything", None).await;
+    assert_complete(&direct);
+    assert_eq!(direct, proxied);
+    assert_eq!(proxied["echo"]["content"][0]["text"], "Echo: hello");
+    assert_eq!(
+        proxied["progress_notifications"].as_array().map(Vec::len),
+        Some(5)
+    );
+
+    // Metrics carry the exchange, by server and method.
+    let admin = gw.bound.admin.expect("admin listener").port();
+    let (status, _, body) = http(admin, "GET", "/metrics", &[], b"").await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body).expect("utf-8");
+    assert!(
+        text.contains(r#"agentgate_requests_total{server="everything",method="tools/call"} 3"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"agentgate_request_duration_seconds_count{server="everything",method="initialize"} 1"#
+        ),
+        "{text}"
+    );
+    let (status, _, body) = http(admin, "GET", "/healthz", &[], b"").await;
+    assert_eq!((status, body.as_slice()), (200, &b"ok\n"[..]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_upstream_with_a_private_ca() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = tls_files(dir.path());
+    let server = python_server("streamable-http", Some((&cert, &key))).await;
+    let url = format!("https://127.0.0.1:{}/mcp", server.port);
+    let extra = format!("ca_file = \"{}\"", cert.display());
+    let gw = gateway(&gateway_config(
+        &[("tls", &url, "streamable-http", &extra)],
+        "",
+    ))
+    .await;
+    let through = format!("http://{}/servers/tls/mcp", addr(&gw));
+    let direct = python_client(&url, "streamable-http", "legacy", "self", Some(&cert)).await;
+    let proxied = python_client(&through, "streamable-http", "legacy", "self", None).await;
+    assert_complete(&direct);
+    assert_eq!(direct, proxied);
+
+    // Without the CA the gateway refuses to talk to it, and says so.
+    let gw2 = gateway(&gateway_config(&[("tls", &url, "streamable-http", "")], "")).await;
+    let init = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let (status, _, body) = http(
+        addr(&gw2).port(),
+        "POST",
+        "/servers/tls/mcp",
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+        ],
+        init,
+    )
+    .await;
+    assert_eq!(status, 502);
+    assert!(
+        rpc_error(&body).1.contains("unreachable"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+}

@@ -1,0 +1,127 @@
+"""agentgate's test MCP server (mcp==2.3.0 MCPServer, formerly FastMCP) with a request-recording ASGI wrapper.
+
+Usage:
+  python server.py --transport streamable-http --port 8001            # POST/GET/DELETE /mcp
+  python server.py --transport sse --port 8002                        # GET /sse, POST /messages/?session_id=...
+  python server.py --transport streamable-http --port 8443 --certfile cert.pem --keyfile key.pem
+Extra routes (handled by the wrapper, never reach MCP):
+  GET /_received  -> JSON list of {"method","path","query","protocol_version","session_id"} seen so far
+  POST /_reset    -> clears that list
+"""
+import argparse
+import asyncio
+import json
+
+import uvicorn
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+
+mcp = MCPServer("test-server", version="1.0.0", instructions="integration test server")
+
+
+@mcp.tool()
+def echo(message: str) -> str:
+    """Echo the message back."""
+    return message
+
+
+@mcp.tool()
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+@mcp.tool()
+async def long_running(steps: int = 5, delay: float = 0.1, ctx: Context = None) -> str:
+    """Sleep `steps` times, reporting progress after each step."""
+    for i in range(1, steps + 1):
+        await asyncio.sleep(delay)
+        await ctx.report_progress(i, steps, f"step {i}/{steps}")
+    return f"done {steps} steps"
+
+
+@mcp.resource("data://info", mime_type="application/json")
+def info() -> str:
+    return json.dumps({"server": "test-server", "ok": True})
+
+
+@mcp.resource("greeting://{name}")
+def greeting(name: str) -> str:
+    return f"Hello, {name}!"
+
+
+@mcp.prompt()
+def greet(name: str) -> str:
+    """Greeting prompt with one required argument."""
+    return f"Please write a friendly greeting for {name}."
+
+
+class RecordRequests:
+    """Pure ASGI middleware (streaming-safe, passes lifespan through)."""
+
+    def __init__(self, app):
+        self.app = app
+        self.received = []
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path == "/_received" and scope["method"] == "GET":
+                body = json.dumps(self.received).encode()
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": [(b"content-type", b"application/json")]})
+                await send({"type": "http.response.body", "body": body})
+                return
+            if path == "/_reset" and scope["method"] == "POST":
+                self.received.clear()
+                await send({"type": "http.response.start", "status": 204, "headers": []})
+                await send({"type": "http.response.body", "body": b""})
+                return
+            h = {k.decode().lower(): v.decode("latin-1") for k, v in scope["headers"]}
+            self.received.append({
+                "method": scope["method"], "path": path,
+                "query": scope.get("query_string", b"").decode(),
+                "protocol_version": h.get("mcp-protocol-version"),
+                "session_id": h.get("mcp-session-id"),
+                "last_event_id": h.get("last-event-id"),
+                "authorization": h.get("authorization"),
+                "mcp_method": h.get("mcp-method"),
+            })
+        await self.app(scope, receive, send)
+
+
+def build_app(transport: str, host: str, allowed_hosts: list[str] | None):
+    # DNS-rebinding protection is auto-enabled when host is 127.0.0.1/localhost/::1
+    # (allowed_hosts 127.0.0.1:*, localhost:*, [::1]:*; origins http://... only).
+    # Passing explicit settings overrides that; disabled = accept any Host/Origin.
+    if allowed_hosts is None:
+        security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    elif allowed_hosts == ["default"]:
+        security = None
+    else:
+        security = TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=allowed_hosts,
+                                             allowed_origins=[])
+    if transport == "sse":
+        app = mcp.sse_app(sse_path="/sse", message_path="/messages/", transport_security=security, host=host)
+    else:
+        app = mcp.streamable_http_app(streamable_http_path="/mcp", transport_security=security, host=host)
+    return RecordRequests(app)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--transport", choices=["streamable-http", "sse"], default="streamable-http")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8001)
+    p.add_argument("--certfile")
+    p.add_argument("--keyfile")
+    p.add_argument("--allowed-host", action="append",
+                   help="enable Host check with these values (e.g. 127.0.0.1:*); 'default' = SDK default; "
+                        "omitted = protection disabled")
+    a = p.parse_args()
+    app = build_app(a.transport, a.host, a.allowed_host)
+    uvicorn.run(app, host=a.host, port=a.port, ssl_certfile=a.certfile, ssl_keyfile=a.keyfile, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
