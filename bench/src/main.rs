@@ -1,1 +1,366 @@
-fn main() {}
+//! `cargo xtask bench`'s end-to-end load test: a fast Rust MCP upstream, a load generator, and
+//! the same tools/call traffic sent direct, through agentgate, and through nginx as a plain
+//! reverse proxy, in one run. The proxies run pinned to core 0; this process (upstream and load
+//! generator) pins itself to core 1. Figures are printed beside their targets, as ratios to the
+//! baselines measured in the same run.
+
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use clap::Parser;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Debug, Parser)]
+#[command(about = "agentgate end-to-end load test")]
+struct Args {
+    /// The agentgate binary to measure (a release build).
+    #[arg(long)]
+    gateway: PathBuf,
+    /// The nginx binary used as the reverse-proxy yardstick.
+    #[arg(long, default_value = "/usr/sbin/nginx")]
+    nginx: PathBuf,
+    /// Short runs (whole bench well under two minutes).
+    #[arg(long)]
+    short: bool,
+}
+
+const PINNED: &str = "AGENTGATE_BENCH_PINNED";
+const IDLE_CONNECTIONS: usize = 1000;
+const UPSTREAM_REPLY: &[u8] = br#"{"jsonrpc":"2.0","id":42,"result":{"content":[{"type":"text","text":"ok"}],"isError":false}}"#;
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    if std::env::var_os(PINNED).is_none() {
+        // Re-run pinned to core 1 with room for the idle-connection test's descriptors.
+        let me = std::env::current_exe()?;
+        let mut argv: Vec<String> = std::env::args().skip(1).collect();
+        argv.insert(0, me.display().to_string());
+        let script = format!("ulimit -n 8192 && exec taskset -c 1 \"$@\"");
+        let status = Command::new("sh").arg("-c").arg(script).arg("sh").args(&argv).env(PINNED, "1").status()?;
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<()> {
+    let duration = if args.short { Duration::from_secs(3) } else { Duration::from_secs(10) };
+    let dir = std::env::temp_dir().join(format!("agentgate-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+
+    let upstream = TcpListener::bind("127.0.0.1:0").await?;
+    let up_addr = upstream.local_addr()?;
+    tokio::spawn(serve_upstream(upstream));
+
+    let gw_port = free_port()?;
+    let gw = spawn_gateway(&args.gateway, &dir, gw_port, up_addr)?;
+    let nginx_port = free_port()?;
+    let nginx = spawn_nginx(&args.nginx, &dir, nginx_port, up_addr)?;
+    wait_port(gw_port).await?;
+    wait_port(nginx_port).await?;
+
+    let body = Bytes::from(agentgate_bench::tools_call_body(1024));
+    let direct = Target { name: "direct", addr: up_addr, path: "/mcp", pid: None };
+    let gateway = Target { name: "agentgate", addr: ([127, 0, 0, 1], gw_port).into(), path: "/servers/bench/mcp", pid: Some(gw.id()) };
+    let nginx_t = Target { name: "nginx", addr: ([127, 0, 0, 1], nginx_port).into(), path: "/mcp", pid: Some(nginx.id()) };
+
+    println!("\nEnd-to-end: tools/call of {} B, {} s per run, proxies on core 0, load + upstream on core 1", body.len(), duration.as_secs());
+    println!("{:<10} {:>4} {:>10} {:>10} {:>10} {:>12} {:>9}", "target", "conc", "req/s", "p50 us", "p99 us", "CPU us/req", "RSS MiB");
+    let mut results = Vec::new();
+    for concurrency in [1usize, 32] {
+        for target in [&direct, &gateway, &nginx_t] {
+            load(target, &body, concurrency, Duration::from_millis(500)).await?;
+            let r = measure(target, &body, concurrency, duration).await?;
+            println!(
+                "{:<10} {:>4} {:>10.0} {:>10.1} {:>10.1} {:>12} {:>9}",
+                target.name,
+                concurrency,
+                r.rps,
+                r.p50_us,
+                r.p99_us,
+                r.cpu_us_per_req.map_or("-".into(), |c| format!("{c:.1}")),
+                r.rss_mib.map_or("-".into(), |m| format!("{m:.1}")),
+            );
+            results.push((target.name, concurrency, r));
+        }
+    }
+    let get = |name: &str, c: usize| results.iter().find(|(n, cc, _)| *n == name && *cc == c).map(|(_, _, r)| r.clone());
+    let (Some(d1), Some(g1), Some(n1), Some(g32), Some(n32), Some(d32)) =
+        (get("direct", 1), get("agentgate", 1), get("nginx", 1), get("agentgate", 32), get("nginx", 32), get("direct", 32))
+    else {
+        bail!("missing results");
+    };
+
+    let idle_gw = idle_rss(gw_port, gw.id()).await?;
+    let idle_nginx = idle_rss(nginx_port, nginx.id()).await?;
+
+    let (gbps_4k, ratio_4k) = parse_throughput(4096);
+    let (gbps_64k, ratio_64k) = parse_throughput(65_536);
+    let (gbps_1m, ratio_1m) = parse_throughput(1 << 20);
+
+    println!("\nTargets (measured in this run)");
+    let verdict = |ok: bool| if ok { "ok" } else { "MISSED" };
+    for (size, gbps, ratio) in [("4 KiB", gbps_4k, ratio_4k), ("64 KiB", gbps_64k, ratio_64k), ("1 MiB", gbps_1m, ratio_1m)] {
+        println!(
+            "  parse + classify {size:>6}: {gbps:6.2} GB/s ({ratio:.1}x serde_json Value)      target >= 1 GB/s      {}",
+            verdict(gbps >= 1.0)
+        );
+    }
+    let added = g1.p50_us - d1.p50_us;
+    println!(
+        "  added p50 latency, c=1:    {added:6.1} us (gateway {:.1} / direct {:.1} = {:.2}x; nginx adds {:.1} us)   target <= 50 us   {}",
+        g1.p50_us,
+        d1.p50_us,
+        g1.p50_us / d1.p50_us,
+        n1.p50_us - d1.p50_us,
+        verdict(added <= 50.0)
+    );
+    for (c, g, n, d) in [(1, &g1, &n1, &d1), (32, &g32, &n32, &d32)] {
+        if let (Some(gc), Some(nc)) = (g.cpu_us_per_req, n.cpu_us_per_req) {
+            let ratio = gc / nc;
+            println!(
+                "  CPU per tools/call, c={c:<2}:  {gc:6.1} us vs nginx {nc:.1} us = {ratio:.2}x; req/s {:.2}x of direct     target <= 1.5x nginx   {}",
+                g.rps / d.rps,
+                verdict(ratio <= 1.5)
+            );
+        }
+    }
+    println!(
+        "  RSS, {IDLE_CONNECTIONS} idle connections:  {idle_gw:6.1} MiB (nginx {idle_nginx:.1} MiB = {:.2}x)           target <= 30 MiB   {}",
+        idle_gw / idle_nginx,
+        verdict(idle_gw <= 30.0)
+    );
+
+    for mut child in [gw, nginx] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[derive(Debug)]
+struct Target {
+    name: &'static str,
+    addr: SocketAddr,
+    path: &'static str,
+    pid: Option<u32>,
+}
+
+#[derive(Clone, Debug)]
+struct Run {
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+    cpu_us_per_req: Option<f64>,
+    rss_mib: Option<f64>,
+}
+
+async fn measure(target: &Target, body: &Bytes, concurrency: usize, duration: Duration) -> Result<Run> {
+    let cpu_before = target.pid.map(cpu_ticks).transpose()?;
+    let started = Instant::now();
+    let mut latencies = load(target, body, concurrency, duration).await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu_after = target.pid.map(cpu_ticks).transpose()?;
+    latencies.sort_unstable();
+    let n = latencies.len().max(1);
+    let pct = |p: f64| latencies.get(((n as f64 * p) as usize).min(n - 1)).copied().unwrap_or_default() as f64 / 1000.0;
+    let tick_us = 1_000_000.0 / clock_ticks_per_second();
+    Ok(Run {
+        rps: latencies.len() as f64 / elapsed,
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+        cpu_us_per_req: cpu_before.zip(cpu_after).map(|(b, a)| (a - b) as f64 * tick_us / n as f64),
+        rss_mib: target.pid.map(rss_mib).transpose()?,
+    })
+}
+
+/// Runs `concurrency` keep-alive connections for `duration`; returns each request's latency (ns).
+async fn load(target: &Target, body: &Bytes, concurrency: usize, duration: Duration) -> Result<Vec<u64>> {
+    let deadline = Instant::now() + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (addr, path, body) = (target.addr, target.path, body.clone());
+        tasks.push(tokio::spawn(async move {
+            let stream = TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(conn);
+            let mut lat = Vec::with_capacity(100_000);
+            while Instant::now() < deadline {
+                let req = Request::post(path)
+                    .header("host", addr.to_string())
+                    .header("content-type", "application/json")
+                    .header("accept", "application/json, text/event-stream")
+                    .header("mcp-protocol-version", "2025-11-25")
+                    .body(Full::new(body.clone()))?;
+                let t = Instant::now();
+                let resp = sender.send_request(req).await?;
+                let status = resp.status();
+                resp.into_body().collect().await?;
+                if !status.is_success() {
+                    bail!("{addr}{path} answered {status}");
+                }
+                lat.push(t.elapsed().as_nanos() as u64);
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok(all)
+}
+
+/// The fast upstream: answers every POST with a fixed tools/call result.
+async fn serve_upstream(listener: TcpListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let svc = service_fn(|req: Request<Incoming>| async move {
+                let _ = req.into_body().collect().await;
+                let mut resp = Response::new(Full::new(Bytes::from_static(UPSTREAM_REPLY)));
+                resp.headers_mut().insert("content-type", http::HeaderValue::from_static("application/json"));
+                Ok::<_, Infallible>(resp)
+            });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+        });
+    }
+}
+
+fn spawn_gateway(bin: &Path, dir: &Path, port: u16, upstream: SocketAddr) -> Result<Child> {
+    let config = dir.join("agentgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[listener]\naddress = \"127.0.0.1:{port}\"\n[admin]\nenabled = false\n[logging]\nlevel = \"warn\"\n\
+             [[servers]]\nname = \"bench\"\nurl = \"http://{upstream}/mcp\"\n"
+        ),
+    )?;
+    Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(bin)
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .spawn()
+        .context("start agentgate")
+}
+
+fn spawn_nginx(bin: &Path, dir: &Path, port: u16, upstream: SocketAddr) -> Result<Child> {
+    let conf = dir.join("nginx.conf");
+    let d = dir.display();
+    std::fs::write(
+        &conf,
+        format!(
+            "worker_processes 1;\nmaster_process off;\ndaemon off;\npid {d}/nginx.pid;\nerror_log stderr warn;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+               fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+               upstream mcp {{ server {upstream}; keepalive 64; keepalive_requests 10000000; }}\n\
+               keepalive_requests 10000000;\n  keepalive_timeout 300s;\n\
+               server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      proxy_pass http://mcp;\n\
+                 proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_buffering off;\n    }}\n  }}\n}}\n"
+        ),
+    )?;
+    Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(bin)
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .spawn()
+        .context("start nginx (cargo xtask bench installs nginx-light)")
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+async fn wait_port(port: u16) -> Result<()> {
+    for _ in 0..200 {
+        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    bail!("nothing listens on {port}")
+}
+
+/// Opens idle connections (no request yet), then reads the proxy's resident set size.
+async fn idle_rss(port: u16, pid: u32) -> Result<f64> {
+    let mut conns = Vec::with_capacity(IDLE_CONNECTIONS);
+    for _ in 0..IDLE_CONNECTIONS {
+        conns.push(TcpStream::connect(("127.0.0.1", port)).await?);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss = rss_mib(pid)?;
+    drop(conns);
+    Ok(rss)
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name may hold spaces: fields are counted after its closing parenthesis.
+    let after = stat.rsplit_once(')').map(|(_, a)| a).context("bad /proc stat")?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: u64 = fields.get(11).context("utime")?.parse()?;
+    let stime: u64 = fields.get(12).context("stime")?.parse()?;
+    Ok(utime + stime)
+}
+
+fn rss_mib(pid: u32) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .context("VmRSS")?
+        .parse()?;
+    Ok(kb / 1024.0)
+}
+
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf").arg("CLK_TCK").output().ok().and_then(|o| String::from_utf8(o.stdout).ok()).and_then(|s| s.trim().parse().ok()).unwrap_or(100.0)
+}
+
+/// Strict parse + classify throughput in GB/s for a body of `size`, and its ratio to
+/// serde_json reading the same bytes into a `Value` (same run, same core).
+fn parse_throughput(size: usize) -> (f64, f64) {
+    let body = agentgate_bench::tools_call_body(size);
+    let ours = best_of(&body, |b| agentgate::mcp::message::parse_body(b, false, "2025-11-25").is_ok());
+    let theirs = best_of(&body, |b| serde_json::from_slice::<serde_json::Value>(b).is_ok());
+    (ours, ours / theirs)
+}
+
+fn best_of(body: &[u8], f: impl Fn(&[u8]) -> bool) -> f64 {
+    let mut best = 0.0f64;
+    for _ in 0..5 {
+        let start = Instant::now();
+        let mut bytes = 0usize;
+        while start.elapsed() < Duration::from_millis(100) {
+            assert!(f(std::hint::black_box(body)));
+            bytes += body.len();
+        }
+        best = best.max(bytes as f64 / start.elapsed().as_secs_f64() / 1e9);
+    }
+    best
+}

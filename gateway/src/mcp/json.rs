@@ -381,6 +381,8 @@ fn build(nodes: &[Node<'_>], pos: &mut usize) -> serde_json::Value {
 mod tests {
     use super::*;
 
+    type Check = fn(&JsonError) -> bool;
+
     fn parse(s: &[u8]) -> Result<serde_json::Value, JsonError> {
         with_parsed(s, |v| v.to_owned_value())
     }
@@ -399,7 +401,7 @@ mod tests {
 
     #[test]
     fn refuses_what_parsers_disagree_on() {
-        let cases: &[(&[u8], fn(&JsonError) -> bool)] = &[
+        let cases: &[(&[u8], Check)] = &[
             (b"", |e| *e == JsonError::Empty),
             (b"  \n", |e| *e == JsonError::Empty),
             (b"\xEF\xBB\xBF{}", |e| *e == JsonError::ByteOrderMark),

@@ -362,6 +362,8 @@ fn classify_params(method: &str, params: Option<View<'_, '_>>) -> Result<Classif
 mod tests {
     use super::*;
 
+    type Check = fn(&MessageError) -> bool;
+
     fn one(s: &str) -> Result<Message, MessageError> {
         parse_message(s.as_bytes())
     }
@@ -416,7 +418,7 @@ mod tests {
 
     #[test]
     fn refuses_malformed_messages() {
-        let cases: &[(&str, fn(&MessageError) -> bool)] = &[
+        let cases: &[(&str, Check)] = &[
             (r#"[1]"#, |e| *e == MessageError::NotAnObject),
             (r#""x""#, |e| *e == MessageError::NotAnObject),
             (r#"{"id":1,"method":"ping"}"#, |e| {

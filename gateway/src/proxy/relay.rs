@@ -35,12 +35,12 @@ impl Context {
     /// Runs the response stage and the session bookkeeping on one server->client message.
     /// Returns whether to forward it.
     fn on_message(&self, message: &Message) -> bool {
-        if let (Some(version), Some(session)) = (&message.protocol_version, &self.session) {
-            if let Some(revision) = Revision::parse(version) {
-                self.gateway
-                    .sessions
-                    .insert(self.upstream.server.name.as_str(), session, revision);
-            }
+        if let (Some(version), Some(session)) = (&message.protocol_version, &self.session)
+            && let Some(revision) = Revision::parse(version)
+        {
+            self.gateway
+                .sessions
+                .insert(self.upstream.server.name.as_str(), session, revision);
         }
         self.gateway
             .stages

@@ -268,15 +268,14 @@ async fn post(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
+        && len > limits.max_request_bytes as u64
     {
-        if len > limits.max_request_bytes as u64 {
-            return Outcome::refused(
-                Refusal::BodyTooLarge {
-                    max: limits.max_request_bytes,
-                },
-                Vec::new(),
-            );
-        }
+        return Outcome::refused(
+            Refusal::BodyTooLarge {
+                max: limits.max_request_bytes,
+            },
+            Vec::new(),
+        );
     }
     let read = read_body(body, limits.max_request_bytes, limits.body_read_timeout).await;
     if let Some(problem) = framing.body_problem() {
@@ -296,16 +295,15 @@ async fn post(
         Ok(p) => p,
         Err(e) => return Outcome::refused(e.into(), Vec::new()),
     };
-    if let mcp::Body::Batch(messages) = &parsed {
-        if messages
+    if let mcp::Body::Batch(messages) = &parsed
+        && messages
             .iter()
             .any(|m| m.method.as_deref() == Some("initialize"))
-        {
-            return Outcome::refused(
-                Refusal::BadHeader("initialize cannot be part of a batch".into()),
-                messages.clone(),
-            );
-        }
+    {
+        return Outcome::refused(
+            Refusal::BadHeader("initialize cannot be part of a batch".into()),
+            messages.clone(),
+        );
     }
     let messages = match parsed {
         mcp::Body::Single(m) => vec![m],
@@ -454,10 +452,10 @@ async fn delete(
         Ok(r) => r,
         Err(e) => return Outcome::refused(e, Vec::new()),
     };
-    if response.status().is_success() {
-        if let Some(s) = &session {
-            gateway.sessions.remove(upstream.server.name.as_str(), s);
-        }
+    if response.status().is_success()
+        && let Some(s) = &session
+    {
+        gateway.sessions.remove(upstream.server.name.as_str(), s);
     }
     let ctx = relay::Context {
         gateway: gateway.clone(),
