@@ -11,11 +11,20 @@ fn parse(c: &mut Criterion) {
         let body = tools_call_body(size);
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_with_input(BenchmarkId::new("agentgate", size), &body, |b, body| {
-            b.iter(|| parse_body(std::hint::black_box(body), false, "2025-11-25").map(|m| m.messages().len()))
+            b.iter(|| {
+                parse_body(std::hint::black_box(body), false, "2025-11-25")
+                    .map(|m| m.messages().len())
+            })
         });
-        group.bench_with_input(BenchmarkId::new("serde_json_value", size), &body, |b, body| {
-            b.iter(|| serde_json::from_slice::<serde_json::Value>(std::hint::black_box(body)).is_ok())
-        });
+        group.bench_with_input(
+            BenchmarkId::new("serde_json_value", size),
+            &body,
+            |b, body| {
+                b.iter(|| {
+                    serde_json::from_slice::<serde_json::Value>(std::hint::black_box(body)).is_ok()
+                })
+            },
+        );
     }
     group.finish();
 }

@@ -26,7 +26,11 @@ fn sse(c: &mut Criterion) {
             for chunk in stream.chunks(4096) {
                 p.push(chunk, &mut events).ok();
             }
-            events.iter().filter_map(|e| e.data.as_deref()).filter(|d| parse_message(d.as_bytes()).is_ok()).count()
+            events
+                .iter()
+                .filter_map(|e| e.data.as_deref())
+                .filter(|d| parse_message(d.as_bytes()).is_ok())
+                .count()
         })
     });
     group.finish();

@@ -47,15 +47,27 @@ fn main() -> Result<()> {
         let mut argv: Vec<String> = std::env::args().skip(1).collect();
         argv.insert(0, me.display().to_string());
         let script = format!("ulimit -n 8192 && exec taskset -c 1 \"$@\"");
-        let status = Command::new("sh").arg("-c").arg(script).arg("sh").args(&argv).env(PINNED, "1").status()?;
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg("sh")
+            .args(&argv)
+            .env(PINNED, "1")
+            .status()?;
         std::process::exit(status.code().unwrap_or(1));
     }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(run(args))
 }
 
 async fn run(args: Args) -> Result<()> {
-    let duration = if args.short { Duration::from_secs(3) } else { Duration::from_secs(10) };
+    let duration = if args.short {
+        Duration::from_secs(3)
+    } else {
+        Duration::from_secs(10)
+    };
     let dir = std::env::temp_dir().join(format!("agentgate-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
 
@@ -71,12 +83,34 @@ async fn run(args: Args) -> Result<()> {
     wait_port(nginx_port).await?;
 
     let body = Bytes::from(agentgate_bench::tools_call_body(1024));
-    let direct = Target { name: "direct", addr: up_addr, path: "/mcp", pid: None };
-    let gateway = Target { name: "agentgate", addr: ([127, 0, 0, 1], gw_port).into(), path: "/servers/bench/mcp", pid: Some(gw.id()) };
-    let nginx_t = Target { name: "nginx", addr: ([127, 0, 0, 1], nginx_port).into(), path: "/mcp", pid: Some(nginx.id()) };
+    let direct = Target {
+        name: "direct",
+        addr: up_addr,
+        path: "/mcp",
+        pid: None,
+    };
+    let gateway = Target {
+        name: "agentgate",
+        addr: ([127, 0, 0, 1], gw_port).into(),
+        path: "/servers/bench/mcp",
+        pid: Some(gw.id()),
+    };
+    let nginx_t = Target {
+        name: "nginx",
+        addr: ([127, 0, 0, 1], nginx_port).into(),
+        path: "/mcp",
+        pid: Some(nginx.id()),
+    };
 
-    println!("\nEnd-to-end: tools/call of {} B, {} s per run, proxies on core 0, load + upstream on core 1", body.len(), duration.as_secs());
-    println!("{:<10} {:>4} {:>10} {:>10} {:>10} {:>12} {:>9}", "target", "conc", "req/s", "p50 us", "p99 us", "CPU us/req", "RSS MiB");
+    println!(
+        "\nEnd-to-end: tools/call of {} B, {} s per run, proxies on core 0, load + upstream on core 1",
+        body.len(),
+        duration.as_secs()
+    );
+    println!(
+        "{:<10} {:>4} {:>10} {:>10} {:>10} {:>12} {:>9}",
+        "target", "conc", "req/s", "p50 us", "p99 us", "CPU us/req", "RSS MiB"
+    );
     let mut results = Vec::new();
     for concurrency in [1usize, 32] {
         for target in [&direct, &gateway, &nginx_t] {
@@ -95,10 +129,20 @@ async fn run(args: Args) -> Result<()> {
             results.push((target.name, concurrency, r));
         }
     }
-    let get = |name: &str, c: usize| results.iter().find(|(n, cc, _)| *n == name && *cc == c).map(|(_, _, r)| r.clone());
-    let (Some(d1), Some(g1), Some(n1), Some(g32), Some(n32), Some(d32)) =
-        (get("direct", 1), get("agentgate", 1), get("nginx", 1), get("agentgate", 32), get("nginx", 32), get("direct", 32))
-    else {
+    let get = |name: &str, c: usize| {
+        results
+            .iter()
+            .find(|(n, cc, _)| *n == name && *cc == c)
+            .map(|(_, _, r)| r.clone())
+    };
+    let (Some(d1), Some(g1), Some(n1), Some(g32), Some(n32), Some(d32)) = (
+        get("direct", 1),
+        get("agentgate", 1),
+        get("nginx", 1),
+        get("agentgate", 32),
+        get("nginx", 32),
+        get("direct", 32),
+    ) else {
         bail!("missing results");
     };
 
@@ -111,7 +155,11 @@ async fn run(args: Args) -> Result<()> {
 
     println!("\nTargets (measured in this run)");
     let verdict = |ok: bool| if ok { "ok" } else { "MISSED" };
-    for (size, gbps, ratio) in [("4 KiB", gbps_4k, ratio_4k), ("64 KiB", gbps_64k, ratio_64k), ("1 MiB", gbps_1m, ratio_1m)] {
+    for (size, gbps, ratio) in [
+        ("4 KiB", gbps_4k, ratio_4k),
+        ("64 KiB", gbps_64k, ratio_64k),
+        ("1 MiB", gbps_1m, ratio_1m),
+    ] {
         println!(
             "  parse + classify {size:>6}: {gbps:6.2} GB/s ({ratio:.1}x serde_json Value)      target >= 1 GB/s      {}",
             verdict(gbps >= 1.0)
@@ -167,7 +215,12 @@ struct Run {
     rss_mib: Option<f64>,
 }
 
-async fn measure(target: &Target, body: &Bytes, concurrency: usize, duration: Duration) -> Result<Run> {
+async fn measure(
+    target: &Target,
+    body: &Bytes,
+    concurrency: usize,
+    duration: Duration,
+) -> Result<Run> {
     let cpu_before = target.pid.map(cpu_ticks).transpose()?;
     let started = Instant::now();
     let mut latencies = load(target, body, concurrency, duration).await?;
@@ -175,19 +228,32 @@ async fn measure(target: &Target, body: &Bytes, concurrency: usize, duration: Du
     let cpu_after = target.pid.map(cpu_ticks).transpose()?;
     latencies.sort_unstable();
     let n = latencies.len().max(1);
-    let pct = |p: f64| latencies.get(((n as f64 * p) as usize).min(n - 1)).copied().unwrap_or_default() as f64 / 1000.0;
+    let pct = |p: f64| {
+        latencies
+            .get(((n as f64 * p) as usize).min(n - 1))
+            .copied()
+            .unwrap_or_default() as f64
+            / 1000.0
+    };
     let tick_us = 1_000_000.0 / clock_ticks_per_second();
     Ok(Run {
         rps: latencies.len() as f64 / elapsed,
         p50_us: pct(0.50),
         p99_us: pct(0.99),
-        cpu_us_per_req: cpu_before.zip(cpu_after).map(|(b, a)| (a - b) as f64 * tick_us / n as f64),
+        cpu_us_per_req: cpu_before
+            .zip(cpu_after)
+            .map(|(b, a)| (a - b) as f64 * tick_us / n as f64),
         rss_mib: target.pid.map(rss_mib).transpose()?,
     })
 }
 
 /// Runs `concurrency` keep-alive connections for `duration`; returns each request's latency (ns).
-async fn load(target: &Target, body: &Bytes, concurrency: usize, duration: Duration) -> Result<Vec<u64>> {
+async fn load(
+    target: &Target,
+    body: &Bytes,
+    concurrency: usize,
+    duration: Duration,
+) -> Result<Vec<u64>> {
     let deadline = Instant::now() + duration;
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
@@ -195,7 +261,8 @@ async fn load(target: &Target, body: &Bytes, concurrency: usize, duration: Durat
         tasks.push(tokio::spawn(async move {
             let stream = TcpStream::connect(addr).await?;
             stream.set_nodelay(true)?;
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
             tokio::spawn(conn);
             let mut lat = Vec::with_capacity(100_000);
             while Instant::now() < deadline {
@@ -227,16 +294,23 @@ async fn load(target: &Target, body: &Bytes, concurrency: usize, duration: Durat
 /// The fast upstream: answers every POST with a fixed tools/call result.
 async fn serve_upstream(listener: TcpListener) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
             let svc = service_fn(|req: Request<Incoming>| async move {
                 let _ = req.into_body().collect().await;
                 let mut resp = Response::new(Full::new(Bytes::from_static(UPSTREAM_REPLY)));
-                resp.headers_mut().insert("content-type", http::HeaderValue::from_static("application/json"));
+                resp.headers_mut().insert(
+                    "content-type",
+                    http::HeaderValue::from_static("application/json"),
+                );
                 Ok::<_, Infallible>(resp)
             });
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
         });
     }
 }
@@ -291,7 +365,9 @@ fn spawn_nginx(bin: &Path, dir: &Path, port: u16, upstream: SocketAddr) -> Resul
 }
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 async fn wait_port(port: u16) -> Result<()> {
@@ -320,7 +396,10 @@ async fn idle_rss(port: u16, pid: u32) -> Result<f64> {
 fn cpu_ticks(pid: u32) -> Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The command name may hold spaces: fields are counted after its closing parenthesis.
-    let after = stat.rsplit_once(')').map(|(_, a)| a).context("bad /proc stat")?;
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, a)| a)
+        .context("bad /proc stat")?;
     let fields: Vec<&str> = after.split_whitespace().collect();
     let utime: u64 = fields.get(11).context("utime")?.parse()?;
     let stime: u64 = fields.get(12).context("stime")?.parse()?;
@@ -339,15 +418,25 @@ fn rss_mib(pid: u32) -> Result<f64> {
 }
 
 fn clock_ticks_per_second() -> f64 {
-    Command::new("getconf").arg("CLK_TCK").output().ok().and_then(|o| String::from_utf8(o.stdout).ok()).and_then(|s| s.trim().parse().ok()).unwrap_or(100.0)
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 /// Strict parse + classify throughput in GB/s for a body of `size`, and its ratio to
 /// serde_json reading the same bytes into a `Value` (same run, same core).
 fn parse_throughput(size: usize) -> (f64, f64) {
     let body = agentgate_bench::tools_call_body(size);
-    let ours = best_of(&body, |b| agentgate::mcp::message::parse_body(b, false, "2025-11-25").is_ok());
-    let theirs = best_of(&body, |b| serde_json::from_slice::<serde_json::Value>(b).is_ok());
+    let ours = best_of(&body, |b| {
+        agentgate::mcp::message::parse_body(b, false, "2025-11-25").is_ok()
+    });
+    let theirs = best_of(&body, |b| {
+        serde_json::from_slice::<serde_json::Value>(b).is_ok()
+    });
     (ours, ours / theirs)
 }
 
