@@ -46,7 +46,7 @@ fn main() -> Result<()> {
         let me = std::env::current_exe()?;
         let mut argv: Vec<String> = std::env::args().skip(1).collect();
         argv.insert(0, me.display().to_string());
-        let script = format!("ulimit -n 8192 && exec taskset -c 1 \"$@\"");
+        let script = "ulimit -n 8192 && exec taskset -c 1 \"$@\"";
         let status = Command::new("sh")
             .arg("-c")
             .arg(script)
