@@ -1,6 +1,6 @@
 //! Configuration: one TOML file, parsed into validated types.
 //!
-//! [`raw`] mirrors the file (unknown keys are errors); this module turns it into [`Config`],
+//! `raw` mirrors the file (unknown keys are errors); this module turns it into [`Config`],
 //! whose fields are already checked, so nothing downstream re-validates. Every error names the
 //! file, line and key. Config is data: it starts nothing.
 

@@ -4,7 +4,7 @@
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use super::refusal::Refusal;
-use crate::mcp::{Body, Revision};
+use crate::mcp::{Message, Revision};
 
 pub const MCP_SESSION_ID: &str = "mcp-session-id";
 pub const MCP_PROTOCOL_VERSION: &str = "mcp-protocol-version";
@@ -130,12 +130,11 @@ pub fn check_origin(headers: &HeaderMap) -> Result<(), Refusal> {
 /// otherwise be bypassed).
 pub fn check_method_headers(
     headers: &HeaderMap,
-    body: &Body,
+    messages: &[Message],
     revision: Revision,
 ) -> Result<(), Refusal> {
     let method = text(headers, MCP_METHOD)?;
     let name = text(headers, MCP_NAME)?;
-    let messages = body.messages();
     if messages.len() != 1 {
         if method.is_some() || name.is_some() {
             return Err(Refusal::BadHeader(
@@ -282,7 +281,7 @@ mod tests {
         assert!(
             check_method_headers(
                 &h(&[("mcp-method", "tools/call"), ("mcp-name", "echo")]),
-                &body,
+                body,
                 r
             )
             .is_ok()
@@ -290,7 +289,7 @@ mod tests {
         assert!(matches!(
             check_method_headers(
                 &h(&[("mcp-method", "tools/call"), ("mcp-name", "other")]),
-                &body,
+                body,
                 r
             ),
             Err(Refusal::HeaderMismatch {
@@ -301,7 +300,7 @@ mod tests {
         assert!(matches!(
             check_method_headers(
                 &h(&[("mcp-method", "tools/list"), ("mcp-name", "echo")]),
-                &body,
+                body,
                 r
             ),
             Err(Refusal::HeaderMismatch {
@@ -310,17 +309,17 @@ mod tests {
             })
         ));
         assert!(matches!(
-            check_method_headers(&h(&[("mcp-method", "tools/call")]), &body, r),
+            check_method_headers(&h(&[("mcp-method", "tools/call")]), body, r),
             Err(Refusal::MissingHeader { .. })
         ));
         assert!(matches!(
-            check_method_headers(&h(&[]), &body, r),
+            check_method_headers(&h(&[]), body, r),
             Err(Refusal::MissingHeader { .. })
         ));
         // Older revisions need no headers, but a header that is present must still match.
-        assert!(check_method_headers(&h(&[]), &body, Revision::V2025_11_25).is_ok());
+        assert!(check_method_headers(&h(&[]), body, Revision::V2025_11_25).is_ok());
         assert!(
-            check_method_headers(&h(&[("mcp-name", "other")]), &body, Revision::V2025_11_25)
+            check_method_headers(&h(&[("mcp-name", "other")]), body, Revision::V2025_11_25)
                 .is_err()
         );
     }

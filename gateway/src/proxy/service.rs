@@ -309,11 +309,7 @@ async fn post(
         mcp::Body::Single(m) => vec![m],
         mcp::Body::Batch(v) => v,
     };
-    let body_view = match messages.as_slice() {
-        [one] => mcp::Body::Single(one.clone()),
-        many => mcp::Body::Batch(many.to_vec()),
-    };
-    if let Err(e) = headers::check_method_headers(&parts.headers, &body_view, revision) {
+    if let Err(e) = headers::check_method_headers(&parts.headers, &messages, revision) {
         return Outcome::refused(e, messages);
     }
     for message in &messages {
