@@ -277,6 +277,7 @@ mod tests {
             "x",
         )
         .unwrap();
+        let body = body.messages();
         let r = Revision::V2026_07_28;
         assert!(
             check_method_headers(
