@@ -8,7 +8,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 fn parse(c: &mut Criterion) {
     let mut group = c.benchmark_group("parse_classify");
     for size in [200, 1024, 4096, 65_536, 1 << 20] {
-        let body = tools_call_body(size);
+        let body = bytes::Bytes::from(tools_call_body(size));
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_with_input(BenchmarkId::new("agentgate", size), &body, |b, body| {
             b.iter(|| {

@@ -308,31 +308,35 @@ fn check_tape(nodes: &[Node<'_>]) -> Result<(), JsonError> {
 }
 
 fn check_keys(nodes: &[Node<'_>], object: usize, len: usize) -> Result<(), JsonError> {
-    // Small objects dominate MCP traffic: a linear scan beats hashing there.
-    const LINEAR_MAX: usize = 16;
-    let mut keys: Vec<&str> = Vec::with_capacity(len.min(LINEAR_MAX * 4));
+    // Small objects dominate MCP traffic: a linear scan over a stack array beats hashing and
+    // allocating there; larger objects sort their keys.
+    const SMALL: usize = 16;
+    let mut small: [&str; SMALL] = [""; SMALL];
+    let mut large: Vec<&str> = Vec::new();
     let mut idx = object + 1;
-    for _ in 0..len {
+    for i in 0..len {
         let Some(Node::String(key)) = nodes.get(idx) else {
             return Err(JsonError::Syntax {
                 offset: 0,
                 kind: "object key is not a string".into(),
             });
         };
-        keys.push(key);
+        if len <= SMALL {
+            if small[..i].contains(key) {
+                return Err(JsonError::DuplicateKey {
+                    key: (*key).to_owned(),
+                });
+            }
+            small[i] = key;
+        } else {
+            large.push(key);
+        }
         idx += 1 + subtree_len(nodes.get(idx + 1));
     }
-    let duplicate = if len <= LINEAR_MAX {
-        keys.iter()
-            .enumerate()
-            .find_map(|(i, k)| keys[..i].contains(k).then_some(*k))
-    } else {
-        keys.sort_unstable();
-        keys.windows(2).find_map(|w| (w[0] == w[1]).then_some(w[0]))
-    };
-    match duplicate {
-        Some(key) => Err(JsonError::DuplicateKey {
-            key: key.to_owned(),
+    large.sort_unstable();
+    match large.windows(2).find(|w| w[0] == w[1]) {
+        Some(w) => Err(JsonError::DuplicateKey {
+            key: w[0].to_owned(),
         }),
         None => Ok(()),
     }

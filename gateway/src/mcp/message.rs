@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use bytes::Bytes;
 use simd_json::StaticNode;
 
 use super::json::{self, JsonError, MAX_EXACT_INT, View};
@@ -57,6 +58,32 @@ impl Kind {
     }
 }
 
+/// The arguments of a tools/call or prompts/get, read on demand.
+///
+/// Classification does not copy them out: most decisions need only the method and the name, and
+/// building a tree of a large argument object would cost more than the strict parse itself. The
+/// body they came from already passed the strict parse, so reading it again with serde_json
+/// yields exactly what the gateway checked (the differential test holds the two parsers to that).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Arguments {
+    body: Bytes,
+    /// Position of the message in a batch.
+    batch_index: Option<usize>,
+}
+
+impl Arguments {
+    /// The `params.arguments` object.
+    pub fn value(&self) -> Option<serde_json::Value> {
+        let mut root: serde_json::Value = serde_json::from_slice(&self.body).ok()?;
+        let message = match self.batch_index {
+            Some(i) => root.get_mut(i)?.take(),
+            None => root,
+        };
+        let mut params = message.get("params")?.clone();
+        Some(params.get_mut("arguments")?.take())
+    }
+}
+
 /// The thing a request acts on, for the methods that name one.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Target {
@@ -64,7 +91,7 @@ pub enum Target {
     /// `tools/call`: the tool and its arguments (an object, or absent).
     Tool {
         name: Box<str>,
-        arguments: Option<serde_json::Value>,
+        arguments: Option<Arguments>,
     },
     /// `resources/read`, `resources/subscribe`, `resources/unsubscribe`.
     Resource {
@@ -73,7 +100,7 @@ pub enum Target {
     /// `prompts/get`.
     Prompt {
         name: Box<str>,
-        arguments: Option<serde_json::Value>,
+        arguments: Option<Arguments>,
     },
 }
 
@@ -165,7 +192,7 @@ pub enum MessageError {
 /// Parses and classifies a body. `allow_batch` is true only where the negotiated revision
 /// permits batches (2025-03-26).
 pub fn parse_body(
-    bytes: &[u8],
+    bytes: &Bytes,
     allow_batch: bool,
     revision: &'static str,
 ) -> Result<Body, MessageError> {
@@ -176,24 +203,46 @@ pub fn parse_body(
             }
             let messages = root
                 .elements()
-                .map(classify)
+                .enumerate()
+                .map(|(i, v)| classify(v, Source::Shared(bytes), Some(i)))
                 .collect::<Result<Vec<_>, _>>()?;
             if messages.is_empty() {
                 return Err(MessageError::EmptyBatch);
             }
             Ok(Body::Batch(messages))
         } else {
-            classify(root).map(Body::Single)
+            classify(root, Source::Shared(bytes), None).map(Body::Single)
         }
     })?
 }
 
 /// Parses and classifies one message (an SSE event's data, a stdio line): never a batch.
 pub fn parse_message(bytes: &[u8]) -> Result<Message, MessageError> {
-    json::with_parsed(bytes, classify)?
+    json::with_parsed(bytes, |v| classify(v, Source::Borrowed(bytes), None))?
 }
 
-fn classify(v: View<'_, '_>) -> Result<Message, MessageError> {
+/// Where a message's bytes live, so that [`Arguments`] can keep them without a copy when the
+/// caller already holds them in a `Bytes`.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    Shared(&'a Bytes),
+    Borrowed(&'a [u8]),
+}
+
+impl Source<'_> {
+    fn to_bytes(self) -> Bytes {
+        match self {
+            Source::Shared(b) => b.clone(),
+            Source::Borrowed(b) => Bytes::copy_from_slice(b),
+        }
+    }
+}
+
+fn classify(
+    v: View<'_, '_>,
+    source: Source<'_>,
+    batch_index: Option<usize>,
+) -> Result<Message, MessageError> {
     if !v.is_object() {
         return Err(MessageError::NotAnObject);
     }
@@ -228,7 +277,7 @@ fn classify(v: View<'_, '_>) -> Result<Message, MessageError> {
         if params.is_some_and(|p| !p.is_object()) {
             return Err(MessageError::BadParams);
         }
-        let (target, protocol_version) = classify_params(method, params)?;
+        let (target, protocol_version) = classify_params(method, params, source, batch_index)?;
         return Ok(Message {
             kind: if id.is_some() {
                 Kind::Request
@@ -296,7 +345,12 @@ fn check_error_object(e: View<'_, '_>) -> Result<(), MessageError> {
 
 type Classified = (Target, Option<Box<str>>);
 
-fn classify_params(method: &str, params: Option<View<'_, '_>>) -> Result<Classified, MessageError> {
+fn classify_params(
+    method: &str,
+    params: Option<View<'_, '_>>,
+    source: Source<'_>,
+    batch_index: Option<usize>,
+) -> Result<Classified, MessageError> {
     let field = |name: &'static str, m: &'static str| -> Result<Box<str>, MessageError> {
         params
             .and_then(|p| p.get(name))
@@ -307,10 +361,13 @@ fn classify_params(method: &str, params: Option<View<'_, '_>>) -> Result<Classif
                 field: name,
             })
     };
-    let arguments = |m: &'static str| -> Result<Option<serde_json::Value>, MessageError> {
+    let arguments = |m: &'static str| -> Result<Option<Arguments>, MessageError> {
         match params.and_then(|p| p.get("arguments")) {
             None => Ok(None),
-            Some(a) if a.is_object() => Ok(Some(a.to_owned_value())),
+            Some(a) if a.is_object() => Ok(Some(Arguments {
+                body: source.to_bytes(),
+                batch_index,
+            })),
             Some(_) => Err(MessageError::BadArguments { method: m }),
         }
     };
@@ -379,7 +436,12 @@ mod tests {
             m.target,
             Target::Tool {
                 name: "echo".into(),
-                arguments: Some(serde_json::json!({"message": "hi"}))
+                arguments: Some(Arguments {
+                    body: Bytes::copy_from_slice(
+                        br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}"#
+                    ),
+                    batch_index: None
+                })
             }
         );
         let m = one(
@@ -528,24 +590,54 @@ mod tests {
     }
 
     #[test]
+    fn arguments_are_read_on_demand_from_the_checked_body() {
+        let body = Bytes::from_static(
+            br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"q","arguments":{"sql":"SELECT 1","n":[1,2]}}}]"#,
+        );
+        let Ok(Body::Batch(v)) = parse_body(&body, true, "2025-03-26") else {
+            panic!("refused")
+        };
+        let Target::Tool {
+            arguments: Some(args),
+            ..
+        } = &v[1].target
+        else {
+            panic!("not a tool call")
+        };
+        assert_eq!(
+            args.value(),
+            Some(serde_json::json!({"sql": "SELECT 1", "n": [1, 2]}))
+        );
+        let m = one(r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"p","arguments":{"city":"Paris"}}}"#).unwrap();
+        let Target::Prompt {
+            arguments: Some(args),
+            ..
+        } = &m.target
+        else {
+            panic!("not a prompt")
+        };
+        assert_eq!(args.value(), Some(serde_json::json!({"city": "Paris"})));
+    }
+
+    #[test]
     fn batches_only_where_allowed_and_never_empty() {
         let batch = br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","method":"notifications/x"}]"#;
         assert!(matches!(
-            parse_body(batch, false, "2025-06-18"),
+            parse_body(&Bytes::from_static(batch), false, "2025-06-18"),
             Err(MessageError::BatchNotAllowed {
                 revision: "2025-06-18"
             })
         ));
-        let Ok(Body::Batch(v)) = parse_body(batch, true, "2025-03-26") else {
+        let Ok(Body::Batch(v)) = parse_body(&Bytes::from_static(batch), true, "2025-03-26") else {
             panic!("batch refused")
         };
         assert_eq!(v.len(), 2);
         assert_eq!(
-            parse_body(b"[]", true, "2025-03-26"),
+            parse_body(&Bytes::from_static(b"[]"), true, "2025-03-26"),
             Err(MessageError::EmptyBatch)
         );
         assert!(matches!(
-            parse_body(b"[1]", true, "2025-03-26"),
+            parse_body(&Bytes::from_static(b"[1]"), true, "2025-03-26"),
             Err(MessageError::NotAnObject)
         ));
     }

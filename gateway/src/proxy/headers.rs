@@ -272,7 +272,9 @@ mod tests {
     #[test]
     fn method_headers_must_match_the_body() {
         let body = parse_body(
-            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#,
+            &bytes::Bytes::from_static(
+                br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#,
+            ),
             false,
             "x",
         )

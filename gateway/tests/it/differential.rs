@@ -62,7 +62,7 @@ impl Rng {
 /// Byte-level mutations that tend to produce the interesting cases: structural characters,
 /// escapes, digits, truncation, duplication.
 fn mutate(seed: &[u8], rng: &mut Rng) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"{}[]\",:\\u0123456789abcdefABCDEF.eE+-tnfrl \t\n\r\x00\x7f\xc3\xa9\xed\xa0\x80\xef\xbb\xbf";
+    const ALPHABET: &[u8] = b"{}[]\",:\\u0123456789abcdefABCDEF.eE+-tnfrl \t\n\r\x00\x01\x1f\x7f\xc3\xa9\xed\xa0\x80\xef\xbb\xbf";
     let mut out = seed.to_vec();
     for _ in 0..1 + rng.below(3) {
         let at = rng.below(out.len() + 1);
