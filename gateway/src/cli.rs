@@ -74,10 +74,12 @@ fn bad_config(e: &ConfigError) -> i32 {
 
 fn run(config: Config) -> i32 {
     telemetry::init(&config.logging);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(n) = config.runtime.worker_threads {
+        builder.worker_threads(n);
+    }
+    let runtime = match builder.build() {
         Ok(r) => r,
         Err(error) => {
             tracing::error!(%error, "Cannot start the async runtime.");

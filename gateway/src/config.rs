@@ -27,7 +27,15 @@ pub struct Config {
     pub admin: Admin,
     pub limits: Limits,
     pub logging: Logging,
+    pub runtime: Runtime,
     pub servers: Vec<Server>,
+}
+
+/// The async runtime.
+#[derive(Clone, Debug)]
+pub struct Runtime {
+    /// Worker threads; `None` means one per CPU the process may run on.
+    pub worker_threads: Option<usize>,
 }
 
 /// The agent-facing listener.

@@ -6,7 +6,7 @@ use std::{fmt, net::SocketAddr, ops::Range, path::PathBuf, time::Duration};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Admin, Config, Limits, Listener, Logging, Server};
+use super::{Admin, Config, Limits, Listener, Logging, Runtime, Server};
 
 /// Default agent-facing listener.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:15001";
@@ -38,7 +38,17 @@ pub struct File {
     #[serde(default)]
     logging: RawLogging,
     #[serde(default)]
+    runtime: RawRuntime,
+    #[serde(default)]
     servers: Vec<RawServer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRuntime {
+    /// 0: one per CPU the process may run on.
+    #[serde(default)]
+    worker_threads: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -379,6 +389,10 @@ impl File {
             logging: Logging {
                 format: logging.format,
                 level: logging.level,
+            },
+            runtime: Runtime {
+                worker_threads: (self.runtime.worker_threads > 0)
+                    .then_some(self.runtime.worker_threads),
             },
             servers,
         })

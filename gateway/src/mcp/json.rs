@@ -5,7 +5,9 @@
 //! unescaping). Anything two parsers could read differently is an error here, so what the gateway
 //! decides on is what the upstream executes. This module knows JSON only, not JSON-RPC.
 
-use std::cell::RefCell;
+use std::{cell::RefCell, sync::LazyLock};
+
+use memchr::memmem::Finder;
 
 use simd_json::{Node, StaticNode, Tape};
 
@@ -195,15 +197,38 @@ fn describe(kind: &simd_json::ErrorType) -> String {
     }
 }
 
-/// The checks simd-json leaves to us that need the raw bytes: BOM, depth, surrogate escapes.
-/// Linear, and skips string contents with memchr.
+/// The checks simd-json leaves to us that need the raw bytes: emptiness, BOM, NUL, surrogate
+/// escapes, negative zero.
 fn prescan(bytes: &[u8]) -> Result<(), JsonError> {
-    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+    if !bytes
+        .iter()
+        .any(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+    {
         return Err(JsonError::Empty);
     }
     if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
         return Err(JsonError::ByteOrderMark);
     }
+    // simd-json reads a NUL after a number as the end of input: "[1\0.]" would parse.
+    if let Some(offset) = memchr::memchr(0, bytes) {
+        return Err(JsonError::Syntax {
+            offset,
+            kind: "NUL byte".into(),
+        });
+    }
+    // The byte-by-byte scan is needed only where its rules can fire: a \u escape (surrogates)
+    // or a "-0". Everything else it checks, simd-json or the tape walk checks too, so ordinary
+    // bodies take two SIMD searches instead.
+    static ESCAPE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\\u"));
+    static NEGATIVE_ZERO: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"-0"));
+    if ESCAPE.find(bytes).is_some() || NEGATIVE_ZERO.find(bytes).is_some() {
+        return full_scan(bytes);
+    }
+    Ok(())
+}
+
+/// The linear scan: string-aware, so that it sees escapes and numbers as a parser does.
+fn full_scan(bytes: &[u8]) -> Result<(), JsonError> {
     let mut depth = 0usize;
     let mut i = 0usize;
     while i < bytes.len() {
@@ -295,7 +320,20 @@ fn hex4(bytes: &[u8], at: usize) -> Option<u16> {
 /// Walks the tape once: duplicate keys per object (simd-json unescaped them already, so
 /// `"n\u0061me"` and `"name"` collide) and numbers that not every reader sees alike.
 fn check_tape(nodes: &[Node<'_>]) -> Result<(), JsonError> {
+    // End index (exclusive) of every open container: its length is the nesting depth.
+    let mut open: [usize; MAX_DEPTH] = [0; MAX_DEPTH];
+    let mut depth = 0usize;
     for (idx, node) in nodes.iter().enumerate() {
+        while depth > 0 && open[depth - 1] <= idx {
+            depth -= 1;
+        }
+        if let Node::Object { count, .. } | Node::Array { count, .. } = node {
+            if depth == MAX_DEPTH {
+                return Err(JsonError::TooDeep);
+            }
+            open[depth] = idx + count + 1;
+            depth += 1;
+        }
         match node {
             Node::Object { len, .. } if *len > 1 => check_keys(nodes, idx, *len)?,
             Node::Static(StaticNode::F64(f)) if !f.is_finite() => {
@@ -483,11 +521,17 @@ mod tests {
         // Brackets inside strings do not count.
         let quoted = format!("[\"{}\"]", "[".repeat(1000));
         assert!(parse(quoted.as_bytes()).is_ok());
-        // An unclosed flood is refused before simd-json sees it.
-        assert_eq!(
-            parse("[".repeat(100_000).as_bytes()),
-            Err(JsonError::TooDeep)
+        // A flood: simd-json builds its tape without recursion, then the walk refuses it.
+        let flood = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(parse(flood.as_bytes()), Err(JsonError::TooDeep));
+        assert!(parse("[".repeat(100_000).as_bytes()).is_err());
+        // The slow path (taken for any \u escape) agrees.
+        let escaped = format!(
+            "{}\"\\u0041\"{}",
+            "[".repeat(MAX_DEPTH + 1),
+            "]".repeat(MAX_DEPTH + 1)
         );
+        assert_eq!(parse(escaped.as_bytes()), Err(JsonError::TooDeep));
     }
 
     #[test]
