@@ -87,6 +87,8 @@ pub struct ConnectRecord {
     pub uid: u32,
     /// Real group id.
     pub gid: u32,
+    /// `bpf_ktime_get_boot_ns` at connect: a process that started later cannot have made it.
+    pub connect_boot_ns: u64,
 }
 
 /// Key of the record once the connection is established: the client's side of the 4-tuple.
@@ -101,10 +103,54 @@ pub struct ClientAddr {
     pub _pad: [u8; 6],
 }
 
+/// Where redirected connects go, and who must never be redirected. One entry, written by the
+/// daemon before it attaches the programs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Redirect {
+    /// The gateway's IPv6 listener (`::1`), network byte order.
+    pub addr6: [u8; 16],
+    /// The gateway's IPv4 listener (`127.0.0.1`), network byte order.
+    pub addr4: [u8; 4],
+    /// Listener port, host byte order. 0 disables redirection.
+    pub port: u16,
+    /// Keeps the layout free of implicit padding.
+    pub _pad: u16,
+    /// The daemon's own process id: a second guard, besides running outside the agent cgroups.
+    pub gateway_tgid: u32,
+}
+
+/// Value stored in the destinations map (presence is what matters).
+pub const DESTINATION_PRESENT: u8 = 1;
+/// Name of the map of configured MCP destinations.
+pub const MAP_DESTINATIONS: &str = "DESTINATIONS";
+/// Name of the single-entry redirect configuration map.
+pub const MAP_REDIRECT: &str = "REDIRECT";
+/// Name of the map of records by socket cookie.
+pub const MAP_BY_COOKIE: &str = "BY_COOKIE";
+/// Name of the map of records by the client's address, for the accept side.
+pub const MAP_BY_CLIENT: &str = "BY_CLIENT";
+/// Capacity of the map of configured MCP destinations.
+pub const MAX_DESTINATIONS: u32 = 1024;
+/// Capacity of the record maps (LRU: a leak cannot exhaust them; closed sockets free theirs).
+pub const MAX_RECORDS: u32 = 65_536;
+
+const _: () = assert!(core::mem::size_of::<Redirect>() == 28);
 const _: () = assert!(core::mem::size_of::<Destination>() == 24);
 const _: () = assert!(core::mem::align_of::<Destination>() == 2);
-const _: () = assert!(core::mem::size_of::<ConnectRecord>() == 56);
+const _: () = assert!(core::mem::size_of::<ConnectRecord>() == 64);
 const _: () = assert!(core::mem::size_of::<ClientAddr>() == 24);
+
+// SAFETY: plain `#[repr(C)]` data without padding (the size assertions above), valid for any bit
+// pattern, which is what aya's `Pod` requires to copy it in and out of maps.
+#[cfg(feature = "user")]
+#[allow(unsafe_code)]
+mod pod {
+    unsafe impl aya::Pod for super::Destination {}
+    unsafe impl aya::Pod for super::ConnectRecord {}
+    unsafe impl aya::Pod for super::ClientAddr {}
+    unsafe impl aya::Pod for super::Redirect {}
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,31 +1,11 @@
 //! Kernel-side decisions of agentgate's connect hooks, kept free of helpers so they can be unit
-//! tested on the host.
-//!
-//! The aya-ebpf programs (cgroup connect4/6, sock_ops, getpeername4/6) that call into this module
-//! land with transparent interception; until then this crate holds the pure logic they share and
-//! the map sizes userspace must agree with. It never touches sockets itself.
+//! tested on the host. The programs in `main.rs` call into this; it never touches sockets itself.
 #![no_std]
 
 use gateway_common::{ConnectRecord, Destination};
 
-/// Capacity of the map of configured MCP destinations.
-pub const MAX_DESTINATIONS: u32 = 1024;
-/// Capacity of the per-connection record maps (LRU, so a leak cannot exhaust them).
-pub const MAX_RECORDS: u32 = 65_536;
-
 /// `SOCK_STREAM`, the only socket type that is ever redirected.
-const SOCK_STREAM: u32 = 1;
-
-/// Whether a connect to `dest` must be redirected: only TCP, only configured destinations, and
-/// never when the gateway listener itself is the destination (that would loop).
-pub fn should_redirect(
-    sock_type: u32,
-    dest: &Destination,
-    listener: &Destination,
-    is_configured: impl Fn(&Destination) -> bool,
-) -> bool {
-    sock_type == SOCK_STREAM && dest != listener && is_configured(dest)
-}
+pub const SOCK_STREAM: u32 = 1;
 
 /// The record the connect hook stores for a redirected socket.
 pub fn record(
@@ -34,8 +14,10 @@ pub fn record(
     pid_tgid: u64,
     uid_gid: u64,
     cgroup_id: u64,
+    connect_boot_ns: u64,
 ) -> ConnectRecord {
     ConnectRecord {
+        connect_boot_ns,
         original,
         socket_cookie,
         cgroup_id,
@@ -47,26 +29,30 @@ pub fn record(
     }
 }
 
+/// An IPv6 socket address as the kernel hands it over (four u32 in network byte order) as bytes.
+pub fn ip6_bytes(words: [u32; 4]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    let mut i = 0;
+    while i < 4 {
+        let b = words[i].to_ne_bytes();
+        out[i * 4] = b[0];
+        out[i * 4 + 1] = b[1];
+        out[i * 4 + 2] = b[2];
+        out[i * 4 + 3] = b[3];
+        i += 1;
+    }
+    out
+}
+
+/// The inverse of [`ip6_bytes`].
+pub fn ip6_words(bytes: [u8; 16]) -> [u32; 4] {
+    let w = |i: usize| u32::from_ne_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    [w(0), w(4), w(8), w(12)]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_configured_tcp_destinations_are_redirected() {
-        let mcp = Destination::v4([10, 0, 0, 5], 8080);
-        let other = Destination::v4([10, 0, 0, 5], 8081);
-        let listener = Destination::v4([127, 0, 0, 1], 15001);
-        let configured = |d: &Destination| *d == mcp || *d == listener;
-        assert!(should_redirect(SOCK_STREAM, &mcp, &listener, configured));
-        assert!(!should_redirect(SOCK_STREAM, &other, &listener, configured));
-        assert!(!should_redirect(2, &mcp, &listener, configured));
-        assert!(!should_redirect(
-            SOCK_STREAM,
-            &listener,
-            &listener,
-            configured
-        ));
-    }
 
     #[test]
     fn record_splits_the_packed_helper_values() {
@@ -76,10 +62,17 @@ mod tests {
             (7 << 32) | 8,
             (11 << 32) | 10,
             12,
+            13,
         );
         assert_eq!(
             (r.pid, r.tgid, r.uid, r.gid, r.cgroup_id, r.socket_cookie),
             (8, 7, 10, 11, 12, 9)
         );
+    }
+
+    #[test]
+    fn ip6_round_trips() {
+        let b = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1];
+        assert_eq!(ip6_bytes(ip6_words(b)), b);
     }
 }

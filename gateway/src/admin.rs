@@ -1,4 +1,5 @@
-//! The admin listener: `/healthz` and Prometheus `/metrics`. Read-only; it never decides.
+//! The admin listener: `/healthz`, Prometheus `/metrics`, and `/connections` (the live
+//! intercepted connections with their identities). Read-only; it never decides.
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc};
 
@@ -9,10 +10,10 @@ use hyper::{body::Incoming, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use crate::{drain::Drain, metrics::Metrics};
+use crate::{drain::Drain, proxy::Gateway};
 
 /// Serves the admin API on `listener` until draining starts.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, drain: Drain) {
+pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, drain: Drain) {
     loop {
         let (stream, _peer) = tokio::select! {
             _ = drain.signaled() => return,
@@ -24,12 +25,12 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, drain: Drain) {
                 }
             },
         };
-        let metrics = metrics.clone();
+        let gateway = gateway.clone();
         let conn_drain = drain.clone();
         drain.spawn(async move {
             let service = service_fn(move |req| {
-                let metrics = metrics.clone();
-                async move { Ok::<_, Infallible>(route(&req, &metrics)) }
+                let gateway = gateway.clone();
+                async move { Ok::<_, Infallible>(route(&req, &gateway)) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -47,7 +48,7 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, drain: Drain) {
     }
 }
 
-fn route(req: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> {
+fn route(req: &Request<Incoming>, gateway: &Gateway) -> Response<Full<Bytes>> {
     let reply = |status: StatusCode, content_type: &'static str, body: Bytes| {
         let mut resp = Response::new(Full::new(body));
         *resp.status_mut() = status;
@@ -64,9 +65,14 @@ fn route(req: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Bytes>> {
         (&Method::GET, "/metrics") => reply(
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            Bytes::from(metrics.render()),
+            Bytes::from(gateway.metrics.render()),
         ),
-        (_, "/healthz" | "/metrics") => reply(
+        (&Method::GET, "/connections") => reply(
+            StatusCode::OK,
+            "application/json",
+            Bytes::from(serde_json::to_vec(&gateway.live.list()).unwrap_or_default()),
+        ),
+        (_, "/healthz" | "/metrics" | "/connections") => reply(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
             Bytes::from_static(b"method not allowed\n"),

@@ -6,8 +6,9 @@ use clap::{Parser, Subcommand};
 
 use crate::{
     EXIT_BAD_CONFIG, EXIT_UNAVAILABLE,
-    config::{Config, ConfigError},
+    config::{Config, ConfigError, InterceptionMode},
     drain::Drain,
+    interception,
     metrics::Metrics,
     proxy::{self, Bound, Gateway, stages::Stages},
     signal, telemetry,
@@ -35,8 +36,38 @@ pub enum Command {
         /// Configuration file to check.
         file: PathBuf,
     },
+    /// Run a program inside an agent's cgroup, so that its connections to MCP servers are
+    /// intercepted and attributed to that agent. The gateway must be running with
+    /// interception.mode = "ebpf" (it creates the cgroups).
+    Exec {
+        /// The agent (its cgroup is <interception.cgroup>/<NAME>).
+        #[arg(long, value_name = "NAME")]
+        agent: String,
+        /// Configuration file the gateway runs with (for the cgroup subtree).
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The program and its arguments.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<std::ffi::OsString>,
+    },
+    /// List the live intercepted connections and who made them (from the admin API).
+    Status {
+        /// Configuration file the gateway runs with (for the admin address).
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the version and exit.
     Version,
+}
+
+fn load(config: Option<&std::path::Path>) -> Result<Config, ConfigError> {
+    match config {
+        Some(path) => Config::load(path),
+        None => Config::embedded_default(),
+    }
 }
 
 /// Entry point; returns the process exit code.
@@ -54,17 +85,105 @@ pub fn main() -> i32 {
             }
             Err(e) => bad_config(&e),
         },
-        Command::Run { config } => {
-            let loaded = match &config {
-                Some(path) => Config::load(path),
-                None => Config::embedded_default(),
-            };
-            match loaded {
-                Ok(config) => run(config),
-                Err(e) => bad_config(&e),
-            }
-        }
+        Command::Run { config } => match load(config.as_deref()) {
+            Ok(config) => run(config),
+            Err(e) => bad_config(&e),
+        },
+        Command::Exec {
+            agent,
+            config,
+            command,
+        } => match load(config.as_deref()) {
+            Ok(config) => exec(&config, &agent, &command),
+            Err(e) => bad_config(&e),
+        },
+        Command::Status { config, json } => match load(config.as_deref()) {
+            Ok(config) => status(&config, json),
+            Err(e) => bad_config(&e),
+        },
     }
+}
+
+/// Joins the agent's cgroup, then replaces this process with `command`.
+fn exec(config: &Config, agent: &str, command: &[std::ffi::OsString]) -> i32 {
+    use std::os::unix::process::CommandExt;
+    let Some(mount) = crate::ebpf::cgroup2_mount() else {
+        eprintln!("agentgate exec: no cgroup2 file system is mounted");
+        return EXIT_UNAVAILABLE;
+    };
+    let cgroup = mount.join(&config.interception.cgroup).join(agent);
+    if !cgroup.is_dir() {
+        eprintln!(
+            "agentgate exec: {} does not exist: is the gateway running with interception.mode = \"ebpf\" and agent {agent:?} in [[agents]]?",
+            cgroup.display()
+        );
+        return EXIT_UNAVAILABLE;
+    }
+    // The process must join before it creates any socket: programs see sockets created inside.
+    if let Err(e) = std::fs::write(cgroup.join("cgroup.procs"), std::process::id().to_string()) {
+        eprintln!("agentgate exec: cannot join {}: {e}", cgroup.display());
+        return EXIT_UNAVAILABLE;
+    }
+    let Some((program, args)) = command.split_first() else {
+        return EXIT_BAD_CONFIG;
+    };
+    let error = std::process::Command::new(program).args(args).exec();
+    eprintln!(
+        "agentgate exec: cannot run {}: {error}",
+        program.to_string_lossy()
+    );
+    127
+}
+
+/// Prints the live intercepted connections from the admin API.
+fn status(config: &Config, json: bool) -> i32 {
+    use std::io::{Read, Write};
+    let Some(admin) = config.admin.address else {
+        eprintln!("agentgate status: the admin listener is disabled in this configuration");
+        return EXIT_BAD_CONFIG;
+    };
+    let fetched = std::net::TcpStream::connect(admin).and_then(|mut s| {
+        s.write_all(format!("GET /connections HTTP/1.0\r\nHost: {admin}\r\n\r\n").as_bytes())?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out)?;
+        Ok(out)
+    });
+    let raw = match fetched {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("agentgate status: cannot reach the admin API at {admin}: {e}");
+            return EXIT_UNAVAILABLE;
+        }
+    };
+    let body = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(&raw[..], |i| &raw[i + 4..]);
+    let Ok(list) = serde_json::from_slice::<Vec<serde_json::Value>>(body) else {
+        eprintln!("agentgate status: unexpected answer from {admin}");
+        return EXIT_UNAVAILABLE;
+    };
+    if json {
+        println!("{}", serde_json::Value::Array(list));
+        return 0;
+    }
+    println!(
+        "{:<16} {:>8} {:>6} {:<12} {:<22} EXECUTABLE",
+        "AGENT", "PID", "UID", "SERVER", "PEER"
+    );
+    for c in &list {
+        let id = &c["identity"];
+        println!(
+            "{:<16} {:>8} {:>6} {:<12} {:<22} {}",
+            id["agent"].as_str().unwrap_or("-"),
+            id["tgid"].to_string(),
+            id["uid"].to_string(),
+            c["server"].as_str().unwrap_or("-"),
+            c["peer"].as_str().unwrap_or("-"),
+            id["exe"].as_str().unwrap_or("-"),
+        );
+    }
+    0
 }
 
 fn bad_config(e: &ConfigError) -> i32 {
@@ -127,12 +246,17 @@ pub struct Running {
 
 /// Binds the listeners and spawns the serving tasks.
 pub async fn start(config: Config) -> Result<Running, StartError> {
+    start_with(config, Stages::default()).await
+}
+
+/// [`start`] with the stages given (tests, embedding).
+pub async fn start_with(config: Config, stages: Stages) -> Result<Running, StartError> {
     let config = Arc::new(config);
     let drain = Drain::new();
     let metrics = Arc::new(Metrics::new());
     let gateway = Arc::new(Gateway::new(
         config.clone(),
-        Stages::default(),
+        stages,
         metrics.clone(),
         drain.clone(),
     )?);
@@ -151,12 +275,17 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             let bound = admin
                 .local_addr()
                 .map_err(|source| StartError::Bind { address, source })?;
-            drain.spawn(crate::admin::serve(admin, metrics, drain.clone()));
+            drain.spawn(crate::admin::serve(admin, gateway.clone(), drain.clone()));
             Some(bound)
         }
         None => None,
     };
     drain.spawn(proxy::serve(listener, gateway.clone()));
+    if config.interception.mode == InterceptionMode::Ebpf
+        && let Err(error) = interception::start(&gateway).await
+    {
+        tracing::error!(%error, "Transparent interception is unavailable; explicit mode keeps working.");
+    }
     for server in &config.servers {
         tracing::info!(server = %server.name, url = %server.url, transport = %server.transport, "Upstream configured.");
     }
@@ -180,7 +309,7 @@ impl Running {
             Err(error) => tracing::error!(%error, "Cannot listen for signals; shutting down."),
         }
         let grace = self.gateway.config.limits.shutdown_grace;
-        tokio::select! {
+        let code = tokio::select! {
             finished = self.gateway.drain.drain(grace) => {
                 if finished {
                     tracing::info!("Drained; bye.");
@@ -194,6 +323,19 @@ impl Running {
                 tracing::warn!("Second interrupt: exiting at once.");
                 130
             }
-        }
+        };
+        interception::stop(&self.gateway);
+        code
+    }
+
+    /// Drains and detaches without waiting for a signal (tests, embedding).
+    pub async fn shutdown(self) -> bool {
+        let finished = self
+            .gateway
+            .drain
+            .drain(self.gateway.config.limits.shutdown_grace)
+            .await;
+        interception::stop(&self.gateway);
+        finished
     }
 }

@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-pub use raw::{LogFormat, ServerName, Transport};
+pub use raw::{InterceptionMode, LogFormat, ServerName, Transport};
 
 /// The example configuration, which is also the embedded default `agentgate run` uses.
 pub const DEFAULT_CONFIG: &str = include_str!("../../agentgate.example.toml");
@@ -28,7 +28,48 @@ pub struct Config {
     pub limits: Limits,
     pub logging: Logging,
     pub runtime: Runtime,
+    pub interception: Interception,
     pub servers: Vec<Server>,
+    pub agents: Vec<Agent>,
+}
+
+/// Transparent interception.
+#[derive(Clone, Debug)]
+pub struct Interception {
+    pub mode: InterceptionMode,
+    /// Port of the listener for redirected connections (127.0.0.1 and ::1).
+    pub port: u16,
+    /// The cgroup subtree, relative to the cgroup2 mount, that the gateway creates and owns.
+    /// Agent `NAME` gets `<subtree>/NAME`.
+    pub cgroup: String,
+    /// Existing cgroups (relative to the mount) whose processes are intercepted too.
+    pub attach: Vec<String>,
+    /// Where the attached programs are pinned on bpffs, so that they outlive a crashed gateway
+    /// (connects then fail instead of bypassing it).
+    pub pin_dir: PathBuf,
+}
+
+/// A named agent and how to recognise its processes.
+#[derive(Clone, Debug)]
+pub struct Agent {
+    pub name: ServerName,
+    pub selectors: Selectors,
+}
+
+/// Process attributes an agent is recognised by. Every selector that is set must match; an agent
+/// with none set matches processes in its own cgroup (`<subtree>/<name>` and below).
+#[derive(Clone, Debug, Default)]
+pub struct Selectors {
+    /// cgroup path relative to the cgroup2 mount; matches that cgroup and below.
+    pub cgroup: Option<String>,
+    pub exe: Option<PathBuf>,
+    /// Lower-case hex SHA-256 of the executable.
+    pub exe_sha256: Option<String>,
+    pub uid: Option<u32>,
+    /// systemd unit, e.g. `agent.service`.
+    pub unit: Option<String>,
+    /// Container id (64 hex digits, as in the cgroup path).
+    pub container: Option<String>,
 }
 
 /// The async runtime.

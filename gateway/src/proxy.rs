@@ -12,18 +12,25 @@ mod sessions;
 pub mod stages;
 mod upstream;
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::SystemTime,
+};
 
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 
-pub use listener::serve;
+pub use listener::{serve, serve_transparent};
 pub use refusal::{Cause, Refusal};
 pub use upstream::UpstreamError;
 
 use crate::{
     config::Config,
     drain::Drain,
+    ebpf::Interceptor,
+    identity::{ProcessIdentity, Resolver},
     metrics::{ErrorLabels, Metrics},
 };
 
@@ -42,6 +49,70 @@ pub struct Gateway {
     pub stages: stages::Stages,
     pub metrics: Arc<Metrics>,
     pub drain: Drain,
+    connection_permits: Arc<tokio::sync::Semaphore>,
+    /// Transparent interception, when it is running.
+    pub interceptor: Mutex<Option<Interceptor>>,
+    /// Intercepted destinations and the server each belongs to.
+    pub destinations: Mutex<HashMap<SocketAddr, String>>,
+    pub resolver: Resolver,
+    pub live: LiveConnections,
+}
+
+/// An intercepted connection, for `agentgate status` and the admin API.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LiveConnection {
+    pub peer: SocketAddr,
+    pub server: String,
+    #[serde(with = "unix_seconds")]
+    pub since: SystemTime,
+    pub identity: Arc<ProcessIdentity>,
+}
+
+mod unix_seconds {
+    pub fn serialize<S: serde::Serializer>(
+        t: &std::time::SystemTime,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        )
+    }
+}
+
+/// The live intercepted connections.
+#[derive(Debug, Default)]
+pub struct LiveConnections {
+    next: std::sync::atomic::AtomicU64,
+    map: Mutex<HashMap<u64, LiveConnection>>,
+}
+
+impl LiveConnections {
+    fn open(&self, c: LiveConnection) -> u64 {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        lock(&self.map).insert(id, c);
+        id
+    }
+
+    fn close(&self, id: u64) {
+        lock(&self.map).remove(&id);
+    }
+
+    /// A snapshot, oldest first.
+    pub fn list(&self) -> Vec<LiveConnection> {
+        let mut v: Vec<(u64, LiveConnection)> = lock(&self.map)
+            .iter()
+            .map(|(k, c)| (*k, c.clone()))
+            .collect();
+        v.sort_by_key(|(k, _)| *k);
+        v.into_iter().map(|(_, c)| c).collect()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Nothing here can be left half-updated by a panic: recover instead of propagating poison.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Gateway {
@@ -56,11 +127,25 @@ impl Gateway {
             upstreams: upstream::Upstreams::new(&config)?,
             sessions: sessions::Sessions::new(config.limits.max_sessions),
             legacy: legacy::Endpoints::default(),
+            connection_permits: listener::connection_permits(config.listener.max_connections),
+            interceptor: Mutex::new(None),
+            destinations: Mutex::new(HashMap::new()),
+            resolver: Resolver::new(config.agents.clone(), config.interception.cgroup.clone()),
+            live: LiveConnections::default(),
             config,
             stages,
             metrics,
             drain,
         })
+    }
+
+    fn take_record(&self, peer: SocketAddr) -> Option<gateway_common::ConnectRecord> {
+        lock(&self.interceptor).as_mut()?.take_record(peer)
+    }
+
+    fn server_at(&self, original: SocketAddr) -> Option<crate::config::Server> {
+        let name = lock(&self.destinations).get(&original).cloned()?;
+        self.config.server(&name).cloned()
     }
 
     fn upstream_error(&self, server: &str, kind: &'static str) {

@@ -18,8 +18,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Install what the tests need (Python and npm MCP peers under .peers/); idempotent.
+    /// Install what building and testing need, when missing: the toolchain's rust-src and a
+    /// bpf-linker built against its LLVM (for the kernel programs), and the Python and npm MCP
+    /// test peers under .peers/. Idempotent.
     Setup,
+    /// Run the gateway (release build); arguments after `--` go to `agentgate`, default `run`.
+    Run {
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
     /// Every CI gate: setup, rustfmt, clippy (warnings denied), all tests, docs.
     Ci,
     /// Criterion benchmarks and the end-to-end load test (installs nginx-light when missing).
@@ -33,40 +40,69 @@ enum Task {
 fn main() -> Result<()> {
     let root = workspace_root();
     match Cli::parse().task {
-        Task::Setup => setup(&root),
+        Task::Setup => {
+            ebpf_toolchain(&root)?;
+            setup(&root)
+        }
+        Task::Run { args } => {
+            ebpf_toolchain(&root)?;
+            let mut cargo = vec!["run", "--release", "--locked", "-p", "agentgate", "--"];
+            if args.is_empty() {
+                cargo.push("run");
+            }
+            cargo.extend(args.iter().map(String::as_str));
+            run(&root, "cargo", &cargo, &[])
+        }
         Task::Ci => {
+            ebpf_toolchain(&root)?;
             setup(&root)?;
-            run(&root, "cargo", &["fmt", "--all", "--check"], &[])?;
-            run(
-                &root,
-                "cargo",
-                &[
-                    "clippy",
-                    "--workspace",
-                    "--all-targets",
-                    "--locked",
-                    "--",
-                    "-D",
-                    "warnings",
-                ],
-                &[],
-            )?;
-            run(
-                &root,
-                "cargo",
-                &["test", "--workspace", "--locked", "--no-fail-fast"],
-                &[],
-            )?;
-            run(
-                &root,
-                "cargo",
-                &["doc", "--workspace", "--no-deps", "--locked"],
-                &[("RUSTDOCFLAGS", "-D warnings")],
-            )?;
+            let gates: [Gate; 5] = [
+                (&["fmt", "--all", "--check"], &[]),
+                (
+                    &[
+                        "clippy",
+                        "--workspace",
+                        "--all-targets",
+                        "--locked",
+                        "--",
+                        "-D",
+                        "warnings",
+                    ],
+                    &[],
+                ),
+                // The kernel programs, linted for the target they run on.
+                (
+                    &[
+                        "clippy",
+                        "-p",
+                        "gateway-ebpf",
+                        "--bins",
+                        "--locked",
+                        "--target",
+                        "bpfel-unknown-none",
+                        "-Z",
+                        "build-std=core",
+                        "--",
+                        "-D",
+                        "warnings",
+                    ],
+                    &[("RUSTC_BOOTSTRAP", "1")],
+                ),
+                // Includes the root-only eBPF tests: CI runs as root, and they fail without it.
+                (&["test", "--workspace", "--locked", "--no-fail-fast"], &[]),
+                (
+                    &["doc", "--workspace", "--no-deps", "--locked"],
+                    &[("RUSTDOCFLAGS", "-D warnings")],
+                ),
+            ];
+            for (args, env) in gates {
+                run(&root, "cargo", args, env)?;
+            }
             eprintln!("xtask: all gates passed");
             Ok(())
         }
         Task::Bench { short } => {
+            ebpf_toolchain(&root)?;
             ensure_nginx()?;
             let mut args = vec![
                 "bench",
@@ -109,6 +145,9 @@ fn main() -> Result<()> {
     }
 }
 
+/// A cargo invocation of the CI gates: arguments and extra environment.
+type Gate<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
+
 fn workspace_root() -> PathBuf {
     // xtask lives one level below the workspace root.
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -129,6 +168,104 @@ fn run(dir: &Path, program: &str, args: &[&str], env: &[(&str, &str)]) -> Result
         bail!("{program} {} failed with {status}", args.join(" "));
     }
     Ok(())
+}
+
+/// What the kernel programs are built with: the toolchain's rust-src (for `-Z build-std=core`)
+/// and a bpf-linker linked against the toolchain's own libLLVM (Debian's LLVM is older than
+/// rustc's). Both are installed only when missing or broken.
+fn ebpf_toolchain(root: &Path) -> Result<()> {
+    let sysroot = output(root, "rustc", &["--print", "sysroot"])?;
+    let sysroot = PathBuf::from(sysroot.trim());
+    if !sysroot.join("lib/rustlib/src/rust/library/core").is_dir() {
+        let toolchain = output(root, "rustup", &["show", "active-toolchain"])?;
+        let toolchain = toolchain
+            .split_whitespace()
+            .next()
+            .context("no active toolchain")?
+            .to_owned();
+        run(
+            root,
+            "rustup",
+            &["component", "add", "rust-src", "--toolchain", &toolchain],
+            &[],
+        )?;
+    }
+    let works = Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if works {
+        return Ok(());
+    }
+    let verbose = output(root, "rustc", &["-vV"])?;
+    let major = verbose
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .and_then(|v| v.split('.').next())
+        .context("rustc -vV names no LLVM version")?
+        .to_owned();
+    let lib = sysroot.join("lib");
+    // The real ELF (its file name is its SONAME), not the linker script beside it.
+    let llvm = std::fs::read_dir(&lib)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libLLVM.so."))
+        })
+        .with_context(|| format!("no libLLVM.so.* in {}", lib.display()))?;
+    let home = std::env::var("HOME").context("HOME")?;
+    let prefix = PathBuf::from(&home)
+        .join(".local/share/bpf-linker-llvm")
+        .join(sysroot.file_name().context("sysroot")?);
+    std::fs::create_dir_all(prefix.join("lib"))?;
+    for link in [
+        prefix.join("lib/libLLVM.so"),
+        prefix.join("lib").join(llvm.file_name().context("name")?),
+    ] {
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&llvm, &link)?;
+    }
+    let features = format!("llvm-{major}");
+    let cargo_root = PathBuf::from(&home).join(".cargo");
+    run(
+        root,
+        "cargo",
+        &[
+            "install",
+            "bpf-linker",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--locked",
+            "--force",
+            "--no-default-features",
+            "--features",
+            &features,
+            "--root",
+            cargo_root.to_str().context("path")?,
+        ],
+        &[("LLVM_PREFIX", prefix.to_str().context("path")?)],
+    )
+}
+
+/// The bpf-linker release the kernel programs are built with.
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+fn output(dir: &Path, program: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .with_context(|| format!("cannot start {program}"))?;
+    if !out.status.success() {
+        bail!(
+            "{program} {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?)
 }
 
 /// Installs the Python and npm peers into `.peers/`, redoing each only when its lock file

@@ -6,7 +6,9 @@ use std::{fmt, net::SocketAddr, ops::Range, path::PathBuf, time::Duration};
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Admin, Config, Limits, Listener, Logging, Runtime, Server};
+use super::{
+    Admin, Agent, Config, Interception, Limits, Listener, Logging, Runtime, Selectors, Server,
+};
 
 /// Default agent-facing listener.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:15001";
@@ -40,7 +42,104 @@ pub struct File {
     #[serde(default)]
     runtime: RawRuntime,
     #[serde(default)]
+    interception: RawInterception,
+    #[serde(default)]
     servers: Vec<RawServer>,
+    #[serde(default)]
+    agents: Vec<RawAgent>,
+}
+
+/// Default port of the listener for redirected connections.
+pub const DEFAULT_INTERCEPT_PORT: u16 = 15006;
+/// Default cgroup subtree (relative to the cgroup2 mount) the gateway creates and owns.
+pub const DEFAULT_CGROUP_SUBTREE: &str = "agentgate";
+/// Default directory on bpffs where the attached programs are pinned.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/agentgate";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInterception {
+    #[serde(default)]
+    mode: InterceptionMode,
+    #[serde(default = "d_iport")]
+    port: u16,
+    #[serde(default = "d_subtree")]
+    cgroup: Spanned<String>,
+    #[serde(default)]
+    attach: Vec<Spanned<String>>,
+    #[serde(default = "d_pin")]
+    pin_dir: PathBuf,
+}
+
+impl Default for RawInterception {
+    fn default() -> Self {
+        Self {
+            mode: InterceptionMode::default(),
+            port: d_iport(),
+            cgroup: d_subtree(),
+            attach: Vec::new(),
+            pin_dir: d_pin(),
+        }
+    }
+}
+
+fn d_iport() -> u16 {
+    DEFAULT_INTERCEPT_PORT
+}
+fn d_subtree() -> Spanned<String> {
+    Spanned::new(0..0, DEFAULT_CGROUP_SUBTREE.to_owned())
+}
+fn d_pin() -> PathBuf {
+    PathBuf::from(DEFAULT_PIN_DIR)
+}
+
+/// Whether connections are intercepted transparently.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum InterceptionMode {
+    /// Explicit mode only: agents are pointed at the gateway's URL.
+    #[default]
+    Off,
+    /// eBPF programs on the agent cgroups redirect connects to configured MCP servers.
+    Ebpf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    name: Spanned<ServerName>,
+    #[serde(default)]
+    cgroup: Option<Spanned<String>>,
+    #[serde(default)]
+    exe: Option<PathBuf>,
+    #[serde(default)]
+    exe_sha256: Option<Spanned<String>>,
+    #[serde(default)]
+    uid: Option<u32>,
+    #[serde(default)]
+    unit: Option<String>,
+    #[serde(default)]
+    container: Option<String>,
+}
+
+/// A cgroup path relative to the cgroup2 mount: no leading slash, no `..`, no empty parts.
+fn cgroup_path(raw: &Spanned<String>, key: &str) -> Result<String, Invalid> {
+    let p = raw.get_ref().trim_matches('/');
+    let ok = !p.is_empty()
+        && p.split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..");
+    if ok {
+        Ok(p.to_owned())
+    } else {
+        Err((
+            Some(raw.span()),
+            key.to_owned(),
+            format!(
+                "{:?} is not a cgroup path relative to the cgroup2 mount",
+                raw.get_ref()
+            ),
+        ))
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -354,6 +453,61 @@ impl File {
                 ca_file,
             });
         }
+        let mut agents: Vec<Agent> = Vec::with_capacity(self.agents.len());
+        for raw in self.agents {
+            let name = raw.name.get_ref().clone();
+            if agents.iter().any(|a| a.name == name) {
+                return Err((
+                    Some(raw.name.span()),
+                    "agents.name".into(),
+                    format!("duplicate agent name {name:?}"),
+                ));
+            }
+            let exe_sha256 = match raw.exe_sha256 {
+                Some(h)
+                    if h.get_ref().len() == 64
+                        && h.get_ref().bytes().all(|b| b.is_ascii_hexdigit()) =>
+                {
+                    Some(h.get_ref().to_ascii_lowercase())
+                }
+                Some(h) => {
+                    return Err((
+                        Some(h.span()),
+                        "agents.exe_sha256".into(),
+                        "must be 64 hex digits".into(),
+                    ));
+                }
+                None => None,
+            };
+            let cgroup = raw
+                .cgroup
+                .as_ref()
+                .map(|c| cgroup_path(c, "agents.cgroup"))
+                .transpose()?;
+            agents.push(Agent {
+                name,
+                selectors: Selectors {
+                    cgroup,
+                    exe: raw.exe,
+                    exe_sha256,
+                    uid: raw.uid,
+                    unit: raw.unit,
+                    container: raw.container,
+                },
+            });
+        }
+        let i = self.interception;
+        let interception = Interception {
+            mode: i.mode,
+            port: i.port,
+            cgroup: cgroup_path(&i.cgroup, "interception.cgroup")?,
+            attach: i
+                .attach
+                .iter()
+                .map(|a| cgroup_path(a, "interception.attach"))
+                .collect::<Result<_, _>>()?,
+            pin_dir: i.pin_dir,
+        };
         let logging = self.logging;
         if tracing_subscriber::EnvFilter::try_new(&logging.level).is_err() {
             return Err((
@@ -394,7 +548,9 @@ impl File {
                 worker_threads: (self.runtime.worker_threads > 0)
                     .then_some(self.runtime.worker_threads),
             },
+            interception,
             servers,
+            agents,
         })
     }
 }

@@ -1,18 +1,75 @@
-//! The agent-facing listener: accepts under a connection cap, serves HTTP/1.1 with a
-//! header-read timeout, and shuts every connection down gracefully when draining starts.
+//! Agent-facing listeners: accept under a connection cap, serve HTTP/1.1 with a header-read
+//! timeout, and shut every connection down gracefully when draining starts.
+//!
+//! The explicit listener serves `/servers/<name>/...`. The transparent listeners take the
+//! connections the kernel redirected: each is attributed from its connect record and pinned to
+//! the server whose address the agent dialled.
 
-use std::{convert::Infallible, sync::Arc};
+use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::SystemTime};
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::{OwnedSemaphorePermit, Semaphore},
+};
 
-use super::{Gateway, framing, service};
+use super::{
+    Gateway, LiveConnection, framing,
+    service::{self, Pinned},
+    stages::Identity,
+};
 
-/// Accepts agent connections until draining starts.
+/// Accepts explicit-mode agent connections until draining starts.
 pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
+    accept_loop(listener, gateway, |gateway, stream, peer, permit| {
+        let identity = gateway.stages.identity.identify(peer);
+        spawn_connection(gateway, stream, peer, permit, identity, None);
+    })
+    .await;
+}
+
+/// Accepts redirected connections until draining starts.
+pub async fn serve_transparent(listener: TcpListener, gateway: Arc<Gateway>) {
+    accept_loop(listener, gateway, |gateway, stream, peer, permit| {
+        let Some(record) = gateway.take_record(peer) else {
+            // Not redirected by our programs: nobody should dial this port directly.
+            tracing::debug!(%peer, "Closed a connection to the transparent listener that was not redirected.");
+            return;
+        };
+        let original = crate::ebpf::socket_addr(&record.original);
+        let Some(server) = gateway.server_at(original) else {
+            tracing::warn!(%peer, %original, "Redirected connection to an address no server has any more.");
+            return;
+        };
+        let process = Arc::new(gateway.resolver.resolve(&record, original));
+        let pinned = Arc::new(Pinned { server: server.name.to_string(), path: server.url.path().to_owned() });
+        let live = LiveConnection {
+            peer,
+            server: server.name.to_string(),
+            since: SystemTime::now(),
+            identity: process.clone(),
+        };
+        let id = gateway.live.open(live);
+        let identity = Identity::Attested(process);
+        let close_gateway = gateway.clone();
+        let handle = spawn_connection(gateway, stream, peer, permit, identity, Some(pinned));
+        let drain = close_gateway.drain.clone();
+        drain.spawn(async move {
+            let _ = handle.await;
+            close_gateway.live.close(id);
+        });
+    })
+    .await;
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    on_accept: impl Fn(Arc<Gateway>, TcpStream, SocketAddr, OwnedSemaphorePermit),
+) {
     let drain = gateway.drain.clone();
-    let permits = Arc::new(Semaphore::new(gateway.config.listener.max_connections));
+    let permits = gateway.connection_permits.clone();
     loop {
         // Waiting for a permit before accepting leaves excess connections in the kernel's
         // backlog instead of holding file descriptors and memory for them.
@@ -36,40 +93,57 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
             },
         };
         let _ = stream.set_nodelay(true);
-        let gateway = gateway.clone();
-        drain.spawn(async move {
-            let _permit = permit;
-            gateway.metrics.connections.inc();
-            let identity = gateway.stages.identity.identify(peer);
-            let conn_gateway = gateway.clone();
-            let verdicts = framing::Verdicts::default();
-            let conn_verdicts = verdicts.clone();
-            let svc = service_fn(move |req| {
-                let gateway = conn_gateway.clone();
-                let identity = identity.clone();
-                let verdicts = conn_verdicts.clone();
-                async move {
-                    Ok::<_, Infallible>(service::handle(gateway, identity, verdicts, req).await)
-                }
-            });
-            let limits = &gateway.config.limits;
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout)
-                .max_buf_size(64 * 1024)
-                .serve_connection(TokioIo::new(framing::Tracked::new(stream, verdicts)), svc);
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = gateway.drain.signaled() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(error) = result {
-                tracing::debug!(%error, %peer, "Agent connection ended with an error.");
-            }
-            gateway.metrics.connections.dec();
-        });
+        on_accept(gateway.clone(), stream, peer, permit);
     }
+}
+
+/// Serves one agent connection on a drain-tracked task.
+fn spawn_connection(
+    gateway: Arc<Gateway>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+    identity: Identity,
+    pinned: Option<Arc<Pinned>>,
+) -> tokio::task::JoinHandle<()> {
+    let drain = gateway.drain.clone();
+    drain.spawn(async move {
+        let _permit = permit;
+        gateway.metrics.connections.inc();
+        let conn_gateway = gateway.clone();
+        let verdicts = framing::Verdicts::default();
+        let conn_verdicts = verdicts.clone();
+        let svc = service_fn(move |req| {
+            let gateway = conn_gateway.clone();
+            let identity = identity.clone();
+            let verdicts = conn_verdicts.clone();
+            let pinned = pinned.clone();
+            async move {
+                Ok::<_, Infallible>(service::handle(gateway, identity, verdicts, pinned, req).await)
+            }
+        });
+        let limits = &gateway.config.limits;
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(64 * 1024)
+            .serve_connection(TokioIo::new(framing::Tracked::new(stream, verdicts)), svc);
+        tokio::pin!(conn);
+        let result = tokio::select! {
+            r = conn.as_mut() => r,
+            _ = gateway.drain.signaled() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(error) = result {
+            tracing::debug!(%error, %peer, "Agent connection ended with an error.");
+        }
+        gateway.metrics.connections.dec();
+    })
+}
+
+/// A semaphore sized by the configured connection cap, shared by every agent-facing listener.
+pub fn connection_permits(max: usize) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(max))
 }

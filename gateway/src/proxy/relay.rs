@@ -80,6 +80,10 @@ pub async fn json(
             }
         })?
         .to_bytes();
+    if bytes.is_empty() {
+        // DELETE's 200 from some servers: a JSON content type and no body. Nothing to inspect.
+        return Ok(bytes);
+    }
     let parsed = mcp::message::parse_body(&bytes, allow_batch, "upstream")
         .map_err(JsonRelayError::Invalid)?;
     for message in parsed.messages() {

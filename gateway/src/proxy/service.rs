@@ -26,6 +26,14 @@ use crate::{
     metrics::{ErrorLabels, RequestLabels, method_label},
 };
 
+/// A redirected connection: the server its original destination belongs to, and that server's
+/// endpoint path (what the unmodified agent asks for).
+#[derive(Debug)]
+pub struct Pinned {
+    pub server: String,
+    pub path: String,
+}
+
 /// What the route names.
 enum Route<'a> {
     /// `/servers/<name>/mcp`
@@ -72,12 +80,23 @@ pub async fn handle(
     gateway: Arc<Gateway>,
     identity: Identity,
     framing: Verdicts,
+    pinned: Option<Arc<Pinned>>,
     req: Request<Incoming>,
 ) -> Response<Body> {
     let started = Instant::now();
     let http_method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let (server_name, outcome) = match route(&path) {
+    let routed = match &pinned {
+        None => route(&path),
+        Some(p) => match route(&path) {
+            // Through an intercepted destination only that destination's server is reachable.
+            Some(Route::Mcp(n) | Route::Sse(n) | Route::Message(n)) if n != p.server => None,
+            Some(r) => Some(r),
+            None if path == p.path => Some(Route::Mcp(p.server.as_str())),
+            None => None,
+        },
+    };
+    let (server_name, outcome) = match routed {
         // Checked before routing: the connection is closed whatever the path.
         _ if let Some(problem) = framing.next() => (
             String::from("-"),

@@ -18,12 +18,15 @@ use crate::{config::Server, mcp::Message};
 pub enum Identity {
     /// Explicit mode without attestation: all that is known is the peer address.
     Peer { address: SocketAddr },
+    /// A redirected connection: the kernel's record of the process that made it.
+    Attested(Arc<crate::identity::ProcessIdentity>),
 }
 
 impl fmt::Display for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Identity::Peer { address } => write!(f, "peer {address}"),
+            Identity::Attested(p) => write!(f, "agent {} (pid {}, uid {})", p.agent, p.tgid, p.uid),
         }
     }
 }

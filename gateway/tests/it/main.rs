@@ -4,8 +4,12 @@
 //! The peers are installed by `cargo xtask setup` (which `cargo xtask ci` runs first). Tests that
 //! need them fail, never skip, when they are missing.
 
+// Tests unwrap: a panic is the failure report, with its location.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 mod differential;
+mod ebpf;
 mod lifecycle;
 mod real_peers;
 mod strict_input;

@@ -86,6 +86,7 @@ class RecordRequests:
                 "last_event_id": h.get("last-event-id"),
                 "authorization": h.get("authorization"),
                 "mcp_method": h.get("mcp-method"),
+                "client": list(scope.get("client") or []),
             })
         await self.app(scope, receive, send)
 

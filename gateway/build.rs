@@ -1,0 +1,41 @@
+//! Builds the kernel programs (gateway-ebpf) for the BPF target and leaves the object in OUT_DIR,
+//! where `ebpf.rs` embeds it.
+//!
+//! The eBPF crate is built with the same (stable) toolchain as the rest, made to accept
+//! `-Z build-std=core` through RUSTC_BOOTSTRAP, as NOTES.md of the eBPF spike measured. It needs
+//! the toolchain's rust-src and a bpf-linker built against the toolchain's own LLVM: `cargo xtask
+//! setup` installs both.
+
+use aya_build::{Package, Toolchain};
+
+#[allow(unsafe_code)] // set_var, see below.
+fn main() -> anyhow::Result<()> {
+    println!("cargo::rerun-if-env-changed=RUSTUP_TOOLCHAIN");
+    let toolchain = std::env::var("RUSTUP_TOOLCHAIN").unwrap_or_else(|_| "stable".to_owned());
+    if !toolchain.starts_with("nightly") && std::env::var_os("RUSTC_BOOTSTRAP").is_none() {
+        // SAFETY: build scripts are single-threaded here; the variable only reaches the nested
+        // cargo that aya-build starts.
+        unsafe { std::env::set_var("RUSTC_BOOTSTRAP", "1") };
+    }
+    if which_bpf_linker().is_none() {
+        anyhow::bail!(
+            "bpf-linker is not installed: run `cargo xtask setup` (it builds one against this toolchain's LLVM)"
+        );
+    }
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../gateway-ebpf");
+    aya_build::build_ebpf(
+        [Package {
+            name: "gateway-ebpf",
+            root_dir: root,
+            ..Default::default()
+        }],
+        Toolchain::Custom(Box::leak(toolchain.into_boxed_str())),
+    )
+}
+
+fn which_bpf_linker() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("bpf-linker"))
+        .find(|p| p.is_file())
+}

@@ -1,0 +1,353 @@
+//! Loads agentgate's kernel programs, attaches them to the agent cgroups, and reads the connect
+//! records they leave. The only module that talks to the kernel's BPF interface.
+//!
+//! Attached programs are pinned on bpffs. If the gateway dies, they stay attached and keep
+//! redirecting connects to a listener that is gone: agents fail closed instead of reaching MCP
+//! servers directly. A clean shutdown unpins (detaches) them; a restart replaces stale pins.
+
+use std::{
+    fs,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, MapData},
+    programs::{
+        CgroupAttachMode, CgroupSockAddr, SockOps,
+        links::{FdLink, PinnedLink},
+    },
+};
+use gateway_common::{
+    ClientAddr, ConnectRecord, DESTINATION_PRESENT, Destination, MAP_BY_CLIENT, MAP_DESTINATIONS,
+    MAP_REDIRECT, Redirect,
+};
+
+/// The compiled programs, built by `build.rs` from gateway-ebpf.
+static PROGRAMS: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/agentgate"));
+
+const SOCK_ADDR_PROGRAMS: [&str; 4] = ["connect4", "connect6", "getpeername4", "getpeername6"];
+const SOCK_OPS_PROGRAM: &str = "agentgate_sock_ops";
+
+/// Why interception could not start. Each names what is missing.
+#[derive(Debug, thiserror::Error)]
+pub enum EbpfError {
+    #[error("transparent interception needs root (CAP_BPF and CAP_NET_ADMIN); running as uid {0}")]
+    NotRoot(u32),
+    #[error("no cgroup2 file system is mounted (looked in /proc/self/mountinfo)")]
+    NoCgroup2,
+    #[error("cannot prepare cgroup {path}: {source}")]
+    Cgroup {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot prepare the bpffs pin directory {path}: {detail}")]
+    Bpffs { path: PathBuf, detail: String },
+    #[error("the kernel refused the eBPF programs (kernel too old, or BPF disabled?): {0}")]
+    Load(String),
+    #[error("eBPF map {0} missing from the programs")]
+    MissingMap(&'static str),
+}
+
+/// The reader of the programs' aya-log ring buffer.
+pub type KernelLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
+
+/// Loaded and attached programs, and the maps the daemon reads and writes.
+pub struct Interceptor {
+    _ebpf: Ebpf,
+    destinations: HashMap<MapData, Destination, u8>,
+    by_client: HashMap<MapData, ClientAddr, ConnectRecord>,
+    links: Vec<PinnedLink>,
+    logger: Option<KernelLogger>,
+    /// cgroup2 mount point.
+    pub cgroup_root: PathBuf,
+}
+
+impl std::fmt::Debug for Interceptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Interceptor")
+            .field("links", &self.links.len())
+            .field("cgroup_root", &self.cgroup_root)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where interception attaches, and where its redirected connects go.
+#[derive(Debug)]
+pub struct Plan<'a> {
+    /// cgroup paths relative to the cgroup2 mount. The first is the gateway-owned subtree,
+    /// created if missing; the rest must exist.
+    pub cgroups: Vec<String>,
+    /// Agent cgroups to create under the subtree.
+    pub agent_cgroups: Vec<String>,
+    pub listener_port: u16,
+    pub pin_dir: &'a Path,
+}
+
+impl Interceptor {
+    /// Loads the programs, fills their configuration and attaches them.
+    pub fn start(plan: &Plan<'_>) -> Result<Self, EbpfError> {
+        let uid = effective_uid();
+        if uid != 0 {
+            return Err(EbpfError::NotRoot(uid));
+        }
+        let cgroup_root = cgroup2_mount().ok_or(EbpfError::NoCgroup2)?;
+        for rel in plan.cgroups.iter().take(1).chain(plan.agent_cgroups.iter()) {
+            let path = cgroup_root.join(rel);
+            fs::create_dir_all(&path).map_err(|source| EbpfError::Cgroup { path, source })?;
+        }
+        prepare_pin_dir(plan.pin_dir)?;
+
+        let load = |e: &dyn std::fmt::Display| EbpfError::Load(e.to_string());
+        let mut ebpf = Ebpf::load(PROGRAMS).map_err(|e| load(&e))?;
+        // The logger owns the log ring buffer the programs reference: it must live as long as
+        // they do. It forwards to `log`, which tracing-subscriber bridges into tracing.
+        let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+            Ok(logger) => Some(logger),
+            Err(error) => {
+                tracing::debug!(%error, "Kernel-side logging is not available.");
+                None
+            }
+        };
+
+        let mut redirect: Array<_, Redirect> = Array::try_from(
+            ebpf.map_mut(MAP_REDIRECT)
+                .ok_or(EbpfError::MissingMap("REDIRECT"))?,
+        )
+        .map_err(|e| load(&e))?;
+        let config = Redirect {
+            addr6: std::net::Ipv6Addr::LOCALHOST.octets(),
+            addr4: [127, 0, 0, 1],
+            port: plan.listener_port,
+            _pad: 0,
+            gateway_tgid: std::process::id(),
+        };
+        redirect.set(0, config, 0).map_err(|e| load(&e))?;
+
+        let mut links = Vec::new();
+        for (index, rel) in plan.cgroups.iter().enumerate() {
+            let path = cgroup_root.join(rel);
+            let cgroup = fs::File::open(&path).map_err(|source| EbpfError::Cgroup {
+                path: path.clone(),
+                source,
+            })?;
+            for name in SOCK_ADDR_PROGRAMS {
+                let prog: &mut CgroupSockAddr = ebpf
+                    .program_mut(name)
+                    .ok_or(EbpfError::MissingMap("program"))?
+                    .try_into()
+                    .map_err(|e| load(&e))?;
+                if index == 0 {
+                    prog.load().map_err(|e| load(&e))?;
+                }
+                let id = prog
+                    .attach(&cgroup, CgroupAttachMode::Single)
+                    .map_err(|e| load(&e))?;
+                let link = FdLink::try_from(prog.take_link(id).map_err(|e| load(&e))?)
+                    .map_err(|e| load(&e))?;
+                links.push(
+                    link.pin(plan.pin_dir.join(format!("{index}-{name}")))
+                        .map_err(|e| load(&e))?,
+                );
+            }
+            let prog: &mut SockOps = ebpf
+                .program_mut(SOCK_OPS_PROGRAM)
+                .ok_or(EbpfError::MissingMap("program"))?
+                .try_into()
+                .map_err(|e| load(&e))?;
+            if index == 0 {
+                prog.load().map_err(|e| load(&e))?;
+            }
+            let id = prog
+                .attach(&cgroup, CgroupAttachMode::Single)
+                .map_err(|e| load(&e))?;
+            let link = FdLink::try_from(prog.take_link(id).map_err(|e| load(&e))?)
+                .map_err(|e| load(&e))?;
+            links.push(
+                link.pin(plan.pin_dir.join(format!("{index}-sock_ops")))
+                    .map_err(|e| load(&e))?,
+            );
+            tracing::info!(cgroup = %path.display(), "Interception attached.");
+        }
+        let destinations: HashMap<MapData, Destination, u8> = HashMap::try_from(
+            ebpf.take_map(MAP_DESTINATIONS)
+                .ok_or(EbpfError::MissingMap("DESTINATIONS"))?,
+        )
+        .map_err(|e| load(&e))?;
+        let by_client: HashMap<MapData, ClientAddr, ConnectRecord> = HashMap::try_from(
+            ebpf.take_map(MAP_BY_CLIENT)
+                .ok_or(EbpfError::MissingMap("BY_CLIENT"))?,
+        )
+        .map_err(|e| load(&e))?;
+        Ok(Self {
+            _ebpf: ebpf,
+            destinations,
+            by_client,
+            links,
+            cgroup_root,
+            logger,
+        })
+    }
+
+    /// The kernel-side log reader, to be polled by a task (once).
+    pub fn take_logger(&mut self) -> Option<KernelLogger> {
+        self.logger.take()
+    }
+
+    /// Replaces the set of intercepted destinations.
+    pub fn set_destinations(&mut self, wanted: &[Destination]) -> Result<(), EbpfError> {
+        let present: Vec<Destination> = self.destinations.keys().filter_map(Result::ok).collect();
+        for d in present.iter().filter(|d| !wanted.contains(d)) {
+            let _ = self.destinations.remove(d);
+        }
+        for d in wanted.iter().filter(|d| !present.contains(d)) {
+            self.destinations
+                .insert(d, DESTINATION_PRESENT, 0)
+                .map_err(|e| EbpfError::Load(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// The record of the redirected connection whose client side is `peer`, removed from the map
+    /// (the accept side needs it once; the socket's cookie entry stays for getpeername).
+    pub fn take_record(&mut self, peer: SocketAddr) -> Option<ConnectRecord> {
+        let key = client_addr(peer);
+        let record = self.by_client.get(&key, 0).ok()?;
+        let _ = self.by_client.remove(&key);
+        Some(record)
+    }
+
+    /// Detaches the programs (clean shutdown): unpins every link and drops it.
+    pub fn detach(mut self) {
+        for link in self.links.drain(..) {
+            match link.unpin() {
+                Ok(fd_link) => drop(fd_link),
+                Err(error) => tracing::warn!(%error, "Cannot unpin an interception link."),
+            }
+        }
+    }
+}
+
+/// Polls the programs' log ring buffer into tracing until draining starts.
+pub async fn forward_kernel_logs(logger: KernelLogger, drain: crate::drain::Drain) {
+    // SAFETY: the AsyncFd takes ownership of the logger, which owns the ring buffer's fd; the fd
+    // therefore stays open for exactly as long as it is registered.
+    #[allow(unsafe_code)]
+    let registered = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE)
+    };
+    let mut fd = match registered {
+        Ok(fd) => fd,
+        Err(error) => {
+            tracing::debug!(%error, "Cannot poll kernel-side logs.");
+            return;
+        }
+    };
+    loop {
+        let mut guard = tokio::select! {
+            _ = drain.signaled() => return,
+            ready = fd.readable_mut() => match ready {
+                Ok(g) => g,
+                Err(_) => return,
+            },
+        };
+        guard.get_inner_mut().flush();
+        guard.clear_ready();
+    }
+}
+
+/// The key the kernel side uses for a client address.
+pub fn client_addr(peer: SocketAddr) -> ClientAddr {
+    let (addr, port) = match peer {
+        SocketAddr::V4(v4) => (Destination::v4(v4.ip().octets(), 0).addr, v4.port()),
+        SocketAddr::V6(v6) => (v6.ip().octets(), v6.port()),
+    };
+    ClientAddr {
+        addr,
+        port,
+        _pad: [0; 6],
+    }
+}
+
+/// A socket address as the kernel side stores destinations.
+pub fn destination(addr: SocketAddr) -> Destination {
+    match addr {
+        SocketAddr::V4(v4) => Destination::v4(v4.ip().octets(), v4.port()),
+        SocketAddr::V6(v6) => Destination::v6(v6.ip().octets(), v6.port()),
+    }
+}
+
+/// The inverse of [`destination`]; IPv4-mapped destinations come back as IPv4.
+pub fn socket_addr(d: &Destination) -> SocketAddr {
+    match d.as_v4() {
+        Some(v4) => SocketAddr::from((v4, d.port)),
+        None => SocketAddr::from((d.addr, d.port)),
+    }
+}
+
+/// The cgroup2 mount point, from /proc/self/mountinfo (hybrid hosts mount it at
+/// /sys/fs/cgroup/unified, modern ones at /sys/fs/cgroup).
+pub fn cgroup2_mount() -> Option<PathBuf> {
+    let text = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    text.lines().find_map(|line| {
+        let (pre, post) = line.split_once(" - ")?;
+        let mount = pre.split_whitespace().nth(4)?;
+        (post.split_whitespace().next()? == "cgroup2").then(|| PathBuf::from(mount))
+    })
+}
+
+fn effective_uid() -> u32 {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(u32::MAX)
+}
+
+/// Makes sure `dir` is on a mounted bpffs and holds no stale pins (a previous gateway that died:
+/// its programs are detached here, now that a new gateway takes over).
+fn prepare_pin_dir(dir: &Path) -> Result<(), EbpfError> {
+    let err = |detail: String| EbpfError::Bpffs {
+        path: dir.to_owned(),
+        detail,
+    };
+    let bpffs = Path::new("/sys/fs/bpf");
+    let mounted = fs::read_to_string("/proc/self/mountinfo")
+        .map(|t| {
+            t.lines()
+                .any(|l| l.split(" - ").nth(1).is_some_and(|p| p.starts_with("bpf ")))
+        })
+        .unwrap_or(false);
+    if !mounted {
+        fs::create_dir_all(bpffs).map_err(|e| err(e.to_string()))?;
+        let status = std::process::Command::new("mount")
+            .args(["-t", "bpf", "bpf"])
+            .arg(bpffs)
+            .status()
+            .map_err(|e| err(format!("cannot run mount: {e}")))?;
+        if !status.success() {
+            return Err(err("mounting bpffs at /sys/fs/bpf failed".into()));
+        }
+    }
+    fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    let entries = fs::read_dir(dir).map_err(|e| err(e.to_string()))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match PinnedLink::from_pin(&path) {
+            Ok(stale) => {
+                tracing::warn!(pin = %path.display(), "Detaching programs a previous gateway left attached.");
+                if let Ok(link) = stale.unpin() {
+                    drop(link);
+                }
+            }
+            Err(_) => {
+                let _ = fs::remove_file(&path);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! Transparent interception: resolves the configured servers to the addresses agents dial, binds
+//! the listeners redirected connections arrive at, attaches the kernel programs, and keeps the
+//! destination set fresh when server host names resolve differently.
+
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::net::TcpListener;
+
+use crate::{
+    config::Config,
+    ebpf::{self, EbpfError, Interceptor, Plan},
+    proxy::{self, Gateway},
+};
+
+/// How often server host names are resolved again.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(30);
+
+/// Why interception did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum InterceptionError {
+    #[error("cannot listen for redirected connections on {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Ebpf(#[from] EbpfError),
+}
+
+/// Starts interception for a running gateway.
+pub async fn start(gateway: &Arc<Gateway>) -> Result<(), InterceptionError> {
+    let config = &gateway.config;
+    let port = config.interception.port;
+    let v4: SocketAddr = ([127, 0, 0, 1], port).into();
+    let listener4 = TcpListener::bind(v4)
+        .await
+        .map_err(|source| InterceptionError::Bind {
+            address: v4,
+            source,
+        })?;
+    // The IPv6 listener is best effort: a host without IPv6 has no IPv6 agents to redirect.
+    let v6: SocketAddr = (std::net::Ipv6Addr::LOCALHOST, port).into();
+    let listener6 = match TcpListener::bind(v6).await {
+        Ok(l) => Some(l),
+        Err(error) => {
+            tracing::warn!(%error, "No IPv6 listener for redirected connections.");
+            None
+        }
+    };
+    let destinations = resolve(config).await;
+    let mut cgroups = vec![config.interception.cgroup.clone()];
+    cgroups.extend(config.interception.attach.iter().cloned());
+    let agent_cgroups = config
+        .agents
+        .iter()
+        .map(|a| format!("{}/{}", config.interception.cgroup, a.name))
+        .collect();
+    let plan = Plan {
+        cgroups,
+        agent_cgroups,
+        listener_port: port,
+        pin_dir: &config.interception.pin_dir,
+    };
+    let mut interceptor = Interceptor::start(&plan)?;
+    let wanted: Vec<_> = destinations
+        .keys()
+        .copied()
+        .map(ebpf::destination)
+        .collect();
+    interceptor.set_destinations(&wanted)?;
+    tracing::info!(
+        destinations = wanted.len(),
+        port,
+        "Transparent interception is on."
+    );
+    if let Some(logger) = interceptor.take_logger() {
+        gateway
+            .drain
+            .spawn(ebpf::forward_kernel_logs(logger, gateway.drain.clone()));
+    }
+    *lock(&gateway.destinations) = destinations;
+    *lock(&gateway.interceptor) = Some(interceptor);
+
+    gateway
+        .drain
+        .spawn(proxy::serve_transparent(listener4, gateway.clone()));
+    if let Some(l) = listener6 {
+        gateway
+            .drain
+            .spawn(proxy::serve_transparent(l, gateway.clone()));
+    }
+    if config
+        .servers
+        .iter()
+        .any(|s| matches!(s.url.host(), Some(url::Host::Domain(_))))
+    {
+        gateway.drain.spawn(refresh(gateway.clone()));
+    }
+    Ok(())
+}
+
+/// Detaches the programs (clean shutdown only: a crashed gateway leaves them attached, so that
+/// agents fail closed).
+pub fn stop(gateway: &Gateway) {
+    if let Some(interceptor) = lock(&gateway.interceptor).take() {
+        interceptor.detach();
+        tracing::info!("Transparent interception detached.");
+    }
+}
+
+/// Every address each intercepted server's URL resolves to.
+async fn resolve(config: &Config) -> HashMap<SocketAddr, String> {
+    let mut out = HashMap::new();
+    for server in &config.servers {
+        if server.url.scheme() != "http" {
+            // Intercepting TLS needs the gateway's own CA (per-SNI certificates): not yet.
+            tracing::warn!(server = %server.name, "Not intercepting an https:// server; use explicit mode for it.");
+            continue;
+        }
+        let (Some(host), Some(port)) = (server.url.host_str(), server.url.port_or_known_default())
+        else {
+            continue;
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        match tokio::net::lookup_host((host, port)).await {
+            Ok(addrs) => {
+                for addr in addrs {
+                    // Canonical form, as the kernel records it: IPv4-mapped becomes IPv4.
+                    out.insert(
+                        ebpf::socket_addr(&ebpf::destination(addr)),
+                        server.name.to_string(),
+                    );
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, server = %server.name, "Cannot resolve the server's host; not intercepting it for now.")
+            }
+        }
+    }
+    out
+}
+
+async fn refresh(gateway: Arc<Gateway>) {
+    loop {
+        tokio::select! {
+            _ = gateway.drain.signaled() => return,
+            _ = tokio::time::sleep(REFRESH_EVERY) => {}
+        }
+        let fresh = resolve(&gateway.config).await;
+        let wanted: Vec<_> = fresh.keys().copied().map(ebpf::destination).collect();
+        if let Some(interceptor) = lock(&gateway.interceptor).as_mut()
+            && let Err(error) = interceptor.set_destinations(&wanted)
+        {
+            tracing::warn!(%error, "Cannot update the intercepted destinations.");
+            continue;
+        }
+        *lock(&gateway.destinations) = fresh;
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,502 @@
+//! Transparent interception on the real kernel (root). Unmodified MCP clients started with
+//! `agentgate exec` dial the MCP server's real address and land in the gateway, which knows
+//! which process dialled. These tests need root and fail, never skip, without it.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use agentgate::{
+    cli::{Running, start_with},
+    config::Config,
+    identity::ProcessIdentity,
+    proxy::stages::{AuditStage, Exchange, Identity, Stages},
+};
+use tokio::process::Command;
+
+use crate::common::*;
+
+/// Records the attested identity of every exchange.
+#[derive(Debug, Default)]
+struct Seen(Mutex<Vec<Arc<ProcessIdentity>>>);
+
+impl AuditStage for Seen {
+    fn record(&self, e: &Exchange<'_>) {
+        if let Identity::Attested(p) = e.identity {
+            self.0.lock().unwrap().push(p.clone());
+        }
+    }
+}
+
+/// A gateway with interception on, in its own cgroup subtree and pin directory.
+struct Intercepting {
+    running: Option<Running>,
+    seen: Arc<Seen>,
+    config_path: PathBuf,
+    subtree: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn unique(tag: &str) -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    format!(
+        "agentgate-test-{}-{tag}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
+fn interception_config(servers: &[(&str, &str)], agents: &str, subtree: &str, port: u16) -> String {
+    let mut text = format!(
+        "[listener]\naddress = \"127.0.0.1:0\"\n[admin]\nenabled = false\n\
+         [interception]\nmode = \"ebpf\"\nport = {port}\ncgroup = \"{subtree}\"\npin_dir = \"/sys/fs/bpf/{subtree}\"\n{agents}\n"
+    );
+    for (name, url) in servers {
+        text.push_str(&format!(
+            "[[servers]]\nname = \"{name}\"\nurl = \"{url}\"\n"
+        ));
+    }
+    text
+}
+
+async fn intercepting(servers: &[(&str, &str)], agents: &str) -> Intercepting {
+    assert_eq!(
+        std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .map(|l| l.split_whitespace().nth(1) == Some("0")),
+        Some(true),
+        "the eBPF tests need root"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let subtree = unique("cg");
+    let text = interception_config(servers, agents, &subtree, free_port());
+    let config_path = dir.path().join("agentgate.toml");
+    std::fs::write(&config_path, &text).unwrap();
+    let seen = Arc::new(Seen::default());
+    let stages = Stages {
+        audit: seen.clone(),
+        ..Stages::default()
+    };
+    let running = start_with(Config::parse(&text, "test.toml").unwrap(), stages)
+        .await
+        .unwrap();
+    assert!(
+        running.gateway.interceptor.lock().unwrap().is_some(),
+        "interception did not start (see the error log above)"
+    );
+    let subtree = agentgate::ebpf::cgroup2_mount()
+        .expect("cgroup2")
+        .join(subtree);
+    Intercepting {
+        running: Some(running),
+        seen,
+        config_path,
+        subtree,
+        _dir: dir,
+    }
+}
+
+impl Intercepting {
+    /// `agentgate exec --agent AGENT -- program args...`
+    fn exec(&self, agent: &str, program: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_agentgate"));
+        c.args(["exec", "--agent", agent, "--config"])
+            .arg(&self.config_path)
+            .arg("--")
+            .arg(program)
+            .args(args);
+        c.stdin(Stdio::null()).kill_on_drop(true);
+        c
+    }
+
+    fn seen(&self) -> Vec<Arc<ProcessIdentity>> {
+        self.seen.0.lock().unwrap().clone()
+    }
+
+    async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await;
+        }
+        remove_cgroups(&self.subtree);
+    }
+}
+
+fn remove_cgroups(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.path().is_dir() {
+                remove_cgroups(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+fn python() -> PathBuf {
+    peers().join("venv/bin/python")
+}
+
+async fn client_output(mut cmd: Command) -> (u32, serde_json::Value) {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start client");
+    let pid = child.id().expect("pid");
+    let out = tokio::time::timeout(Duration::from_secs(90), child.wait_with_output())
+        .await
+        .expect("client finished")
+        .expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "client failed: {stderr}");
+    assert!(
+        !stderr.contains("failed"),
+        "client reported a failure: {stderr}"
+    );
+    (
+        pid,
+        serde_json::from_slice(&out.stdout).expect("client JSON"),
+    )
+}
+
+fn metric(gw: &Intercepting, needle: &str) -> u64 {
+    let text = gw.running.as_ref().unwrap().gateway.metrics.render();
+    text.lines()
+        .find(|l| l.starts_with(needle))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unmodified_client_lands_in_the_gateway_and_is_attributed() {
+    let server = python_server("streamable-http", None).await;
+    let url = server.url("/mcp");
+    let gw = intercepting(&[("py", &url)], "[[agents]]\nname = \"a\"\n").await;
+    let calls = r#"agentgate_requests_total{server="py",method="tools/call"}"#;
+
+    // Outside the agent cgroups: not redirected.
+    let direct = python_client(&url, "streamable-http", "legacy", "self", None).await;
+    assert_eq!(
+        metric(&gw, calls),
+        0,
+        "a process outside the agent cgroups was redirected"
+    );
+
+    let script = peer_scripts().join("client.py");
+    let cmd = gw.exec(
+        "a",
+        &python(),
+        &[script.to_str().unwrap(), "--url", &url, "--mode", "legacy"],
+    );
+    let (pid, through) = client_output(cmd).await;
+    assert_eq!(direct, through);
+    assert_eq!(
+        metric(&gw, calls),
+        3,
+        "the intercepted client's calls did not pass the gateway"
+    );
+
+    let seen = gw.seen();
+    assert!(!seen.is_empty());
+    let exe = std::fs::canonicalize(python()).unwrap();
+    for id in &seen {
+        assert_eq!(id.tgid, pid, "{id:?}");
+        assert_eq!(id.agent, "a");
+        assert!(id.process_verified);
+        assert_eq!(id.exe.as_deref(), Some(exe.as_path()));
+        assert_eq!(id.exe_sha256.as_ref().map(String::len), Some(64));
+        assert!(
+            id.cgroup.as_deref().is_some_and(|c| c.ends_with("/a")),
+            "{:?}",
+            id.cgroup
+        );
+        assert_eq!(id.original_destination.port(), server.port);
+        assert!(id.cmdline.iter().any(|a| a.ends_with("client.py")));
+    }
+    // What the upstream saw came from the gateway: the same number of requests it forwarded.
+    let received_posts = received(&server)
+        .await
+        .iter()
+        .filter(|r| r["method"] == "POST")
+        .count();
+    let direct_posts = received_posts / 2;
+    assert_eq!(received_posts - direct_posts, direct_posts);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ipv6_and_ipv4_mapped_destinations_are_intercepted() {
+    let port = free_port();
+    let _six_server = Command::new(python())
+        .arg(peer_scripts().join("server.py"))
+        .args(["--host", "::1", "--port", &port.to_string()])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    for _ in 0..400 {
+        if tokio::net::TcpStream::connect(("::1", port)).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let four_server = python_server("streamable-http", None).await;
+    let v6 = format!("http://[::1]:{port}/mcp");
+    let v4 = four_server.url("/mcp");
+    let gw = intercepting(&[("six", &v6), ("four", &v4)], "[[agents]]\nname = \"a\"\n").await;
+    let script = peer_scripts().join("client.py");
+    let (_, six) = client_output(gw.exec(
+        "a",
+        &python(),
+        &[script.to_str().unwrap(), "--url", &v6, "--mode", "legacy"],
+    ))
+    .await;
+    let mapped = format!("http://[::ffff:127.0.0.1]:{}/mcp", four_server.port);
+    let (_, four) = client_output(gw.exec(
+        "a",
+        &python(),
+        &[
+            script.to_str().unwrap(),
+            "--url",
+            &mapped,
+            "--mode",
+            "legacy",
+        ],
+    ))
+    .await;
+    assert_eq!(six, four);
+    assert_eq!(
+        metric(
+            &gw,
+            r#"agentgate_requests_total{server="six",method="tools/call"}"#
+        ),
+        3
+    );
+    assert_eq!(
+        metric(
+            &gw,
+            r#"agentgate_requests_total{server="four",method="tools/call"}"#
+        ),
+        3
+    );
+    // The client sees the address it dialled, not the gateway's.
+    let peer = gw
+        .exec("a", &python(), &["-c", &format!("import socket; s = socket.create_connection(('::1', {port})); print(s.getpeername()[1])")])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&peer.stdout).trim(),
+        port.to_string()
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_clients_are_never_confused_and_unmatched_ones_are_unknown() {
+    let server = python_server("streamable-http", None).await;
+    let url = server.url("/mcp");
+    // "b" only matches uid 4242: root's processes in its cgroup are an unknown agent.
+    let gw = intercepting(
+        &[("py", &url)],
+        "[[agents]]\nname = \"a\"\n[[agents]]\nname = \"b\"\nuid = 4242\n",
+    )
+    .await;
+    let script = peer_scripts().join("client.py");
+    let args = [script.to_str().unwrap(), "--url", &url, "--mode", "legacy"];
+    let (ra, rb) = tokio::join!(
+        client_output(gw.exec("a", &python(), &args)),
+        client_output(gw.exec("b", &python(), &args))
+    );
+    let (pid_a, pid_b) = (ra.0, rb.0);
+    let seen = gw.seen();
+    let of = |pid: u32| seen.iter().filter(|i| i.tgid == pid).collect::<Vec<_>>();
+    assert!(!of(pid_a).is_empty() && !of(pid_b).is_empty());
+    assert!(
+        of(pid_a)
+            .iter()
+            .all(|i| i.agent == "a" && i.cgroup.as_deref().is_some_and(|c| c.ends_with("/a")))
+    );
+    assert!(of(pid_b).iter().all(|i| i.agent == "unknown" && i.cgroup.as_deref().is_some_and(|c| c.ends_with("/b"))));
+    assert_eq!(seen.len(), of(pid_a).len() + of(pid_b).len());
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_gateway_killed_agents_cannot_reach_the_server() {
+    let server = python_server("streamable-http", None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let subtree = unique("kill");
+    let text = interception_config(
+        &[("py", &server.url("/mcp"))],
+        "[[agents]]\nname = \"a\"\n",
+        &subtree,
+        free_port(),
+    );
+    let config = dir.path().join("agentgate.toml");
+    std::fs::write(&config, &text).unwrap();
+    let start = |config: &Path| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_agentgate"));
+        c.arg("run")
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        c.spawn().unwrap()
+    };
+    let wait_ready = |child: &mut tokio::process::Child| {
+        use tokio::io::AsyncBufReadExt;
+        let stderr = child.stderr.take().unwrap();
+        async move {
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            let mut on = false;
+            while let Some(line) = lines.next_line().await.unwrap() {
+                on |= line.contains("Transparent interception is on");
+                if line.contains("agentgate is ready") {
+                    break;
+                }
+            }
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            on
+        }
+    };
+    let mut gw = start(&config);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(20), wait_ready(&mut gw))
+            .await
+            .unwrap(),
+        "interception did not start"
+    );
+    let probe = format!(
+        "import socket; socket.create_connection(('127.0.0.1', {}), timeout=5); print('connected')",
+        server.port
+    );
+    let exec = |config: &Path| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_agentgate"));
+        c.args(["exec", "--agent", "a", "--config"])
+            .arg(config)
+            .arg("--")
+            .arg(python())
+            .args(["-c", &probe]);
+        c
+    };
+    let alive = exec(&config).output().await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&alive.stdout).trim(), "connected");
+
+    gw.start_kill().unwrap();
+    gw.wait().await.unwrap();
+    let dead = exec(&config).output().await.unwrap();
+    assert!(
+        !dead.status.success(),
+        "an agent reached the MCP server with the gateway dead"
+    );
+    assert!(
+        String::from_utf8_lossy(&dead.stderr).contains("Connection refused"),
+        "{}",
+        String::from_utf8_lossy(&dead.stderr)
+    );
+    assert!(
+        received(&server).await.is_empty(),
+        "the upstream was reached around the gateway"
+    );
+
+    // A restarted gateway takes over the stale programs; a clean stop detaches them.
+    let mut again = start(&config);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(20), wait_ready(&mut again))
+            .await
+            .unwrap()
+    );
+    let pid = again.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(15), again.wait())
+            .await
+            .unwrap()
+            .unwrap()
+            .code(),
+        Some(0)
+    );
+    let after = exec(&config).output().await.unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&after.stdout).trim(),
+        "connected",
+        "programs still attached after a clean stop"
+    );
+    remove_cgroups(&agentgate::ebpf::cgroup2_mount().unwrap().join(&subtree));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_privileges_interception_fails_clearly_and_explicit_mode_works() {
+    let server = python_server("streamable-http", None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let subtree = unique("nopriv");
+    let port = free_port();
+    let text = interception_config(&[("py", &server.url("/mcp"))], "", &subtree, free_port())
+        .replace(
+            "address = \"127.0.0.1:0\"\n[admin]",
+            &format!("address = \"127.0.0.1:{port}\"\n[admin]"),
+        );
+    let config = dir.path().join("agentgate.toml");
+    std::fs::write(&config, &text).unwrap();
+    // Readable by the unprivileged user.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let mut child = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_agentgate"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut error = String::new();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("Transparent interception is unavailable") {
+                error = line.clone();
+            }
+            if line.contains("agentgate is ready") {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(error.contains("needs root"), "{error}");
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let (status, _, _) = http(
+        port,
+        "POST",
+        "/servers/py/mcp",
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+        ],
+        init.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "explicit mode stopped working");
+}
