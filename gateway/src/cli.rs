@@ -40,7 +40,7 @@ pub enum Command {
     /// intercepted and attributed to that agent. The gateway must be running with
     /// interception.mode = "ebpf" (it creates the cgroups).
     Exec {
-        /// The agent (its cgroup is <interception.cgroup>/<NAME>).
+        /// The agent (its cgroup is `<interception.cgroup>/<NAME>`).
         #[arg(long, value_name = "NAME")]
         agent: String,
         /// Configuration file the gateway runs with (for the cgroup subtree).
