@@ -24,8 +24,11 @@ use tokio::net::{TcpListener, TcpStream};
 #[derive(Debug, Parser)]
 #[command(about = "agentgate end-to-end load test")]
 struct Args {
+    /// Internal modes, run inside an agent cgroup by the main run.
+    #[command(subcommand)]
+    mode: Option<Mode>,
     /// The agentgate binary to measure (a release build).
-    #[arg(long)]
+    #[arg(long, default_value = "target/release/agentgate")]
     gateway: PathBuf,
     /// The nginx binary used as the reverse-proxy yardstick.
     #[arg(long, default_value = "/usr/sbin/nginx")]
@@ -35,12 +38,40 @@ struct Args {
     short: bool,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum Mode {
+    /// Load one target from this process; prints a JSON summary.
+    Load {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long)]
+        path: String,
+        #[arg(long)]
+        concurrency: usize,
+        #[arg(long)]
+        millis: u64,
+    },
+    /// Times `count` sequential connects (closed with RST); prints the mean in ns.
+    Connects {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long)]
+        count: usize,
+    },
+}
+
 const PINNED: &str = "AGENTGATE_BENCH_PINNED";
 const IDLE_CONNECTIONS: usize = 1000;
 const UPSTREAM_REPLY: &[u8] = br#"{"jsonrpc":"2.0","id":42,"result":{"content":[{"type":"text","text":"ok"}],"isError":false}}"#;
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(mode) = args.mode {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        return rt.block_on(internal(mode));
+    }
     if std::env::var_os(PINNED).is_none() {
         // Re-run pinned to core 1 with room for the idle-connection test's descriptors.
         let me = std::env::current_exe()?;
@@ -62,6 +93,57 @@ fn main() -> Result<()> {
     rt.block_on(run(args))
 }
 
+async fn internal(mode: Mode) -> Result<()> {
+    match mode {
+        Mode::Load {
+            addr,
+            path,
+            concurrency,
+            millis,
+        } => {
+            let body = Bytes::from(agentgate_bench::tools_call_body(1024));
+            let target = Target {
+                name: "sub",
+                addr,
+                path: Box::leak(path.into_boxed_str()),
+                pid: None,
+                exec: None,
+            };
+            let started = Instant::now();
+            let mut lat = load(&target, &body, concurrency, Duration::from_millis(millis)).await?;
+            let elapsed = started.elapsed().as_secs_f64();
+            lat.sort_unstable();
+            println!(
+                "{}",
+                serde_json::json!({"count": lat.len(), "elapsed": elapsed, "p50_ns": percentile(&lat, 0.5), "p99_ns": percentile(&lat, 0.99)})
+            );
+        }
+        Mode::Connects { addr, count } => {
+            let started = Instant::now();
+            for _ in 0..count {
+                let socket = if addr.is_ipv4() {
+                    tokio::net::TcpSocket::new_v4()?
+                } else {
+                    tokio::net::TcpSocket::new_v6()?
+                };
+                let stream = socket.connect(addr).await?;
+                // RST instead of FIN: no TIME_WAIT pile-up to exhaust ephemeral ports.
+                stream.set_zero_linger()?;
+            }
+            println!("{}", started.elapsed().as_nanos() as f64 / count as f64);
+        }
+    }
+    Ok(())
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    let n = sorted.len().max(1);
+    sorted
+        .get(((n as f64 * p) as usize).min(n - 1))
+        .copied()
+        .unwrap_or_default()
+}
+
 async fn run(args: Args) -> Result<()> {
     let duration = if args.short {
         Duration::from_secs(3)
@@ -76,7 +158,8 @@ async fn run(args: Args) -> Result<()> {
     tokio::spawn(serve_upstream(upstream));
 
     let gw_port = free_port()?;
-    let gw = spawn_gateway(&args.gateway, &dir, gw_port, up_addr)?;
+    let transparent_port = free_port()?;
+    let gw = spawn_gateway(&args.gateway, &dir, gw_port, transparent_port, up_addr)?;
     let nginx_port = free_port()?;
     let nginx = spawn_nginx(&args.nginx, &dir, nginx_port, up_addr)?;
     wait_port(gw_port).await?;
@@ -88,19 +171,45 @@ async fn run(args: Args) -> Result<()> {
         addr: up_addr,
         path: "/mcp",
         pid: None,
+        exec: None,
     };
     let gateway = Target {
         name: "agentgate",
         addr: ([127, 0, 0, 1], gw_port).into(),
         path: "/servers/bench/mcp",
         pid: Some(gw.id()),
+        exec: None,
     };
     let nginx_t = Target {
         name: "nginx",
         addr: ([127, 0, 0, 1], nginx_port).into(),
         path: "/mcp",
         pid: Some(nginx.id()),
+        exec: None,
     };
+    // Transparent mode: the load comes from a process in the agent cgroup, dialling the
+    // upstream's real address; the kernel redirects it into the gateway.
+    let exec_prefix = vec![
+        args.gateway.display().to_string(),
+        "exec".to_owned(),
+        "--agent".to_owned(),
+        "bench".to_owned(),
+        "--config".to_owned(),
+        dir.join("agentgate.toml").display().to_string(),
+        "--".to_owned(),
+        std::env::current_exe()?.display().to_string(),
+    ];
+    let ebpf_on = interception_ready(&dir).await;
+    let ebpf_t = Target {
+        name: "agentgate-ebpf",
+        addr: up_addr,
+        path: "/mcp",
+        pid: Some(gw.id()),
+        exec: Some(exec_prefix.clone()),
+    };
+    if !ebpf_on {
+        println!("(transparent mode unavailable: not root, or eBPF refused; its rows are skipped)");
+    }
 
     println!(
         "\nEnd-to-end: tools/call of {} B, {} s per run, proxies on core 0, load + upstream on core 1",
@@ -113,7 +222,12 @@ async fn run(args: Args) -> Result<()> {
     );
     let mut results = Vec::new();
     for concurrency in [1usize, 32] {
-        for target in [&direct, &gateway, &nginx_t] {
+        let targets: Vec<&Target> = if ebpf_on {
+            vec![&direct, &gateway, &ebpf_t, &nginx_t]
+        } else {
+            vec![&direct, &gateway, &nginx_t]
+        };
+        for target in targets {
             load(target, &body, concurrency, Duration::from_millis(500)).await?;
             let r = measure(target, &body, concurrency, duration).await?;
             println!(
@@ -186,9 +300,54 @@ async fn run(args: Args) -> Result<()> {
         verdict(idle_gw <= 30.0)
     );
 
-    for mut child in [gw, nginx] {
-        let _ = child.kill();
-        let _ = child.wait();
+    if ebpf_on {
+        let plain = TcpListener::bind("127.0.0.1:0").await?;
+        let plain_addr = plain.local_addr()?;
+        tokio::spawn(async move {
+            while let Ok((s, _)) = plain.accept().await {
+                drop(s);
+            }
+        });
+        let n = if args.short { 3_000 } else { 20_000 };
+        let best = |v: [f64; 3]| v.into_iter().fold(f64::MAX, f64::min);
+        let mut runs = [[0.0; 3]; 4];
+        for round in 0..3 {
+            let [a, b, c, d] = &mut runs;
+            a[round] = connect_ns(None, plain_addr, n).await?;
+            b[round] = connect_ns(Some(&exec_prefix), plain_addr, n).await?;
+            c[round] = connect_ns(None, ([127, 0, 0, 1], transparent_port).into(), n).await?;
+            d[round] = connect_ns(Some(&exec_prefix), up_addr, n).await?;
+        }
+        let [out_plain, in_plain, out_listener, in_redirected] = runs.map(best);
+        println!(
+            "  connect(), not intercepted:  {:6.2} us in an agent cgroup vs {:.2} us outside = {:.2}x   target: no measurable cost   {}",
+            in_plain / 1000.0,
+            out_plain / 1000.0,
+            in_plain / out_plain,
+            verdict(in_plain / out_plain <= 1.05)
+        );
+        let added = (in_redirected - out_listener) / 1000.0;
+        println!(
+            "  connect(), intercepted:      {:6.2} us vs {:.2} us dialling the gateway directly: +{added:.2} us   target <= 2 us   {}",
+            in_redirected / 1000.0,
+            out_listener / 1000.0,
+            verdict(added <= 2.0)
+        );
+    }
+
+    // SIGTERM, not SIGKILL: a killed gateway leaves its programs attached (that is the point).
+    let _ = Command::new("kill")
+        .args(["-TERM", &gw.id().to_string()])
+        .status();
+    let mut gw = gw;
+    let _ = gw.wait();
+    let mut nginx = nginx;
+    let _ = nginx.kill();
+    let _ = nginx.wait();
+    if let Some(mount) = agentgate::ebpf::cgroup2_mount() {
+        let subtree = mount.join(cgroup_subtree(&dir));
+        let _ = std::fs::remove_dir(subtree.join("bench"));
+        let _ = std::fs::remove_dir(subtree);
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
@@ -200,6 +359,9 @@ struct Target {
     addr: SocketAddr,
     path: &'static str,
     pid: Option<u32>,
+    /// Run the load from a subprocess started with this prefix (`agentgate exec --agent ...`),
+    /// so that its connects are intercepted.
+    exec: Option<Vec<String>>,
 }
 
 #[derive(Clone, Debug)]
@@ -217,6 +379,9 @@ async fn measure(
     concurrency: usize,
     duration: Duration,
 ) -> Result<Run> {
+    if let Some(prefix) = &target.exec {
+        return measure_external(target, prefix, concurrency, duration).await;
+    }
     let cpu_before = target.pid.map(cpu_ticks).transpose()?;
     let started = Instant::now();
     let mut latencies = load(target, body, concurrency, duration).await?;
@@ -241,6 +406,103 @@ async fn measure(
             .map(|(b, a)| (a - b) as f64 * tick_us / n as f64),
         rss_mib: target.pid.map(rss_mib).transpose()?,
     })
+}
+
+/// [`measure`] with the load generated by a subprocess (inside an agent cgroup).
+async fn measure_external(
+    target: &Target,
+    prefix: &[String],
+    concurrency: usize,
+    duration: Duration,
+) -> Result<Run> {
+    let run = |millis: u128| {
+        let mut cmd = tokio::process::Command::new(&prefix[0]);
+        cmd.args(&prefix[1..]).args([
+            "load",
+            "--addr",
+            &target.addr.to_string(),
+            "--path",
+            target.path,
+            "--concurrency",
+            &concurrency.to_string(),
+            "--millis",
+            &millis.to_string(),
+        ]);
+        cmd.stdin(Stdio::null());
+        cmd.output()
+    };
+    run(500).await?; // warm-up
+    let cpu_before = target.pid.map(cpu_ticks).transpose()?;
+    let out = run(duration.as_millis()).await?;
+    let cpu_after = target.pid.map(cpu_ticks).transpose()?;
+    if !out.status.success() {
+        bail!(
+            "load subprocess failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let n = v["count"].as_u64().unwrap_or(0).max(1);
+    let tick_us = 1_000_000.0 / clock_ticks_per_second();
+    Ok(Run {
+        rps: n as f64 / v["elapsed"].as_f64().unwrap_or(1.0),
+        p50_us: v["p50_ns"].as_f64().unwrap_or(0.0) / 1000.0,
+        p99_us: v["p99_ns"].as_f64().unwrap_or(0.0) / 1000.0,
+        cpu_us_per_req: cpu_before
+            .zip(cpu_after)
+            .map(|(b, a)| (a - b) as f64 * tick_us / n as f64),
+        rss_mib: target.pid.map(rss_mib).transpose()?,
+    })
+}
+
+/// Waits until the gateway created the agent cgroup (interception is on), or gives up.
+async fn interception_ready(dir: &Path) -> bool {
+    let Some(mount) = agentgate::ebpf::cgroup2_mount() else {
+        return false;
+    };
+    let cgroup = mount.join(cgroup_subtree(dir)).join("bench");
+    for _ in 0..100 {
+        if cgroup.is_dir() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+fn cgroup_subtree(dir: &Path) -> String {
+    format!(
+        "agentgate-bench-{}",
+        dir.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("x")
+            .trim_start_matches("agentgate-bench-")
+    )
+}
+
+/// Mean time of one connect() from inside the agent cgroup (`prefix` set) or outside it.
+async fn connect_ns(prefix: Option<&[String]>, addr: SocketAddr, count: usize) -> Result<f64> {
+    let me = std::env::current_exe()?.display().to_string();
+    let mut argv: Vec<String> = prefix.map(<[String]>::to_vec).unwrap_or_else(|| vec![me]);
+    argv.extend([
+        "connects".to_owned(),
+        "--addr".to_owned(),
+        addr.to_string(),
+        "--count".to_owned(),
+        count.to_string(),
+    ]);
+    let out = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .output()
+        .await?;
+    if !out.status.success() {
+        bail!(
+            "connect timing failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
 }
 
 /// Runs `concurrency` keep-alive connections for `duration`; returns each request's latency (ns).
@@ -311,12 +573,21 @@ async fn serve_upstream(listener: TcpListener) {
     }
 }
 
-fn spawn_gateway(bin: &Path, dir: &Path, port: u16, upstream: SocketAddr) -> Result<Child> {
+fn spawn_gateway(
+    bin: &Path,
+    dir: &Path,
+    port: u16,
+    tport: u16,
+    upstream: SocketAddr,
+) -> Result<Child> {
     let config = dir.join("agentgate.toml");
+    let subtree = cgroup_subtree(dir);
     std::fs::write(
         &config,
         format!(
             "[listener]\naddress = \"127.0.0.1:{port}\"\n[admin]\nenabled = false\n[logging]\nlevel = \"warn\"\n\
+             [interception]\nmode = \"ebpf\"\nport = {tport}\ncgroup = \"{subtree}\"\npin_dir = \"/sys/fs/bpf/{subtree}\"\n\
+             [[agents]]\nname = \"bench\"\n\
              [runtime]\nworker_threads = 1\n\
              [[servers]]\nname = \"bench\"\nurl = \"http://{upstream}/mcp\"\n"
         ),

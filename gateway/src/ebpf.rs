@@ -218,6 +218,17 @@ impl Interceptor {
         Some(record)
     }
 
+    /// How many records the kernel maps hold: (by cookie, by client address). Closed sockets
+    /// delete theirs, so on an idle host both are zero.
+    pub fn record_counts(&self) -> (usize, usize) {
+        let by_cookie = self
+            ._ebpf
+            .map(gateway_common::MAP_BY_COOKIE)
+            .and_then(|m| HashMap::<_, u64, ConnectRecord>::try_from(m).ok())
+            .map_or(0, |m| m.keys().count());
+        (by_cookie, self.by_client.keys().count())
+    }
+
     /// Detaches the programs (clean shutdown): unpins every link and drops it.
     pub fn detach(mut self) {
         for link in self.links.drain(..) {

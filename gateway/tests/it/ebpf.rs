@@ -218,14 +218,44 @@ async fn an_unmodified_client_lands_in_the_gateway_and_is_attributed() {
         assert_eq!(id.original_destination.port(), server.port);
         assert!(id.cmdline.iter().any(|a| a.ends_with("client.py")));
     }
-    // What the upstream saw came from the gateway: the same number of requests it forwarded.
-    let received_posts = received(&server)
-        .await
-        .iter()
-        .filter(|r| r["method"] == "POST")
-        .count();
-    let direct_posts = received_posts / 2;
-    assert_eq!(received_posts - direct_posts, direct_posts);
+    // Closed sockets took their records with them: nothing accumulates in the kernel maps.
+    let mut counts = (usize::MAX, usize::MAX);
+    for _ in 0..100 {
+        counts = gw
+            .running
+            .as_ref()
+            .unwrap()
+            .gateway
+            .interceptor
+            .lock()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .record_counts();
+        if counts == (0, 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        counts,
+        (0, 0),
+        "records of closed connections remain in the kernel maps"
+    );
+    // The upstream saw only the gateway: the agent's HTTP client names itself in User-Agent,
+    // which the gateway does not forward. Direct requests carry it; intercepted ones must not.
+    let all = received(&server).await;
+    let (direct_half, intercepted) = all.split_at(all.len() / 2);
+    assert!(
+        direct_half.iter().all(|r| r["user_agent"]
+            .as_str()
+            .is_some_and(|u| u.contains("python"))),
+        "{direct_half:?}"
+    );
+    assert!(
+        intercepted.iter().all(|r| r["user_agent"].is_null()),
+        "the agent reached the upstream itself: {intercepted:?}"
+    );
     gw.stop().await;
 }
 
@@ -499,4 +529,115 @@ async fn without_privileges_interception_fails_clearly_and_explicit_mode_works()
     )
     .await;
     assert_eq!(status, 200, "explicit mode stopped working");
+}
+
+/// A network namespace with a veth pair: a second host address for the MCP server. Removed on drop.
+struct Netns {
+    name: String,
+    pub server_addr: String,
+}
+
+impl Netns {
+    fn create() -> Self {
+        let n = std::process::id() % 200 + 20;
+        let name = format!("agtest{}", std::process::id());
+        let (host_if, ns_if) = (format!("agh{n}"), format!("agn{n}"));
+        let host_addr = format!("10.213.{n}.1/24");
+        let server_addr = format!("10.213.{n}.2");
+        let ip = |args: &[&str]| {
+            let out = std::process::Command::new("ip")
+                .args(args)
+                .output()
+                .expect("run ip (iproute2)");
+            assert!(
+                out.status.success(),
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &name])
+            .output();
+        ip(&["netns", "add", &name]);
+        ip(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
+        ]);
+        ip(&["link", "set", &ns_if, "netns", &name]);
+        ip(&["addr", "add", &host_addr, "dev", &host_if]);
+        ip(&["link", "set", &host_if, "up"]);
+        ip(&[
+            "netns",
+            "exec",
+            &name,
+            "ip",
+            "addr",
+            "add",
+            &format!("{server_addr}/24"),
+            "dev",
+            &ns_if,
+        ]);
+        ip(&["netns", "exec", &name, "ip", "link", "set", &ns_if, "up"]);
+        ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"]);
+        Self { name, server_addr }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_on_another_address_in_a_network_namespace_is_intercepted() {
+    let ns = Netns::create();
+    let port = free_port();
+    let _server = Command::new("ip")
+        .args(["netns", "exec", &ns.name])
+        .arg(python())
+        .arg(peer_scripts().join("server.py"))
+        .args(["--host", &ns.server_addr, "--port", &port.to_string()])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut up = false;
+    for _ in 0..400 {
+        if tokio::net::TcpStream::connect((ns.server_addr.as_str(), port))
+            .await
+            .is_ok()
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "server in the namespace did not come up");
+    let url = format!("http://{}:{port}/mcp", ns.server_addr);
+    let gw = intercepting(&[("remote", &url)], "[[agents]]\nname = \"a\"\n").await;
+    let script = peer_scripts().join("client.py");
+    let (pid, through) = client_output(gw.exec(
+        "a",
+        &python(),
+        &[script.to_str().unwrap(), "--url", &url, "--mode", "legacy"],
+    ))
+    .await;
+    assert_eq!(through["echo"]["content"][0]["text"], "hello");
+    assert_eq!(
+        metric(
+            &gw,
+            r#"agentgate_requests_total{server="remote",method="tools/call"}"#
+        ),
+        3
+    );
+    let seen = gw.seen();
+    assert!(
+        !seen.is_empty()
+            && seen.iter().all(|i| i.tgid == pid
+                && i.original_destination.to_string() == format!("{}:{port}", ns.server_addr))
+    );
+    gw.stop().await;
 }

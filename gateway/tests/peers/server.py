@@ -87,6 +87,7 @@ class RecordRequests:
                 "authorization": h.get("authorization"),
                 "mcp_method": h.get("mcp-method"),
                 "client": list(scope.get("client") or []),
+                "user_agent": h.get("user-agent"),
             })
         await self.app(scope, receive, send)
 
