@@ -36,7 +36,7 @@ mod kernel {
         maps::{Array, HashMap, LruHashMap},
         programs::{SockAddrContext, SockOpsContext},
     };
-    use aya_log_ebpf::debug;
+    use aya_log_ebpf::warn;
     use gateway_common::{
         ClientAddr, ConnectRecord, Destination, MAX_DESTINATIONS, MAX_RECORDS, Redirect,
     };
@@ -74,10 +74,6 @@ mod kernel {
             Verdict::Redirect(r) => {
                 sa.user_ip4 = u32::from_ne_bytes(r.addr4);
                 sa.user_port = u32::from(r.port.to_be());
-                debug!(
-                    &ctx,
-                    "agentgate: redirected an IPv4 connect to port {}", dest.port
-                );
                 ALLOW
             }
         }
@@ -102,10 +98,6 @@ mod kernel {
                 };
                 sa.user_ip6 = ip6_words(target);
                 sa.user_port = u32::from(r.port.to_be());
-                debug!(
-                    &ctx,
-                    "agentgate: redirected an IPv6 connect to port {}", dest.port
-                );
                 ALLOW
             }
         }
@@ -144,6 +136,12 @@ mod kernel {
             now,
         );
         if BY_COOKIE.insert(cookie, rec, 0).is_err() {
+            // Without a record the gateway could not attribute the connection: refuse it
+            // rather than let it through unattributed or around the gateway.
+            warn!(
+                ctx,
+                "agentgate: refused a connect to port {}: no room for its record", dest.port
+            );
             return Verdict::Refuse;
         }
         Verdict::Redirect(redirect)
