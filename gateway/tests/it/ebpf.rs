@@ -63,6 +63,14 @@ fn interception_config(servers: &[(&str, &str)], agents: &str, subtree: &str, po
 }
 
 async fn intercepting(servers: &[(&str, &str)], agents: &str) -> Intercepting {
+    intercepting_with(servers, agents, |t| t).await
+}
+
+async fn intercepting_with(
+    servers: &[(&str, &str)],
+    agents: &str,
+    edit: impl FnOnce(String) -> String,
+) -> Intercepting {
     assert_eq!(
         std::fs::read_to_string("/proc/self/status")
             .unwrap()
@@ -74,7 +82,7 @@ async fn intercepting(servers: &[(&str, &str)], agents: &str) -> Intercepting {
     );
     let dir = tempfile::tempdir().unwrap();
     let subtree = unique("cg");
-    let text = interception_config(servers, agents, &subtree, free_port());
+    let text = edit(interception_config(servers, agents, &subtree, free_port()));
     let config_path = dir.path().join("agentgate.toml");
     std::fs::write(&config_path, &text).unwrap();
     let seen = Arc::new(Seen::default());
@@ -640,4 +648,74 @@ async fn a_server_on_another_address_in_a_network_namespace_is_intercepted() {
                 && i.original_destination.to_string() == format!("{}:{port}", ns.server_addr))
     );
     gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_existing_cgroup_can_be_intercepted_and_status_lists_its_connections() {
+    let server = python_server("streamable-http", None).await;
+    let mount = agentgate::ebpf::cgroup2_mount().expect("cgroup2");
+    // Stands in for a systemd service's or a container's cgroup: it exists before the gateway.
+    let service = unique("svc");
+    std::fs::create_dir(mount.join(&service)).unwrap();
+    let admin = free_port();
+    let agents = format!("[[agents]]\nname = \"svc\"\ncgroup = \"{service}\"\n");
+    let gw = intercepting_with(&[("py", &server.url("/mcp"))], &agents, |t| {
+        t.replace(
+            "[admin]\nenabled = false",
+            &format!("[admin]\naddress = \"127.0.0.1:{admin}\""),
+        )
+        .replace("pin_dir =", &format!("attach = [\"{service}\"]\npin_dir ="))
+    })
+    .await;
+    let hold = format!(
+        "echo $$ > {}/cgroup.procs && exec {} -c \"import socket, time; s = socket.create_connection(('127.0.0.1', {})); print('up', flush=True); time.sleep(30)\"",
+        mount.join(&service).display(),
+        python().display(),
+        server.port
+    );
+    let mut holder = Command::new("sh")
+        .args(["-c", &hold])
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = holder.id().unwrap();
+    {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(holder.stdout.take().unwrap()).lines();
+        assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("up"));
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_agentgate"))
+        .args(["status", "--json", "--config"])
+        .arg(&gw.config_path)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["server"], "py");
+    assert_eq!(list[0]["identity"]["agent"], "svc");
+    assert_eq!(list[0]["identity"]["tgid"], pid);
+    assert_eq!(list[0]["identity"]["cgroup"], service.as_str());
+    let table = Command::new(env!("CARGO_BIN_EXE_agentgate"))
+        .args(["status", "--config"])
+        .arg(&gw.config_path)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&table.stdout)
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.starts_with("svc") && l.contains(&pid.to_string()))
+    );
+    holder.kill().await.unwrap();
+    gw.stop().await;
+    let _ = std::fs::remove_dir(mount.join(&service));
 }
