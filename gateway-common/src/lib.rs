@@ -91,16 +91,21 @@ pub struct ConnectRecord {
     pub connect_boot_ns: u64,
 }
 
-/// Key of the record once the connection is established: the client's side of the 4-tuple.
+/// Key of the record once the connection is established: its 4-tuple, client side first, as
+/// the gateway sees it on accept (the server side is the listener the connect was redirected to).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct ClientAddr {
+pub struct FourTuple {
     /// Client address, IPv4-mapped for IPv4, network byte order.
-    pub addr: [u8; 16],
+    pub client: [u8; 16],
+    /// Server (gateway listener) address, IPv4-mapped for IPv4, network byte order.
+    pub server: [u8; 16],
     /// Client port, host byte order.
-    pub port: u16,
+    pub client_port: u16,
+    /// Server port, host byte order.
+    pub server_port: u16,
     /// Keeps the layout free of implicit padding.
-    pub _pad: [u8; 6],
+    pub _pad: [u8; 4],
 }
 
 /// Where redirected connects go, and who must never be redirected. One entry, written by the
@@ -128,7 +133,7 @@ pub const MAP_DESTINATIONS: &str = "DESTINATIONS";
 pub const MAP_REDIRECT: &str = "REDIRECT";
 /// Name of the map of records by socket cookie.
 pub const MAP_BY_COOKIE: &str = "BY_COOKIE";
-/// Name of the map of records by the client's address, for the accept side.
+/// Name of the map of records by 4-tuple, for the accept side.
 pub const MAP_BY_CLIENT: &str = "BY_CLIENT";
 /// Capacity of the map of configured MCP destinations.
 pub const MAX_DESTINATIONS: u32 = 1024;
@@ -139,7 +144,7 @@ const _: () = assert!(core::mem::size_of::<Redirect>() == 28);
 const _: () = assert!(core::mem::size_of::<Destination>() == 24);
 const _: () = assert!(core::mem::align_of::<Destination>() == 2);
 const _: () = assert!(core::mem::size_of::<ConnectRecord>() == 64);
-const _: () = assert!(core::mem::size_of::<ClientAddr>() == 24);
+const _: () = assert!(core::mem::size_of::<FourTuple>() == 40);
 
 // SAFETY: plain `#[repr(C)]` data without padding (the size assertions above), valid for any bit
 // pattern, which is what aya's `Pod` requires to copy it in and out of maps.
@@ -148,7 +153,7 @@ const _: () = assert!(core::mem::size_of::<ClientAddr>() == 24);
 mod pod {
     unsafe impl aya::Pod for super::Destination {}
     unsafe impl aya::Pod for super::ConnectRecord {}
-    unsafe impl aya::Pod for super::ClientAddr {}
+    unsafe impl aya::Pod for super::FourTuple {}
     unsafe impl aya::Pod for super::Redirect {}
 }
 

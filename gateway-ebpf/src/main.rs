@@ -2,7 +2,7 @@
 //!
 //! - `connect4` / `connect6`: a TCP connect to a configured MCP destination is rewritten to the
 //!   gateway listener, and a record of who made it is stored under the socket cookie.
-//! - `sock_ops`: once established, the record is re-keyed by the client's address (what the
+//! - `sock_ops`: once established, the record is re-keyed by the connection's 4-tuple (what the
 //!   gateway sees on accept); when the socket closes, both entries are deleted.
 //! - `getpeername4` / `getpeername6`: the client sees the destination it asked for.
 //!
@@ -38,7 +38,7 @@ mod kernel {
     };
     use aya_log_ebpf::warn;
     use gateway_common::{
-        ClientAddr, ConnectRecord, Destination, MAX_DESTINATIONS, MAX_RECORDS, Redirect,
+        ConnectRecord, Destination, FourTuple, MAX_DESTINATIONS, MAX_RECORDS, Redirect,
     };
     use gateway_ebpf::{SOCK_STREAM, ip6_bytes, ip6_words, record};
 
@@ -58,7 +58,7 @@ mod kernel {
     static BY_COOKIE: LruHashMap<u64, ConnectRecord> = LruHashMap::with_max_entries(MAX_RECORDS, 0);
 
     #[map]
-    static BY_CLIENT: LruHashMap<ClientAddr, ConnectRecord> =
+    static BY_CLIENT: LruHashMap<FourTuple, ConnectRecord> =
         LruHashMap::with_max_entries(MAX_RECORDS, 0);
 
     #[cgroup_sock_addr(connect4)]
@@ -154,21 +154,46 @@ mod kernel {
             return 1;
         }
         let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
-        let Some(rec) = (unsafe { BY_COOKIE.get(cookie) }).copied() else {
+        // References into the maps, not copies: the BPF stack is 512 bytes.
+        let Some(rec) = (unsafe { BY_COOKIE.get(cookie) }) else {
             return 1;
         };
-        let key = match ctx.family() {
-            AF_INET => ClientAddr {
-                addr: Destination::v4(ctx.local_ip4().to_ne_bytes(), 0).addr,
-                port: ctx.local_port() as u16,
-                _pad: [0; 6],
-            },
-            AF_INET6 => ClientAddr {
-                addr: ip6_bytes(ctx.local_ip6()),
-                port: ctx.local_port() as u16,
-                _pad: [0; 6],
-            },
+        let Some(redirect) = REDIRECT.get(0) else {
+            return 1;
+        };
+        // The server side is the listener the connect hook chose (reading remote_* from the
+        // context here makes LLVM emit ctx-pointer arithmetic the verifier refuses).
+        // Volatile loads: plain ones from the two branches get merged by LLVM into one load through
+        // a selected ctx pointer, which the verifier refuses ("modified ctx ptr").
+        let ops = ctx.ops;
+        let (client, server) = match ctx.family() {
+            AF_INET => (
+                Destination::v4(
+                    unsafe { core::ptr::read_volatile(&raw const (*ops).local_ip4) }.to_ne_bytes(),
+                    0,
+                )
+                .addr,
+                Destination::v4(redirect.addr4, 0).addr,
+            ),
+            AF_INET6 => {
+                let server = if rec.original.as_v4().is_some() {
+                    Destination::v4(redirect.addr4, 0).addr
+                } else {
+                    redirect.addr6
+                };
+                (
+                    ip6_bytes(unsafe { core::ptr::read_volatile(&raw const (*ops).local_ip6) }),
+                    server,
+                )
+            }
             _ => return 1,
+        };
+        let key = FourTuple {
+            client,
+            server,
+            client_port: unsafe { core::ptr::read_volatile(&raw const (*ops).local_port) } as u16,
+            server_port: redirect.port,
+            _pad: [0; 4],
         };
         if op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB {
             let _ = BY_CLIENT.insert(key, rec, 0);

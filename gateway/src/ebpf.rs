@@ -20,7 +20,7 @@ use aya::{
     },
 };
 use gateway_common::{
-    ClientAddr, ConnectRecord, DESTINATION_PRESENT, Destination, MAP_BY_CLIENT, MAP_DESTINATIONS,
+    ConnectRecord, DESTINATION_PRESENT, Destination, FourTuple, MAP_BY_CLIENT, MAP_DESTINATIONS,
     MAP_REDIRECT, Redirect,
 };
 
@@ -57,7 +57,7 @@ pub type KernelLogger = aya_log::EbpfLogger<&'static dyn log::Log>;
 pub struct Interceptor {
     by_cookie: HashMap<MapData, u64, ConnectRecord>,
     destinations: HashMap<MapData, Destination, u8>,
-    by_client: HashMap<MapData, ClientAddr, ConnectRecord>,
+    by_client: HashMap<MapData, FourTuple, ConnectRecord>,
     links: Vec<PinnedLink>,
     logger: Option<KernelLogger>,
     /// cgroup2 mount point.
@@ -175,7 +175,7 @@ impl Interceptor {
                 .ok_or(EbpfError::MissingMap("DESTINATIONS"))?,
         )
         .map_err(|e| load(&e))?;
-        let by_client: HashMap<MapData, ClientAddr, ConnectRecord> = HashMap::try_from(
+        let by_client: HashMap<MapData, FourTuple, ConnectRecord> = HashMap::try_from(
             ebpf.take_map(MAP_BY_CLIENT)
                 .ok_or(EbpfError::MissingMap("BY_CLIENT"))?,
         )
@@ -220,14 +220,14 @@ impl Interceptor {
 
     /// The record of the redirected connection whose client side is `peer`, removed from the map
     /// (the accept side needs it once; the socket's cookie entry stays for getpeername).
-    pub fn take_record(&mut self, peer: SocketAddr) -> Option<ConnectRecord> {
-        let key = client_addr(peer);
+    pub fn take_record(&mut self, peer: SocketAddr, local: SocketAddr) -> Option<ConnectRecord> {
+        let key = four_tuple(peer, local);
         let record = self.by_client.get(&key, 0).ok()?;
         let _ = self.by_client.remove(&key);
         Some(record)
     }
 
-    /// How many records the kernel maps hold: (by cookie, by client address). Closed sockets
+    /// How many records the kernel maps hold: (by cookie, by 4-tuple). Closed sockets
     /// delete theirs, so on an idle host both are zero.
     pub fn record_counts(&self) -> (usize, usize) {
         (self.by_cookie.keys().count(), self.by_client.keys().count())
@@ -282,16 +282,14 @@ pub async fn forward_kernel_logs(logger: KernelLogger, drain: crate::drain::Drai
     }
 }
 
-/// The key the kernel side uses for a client address.
-pub fn client_addr(peer: SocketAddr) -> ClientAddr {
-    let (addr, port) = match peer {
-        SocketAddr::V4(v4) => (Destination::v4(v4.ip().octets(), 0).addr, v4.port()),
-        SocketAddr::V6(v6) => (v6.ip().octets(), v6.port()),
-    };
-    ClientAddr {
-        addr,
-        port,
-        _pad: [0; 6],
+/// The key the kernel side files an established redirected connection under.
+pub fn four_tuple(client: SocketAddr, server: SocketAddr) -> FourTuple {
+    FourTuple {
+        client: destination(client).addr,
+        server: destination(server).addr,
+        client_port: client.port(),
+        server_port: server.port(),
+        _pad: [0; 4],
     }
 }
 

@@ -139,8 +139,12 @@ impl Gateway {
         })
     }
 
-    fn take_record(&self, peer: SocketAddr) -> Option<gateway_common::ConnectRecord> {
-        lock(&self.interceptor).as_mut()?.take_record(peer)
+    fn take_record(
+        &self,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) -> Option<gateway_common::ConnectRecord> {
+        lock(&self.interceptor).as_mut()?.take_record(peer, local)
     }
 
     fn server_at(&self, original: SocketAddr) -> Option<crate::config::Server> {

@@ -32,7 +32,8 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
 /// Accepts redirected connections until draining starts.
 pub async fn serve_transparent(listener: TcpListener, gateway: Arc<Gateway>) {
     accept_loop(listener, gateway, |gateway, stream, peer, permit| {
-        let Some(record) = gateway.take_record(peer) else {
+        let local = stream.local_addr().unwrap_or(peer);
+        let Some(record) = gateway.take_record(peer, local) else {
             // Not redirected by our programs: nobody should dial this port directly.
             tracing::debug!(%peer, "Closed a connection to the transparent listener that was not redirected.");
             return;
