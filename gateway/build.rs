@@ -11,6 +11,17 @@ use aya_build::{Package, Toolchain};
 #[allow(unsafe_code)] // set_var, see below.
 fn main() -> anyhow::Result<()> {
     println!("cargo::rerun-if-env-changed=RUSTUP_TOOLCHAIN");
+    println!("cargo::rerun-if-env-changed=AYA_BUILD_SKIP");
+    if std::env::var_os("AYA_BUILD_SKIP").is_some_and(|v| v == "1") {
+        // Builds that never load the programs (fuzzing on nightly) get an empty object; the
+        // daemon then reports interception as unavailable.
+        let out = std::path::PathBuf::from(
+            std::env::var_os("OUT_DIR").ok_or_else(|| anyhow::anyhow!("OUT_DIR not set"))?,
+        );
+        std::fs::write(out.join("agentgate"), [])?;
+        println!("cargo::warning=AYA_BUILD_SKIP=1: built without the kernel programs");
+        return Ok(());
+    }
     let toolchain = std::env::var("RUSTUP_TOOLCHAIN").unwrap_or_else(|_| "stable".to_owned());
     if !toolchain.starts_with("nightly") && std::env::var_os("RUSTC_BOOTSTRAP").is_none() {
         // SAFETY: build scripts are single-threaded here; the variable only reaches the nested

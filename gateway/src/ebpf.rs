@@ -46,6 +46,8 @@ pub enum EbpfError {
     Bpffs { path: PathBuf, detail: String },
     #[error("the kernel refused the eBPF programs (kernel too old, or BPF disabled?): {0}")]
     Load(String),
+    #[error("this build has no kernel programs (built with AYA_BUILD_SKIP=1)")]
+    NotBuilt,
     #[error("eBPF map {0} missing from the programs")]
     MissingMap(&'static str),
 }
@@ -88,6 +90,9 @@ pub struct Plan<'a> {
 impl Interceptor {
     /// Loads the programs, fills their configuration and attaches them.
     pub fn start(plan: &Plan<'_>) -> Result<Self, EbpfError> {
+        if PROGRAMS.is_empty() {
+            return Err(EbpfError::NotBuilt);
+        }
         let uid = effective_uid();
         if uid != 0 {
             return Err(EbpfError::NotRoot(uid));

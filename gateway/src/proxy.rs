@@ -1,7 +1,7 @@
 //! The agent-facing proxy: listener, HTTP handling, upstream clients, and the stages each
 //! message passes. It runs the stages; it does not implement policy, identity or audit itself.
 
-mod framing;
+pub mod framing;
 mod headers;
 mod legacy;
 mod listener;

@@ -209,22 +209,121 @@ fn prescan(bytes: &[u8]) -> Result<(), JsonError> {
     if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
         return Err(JsonError::ByteOrderMark);
     }
-    // simd-json reads a NUL after a number as the end of input: "[1\0.]" would parse.
-    if let Some(offset) = memchr::memchr(0, bytes) {
-        return Err(JsonError::Syntax {
-            offset,
-            kind: "NUL byte".into(),
-        });
+    // One SIMD pass finds NULs (simd-json reads a NUL after a number as the end of input:
+    // "[1\0.]" would parse) and backslashes; a `\u` escape (lone surrogates) needs the
+    // string-aware scan, as does a "-0". Everything else that scan checks, simd-json or the tape
+    // walk checks too, so ordinary bodies take two SIMD searches and nothing more.
+    let mut escapes = false;
+    for i in memchr::memchr2_iter(0, b'\\', bytes) {
+        if bytes[i] == 0 {
+            return Err(JsonError::Syntax {
+                offset: i,
+                kind: "NUL byte".into(),
+            });
+        }
+        if bytes.get(i + 1) == Some(&b'u') {
+            escapes = true;
+            break;
+        }
     }
-    // The byte-by-byte scan is needed only where its rules can fire: a \u escape (surrogates)
-    // or a "-0". Everything else it checks, simd-json or the tape walk checks too, so ordinary
-    // bodies take two SIMD searches instead.
-    static ESCAPE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\\u"));
     static NEGATIVE_ZERO: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"-0"));
-    if ESCAPE.find(bytes).is_some() || NEGATIVE_ZERO.find(bytes).is_some() {
+    if escapes || NEGATIVE_ZERO.find(bytes).is_some() || dense_digits(bytes) {
         return full_scan(bytes);
     }
     Ok(())
+}
+
+/// Whether some 32-byte window holds 19 or more ASCII digits. simd-json parses numbers of 19+
+/// digits on a slow path that does not check what follows them ("4444444444444444444a" parses),
+/// so bodies that could contain such a number take the full scan, which checks every number.
+/// Word-at-a-time: a number token of 19+ digits always fits, or overflows, four aligned words.
+fn dense_digits(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let digits_in = |word: u64| {
+        let a = word ^ (ONES * b'0' as u64); // digits become 0..=9
+        // Per byte, bit 7 of t is set when the low seven bits are >= 10; no carries cross bytes.
+        let t = (a & !HIGH) + ONES * (0x80 - 10);
+        (!(t | a) & HIGH).count_ones()
+    };
+    let mut window = [0u32; 4];
+    let mut chunks = bytes.chunks_exact(8);
+    for (i, chunk) in chunks.by_ref().enumerate() {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        window[i % 4] = digits_in(u64::from_le_bytes(w));
+        if window.iter().sum::<u32>() >= 19 {
+            return true;
+        }
+    }
+    let rest = chunks.remainder();
+    let mut w = [0u8; 8];
+    w[..rest.len()].copy_from_slice(rest);
+    window[(bytes.len() / 8) % 4] = digits_in(u64::from_le_bytes(w));
+    window.iter().sum::<u32>() >= 19
+}
+
+/// Checks the number token starting at `start` against JSON's grammar and that a delimiter
+/// follows it; returns the index after it.
+fn number_token(bytes: &[u8], start: usize) -> Result<usize, JsonError> {
+    let bad = |offset| JsonError::Syntax {
+        offset,
+        kind: "invalid number (no NaN, Infinity, leading zeros or bare signs)".into(),
+    };
+    let digits = |mut i: usize| {
+        let from = i;
+        while bytes.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        (i, i - from)
+    };
+    let mut i = start;
+    if bytes.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    let (after, int_digits) = digits(i);
+    if int_digits == 0 || (int_digits > 1 && bytes[i] == b'0') {
+        return Err(bad(i));
+    }
+    i = after;
+    let mut frac_digits = 0;
+    let mut float = false;
+    if bytes.get(i) == Some(&b'.') {
+        let (after, n) = digits(i + 1);
+        if n == 0 {
+            return Err(bad(i));
+        }
+        (i, frac_digits, float) = (after, n, true);
+    }
+    if matches!(bytes.get(i), Some(b'e' | b'E')) {
+        let sign = usize::from(matches!(bytes.get(i + 1), Some(b'+' | b'-')));
+        let (after, n) = digits(i + 1 + sign);
+        if n == 0 {
+            return Err(bad(i));
+        }
+        (i, float) = (after, true);
+    }
+    // Beyond what every reader represents alike: parsers round long mantissas differently
+    // (simd-json's slow path is not correctly rounded) and read integers outside 64 bits as
+    // floats or as big integers.
+    let text = std::str::from_utf8(&bytes[start..i]).unwrap_or("");
+    // 19+ digits is where simd-json leaves its exact path (and integers of 20+ digits come out
+    // of it as floats).
+    let too_precise = if float {
+        int_digits + frac_digits >= 19
+    } else {
+        int_digits >= 20 || text.parse::<i64>().is_err()
+    };
+    if too_precise {
+        return Err(JsonError::Syntax {
+            offset: start,
+            kind: "number with more precision than a 64-bit value holds".into(),
+        });
+    }
+    match bytes.get(i) {
+        None | Some(b' ' | b'\t' | b'\n' | b'\r' | b',' | b']' | b'}') => Ok(i),
+        Some(_) => Err(bad(i)),
+    }
 }
 
 /// The linear scan: string-aware, so that it sees escapes and numbers as a parser does.
@@ -254,6 +353,7 @@ fn full_scan(bytes: &[u8]) -> Result<(), JsonError> {
                     kind: "negative zero is read differently by different parsers".into(),
                 });
             }
+            b'-' | b'0'..=b'9' => i = number_token(bytes, i)?,
             // simd-json reads a NUL after a number as the end of input: "[1\0.]" would parse.
             b if b < 0x20 && !matches!(b, b' ' | b'\t' | b'\n' | b'\r') => {
                 return Err(JsonError::Syntax {
@@ -496,6 +596,22 @@ mod tests {
             (b"\"abc", |e| matches!(e, JsonError::Syntax { .. })),
             (b"[1\0.]", |e| matches!(e, JsonError::Syntax { .. })),
             (b"[-0]", |e| matches!(e, JsonError::Syntax { .. })),
+            // Numbers of 19+ digits take simd-json's unchecked slow path (found by fuzzing).
+            (b"4444444444444444444a", |e| {
+                matches!(e, JsonError::Syntax { .. })
+            }),
+            (b"[4444444444444444444a]", |e| {
+                matches!(e, JsonError::Syntax { .. })
+            }),
+            (b"-4444444444444444444a", |e| {
+                matches!(e, JsonError::Syntax { .. })
+            }),
+            (b"{\"x\": 1.0000000000000000001a}", |e| {
+                matches!(e, JsonError::Syntax { .. })
+            }),
+            (b"[18446744073709551615true]", |e| {
+                matches!(e, JsonError::Syntax { .. })
+            }),
             (b"-0", |e| matches!(e, JsonError::Syntax { .. })),
             (b"[1]\0", |e| matches!(e, JsonError::Syntax { .. })),
             (b"\"a\0b\"", |e| matches!(e, JsonError::Syntax { .. })),
@@ -509,6 +625,29 @@ mod tests {
                     String::from_utf8_lossy(input)
                 ),
             }
+        }
+    }
+
+    #[test]
+    fn digit_density_trigger_is_exact_per_byte() {
+        assert!(!dense_digits(b"{\"a\":\"abc\"}"));
+        assert!(dense_digits(b"1234567890123456789"));
+        assert!(!dense_digits(b"123456789012345678"));
+        // Digits split across words and beside non-digits (0x2f '/', 0x3a ':') count right.
+        assert!(dense_digits(b"xx/1234567890123456789:"));
+        assert!(!dense_digits(b"/:/:/:/:/:/:/:/:/:/:/:/:/:/:/:/:/:/:/:"));
+        let long = format!("{{\"n\":{}}}", "7".repeat(40));
+        assert!(dense_digits(long.as_bytes()));
+        // Integers of up to 19 digits still parse; longer ones and over-long mantissas do not:
+        // readers disagree on them.
+        assert!(parse(b"[1234567890123456789, -9223372036854775808, 1.00000000000000001]").is_ok());
+        for bad in [
+            &b"[12345678901234567890]"[..],
+            b"[18446744073709551616]",
+            b"[-9223372036854775809]",
+            b"[1.0000000000000000001]",
+        ] {
+            assert!(parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
     }
 

@@ -36,6 +36,12 @@ fn seeds() -> Vec<Vec<u8>> {
         "[[[[[[[[[[]]]]]]]]]]",
         "{\"\":\"\"}",
         "\"\u{10ffff}\"",
+        // Found by fuzzing: simd-json's slow path for 19+ digit numbers skipped the delimiter check.
+        "[4444444444444444444a]",
+        "{\"x\":1.0000000000000000001e5}",
+        "[18446744073709551616,-18446744073709551616]",
+        "[33333333333433.9933333333333333333333333334]",
+        "[12345678901234567890,1.2345678901234567e300]",
     ];
     let mut v: Vec<Vec<u8>> = texts.iter().map(|t| t.as_bytes().to_vec()).collect();
     v.push(b"\"\xc3\x28\"".to_vec());

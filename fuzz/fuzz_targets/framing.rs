@@ -1,0 +1,16 @@
+//! The request-framing tracker on arbitrary connection bytes: never panics, whatever the split.
+#![no_main]
+
+use agentgate::proxy::framing::{Tracker, Verdicts};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&split, stream)) = data.split_first() else { return };
+    let verdicts = Verdicts::default();
+    let mut t = Tracker::new(verdicts.clone());
+    for chunk in stream.chunks(usize::from(split).max(1)) {
+        t.feed(chunk);
+    }
+    while verdicts.next().is_some() {}
+    let _ = verdicts.body_problem();
+});
