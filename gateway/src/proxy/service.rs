@@ -398,42 +398,7 @@ async fn stream(
     req: Request<Incoming>,
     legacy: bool,
 ) -> Outcome {
-    let up_headers = {
-        let mut h = headers::upstream_request(req.headers());
-        gateway
-            .stages
-            .credentials
-            .apply(identity, &upstream.server, &mut h);
-        h
-    };
-    let url = upstream.server.url.clone();
-    let response = match send(
-        gateway,
-        &upstream,
-        Method::GET,
-        url.as_str(),
-        up_headers,
-        Bytes::new(),
-    )
-    .await
-    {
-        Ok(r) => r,
-        Err(e) => return Outcome::refused(e, Vec::new()),
-    };
-    let session = req
-        .headers()
-        .get(MCP_SESSION_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let ctx = relay::Context {
-        gateway: gateway.clone(),
-        upstream,
-        identity: identity.clone(),
-        session,
-        legacy_stream: legacy,
-        end_on_drain: true,
-    };
-    relay_response(gateway, ctx, response, false, Vec::new()).await
+    bodiless(gateway, identity, upstream, req, Method::GET, legacy).await
 }
 
 /// A DELETE: ends a session upstream, and here.
@@ -442,6 +407,18 @@ async fn delete(
     identity: &Identity,
     upstream: Arc<Upstream>,
     req: Request<Incoming>,
+) -> Outcome {
+    bodiless(gateway, identity, upstream, req, Method::DELETE, false).await
+}
+
+/// Forwards a GET or DELETE (no body to parse) and relays what comes back.
+async fn bodiless(
+    gateway: &Arc<Gateway>,
+    identity: &Identity,
+    upstream: Arc<Upstream>,
+    req: Request<Incoming>,
+    method: Method,
+    legacy: bool,
 ) -> Outcome {
     let mut up_headers = headers::upstream_request(req.headers());
     gateway
@@ -457,7 +434,7 @@ async fn delete(
     let response = match send(
         gateway,
         &upstream,
-        Method::DELETE,
+        method.clone(),
         url.as_str(),
         up_headers,
         Bytes::new(),
@@ -467,18 +444,21 @@ async fn delete(
         Ok(r) => r,
         Err(e) => return Outcome::refused(e, Vec::new()),
     };
-    if response.status().is_success()
+    if method == Method::DELETE
+        && response.status().is_success()
         && let Some(s) = &session
     {
         gateway.sessions.remove(upstream.server.name.as_str(), s);
     }
+    // A GET stream is standalone: it ends when draining starts.
+    let end_on_drain = method == Method::GET;
     let ctx = relay::Context {
         gateway: gateway.clone(),
         upstream,
         identity: identity.clone(),
         session,
-        legacy_stream: false,
-        end_on_drain: true,
+        legacy_stream: legacy,
+        end_on_drain,
     };
     relay_response(gateway, ctx, response, false, Vec::new()).await
 }
