@@ -240,27 +240,31 @@ fn prescan(bytes: &[u8]) -> Result<(), JsonError> {
 fn dense_digits(bytes: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    let digits_in = |word: u64| {
-        let a = word ^ (ONES * b'0' as u64); // digits become 0..=9
+    let digits_in = |word: u64| -> u32 {
+        let a = word ^ (ONES * u64::from(b'0')); // digits become 0..=9
         // Per byte, bit 7 of t is set when the low seven bits are >= 10; no carries cross bytes.
         let t = (a & !HIGH) + ONES * (0x80 - 10);
-        (!(t | a) & HIGH).count_ones()
+        let digit_bits = (!(t | a) & HIGH) >> 7;
+        // Sum of the per-byte flags by multiplication (no popcnt on the baseline x86-64 target).
+        (digit_bits.wrapping_mul(ONES) >> 56) as u32
     };
     let mut window = [0u32; 4];
+    let mut sum = 0u32;
     let mut chunks = bytes.chunks_exact(8);
     for (i, chunk) in chunks.by_ref().enumerate() {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(chunk);
-        window[i % 4] = digits_in(u64::from_le_bytes(w));
-        if window.iter().sum::<u32>() >= 19 {
+        let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+        let n = digits_in(word);
+        sum = sum - window[i % 4] + n;
+        window[i % 4] = n;
+        if sum >= 19 {
             return true;
         }
     }
     let rest = chunks.remainder();
     let mut w = [0u8; 8];
     w[..rest.len()].copy_from_slice(rest);
-    window[(bytes.len() / 8) % 4] = digits_in(u64::from_le_bytes(w));
-    window.iter().sum::<u32>() >= 19
+    let slot = (bytes.len() / 8) % 4;
+    sum - window[slot] + digits_in(u64::from_le_bytes(w)) >= 19
 }
 
 /// Checks the number token starting at `start` against JSON's grammar and that a delimiter
