@@ -651,7 +651,7 @@ async fn a_server_on_another_address_in_a_network_namespace_is_intercepted() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_existing_cgroup_can_be_intercepted_and_status_lists_its_connections() {
+async fn an_existing_cgroup_and_a_server_host_name_are_intercepted_and_status_lists_them() {
     let server = python_server("streamable-http", None).await;
     let mount = agentgate::ebpf::cgroup2_mount().expect("cgroup2");
     // Stands in for a systemd service's or a container's cgroup: it exists before the gateway.
@@ -659,7 +659,9 @@ async fn an_existing_cgroup_can_be_intercepted_and_status_lists_its_connections(
     std::fs::create_dir(mount.join(&service)).unwrap();
     let admin = free_port();
     let agents = format!("[[agents]]\nname = \"svc\"\ncgroup = \"{service}\"\n");
-    let gw = intercepting_with(&[("py", &server.url("/mcp"))], &agents, |t| {
+    // A host name, not an address: the gateway resolves it to the addresses agents dial.
+    let by_name = format!("http://localhost:{}/mcp", server.port);
+    let gw = intercepting_with(&[("py", &by_name)], &agents, |t| {
         t.replace(
             "[admin]\nenabled = false",
             &format!("[admin]\naddress = \"127.0.0.1:{admin}\""),
