@@ -130,6 +130,27 @@ impl Interceptor {
         };
         redirect.set(0, config, 0).map_err(|e| load(&e))?;
 
+        // Loads (first cgroup only), attaches and pins one program; the two program types share
+        // this shape but no trait, hence a macro.
+        macro_rules! attach_pinned {
+            ($ty:ty, $name:expr, $index:expr, $cgroup:expr) => {{
+                let prog: &mut $ty = ebpf
+                    .program_mut($name)
+                    .ok_or(EbpfError::MissingMap("program"))?
+                    .try_into()
+                    .map_err(|e| load(&e))?;
+                if $index == 0 {
+                    prog.load().map_err(|e| load(&e))?;
+                }
+                let id = prog
+                    .attach($cgroup, CgroupAttachMode::Single)
+                    .map_err(|e| load(&e))?;
+                let link = FdLink::try_from(prog.take_link(id).map_err(|e| load(&e))?)
+                    .map_err(|e| load(&e))?;
+                link.pin(plan.pin_dir.join(format!("{}-{}", $index, $name)))
+                    .map_err(|e| load(&e))?
+            }};
+        }
         let mut links = Vec::new();
         for (index, rel) in plan.cgroups.iter().enumerate() {
             let path = cgroup_root.join(rel);
@@ -138,41 +159,9 @@ impl Interceptor {
                 source,
             })?;
             for name in SOCK_ADDR_PROGRAMS {
-                let prog: &mut CgroupSockAddr = ebpf
-                    .program_mut(name)
-                    .ok_or(EbpfError::MissingMap("program"))?
-                    .try_into()
-                    .map_err(|e| load(&e))?;
-                if index == 0 {
-                    prog.load().map_err(|e| load(&e))?;
-                }
-                let id = prog
-                    .attach(&cgroup, CgroupAttachMode::Single)
-                    .map_err(|e| load(&e))?;
-                let link = FdLink::try_from(prog.take_link(id).map_err(|e| load(&e))?)
-                    .map_err(|e| load(&e))?;
-                links.push(
-                    link.pin(plan.pin_dir.join(format!("{index}-{name}")))
-                        .map_err(|e| load(&e))?,
-                );
+                links.push(attach_pinned!(CgroupSockAddr, name, index, &cgroup));
             }
-            let prog: &mut SockOps = ebpf
-                .program_mut(SOCK_OPS_PROGRAM)
-                .ok_or(EbpfError::MissingMap("program"))?
-                .try_into()
-                .map_err(|e| load(&e))?;
-            if index == 0 {
-                prog.load().map_err(|e| load(&e))?;
-            }
-            let id = prog
-                .attach(&cgroup, CgroupAttachMode::Single)
-                .map_err(|e| load(&e))?;
-            let link = FdLink::try_from(prog.take_link(id).map_err(|e| load(&e))?)
-                .map_err(|e| load(&e))?;
-            links.push(
-                link.pin(plan.pin_dir.join(format!("{index}-sock_ops")))
-                    .map_err(|e| load(&e))?,
-            );
+            links.push(attach_pinned!(SockOps, SOCK_OPS_PROGRAM, index, &cgroup));
             tracing::info!(cgroup = %path.display(), "Interception attached.");
         }
         let destinations: HashMap<MapData, Destination, u8> = HashMap::try_from(
