@@ -721,3 +721,42 @@ async fn an_existing_cgroup_and_a_server_host_name_are_intercepted_and_status_li
     gw.stop().await;
     let _ = std::fs::remove_dir(mount.join(&service));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_legacy_sse_server_is_intercepted_end_to_end() {
+    let server = python_server("sse", None).await;
+    let url = server.url("/sse");
+    let gw = intercepting_with(&[("legacy", &url)], "[[agents]]\nname = \"a\"\n", |t| {
+        t.replace(
+            "url = \"http://127.0.0.1",
+            "transport = \"sse\"\nurl = \"http://127.0.0.1",
+        )
+    })
+    .await;
+    let script = peer_scripts().join("client.py");
+    let direct = python_client(&url, "sse", "legacy", "self", None).await;
+    let (pid, through) = client_output(gw.exec(
+        "a",
+        &python(),
+        &[
+            script.to_str().unwrap(),
+            "--url",
+            &url,
+            "--transport",
+            "sse",
+            "--mode",
+            "legacy",
+        ],
+    ))
+    .await;
+    assert_eq!(direct, through);
+    assert_eq!(
+        metric(
+            &gw,
+            r#"agentgate_requests_total{server="legacy",method="tools/call"}"#
+        ),
+        3
+    );
+    assert!(gw.seen().iter().all(|i| i.tgid == pid && i.agent == "a"));
+    gw.stop().await;
+}
