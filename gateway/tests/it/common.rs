@@ -258,6 +258,27 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     }
 }
 
+/// A 2025-11-25 initialize request.
+pub const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+
+/// POSTs [`INITIALIZE`] to `/servers/<server>/mcp`, with `extra` headers besides the JSON and
+/// Accept headers MCP requires; returns status, head and body.
+pub async fn initialize(port: u16, server: &str, extra: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
+    let mut headers = vec![
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+    ];
+    headers.extend_from_slice(extra);
+    http(
+        port,
+        "POST",
+        &format!("/servers/{server}/mcp"),
+        &headers,
+        INITIALIZE.as_bytes(),
+    )
+    .await
+}
+
 /// The JSON-RPC error in a gateway reply.
 pub fn rpc_error(body: &[u8]) -> (i64, String) {
     let v: serde_json::Value = serde_json::from_slice(body)

@@ -524,18 +524,7 @@ async fn without_privileges_interception_fails_clearly_and_explicit_mode_works()
     .await
     .unwrap();
     assert!(error.contains("needs root"), "{error}");
-    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
-    let (status, _, _) = http(
-        port,
-        "POST",
-        "/servers/py/mcp",
-        &[
-            ("Content-Type", "application/json"),
-            ("Accept", "application/json, text/event-stream"),
-        ],
-        init.as_bytes(),
-    )
-    .await;
+    let (status, _, _) = initialize(port, "py", &[]).await;
     assert_eq!(status, 200, "explicit mode stopped working");
 }
 

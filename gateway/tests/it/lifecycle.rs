@@ -119,19 +119,8 @@ fn signal(child: &tokio::process::Child, sig: &str) {
 
 const LONG_CALL: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"long_running","arguments":{"steps":4,"delay":0.5}}}"#;
 
-async fn initialize(port: u16) -> String {
-    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
-    let (status, head, _) = http(
-        port,
-        "POST",
-        "/servers/py/mcp",
-        &[
-            ("Content-Type", "application/json"),
-            ("Accept", "application/json, text/event-stream"),
-        ],
-        init.as_bytes(),
-    )
-    .await;
+async fn session(port: u16) -> String {
+    let (status, head, _) = initialize(port, "py", &[]).await;
     assert_eq!(status, 200, "{head}");
     head.lines()
         .find_map(|l| l.strip_prefix("mcp-session-id: "))
@@ -149,7 +138,7 @@ async fn sigint_drains_in_flight_calls_then_exits_zero() {
         dir.path(),
     )
     .await;
-    let session = initialize(port).await;
+    let session = session(port).await;
     let call = tokio::spawn(async move {
         let headers = [
             ("Content-Type", "application/json"),
@@ -197,7 +186,7 @@ async fn a_second_sigint_exits_at_once() {
         "[limits]\nshutdown_grace = \"60s\"\n",
     );
     let (mut child, port) = start_binary(&config, dir.path()).await;
-    let session = initialize(port).await;
+    let session = session(port).await;
     let slow = LONG_CALL.replace("\"steps\":4,\"delay\":0.5", "\"steps\":100,\"delay\":0.5");
     let _call = tokio::spawn(async move {
         let headers = [

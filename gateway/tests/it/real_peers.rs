@@ -224,18 +224,7 @@ async fn https_upstream_with_a_private_ca() {
 
     // Without the CA the gateway refuses to talk to it, and says so.
     let gw2 = gateway(&gateway_config(&[("tls", &url, "streamable-http", "")], "")).await;
-    let init = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
-    let (status, _, body) = http(
-        addr(&gw2).port(),
-        "POST",
-        "/servers/tls/mcp",
-        &[
-            ("Content-Type", "application/json"),
-            ("Accept", "application/json, text/event-stream"),
-        ],
-        init,
-    )
-    .await;
+    let (status, _, body) = initialize(addr(&gw2).port(), "tls", &[]).await;
     assert_eq!(status, 502);
     assert!(
         rpc_error(&body).1.contains("unreachable"),
