@@ -1,5 +1,5 @@
-//! The admin listener: `/healthz`, Prometheus `/metrics`, and `/connections` (the live
-//! intercepted connections with their identities). Read-only; it never decides.
+//! The admin listener: `/healthz`, Prometheus `/metrics`, `/connections` (the live
+//! intercepted connections with their identities) and `POST /policy/reload`. It never decides.
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc};
 
@@ -72,7 +72,19 @@ fn route(req: &Request<Incoming>, gateway: &Gateway) -> Response<Full<Bytes>> {
             "application/json",
             Bytes::from(serde_json::to_vec(&gateway.live.list()).unwrap_or_default()),
         ),
-        (_, "/healthz" | "/metrics" | "/connections") => reply(
+        (&Method::POST, "/policy/reload") => match gateway.reload_policy() {
+            Ok(rules) => reply(
+                StatusCode::OK,
+                "text/plain",
+                Bytes::from(format!("reloaded: {rules} rules\n")),
+            ),
+            Err(e) => reply(
+                StatusCode::BAD_REQUEST,
+                "text/plain",
+                Bytes::from(format!("refused, the previous policy stays: {e}\n")),
+            ),
+        },
+        (_, "/healthz" | "/metrics" | "/connections" | "/policy/reload") => reply(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
             Bytes::from_static(b"method not allowed\n"),

@@ -1,4 +1,6 @@
-//! The command line: `agentgate run`, `check-config`, `version`.
+//! The command line: `agentgate run`, `check-config`, `exec`, `status`, `policy`, `version`.
+
+mod policy;
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -59,6 +61,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Explain decisions, accept changed tool definitions, reload the policy.
+    Policy {
+        #[command(subcommand)]
+        action: policy::Action,
+    },
     /// Print the version and exit.
     Version,
 }
@@ -101,7 +108,35 @@ pub fn main() -> i32 {
             Ok(config) => status(&config, json),
             Err(e) => bad_config(&e),
         },
+        Command::Policy { action } => policy::main(action),
     }
+}
+
+/// One request to the admin API: (status, body).
+fn admin_request(
+    admin: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+) -> std::io::Result<(u16, Vec<u8>)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(admin)?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    s.write_all(
+        format!("{method} {path} HTTP/1.0\r\nHost: {admin}\r\nContent-Length: 0\r\n\r\n")
+            .as_bytes(),
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let status = raw
+        .get(9..12)
+        .and_then(|c| std::str::from_utf8(c).ok())
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(Vec::new(), |i| raw[i + 4..].to_vec());
+    Ok((status, body))
 }
 
 /// Joins the agent's cgroup, then replaces this process with `command`.
@@ -137,29 +172,18 @@ fn exec(config: &Config, agent: &str, command: &[std::ffi::OsString]) -> i32 {
 
 /// Prints the live intercepted connections from the admin API.
 fn status(config: &Config, json: bool) -> i32 {
-    use std::io::{Read, Write};
     let Some(admin) = config.admin.address else {
         eprintln!("agentgate status: the admin listener is disabled in this configuration");
         return EXIT_BAD_CONFIG;
     };
-    let fetched = std::net::TcpStream::connect(admin).and_then(|mut s| {
-        s.write_all(format!("GET /connections HTTP/1.0\r\nHost: {admin}\r\n\r\n").as_bytes())?;
-        let mut out = Vec::new();
-        s.read_to_end(&mut out)?;
-        Ok(out)
-    });
-    let raw = match fetched {
-        Ok(r) => r,
+    let body = match admin_request(admin, "GET", "/connections") {
+        Ok((_, body)) => body,
         Err(e) => {
             eprintln!("agentgate status: cannot reach the admin API at {admin}: {e}");
             return EXIT_UNAVAILABLE;
         }
     };
-    let body = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(&raw[..], |i| &raw[i + 4..]);
-    let Ok(list) = serde_json::from_slice::<Vec<serde_json::Value>>(body) else {
+    let Ok(list) = serde_json::from_slice::<Vec<serde_json::Value>>(&body) else {
         eprintln!("agentgate status: unexpected answer from {admin}");
         return EXIT_UNAVAILABLE;
     };
@@ -226,13 +250,15 @@ pub enum StartError {
     },
     #[error(transparent)]
     Upstream(#[from] proxy::UpstreamError),
+    #[error("tool pins: {0}")]
+    Pins(#[from] crate::policy::pins::PinError),
 }
 
 impl StartError {
     pub fn exit_code(&self) -> i32 {
         match self {
             StartError::Bind { .. } => EXIT_UNAVAILABLE,
-            StartError::Upstream(_) => EXIT_BAD_CONFIG,
+            StartError::Upstream(_) | StartError::Pins(_) => EXIT_BAD_CONFIG,
         }
     }
 }
@@ -246,19 +272,26 @@ pub struct Running {
 
 /// Binds the listeners and spawns the serving tasks.
 pub async fn start(config: Config) -> Result<Running, StartError> {
-    start_with(config, Stages::default()).await
+    start_with(config, |stages| stages).await
 }
 
-/// [`start`] with the stages given (tests, embedding).
-pub async fn start_with(config: Config, stages: Stages) -> Result<Running, StartError> {
+/// [`start`] with the stages adjusted (tests, embedding): `stages` gets the daemon's stages
+/// (policy included) and returns the ones to run.
+pub async fn start_with(
+    config: Config,
+    stages: impl FnOnce(Stages) -> Stages,
+) -> Result<Running, StartError> {
     let config = Arc::new(config);
     let drain = Drain::new();
     let metrics = Arc::new(Metrics::new());
+    let engine = Arc::new(crate::policy::Engine::new(&config)?);
+    let stages = stages(Stages::with_policy(engine.clone(), metrics.clone()));
     let gateway = Arc::new(Gateway::new(
         config.clone(),
         stages,
         metrics.clone(),
         drain.clone(),
+        engine,
     )?);
     let address = config.listener.address;
     let listener = tokio::net::TcpListener::bind(address)
@@ -281,6 +314,7 @@ pub async fn start_with(config: Config, stages: Stages) -> Result<Running, Start
         None => None,
     };
     drain.spawn(proxy::serve(listener, gateway.clone()));
+    drain.spawn(reload_on_hangup(gateway.clone()));
     if config.interception.mode == InterceptionMode::Ebpf
         && let Err(error) = interception::start(&gateway).await
     {
@@ -297,6 +331,28 @@ pub async fn start_with(config: Config, stages: Stages) -> Result<Running, Start
         },
         gateway,
     })
+}
+
+/// Reloads the policy on each SIGHUP until draining starts.
+async fn reload_on_hangup(gateway: Arc<Gateway>) {
+    let mut hangups = match signal::hangups() {
+        Ok(h) => h,
+        Err(error) => {
+            tracing::warn!(%error, "Cannot listen for SIGHUP; reload through the admin API.");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = gateway.drain.signaled() => return,
+            got = hangups.recv() => match got {
+                Some(()) => {
+                    let _ = gateway.reload_policy();
+                }
+                None => return,
+            },
+        }
+    }
 }
 
 impl Running {

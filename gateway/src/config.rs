@@ -4,6 +4,7 @@
 //! whose fields are already checked, so nothing downstream re-validates. Every error names the
 //! file, line and key. Config is data: it starts nothing.
 
+pub mod policy;
 mod raw;
 
 use std::{
@@ -31,6 +32,9 @@ pub struct Config {
     pub interception: Interception,
     pub servers: Vec<Server>,
     pub agents: Vec<Agent>,
+    pub policy: policy::PolicyConfig,
+    /// The file this was loaded from (`None` for the embedded default): what a reload re-reads.
+    pub source: Option<PathBuf>,
 }
 
 /// Transparent interception.
@@ -122,6 +126,8 @@ pub struct Server {
     pub transport: Transport,
     /// Extra trust root (PEM) for an HTTPS upstream with a private CA.
     pub ca_file: Option<PathBuf>,
+    /// Overrides `policy.mode` for this server.
+    pub policy_mode: Option<policy::Mode>,
 }
 
 /// A configuration error, naming where it is.
@@ -149,7 +155,9 @@ impl Config {
             file: file.clone(),
             source,
         })?;
-        Self::parse(&text, &file)
+        let mut config = Self::parse_in(&text, &file, path.parent())?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
     }
 
     /// The embedded default configuration.
@@ -157,8 +165,13 @@ impl Config {
         Self::parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME)
     }
 
-    /// Parses and validates TOML text; `file` names it in errors.
+    /// Parses and validates TOML text; `file` names it in errors. Relative paths are relative
+    /// to the working directory.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        Self::parse_in(text, file, None)
+    }
+
+    fn parse_in(text: &str, file: &str, base: Option<&Path>) -> Result<Config, ConfigError> {
         let raw: raw::File = toml::from_str(text).map_err(|e| {
             let (line, key) = locate(text, e.span());
             ConfigError::Invalid {
@@ -168,12 +181,17 @@ impl Config {
                 message: e.message().trim().to_owned(),
             }
         })?;
-        raw.validate().map_err(|(span, key, message)| {
-            let (line, _) = locate(text, span);
+        raw.validate(base).map_err(|e| {
+            let (file, text) = match &e.file {
+                Some((path, text)) => (path.display().to_string(), text.as_str()),
+                None => (file.to_owned(), text),
+            };
+            let (span, key, message) = e.invalid;
+            let (line, located) = locate(text, span);
             ConfigError::Invalid {
-                file: file.to_owned(),
+                file,
                 line,
-                key,
+                key: if key == "(file)" { located } else { key },
                 message,
             }
         })

@@ -14,6 +14,7 @@ pub mod identity;
 pub mod interception;
 pub mod mcp;
 pub mod metrics;
+pub mod policy;
 pub mod proxy;
 pub mod signal;
 pub mod telemetry;

@@ -24,6 +24,13 @@ pub struct ErrorLabels {
     pub kind: &'static str,
 }
 
+/// Labels of the policy series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    pub server: String,
+    pub decision: &'static str,
+}
+
 /// The gateway's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -32,6 +39,9 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     pub latency: Family<RequestLabels, Histogram>,
     pub connections: Gauge,
+    pub decisions: Family<DecisionLabels, Counter>,
+    pub list_hidden: Family<DecisionLabels, Counter>,
+    pub reloads: Family<DecisionLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -76,13 +86,64 @@ impl Metrics {
             "Agent connections currently open",
             connections.clone(),
         );
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "policy_decisions",
+            "Policy decisions on messages, by server and decision (allow, deny, would_deny)",
+            decisions.clone(),
+        );
+        let list_hidden = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "policy_list_entries_hidden",
+            "Entries left out of list results (decision would_deny: observe mode, left in)",
+            list_hidden.clone(),
+        );
+        let reloads = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "policy_reloads",
+            "Policy reloads, by outcome (server label unused: \"-\")",
+            reloads.clone(),
+        );
         Self {
             registry,
             requests,
             errors,
             latency,
             connections,
+            decisions,
+            list_hidden,
+            reloads,
         }
+    }
+
+    /// Counts a policy decision.
+    pub fn decision(&self, server: &str, decision: &'static str) {
+        self.decisions
+            .get_or_create(&DecisionLabels {
+                server: server.to_owned(),
+                decision,
+            })
+            .inc();
+    }
+
+    /// Counts list entries withheld (or, in observe mode, that would have been).
+    pub fn list_hidden(&self, server: &str, n: u64, applied: bool) {
+        self.list_hidden
+            .get_or_create(&DecisionLabels {
+                server: server.to_owned(),
+                decision: if applied { "deny" } else { "would_deny" },
+            })
+            .inc_by(n);
+    }
+
+    /// Counts a reload attempt.
+    pub fn reload(&self, ok: bool) {
+        self.reloads
+            .get_or_create(&DecisionLabels {
+                server: "-".to_owned(),
+                decision: if ok { "ok" } else { "refused" },
+            })
+            .inc();
     }
 
     /// The Prometheus text exposition.

@@ -5,6 +5,7 @@ pub mod framing;
 mod headers;
 mod legacy;
 mod listener;
+mod policy_stage;
 mod refusal;
 mod relay;
 mod service;
@@ -23,6 +24,7 @@ use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 
 pub use listener::{serve, serve_transparent};
+pub use policy_stage::PolicyStage;
 pub use refusal::{Cause, Refusal};
 pub use upstream::UpstreamError;
 
@@ -56,6 +58,8 @@ pub struct Gateway {
     pub destinations: Mutex<HashMap<SocketAddr, String>>,
     pub resolver: Resolver,
     pub live: LiveConnections,
+    /// The live policy (reloaded on SIGHUP and through the admin API).
+    pub policy: Arc<crate::policy::Engine>,
 }
 
 /// An intercepted connection, for `agentgate status` and the admin API.
@@ -122,6 +126,7 @@ impl Gateway {
         stages: stages::Stages,
         metrics: Arc<Metrics>,
         drain: Drain,
+        policy: Arc<crate::policy::Engine>,
     ) -> Result<Self, UpstreamError> {
         Ok(Self {
             upstreams: upstream::Upstreams::new(&config)?,
@@ -132,11 +137,25 @@ impl Gateway {
             destinations: Mutex::new(HashMap::new()),
             resolver: Resolver::new(config.agents.clone(), config.interception.cgroup.clone()),
             live: LiveConnections::default(),
+            policy,
             config,
             stages,
             metrics,
             drain,
         })
+    }
+
+    /// Re-reads the config file and swaps in its policy; the old one stays on any error.
+    pub fn reload_policy(&self) -> Result<usize, crate::policy::ReloadError> {
+        let result = self.policy.reload(self.config.source.as_deref());
+        self.metrics.reload(result.is_ok());
+        match &result {
+            Ok(rules) => tracing::info!(rules, "Policy reloaded (other settings need a restart)."),
+            Err(error) => {
+                tracing::error!(%error, "Policy reload refused; the previous policy stays.")
+            }
+        }
+        result
     }
 
     fn take_record(

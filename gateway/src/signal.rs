@@ -1,4 +1,5 @@
-//! Process signals: the first SIGTERM or SIGINT starts a drain; a second SIGINT exits at once.
+//! Process signals: the first SIGTERM or SIGINT starts a drain; a second SIGINT exits at once;
+//! SIGHUP reloads the policy.
 
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -24,4 +25,9 @@ pub async fn second_interrupt() -> std::io::Result<()> {
     let mut int = signal(SignalKind::interrupt())?;
     int.recv().await;
     Ok(())
+}
+
+/// SIGHUPs, one `recv()` each.
+pub fn hangups() -> std::io::Result<tokio::signal::unix::Signal> {
+    signal(SignalKind::hangup())
 }

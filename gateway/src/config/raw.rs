@@ -47,6 +47,10 @@ pub struct File {
     servers: Vec<RawServer>,
     #[serde(default)]
     agents: Vec<RawAgent>,
+    #[serde(default)]
+    policy: super::policy::RawPolicy,
+    #[serde(default)]
+    rules: Vec<super::policy::RawRule>,
 }
 
 /// Default port of the listener for redirected connections.
@@ -252,6 +256,8 @@ struct RawServer {
     transport: Transport,
     #[serde(default)]
     ca_file: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    policy_mode: Option<super::policy::Mode>,
 }
 
 /// Tracing output format.
@@ -400,8 +406,20 @@ fn d_sessions() -> Positive {
 }
 
 impl File {
-    /// Checks what one key alone cannot: URLs, cross-references, duplicates.
-    pub fn validate(self) -> Result<Config, Invalid> {
+    /// Checks what one key alone cannot: URLs, cross-references, duplicates. Relative paths
+    /// in `policy` are relative to `base` (the config file's directory).
+    pub fn validate(
+        mut self,
+        base: Option<&std::path::Path>,
+    ) -> Result<Config, super::policy::PolicyError> {
+        let policy =
+            std::mem::take(&mut self.policy).validate(std::mem::take(&mut self.rules), base)?;
+        let mut config = self.validate_core()?;
+        config.policy = policy;
+        Ok(config)
+    }
+
+    fn validate_core(self) -> Result<Config, Invalid> {
         let mut servers: Vec<Server> = Vec::with_capacity(self.servers.len());
         for raw in self.servers {
             let name = raw.name.get_ref().clone();
@@ -451,6 +469,7 @@ impl File {
                 url,
                 transport: raw.transport,
                 ca_file,
+                policy_mode: raw.policy_mode,
             });
         }
         let mut agents: Vec<Agent> = Vec::with_capacity(self.agents.len());
@@ -551,6 +570,8 @@ impl File {
             interception,
             servers,
             agents,
+            policy: super::policy::PolicyConfig::default(),
+            source: None,
         })
     }
 }

@@ -100,3 +100,174 @@ fn duplicate_server_names_are_refused_at_the_second() {
     );
     assert!(e.starts_with("test.toml:5: servers.name: duplicate"), "{e}");
 }
+
+#[test]
+fn the_embedded_default_observes_and_a_file_without_policy_enforces() {
+    let config = Config::embedded_default().unwrap();
+    assert_eq!(config.policy.mode, policy::Mode::Observe);
+    assert!(config.policy.rules.is_empty());
+    assert_eq!(
+        Config::parse("", "e.toml").unwrap().policy.mode,
+        policy::Mode::Enforce
+    );
+}
+
+#[test]
+fn every_commented_example_rule_in_the_example_file_parses() {
+    // The examples are commented out in the shipped file; uncommented, they must be valid.
+    let text: String = DEFAULT_CONFIG
+        .split_once("# Examples:\n")
+        .unwrap()
+        .1
+        .lines()
+        .map(|l| l.strip_prefix("# ").unwrap_or(l.trim_start_matches('#')))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let config = Config::parse(&text, "examples.toml").expect("example rules parse");
+    assert_eq!(config.policy.rules.len(), 3);
+    assert_eq!(config.policy.rules[1].params.len(), 1);
+    assert_eq!(config.policy.rules[1].time.len(), 1);
+}
+
+#[test]
+fn bad_rules_name_file_line_and_key() {
+    let cases = [
+        (
+            "[[rules]]\nname = \"a\"\neffect = \"maybe\"\n",
+            "test.toml:3: rules.effect:",
+        ),
+        (
+            "[[rules]]\nname = \"a\"\neffect = \"allow\"\ncolour = 1\n",
+            "unknown field `colour`",
+        ),
+        (
+            "[[rules]]\nname = \"a\"\neffect = \"allow\"\n[[rules]]\nname = \"a\"\neffect = \"deny\"\n",
+            "test.toml:5: rules.name: duplicate rule name \"a\"",
+        ),
+        (
+            "[[rules]]\nname = \"default-deny\"\neffect = \"allow\"\n",
+            "cannot name a rule",
+        ),
+        (
+            "[[rules]]\nname = \"a\"\neffect = \"allow\"\ntools = [\"[oops\"]\n",
+            "test.toml:4: rules.tools: \"[oops\" is not a valid glob",
+        ),
+        (
+            "[[rules]]\nname = \"a\"\neffect = \"allow\"\ntools = []\n",
+            "an empty list matches nothing",
+        ),
+        (
+            "[[rules]]\nname = \"a\"\neffect = \"allow\"\n[[rules.params]]\npointer = \"/x\"\neq = 1\n",
+            "parameter conditions need `tools` or `prompts`",
+        ),
+        (
+            "[[rules]]\nname = \"a\"\neffect = \"allow\"\ntools = [\"t\"]\n[[rules.params]]\npointer = \"x\"\neq = 1\n",
+            "test.toml:6: rules.params.pointer: \"x\" is not a JSON pointer",
+        ),
+        (
+            "[[rules]]\nname = \"a\"\neffect = \"allow\"\ntools = [\"t\"]\n[[rules.params]]\npointer = \"/x\"\nregex = \"(\"\n",
+            "test.toml:7: rules.params.regex: not a regular expression",
+        ),
+        (
+            "[[rules]]\nname = \"a\"\neffect = \"allow\"\ntools = [\"t\"]\n[[rules.params]]\npointer = \"/x\"\neq = 1\nregex = \"a\"\n",
+            "more than one matcher",
+        ),
+        (
+            "[[rules]]\nname = \"a\"\neffect = \"allow\"\ntools = [\"t\"]\n[[rules.params]]\npointer = \"/x\"\n",
+            "needs one matcher",
+        ),
+        (
+            "[[rules]]\nname = \"a\"\neffect = \"allow\"\ntools = [\"t\"]\n[[rules.params]]\npointer = \"/x\"\npath_prefix = [\"srv\"]\n",
+            "is not an absolute path",
+        ),
+        (
+            "[[rules]]\nname = \"a\"\neffect = \"allow\"\ntools = [\"t\"]\n[[rules.params]]\npointer = \"/x\"\nurl_hosts = [\"a.com/x\"]\n",
+            "is not a host name",
+        ),
+        (
+            "[[rules]]\nname = \"a\"\neffect = \"allow\"\ntools = [\"t\"]\n[[rules.params]]\npointer = \"/x\"\nsql = { statements = [\"selct\"] }\n",
+            "unknown statement kind \"selct\"",
+        ),
+        (
+            "[[rules]]\nname = \"a\"\neffect = \"allow\"\ntools = [\"t\"]\n[[rules.params]]\npointer = \"/x\"\nrange = { min = 5, max = 1 }\n",
+            "min <= max",
+        ),
+        (
+            "[[rules]]\nname = \"a\"\neffect = \"allow\"\n[[rules.time]]\nfrom = \"9am\"\nto = \"17:00\"\n",
+            "test.toml:5: rules.time.from: \"9am\" is not a time of day",
+        ),
+        (
+            "[[rules]]\nname = \"a\"\neffect = \"allow\"\n[[rules.time]]\nfrom = \"09:00\"\nto = \"17:00\"\ntz = \"Mars/Olympus\"\n",
+            "test.toml:7: rules.time.tz: \"Mars/Olympus\" is not a known time zone",
+        ),
+        (
+            "[[rules]]\nname = \"a\"\neffect = \"allow\"\n[[rules.time]]\ndays = [\"someday\"]\nfrom = \"09:00\"\nto = \"17:00\"\n",
+            "is not a weekday",
+        ),
+        (
+            "[[rules]]\nname = \"a\"\neffect = \"deny\"\n[rules.rate]\nrequests = 1\nper = \"1s\"\n",
+            "a rate limit belongs on an allow rule",
+        ),
+        (
+            "[[rules]]\nname = \"a\"\neffect = \"allow\"\n[rules.rate]\nrequests = 1\nper = \"soon\"\n",
+            "is not a duration",
+        ),
+        ("[policy]\nmode = \"audit\"\n", "test.toml:2: policy.mode:"),
+        (
+            "[[policy.pins]]\nserver = \"s\"\ntool = \"t\"\nsha256 = \"abc\"\n",
+            "must be 64 hex digits",
+        ),
+    ];
+    for (text, want) in cases {
+        let e = err(text);
+        assert!(e.contains(want), "{text}\n  got: {e}\n  want: {want}");
+    }
+}
+
+#[test]
+fn included_rule_files_are_read_and_their_errors_name_them() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rules.d")).unwrap();
+    std::fs::write(
+        dir.path().join("rules.d/10-a.toml"),
+        "[[rules]]\nname = \"from-a\"\neffect = \"allow\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("rules.d/20-b.toml"),
+        "[[rules]]\nname = \"from-b\"\neffect = \"deny\"\ntools = [\"x\"]\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("rules.d/notes.txt"), "ignored").unwrap();
+    let main = dir.path().join("agentgate.toml");
+    std::fs::write(
+        &main,
+        "[policy]\ninclude = [\"rules.d\"]\n[[rules]]\nname = \"main\"\neffect = \"allow\"\n",
+    )
+    .unwrap();
+    let config = Config::load(&main).unwrap();
+    let names: Vec<&str> = config
+        .policy
+        .rules
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(names, ["main", "from-a", "from-b"]);
+    std::fs::write(
+        dir.path().join("rules.d/20-b.toml"),
+        "[[rules]]\nname = \"from-b\"\neffect = \"deny\"\n\ntools = [\"[\"]\n",
+    )
+    .unwrap();
+    let e = Config::load(&main).unwrap_err().to_string();
+    assert!(e.contains("rules.d/20-b.toml:5: rules.tools:"), "{e}");
+    std::fs::write(
+        dir.path().join("rules.d/20-b.toml"),
+        "[[rules]]\nname = \"main\"\neffect = \"deny\"\n",
+    )
+    .unwrap();
+    let e = Config::load(&main).unwrap_err().to_string();
+    assert!(
+        e.contains("20-b.toml:2: rules.name: duplicate rule name \"main\""),
+        "{e}"
+    );
+}

@@ -16,6 +16,18 @@ pub const HEADER_MISMATCH: i64 = -32020;
 /// neither parse nor request errors (size limits, upstream failures).
 pub const GATEWAY_ERROR: i64 = -32000;
 
+/// The policy refused the request; `data.rule` names the rule.
+pub const POLICY_DENIED: i64 = -32001;
+
+/// A policy refusal as a JSON-RPC error object (inside a response or a batch of them).
+pub fn denied(id: Option<&Id>, message: &str, rule: &str) -> serde_json::Value {
+    serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": id.map_or(serde_json::Value::Null, Id::to_json),
+        "error": { "code": POLICY_DENIED, "message": message, "data": { "rule": rule } },
+    })
+}
+
 /// Serializes a JSON-RPC error response. `id` is null when the request's id is unknown.
 pub fn body(id: Option<&Id>, code: i64, message: &str) -> Bytes {
     let value = serde_json::json!({

@@ -10,9 +10,13 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
 
-use super::{Body, BoxError, Gateway, stages::Identity, upstream::Upstream};
+use super::{
+    Body, BoxError, Gateway,
+    stages::{Identity, Inspection, ServerMessage},
+    upstream::Upstream,
+};
 use crate::mcp::{
-    self, Message, Revision,
+    self, Message, Revision, rpc_error,
     sse::{self, Event},
 };
 
@@ -29,12 +33,16 @@ pub struct Context {
     /// A standalone stream (GET) ends when draining starts; a stream answering a POST runs to
     /// its final response, within the drain deadline.
     pub end_on_drain: bool,
+    /// The agent's requests this response answers: id and method.
+    pub requests: Vec<(mcp::Id, Box<str>)>,
+    /// Legacy HTTP+SSE: where the agent's POST went (answers to the server go there too).
+    pub legacy_endpoint: Option<String>,
 }
 
 impl Context {
     /// Runs the response stage and the session bookkeeping on one server->client message.
-    /// Returns whether to forward it.
-    fn on_message(&self, message: &Message) -> bool {
+    /// Returns what to forward: the message as received, a replacement, or nothing.
+    fn on_message(&self, message: &Message, raw: &[u8], endpoint: Option<&str>) -> Relay {
         if let (Some(version), Some(session)) = (&message.protocol_version, &self.session)
             && let Some(revision) = Revision::parse(version)
         {
@@ -42,11 +50,85 @@ impl Context {
                 .sessions
                 .insert(self.upstream.server.name.as_str(), session, revision);
         }
-        self.gateway
-            .stages
-            .response
-            .inspect(&self.identity, &self.upstream.server, message)
+        let answers = match (message.kind, &message.id) {
+            (mcp::Kind::Response | mcp::Kind::Error, Some(id)) => self
+                .requests
+                .iter()
+                .find(|(i, _)| i == id)
+                .map(|(_, m)| &**m),
+            _ => None,
+        };
+        let inspection = self.gateway.stages.response.inspect(
+            &self.identity,
+            &self.upstream.server,
+            &ServerMessage {
+                message,
+                raw,
+                answers,
+            },
+        );
+        let server = self.upstream.server.name.as_str();
+        match inspection {
+            Inspection::Forward => Relay::AsIs,
+            Inspection::Replace(b) => Relay::Replaced(b),
+            Inspection::Drop { reason } => {
+                tracing::debug!(server, method = message.method(), %reason, "Withheld a server message.");
+                Relay::Withheld
+            }
+            Inspection::Refuse { reason } => {
+                tracing::debug!(server, method = message.method(), %reason, "Refused a server request.");
+                if let Some(id) = &message.id {
+                    self.answer_upstream(id, &reason, endpoint.or(self.legacy_endpoint.as_deref()));
+                }
+                Relay::Withheld
+            }
+        }
     }
+
+    /// Sends the upstream a JSON-RPC error for a server->client request the agent will never
+    /// see, so that the server does not wait for an answer.
+    fn answer_upstream(&self, id: &mcp::Id, reason: &str, legacy_endpoint: Option<&str>) {
+        let body = rpc_error::denied(Some(id), reason, "policy").to_string();
+        let ctx = self.clone();
+        let legacy_endpoint = legacy_endpoint.map(str::to_owned);
+        self.gateway.drain.spawn(async move {
+            let gateway = &ctx.gateway;
+            let mut url = ctx.upstream.server.url.clone();
+            if ctx.legacy_stream || ctx.upstream.server.transport == crate::config::Transport::Sse {
+                let Some(path_query) = legacy_endpoint else {
+                    tracing::warn!(server = %ctx.upstream.server.name, "No endpoint to answer a refused server request on.");
+                    return;
+                };
+                let (path, query) = path_query.split_once('?').unwrap_or((&path_query, ""));
+                url.set_path(path);
+                url.set_query((!query.is_empty()).then_some(query));
+            }
+            let mut headers = http::HeaderMap::new();
+            headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+            headers.insert(http::header::ACCEPT, http::HeaderValue::from_static("application/json, text/event-stream"));
+            if let Some(s) = ctx.session.as_deref().and_then(|s| http::HeaderValue::from_str(s).ok()) {
+                if let Some(rev) = gateway.sessions.get(ctx.upstream.server.name.as_str(), s.to_str().unwrap_or("")) {
+                    headers.insert(super::headers::MCP_PROTOCOL_VERSION, http::HeaderValue::from_static(rev.as_str()));
+                }
+                headers.insert(super::headers::MCP_SESSION_ID, s);
+            }
+            gateway.stages.credentials.apply(&ctx.identity, &ctx.upstream.server, &mut headers);
+            match super::service::send(gateway, &ctx.upstream, http::Method::POST, url.as_str(), headers, Bytes::from(body)).await {
+                Ok(r) => {
+                    // The answer to a response is 202 with no body; read it out to free the connection.
+                    let _ = http_body_util::Limited::new(r.into_body(), 1 << 16).collect().await;
+                }
+                Err(error) => tracing::warn!(%error, "Could not tell the server its request was refused."),
+            }
+        });
+    }
+}
+
+/// What to send the agent for one server message.
+enum Relay {
+    AsIs,
+    Replaced(Bytes),
+    Withheld,
 }
 
 /// Why an upstream JSON body was not forwarded.
@@ -86,12 +168,35 @@ pub async fn json(
     }
     let parsed = mcp::message::parse_body(&bytes, allow_batch, "upstream")
         .map_err(JsonRelayError::Invalid)?;
-    for message in parsed.messages() {
-        if !ctx.on_message(message) {
-            return Err(JsonRelayError::Withheld);
+    match &parsed {
+        mcp::Body::Single(message) => match ctx.on_message(message, &bytes, None) {
+            Relay::AsIs => Ok(bytes),
+            Relay::Replaced(b) => Ok(b),
+            Relay::Withheld => Err(JsonRelayError::Withheld),
+        },
+        mcp::Body::Batch(messages) => {
+            // Rare (2025-03-26 only): split the array to give each message its own bytes.
+            let values: Vec<serde_json::Value> =
+                serde_json::from_slice(&bytes).map_err(|e| JsonRelayError::Read(e.to_string()))?;
+            let mut out = Vec::with_capacity(values.len());
+            for (message, value) in messages.iter().zip(values) {
+                let raw =
+                    serde_json::to_vec(&value).map_err(|e| JsonRelayError::Read(e.to_string()))?;
+                match ctx.on_message(message, &raw, None) {
+                    Relay::AsIs => out.push(value),
+                    Relay::Replaced(b) => out.push(
+                        serde_json::from_slice(&b)
+                            .map_err(|e| JsonRelayError::Read(e.to_string()))?,
+                    ),
+                    Relay::Withheld => {}
+                }
+            }
+            if out.is_empty() {
+                return Err(JsonRelayError::Withheld);
+            }
+            Ok(Bytes::from(serde_json::Value::Array(out).to_string()))
         }
     }
-    Ok(bytes)
 }
 
 struct SseState {
@@ -208,8 +313,22 @@ fn relay_event(st: &mut SseState, event: &Event, out: &mut BytesMut) {
         (None | Some("message"), Some(data)) if !data.is_empty() => {
             match mcp::message::parse_message(data.as_bytes()) {
                 Ok(message) => {
-                    if st.ctx.on_message(&message) {
-                        sse::encode(event, out);
+                    let endpoint = st.announced.first().map(String::as_str);
+                    match st.ctx.on_message(&message, data.as_bytes(), endpoint) {
+                        Relay::AsIs => sse::encode(event, out),
+                        Relay::Replaced(b) => match String::from_utf8(b.to_vec()) {
+                            Ok(text) => sse::encode(
+                                &Event {
+                                    data: Some(text),
+                                    ..event.clone()
+                                },
+                                out,
+                            ),
+                            Err(_) => {
+                                tracing::warn!(server, "Dropped a replacement that is not UTF-8.")
+                            }
+                        },
+                        Relay::Withheld => {}
                     }
                 }
                 Err(error) => {

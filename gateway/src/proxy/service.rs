@@ -22,7 +22,7 @@ use super::{
 };
 use crate::{
     config::Transport,
-    mcp::{self, Message, Revision},
+    mcp::{self, Message, Revision, rpc_error},
     metrics::{ErrorLabels, RequestLabels, method_label},
 };
 
@@ -59,7 +59,8 @@ fn route(path: &str) -> Option<Route<'_>> {
 struct Outcome {
     response: Response<Body>,
     messages: Vec<Message>,
-    decision: Decision,
+    /// One per message once decided; empty when refused before the decision.
+    decisions: Vec<Decision>,
     error: Option<Refusal>,
 }
 
@@ -69,8 +70,57 @@ impl Outcome {
         Self {
             response: error.response(id.as_ref()),
             messages,
-            decision: Decision::Allow,
+            decisions: Vec::new(),
             error: Some(error),
+        }
+    }
+
+    /// The policy denied at least one message: nothing is forwarded. Requests get JSON-RPC
+    /// errors (HTTP 200, like any other JSON-RPC error); a lone notification or response,
+    /// which cannot be answered in JSON-RPC, gets 403 with the error.
+    fn denied(messages: Vec<Message>, decisions: Vec<Decision>, batch: bool) -> Self {
+        let first = decisions
+            .iter()
+            .position(|d| matches!(d, Decision::Deny { .. }));
+        let (rule, reason) = match first.map(|i| &decisions[i]) {
+            Some(Decision::Deny { rule, reason }) => (rule.clone(), reason.clone()),
+            _ => (std::sync::Arc::from("-"), String::new()),
+        };
+        let error_for = |m: &Message, d: &Decision| match d {
+            Decision::Deny { rule, reason } => rpc_error::denied(m.id.as_ref(), reason, rule),
+            _ => rpc_error::denied(
+                m.id.as_ref(),
+                &format!("not forwarded: another message in the batch was denied ({reason})"),
+                &rule,
+            ),
+        };
+        let (status, body) = if batch {
+            let errors: Vec<serde_json::Value> = messages
+                .iter()
+                .zip(&decisions)
+                .filter(|(m, _)| m.kind == mcp::Kind::Request)
+                .map(|(m, d)| error_for(m, d))
+                .collect();
+            (StatusCode::OK, serde_json::Value::Array(errors))
+        } else {
+            let status = if messages[0].kind == mcp::Kind::Request {
+                StatusCode::OK
+            } else {
+                StatusCode::FORBIDDEN
+            };
+            (status, error_for(&messages[0], &decisions[0]))
+        };
+        let mut response = Response::new(refusal::full(Bytes::from(body.to_string())));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        Self {
+            response,
+            messages,
+            decisions,
+            error: Some(Refusal::Denied(reason)),
         }
     }
 }
@@ -168,7 +218,7 @@ pub async fn handle(
         messages: &outcome.messages,
         http_method: &http_method,
         status: outcome.response.status(),
-        decision: &outcome.decision,
+        decisions: &outcome.decisions,
         error: error_text.as_deref(),
         latency,
     });
@@ -331,18 +381,18 @@ async fn post(
     if let Err(e) = headers::check_method_headers(&parts.headers, &messages, revision) {
         return Outcome::refused(e, messages);
     }
-    for message in &messages {
-        if let Decision::Deny { reason, rule } =
+    let decisions: Vec<Decision> = messages
+        .iter()
+        .map(|m| {
             gateway
                 .stages
                 .decision
-                .decide(identity, &upstream.server, message)
-        {
-            let mut outcome = Outcome::refused(Refusal::Denied(reason.clone()), Vec::new());
-            outcome.messages = messages;
-            outcome.decision = Decision::Deny { reason, rule };
-            return outcome;
-        }
+                .decide(identity, &upstream.server, m)
+        })
+        .collect();
+    if decisions.iter().any(|d| matches!(d, Decision::Deny { .. })) {
+        let batch = messages.len() > 1;
+        return Outcome::denied(messages, decisions, batch);
     }
     let uri = match &legacy_endpoint {
         Some(path_query) => {
@@ -385,9 +435,16 @@ async fn post(
         session,
         legacy_stream: false,
         end_on_drain: false,
+        requests: messages
+            .iter()
+            .filter_map(|m| Some((m.id.clone()?, m.method.clone()?)))
+            .collect(),
+        legacy_endpoint: legacy_endpoint.clone(),
     };
     let allow_batch = messages.len() > 1;
-    relay_response(gateway, ctx, response, allow_batch, messages).await
+    let mut outcome = relay_response(gateway, ctx, response, allow_batch, messages).await;
+    outcome.decisions = decisions;
+    outcome
 }
 
 /// A GET: the Streamable HTTP standalone stream, or the legacy transport's stream.
@@ -459,11 +516,13 @@ async fn bodiless(
         session,
         legacy_stream: legacy,
         end_on_drain,
+        requests: Default::default(),
+        legacy_endpoint: None,
     };
     relay_response(gateway, ctx, response, false, Vec::new()).await
 }
 
-async fn send(
+pub(super) async fn send(
     gateway: &Gateway,
     upstream: &Upstream,
     method: Method,
@@ -584,7 +643,7 @@ async fn relay_response(
     Outcome {
         response: resp,
         messages,
-        decision: Decision::Allow,
+        decisions: Vec::new(),
         error: None,
     }
 }

@@ -31,15 +31,68 @@ impl fmt::Display for Identity {
     }
 }
 
-/// What the decision stage says about one message.
+/// What the decision stage says about one message; each names the rule that made it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Decision {
-    Allow,
+    Allow {
+        rule: Arc<str>,
+    },
     /// Refused: the agent gets a JSON-RPC error with `reason`, nothing goes upstream.
     Deny {
+        rule: Arc<str>,
         reason: String,
-        rule: String,
     },
+    /// Observe mode: forwarded, though enforce mode would have refused it.
+    WouldDeny {
+        rule: Arc<str>,
+        reason: String,
+    },
+}
+
+impl Decision {
+    pub fn rule(&self) -> &str {
+        match self {
+            Decision::Allow { rule }
+            | Decision::Deny { rule, .. }
+            | Decision::WouldDeny { rule, .. } => rule,
+        }
+    }
+
+    /// "allow", "deny" or "would_deny", for metrics and logs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Decision::Allow { .. } => "allow",
+            Decision::Deny { .. } => "deny",
+            Decision::WouldDeny { .. } => "would_deny",
+        }
+    }
+}
+
+/// What the response stage does with one server->client message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Inspection {
+    Forward,
+    /// Forward this instead (a filtered list result, say): one JSON-RPC message.
+    Replace(bytes::Bytes),
+    /// Withhold it.
+    Drop {
+        reason: String,
+    },
+    /// A server->client request that is refused: withheld, and the server gets a JSON-RPC
+    /// error in the agent's place so that it does not wait for an answer.
+    Refuse {
+        reason: String,
+    },
+}
+
+/// A server->client message and what it belongs to.
+#[derive(Debug)]
+pub struct ServerMessage<'a> {
+    pub message: &'a Message,
+    /// The message as received (one JSON-RPC message).
+    pub raw: &'a [u8],
+    /// For a response: the method of the agent's request it answers, when known.
+    pub answers: Option<&'a str>,
 }
 
 /// Attributes a connection.
@@ -57,9 +110,14 @@ pub trait CredentialStage: Send + Sync + fmt::Debug {
     fn apply(&self, identity: &Identity, server: &Server, upstream_headers: &mut HeaderMap);
 }
 
-/// Looks at each server->client message before it reaches the agent. `false` drops it.
+/// Looks at each server->client message before it reaches the agent.
 pub trait ResponseStage: Send + Sync + fmt::Debug {
-    fn inspect(&self, identity: &Identity, server: &Server, message: &Message) -> bool;
+    fn inspect(
+        &self,
+        identity: &Identity,
+        server: &Server,
+        message: &ServerMessage<'_>,
+    ) -> Inspection;
 }
 
 /// One finished exchange, for the audit stage.
@@ -71,7 +129,8 @@ pub struct Exchange<'a> {
     pub messages: &'a [Message],
     pub http_method: &'a http::Method,
     pub status: http::StatusCode,
-    pub decision: &'a Decision,
+    /// One per message in `messages` once the decision stage ran; empty before.
+    pub decisions: &'a [Decision],
     /// Set when the gateway refused or failed the request itself.
     pub error: Option<&'a str>,
     pub latency: Duration,
@@ -90,6 +149,21 @@ pub struct Stages {
     pub credentials: Arc<dyn CredentialStage>,
     pub response: Arc<dyn ResponseStage>,
     pub audit: Arc<dyn AuditStage>,
+}
+
+impl Stages {
+    /// The daemon's stages: the policy engine decides and inspects responses.
+    pub fn with_policy(
+        engine: Arc<crate::policy::Engine>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
+        let policy = Arc::new(super::PolicyStage { engine, metrics });
+        Self {
+            decision: policy.clone(),
+            response: policy,
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for Stages {
@@ -114,13 +188,16 @@ impl IdentityStage for PeerIdentity {
     }
 }
 
-/// Allows every message that passed strict parsing. The policy engine replaces it.
+/// Allows every message that passed strict parsing (tests and embedding; the daemon runs the
+/// policy engine).
 #[derive(Debug)]
 pub struct AllowWellFormed;
 
 impl DecisionStage for AllowWellFormed {
     fn decide(&self, _: &Identity, _: &Server, _: &Message) -> Decision {
-        Decision::Allow
+        Decision::Allow {
+            rule: Arc::from("allow-well-formed"),
+        }
     }
 }
 
@@ -145,8 +222,8 @@ impl CredentialStage for StripAgentCredentials {
 pub struct ForwardWellFormed;
 
 impl ResponseStage for ForwardWellFormed {
-    fn inspect(&self, _: &Identity, _: &Server, _: &Message) -> bool {
-        true
+    fn inspect(&self, _: &Identity, _: &Server, _: &ServerMessage<'_>) -> Inspection {
+        Inspection::Forward
     }
 }
 
@@ -167,7 +244,8 @@ impl AuditStage for TracingAudit {
             tool = first.and_then(|m| m.target.header_name()),
             messages = e.messages.len(),
             status = e.status.as_u16(),
-            decision = ?e.decision,
+            decision = e.decisions.first().map(Decision::as_str),
+            rule = e.decisions.first().map(Decision::rule),
             error = e.error,
             latency_us = e.latency.as_micros() as u64,
             "exchange"

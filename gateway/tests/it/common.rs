@@ -161,10 +161,16 @@ pub async fn received(server: &Peer) -> Vec<serde_json::Value> {
     serde_json::from_slice(&body).expect("recorder JSON")
 }
 
-/// Config text for a gateway on free ports in front of `servers` (name, url, transport, extra).
+/// A policy that allows everything and keeps tool pins in memory: for tests about the proxy,
+/// not the policy.
+pub const ALLOW_ALL: &str =
+    "\n[policy]\npins_file = \"\"\n[[rules]]\nname = \"allow-all\"\neffect = \"allow\"\n";
+
+/// Config text for a gateway on free ports in front of `servers` (name, url, transport, extra),
+/// with the [`ALLOW_ALL`] policy.
 pub fn gateway_config(servers: &[(&str, &str, &str, &str)], extra: &str) -> String {
     let mut text = format!(
-        "[listener]\naddress = \"127.0.0.1:0\"\n[admin]\naddress = \"127.0.0.1:0\"\n{extra}\n"
+        "{ALLOW_ALL}[listener]\naddress = \"127.0.0.1:0\"\n[admin]\naddress = \"127.0.0.1:0\"\n{extra}\n"
     );
     for (name, url, transport, more) in servers {
         text.push_str(&format!(

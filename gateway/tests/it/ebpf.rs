@@ -51,7 +51,7 @@ fn unique(tag: &str) -> String {
 
 fn interception_config(servers: &[(&str, &str)], agents: &str, subtree: &str, port: u16) -> String {
     let mut text = format!(
-        "[listener]\naddress = \"127.0.0.1:0\"\n[admin]\nenabled = false\n\
+        "{ALLOW_ALL}[listener]\naddress = \"127.0.0.1:0\"\n[admin]\nenabled = false\n\
          [interception]\nmode = \"ebpf\"\nport = {port}\ncgroup = \"{subtree}\"\npin_dir = \"/sys/fs/bpf/{subtree}\"\n{agents}\n"
     );
     for (name, url) in servers {
@@ -86,10 +86,8 @@ async fn intercepting_with(
     let config_path = dir.path().join("agentgate.toml");
     std::fs::write(&config_path, &text).unwrap();
     let seen = Arc::new(Seen::default());
-    let stages = Stages {
-        audit: seen.clone(),
-        ..Stages::default()
-    };
+    let audit = seen.clone();
+    let stages = move |s: Stages| Stages { audit, ..s };
     let running = start_with(Config::parse(&text, "test.toml").unwrap(), stages)
         .await
         .unwrap();

@@ -456,7 +456,7 @@ async fn slow_clients_are_cut_off() {
 async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     let server = python_server("streamable-http", None).await;
     let config = format!(
-        "[listener]\naddress = \"127.0.0.1:0\"\nmax_connections = 2\n[admin]\nenabled = false\n[[servers]]\nname = \"py\"\nurl = \"{}\"\n",
+        "{ALLOW_ALL}[listener]\naddress = \"127.0.0.1:0\"\nmax_connections = 2\n[admin]\nenabled = false\n[[servers]]\nname = \"py\"\nurl = \"{}\"\n",
         server.url("/mcp")
     );
     let gw = gateway(&config).await;

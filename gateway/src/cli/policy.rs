@@ -1,0 +1,271 @@
+//! `agentgate policy explain|pin|reload`.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+use super::{admin_request, bad_config, load};
+use crate::{
+    EXIT_BAD_CONFIG, EXIT_UNAVAILABLE,
+    policy::{Arguments, Class, Policy, Question, pins},
+};
+
+/// Exit code of `explain` when the message would be denied.
+pub const EXIT_DENIED: i32 = 1;
+
+#[derive(Debug, Subcommand)]
+pub enum Action {
+    /// Print the decision on one message and how every rule fared, without a running daemon.
+    /// Exits 0 when allowed, 1 when denied (in enforce mode, or would be in observe mode).
+    Explain {
+        /// Configuration file (the embedded default without it).
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[arg(long, value_name = "NAME")]
+        agent: String,
+        #[arg(long, value_name = "NAME")]
+        server: String,
+        /// A tools/call of this tool.
+        #[arg(long, value_name = "NAME", group = "target")]
+        tool: Option<String>,
+        /// A prompts/get of this prompt.
+        #[arg(long, value_name = "NAME", group = "target")]
+        prompt: Option<String>,
+        /// A resources/read of this URI.
+        #[arg(long, value_name = "URI", group = "target")]
+        resource: Option<String>,
+        /// Any other method (initialize, tools/list, sampling/createMessage, ...).
+        #[arg(long, value_name = "METHOD", group = "target")]
+        method: Option<String>,
+        /// The arguments of the tool or prompt, as a JSON object.
+        #[arg(long, value_name = "JSON")]
+        args: Option<String>,
+        /// Decide at this time (RFC 3339, e.g. 2026-11-23T10:00:00+01:00) instead of now.
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Accept the changed definition of a tool (the latest one the gateway saw), or pin a given
+    /// hash, in the pin file; then ask a running gateway to reload.
+    Pin {
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[arg(long, value_name = "NAME")]
+        server: String,
+        #[arg(long, value_name = "NAME")]
+        tool: String,
+        /// Pin this SHA-256 instead of the pending definition.
+        #[arg(long, value_name = "HEX")]
+        sha256: Option<String>,
+    },
+    /// Ask the running gateway to reload its configuration's policy (as SIGHUP does).
+    Reload {
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+pub fn main(action: Action) -> i32 {
+    match action {
+        Action::Explain {
+            config,
+            agent,
+            server,
+            tool,
+            prompt,
+            resource,
+            method,
+            args,
+            at,
+            json,
+        } => {
+            let config = match load(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => return bad_config(&e),
+            };
+            if config.server(&server).is_none() {
+                eprintln!("agentgate policy explain: no server named {server:?} is configured");
+                return EXIT_BAD_CONFIG;
+            }
+            let arguments = match args
+                .as_deref()
+                .map(serde_json::from_str::<serde_json::Value>)
+            {
+                None => None,
+                Some(Ok(v)) if v.is_object() => Some(v),
+                Some(_) => {
+                    eprintln!("agentgate policy explain: --args must be a JSON object");
+                    return EXIT_BAD_CONFIG;
+                }
+            };
+            let now = match at.as_deref().map(str::parse::<jiff::Timestamp>) {
+                None => jiff::Timestamp::now(),
+                Some(Ok(t)) => t,
+                Some(Err(e)) => {
+                    eprintln!("agentgate policy explain: --at: {e}");
+                    return EXIT_BAD_CONFIG;
+                }
+            };
+            let (class, method_name) = match (&tool, &prompt, &resource, &method) {
+                (Some(t), ..) => (Class::Tool(t), "tools/call".to_owned()),
+                (_, Some(p), ..) => (Class::Prompt(p), "prompts/get".to_owned()),
+                (_, _, Some(r), _) => (Class::Resource(r), "resources/read".to_owned()),
+                (_, _, _, Some(m)) => {
+                    let msg = crate::mcp::Message {
+                        kind: crate::mcp::Kind::Request,
+                        id: None,
+                        method: Some(m.as_str().into()),
+                        target: crate::mcp::Target::None,
+                        protocol_version: None,
+                    };
+                    let class = match Class::of_client_message(&msg) {
+                        Class::Session => Class::Session,
+                        _ => Class::Method,
+                    };
+                    (class, m.clone())
+                }
+                _ => {
+                    eprintln!(
+                        "agentgate policy explain: give one of --tool, --prompt, --resource or --method"
+                    );
+                    return EXIT_BAD_CONFIG;
+                }
+            };
+            let policy = Policy::compile(&config);
+            let q = Question {
+                agent: &agent,
+                process: None,
+                claims: None,
+                rate_key: &agent,
+                server: &server,
+                method: &method_name,
+                class,
+                arguments: Arguments::parsed(arguments),
+                now,
+            };
+            let (verdict, trace) = policy.explain(&q);
+            if json {
+                let out = serde_json::json!({
+                    "allowed": verdict.allowed,
+                    "mode": verdict.mode.as_str(),
+                    "rule": &*verdict.rule,
+                    "reason": verdict.reason,
+                    "rules": trace.iter().map(|t| serde_json::json!({
+                        "rule": t.rule, "origin": t.origin,
+                        "effect": format!("{:?}", t.effect).to_lowercase(), "outcome": t.outcome,
+                    })).collect::<Vec<_>>(),
+                });
+                println!("{out}");
+            } else {
+                let word = match (verdict.allowed, verdict.mode) {
+                    (true, _) => "ALLOW",
+                    (false, crate::config::policy::Mode::Enforce) => "DENY",
+                    (false, crate::config::policy::Mode::Observe) => {
+                        "DENY (observe mode: would be forwarded)"
+                    }
+                };
+                println!("decision: {word}");
+                println!("rule:     {}", verdict.rule);
+                if !verdict.reason.is_empty() {
+                    println!("reason:   {}", verdict.reason);
+                }
+                if trace.is_empty() {
+                    println!("no rule covers this server and target");
+                } else {
+                    println!("rules considered:");
+                    for t in &trace {
+                        println!(
+                            "  {:<5} {:<24} {}  [{}]",
+                            format!("{:?}", t.effect).to_lowercase(),
+                            t.rule,
+                            t.outcome,
+                            t.origin
+                        );
+                    }
+                }
+            }
+            if verdict.allowed { 0 } else { EXIT_DENIED }
+        }
+        Action::Pin {
+            config,
+            server,
+            tool,
+            sha256,
+        } => {
+            let config = match load(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => return bad_config(&e),
+            };
+            if let Some(h) = &sha256
+                && (h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                eprintln!("agentgate policy pin: --sha256 must be 64 hex digits");
+                return EXIT_BAD_CONFIG;
+            }
+            let Some(path) = &config.policy.pins_file else {
+                eprintln!(
+                    "agentgate policy pin: policy.pins_file is empty: pins live in the daemon's memory only; write the pin into [[policy.pins]] instead"
+                );
+                return EXIT_BAD_CONFIG;
+            };
+            match pins::pin(
+                path,
+                &server,
+                &tool,
+                sha256.as_deref().map(str::to_ascii_lowercase).as_deref(),
+            ) {
+                Ok(hash) => println!("pinned {server}/{tool} at {hash} in {}", path.display()),
+                Err(e) => {
+                    eprintln!("agentgate policy pin: {e}");
+                    return EXIT_UNAVAILABLE;
+                }
+            }
+            if let Some(admin) = config.admin.address {
+                match admin_request(admin, "POST", "/policy/reload") {
+                    Ok((200, _)) => println!("the running gateway reloaded its policy"),
+                    Ok((status, body)) => eprintln!(
+                        "the running gateway refused to reload ({status}): {}",
+                        String::from_utf8_lossy(&body).trim()
+                    ),
+                    Err(_) => {
+                        println!("no gateway is running at {admin}; the pin applies when it starts")
+                    }
+                }
+            }
+            0
+        }
+        Action::Reload { config } => {
+            let config = match load(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => return bad_config(&e),
+            };
+            let Some(admin) = config.admin.address else {
+                eprintln!(
+                    "agentgate policy reload: the admin listener is disabled; send SIGHUP instead"
+                );
+                return EXIT_BAD_CONFIG;
+            };
+            match admin_request(admin, "POST", "/policy/reload") {
+                Ok((200, body)) => {
+                    println!("{}", String::from_utf8_lossy(&body).trim());
+                    0
+                }
+                Ok((status, body)) => {
+                    eprintln!(
+                        "agentgate policy reload: refused ({status}): {}",
+                        String::from_utf8_lossy(&body).trim()
+                    );
+                    EXIT_BAD_CONFIG
+                }
+                Err(e) => {
+                    eprintln!(
+                        "agentgate policy reload: cannot reach the admin API at {admin}: {e}"
+                    );
+                    EXIT_UNAVAILABLE
+                }
+            }
+        }
+    }
+}

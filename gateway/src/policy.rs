@@ -1,0 +1,588 @@
+//! The policy engine: a decision for every JSON-RPC message, from compiled rules.
+//!
+//! Default deny; deny overrides allow; every decision names the rule that made it (or
+//! `default-deny`). The engine is pure: a decision is a function of the question (agent,
+//! process, token claims, server, method, target, arguments) and the clock, plus the token
+//! buckets of rate limits, which the caller owns so that they outlive reloads.
+//!
+//! Levels, as the rules express them:
+//! - agent: a rule's `agents` and `servers`. Any allow rule for an (agent, server) pair grants
+//!   the session plumbing (initialize, ping, notifications, list methods, responses);
+//! - tool: `tools`, `prompts`, `resources` and `methods` select targets (exact or glob);
+//! - parameter: `params`, conditions on tools/call and prompts/get arguments ([`params`], [`sql`]);
+//! - context: `time`, `rate`, `process`, `token` ([`context`]).
+
+pub mod context;
+pub mod lists;
+pub mod params;
+pub mod pins;
+pub mod sql;
+
+use std::{cell::OnceCell, collections::HashMap, fmt, sync::Arc, time::Instant};
+
+use serde_json::Value;
+
+pub use context::RateLimiter;
+
+use crate::{
+    config::{
+        Config,
+        policy::{Effect, Mode, PolicyConfig, RuleSpec},
+    },
+    identity::ProcessIdentity,
+    mcp,
+};
+
+/// The rule name of the default decision.
+pub const DEFAULT_DENY: &str = "default-deny";
+
+/// What kind of thing a message is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class<'a> {
+    /// Session plumbing: granted with access to the server.
+    Session,
+    Tool(&'a str),
+    Prompt(&'a str),
+    Resource(&'a str),
+    /// Any other method, including server->client requests (sampling, elicitation, roots).
+    Method,
+}
+
+/// Requests that belong to every session with a server the agent may use.
+const SESSION_REQUESTS: &[&str] = &[
+    "initialize",
+    "ping",
+    "logging/setLevel",
+    "completion/complete",
+    "tools/list",
+    "prompts/list",
+    "resources/list",
+    "resources/templates/list",
+];
+
+impl<'a> Class<'a> {
+    /// Classifies an agent->server message.
+    pub fn of_client_message(m: &'a mcp::Message) -> Self {
+        use mcp::{Kind, Target};
+        match (m.kind, &m.target) {
+            (Kind::Response | Kind::Error | Kind::Notification, _) => Class::Session,
+            (_, Target::Tool { name, .. }) => Class::Tool(name),
+            (_, Target::Prompt { name, .. }) => Class::Prompt(name),
+            (_, Target::Resource { uri }) => Class::Resource(uri),
+            (Kind::Request, Target::None) if SESSION_REQUESTS.contains(&m.method()) => {
+                Class::Session
+            }
+            (Kind::Request, Target::None) => Class::Method,
+        }
+    }
+
+    /// Classifies a server->agent request or notification.
+    pub fn of_server_message(m: &'a mcp::Message) -> Self {
+        match m.kind {
+            mcp::Kind::Request if m.method() != "ping" => Class::Method,
+            _ => Class::Session,
+        }
+    }
+
+    fn describe(&self, method: &str) -> String {
+        match self {
+            Class::Session => format!("use {method}"),
+            Class::Tool(n) => format!("call tool {n:?}"),
+            Class::Prompt(n) => format!("get prompt {n:?}"),
+            Class::Resource(u) => format!("{method} resource {u:?}"),
+            Class::Method => format!("use method {method:?}"),
+        }
+    }
+
+    fn target(&self) -> &str {
+        match self {
+            Class::Tool(n) | Class::Prompt(n) | Class::Resource(n) => n,
+            Class::Session | Class::Method => "",
+        }
+    }
+}
+
+/// Arguments of a tools/call or prompts/get, parsed only if a condition needs them.
+pub struct Arguments<'a> {
+    source: Option<&'a mcp::message::Arguments>,
+    value: OnceCell<Option<Value>>,
+}
+
+impl<'a> Arguments<'a> {
+    pub fn lazy(source: Option<&'a mcp::message::Arguments>) -> Self {
+        Self {
+            source,
+            value: OnceCell::new(),
+        }
+    }
+
+    pub fn parsed(value: Option<Value>) -> Self {
+        let cell = OnceCell::new();
+        let _ = cell.set(value);
+        Self {
+            source: None,
+            value: cell,
+        }
+    }
+
+    fn get(&self) -> Option<&Value> {
+        self.value
+            .get_or_init(|| self.source.and_then(|s| s.value()))
+            .as_ref()
+    }
+}
+
+impl fmt::Debug for Arguments<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Arguments")
+    }
+}
+
+/// Everything a decision depends on.
+#[derive(Debug)]
+pub struct Question<'a> {
+    pub agent: &'a str,
+    /// The kernel-attested process, when there is one.
+    pub process: Option<&'a ProcessIdentity>,
+    /// Claims of the caller's verified token, when one was presented.
+    pub claims: Option<&'a Value>,
+    /// The identity rate limits are keyed on (never the MCP session).
+    pub rate_key: &'a str,
+    pub server: &'a str,
+    pub method: &'a str,
+    pub class: Class<'a>,
+    pub arguments: Arguments<'a>,
+    pub now: jiff::Timestamp,
+}
+
+/// A decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// What enforce mode does with the message.
+    pub allowed: bool,
+    /// The mode of the server the message is for.
+    pub mode: Mode,
+    pub rule: Arc<str>,
+    /// For denials: the message for the agent, naming the rule and what to ask for.
+    pub reason: String,
+}
+
+/// How one rule fared, for `agentgate policy explain`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trace {
+    pub rule: String,
+    pub origin: String,
+    pub effect: Effect,
+    /// "matched", or why it did not.
+    pub outcome: String,
+}
+
+#[derive(Debug)]
+struct Rule {
+    spec: RuleSpec,
+    name: Arc<str>,
+}
+
+/// Kinds of target in the exact-name index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Tool,
+    Prompt,
+    Resource,
+    Method,
+}
+
+#[derive(Debug, Default)]
+struct ServerIndex {
+    /// Rules naming the target exactly, by kind (tool, prompt, resource, method) and name.
+    exact: [HashMap<Box<str>, Vec<u32>>; 4],
+    /// Rules that select the server whole or by glob: checked for every message.
+    generic: Vec<u32>,
+    /// Allow rules for this server: any of them grants session plumbing.
+    access: Vec<u32>,
+}
+
+/// A compiled policy.
+#[derive(Debug)]
+pub struct Policy {
+    rules: Vec<Rule>,
+    mode: Mode,
+    server_modes: HashMap<String, Mode>,
+    index: HashMap<String, ServerIndex>,
+    pub config: PolicyConfig,
+}
+
+/// Why a rule does not decide a question.
+enum Miss {
+    /// Its selectors do not cover the question.
+    NotApplicable(String),
+    /// It covers the question, but a condition does not hold.
+    Condition(String),
+}
+
+impl Policy {
+    /// Compiles the policy of a validated config.
+    pub fn compile(config: &Config) -> Self {
+        let pc = config.policy.clone();
+        let rules: Vec<Rule> = pc
+            .rules
+            .iter()
+            .map(|spec| Rule {
+                name: Arc::from(spec.name.as_str()),
+                spec: spec.clone(),
+            })
+            .collect();
+        let mut index = HashMap::new();
+        let mut server_modes = HashMap::new();
+        for server in &config.servers {
+            let name = server.name.as_str();
+            server_modes.insert(name.to_owned(), server.policy_mode.unwrap_or(pc.mode));
+            let mut si = ServerIndex::default();
+            for (i, rule) in rules.iter().enumerate() {
+                let s = &rule.spec;
+                if !s.servers.iter().any(|p| p.matches(name)) {
+                    continue;
+                }
+                let i = i as u32;
+                if s.effect == Effect::Allow {
+                    si.access.push(i);
+                }
+                let lists = [
+                    (Kind::Tool, &s.tools),
+                    (Kind::Prompt, &s.prompts),
+                    (Kind::Resource, &s.resources),
+                    (Kind::Method, &s.methods),
+                ];
+                let generic = s.whole_server()
+                    || lists
+                        .iter()
+                        .any(|(_, l)| l.as_ref().is_some_and(|l| l.iter().any(|p| !p.is_exact())));
+                if generic {
+                    si.generic.push(i);
+                    continue;
+                }
+                for (kind, list) in lists {
+                    for p in list.iter().flatten() {
+                        let v = si.exact[kind as usize]
+                            .entry(Box::from(p.as_str()))
+                            .or_default();
+                        if v.last() != Some(&i) {
+                            v.push(i);
+                        }
+                    }
+                }
+            }
+            index.insert(name.to_owned(), si);
+        }
+        Self {
+            rules,
+            mode: pc.mode,
+            server_modes,
+            index,
+            config: pc,
+        }
+    }
+
+    /// The mode for a server.
+    pub fn mode(&self, server: &str) -> Mode {
+        self.server_modes.get(server).copied().unwrap_or(self.mode)
+    }
+
+    /// Decides, taking a token from the rate limit of the allowing rule.
+    pub fn decide(&self, q: &Question<'_>, limiter: &RateLimiter) -> Verdict {
+        self.evaluate(q, Some(limiter), None)
+    }
+
+    /// Decides without touching rate limits, and reports how every rule fared.
+    pub fn explain(&self, q: &Question<'_>) -> (Verdict, Vec<Trace>) {
+        let mut trace = Vec::new();
+        let verdict = self.evaluate(q, None, Some(&mut trace));
+        (verdict, trace)
+    }
+
+    /// Whether an agent may see a tool, prompt or resource in a list: some allow rule covers
+    /// it for the agent (conditions aside, since they depend on the call), and no deny rule
+    /// without conditions covers it.
+    pub fn visible(&self, agent: &str, server: &str, class: Class<'_>, method: &str) -> bool {
+        let Some(si) = self.index.get(server) else {
+            return false;
+        };
+        let mut allowed = false;
+        for i in self.candidates(si, class, method) {
+            let rule = &self.rules[i as usize];
+            if !rule.spec.agents.iter().any(|p| p.matches(agent))
+                || !applies(&rule.spec, class, method)
+            {
+                continue;
+            }
+            match rule.spec.effect {
+                Effect::Deny if !rule.spec.conditional() => return false,
+                Effect::Deny => {}
+                Effect::Allow => allowed = true,
+            }
+        }
+        allowed
+    }
+
+    fn candidates(&self, si: &ServerIndex, class: Class<'_>, method: &str) -> Vec<u32> {
+        let kind = match class {
+            Class::Tool(_) => Some(Kind::Tool),
+            Class::Prompt(_) => Some(Kind::Prompt),
+            Class::Resource(_) => Some(Kind::Resource),
+            Class::Session | Class::Method => None,
+        };
+        let mut out: Vec<u32> = si.generic.clone();
+        if let Some(kind) = kind
+            && let Some(v) = si.exact[kind as usize].get(class.target())
+        {
+            out.extend_from_slice(v);
+        }
+        if let Some(v) = si.exact[Kind::Method as usize].get(method) {
+            out.extend_from_slice(v);
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    fn evaluate(
+        &self,
+        q: &Question<'_>,
+        limiter: Option<&RateLimiter>,
+        mut trace: Option<&mut Vec<Trace>>,
+    ) -> Verdict {
+        let mode = self.mode(q.server);
+        let what = q.class.describe(q.method);
+        let Some(si) = self.index.get(q.server) else {
+            return Verdict {
+                allowed: false,
+                mode,
+                rule: Arc::from(DEFAULT_DENY),
+                reason: format!(
+                    "agentgate policy: no server named {:?} is configured",
+                    q.server
+                ),
+            };
+        };
+        let candidates = self.candidates(si, q.class, q.method);
+        let tracing = trace.is_some();
+        let mut note = |rule: &Rule, outcome: String| {
+            if let Some(t) = trace.as_deref_mut() {
+                t.push(Trace {
+                    rule: rule.spec.name.clone(),
+                    origin: rule.spec.origin.clone(),
+                    effect: rule.spec.effect,
+                    outcome,
+                });
+            }
+        };
+        // Deny rules first: any that matches decides.
+        let mut denied: Option<Verdict> = None;
+        for &i in &candidates {
+            let rule = &self.rules[i as usize];
+            if rule.spec.effect != Effect::Deny {
+                continue;
+            }
+            match self.matches(rule, q) {
+                Ok(()) => {
+                    note(rule, "matched".into());
+                    if denied.is_none() {
+                        let ask = rule.spec.message.clone().unwrap_or_else(|| {
+                            "Ask an administrator to change the policy if you need this.".into()
+                        });
+                        denied = Some(Verdict {
+                            allowed: false,
+                            mode,
+                            rule: rule.name.clone(),
+                            reason: format!(
+                                "agentgate policy: rule {:?} denies agent {:?} to {what} on server {:?}. {ask}",
+                                rule.spec.name, q.agent, q.server
+                            ),
+                        });
+                        if !tracing {
+                            break;
+                        }
+                    }
+                }
+                Err(Miss::NotApplicable(why) | Miss::Condition(why)) => note(rule, why),
+            }
+        }
+        if let Some(v) = denied {
+            return v;
+        }
+        if q.class == Class::Session {
+            for &i in &si.access {
+                let rule = &self.rules[i as usize];
+                if rule.spec.agents.iter().any(|p| p.matches(q.agent)) {
+                    note(rule, "matched: grants access to the server".into());
+                    return Verdict {
+                        allowed: true,
+                        mode,
+                        rule: rule.name.clone(),
+                        reason: String::new(),
+                    };
+                }
+            }
+        }
+        let mut misses: Vec<String> = Vec::new();
+        for &i in &candidates {
+            let rule = &self.rules[i as usize];
+            if rule.spec.effect != Effect::Allow {
+                continue;
+            }
+            match self.matches(rule, q) {
+                Ok(()) => {
+                    if let (Some(rate), Some(limiter)) = (&rule.spec.rate, limiter)
+                        && !limiter.take(
+                            rate,
+                            &rule.spec.name,
+                            q.rate_key,
+                            q.class.target(),
+                            Instant::now(),
+                        )
+                    {
+                        note(rule, "matched, but its rate limit is exhausted".into());
+                        return Verdict {
+                            allowed: false,
+                            mode,
+                            rule: rule.name.clone(),
+                            reason: format!(
+                                "agentgate policy: rule {:?} allows {} requests per {} to {what}, and agent {:?} has used them; retry later or ask for a higher limit.",
+                                rule.spec.name,
+                                rate.requests,
+                                humantime::format_duration(rate.per),
+                                q.agent
+                            ),
+                        };
+                    }
+                    note(rule, "matched".into());
+                    return Verdict {
+                        allowed: true,
+                        mode,
+                        rule: rule.name.clone(),
+                        reason: String::new(),
+                    };
+                }
+                Err(Miss::Condition(why)) => {
+                    misses.push(format!("rule {:?} did not apply: {why}", rule.spec.name));
+                    note(rule, why);
+                }
+                Err(Miss::NotApplicable(why)) => note(rule, why),
+            }
+        }
+        let detail = if misses.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", misses.join("; "))
+        };
+        Verdict {
+            allowed: false,
+            mode,
+            rule: Arc::from(DEFAULT_DENY),
+            reason: format!(
+                "agentgate policy: no rule allows agent {:?} to {what} on server {:?}{detail}. Ask an administrator for a rule that allows it.",
+                q.agent, q.server
+            ),
+        }
+    }
+
+    fn matches(&self, rule: &Rule, q: &Question<'_>) -> Result<(), Miss> {
+        let s = &rule.spec;
+        if !s.agents.iter().any(|p| p.matches(q.agent)) {
+            return Err(Miss::NotApplicable(format!("not for agent {:?}", q.agent)));
+        }
+        if !applies(s, q.class, q.method) {
+            return Err(Miss::NotApplicable("does not select this target".into()));
+        }
+        context::process_matches(&s.process, q.process).map_err(Miss::Condition)?;
+        context::token_matches(&s.token, q.claims).map_err(Miss::Condition)?;
+        context::in_windows(&s.time, q.now).map_err(Miss::Condition)?;
+        if !s.params.is_empty() {
+            let args = match q.class {
+                Class::Tool(_) | Class::Prompt(_) => q.arguments.get(),
+                _ => None,
+            };
+            for p in &s.params {
+                params::check(p, args).map_err(Miss::Condition)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether a rule's selectors cover a message (agents aside).
+fn applies(s: &RuleSpec, class: Class<'_>, method: &str) -> bool {
+    if s.whole_server() {
+        return true;
+    }
+    let any = |l: &Option<Vec<crate::config::policy::Pattern>>, name: &str| {
+        l.as_ref()
+            .is_some_and(|l| l.iter().any(|p| p.matches(name)))
+    };
+    let by_kind = match class {
+        Class::Tool(n) => any(&s.tools, n),
+        Class::Prompt(n) => any(&s.prompts, n),
+        Class::Resource(u) => any(&s.resources, u),
+        Class::Session | Class::Method => false,
+    };
+    by_kind || any(&s.methods, method)
+}
+
+#[cfg(test)]
+mod tests;
+
+/// The live policy: swapped whole on reload, read without locks on every message.
+#[derive(Debug)]
+pub struct Engine {
+    policy: arc_swap::ArcSwap<Policy>,
+    pins: arc_swap::ArcSwap<pins::Pins>,
+    pub limiter: RateLimiter,
+}
+
+/// Why a reload was refused (the old policy keeps serving).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("the gateway runs on the embedded default config; there is no file to reload")]
+    NoFile,
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Pins(#[from] pins::PinError),
+}
+
+impl Engine {
+    pub fn new(config: &Config) -> Result<Self, pins::PinError> {
+        let pins = pins::Pins::load(config.policy.pins_file.clone(), &config.policy.pins)?;
+        Ok(Self {
+            policy: arc_swap::ArcSwap::from_pointee(Policy::compile(config)),
+            pins: arc_swap::ArcSwap::from_pointee(pins),
+            limiter: RateLimiter::default(),
+        })
+    }
+
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.load_full()
+    }
+
+    pub fn pins(&self) -> Arc<pins::Pins> {
+        self.pins.load_full()
+    }
+
+    /// Replaces the policy with the one in `config` (its rules, modes and pins).
+    pub fn replace(&self, config: &Config) -> Result<(), pins::PinError> {
+        let pins = pins::Pins::load(config.policy.pins_file.clone(), &config.policy.pins)?;
+        pins.inherit(&self.pins.load());
+        let policy = Policy::compile(config);
+        self.pins.store(Arc::new(pins));
+        self.policy.store(Arc::new(policy));
+        Ok(())
+    }
+
+    /// Re-reads the config file and replaces the policy; on any error the old one stays.
+    pub fn reload(&self, source: Option<&std::path::Path>) -> Result<usize, ReloadError> {
+        let path = source.ok_or(ReloadError::NoFile)?;
+        let config = Config::load(path)?;
+        self.replace(&config)?;
+        Ok(config.policy.rules.len())
+    }
+}

@@ -1,0 +1,286 @@
+//! Context conditions: time windows, process attributes, token claims, and the token buckets
+//! of rate limits.
+
+use std::{
+    collections::HashMap,
+    hash::{BuildHasher, RandomState},
+    sync::Mutex,
+    time::Instant,
+};
+
+use serde_json::Value;
+
+use crate::{
+    config::policy::{ProcessSpec, RateSpec, TimeWindow, TokenSpec},
+    identity::ProcessIdentity,
+};
+
+/// Whether `now` falls in any of the windows (no windows: always).
+pub fn in_windows(windows: &[TimeWindow], now: jiff::Timestamp) -> Result<(), String> {
+    if windows.is_empty() || windows.iter().any(|w| in_window(w, now)) {
+        return Ok(());
+    }
+    let w = &windows[0];
+    Err(format!(
+        "outside the allowed hours ({:02}:{:02}-{:02}:{:02} {})",
+        w.from / 60,
+        w.from % 60,
+        w.to / 60,
+        w.to % 60,
+        w.tz_name
+    ))
+}
+
+fn in_window(w: &TimeWindow, now: jiff::Timestamp) -> bool {
+    let local = now.to_zoned(w.tz.clone());
+    let minutes = u16::from(local.hour() as u8) * 60 + u16::from(local.minute() as u8);
+    let today = local.weekday().to_monday_one_offset();
+    let day_ok = |d: i8| w.days.is_empty() || w.days.contains(&d);
+    if w.from < w.to {
+        (w.from..w.to).contains(&minutes) && day_ok(today)
+    } else if minutes >= w.from {
+        day_ok(today)
+    } else if minutes < w.to {
+        // The part after midnight belongs to the window that opened the day before.
+        day_ok(if today == 1 { 7 } else { today - 1 })
+    } else {
+        false
+    }
+}
+
+/// Whether the attested process has the attributes (no attestation: never, unless none asked).
+pub fn process_matches(spec: &ProcessSpec, p: Option<&ProcessIdentity>) -> Result<(), String> {
+    if spec.is_empty() {
+        return Ok(());
+    }
+    let Some(p) = p else {
+        return Err("the caller's process is not attested (explicit mode)".into());
+    };
+    let fail = |what: &str| Err(format!("process {what} is not among those allowed"));
+    if let Some(uids) = &spec.uid
+        && !uids.contains(&p.uid)
+    {
+        return fail("uid");
+    }
+    if let Some(exes) = &spec.exe
+        && !p.exe.as_ref().is_some_and(|e| exes.contains(e))
+    {
+        return fail("executable");
+    }
+    if let Some(hashes) = &spec.exe_sha256
+        && !p.exe_sha256.as_ref().is_some_and(|h| hashes.contains(h))
+    {
+        return fail("executable hash");
+    }
+    if let Some(units) = &spec.unit
+        && !p.unit.as_ref().is_some_and(|u| units.contains(u))
+    {
+        return fail("systemd unit");
+    }
+    if let Some(containers) = &spec.container
+        && !p.container.as_ref().is_some_and(|c| containers.contains(c))
+    {
+        return fail("container");
+    }
+    if !p.process_verified {
+        return Err("the process that connected could not be verified in /proc".into());
+    }
+    Ok(())
+}
+
+/// Whether the caller's token grants the scopes and carries the claims.
+pub fn token_matches(spec: &TokenSpec, claims: Option<&Value>) -> Result<(), String> {
+    if spec.is_empty() {
+        return Ok(());
+    }
+    let Some(claims) = claims else {
+        return Err("no token was presented".into());
+    };
+    let granted: Vec<&str> = match (claims.get("scope"), claims.get("scp")) {
+        (Some(Value::String(s)), _) => s.split(' ').filter(|s| !s.is_empty()).collect(),
+        (_, Some(Value::Array(a))) => a.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    if let Some(missing) = spec.scopes.iter().find(|s| !granted.contains(&s.as_str())) {
+        return Err(format!("the token lacks scope {missing:?}"));
+    }
+    for (name, accepted) in &spec.claims {
+        let ok = match claims.get(name) {
+            Some(Value::Array(values)) => values.iter().any(|v| accepted.contains(v)),
+            Some(v) => accepted.contains(v),
+            None => false,
+        };
+        if !ok {
+            return Err(format!(
+                "the token's claim {name:?} is not one of those allowed"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Buckets beyond this many are pruned (full ones first) so that a flood of identities cannot
+/// grow memory without bound.
+const MAX_BUCKETS: usize = 100_000;
+
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// Token buckets, keyed by (rule, agent identity, target). They outlive policy reloads.
+#[derive(Debug, Default)]
+pub struct RateLimiter {
+    hasher: RandomState,
+    buckets: Mutex<HashMap<u64, Bucket>>,
+}
+
+impl RateLimiter {
+    /// Takes one token; `false` when the bucket is empty.
+    pub fn take(
+        &self,
+        spec: &RateSpec,
+        rule: &str,
+        identity: &str,
+        target: &str,
+        now: Instant,
+    ) -> bool {
+        let key = self.hasher.hash_one((rule, identity, target));
+        let rate = f64::from(spec.requests) / spec.per.as_secs_f64();
+        let burst = f64::from(spec.burst);
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(&key) {
+            buckets.retain(|_, b| {
+                b.tokens < burst - 1.0 && now.duration_since(b.at).as_secs_f64() * rate < burst
+            });
+        }
+        let b = buckets.entry(key).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
+        let refill = now.saturating_duration_since(b.at).as_secs_f64() * rate;
+        b.tokens = (b.tokens + refill).min(burst);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn window(days: &[i8], from: u16, to: u16, tz: &str) -> TimeWindow {
+        TimeWindow {
+            days: days.to_vec(),
+            from,
+            to,
+            tz: jiff::tz::TimeZone::get(tz).unwrap(),
+            tz_name: tz.into(),
+        }
+    }
+
+    fn at(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn business_hours_in_a_time_zone() {
+        let w = [window(&[1, 2, 3, 4, 5], 9 * 60, 17 * 60, "Europe/Berlin")];
+        // 2026-11-20 is a Friday. Berlin is UTC+1 in November.
+        assert!(in_windows(&w, at("2026-11-20T08:00:00Z")).is_ok()); // 09:00 local
+        assert!(in_windows(&w, at("2026-11-20T07:59:59Z")).is_err()); // 08:59
+        assert!(in_windows(&w, at("2026-11-20T15:59:59Z")).is_ok()); // 16:59
+        assert!(in_windows(&w, at("2026-11-20T16:00:00Z")).is_err()); // 17:00
+        assert!(in_windows(&w, at("2026-11-21T10:00:00Z")).is_err()); // Saturday
+        // Summer time: UTC+2.
+        assert!(in_windows(&w, at("2026-07-01T07:00:00Z")).is_ok());
+        assert!(in_windows(&w, at("2026-07-01T06:59:00Z")).is_err());
+    }
+
+    #[test]
+    fn windows_across_midnight_belong_to_the_day_they_open() {
+        let w = [window(&[5], 22 * 60, 6 * 60, "UTC")];
+        assert!(in_windows(&w, at("2026-11-20T23:00:00Z")).is_ok()); // Friday night
+        assert!(in_windows(&w, at("2026-11-21T05:59:00Z")).is_ok()); // early Saturday
+        assert!(in_windows(&w, at("2026-11-21T06:00:00Z")).is_err());
+        assert!(in_windows(&w, at("2026-11-21T23:00:00Z")).is_err()); // Saturday night
+        assert!(in_windows(&w, at("2026-11-20T05:00:00Z")).is_err()); // after Thursday
+    }
+
+    #[test]
+    fn token_bucket_refills_at_the_configured_rate() {
+        let spec = RateSpec {
+            requests: 2,
+            per: Duration::from_secs(1),
+            burst: 3,
+        };
+        let r = RateLimiter::default();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert!(r.take(&spec, "rule", "agent:a", "query", t0));
+        }
+        assert!(!r.take(&spec, "rule", "agent:a", "query", t0));
+        // Another identity or tool has its own bucket.
+        assert!(r.take(&spec, "rule", "agent:b", "query", t0));
+        assert!(r.take(&spec, "rule", "agent:a", "other", t0));
+        // Half a second refills one token.
+        assert!(r.take(
+            &spec,
+            "rule",
+            "agent:a",
+            "query",
+            t0 + Duration::from_millis(500)
+        ));
+        assert!(!r.take(
+            &spec,
+            "rule",
+            "agent:a",
+            "query",
+            t0 + Duration::from_millis(500)
+        ));
+    }
+
+    #[test]
+    fn token_scopes_and_claims() {
+        let spec = TokenSpec {
+            scopes: vec!["db:read".into()],
+            claims: vec![("tenant".into(), vec![json!("acme")])],
+        };
+        assert!(token_matches(&spec, None).is_err());
+        assert!(
+            token_matches(
+                &spec,
+                Some(&json!({"scope": "a db:read", "tenant": "acme"}))
+            )
+            .is_ok()
+        );
+        assert!(
+            token_matches(
+                &spec,
+                Some(&json!({"scp": ["db:read"], "tenant": ["x", "acme"]}))
+            )
+            .is_ok()
+        );
+        assert!(
+            token_matches(
+                &spec,
+                Some(&json!({"scope": "db:readwrite", "tenant": "acme"}))
+            )
+            .is_err()
+        );
+        assert!(
+            token_matches(&spec, Some(&json!({"scope": "db:read", "tenant": "evil"}))).is_err()
+        );
+        assert!(token_matches(&TokenSpec::default(), None).is_ok());
+    }
+}

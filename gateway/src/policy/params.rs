@@ -1,0 +1,303 @@
+//! Parameter conditions: one argument, addressed by JSON pointer, tested by one matcher.
+//!
+//! Every matcher fails closed: a missing argument, a value of the wrong type, a relative path,
+//! an unparsable URL or SQL all make the condition false (an allow rule then does not apply).
+//! Only `present = false` is satisfied by absence.
+
+use serde_json::Value;
+
+use crate::config::policy::{Matcher, ParamSpec};
+
+/// Tests one condition against the arguments; the error says why it does not hold.
+pub fn check(spec: &ParamSpec, arguments: Option<&Value>) -> Result<(), String> {
+    let value = arguments.and_then(|a| a.pointer(&spec.pointer));
+    let at = if spec.pointer.is_empty() {
+        "the arguments"
+    } else {
+        spec.pointer.as_str()
+    };
+    let Some(value) = value else {
+        return match spec.matcher {
+            Matcher::Present(false) => Ok(()),
+            _ => Err(format!("argument {at} is missing")),
+        };
+    };
+    let string = || {
+        value
+            .as_str()
+            .ok_or_else(|| format!("argument {at} is not a string"))
+    };
+    match &spec.matcher {
+        Matcher::Present(true) => Ok(()),
+        Matcher::Present(false) => Err(format!("argument {at} must be absent")),
+        Matcher::Eq(want) if json_eq(value, want) => Ok(()),
+        Matcher::Eq(want) => Err(format!("argument {at} must equal {want}")),
+        Matcher::OneOf(set) if set.iter().any(|w| json_eq(value, w)) => Ok(()),
+        Matcher::OneOf(_) => Err(format!("argument {at} is not one of the allowed values")),
+        Matcher::Glob(patterns) => {
+            let s = string()?;
+            if patterns.iter().any(|p| p.matches(s)) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "argument {at} matches none of the allowed patterns"
+                ))
+            }
+        }
+        Matcher::Regex(re) => {
+            if re.is_match(string()?) {
+                Ok(())
+            } else {
+                Err(format!("argument {at} does not match /{}/", re.as_str()))
+            }
+        }
+        Matcher::Range { min, max } => {
+            let n = value
+                .as_f64()
+                .ok_or_else(|| format!("argument {at} is not a number"))?;
+            if min.is_some_and(|m| n < m) || max.is_some_and(|m| n > m) {
+                Err(format!(
+                    "argument {at} = {n} is out of range {}..={}",
+                    fmt_bound(*min),
+                    fmt_bound(*max)
+                ))
+            } else {
+                Ok(())
+            }
+        }
+        Matcher::Length { min, max } => {
+            let len = match value {
+                Value::String(s) => s.chars().count() as u64,
+                Value::Array(a) => a.len() as u64,
+                _ => return Err(format!("argument {at} has no length")),
+            };
+            if min.is_some_and(|m| len < m) || max.is_some_and(|m| len > m) {
+                Err(format!(
+                    "argument {at} has length {len}, outside the allowed range"
+                ))
+            } else {
+                Ok(())
+            }
+        }
+        Matcher::PathPrefix(prefixes) => {
+            let raw = string()?;
+            let path = if let Some(rest) = raw.strip_prefix("file://") {
+                url::Url::parse(raw)
+                    .ok()
+                    .filter(|u| {
+                        u.host_str()
+                            .is_none_or(|h| h.is_empty() || h == "localhost")
+                    })
+                    .and_then(|u| u.to_file_path().ok())
+                    .and_then(|p| p.to_str().map(str::to_owned))
+                    .ok_or_else(|| format!("argument {at} is not a local file URL: {rest:?}"))?
+            } else {
+                raw.to_owned()
+            };
+            let norm = normalise_path(&path)
+                .ok_or_else(|| format!("argument {at} is not an absolute path"))?;
+            if prefixes.iter().any(|p| under(&norm, p)) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "argument {at} ({norm}) is outside the allowed directories"
+                ))
+            }
+        }
+        Matcher::UrlHosts(hosts) => {
+            let url = url::Url::parse(string()?)
+                .map_err(|e| format!("argument {at} is not a URL: {e}"))?;
+            if !matches!(url.scheme(), "http" | "https" | "ws" | "wss") {
+                return Err(format!(
+                    "argument {at}: scheme {:?} is not allowed",
+                    url.scheme()
+                ));
+            }
+            let host = url.host_str().unwrap_or("");
+            let ok = hosts.iter().any(|h| match h.strip_prefix("*.") {
+                Some(domain) => {
+                    host.len() > domain.len() + 1
+                        && host.ends_with(domain)
+                        && host[..host.len() - domain.len()].ends_with('.')
+                }
+                None => h == host,
+            });
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("argument {at}: host {host:?} is not allowed"))
+            }
+        }
+        Matcher::Sql(sql) => {
+            super::sql::check(sql, string()?).map_err(|e| format!("argument {at}: {e}"))
+        }
+    }
+}
+
+fn fmt_bound(b: Option<f64>) -> String {
+    b.map_or(String::new(), |b| b.to_string())
+}
+
+/// JSON equality with numbers compared by value (1 == 1.0).
+fn json_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
+                (Some(x), Some(y), _, _) => x == y,
+                (_, _, Some(x), Some(y)) => x == y,
+                _ => x.as_f64() == y.as_f64(),
+            }
+        }
+        _ => a == b,
+    }
+}
+
+/// `/a/./b//c/../d` -> `/a/b/d`; `..` above the root stays at the root, as the kernel does.
+/// `None` for relative paths and paths with NUL.
+pub fn normalise_path(p: &str) -> Option<String> {
+    if !p.starts_with('/') || p.contains('\0') {
+        return None;
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for part in p.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    Some(format!("/{}", parts.join("/")))
+}
+
+/// Whether normalised `path` is `prefix` or below it (by whole components).
+fn under(path: &str, prefix: &str) -> bool {
+    prefix == "/"
+        || path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::policy::Pattern;
+
+    fn spec(pointer: &str, matcher: Matcher) -> ParamSpec {
+        ParamSpec {
+            pointer: pointer.into(),
+            matcher,
+        }
+    }
+
+    #[test]
+    fn path_prefix_normalises_traversal() {
+        let m = spec("/path", Matcher::PathPrefix(vec!["/srv/data".into()]));
+        let ok = |p: &str| check(&m, Some(&json!({ "path": p }))).is_ok();
+        assert!(ok("/srv/data"));
+        assert!(ok("/srv/data/report.csv"));
+        assert!(ok("/srv/./data//x/../y"));
+        assert!(ok("file:///srv/data/a%20b"));
+        assert!(!ok("/srv/data/../../etc/passwd"));
+        assert!(!ok("/srv/data/../secrets"));
+        assert!(!ok("/srv/database"));
+        assert!(!ok("/srv/dat"));
+        assert!(!ok("srv/data/x"));
+        assert!(!ok("../srv/data"));
+        assert!(!ok("/srv/data\u{0}/../../etc"));
+        assert!(!ok("file:///srv/data/%2e%2e/%2e%2e/etc/passwd"));
+        assert!(!ok("file://evil.example/srv/data/x"));
+        // Look-alikes are different directories.
+        assert!(!ok("/srv/dаta/x")); // Cyrillic a
+        assert!(!ok("/srv/data\u{2215}..\u{2215}etc")); // division slash is not a separator
+        assert!(check(&m, Some(&json!({ "path": 5 }))).is_err());
+        assert!(check(&m, Some(&json!({}))).is_err());
+        assert!(check(&m, None).is_err());
+        let root = spec("/path", Matcher::PathPrefix(vec!["/".into()]));
+        assert!(check(&root, Some(&json!({ "path": "/../../x" }))).is_ok());
+        assert_eq!(normalise_path("/../../etc"), Some("/etc".into()));
+    }
+
+    #[test]
+    fn url_hosts_use_the_parsed_host() {
+        let m = spec(
+            "/url",
+            Matcher::UrlHosts(vec!["api.example.com".into(), "*.trusted.org".into()]),
+        );
+        let ok = |u: &str| check(&m, Some(&json!({ "url": u }))).is_ok();
+        assert!(ok("https://api.example.com/v1"));
+        // A trailing dot is another spelling of the host; fail closed rather than guess.
+        assert!(!ok("https://api.example.com./v1"));
+        assert!(ok("https://API.EXAMPLE.COM/v1"));
+        assert!(ok("https://a.b.trusted.org/"));
+        assert!(!ok("https://trusted.org/"));
+        assert!(!ok("https://eviltrusted.org/"));
+        assert!(!ok("https://api.example.com@evil.com/"));
+        assert!(!ok("https://api.example.com.evil.com/"));
+        assert!(!ok("https://evil.com/?u=https://api.example.com"));
+        assert!(!ok("https://evil.com\\@api.example.com/"));
+        assert!(!ok("file:///etc/passwd"));
+        assert!(!ok("javascript:alert(1)"));
+        assert!(!ok("https://аpi.example.com/")); // Cyrillic a: punycode host
+        assert!(!ok("http://0x7f.1/"));
+        assert!(!ok("not a url"));
+    }
+
+    #[test]
+    fn scalar_matchers() {
+        let eq = spec("/mode", Matcher::Eq(json!("fast")));
+        assert!(check(&eq, Some(&json!({"mode": "fast"}))).is_ok());
+        assert!(check(&eq, Some(&json!({"mode": "Fast"}))).is_err());
+        assert!(check(&eq, Some(&json!({"mode": ["fast"]}))).is_err());
+        let n = spec("/n", Matcher::Eq(json!(1)));
+        assert!(check(&n, Some(&json!({"n": 1.0}))).is_ok());
+        let set = spec("/c", Matcher::OneOf(vec![json!("a"), json!(2)]));
+        assert!(check(&set, Some(&json!({"c": 2}))).is_ok());
+        assert!(check(&set, Some(&json!({"c": "2"}))).is_err());
+        let range = spec(
+            "/limit",
+            Matcher::Range {
+                min: Some(1.0),
+                max: Some(100.0),
+            },
+        );
+        assert!(check(&range, Some(&json!({"limit": 100}))).is_ok());
+        assert!(check(&range, Some(&json!({"limit": 100.5}))).is_err());
+        assert!(check(&range, Some(&json!({"limit": -1}))).is_err());
+        assert!(check(&range, Some(&json!({"limit": "5"}))).is_err());
+        assert!(check(&range, Some(&json!({"limit": 1e300}))).is_err());
+        let len = spec(
+            "/q",
+            Matcher::Length {
+                min: None,
+                max: Some(3),
+            },
+        );
+        assert!(check(&len, Some(&json!({"q": "äöü"}))).is_ok());
+        assert!(check(&len, Some(&json!({"q": "abcd"}))).is_err());
+        assert!(check(&len, Some(&json!({"q": "x".repeat(1 << 20)}))).is_err());
+        let absent = spec("/debug", Matcher::Present(false));
+        assert!(check(&absent, Some(&json!({}))).is_ok());
+        assert!(check(&absent, Some(&json!({"debug": null}))).is_err());
+        let present = spec("/a~1b/0", Matcher::Present(true));
+        assert!(check(&present, Some(&json!({"a/b": [1]}))).is_ok());
+        let re = spec(
+            "/name",
+            Matcher::Regex(regex::Regex::new("^[a-z]+$").unwrap()),
+        );
+        assert!(check(&re, Some(&json!({"name": "abc"}))).is_ok());
+        assert!(check(&re, Some(&json!({"name": "abc\n"}))).is_err());
+        assert!(check(&re, Some(&json!({"name": "аbc"}))).is_err()); // Cyrillic a
+        assert!(check(&re, Some(&json!({"name": "a".repeat(1 << 20)}))).is_ok());
+        let glob = spec(
+            "/name",
+            Matcher::Glob(vec![Pattern::parse("report-*.csv").unwrap()]),
+        );
+        assert!(check(&glob, Some(&json!({"name": "report-2026.csv"}))).is_ok());
+        assert!(check(&glob, Some(&json!({"name": "report-2026.csv.exe"}))).is_err());
+    }
+}

@@ -1,0 +1,513 @@
+//! Tool definition pinning and the checks on what a definition says.
+//!
+//! The first definition seen of each (server, tool), or the one configured, is pinned by the
+//! SHA-256 of its canonical JSON (name, title, description, inputSchema, outputSchema,
+//! annotations; keys sorted). A later definition with another hash is a rug pull until an
+//! operator accepts it with `agentgate policy pin`: the tool is hidden from lists and refused in
+//! calls. Pins live in a JSON file so that they survive restarts; it is rewritten atomically
+//! (temporary file, fsync, rename, fsync of the directory) under an advisory lock that the CLI
+//! takes too.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fs::File,
+    io::Write,
+    path::{Path, PathBuf},
+    sync::Mutex,
+};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::config::policy::PinSpec;
+
+/// Members of a tool definition that the pin covers.
+const PINNED_MEMBERS: [&str; 6] = [
+    "name",
+    "title",
+    "description",
+    "inputSchema",
+    "outputSchema",
+    "annotations",
+];
+
+/// Lower-case hex SHA-256 of a tool definition's canonical form.
+pub fn definition_hash(tool: &Value) -> String {
+    let mut subset = serde_json::Map::new();
+    for key in PINNED_MEMBERS {
+        if let Some(v) = tool.get(key) {
+            subset.insert(key.to_owned(), v.clone());
+        }
+    }
+    // serde_json's map is ordered by key (no preserve_order feature): this is canonical.
+    let bytes = serde_json::to_vec(&Value::Object(subset)).unwrap_or_default();
+    hex(&Sha256::digest(&bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Characters that hide text from a human reader of a tool description, or drive a terminal.
+pub fn suspicious_char(c: char) -> Option<&'static str> {
+    match c {
+        '\u{E0000}'..='\u{E007F}' => Some("Unicode tag characters"),
+        '\u{200B}'..='\u{200D}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{180E}' => {
+            Some("zero-width characters")
+        }
+        '\u{200E}'
+        | '\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2066}'..='\u{2069}'
+        | '\u{061C}' => Some("bidirectional controls"),
+        '\u{1B}' | '\u{9B}' => Some("terminal escape sequences"),
+        '\u{0}'..='\u{8}'
+        | '\u{B}'
+        | '\u{C}'
+        | '\u{E}'..='\u{1A}'
+        | '\u{1C}'..='\u{1F}'
+        | '\u{7F}'..='\u{9A}'
+        | '\u{9C}'..='\u{9F}' => Some("control characters"),
+        _ => None,
+    }
+}
+
+/// What is suspicious anywhere in a definition's strings (descriptions of parameters too).
+pub fn flags(tool: &Value) -> Vec<&'static str> {
+    fn walk(v: &Value, out: &mut Vec<&'static str>) {
+        match v {
+            Value::String(s) => {
+                for f in s.chars().filter_map(suspicious_char) {
+                    if !out.contains(&f) {
+                        out.push(f);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+            Value::Object(o) => o.iter().for_each(|(k, v)| {
+                walk(&Value::String(k.clone()), out);
+                walk(v, out);
+            }),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(tool, &mut out);
+    out
+}
+
+/// The pin file.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinFile {
+    pub version: u32,
+    /// server -> tool -> entry
+    pub servers: BTreeMap<String, BTreeMap<String, PinEntry>>,
+}
+
+/// One tool's pin.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinEntry {
+    pub pinned: String,
+    /// The latest definition seen that differs from the pin: what `policy pin` accepts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<String>,
+}
+
+/// Why the pin store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PinError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a pin file: {source}")]
+    Format {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("no definition of tool {tool:?} on server {server:?} has been seen; nothing to pin")]
+    NothingToPin { server: String, tool: String },
+}
+
+/// What the store says about a definition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// It matches the pin.
+    Pinned,
+    /// First sight: it is pinned now.
+    NewlyPinned,
+    /// It differs from the pin. `new`: this definition was not seen before (report it).
+    Changed { pinned: String, new: bool },
+}
+
+/// Pins in memory, mirrored to the pin file.
+#[derive(Debug)]
+pub struct Pins {
+    file: Option<PathBuf>,
+    configured: HashMap<(String, String), String>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    file: PinFile,
+    /// The hash last seen per (server, tool): a call is refused while it is not the pin.
+    current: HashMap<(String, String), String>,
+    /// Tools whose last definition seen carries hidden text, and what kind.
+    flagged: HashMap<(String, String), String>,
+}
+
+impl Pins {
+    /// Loads the pin file (a missing file is an empty store; a corrupt one is an error, since
+    /// starting empty would accept every changed definition as new).
+    pub fn load(file: Option<PathBuf>, configured: &[PinSpec]) -> Result<Self, PinError> {
+        let data = match &file {
+            Some(path) => read_file(path)?,
+            None => PinFile::default(),
+        };
+        Ok(Self {
+            file,
+            configured: configured
+                .iter()
+                .map(|p| ((p.server.clone(), p.tool.clone()), p.sha256.clone()))
+                .collect(),
+            state: Mutex::new(State {
+                file: data,
+                ..State::default()
+            }),
+        })
+    }
+
+    /// Takes over what an older store learnt at runtime (after a reload).
+    pub fn inherit(&self, old: &Pins) {
+        let old = lock(&old.state);
+        let mut st = lock(&self.state);
+        st.current = old.current.clone();
+        st.flagged = old.flagged.clone();
+    }
+
+    fn pinned(&self, st: &State, server: &str, tool: &str) -> Option<String> {
+        self.configured
+            .get(&(server.to_owned(), tool.to_owned()))
+            .cloned()
+            .or_else(|| {
+                st.file
+                    .servers
+                    .get(server)
+                    .and_then(|t| t.get(tool))
+                    .map(|e| e.pinned.clone())
+            })
+    }
+
+    /// Records a definition seen in a tools/list result.
+    pub fn observe(&self, server: &str, tool: &str, hash: &str) -> Status {
+        let mut st = lock(&self.state);
+        st.current
+            .insert((server.to_owned(), tool.to_owned()), hash.to_owned());
+        let status = match self.pinned(&st, server, tool) {
+            Some(p) if p == hash => return Status::Pinned,
+            Some(pinned) => {
+                let new = st
+                    .file
+                    .servers
+                    .get(server)
+                    .and_then(|t| t.get(tool))
+                    .is_none_or(|e| e.pending.as_deref() != Some(hash));
+                Status::Changed { pinned, new }
+            }
+            None => Status::NewlyPinned,
+        };
+        let entries = st.file.servers.entry(server.to_owned()).or_default();
+        let dirty = match &status {
+            Status::NewlyPinned => {
+                entries.insert(
+                    tool.to_owned(),
+                    PinEntry {
+                        pinned: hash.to_owned(),
+                        pending: None,
+                    },
+                );
+                true
+            }
+            Status::Changed { pinned, .. } => {
+                let e = entries.entry(tool.to_owned()).or_insert(PinEntry {
+                    pinned: pinned.clone(),
+                    pending: None,
+                });
+                let changed = e.pending.as_deref() != Some(hash);
+                e.pending = Some(hash.to_owned());
+                changed
+            }
+            Status::Pinned => false,
+        };
+        if dirty && let Some(path) = &self.file {
+            // Merge with the file: an operator may have pinned something since it was read.
+            let result = update_file(path, |f| {
+                let e = f.servers.entry(server.to_owned()).or_default();
+                match &status {
+                    Status::NewlyPinned => {
+                        e.entry(tool.to_owned()).or_insert(PinEntry {
+                            pinned: hash.to_owned(),
+                            pending: None,
+                        });
+                    }
+                    Status::Changed { pinned, .. } => {
+                        let entry = e.entry(tool.to_owned()).or_insert(PinEntry {
+                            pinned: pinned.clone(),
+                            pending: None,
+                        });
+                        if entry.pinned != hash {
+                            entry.pending = Some(hash.to_owned());
+                        }
+                    }
+                    Status::Pinned => {}
+                }
+                Ok(())
+            });
+            match result {
+                Ok(merged) => st.file = merged,
+                Err(error) => {
+                    tracing::error!(%error, server, tool, "Could not save a tool pin; it holds in memory only.")
+                }
+            }
+        }
+        status
+    }
+
+    /// Records what hidden text the last definition seen of a tool carries (empty: none).
+    pub fn flag(&self, server: &str, tool: &str, flags: &[&str]) {
+        let key = (server.to_owned(), tool.to_owned());
+        let mut st = lock(&self.state);
+        if flags.is_empty() {
+            st.flagged.remove(&key);
+        } else {
+            st.flagged.insert(key, flags.join(", "));
+        }
+    }
+
+    /// Why a tool may not be called: its last definition seen differs from its pin, or (when
+    /// `flagged_blocks`) carries hidden text. `None` when it may.
+    pub fn blocked(&self, server: &str, tool: &str, flagged_blocks: bool) -> Option<String> {
+        let st = lock(&self.state);
+        let key = (server.to_owned(), tool.to_owned());
+        if flagged_blocks && let Some(f) = st.flagged.get(&key) {
+            return Some(format!("its description contains {f}"));
+        }
+        let current = st.current.get(&key)?;
+        match self.pinned(&st, server, tool) {
+            Some(p) if &p != current => Some(format!(
+                "its definition changed since it was pinned (pinned {}, now {})",
+                &p[..p.len().min(12)],
+                &current[..current.len().min(12)]
+            )),
+            _ => None,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn io(path: &Path, source: std::io::Error) -> PinError {
+    PinError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn read_file(path: &Path) -> Result<PinFile, PinError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| PinError::Format {
+            path: path.display().to_string(),
+            source,
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(PinFile {
+            version: 1,
+            ..PinFile::default()
+        }),
+        Err(e) => Err(io(path, e)),
+    }
+}
+
+/// Read-modify-write of the pin file under an exclusive lock on `<file>.lock`.
+pub fn update_file(
+    path: &Path,
+    change: impl FnOnce(&mut PinFile) -> Result<(), PinError>,
+) -> Result<PinFile, PinError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let lock_path = path.with_extension("lock");
+    let lock_file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| io(&lock_path, e))?;
+    // flock(2): released when `lock_file` is closed.
+    lock_file.lock().map_err(|e| io(&lock_path, e))?;
+    let mut data = read_file(path)?;
+    data.version = 1;
+    change(&mut data)?;
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).map_err(|e| io(&tmp, e))?;
+    let text = serde_json::to_vec_pretty(&data).unwrap_or_default();
+    f.write_all(&text)
+        .and_then(|()| f.write_all(b"\n"))
+        .and_then(|()| f.sync_all())
+        .map_err(|e| io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io(path, e))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io(dir, e))?;
+    drop(lock_file);
+    Ok(data)
+}
+
+/// `agentgate policy pin`: accepts the pending definition of a tool (or pins `sha256`).
+pub fn pin(
+    path: &Path,
+    server: &str,
+    tool: &str,
+    sha256: Option<&str>,
+) -> Result<String, PinError> {
+    let mut accepted = String::new();
+    update_file(path, |f| {
+        let entry = f.servers.get_mut(server).and_then(|t| t.get_mut(tool));
+        let hash = match (sha256, entry.as_ref().and_then(|e| e.pending.clone())) {
+            (Some(h), _) => h.to_owned(),
+            (None, Some(p)) => p,
+            (None, None) => {
+                return Err(PinError::NothingToPin {
+                    server: server.to_owned(),
+                    tool: tool.to_owned(),
+                });
+            }
+        };
+        accepted = hash.clone();
+        f.servers.entry(server.to_owned()).or_default().insert(
+            tool.to_owned(),
+            PinEntry {
+                pinned: hash,
+                pending: None,
+            },
+        );
+        Ok(())
+    })?;
+    Ok(accepted)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn hash_is_canonical_and_covers_the_definition() {
+        let a = json!({"name": "q", "description": "d", "inputSchema": {"type": "object", "properties": {"a": {}, "b": {}}}});
+        let b: Value = serde_json::from_str(r#"{"inputSchema": {"properties": {"b": {}, "a": {}}, "type": "object"}, "description": "d", "name": "q", "_meta": {"x": 1}}"#).unwrap();
+        assert_eq!(definition_hash(&a), definition_hash(&b));
+        let c = json!({"name": "q", "description": "d ", "inputSchema": a["inputSchema"].clone()});
+        assert_ne!(definition_hash(&a), definition_hash(&c));
+        let d = json!({"name": "q", "description": "d", "inputSchema": a["inputSchema"].clone(), "annotations": {"readOnlyHint": true}});
+        assert_ne!(definition_hash(&a), definition_hash(&d));
+    }
+
+    #[test]
+    fn hidden_text_is_flagged() {
+        assert!(flags(&json!({"description": "Adds two numbers."})).is_empty());
+        assert_eq!(
+            flags(&json!({"description": "ok\u{E0041}\u{E0042}"})),
+            ["Unicode tag characters"]
+        );
+        assert_eq!(
+            flags(&json!({"description": "a\u{200B}b"})),
+            ["zero-width characters"]
+        );
+        assert_eq!(
+            flags(&json!({"description": "a\u{202E}b"})),
+            ["bidirectional controls"]
+        );
+        assert_eq!(
+            flags(&json!({"description": "\u{1b}[8mhidden\u{1b}[0m"})),
+            ["terminal escape sequences"]
+        );
+        assert_eq!(
+            flags(&json!({"inputSchema": {"properties": {"x": {"description": "\u{2066}x"}}}})),
+            ["bidirectional controls"]
+        );
+        assert!(flags(&json!({"description": "line\nbreak\ttab, naïve café 日本"})).is_empty());
+    }
+
+    #[test]
+    fn first_sight_pins_and_a_change_blocks_until_pinned() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pins.json");
+        let pins = Pins::load(Some(path.clone()), &[]).unwrap();
+        assert_eq!(pins.observe("s", "t", "aa"), Status::NewlyPinned);
+        assert_eq!(pins.observe("s", "t", "aa"), Status::Pinned);
+        assert_eq!(pins.blocked("s", "t", true), None);
+        assert_eq!(
+            pins.observe("s", "t", "bb"),
+            Status::Changed {
+                pinned: "aa".into(),
+                new: true
+            }
+        );
+        assert_eq!(
+            pins.observe("s", "t", "bb"),
+            Status::Changed {
+                pinned: "aa".into(),
+                new: false
+            }
+        );
+        assert!(
+            pins.blocked("s", "t", true)
+                .unwrap()
+                .contains("changed since it was pinned")
+        );
+        pins.flag("s", "u", &["zero-width characters"]);
+        assert!(pins.blocked("s", "u", true).unwrap().contains("zero-width"));
+        assert_eq!(pins.blocked("s", "u", false), None);
+        // The store survives a restart, pending change included.
+        let again = Pins::load(Some(path.clone()), &[]).unwrap();
+        assert_eq!(
+            again.observe("s", "t", "bb"),
+            Status::Changed {
+                pinned: "aa".into(),
+                new: false
+            }
+        );
+        assert_eq!(pin(&path, "s", "t", None).unwrap(), "bb");
+        let after = Pins::load(Some(path.clone()), &[]).unwrap();
+        assert_eq!(after.observe("s", "t", "bb"), Status::Pinned);
+        assert!(matches!(
+            pin(&path, "s", "nope", None),
+            Err(PinError::NothingToPin { .. })
+        ));
+        // A configured pin wins over the file.
+        let configured = Pins::load(
+            Some(path.clone()),
+            &[PinSpec {
+                server: "s".into(),
+                tool: "t".into(),
+                sha256: "cc".into(),
+            }],
+        )
+        .unwrap();
+        assert!(matches!(
+            configured.observe("s", "t", "bb"),
+            Status::Changed { .. }
+        ));
+        std::fs::write(&path, "{not json").unwrap();
+        assert!(matches!(
+            Pins::load(Some(path), &[]),
+            Err(PinError::Format { .. })
+        ));
+    }
+}

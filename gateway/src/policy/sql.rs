@@ -1,0 +1,525 @@
+//! What a SQL string does: its statement kinds and the tables it touches, read with sqlparser's
+//! PostgreSQL dialect.
+//!
+//! The matcher must hold however the SQL is written, so it works on the parsed tree, never on
+//! the text: aliases, quoting, comments, case, joins, subqueries, set operations, CTEs
+//! (including data-modifying ones) and several statements in one string all reduce to the same
+//! set of (schema, table) pairs. CTE names are scoped as PostgreSQL scopes them, so a CTE cannot
+//! launder a real table of the same name. Anything sqlparser cannot parse is denied, as is
+//! anything whose tables cannot be named (`TABLE` without a name, say).
+
+use std::{collections::BTreeSet, ops::ControlFlow};
+
+use sqlparser::{
+    ast::{ObjectName, Query, SetExpr, Statement, Visit, Visitor},
+    dialect::PostgreSqlDialect,
+    parser::Parser,
+};
+
+use crate::config::policy::SqlSpec;
+
+/// Deepest nesting sqlparser is allowed to follow before giving up (and the query is denied).
+const RECURSION_LIMIT: usize = 64;
+
+/// The facts the matcher decides on.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Analysis {
+    pub kinds: BTreeSet<String>,
+    /// (schema, table), with unqualified names in the default schema.
+    pub tables: BTreeSet<(String, String)>,
+    /// Tables named without a schema (for schema-less deny entries).
+    pub unqualified: BTreeSet<String>,
+}
+
+/// PostgreSQL's folding of an unquoted identifier.
+pub fn fold_ident(s: &str) -> String {
+    s.to_lowercase()
+}
+
+/// Parses `sql` and collects what it does.
+pub fn analyse(sql: &str, default_schema: &str) -> Result<Analysis, String> {
+    let statements = Parser::new(&PostgreSqlDialect {})
+        .with_recursion_limit(RECURSION_LIMIT)
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_statements())
+        .map_err(|e| format!("the SQL does not parse: {e}"))?;
+    if statements.is_empty() {
+        return Err("the SQL contains no statement".into());
+    }
+    let mut walker = Walker {
+        default_schema,
+        out: Analysis::default(),
+        scopes: Vec::new(),
+        error: None,
+    };
+    for statement in &statements {
+        walker.out.kinds.insert(statement_kind(statement));
+        if let Statement::Explain {
+            statement: inner, ..
+        } = statement
+        {
+            // EXPLAIN ANALYZE runs the statement: judge it as if it ran.
+            walker.out.kinds.insert(statement_kind(inner));
+        }
+        let _ = statement.visit(&mut walker);
+        if let Some(e) = walker.error.take() {
+            return Err(e);
+        }
+    }
+    Ok(walker.out)
+}
+
+/// Checks an analysis against a spec; the error says what was refused.
+pub fn check(spec: &SqlSpec, sql: &str) -> Result<(), String> {
+    let a = analyse(sql, &spec.default_schema)?;
+    if let Some(allowed) = &spec.statements
+        && let Some(kind) = a.kinds.iter().find(|k| !allowed.contains(*k))
+    {
+        return Err(format!("statement kind {kind:?} is not allowed"));
+    }
+    for (schema, table) in &a.tables {
+        let denied = spec
+            .deny_tables
+            .iter()
+            .any(|(s, t)| t == table && s.as_ref().is_none_or(|s| s == schema));
+        if denied {
+            return Err(format!("table {schema}.{table} is denied"));
+        }
+        if let Some(allowed) = &spec.tables
+            && !allowed.contains(&(schema.clone(), table.clone()))
+        {
+            return Err(format!(
+                "table {schema}.{table} is not among the allowed tables"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The kind name of a statement (see `SQL_KINDS`).
+fn statement_kind(s: &Statement) -> String {
+    let kind = match s {
+        Statement::Query(q) => return query_kind(q).to_owned(),
+        Statement::Insert(_) => "insert",
+        Statement::Update { .. } => "update",
+        Statement::Delete(_) => "delete",
+        Statement::Merge { .. } => "merge",
+        Statement::Copy { .. } => "copy",
+        Statement::Truncate { .. } => "truncate",
+        Statement::Explain { .. } | Statement::ExplainTable { .. } => "explain",
+        Statement::Grant { .. } => "grant",
+        Statement::Revoke { .. } => "revoke",
+        Statement::Set(_) | Statement::Reset(_) => "set",
+        Statement::ShowVariable { .. } | Statement::ShowVariables { .. } => "show",
+        Statement::StartTransaction { .. }
+        | Statement::Commit { .. }
+        | Statement::Rollback { .. }
+        | Statement::Savepoint { .. }
+        | Statement::ReleaseSavepoint { .. } => "transaction",
+        Statement::Call(_) => "call",
+        Statement::Execute { .. } => "execute",
+        Statement::Prepare { .. } | Statement::Deallocate { .. } => "prepare",
+        Statement::Lock(_) | Statement::LockTables { .. } => "lock",
+        Statement::Vacuum(_) => "vacuum",
+        Statement::Analyze { .. } => "analyze",
+        other => {
+            // Every CREATE/ALTER/DROP variant, by the variant's own name.
+            let name = format!("{other:?}");
+            let variant: String = name
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
+            for prefix in ["Create", "Alter", "Drop"] {
+                if variant.starts_with(prefix) {
+                    return prefix.to_ascii_lowercase();
+                }
+            }
+            "other"
+        }
+    };
+    kind.to_owned()
+}
+
+fn query_kind(q: &Query) -> &'static str {
+    if !q.locks.is_empty() {
+        return "select_for_update";
+    }
+    set_expr_kind(&q.body)
+}
+
+fn set_expr_kind(e: &SetExpr) -> &'static str {
+    match e {
+        SetExpr::Select(s) if s.into.is_some() => "select_into",
+        SetExpr::Select(_) | SetExpr::Values(_) | SetExpr::Table(_) => "select",
+        SetExpr::Query(q) => query_kind(q),
+        SetExpr::SetOperation { left, right, .. } => {
+            let (l, r) = (set_expr_kind(left), set_expr_kind(right));
+            if l != "select" { l } else { r }
+        }
+        SetExpr::Insert(_) => "insert",
+        SetExpr::Update(_) => "update",
+        SetExpr::Delete(_) => "delete",
+        SetExpr::Merge(_) => "merge",
+    }
+}
+
+/// One query's CTE scope.
+struct Scope {
+    /// CTE names visible to relations read directly in this query.
+    visible: Vec<String>,
+    /// For a query with WITH: each CTE body and the names visible inside it.
+    bodies: Vec<(*const Query, Vec<String>)>,
+}
+
+struct Walker<'a> {
+    default_schema: &'a str,
+    out: Analysis,
+    scopes: Vec<Scope>,
+    error: Option<String>,
+}
+
+impl Walker<'_> {
+    fn record(&mut self, schema: Option<String>, table: String) {
+        if schema.is_none() {
+            self.out.unqualified.insert(table.clone());
+        }
+        let schema = schema.unwrap_or_else(|| self.default_schema.to_owned());
+        self.out.tables.insert((schema, table));
+    }
+
+    /// Tables named by a query's own body that the relation visitor does not see.
+    fn body_tables(&mut self, e: &SetExpr) {
+        match e {
+            SetExpr::Table(t) => match &t.table_name {
+                Some(name) => {
+                    let schema = t.schema_name.as_deref().map(fold_ident);
+                    let table = fold_ident(name);
+                    if schema.is_some() || !self.is_cte(&table) {
+                        self.record(schema, table);
+                    }
+                }
+                None => self.error = Some("a TABLE statement without a table name".into()),
+            },
+            SetExpr::SetOperation { left, right, .. } => {
+                self.body_tables(left);
+                self.body_tables(right);
+            }
+            _ => {}
+        }
+    }
+
+    fn is_cte(&self, name: &str) -> bool {
+        self.scopes
+            .last()
+            .is_some_and(|s| s.visible.iter().any(|v| v == name))
+    }
+}
+
+fn ident_text(ident: &sqlparser::ast::Ident) -> String {
+    match ident.quote_style {
+        Some(_) => ident.value.clone(),
+        None => fold_ident(&ident.value),
+    }
+}
+
+impl Visitor for Walker<'_> {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+        let ptr = query as *const Query;
+        let inherited = match self.scopes.last() {
+            Some(parent) => match parent.bodies.iter().find(|(p, _)| *p == ptr) {
+                Some((_, names)) => names.clone(),
+                None => parent.visible.clone(),
+            },
+            None => Vec::new(),
+        };
+        let mut scope = Scope {
+            visible: inherited.clone(),
+            bodies: Vec::new(),
+        };
+        if let Some(with) = &query.with {
+            let names: Vec<String> = with
+                .cte_tables
+                .iter()
+                .map(|c| ident_text(&c.alias.name))
+                .collect();
+            for (i, cte) in with.cte_tables.iter().enumerate() {
+                // Non-recursive WITH: a CTE sees only the CTEs before it. A forward reference
+                // names a real table, and must be judged as one.
+                let mut inside = inherited.clone();
+                let upto = if with.recursive { names.len() } else { i };
+                inside.extend(names[..upto].iter().cloned());
+                scope.bodies.push((&*cte.query as *const Query, inside));
+            }
+            scope.visible.extend(names);
+        }
+        self.scopes.push(scope);
+        self.body_tables(&query.body);
+        // A data-modifying CTE or subquery makes the statement modify data, whatever its top.
+        self.out.kinds.insert(query_kind(query).to_owned());
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<()> {
+        self.out.kinds.insert(statement_kind(statement));
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+        self.scopes.pop();
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<()> {
+        let mut parts = Vec::with_capacity(relation.0.len());
+        for part in &relation.0 {
+            match part.as_ident() {
+                Some(ident) => parts.push(ident_text(ident)),
+                None => {
+                    self.error = Some(format!("cannot name the relation {relation}"));
+                    return ControlFlow::Break(());
+                }
+            }
+        }
+        match parts.as_slice() {
+            [table] if self.is_cte(table) => {}
+            [table] => self.record(None, table.clone()),
+            // catalog.schema.table: PostgreSQL allows only the current database as catalog.
+            [.., schema, table] => self.record(Some(schema.clone()), table.clone()),
+            [] => self.error = Some("an empty relation name".into()),
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    fn tables(sql: &str) -> Vec<String> {
+        analyse(sql, "public")
+            .unwrap()
+            .tables
+            .into_iter()
+            .map(|(s, t)| format!("{s}.{t}"))
+            .collect()
+    }
+
+    fn spec(statements: &[&str], tables: &[&str]) -> SqlSpec {
+        SqlSpec {
+            statements: Some(statements.iter().map(|s| s.to_string()).collect()),
+            tables: Some(
+                tables
+                    .iter()
+                    .map(|t| ("public".to_owned(), t.to_string()))
+                    .collect::<HashSet<_>>(),
+            ),
+            deny_tables: Vec::new(),
+            default_schema: "public".into(),
+        }
+    }
+
+    #[test]
+    fn tables_through_every_shape_of_query() {
+        let cases: &[(&str, &[&str])] = &[
+            ("SELECT * FROM customers", &["public.customers"]),
+            ("select * from CUSTOMERS c", &["public.customers"]),
+            ("SELECT * FROM \"customers\"", &["public.customers"]),
+            ("SELECT * FROM \"Customers\"", &["public.Customers"]),
+            ("SELECT * FROM public.financials", &["public.financials"]),
+            (
+                "SELECT * FROM \"public\".\"financials\"",
+                &["public.financials"],
+            ),
+            ("SELECT * FROM db.public.financials", &["public.financials"]),
+            (
+                "SELECT * FROM customers c JOIN financials f ON c.id = f.customer_id",
+                &["public.customers", "public.financials"],
+            ),
+            (
+                "SELECT * FROM customers WHERE id IN (SELECT customer_id FROM financials)",
+                &["public.customers", "public.financials"],
+            ),
+            (
+                "SELECT (SELECT max(amount) FROM financials) AS m FROM customers",
+                &["public.customers", "public.financials"],
+            ),
+            (
+                "SELECT * FROM (SELECT * FROM financials) AS x",
+                &["public.financials"],
+            ),
+            (
+                "WITH x AS (SELECT * FROM financials) SELECT * FROM x",
+                &["public.financials"],
+            ),
+            (
+                "SELECT * FROM customers UNION SELECT * FROM financials",
+                &["public.customers", "public.financials"],
+            ),
+            (
+                "SELECT * FROM customers /* FROM financials */ -- financials\n",
+                &["public.customers"],
+            ),
+            ("SELECT 1; SELECT * FROM financials", &["public.financials"]),
+            (
+                "SELECT * FROM customers WHERE EXISTS (SELECT 1 FROM financials f WHERE f.customer_id = customers.id)",
+                &["public.customers", "public.financials"],
+            ),
+            (
+                "SELECT * FROM LATERAL (SELECT * FROM financials) f",
+                &["public.financials"],
+            ),
+        ];
+        for (sql, want) in cases {
+            let got = tables(sql);
+            let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+            assert_eq!(got, want, "{sql}");
+        }
+    }
+
+    #[test]
+    fn cte_names_scope_like_postgresql() {
+        // The CTE named like a real table hides it in the main body...
+        assert_eq!(
+            tables("WITH financials AS (SELECT * FROM customers) SELECT * FROM financials"),
+            ["public.customers"]
+        );
+        // ...but not inside an earlier CTE, where `financials` is the real table.
+        assert_eq!(
+            tables(
+                "WITH a AS (SELECT * FROM financials), financials AS (SELECT 1) SELECT * FROM a"
+            ),
+            ["public.financials"]
+        );
+        // A CTE does not see itself unless RECURSIVE.
+        assert_eq!(
+            tables("WITH financials AS (SELECT * FROM financials) SELECT * FROM financials"),
+            ["public.financials"]
+        );
+        assert!(
+            tables("WITH RECURSIVE r AS (SELECT 1 UNION ALL SELECT * FROM r) SELECT * FROM r")
+                .is_empty()
+        );
+        // Scopes end with their query.
+        assert_eq!(
+            tables(
+                "SELECT * FROM (WITH financials AS (SELECT 1) SELECT * FROM financials) s, financials"
+            ),
+            ["public.financials"]
+        );
+    }
+
+    #[test]
+    fn select_only_policies_hold() {
+        let s = spec(&["select"], &["customers"]);
+        assert_eq!(check(&s, "SELECT name FROM customers WHERE id = 1"), Ok(()));
+        assert_eq!(
+            check(&s, "select c.name from public.customers as c"),
+            Ok(())
+        );
+        let refused = [
+            "SELECT * FROM financials",
+            "SELECT * FROM customers JOIN financials USING (id)",
+            "SELECT * FROM customers WHERE id IN (SELECT customer_id FROM financials)",
+            "WITH f AS (SELECT * FROM financials) SELECT * FROM customers, f",
+            "SELECT * FROM customers; SELECT * FROM financials",
+            "SELECT * FROM customers; DELETE FROM customers",
+            "WITH d AS (DELETE FROM customers RETURNING *) SELECT * FROM d",
+            "SELECT * INTO stolen FROM customers",
+            "SELECT * FROM customers FOR UPDATE",
+            "UPDATE customers SET name = 'x'",
+            "INSERT INTO customers VALUES (1)",
+            "DROP TABLE customers",
+            "COPY customers TO '/tmp/x'",
+            "EXPLAIN ANALYZE DELETE FROM customers",
+            "TRUNCATE customers",
+            "SET search_path = evil",
+            "SELECT * FROM pg_catalog.pg_authid",
+            "SELECT * FROM \"fіnancials\"",
+            "SELECT * FROM other.customers",
+            "SELECT * FROM \"Customers\"",
+            "SELECT * FROM dblink('host=x', 'select 1') AS t(a int)",
+            "TABLE financials",
+            "SELECT * FROM customers UNION TABLE financials",
+            "SELEC * FROM customers",
+            "",
+            "SELECT * FROM customers WHERE name = 'unterminated",
+            "SELECT * FROM customers /* unterminated",
+        ];
+        for sql in refused {
+            assert!(check(&s, sql).is_err(), "{sql} should be refused");
+        }
+    }
+
+    #[test]
+    fn deny_lists_apply_in_every_schema_unless_qualified() {
+        let mut s = spec(&["select"], &[]);
+        s.tables = None;
+        s.deny_tables = vec![(None, "financials".into())];
+        assert!(check(&s, "SELECT * FROM customers").is_ok());
+        assert!(check(&s, "SELECT * FROM FINANCIALS").is_err());
+        assert!(check(&s, "SELECT * FROM archive.financials").is_err());
+        s.deny_tables = vec![(Some("public".into()), "financials".into())];
+        assert!(check(&s, "SELECT * FROM archive.financials").is_ok());
+        assert!(check(&s, "SELECT * FROM financials").is_err());
+    }
+
+    #[test]
+    fn nested_comments_and_odd_quoting_do_not_hide_tables() {
+        let s = spec(&["select"], &["customers"]);
+        // PostgreSQL nests block comments: all of this is one comment.
+        assert_eq!(
+            check(
+                &s,
+                "SELECT * FROM customers /* a /* b */ FROM financials */"
+            ),
+            Ok(())
+        );
+        assert!(
+            check(
+                &s,
+                "SELECT * FROM customers /* a /* b */ */ JOIN financials ON true"
+            )
+            .is_err()
+        );
+        assert_eq!(
+            check(&s, "SELECT $$ FROM financials $$ FROM customers"),
+            Ok(())
+        );
+        assert_eq!(check(&s, "SELECT 'FROM financials' FROM customers"), Ok(()));
+        assert_eq!(
+            check(&s, "SELECT E'\\' FROM financials' FROM customers"),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_overflowed() {
+        let s = spec(&["select"], &["customers"]);
+        let deep = format!(
+            "SELECT {}1{} FROM customers",
+            "(".repeat(5000),
+            ")".repeat(5000)
+        );
+        assert!(check(&s, &deep).is_err());
+        let mut sub = String::from("SELECT * FROM customers");
+        for _ in 0..200 {
+            sub = format!("SELECT * FROM ({sub}) s");
+        }
+        assert!(check(&s, &sub).is_err());
+    }
+
+    #[test]
+    fn huge_statements_are_handled() {
+        let s = spec(&["select"], &["customers"]);
+        let mut sql = String::from("SELECT * FROM customers WHERE id IN (");
+        for i in 0..100_000 {
+            sql.push_str(&format!("{i},"));
+        }
+        sql.push_str("0)");
+        assert_eq!(check(&s, &sql), Ok(()));
+    }
+}

@@ -1,0 +1,344 @@
+use serde_json::json;
+
+use super::*;
+
+const SERVERS: &str = "[[servers]]\nname = \"db\"\nurl = \"http://127.0.0.1:1/mcp\"\n\
+                       [[servers]]\nname = \"web\"\nurl = \"http://127.0.0.1:2/mcp\"\n";
+
+fn policy(rules: &str) -> Policy {
+    let text = format!("{SERVERS}[policy]\npins_file = \"\"\n{rules}");
+    Policy::compile(&Config::parse(&text, "test.toml").expect("test policy parses"))
+}
+
+fn ask(
+    p: &Policy,
+    agent: &str,
+    server: &str,
+    class: Class<'_>,
+    method: &str,
+    args: Option<Value>,
+) -> Verdict {
+    p.decide(
+        &Question {
+            agent,
+            process: None,
+            claims: None,
+            rate_key: agent,
+            server,
+            method,
+            class,
+            arguments: Arguments::parsed(args),
+            now: "2026-11-20T10:00:00Z".parse().unwrap(),
+        },
+        &RateLimiter::default(),
+    )
+}
+
+fn tool(p: &Policy, agent: &str, name: &str, args: Value) -> Verdict {
+    ask(p, agent, "db", Class::Tool(name), "tools/call", Some(args))
+}
+
+#[test]
+fn nothing_is_allowed_without_a_rule() {
+    let p = policy("");
+    let v = ask(&p, "a", "db", Class::Session, "initialize", None);
+    assert!(!v.allowed);
+    assert_eq!(&*v.rule, DEFAULT_DENY);
+    assert_eq!(v.mode, Mode::Enforce);
+    assert!(
+        v.reason
+            .contains("no rule allows agent \"a\" to use initialize on server \"db\""),
+        "{}",
+        v.reason
+    );
+    assert!(v.reason.contains("Ask an administrator"), "{}", v.reason);
+}
+
+#[test]
+fn deny_overrides_allow_whatever_the_order() {
+    for rules in [
+        "[[rules]]\nname = \"all\"\neffect = \"allow\"\n[[rules]]\nname = \"no-drop\"\neffect = \"deny\"\ntools = [\"drop_*\"]\n",
+        "[[rules]]\nname = \"no-drop\"\neffect = \"deny\"\ntools = [\"drop_*\"]\n[[rules]]\nname = \"all\"\neffect = \"allow\"\n",
+    ] {
+        let p = policy(rules);
+        let v = tool(&p, "a", "drop_table", json!({}));
+        assert!(!v.allowed);
+        assert_eq!(&*v.rule, "no-drop");
+        assert!(
+            v.reason
+                .contains("rule \"no-drop\" denies agent \"a\" to call tool \"drop_table\""),
+            "{}",
+            v.reason
+        );
+        let v = tool(&p, "a", "query", json!({}));
+        assert!(v.allowed);
+        assert_eq!(&*v.rule, "all");
+    }
+}
+
+#[test]
+fn agent_level_grants_the_session_only_to_named_agents() {
+    let p = policy(
+        "[[rules]]\nname = \"q\"\neffect = \"allow\"\nagents = [\"analyst\"]\nservers = [\"db\"]\ntools = [\"query\"]\n",
+    );
+    for method in [
+        "initialize",
+        "ping",
+        "tools/list",
+        "notifications/initialized",
+    ] {
+        let v = ask(&p, "analyst", "db", Class::Session, method, None);
+        assert!(v.allowed, "{method}");
+        assert_eq!(&*v.rule, "q");
+        assert!(
+            !ask(&p, "intern", "db", Class::Session, method, None).allowed,
+            "{method}"
+        );
+        assert!(
+            !ask(&p, "analyst", "web", Class::Session, method, None).allowed,
+            "{method}"
+        );
+    }
+    assert!(tool(&p, "analyst", "query", json!({})).allowed);
+    assert!(!tool(&p, "analyst", "update", json!({})).allowed);
+    // Look-alikes are other names: Cyrillic "е", a zero-width space, a trailing space, case.
+    for name in ["quеry", "que\u{200B}ry", "query ", "Query"] {
+        assert!(!tool(&p, "analyst", name, json!({})).allowed, "{name:?}");
+    }
+    // Methods outside the session need a rule of their own.
+    assert!(
+        !ask(
+            &p,
+            "analyst",
+            "db",
+            Class::Method,
+            "sampling/createMessage",
+            None
+        )
+        .allowed
+    );
+}
+
+#[test]
+fn whole_server_rules_and_method_rules() {
+    let p = policy(
+        "[[rules]]\nname = \"web\"\neffect = \"allow\"\nservers = [\"web\"]\n\
+         [[rules]]\nname = \"no-sampling\"\neffect = \"deny\"\nmethods = [\"sampling/*\"]\n",
+    );
+    assert!(
+        ask(
+            &p,
+            "x",
+            "web",
+            Class::Tool("anything"),
+            "tools/call",
+            Some(json!({}))
+        )
+        .allowed
+    );
+    assert!(ask(&p, "x", "web", Class::Method, "roots/list", None).allowed);
+    let v = ask(
+        &p,
+        "x",
+        "web",
+        Class::Method,
+        "sampling/createMessage",
+        None,
+    );
+    assert_eq!((v.allowed, &*v.rule), (false, "no-sampling"));
+    assert!(
+        !ask(
+            &p,
+            "x",
+            "db",
+            Class::Tool("anything"),
+            "tools/call",
+            Some(json!({}))
+        )
+        .allowed
+    );
+}
+
+#[test]
+fn sql_parameters_through_the_engine() {
+    let p = policy(
+        "[[rules]]\nname = \"customers\"\neffect = \"allow\"\ntools = [\"query\"]\n\
+         [[rules.params]]\npointer = \"/sql\"\nsql = { statements = [\"select\"], tables = [\"customers\"] }\n",
+    );
+    assert!(tool(&p, "a", "query", json!({"sql": "SELECT * FROM customers"})).allowed);
+    let v = tool(
+        &p,
+        "a",
+        "query",
+        json!({"sql": "SELECT * FROM customers c JOIN financials f ON f.id = c.id"}),
+    );
+    assert!(!v.allowed);
+    assert_eq!(&*v.rule, DEFAULT_DENY);
+    assert!(
+        v.reason.contains("rule \"customers\" did not apply: argument /sql: table public.financials is not among the allowed tables"),
+        "{}",
+        v.reason
+    );
+    assert!(!tool(&p, "a", "query", json!({})).allowed);
+    assert!(!tool(&p, "a", "query", json!({"sql": 42})).allowed);
+}
+
+#[test]
+fn observe_mode_records_what_enforce_would_do() {
+    let text = format!(
+        "{}\n[[servers]]\nname = \"strict\"\nurl = \"http://127.0.0.1:3/mcp\"\npolicy_mode = \"enforce\"\n[policy]\nmode = \"observe\"\npins_file = \"\"\n",
+        SERVERS
+    );
+    let p = Policy::compile(&Config::parse(&text, "t.toml").unwrap());
+    let v = ask(&p, "a", "db", Class::Tool("x"), "tools/call", None);
+    assert_eq!((v.allowed, v.mode), (false, Mode::Observe));
+    let v = ask(&p, "a", "strict", Class::Tool("x"), "tools/call", None);
+    assert_eq!((v.allowed, v.mode), (false, Mode::Enforce));
+}
+
+#[test]
+fn rate_limits_are_per_agent_and_tool() {
+    let p = policy(
+        "[[rules]]\nname = \"r\"\neffect = \"allow\"\ntools = [\"*\"]\n[rules.rate]\nrequests = 2\nper = \"1h\"\n",
+    );
+    let limiter = RateLimiter::default();
+    let q = |agent: &'static str, name: &'static str| Question {
+        agent,
+        process: None,
+        claims: None,
+        rate_key: agent,
+        server: "db",
+        method: "tools/call",
+        class: Class::Tool(name),
+        arguments: Arguments::parsed(None),
+        now: jiff::Timestamp::now(),
+    };
+    assert!(p.decide(&q("a", "t"), &limiter).allowed);
+    assert!(p.decide(&q("a", "t"), &limiter).allowed);
+    let v = p.decide(&q("a", "t"), &limiter);
+    assert!(!v.allowed);
+    assert!(
+        v.reason.contains("allows 2 requests per 1h"),
+        "{}",
+        v.reason
+    );
+    assert!(p.decide(&q("b", "t"), &limiter).allowed);
+    assert!(p.decide(&q("a", "u"), &limiter).allowed);
+    // explain never spends tokens.
+    assert!(p.explain(&q("c", "t")).0.allowed);
+    assert!(p.explain(&q("c", "t")).0.allowed);
+    assert!(p.explain(&q("c", "t")).0.allowed);
+}
+
+#[test]
+fn time_windows_decide_with_the_clock_given() {
+    let p = policy(
+        "[[rules]]\nname = \"hours\"\neffect = \"allow\"\ntools = [\"q\"]\n[[rules.time]]\ndays = [\"mon\",\"tue\",\"wed\",\"thu\",\"fri\"]\nfrom = \"09:00\"\nto = \"17:00\"\ntz = \"America/New_York\"\n",
+    );
+    let at = |t: &str| {
+        p.explain(&Question {
+            agent: "a",
+            process: None,
+            claims: None,
+            rate_key: "a",
+            server: "db",
+            method: "tools/call",
+            class: Class::Tool("q"),
+            arguments: Arguments::parsed(None),
+            now: t.parse().unwrap(),
+        })
+        .0
+    };
+    assert!(at("2026-11-20T14:00:00Z").allowed); // Friday 09:00 in New York
+    let v = at("2026-11-20T13:59:00Z");
+    assert!(!v.allowed);
+    assert!(
+        v.reason
+            .contains("outside the allowed hours (09:00-17:00 America/New_York)"),
+        "{}",
+        v.reason
+    );
+}
+
+#[test]
+fn lists_show_what_some_rule_allows_and_no_unconditional_deny_hides() {
+    let p = policy(
+        "[[rules]]\nname = \"read\"\neffect = \"allow\"\ntools = [\"read_*\", \"query\"]\nresources = [\"file:///srv/*\"]\n\
+         [[rules]]\nname = \"no-secret\"\neffect = \"deny\"\ntools = [\"read_secret\"]\n\
+         [[rules]]\nname = \"cond\"\neffect = \"deny\"\ntools = [\"query\"]\n[[rules.params]]\npointer = \"/sql\"\nregex = \"DROP\"\n",
+    );
+    assert!(p.visible("a", "db", Class::Tool("read_file"), "tools/call"));
+    assert!(!p.visible("a", "db", Class::Tool("read_secret"), "tools/call"));
+    assert!(p.visible("a", "db", Class::Tool("query"), "tools/call"));
+    assert!(!p.visible("a", "db", Class::Tool("write_file"), "tools/call"));
+    assert!(p.visible(
+        "a",
+        "db",
+        Class::Resource("file:///srv/a"),
+        "resources/read"
+    ));
+    assert!(!p.visible(
+        "a",
+        "db",
+        Class::Resource("file:///etc/passwd"),
+        "resources/read"
+    ));
+    assert!(!p.visible("a", "nope", Class::Tool("read_file"), "tools/call"));
+}
+
+#[test]
+fn a_thousand_rules_index_to_the_right_one() {
+    let mut rules = String::new();
+    for i in 0..1000 {
+        let effect = if i % 10 == 9 { "deny" } else { "allow" };
+        rules.push_str(&format!(
+            "[[rules]]\nname = \"r{i}\"\neffect = \"{effect}\"\nagents = [\"agent{}\"]\ntools = [\"tool{i}\"]\n",
+            i % 7
+        ));
+    }
+    rules.push_str("[[rules]]\nname = \"glob\"\neffect = \"allow\"\nagents = [\"agent0\"]\ntools = [\"tool1*\"]\n");
+    let p = policy(&rules);
+    let v = tool(&p, "agent3", "tool500", json!({}));
+    assert_eq!((v.allowed, &*v.rule), (true, "r500"));
+    let v = tool(&p, "agent4", "tool500", json!({}));
+    assert_eq!((v.allowed, &*v.rule), (false, DEFAULT_DENY));
+    let v = tool(&p, "agent3", "tool3", json!({}));
+    assert_eq!((v.allowed, &*v.rule), (true, "r3"));
+    let v = tool(&p, "agent5", "tool19", json!({}));
+    assert_eq!((v.allowed, &*v.rule), (false, "r19"));
+    let v = tool(&p, "agent0", "tool15", json!({}));
+    assert_eq!((v.allowed, &*v.rule), (true, "glob"));
+    let v = tool(&p, "agent1", "tool15", json!({}));
+    assert_eq!((v.allowed, &*v.rule), (true, "r15"));
+}
+
+#[test]
+fn explain_reports_every_rule_considered() {
+    let p = policy(
+        "[[rules]]\nname = \"a\"\neffect = \"allow\"\nagents = [\"x\"]\ntools = [\"q\"]\n\
+         [[rules]]\nname = \"b\"\neffect = \"allow\"\ntools = [\"q\"]\n[[rules.params]]\npointer = \"/n\"\nrange = { max = 5 }\n",
+    );
+    let (v, trace) = p.explain(&Question {
+        agent: "y",
+        process: None,
+        claims: None,
+        rate_key: "y",
+        server: "db",
+        method: "tools/call",
+        class: Class::Tool("q"),
+        arguments: Arguments::parsed(Some(json!({"n": 9}))),
+        now: jiff::Timestamp::now(),
+    });
+    assert!(!v.allowed);
+    let outcomes: Vec<(&str, &str)> = trace
+        .iter()
+        .map(|t| (t.rule.as_str(), t.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("a", "not for agent \"y\""),
+            ("b", "argument /n = 9 is out of range ..=5")
+        ]
+    );
+}

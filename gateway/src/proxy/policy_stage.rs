@@ -1,0 +1,211 @@
+//! The policy engine as the decision and response stages: questions built from identities and
+//! classified messages, verdicts turned into decisions, list results filtered.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::stages::{Decision, DecisionStage, Identity, Inspection, ResponseStage, ServerMessage};
+use crate::{
+    config::{
+        Server,
+        policy::{FlaggedAction, Mode},
+    },
+    identity::{ProcessIdentity, UNKNOWN_AGENT},
+    mcp::{Kind, Message, Target},
+    metrics::Metrics,
+    policy::{Arguments, Class, Engine, Question, Verdict, lists},
+};
+
+/// Decides with the live policy.
+#[derive(Debug)]
+pub struct PolicyStage {
+    pub engine: Arc<Engine>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The rule name of refusals for a tool's definition (changed or hidden text).
+pub const TOOL_PIN_RULE: &str = "tool-pin";
+
+struct Who<'a> {
+    agent: &'a str,
+    process: Option<&'a ProcessIdentity>,
+    rate_key: String,
+}
+
+fn who(identity: &Identity) -> Who<'_> {
+    match identity {
+        Identity::Attested(p) => Who {
+            agent: &p.agent,
+            process: Some(p),
+            // A named agent is one identity however many processes it runs; an unknown one is
+            // its user and executable.
+            rate_key: if p.agent == UNKNOWN_AGENT {
+                format!(
+                    "uid:{}:{}",
+                    p.uid,
+                    p.exe
+                        .as_deref()
+                        .unwrap_or(std::path::Path::new("?"))
+                        .display()
+                )
+            } else {
+                format!("agent:{}", p.agent)
+            },
+        },
+        Identity::Peer { address } => Who {
+            agent: UNKNOWN_AGENT,
+            process: None,
+            rate_key: format!("ip:{}", address.ip()),
+        },
+    }
+}
+
+fn decision(v: Verdict) -> Decision {
+    match (v.allowed, v.mode) {
+        (true, _) => Decision::Allow { rule: v.rule },
+        (false, Mode::Enforce) => Decision::Deny {
+            rule: v.rule,
+            reason: v.reason,
+        },
+        (false, Mode::Observe) => Decision::WouldDeny {
+            rule: v.rule,
+            reason: v.reason,
+        },
+    }
+}
+
+impl PolicyStage {
+    fn ask(
+        &self,
+        identity: &Identity,
+        server: &Server,
+        message: &Message,
+        class: Class<'_>,
+    ) -> Decision {
+        let policy = self.engine.policy();
+        let w = who(identity);
+        let arguments = match &message.target {
+            Target::Tool { arguments, .. } | Target::Prompt { arguments, .. } => arguments.as_ref(),
+            _ => None,
+        };
+        let q = Question {
+            agent: w.agent,
+            process: w.process,
+            claims: None,
+            rate_key: &w.rate_key,
+            server: server.name.as_str(),
+            method: message.method(),
+            class,
+            arguments: Arguments::lazy(arguments),
+            now: jiff::Timestamp::now(),
+        };
+        let mut verdict = policy.decide(&q, &self.engine.limiter);
+        if verdict.allowed
+            && let Class::Tool(tool) = class
+            && let Some(why) = self.engine.pins().blocked(
+                server.name.as_str(),
+                tool,
+                policy.config.flagged == FlaggedAction::Hide,
+            )
+        {
+            verdict = Verdict {
+                allowed: false,
+                mode: verdict.mode,
+                rule: Arc::from(TOOL_PIN_RULE),
+                reason: format!(
+                    "agentgate policy: tool {tool:?} on server {:?} is withheld: {why}. Ask an operator to review it and run `agentgate policy pin --server {} --tool {tool}`.",
+                    server.name, server.name
+                ),
+            };
+        }
+        let d = decision(verdict);
+        self.metrics.decision(server.name.as_str(), d.as_str());
+        if let Decision::WouldDeny { rule, reason } = &d {
+            tracing::debug!(agent = w.agent, server = %server.name, method = message.method(), %rule, %reason, "Observe mode: forwarded what enforce mode would deny.");
+        }
+        d
+    }
+}
+
+impl DecisionStage for PolicyStage {
+    fn decide(&self, identity: &Identity, server: &Server, message: &Message) -> Decision {
+        self.ask(identity, server, message, Class::of_client_message(message))
+    }
+}
+
+impl ResponseStage for PolicyStage {
+    fn inspect(&self, identity: &Identity, server: &Server, m: &ServerMessage<'_>) -> Inspection {
+        match m.message.kind {
+            Kind::Request | Kind::Notification => {
+                match self.ask(
+                    identity,
+                    server,
+                    m.message,
+                    Class::of_server_message(m.message),
+                ) {
+                    Decision::Deny { reason, .. } if m.message.kind == Kind::Request => {
+                        Inspection::Refuse { reason }
+                    }
+                    Decision::Deny { reason, .. } => Inspection::Drop { reason },
+                    _ => Inspection::Forward,
+                }
+            }
+            Kind::Response => match m.answers {
+                Some(method) if lists::is_list(method) => {
+                    self.filter_list(identity, server, m.raw, method)
+                }
+                _ => Inspection::Forward,
+            },
+            Kind::Error => Inspection::Forward,
+        }
+    }
+}
+
+impl PolicyStage {
+    fn filter_list(
+        &self,
+        identity: &Identity,
+        server: &Server,
+        raw: &[u8],
+        method: &str,
+    ) -> Inspection {
+        let Ok(mut message) = serde_json::from_slice::<serde_json::Value>(raw) else {
+            return Inspection::Drop {
+                reason: "a list result that cannot be re-read".into(),
+            };
+        };
+        let Some(result) = message.get_mut("result") else {
+            return Inspection::Forward;
+        };
+        let policy = self.engine.policy();
+        let apply = policy.mode(server.name.as_str()) == Mode::Enforce;
+        let w = who(identity);
+        let hidden = lists::filter(
+            &policy,
+            &self.engine.pins(),
+            w.agent,
+            server.name.as_str(),
+            method,
+            result,
+            apply,
+        );
+        if hidden.is_empty() {
+            return Inspection::Forward;
+        }
+        for h in &hidden {
+            tracing::debug!(agent = w.agent, server = %server.name, method, entry = %h.name, why = %h.why, applied = apply, "List entry withheld.");
+        }
+        self.metrics
+            .list_hidden(server.name.as_str(), hidden.len() as u64, apply);
+        if !apply {
+            return Inspection::Forward;
+        }
+        match serde_json::to_vec(&message) {
+            Ok(bytes) => Inspection::Replace(Bytes::from(bytes)),
+            Err(e) => Inspection::Drop {
+                reason: format!("cannot re-encode a filtered list: {e}"),
+            },
+        }
+    }
+}
