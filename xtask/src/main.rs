@@ -275,38 +275,22 @@ fn setup(root: &Path) -> Result<()> {
     let dest = root.join(".peers");
     std::fs::create_dir_all(&dest)?;
 
-    let requirements = peers_src.join("requirements.txt");
-    let venv = dest.join("venv");
-    let python = venv.join("bin/python");
-    if !stamp_matches(&dest.join("python.stamp"), &requirements)? || !python.exists() {
-        if !python.exists() {
-            run(
-                root,
-                "python3",
-                &["-m", "venv", venv.to_str().context("path")?],
-                &[],
-            )?;
-        }
-        run(
-            root,
-            python.to_str().context("path")?,
-            &[
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "-r",
-                requirements.to_str().context("path")?,
-            ],
-            &[],
-        )?;
-        std::fs::copy(&requirements, dest.join("python.stamp"))?;
-    }
+    python_venv(
+        root,
+        &peers_src.join("requirements.txt"),
+        &dest.join("venv"),
+        &dest.join("python.stamp"),
+    )?;
+    python_venv(
+        root,
+        &peers_src.join("requirements-bridge.txt"),
+        &dest.join("bridge-venv"),
+        &dest.join("bridge.stamp"),
+    )?;
 
     let lock = peers_src.join("package-lock.json");
     let node_dir = dest.join("node");
-    let marker = node_dir.join("node_modules/@modelcontextprotocol/server-everything/package.json");
+    let marker = node_dir.join("node_modules/@modelcontextprotocol/server-postgres/package.json");
     if !stamp_matches(&dest.join("npm.stamp"), &lock)? || !marker.exists() {
         std::fs::create_dir_all(&node_dir)?;
         std::fs::copy(
@@ -322,7 +306,73 @@ fn setup(root: &Path) -> Result<()> {
         )?;
         std::fs::copy(&lock, dest.join("npm.stamp"))?;
     }
+    ensure_postgres()?;
     eprintln!("xtask: test peers ready in {}", dest.display());
+    Ok(())
+}
+
+/// A venv at `venv` with exactly `requirements`, redone when they change.
+fn python_venv(root: &Path, requirements: &Path, venv: &Path, stamp: &Path) -> Result<()> {
+    let python = venv.join("bin/python");
+    if stamp_matches(stamp, requirements)? && python.exists() {
+        return Ok(());
+    }
+    if !python.exists() {
+        run(
+            root,
+            "python3",
+            &["-m", "venv", venv.to_str().context("path")?],
+            &[],
+        )?;
+    }
+    run(
+        root,
+        python.to_str().context("path")?,
+        &[
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+            requirements.to_str().context("path")?,
+        ],
+        &[],
+    )?;
+    std::fs::copy(requirements, stamp)?;
+    Ok(())
+}
+
+/// PostgreSQL for the policy tests (Debian's package; the tests start their own clusters).
+fn ensure_postgres() -> Result<()> {
+    let installed = std::fs::read_dir("/usr/lib/postgresql").is_ok_and(|d| {
+        d.filter_map(|e| e.ok())
+            .any(|e| e.path().join("bin/initdb").exists())
+    });
+    if installed {
+        return Ok(());
+    }
+    apt_install("postgresql")
+}
+
+fn apt_install(package: &str) -> Result<()> {
+    let env = [("DEBIAN_FRONTEND", "noninteractive")];
+    if run(
+        Path::new("/"),
+        "apt-get",
+        &["install", "-y", "-q", package],
+        &env,
+    )
+    .is_err()
+    {
+        run(Path::new("/"), "apt-get", &["update", "-q"], &env)?;
+        run(
+            Path::new("/"),
+            "apt-get",
+            &["install", "-y", "-q", package],
+            &env,
+        )?;
+    }
     Ok(())
 }
 
@@ -337,22 +387,5 @@ fn ensure_nginx() -> Result<()> {
     if Path::new("/usr/sbin/nginx").exists() {
         return Ok(());
     }
-    let env = [("DEBIAN_FRONTEND", "noninteractive")];
-    if run(
-        Path::new("/"),
-        "apt-get",
-        &["install", "-y", "-q", "nginx-light"],
-        &env,
-    )
-    .is_err()
-    {
-        run(Path::new("/"), "apt-get", &["update", "-q"], &env)?;
-        run(
-            Path::new("/"),
-            "apt-get",
-            &["install", "-y", "-q", "nginx-light"],
-            &env,
-        )?;
-    }
-    Ok(())
+    apt_install("nginx-light")
 }

@@ -33,6 +33,7 @@ pub fn peers() -> PathBuf {
         .unwrap_or_else(|| workspace().join(".peers"));
     assert!(
         dir.join("venv/bin/python").exists()
+            && dir.join("bridge-venv/bin/mcp-proxy").exists()
             && dir
                 .join("node/node_modules/@modelcontextprotocol/server-everything")
                 .exists(),

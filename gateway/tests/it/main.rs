@@ -11,5 +11,6 @@ mod common;
 mod differential;
 mod ebpf;
 mod lifecycle;
+mod policy;
 mod real_peers;
 mod strict_input;

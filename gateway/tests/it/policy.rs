@@ -1,0 +1,535 @@
+//! The policy engine between real peers: PostgreSQL behind server-postgres, list filtering
+//! across pages, a rug pull, sampling refused, observe mode, and reloads.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+use crate::common::*;
+
+/// A PostgreSQL cluster of its own (initdb in a temporary directory), logging every statement.
+struct Postgres {
+    _dir: tempfile::TempDir,
+    port: u16,
+    bin: PathBuf,
+    log: PathBuf,
+    /// Log bytes written by the set-up, which mentions every table.
+    setup_log: usize,
+    child: Child,
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // SIGQUIT: immediate shutdown, so the backends go with the postmaster.
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-QUIT", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+}
+
+fn postgres_bin() -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is installed by `cargo xtask setup` (Debian's postgresql package)")
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|b| b.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .expect("an initdb under /usr/lib/postgresql/*/bin")
+}
+
+/// Runs a PostgreSQL program as the `postgres` user when we are root (it refuses root).
+fn as_postgres(program: &Path) -> Command {
+    let root = is_root();
+    if root {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=postgres",
+            "--regid=postgres",
+            "--init-groups",
+            "--",
+        ])
+        .arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+impl Postgres {
+    async fn start() -> Postgres {
+        let bin = postgres_bin();
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let root = is_root();
+        if root {
+            let status = std::process::Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        let out = as_postgres(&bin.join("initdb"))
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+            .arg(&data)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let log = dir.path().join("statements.log");
+        let log_file = std::fs::File::create(&log).unwrap();
+        let mut child = as_postgres(&bin.join("postgres"))
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-p",
+                &port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "log_statement=all",
+            ])
+            .arg("-k")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        wait_for_port(port, &mut child).await;
+        let mut pg = Postgres {
+            _dir: dir,
+            port,
+            bin,
+            log,
+            setup_log: 0,
+            child,
+        };
+        // The server may accept before it accepts logins: retry the schema for a few seconds.
+        let schema = "CREATE TABLE customers (id int PRIMARY KEY, name text);\
+                      CREATE TABLE financials (customer_id int REFERENCES customers(id), revenue numeric);\
+                      INSERT INTO customers VALUES (1, 'Ada Lovelace'), (2, 'Alan Turing');\
+                      INSERT INTO financials VALUES (1, 1000000), (2, 2500000);";
+        for attempt in 0.. {
+            let out = Command::new(pg.bin.join("psql"))
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &pg.port.to_string(),
+                    "-U",
+                    "postgres",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-c",
+                    schema,
+                ])
+                .output()
+                .await
+                .unwrap();
+            if out.status.success() {
+                break;
+            }
+            assert!(
+                attempt < 50,
+                "psql: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        pg.setup_log = std::fs::metadata(&pg.log).unwrap().len() as usize;
+        pg
+    }
+
+    /// What PostgreSQL logged since the set-up.
+    fn statements(&self) -> String {
+        let all = std::fs::read(&self.log).unwrap();
+        String::from_utf8_lossy(&all[self.setup_log.min(all.len())..]).into_owned()
+    }
+}
+
+/// server-postgres (stdio) behind mcp-proxy's Streamable HTTP endpoint at /mcp.
+async fn postgres_mcp_server(pg: &Postgres) -> Peer {
+    let port = free_port();
+    let script =
+        peers().join("node/node_modules/@modelcontextprotocol/server-postgres/dist/index.js");
+    let mut child = Command::new(peers().join("bridge-venv/bin/mcp-proxy"))
+        .args([
+            "--port",
+            &port.to_string(),
+            "--host",
+            "127.0.0.1",
+            "--",
+            "node",
+        ])
+        .arg(script)
+        .arg(format!(
+            "postgresql://postgres@127.0.0.1:{}/postgres",
+            pg.port
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start mcp-proxy");
+    wait_for_port(port, &mut child).await;
+    Peer { port, child }
+}
+
+async fn policy_server() -> Peer {
+    let port = free_port();
+    let mut child = Command::new(peers().join("venv/bin/python"))
+        .arg(peer_scripts().join("policy_peer.py"))
+        .args(["serve", "--port", &port.to_string()])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start policy peer");
+    wait_for_port(port, &mut child).await;
+    Peer { port, child }
+}
+
+/// Runs policy_peer.py's client through `url` and returns one result per step.
+async fn client(url: &str, steps: Value) -> Vec<Value> {
+    let out = tokio::time::timeout(
+        Duration::from_secs(90),
+        Command::new(peers().join("venv/bin/python"))
+            .arg(peer_scripts().join("policy_peer.py"))
+            .args(["client", "--url", url, "--steps", &steps.to_string()])
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("client finished in time")
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("client prints JSON")
+}
+
+fn config(server: &str, url: &str, policy: &str) -> String {
+    format!(
+        "[listener]\naddress = \"127.0.0.1:0\"\n[admin]\naddress = \"127.0.0.1:0\"\n\
+         [[servers]]\nname = \"{server}\"\nurl = \"{url}\"\n{policy}"
+    )
+}
+
+fn gateway_url(gw: &agentgate::cli::Running, server: &str) -> String {
+    format!("http://{}/servers/{server}/mcp", addr(gw))
+}
+
+fn text(v: &Value) -> &str {
+    v["text"].as_str().or(v["rpc_error"].as_str()).unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_reads_customers_and_is_refused_financials_however_the_sql_is_written() {
+    let pg = Postgres::start().await;
+    let server = postgres_mcp_server(&pg).await;
+    let policy = "[policy]\npins_file = \"\"\n\
+        [[rules]]\nname = \"read-customers\"\neffect = \"allow\"\nservers = [\"pg\"]\ntools = [\"query\"]\n\
+        [[rules.params]]\npointer = \"/sql\"\nsql = { statements = [\"select\"], tables = [\"customers\"] }\n";
+    let gw = gateway(&config("pg", &server.url("/mcp"), policy)).await;
+    let url = gateway_url(&gw, "pg");
+    let refused = [
+        "SELECT * FROM financials",
+        "SELECT c.name, f.revenue FROM customers c JOIN financials f ON f.customer_id = c.id",
+        "SELECT name FROM customers WHERE id IN (SELECT customer_id FROM financials WHERE revenue > 0)",
+        "WITH f AS (SELECT * FROM public.\"financials\") SELECT * FROM customers, f",
+        "select * from customers; select * from FINANCIALS",
+        "SELECT * FROM customers /* harmless */ UNION ALL SELECT customer_id, revenue::text FROM financials -- x",
+    ];
+    let mut steps = vec![
+        json!(["list"]),
+        json!(["call", "query", {"sql": "SELECT name FROM Customers ORDER BY id"}]),
+    ];
+    steps.extend(
+        refused
+            .iter()
+            .map(|sql| json!(["call", "query", {"sql": sql}])),
+    );
+    let results = client(&url, Value::Array(steps)).await;
+    assert_eq!(results[0]["pages"], json!([["query"]]));
+    assert!(text(&results[1]).contains("Ada Lovelace"), "{}", results[1]);
+    assert_eq!(results[1]["error"], json!(false));
+    for (sql, result) in refused.iter().zip(&results[2..]) {
+        let message = result["rpc_error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{sql} was not refused: {result}"));
+        assert!(message.contains("agentgate policy"), "{message}");
+        assert!(message.contains("read-customers"), "{message}");
+        assert!(message.contains("public.financials"), "{message}");
+    }
+    // PostgreSQL ran the allowed query and none of the refused ones.
+    let log = pg.statements();
+    assert!(
+        log.contains("SELECT name FROM Customers ORDER BY id"),
+        "{log}"
+    );
+    assert!(
+        !log.to_lowercase().contains("financials"),
+        "a refused query reached PostgreSQL:\n{log}"
+    );
+    // The same client straight at the server is not refused: the gateway is what refused.
+    let direct = client(
+        &server.url("/mcp"),
+        json!([["call", "query", {"sql": refused[1]}]]),
+    )
+    .await;
+    assert!(text(&direct[0]).contains("1000000"), "{}", direct[0]);
+    gw.shutdown().await;
+}
+
+const LIST_POLICY: &str = "[policy]\npins_file = \"PINS\"\n\
+    [[rules]]\nname = \"readers\"\neffect = \"allow\"\nservers = [\"peer\"]\n\
+    tools = [\"read_*\", \"weather\", \"flip\", \"helper\", \"ask_model\"]\n\
+    [[rules]]\nname = \"no-delete\"\neffect = \"deny\"\ntools = [\"delete_*\"]\nmessage = \"Deleting is for humans; ask #ops.\"\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lists_are_filtered_across_pages_and_what_is_hidden_cannot_be_called() {
+    let server = policy_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pins = dir.path().join("pins.json");
+    let policy = LIST_POLICY.replace("PINS", pins.to_str().unwrap());
+    let gw = gateway(&config("peer", &server.url("/mcp"), &policy)).await;
+    let url = gateway_url(&gw, "peer");
+    let r = client(
+        &url,
+        json!([
+            ["list"],
+            ["call", "read_file", {"path": "/srv/a"}],
+            ["call", "write_file", {"path": "/srv/a"}],
+            ["call", "delete_all", {}],
+            ["call", "helper", {}],
+            ["call", "ask_model", {}]
+        ]),
+    )
+    .await;
+    // Every page is filtered; the cursors still lead through all of them.
+    assert_eq!(
+        r[0]["pages"],
+        json!([["read_file"], ["weather"], ["flip"], ["ask_model"]])
+    );
+    assert_eq!(text(&r[1]), "read_file ran with {\"path\": \"/srv/a\"}");
+    assert!(
+        text(&r[2]).contains(
+            "no rule allows agent \"unknown\" to call tool \"write_file\" on server \"peer\""
+        ),
+        "{}",
+        r[2]
+    );
+    assert!(
+        text(&r[3]).contains("rule \"no-delete\" denies"),
+        "{}",
+        r[3]
+    );
+    assert!(
+        text(&r[3]).contains("Deleting is for humans; ask #ops."),
+        "{}",
+        r[3]
+    );
+    assert!(text(&r[4]).contains("Unicode tag characters"), "{}", r[4]);
+    // The server asked the agent for a completion; no rule allows sampling, so the gateway
+    // answered the server itself, and the agent's callback never ran.
+    assert_eq!(r[5]["error"], json!(true), "{}", r[5]);
+    assert!(text(&r[5]).contains("sampling refused"), "{}", r[5]);
+    assert!(text(&r[5]).contains("sampling/createMessage"), "{}", r[5]);
+    // First sight pinned every tool seen, on disk.
+    let saved: Value = serde_json::from_slice(&std::fs::read(&pins).unwrap()).unwrap();
+    assert!(
+        saved["servers"]["peer"]["weather"]["pinned"]
+            .as_str()
+            .is_some_and(|h| h.len() == 64)
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rug_pull_hides_the_tool_until_an_operator_pins_it_again() {
+    let server = policy_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pins = dir.path().join("pins.json");
+    let config_path = dir.path().join("agentgate.toml");
+    let text_config = config(
+        "peer",
+        &server.url("/mcp"),
+        &LIST_POLICY.replace("PINS", pins.to_str().unwrap()),
+    );
+    std::fs::write(&config_path, &text_config).unwrap();
+    let gw = agentgate::cli::start(agentgate::config::Config::load(&config_path).unwrap())
+        .await
+        .unwrap();
+    let url = gateway_url(&gw, "peer");
+    let r = client(
+        &url,
+        json!([["list"], ["call", "weather", {"city": "Paris"}], ["call", "flip", {}], ["list"], ["call", "weather", {"city": "Paris"}]]),
+    )
+    .await;
+    assert_eq!(r[0]["pages"][1], json!(["weather"]));
+    assert_eq!(r[1]["error"], json!(false));
+    // The description changed between two lists: hidden, and calls refused.
+    assert_eq!(
+        r[3]["pages"],
+        json!([["read_file"], [], ["flip"], ["ask_model"]])
+    );
+    let refusal = text(&r[4]);
+    assert!(refusal.contains("changed since it was pinned"), "{refusal}");
+    assert!(
+        refusal.contains("agentgate policy pin --server peer --tool weather"),
+        "{refusal}"
+    );
+    let saved: Value = serde_json::from_slice(&std::fs::read(&pins).unwrap()).unwrap();
+    let pending = saved["servers"]["peer"]["weather"]["pending"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The operator reviews and accepts it with the CLI, which updates the pin file...
+    let out = Command::new(env!("CARGO_BIN_EXE_agentgate"))
+        .args([
+            "policy", "pin", "--server", "peer", "--tool", "weather", "--config",
+        ])
+        .arg(&config_path)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("pinned peer/weather at {pending}")),
+        "{stdout}"
+    );
+    // ...and, since this config's admin port is 0 (the CLI cannot find the daemon), reloads it
+    // through the admin API.
+    let (status, _, body) = http(
+        gw.bound.admin.unwrap().port(),
+        "POST",
+        "/policy/reload",
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let r = client(
+        &url,
+        json!([["list"], ["call", "weather", {"city": "Paris"}]]),
+    )
+    .await;
+    assert_eq!(r[0]["pages"][1], json!(["weather"]), "{}", r[0]);
+    assert_eq!(r[1]["error"], json!(false), "{}", r[1]);
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn observe_mode_forwards_everything_and_counts_what_enforce_would_deny() {
+    let server = policy_server().await;
+    let policy = "[policy]\nmode = \"observe\"\npins_file = \"\"\n";
+    let gw = gateway(&config("peer", &server.url("/mcp"), policy)).await;
+    let r = client(
+        &gateway_url(&gw, "peer"),
+        json!([["list"], ["call", "write_file", {"path": "/x"}]]),
+    )
+    .await;
+    assert_eq!(r[0]["pages"].as_array().unwrap().len(), 4);
+    assert_eq!(r[0]["pages"][0], json!(["read_file", "write_file"]));
+    assert_eq!(text(&r[1]), "write_file ran with {\"path\": \"/x\"}");
+    let (_, _, metrics) = http(gw.bound.admin.unwrap().port(), "GET", "/metrics", &[], b"").await;
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(
+        metrics
+            .contains("agentgate_policy_decisions_total{server=\"peer\",decision=\"would_deny\"}"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("decision=\"deny\""), "{metrics}");
+    assert!(
+        metrics.contains(
+            "agentgate_policy_list_entries_hidden_total{server=\"peer\",decision=\"would_deny\"} "
+        ),
+        "{metrics}"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_reload_is_refused_and_the_old_policy_keeps_serving() {
+    let server = policy_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agentgate.toml");
+    let allow = "[policy]\npins_file = \"\"\n[[rules]]\nname = \"readers\"\neffect = \"allow\"\ntools = [\"read_file\"]\n";
+    std::fs::write(&path, config("peer", &server.url("/mcp"), allow)).unwrap();
+    let gw = agentgate::cli::start(agentgate::config::Config::load(&path).unwrap())
+        .await
+        .unwrap();
+    let admin = gw.bound.admin.unwrap().port();
+    let url = gateway_url(&gw, "peer");
+    std::fs::write(
+        &path,
+        config(
+            "peer",
+            &server.url("/mcp"),
+            &allow.replace("read_file\"]", "read_file\"]\nregex = 1"),
+        ),
+    )
+    .unwrap();
+    let (status, _, body) = http(admin, "POST", "/policy/reload", &[], b"").await;
+    let body = String::from_utf8_lossy(&body).to_string();
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("agentgate.toml:") && body.contains("unknown field `regex`"),
+        "{body}"
+    );
+    let r = client(
+        &url,
+        json!([["call", "read_file", {}], ["call", "write_file", {}]]),
+    )
+    .await;
+    assert_eq!(r[0]["error"], json!(false), "{}", r[0]);
+    assert!(r[1]["rpc_error"].is_string(), "{}", r[1]);
+    // A good file takes effect at once.
+    std::fs::write(
+        &path,
+        config(
+            "peer",
+            &server.url("/mcp"),
+            &allow.replace("[\"read_file\"]", "[\"write_file\"]"),
+        ),
+    )
+    .unwrap();
+    let (status, _, body) = http(admin, "POST", "/policy/reload", &[], b"").await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let r = client(
+        &url,
+        json!([["call", "read_file", {}], ["call", "write_file", {}]]),
+    )
+    .await;
+    assert!(r[0]["rpc_error"].is_string(), "{}", r[0]);
+    assert_eq!(r[1]["error"], json!(false), "{}", r[1]);
+    gw.shutdown().await;
+}
