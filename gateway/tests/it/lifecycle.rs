@@ -218,3 +218,140 @@ async fn a_second_sigint_exits_at_once() {
         .expect("status");
     assert_eq!(exit.code(), Some(130));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_the_policy_and_keeps_the_old_one_on_a_bad_file() {
+    let server = python_server("streamable-http", None).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = format!(
+        "[listener]\naddress = \"127.0.0.1:0\"\n[admin]\nenabled = false\n\
+         [[servers]]\nname = \"py\"\nurl = \"{}\"\n[policy]\npins_file = \"\"\n",
+        server.url("/mcp")
+    );
+    let (child, port) = start_binary(&base, dir.path()).await;
+    let path = dir.path().join("gw.toml");
+    let live = std::fs::read_to_string(&path).expect("config");
+    // No rule: initialize is refused with the rule that decided.
+    let (status, _, body) = initialize(port, "py", &[]).await;
+    assert_eq!(status, 200);
+    let (code, message) = rpc_error(&body);
+    assert_eq!(code, -32001);
+    assert!(
+        message.contains("no rule allows agent \"unknown\" to use initialize"),
+        "{message}"
+    );
+    // A broken file is refused; the old policy stays.
+    std::fs::write(&path, format!("{live}[[rules]]\nname = \"x\"\n")).expect("write");
+    signal(&child, "-HUP");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rpc_error(&initialize(port, "py", &[]).await.2).0, -32001);
+    // A good one applies.
+    std::fs::write(
+        &path,
+        format!("{live}[[rules]]\nname = \"py-users\"\neffect = \"allow\"\nservers = [\"py\"]\n"),
+    )
+    .expect("write");
+    signal(&child, "-HUP");
+    let mut allowed = false;
+    for _ in 0..50 {
+        let (_, head, _) = initialize(port, "py", &[]).await;
+        if head.to_ascii_lowercase().contains("mcp-session-id") {
+            allowed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(allowed, "SIGHUP did not apply the new policy");
+}
+
+#[tokio::test]
+async fn policy_explain_prints_the_decision_and_every_rule() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("p.toml");
+    std::fs::write(
+        &path,
+        "[[servers]]\nname = \"db\"\nurl = \"http://127.0.0.1:5/mcp\"\n\
+         [[rules]]\nname = \"analyst-customers\"\neffect = \"allow\"\nagents = [\"analyst\"]\ntools = [\"query\"]\n\
+         [[rules.params]]\npointer = \"/sql\"\nsql = { statements = [\"select\"], tables = [\"customers\"] }\n\
+         [[rules]]\nname = \"no-drop\"\neffect = \"deny\"\ntools = [\"drop_*\"]\n",
+    )
+    .expect("write");
+    let explain = |args: &[&str]| {
+        let mut c = bin();
+        c.args(["policy", "explain", "--config"])
+            .arg(&path)
+            .args(args);
+        c
+    };
+    let out = explain(&[
+        "--agent",
+        "analyst",
+        "--server",
+        "db",
+        "--tool",
+        "query",
+        "--args",
+        r#"{"sql":"SELECT * FROM customers"}"#,
+    ])
+    .output()
+    .await
+    .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("decision: ALLOW"), "{stdout}");
+    assert!(stdout.contains("rule:     analyst-customers"), "{stdout}");
+    let out = explain(&[
+        "--agent",
+        "analyst",
+        "--server",
+        "db",
+        "--tool",
+        "query",
+        "--json",
+        "--args",
+        r#"{"sql":"SELECT * FROM customers JOIN financials USING (id)"}"#,
+    ])
+    .output()
+    .await
+    .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["allowed"], false);
+    assert_eq!(v["rule"], "default-deny");
+    assert_eq!(v["mode"], "enforce");
+    assert_eq!(v["rules"][0]["rule"], "analyst-customers");
+    assert!(
+        v["rules"][0]["outcome"]
+            .as_str()
+            .unwrap()
+            .contains("table public.financials"),
+        "{v}"
+    );
+    let out = explain(&[
+        "--agent",
+        "intern",
+        "--server",
+        "db",
+        "--tool",
+        "drop_table",
+    ])
+    .output()
+    .await
+    .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout.contains("rule:     no-drop"), "{stdout}");
+    let out = explain(&["--agent", "a", "--server", "nope", "--tool", "x"])
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no server named \"nope\""));
+    let out = explain(&[
+        "--agent", "a", "--server", "db", "--tool", "x", "--args", "[1]",
+    ])
+    .output()
+    .await
+    .expect("run");
+    assert_eq!(out.status.code(), Some(64));
+}
