@@ -42,3 +42,34 @@ pub fn sse_stream(events: usize) -> Vec<u8> {
     out.push_str("data: {\"jsonrpc\":\"2.0\",\"id\":42,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"done\"}],\"isError\":false}}\n\n");
     out.into_bytes()
 }
+
+/// A policy of about `n` rules across the levels (agents, tools exact and by glob, parameter
+/// conditions, time windows, deny rules), for one server named `server`. The benchmark's own
+/// call (agent "unknown", tool "run_query") is allowed by a rule near the end that tests its
+/// arguments, so a decision walks the index and evaluates conditions.
+pub fn policy_rules(n: usize, server: &str) -> String {
+    let mut out = String::from("[policy]\npins_file = \"\"\n");
+    for i in 0..n.saturating_sub(1) {
+        let effect = if i % 10 == 9 { "deny" } else { "allow" };
+        out.push_str(&format!(
+            "[[rules]]\nname = \"r{i}\"\neffect = \"{effect}\"\nagents = [\"agent{}\"]\nservers = [\"{server}\"]\n",
+            i % 50
+        ));
+        match i % 4 {
+            0 => out.push_str(&format!("tools = [\"tool{i}\"]\n")),
+            1 => out.push_str(&format!(
+                "tools = [\"tool{i}\"]\n[[rules.params]]\npointer = \"/path\"\npath_prefix = [\"/srv/{i}\"]\n"
+            )),
+            2 => out.push_str(&format!(
+                "prompts = [\"prompt{i}\"]\n[[rules.time]]\nfrom = \"08:00\"\nto = \"18:00\"\ntz = \"Europe/Berlin\"\n"
+            )),
+            _ => out.push_str(&format!("resources = [\"file:///data/{i}/*\"]\n")),
+        }
+    }
+    out.push_str(&format!(
+        "[[rules]]\nname = \"bench-query\"\neffect = \"allow\"\nservers = [\"{server}\"]\ntools = [\"run_query\"]\n\
+         [[rules.params]]\npointer = \"/query\"\nlength = {{ max = 100000000 }}\n\
+         [[rules.params]]\npointer = \"/items\"\npresent = true\n"
+    ));
+    out
+}

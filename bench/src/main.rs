@@ -162,6 +162,9 @@ async fn run(args: Args) -> Result<()> {
     let gw = spawn_gateway(&args.gateway, &dir, gw_port, transparent_port, up_addr)?;
     let nginx_port = free_port()?;
     let nginx = spawn_nginx(&args.nginx, &dir, nginx_port, up_addr)?;
+    let pol_port = free_port()?;
+    let pol = spawn_policy_gateway(&args.gateway, &dir, pol_port, up_addr)?;
+    wait_port(pol_port).await?;
     wait_port(gw_port).await?;
     wait_port(nginx_port).await?;
 
@@ -185,6 +188,13 @@ async fn run(args: Args) -> Result<()> {
         addr: ([127, 0, 0, 1], nginx_port).into(),
         path: "/mcp",
         pid: Some(nginx.id()),
+        exec: None,
+    };
+    let policy_t = Target {
+        name: "agentgate+policy",
+        addr: ([127, 0, 0, 1], pol_port).into(),
+        path: "/servers/bench/mcp",
+        pid: Some(pol.id()),
         exec: None,
     };
     // Transparent mode: the load comes from a process in the agent cgroup, dialling the
@@ -217,21 +227,21 @@ async fn run(args: Args) -> Result<()> {
         duration.as_secs()
     );
     println!(
-        "{:<10} {:>4} {:>10} {:>10} {:>10} {:>12} {:>9}",
+        "{:<16} {:>4} {:>10} {:>10} {:>10} {:>12} {:>9}",
         "target", "conc", "req/s", "p50 us", "p99 us", "CPU us/req", "RSS MiB"
     );
     let mut results = Vec::new();
     for concurrency in [1usize, 32] {
         let targets: Vec<&Target> = if ebpf_on {
-            vec![&direct, &gateway, &ebpf_t, &nginx_t]
+            vec![&direct, &gateway, &policy_t, &ebpf_t, &nginx_t]
         } else {
-            vec![&direct, &gateway, &nginx_t]
+            vec![&direct, &gateway, &policy_t, &nginx_t]
         };
         for target in targets {
             load(target, &body, concurrency, Duration::from_millis(500)).await?;
             let r = measure(target, &body, concurrency, duration).await?;
             println!(
-                "{:<10} {:>4} {:>10.0} {:>10.1} {:>10.1} {:>12} {:>9}",
+                "{:<16} {:>4} {:>10.0} {:>10.1} {:>10.1} {:>12} {:>9}",
                 target.name,
                 concurrency,
                 r.rps,
@@ -300,6 +310,31 @@ async fn run(args: Args) -> Result<()> {
         verdict(idle_gw <= 30.0)
     );
 
+    if let (Some(p1), Some(p32)) = (get("agentgate+policy", 1), get("agentgate+policy", 32)) {
+        println!(
+            "  policy on vs off (1,000 rules vs one allow-all rule): p50 c=1 {:+.1} us; CPU per call c=32 {:.2}x; req/s c=32 {:.2}x",
+            p1.p50_us - g1.p50_us,
+            p32.cpu_us_per_req.unwrap_or(0.0) / g32.cpu_us_per_req.unwrap_or(f64::NAN),
+            p32.rps / g32.rps,
+        );
+    }
+    let (big, one) = policy_decision_ns();
+    println!(
+        "  policy decision, 1,000 rules: p50 {:6.3} us (one-rule policy {:.3} us = {:.2}x)        target <= 1 us    {}",
+        big / 1000.0,
+        one / 1000.0,
+        big / one,
+        verdict(big <= 1000.0)
+    );
+    let (sql_ns, parse_ns) = sql_decision_ns();
+    println!(
+        "  SQL matcher, typical SELECT: p50 {:6.2} us (sqlparser parse alone {:.2} us = {:.2}x)   target <= 20 us   {}",
+        sql_ns / 1000.0,
+        parse_ns / 1000.0,
+        sql_ns / parse_ns,
+        verdict(sql_ns <= 20_000.0)
+    );
+
     if ebpf_on {
         // A non-intercepted destination that accepts fast: nginx's port.
         let plain_addr: SocketAddr = ([127, 0, 0, 1], nginx_port).into();
@@ -336,6 +371,9 @@ async fn run(args: Args) -> Result<()> {
         .status();
     let mut gw = gw;
     let _ = gw.wait();
+    let mut pol = pol;
+    let _ = pol.kill();
+    let _ = pol.wait();
     let mut nginx = nginx;
     let _ = nginx.kill();
     let _ = nginx.wait();
@@ -584,7 +622,8 @@ fn spawn_gateway(
              [interception]\nmode = \"ebpf\"\nport = {tport}\ncgroup = \"{subtree}\"\npin_dir = \"/sys/fs/bpf/{subtree}\"\n\
              [[agents]]\nname = \"bench\"\n\
              [runtime]\nworker_threads = 1\n\
-             [[servers]]\nname = \"bench\"\nurl = \"http://{upstream}/mcp\"\n"
+             [[servers]]\nname = \"bench\"\nurl = \"http://{upstream}/mcp\"\n\
+             [policy]\npins_file = \"\"\n[[rules]]\nname = \"all\"\neffect = \"allow\"\n"
         ),
     )?;
     Command::new("taskset")
@@ -597,6 +636,30 @@ fn spawn_gateway(
         .stdin(Stdio::null())
         .spawn()
         .context("start agentgate")
+}
+
+/// A second gateway (explicit mode only) with a 1,000-rule policy: the "policy on" target.
+fn spawn_policy_gateway(bin: &Path, dir: &Path, port: u16, upstream: SocketAddr) -> Result<Child> {
+    let config = dir.join("agentgate-policy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[listener]\naddress = \"127.0.0.1:{port}\"\n[admin]\nenabled = false\n[logging]\nlevel = \"warn\"\n\
+             [runtime]\nworker_threads = 1\n\
+             [[servers]]\nname = \"bench\"\nurl = \"http://{upstream}/mcp\"\n{}",
+            agentgate_bench::policy_rules(1000, "bench")
+        ),
+    )?;
+    Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(bin)
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .spawn()
+        .context("start agentgate (policy)")
 }
 
 fn spawn_nginx(bin: &Path, dir: &Path, port: u16, upstream: SocketAddr) -> Result<Child> {
@@ -721,4 +784,87 @@ fn best_of(len: usize, mut f: impl FnMut() -> bool) -> f64 {
         best = best.max(bytes as f64 / start.elapsed().as_secs_f64() / 1e9);
     }
     best
+}
+
+/// Median time per call over batches of `f` (batches amortise the clock read).
+fn p50_ns(mut f: impl FnMut() -> bool) -> f64 {
+    const BATCH: u32 = 200;
+    let mut per_call = Vec::with_capacity(500);
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while Instant::now() < deadline || per_call.len() < 50 {
+        let start = Instant::now();
+        for _ in 0..BATCH {
+            std::hint::black_box(f());
+        }
+        per_call.push(start.elapsed().as_nanos() as f64 / f64::from(BATCH));
+    }
+    per_call.sort_by(f64::total_cmp);
+    per_call[per_call.len() / 2]
+}
+
+fn bench_policy(rules: &str) -> agentgate::policy::Policy {
+    let text = format!("[[servers]]\nname = \"bench\"\nurl = \"http://127.0.0.1:1/mcp\"\n{rules}");
+    agentgate::policy::Policy::compile(
+        &agentgate::config::Config::parse(&text, "bench.toml").unwrap_or_else(|e| panic!("{e}")),
+    )
+}
+
+fn bench_question<'a>(
+    agent: &'a str,
+    tool: &'a str,
+    args: serde_json::Value,
+) -> agentgate::policy::Question<'a> {
+    agentgate::policy::Question {
+        agent,
+        process: None,
+        claims: None,
+        rate_key: agent,
+        server: "bench",
+        method: "tools/call",
+        class: agentgate::policy::Class::Tool(tool),
+        arguments: agentgate::policy::Arguments::parsed(Some(args)),
+        now: jiff::Timestamp::now(),
+    }
+}
+
+/// p50 of a decision in a 1,000-rule policy (a rule with a path condition decides), and of the
+/// same question against a one-rule policy, in ns.
+fn policy_decision_ns() -> (f64, f64) {
+    let big = bench_policy(&agentgate_bench::policy_rules(1000, "bench"));
+    let one =
+        bench_policy("[policy]\npins_file = \"\"\n[[rules]]\nname = \"all\"\neffect = \"allow\"\n");
+    let limiter = agentgate::policy::RateLimiter::default();
+    let q = bench_question(
+        "agent5",
+        "tool5",
+        serde_json::json!({"path": "/srv/5/report.csv"}),
+    );
+    assert!(
+        big.decide(&q, &limiter).allowed,
+        "the benchmark question must be allowed"
+    );
+    (
+        p50_ns(|| big.decide(&q, &limiter).allowed),
+        p50_ns(|| one.decide(&q, &limiter).allowed),
+    )
+}
+
+const TYPICAL_SQL: &str = "SELECT c.name, c.email FROM customers AS c WHERE c.region = 'eu' AND c.id > 100 ORDER BY c.name LIMIT 50";
+
+/// p50 of a decision through the SQL matcher, and of sqlparser's parse of the same query, in ns.
+fn sql_decision_ns() -> (f64, f64) {
+    let p = bench_policy(
+        "[policy]\npins_file = \"\"\n[[rules]]\nname = \"q\"\neffect = \"allow\"\ntools = [\"q\"]\n\
+         [[rules.params]]\npointer = \"/sql\"\nsql = { statements = [\"select\"], tables = [\"customers\"] }\n",
+    );
+    let limiter = agentgate::policy::RateLimiter::default();
+    let q = bench_question("a", "q", serde_json::json!({ "sql": TYPICAL_SQL }));
+    assert!(
+        p.decide(&q, &limiter).allowed,
+        "the benchmark query must be allowed"
+    );
+    (
+        p50_ns(|| p.decide(&q, &limiter).allowed),
+        p50_ns(|| agentgate::policy::sql::analyse(TYPICAL_SQL, "public").is_ok()),
+    )
 }

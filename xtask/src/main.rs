@@ -113,6 +113,8 @@ fn main() -> Result<()> {
                 "parse",
                 "--bench",
                 "sse",
+                "--bench",
+                "policy",
                 "--",
             ];
             if short {
