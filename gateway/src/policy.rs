@@ -196,8 +196,9 @@ enum Kind {
 struct ServerIndex {
     /// Rules naming the target exactly, by kind (tool, prompt, resource, method) and name.
     exact: [HashMap<Box<str>, Vec<u32>>; 4],
-    /// Rules that select the server whole or by glob: checked for every message.
-    generic: Vec<u32>,
+    /// Rules checked for every message of a kind: those that cover the whole server, select
+    /// methods by glob (methods apply to every kind), or select that kind by glob.
+    generic: [Vec<u32>; 4],
     /// Allow rules for this server: any of them grants session plumbing.
     access: Vec<u32>,
 }
@@ -253,13 +254,22 @@ impl Policy {
                     (Kind::Resource, &s.resources),
                     (Kind::Method, &s.methods),
                 ];
-                let generic = s.whole_server()
-                    || lists
-                        .iter()
-                        .any(|(_, l)| l.as_ref().is_some_and(|l| l.iter().any(|p| !p.is_exact())));
-                if generic {
-                    si.generic.push(i);
+                let globs = |l: &Option<Vec<_>>| {
+                    l.as_ref()
+                        .is_some_and(|l: &Vec<crate::config::policy::Pattern>| {
+                            l.iter().any(|p| !p.is_exact())
+                        })
+                };
+                if s.whole_server() || globs(&s.methods) {
+                    for g in &mut si.generic {
+                        g.push(i);
+                    }
                     continue;
+                }
+                for (kind, list) in &lists {
+                    if globs(list) {
+                        si.generic[*kind as usize].push(i);
+                    }
                 }
                 for (kind, list) in lists {
                     for p in list.iter().flatten() {
@@ -331,17 +341,21 @@ impl Policy {
             Class::Resource(_) => Some(Kind::Resource),
             Class::Session | Class::Method => None,
         };
-        let mut out: Vec<u32> = si.generic.clone();
-        if let Some(kind) = kind
-            && let Some(v) = si.exact[kind as usize].get(class.target())
-        {
+        let generic = &si.generic[kind.unwrap_or(Kind::Method) as usize];
+        let by_name = kind.and_then(|k| si.exact[k as usize].get(class.target()));
+        let by_method = si.exact[Kind::Method as usize].get(method);
+        let sources = [Some(generic), by_name, by_method];
+        let mut out: Vec<u32> = Vec::with_capacity(sources.iter().flatten().map(|v| v.len()).sum());
+        let mut non_empty = 0;
+        for v in sources.into_iter().flatten().filter(|v| !v.is_empty()) {
             out.extend_from_slice(v);
+            non_empty += 1;
         }
-        if let Some(v) = si.exact[Kind::Method as usize].get(method) {
-            out.extend_from_slice(v);
+        if non_empty > 1 {
+            // Rules are tried in file order, each once.
+            out.sort_unstable();
+            out.dedup();
         }
-        out.sort_unstable();
-        out.dedup();
         out
     }
 
@@ -352,7 +366,7 @@ impl Policy {
         mut trace: Option<&mut Vec<Trace>>,
     ) -> Verdict {
         let mode = self.mode(q.server);
-        let what = q.class.describe(q.method);
+        let what = || q.class.describe(q.method);
         let Some(si) = self.index.get(q.server) else {
             return Verdict {
                 allowed: false,
@@ -395,8 +409,11 @@ impl Policy {
                             mode,
                             rule: rule.name.clone(),
                             reason: format!(
-                                "agentgate policy: rule {:?} denies agent {:?} to {what} on server {:?}. {ask}",
-                                rule.spec.name, q.agent, q.server
+                                "agentgate policy: rule {:?} denies agent {:?} to {} on server {:?}. {ask}",
+                                rule.spec.name,
+                                q.agent,
+                                what(),
+                                q.server
                             ),
                         });
                         if !tracing {
@@ -447,10 +464,11 @@ impl Policy {
                             mode,
                             rule: rule.name.clone(),
                             reason: format!(
-                                "agentgate policy: rule {:?} allows {} requests per {} to {what}, and agent {:?} has used them; retry later or ask for a higher limit.",
+                                "agentgate policy: rule {:?} allows {} requests per {} to {}, and agent {:?} has used them; retry later or ask for a higher limit.",
                                 rule.spec.name,
                                 rate.requests,
                                 humantime::format_duration(rate.per),
+                                what(),
                                 q.agent
                             ),
                         };
@@ -480,8 +498,10 @@ impl Policy {
             mode,
             rule: Arc::from(DEFAULT_DENY),
             reason: format!(
-                "agentgate policy: no rule allows agent {:?} to {what} on server {:?}{detail}. Ask an administrator for a rule that allows it.",
-                q.agent, q.server
+                "agentgate policy: no rule allows agent {:?} to {} on server {:?}{detail}. Ask an administrator for a rule that allows it.",
+                q.agent,
+                what(),
+                q.server
             ),
         }
     }
