@@ -1,34 +1,9 @@
 //! Policy decisions: a 1,000-rule policy beside a one-rule policy (the baseline of the same
 //! run), and the SQL matcher beside sqlparser's parse alone.
 
-use agentgate::{
-    config::Config,
-    policy::{Arguments, Class, Policy, Question, RateLimiter, sql},
-};
+use agentgate::policy::{RateLimiter, sql};
+use agentgate_bench::{TYPICAL_SQL, compile_policy as compile, tool_question as question};
 use criterion::{Criterion, criterion_group, criterion_main};
-
-const SERVER: &str = "[[servers]]\nname = \"bench\"\nurl = \"http://127.0.0.1:1/mcp\"\n";
-const TYPICAL_SQL: &str = "SELECT c.name, c.email FROM customers AS c WHERE c.region = 'eu' AND c.id > 100 ORDER BY c.name LIMIT 50";
-
-fn compile(rules: &str) -> Policy {
-    Policy::compile(
-        &Config::parse(&format!("{SERVER}{rules}"), "bench.toml").unwrap_or_else(|e| panic!("{e}")),
-    )
-}
-
-fn question<'a>(agent: &'a str, tool: &'a str, args: serde_json::Value) -> Question<'a> {
-    Question {
-        agent,
-        process: None,
-        claims: None,
-        rate_key: agent,
-        server: "bench",
-        method: "tools/call",
-        class: Class::Tool(tool),
-        arguments: Arguments::parsed(Some(args)),
-        now: jiff::Timestamp::now(),
-    }
-}
 
 fn decisions(c: &mut Criterion) {
     let big = compile(&agentgate_bench::policy_rules(1000, "bench"));

@@ -73,3 +73,33 @@ pub fn policy_rules(n: usize, server: &str) -> String {
     ));
     out
 }
+
+/// Compiles `rules` for one server named "bench".
+pub fn compile_policy(rules: &str) -> agentgate::policy::Policy {
+    let text = format!("[[servers]]\nname = \"bench\"\nurl = \"http://127.0.0.1:1/mcp\"\n{rules}");
+    agentgate::policy::Policy::compile(
+        &agentgate::config::Config::parse(&text, "bench.toml").unwrap_or_else(|e| panic!("{e}")),
+    )
+}
+
+/// A tools/call question to server "bench".
+pub fn tool_question<'a>(
+    agent: &'a str,
+    tool: &'a str,
+    args: serde_json::Value,
+) -> agentgate::policy::Question<'a> {
+    agentgate::policy::Question {
+        agent,
+        process: None,
+        claims: None,
+        rate_key: agent,
+        server: "bench",
+        method: "tools/call",
+        class: agentgate::policy::Class::Tool(tool),
+        arguments: agentgate::policy::Arguments::parsed(Some(args)),
+        now: jiff::Timestamp::now(),
+    }
+}
+
+/// A typical read-only query for the SQL matcher.
+pub const TYPICAL_SQL: &str = "SELECT c.name, c.email FROM customers AS c WHERE c.region = 'eu' AND c.id > 100 ORDER BY c.name LIMIT 50";

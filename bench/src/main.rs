@@ -626,16 +626,7 @@ fn spawn_gateway(
              [policy]\npins_file = \"\"\n[[rules]]\nname = \"all\"\neffect = \"allow\"\n"
         ),
     )?;
-    Command::new("taskset")
-        .args(["-c", "0"])
-        .arg(bin)
-        .arg("run")
-        .arg("--config")
-        .arg(&config)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .spawn()
-        .context("start agentgate")
+    spawn_agentgate(bin, &config)
 }
 
 /// A second gateway (explicit mode only) with a 1,000-rule policy: the "policy on" target.
@@ -650,16 +641,21 @@ fn spawn_policy_gateway(bin: &Path, dir: &Path, port: u16, upstream: SocketAddr)
             agentgate_bench::policy_rules(1000, "bench")
         ),
     )?;
+    spawn_agentgate(bin, &config)
+}
+
+/// `agentgate run --config FILE` on core 0.
+fn spawn_agentgate(bin: &Path, config: &Path) -> Result<Child> {
     Command::new("taskset")
         .args(["-c", "0"])
         .arg(bin)
         .arg("run")
         .arg("--config")
-        .arg(&config)
+        .arg(config)
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .spawn()
-        .context("start agentgate (policy)")
+        .context("start agentgate")
 }
 
 fn spawn_nginx(bin: &Path, dir: &Path, port: u16, upstream: SocketAddr) -> Result<Child> {
@@ -802,39 +798,15 @@ fn p50_ns(mut f: impl FnMut() -> bool) -> f64 {
     per_call[per_call.len() / 2]
 }
 
-fn bench_policy(rules: &str) -> agentgate::policy::Policy {
-    let text = format!("[[servers]]\nname = \"bench\"\nurl = \"http://127.0.0.1:1/mcp\"\n{rules}");
-    agentgate::policy::Policy::compile(
-        &agentgate::config::Config::parse(&text, "bench.toml").unwrap_or_else(|e| panic!("{e}")),
-    )
-}
-
-fn bench_question<'a>(
-    agent: &'a str,
-    tool: &'a str,
-    args: serde_json::Value,
-) -> agentgate::policy::Question<'a> {
-    agentgate::policy::Question {
-        agent,
-        process: None,
-        claims: None,
-        rate_key: agent,
-        server: "bench",
-        method: "tools/call",
-        class: agentgate::policy::Class::Tool(tool),
-        arguments: agentgate::policy::Arguments::parsed(Some(args)),
-        now: jiff::Timestamp::now(),
-    }
-}
-
 /// p50 of a decision in a 1,000-rule policy (a rule with a path condition decides), and of the
 /// same question against a one-rule policy, in ns.
 fn policy_decision_ns() -> (f64, f64) {
-    let big = bench_policy(&agentgate_bench::policy_rules(1000, "bench"));
-    let one =
-        bench_policy("[policy]\npins_file = \"\"\n[[rules]]\nname = \"all\"\neffect = \"allow\"\n");
+    let big = agentgate_bench::compile_policy(&agentgate_bench::policy_rules(1000, "bench"));
+    let one = agentgate_bench::compile_policy(
+        "[policy]\npins_file = \"\"\n[[rules]]\nname = \"all\"\neffect = \"allow\"\n",
+    );
     let limiter = agentgate::policy::RateLimiter::default();
-    let q = bench_question(
+    let q = agentgate_bench::tool_question(
         "agent5",
         "tool5",
         serde_json::json!({"path": "/srv/5/report.csv"}),
@@ -849,22 +821,24 @@ fn policy_decision_ns() -> (f64, f64) {
     )
 }
 
-const TYPICAL_SQL: &str = "SELECT c.name, c.email FROM customers AS c WHERE c.region = 'eu' AND c.id > 100 ORDER BY c.name LIMIT 50";
-
 /// p50 of a decision through the SQL matcher, and of sqlparser's parse of the same query, in ns.
 fn sql_decision_ns() -> (f64, f64) {
-    let p = bench_policy(
+    let p = agentgate_bench::compile_policy(
         "[policy]\npins_file = \"\"\n[[rules]]\nname = \"q\"\neffect = \"allow\"\ntools = [\"q\"]\n\
          [[rules.params]]\npointer = \"/sql\"\nsql = { statements = [\"select\"], tables = [\"customers\"] }\n",
     );
     let limiter = agentgate::policy::RateLimiter::default();
-    let q = bench_question("a", "q", serde_json::json!({ "sql": TYPICAL_SQL }));
+    let q = agentgate_bench::tool_question(
+        "a",
+        "q",
+        serde_json::json!({ "sql": agentgate_bench::TYPICAL_SQL }),
+    );
     assert!(
         p.decide(&q, &limiter).allowed,
         "the benchmark query must be allowed"
     );
     (
         p50_ns(|| p.decide(&q, &limiter).allowed),
-        p50_ns(|| agentgate::policy::sql::analyse(TYPICAL_SQL, "public").is_ok()),
+        p50_ns(|| agentgate::policy::sql::analyse(agentgate_bench::TYPICAL_SQL, "public").is_ok()),
     )
 }
