@@ -230,8 +230,12 @@ fn run(config: Config) -> i32 {
         }
     };
     runtime.block_on(async move {
+        // Before "ready": a signal sent once the gateway says it is ready must be handled.
+        let signals = signal::Signals::install()
+            .map_err(|error| tracing::error!(%error, "Cannot listen for SIGTERM/SIGINT."))
+            .ok();
         match start(config).await {
-            Ok(running) => running.wait_for_shutdown().await,
+            Ok(running) => running.wait_for_shutdown(signals).await,
             Err(e) => {
                 tracing::error!(error = %e, "agentgate could not start.");
                 e.exit_code()
@@ -314,7 +318,15 @@ pub async fn start_with(
         None => None,
     };
     drain.spawn(proxy::serve(listener, gateway.clone()));
-    drain.spawn(reload_on_hangup(gateway.clone()));
+    // Installed here, not in the task: SIGHUP's default action would kill the process.
+    match signal::hangups() {
+        Ok(hangups) => {
+            drain.spawn(reload_on_hangup(gateway.clone(), hangups));
+        }
+        Err(error) => {
+            tracing::warn!(%error, "Cannot listen for SIGHUP; reload through the admin API.")
+        }
+    }
     if config.interception.mode == InterceptionMode::Ebpf
         && let Err(error) = interception::start(&gateway).await
     {
@@ -334,14 +346,7 @@ pub async fn start_with(
 }
 
 /// Reloads the policy on each SIGHUP until draining starts.
-async fn reload_on_hangup(gateway: Arc<Gateway>) {
-    let mut hangups = match signal::hangups() {
-        Ok(h) => h,
-        Err(error) => {
-            tracing::warn!(%error, "Cannot listen for SIGHUP; reload through the admin API.");
-            return;
-        }
-    };
+async fn reload_on_hangup(gateway: Arc<Gateway>, mut hangups: tokio::signal::unix::Signal) {
     loop {
         tokio::select! {
             _ = gateway.drain.signaled() => return,
@@ -356,14 +361,17 @@ async fn reload_on_hangup(gateway: Arc<Gateway>) {
 }
 
 impl Running {
-    /// Waits for a shutdown signal, then drains. Returns the exit code.
-    pub async fn wait_for_shutdown(self) -> i32 {
-        match signal::shutdown().await {
-            Ok(which) => {
-                tracing::info!(signal = ?which, "Shutting down: draining in-flight requests.")
-            }
-            Err(error) => tracing::error!(%error, "Cannot listen for signals; shutting down."),
-        }
+    /// Waits for a shutdown signal on `signals` (installed before [`start`]), then drains.
+    /// Returns the exit code.
+    pub async fn wait_for_shutdown(self, signals: Option<signal::Signals>) -> i32 {
+        let Some(mut signals) = signals else {
+            tracing::error!(
+                "Without signal handlers there is no way to stop cleanly; shutting down."
+            );
+            return if self.shutdown().await { 0 } else { 1 };
+        };
+        let which = signals.shutdown().await;
+        tracing::info!(signal = ?which, "Shutting down: draining in-flight requests.");
         let grace = self.gateway.config.limits.shutdown_grace;
         let code = tokio::select! {
             finished = self.gateway.drain.drain(grace) => {
@@ -375,7 +383,7 @@ impl Running {
                     1
                 }
             }
-            _ = signal::second_interrupt() => {
+            _ = signals.second_interrupt() => {
                 tracing::warn!("Second interrupt: exiting at once.");
                 130
             }

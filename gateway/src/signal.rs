@@ -1,7 +1,10 @@
 //! Process signals: the first SIGTERM or SIGINT starts a drain; a second SIGINT exits at once;
 //! SIGHUP reloads the policy.
+//!
+//! Handlers are installed before the gateway says it is ready, so that a signal sent the moment
+//! it is ready is handled rather than killing the process.
 
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// Which signal asked for shutdown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -10,24 +13,37 @@ pub enum Shutdown {
     Interrupt,
 }
 
-/// Completes on the first SIGTERM or SIGINT.
-pub async fn shutdown() -> std::io::Result<Shutdown> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = term.recv() => Shutdown::Terminate,
-        _ = int.recv() => Shutdown::Interrupt,
-    })
+/// The installed shutdown handlers.
+#[derive(Debug)]
+pub struct Signals {
+    term: Signal,
+    int: Signal,
 }
 
-/// Completes on the next SIGINT: the impatient operator's way out during a drain.
-pub async fn second_interrupt() -> std::io::Result<()> {
-    let mut int = signal(SignalKind::interrupt())?;
-    int.recv().await;
-    Ok(())
+impl Signals {
+    /// Installs the SIGTERM and SIGINT handlers.
+    pub fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// Completes on the first SIGTERM or SIGINT.
+    pub async fn shutdown(&mut self) -> Shutdown {
+        tokio::select! {
+            _ = self.term.recv() => Shutdown::Terminate,
+            _ = self.int.recv() => Shutdown::Interrupt,
+        }
+    }
+
+    /// Completes on the next SIGINT: the impatient operator's way out during a drain.
+    pub async fn second_interrupt(&mut self) {
+        self.int.recv().await;
+    }
 }
 
 /// SIGHUPs, one `recv()` each.
-pub fn hangups() -> std::io::Result<tokio::signal::unix::Signal> {
+pub fn hangups() -> std::io::Result<Signal> {
     signal(SignalKind::hangup())
 }

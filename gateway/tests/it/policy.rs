@@ -533,3 +533,28 @@ async fn a_bad_reload_is_refused_and_the_old_policy_keeps_serving() {
     assert_eq!(r[1]["error"], json!(false), "{}", r[1]);
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limits_follow_the_agent_across_new_sessions() {
+    let server = policy_server().await;
+    let policy = "[policy]\npins_file = \"\"\n\
+        [[rules]]\nname = \"two-reads\"\neffect = \"allow\"\ntools = [\"read_file\"]\n\
+        [rules.rate]\nrequests = 2\nper = \"1h\"\n";
+    let gw = gateway(&config("peer", &server.url("/mcp"), policy)).await;
+    let url = gateway_url(&gw, "peer");
+    let first = client(
+        &url,
+        json!([["call", "read_file", {}], ["call", "read_file", {}]]),
+    )
+    .await;
+    assert_eq!(first[0]["error"], json!(false), "{}", first[0]);
+    assert_eq!(first[1]["error"], json!(false), "{}", first[1]);
+    // A new client process opens a new MCP session: the bucket is the agent's, still empty.
+    let second = client(&url, json!([["call", "read_file", {}]])).await;
+    let refusal = text(&second[0]);
+    assert!(
+        refusal.contains("rule \"two-reads\" allows 2 requests per 1h"),
+        "{refusal}"
+    );
+    gw.shutdown().await;
+}
