@@ -76,11 +76,10 @@ impl Arguments {
     pub fn value(&self) -> Option<serde_json::Value> {
         let mut root: serde_json::Value = serde_json::from_slice(&self.body).ok()?;
         let message = match self.batch_index {
-            Some(i) => root.get_mut(i)?.take(),
-            None => root,
+            Some(i) => root.get_mut(i)?,
+            None => &mut root,
         };
-        let mut params = message.get("params")?.clone();
-        Some(params.get_mut("arguments")?.take())
+        Some(message.get_mut("params")?.get_mut("arguments")?.take())
     }
 }
 
