@@ -747,3 +747,57 @@ async fn a_legacy_sse_server_is_intercepted_end_to_end() {
     assert!(gw.seen().iter().all(|i| i.tgid == pid && i.agent == "a"));
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn policy_decides_on_the_attested_agent_and_its_process() {
+    let server = crate::policy::policy_server().await;
+    let url = server.url("/mcp");
+    let rules = "[[rules]]\nname = \"analyst-reads\"\neffect = \"allow\"\nagents = [\"analyst\"]\ntools = [\"read_file\"]\n\
+                 [[rules]]\nname = \"service-writes\"\neffect = \"allow\"\nagents = [\"analyst\"]\ntools = [\"write_file\"]\n\
+                 [rules.process]\nuid = [4242]\n";
+    let gw = intercepting_with(
+        &[("peer", &url)],
+        "[[agents]]\nname = \"analyst\"\n[[agents]]\nname = \"intern\"\n",
+        |t| {
+            t.replace(
+                "[[rules]]\nname = \"allow-all\"\neffect = \"allow\"\n",
+                rules,
+            )
+        },
+    )
+    .await;
+    let script = peer_scripts().join("policy_peer.py");
+    let steps = r#"[["list"], ["call", "read_file", {}], ["call", "write_file", {}]]"#;
+    let args = [
+        script.to_str().unwrap(),
+        "client",
+        "--url",
+        &url,
+        "--steps",
+        steps,
+    ];
+    let (_, analyst) = client_output(gw.exec("analyst", &python(), &args)).await;
+    assert_eq!(
+        analyst[0]["pages"],
+        serde_json::json!([["read_file", "write_file"], [], [], []])
+    );
+    assert_eq!(analyst[1]["error"], false, "{}", analyst[1]);
+    let refusal = analyst[2]["rpc_error"].as_str().unwrap_or_default();
+    assert!(
+        refusal.contains(
+            "rule \"service-writes\" did not apply: process uid is not among those allowed"
+        ),
+        "{refusal}"
+    );
+    // Same program, same server, another agent's cgroup: not even the session is allowed.
+    let out = gw.exec("intern", &python(), &args).output().await.unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no rule allows agent")
+            && stderr.contains("intern")
+            && stderr.contains("to use initialize"),
+        "{stderr}"
+    );
+    gw.stop().await;
+}

@@ -197,7 +197,7 @@ async fn postgres_mcp_server(pg: &Postgres) -> Peer {
     Peer { port, child }
 }
 
-async fn policy_server() -> Peer {
+pub async fn policy_server() -> Peer {
     let port = free_port();
     let mut child = Command::new(peers().join("venv/bin/python"))
         .arg(peer_scripts().join("policy_peer.py"))
