@@ -22,6 +22,31 @@ use crate::{
 pub struct PolicyStage {
     pub engine: Arc<Engine>,
     pub metrics: Arc<Metrics>,
+    /// What observe mode has already reported at INFO: each (agent, server, method, target,
+    /// rule) once, so the log shows what agents do without a line per request.
+    observed: std::sync::Mutex<std::collections::HashSet<u64>>,
+    hasher: std::hash::RandomState,
+}
+
+/// Distinct observe-mode findings reported at INFO; beyond this they stay at DEBUG.
+const MAX_OBSERVED: usize = 10_000;
+
+impl PolicyStage {
+    pub fn new(engine: Arc<Engine>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            engine,
+            metrics,
+            observed: Default::default(),
+            hasher: Default::default(),
+        }
+    }
+
+    fn first_sight(&self, key: (&str, &str, &str, &str, &str)) -> bool {
+        use std::hash::BuildHasher;
+        let h = self.hasher.hash_one(key);
+        let mut seen = self.observed.lock().unwrap_or_else(|p| p.into_inner());
+        seen.len() < MAX_OBSERVED && seen.insert(h)
+    }
 }
 
 /// The rule name of refusals for a tool's definition (changed or hidden text).
@@ -122,7 +147,18 @@ impl PolicyStage {
         let d = decision(verdict);
         self.metrics.decision(server.name.as_str(), d.as_str());
         if let Decision::WouldDeny { rule, reason } = &d {
-            tracing::debug!(agent = w.agent, server = %server.name, method = message.method(), %rule, %reason, "Observe mode: forwarded what enforce mode would deny.");
+            let target = message.target.header_name().unwrap_or("");
+            if self.first_sight((
+                w.agent,
+                server.name.as_str(),
+                message.method(),
+                target,
+                rule,
+            )) {
+                tracing::info!(agent = w.agent, server = %server.name, method = message.method(), target, %rule, %reason, "Observe mode: enforce mode would deny this (reported once).");
+            } else {
+                tracing::debug!(agent = w.agent, server = %server.name, method = message.method(), target, %rule, "Observe mode: forwarded what enforce mode would deny.");
+            }
         }
         d
     }

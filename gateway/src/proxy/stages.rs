@@ -157,7 +157,7 @@ impl Stages {
         engine: Arc<crate::policy::Engine>,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
-        let policy = Arc::new(super::PolicyStage { engine, metrics });
+        let policy = Arc::new(super::PolicyStage::new(engine, metrics));
         Self {
             decision: policy.clone(),
             response: policy,
