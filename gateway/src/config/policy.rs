@@ -208,7 +208,7 @@ pub enum Matcher {
     PathPrefix(Vec<String>),
     /// Host patterns: `example.com` exactly, or `*.example.com` for its subdomains.
     UrlHosts(Vec<String>),
-    Sql(SqlSpec),
+    Sql(Box<SqlSpec>),
 }
 
 /// What SQL a statement argument may contain.
@@ -222,6 +222,11 @@ pub struct SqlSpec {
     pub deny_tables: Vec<(Option<String>, String)>,
     /// The schema of unqualified names.
     pub default_schema: String,
+    /// Allowed functions (by name, schema dropped); `None`: any not denied.
+    pub functions: Option<HashSet<String>>,
+    /// Denied functions: `deny_functions` plus, unless `allow_risky_functions`, the built-in
+    /// list of functions that read files, run SQL from strings or change the server.
+    pub deny_functions: HashSet<String>,
 }
 
 /// A time window in a time zone.
@@ -398,6 +403,12 @@ struct RawSql {
     deny_tables: Vec<Spanned<String>>,
     #[serde(default = "public")]
     default_schema: String,
+    #[serde(default)]
+    functions: Option<Vec<String>>,
+    #[serde(default)]
+    deny_functions: Vec<String>,
+    #[serde(default)]
+    allow_risky_functions: bool,
 }
 
 fn public() -> String {
@@ -868,7 +879,7 @@ fn param(raw: RawParam) -> Result<ParamSpec, Invalid> {
         matchers.push(Matcher::UrlHosts(hosts));
     }
     if let Some(sql) = raw.sql {
-        matchers.push(Matcher::Sql(sql_spec(sql)?));
+        matchers.push(Matcher::Sql(Box::new(sql_spec(sql)?)));
     }
     match matchers.len() {
         1 => Ok(ParamSpec {
@@ -972,11 +983,22 @@ fn sql_spec(raw: RawSql) -> Result<SqlSpec, Invalid> {
         .iter()
         .map(|t| split(t, "rules.params.sql.deny_tables"))
         .collect::<Result<Vec<_>, _>>()?;
+    let fold = crate::policy::sql::fold_ident;
+    let mut deny_functions: HashSet<String> = raw.deny_functions.iter().map(|f| fold(f)).collect();
+    if !raw.allow_risky_functions {
+        deny_functions.extend(
+            crate::policy::sql::RISKY_FUNCTIONS
+                .iter()
+                .map(|f| f.to_string()),
+        );
+    }
     Ok(SqlSpec {
         statements,
         tables,
         deny_tables,
         default_schema: schema,
+        functions: raw.functions.map(|v| v.iter().map(|f| fold(f)).collect()),
+        deny_functions,
     })
 }
 

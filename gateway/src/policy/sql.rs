@@ -29,7 +29,62 @@ pub struct Analysis {
     pub tables: BTreeSet<(String, String)>,
     /// Tables named without a schema (for schema-less deny entries).
     pub unqualified: BTreeSet<String>,
+    /// Functions called, by their own name (schema dropped), folded like identifiers.
+    pub functions: BTreeSet<String>,
 }
+
+/// Functions refused unless a rule sets `allow_risky_functions`: they read files or other
+/// databases, run SQL given as a string (which the table checks cannot see), change settings,
+/// or stop other sessions.
+pub const RISKY_FUNCTIONS: &[&str] = &[
+    "pg_read_file",
+    "pg_read_binary_file",
+    "pg_ls_dir",
+    "pg_stat_file",
+    "pg_ls_logdir",
+    "pg_ls_waldir",
+    "pg_ls_tmpdir",
+    "pg_ls_archive_statusdir",
+    "lo_import",
+    "lo_export",
+    "lo_get",
+    "lo_put",
+    "lo_from_bytea",
+    "lo_unlink",
+    "dblink",
+    "dblink_exec",
+    "dblink_connect",
+    "dblink_send_query",
+    "query_to_xml",
+    "query_to_xml_and_xmlschema",
+    "query_to_xmlschema",
+    "cursor_to_xml",
+    "cursor_to_xmlschema",
+    "table_to_xml",
+    "table_to_xml_and_xmlschema",
+    "table_to_xmlschema",
+    "schema_to_xml",
+    "schema_to_xml_and_xmlschema",
+    "database_to_xml",
+    "database_to_xml_and_xmlschema",
+    "set_config",
+    "pg_reload_conf",
+    "pg_rotate_logfile",
+    "pg_terminate_backend",
+    "pg_cancel_backend",
+    "pg_sleep",
+    "pg_sleep_for",
+    "pg_sleep_until",
+    "nextval",
+    "setval",
+    "pg_logical_emit_message",
+    "pg_advisory_lock",
+    "pg_advisory_xact_lock",
+    "pg_switch_wal",
+    "pg_create_restore_point",
+    "pg_promote",
+    "pg_log_backend_memory_contexts",
+];
 
 /// PostgreSQL's folding of an unquoted identifier.
 pub fn fold_ident(s: &str) -> String {
@@ -76,6 +131,16 @@ pub fn check(spec: &SqlSpec, sql: &str) -> Result<(), String> {
         && let Some(kind) = a.kinds.iter().find(|k| !allowed.contains(*k))
     {
         return Err(format!("statement kind {kind:?} is not allowed"));
+    }
+    for f in &a.functions {
+        if spec.deny_functions.contains(f) {
+            return Err(format!("function {f}() is denied"));
+        }
+        if let Some(allowed) = &spec.functions
+            && !allowed.contains(f)
+        {
+            return Err(format!("function {f}() is not among the allowed functions"));
+        }
     }
     for (schema, table) in &a.tables {
         let denied = spec
@@ -261,6 +326,21 @@ impl Visitor for Walker<'_> {
         ControlFlow::Continue(())
     }
 
+    fn pre_visit_expr(&mut self, expr: &sqlparser::ast::Expr) -> ControlFlow<()> {
+        if let sqlparser::ast::Expr::Function(f) = expr {
+            match f.name.0.last().and_then(|p| p.as_ident()) {
+                Some(ident) => {
+                    self.out.functions.insert(ident_text(ident));
+                }
+                None => {
+                    self.error = Some(format!("cannot name the function {}", f.name));
+                    return ControlFlow::Break(());
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
     fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<()> {
         self.out.kinds.insert(statement_kind(statement));
         ControlFlow::Continue(())
@@ -319,6 +399,8 @@ mod tests {
             ),
             deny_tables: Vec::new(),
             default_schema: "public".into(),
+            functions: None,
+            deny_functions: RISKY_FUNCTIONS.iter().map(|f| f.to_string()).collect(),
         }
     }
 
@@ -452,6 +534,36 @@ mod tests {
         for sql in refused {
             assert!(check(&s, sql).is_err(), "{sql} should be refused");
         }
+    }
+
+    #[test]
+    fn functions_that_reach_around_the_table_checks_are_refused() {
+        let s = spec(&["select"], &["customers"]);
+        assert_eq!(
+            check(&s, "SELECT count(*), lower(name) FROM customers"),
+            Ok(())
+        );
+        for sql in [
+            "SELECT pg_read_file('/etc/passwd')",
+            "SELECT query_to_xml('select * from financials', true, true, '')",
+            "SELECT name, table_to_xml('financials', true, true, '') FROM customers",
+            "SELECT PG_CATALOG.PG_READ_FILE('/etc/shadow')",
+            "SELECT \"pg_read_file\"('/etc/passwd')",
+            "SELECT * FROM customers WHERE id = (SELECT length(pg_read_file('/etc/hostname')))",
+            "SELECT * FROM customers ORDER BY set_config('search_path', 'evil', false)",
+            "SELECT * FROM dblink('host=x', 'select * from financials') AS t(a int)",
+            "SELECT pg_sleep(3600)",
+        ] {
+            assert!(check(&s, sql).is_err(), "{sql} should be refused");
+        }
+        let mut only = spec(&["select"], &["customers"]);
+        only.functions = Some(["count".to_string()].into_iter().collect());
+        assert_eq!(check(&only, "SELECT count(*) FROM customers"), Ok(()));
+        assert!(
+            check(&only, "SELECT md5(name) FROM customers")
+                .unwrap_err()
+                .contains("md5() is not among")
+        );
     }
 
     #[test]

@@ -284,6 +284,18 @@ async fn agent_reads_customers_and_is_refused_financials_however_the_sql_is_writ
         assert!(message.contains("read-customers"), "{message}");
         assert!(message.contains("public.financials"), "{message}");
     }
+    // SQL run from a string, where no table check can see it, is refused by function.
+    let laundered = client(
+        &url,
+        json!([["call", "query", {"sql": "SELECT query_to_xml('select * from financials', true, true, '')"}]]),
+    )
+    .await;
+    let message = laundered[0]["rpc_error"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("function query_to_xml() is denied"),
+        "{}",
+        laundered[0]
+    );
     // PostgreSQL ran the allowed query and none of the refused ones.
     let log = pg.statements();
     assert!(
