@@ -125,10 +125,18 @@ impl<'a> Arguments<'a> {
         }
     }
 
-    fn get(&self) -> Option<&Value> {
-        self.value
-            .get_or_init(|| self.source.and_then(|s| s.value()))
-            .as_ref()
+    /// The value at a JSON pointer. From a message, only the path is read (see
+    /// [`mcp::message::Arguments::pointer`]); a parsed value is looked up in place.
+    fn at(&self, pointer: &str) -> Option<std::borrow::Cow<'_, Value>> {
+        match self.source {
+            Some(s) => s.pointer(pointer).map(std::borrow::Cow::Owned),
+            None => self
+                .value
+                .get()?
+                .as_ref()?
+                .pointer(pointer)
+                .map(std::borrow::Cow::Borrowed),
+        }
     }
 }
 
@@ -517,13 +525,14 @@ impl Policy {
         context::process_matches(&s.process, q.process).map_err(Miss::Condition)?;
         context::token_matches(&s.token, q.claims).map_err(Miss::Condition)?;
         context::in_windows(&s.time, q.now).map_err(Miss::Condition)?;
-        if !s.params.is_empty() {
-            let args = match q.class {
-                Class::Tool(_) | Class::Prompt(_) => q.arguments.get(),
-                _ => None,
-            };
+        if matches!(q.class, Class::Tool(_) | Class::Prompt(_)) {
             for p in &s.params {
-                params::check(p, args).map_err(Miss::Condition)?;
+                let value = q.arguments.at(&p.pointer);
+                params::check_value(p, value.as_deref()).map_err(Miss::Condition)?;
+            }
+        } else {
+            for p in &s.params {
+                params::check_value(p, None).map_err(Miss::Condition)?;
             }
         }
         Ok(())

@@ -81,6 +81,119 @@ impl Arguments {
         };
         Some(message.get_mut("params")?.get_mut("arguments")?.take())
     }
+
+    /// The value at an RFC 6901 JSON pointer into `params.arguments`, reading only what lies on
+    /// the path: everything beside it is skipped without being built, so a condition on one
+    /// argument of a large call costs a scan, not a tree.
+    pub fn pointer(&self, pointer: &str) -> Option<serde_json::Value> {
+        use serde_json::value::RawValue;
+        let mut raw: &RawValue = serde_json::from_slice(&self.body).ok()?;
+        if let Some(i) = self.batch_index {
+            raw = raw_step(raw, &Step::Index(i))?;
+        }
+        raw = raw_step(raw, &Step::Key("params".into()))?;
+        raw = raw_step(raw, &Step::Key("arguments".into()))?;
+        if !pointer.is_empty() {
+            for token in pointer.strip_prefix('/')?.split('/') {
+                let key = token.replace("~1", "/").replace("~0", "~");
+                let step = match key.parse::<usize>() {
+                    // An object may have a member named "0": try the index only on arrays.
+                    Ok(i)
+                        if raw.get().starts_with('[')
+                            && key.bytes().all(|b| b.is_ascii_digit())
+                            && (key == "0" || !key.starts_with('0')) =>
+                    {
+                        Step::Index(i)
+                    }
+                    _ => Step::Key(key),
+                };
+                raw = raw_step(raw, &step)?;
+            }
+        }
+        serde_json::from_str(raw.get()).ok()
+    }
+}
+
+/// One step of a pointer.
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// The member or element `step` names inside `raw`, skipping the others unbuilt.
+fn raw_step<'a>(
+    raw: &'a serde_json::value::RawValue,
+    step: &Step,
+) -> Option<&'a serde_json::value::RawValue> {
+    use std::{borrow::Cow, fmt};
+
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use serde_json::value::RawValue;
+
+    struct Find<'s>(&'s Step);
+    impl<'de, 's> Visitor<'de> for Find<'s> {
+        type Value = Option<&'de RawValue>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an object or an array")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let Step::Key(want) = self.0 else {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                return Ok(None);
+            };
+            let mut found = None;
+            while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                if found.is_none() && key == want.as_str() {
+                    found = Some(map.next_value::<&'de RawValue>()?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            let mut i = 0;
+            loop {
+                if matches!(self.0, Step::Index(want) if *want == i) && found.is_none() {
+                    match seq.next_element::<&'de RawValue>()? {
+                        Some(v) => found = Some(v),
+                        None => break,
+                    }
+                } else if seq.next_element::<IgnoredAny>()?.is_none() {
+                    break;
+                }
+                i += 1;
+            }
+            Ok(found)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    impl<'de, 's> DeserializeSeed<'de> for Find<'s> {
+        type Value = Option<&'de RawValue>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    Find(step).deserialize(&mut de).ok().flatten()
 }
 
 /// The thing a request acts on, for the methods that name one.
@@ -422,6 +535,53 @@ mod tests {
 
     fn one(s: &str) -> Result<Message, MessageError> {
         parse_message(s.as_bytes())
+    }
+
+    fn arguments_of(body: &str, allow_batch: bool) -> Vec<Arguments> {
+        let parsed = parse_body(&Bytes::from(body.to_owned()), allow_batch, "2025-03-26").unwrap();
+        parsed
+            .messages()
+            .iter()
+            .filter_map(|m| match &m.target {
+                Target::Tool { arguments, .. } => arguments.clone(),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pointer_reads_what_serde_json_reads_at_the_same_place() {
+        let args = r#"{"a":{"b/c":[10,{"d~e":"x"},[true,null]],"0":"zero","\u0066":1.5},"big":"yyyyyyyyyy","n":[0,1,2]}"#;
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"t","arguments":{args}}}}}"#
+        );
+        let a = &arguments_of(&body, false)[0];
+        let whole: serde_json::Value = serde_json::from_str(args).unwrap();
+        for ptr in [
+            "",
+            "/a",
+            "/a/b~1c",
+            "/a/b~1c/0",
+            "/a/b~1c/1/d~0e",
+            "/a/b~1c/2/1",
+            "/a/0",
+            "/a/f",
+            "/n/2",
+            "/n/3",
+            "/n/01",
+            "/n/+1",
+            "/n/-",
+            "/missing",
+            "/a/b~1c/9",
+            "/big/0",
+            "a",
+        ] {
+            assert_eq!(a.pointer(ptr), whole.pointer(ptr).cloned(), "{ptr:?}");
+        }
+        let batch = r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"k":1}}},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"t","arguments":{"k":2}}}]"#;
+        let both = arguments_of(batch, true);
+        assert_eq!(both[0].pointer("/k"), Some(serde_json::json!(1)));
+        assert_eq!(both[1].pointer("/k"), Some(serde_json::json!(2)));
     }
 
     #[test]

@@ -10,7 +10,11 @@ use crate::config::policy::{Matcher, ParamSpec};
 
 /// Tests one condition against the arguments; the error says why it does not hold.
 pub fn check(spec: &ParamSpec, arguments: Option<&Value>) -> Result<(), String> {
-    let value = arguments.and_then(|a| a.pointer(&spec.pointer));
+    check_value(spec, arguments.and_then(|a| a.pointer(&spec.pointer)))
+}
+
+/// Tests one condition against the value its pointer found (`None`: nothing there).
+pub fn check_value(spec: &ParamSpec, value: Option<&Value>) -> Result<(), String> {
     let at = if spec.pointer.is_empty() {
         "the arguments"
     } else {
