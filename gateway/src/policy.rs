@@ -105,6 +105,8 @@ impl<'a> Class<'a> {
 /// Arguments of a tools/call or prompts/get, parsed only if a condition needs them.
 pub struct Arguments<'a> {
     source: Option<&'a mcp::message::Arguments>,
+    /// The arguments' text within the message, found once.
+    raw: OnceCell<Option<&'a str>>,
     value: OnceCell<Option<Value>>,
 }
 
@@ -112,6 +114,7 @@ impl<'a> Arguments<'a> {
     pub fn lazy(source: Option<&'a mcp::message::Arguments>) -> Self {
         Self {
             source,
+            raw: OnceCell::new(),
             value: OnceCell::new(),
         }
     }
@@ -121,6 +124,7 @@ impl<'a> Arguments<'a> {
         let _ = cell.set(value);
         Self {
             source: None,
+            raw: OnceCell::new(),
             value: cell,
         }
     }
@@ -129,7 +133,10 @@ impl<'a> Arguments<'a> {
     /// [`mcp::message::Arguments::pointer`]); a parsed value is looked up in place.
     fn at(&self, pointer: &str) -> Option<std::borrow::Cow<'_, Value>> {
         match self.source {
-            Some(s) => s.pointer(pointer).map(std::borrow::Cow::Owned),
+            Some(s) => {
+                let raw = (*self.raw.get_or_init(|| s.raw()))?;
+                mcp::message::pointer_in(raw, pointer).map(std::borrow::Cow::Owned)
+            }
             None => self
                 .value
                 .get()?

@@ -82,36 +82,47 @@ impl Arguments {
         Some(message.get_mut("params")?.get_mut("arguments")?.take())
     }
 
-    /// The value at an RFC 6901 JSON pointer into `params.arguments`, reading only what lies on
-    /// the path: everything beside it is skipped without being built, so a condition on one
-    /// argument of a large call costs a scan, not a tree.
-    pub fn pointer(&self, pointer: &str) -> Option<serde_json::Value> {
+    /// The text of `params.arguments`, found without building anything.
+    pub fn raw(&self) -> Option<&str> {
         use serde_json::value::RawValue;
         let mut raw: &RawValue = serde_json::from_slice(&self.body).ok()?;
         if let Some(i) = self.batch_index {
             raw = raw_step(raw, &Step::Index(i))?;
         }
         raw = raw_step(raw, &Step::Key("params".into()))?;
-        raw = raw_step(raw, &Step::Key("arguments".into()))?;
-        if !pointer.is_empty() {
-            for token in pointer.strip_prefix('/')?.split('/') {
-                let key = token.replace("~1", "/").replace("~0", "~");
-                let step = match key.parse::<usize>() {
-                    // An object may have a member named "0": try the index only on arrays.
-                    Ok(i)
-                        if raw.get().starts_with('[')
-                            && key.bytes().all(|b| b.is_ascii_digit())
-                            && (key == "0" || !key.starts_with('0')) =>
-                    {
-                        Step::Index(i)
-                    }
-                    _ => Step::Key(key),
-                };
-                raw = raw_step(raw, &step)?;
-            }
-        }
-        serde_json::from_str(raw.get()).ok()
+        Some(raw_step(raw, &Step::Key("arguments".into()))?.get())
     }
+
+    /// The value at an RFC 6901 JSON pointer into `params.arguments`.
+    pub fn pointer(&self, pointer: &str) -> Option<serde_json::Value> {
+        pointer_in(self.raw()?, pointer)
+    }
+}
+
+/// The value at an RFC 6901 JSON pointer into the JSON text `raw`, reading only what lies on
+/// the path: everything beside it is skipped without being built, so a condition on one
+/// argument of a large call costs a scan, not a tree.
+pub fn pointer_in(raw: &str, pointer: &str) -> Option<serde_json::Value> {
+    use serde_json::value::RawValue;
+    let mut raw: &RawValue = serde_json::from_str(raw).ok()?;
+    if !pointer.is_empty() {
+        for token in pointer.strip_prefix('/')?.split('/') {
+            let key = token.replace("~1", "/").replace("~0", "~");
+            let step = match key.parse::<usize>() {
+                // An object may have a member named "0": try the index only on arrays.
+                Ok(i)
+                    if raw.get().starts_with('[')
+                        && key.bytes().all(|b| b.is_ascii_digit())
+                        && (key == "0" || !key.starts_with('0')) =>
+                {
+                    Step::Index(i)
+                }
+                _ => Step::Key(key),
+            };
+            raw = raw_step(raw, &step)?;
+        }
+    }
+    serde_json::from_str(raw.get()).ok()
 }
 
 /// One step of a pointer.
