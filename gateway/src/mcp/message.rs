@@ -84,13 +84,13 @@ impl Arguments {
 
     /// The text of `params.arguments`, found without building anything.
     pub fn raw(&self) -> Option<&str> {
-        use serde_json::value::RawValue;
-        let mut raw: &RawValue = serde_json::from_slice(&self.body).ok()?;
+        // The body passed the strict parse: it is one valid JSON text.
+        let mut raw = std::str::from_utf8(&self.body).ok()?;
         if let Some(i) = self.batch_index {
             raw = raw_step(raw, &Step::Index(i))?;
         }
         raw = raw_step(raw, &Step::Key("params".into()))?;
-        Some(raw_step(raw, &Step::Key("arguments".into()))?.get())
+        raw_step(raw, &Step::Key("arguments".into()))
     }
 
     /// The value at an RFC 6901 JSON pointer into `params.arguments`.
@@ -100,18 +100,16 @@ impl Arguments {
 }
 
 /// The value at an RFC 6901 JSON pointer into the JSON text `raw`, reading only what lies on
-/// the path: everything beside it is skipped without being built, so a condition on one
-/// argument of a large call costs a scan, not a tree.
-pub fn pointer_in(raw: &str, pointer: &str) -> Option<serde_json::Value> {
-    use serde_json::value::RawValue;
-    let mut raw: &RawValue = serde_json::from_str(raw).ok()?;
+/// the path: each step scans one value and builds nothing beside the path, so a condition on
+/// one argument of a large call costs a few scans, not a tree.
+pub fn pointer_in(mut raw: &str, pointer: &str) -> Option<serde_json::Value> {
     if !pointer.is_empty() {
         for token in pointer.strip_prefix('/')?.split('/') {
             let key = token.replace("~1", "/").replace("~0", "~");
             let step = match key.parse::<usize>() {
                 // An object may have a member named "0": try the index only on arrays.
                 Ok(i)
-                    if raw.get().starts_with('[')
+                    if raw.trim_start().starts_with('[')
                         && key.bytes().all(|b| b.is_ascii_digit())
                         && (key == "0" || !key.starts_with('0')) =>
                 {
@@ -122,7 +120,7 @@ pub fn pointer_in(raw: &str, pointer: &str) -> Option<serde_json::Value> {
             raw = raw_step(raw, &step)?;
         }
     }
-    serde_json::from_str(raw.get()).ok()
+    serde_json::from_str(raw).ok()
 }
 
 /// One step of a pointer.
@@ -132,10 +130,7 @@ enum Step {
 }
 
 /// The member or element `step` names inside `raw`, skipping the others unbuilt.
-fn raw_step<'a>(
-    raw: &'a serde_json::value::RawValue,
-    step: &Step,
-) -> Option<&'a serde_json::value::RawValue> {
+fn raw_step<'a>(raw: &'a str, step: &Step) -> Option<&'a str> {
     use std::{borrow::Cow, fmt};
 
     use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -203,8 +198,12 @@ fn raw_step<'a>(
             d.deserialize_any(self)
         }
     }
-    let mut de = serde_json::Deserializer::from_str(raw.get());
-    Find(step).deserialize(&mut de).ok().flatten()
+    let mut de = serde_json::Deserializer::from_str(raw);
+    Find(step)
+        .deserialize(&mut de)
+        .ok()
+        .flatten()
+        .map(RawValue::get)
 }
 
 /// The thing a request acts on, for the methods that name one.
