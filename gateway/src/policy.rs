@@ -129,6 +129,21 @@ impl<'a> Arguments<'a> {
         }
     }
 
+    /// Whether something is at a JSON pointer (nothing is built to find out).
+    fn has(&self, pointer: &str) -> bool {
+        match self.source {
+            Some(s) => self
+                .raw
+                .get_or_init(|| s.raw())
+                .is_some_and(|raw| mcp::message::raw_pointer(raw, pointer).is_some()),
+            None => self
+                .value
+                .get()
+                .and_then(Option::as_ref)
+                .is_some_and(|v| v.pointer(pointer).is_some()),
+        }
+    }
+
     /// The value at a JSON pointer. From a message, only the path is read (see
     /// [`mcp::message::Arguments::pointer`]); a parsed value is looked up in place.
     fn at(&self, pointer: &str) -> Option<std::borrow::Cow<'_, Value>> {
@@ -534,6 +549,12 @@ impl Policy {
         context::in_windows(&s.time, q.now).map_err(Miss::Condition)?;
         if matches!(q.class, Class::Tool(_) | Class::Prompt(_)) {
             for p in &s.params {
+                if let crate::config::policy::Matcher::Present(_) = p.matcher {
+                    // Presence needs no value: do not build one (it may be large).
+                    let stand_in = q.arguments.has(&p.pointer).then_some(&Value::Null);
+                    params::check_value(p, stand_in).map_err(Miss::Condition)?;
+                    continue;
+                }
                 let value = q.arguments.at(&p.pointer);
                 params::check_value(p, value.as_deref()).map_err(Miss::Condition)?;
             }

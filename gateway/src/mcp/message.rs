@@ -102,7 +102,12 @@ impl Arguments {
 /// The value at an RFC 6901 JSON pointer into the JSON text `raw`, reading only what lies on
 /// the path: each step scans one value and builds nothing beside the path, so a condition on
 /// one argument of a large call costs a few scans, not a tree.
-pub fn pointer_in(mut raw: &str, pointer: &str) -> Option<serde_json::Value> {
+pub fn pointer_in(raw: &str, pointer: &str) -> Option<serde_json::Value> {
+    serde_json::from_str(raw_pointer(raw, pointer)?).ok()
+}
+
+/// The text of the value at a JSON pointer into the JSON text `raw`, unparsed.
+pub fn raw_pointer<'a>(mut raw: &'a str, pointer: &str) -> Option<&'a str> {
     if !pointer.is_empty() {
         for token in pointer.strip_prefix('/')?.split('/') {
             let key = token.replace("~1", "/").replace("~0", "~");
@@ -120,7 +125,7 @@ pub fn pointer_in(mut raw: &str, pointer: &str) -> Option<serde_json::Value> {
             raw = raw_step(raw, &step)?;
         }
     }
-    serde_json::from_str(raw).ok()
+    Some(raw)
 }
 
 /// One step of a pointer.

@@ -342,3 +342,48 @@ fn explain_reports_every_rule_considered() {
         ]
     );
 }
+
+#[test]
+fn conditions_read_arguments_straight_from_the_message() {
+    let p = policy(
+        "[[rules]]\nname = \"r\"\neffect = \"allow\"\ntools = [\"t\"]\n\
+         [[rules.params]]\npointer = \"/opts/mode\"\neq = \"fast\"\n\
+         [[rules.params]]\npointer = \"/items\"\npresent = true\n\
+         [[rules.params]]\npointer = \"/debug\"\npresent = false\n",
+    );
+    let ask_body = |args: &str| {
+        let body = bytes::Bytes::from(format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"t","arguments":{args}}}}}"#
+        ));
+        let parsed = mcp::message::parse_body(&body, false, "2025-11-25").unwrap();
+        let m = &parsed.messages()[0];
+        let mcp::Target::Tool { arguments, .. } = &m.target else {
+            panic!("not a tool call")
+        };
+        p.decide(
+            &Question {
+                agent: "a",
+                process: None,
+                claims: None,
+                rate_key: "a",
+                server: "db",
+                method: "tools/call",
+                class: Class::Tool("t"),
+                arguments: Arguments::lazy(arguments.as_ref()),
+                now: jiff::Timestamp::now(),
+            },
+            &RateLimiter::default(),
+        )
+    };
+    assert!(ask_body(r#"{"opts":{"mode":"fast"},"items":[1,2]}"#).allowed);
+    assert!(ask_body(r#"{"opts":{"m\u006fde":"fast"},"items":null}"#).allowed);
+    assert!(!ask_body(r#"{"opts":{"mode":"slow"},"items":[]}"#).allowed);
+    assert!(!ask_body(r#"{"opts":{"mode":"fast"}}"#).allowed);
+    let v = ask_body(r#"{"opts":{"mode":"fast"},"items":[],"debug":false}"#);
+    assert!(!v.allowed);
+    assert!(
+        v.reason.contains("argument /debug must be absent"),
+        "{}",
+        v.reason
+    );
+}
