@@ -6,6 +6,7 @@
 //! forwarded. See `ARCHITECTURE.md` for the tasks, ports and the order of the stages.
 
 pub mod admin;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod drain;

@@ -1,0 +1,278 @@
+//! The tamper-evident audit trail: records, their hash chain, signed checkpoints, and the
+//! verifier that names the first bad entry.
+//!
+//! Storage is framed append-only files ([`log`]) rather than SQLite: appends and fsyncs are
+//! ours to order (a record is acknowledged only after the fsync that covers it, and an fsync
+//! error is never retried as if it had succeeded), a torn tail is recognisable frame by frame,
+//! and the chain is over the exact bytes on disk, so no canonical form has to be agreed on.
+//!
+//! Integrity: entry `i` has the chain hash `h_i = SHA-256(0x00 || h_{i-1} || payload_i)` with
+//! `h_{-1}` all zeros; a checkpoint signs (with the gateway's Ed25519 key) the context string
+//! `agentgate-audit-checkpoint-v1`, the sequence number and `h_seq`. The `0x00` leaf prefix and
+//! the context string keep entry hashes and checkpoint messages from ever being confused.
+//!
+//! This is the first part of the audit issue: schema, chain, checkpoints, storage with torn-tail
+//! recovery, and verification. The request path does not write here yet.
+
+pub mod log;
+
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Version of the record schema below; bumped on any incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What a record is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    Request,
+    Response,
+    SessionStart,
+    SessionEnd,
+    PolicyReload,
+    GatewayStart,
+    GatewayStop,
+    EbpfAttach,
+    EbpfDetach,
+}
+
+/// One audit record (schema version 1). Optional members are left out when empty.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    pub v: u32,
+    pub seq: u64,
+    /// Wall clock, nanoseconds since the Unix epoch.
+    pub time_unix_ns: u64,
+    /// Monotonic clock (CLOCK_MONOTONIC), nanoseconds: orders records across wall-clock steps.
+    pub mono_ns: u64,
+    pub event: Event,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_us: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Record {
+    /// A record of `event` with only the required members set.
+    pub fn new(event: Event) -> Self {
+        Self {
+            v: SCHEMA_VERSION,
+            seq: 0,
+            time_unix_ns: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+            mono_ns: 0,
+            event,
+            agent: None,
+            server: None,
+            method: None,
+            target: None,
+            params: None,
+            decision: None,
+            rule: None,
+            status: None,
+            latency_us: None,
+            error: None,
+        }
+    }
+}
+
+/// A chain hash.
+pub type Hash = [u8; 32];
+
+/// `h_{-1}`: what the first entry chains from.
+pub const GENESIS: Hash = [0; 32];
+
+/// The chain hash of an entry with `payload` after one with hash `prev`.
+pub fn chain(prev: &Hash, payload: &[u8]) -> Hash {
+    let mut h = Sha256::new();
+    h.update([0x00]);
+    h.update(prev);
+    h.update(payload);
+    h.finalize().into()
+}
+
+const CHECKPOINT_CONTEXT: &[u8] = b"agentgate-audit-checkpoint-v1\0";
+
+/// A signed statement that the log's entry `seq` has chain hash `hash`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoint {
+    pub v: u32,
+    pub seq: u64,
+    /// Lower-case hex.
+    pub hash: String,
+    pub time_unix_ns: u64,
+    /// Lower-case hex Ed25519 public key of the signer.
+    pub key: String,
+    /// Lower-case hex Ed25519 signature.
+    pub sig: String,
+}
+
+fn message(seq: u64, hash: &Hash, time_unix_ns: u64) -> Vec<u8> {
+    let mut m = Vec::with_capacity(CHECKPOINT_CONTEXT.len() + 48);
+    m.extend_from_slice(CHECKPOINT_CONTEXT);
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(hash);
+    m.extend_from_slice(&time_unix_ns.to_be_bytes());
+    m
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != N * 2 {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl Checkpoint {
+    pub fn sign(key: &SigningKey, seq: u64, hash: &Hash, time_unix_ns: u64) -> Self {
+        let sig = key.sign(&message(seq, hash, time_unix_ns));
+        Self {
+            v: SCHEMA_VERSION,
+            seq,
+            hash: hex(hash),
+            time_unix_ns,
+            key: hex(key.verifying_key().as_bytes()),
+            sig: hex(&sig.to_bytes()),
+        }
+    }
+
+    /// Checks the signature against `trusted` (the gateway's public key, obtained out of band).
+    pub fn verify(&self, trusted: &VerifyingKey) -> Result<Hash, String> {
+        let hash: Hash = unhex(&self.hash).ok_or("the checkpoint's hash is not 64 hex digits")?;
+        let sig: [u8; 64] =
+            unhex(&self.sig).ok_or("the checkpoint's signature is not 128 hex digits")?;
+        if self.key != hex(trusted.as_bytes()) {
+            return Err(format!(
+                "checkpoint {} is signed by another key ({})",
+                self.seq, self.key
+            ));
+        }
+        trusted
+            .verify_strict(
+                &message(self.seq, &hash, self.time_unix_ns),
+                &ed25519_dalek::Signature::from_bytes(&sig),
+            )
+            .map_err(|_| format!("checkpoint {}: the signature does not verify", self.seq))?;
+        Ok(hash)
+    }
+}
+
+/// Parses a hex public key (as `agentgate audit key` prints it).
+pub fn parse_public_key(s: &str) -> Result<VerifyingKey, String> {
+    let bytes: [u8; 32] = unhex(s.trim()).ok_or("a public key is 64 hex digits")?;
+    VerifyingKey::from_bytes(&bytes).map_err(|e| format!("not an Ed25519 public key: {e}"))
+}
+
+/// Loads the signing key from `path`, creating it (mode 0600) when missing.
+pub fn load_or_create_key(path: &std::path::Path) -> std::io::Result<SigningKey> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let secret: [u8; 32] = unhex(text.trim()).ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: not a 64-hex-digit Ed25519 secret key", path.display()),
+                )
+            })?;
+            Ok(SigningKey::from_bytes(&secret))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut secret = [0u8; 32];
+            getrandom::fill(&mut secret).map_err(|e| std::io::Error::other(e.to_string()))?;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)?;
+            f.write_all(hex(&secret).as_bytes())?;
+            f.sync_all()?;
+            Ok(SigningKey::from_bytes(&secret))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_verify_only_with_their_key_and_content() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let other = SigningKey::from_bytes(&[8; 32]);
+        let h = chain(&GENESIS, b"x");
+        let cp = Checkpoint::sign(&key, 5, &h, 1);
+        assert_eq!(cp.verify(&key.verifying_key()), Ok(h));
+        assert!(
+            cp.verify(&other.verifying_key())
+                .unwrap_err()
+                .contains("another key")
+        );
+        let mut bad = cp.clone();
+        bad.seq = 6;
+        assert!(
+            bad.verify(&key.verifying_key())
+                .unwrap_err()
+                .contains("does not verify")
+        );
+        let mut bad = cp.clone();
+        bad.hash = hex(&chain(&GENESIS, b"y"));
+        assert!(bad.verify(&key.verifying_key()).is_err());
+        // Entry hashes and checkpoint messages live in different domains.
+        assert_ne!(
+            chain(&GENESIS, b""),
+            <[u8; 32]>::from(Sha256::digest([0u8; 32]))
+        );
+    }
+
+    #[test]
+    fn keys_are_created_once_with_mode_0600() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k/audit.key");
+        let a = load_or_create_key(&path).unwrap();
+        let b = load_or_create_key(&path).unwrap();
+        assert_eq!(a.to_bytes(), b.to_bytes());
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            parse_public_key(&hex(a.verifying_key().as_bytes())).unwrap(),
+            a.verifying_key()
+        );
+    }
+}
