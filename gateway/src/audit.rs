@@ -192,6 +192,11 @@ pub fn parse_public_key(s: &str) -> Result<VerifyingKey, String> {
     VerifyingKey::from_bytes(&bytes).map_err(|e| format!("not an Ed25519 public key: {e}"))
 }
 
+/// Parses a signing key file's content (64 hex digits).
+pub fn parse_secret_key(text: &str) -> Option<SigningKey> {
+    unhex::<32>(text.trim()).map(|s| SigningKey::from_bytes(&s))
+}
+
 /// Loads the signing key from `path`, creating it (mode 0600) when missing.
 pub fn load_or_create_key(path: &std::path::Path) -> std::io::Result<SigningKey> {
     use std::{io::Write, os::unix::fs::OpenOptionsExt};

@@ -1,5 +1,7 @@
-//! The command line: `agentgate run`, `check-config`, `exec`, `status`, `policy`, `version`.
+//! The command line: `agentgate run`, `check-config`, `exec`, `status`, `policy`, `audit`,
+//! `version`.
 
+mod audit;
 mod policy;
 
 use std::{path::PathBuf, sync::Arc};
@@ -61,6 +63,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Verify an audit log against its signed checkpoints; print a signing key's public key.
+    Audit {
+        #[command(subcommand)]
+        action: audit::Action,
+    },
     /// Explain decisions, accept changed tool definitions, reload the policy.
     Policy {
         #[command(subcommand)]
@@ -109,6 +116,7 @@ pub fn main() -> i32 {
             Err(e) => bad_config(&e),
         },
         Command::Policy { action } => policy::main(action),
+        Command::Audit { action } => audit::main(action),
     }
 }
 

@@ -360,3 +360,61 @@ async fn policy_explain_prints_the_decision_and_every_rule() {
     .expect("run");
     assert_eq!(out.status.code(), Some(64));
 }
+
+#[tokio::test]
+async fn audit_verify_accepts_an_intact_log_and_names_the_first_bad_entry() {
+    use agentgate::audit::{self, Event, Record, log::Log};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_file = dir.path().join("audit.key");
+    let key = audit::load_or_create_key(&key_file).expect("key");
+    let public = audit::hex(key.verifying_key().as_bytes());
+    let path = dir.path().join("audit.log");
+    let mut log = Log::open(&path, key).expect("open");
+    for i in 0..5 {
+        let mut r = Record::new(Event::Request);
+        r.target = Some(format!("tool-{i}"));
+        log.append(std::slice::from_mut(&mut r)).expect("append");
+    }
+    log.checkpoint().expect("checkpoint");
+    drop(log);
+
+    let out = bin()
+        .args(["audit", "public-key", "--key-file"])
+        .arg(&key_file)
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), public);
+
+    let verify = || {
+        let mut c = bin();
+        c.args(["audit", "verify", "--public-key", &public, "--file"])
+            .arg(&path);
+        c
+    };
+    let out = verify().output().await.expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("ok: 5 entries, 1 checkpoints"), "{stdout}");
+
+    // Change one record's text, keeping the frame's length: the chain names it.
+    let mut bytes = std::fs::read(&path).expect("read");
+    let at = bytes
+        .windows(6)
+        .position(|w| w == b"tool-2")
+        .expect("record text");
+    bytes[at + 5] = b'X';
+    std::fs::write(&path, &bytes).expect("write");
+    let out = verify().output().await.expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAILED"), "{stdout}");
+    assert!(stdout.contains("checksum mismatch"), "{stdout}");
+    let out = bin()
+        .args(["audit", "verify", "--public-key", "nothex", "--file"])
+        .arg(&path)
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(out.status.code(), Some(64));
+}
