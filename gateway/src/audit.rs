@@ -12,9 +12,11 @@
 //! the context string keep entry hashes and checkpoint messages from ever being confused.
 //!
 //! This is the first part of the audit issue: schema, chain, checkpoints, storage with torn-tail
-//! recovery, and verification. The request path does not write here yet.
+//! recovery, the group-commit writer ([`writer`]) and verification. The request path does not
+//! write here yet.
 
 pub mod log;
+pub mod writer;
 
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};

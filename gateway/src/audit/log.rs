@@ -405,6 +405,13 @@ impl Log {
         Ok(())
     }
 
+    /// The same log writing to another file (tests: a device that fails every write).
+    #[cfg(test)]
+    pub(crate) fn open_on(file: File, mut log: Log) -> Log {
+        log.file = file;
+        log
+    }
+
     /// The current head, as hex (for logs).
     pub fn head_hex(&self) -> String {
         hex(&self.head)
