@@ -18,7 +18,8 @@
 pub mod log;
 pub mod writer;
 
-use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+pub use ed25519_dalek::SigningKey;
+use ed25519_dalek::{Signer, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
