@@ -27,7 +27,7 @@ pub use context::RateLimiter;
 use crate::{
     config::{
         Config,
-        policy::{Effect, Mode, PolicyConfig, RuleSpec},
+        policy::{Effect, FlaggedAction, Mode, RuleSpec},
     },
     identity::ProcessIdentity,
     mcp,
@@ -69,10 +69,16 @@ impl<'a> Class<'a> {
             (_, Target::Tool { name, .. }) => Class::Tool(name),
             (_, Target::Prompt { name, .. }) => Class::Prompt(name),
             (_, Target::Resource { uri }) => Class::Resource(uri),
-            (Kind::Request, Target::None) if SESSION_REQUESTS.contains(&m.method()) => {
-                Class::Session
-            }
-            (Kind::Request, Target::None) => Class::Method,
+            (Kind::Request, Target::None) => Class::of_request_method(m.method()),
+        }
+    }
+
+    /// Classifies an agent->server request that names no target, by its method.
+    pub fn of_request_method(method: &str) -> Self {
+        if SESSION_REQUESTS.contains(&method) {
+            Class::Session
+        } else {
+            Class::Method
         }
     }
 
@@ -102,62 +108,48 @@ impl<'a> Class<'a> {
     }
 }
 
-/// Arguments of a tools/call or prompts/get, parsed only if a condition needs them.
-pub struct Arguments<'a> {
-    source: Option<&'a mcp::message::Arguments>,
-    /// The arguments' text within the message, found once.
-    raw: OnceCell<Option<&'a str>>,
-    value: OnceCell<Option<Value>>,
+/// Arguments of a tools/call or prompts/get, read only where a condition points.
+pub enum Arguments<'a> {
+    /// From a message: the arguments' text is found on first use, then each pointer reads only
+    /// its path (see [`mcp::message::raw_pointer`]).
+    Message {
+        source: Option<&'a mcp::message::Arguments>,
+        text: OnceCell<Option<&'a str>>,
+    },
+    /// Already a tree (`policy explain`, tests).
+    Parsed(Option<Value>),
 }
 
 impl<'a> Arguments<'a> {
     pub fn lazy(source: Option<&'a mcp::message::Arguments>) -> Self {
-        Self {
+        Arguments::Message {
             source,
-            raw: OnceCell::new(),
-            value: OnceCell::new(),
+            text: OnceCell::new(),
         }
     }
 
     pub fn parsed(value: Option<Value>) -> Self {
-        let cell = OnceCell::new();
-        let _ = cell.set(value);
-        Self {
-            source: None,
-            raw: OnceCell::new(),
-            value: cell,
-        }
+        Arguments::Parsed(value)
     }
 
     /// Whether something is at a JSON pointer (nothing is built to find out).
     fn has(&self, pointer: &str) -> bool {
-        match self.source {
-            Some(s) => self
-                .raw
-                .get_or_init(|| s.raw())
+        match self {
+            Arguments::Message { source, text } => text
+                .get_or_init(|| source.and_then(|s| s.raw()))
                 .is_some_and(|raw| mcp::message::raw_pointer(raw, pointer).is_some()),
-            None => self
-                .value
-                .get()
-                .and_then(Option::as_ref)
-                .is_some_and(|v| v.pointer(pointer).is_some()),
+            Arguments::Parsed(v) => v.as_ref().is_some_and(|v| v.pointer(pointer).is_some()),
         }
     }
 
-    /// The value at a JSON pointer. From a message, only the path is read (see
-    /// [`mcp::message::Arguments::pointer`]); a parsed value is looked up in place.
+    /// The value at a JSON pointer.
     fn at(&self, pointer: &str) -> Option<std::borrow::Cow<'_, Value>> {
-        match self.source {
-            Some(s) => {
-                let raw = (*self.raw.get_or_init(|| s.raw()))?;
+        match self {
+            Arguments::Message { source, text } => {
+                let raw = (*text.get_or_init(|| source.and_then(|s| s.raw())))?;
                 mcp::message::pointer_in(raw, pointer).map(std::borrow::Cow::Owned)
             }
-            None => self
-                .value
-                .get()?
-                .as_ref()?
-                .pointer(pointer)
-                .map(std::borrow::Cow::Borrowed),
+            Arguments::Parsed(v) => v.as_ref()?.pointer(pointer).map(std::borrow::Cow::Borrowed),
         }
     }
 }
@@ -240,7 +232,8 @@ pub struct Policy {
     mode: Mode,
     server_modes: HashMap<String, Mode>,
     index: HashMap<String, ServerIndex>,
-    pub config: PolicyConfig,
+    /// What to do with tool definitions that carry hidden text.
+    pub flagged: FlaggedAction,
 }
 
 /// Why a rule does not decide a question.
@@ -254,7 +247,7 @@ enum Miss {
 impl Policy {
     /// Compiles the policy of a validated config.
     pub fn compile(config: &Config) -> Self {
-        let pc = config.policy.clone();
+        let pc = &config.policy;
         let rules: Vec<Rule> = pc
             .rules
             .iter()
@@ -319,7 +312,7 @@ impl Policy {
             mode: pc.mode,
             server_modes,
             index,
-            config: pc,
+            flagged: pc.flagged,
         }
     }
 

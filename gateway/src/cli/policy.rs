@@ -112,20 +112,7 @@ pub fn main(action: Action) -> i32 {
                 (Some(t), ..) => (Class::Tool(t), "tools/call".to_owned()),
                 (_, Some(p), ..) => (Class::Prompt(p), "prompts/get".to_owned()),
                 (_, _, Some(r), _) => (Class::Resource(r), "resources/read".to_owned()),
-                (_, _, _, Some(m)) => {
-                    let msg = crate::mcp::Message {
-                        kind: crate::mcp::Kind::Request,
-                        id: None,
-                        method: Some(m.as_str().into()),
-                        target: crate::mcp::Target::None,
-                        protocol_version: None,
-                    };
-                    let class = match Class::of_client_message(&msg) {
-                        Class::Session => Class::Session,
-                        _ => Class::Method,
-                    };
-                    (class, m.clone())
-                }
+                (_, _, _, Some(m)) => (Class::of_request_method(m), m.clone()),
                 _ => {
                     eprintln!(
                         "agentgate policy explain: give one of --tool, --prompt, --resource or --method"

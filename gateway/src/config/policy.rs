@@ -809,7 +809,7 @@ fn param(raw: RawParam) -> Result<ParamSpec, Invalid> {
         matchers.push(Matcher::Regex(re));
     }
     if let Some(r) = raw.range {
-        if r.min.is_none() && r.max.is_none() || r.min.zip(r.max).is_some_and(|(a, b)| a > b) {
+        if !bounds(r.min, r.max) {
             return Err(invalid(
                 span,
                 "rules.params.range",
@@ -822,7 +822,7 @@ fn param(raw: RawParam) -> Result<ParamSpec, Invalid> {
         });
     }
     if let Some(r) = raw.length {
-        if r.min.is_none() && r.max.is_none() || r.min.zip(r.max).is_some_and(|(a, b)| a > b) {
+        if !bounds(r.min, r.max) {
             return Err(invalid(
                 span,
                 "rules.params.length",
@@ -897,6 +897,11 @@ fn param(raw: RawParam) -> Result<ParamSpec, Invalid> {
             "has more than one matcher; write one [[rules.params]] per condition",
         )),
     }
+}
+
+/// Whether `min`/`max` bound anything: at least one given, and not crossed.
+fn bounds<T: PartialOrd>(min: Option<T>, max: Option<T>) -> bool {
+    (min.is_some() || max.is_some()) && !matches!((&min, &max), (Some(a), Some(b)) if a > b)
 }
 
 /// SQL statement kinds the matcher knows by name.

@@ -72,16 +72,6 @@ pub struct Arguments {
 }
 
 impl Arguments {
-    /// The `params.arguments` object.
-    pub fn value(&self) -> Option<serde_json::Value> {
-        let mut root: serde_json::Value = serde_json::from_slice(&self.body).ok()?;
-        let message = match self.batch_index {
-            Some(i) => root.get_mut(i)?,
-            None => &mut root,
-        };
-        Some(message.get_mut("params")?.get_mut("arguments")?.take())
-    }
-
     /// The text of `params.arguments`, found without building anything.
     pub fn raw(&self) -> Option<&str> {
         // The body passed the strict parse: it is one valid JSON text.
@@ -779,7 +769,7 @@ mod tests {
             panic!("not a tool call")
         };
         assert_eq!(
-            args.value(),
+            args.pointer(""),
             Some(serde_json::json!({"sql": "SELECT 1", "n": [1, 2]}))
         );
         let m = one(r#"{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"p","arguments":{"city":"Paris"}}}"#).unwrap();
@@ -790,7 +780,7 @@ mod tests {
         else {
             panic!("not a prompt")
         };
-        assert_eq!(args.value(), Some(serde_json::json!({"city": "Paris"})));
+        assert_eq!(args.pointer(""), Some(serde_json::json!({"city": "Paris"})));
     }
 
     #[test]

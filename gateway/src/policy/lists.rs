@@ -39,7 +39,6 @@ pub fn is_list(method: &str) -> bool {
 
 /// Filters `result` (the `result` member of a list response) in place when `apply`, and
 /// reports what is (or would be) hidden.
-#[allow(clippy::too_many_arguments)]
 pub fn filter(
     policy: &Policy,
     pins: &Pins,
@@ -55,7 +54,7 @@ pub fn filter(
     let Some(items) = result.get_mut(member).and_then(Value::as_array_mut) else {
         return Vec::new();
     };
-    let flagged_hides = policy.config.flagged == FlaggedAction::Hide;
+    let flagged_hides = policy.flagged == FlaggedAction::Hide;
     let mut hidden = Vec::new();
     items.retain(|item| {
         let Some(name) = item.get(key).and_then(Value::as_str) else {

@@ -10,6 +10,26 @@ fn policy(rules: &str) -> Policy {
     Policy::compile(&Config::parse(&text, "test.toml").expect("test policy parses"))
 }
 
+/// A tools/call of `tool` by `agent` on server "db".
+fn tool_call<'a>(
+    agent: &'a str,
+    tool: &'a str,
+    arguments: Arguments<'a>,
+    now: jiff::Timestamp,
+) -> Question<'a> {
+    Question {
+        agent,
+        process: None,
+        claims: None,
+        rate_key: agent,
+        server: "db",
+        method: "tools/call",
+        class: Class::Tool(tool),
+        arguments,
+        now,
+    }
+}
+
 fn ask(
     p: &Policy,
     agent: &str,
@@ -202,16 +222,8 @@ fn rate_limits_are_per_agent_and_tool() {
         "[[rules]]\nname = \"r\"\neffect = \"allow\"\ntools = [\"*\"]\n[rules.rate]\nrequests = 2\nper = \"1h\"\n",
     );
     let limiter = RateLimiter::default();
-    let q = |agent: &'static str, name: &'static str| Question {
-        agent,
-        process: None,
-        claims: None,
-        rate_key: agent,
-        server: "db",
-        method: "tools/call",
-        class: Class::Tool(name),
-        arguments: Arguments::parsed(None),
-        now: jiff::Timestamp::now(),
+    let q = |agent: &'static str, name: &'static str| {
+        tool_call(agent, name, Arguments::parsed(None), jiff::Timestamp::now())
     };
     assert!(p.decide(&q("a", "t"), &limiter).allowed);
     assert!(p.decide(&q("a", "t"), &limiter).allowed);
@@ -236,17 +248,12 @@ fn time_windows_decide_with_the_clock_given() {
         "[[rules]]\nname = \"hours\"\neffect = \"allow\"\ntools = [\"q\"]\n[[rules.time]]\ndays = [\"mon\",\"tue\",\"wed\",\"thu\",\"fri\"]\nfrom = \"09:00\"\nto = \"17:00\"\ntz = \"America/New_York\"\n",
     );
     let at = |t: &str| {
-        p.explain(&Question {
-            agent: "a",
-            process: None,
-            claims: None,
-            rate_key: "a",
-            server: "db",
-            method: "tools/call",
-            class: Class::Tool("q"),
-            arguments: Arguments::parsed(None),
-            now: t.parse().unwrap(),
-        })
+        p.explain(&tool_call(
+            "a",
+            "q",
+            Arguments::parsed(None),
+            t.parse().unwrap(),
+        ))
         .0
     };
     assert!(at("2026-11-20T14:00:00Z").allowed); // Friday 09:00 in New York
@@ -318,17 +325,12 @@ fn explain_reports_every_rule_considered() {
         "[[rules]]\nname = \"a\"\neffect = \"allow\"\nagents = [\"x\"]\ntools = [\"q\"]\n\
          [[rules]]\nname = \"b\"\neffect = \"allow\"\ntools = [\"q\"]\n[[rules.params]]\npointer = \"/n\"\nrange = { max = 5 }\n",
     );
-    let (v, trace) = p.explain(&Question {
-        agent: "y",
-        process: None,
-        claims: None,
-        rate_key: "y",
-        server: "db",
-        method: "tools/call",
-        class: Class::Tool("q"),
-        arguments: Arguments::parsed(Some(json!({"n": 9}))),
-        now: jiff::Timestamp::now(),
-    });
+    let (v, trace) = p.explain(&tool_call(
+        "y",
+        "q",
+        Arguments::parsed(Some(json!({"n": 9}))),
+        jiff::Timestamp::now(),
+    ));
     assert!(!v.allowed);
     let outcomes: Vec<(&str, &str)> = trace
         .iter()
@@ -361,17 +363,12 @@ fn conditions_read_arguments_straight_from_the_message() {
             panic!("not a tool call")
         };
         p.decide(
-            &Question {
-                agent: "a",
-                process: None,
-                claims: None,
-                rate_key: "a",
-                server: "db",
-                method: "tools/call",
-                class: Class::Tool("t"),
-                arguments: Arguments::lazy(arguments.as_ref()),
-                now: jiff::Timestamp::now(),
-            },
+            &tool_call(
+                "a",
+                "t",
+                Arguments::lazy(arguments.as_ref()),
+                jiff::Timestamp::now(),
+            ),
             &RateLimiter::default(),
         )
     };

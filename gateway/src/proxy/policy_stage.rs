@@ -131,7 +131,7 @@ impl PolicyStage {
             && let Some(why) = self.engine.pins().blocked(
                 server.name.as_str(),
                 tool,
-                policy.config.flagged == FlaggedAction::Hide,
+                policy.flagged == FlaggedAction::Hide,
             )
         {
             verdict = Verdict {

@@ -106,11 +106,13 @@ impl Context {
             let mut headers = http::HeaderMap::new();
             headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
             headers.insert(http::header::ACCEPT, http::HeaderValue::from_static("application/json, text/event-stream"));
-            if let Some(s) = ctx.session.as_deref().and_then(|s| http::HeaderValue::from_str(s).ok()) {
-                if let Some(rev) = gateway.sessions.get(ctx.upstream.server.name.as_str(), s.to_str().unwrap_or("")) {
+            if let Some(session) = ctx.session.as_deref() {
+                if let Some(rev) = gateway.sessions.get(ctx.upstream.server.name.as_str(), session) {
                     headers.insert(super::headers::MCP_PROTOCOL_VERSION, http::HeaderValue::from_static(rev.as_str()));
                 }
-                headers.insert(super::headers::MCP_SESSION_ID, s);
+                if let Ok(v) = http::HeaderValue::from_str(session) {
+                    headers.insert(super::headers::MCP_SESSION_ID, v);
+                }
             }
             gateway.stages.credentials.apply(&ctx.identity, &ctx.upstream.server, &mut headers);
             match super::service::send(gateway, &ctx.upstream, http::Method::POST, url.as_str(), headers, Bytes::from(body)).await {

@@ -47,6 +47,11 @@ pub fn peer_scripts() -> PathBuf {
     workspace().join("gateway/tests/peers")
 }
 
+/// Whether the tests run as root (the eBPF tests need it; PostgreSQL refuses it).
+pub fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")

@@ -71,15 +71,7 @@ async fn intercepting_with(
     agents: &str,
     edit: impl FnOnce(String) -> String,
 ) -> Intercepting {
-    assert_eq!(
-        std::fs::read_to_string("/proc/self/status")
-            .unwrap()
-            .lines()
-            .find(|l| l.starts_with("Uid:"))
-            .map(|l| l.split_whitespace().nth(1) == Some("0")),
-        Some(true),
-        "the eBPF tests need root"
-    );
+    assert!(is_root(), "the eBPF tests need root");
     let dir = tempfile::tempdir().unwrap();
     let subtree = unique("cg");
     let text = edit(interception_config(servers, agents, &subtree, free_port()));
