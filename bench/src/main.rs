@@ -852,10 +852,20 @@ fn sql_decision_ns() -> (f64, f64) {
 /// Durable audit appends per second: 64 concurrent writers through the group-commit writer, and
 /// (the baseline of the same run, same disk) one record per fsync.
 async fn audit_append_rate(dir: &Path, seconds: u64) -> Result<(f64, f64)> {
-    use agentgate::audit::{Event, Record, log::Log, writer::Writer};
+    use agentgate::audit::{
+        Event, Record,
+        log::{Log, Rotation},
+        writer::{Checkpoints, Writer},
+    };
     let key = ed25519_dalek_key();
-    let path = dir.join("audit-group.log");
-    let writer = std::sync::Arc::new(Writer::start(Log::open(&path, key.clone())?, 10_000)?);
+    let log = Log::open(&dir.join("audit-group"), key.clone(), Rotation::default())?;
+    let writer = std::sync::Arc::new(Writer::start(
+        log,
+        Checkpoints {
+            every: 10_000,
+            interval: Duration::from_secs(5),
+        },
+    )?);
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -882,7 +892,7 @@ async fn audit_append_rate(dir: &Path, seconds: u64) -> Result<(f64, f64)> {
     if let Some(w) = std::sync::Arc::into_inner(writer) {
         w.close();
     }
-    let mut log = Log::open(&dir.join("audit-single.log"), key)?;
+    let mut log = Log::open(&dir.join("audit-single"), key, Rotation::default())?;
     let started = Instant::now();
     let mut n = 0u64;
     while started.elapsed() < Duration::from_secs(1) {

@@ -1,5 +1,6 @@
 //! The admin listener: `/healthz`, Prometheus `/metrics`, `/connections` (the live
-//! intercepted connections with their identities) and `POST /policy/reload`. It never decides.
+//! intercepted connections with their identities), `POST /policy/reload`, and the audit log's
+//! `/audit/query`, `/audit/export` and `/audit/public-key`. It never decides.
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc};
 
@@ -30,7 +31,15 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, drain: Drain) {
         drain.spawn(async move {
             let service = service_fn(move |req| {
                 let gateway = gateway.clone();
-                async move { Ok::<_, Infallible>(route(&req, &gateway)) }
+                async move {
+                    let response = match req.uri().path() {
+                        "/audit/query" | "/audit/export" if req.method() == Method::GET => {
+                            audit(&req, &gateway).await
+                        }
+                        _ => route(&req, &gateway),
+                    };
+                    Ok::<_, Infallible>(response)
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -58,15 +67,36 @@ fn route(req: &Request<Incoming>, gateway: &Gateway) -> Response<Full<Bytes>> {
         );
         resp
     };
+    let audit_failed = gateway.audit.as_ref().is_some_and(|a| a.failed());
     match (req.method(), req.uri().path()) {
+        (&Method::GET, "/healthz") if audit_failed => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            Bytes::from_static(b"audit log failed: requests are refused (see the error log)\n"),
+        ),
         (&Method::GET, "/healthz") => {
             reply(StatusCode::OK, "text/plain", Bytes::from_static(b"ok\n"))
         }
-        (&Method::GET, "/metrics") => reply(
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            Bytes::from(gateway.metrics.render()),
-        ),
+        (&Method::GET, "/metrics") => {
+            gateway.metrics.audit_failed.set(i64::from(audit_failed));
+            reply(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                Bytes::from(gateway.metrics.render()),
+            )
+        }
+        (&Method::GET, "/audit/public-key") => match &gateway.audit {
+            Some(a) => reply(
+                StatusCode::OK,
+                "text/plain",
+                Bytes::from(format!("{}\n", a.public_key())),
+            ),
+            None => reply(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                Bytes::from_static(b"audit is disabled\n"),
+            ),
+        },
         (&Method::GET, "/connections") => reply(
             StatusCode::OK,
             "application/json",
@@ -84,7 +114,11 @@ fn route(req: &Request<Incoming>, gateway: &Gateway) -> Response<Full<Bytes>> {
                 Bytes::from(format!("refused, the previous policy stays: {e}\n")),
             ),
         },
-        (_, "/healthz" | "/metrics" | "/connections" | "/policy/reload") => reply(
+        (
+            _,
+            "/healthz" | "/metrics" | "/connections" | "/policy/reload" | "/audit/query"
+            | "/audit/export" | "/audit/public-key",
+        ) => reply(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
             Bytes::from_static(b"method not allowed\n"),
@@ -94,6 +128,73 @@ fn route(req: &Request<Incoming>, gateway: &Gateway) -> Response<Full<Bytes>> {
             "text/plain",
             Bytes::from_static(b"not found\n"),
         ),
+    }
+}
+
+/// `GET /audit/query?agent=..&tool=..&since=15m&limit=100` (JSON lines of matching records) and
+/// `GET /audit/export` (every record with its chain hash, and every checkpoint).
+async fn audit(req: &Request<Incoming>, gateway: &Gateway) -> Response<Full<Bytes>> {
+    let text = |status: StatusCode, body: String| {
+        let mut resp = Response::new(Full::new(Bytes::from(body)));
+        *resp.status_mut() = status;
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("text/plain"),
+        );
+        resp
+    };
+    let Some(recorder) = &gateway.audit else {
+        return text(StatusCode::NOT_FOUND, "audit is disabled\n".into());
+    };
+    let dir = recorder.config().dir.clone();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let export = req.uri().path() == "/audit/export";
+    let work = tokio::task::spawn_blocking(move || -> Result<String, (StatusCode, String)> {
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        let mut out = String::new();
+        if export {
+            if !pairs.is_empty() {
+                return Err((StatusCode::BAD_REQUEST, "/audit/export takes no parameters\n".into()));
+            }
+            let items = crate::audit::query::Follower::new(&dir, None)
+                .poll()
+                .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")))?;
+            for item in &items {
+                if let Some(line) = crate::audit::query::export_line(item) {
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+            }
+            return Ok(out);
+        }
+        let (filter, limit) = crate::audit::query::Filter::from_pairs(
+            pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("{e}\n")))?;
+        let records = crate::audit::query::query(&dir, &filter, limit.or(Some(1000)))
+            .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")))?;
+        for r in &records {
+            if let Ok(line) = serde_json::to_string(r) {
+                out.push_str(&line);
+                out.push('\n');
+            }
+        }
+        Ok(out)
+    })
+    .await;
+    match work {
+        Ok(Ok(body)) => {
+            let mut resp = text(StatusCode::OK, body);
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/jsonl"),
+            );
+            resp
+        }
+        Ok(Err((status, message))) => text(status, message),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
     }
 }
 

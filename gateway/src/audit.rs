@@ -11,12 +11,18 @@
 //! `agentgate-audit-checkpoint-v1`, the sequence number and `h_seq`. The `0x00` leaf prefix and
 //! the context string keep entry hashes and checkpoint messages from ever being confused.
 //!
-//! This is the first part of the audit issue: schema, chain, checkpoints, storage with torn-tail
-//! recovery, the group-commit writer ([`writer`]) and verification. The request path does not
-//! write here yet.
+//! The log is a directory of segment files named for their first entry; each segment after
+//! the first opens with the checkpoint that closed the one before (its anchor), so the log
+//! still verifies once retention removed the oldest segments. The segment names are the index
+//! queries use to skip to a sequence range; records carry both clocks for time ranges.
 
 pub mod log;
+pub mod query;
+pub mod recorder;
+pub mod redact;
 pub mod writer;
+
+pub use recorder::Recorder;
 
 pub use ed25519_dalek::SigningKey;
 use ed25519_dalek::{Signer, VerifyingKey};
@@ -27,11 +33,15 @@ use sha2::{Digest, Sha256};
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// What a record is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Event {
+    #[default]
     Request,
+    /// A server's response or error to an agent's request.
     Response,
+    /// A server-initiated request or notification on its way to the agent.
+    ServerMessage,
     SessionStart,
     SessionEnd,
     PolicyReload,
@@ -41,8 +51,9 @@ pub enum Event {
     EbpfDetach,
 }
 
-/// One audit record (schema version 1). Optional members are left out when empty.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// One audit record (schema version 1, documented in `docs/AUDIT.md`). Optional members are
+/// left out when empty.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Record {
     pub v: u32,
@@ -52,49 +63,96 @@ pub struct Record {
     /// Monotonic clock (CLOCK_MONOTONIC), nanoseconds: orders records across wall-clock steps.
     pub mono_ns: u64,
     pub event: Event,
+    /// The configured agent name ("unknown" when no agent matched).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
+    /// The agent connection's peer address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// What the kernel and /proc said about the process (redirected connections).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<serde_json::Value>,
+    /// The verified credential's subject, when the agent presented one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
+    /// The MCP session id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
+    /// Tool, prompt or resource the method names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// The JSON-RPC id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<serde_json::Value>,
+    /// For a response: the record of the request it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_seq: Option<u64>,
+    /// Parameters, redacted; a string excerpt when they were larger than the cap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub params_truncated: bool,
+    /// A response's result (or error), redacted and capped like `params`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub result_truncated: bool,
+    /// Size of the whole response message as received, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_bytes: Option<u64>,
+    /// SHA-256 of the whole response message as received (before redaction), lower-case hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_sha256: Option<String>,
+    /// "allow", "deny", "would_deny" (requests); "forward", "replace", "withhold", "refuse"
+    /// (server messages).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// HTTP status the agent got.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_us: Option<u64>,
+    /// Why the gateway refused or failed the request itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Event-specific facts (reloads, interception, shutdown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// CLOCK_MONOTONIC in nanoseconds.
+#[allow(unsafe_code)] // clock_gettime(2) into a local.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 impl Record {
-    /// A record of `event` with only the required members set.
+    /// A record of `event` stamped now, with only the required members set.
     pub fn new(event: Event) -> Self {
         Self {
             v: SCHEMA_VERSION,
-            seq: 0,
-            time_unix_ns: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64),
-            mono_ns: 0,
+            time_unix_ns: log::now_unix_ns(),
+            mono_ns: monotonic_ns(),
             event,
-            agent: None,
-            server: None,
-            method: None,
-            target: None,
-            params: None,
-            decision: None,
-            rule: None,
-            status: None,
-            latency_us: None,
-            error: None,
+            ..Self::default()
         }
     }
 }

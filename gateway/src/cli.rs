@@ -264,12 +264,18 @@ pub enum StartError {
     Upstream(#[from] proxy::UpstreamError),
     #[error("tool pins: {0}")]
     Pins(#[from] crate::policy::pins::PinError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::recorder::OpenError),
+    #[error("the audit log cannot record the start: {0}")]
+    AuditStart(#[from] crate::audit::writer::AuditError),
 }
 
 impl StartError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            StartError::Bind { .. } => EXIT_UNAVAILABLE,
+            StartError::Bind { .. } | StartError::Audit(_) | StartError::AuditStart(_) => {
+                EXIT_UNAVAILABLE
+            }
             StartError::Upstream(_) | StartError::Pins(_) => EXIT_BAD_CONFIG,
         }
     }
@@ -298,12 +304,29 @@ pub async fn start_with(
     let metrics = Arc::new(Metrics::new());
     let engine = Arc::new(crate::policy::Engine::new(&config)?);
     let stages = stages(Stages::with_policy(engine.clone(), metrics.clone()));
+    let audit = if config.audit.enabled {
+        let recorder = crate::audit::Recorder::open(&config.audit)?;
+        let mut r = crate::audit::Record::new(crate::audit::Event::GatewayStart);
+        r.detail = Some(serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "config": config.source.as_ref().map(|p| p.display().to_string()),
+            "policy_rules": config.policy.rules.len(),
+            "fail_closed": config.audit.fail_closed,
+        }));
+        recorder.append(r).await?;
+        tracing::info!(dir = %config.audit.dir.display(), public_key = recorder.public_key(), fail_closed = config.audit.fail_closed, "Audit log open.");
+        Some(Arc::new(recorder))
+    } else {
+        tracing::warn!("Audit is disabled (audit.enabled = false): nothing is recorded.");
+        None
+    };
     let gateway = Arc::new(Gateway::new(
         config.clone(),
         stages,
         metrics.clone(),
         drain.clone(),
         engine,
+        audit,
     )?);
     let address = config.listener.address;
     let listener = tokio::net::TcpListener::bind(address)
@@ -397,6 +420,7 @@ impl Running {
             }
         };
         interception::stop(&self.gateway);
+        close_audit(&self.gateway, code);
         code
     }
 
@@ -408,6 +432,18 @@ impl Running {
             .drain(self.gateway.config.limits.shutdown_grace)
             .await;
         interception::stop(&self.gateway);
+        close_audit(&self.gateway, i32::from(!finished));
         finished
+    }
+}
+
+/// Records the stop and closes the log with a final checkpoint.
+fn close_audit(gateway: &Gateway, exit_code: i32) {
+    if let Some(audit) = &gateway.audit {
+        gateway.record_event(
+            crate::audit::Event::GatewayStop,
+            serde_json::json!({ "exit_code": exit_code }),
+        );
+        audit.close();
     }
 }

@@ -4,6 +4,7 @@
 //! whose fields are already checked, so nothing downstream re-validates. Every error names the
 //! file, line and key. Config is data: it starts nothing.
 
+pub mod audit;
 pub mod policy;
 mod raw;
 
@@ -33,6 +34,7 @@ pub struct Config {
     pub servers: Vec<Server>,
     pub agents: Vec<Agent>,
     pub policy: policy::PolicyConfig,
+    pub audit: audit::AuditConfig,
     /// The file this was loaded from (`None` for the embedded default): what a reload re-reads.
     pub source: Option<PathBuf>,
 }

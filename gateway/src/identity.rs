@@ -25,7 +25,7 @@ use crate::config::{Agent, Selectors};
 pub const UNKNOWN_AGENT: &str = "unknown";
 
 /// An attested process identity.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ProcessIdentity {
     /// The configured agent it matched, or [`UNKNOWN_AGENT`].
     pub agent: String,

@@ -73,6 +73,15 @@ pub async fn start(gateway: &Arc<Gateway>) -> Result<(), InterceptionError> {
         port,
         "Transparent interception is on."
     );
+    gateway.record_event(
+        crate::audit::Event::EbpfAttach,
+        serde_json::json!({
+            "cgroups": &plan.cgroups,
+            "agent_cgroups": &plan.agent_cgroups,
+            "destinations": wanted.len(),
+            "port": port,
+        }),
+    );
     if let Some(logger) = interceptor.take_logger() {
         gateway
             .drain
@@ -104,6 +113,7 @@ pub async fn start(gateway: &Arc<Gateway>) -> Result<(), InterceptionError> {
 pub fn stop(gateway: &Gateway) {
     if let Some(interceptor) = lock(&gateway.interceptor).take() {
         interceptor.detach();
+        gateway.record_event(crate::audit::Event::EbpfDetach, serde_json::json!({}));
         tracing::info!("Transparent interception detached.");
     }
 }

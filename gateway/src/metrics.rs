@@ -42,6 +42,10 @@ pub struct Metrics {
     pub decisions: Family<DecisionLabels, Counter>,
     pub list_hidden: Family<DecisionLabels, Counter>,
     pub reloads: Family<DecisionLabels, Counter>,
+    /// Requests refused because their audit record could not be made durable.
+    pub audit_refused: Counter,
+    /// 1 once the audit log has failed (the alarm), else 0.
+    pub audit_failed: Gauge,
 }
 
 impl Default for Metrics {
@@ -104,7 +108,21 @@ impl Metrics {
             "Policy reloads, by outcome (server label unused: \"-\")",
             reloads.clone(),
         );
+        let audit_refused = Counter::default();
+        registry.register(
+            "audit_refused_requests",
+            "Requests refused (fail-closed) because their audit record could not be written",
+            audit_refused.clone(),
+        );
+        let audit_failed = Gauge::default();
+        registry.register(
+            "audit_log_failed",
+            "1 when the audit log cannot be written (alarm: fail-closed requests are refused)",
+            audit_failed.clone(),
+        );
         Self {
+            audit_refused,
+            audit_failed,
             registry,
             requests,
             errors,

@@ -1,6 +1,7 @@
 //! The agent-facing proxy: listener, HTTP handling, upstream clients, and the stages each
 //! message passes. It runs the stages; it does not implement policy, identity or audit itself.
 
+mod audit_trail;
 pub mod framing;
 mod headers;
 mod legacy;
@@ -60,6 +61,8 @@ pub struct Gateway {
     pub live: LiveConnections,
     /// The live policy (reloaded on SIGHUP and through the admin API).
     pub policy: Arc<crate::policy::Engine>,
+    /// The audit log (`None` when `audit.enabled = false`).
+    pub audit: Option<Arc<crate::audit::Recorder>>,
 }
 
 /// An intercepted connection, for `agentgate status` and the admin API.
@@ -127,6 +130,7 @@ impl Gateway {
         metrics: Arc<Metrics>,
         drain: Drain,
         policy: Arc<crate::policy::Engine>,
+        audit: Option<Arc<crate::audit::Recorder>>,
     ) -> Result<Self, UpstreamError> {
         Ok(Self {
             upstreams: upstream::Upstreams::new(&config)?,
@@ -138,6 +142,7 @@ impl Gateway {
             resolver: Resolver::new(config.agents.clone(), config.interception.cgroup.clone()),
             live: LiveConnections::default(),
             policy,
+            audit,
             config,
             stages,
             metrics,
@@ -149,6 +154,13 @@ impl Gateway {
     pub fn reload_policy(&self) -> Result<usize, crate::policy::ReloadError> {
         let result = self.policy.reload(self.config.source.as_deref());
         self.metrics.reload(result.is_ok());
+        self.record_event(
+            crate::audit::Event::PolicyReload,
+            match &result {
+                Ok(rules) => serde_json::json!({ "ok": true, "rules": rules }),
+                Err(e) => serde_json::json!({ "ok": false, "error": e.to_string() }),
+            },
+        );
         match &result {
             Ok(rules) => tracing::info!(rules, "Policy reloaded (other settings need a restart)."),
             Err(error) => {
@@ -156,6 +168,15 @@ impl Gateway {
             }
         }
         result
+    }
+
+    /// Records a gateway event (start, stop, reload, interception) without waiting for it.
+    pub fn record_event(&self, event: crate::audit::Event, detail: serde_json::Value) {
+        if let Some(audit) = &self.audit {
+            let mut r = crate::audit::Record::new(event);
+            r.detail = Some(detail);
+            let _ = audit.submit(r);
+        }
     }
 
     fn take_record(

@@ -8,7 +8,9 @@
 use std::{
     fs::File,
     io::{Read, Write},
+    os::unix::fs::DirBuilderExt,
     path::{Path, PathBuf},
+    time::{Duration, Instant},
 };
 
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -122,6 +124,52 @@ fn frames(bytes: &[u8]) -> Result<(Vec<Frame>, Tail), (u64, String)> {
     Ok((out, Tail::Clean))
 }
 
+/// One entry of a segment, as readers (query, tail, export) see it.
+#[derive(Debug)]
+pub enum Item {
+    Record {
+        record: Box<Record>,
+        /// The chain hash stored with it.
+        hash: Hash,
+        /// The record exactly as hashed.
+        payload: Vec<u8>,
+    },
+    Checkpoint(Checkpoint),
+}
+
+/// The complete frames at the start of `bytes`, decoded, and how many bytes they span (a torn
+/// or still-being-written last frame is left for the next read). Readers trust the frame
+/// checksums only; proving integrity is `verify`'s job.
+pub fn read_items(bytes: &[u8]) -> Result<(Vec<Item>, usize), String> {
+    let (frames, tail) = frames(bytes).map_err(|(_, m)| m)?;
+    let consumed = match tail {
+        Tail::Clean => bytes.len(),
+        Tail::Torn { offset } => offset as usize,
+    };
+    let mut out = Vec::with_capacity(frames.len());
+    for f in frames {
+        out.push(match f {
+            Frame::Record {
+                offset,
+                stored,
+                payload,
+            } => Item::Record {
+                record: Box::new(
+                    serde_json::from_slice(&payload)
+                        .map_err(|e| format!("byte {offset}: not a record: {e}"))?,
+                ),
+                hash: stored,
+                payload,
+            },
+            Frame::Checkpoint { offset, body } => Item::Checkpoint(
+                serde_json::from_slice(&body)
+                    .map_err(|e| format!("byte {offset}: not a checkpoint: {e}"))?,
+            ),
+        });
+    }
+    Ok((out, consumed))
+}
+
 fn frame(kind: u8, body: &[&[u8]]) -> Vec<u8> {
     let len: usize = body.iter().map(|b| b.len()).sum();
     let mut out = Vec::with_capacity(HEADER + len);
@@ -144,6 +192,9 @@ fn frame(kind: u8, body: &[&[u8]]) -> Vec<u8> {
 pub struct Summary {
     pub entries: u64,
     pub checkpoints: u64,
+    pub segments: u64,
+    /// The oldest entry held: above 0 once retention removed older segments.
+    pub first_seq: u64,
     /// Sequence number of the last entry, if any.
     pub last_seq: Option<u64>,
     /// Entry covered by the last valid checkpoint.
@@ -167,24 +218,117 @@ fn bad(entry: Option<u64>, message: impl Into<String>) -> VerifyError {
     }
 }
 
-/// Verifies the whole log at `path` against `key`; with `trusted` (an earlier checkpoint kept
-/// elsewhere), also proves the log still holds what that checkpoint covered: it only grew.
-pub fn verify(
-    path: &Path,
-    key: &VerifyingKey,
-    trusted: Option<&Checkpoint>,
-) -> Result<Summary, VerifyError> {
-    let bytes = std::fs::read(path).map_err(|e| bad(None, format!("{}: {e}", path.display())))?;
-    let (frames, tail) = frames(&bytes).map_err(|(_, m)| bad(None, m))?;
-    let trusted_hash = trusted
-        .map(|t| t.verify(key))
-        .transpose()
-        .map_err(|m| bad(None, format!("trusted checkpoint: {m}")))?;
-    let mut s = Summary::default();
-    let mut head = GENESIS;
-    let mut expected = 0u64;
-    let mut trusted_seen = false;
-    for f in &frames {
+/// Name of the segment whose first entry is `first`.
+pub fn segment_name(first: u64) -> String {
+    format!("{first:020}.log")
+}
+
+/// The segment files of a log directory, oldest first: (first entry, path).
+pub fn segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(n) = name.strip_suffix(".log")
+            && n.len() == 20
+            && let Ok(first) = n.parse::<u64>()
+        {
+            out.push((first, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Walks segments in order, carrying the chain across them.
+struct Verifier<'a> {
+    key: &'a VerifyingKey,
+    trusted: Option<(&'a Checkpoint, Hash)>,
+    trusted_seen: bool,
+    head: Hash,
+    expected: u64,
+    s: Summary,
+}
+
+impl<'a> Verifier<'a> {
+    fn new(key: &'a VerifyingKey, trusted: Option<&'a Checkpoint>) -> Result<Self, VerifyError> {
+        let trusted = trusted
+            .map(|t| t.verify(key).map(|h| (t, h)))
+            .transpose()
+            .map_err(|m| bad(None, format!("trusted checkpoint: {m}")))?;
+        Ok(Self {
+            key,
+            trusted,
+            trusted_seen: false,
+            head: GENESIS,
+            expected: 0,
+            s: Summary::default(),
+        })
+    }
+
+    /// Checks one segment. `first` is the entry its file name says it starts at; `last` says
+    /// whether it is the newest (the only one that may end in a torn frame).
+    fn feed(
+        &mut self,
+        name: &str,
+        first: Option<u64>,
+        bytes: &[u8],
+        last: bool,
+    ) -> Result<(), VerifyError> {
+        let (frames, tail) = frames(bytes).map_err(|(_, m)| bad(None, format!("{name}: {m}")))?;
+        let mut frames = frames.as_slice();
+        // A segment after the first opens with its anchor: the checkpoint that closed the one
+        // before, so that it verifies after retention removed its predecessors.
+        if let Some(Frame::Checkpoint { body, .. }) = frames.first() {
+            let cp: Checkpoint = serde_json::from_slice(body)
+                .map_err(|e| bad(Some(self.expected), format!("{name}: unreadable anchor: {e}")))?;
+            let hash = cp
+                .verify(self.key)
+                .map_err(|m| bad(Some(self.expected), format!("{name}: anchor: {m}")))?;
+            if let Some(f) = first
+                && f != cp.seq + 1
+            {
+                return Err(bad(
+                    Some(self.expected),
+                    format!("{name}: named for entry {f} but anchored after entry {}", cp.seq),
+                ));
+            }
+            if self.s.segments == 0 {
+                self.head = hash;
+                self.expected = cp.seq + 1;
+                self.s.first_seq = self.expected;
+                self.s.last_checkpoint = Some(cp.seq);
+            } else if cp.seq + 1 != self.expected || hash != self.head {
+                return Err(bad(
+                    Some(self.expected),
+                    format!(
+                        "{name}: does not continue the segment before it (which ends at entry {}; this one starts after entry {}): segments were removed or changed",
+                        self.expected.wrapping_sub(1),
+                        cp.seq
+                    ),
+                ));
+            }
+            frames = &frames[1..];
+        }
+        self.s.segments += 1;
+        for f in frames {
+            self.frame(f)?;
+        }
+        if let Tail::Torn { offset } = tail {
+            if !last {
+                return Err(bad(
+                    Some(self.expected),
+                    format!("{name}: ends in a torn frame at byte {offset} but is not the newest segment"),
+                ));
+            }
+            self.s.torn_tail_at = Some(offset);
+        }
+        Ok(())
+    }
+
+    fn frame(&mut self, f: &Frame) -> Result<(), VerifyError> {
+        let expected = self.expected;
         match f {
             Frame::Record {
                 offset,
@@ -206,7 +350,7 @@ pub fn verify(
                         ),
                     ));
                 }
-                let h = chain(&head, payload);
+                let h = chain(&self.head, payload);
                 if &h != stored {
                     return Err(bad(
                         Some(expected),
@@ -215,8 +359,8 @@ pub fn verify(
                         ),
                     ));
                 }
-                head = h;
-                if let (Some(t), Some(th)) = (trusted, &trusted_hash)
+                self.head = h;
+                if let Some((t, th)) = &self.trusted
                     && t.seq == expected
                 {
                     if &h != th {
@@ -227,22 +371,22 @@ pub fn verify(
                             ),
                         ));
                     }
-                    trusted_seen = true;
+                    self.trusted_seen = true;
                 }
-                s.entries += 1;
-                s.last_seq = Some(expected);
-                expected += 1;
+                self.s.entries += 1;
+                self.s.last_seq = Some(expected);
+                self.expected += 1;
             }
             Frame::Checkpoint { offset, body } => {
                 let cp: Checkpoint = serde_json::from_slice(body).map_err(|e| {
                     bad(
-                        s.last_seq,
+                        self.s.last_seq,
                         format!("checkpoint at byte {offset}: unreadable: {e}"),
                     )
                 })?;
-                let signed = cp.verify(key).map_err(|m| bad(s.last_seq, m))?;
-                if Some(cp.seq) != s.last_seq || signed != head {
-                    let after = s.last_checkpoint.map_or(0, |c| c + 1);
+                let signed = cp.verify(self.key).map_err(|m| bad(self.s.last_seq, m))?;
+                if Some(cp.seq) != self.s.last_seq || signed != self.head {
+                    let after = self.s.last_checkpoint.map_or(self.s.first_seq, |c| c + 1);
                     return Err(bad(
                         Some(after),
                         format!(
@@ -251,87 +395,210 @@ pub fn verify(
                         ),
                     ));
                 }
-                s.checkpoints += 1;
-                s.last_checkpoint = Some(cp.seq);
+                self.s.checkpoints += 1;
+                self.s.last_checkpoint = Some(cp.seq);
             }
         }
+        Ok(())
     }
-    if let Tail::Torn { offset } = tail {
-        s.torn_tail_at = Some(offset);
+
+    fn finish(self) -> Result<Summary, VerifyError> {
+        if let Some((t, _)) = self.trusted
+            && !self.trusted_seen
+        {
+            if t.seq < self.s.first_seq {
+                return Err(bad(
+                    Some(t.seq),
+                    format!(
+                        "the log no longer holds entry {} of the trusted checkpoint: it starts at entry {} (older segments were pruned or deleted)",
+                        t.seq, self.s.first_seq
+                    ),
+                ));
+            }
+            return Err(bad(
+                Some(self.expected),
+                format!(
+                    "the log ends before entry {} of the trusted checkpoint: it was truncated",
+                    t.seq
+                ),
+            ));
+        }
+        Ok(self.s)
     }
-    if let Some(t) = trusted
-        && !trusted_seen
-    {
-        return Err(bad(
-            Some(expected),
-            format!(
-                "the log ends before entry {} of the trusted checkpoint: it was truncated",
-                t.seq
-            ),
-        ));
-    }
-    Ok(s)
 }
 
-/// The log open for appending.
+/// Verifies a log (a directory of segments, or one segment file) against `key`; with `trusted`
+/// (an earlier checkpoint kept elsewhere), also proves the log still holds what that checkpoint
+/// covered: it only grew.
+pub fn verify(
+    path: &Path,
+    key: &VerifyingKey,
+    trusted: Option<&Checkpoint>,
+) -> Result<Summary, VerifyError> {
+    verify_range(path, key, trusted, None, None)
+}
+
+/// [`verify`] over the segments that hold entries `from..=to` only: the first of them starts
+/// from its signed anchor, so the range is checked without reading what came before.
+pub fn verify_range(
+    path: &Path,
+    key: &VerifyingKey,
+    trusted: Option<&Checkpoint>,
+    from: Option<u64>,
+    to: Option<u64>,
+) -> Result<Summary, VerifyError> {
+    let read = |p: &Path| std::fs::read(p).map_err(|e| bad(None, format!("{}: {e}", p.display())));
+    let mut v = Verifier::new(key, trusted)?;
+    if path.is_dir() {
+        let segs = segments(path).map_err(|e| bad(None, format!("{}: {e}", path.display())))?;
+        if segs.is_empty() {
+            return Err(bad(None, format!("{}: holds no audit segments", path.display())));
+        }
+        for (i, (first, p)) in segs.iter().enumerate() {
+            let next = segs.get(i + 1).map(|(f, _)| *f);
+            if from.is_some_and(|f| next.is_some_and(|n| n <= f)) {
+                continue;
+            }
+            if to.is_some_and(|t| *first > t) {
+                break;
+            }
+            let name = p.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            v.feed(&name, Some(*first), &read(p)?, next.is_none())?;
+        }
+    } else {
+        v.feed(&path.display().to_string(), None, &read(path)?, true)?;
+    }
+    v.finish()
+}
+
+/// When segments are closed and removed.
+#[derive(Clone, Copy, Debug)]
+pub struct Rotation {
+    pub segment_bytes: u64,
+    pub segment_age: Duration,
+    /// 0: no size limit.
+    pub retain_bytes: u64,
+    pub retain_age: Option<Duration>,
+}
+
+impl Default for Rotation {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 64 << 20,
+            segment_age: Duration::from_secs(86_400),
+            retain_bytes: 0,
+            retain_age: None,
+        }
+    }
+}
+
+/// The log open for appending: a directory of segments, the newest of which takes appends.
 #[derive(Debug)]
 pub struct Log {
+    dir: PathBuf,
     path: PathBuf,
     file: File,
+    /// Held (flock) while open: two writers would fork the chain.
+    _lock: File,
     key: SigningKey,
+    rotation: Rotation,
     next_seq: u64,
     head: Hash,
+    size: u64,
+    segment_opened: Instant,
+    unsigned: u64,
     poisoned: bool,
 }
 
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir).and_then(|d| d.sync_all())
+}
+
 impl Log {
-    /// Opens (or creates) the log. A torn last frame is cut off and synced; anything else that
-    /// does not verify refuses the open, since appending to it would bury the evidence.
-    pub fn open(path: &Path, key: SigningKey) -> Result<Self, LogError> {
-        let io = |source| LogError::Io {
-            path: path.display().to_string(),
-            source,
+    /// Opens (or creates) the log in `dir`. A torn last frame is cut off and synced; anything
+    /// else in the newest segment that does not verify refuses the open, since appending to it
+    /// would bury the evidence. Older segments are `agentgate audit verify`'s to check.
+    pub fn open(dir: &Path, key: SigningKey, rotation: Rotation) -> Result<Self, LogError> {
+        let io = |p: &Path| {
+            let path = p.display().to_string();
+            move |source| LogError::Io { path, source }
         };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io(dir))?;
+        let lock_path = dir.join("LOCK");
+        let lock = File::options()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        // flock(2), released when the file is closed (also by a crash).
+        if lock.try_lock().is_err() {
+            return Err(LogError::Corrupt {
+                path: dir.display().to_string(),
+                problem: "another process has this audit log open (two writers would fork the chain)"
+                    .into(),
+            });
+        }
+        let mut segs = segments(dir).map_err(io(dir))?;
+        if segs.is_empty() {
+            let p = dir.join(segment_name(0));
+            File::options()
+                .write(true)
+                .create_new(true)
+                .open(&p)
+                .map_err(io(&p))?;
+            sync_dir(dir).map_err(io(dir))?;
+            segs.push((0, p));
+        }
+        let (first, path) = segs.pop().unwrap_or_else(|| (0, dir.join(segment_name(0))));
         let mut file = File::options()
             .read(true)
             .append(true)
-            .create(true)
-            .open(path)
-            .map_err(io)?;
+            .open(&path)
+            .map_err(io(&path))?;
         let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(io)?;
-        let summary = verify(path, &key.verifying_key(), None).map_err(|e| LogError::Corrupt {
-            path: path.display().to_string(),
+        file.read_to_end(&mut bytes).map_err(io(&path))?;
+        let name = path.display().to_string();
+        let vk = key.verifying_key();
+        let mut v = Verifier::new(&vk, None).map_err(|e| LogError::Corrupt {
+            path: name.clone(),
             problem: e.message,
         })?;
-        if let Some(offset) = summary.torn_tail_at {
-            tracing::warn!(path = %path.display(), offset, cut = bytes.len() as u64 - offset, "Cut a torn audit frame left by a crash.");
-            file.set_len(offset).map_err(io)?;
-            file.sync_all().map_err(io)?;
-            bytes.truncate(offset as usize);
+        v.feed(&name, Some(first), &bytes, true)
+            .map_err(|e| LogError::Corrupt {
+                path: name.clone(),
+                problem: e.message,
+            })?;
+        let mut size = bytes.len() as u64;
+        if let Some(offset) = v.s.torn_tail_at {
+            tracing::warn!(path = %name, offset, cut = size - offset, "Cut a torn audit frame left by a crash.");
+            file.set_len(offset).map_err(io(&path))?;
+            file.sync_all().map_err(io(&path))?;
+            size = offset;
         }
-        let (frames, _) = frames(&bytes).map_err(|(_, problem)| LogError::Corrupt {
-            path: path.display().to_string(),
-            problem,
-        })?;
-        let head = frames
-            .iter()
-            .rev()
-            .find_map(|f| match f {
-                Frame::Record { stored, .. } => Some(*stored),
-                Frame::Checkpoint { .. } => None,
-            })
-            .unwrap_or(GENESIS);
-        if let Some(dir) = path.parent() {
-            // The file's directory entry must be durable too (a new file after a crash).
-            File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-        }
+        // The file's directory entry must be durable too (a new file after a crash).
+        sync_dir(dir).map_err(io(dir))?;
+        let unsigned = match (v.s.last_seq, v.s.last_checkpoint) {
+            (Some(l), Some(c)) => l.saturating_sub(c),
+            (Some(l), None) => l + 1 - v.s.first_seq,
+            _ => 0,
+        };
         Ok(Self {
-            path: path.to_path_buf(),
+            dir: dir.to_path_buf(),
+            path,
             file,
+            _lock: lock,
             key,
-            next_seq: summary.last_seq.map_or(0, |s| s + 1),
-            head,
+            rotation,
+            next_seq: v.expected,
+            head: v.head,
+            size,
+            segment_opened: Instant::now(),
+            unsigned,
             poisoned: false,
         })
     }
@@ -339,6 +606,11 @@ impl Log {
     /// Sequence number the next record gets.
     pub fn next_seq(&self) -> u64 {
         self.next_seq
+    }
+
+    /// Records appended since the last checkpoint.
+    pub fn unsigned(&self) -> u64 {
+        self.unsigned
     }
 
     /// Appends records (numbering them) and makes them durable with one fsync. On error none
@@ -364,6 +636,7 @@ impl Log {
         }
         self.write_durably(&out)?;
         self.head = head;
+        self.unsigned += seq - self.next_seq;
         self.next_seq = seq;
         Ok(())
     }
@@ -373,16 +646,118 @@ impl Log {
         let Some(last) = self.next_seq.checked_sub(1) else {
             return Ok(None);
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        let cp = Checkpoint::sign(&self.key, last, &self.head, now);
+        let cp = Checkpoint::sign(&self.key, last, &self.head, now_unix_ns());
         let body = serde_json::to_vec(&cp).map_err(|e| LogError::Corrupt {
             path: self.path.display().to_string(),
             problem: e.to_string(),
         })?;
         self.write_durably(&frame(CHECKPOINT, &[&body]))?;
+        self.unsigned = 0;
         Ok(Some(cp))
+    }
+
+    /// Starts a new segment when the current one is full or old enough, then applies retention.
+    pub fn maybe_rotate(&mut self) -> Result<(), LogError> {
+        let due = self.size >= self.rotation.segment_bytes
+            || self.segment_opened.elapsed() >= self.rotation.segment_age;
+        if due && self.next_seq > 0 && self.size > 0 {
+            self.rotate()?;
+        }
+        Ok(())
+    }
+
+    /// Closes the current segment with a checkpoint and opens the next one, anchored by that
+    /// checkpoint. The new file appears complete (written aside, then renamed) or not at all.
+    pub fn rotate(&mut self) -> Result<(), LogError> {
+        let Some(cp) = self.checkpoint()? else {
+            return Ok(());
+        };
+        let path = self.dir.join(segment_name(self.next_seq));
+        let aside = self.dir.join(format!("{}.new", segment_name(self.next_seq)));
+        let fail = |p: &Path, source| LogError::Io {
+            path: p.display().to_string(),
+            source,
+        };
+        let body = serde_json::to_vec(&cp).map_err(|e| LogError::Corrupt {
+            path: aside.display().to_string(),
+            problem: e.to_string(),
+        })?;
+        let anchor = frame(CHECKPOINT, &[&body]);
+        let result = (|| {
+            let mut f = File::options()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&aside)?;
+            f.write_all(&anchor)?;
+            f.sync_all()?;
+            std::fs::rename(&aside, &path)?;
+            sync_dir(&self.dir)?;
+            File::options().read(true).append(true).open(&path)
+        })();
+        let file = match result {
+            Ok(f) => f,
+            Err(source) => {
+                self.poisoned = true;
+                return Err(fail(&path, source));
+            }
+        };
+        self.file = file;
+        self.path = path;
+        self.size = anchor.len() as u64;
+        self.segment_opened = Instant::now();
+        self.prune();
+        Ok(())
+    }
+
+    /// Removes the oldest closed segments beyond the retention limits. Best effort: a segment
+    /// that cannot be removed is kept, which costs space, not integrity.
+    fn prune(&self) {
+        let (bytes, age) = (self.rotation.retain_bytes, self.rotation.retain_age);
+        if bytes == 0 && age.is_none() {
+            return;
+        }
+        let Ok(segs) = segments(&self.dir) else {
+            return;
+        };
+        let sized: Vec<(PathBuf, u64, Option<std::time::SystemTime>)> = segs
+            .into_iter()
+            .map(|(_, p)| {
+                let m = std::fs::metadata(&p).ok();
+                let len = m.as_ref().map_or(0, |m| m.len());
+                let modified = m.and_then(|m| m.modified().ok());
+                (p, len, modified)
+            })
+            .collect();
+        let mut total: u64 = sized.iter().map(|(_, l, _)| l).sum();
+        let mut removed = 0;
+        for (p, len, modified) in &sized {
+            if *p == self.path {
+                break;
+            }
+            let too_big = bytes > 0 && total > bytes;
+            let too_old = match (age, modified) {
+                (Some(a), Some(m)) => m.elapsed().is_ok_and(|e| e > a),
+                _ => false,
+            };
+            if !too_big && !too_old {
+                break;
+            }
+            match std::fs::remove_file(p) {
+                Ok(()) => {
+                    total -= len;
+                    removed += 1;
+                }
+                Err(error) => {
+                    tracing::warn!(path = %p.display(), %error, "Cannot remove an expired audit segment.");
+                    break;
+                }
+            }
+        }
+        if removed > 0 {
+            let _ = sync_dir(&self.dir);
+            tracing::info!(removed, "Removed audit segments past retention.");
+        }
     }
 
     fn write_durably(&mut self, bytes: &[u8]) -> Result<(), LogError> {
@@ -402,6 +777,7 @@ impl Log {
             self.poisoned = true;
             return Err(LogError::Sync { path, source });
         }
+        self.size += bytes.len() as u64;
         Ok(())
     }
 
@@ -418,6 +794,13 @@ impl Log {
     }
 }
 
+/// Wall clock, nanoseconds since the Unix epoch.
+pub fn now_unix_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,8 +812,8 @@ mod tests {
 
     /// A log of `n` records with a checkpoint after every `every`.
     fn sample(dir: &Path, n: u64, every: u64) -> PathBuf {
-        let path = dir.join("audit.log");
-        let mut log = Log::open(&path, key()).unwrap();
+        let path = dir.join(segment_name(0));
+        let mut log = Log::open(dir, key(), Rotation::default()).unwrap();
         for i in 0..n {
             let mut r = Record::new(Event::Request);
             r.method = Some("tools/call".into());
@@ -479,7 +862,7 @@ mod tests {
             (s.entries, s.checkpoints, s.last_seq, s.last_checkpoint),
             (10, 2, Some(9), Some(7))
         );
-        let mut log = Log::open(&path, key()).unwrap();
+        let mut log = Log::open(path.parent().unwrap(), key(), Rotation::default()).unwrap();
         assert_eq!(log.next_seq(), 10);
         let mut r = Record::new(Event::GatewayStop);
         log.append(std::slice::from_mut(&mut r)).unwrap();
@@ -607,7 +990,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = sample(dir.path(), 6, 3);
         let full = std::fs::read(&path).unwrap();
-        let mut log = Log::open(&path, key()).unwrap();
+        let mut log = Log::open(path.parent().unwrap(), key(), Rotation::default()).unwrap();
         let mut r = Record::new(Event::Request);
         log.append(std::slice::from_mut(&mut r)).unwrap();
         drop(log);
@@ -616,9 +999,123 @@ mod tests {
             std::fs::write(&path, &with_seven[..with_seven.len() - cut]).unwrap();
             let s = verify(&path, &key().verifying_key(), None).unwrap();
             assert_eq!(s.torn_tail_at, Some(full.len() as u64), "cut {cut}");
-            let log = Log::open(&path, key()).unwrap();
+            let log = Log::open(path.parent().unwrap(), key(), Rotation::default()).unwrap();
             assert_eq!(log.next_seq(), 6);
             assert_eq!(std::fs::read(&path).unwrap(), full);
         }
+    }
+
+    fn small() -> Rotation {
+        Rotation {
+            segment_bytes: 4096,
+            ..Rotation::default()
+        }
+    }
+
+    /// A rotated log: ~`n` records over several 4 KiB segments.
+    fn rotated(dir: &Path, n: u64, rotation: Rotation) -> Log {
+        let mut log = Log::open(dir, key(), rotation).unwrap();
+        for i in 0..n {
+            let mut r = Record::new(Event::Request);
+            r.target = Some(format!("tool{i}"));
+            r.params = Some(serde_json::json!({"padding": "x".repeat(200)}));
+            log.append(std::slice::from_mut(&mut r)).unwrap();
+            log.maybe_rotate().unwrap();
+        }
+        log
+    }
+
+    #[test]
+    fn rotation_keeps_one_chain_across_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(rotated(dir.path(), 100, small()));
+        let segs = segments(dir.path()).unwrap();
+        assert!(segs.len() > 3, "{segs:?}");
+        let s = verify(dir.path(), &key().verifying_key(), None).unwrap();
+        assert_eq!((s.entries, s.first_seq, s.last_seq), (100, 0, Some(99)));
+        assert_eq!(s.segments, segs.len() as u64);
+        // A range: only the segments holding it are read, from their signed anchors.
+        let (second, _) = segs[2];
+        let r = verify_range(dir.path(), &key().verifying_key(), None, Some(second + 1), Some(second + 2)).unwrap();
+        assert_eq!((r.first_seq, r.segments), (second, 1));
+        // Reopening continues the newest segment.
+        let mut log = Log::open(dir.path(), key(), small()).unwrap();
+        assert_eq!(log.next_seq(), 100);
+        let mut r = Record::new(Event::GatewayStop);
+        log.append(std::slice::from_mut(&mut r)).unwrap();
+        drop(log);
+        assert_eq!(verify(dir.path(), &key().verifying_key(), None).unwrap().entries, 101);
+    }
+
+    #[test]
+    fn a_removed_or_swapped_segment_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(rotated(dir.path(), 100, small()));
+        let segs = segments(dir.path()).unwrap();
+        // Deleting a middle segment breaks the next one's anchor.
+        let (gone, path) = &segs[1];
+        let saved = std::fs::read(path).unwrap();
+        std::fs::remove_file(path).unwrap();
+        let e = verify(dir.path(), &key().verifying_key(), None).unwrap_err();
+        assert_eq!(e.entry, Some(*gone), "{e}");
+        assert!(e.message.contains("does not continue"), "{e}");
+        std::fs::write(path, &saved).unwrap();
+        // Renaming one segment to another's name (reordering) is caught by the name check.
+        let (first2, p2) = &segs[2];
+        let (_, p3) = &segs[3];
+        let b2 = std::fs::read(p2).unwrap();
+        let b3 = std::fs::read(p3).unwrap();
+        std::fs::write(p2, &b3).unwrap();
+        std::fs::write(p3, &b2).unwrap();
+        let e = verify(dir.path(), &key().verifying_key(), None).unwrap_err();
+        assert_eq!(e.entry, Some(*first2), "{e}");
+        std::fs::write(p2, &b2).unwrap();
+        std::fs::write(p3, &b3).unwrap();
+        assert!(verify(dir.path(), &key().verifying_key(), None).is_ok());
+        // Dropping the newest segment is truncation: provable against a kept checkpoint.
+        let kept: Checkpoint = {
+            let bytes = std::fs::read(&segs.last().unwrap().1).unwrap();
+            let (items, _) = read_items(&bytes).unwrap();
+            match &items[0] {
+                Item::Checkpoint(cp) => cp.clone(),
+                other => panic!("{other:?}"),
+            }
+        };
+        std::fs::remove_file(&segs.last().unwrap().1).unwrap();
+        std::fs::remove_file(&segs[segs.len() - 2].1).unwrap();
+        let e = verify(dir.path(), &key().verifying_key(), Some(&kept)).unwrap_err();
+        assert!(e.message.contains("truncated"), "{e}");
+    }
+
+    #[test]
+    fn retention_removes_the_oldest_segments_and_the_rest_still_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let rotation = Rotation {
+            segment_bytes: 4096,
+            retain_bytes: 12 * 1024,
+            ..Rotation::default()
+        };
+        drop(rotated(dir.path(), 200, rotation));
+        let segs = segments(dir.path()).unwrap();
+        let total: u64 = segs.iter().map(|(_, p)| std::fs::metadata(p).unwrap().len()).sum();
+        assert!(total <= 12 * 1024 + 4096 + 512, "{total}");
+        assert!(segs[0].0 > 0, "the oldest segments are gone: {segs:?}");
+        let s = verify(dir.path(), &key().verifying_key(), None).unwrap();
+        assert_eq!(s.first_seq, segs[0].0);
+        assert_eq!(s.last_seq, Some(199));
+        // A checkpoint of a pruned entry can no longer be matched, and verify says so.
+        let old = Checkpoint::sign(&key(), 3, &GENESIS, 0);
+        let e = verify(dir.path(), &key().verifying_key(), Some(&old)).unwrap_err();
+        assert!(e.message.contains("no longer holds entry 3"), "{e}");
+    }
+
+    #[test]
+    fn a_second_writer_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), key(), Rotation::default()).unwrap();
+        let e = Log::open(dir.path(), key(), Rotation::default()).unwrap_err();
+        assert!(e.to_string().contains("another process"), "{e}");
+        drop(log);
+        assert!(Log::open(dir.path(), key(), Rotation::default()).is_ok());
     }
 }

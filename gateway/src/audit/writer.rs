@@ -5,11 +5,12 @@
 
 use std::{
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
         mpsc,
     },
     thread::JoinHandle,
+    time::{Duration, Instant},
 };
 
 use tokio::sync::oneshot;
@@ -32,14 +33,49 @@ pub enum AuditError {
 
 struct Pending {
     record: Record,
-    ack: oneshot::Sender<Result<u64, AuditError>>,
+    ack: Option<oneshot::Sender<Result<u64, AuditError>>>,
+}
+
+/// When checkpoints are signed: after `every` records, or `interval` after the first unsigned
+/// one, and when the writer stops.
+#[derive(Clone, Copy, Debug)]
+pub struct Checkpoints {
+    pub every: u64,
+    pub interval: Duration,
+}
+
+impl Default for Checkpoints {
+    fn default() -> Self {
+        Self {
+            every: 1000,
+            interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A record handed to the writer: its sequence number now, its durability later.
+#[derive(Debug)]
+pub struct Ticket {
+    pub seq: u64,
+    done: Option<oneshot::Receiver<Result<u64, AuditError>>>,
+}
+
+impl Ticket {
+    /// Waits until the record is on disk.
+    pub async fn durable(self) -> Result<u64, AuditError> {
+        match self.done {
+            Some(done) => done.await.map_err(|_| AuditError::Stopped)?,
+            None => Err(AuditError::Stopped),
+        }
+    }
 }
 
 /// Handle to the writer thread.
 #[derive(Debug)]
 pub struct Writer {
-    tx: Option<mpsc::Sender<Pending>>,
-    thread: Option<JoinHandle<()>>,
+    /// Numbering and sending under one lock keeps sequence numbers in channel order.
+    tx: Mutex<Option<(u64, mpsc::Sender<Pending>)>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
     failed: Arc<AtomicBool>,
 }
 
@@ -52,18 +88,44 @@ impl std::fmt::Debug for Pending {
 }
 
 impl Writer {
-    /// Starts the thread. A checkpoint is signed after every `checkpoint_every` records and
-    /// when the writer stops.
-    pub fn start(mut log: Log, checkpoint_every: u64) -> std::io::Result<Self> {
+    /// Starts the thread.
+    pub fn start(mut log: Log, checkpoints: Checkpoints) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel::<Pending>();
         let failed = Arc::new(AtomicBool::new(false));
         let flag = failed.clone();
+        let next = log.next_seq();
         let thread = std::thread::Builder::new()
             .name("agentgate-audit".into())
             .spawn(move || {
-                let mut since_checkpoint = 0u64;
                 let mut error: Option<String> = None;
-                while let Ok(first) = rx.recv() {
+                let fail = |e: &dyn std::fmt::Display, what: &str, error: &mut Option<String>| {
+                    tracing::error!(error = %e, "Audit log {what} failed; it takes no more records and fail-closed requests are refused.");
+                    flag.store(true, Ordering::SeqCst);
+                    *error = Some(e.to_string());
+                };
+                let mut unsigned_since: Option<Instant> = None;
+                loop {
+                    let first = match unsigned_since {
+                        Some(t) => match rx.recv_timeout(checkpoints.interval.saturating_sub(t.elapsed())) {
+                            Ok(p) => Some(p),
+                            Err(mpsc::RecvTimeoutError::Timeout) => None,
+                            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                        },
+                        None => match rx.recv() {
+                            Ok(p) => Some(p),
+                            Err(_) => break,
+                        },
+                    };
+                    let Some(first) = first else {
+                        // The interval passed with records unsigned.
+                        unsigned_since = None;
+                        if error.is_none()
+                            && let Err(e) = log.checkpoint().and_then(|_| log.maybe_rotate())
+                        {
+                            fail(&e, "checkpoint", &mut error);
+                        }
+                        continue;
+                    };
                     let mut batch = vec![first];
                     while batch.len() < MAX_BATCH {
                         match rx.try_recv() {
@@ -73,61 +135,99 @@ impl Writer {
                     }
                     if let Some(e) = &error {
                         for p in batch {
-                            let _ = p.ack.send(Err(AuditError::Failed(e.clone())));
+                            if let Some(ack) = p.ack {
+                                let _ = ack.send(Err(AuditError::Failed(e.clone())));
+                            }
                         }
                         continue;
                     }
                     let (mut records, acks): (Vec<Record>, Vec<_>) =
                         batch.into_iter().map(|p| (p.record, p.ack)).unzip();
-                    match log.append(&mut records) {
+                    let promised = records.first().map(|r| r.seq);
+                    let result = if promised == Some(log.next_seq()) {
+                        log.append(&mut records)
+                    } else {
+                        Err(super::log::LogError::Corrupt {
+                            path: "audit writer".into(),
+                            problem: format!(
+                                "records numbered from {promised:?} arrived for entry {}",
+                                log.next_seq()
+                            ),
+                        })
+                    };
+                    match result {
                         Ok(()) => {
                             for (r, ack) in records.iter().zip(acks) {
-                                let _ = ack.send(Ok(r.seq));
-                            }
-                            since_checkpoint += records.len() as u64;
-                            if since_checkpoint >= checkpoint_every {
-                                since_checkpoint = 0;
-                                if let Err(e) = log.checkpoint() {
-                                    tracing::error!(error = %e, "Audit checkpoint failed; the log takes no more records.");
-                                    flag.store(true, Ordering::SeqCst);
-                                    error = Some(e.to_string());
+                                if let Some(ack) = ack {
+                                    let _ = ack.send(Ok(r.seq));
                                 }
+                            }
+                            unsigned_since.get_or_insert_with(Instant::now);
+                            if log.unsigned() >= checkpoints.every {
+                                unsigned_since = None;
+                                if let Err(e) = log.checkpoint() {
+                                    fail(&e, "checkpoint", &mut error);
+                                }
+                            }
+                            if error.is_none()
+                                && let Err(e) = log.maybe_rotate()
+                            {
+                                fail(&e, "rotation", &mut error);
                             }
                         }
                         Err(e) => {
-                            tracing::error!(error = %e, "Audit log write failed; the log takes no more records.");
-                            flag.store(true, Ordering::SeqCst);
+                            // Flag first: whoever hears of the failure sees `failed()` too.
+                            fail(&e, "write", &mut error);
                             let text = e.to_string();
-                            for ack in acks {
+                            for ack in acks.into_iter().flatten() {
                                 let _ = ack.send(Err(AuditError::Failed(text.clone())));
                             }
-                            error = Some(text);
                         }
                     }
                 }
                 if error.is_none()
-                    && since_checkpoint > 0
+                    && log.unsigned() > 0
                     && let Err(e) = log.checkpoint()
                 {
                     tracing::error!(error = %e, "Final audit checkpoint failed.");
                 }
             })?;
         Ok(Self {
-            tx: Some(tx),
-            thread: Some(thread),
+            tx: Mutex::new(Some((next, tx))),
+            thread: Mutex::new(Some(thread)),
             failed,
         })
     }
 
-    /// Hands a record to the writer; completes with its sequence number once it is durable.
-    pub async fn append(&self, record: Record) -> Result<u64, AuditError> {
+    /// Hands a record to the writer, numbering it. The ticket's [`Ticket::durable`] completes
+    /// once it is on disk; dropping the ticket does not withdraw the record.
+    pub fn submit(&self, mut record: Record) -> Ticket {
         let (ack, done) = oneshot::channel();
-        self.tx
-            .as_ref()
-            .ok_or(AuditError::Stopped)?
-            .send(Pending { record, ack })
-            .map_err(|_| AuditError::Stopped)?;
-        done.await.map_err(|_| AuditError::Stopped)?
+        let mut guard = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((next, tx)) = guard.as_mut() else {
+            return Ticket { seq: 0, done: None };
+        };
+        record.seq = *next;
+        let seq = *next;
+        if tx
+            .send(Pending {
+                record,
+                ack: Some(ack),
+            })
+            .is_err()
+        {
+            return Ticket { seq, done: None };
+        }
+        *next += 1;
+        Ticket {
+            seq,
+            done: Some(done),
+        }
+    }
+
+    /// Hands a record to the writer and waits until it is durable.
+    pub async fn append(&self, record: Record) -> Result<u64, AuditError> {
+        self.submit(record).durable().await
     }
 
     /// Whether the log has failed (new records will be refused).
@@ -135,14 +235,12 @@ impl Writer {
         self.failed.load(Ordering::SeqCst)
     }
 
-    /// Stops after the records already handed over, signing a final checkpoint.
-    pub fn close(mut self) {
-        self.stop();
-    }
-
-    fn stop(&mut self) {
-        self.tx.take();
-        if let Some(t) = self.thread.take() {
+    /// Stops after the records already handed over, signing a final checkpoint. Later
+    /// records are refused.
+    pub fn close(&self) {
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = thread {
             let _ = t.join();
         }
     }
@@ -150,7 +248,7 @@ impl Writer {
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        self.stop();
+        self.close();
     }
 }
 
@@ -164,10 +262,19 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_appends_are_numbered_once_each_and_signed_at_close() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.log");
+        let path = dir.path().to_path_buf();
         let key = SigningKey::from_bytes(&[5; 32]);
-        let writer =
-            Arc::new(Writer::start(log::Log::open(&path, key.clone()).unwrap(), 100).unwrap());
+        let log = log::Log::open(&path, key.clone(), log::Rotation::default()).unwrap();
+        let writer = Arc::new(
+            Writer::start(
+                log,
+                Checkpoints {
+                    every: 100,
+                    interval: Duration::from_secs(60),
+                },
+            )
+            .unwrap(),
+        );
         let mut tasks = Vec::new();
         for t in 0..16 {
             let w = writer.clone();
@@ -200,9 +307,8 @@ mod tests {
     #[tokio::test]
     async fn a_failed_log_refuses_every_later_record() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.log");
         let key = SigningKey::from_bytes(&[5; 32]);
-        let log = log::Log::open(&path, key).unwrap();
+        let log = log::Log::open(dir.path(), key, log::Rotation::default()).unwrap();
         // /dev/full fails every write with ENOSPC: a disk that is full.
         let full = log::Log::open_on(
             std::fs::File::options()
@@ -211,7 +317,7 @@ mod tests {
                 .unwrap(),
             log,
         );
-        let writer = Writer::start(full, 10).unwrap();
+        let writer = Writer::start(full, Checkpoints::default()).unwrap();
         let e = writer
             .append(Record::new(Event::Request))
             .await
@@ -226,5 +332,35 @@ mod tests {
             Err(AuditError::Failed(_))
         ));
         writer.close();
+    }
+
+    #[tokio::test]
+    async fn unsigned_records_are_signed_within_the_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let log = log::Log::open(dir.path(), key.clone(), log::Rotation::default()).unwrap();
+        let writer = Writer::start(
+            log,
+            Checkpoints {
+                every: 1_000_000,
+                interval: Duration::from_millis(50),
+            },
+        )
+        .unwrap();
+        for _ in 0..3 {
+            writer.append(Record::new(Event::Request)).await.unwrap();
+        }
+        let vk = key.verifying_key();
+        let mut signed = None;
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            signed = log::verify(dir.path(), &vk, None).unwrap().last_checkpoint;
+            if signed == Some(2) {
+                break;
+            }
+        }
+        assert_eq!(signed, Some(2), "no checkpoint while the writer stayed open");
+        writer.close();
+        assert!(writer.submit(Record::new(Event::Request)).durable().await.is_err());
     }
 }

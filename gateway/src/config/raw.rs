@@ -51,6 +51,8 @@ pub struct File {
     policy: super::policy::RawPolicy,
     #[serde(default)]
     rules: Vec<super::policy::RawRule>,
+    #[serde(default)]
+    audit: super::audit::RawAudit,
 }
 
 /// Default port of the listener for redirected connections.
@@ -414,8 +416,10 @@ impl File {
     ) -> Result<Config, super::policy::PolicyError> {
         let policy =
             std::mem::take(&mut self.policy).validate(std::mem::take(&mut self.rules), base)?;
+        let audit = std::mem::take(&mut self.audit).validate(base)?;
         let mut config = self.validate_core()?;
         config.policy = policy;
+        config.audit = audit;
         Ok(config)
     }
 
@@ -571,6 +575,7 @@ impl File {
             servers,
             agents,
             policy: super::policy::PolicyConfig::default(),
+            audit: super::audit::AuditConfig::default(),
             source: None,
         })
     }

@@ -73,6 +73,9 @@ pub enum Refusal {
     UpstreamInvalid { server: String, detail: String },
     #[error("the gateway is shutting down")]
     Draining,
+    /// Fail-closed audit: the request's record could not be made durable, so it is not served.
+    #[error("not forwarded: the audit log cannot record it ({0})")]
+    AuditUnavailable(String),
 }
 
 impl From<MessageError> for Refusal {
@@ -100,7 +103,7 @@ impl Refusal {
             Origin(_) | Denied(_) => StatusCode::FORBIDDEN,
             UpstreamUnavailable { .. } | UpstreamInvalid { .. } => StatusCode::BAD_GATEWAY,
             UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Draining => StatusCode::SERVICE_UNAVAILABLE,
+            Draining | AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -125,7 +128,7 @@ impl Refusal {
             Refusal::UpstreamUnavailable { .. }
             | Refusal::UpstreamTimeout { .. }
             | Refusal::UpstreamInvalid { .. } => Cause::Upstream,
-            Refusal::Draining => Cause::Gateway,
+            Refusal::Draining | Refusal::AuditUnavailable(_) => Cause::Gateway,
             _ => Cause::Client,
         }
     }
@@ -154,6 +157,7 @@ impl Refusal {
             UpstreamTimeout { .. } => "upstream_timeout",
             UpstreamInvalid { .. } => "upstream_invalid",
             Draining => "draining",
+            AuditUnavailable(_) => "audit",
         }
     }
 

@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Body, BoxError, Gateway,
+    Body, BoxError, Gateway, audit_trail,
     stages::{Identity, Inspection, ServerMessage},
     upstream::Upstream,
 };
@@ -33,10 +33,21 @@ pub struct Context {
     /// A standalone stream (GET) ends when draining starts; a stream answering a POST runs to
     /// its final response, within the drain deadline.
     pub end_on_drain: bool,
-    /// The agent's requests this response answers: id and method.
-    pub requests: Vec<(mcp::Id, Box<str>)>,
+    /// The agent's requests this response answers.
+    pub requests: Vec<Asked>,
     /// Legacy HTTP+SSE: where the agent's POST went (answers to the server go there too).
     pub legacy_endpoint: Option<String>,
+    /// When the agent's request arrived (for the latency in response records).
+    pub started: Option<std::time::Instant>,
+}
+
+/// One of the agent's requests a response may answer.
+#[derive(Clone, Debug)]
+pub struct Asked {
+    pub id: mcp::Id,
+    pub method: Box<str>,
+    /// Its audit record.
+    pub seq: Option<u64>,
 }
 
 impl Context {
@@ -45,19 +56,28 @@ impl Context {
     fn on_message(&self, message: &Message, raw: &[u8], endpoint: Option<&str>) -> Relay {
         if let (Some(version), Some(session)) = (&message.protocol_version, &self.session)
             && let Some(revision) = Revision::parse(version)
-        {
-            self.gateway
+            && self
+                .gateway
                 .sessions
-                .insert(self.upstream.server.name.as_str(), session, revision);
+                .insert(self.upstream.server.name.as_str(), session, revision)
+            && let Some(audit) = &self.gateway.audit
+        {
+            let mut r = audit_trail::base(
+                &self.identity,
+                self.upstream.server.name.as_str(),
+                crate::audit::Event::SessionStart,
+            );
+            r.session = Some(session.clone());
+            r.detail = Some(serde_json::json!({ "protocol_version": revision.as_str() }));
+            let _ = audit.submit(r);
         }
-        let answers = match (message.kind, &message.id) {
-            (mcp::Kind::Response | mcp::Kind::Error, Some(id)) => self
-                .requests
-                .iter()
-                .find(|(i, _)| i == id)
-                .map(|(_, m)| &**m),
+        let asked = match (message.kind, &message.id) {
+            (mcp::Kind::Response | mcp::Kind::Error, Some(id)) => {
+                self.requests.iter().find(|a| &a.id == id)
+            }
             _ => None,
         };
+        let answers = asked.map(|a| &*a.method);
         let inspection = self.gateway.stages.response.inspect(
             &self.identity,
             &self.upstream.server,
@@ -68,6 +88,9 @@ impl Context {
             },
         );
         let server = self.upstream.server.name.as_str();
+        if let Some(audit) = &self.gateway.audit {
+            self.record(audit, message, raw, asked, &inspection);
+        }
         match inspection {
             Inspection::Forward => Relay::AsIs,
             Inspection::Replace(b) => Relay::Replaced(b),
@@ -83,6 +106,52 @@ impl Context {
                 Relay::Withheld
             }
         }
+    }
+
+    /// Records one server->client message and what the response stage did with it. Not waited
+    /// for: fail-closed is about what reaches upstream servers.
+    fn record(
+        &self,
+        audit: &crate::audit::Recorder,
+        message: &Message,
+        raw: &[u8],
+        asked: Option<&Asked>,
+        inspection: &Inspection,
+    ) {
+        let answer = matches!(message.kind, mcp::Kind::Response | mcp::Kind::Error);
+        let event = if answer {
+            crate::audit::Event::Response
+        } else {
+            crate::audit::Event::ServerMessage
+        };
+        let mut r = audit_trail::base(&self.identity, self.upstream.server.name.as_str(), event);
+        r.session.clone_from(&self.session);
+        r.request_id = message.id.as_ref().map(mcp::Id::to_json);
+        r.request_seq = asked.and_then(|a| a.seq);
+        r.method = match asked {
+            Some(a) => Some(a.method.to_string()),
+            None => message.method.as_deref().map(str::to_owned),
+        };
+        if answer {
+            audit.result(&mut r, raw);
+        } else {
+            (r.params, r.params_truncated) = audit.params(
+                std::str::from_utf8(raw)
+                    .ok()
+                    .and_then(|t| mcp::message::raw_pointer(t, "/params")),
+            );
+            r.result_bytes = Some(raw.len() as u64);
+        }
+        let (decision, reason) = match inspection {
+            Inspection::Forward => ("forward", None),
+            Inspection::Replace(_) => ("replace", None),
+            Inspection::Drop { reason } => ("withhold", Some(reason)),
+            Inspection::Refuse { reason } => ("refuse", Some(reason)),
+        };
+        r.decision = Some(decision.to_owned());
+        r.reason = reason.map(|t| audit.text(t));
+        r.latency_us = self.started.map(audit_trail::micros);
+        let _ = audit.submit(r);
     }
 
     /// Sends the upstream a JSON-RPC error for a server->client request the agent will never

@@ -12,15 +12,16 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
 use super::{
-    Body, Gateway,
+    Body, Gateway, audit_trail,
     framing::Verdicts,
     headers::{self, MCP_PROTOCOL_VERSION, MCP_SESSION_ID},
     refusal::{self, Cause, Refusal},
     relay,
-    stages::{Decision, Exchange, Identity},
+    stages::{Decision, Identity},
     upstream::Upstream,
 };
 use crate::{
+    audit::{self, Recorder},
     config::Transport,
     mcp::{self, Message, Revision, rpc_error},
     metrics::{ErrorLabels, RequestLabels, method_label},
@@ -62,6 +63,13 @@ struct Outcome {
     /// One per message once decided; empty when refused before the decision.
     decisions: Vec<Decision>,
     error: Option<Refusal>,
+    /// Audit records written before forwarding (their sequence numbers); empty when nothing
+    /// was forwarded, and the request is recorded once its outcome is known.
+    recorded: Vec<u64>,
+    /// The request body, when one was read (for the audit record of a refused request).
+    body: Option<Bytes>,
+    /// Whether `messages` came as a batch.
+    batch: bool,
 }
 
 impl Outcome {
@@ -72,7 +80,17 @@ impl Outcome {
             messages,
             decisions: Vec::new(),
             error: Some(error),
+            recorded: Vec::new(),
+            body: None,
+            batch: false,
         }
+    }
+
+    /// Keeps the body for the audit record.
+    fn with_body(mut self, body: &Bytes, batch: bool) -> Self {
+        self.body = Some(body.clone());
+        self.batch = batch;
+        self
     }
 
     /// The policy denied at least one message: nothing is forwarded. Requests get JSON-RPC
@@ -121,6 +139,9 @@ impl Outcome {
             messages,
             decisions,
             error: Some(Refusal::Denied(reason)),
+            recorded: Vec::new(),
+            body: None,
+            batch,
         }
     }
 }
@@ -208,21 +229,74 @@ pub async fn handle(
             Cause::Upstream => {
                 tracing::warn!(%error, server = %server_name, "Upstream failed a request.")
             }
-            Cause::Gateway => tracing::info!(%error, "Refused a request while shutting down."),
+            Cause::Gateway => {
+                tracing::debug!(%error, "Refused a request: the gateway cannot serve it now.")
+            }
         }
     }
-    let error_text = outcome.error.as_ref().map(ToString::to_string);
-    gateway.stages.audit.record(&Exchange {
-        identity: &identity,
-        server: &server_name,
-        messages: &outcome.messages,
-        http_method: &http_method,
-        status: outcome.response.status(),
-        decisions: &outcome.decisions,
-        error: error_text.as_deref(),
-        latency,
-    });
+    if let Some(audit) = &gateway.audit {
+        record_outcome(audit, &identity, &server_name, &http_method, &outcome, started);
+    }
     outcome.response
+}
+
+/// Writes what the request path has not recorded yet: a refused or denied request (with its
+/// status and why), or the failure of one that was forwarded. Nothing waits for these: what
+/// they describe was not served.
+fn record_outcome(
+    audit: &Recorder,
+    identity: &Identity,
+    server: &str,
+    http_method: &Method,
+    outcome: &Outcome,
+    started: Instant,
+) {
+    let status = outcome.response.status().as_u16();
+    let error = outcome.error.as_ref().map(|e| audit.text(&e.to_string()));
+    let finish = |mut r: audit::Record| {
+        r.status = Some(status);
+        r.error.clone_from(&error);
+        r.latency_us = Some(audit_trail::micros(started));
+        let _ = audit.submit(r);
+    };
+    if !outcome.recorded.is_empty() {
+        // A forwarded request that failed, or that the upstream answered with an error status
+        // and no message (its messages are recorded as the relay passes them on).
+        if error.is_some() || !outcome.response.status().is_success() {
+            for seq in &outcome.recorded {
+                let mut r = audit_trail::base(identity, server, audit::Event::Response);
+                r.request_seq = Some(*seq);
+                finish(r);
+            }
+        }
+        return;
+    }
+    if outcome.messages.is_empty() {
+        let mut r = audit_trail::base(identity, server, audit::Event::Request);
+        let mut detail = match &outcome.body {
+            Some(b) => audit_trail::body_excerpt(audit, b),
+            None => serde_json::json!({}),
+        };
+        detail["http_method"] = serde_json::Value::from(http_method.as_str());
+        r.detail = Some(detail);
+        finish(r);
+        return;
+    }
+    let body = outcome.body.as_deref().unwrap_or_default();
+    for (i, m) in outcome.messages.iter().enumerate() {
+        let r = audit_trail::request(
+            audit,
+            &audit_trail::RequestFacts {
+                identity,
+                server,
+                session: None,
+                message: m,
+                text: audit_trail::message_text(body, outcome.batch.then_some(i)),
+                decision: outcome.decisions.get(i),
+            },
+        );
+        finish(r);
+    }
 }
 
 async fn dispatch(
@@ -327,6 +401,7 @@ async fn post(
     req: Request<Incoming>,
     legacy_endpoint: Option<String>,
 ) -> Outcome {
+    let started = Instant::now();
     let limits = &gateway.config.limits;
     let (parts, body) = req.into_parts();
     if let Err(e) = headers::check_json_content_type(&parts.headers) {
@@ -357,13 +432,14 @@ async fn post(
     let server = upstream.server.name.as_str();
     let revision = match revision(gateway, server, &parts.headers, legacy_endpoint.is_some()) {
         Ok(r) => r,
-        Err(e) => return Outcome::refused(e, Vec::new()),
+        Err(e) => return Outcome::refused(e, Vec::new()).with_body(&bytes, false),
     };
     let parsed = match mcp::message::parse_body(&bytes, revision.allows_batch(), revision.as_str())
     {
         Ok(p) => p,
-        Err(e) => return Outcome::refused(e.into(), Vec::new()),
+        Err(e) => return Outcome::refused(e.into(), Vec::new()).with_body(&bytes, false),
     };
+    let batch = matches!(parsed, mcp::Body::Batch(_));
     if let mcp::Body::Batch(messages) = &parsed
         && messages
             .iter()
@@ -372,14 +448,15 @@ async fn post(
         return Outcome::refused(
             Refusal::BadHeader("initialize cannot be part of a batch".into()),
             messages.clone(),
-        );
+        )
+        .with_body(&bytes, true);
     }
     let messages = match parsed {
         mcp::Body::Single(m) => vec![m],
         mcp::Body::Batch(v) => v,
     };
     if let Err(e) = headers::check_method_headers(&parts.headers, &messages, revision) {
-        return Outcome::refused(e, messages);
+        return Outcome::refused(e, messages).with_body(&bytes, batch);
     }
     let decisions: Vec<Decision> = messages
         .iter()
@@ -391,8 +468,34 @@ async fn post(
         })
         .collect();
     if decisions.iter().any(|d| matches!(d, Decision::Deny { .. })) {
-        let batch = messages.len() > 1;
-        return Outcome::denied(messages, decisions, batch);
+        return Outcome::denied(messages, decisions, batch).with_body(&bytes, batch);
+    }
+    let session_sent = headers::text(&parts.headers, MCP_SESSION_ID)
+        .ok()
+        .flatten()
+        .map(str::to_owned);
+    let mut seqs: Vec<Option<u64>> = vec![None; messages.len()];
+    if let Some(audit) = &gateway.audit {
+        match record_forwarded(
+            audit,
+            identity,
+            server,
+            session_sent.as_deref(),
+            &messages,
+            &decisions,
+            &bytes,
+            batch,
+        )
+        .await
+        {
+            Ok(s) => seqs = s.into_iter().map(Some).collect(),
+            Err(e) => {
+                gateway.metrics.audit_refused.inc();
+                let mut o = Outcome::refused(Refusal::AuditUnavailable(e.to_string()), messages);
+                o.decisions = decisions;
+                return o;
+            }
+        }
     }
     let uri = match &legacy_endpoint {
         Some(path_query) => {
@@ -409,6 +512,7 @@ async fn post(
         .stages
         .credentials
         .apply(identity, &upstream.server, &mut up_headers);
+    let recorded: Vec<u64> = seqs.iter().flatten().copied().collect();
     let sent = send(
         gateway,
         &upstream,
@@ -420,14 +524,19 @@ async fn post(
     .await;
     let response = match sent {
         Ok(r) => r,
-        Err(e) => return Outcome::refused(e, messages),
+        Err(e) => {
+            let mut o = Outcome::refused(e, messages);
+            o.decisions = decisions;
+            o.recorded = recorded;
+            return o;
+        }
     };
     let session = response
         .headers()
         .get(MCP_SESSION_ID)
-        .or(parts.headers.get(MCP_SESSION_ID))
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+        .map(str::to_owned)
+        .or(session_sent);
     let ctx = relay::Context {
         gateway: gateway.clone(),
         upstream: upstream.clone(),
@@ -437,14 +546,69 @@ async fn post(
         end_on_drain: false,
         requests: messages
             .iter()
-            .filter_map(|m| Some((m.id.clone()?, m.method.clone()?)))
+            .zip(&seqs)
+            .filter_map(|(m, seq)| {
+                Some(relay::Asked {
+                    id: m.id.clone()?,
+                    method: m.method.clone()?,
+                    seq: *seq,
+                })
+            })
             .collect(),
         legacy_endpoint: legacy_endpoint.clone(),
+        started: Some(started),
     };
     let allow_batch = messages.len() > 1;
     let mut outcome = relay_response(gateway, ctx, response, allow_batch, messages).await;
     outcome.decisions = decisions;
+    outcome.recorded = recorded;
     outcome
+}
+
+/// Records the messages about to be forwarded; in fail-closed mode, waits until the records
+/// are durable and fails when they cannot be.
+#[allow(clippy::too_many_arguments)]
+async fn record_forwarded(
+    audit: &Recorder,
+    identity: &Identity,
+    server: &str,
+    session: Option<&str>,
+    messages: &[Message],
+    decisions: &[Decision],
+    body: &Bytes,
+    batch: bool,
+) -> Result<Vec<u64>, audit::writer::AuditError> {
+    if audit.fail_closed() && audit.failed() {
+        return Err(audit::writer::AuditError::Failed(
+            "the log failed earlier; see the gateway's error log".into(),
+        ));
+    }
+    let tickets: Vec<audit::writer::Ticket> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            audit.submit(audit_trail::request(
+                audit,
+                &audit_trail::RequestFacts {
+                    identity,
+                    server,
+                    session,
+                    message: m,
+                    text: audit_trail::message_text(body, batch.then_some(i)),
+                    decision: decisions.get(i),
+                },
+            ))
+        })
+        .collect();
+    let mut seqs = Vec::with_capacity(tickets.len());
+    for t in tickets {
+        seqs.push(if audit.fail_closed() {
+            t.durable().await?
+        } else {
+            t.seq
+        });
+    }
+    Ok(seqs)
 }
 
 /// A GET: the Streamable HTTP standalone stream, or the legacy transport's stream.
@@ -487,6 +651,38 @@ async fn bodiless(
         .get(MCP_SESSION_ID)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let mut recorded = Vec::new();
+    if let Some(audit) = &gateway.audit {
+        // A stream carries server messages to the agent, a DELETE ends a session: both are
+        // recorded (and, fail-closed, made durable) before they are forwarded.
+        let event = if method == Method::DELETE {
+            audit::Event::SessionEnd
+        } else {
+            audit::Event::Request
+        };
+        let mut r = audit_trail::base(identity, upstream.server.name.as_str(), event);
+        r.session.clone_from(&session);
+        r.detail = Some(serde_json::json!({ "http_method": method.as_str() }));
+        let ticket = if audit.fail_closed() && audit.failed() {
+            Err(audit::writer::AuditError::Failed(
+                "the log failed earlier; see the gateway's error log".into(),
+            ))
+        } else {
+            Ok(audit.submit(r))
+        };
+        let durable = match ticket {
+            Ok(t) if audit.fail_closed() => t.durable().await,
+            Ok(t) => Ok(t.seq),
+            Err(e) => Err(e),
+        };
+        match durable {
+            Ok(seq) => recorded.push(seq),
+            Err(e) => {
+                gateway.metrics.audit_refused.inc();
+                return Outcome::refused(Refusal::AuditUnavailable(e.to_string()), Vec::new());
+            }
+        }
+    }
     let url = upstream.server.url.clone();
     let response = match send(
         gateway,
@@ -499,7 +695,11 @@ async fn bodiless(
     .await
     {
         Ok(r) => r,
-        Err(e) => return Outcome::refused(e, Vec::new()),
+        Err(e) => {
+            let mut o = Outcome::refused(e, Vec::new());
+            o.recorded = recorded;
+            return o;
+        }
     };
     if method == Method::DELETE
         && response.status().is_success()
@@ -518,8 +718,11 @@ async fn bodiless(
         end_on_drain,
         requests: Default::default(),
         legacy_endpoint: None,
+        started: None,
     };
-    relay_response(gateway, ctx, response, false, Vec::new()).await
+    let mut outcome = relay_response(gateway, ctx, response, false, Vec::new()).await;
+    outcome.recorded = recorded;
+    outcome
 }
 
 pub(super) async fn send(
@@ -645,5 +848,8 @@ async fn relay_response(
         messages,
         decisions: Vec::new(),
         error: None,
+        recorded: Vec::new(),
+        body: None,
+        batch: false,
     }
 }

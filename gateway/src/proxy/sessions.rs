@@ -32,11 +32,12 @@ impl Sessions {
         }
     }
 
-    /// Records the revision an initialize exchange settled on.
-    pub fn insert(&self, server: &str, session: &str, revision: Revision) {
+    /// Records the revision an initialize exchange settled on; true when the session is new.
+    pub fn insert(&self, server: &str, session: &str, revision: Revision) -> bool {
         let key = (server.to_owned(), session.to_owned());
         let mut inner = self.lock();
-        if inner.map.insert(key.clone(), revision).is_none() {
+        let new = inner.map.insert(key.clone(), revision).is_none();
+        if new {
             inner.order.push_back(key);
         }
         while inner.map.len() > self.max {
@@ -45,6 +46,7 @@ impl Sessions {
             };
             inner.map.remove(&oldest);
         }
+        new
     }
 
     pub fn get(&self, server: &str, session: &str) -> Option<Revision> {

@@ -1,13 +1,14 @@
 //! The stages every message passes, in order: identity -> decision -> credentials -> upstream
-//! -> response inspection -> audit.
+//! -> response inspection. (The audit log records each step; it is not a stage, since in
+//! fail-closed mode it gates forwarding.)
 //!
 //! Each stage is a trait object so that later components (eBPF identity, the policy engine,
-//! credential injection, the audit log) replace the defaults here without touching the request
-//! path. The defaults are what explicit mode without those components should do: attribute by
-//! peer address, allow every well-formed message, never pass an agent's credentials upstream,
-//! forward every well-formed response, and record exchanges as tracing events.
+//! credential injection) replace the defaults here without touching the request path. The
+//! defaults are what explicit mode without those components should do: attribute by peer
+//! address, allow every well-formed message, never pass an agent's credentials upstream, and
+//! forward every well-formed response.
 
-use std::{fmt, net::SocketAddr, sync::Arc, time::Duration};
+use std::{fmt, net::SocketAddr, sync::Arc};
 
 use http::HeaderMap;
 
@@ -120,27 +121,6 @@ pub trait ResponseStage: Send + Sync + fmt::Debug {
     ) -> Inspection;
 }
 
-/// One finished exchange, for the audit stage.
-#[derive(Debug)]
-pub struct Exchange<'a> {
-    pub identity: &'a Identity,
-    pub server: &'a str,
-    /// The classified request messages (empty when the body was refused before classification).
-    pub messages: &'a [Message],
-    pub http_method: &'a http::Method,
-    pub status: http::StatusCode,
-    /// One per message in `messages` once the decision stage ran; empty before.
-    pub decisions: &'a [Decision],
-    /// Set when the gateway refused or failed the request itself.
-    pub error: Option<&'a str>,
-    pub latency: Duration,
-}
-
-/// Records exchanges. Never decides.
-pub trait AuditStage: Send + Sync + fmt::Debug {
-    fn record(&self, exchange: &Exchange<'_>);
-}
-
 /// The stages the proxy runs.
 #[derive(Clone, Debug)]
 pub struct Stages {
@@ -148,7 +128,6 @@ pub struct Stages {
     pub decision: Arc<dyn DecisionStage>,
     pub credentials: Arc<dyn CredentialStage>,
     pub response: Arc<dyn ResponseStage>,
-    pub audit: Arc<dyn AuditStage>,
 }
 
 impl Stages {
@@ -173,7 +152,6 @@ impl Default for Stages {
             decision: Arc::new(AllowWellFormed),
             credentials: Arc::new(StripAgentCredentials),
             response: Arc::new(ForwardWellFormed),
-            audit: Arc::new(TracingAudit),
         }
     }
 }
@@ -224,31 +202,5 @@ pub struct ForwardWellFormed;
 impl ResponseStage for ForwardWellFormed {
     fn inspect(&self, _: &Identity, _: &Server, _: &ServerMessage<'_>) -> Inspection {
         Inspection::Forward
-    }
-}
-
-/// Records each exchange as a DEBUG tracing event under the `agentgate::audit` target, until the
-/// tamper-evident audit log takes over.
-#[derive(Debug)]
-pub struct TracingAudit;
-
-impl AuditStage for TracingAudit {
-    fn record(&self, e: &Exchange<'_>) {
-        let first = e.messages.first();
-        tracing::debug!(
-            target: "agentgate::audit",
-            identity = %e.identity,
-            server = e.server,
-            http_method = %e.http_method,
-            method = first.map(Message::method),
-            tool = first.and_then(|m| m.target.header_name()),
-            messages = e.messages.len(),
-            status = e.status.as_u16(),
-            decision = e.decisions.first().map(Decision::as_str),
-            rule = e.decisions.first().map(Decision::rule),
-            error = e.error,
-            latency_us = e.latency.as_micros() as u64,
-            "exchange"
-        );
     }
 }

@@ -186,9 +186,37 @@ pub fn gateway_config(servers: &[(&str, &str, &str, &str)], extra: &str) -> Stri
     text
 }
 
-/// Starts the gateway in-process.
+/// An `[audit]` table keeping the log and key under `dir`.
+pub fn audit_section(dir: &Path) -> String {
+    format!(
+        "\n[audit]\ndir = \"{}/audit\"\nkey_file = \"{}/audit.key\"\n",
+        dir.display(),
+        dir.display()
+    )
+}
+
+/// A fresh directory for one test's audit log, under cargo's per-target scratch space.
+pub fn scratch_dir(tag: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Starts the gateway in-process. Without an `[audit]` table in the text, its audit log goes
+/// to a fresh scratch directory.
 pub async fn gateway(config_text: &str) -> Running {
-    let config = Config::parse(config_text, "test.toml").expect("test config");
+    let mut config = Config::parse(config_text, "test.toml").expect("test config");
+    if !config_text.contains("[audit]") {
+        let dir = scratch_dir("audit");
+        config.audit.dir = dir.join("audit");
+        config.audit.key_file = dir.join("audit.key");
+    }
     start(config).await.expect("gateway starts")
 }
 

@@ -5,36 +5,22 @@
 use std::{
     path::{Path, PathBuf},
     process::Stdio,
-    sync::{Arc, Mutex},
     time::Duration,
 };
 
 use agentgate::{
-    cli::{Running, start_with},
+    cli::{Running, start},
     config::Config,
     identity::ProcessIdentity,
-    proxy::stages::{AuditStage, Exchange, Identity, Stages},
 };
 use tokio::process::Command;
 
 use crate::common::*;
 
-/// Records the attested identity of every exchange.
-#[derive(Debug, Default)]
-struct Seen(Mutex<Vec<Arc<ProcessIdentity>>>);
-
-impl AuditStage for Seen {
-    fn record(&self, e: &Exchange<'_>) {
-        if let Identity::Attested(p) = e.identity {
-            self.0.lock().unwrap().push(p.clone());
-        }
-    }
-}
-
 /// A gateway with interception on, in its own cgroup subtree and pin directory.
 struct Intercepting {
     running: Option<Running>,
-    seen: Arc<Seen>,
+    audit_dir: PathBuf,
     config_path: PathBuf,
     subtree: PathBuf,
     _dir: tempfile::TempDir,
@@ -74,13 +60,12 @@ async fn intercepting_with(
     assert!(is_root(), "the eBPF tests need root");
     let dir = tempfile::tempdir().unwrap();
     let subtree = unique("cg");
-    let text = edit(interception_config(servers, agents, &subtree, free_port()));
+    let audit_dir = dir.path().join("audit");
+    let text = edit(interception_config(servers, agents, &subtree, free_port()))
+        + &audit_section(dir.path());
     let config_path = dir.path().join("agentgate.toml");
     std::fs::write(&config_path, &text).unwrap();
-    let seen = Arc::new(Seen::default());
-    let audit = seen.clone();
-    let stages = move |s: Stages| Stages { audit, ..s };
-    let running = start_with(Config::parse(&text, "test.toml").unwrap(), stages)
+    let running = start(Config::parse(&text, "test.toml").unwrap())
         .await
         .unwrap();
     assert!(
@@ -92,7 +77,7 @@ async fn intercepting_with(
         .join(subtree);
     Intercepting {
         running: Some(running),
-        seen,
+        audit_dir,
         config_path,
         subtree,
         _dir: dir,
@@ -112,8 +97,18 @@ impl Intercepting {
         c
     }
 
-    fn seen(&self) -> Vec<Arc<ProcessIdentity>> {
-        self.seen.0.lock().unwrap().clone()
+    /// The attested identities of the agent requests in the audit log (each was durable
+    /// before it was forwarded).
+    fn seen(&self) -> Vec<ProcessIdentity> {
+        let filter = agentgate::audit::query::Filter {
+            event: Some("request".into()),
+            ..Default::default()
+        };
+        agentgate::audit::query::query(&self.audit_dir, &filter, None)
+            .unwrap()
+            .into_iter()
+            .filter_map(|r| serde_json::from_value(r.process?).ok())
+            .collect()
     }
 
     async fn stop(mut self) {
@@ -478,6 +473,11 @@ async fn without_privileges_interception_fails_clearly_and_explicit_mode_works()
             "address = \"127.0.0.1:0\"\n[admin]",
             &format!("address = \"127.0.0.1:{port}\"\n[admin]"),
         );
+    // The audit log lives where the unprivileged user may write.
+    let writable = dir.path().join("nobody");
+    std::fs::create_dir(&writable).unwrap();
+    std::os::unix::fs::chown(&writable, Some(65534), Some(65534)).unwrap();
+    let text = text + &audit_section(&writable);
     let config = dir.path().join("agentgate.toml");
     std::fs::write(&config, &text).unwrap();
     // Readable by the unprivileged user.

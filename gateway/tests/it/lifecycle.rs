@@ -81,6 +81,11 @@ async fn start_binary(config: &str, dir: &std::path::Path) -> (tokio::process::C
         "127.0.0.1:0\"\n[admin]",
         &format!("127.0.0.1:{port}\"\n[admin]"),
     );
+    let text = if text.contains("[audit]") {
+        text
+    } else {
+        text + &audit_section(dir)
+    };
     let path = dir.join("gw.toml");
     std::fs::write(&path, text).expect("write config");
     let mut child = bin()
@@ -363,13 +368,17 @@ async fn policy_explain_prints_the_decision_and_every_rule() {
 
 #[tokio::test]
 async fn audit_verify_accepts_an_intact_log_and_names_the_first_bad_entry() {
-    use agentgate::audit::{self, Event, Record, log::Log};
+    use agentgate::audit::{
+        self, Event, Record,
+        log::{Log, Rotation},
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let key_file = dir.path().join("audit.key");
     let key = audit::load_or_create_key(&key_file).expect("key");
     let public = audit::hex(key.verifying_key().as_bytes());
-    let path = dir.path().join("audit.log");
-    let mut log = Log::open(&path, key).expect("open");
+    let log_dir = dir.path().join("audit");
+    let mut log = Log::open(&log_dir, key, Rotation::default()).expect("open");
+    let path = log_dir.join(audit::log::segment_name(0));
     for i in 0..5 {
         let mut r = Record::new(Event::Request);
         r.target = Some(format!("tool-{i}"));
@@ -388,14 +397,14 @@ async fn audit_verify_accepts_an_intact_log_and_names_the_first_bad_entry() {
 
     let verify = || {
         let mut c = bin();
-        c.args(["audit", "verify", "--public-key", &public, "--file"])
-            .arg(&path);
+        c.args(["audit", "verify", "--public-key", &public, "--log"])
+            .arg(&log_dir);
         c
     };
     let out = verify().output().await.expect("run");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
-    assert!(stdout.contains("ok: 5 entries, 1 checkpoints"), "{stdout}");
+    assert!(stdout.contains("ok: 5 entries (0..), 1 checkpoints"), "{stdout}");
 
     // Change one record's text, keeping the frame's length: the chain names it.
     let mut bytes = std::fs::read(&path).expect("read");
@@ -411,7 +420,7 @@ async fn audit_verify_accepts_an_intact_log_and_names_the_first_bad_entry() {
     assert!(stdout.contains("FAILED"), "{stdout}");
     assert!(stdout.contains("checksum mismatch"), "{stdout}");
     let out = bin()
-        .args(["audit", "verify", "--public-key", "nothex", "--file"])
+        .args(["audit", "verify", "--public-key", "nothex", "--log"])
         .arg(&path)
         .output()
         .await

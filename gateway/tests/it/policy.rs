@@ -387,7 +387,7 @@ async fn a_rug_pull_hides_the_tool_until_an_operator_pins_it_again() {
         &server.url("/mcp"),
         &LIST_POLICY.replace("PINS", pins.to_str().unwrap()),
     );
-    std::fs::write(&config_path, &text_config).unwrap();
+    std::fs::write(&config_path, text_config + &audit_section(dir.path())).unwrap();
     let gw = agentgate::cli::start(agentgate::config::Config::load(&config_path).unwrap())
         .await
         .unwrap();
@@ -491,7 +491,11 @@ async fn a_bad_reload_is_refused_and_the_old_policy_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("agentgate.toml");
     let allow = "[policy]\npins_file = \"\"\n[[rules]]\nname = \"readers\"\neffect = \"allow\"\ntools = [\"read_file\"]\n";
-    std::fs::write(&path, config("peer", &server.url("/mcp"), allow)).unwrap();
+    std::fs::write(
+        &path,
+        config("peer", &server.url("/mcp"), allow) + &audit_section(dir.path()),
+    )
+    .unwrap();
     let gw = agentgate::cli::start(agentgate::config::Config::load(&path).unwrap())
         .await
         .unwrap();

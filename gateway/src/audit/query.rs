@@ -1,0 +1,293 @@
+//! Reading the log back: filters for `agentgate audit query` and the admin API, a follower for
+//! `audit tail -f`, and the export format for SIEMs.
+//!
+//! There is no separate index: segment files are named for their first entry and their mtime
+//! bounds their newest record, which is enough to skip whole segments by sequence or time;
+//! within a segment records are scanned, at disk speed.
+
+use std::{
+    io::{Read, Seek, SeekFrom},
+    path::{Path, PathBuf},
+};
+
+use serde::Serialize;
+
+use super::{
+    Record, hex,
+    log::{self, Item},
+};
+
+/// Which records a query wants. Unset members match everything.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Wall clock bounds, nanoseconds since the Unix epoch (`until` exclusive).
+    pub since_ns: Option<u64>,
+    pub until_ns: Option<u64>,
+    pub agent: Option<String>,
+    pub server: Option<String>,
+    /// Tool, prompt or resource (glob).
+    pub target: Option<globset::GlobMatcher>,
+    pub method: Option<String>,
+    pub decision: Option<String>,
+    pub event: Option<String>,
+    /// Case-insensitive text anywhere in the parameters, result, target or error.
+    pub text: Option<String>,
+}
+
+/// Why a filter could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct FilterError {
+    pub key: &'static str,
+    pub message: String,
+}
+
+impl Filter {
+    /// Builds a filter from `key=value` pairs, as the admin API's query string carries them
+    /// and as the CLI's flags map onto.
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<(Self, Option<usize>), FilterError> {
+        let mut f = Filter::default();
+        let mut limit = None;
+        for (k, v) in pairs {
+            let err = |key: &'static str, message: String| FilterError { key, message };
+            match k {
+                "since" => f.since_ns = Some(parse_time(v).map_err(|m| err("since", m))?),
+                "until" => f.until_ns = Some(parse_time(v).map_err(|m| err("until", m))?),
+                "agent" => f.agent = Some(v.to_owned()),
+                "server" => f.server = Some(v.to_owned()),
+                "tool" | "target" => {
+                    f.target = Some(
+                        globset::Glob::new(v)
+                            .map_err(|e| err("tool", format!("{v:?} is not a glob: {e}")))?
+                            .compile_matcher(),
+                    )
+                }
+                "method" => f.method = Some(v.to_owned()),
+                "decision" => f.decision = Some(v.to_owned()),
+                "event" => f.event = Some(v.to_owned()),
+                "text" => f.text = Some(v.to_lowercase()),
+                "limit" => {
+                    limit = Some(v.parse().map_err(|_| {
+                        err("limit", format!("{v:?} is not a non-negative integer"))
+                    })?)
+                }
+                _ => {
+                    return Err(FilterError {
+                        key: "query",
+                        message: format!(
+                            "unknown filter {k:?} (since, until, agent, server, tool, method, decision, event, text, limit)"
+                        ),
+                    });
+                }
+            }
+        }
+        Ok((f, limit))
+    }
+
+    pub fn matches(&self, r: &Record) -> bool {
+        let eq = |want: &Option<String>, have: &Option<String>| {
+            want.as_ref().is_none_or(|w| have.as_deref() == Some(w.as_str()))
+        };
+        if self.since_ns.is_some_and(|s| r.time_unix_ns < s)
+            || self.until_ns.is_some_and(|u| r.time_unix_ns >= u)
+            || !eq(&self.agent, &r.agent)
+            || !eq(&self.server, &r.server)
+            || !eq(&self.method, &r.method)
+            || !eq(&self.decision, &r.decision)
+        {
+            return false;
+        }
+        if let Some(e) = &self.event
+            && serde_json::to_value(r.event).ok().and_then(|v| v.as_str().map(str::to_owned)).as_deref()
+                != Some(e.as_str())
+        {
+            return false;
+        }
+        if let Some(t) = &self.target
+            && !r.target.as_deref().is_some_and(|name| t.is_match(name))
+        {
+            return false;
+        }
+        if let Some(text) = &self.text {
+            let mut hay = String::new();
+            for v in [&r.params, &r.result].into_iter().flatten() {
+                hay.push_str(&v.to_string());
+            }
+            for s in [&r.target, &r.error, &r.reason].into_iter().flatten() {
+                hay.push_str(s);
+            }
+            if !hay.to_lowercase().contains(text.as_str()) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// An RFC 3339 timestamp, or a duration meaning that long ago ("15m", "2h").
+pub fn parse_time(text: &str) -> Result<u64, String> {
+    if let Ok(ts) = text.parse::<jiff::Timestamp>() {
+        return u64::try_from(ts.as_nanosecond())
+            .map_err(|_| format!("{text:?} is before 1970"));
+    }
+    match humantime::parse_duration(text) {
+        Ok(ago) => Ok(log::now_unix_ns().saturating_sub(ago.as_nanos() as u64)),
+        Err(_) => Err(format!(
+            "{text:?} is neither an RFC 3339 time (2026-11-21T10:00:00Z) nor a duration ago (15m)"
+        )),
+    }
+}
+
+/// Reads a log directory from a starting point onwards, and on again as it grows.
+#[derive(Debug)]
+pub struct Follower {
+    dir: PathBuf,
+    /// The segment being read and how far.
+    at: Option<(u64, u64)>,
+    /// Skip segments whose newest record is older than this (ns).
+    since_ns: Option<u64>,
+}
+
+impl Follower {
+    /// From the oldest record held.
+    pub fn new(dir: &Path, since_ns: Option<u64>) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            at: None,
+            since_ns,
+        }
+    }
+
+    /// From the end: only what is appended from now on.
+    pub fn at_end(dir: &Path) -> std::io::Result<Self> {
+        let segs = log::segments(dir)?;
+        let at = match segs.last() {
+            Some((first, path)) => Some((*first, std::fs::metadata(path)?.len())),
+            None => None,
+        };
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            at,
+            since_ns: None,
+        })
+    }
+
+    /// Everything complete that was appended since the last call.
+    pub fn poll(&mut self) -> Result<Vec<Item>, String> {
+        let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
+        let segs = log::segments(&self.dir).map_err(|e| io(&self.dir, e))?;
+        let mut out = Vec::new();
+        let start = match self.at {
+            Some((first, _)) => segs.iter().position(|(f, _)| *f == first).unwrap_or(0),
+            None => 0,
+        };
+        for (i, (first, path)) in segs.iter().enumerate().skip(start) {
+            let offset = match self.at {
+                Some((f, o)) if f == *first => o,
+                _ => 0,
+            };
+            let newer_exists = i + 1 < segs.len();
+            if offset == 0
+                && newer_exists
+                && let Some(since) = self.since_ns
+                && let Ok(modified) = std::fs::metadata(path).and_then(|m| m.modified())
+                && modified
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .is_ok_and(|d| (d.as_nanos() as u64) < since)
+            {
+                // Every record in it is older than the window.
+                self.at = Some((segs[i + 1].0, 0));
+                continue;
+            }
+            let mut file = std::fs::File::open(path).map_err(|e| io(path, e))?;
+            file.seek(SeekFrom::Start(offset)).map_err(|e| io(path, e))?;
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes).map_err(|e| io(path, e))?;
+            let (items, consumed) =
+                log::read_items(&bytes).map_err(|m| format!("{}: {m}", path.display()))?;
+            out.extend(items);
+            self.at = Some((*first, offset + consumed as u64));
+            if !newer_exists {
+                break;
+            }
+            if let Some((next, _)) = segs.get(i + 1) {
+                self.at = Some((*next, 0));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The records of `dir` that `filter` matches, oldest first, at most `limit` (the newest ones
+/// when there are more).
+pub fn query(dir: &Path, filter: &Filter, limit: Option<usize>) -> Result<Vec<Record>, String> {
+    let mut follower = Follower::new(dir, filter.since_ns);
+    let mut out = std::collections::VecDeque::new();
+    for item in follower.poll()? {
+        if let Item::Record { record, .. } = item
+            && filter.matches(&record)
+        {
+            out.push_back(*record);
+            if limit.is_some_and(|l| out.len() > l) {
+                out.pop_front();
+            }
+        }
+    }
+    Ok(out.into())
+}
+
+/// One line of `agentgate audit export`: a record with the chain hash stored beside it (its
+/// payload verbatim, so that a consumer can recompute the chain), or a signed checkpoint.
+#[derive(Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ExportLine<'a> {
+    Record {
+        hash: String,
+        record: &'a serde_json::value::RawValue,
+    },
+    Checkpoint {
+        checkpoint: &'a super::Checkpoint,
+    },
+}
+
+/// The export line of an item, as JSON text.
+pub fn export_line(item: &Item) -> Option<String> {
+    let line = match item {
+        Item::Record { hash, payload, .. } => ExportLine::Record {
+            hash: hex(hash),
+            record: serde_json::from_slice(payload).ok()?,
+        },
+        Item::Checkpoint(cp) => ExportLine::Checkpoint { checkpoint: cp },
+    };
+    serde_json::to_string(&line).ok()
+}
+
+/// One record as a table row.
+pub fn table_row(r: &Record) -> String {
+    let time = jiff::Timestamp::from_nanosecond(i128::from(r.time_unix_ns))
+        .map(|t| t.round(jiff::Unit::Millisecond).unwrap_or(t).to_string())
+        .unwrap_or_default();
+    let event = serde_json::to_value(r.event)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".to_owned());
+    format!(
+        "{:>8}  {:<24}  {:<14}  {:<12}  {:<12}  {:<16}  {:<20}  {:<10}  {:<18}  {}",
+        r.seq,
+        time,
+        event,
+        dash(&r.agent),
+        dash(&r.server),
+        dash(&r.method),
+        dash(&r.target),
+        dash(&r.decision),
+        dash(&r.rule),
+        r.status.map_or("-".to_owned(), |s| s.to_string()),
+    )
+}
+
+/// The header of [`table_row`]'s columns.
+pub const TABLE_HEADER: &str = "     SEQ  TIME                      EVENT           AGENT         SERVER        METHOD            TARGET                DECISION    RULE                STATUS";

@@ -1,0 +1,139 @@
+//! The audit log as the daemon uses it: opened from `[audit]`, fed records that are redacted
+//! and capped here, and refused once it has failed.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::{
+    Record, hex,
+    log::{Log, LogError, Rotation},
+    redact,
+    writer::{AuditError, Checkpoints, Ticket, Writer},
+};
+use crate::config::audit::AuditConfig;
+
+/// Why the audit log could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("audit signing key {path}: {source}")]
+    Key {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("audit log: {0}")]
+    Log(#[from] LogError),
+    #[error("cannot start the audit writer: {0}")]
+    Thread(std::io::Error),
+}
+
+/// The open audit log.
+#[derive(Debug)]
+pub struct Recorder {
+    writer: Writer,
+    config: AuditConfig,
+    public_key: String,
+}
+
+impl Recorder {
+    /// Loads (or creates) the signing key, opens the log (cutting a torn tail) and starts the
+    /// writer.
+    pub fn open(config: &AuditConfig) -> Result<Self, OpenError> {
+        let key = super::load_or_create_key(&config.key_file).map_err(|source| OpenError::Key {
+            path: config.key_file.display().to_string(),
+            source,
+        })?;
+        let public_key = hex(key.verifying_key().as_bytes());
+        let log = Log::open(
+            &config.dir,
+            key,
+            Rotation {
+                segment_bytes: config.segment_bytes,
+                segment_age: config.segment_age,
+                retain_bytes: config.retain_bytes,
+                retain_age: config.retain_age,
+            },
+        )?;
+        let writer = Writer::start(
+            log,
+            Checkpoints {
+                every: config.checkpoint_every,
+                interval: config.checkpoint_interval,
+            },
+        )
+        .map_err(OpenError::Thread)?;
+        Ok(Self {
+            writer,
+            config: config.clone(),
+            public_key,
+        })
+    }
+
+    /// Whether requests wait for their record and are refused when it cannot be written.
+    pub fn fail_closed(&self) -> bool {
+        self.config.fail_closed
+    }
+
+    /// The gateway's audit public key (hex), for `agentgate audit verify` elsewhere.
+    pub fn public_key(&self) -> &str {
+        &self.public_key
+    }
+
+    pub fn config(&self) -> &AuditConfig {
+        &self.config
+    }
+
+    /// Hands a record to the writer.
+    pub fn submit(&self, record: Record) -> Ticket {
+        self.writer.submit(record)
+    }
+
+    /// Hands a record to the writer and waits until it is durable.
+    pub async fn append(&self, record: Record) -> Result<u64, AuditError> {
+        self.writer.append(record).await
+    }
+
+    /// The log failed: it takes no more records.
+    pub fn failed(&self) -> bool {
+        self.writer.failed()
+    }
+
+    /// Parameters as the record keeps them: parsed from the JSON text `raw`, redacted, capped.
+    pub fn params(&self, raw: Option<&str>) -> (Option<Value>, bool) {
+        let Some(mut v) = raw.and_then(|r| serde_json::from_str::<Value>(r).ok()) else {
+            return (None, false);
+        };
+        redact::redact(&self.config.redact, &mut v);
+        let (v, cut) = redact::cap(v, self.config.max_params_bytes);
+        (Some(v), cut)
+    }
+
+    /// Fills a record's result members from one server message as received: its size and
+    /// hash always, its `result` (or `error`) redacted and capped.
+    pub fn result(&self, record: &mut Record, message: &[u8]) {
+        record.result_bytes = Some(message.len() as u64);
+        record.result_sha256 = Some(hex(&Sha256::digest(message)));
+        let text = std::str::from_utf8(message).ok();
+        let part = text.and_then(|t| {
+            crate::mcp::message::raw_pointer(t, "/result")
+                .or_else(|| crate::mcp::message::raw_pointer(t, "/error"))
+                .or_else(|| crate::mcp::message::raw_pointer(t, "/params"))
+        });
+        let Some(mut v) = part.and_then(|p| serde_json::from_str::<Value>(p).ok()) else {
+            return;
+        };
+        redact::redact(&self.config.redact, &mut v);
+        let (v, cut) = redact::cap(v, self.config.max_result_bytes);
+        record.result = Some(v);
+        record.result_truncated = cut;
+    }
+
+    /// Redacts free text (error messages, reasons) that may quote what an agent sent.
+    pub fn text(&self, text: &str) -> String {
+        redact::redact_text(&self.config.redact, text).unwrap_or_else(|| text.to_owned())
+    }
+
+    /// Stops the writer after what was handed over, signing a final checkpoint.
+    pub fn close(&self) {
+        self.writer.close();
+    }
+}

@@ -1,0 +1,135 @@
+//! Redaction: what is blanked out of parameters and results before a record is written, and
+//! the size cap that keeps one record from swallowing the log.
+
+use serde_json::Value;
+
+use crate::config::audit::Redaction;
+
+/// What replaces a redacted value.
+pub const REDACTED: &str = "[redacted]";
+
+/// Blanks, in place, every value under a key that matches and every credential-looking
+/// substring, at any depth. Returns how many values were touched.
+pub fn redact(rules: &Redaction, value: &mut Value) -> usize {
+    // An explicit stack: the depth of what arrives here is bounded by the parser, but the
+    // walk should not have to rely on that.
+    let mut touched = 0;
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Object(map) => {
+                for (k, child) in map.iter_mut() {
+                    if rules.keys.is_match(k) {
+                        if *child != Value::Null {
+                            *child = Value::String(REDACTED.to_owned());
+                            touched += 1;
+                        }
+                    } else {
+                        stack.push(child);
+                    }
+                }
+            }
+            Value::Array(items) => stack.extend(items.iter_mut()),
+            Value::String(s) => {
+                if let Some(clean) = redact_text(rules, s) {
+                    *s = clean;
+                    touched += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    touched
+}
+
+/// The text with every credential-looking part replaced, or `None` when there was none.
+pub fn redact_text(rules: &Redaction, text: &str) -> Option<String> {
+    let mut out: Option<String> = None;
+    for re in &rules.values {
+        let current = out.as_deref().unwrap_or(text);
+        if re.is_match(current) {
+            out = Some(re.replace_all(current, REDACTED).into_owned());
+        }
+    }
+    out
+}
+
+/// `value` when its JSON fits in `max` bytes; otherwise a string holding the first `max`
+/// bytes of that JSON (cut at a character boundary) and `true`.
+pub fn cap(value: Value, max: usize) -> (Value, bool) {
+    let text = value.to_string();
+    if text.len() <= max {
+        return (value, false);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    (Value::String(text[..end].to_owned()), true)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::audit::AuditConfig;
+
+    fn rules() -> Redaction {
+        AuditConfig::default().redact
+    }
+
+    #[test]
+    fn keys_are_redacted_at_any_depth_and_case() {
+        let mut v = json!({
+            "query": "select 1",
+            "Password": "hunter2",
+            "nested": [{"auth": {"API_KEY": "abc", "user": "bob"}}, {"db_password": ["x", "y"]}],
+            "client_secret": null,
+        });
+        let n = redact(&rules(), &mut v);
+        assert_eq!(n, 3);
+        assert_eq!(v["Password"], REDACTED);
+        assert_eq!(v["nested"][0]["auth"]["API_KEY"], REDACTED);
+        assert_eq!(v["nested"][0]["auth"]["user"], "bob");
+        assert_eq!(v["nested"][1]["db_password"], REDACTED);
+        assert_eq!(v["query"], "select 1");
+        assert!(!v.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn credential_looking_values_are_redacted_inside_longer_text() {
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJib2IifQ.c2lnbmF0dXJlX2hlcmU";
+        let cases = [
+            format!("curl -H 'Authorization: Bearer {jwt}' https://x"),
+            "token ghp_abcdefghijklmnopqrstuvwxyz0123456789 end".to_owned(),
+            "key=AKIAIOSFODNN7EXAMPLE;".to_owned(),
+            "sk-proj-abcdefghijklmnopqrstuvwx".to_owned(),
+            "xoxb-1234567890-abcdefghij".to_owned(),
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----".to_owned(),
+            "Bearer abcdefgh12345678".to_owned(),
+        ];
+        for text in cases {
+            let mut v = json!({"command": text.clone(), "list": [text.clone()]});
+            redact(&rules(), &mut v);
+            let out = v.to_string();
+            assert!(out.contains(REDACTED), "{text} -> {out}");
+            for secret in [jwt, "ghp_abc", "AKIAIOSFODNN7EXAMPLE", "sk-proj-abc", "xoxb-123", "MIIEow", "abcdefgh12345678"] {
+                assert!(!out.contains(secret), "{secret} survived in {out}");
+            }
+        }
+        let mut plain = json!({"sha": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "n": 5});
+        assert_eq!(redact(&rules(), &mut plain), 0, "a hash is not a credential");
+    }
+
+    #[test]
+    fn caps_cut_at_character_boundaries() {
+        let (v, cut) = cap(json!({"a": "é".repeat(100)}), 20);
+        assert!(cut);
+        let s = v.as_str().unwrap();
+        assert!(s.len() <= 20 && s.starts_with("{\"a\":\""));
+        let (v, cut) = cap(json!([1, 2]), 20);
+        assert!(!cut);
+        assert_eq!(v, json!([1, 2]));
+    }
+}

@@ -1,0 +1,354 @@
+//! `[audit]`: where the audit log lives, how it is kept durable, rotated and pruned, and what is
+//! redacted before a record is written.
+
+use std::{
+    ops::Range,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::raw::Invalid;
+
+pub const DEFAULT_AUDIT_DIR: &str = "/var/lib/agentgate/audit";
+pub const DEFAULT_AUDIT_KEY: &str = "/var/lib/agentgate/audit.key";
+
+/// Key names redacted by default (glob, case-insensitive), wherever they appear in parameters
+/// or results.
+pub const DEFAULT_REDACT_KEYS: [&str; 12] = [
+    "*password*",
+    "*passwd*",
+    "*secret*",
+    "*token*",
+    "*api_key*",
+    "*apikey*",
+    "*api-key*",
+    "authorization",
+    "cookie",
+    "*private_key*",
+    "*credential*",
+    "*session_key*",
+];
+
+/// Values that look like credentials, whatever their key: JWTs, bearer tokens, PEM private keys
+/// and the prefixed key formats of common providers. Matched inside longer strings too.
+pub const DEFAULT_REDACT_VALUES: [&str; 8] = [
+    r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*",
+    r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}",
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----|$)",
+    r"\b(sk|pk|rk)[-_](live[-_]|test[-_]|proj[-_])?[A-Za-z0-9_-]{16,}",
+    r"\b(ghp|gho|ghu|ghs|ghr|github_pat)_[A-Za-z0-9_]{20,}",
+    r"\bxox[abposr]-[A-Za-z0-9-]{10,}",
+    r"\b(AKIA|ASIA)[0-9A-Z]{16}\b",
+    r"\bglpat-[A-Za-z0-9_-]{20,}",
+];
+
+/// The validated `[audit]` table.
+#[derive(Clone, Debug)]
+pub struct AuditConfig {
+    pub enabled: bool,
+    /// Directory of the segment files.
+    pub dir: PathBuf,
+    /// Ed25519 signing key (created, mode 0600, when missing).
+    pub key_file: PathBuf,
+    /// Forward a request only once its record is durable; refuse requests when the log cannot
+    /// be written.
+    pub fail_closed: bool,
+    /// Sign a checkpoint after this many records...
+    pub checkpoint_every: u64,
+    /// ...or this long after the first unsigned record, whichever comes first.
+    pub checkpoint_interval: Duration,
+    /// Start a new segment once the current one is this large...
+    pub segment_bytes: u64,
+    /// ...or this old.
+    pub segment_age: Duration,
+    /// Delete the oldest segments while all of them together are larger (0: keep everything).
+    pub retain_bytes: u64,
+    /// Delete segments whose last record is older (`None`: keep everything).
+    pub retain_age: Option<Duration>,
+    /// Parameters larger than this (as JSON, after redaction) are kept as a truncated excerpt.
+    pub max_params_bytes: usize,
+    /// Results likewise; their full size and SHA-256 are always recorded.
+    pub max_result_bytes: usize,
+    pub redact: Redaction,
+}
+
+/// What is blanked out of parameters and results before they are written.
+#[derive(Clone, Debug)]
+pub struct Redaction {
+    /// Object keys whose values are replaced (glob, case-insensitive).
+    pub keys: globset::GlobSet,
+    pub key_patterns: Vec<String>,
+    /// Substrings of string values that are replaced.
+    pub values: Vec<regex::Regex>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        RawAudit::default()
+            .validate(None)
+            .unwrap_or_else(|_| unreachable_default())
+    }
+}
+
+#[allow(clippy::panic)] // The defaults are constants covered by a test.
+fn unreachable_default() -> AuditConfig {
+    panic!("the built-in [audit] defaults do not validate")
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default = "d_dir")]
+    dir: Spanned<String>,
+    #[serde(default = "d_key")]
+    key_file: Spanned<String>,
+    #[serde(default = "yes")]
+    fail_closed: bool,
+    #[serde(default = "d_every")]
+    checkpoint_every: Spanned<i64>,
+    #[serde(default = "d_interval")]
+    checkpoint_interval: Spanned<String>,
+    #[serde(default = "d_seg_bytes")]
+    segment_bytes: Spanned<i64>,
+    #[serde(default = "d_seg_age")]
+    segment_age: Spanned<String>,
+    #[serde(default = "d_zero")]
+    retain_bytes: Spanned<i64>,
+    #[serde(default)]
+    retain_age: Option<Spanned<String>>,
+    #[serde(default = "d_params")]
+    max_params_bytes: Spanned<i64>,
+    #[serde(default = "d_result")]
+    max_result_bytes: Spanned<i64>,
+    #[serde(default)]
+    redact: RawRedact,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRedact {
+    /// Replaces the default key list.
+    keys: Option<Vec<Spanned<String>>>,
+    /// Added to the default key list.
+    #[serde(default)]
+    extra_keys: Vec<Spanned<String>>,
+    /// Replaces the default value patterns.
+    values: Option<Vec<Spanned<String>>>,
+    /// Added to the default value patterns.
+    #[serde(default)]
+    extra_values: Vec<Spanned<String>>,
+}
+
+impl Default for RawAudit {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            dir: d_dir(),
+            key_file: d_key(),
+            fail_closed: true,
+            checkpoint_every: d_every(),
+            checkpoint_interval: d_interval(),
+            segment_bytes: d_seg_bytes(),
+            segment_age: d_seg_age(),
+            retain_bytes: d_zero(),
+            retain_age: None,
+            max_params_bytes: d_params(),
+            max_result_bytes: d_result(),
+            redact: RawRedact::default(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn unspanned<T>(v: T) -> Spanned<T> {
+    Spanned::new(0..0, v)
+}
+fn d_zero() -> Spanned<i64> {
+    unspanned(0)
+}
+fn d_dir() -> Spanned<String> {
+    unspanned(DEFAULT_AUDIT_DIR.to_owned())
+}
+fn d_key() -> Spanned<String> {
+    unspanned(DEFAULT_AUDIT_KEY.to_owned())
+}
+fn d_every() -> Spanned<i64> {
+    unspanned(1000)
+}
+fn d_interval() -> Spanned<String> {
+    unspanned("5s".to_owned())
+}
+fn d_seg_bytes() -> Spanned<i64> {
+    unspanned(64 << 20)
+}
+fn d_seg_age() -> Spanned<String> {
+    unspanned("1d".to_owned())
+}
+fn d_params() -> Spanned<i64> {
+    unspanned(16 << 10)
+}
+fn d_result() -> Spanned<i64> {
+    unspanned(4 << 10)
+}
+
+fn span_of<T>(s: &Spanned<T>) -> Option<Range<usize>> {
+    let r = s.span();
+    (r != (0..0)).then_some(r)
+}
+
+fn count(v: &Spanned<i64>, key: &str, min: i64) -> Result<u64, Invalid> {
+    let n = *v.get_ref();
+    if n < min {
+        return Err((
+            span_of(v),
+            key.to_owned(),
+            format!("must be at least {min}, not {n}"),
+        ));
+    }
+    Ok(n as u64)
+}
+
+fn duration(v: &Spanned<String>, key: &str) -> Result<Duration, Invalid> {
+    match humantime::parse_duration(v.get_ref()) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err((span_of(v), key.to_owned(), "must be longer than zero".into())),
+        Err(e) => Err((
+            span_of(v),
+            key.to_owned(),
+            format!("{:?} is not a duration (like \"5s\" or \"30d\"): {e}", v.get_ref()),
+        )),
+    }
+}
+
+fn path(v: &Spanned<String>, key: &str, base: Option<&Path>) -> Result<PathBuf, Invalid> {
+    if v.get_ref().is_empty() {
+        return Err((span_of(v), key.to_owned(), "must not be empty".into()));
+    }
+    let p = PathBuf::from(v.get_ref());
+    Ok(match base {
+        Some(b) if p.is_relative() => b.join(p),
+        _ => p,
+    })
+}
+
+impl RawAudit {
+    pub fn validate(self, base: Option<&Path>) -> Result<AuditConfig, Invalid> {
+        let keys_src: Vec<(Option<Range<usize>>, String)> = match self.redact.keys {
+            Some(list) => list
+                .iter()
+                .map(|k| (span_of(k), k.get_ref().clone()))
+                .collect::<Vec<_>>(),
+            None => DEFAULT_REDACT_KEYS
+                .iter()
+                .map(|k| (None, (*k).to_owned()))
+                .collect(),
+        }
+        .into_iter()
+        .chain(
+            self.redact
+                .extra_keys
+                .iter()
+                .map(|k| (span_of(k), k.get_ref().clone())),
+        )
+        .collect();
+        let mut set = globset::GlobSetBuilder::new();
+        for (span, text) in &keys_src {
+            let glob = globset::GlobBuilder::new(text)
+                .case_insensitive(true)
+                .literal_separator(false)
+                .build()
+                .map_err(|e| {
+                    (
+                        span.clone(),
+                        "audit.redact.keys".to_owned(),
+                        format!("{text:?} is not a glob: {e}"),
+                    )
+                })?;
+            set.add(glob);
+        }
+        let keys = set.build().map_err(|e| {
+            (
+                None,
+                "audit.redact.keys".to_owned(),
+                format!("cannot compile the key patterns: {e}"),
+            )
+        })?;
+        let values_src: Vec<(Option<Range<usize>>, String)> = match self.redact.values {
+            Some(list) => list
+                .iter()
+                .map(|k| (span_of(k), k.get_ref().clone()))
+                .collect::<Vec<_>>(),
+            None => DEFAULT_REDACT_VALUES
+                .iter()
+                .map(|k| (None, (*k).to_owned()))
+                .collect(),
+        }
+        .into_iter()
+        .chain(
+            self.redact
+                .extra_values
+                .iter()
+                .map(|k| (span_of(k), k.get_ref().clone())),
+        )
+        .collect();
+        let values = values_src
+            .iter()
+            .map(|(span, text)| {
+                regex::RegexBuilder::new(text)
+                    .size_limit(1 << 20)
+                    .build()
+                    .map_err(|e| {
+                        (
+                            span.clone(),
+                            "audit.redact.values".to_owned(),
+                            format!("{text:?} is not a regular expression: {e}"),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(AuditConfig {
+            enabled: self.enabled,
+            dir: path(&self.dir, "audit.dir", base)?,
+            key_file: path(&self.key_file, "audit.key_file", base)?,
+            fail_closed: self.fail_closed,
+            checkpoint_every: count(&self.checkpoint_every, "audit.checkpoint_every", 1)?,
+            checkpoint_interval: duration(&self.checkpoint_interval, "audit.checkpoint_interval")?,
+            segment_bytes: count(&self.segment_bytes, "audit.segment_bytes", 4096)?,
+            segment_age: duration(&self.segment_age, "audit.segment_age")?,
+            retain_bytes: count(&self.retain_bytes, "audit.retain_bytes", 0)?,
+            retain_age: self
+                .retain_age
+                .as_ref()
+                .map(|a| duration(a, "audit.retain_age"))
+                .transpose()?,
+            max_params_bytes: count(&self.max_params_bytes, "audit.max_params_bytes", 64)? as usize,
+            max_result_bytes: count(&self.max_result_bytes, "audit.max_result_bytes", 0)? as usize,
+            redact: Redaction {
+                keys,
+                key_patterns: keys_src.into_iter().map(|(_, k)| k).collect(),
+                values,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_validate() {
+        let c = AuditConfig::default();
+        assert!(c.enabled && c.fail_closed);
+        assert_eq!(c.redact.values.len(), DEFAULT_REDACT_VALUES.len());
+        assert!(c.redact.keys.is_match("DB_Password"));
+        assert!(!c.redact.keys.is_match("query"));
+    }
+}

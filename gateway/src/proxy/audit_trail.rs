@@ -1,0 +1,101 @@
+//! What the proxy writes to the audit log: one record per message, built from what the request
+//! path knows at that point (identity, server, session, the message, the decision).
+
+use std::time::Instant;
+
+use serde_json::Value;
+
+use super::stages::{Decision, Identity};
+use crate::{
+    audit::{Event, Record, Recorder},
+    identity::UNKNOWN_AGENT,
+    mcp::{Kind, Message, message::raw_pointer},
+};
+
+/// A record about `identity`'s traffic to `server`.
+pub fn base(identity: &Identity, server: &str, event: Event) -> Record {
+    let mut r = Record::new(event);
+    match identity {
+        Identity::Peer { address } => {
+            r.agent = Some(UNKNOWN_AGENT.to_owned());
+            r.peer = Some(address.to_string());
+        }
+        Identity::Attested(p) => {
+            r.agent = Some(p.agent.clone());
+            r.process = serde_json::to_value(&**p).ok();
+        }
+    }
+    if server != "-" {
+        r.server = Some(server.to_owned());
+    }
+    r
+}
+
+/// The JSON text of message `index` of `body` (`None`: the body is that one message).
+pub fn message_text(body: &[u8], index: Option<usize>) -> Option<&str> {
+    let text = std::str::from_utf8(body).ok()?;
+    match index {
+        None => Some(text),
+        Some(i) => raw_pointer(text, &format!("/{i}")),
+    }
+}
+
+/// What the record of one client->server message says before it is forwarded.
+pub struct RequestFacts<'a> {
+    pub identity: &'a Identity,
+    pub server: &'a str,
+    pub session: Option<&'a str>,
+    pub message: &'a Message,
+    /// The message's own JSON text.
+    pub text: Option<&'a str>,
+    pub decision: Option<&'a Decision>,
+}
+
+/// The record of one client->server message.
+pub fn request(audit: &Recorder, f: &RequestFacts<'_>) -> Record {
+    let mut r = base(f.identity, f.server, Event::Request);
+    r.session = f.session.map(str::to_owned);
+    r.method = f.message.method.as_deref().map(str::to_owned);
+    r.target = f.message.target.header_name().map(str::to_owned);
+    r.request_id = f.message.id.as_ref().map(|id| id.to_json());
+    match f.message.kind {
+        Kind::Request | Kind::Notification => {
+            (r.params, r.params_truncated) =
+                audit.params(f.text.and_then(|t| raw_pointer(t, "/params")));
+        }
+        // The agent answering a server's request (sampling, elicitation, roots).
+        Kind::Response | Kind::Error => {
+            if let Some(t) = f.text {
+                audit.result(&mut r, t.as_bytes());
+            }
+        }
+    }
+    if let Some(d) = f.decision {
+        decision(audit, &mut r, d);
+    }
+    r
+}
+
+/// Fills the decision members.
+pub fn decision(audit: &Recorder, r: &mut Record, d: &Decision) {
+    r.decision = Some(d.as_str().to_owned());
+    r.rule = Some(d.rule().to_owned());
+    if let Decision::Deny { reason, .. } | Decision::WouldDeny { reason, .. } = d {
+        r.reason = Some(audit.text(reason));
+    }
+}
+
+/// A capped, redacted excerpt of a body that could not be classified, as evidence.
+pub fn body_excerpt(audit: &Recorder, body: &[u8]) -> Value {
+    let text = String::from_utf8_lossy(body);
+    let (v, _) = crate::audit::redact::cap(
+        Value::String(audit.text(&text)),
+        audit.config().max_params_bytes,
+    );
+    serde_json::json!({ "body_bytes": body.len(), "body_excerpt": v })
+}
+
+/// Microseconds since `started`.
+pub fn micros(started: Instant) -> u64 {
+    started.elapsed().as_micros().min(u128::from(u64::MAX)) as u64
+}
