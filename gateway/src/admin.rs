@@ -156,7 +156,10 @@ async fn audit(req: &Request<Incoming>, gateway: &Gateway) -> Response<Full<Byte
         let mut out = String::new();
         if export {
             if !pairs.is_empty() {
-                return Err((StatusCode::BAD_REQUEST, "/audit/export takes no parameters\n".into()));
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    "/audit/export takes no parameters\n".into(),
+                ));
             }
             let items = crate::audit::query::Follower::new(&dir, None)
                 .poll()

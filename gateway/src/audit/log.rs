@@ -281,8 +281,12 @@ impl<'a> Verifier<'a> {
         // A segment after the first opens with its anchor: the checkpoint that closed the one
         // before, so that it verifies after retention removed its predecessors.
         if let Some(Frame::Checkpoint { body, .. }) = frames.first() {
-            let cp: Checkpoint = serde_json::from_slice(body)
-                .map_err(|e| bad(Some(self.expected), format!("{name}: unreadable anchor: {e}")))?;
+            let cp: Checkpoint = serde_json::from_slice(body).map_err(|e| {
+                bad(
+                    Some(self.expected),
+                    format!("{name}: unreadable anchor: {e}"),
+                )
+            })?;
             let hash = cp
                 .verify(self.key)
                 .map_err(|m| bad(Some(self.expected), format!("{name}: anchor: {m}")))?;
@@ -291,7 +295,10 @@ impl<'a> Verifier<'a> {
             {
                 return Err(bad(
                     Some(self.expected),
-                    format!("{name}: named for entry {f} but anchored after entry {}", cp.seq),
+                    format!(
+                        "{name}: named for entry {f} but anchored after entry {}",
+                        cp.seq
+                    ),
                 ));
             }
             if self.s.segments == 0 {
@@ -319,7 +326,9 @@ impl<'a> Verifier<'a> {
             if !last {
                 return Err(bad(
                     Some(self.expected),
-                    format!("{name}: ends in a torn frame at byte {offset} but is not the newest segment"),
+                    format!(
+                        "{name}: ends in a torn frame at byte {offset} but is not the newest segment"
+                    ),
                 ));
             }
             self.s.torn_tail_at = Some(offset);
@@ -452,7 +461,10 @@ pub fn verify_range(
     if path.is_dir() {
         let segs = segments(path).map_err(|e| bad(None, format!("{}: {e}", path.display())))?;
         if segs.is_empty() {
-            return Err(bad(None, format!("{}: holds no audit segments", path.display())));
+            return Err(bad(
+                None,
+                format!("{}: holds no audit segments", path.display()),
+            ));
         }
         for (i, (first, p)) in segs.iter().enumerate() {
             let next = segs.get(i + 1).map(|(f, _)| *f);
@@ -462,7 +474,9 @@ pub fn verify_range(
             if to.is_some_and(|t| *first > t) {
                 break;
             }
-            let name = p.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            let name = p
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
             v.feed(&name, Some(*first), &read(p)?, next.is_none())?;
         }
     } else {
@@ -539,8 +553,9 @@ impl Log {
         if lock.try_lock().is_err() {
             return Err(LogError::Corrupt {
                 path: dir.display().to_string(),
-                problem: "another process has this audit log open (two writers would fork the chain)"
-                    .into(),
+                problem:
+                    "another process has this audit log open (two writers would fork the chain)"
+                        .into(),
             });
         }
         let mut segs = segments(dir).map_err(io(dir))?;
@@ -673,7 +688,9 @@ impl Log {
             return Ok(());
         };
         let path = self.dir.join(segment_name(self.next_seq));
-        let aside = self.dir.join(format!("{}.new", segment_name(self.next_seq)));
+        let aside = self
+            .dir
+            .join(format!("{}.new", segment_name(self.next_seq)));
         let fail = |p: &Path, source| LogError::Io {
             path: p.display().to_string(),
             source,
@@ -1036,7 +1053,14 @@ mod tests {
         assert_eq!(s.segments, segs.len() as u64);
         // A range: only the segments holding it are read, from their signed anchors.
         let (second, _) = segs[2];
-        let r = verify_range(dir.path(), &key().verifying_key(), None, Some(second + 1), Some(second + 2)).unwrap();
+        let r = verify_range(
+            dir.path(),
+            &key().verifying_key(),
+            None,
+            Some(second + 1),
+            Some(second + 2),
+        )
+        .unwrap();
         assert_eq!((r.first_seq, r.segments), (second, 1));
         // Reopening continues the newest segment.
         let mut log = Log::open(dir.path(), key(), small()).unwrap();
@@ -1044,7 +1068,12 @@ mod tests {
         let mut r = Record::new(Event::GatewayStop);
         log.append(std::slice::from_mut(&mut r)).unwrap();
         drop(log);
-        assert_eq!(verify(dir.path(), &key().verifying_key(), None).unwrap().entries, 101);
+        assert_eq!(
+            verify(dir.path(), &key().verifying_key(), None)
+                .unwrap()
+                .entries,
+            101
+        );
     }
 
     #[test]
@@ -1097,7 +1126,10 @@ mod tests {
         };
         drop(rotated(dir.path(), 200, rotation));
         let segs = segments(dir.path()).unwrap();
-        let total: u64 = segs.iter().map(|(_, p)| std::fs::metadata(p).unwrap().len()).sum();
+        let total: u64 = segs
+            .iter()
+            .map(|(_, p)| std::fs::metadata(p).unwrap().len())
+            .sum();
         assert!(total <= 12 * 1024 + 4096 + 512, "{total}");
         assert!(segs[0].0 > 0, "the oldest segments are gone: {segs:?}");
         let s = verify(dir.path(), &key().verifying_key(), None).unwrap();

@@ -88,7 +88,8 @@ impl Filter {
 
     pub fn matches(&self, r: &Record) -> bool {
         let eq = |want: &Option<String>, have: &Option<String>| {
-            want.as_ref().is_none_or(|w| have.as_deref() == Some(w.as_str()))
+            want.as_ref()
+                .is_none_or(|w| have.as_deref() == Some(w.as_str()))
         };
         if self.since_ns.is_some_and(|s| r.time_unix_ns < s)
             || self.until_ns.is_some_and(|u| r.time_unix_ns >= u)
@@ -100,7 +101,10 @@ impl Filter {
             return false;
         }
         if let Some(e) = &self.event
-            && serde_json::to_value(r.event).ok().and_then(|v| v.as_str().map(str::to_owned)).as_deref()
+            && serde_json::to_value(r.event)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .as_deref()
                 != Some(e.as_str())
         {
             return false;
@@ -129,8 +133,7 @@ impl Filter {
 /// An RFC 3339 timestamp, or a duration meaning that long ago ("15m", "2h").
 pub fn parse_time(text: &str) -> Result<u64, String> {
     if let Ok(ts) = text.parse::<jiff::Timestamp>() {
-        return u64::try_from(ts.as_nanosecond())
-            .map_err(|_| format!("{text:?} is before 1970"));
+        return u64::try_from(ts.as_nanosecond()).map_err(|_| format!("{text:?} is before 1970"));
     }
     match humantime::parse_duration(text) {
         Ok(ago) => Ok(log::now_unix_ns().saturating_sub(ago.as_nanos() as u64)),
@@ -202,7 +205,8 @@ impl Follower {
                 continue;
             }
             let mut file = std::fs::File::open(path).map_err(|e| io(path, e))?;
-            file.seek(SeekFrom::Start(offset)).map_err(|e| io(path, e))?;
+            file.seek(SeekFrom::Start(offset))
+                .map_err(|e| io(path, e))?;
             let mut bytes = Vec::new();
             file.read_to_end(&mut bytes).map_err(|e| io(path, e))?;
             let (items, consumed) =

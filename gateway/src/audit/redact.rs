@@ -114,12 +114,24 @@ mod tests {
             redact(&rules(), &mut v);
             let out = v.to_string();
             assert!(out.contains(REDACTED), "{text} -> {out}");
-            for secret in [jwt, "ghp_abc", "AKIAIOSFODNN7EXAMPLE", "sk-proj-abc", "xoxb-123", "MIIEow", "abcdefgh12345678"] {
+            for secret in [
+                jwt,
+                "ghp_abc",
+                "AKIAIOSFODNN7EXAMPLE",
+                "sk-proj-abc",
+                "xoxb-123",
+                "MIIEow",
+                "abcdefgh12345678",
+            ] {
                 assert!(!out.contains(secret), "{secret} survived in {out}");
             }
         }
         let mut plain = json!({"sha": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "n": 5});
-        assert_eq!(redact(&rules(), &mut plain), 0, "a hash is not a credential");
+        assert_eq!(
+            redact(&rules(), &mut plain),
+            0,
+            "a hash is not a credential"
+        );
     }
 
     #[test]

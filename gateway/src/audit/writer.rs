@@ -359,8 +359,18 @@ mod tests {
                 break;
             }
         }
-        assert_eq!(signed, Some(2), "no checkpoint while the writer stayed open");
+        assert_eq!(
+            signed,
+            Some(2),
+            "no checkpoint while the writer stayed open"
+        );
         writer.close();
-        assert!(writer.submit(Record::new(Event::Request)).durable().await.is_err());
+        assert!(
+            writer
+                .submit(Record::new(Event::Request))
+                .durable()
+                .await
+                .is_err()
+        );
     }
 }

@@ -218,11 +218,18 @@ fn count(v: &Spanned<i64>, key: &str, min: i64) -> Result<u64, Invalid> {
 fn duration(v: &Spanned<String>, key: &str) -> Result<Duration, Invalid> {
     match humantime::parse_duration(v.get_ref()) {
         Ok(d) if !d.is_zero() => Ok(d),
-        Ok(_) => Err((span_of(v), key.to_owned(), "must be longer than zero".into())),
+        Ok(_) => Err((
+            span_of(v),
+            key.to_owned(),
+            "must be longer than zero".into(),
+        )),
         Err(e) => Err((
             span_of(v),
             key.to_owned(),
-            format!("{:?} is not a duration (like \"5s\" or \"30d\"): {e}", v.get_ref()),
+            format!(
+                "{:?} is not a duration (like \"5s\" or \"30d\"): {e}",
+                v.get_ref()
+            ),
         )),
     }
 }

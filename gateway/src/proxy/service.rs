@@ -235,7 +235,14 @@ pub async fn handle(
         }
     }
     if let Some(audit) = &gateway.audit {
-        record_outcome(audit, &identity, &server_name, &http_method, &outcome, started);
+        record_outcome(
+            audit,
+            &identity,
+            &server_name,
+            &http_method,
+            &outcome,
+            started,
+        );
     }
     outcome.response
 }

@@ -319,6 +319,51 @@ pub async fn initialize(port: u16, server: &str, extra: &[(&str, &str)]) -> (u16
     .await
 }
 
+/// Initializes a session with `server` through the gateway; returns its id.
+pub async fn session(port: u16, server: &str) -> String {
+    let (status, head, _) = initialize(port, server, &[]).await;
+    assert_eq!(status, 200, "{head}");
+    head.lines()
+        .find_map(|l| l.strip_prefix("mcp-session-id: "))
+        .expect("session id")
+        .trim()
+        .to_owned()
+}
+
+/// POSTs one JSON-RPC body in session `session` (revision 2025-11-25).
+pub async fn post_in_session(
+    port: u16,
+    server: &str,
+    session: &str,
+    body: &str,
+) -> (u16, String, Vec<u8>) {
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+        ("Mcp-Session-Id", session),
+        ("MCP-Protocol-Version", "2025-11-25"),
+    ];
+    http(
+        port,
+        "POST",
+        &format!("/servers/{server}/mcp"),
+        &headers,
+        body.as_bytes(),
+    )
+    .await
+}
+
+/// A tools/call request.
+pub fn tool_call(id: u64, tool: &str, arguments: serde_json::Value) -> String {
+    serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "method": "tools/call",
+        "params": {"name": tool, "arguments": arguments},
+    })
+    .to_string()
+}
+
 /// The JSON-RPC error in a gateway reply.
 pub fn rpc_error(body: &[u8]) -> (i64, String) {
     let v: serde_json::Value = serde_json::from_slice(body)

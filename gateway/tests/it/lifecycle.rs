@@ -124,16 +124,6 @@ fn signal(child: &tokio::process::Child, sig: &str) {
 
 const LONG_CALL: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"long_running","arguments":{"steps":4,"delay":0.5}}}"#;
 
-async fn session(port: u16) -> String {
-    let (status, head, _) = initialize(port, "py", &[]).await;
-    assert_eq!(status, 200, "{head}");
-    head.lines()
-        .find_map(|l| l.strip_prefix("mcp-session-id: "))
-        .expect("session id")
-        .trim()
-        .to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn sigint_drains_in_flight_calls_then_exits_zero() {
     let server = python_server("streamable-http", None).await;
@@ -143,7 +133,7 @@ async fn sigint_drains_in_flight_calls_then_exits_zero() {
         dir.path(),
     )
     .await;
-    let session = session(port).await;
+    let session = session(port, "py").await;
     let call = tokio::spawn(async move {
         let headers = [
             ("Content-Type", "application/json"),
@@ -191,7 +181,7 @@ async fn a_second_sigint_exits_at_once() {
         "[limits]\nshutdown_grace = \"60s\"\n",
     );
     let (mut child, port) = start_binary(&config, dir.path()).await;
-    let session = session(port).await;
+    let session = session(port, "py").await;
     let slow = LONG_CALL.replace("\"steps\":4,\"delay\":0.5", "\"steps\":100,\"delay\":0.5");
     let _call = tokio::spawn(async move {
         let headers = [
@@ -404,7 +394,10 @@ async fn audit_verify_accepts_an_intact_log_and_names_the_first_bad_entry() {
     let out = verify().output().await.expect("run");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
-    assert!(stdout.contains("ok: 5 entries (0..), 1 checkpoints"), "{stdout}");
+    assert!(
+        stdout.contains("ok: 5 entries (0..), 1 checkpoints"),
+        "{stdout}"
+    );
 
     // Change one record's text, keeping the frame's length: the chain names it.
     let mut bytes = std::fs::read(&path).expect("read");

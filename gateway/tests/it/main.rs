@@ -7,6 +7,7 @@
 // Tests unwrap: a panic is the failure report, with its location.
 #![allow(clippy::unwrap_used)]
 
+mod audit;
 mod common;
 mod differential;
 mod ebpf;

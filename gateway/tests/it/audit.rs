@@ -1,0 +1,549 @@
+//! The audit trail seen from outside: what a real MCP exchange through the gateway leaves in
+//! the log, that secrets never reach it, that the CLI and admin API read it back and verify it,
+//! that a SIGKILL loses no acknowledged record, and that a full disk refuses requests instead
+//! of serving them unaudited.
+
+use std::{
+    collections::HashSet,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use agentgate::audit::{
+    Event, Record,
+    query::{self, Filter},
+};
+use serde_json::json;
+use tokio::io::AsyncBufReadExt;
+
+use crate::common::*;
+
+fn bin() -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_agentgate"));
+    c.stdin(Stdio::null()).kill_on_drop(true);
+    c
+}
+
+fn records(dir: &Path) -> Vec<Record> {
+    query::query(dir, &Filter::default(), None).unwrap()
+}
+
+/// Polls until some record satisfies `want` (responses are written without the agent waiting).
+async fn eventually(dir: &Path, want: impl Fn(&Record) -> bool) -> Record {
+    for _ in 0..200 {
+        if let Some(r) = records(dir).into_iter().find(|r| want(r)) {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no such record in {}: {:#?}", dir.display(), records(dir));
+}
+
+fn all_log_bytes(dir: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (_, p) in agentgate::audit::log::segments(dir).unwrap() {
+        out.extend(std::fs::read(p).unwrap());
+    }
+    out
+}
+
+const SECRET_TOKEN: &str = "ghp_abcdefghijklmnopqrstuvwxyz0123456789";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_exchange_is_recorded_redacted_linked_and_verifiable() {
+    let server = python_server("streamable-http", None).await;
+    let scratch = scratch_dir("audit-e2e");
+    let log_dir = scratch.join("audit");
+    let deny_add = "[[rules]]\nname = \"no-add\"\neffect = \"deny\"\ntools = [\"add\"]\n";
+    let text = gateway_config(
+        &[("py", &server.url("/mcp"), "streamable-http", "")],
+        &format!("{deny_add}{}", audit_section(&scratch)),
+    );
+    let gw = gateway(&text).await;
+    let port = addr(&gw).port();
+    let sid = session(port, "py").await;
+
+    // A call whose arguments hold secrets by key and by shape, nested too.
+    let args = json!({
+        "message": format!("use {SECRET_TOKEN} please"),
+        "api_key": "plain-secret-1",
+        "nested": {"Password": "hunter2", "keep": "visible-1"},
+    });
+    let (status, _, body) = post_in_session(port, "py", &sid, &tool_call(7, "echo", args)).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    // The agent still gets the real answer: redaction is for the log only.
+    assert!(String::from_utf8_lossy(&body).contains(SECRET_TOKEN));
+
+    let (status, _, body) = post_in_session(
+        port,
+        "py",
+        &sid,
+        &tool_call(8, "add", json!({"a": 1, "b": 2})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(rpc_error(&body).0, -32001);
+
+    let (status, _, _) =
+        post_in_session(port, "py", &sid, r#"{"jsonrpc":"2.0","id":9,"method":"#).await;
+    assert_eq!(status, 400);
+
+    let call = eventually(&log_dir, |r| {
+        r.event == Event::Request && r.target.as_deref() == Some("echo")
+    })
+    .await;
+    let response = eventually(&log_dir, |r| {
+        r.event == Event::Response && r.request_seq == Some(call.seq)
+    })
+    .await;
+
+    // The admin API answers the same queries while the gateway runs.
+    let admin = gw.bound.admin.unwrap().port();
+    let (status, head, body) = http(
+        admin,
+        "GET",
+        "/audit/query?tool=echo&event=request",
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200, "{head}");
+    let lines: Vec<Record> = String::from_utf8_lossy(&body)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0].seq, call.seq);
+    let (status, _, body) = http(admin, "GET", "/audit/query?colour=red", &[], b"").await;
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&body).contains("unknown filter"));
+
+    assert!(gw.shutdown().await);
+    let all = records(&log_dir);
+
+    // What the call record says.
+    assert_eq!(call.agent.as_deref(), Some("unknown"));
+    assert!(
+        call.peer
+            .as_deref()
+            .is_some_and(|p| p.starts_with("127.0.0.1:"))
+    );
+    assert_eq!(call.server.as_deref(), Some("py"));
+    assert_eq!(call.session.as_deref(), Some(sid.as_str()));
+    assert_eq!(call.method.as_deref(), Some("tools/call"));
+    assert_eq!(call.request_id, Some(json!(7)));
+    assert_eq!(
+        (call.decision.as_deref(), call.rule.as_deref()),
+        (Some("allow"), Some("allow-all"))
+    );
+    let a = &call.params.as_ref().unwrap()["arguments"];
+    assert_eq!(a["api_key"], "[redacted]");
+    assert_eq!(a["nested"]["Password"], "[redacted]");
+    assert_eq!(a["nested"]["keep"], "visible-1");
+    assert_eq!(a["message"], "use [redacted] please");
+    // The response: linked, hashed, sized, redacted.
+    assert_eq!(response.decision.as_deref(), Some("forward"));
+    assert_eq!(response.result_sha256.as_ref().map(String::len), Some(64));
+    assert!(response.result_bytes.unwrap() > 20);
+    assert!(response.latency_us.is_some());
+    let result = response.result.as_ref().unwrap().to_string();
+    assert!(result.contains("[redacted]"), "{result}");
+    // The denied call and the malformed body are there, with what the agent got.
+    let denied = all
+        .iter()
+        .find(|r| r.target.as_deref() == Some("add"))
+        .expect("denied call recorded");
+    assert_eq!(
+        (denied.decision.as_deref(), denied.rule.as_deref()),
+        (Some("deny"), Some("no-add"))
+    );
+    assert_eq!(denied.status, Some(200));
+    assert_eq!(
+        denied.params.as_ref().unwrap()["arguments"],
+        json!({"a": 1, "b": 2})
+    );
+    let malformed = all
+        .iter()
+        .find(|r| r.status == Some(400))
+        .expect("malformed body recorded");
+    assert!(
+        malformed
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("JSON")),
+        "{malformed:?}"
+    );
+    assert!(
+        malformed.detail.as_ref().unwrap()["body_excerpt"]
+            .as_str()
+            .unwrap()
+            .contains("\"id\":9")
+    );
+    // Lifecycle events bracket it all.
+    assert_eq!(all.first().unwrap().event, Event::GatewayStart);
+    assert_eq!(all.last().unwrap().event, Event::GatewayStop);
+    assert!(
+        all.iter()
+            .any(|r| r.event == Event::SessionStart && r.session.as_deref() == Some(sid.as_str()))
+    );
+    let seqs: Vec<u64> = all.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (0..all.len() as u64).collect::<Vec<_>>());
+
+    // No secret reached the disk, in any form.
+    let raw = all_log_bytes(&log_dir);
+    for secret in [SECRET_TOKEN, "plain-secret-1", "hunter2"] {
+        assert!(
+            !raw.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{secret} is in the log"
+        );
+    }
+
+    // The CLI: public key, verify, query, export.
+    let out = bin()
+        .args(["audit", "public-key", "--key-file"])
+        .arg(scratch.join("audit.key"))
+        .output()
+        .await
+        .unwrap();
+    let public = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let out = bin()
+        .args(["audit", "verify", "--public-key", &public, "--log"])
+        .arg(&log_dir)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains(&format!("ok: {} entries", all.len())),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("0 entries after the last checkpoint"),
+        "{stdout}"
+    );
+    let out = bin()
+        .args([
+            "audit",
+            "query",
+            "--format",
+            "json",
+            "--decision",
+            "deny",
+            "--log",
+        ])
+        .arg(&log_dir)
+        .output()
+        .await
+        .unwrap();
+    let found: Vec<Record> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].rule.as_deref(), Some("no-add"));
+    let out = bin()
+        .args(["audit", "query", "--text", "VISIBLE-1", "--log"])
+        .arg(&log_dir)
+        .output()
+        .await
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        table.lines().count(),
+        2,
+        "a header and the echo call: {table}"
+    );
+    assert!(table.contains("echo"));
+    let out = bin()
+        .args(["audit", "query", "--since", "yesterday-ish", "--log"])
+        .arg(&log_dir)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--since"));
+    let out = bin()
+        .args(["audit", "export", "--log"])
+        .arg(&log_dir)
+        .output()
+        .await
+        .unwrap();
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.iter().filter(|l| l["kind"] == "record").count(),
+        all.len()
+    );
+    assert!(lines.iter().any(|l| l["kind"] == "checkpoint"));
+    // An exported record carries its chain hash and, verbatim, the payload it was hashed over.
+    #[derive(serde::Deserialize)]
+    struct Line<'a> {
+        hash: String,
+        #[serde(borrow)]
+        record: &'a serde_json::value::RawValue,
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let first: Line<'_> = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        first.hash,
+        agentgate::audit::hex(&agentgate::audit::chain(
+            &agentgate::audit::GENESIS,
+            first.record.get().as_bytes()
+        ))
+    );
+}
+
+/// Starts the binary on `config` and waits until it is ready; returns its port.
+async fn run_binary(config: &Path) -> (tokio::process::Child, tokio::task::JoinHandle<()>) {
+    let mut child = bin()
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("agentgate is ready") {
+                return;
+            }
+        }
+        panic!("gateway exited before it was ready");
+    })
+    .await
+    .expect("ready in time");
+    let drain = tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, drain)
+}
+
+fn fixed_ports(text: &str) -> (String, u16, u16) {
+    let (port, admin) = (free_port(), free_port());
+    let text = text.replacen(
+        "address = \"127.0.0.1:0\"\n[admin]\naddress = \"127.0.0.1:0\"",
+        &format!("address = \"127.0.0.1:{port}\"\n[admin]\naddress = \"127.0.0.1:{admin}\""),
+        1,
+    );
+    (text, port, admin)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_under_load_loses_no_acknowledged_record() {
+    let server = python_server("streamable-http", None).await;
+    let scratch = scratch_dir("audit-crash");
+    let log_dir = scratch.join("audit");
+    let (text, port, _) = fixed_ports(&gateway_config(
+        &[("py", &server.url("/mcp"), "streamable-http", "")],
+        &audit_section(&scratch),
+    ));
+    let config = scratch.join("gw.toml");
+    std::fs::write(&config, &text).unwrap();
+    let (mut child, _drain) = run_binary(&config).await;
+    let sid = session(port, "py").await;
+
+    // Agents call as fast as they can; each answer they get is an acknowledgement that the
+    // call was recorded (fail-closed forwards only durable requests).
+    let mut tasks = Vec::new();
+    for t in 0..8u64 {
+        let sid = sid.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..10_000u64 {
+                let marker = format!("crash-{t}-{i}");
+                // Ids unique in the session: the server routes answers by id.
+                let body = tool_call(t * 1_000_000 + i, "echo", json!({"message": marker}));
+                // Its own task: the helper panics on a connection the kill cut short.
+                let sid2 = sid.clone();
+                let call = tokio::spawn(async move {
+                    tokio::time::timeout(
+                        Duration::from_secs(5),
+                        post_in_session(port, "py", &sid2, &body),
+                    )
+                    .await
+                });
+                match call.await {
+                    Ok(Ok((200, _, b))) if String::from_utf8_lossy(&b).contains(&marker) => {
+                        acked.push(marker)
+                    }
+                    _ => break,
+                }
+            }
+            acked
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let mut acked = Vec::new();
+    for t in tasks {
+        acked.extend(t.await.unwrap());
+    }
+    assert!(
+        acked.len() > 20,
+        "too little load to mean anything: {}",
+        acked.len()
+    );
+
+    // Restart: a torn tail is cut, the log continues and verifies.
+    let (mut child, _drain) = run_binary(&config).await;
+    signal_term(&child);
+    assert_eq!(child.wait().await.unwrap().code(), Some(0));
+    let public = agentgate::audit::hex(
+        agentgate::audit::load_or_create_key(&scratch.join("audit.key"))
+            .unwrap()
+            .verifying_key()
+            .as_bytes(),
+    );
+    let out = bin()
+        .args(["audit", "verify", "--public-key", &public, "--log"])
+        .arg(&log_dir)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let recorded: HashSet<String> = records(&log_dir)
+        .into_iter()
+        .filter(|r| r.event == Event::Request)
+        .filter_map(|r| Some(r.params?["arguments"]["message"].as_str()?.to_owned()))
+        .collect();
+    let lost: Vec<&String> = acked.iter().filter(|m| !recorded.contains(*m)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged calls have no record: {lost:?}",
+        lost.len()
+    );
+    let starts = records(&log_dir)
+        .iter()
+        .filter(|r| r.event == Event::GatewayStart)
+        .count();
+    assert_eq!(starts, 2);
+}
+
+fn signal_term(child: &tokio::process::Child) {
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+/// A small tmpfs, unmounted when dropped.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &Path, size: &str) -> Self {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "agentgate-test",
+            ])
+            .arg(at)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "cannot mount a tmpfs at {}", at.display());
+        Self(at.to_path_buf())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_refuses_requests_instead_of_serving_them_unaudited() {
+    assert!(
+        is_root(),
+        "the disk-full test mounts a tmpfs: it needs root"
+    );
+    let server = python_server("streamable-http", None).await;
+    let scratch = scratch_dir("audit-full");
+    let disk = SmallDisk::mount(&scratch.join("disk"), "64k");
+    let text = gateway_config(
+        &[("py", &server.url("/mcp"), "streamable-http", "")],
+        &format!(
+            "[audit]\ndir = \"{}/audit\"\nkey_file = \"{}/audit.key\"\n",
+            disk.0.display(),
+            scratch.display()
+        ),
+    );
+    let gw = gateway(&text).await;
+    let port = addr(&gw).port();
+    let admin = gw.bound.admin.unwrap().port();
+    let sid = session(port, "py").await;
+    let big = "x".repeat(6000);
+    let mut refused = None;
+    for i in 0..100u64 {
+        let (status, _, body) = post_in_session(
+            port,
+            "py",
+            &sid,
+            &tool_call(i, "echo", json!({"message": big})),
+        )
+        .await;
+        if status != 200 {
+            refused = Some((i, status, body));
+            break;
+        }
+    }
+    let (_, status, body) = refused.expect("a 64 KiB disk fills up");
+    assert_eq!(status, 503);
+    let (code, message) = rpc_error(&body);
+    assert_eq!(code, -32000);
+    assert!(message.contains("audit log"), "{message}");
+    // Refused from now on, and never forwarded: the upstream sees no more calls.
+    let before = received(&server).await.len();
+    for i in 0..3 {
+        let (status, _, _) = post_in_session(
+            port,
+            "py",
+            &sid,
+            &tool_call(100 + i, "echo", json!({"message": "small"})),
+        )
+        .await;
+        assert_eq!(status, 503);
+    }
+    assert_eq!(received(&server).await.len(), before);
+    // The alarm: health and metrics say so.
+    let (status, _, body) = http(admin, "GET", "/healthz", &[], b"").await;
+    assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
+    let (_, _, metrics) = http(admin, "GET", "/metrics", &[], b"").await;
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics.contains("agentgate_audit_log_failed 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("agentgate_audit_refused_requests_total 4"),
+        "{metrics}"
+    );
+    gw.shutdown().await;
+    // What was written before the disk filled still verifies.
+    let key = agentgate::audit::load_or_create_key(&scratch.join("audit.key")).unwrap();
+    let summary =
+        agentgate::audit::log::verify(&disk.0.join("audit"), &key.verifying_key(), None).unwrap();
+    assert!(summary.entries > 2);
+}
