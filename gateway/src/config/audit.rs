@@ -245,26 +245,30 @@ fn path(v: &Spanned<String>, key: &str, base: Option<&Path>) -> Result<PathBuf, 
     })
 }
 
+/// A pattern list: the configured one (or the defaults when none is), plus the extras, each
+/// with where it was written.
+fn sources(
+    configured: Option<&[Spanned<String>]>,
+    defaults: &[&str],
+    extra: &[Spanned<String>],
+) -> Vec<(Option<Range<usize>>, String)> {
+    let own = |k: &Spanned<String>| (span_of(k), k.get_ref().clone());
+    match configured {
+        Some(list) => list.iter().map(own).collect::<Vec<_>>(),
+        None => defaults.iter().map(|k| (None, (*k).to_owned())).collect(),
+    }
+    .into_iter()
+    .chain(extra.iter().map(own))
+    .collect()
+}
+
 impl RawAudit {
     pub fn validate(self, base: Option<&Path>) -> Result<AuditConfig, Invalid> {
-        let keys_src: Vec<(Option<Range<usize>>, String)> = match self.redact.keys {
-            Some(list) => list
-                .iter()
-                .map(|k| (span_of(k), k.get_ref().clone()))
-                .collect::<Vec<_>>(),
-            None => DEFAULT_REDACT_KEYS
-                .iter()
-                .map(|k| (None, (*k).to_owned()))
-                .collect(),
-        }
-        .into_iter()
-        .chain(
-            self.redact
-                .extra_keys
-                .iter()
-                .map(|k| (span_of(k), k.get_ref().clone())),
-        )
-        .collect();
+        let keys_src = sources(
+            self.redact.keys.as_deref(),
+            &DEFAULT_REDACT_KEYS,
+            &self.redact.extra_keys,
+        );
         let mut set = globset::GlobSetBuilder::new();
         for (span, text) in &keys_src {
             let glob = globset::GlobBuilder::new(text)
@@ -287,24 +291,11 @@ impl RawAudit {
                 format!("cannot compile the key patterns: {e}"),
             )
         })?;
-        let values_src: Vec<(Option<Range<usize>>, String)> = match self.redact.values {
-            Some(list) => list
-                .iter()
-                .map(|k| (span_of(k), k.get_ref().clone()))
-                .collect::<Vec<_>>(),
-            None => DEFAULT_REDACT_VALUES
-                .iter()
-                .map(|k| (None, (*k).to_owned()))
-                .collect(),
-        }
-        .into_iter()
-        .chain(
-            self.redact
-                .extra_values
-                .iter()
-                .map(|k| (span_of(k), k.get_ref().clone())),
-        )
-        .collect();
+        let values_src = sources(
+            self.redact.values.as_deref(),
+            &DEFAULT_REDACT_VALUES,
+            &self.redact.extra_values,
+        );
         let values = values_src
             .iter()
             .map(|(span, text)| {

@@ -48,6 +48,27 @@ fn all_log_bytes(dir: &Path) -> Vec<u8> {
     out
 }
 
+/// `agentgate audit verify` on `scratch`'s log with the public key `audit public-key` prints
+/// for its key file; asserts success and returns what it printed.
+async fn verify_with_cli(scratch: &Path) -> String {
+    let out = bin()
+        .args(["audit", "public-key", "--key-file"])
+        .arg(scratch.join("audit.key"))
+        .output()
+        .await
+        .unwrap();
+    let public = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let out = bin()
+        .args(["audit", "verify", "--public-key", &public, "--log"])
+        .arg(scratch.join("audit"))
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    stdout
+}
+
 const SECRET_TOKEN: &str = "ghp_abcdefghijklmnopqrstuvwxyz0123456789";
 
 #[tokio::test(flavor = "multi_thread")]
@@ -200,21 +221,7 @@ async fn a_real_exchange_is_recorded_redacted_linked_and_verifiable() {
     }
 
     // The CLI: public key, verify, query, export.
-    let out = bin()
-        .args(["audit", "public-key", "--key-file"])
-        .arg(scratch.join("audit.key"))
-        .output()
-        .await
-        .unwrap();
-    let public = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    let out = bin()
-        .args(["audit", "verify", "--public-key", &public, "--log"])
-        .arg(&log_dir)
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let stdout = verify_with_cli(&scratch).await;
     assert!(
         stdout.contains(&format!("ok: {} entries", all.len())),
         "{stdout}"
@@ -391,26 +398,9 @@ async fn sigkill_under_load_loses_no_acknowledged_record() {
 
     // Restart: a torn tail is cut, the log continues and verifies.
     let (mut child, _drain) = run_binary(&config).await;
-    signal_term(&child);
+    signal(&child, "-TERM");
     assert_eq!(child.wait().await.unwrap().code(), Some(0));
-    let public = agentgate::audit::hex(
-        agentgate::audit::load_or_create_key(&scratch.join("audit.key"))
-            .unwrap()
-            .verifying_key()
-            .as_bytes(),
-    );
-    let out = bin()
-        .args(["audit", "verify", "--public-key", &public, "--log"])
-        .arg(&log_dir)
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    verify_with_cli(&scratch).await;
 
     let recorded: HashSet<String> = records(&log_dir)
         .into_iter()
@@ -428,17 +418,6 @@ async fn sigkill_under_load_loses_no_acknowledged_record() {
         .filter(|r| r.event == Event::GatewayStart)
         .count();
     assert_eq!(starts, 2);
-}
-
-fn signal_term(child: &tokio::process::Child) {
-    let pid = child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
 }
 
 /// A small tmpfs, unmounted when dropped.

@@ -319,6 +319,17 @@ pub async fn initialize(port: u16, server: &str, extra: &[(&str, &str)]) -> (u16
     .await
 }
 
+/// Sends `sig` (like "-TERM") to a child process.
+pub fn signal(child: &Child, sig: &str) {
+    let pid = child.id().expect("pid").to_string();
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok);
+}
+
 /// Initializes a session with `server` through the gateway; returns its id.
 pub async fn session(port: u16, server: &str) -> String {
     let (status, head, _) = initialize(port, server, &[]).await;

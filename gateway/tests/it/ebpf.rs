@@ -437,14 +437,7 @@ async fn with_the_gateway_killed_agents_cannot_reach_the_server() {
             .await
             .unwrap()
     );
-    let pid = again.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal(&again, "-TERM");
     assert_eq!(
         tokio::time::timeout(Duration::from_secs(15), again.wait())
             .await

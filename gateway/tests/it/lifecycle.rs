@@ -112,16 +112,6 @@ async fn start_binary(config: &str, dir: &std::path::Path) -> (tokio::process::C
     (child, port)
 }
 
-fn signal(child: &tokio::process::Child, sig: &str) {
-    let pid = child.id().expect("pid").to_string();
-    let ok = std::process::Command::new("kill")
-        .args([sig, &pid])
-        .status()
-        .expect("kill")
-        .success();
-    assert!(ok);
-}
-
 const LONG_CALL: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"long_running","arguments":{"steps":4,"delay":0.5}}}"#;
 
 #[tokio::test(flavor = "multi_thread")]
