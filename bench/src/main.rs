@@ -164,6 +164,9 @@ async fn run(args: Args) -> Result<()> {
     let nginx = spawn_nginx(&args.nginx, &dir, nginx_port, up_addr)?;
     let pol_port = free_port()?;
     let pol = spawn_policy_gateway(&args.gateway, &dir, pol_port, up_addr)?;
+    let audit_port = free_port()?;
+    let audit_gw = spawn_audit_gateway(&args.gateway, &dir, audit_port, up_addr)?;
+    wait_port(audit_port).await?;
     wait_port(pol_port).await?;
     wait_port(gw_port).await?;
     wait_port(nginx_port).await?;
@@ -195,6 +198,13 @@ async fn run(args: Args) -> Result<()> {
         addr: ([127, 0, 0, 1], pol_port).into(),
         path: "/servers/bench/mcp",
         pid: Some(pol.id()),
+        exec: None,
+    };
+    let audit_t = Target {
+        name: "agentgate+audit",
+        addr: ([127, 0, 0, 1], audit_port).into(),
+        path: "/servers/bench/mcp",
+        pid: Some(audit_gw.id()),
         exec: None,
     };
     // Transparent mode: the load comes from a process in the agent cgroup, dialling the
@@ -233,9 +243,9 @@ async fn run(args: Args) -> Result<()> {
     let mut results = Vec::new();
     for concurrency in [1usize, 32] {
         let targets: Vec<&Target> = if ebpf_on {
-            vec![&direct, &gateway, &policy_t, &ebpf_t, &nginx_t]
+            vec![&direct, &gateway, &policy_t, &audit_t, &ebpf_t, &nginx_t]
         } else {
-            vec![&direct, &gateway, &policy_t, &nginx_t]
+            vec![&direct, &gateway, &policy_t, &audit_t, &nginx_t]
         };
         for target in targets {
             load(target, &body, concurrency, Duration::from_millis(500)).await?;
@@ -318,6 +328,15 @@ async fn run(args: Args) -> Result<()> {
             p32.rps / g32.rps,
         );
     }
+    if let (Some(a1), Some(a32)) = (get("agentgate+audit", 1), get("agentgate+audit", 32)) {
+        let (added1, added32) = (a1.p99_us - g1.p99_us, a32.p99_us - g32.p99_us);
+        println!(
+            "  fail-closed audit, added p99: c=1 {added1:+.0} us ({:.2}x), c=32 {added32:+.0} us ({:.2}x) vs audit off   target <= 2,000 us   {}",
+            a1.p99_us / g1.p99_us,
+            a32.p99_us / g32.p99_us,
+            verdict(added1.max(added32) <= 2000.0)
+        );
+    }
     let (group, single) = audit_append_rate(&dir, if args.short { 2 } else { 5 }).await?;
     println!(
         "  audit append, durable:      {group:8.0} records/s with group commit, 64 writers ({:.0}x one fsync per record: {single:.0}/s)   target >= 100,000/s   {}",
@@ -380,6 +399,9 @@ async fn run(args: Args) -> Result<()> {
     let mut pol = pol;
     let _ = pol.kill();
     let _ = pol.wait();
+    let mut audit_gw = audit_gw;
+    let _ = audit_gw.kill();
+    let _ = audit_gw.wait();
     let mut nginx = nginx;
     let _ = nginx.kill();
     let _ = nginx.wait();
@@ -629,7 +651,26 @@ fn spawn_gateway(
              [[agents]]\nname = \"bench\"\n\
              [runtime]\nworker_threads = 1\n\
              [[servers]]\nname = \"bench\"\nurl = \"http://{upstream}/mcp\"\n\
-             [policy]\npins_file = \"\"\n[[rules]]\nname = \"all\"\neffect = \"allow\"\n"
+             [policy]\npins_file = \"\"\n[[rules]]\nname = \"all\"\neffect = \"allow\"\n\
+             [audit]\nenabled = false\n"
+        ),
+    )?;
+    spawn_agentgate(bin, &config)
+}
+
+/// A third gateway (explicit mode only) like the first, with the fail-closed audit log on: the
+/// "audit on" target. Every request waits for its record's fsync.
+fn spawn_audit_gateway(bin: &Path, dir: &Path, port: u16, upstream: SocketAddr) -> Result<Child> {
+    let config = dir.join("agentgate-audit.toml");
+    let d = dir.display();
+    std::fs::write(
+        &config,
+        format!(
+            "[listener]\naddress = \"127.0.0.1:{port}\"\n[admin]\nenabled = false\n[logging]\nlevel = \"warn\"\n\
+             [runtime]\nworker_threads = 1\n\
+             [[servers]]\nname = \"bench\"\nurl = \"http://{upstream}/mcp\"\n\
+             [policy]\npins_file = \"\"\n[[rules]]\nname = \"all\"\neffect = \"allow\"\n\
+             [audit]\ndir = \"{d}/audit\"\nkey_file = \"{d}/audit.key\"\nfail_closed = true\n"
         ),
     )?;
     spawn_agentgate(bin, &config)
@@ -643,7 +684,7 @@ fn spawn_policy_gateway(bin: &Path, dir: &Path, port: u16, upstream: SocketAddr)
         format!(
             "[listener]\naddress = \"127.0.0.1:{port}\"\n[admin]\nenabled = false\n[logging]\nlevel = \"warn\"\n\
              [runtime]\nworker_threads = 1\n\
-             [[servers]]\nname = \"bench\"\nurl = \"http://{upstream}/mcp\"\n{}",
+             [[servers]]\nname = \"bench\"\nurl = \"http://{upstream}/mcp\"\n[audit]\nenabled = false\n{}",
             agentgate_bench::policy_rules(1000, "bench")
         ),
     )?;

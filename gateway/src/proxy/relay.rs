@@ -46,6 +46,8 @@ pub struct Context {
 pub struct Asked {
     pub id: mcp::Id,
     pub method: Box<str>,
+    /// The tool, prompt or resource it names.
+    pub target: Option<Box<str>>,
     /// Its audit record.
     pub seq: Option<u64>,
 }
@@ -131,6 +133,10 @@ impl Context {
         r.method = match asked {
             Some(a) => Some(a.method.to_string()),
             None => message.method.as_deref().map(str::to_owned),
+        };
+        r.target = match asked {
+            Some(a) => a.target.as_deref().map(str::to_owned),
+            None => message.target.header_name().map(str::to_owned),
         };
         if answer {
             audit.result(&mut r, raw);

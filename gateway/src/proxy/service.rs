@@ -558,6 +558,7 @@ async fn post(
                 Some(relay::Asked {
                     id: m.id.clone()?,
                     method: m.method.clone()?,
+                    target: m.target.header_name().map(Into::into),
                     seq: *seq,
                 })
             })

@@ -526,3 +526,47 @@ async fn a_full_disk_refuses_requests_instead_of_serving_them_unaudited() {
         agentgate::audit::log::verify(&disk.0.join("audit"), &key.verifying_key(), None).unwrap();
     assert!(summary.entries > 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tail_follows_new_records_as_they_are_written() {
+    let server = python_server("streamable-http", None).await;
+    let scratch = scratch_dir("audit-tail");
+    let text = gateway_config(
+        &[("py", &server.url("/mcp"), "streamable-http", "")],
+        &audit_section(&scratch),
+    );
+    let gw = gateway(&text).await;
+    let port = addr(&gw).port();
+    let mut tail = bin()
+        .args(["audit", "tail", "-f", "-n", "1", "--tool", "echo", "--log"])
+        .arg(scratch.join("audit"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(tail.stdout.take().unwrap()).lines();
+    let sid = session(port, "py").await;
+    for i in 0..2u64 {
+        let marker = format!("followed-{i}");
+        let (status, _, _) = post_in_session(
+            port,
+            "py",
+            &sid,
+            &tool_call(i, "echo", json!({"message": marker})),
+        )
+        .await;
+        assert_eq!(status, 200);
+        // The request record, then its response, each once.
+        for event in [Event::Request, Event::Response] {
+            let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+                .await
+                .expect("tail printed in time")
+                .unwrap()
+                .unwrap();
+            let r: Record = serde_json::from_str(&line).unwrap();
+            assert_eq!(r.event, event, "{line}");
+            assert_eq!(r.request_id, Some(json!(i)), "{line}");
+        }
+    }
+    tail.start_kill().unwrap();
+    gw.shutdown().await;
+}
