@@ -175,7 +175,7 @@ impl Gateway {
         if let Some(audit) = &self.audit {
             let mut r = crate::audit::Record::new(event);
             r.detail = Some(detail);
-            let _ = audit.submit(r);
+            let _ = audit.record(r);
         }
     }
 

@@ -521,6 +521,8 @@ pub struct Log {
     size: u64,
     segment_opened: Instant,
     unsigned: u64,
+    /// Written since the last fdatasync.
+    unsynced: bool,
     poisoned: bool,
 }
 
@@ -614,6 +616,7 @@ impl Log {
             size,
             segment_opened: Instant::now(),
             unsigned,
+            unsynced: false,
             poisoned: false,
         })
     }
@@ -631,6 +634,12 @@ impl Log {
     /// Appends records (numbering them) and makes them durable with one fsync. On error none
     /// of them may be acknowledged.
     pub fn append(&mut self, records: &mut [Record]) -> Result<(), LogError> {
+        self.append_with(records, true)
+    }
+
+    /// Appends records; with `sync` false they reach the page cache only, until the next
+    /// [`Log::sync`], durable append or checkpoint.
+    pub fn append_with(&mut self, records: &mut [Record], sync: bool) -> Result<(), LogError> {
         if self.poisoned {
             return Err(LogError::Poisoned {
                 path: self.path.display().to_string(),
@@ -649,7 +658,7 @@ impl Log {
             out.extend_from_slice(&frame(RECORD, &[&head, &payload]));
             seq += 1;
         }
-        self.write_durably(&out)?;
+        self.write(&out, sync)?;
         self.head = head;
         self.unsigned += seq - self.next_seq;
         self.next_seq = seq;
@@ -666,7 +675,7 @@ impl Log {
             path: self.path.display().to_string(),
             problem: e.to_string(),
         })?;
-        self.write_durably(&frame(CHECKPOINT, &[&body]))?;
+        self.write(&frame(CHECKPOINT, &[&body]), true)?;
         self.unsigned = 0;
         Ok(Some(cp))
     }
@@ -777,24 +786,49 @@ impl Log {
         }
     }
 
-    fn write_durably(&mut self, bytes: &[u8]) -> Result<(), LogError> {
+    fn write(&mut self, bytes: &[u8], sync: bool) -> Result<(), LogError> {
         if self.poisoned {
             return Err(LogError::Poisoned {
                 path: self.path.display().to_string(),
             });
         }
-        let path = self.path.display().to_string();
         if let Err(source) = self.file.write_all(bytes) {
             // A partial write leaves a torn frame that the next open cuts; stop here so that no
             // later frame lands behind it.
             self.poisoned = true;
-            return Err(LogError::Io { path, source });
-        }
-        if let Err(source) = self.file.sync_data() {
-            self.poisoned = true;
-            return Err(LogError::Sync { path, source });
+            return Err(LogError::Io {
+                path: self.path.display().to_string(),
+                source,
+            });
         }
         self.size += bytes.len() as u64;
+        self.unsynced = true;
+        if sync {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Makes everything written so far durable (one fdatasync; nothing when all of it is).
+    pub fn sync(&mut self) -> Result<(), LogError> {
+        if self.poisoned {
+            return Err(LogError::Poisoned {
+                path: self.path.display().to_string(),
+            });
+        }
+        if !self.unsynced {
+            return Ok(());
+        }
+        if let Err(source) = self.file.sync_data() {
+            // The kernel may have dropped the dirty pages: nothing since the last good fsync
+            // can be called durable, and a retry could not prove otherwise.
+            self.poisoned = true;
+            return Err(LogError::Sync {
+                path: self.path.display().to_string(),
+                source,
+            });
+        }
+        self.unsynced = false;
         Ok(())
     }
 

@@ -82,9 +82,38 @@ impl Recorder {
         &self.config
     }
 
-    /// Hands a record to the writer.
+    /// Hands a record to the writer; the ticket tells when it is durable.
     pub fn submit(&self, record: Record) -> Ticket {
         self.writer.submit(record)
+    }
+
+    /// Hands a record to the writer that nobody waits for (written within
+    /// [`super::writer::LAZY_FLUSH`]); its sequence number, `None` once closed.
+    pub fn record(&self, record: Record) -> Option<u64> {
+        self.writer.record(record)
+    }
+
+    /// Records what is about to be forwarded. Fail-closed: waits until every record is
+    /// durable, and refuses at once when the log has failed. Otherwise hands them over without
+    /// waiting. Returns their sequence numbers.
+    pub async fn admit(&self, records: Vec<Record>) -> Result<Vec<u64>, AuditError> {
+        if !self.config.fail_closed {
+            return records
+                .into_iter()
+                .map(|r| self.writer.record(r).ok_or(AuditError::Stopped))
+                .collect();
+        }
+        if self.writer.failed() {
+            return Err(AuditError::Failed(
+                "the log failed earlier; see the gateway's error log".into(),
+            ));
+        }
+        let tickets: Vec<Ticket> = records.into_iter().map(|r| self.writer.submit(r)).collect();
+        let mut seqs = Vec::with_capacity(tickets.len());
+        for t in tickets {
+            seqs.push(t.durable().await?);
+        }
+        Ok(seqs)
     }
 
     /// Hands a record to the writer and waits until it is durable.

@@ -44,14 +44,18 @@ pub fn redact(rules: &Redaction, value: &mut Value) -> usize {
 
 /// The text with every credential-looking part replaced, or `None` when there was none.
 pub fn redact_text(rules: &Redaction, text: &str) -> Option<String> {
-    let mut out: Option<String> = None;
-    for re in &rules.values {
-        let current = out.as_deref().unwrap_or(text);
-        if re.is_match(current) {
-            out = Some(re.replace_all(current, REDACTED).into_owned());
+    // One pass over the text in the common case: nothing looks like a credential.
+    let hits = rules.value_set.matches(text);
+    if !hits.matched_any() {
+        return None;
+    }
+    let mut out = text.to_owned();
+    for i in hits.iter() {
+        if let Some(re) = rules.values.get(i) {
+            out = re.replace_all(&out, REDACTED).into_owned();
         }
     }
-    out
+    Some(out)
 }
 
 /// `value` when its JSON fits in `max` bytes; otherwise a string holding the first `max`

@@ -1,13 +1,16 @@
-//! The dedicated audit writer: one thread owns the log; callers hand it records and wait for
-//! the fsync that makes theirs durable. Records that arrive while an fsync runs are written
-//! together and covered by the next one (group commit), so throughput grows with concurrency
-//! while every acknowledgement still means "on disk".
+//! The dedicated audit writer: one thread owns the log; callers hand it records and, for the
+//! records that gate a request, wait for the fsync that makes them durable. Records that arrive
+//! while an fsync runs are written together and covered by the next one (group commit), so
+//! throughput grows with concurrency while every acknowledgement still means "on disk".
+//!
+//! Records nobody waits for (responses, events, everything when not fail-closed) do not wake
+//! the writer: they ride along with the next waited-for batch, or are written and synced within
+//! [`LAZY_FLUSH`]. That halves the fsyncs of a request/response exchange.
 
 use std::{
     sync::{
-        Arc, Mutex,
+        Arc, Condvar, Mutex,
         atomic::{AtomicBool, Ordering},
-        mpsc,
     },
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -20,6 +23,9 @@ use super::{Record, log::Log};
 /// Most records written per fsync.
 pub const MAX_BATCH: usize = 4096;
 
+/// Longest a record nobody waits for stays in memory before it is written and synced.
+pub const LAZY_FLUSH: Duration = Duration::from_millis(100);
+
 /// Why a record was not made durable.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AuditError {
@@ -31,9 +37,12 @@ pub enum AuditError {
     Stopped,
 }
 
+type Ack = oneshot::Sender<Result<u64, AuditError>>;
+
 struct Pending {
     record: Record,
-    ack: Option<oneshot::Sender<Result<u64, AuditError>>>,
+    /// Someone waits for this record to be durable.
+    ack: Option<Ack>,
 }
 
 /// When checkpoints are signed: after `every` records, or `interval` after the first unsigned
@@ -70,159 +79,108 @@ impl Ticket {
     }
 }
 
-/// Handle to the writer thread.
-#[derive(Debug)]
-pub struct Writer {
-    /// Numbering and sending under one lock keeps sequence numbers in channel order.
-    tx: Mutex<Option<(u64, mpsc::Sender<Pending>)>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-    failed: Arc<AtomicBool>,
+/// What callers and the writer thread share.
+#[derive(Default)]
+struct Queue {
+    /// Sequence number of the next record handed over.
+    next: u64,
+    items: Vec<Pending>,
+    /// A waited-for record is queued: write now.
+    urgent: bool,
+    /// When the oldest queued record arrived.
+    since: Option<Instant>,
+    /// The writer sleeps with no deadline: a first lazy record must wake it to set one.
+    asleep: bool,
+    closed: bool,
 }
 
-impl std::fmt::Debug for Pending {
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    failed: AtomicBool,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Handle to the writer thread.
+pub struct Writer {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pending")
-            .field("event", &self.record.event)
-            .finish()
+        f.debug_struct("Writer")
+            .field("failed", &self.failed())
+            .finish_non_exhaustive()
     }
 }
 
 impl Writer {
     /// Starts the thread.
-    pub fn start(mut log: Log, checkpoints: Checkpoints) -> std::io::Result<Self> {
-        let (tx, rx) = mpsc::channel::<Pending>();
-        let failed = Arc::new(AtomicBool::new(false));
-        let flag = failed.clone();
-        let next = log.next_seq();
-        let thread = std::thread::Builder::new()
-            .name("agentgate-audit".into())
-            .spawn(move || {
-                let mut error: Option<String> = None;
-                let fail = |e: &dyn std::fmt::Display, what: &str, error: &mut Option<String>| {
-                    tracing::error!(error = %e, "Audit log {what} failed; it takes no more records and fail-closed requests are refused.");
-                    flag.store(true, Ordering::SeqCst);
-                    *error = Some(e.to_string());
-                };
-                let mut unsigned_since: Option<Instant> = None;
-                loop {
-                    let first = match unsigned_since {
-                        Some(t) => match rx.recv_timeout(checkpoints.interval.saturating_sub(t.elapsed())) {
-                            Ok(p) => Some(p),
-                            Err(mpsc::RecvTimeoutError::Timeout) => None,
-                            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                        },
-                        None => match rx.recv() {
-                            Ok(p) => Some(p),
-                            Err(_) => break,
-                        },
-                    };
-                    let Some(first) = first else {
-                        // The interval passed with records unsigned.
-                        unsigned_since = None;
-                        if error.is_none()
-                            && let Err(e) = log.checkpoint().and_then(|_| log.maybe_rotate())
-                        {
-                            fail(&e, "checkpoint", &mut error);
-                        }
-                        continue;
-                    };
-                    let mut batch = vec![first];
-                    while batch.len() < MAX_BATCH {
-                        match rx.try_recv() {
-                            Ok(p) => batch.push(p),
-                            Err(_) => break,
-                        }
-                    }
-                    if let Some(e) = &error {
-                        for p in batch {
-                            if let Some(ack) = p.ack {
-                                let _ = ack.send(Err(AuditError::Failed(e.clone())));
-                            }
-                        }
-                        continue;
-                    }
-                    let (mut records, acks): (Vec<Record>, Vec<_>) =
-                        batch.into_iter().map(|p| (p.record, p.ack)).unzip();
-                    let promised = records.first().map(|r| r.seq);
-                    let result = if promised == Some(log.next_seq()) {
-                        log.append(&mut records)
-                    } else {
-                        Err(super::log::LogError::Corrupt {
-                            path: "audit writer".into(),
-                            problem: format!(
-                                "records numbered from {promised:?} arrived for entry {}",
-                                log.next_seq()
-                            ),
-                        })
-                    };
-                    match result {
-                        Ok(()) => {
-                            for (r, ack) in records.iter().zip(acks) {
-                                if let Some(ack) = ack {
-                                    let _ = ack.send(Ok(r.seq));
-                                }
-                            }
-                            unsigned_since.get_or_insert_with(Instant::now);
-                            if log.unsigned() >= checkpoints.every {
-                                unsigned_since = None;
-                                if let Err(e) = log.checkpoint() {
-                                    fail(&e, "checkpoint", &mut error);
-                                }
-                            }
-                            if error.is_none()
-                                && let Err(e) = log.maybe_rotate()
-                            {
-                                fail(&e, "rotation", &mut error);
-                            }
-                        }
-                        Err(e) => {
-                            // Flag first: whoever hears of the failure sees `failed()` too.
-                            fail(&e, "write", &mut error);
-                            let text = e.to_string();
-                            for ack in acks.into_iter().flatten() {
-                                let _ = ack.send(Err(AuditError::Failed(text.clone())));
-                            }
-                        }
-                    }
-                }
-                if error.is_none()
-                    && log.unsigned() > 0
-                    && let Err(e) = log.checkpoint()
-                {
-                    tracing::error!(error = %e, "Final audit checkpoint failed.");
-                }
-            })?;
+    pub fn start(log: Log, checkpoints: Checkpoints) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                next: log.next_seq(),
+                ..Queue::default()
+            }),
+            wake: Condvar::new(),
+            failed: AtomicBool::new(false),
+        });
+        let thread = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("agentgate-audit".into())
+                .spawn(move || run(log, checkpoints, &shared))?
+        };
         Ok(Self {
-            tx: Mutex::new(Some((next, tx))),
+            shared,
             thread: Mutex::new(Some(thread)),
-            failed,
         })
     }
 
-    /// Hands a record to the writer, numbering it. The ticket's [`Ticket::durable`] completes
-    /// once it is on disk; dropping the ticket does not withdraw the record.
-    pub fn submit(&self, mut record: Record) -> Ticket {
+    fn enqueue(&self, mut record: Record, ack: Option<Ack>) -> Option<u64> {
+        let mut q = self.shared.lock();
+        if q.closed {
+            return None;
+        }
+        let seq = q.next;
+        q.next += 1;
+        record.seq = seq;
+        let waited = ack.is_some();
+        q.items.push(Pending { record, ack });
+        q.since.get_or_insert_with(Instant::now);
+        if waited && !q.urgent {
+            q.urgent = true;
+            self.shared.wake.notify_one();
+        } else if q.asleep {
+            q.asleep = false;
+            self.shared.wake.notify_one();
+        }
+        Some(seq)
+    }
+
+    /// Hands a record to the writer, numbering it; [`Ticket::durable`] completes once it is
+    /// on disk. Dropping the ticket does not withdraw the record.
+    pub fn submit(&self, record: Record) -> Ticket {
         let (ack, done) = oneshot::channel();
-        let mut guard = self.tx.lock().unwrap_or_else(|p| p.into_inner());
-        let Some((next, tx)) = guard.as_mut() else {
-            return Ticket { seq: 0, done: None };
-        };
-        record.seq = *next;
-        let seq = *next;
-        if tx
-            .send(Pending {
-                record,
-                ack: Some(ack),
-            })
-            .is_err()
-        {
-            return Ticket { seq, done: None };
+        match self.enqueue(record, Some(ack)) {
+            Some(seq) => Ticket {
+                seq,
+                done: Some(done),
+            },
+            None => Ticket { seq: 0, done: None },
         }
-        *next += 1;
-        Ticket {
-            seq,
-            done: Some(done),
-        }
+    }
+
+    /// Hands a record to the writer without waiting for it (it is written within
+    /// [`LAZY_FLUSH`], or sooner with the next waited-for record). `None` once closed.
+    pub fn record(&self, record: Record) -> Option<u64> {
+        self.enqueue(record, None)
     }
 
     /// Hands a record to the writer and waits until it is durable.
@@ -232,13 +190,17 @@ impl Writer {
 
     /// Whether the log has failed (new records will be refused).
     pub fn failed(&self) -> bool {
-        self.failed.load(Ordering::SeqCst)
+        self.shared.failed.load(Ordering::SeqCst)
     }
 
     /// Stops after the records already handed over, signing a final checkpoint. Later
     /// records are refused.
     pub fn close(&self) {
-        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        {
+            let mut q = self.shared.lock();
+            q.closed = true;
+            self.shared.wake.notify_one();
+        }
         let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(t) = thread {
             let _ = t.join();
@@ -249,6 +211,167 @@ impl Writer {
 impl Drop for Writer {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// The writer thread.
+fn run(mut log: Log, checkpoints: Checkpoints, shared: &Shared) {
+    let mut error: Option<String> = None;
+    let mut fail = |e: &dyn std::fmt::Display, what: &str, error: &mut Option<String>| {
+        if error.is_none() {
+            tracing::error!(error = %e, "Audit log {what} failed; it takes no more records and fail-closed requests are refused.");
+        }
+        // Flag first: whoever hears of the failure sees `failed()` too.
+        shared.failed.store(true, Ordering::SeqCst);
+        *error = Some(e.to_string());
+    };
+    let mut unsigned_since: Option<Instant> = None;
+    loop {
+        // Wait for a waited-for record, the lazy deadline, the checkpoint deadline, or close.
+        let (batch, closing, timed_out) = {
+            let mut q = shared.lock();
+            let mut timed_out = false;
+            loop {
+                if q.urgent || q.closed {
+                    break;
+                }
+                let lazy = q
+                    .since
+                    .map(|t| (t + LAZY_FLUSH).saturating_duration_since(Instant::now()));
+                let sign = unsigned_since
+                    .map(|t| (t + checkpoints.interval).saturating_duration_since(Instant::now()));
+                let wait = match (lazy, sign) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                match wait {
+                    Some(d) if d.is_zero() => {
+                        timed_out = true;
+                        break;
+                    }
+                    Some(d) => {
+                        q = shared
+                            .wake
+                            .wait_timeout(q, d)
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0
+                    }
+                    None => {
+                        q.asleep = true;
+                        q = shared.wake.wait(q).unwrap_or_else(|p| p.into_inner());
+                        q.asleep = false;
+                    }
+                }
+            }
+            q.urgent = false;
+            q.since = None;
+            (std::mem::take(&mut q.items), q.closed, timed_out)
+        };
+        if let Some(e) = &error {
+            for p in batch {
+                if let Some(ack) = p.ack {
+                    let _ = ack.send(Err(AuditError::Failed(e.clone())));
+                }
+            }
+        } else if !batch.is_empty() {
+            write(&mut log, batch, &mut error, &mut fail);
+            if error.is_none() {
+                unsigned_since.get_or_insert_with(Instant::now);
+            }
+        }
+        if error.is_none() {
+            let interval_passed =
+                unsigned_since.is_some_and(|t| t.elapsed() >= checkpoints.interval);
+            if log.unsigned() >= checkpoints.every || (interval_passed && log.unsigned() > 0) {
+                unsigned_since = None;
+                if let Err(e) = log.checkpoint() {
+                    fail(&e, "checkpoint", &mut error);
+                }
+            } else if interval_passed {
+                unsigned_since = None;
+            }
+            if error.is_none()
+                && let Err(e) = log.maybe_rotate()
+            {
+                fail(&e, "rotation", &mut error);
+            }
+            // Whatever was written lazily is synced by the lazy deadline.
+            if timed_out
+                && error.is_none()
+                && let Err(e) = log.sync()
+            {
+                fail(&e, "fsync", &mut error);
+            }
+        }
+        if closing {
+            break;
+        }
+    }
+    if error.is_none() {
+        let last = if log.unsigned() > 0 {
+            log.checkpoint().map(|_| ())
+        } else {
+            log.sync()
+        };
+        if let Err(e) = last {
+            tracing::error!(error = %e, "Final audit checkpoint failed.");
+        }
+    }
+}
+
+/// Writes one batch: synced when anyone waits for a record in it.
+fn write(
+    log: &mut Log,
+    batch: Vec<Pending>,
+    error: &mut Option<String>,
+    fail: &mut impl FnMut(&dyn std::fmt::Display, &str, &mut Option<String>),
+) {
+    let mut batch = batch;
+    while !batch.is_empty() {
+        let rest = if batch.len() > MAX_BATCH {
+            batch.split_off(MAX_BATCH)
+        } else {
+            Vec::new()
+        };
+        let waited = batch.iter().any(|p| p.ack.is_some());
+        let (mut records, acks): (Vec<Record>, Vec<Option<Ack>>) =
+            batch.into_iter().map(|p| (p.record, p.ack)).unzip();
+        let promised = records.first().map(|r| r.seq);
+        let result = if promised == Some(log.next_seq()) {
+            log.append_with(&mut records, waited)
+        } else {
+            Err(super::log::LogError::Corrupt {
+                path: "audit writer".into(),
+                problem: format!(
+                    "records numbered from {promised:?} arrived for entry {}",
+                    log.next_seq()
+                ),
+            })
+        };
+        match result {
+            Ok(()) => {
+                for (r, ack) in records.iter().zip(acks) {
+                    if let Some(ack) = ack {
+                        let _ = ack.send(Ok(r.seq));
+                    }
+                }
+            }
+            Err(e) => {
+                fail(&e, "write", error);
+                let text = e.to_string();
+                for ack in acks.into_iter().flatten() {
+                    let _ = ack.send(Err(AuditError::Failed(text.clone())));
+                }
+                // Later records of this batch cannot follow a failed write either.
+                for p in rest {
+                    if let Some(ack) = p.ack {
+                        let _ = ack.send(Err(AuditError::Failed(text.clone())));
+                    }
+                }
+                return;
+            }
+        }
+        batch = rest;
     }
 }
 
@@ -372,5 +495,37 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    #[tokio::test]
+    async fn records_nobody_waits_for_are_written_soon_and_at_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let log = log::Log::open(dir.path(), key.clone(), log::Rotation::default()).unwrap();
+        let writer = Writer::start(log, Checkpoints::default()).unwrap();
+        assert_eq!(writer.record(Record::new(Event::Response)), Some(0));
+        assert_eq!(writer.record(Record::new(Event::Response)), Some(1));
+        let vk = key.verifying_key();
+        let mut entries = 0;
+        for _ in 0..50 {
+            tokio::time::sleep(LAZY_FLUSH / 2).await;
+            entries = log::verify(dir.path(), &vk, None).unwrap().entries;
+            if entries == 2 {
+                break;
+            }
+        }
+        assert_eq!(
+            entries, 2,
+            "lazy records were not written within the flush window"
+        );
+        // A waited-for record carries the lazy ones queued before it.
+        assert_eq!(writer.record(Record::new(Event::Response)), Some(2));
+        assert_eq!(writer.append(Record::new(Event::Request)).await, Ok(3));
+        assert_eq!(log::verify(dir.path(), &vk, None).unwrap().entries, 4);
+        assert_eq!(writer.record(Record::new(Event::GatewayStop)), Some(4));
+        writer.close();
+        assert_eq!(writer.record(Record::new(Event::Request)), None);
+        let s = log::verify(dir.path(), &vk, None).unwrap();
+        assert_eq!((s.entries, s.last_checkpoint), (5, Some(4)));
     }
 }

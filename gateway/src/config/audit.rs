@@ -83,6 +83,8 @@ pub struct Redaction {
     pub key_patterns: Vec<String>,
     /// Substrings of string values that are replaced.
     pub values: Vec<regex::Regex>,
+    /// The same patterns as one set: one scan tells whether (and which) any applies.
+    pub value_set: regex::RegexSet,
 }
 
 impl Default for AuditConfig {
@@ -331,6 +333,16 @@ impl RawAudit {
             redact: Redaction {
                 keys,
                 key_patterns: keys_src.into_iter().map(|(_, k)| k).collect(),
+                value_set: regex::RegexSetBuilder::new(values.iter().map(regex::Regex::as_str))
+                    .size_limit(8 << 20)
+                    .build()
+                    .map_err(|e| {
+                        (
+                            None,
+                            "audit.redact.values".to_owned(),
+                            format!("the patterns together are too large: {e}"),
+                        )
+                    })?,
                 values,
             },
         })

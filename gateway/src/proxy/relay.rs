@@ -71,7 +71,7 @@ impl Context {
             );
             r.session = Some(session.clone());
             r.detail = Some(serde_json::json!({ "protocol_version": revision.as_str() }));
-            let _ = audit.submit(r);
+            let _ = audit.record(r);
         }
         let asked = match (message.kind, &message.id) {
             (mcp::Kind::Response | mcp::Kind::Error, Some(id)) => {
@@ -157,7 +157,7 @@ impl Context {
         r.decision = Some(decision.to_owned());
         r.reason = reason.map(|t| audit.text(t));
         r.latency_us = self.started.map(audit_trail::micros);
-        let _ = audit.submit(r);
+        let _ = audit.record(r);
     }
 
     /// Sends the upstream a JSON-RPC error for a server->client request the agent will never

@@ -264,7 +264,7 @@ fn record_outcome(
         r.status = Some(status);
         r.error.clone_from(&error);
         r.latency_us = Some(audit_trail::micros(started));
-        let _ = audit.submit(r);
+        let _ = audit.record(r);
     };
     if !outcome.recorded.is_empty() {
         // A forwarded request that failed, or that the upstream answered with an error status
@@ -586,16 +586,11 @@ async fn record_forwarded(
     body: &Bytes,
     batch: bool,
 ) -> Result<Vec<u64>, audit::writer::AuditError> {
-    if audit.fail_closed() && audit.failed() {
-        return Err(audit::writer::AuditError::Failed(
-            "the log failed earlier; see the gateway's error log".into(),
-        ));
-    }
-    let tickets: Vec<audit::writer::Ticket> = messages
+    let records = messages
         .iter()
         .enumerate()
         .map(|(i, m)| {
-            audit.submit(audit_trail::request(
+            audit_trail::request(
                 audit,
                 &audit_trail::RequestFacts {
                     identity,
@@ -605,18 +600,10 @@ async fn record_forwarded(
                     text: audit_trail::message_text(body, batch.then_some(i)),
                     decision: decisions.get(i),
                 },
-            ))
+            )
         })
         .collect();
-    let mut seqs = Vec::with_capacity(tickets.len());
-    for t in tickets {
-        seqs.push(if audit.fail_closed() {
-            t.durable().await?
-        } else {
-            t.seq
-        });
-    }
-    Ok(seqs)
+    audit.admit(records).await
 }
 
 /// A GET: the Streamable HTTP standalone stream, or the legacy transport's stream.
@@ -671,20 +658,8 @@ async fn bodiless(
         let mut r = audit_trail::base(identity, upstream.server.name.as_str(), event);
         r.session.clone_from(&session);
         r.detail = Some(serde_json::json!({ "http_method": method.as_str() }));
-        let ticket = if audit.fail_closed() && audit.failed() {
-            Err(audit::writer::AuditError::Failed(
-                "the log failed earlier; see the gateway's error log".into(),
-            ))
-        } else {
-            Ok(audit.submit(r))
-        };
-        let durable = match ticket {
-            Ok(t) if audit.fail_closed() => t.durable().await,
-            Ok(t) => Ok(t.seq),
-            Err(e) => Err(e),
-        };
-        match durable {
-            Ok(seq) => recorded.push(seq),
+        match audit.admit(vec![r]).await {
+            Ok(seqs) => recorded = seqs,
             Err(e) => {
                 gateway.metrics.audit_refused.inc();
                 return Outcome::refused(Refusal::AuditUnavailable(e.to_string()), Vec::new());
