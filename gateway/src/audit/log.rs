@@ -650,12 +650,22 @@ impl Log {
         let mut seq = self.next_seq;
         for r in records.iter_mut() {
             r.seq = seq;
-            let payload = serde_json::to_vec(r).map_err(|e| LogError::Corrupt {
+            // Framed in place: header, room for the hash, the JSON; then hash, length, CRC.
+            let start = out.len();
+            out.extend_from_slice(&[RECORD, 0, 0, 0, 0, 0, 0, 0, 0]);
+            out.extend_from_slice(&[0; 32]);
+            serde_json::to_writer(&mut out, r).map_err(|e| LogError::Corrupt {
                 path: self.path.display().to_string(),
                 problem: e.to_string(),
             })?;
-            head = chain(&head, &payload);
-            out.extend_from_slice(&frame(RECORD, &[&head, &payload]));
+            head = chain(&head, &out[start + HEADER + 32..]);
+            out[start + HEADER..start + HEADER + 32].copy_from_slice(&head);
+            let len = (out.len() - start - HEADER) as u32;
+            out[start + 1..start + 5].copy_from_slice(&len.to_le_bytes());
+            let mut h = crc32fast::Hasher::new();
+            h.update(&out[start..start + 5]);
+            h.update(&out[start + HEADER..]);
+            out[start + 5..start + HEADER].copy_from_slice(&h.finalize().to_le_bytes());
             seq += 1;
         }
         self.write(&out, sync)?;

@@ -26,6 +26,13 @@ pub enum OpenError {
     Thread(std::io::Error),
 }
 
+/// Whether a part is so far beyond its cap that redacting it whole would cost more than the
+/// excerpt is worth: such parts are recorded by size and hash only. (An excerpt cut from the
+/// raw text could carry a secret the redaction of the parsed whole would have caught.)
+fn too_big(raw: &str, cap: usize) -> bool {
+    raw.len() > cap.saturating_mul(64).max(64 << 10)
+}
+
 /// The open audit log.
 #[derive(Debug)]
 pub struct Recorder {
@@ -128,7 +135,13 @@ impl Recorder {
 
     /// Parameters as the record keeps them: parsed from the JSON text `raw`, redacted, capped.
     pub fn params(&self, raw: Option<&str>) -> (Option<Value>, bool) {
-        let Some(mut v) = raw.and_then(|r| serde_json::from_str::<Value>(r).ok()) else {
+        let Some(raw) = raw else {
+            return (None, false);
+        };
+        if too_big(raw, self.config.max_params_bytes) {
+            return (None, true);
+        }
+        let Some(mut v) = serde_json::from_str::<Value>(raw).ok() else {
             return (None, false);
         };
         redact::redact(&self.config.redact, &mut v);
@@ -147,6 +160,10 @@ impl Recorder {
                 .or_else(|| crate::mcp::message::raw_pointer(t, "/error"))
                 .or_else(|| crate::mcp::message::raw_pointer(t, "/params"))
         });
+        if part.is_some_and(|p| too_big(p, self.config.max_result_bytes)) {
+            record.result_truncated = true;
+            return;
+        }
         let Some(mut v) = part.and_then(|p| serde_json::from_str::<Value>(p).ok()) else {
             return;
         };
@@ -164,5 +181,36 @@ impl Recorder {
     /// Stops the writer after what was handed over, signing a final checkpoint.
     pub fn close(&self) {
         self.writer.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::Event;
+
+    #[test]
+    fn parts_far_beyond_their_cap_are_kept_by_size_and_hash_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = AuditConfig::default();
+        config.dir = dir.path().join("audit");
+        config.key_file = dir.path().join("audit.key");
+        let recorder = Recorder::open(&config).unwrap();
+        let huge = format!(
+            "{{\"password\":\"hunter2\",\"blob\":\"{}\"}}",
+            "x".repeat(2 << 20)
+        );
+        assert_eq!(recorder.params(Some(&huge)), (None, true));
+        let small = r#"{"password":"hunter2","n":1}"#;
+        let (v, cut) = recorder.params(Some(small));
+        assert!(!cut);
+        assert_eq!(v.unwrap()["password"], "[redacted]");
+        let message = format!("{{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{huge}}}");
+        let mut r = Record::new(Event::Response);
+        recorder.result(&mut r, message.as_bytes());
+        assert!(r.result.is_none() && r.result_truncated);
+        assert_eq!(r.result_bytes, Some(message.len() as u64));
+        assert_eq!(r.result_sha256.as_ref().map(String::len), Some(64));
+        recorder.close();
     }
 }

@@ -68,7 +68,8 @@ pub struct AuditConfig {
     pub retain_bytes: u64,
     /// Delete segments whose last record is older (`None`: keep everything).
     pub retain_age: Option<Duration>,
-    /// Parameters larger than this (as JSON, after redaction) are kept as a truncated excerpt.
+    /// Parameters larger than this (as JSON, after redaction) are kept as a truncated excerpt;
+    /// beyond 64 times this (at least 64 KiB) they are left out, marked truncated.
     pub max_params_bytes: usize,
     /// Results likewise; their full size and SHA-256 are always recorded.
     pub max_result_bytes: usize,
