@@ -192,9 +192,11 @@ mod tests {
     #[test]
     fn parts_far_beyond_their_cap_are_kept_by_size_and_hash_only() {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = AuditConfig::default();
-        config.dir = dir.path().join("audit");
-        config.key_file = dir.path().join("audit.key");
+        let config = AuditConfig {
+            dir: dir.path().join("audit"),
+            key_file: dir.path().join("audit.key"),
+            ..AuditConfig::default()
+        };
         let recorder = Recorder::open(&config).unwrap();
         let huge = format!(
             "{{\"password\":\"hunter2\",\"blob\":\"{}\"}}",
