@@ -141,12 +141,22 @@ impl Recorder {
         if too_big(raw, self.config.max_params_bytes) {
             return (None, true);
         }
-        let Some(mut v) = serde_json::from_str::<Value>(raw).ok() else {
+        let Some(v) = serde_json::from_str::<Value>(raw).ok() else {
             return (None, false);
         };
-        redact::redact(&self.config.redact, &mut v);
-        let (v, cut) = redact::cap(v, self.config.max_params_bytes);
+        let (v, cut) = self.redact_and_cap(v, raw.len(), self.config.max_params_bytes);
         (Some(v), cut)
+    }
+
+    /// Redacts `v` (parsed from `raw_len` bytes of JSON) and caps it at `max` bytes of JSON.
+    fn redact_and_cap(&self, mut v: Value, raw_len: usize, max: usize) -> (Value, bool) {
+        let touched = redact::redact(&self.config.redact, &mut v);
+        // Serializing only to measure is skipped when the input was small enough that even
+        // every redaction marker cannot push it over (the common case).
+        if raw_len + touched * redact::REDACTED.len() + 2 <= max {
+            return (v, false);
+        }
+        redact::cap(v, max)
     }
 
     /// Fills a record's result members from one server message as received: its size and
@@ -164,11 +174,11 @@ impl Recorder {
             record.result_truncated = true;
             return;
         }
-        let Some(mut v) = part.and_then(|p| serde_json::from_str::<Value>(p).ok()) else {
+        let Some(v) = part.and_then(|p| serde_json::from_str::<Value>(p).ok()) else {
             return;
         };
-        redact::redact(&self.config.redact, &mut v);
-        let (v, cut) = redact::cap(v, self.config.max_result_bytes);
+        let raw_len = part.map_or(0, str::len);
+        let (v, cut) = self.redact_and_cap(v, raw_len, self.config.max_result_bytes);
         record.result = Some(v);
         record.result_truncated = cut;
     }
