@@ -266,6 +266,8 @@ pub enum StartError {
     Pins(#[from] crate::policy::pins::PinError),
     #[error(transparent)]
     Audit(#[from] crate::audit::recorder::OpenError),
+    #[error(transparent)]
+    Secret(#[from] crate::credentials::SecretError),
     #[error("the audit log cannot record the start: {0}")]
     AuditStart(#[from] crate::audit::writer::AuditError),
 }
@@ -273,9 +275,10 @@ pub enum StartError {
 impl StartError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            StartError::Bind { .. } | StartError::Audit(_) | StartError::AuditStart(_) => {
-                EXIT_UNAVAILABLE
-            }
+            StartError::Bind { .. }
+            | StartError::Audit(_)
+            | StartError::AuditStart(_)
+            | StartError::Secret(_) => EXIT_UNAVAILABLE,
             StartError::Upstream(_) | StartError::Pins(_) => EXIT_BAD_CONFIG,
         }
     }
@@ -303,7 +306,13 @@ pub async fn start_with(
     let drain = Drain::new();
     let metrics = Arc::new(Metrics::new());
     let engine = Arc::new(crate::policy::Engine::new(&config)?);
-    let stages = stages(Stages::with_policy(engine.clone(), metrics.clone()));
+    let mut daemon_stages = Stages::with_policy(engine.clone(), metrics.clone());
+    let injector = crate::credentials::Injector::new(&config)?;
+    if !injector.is_empty() {
+        tracing::info!(servers = ?injector, "Upstream credentials loaded.");
+    }
+    daemon_stages.credentials = Arc::new(injector);
+    let stages = stages(daemon_stages);
     let audit = if config.audit.enabled {
         let recorder = crate::audit::Recorder::open(&config.audit)?;
         let mut r = crate::audit::Record::new(crate::audit::Event::GatewayStart);

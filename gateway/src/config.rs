@@ -5,6 +5,7 @@
 //! file, line and key. Config is data: it starts nothing.
 
 pub mod audit;
+pub mod credentials;
 pub mod policy;
 mod raw;
 
@@ -35,6 +36,8 @@ pub struct Config {
     pub agents: Vec<Agent>,
     pub policy: policy::PolicyConfig,
     pub audit: audit::AuditConfig,
+    /// Where upstream credentials come from (names and sources; values are read at start).
+    pub secrets: Vec<credentials::SecretSpec>,
     /// The file this was loaded from (`None` for the embedded default): what a reload re-reads.
     pub source: Option<PathBuf>,
 }
@@ -130,6 +133,8 @@ pub struct Server {
     pub ca_file: Option<PathBuf>,
     /// Overrides `policy.mode` for this server.
     pub policy_mode: Option<policy::Mode>,
+    /// Headers set on every request to it, carrying secrets the agent never sees.
+    pub inject: Vec<credentials::Injection>,
 }
 
 /// A configuration error, naming where it is.

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod credentials;
 pub mod drain;
 pub mod ebpf;
 pub mod identity;

@@ -53,6 +53,8 @@ pub struct File {
     rules: Vec<super::policy::RawRule>,
     #[serde(default)]
     audit: super::audit::RawAudit,
+    #[serde(default)]
+    secrets: Vec<super::credentials::RawSecret>,
 }
 
 /// Default port of the listener for redirected connections.
@@ -260,6 +262,8 @@ struct RawServer {
     ca_file: Option<Spanned<PathBuf>>,
     #[serde(default)]
     policy_mode: Option<super::policy::Mode>,
+    #[serde(default)]
+    inject: Vec<super::credentials::RawInjection>,
 }
 
 /// Tracing output format.
@@ -417,13 +421,14 @@ impl File {
         let policy =
             std::mem::take(&mut self.policy).validate(std::mem::take(&mut self.rules), base)?;
         let audit = std::mem::take(&mut self.audit).validate(base)?;
-        let mut config = self.validate_core()?;
+        let mut config = self.validate_core(base)?;
         config.policy = policy;
         config.audit = audit;
         Ok(config)
     }
 
-    fn validate_core(self) -> Result<Config, Invalid> {
+    fn validate_core(self, base: Option<&std::path::Path>) -> Result<Config, Invalid> {
+        let secrets = super::credentials::secrets(self.secrets, base)?;
         let mut servers: Vec<Server> = Vec::with_capacity(self.servers.len());
         for raw in self.servers {
             let name = raw.name.get_ref().clone();
@@ -468,12 +473,14 @@ impl File {
                 Some(path) => Some(path.into_inner()),
                 None => None,
             };
+            let inject = super::credentials::injections(raw.inject, &secrets)?;
             servers.push(Server {
                 name,
                 url,
                 transport: raw.transport,
                 ca_file,
                 policy_mode: raw.policy_mode,
+                inject,
             });
         }
         let mut agents: Vec<Agent> = Vec::with_capacity(self.agents.len());
@@ -576,6 +583,7 @@ impl File {
             agents,
             policy: super::policy::PolicyConfig::default(),
             audit: super::audit::AuditConfig::default(),
+            secrets,
             source: None,
         })
     }

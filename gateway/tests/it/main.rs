@@ -9,6 +9,7 @@
 
 mod audit;
 mod common;
+mod credentials;
 mod differential;
 mod ebpf;
 mod lifecycle;

@@ -1,0 +1,342 @@
+//! Upstream credentials: secrets read from files, the environment or systemd credentials when
+//! the daemon starts, and the credential stage that puts them into upstream requests after the
+//! policy has allowed them. Agents never see them, and whatever credentials agents send are
+//! stripped (MCP forbids token passthrough).
+//!
+//! A secret is read into a zeroising buffer and wiped once its headers are built. Each injected
+//! header value lives in one zeroising buffer that every request shares (no per-request
+//! copies), wiped when the gateway drops the stage; what hyper copies into a socket's write
+//! buffer is beyond reach. No `Debug`, `Display` or error message here prints a value.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use zeroize::Zeroizing;
+
+use crate::{
+    config::{
+        Config, Server,
+        credentials::{Part, SecretSpec, Source},
+    },
+    proxy::stages::{AGENT_CREDENTIAL_HEADERS, CredentialStage, Identity},
+};
+
+/// Why a secret could not be made ready. Names the secret and its source, never its value.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("secret {name:?}: cannot read {source_desc}: {error}")]
+    Read {
+        name: String,
+        source_desc: String,
+        error: std::io::Error,
+    },
+    #[error("secret {name:?}: environment variable {var} is not set")]
+    MissingEnv { name: String, var: String },
+    #[error(
+        "secret {name:?}: $CREDENTIALS_DIRECTORY is not set (systemd sets it for units with LoadCredential=)"
+    )]
+    NoCredentialsDirectory { name: String },
+    #[error("secret {name:?} ({source_desc}) is empty")]
+    Empty { name: String, source_desc: String },
+    #[error(
+        "secret {name:?} ({source_desc}) cannot go into the {header} header: control characters or non-ASCII bytes"
+    )]
+    NotAHeaderValue {
+        name: String,
+        source_desc: String,
+        header: String,
+    },
+}
+
+/// A secret's value. Wiped on drop; never printed.
+pub struct Secret(Zeroizing<Vec<u8>>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl Secret {
+    fn read(spec: &SecretSpec) -> Result<Self, SecretError> {
+        let name = spec.name.clone();
+        let source_desc = spec.source.to_string();
+        let mut bytes = Zeroizing::new(match &spec.source {
+            Source::File(path) => read_file(path).map_err(|error| SecretError::Read {
+                name: name.clone(),
+                source_desc: source_desc.clone(),
+                error,
+            })?,
+            Source::Env(var) => std::env::var_os(var)
+                .map(std::os::unix::ffi::OsStringExt::into_vec)
+                .ok_or_else(|| SecretError::MissingEnv {
+                    name: name.clone(),
+                    var: var.clone(),
+                })?,
+            Source::Credential(file) => {
+                let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
+                    .ok_or_else(|| SecretError::NoCredentialsDirectory { name: name.clone() })?;
+                read_file(&std::path::Path::new(&dir).join(file)).map_err(|error| {
+                    SecretError::Read {
+                        name: name.clone(),
+                        source_desc: source_desc.clone(),
+                        error,
+                    }
+                })?
+            }
+        });
+        // Files usually end in a newline that is not part of the secret.
+        for end in [b'\n', b'\r'] {
+            if bytes.last() == Some(&end) {
+                bytes.pop();
+            }
+        }
+        if bytes.is_empty() {
+            return Err(SecretError::Empty { name, source_desc });
+        }
+        Ok(Self(bytes))
+    }
+}
+
+/// Reads a secret file, warning when others may read it too.
+fn read_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::PermissionsExt;
+    let bytes = std::fs::read(path)?;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o007 != 0
+    {
+        tracing::warn!(path = %path.display(), "A secret file is readable by every user; chmod o-rwx it.");
+    }
+    Ok(bytes)
+}
+
+/// The credential stage: strips the agent's credentials, then sets each server's injected
+/// headers.
+pub struct Injector {
+    headers: HashMap<String, Vec<(HeaderName, HeaderValue)>>,
+}
+
+impl std::fmt::Debug for Injector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut m = f.debug_map();
+        for (server, headers) in &self.headers {
+            m.entry(server, &headers.iter().map(|(h, _)| h).collect::<Vec<_>>());
+        }
+        m.finish()
+    }
+}
+
+impl Injector {
+    /// Reads every secret the servers use and builds their headers.
+    pub fn new(config: &Config) -> Result<Self, SecretError> {
+        let used: std::collections::HashSet<&str> = config
+            .servers
+            .iter()
+            .flat_map(|s| &s.inject)
+            .flat_map(|i| &i.value)
+            .filter_map(|p| match p {
+                Part::Secret(n) => Some(n.as_str()),
+                Part::Text(_) => None,
+            })
+            .collect();
+        let mut secrets: HashMap<&str, (Secret, String)> = HashMap::new();
+        for spec in config
+            .secrets
+            .iter()
+            .filter(|s| used.contains(s.name.as_str()))
+        {
+            secrets.insert(
+                spec.name.as_str(),
+                (Secret::read(spec)?, spec.source.to_string()),
+            );
+        }
+        let mut headers = HashMap::new();
+        for server in &config.servers {
+            let mut list = Vec::with_capacity(server.inject.len());
+            for injection in &server.inject {
+                let mut value = Zeroizing::new(Vec::new());
+                let mut names = Vec::new();
+                for part in &injection.value {
+                    match part {
+                        Part::Text(t) => value.extend_from_slice(t.as_bytes()),
+                        Part::Secret(n) => {
+                            // Validated: every referenced secret is defined, and all of them
+                            // were read above.
+                            if let Some((s, _)) = secrets.get(n.as_str()) {
+                                value.extend_from_slice(&s.0);
+                                names.push(n.as_str());
+                            }
+                        }
+                    }
+                }
+                let shared = Bytes::from_owner(ZeroOnDrop(value));
+                let mut header = HeaderValue::from_maybe_shared(shared).map_err(|_| {
+                    let name = names.first().copied().unwrap_or_default().to_owned();
+                    SecretError::NotAHeaderValue {
+                        source_desc: secrets
+                            .get(name.as_str())
+                            .map(|(_, d)| d.clone())
+                            .unwrap_or_default(),
+                        name,
+                        header: injection.header.to_string(),
+                    }
+                })?;
+                header.set_sensitive(true);
+                list.push((injection.header.clone(), header));
+            }
+            headers.insert(server.name.to_string(), list);
+        }
+        Ok(Self { headers })
+    }
+
+    /// Whether any server gets injected credentials.
+    pub fn is_empty(&self) -> bool {
+        self.headers.values().all(Vec::is_empty)
+    }
+}
+
+/// Owner of a header value's bytes that wipes them when the last user is done.
+struct ZeroOnDrop(Zeroizing<Vec<u8>>);
+
+impl AsRef<[u8]> for ZeroOnDrop {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl CredentialStage for Injector {
+    fn apply(&self, _: &Identity, server: &Server, headers: &mut HeaderMap) {
+        for name in AGENT_CREDENTIAL_HEADERS {
+            headers.remove(name);
+        }
+        if let Some(list) = self.headers.get(server.name.as_str()) {
+            for (name, value) in list {
+                // Whatever the agent sent under this name is replaced.
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        Config::parse(text, "test.toml").unwrap()
+    }
+
+    #[test]
+    fn headers_carry_secrets_from_files_and_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gh.token");
+        std::fs::write(&file, "s3cret-from-file\n").unwrap();
+        let var = format!("AGENTGATE_TEST_SECRET_{}", std::process::id());
+        // SAFETY: no other thread of this test reads this variable.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var(&var, "s3cret-from-env")
+        };
+        let c = config(&format!(
+            "[[secrets]]\nname = \"gh\"\nfile = \"{}\"\n[[secrets]]\nname = \"k\"\nenv = \"{var}\"\n\
+             [[servers]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/mcp\"\n\
+             [[servers.inject]]\nheader = \"Authorization\"\nvalue = \"Bearer ${{gh}}\"\n\
+             [[servers.inject]]\nheader = \"X-Api-Key\"\nvalue = \"${{k}}\"\n\
+             [[servers]]\nname = \"b\"\nurl = \"http://127.0.0.1:2/mcp\"\n",
+            file.display()
+        ));
+        let injector = Injector::new(&c).unwrap();
+        let debug = format!("{injector:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+        let mut h = HeaderMap::new();
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("Bearer agent-token"),
+        );
+        h.insert("cookie", HeaderValue::from_static("agent=1"));
+        let identity = Identity::Peer {
+            address: "127.0.0.1:9".parse().unwrap(),
+        };
+        injector.apply(&identity, &c.servers[0], &mut h);
+        assert_eq!(h["authorization"], "Bearer s3cret-from-file");
+        assert!(h["authorization"].is_sensitive());
+        assert_eq!(h["x-api-key"], "s3cret-from-env");
+        assert!(h.get("cookie").is_none());
+        let mut h = HeaderMap::new();
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("Bearer agent-token"),
+        );
+        injector.apply(&identity, &c.servers[1], &mut h);
+        assert!(h.is_empty(), "the agent's credential never passes: {h:?}");
+    }
+
+    #[test]
+    fn errors_name_the_secret_and_its_source_never_a_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = "[[servers]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/mcp\"\n\
+                      [[servers.inject]]\nheader = \"Authorization\"\nvalue = \"Bearer ${x}\"\n";
+        let missing = dir.path().join("nope");
+        let e = Injector::new(&config(&format!(
+            "[[secrets]]\nname = \"x\"\nfile = \"{}\"\n{server}",
+            missing.display()
+        )))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("secret \"x\"") && e.contains("nope"), "{e}");
+        let bad = dir.path().join("bad");
+        std::fs::write(&bad, "line1\nline2-secret\n").unwrap();
+        let e = Injector::new(&config(&format!(
+            "[[secrets]]\nname = \"x\"\nfile = \"{}\"\n{server}",
+            bad.display()
+        )))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("authorization header"), "{e}");
+        assert!(!e.contains("line2-secret"), "{e}");
+        let e = Injector::new(&config(&format!(
+            "[[secrets]]\nname = \"x\"\nenv = \"AGENTGATE_SURELY_UNSET_{}\"\n{server}",
+            std::process::id()
+        )))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("is not set"), "{e}");
+    }
+
+    #[test]
+    fn config_refuses_unknown_secrets_and_reserved_headers() {
+        let base =
+            "[[servers]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/mcp\"\n[[servers.inject]]\n";
+        for (inject, want) in [
+            (
+                "header = \"Authorization\"\nvalue = \"Bearer ${nope}\"\n",
+                "no [[secrets]] entry",
+            ),
+            (
+                "header = \"Host\"\nvalue = \"${s}\"\n",
+                "the gateway's to set",
+            ),
+            (
+                "header = \"X-Key\"\nvalue = \"constant\"\n",
+                "names no secret",
+            ),
+            (
+                "header = \"X Key\"\nvalue = \"${s}\"\n",
+                "not a header name",
+            ),
+        ] {
+            let text = format!("[[secrets]]\nname = \"s\"\nenv = \"S\"\n{base}{inject}");
+            let e = Config::parse(&text, "t.toml").unwrap_err().to_string();
+            assert!(e.contains(want), "{inject}: {e}");
+            assert!(e.contains("t.toml:"), "{e}");
+        }
+        let e = Config::parse(
+            "[[secrets]]\nname = \"s\"\nenv = \"A\"\nfile = \"/x\"\n",
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("exactly one of file, env or credential"), "{e}");
+    }
+}

@@ -1,0 +1,110 @@
+//! Credential isolation seen from outside: the upstream gets the gateway's credential, never
+//! the agent's, and the secret reaches neither the agent, the audit log nor the gateway's logs.
+
+use std::{process::Stdio, time::Duration};
+
+use tokio::io::AsyncReadExt;
+
+use crate::common::*;
+
+const SECRET: &str = "s3cret-upstream-token-4f1c";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_upstream_gets_the_injected_credential_and_never_the_agents() {
+    let server = python_server("streamable-http", None).await;
+    let scratch = scratch_dir("credentials");
+    let secret_file = scratch.join("upstream.token");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    let text = gateway_config(
+        &[(
+            "py",
+            &server.url("/mcp"),
+            "streamable-http",
+            "[[servers.inject]]\nheader = \"Authorization\"\nvalue = \"Bearer ${upstream}\"\n",
+        )],
+        &format!(
+            "[[secrets]]\nname = \"upstream\"\nfile = \"{}\"\n{}",
+            secret_file.display(),
+            audit_section(&scratch)
+        ),
+    );
+    let gw = gateway(&text).await;
+    let port = addr(&gw).port();
+    let (status, head, body) =
+        initialize(port, "py", &[("Authorization", "Bearer agent-token")]).await;
+    assert_eq!(status, 200, "{head}");
+    let sid = head
+        .lines()
+        .find_map(|l| l.strip_prefix("mcp-session-id: "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let call = tool_call(2, "echo", serde_json::json!({"message": "hi"}));
+    let (status, _, reply) = post_in_session(port, "py", &sid, &call).await;
+    assert_eq!(status, 200);
+    for b in [&body, &reply] {
+        assert!(!String::from_utf8_lossy(b).contains(SECRET));
+    }
+    let seen = received(&server).await;
+    assert!(seen.len() >= 2, "{seen:?}");
+    for r in &seen {
+        assert_eq!(r["authorization"], format!("Bearer {SECRET}"), "{r}");
+    }
+    gw.shutdown().await;
+    let mut log = Vec::new();
+    for (_, p) in agentgate::audit::log::segments(&scratch.join("audit")).unwrap() {
+        log.extend(std::fs::read(p).unwrap());
+    }
+    assert!(!log.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()));
+    assert!(!log.windows(11).any(|w| w == b"agent-token"));
+}
+
+#[tokio::test]
+async fn a_missing_secret_stops_the_start_and_names_it_without_values() {
+    let scratch = scratch_dir("credentials-missing");
+    let other = scratch.join("other.token");
+    std::fs::write(&other, SECRET).unwrap();
+    let text = gateway_config(
+        &[(
+            "py",
+            "http://127.0.0.1:9/mcp",
+            "streamable-http",
+            "[[servers.inject]]\nheader = \"Authorization\"\nvalue = \"Bearer ${gone}\"\n",
+        )],
+        &format!(
+            "[[secrets]]\nname = \"gone\"\nfile = \"{}/absent.token\"\n{}",
+            scratch.display(),
+            audit_section(&scratch)
+        ),
+    );
+    let config = scratch.join("gw.toml");
+    std::fs::write(&config, text).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_agentgate"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(69), "{stderr}");
+    assert!(
+        stderr.contains("secret \"gone\"") && stderr.contains("absent.token"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(SECRET));
+}
