@@ -1,6 +1,7 @@
 //! The admin listener: `/healthz`, Prometheus `/metrics`, `/connections` (the live
 //! intercepted connections with their identities), `POST /policy/reload`, and the audit log's
-//! `/audit/query`, `/audit/export` and `/audit/public-key`. It never decides.
+//! `/audit/query`, `/audit/export` and `/audit/public-key`, and the token service's
+//! `/.well-known/jwks.json`. It never decides.
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc};
 
@@ -85,6 +86,18 @@ fn route(req: &Request<Incoming>, gateway: &Gateway) -> Response<Full<Bytes>> {
                 Bytes::from(gateway.metrics.render()),
             )
         }
+        (&Method::GET, "/.well-known/jwks.json") => match &gateway.tokens {
+            Some(t) => reply(
+                StatusCode::OK,
+                "application/json",
+                Bytes::from(t.jwks().to_string()),
+            ),
+            None => reply(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                Bytes::from_static(b"tokens are disabled\n"),
+            ),
+        },
         (&Method::GET, "/audit/public-key") => match &gateway.audit {
             Some(a) => reply(
                 StatusCode::OK,
@@ -116,8 +129,14 @@ fn route(req: &Request<Incoming>, gateway: &Gateway) -> Response<Full<Bytes>> {
         },
         (
             _,
-            "/healthz" | "/metrics" | "/connections" | "/policy/reload" | "/audit/query"
-            | "/audit/export" | "/audit/public-key",
+            "/healthz"
+            | "/metrics"
+            | "/connections"
+            | "/policy/reload"
+            | "/audit/query"
+            | "/audit/export"
+            | "/audit/public-key"
+            | "/.well-known/jwks.json",
         ) => reply(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",

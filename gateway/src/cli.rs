@@ -3,6 +3,7 @@
 
 mod audit;
 mod policy;
+mod token;
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -73,6 +74,11 @@ pub enum Command {
         #[command(subcommand)]
         action: policy::Action,
     },
+    /// Issue, revoke and publish the gateway's short-lived agent tokens.
+    Token {
+        #[command(subcommand)]
+        action: token::Action,
+    },
     /// Print the version and exit.
     Version,
 }
@@ -117,6 +123,7 @@ pub fn main() -> i32 {
         },
         Command::Policy { action } => policy::main(action),
         Command::Audit { action } => audit::main(action),
+        Command::Token { action } => token::main(action),
     }
 }
 
@@ -268,6 +275,8 @@ pub enum StartError {
     Audit(#[from] crate::audit::recorder::OpenError),
     #[error(transparent)]
     Secret(#[from] crate::credentials::SecretError),
+    #[error(transparent)]
+    Tokens(#[from] crate::tokens::TokenError),
     #[error("the audit log cannot record the start: {0}")]
     AuditStart(#[from] crate::audit::writer::AuditError),
 }
@@ -278,7 +287,8 @@ impl StartError {
             StartError::Bind { .. }
             | StartError::Audit(_)
             | StartError::AuditStart(_)
-            | StartError::Secret(_) => EXIT_UNAVAILABLE,
+            | StartError::Secret(_)
+            | StartError::Tokens(_) => EXIT_UNAVAILABLE,
             StartError::Upstream(_) | StartError::Pins(_) => EXIT_BAD_CONFIG,
         }
     }
@@ -329,6 +339,11 @@ pub async fn start_with(
         tracing::warn!("Audit is disabled (audit.enabled = false): nothing is recorded.");
         None
     };
+    let tokens = if config.tokens.enabled {
+        Some(Arc::new(crate::tokens::TokenService::open(&config.tokens)?))
+    } else {
+        None
+    };
     let gateway = Arc::new(Gateway::new(
         config.clone(),
         stages,
@@ -336,6 +351,7 @@ pub async fn start_with(
         drain.clone(),
         engine,
         audit,
+        tokens,
     )?);
     let address = config.listener.address;
     let listener = tokio::net::TcpListener::bind(address)

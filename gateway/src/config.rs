@@ -8,6 +8,7 @@ pub mod audit;
 pub mod credentials;
 pub mod policy;
 mod raw;
+pub mod tokens;
 
 use std::{
     fmt,
@@ -36,6 +37,7 @@ pub struct Config {
     pub agents: Vec<Agent>,
     pub policy: policy::PolicyConfig,
     pub audit: audit::AuditConfig,
+    pub tokens: tokens::TokensConfig,
     /// Where upstream credentials come from (names and sources; values are read at start).
     pub secrets: Vec<credentials::SecretSpec>,
     /// The file this was loaded from (`None` for the embedded default): what a reload re-reads.

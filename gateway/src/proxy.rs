@@ -63,6 +63,8 @@ pub struct Gateway {
     pub policy: Arc<crate::policy::Engine>,
     /// The audit log (`None` when `audit.enabled = false`).
     pub audit: Option<Arc<crate::audit::Recorder>>,
+    /// The token service (`None` unless `tokens.enabled`).
+    pub tokens: Option<Arc<crate::tokens::TokenService>>,
 }
 
 /// An intercepted connection, for `agentgate status` and the admin API.
@@ -131,6 +133,7 @@ impl Gateway {
         drain: Drain,
         policy: Arc<crate::policy::Engine>,
         audit: Option<Arc<crate::audit::Recorder>>,
+        tokens: Option<Arc<crate::tokens::TokenService>>,
     ) -> Result<Self, UpstreamError> {
         Ok(Self {
             upstreams: upstream::Upstreams::new(&config)?,
@@ -143,6 +146,7 @@ impl Gateway {
             live: LiveConnections::default(),
             policy,
             audit,
+            tokens,
             config,
             stages,
             metrics,

@@ -55,6 +55,8 @@ pub struct File {
     audit: super::audit::RawAudit,
     #[serde(default)]
     secrets: Vec<super::credentials::RawSecret>,
+    #[serde(default)]
+    tokens: super::tokens::RawTokens,
 }
 
 /// Default port of the listener for redirected connections.
@@ -421,9 +423,11 @@ impl File {
         let policy =
             std::mem::take(&mut self.policy).validate(std::mem::take(&mut self.rules), base)?;
         let audit = std::mem::take(&mut self.audit).validate(base)?;
+        let tokens = std::mem::take(&mut self.tokens).validate(base)?;
         let mut config = self.validate_core(base)?;
         config.policy = policy;
         config.audit = audit;
+        config.tokens = tokens;
         Ok(config)
     }
 
@@ -583,6 +587,7 @@ impl File {
             agents,
             policy: super::policy::PolicyConfig::default(),
             audit: super::audit::AuditConfig::default(),
+            tokens: super::tokens::TokensConfig::default(),
             secrets,
             source: None,
         })

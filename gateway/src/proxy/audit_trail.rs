@@ -15,6 +15,14 @@ use crate::{
 /// A record about `identity`'s traffic to `server`.
 pub fn base(identity: &Identity, server: &str, event: Event) -> Record {
     let mut r = Record::new(event);
+    describe(identity, &mut r);
+    if server != "-" {
+        r.server = Some(server.to_owned());
+    }
+    r
+}
+
+fn describe(identity: &Identity, r: &mut Record) {
     match identity {
         Identity::Peer { address } => {
             r.agent = Some(UNKNOWN_AGENT.to_owned());
@@ -24,11 +32,12 @@ pub fn base(identity: &Identity, server: &str, event: Event) -> Record {
             r.agent = Some(p.agent.clone());
             r.process = serde_json::to_value(&**p).ok();
         }
+        Identity::Token { token, connection } => {
+            describe(connection, r);
+            r.agent = Some(token.claims.sub.clone());
+            r.subject = Some(format!("token:{}", token.claims.jti));
+        }
     }
-    if server != "-" {
-        r.server = Some(server.to_owned());
-    }
-    r
 }
 
 /// The JSON text of message `index` of `body` (`None`: the body is that one message).

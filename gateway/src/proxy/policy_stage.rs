@@ -83,7 +83,35 @@ fn who(identity: &Identity) -> Who<'_> {
             process: None,
             rate_key: format!("ip:{}", address.ip()),
         },
+        // The token names the agent; the connection still tells the process.
+        Identity::Token { token, connection } => Who {
+            agent: &token.claims.sub,
+            process: connection.process().map(|p| &**p),
+            rate_key: format!("agent:{}", token.claims.sub),
+        },
     }
+}
+
+/// The rule named when a token's own scope refuses a message.
+pub const TOKEN_SCOPE_RULE: &str = "token-scope";
+
+/// What a token's `servers` and `tools` claims refuse, whatever the policy says.
+fn token_scope(identity: &Identity, server: &Server, class: Class<'_>) -> Option<String> {
+    let token = identity.token()?;
+    if !token.covers_server(server.name.as_str()) {
+        return Some(format!(
+            "agentgate: your token does not cover server {:?}; ask for one that does",
+            server.name.as_str()
+        ));
+    }
+    if let Class::Tool(tool) = class
+        && !token.covers_tool(tool)
+    {
+        return Some(format!(
+            "agentgate: your token does not cover tool {tool:?}; ask for one that does"
+        ));
+    }
+    None
 }
 
 fn decision(v: Verdict) -> Decision {
@@ -114,10 +142,17 @@ impl PolicyStage {
             Target::Tool { arguments, .. } | Target::Prompt { arguments, .. } => arguments.as_ref(),
             _ => None,
         };
+        if let Some(reason) = token_scope(identity, server, class) {
+            self.metrics.decision(server.name.as_str(), "deny");
+            return Decision::Deny {
+                rule: Arc::from(TOKEN_SCOPE_RULE),
+                reason,
+            };
+        }
         let q = Question {
             agent: w.agent,
             process: w.process,
-            claims: None,
+            claims: identity.token().map(|t| &t.json),
             rate_key: &w.rate_key,
             server: server.name.as_str(),
             method: message.method(),
@@ -226,7 +261,25 @@ impl PolicyStage {
             result,
             apply,
         );
-        if hidden.is_empty() {
+        // A token scoped to some tools sees only those, in observe mode too: the scope is the
+        // token's, not the policy's.
+        let mut scoped = 0;
+        if method == "tools/list"
+            && let Some(token) = identity.token()
+            && token.claims.tools.is_some()
+            && let Some(tools) = result
+                .get_mut("tools")
+                .and_then(serde_json::Value::as_array_mut)
+        {
+            let before = tools.len();
+            tools.retain(|t| {
+                t.get("name")
+                    .and_then(serde_json::Value::as_str)
+                    .is_some_and(|n| token.covers_tool(n))
+            });
+            scoped = before - tools.len();
+        }
+        if hidden.is_empty() && scoped == 0 {
             return Inspection::Forward;
         }
         for h in &hidden {
@@ -234,7 +287,7 @@ impl PolicyStage {
         }
         self.metrics
             .list_hidden(server.name.as_str(), hidden.len() as u64, apply);
-        if !apply {
+        if !apply && scoped == 0 {
             return Inspection::Forward;
         }
         match serde_json::to_vec(&message) {

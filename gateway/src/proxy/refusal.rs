@@ -73,6 +73,9 @@ pub enum Refusal {
     UpstreamInvalid { server: String, detail: String },
     #[error("the gateway is shutting down")]
     Draining,
+    /// A bearer token was required, or presented and refused.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
     /// Fail-closed audit: the request's record could not be made durable, so it is not served.
     #[error("not forwarded: the audit log cannot record it ({0})")]
     AuditUnavailable(String),
@@ -101,6 +104,7 @@ impl Refusal {
             UnknownServer(_) | NotFound | UnknownEndpoint => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Origin(_) | Denied(_) => StatusCode::FORBIDDEN,
+            Unauthorized(_) => StatusCode::UNAUTHORIZED,
             UpstreamUnavailable { .. } | UpstreamInvalid { .. } => StatusCode::BAD_GATEWAY,
             UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Draining | AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -158,6 +162,7 @@ impl Refusal {
             UpstreamInvalid { .. } => "upstream_invalid",
             Draining => "draining",
             AuditUnavailable(_) => "audit",
+            Unauthorized(_) => "unauthorized",
         }
     }
 
@@ -188,6 +193,16 @@ impl Refusal {
         );
         if self.closes_connection() {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let Refusal::Unauthorized(why) = self {
+            // RFC 6750: the challenge names the problem; quotes cannot occur in `why`.
+            let challenge = format!(
+                "Bearer realm=\"agentgate\", error=\"invalid_token\", error_description=\"{}\"",
+                why.replace('"', "'")
+            );
+            if let Ok(v) = HeaderValue::from_str(&challenge) {
+                headers.insert(header::WWW_AUTHENTICATE, v);
+            }
         }
         if matches!(self, Refusal::MethodNotAllowed) {
             headers.insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));

@@ -70,6 +70,9 @@ struct Outcome {
     body: Option<Bytes>,
     /// Whether `messages` came as a batch.
     batch: bool,
+    /// Who the request turned out to be, when that is more than the connection says (a
+    /// verified token).
+    identity: Option<Identity>,
 }
 
 impl Outcome {
@@ -83,6 +86,7 @@ impl Outcome {
             recorded: Vec::new(),
             body: None,
             batch: false,
+            identity: None,
         }
     }
 
@@ -142,6 +146,7 @@ impl Outcome {
             recorded: Vec::new(),
             body: None,
             batch,
+            identity: None,
         }
     }
 }
@@ -237,7 +242,7 @@ pub async fn handle(
     if let Some(audit) = &gateway.audit {
         record_outcome(
             audit,
-            &identity,
+            outcome.identity.as_ref().unwrap_or(&identity),
             &server_name,
             &http_method,
             &outcome,
@@ -322,8 +327,13 @@ async fn dispatch(
     {
         return Outcome::refused(e, Vec::new());
     }
+    let authenticated = match authenticate(gateway, identity, req.headers()) {
+        Ok(i) => i,
+        Err(e) => return Outcome::refused(e, Vec::new()),
+    };
+    let identity = &authenticated;
     let legacy = upstream.server.transport == Transport::Sse;
-    match (route, req.method().clone(), legacy) {
+    let mut outcome = match (route, req.method().clone(), legacy) {
         (Route::Mcp(_), Method::POST, false) => {
             post(gateway, identity, framing, upstream, req, None).await
         }
@@ -356,6 +366,54 @@ async fn dispatch(
             Outcome::refused(Refusal::MethodNotAllowed, Vec::new())
         }
         _ => Outcome::refused(Refusal::NotFound, Vec::new()),
+    };
+    if identity.token().is_some() {
+        outcome.identity = Some(authenticated);
+    }
+    outcome
+}
+
+/// Verifies a presented gateway token (before anything else looks at the request) and makes
+/// it part of the identity. Without `[tokens]`, an `Authorization` header is only ever stripped.
+fn authenticate(
+    gateway: &Gateway,
+    identity: &Identity,
+    headers: &HeaderMap,
+) -> Result<Identity, Refusal> {
+    let Some(tokens) = &gateway.tokens else {
+        return Ok(identity.clone());
+    };
+    let presented = match headers.get(header::AUTHORIZATION) {
+        None => None,
+        Some(v) => {
+            let text = v.to_str().map_err(|_| {
+                Refusal::Unauthorized("the Authorization header is not text".into())
+            })?;
+            match text.split_once(' ') {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+                    Some(token.trim())
+                }
+                _ => {
+                    return Err(Refusal::Unauthorized(
+                        "only Authorization: Bearer <gateway token> is accepted".into(),
+                    ));
+                }
+            }
+        }
+    };
+    match presented {
+        None if tokens.config().require => Err(Refusal::Unauthorized(
+            "a gateway token is required (Authorization: Bearer; see `agentgate token issue`)"
+                .into(),
+        )),
+        None => Ok(identity.clone()),
+        Some(token) => match tokens.verify(token) {
+            Ok(verified) => Ok(Identity::Token {
+                token: Arc::new(verified),
+                connection: Arc::new(identity.clone()),
+            }),
+            Err(rejection) => Err(Refusal::Unauthorized(rejection.to_string())),
+        },
     }
 }
 
@@ -834,5 +892,6 @@ async fn relay_response(
         recorded: Vec::new(),
         body: None,
         batch: false,
+        identity: None,
     }
 }

@@ -21,6 +21,31 @@ pub enum Identity {
     Peer { address: SocketAddr },
     /// A redirected connection: the kernel's record of the process that made it.
     Attested(Arc<crate::identity::ProcessIdentity>),
+    /// A request that presented a verified gateway token: the agent it names, on top of what
+    /// the connection says.
+    Token {
+        token: Arc<crate::tokens::Verified>,
+        connection: Arc<Identity>,
+    },
+}
+
+impl Identity {
+    /// The process facts, when the connection was attested.
+    pub fn process(&self) -> Option<&Arc<crate::identity::ProcessIdentity>> {
+        match self {
+            Identity::Attested(p) => Some(p),
+            Identity::Token { connection, .. } => connection.process(),
+            Identity::Peer { .. } => None,
+        }
+    }
+
+    /// The verified token, when the request presented one.
+    pub fn token(&self) -> Option<&crate::tokens::Verified> {
+        match self {
+            Identity::Token { token, .. } => Some(token),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for Identity {
@@ -28,6 +53,9 @@ impl fmt::Display for Identity {
         match self {
             Identity::Peer { address } => write!(f, "peer {address}"),
             Identity::Attested(p) => write!(f, "agent {} (pid {}, uid {})", p.agent, p.tgid, p.uid),
+            Identity::Token { token, connection } => {
+                write!(f, "token for {} over {connection}", token.claims.sub)
+            }
         }
     }
 }

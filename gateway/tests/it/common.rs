@@ -134,6 +134,18 @@ pub async fn python_client(
     profile: &str,
     cafile: Option<&Path>,
 ) -> serde_json::Value {
+    python_client_as(url, transport, mode, profile, cafile, None).await
+}
+
+/// [`python_client`], sending `Authorization: Bearer <bearer>` when given.
+pub async fn python_client_as(
+    url: &str,
+    transport: &str,
+    mode: &str,
+    profile: &str,
+    cafile: Option<&Path>,
+    bearer: Option<&str>,
+) -> serde_json::Value {
     let mut cmd = Command::new(peers().join("venv/bin/python"));
     cmd.arg(peer_scripts().join("client.py")).args([
         "--url",
@@ -147,6 +159,9 @@ pub async fn python_client(
     ]);
     if let Some(ca) = cafile {
         cmd.arg("--cafile").arg(ca);
+    }
+    if let Some(token) = bearer {
+        cmd.arg("--bearer").arg(token);
     }
     let out = tokio::time::timeout(Duration::from_secs(90), cmd.stdin(Stdio::null()).output())
         .await

@@ -16,3 +16,4 @@ mod lifecycle;
 mod policy;
 mod real_peers;
 mod strict_input;
+mod tokens;

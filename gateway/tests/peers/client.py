@@ -56,12 +56,13 @@ def dump(model):
 
 def make_transport(args):
     verify = ssl.create_default_context(cafile=args.cafile) if args.cafile else True
+    bearer = {"Authorization": f"Bearer {args.bearer}"} if args.bearer else {}
     if args.transport == "sse":
         def factory(headers=None, timeout=None, auth=None):
             # same signature as mcp.shared._httpx_utils.create_mcp_http_client
-            return httpx2.AsyncClient(headers=headers, timeout=timeout, auth=auth, verify=verify)
+            return httpx2.AsyncClient(headers={**(headers or {}), **bearer}, timeout=timeout, auth=auth, verify=verify)
         return sse_client(args.url, httpx_client_factory=factory)
-    http = httpx2.AsyncClient(verify=verify, timeout=httpx2.Timeout(30, read=300))
+    http = httpx2.AsyncClient(verify=verify, headers=bearer, timeout=httpx2.Timeout(30, read=300))
     return streamable_http_client(args.url, http_client=http, terminate_on_close=True)
 
 
@@ -98,6 +99,7 @@ def main():
     ap.add_argument("--mode", default="auto", help="auto | legacy | 2026-07-28")
     ap.add_argument("--profile", choices=list(PROFILES), default="self")
     ap.add_argument("--cafile")
+    ap.add_argument("--bearer", help="send Authorization: Bearer <token> on every request")
     ap.add_argument("--raw", action="store_true", help="do not normalise")
     args = ap.parse_args()
     out = asyncio.run(run(args))

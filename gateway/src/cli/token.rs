@@ -1,0 +1,141 @@
+//! `agentgate token issue|revoke|jwks`: the token service from the command line.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::Subcommand;
+
+use crate::{
+    EXIT_BAD_CONFIG, EXIT_UNAVAILABLE,
+    config::Config,
+    tokens::{self, TokenService},
+};
+
+#[derive(Debug, Subcommand)]
+pub enum Action {
+    /// Sign a short-lived token naming an agent, optionally scoped to servers and tools. Prints
+    /// the token (with --json, also its claims). Needs read access to tokens.key_file.
+    Issue {
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The agent the token names (its `sub`).
+        #[arg(long)]
+        agent: String,
+        /// A server it may reach (repeat; none: any the policy allows).
+        #[arg(long = "server", value_name = "NAME")]
+        servers: Vec<String>,
+        /// A tool it may call (repeat; none: any the policy allows).
+        #[arg(long = "tool", value_name = "NAME")]
+        tools: Vec<String>,
+        /// Space-separated scopes, for `[rules.token] scopes`.
+        #[arg(long)]
+        scope: Option<String>,
+        /// Lifetime (default tokens.default_ttl, at most tokens.max_ttl), e.g. 15m.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<Duration>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by its id (or the token itself); the gateway refuses it within a second.
+    Revoke {
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+        #[arg(long, required_unless_present = "token", conflicts_with = "token")]
+        jti: Option<String>,
+        /// The token (its id and expiry are read from it).
+        #[arg(long)]
+        token: Option<String>,
+    },
+    /// Print the public key as a JWKS document (also at the admin API's /.well-known/jwks.json).
+    Jwks {
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn service(config: Option<&std::path::Path>, verb: &str) -> Result<(Config, TokenService), i32> {
+    let config = super::load(config).map_err(|e| super::bad_config(&e))?;
+    if !config.tokens.enabled {
+        eprintln!("agentgate token {verb}: tokens.enabled is false in this configuration");
+        return Err(EXIT_BAD_CONFIG);
+    }
+    let service = TokenService::open(&config.tokens).map_err(|e| {
+        eprintln!("agentgate token {verb}: {e}");
+        EXIT_UNAVAILABLE
+    })?;
+    Ok((config, service))
+}
+
+pub fn main(action: Action) -> i32 {
+    match action {
+        Action::Issue {
+            config,
+            agent,
+            servers,
+            tools,
+            scope,
+            ttl,
+            json,
+        } => {
+            let (config, service) = match service(config.as_deref(), "issue") {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            if let Some(unknown) = servers.iter().find(|s| config.server(s).is_none()) {
+                eprintln!("agentgate token issue: --server {unknown}: no such server");
+                return EXIT_BAD_CONFIG;
+            }
+            let some = |v: Vec<String>| (!v.is_empty()).then_some(v);
+            match service.issue(&agent, some(servers), some(tools), scope, ttl) {
+                Ok((token, claims)) if json => {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "token": token, "claims": claims })
+                    );
+                    0
+                }
+                Ok((token, _)) => {
+                    println!("{token}");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("agentgate token issue: {e}");
+                    EXIT_BAD_CONFIG
+                }
+            }
+        }
+        Action::Revoke { config, jti, token } => {
+            let (config, service) = match service(config.as_deref(), "revoke") {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let (jti, exp) = match (jti, token) {
+                (Some(j), _) => (j, 0),
+                (None, Some(t)) => match service.verify(&t) {
+                    Ok(v) => (v.claims.jti, v.claims.exp),
+                    Err(e) => {
+                        eprintln!("agentgate token revoke: --token: {e}; nothing to revoke");
+                        return EXIT_BAD_CONFIG;
+                    }
+                },
+                (None, None) => return EXIT_BAD_CONFIG,
+            };
+            match tokens::revoke(&config.tokens.revoked_file, &jti, exp) {
+                Ok(()) => {
+                    println!("revoked {jti}");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("agentgate token revoke: {e}");
+                    EXIT_UNAVAILABLE
+                }
+            }
+        }
+        Action::Jwks { config } => match service(config.as_deref(), "jwks") {
+            Ok((_, service)) => {
+                println!("{}", service.jwks());
+                0
+            }
+            Err(code) => code,
+        },
+    }
+}

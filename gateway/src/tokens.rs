@@ -1,0 +1,524 @@
+//! The token service: short-lived EdDSA JWTs the gateway issues to agents (`agentgate token
+//! issue`), scoped to servers and tools, revocable by `jti`, published as JWKS, and verified on
+//! every request that presents one, before the policy sees it.
+//!
+//! Verification accepts exactly one algorithm (EdDSA) and one key (the gateway's, by `kid`),
+//! requires `iss`, `aud`, `sub`, `exp`, `iat` and `jti`, allows 30 s of clock skew, and refuses
+//! tokens whose header carries `jku`, `jwk`, `x5u` or `x5c`: keys are never taken from a token.
+
+use std::{
+    collections::HashSet,
+    path::{Path, PathBuf},
+    sync::Mutex,
+    time::{Duration, Instant, SystemTime},
+};
+
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::tokens::TokensConfig;
+
+/// Clock skew tolerated on `exp` and `iat`.
+pub const LEEWAY: Duration = Duration::from_secs(30);
+
+/// The claims of a gateway token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub aud: String,
+    /// The agent the token names.
+    pub sub: String,
+    pub iat: u64,
+    pub exp: u64,
+    pub jti: String,
+    /// Servers it may reach (absent: any the policy allows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub servers: Option<Vec<String>>,
+    /// Tools it may call (absent: any the policy allows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<String>>,
+    /// Space-separated scopes, for `[rules.token] scopes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+/// A token that verified: its claims, typed and as JSON (what policy rules match on).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Verified {
+    pub claims: Claims,
+    pub json: serde_json::Value,
+}
+
+impl Verified {
+    /// Whether the token covers `server`.
+    pub fn covers_server(&self, server: &str) -> bool {
+        self.claims
+            .servers
+            .as_ref()
+            .is_none_or(|s| s.iter().any(|x| x == server))
+    }
+
+    /// Whether the token covers calling `tool`.
+    pub fn covers_tool(&self, tool: &str) -> bool {
+        self.claims
+            .tools
+            .as_ref()
+            .is_none_or(|t| t.iter().any(|x| x == tool))
+    }
+}
+
+/// Why a presented token was refused. The text is what the agent reads (with HTTP 401).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("the token is not a well-formed JWT")]
+    Malformed,
+    #[error("the token's algorithm {0} is not accepted (EdDSA only)")]
+    Algorithm(String),
+    #[error("the token's header carries {0}: keys are never taken from a token")]
+    KeyInHeader(&'static str),
+    #[error("the token was signed by an unknown key")]
+    UnknownKey,
+    #[error("the token's signature does not verify")]
+    Signature,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    #[error("the token is for another audience")]
+    Audience,
+    #[error("the token is from another issuer")]
+    Issuer,
+    #[error("the token lacks the {0} claim")]
+    MissingClaim(String),
+    #[error("the token was revoked")]
+    Revoked,
+    #[error("the token's claims are invalid: {0}")]
+    Claims(String),
+}
+
+/// Why the token service could not start or issue.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("token signing key {path}: {source}")]
+    Key {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("revocation list {path}: {message}")]
+    Revoked { path: String, message: String },
+    #[error("a token may live at most {max:?} (tokens.max_ttl), not {asked:?}")]
+    TooLong { max: Duration, asked: Duration },
+    #[error("cannot sign the token: {0}")]
+    Sign(String),
+}
+
+/// The gateway's token service.
+pub struct TokenService {
+    config: TokensConfig,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    kid: String,
+    public: [u8; 32],
+    revoked: Mutex<Revocations>,
+}
+
+impl std::fmt::Debug for TokenService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenService")
+            .field("kid", &self.kid)
+            .field("issuer", &self.config.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The revocation list as last read, re-read when its file changes (checked once a second).
+#[derive(Debug, Default)]
+struct Revocations {
+    checked: Option<Instant>,
+    modified: Option<SystemTime>,
+    ids: HashSet<String>,
+}
+
+/// The revocation file: ids with their expiry, so that expired entries can be dropped.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct RevokedFile {
+    revoked: Vec<RevokedEntry>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RevokedEntry {
+    jti: String,
+    /// When the token expires anyway (Unix seconds); 0 when unknown.
+    exp: u64,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// PKCS#8 v1 DER of an Ed25519 private key: a fixed prefix and the 32-byte seed (RFC 8410).
+fn pkcs8(seed: &[u8; 32]) -> Vec<u8> {
+    const PREFIX: [u8; 16] = [
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    let mut der = PREFIX.to_vec();
+    der.extend_from_slice(seed);
+    der
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+impl TokenService {
+    /// Loads (or creates) the signing key.
+    pub fn open(config: &TokensConfig) -> Result<Self, TokenError> {
+        let key = crate::audit::load_or_create_key(&config.key_file).map_err(|source| {
+            TokenError::Key {
+                path: config.key_file.display().to_string(),
+                source,
+            }
+        })?;
+        let seed = zeroize::Zeroizing::new(key.to_bytes());
+        let public = key.verifying_key().to_bytes();
+        let kid = crate::audit::hex(&Sha256::digest(public)[..8]);
+        Ok(Self {
+            config: config.clone(),
+            encoding: EncodingKey::from_ed_der(&pkcs8(&seed)),
+            decoding: DecodingKey::from_ed_components(&b64(&public))
+                .map_err(|e| TokenError::Sign(e.to_string()))?,
+            kid,
+            public,
+            revoked: Mutex::new(Revocations::default()),
+        })
+    }
+
+    pub fn config(&self) -> &TokensConfig {
+        &self.config
+    }
+
+    /// Signs a token for `agent`, scoped as given, living `ttl` (the default when `None`).
+    pub fn issue(
+        &self,
+        agent: &str,
+        servers: Option<Vec<String>>,
+        tools: Option<Vec<String>>,
+        scope: Option<String>,
+        ttl: Option<Duration>,
+    ) -> Result<(String, Claims), TokenError> {
+        let ttl = ttl.unwrap_or(self.config.default_ttl);
+        if ttl > self.config.max_ttl || ttl.is_zero() {
+            return Err(TokenError::TooLong {
+                max: self.config.max_ttl,
+                asked: ttl,
+            });
+        }
+        let mut jti = [0u8; 16];
+        getrandom::fill(&mut jti).map_err(|e| TokenError::Sign(e.to_string()))?;
+        let iat = now_secs();
+        let claims = Claims {
+            iss: self.config.issuer.clone(),
+            aud: self.config.audience.clone(),
+            sub: agent.to_owned(),
+            iat,
+            exp: iat + ttl.as_secs().max(1),
+            jti: crate::audit::hex(&jti),
+            servers,
+            tools,
+            scope,
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &self.encoding)
+            .map_err(|e| TokenError::Sign(e.to_string()))?;
+        Ok((token, claims))
+    }
+
+    /// Verifies a presented token.
+    pub fn verify(&self, token: &str) -> Result<Verified, Rejection> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidAlgorithmName => {
+                Rejection::Algorithm("(unknown)".into())
+            }
+            _ => Rejection::Malformed,
+        })?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(Rejection::Algorithm(format!("{:?}", header.alg)));
+        }
+        for (present, name) in [
+            (header.jku.is_some(), "jku"),
+            (header.jwk.is_some(), "jwk"),
+            (header.x5u.is_some(), "x5u"),
+            (header.x5c.is_some(), "x5c"),
+        ] {
+            if present {
+                return Err(Rejection::KeyInHeader(name));
+            }
+        }
+        if header.kid.as_deref() != Some(self.kid.as_str()) {
+            return Err(Rejection::UnknownKey);
+        }
+        let mut v = Validation::new(Algorithm::EdDSA);
+        v.leeway = LEEWAY.as_secs();
+        v.set_audience(&[&self.config.audience]);
+        v.set_issuer(&[&self.config.issuer]);
+        v.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub", "jti"]);
+        v.validate_nbf = true;
+        let data =
+            jsonwebtoken::decode::<serde_json::Value>(token, &self.decoding, &v).map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind as K;
+                match e.kind() {
+                    K::ExpiredSignature => Rejection::Expired,
+                    K::ImmatureSignature => Rejection::NotYetValid,
+                    K::InvalidAudience => Rejection::Audience,
+                    K::InvalidIssuer => Rejection::Issuer,
+                    K::InvalidSignature => Rejection::Signature,
+                    K::InvalidAlgorithm => Rejection::Algorithm("(mismatch)".into()),
+                    K::MissingRequiredClaim(c) => Rejection::MissingClaim(c.clone()),
+                    K::Json(e) => Rejection::Claims(e.to_string()),
+                    _ => Rejection::Malformed,
+                }
+            })?;
+        let claims: Claims = serde_json::from_value(data.claims.clone()).map_err(|e| {
+            let text = e.to_string();
+            // jsonwebtoken checks only the registered claims it knows; `iat` and `jti` are
+            // required by the typed claims.
+            match text
+                .strip_prefix("missing field `")
+                .and_then(|r| r.split('`').next())
+            {
+                Some(field) => Rejection::MissingClaim(field.to_owned()),
+                None => Rejection::Claims(text),
+            }
+        })?;
+        // A token issued in the future (beyond the skew) was not issued by this clock.
+        if claims.iat > now_secs() + LEEWAY.as_secs() {
+            return Err(Rejection::NotYetValid);
+        }
+        if self.is_revoked(&claims.jti) {
+            return Err(Rejection::Revoked);
+        }
+        Ok(Verified {
+            claims,
+            json: data.claims,
+        })
+    }
+
+    fn is_revoked(&self, jti: &str) -> bool {
+        let mut r = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
+        if r.checked
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            r.checked = Some(Instant::now());
+            let modified = std::fs::metadata(&self.config.revoked_file)
+                .and_then(|m| m.modified())
+                .ok();
+            if modified != r.modified {
+                match read_revoked(&self.config.revoked_file) {
+                    Ok(file) => {
+                        r.ids = file.revoked.into_iter().map(|e| e.jti).collect();
+                        r.modified = modified;
+                    }
+                    Err(message) => {
+                        // Keep the last good list: a half-written file must not un-revoke.
+                        tracing::warn!(path = %self.config.revoked_file.display(), %message, "Cannot read the token revocation list; keeping the previous one.");
+                    }
+                }
+            }
+        }
+        r.ids.contains(jti)
+    }
+
+    /// The public key as a JWKS document.
+    pub fn jwks(&self) -> serde_json::Value {
+        serde_json::json!({
+            "keys": [{
+                "kty": "OKP",
+                "crv": "Ed25519",
+                "x": b64(&self.public),
+                "kid": self.kid,
+                "alg": "EdDSA",
+                "use": "sig",
+            }]
+        })
+    }
+}
+
+fn read_revoked(path: &Path) -> Result<RevokedFile, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| e.to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RevokedFile::default()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Adds `jti` to the revocation list at `path` (atomically, dropping entries that expired).
+pub fn revoke(path: &PathBuf, jti: &str, exp: u64) -> Result<(), TokenError> {
+    let fail = |message: String| TokenError::Revoked {
+        path: path.display().to_string(),
+        message,
+    };
+    let mut file = read_revoked(path).map_err(fail)?;
+    let now = now_secs();
+    file.revoked
+        .retain(|e| e.exp == 0 || e.exp + LEEWAY.as_secs() >= now);
+    if !file.revoked.iter().any(|e| e.jti == jti) {
+        file.revoked.push(RevokedEntry {
+            jti: jti.to_owned(),
+            exp,
+        });
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+    }
+    let tmp = path.with_extension("tmp");
+    let text = serde_json::to_vec_pretty(&file).map_err(|e| fail(e.to_string()))?;
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| fail(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(dir: &Path) -> TokenService {
+        TokenService::open(&TokensConfig {
+            enabled: true,
+            key_file: dir.join("token.key"),
+            revoked_file: dir.join("revoked.json"),
+            ..TokensConfig::default()
+        })
+        .unwrap()
+    }
+
+    /// A token with `claims` signed by `service`'s key, header as given.
+    fn forge(service: &TokenService, header: Header, claims: &serde_json::Value) -> String {
+        jsonwebtoken::encode(&header, claims, &service.encoding).unwrap()
+    }
+
+    fn good_claims() -> serde_json::Value {
+        let now = now_secs();
+        serde_json::json!({"iss": "agentgate", "aud": "agentgate", "sub": "a", "iat": now, "exp": now + 60, "jti": "j1"})
+    }
+
+    #[test]
+    fn issued_tokens_verify_and_carry_their_scope() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = service(dir.path());
+        let (token, claims) = s
+            .issue(
+                "analyst",
+                Some(vec!["db".into()]),
+                Some(vec!["query".into()]),
+                Some("db:read".into()),
+                None,
+            )
+            .unwrap();
+        let v = s.verify(&token).unwrap();
+        assert_eq!(v.claims, claims);
+        assert_eq!(v.json["scope"], "db:read");
+        assert!(v.covers_server("db") && !v.covers_server("mail"));
+        assert!(v.covers_tool("query") && !v.covers_tool("drop_table"));
+        assert!(matches!(
+            s.issue("a", None, None, None, Some(Duration::from_secs(7200))),
+            Err(TokenError::TooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn bad_tokens_are_refused_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = service(dir.path());
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(s.kid.clone());
+        let now = now_secs();
+        let with = |edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut c = good_claims();
+            edit(&mut c);
+            forge(&s, header.clone(), &c)
+        };
+        assert!(s.verify(&with(&|_| {})).is_ok());
+        assert_eq!(
+            s.verify(&with(&|c| c["exp"] = (now - 120).into())),
+            Err(Rejection::Expired)
+        );
+        // Within the 30 s leeway an expired token still passes.
+        assert!(s.verify(&with(&|c| c["exp"] = (now - 5).into())).is_ok());
+        assert_eq!(
+            s.verify(&with(&|c| c["aud"] = "elsewhere".into())),
+            Err(Rejection::Audience)
+        );
+        assert_eq!(
+            s.verify(&with(&|c| c["iss"] = "someone".into())),
+            Err(Rejection::Issuer)
+        );
+        assert!(matches!(
+            s.verify(&with(&|c| {
+                c.as_object_mut().unwrap().remove("jti");
+            })),
+            Err(Rejection::MissingClaim(_))
+        ));
+        assert_eq!(
+            s.verify(&with(&|c| c["iat"] = (now + 3600).into())),
+            Err(Rejection::NotYetValid)
+        );
+        // Tampered payload: the signature no longer matches.
+        let t = with(&|_| {});
+        let mut parts: Vec<String> = t.split('.').map(str::to_owned).collect();
+        let mut claims = good_claims();
+        claims["sub"] = "admin".into();
+        parts[1] = b64(claims.to_string().as_bytes());
+        assert_eq!(s.verify(&parts.join(".")), Err(Rejection::Signature));
+        // Another key (a foreign token), no kid, HS256, keys in the header, garbage.
+        let other = service(&dir.path().join("other"));
+        let mut foreign_header = Header::new(Algorithm::EdDSA);
+        foreign_header.kid = Some(s.kid.clone());
+        let foreign = forge(&other, foreign_header, &good_claims());
+        assert_eq!(s.verify(&foreign), Err(Rejection::Signature));
+        assert_eq!(
+            s.verify(&forge(&s, Header::new(Algorithm::EdDSA), &good_claims())),
+            Err(Rejection::UnknownKey)
+        );
+        let hs = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &good_claims(),
+            &EncodingKey::from_secret(&s.public),
+        )
+        .unwrap();
+        assert!(matches!(s.verify(&hs), Err(Rejection::Algorithm(_))));
+        let mut jku = header.clone();
+        jku.jku = Some("https://evil.example/jwks".into());
+        assert_eq!(
+            s.verify(&forge(&s, jku, &good_claims())),
+            Err(Rejection::KeyInHeader("jku"))
+        );
+        let none = format!(
+            "{}.{}.",
+            b64(br#"{"alg":"none","typ":"JWT"}"#),
+            b64(good_claims().to_string().as_bytes())
+        );
+        assert!(s.verify(&none).is_err());
+        assert_eq!(s.verify("not.a.jwt"), Err(Rejection::Malformed));
+    }
+
+    #[test]
+    fn revoked_tokens_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = service(dir.path());
+        let (token, claims) = s.issue("a", None, None, None, None).unwrap();
+        assert!(s.verify(&token).is_ok());
+        revoke(&s.config.revoked_file, &claims.jti, claims.exp).unwrap();
+        // The list is re-read at most once a second.
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(s.verify(&token).unwrap_err(), Rejection::Revoked);
+        let (other, _) = s.issue("a", None, None, None, None).unwrap();
+        assert!(s.verify(&other).is_ok());
+    }
+}
