@@ -349,6 +349,11 @@ pub fn signal(child: &Child, sig: &str) {
 pub async fn session(port: u16, server: &str) -> String {
     let (status, head, _) = initialize(port, server, &[]).await;
     assert_eq!(status, 200, "{head}");
+    session_id(&head)
+}
+
+/// The `mcp-session-id` a response head carries.
+pub fn session_id(head: &str) -> String {
     head.lines()
         .find_map(|l| l.strip_prefix("mcp-session-id: "))
         .expect("session id")

@@ -33,12 +33,7 @@ async fn the_upstream_gets_the_injected_credential_and_never_the_agents() {
     let (status, head, body) =
         initialize(port, "py", &[("Authorization", "Bearer agent-token")]).await;
     assert_eq!(status, 200, "{head}");
-    let sid = head
-        .lines()
-        .find_map(|l| l.strip_prefix("mcp-session-id: "))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let sid = session_id(&head);
     let call = tool_call(2, "echo", serde_json::json!({"message": "hi"}));
     let (status, _, reply) = post_in_session(port, "py", &sid, &call).await;
     assert_eq!(status, 200);

@@ -132,17 +132,8 @@ async fn tokens_admit_scope_and_name_agents_and_bad_ones_get_401() {
     assert_eq!(code, 0);
     let (status, head, _) = initialize_with(port, &scoped).await;
     assert_eq!(status, 200);
-    let sid = head
-        .lines()
-        .find_map(|l| l.strip_prefix("mcp-session-id: "))
-        .unwrap()
-        .trim()
-        .to_owned();
-    let headers = |sid: &str| {
-        let auth = format!("Bearer {scoped}");
-        (auth, sid.to_owned())
-    };
-    let (auth, sid) = headers(&sid);
+    let sid = session_id(&head);
+    let auth = format!("Bearer {scoped}");
     let post = |body: String| {
         let (auth, sid) = (auth.clone(), sid.clone());
         async move {
