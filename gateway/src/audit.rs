@@ -17,6 +17,7 @@
 //! queries use to skip to a sequence range; records carry both clocks for time ranges.
 
 pub mod log;
+pub mod otlp;
 pub mod query;
 pub mod recorder;
 pub mod redact;

@@ -374,6 +374,14 @@ pub async fn start_with(
         None => None,
     };
     drain.spawn(proxy::serve(listener, gateway.clone()));
+    if let (Some(_), Some(otlp)) = (&gateway.audit, &config.audit.otlp) {
+        let exporter = Arc::new(crate::audit::otlp::Exporter::new(
+            otlp.clone(),
+            config.audit.dir.clone(),
+        )?);
+        tracing::info!(endpoint = %otlp.endpoint, "Shipping audit records to an OTLP collector.");
+        drain.spawn(exporter.run(drain.clone()));
+    }
     // Installed here, not in the task: SIGHUP's default action would kill the process.
     match signal::hangups() {
         Ok(hangups) => {

@@ -12,7 +12,7 @@ mod relay;
 mod service;
 mod sessions;
 pub mod stages;
-mod upstream;
+pub mod upstream;
 
 use std::{
     collections::HashMap,

@@ -74,6 +74,19 @@ pub struct AuditConfig {
     /// Results likewise; their full size and SHA-256 are always recorded.
     pub max_result_bytes: usize,
     pub redact: Redaction,
+    /// Export to an OpenTelemetry collector, when configured.
+    pub otlp: Option<OtlpConfig>,
+}
+
+/// `[audit.otlp]`: records shipped as OpenTelemetry logs (OTLP/HTTP, JSON encoding).
+#[derive(Clone, Debug)]
+pub struct OtlpConfig {
+    /// The collector's logs endpoint, e.g. `http://collector:4318/v1/logs`.
+    pub endpoint: url::Url,
+    /// How often new records are shipped.
+    pub interval: Duration,
+    /// Most records per request.
+    pub batch: usize,
 }
 
 /// What is blanked out of parameters and results before they are written.
@@ -130,6 +143,56 @@ pub struct RawAudit {
     max_result_bytes: Spanned<i64>,
     #[serde(default)]
     redact: RawRedact,
+    #[serde(default)]
+    otlp: Option<RawOtlp>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOtlp {
+    endpoint: Spanned<String>,
+    #[serde(default = "d_otlp_interval")]
+    interval: Spanned<String>,
+    #[serde(default = "d_otlp_batch")]
+    batch: Spanned<i64>,
+}
+
+fn d_otlp_interval() -> Spanned<String> {
+    unspanned("1s".to_owned())
+}
+fn d_otlp_batch() -> Spanned<i64> {
+    unspanned(512)
+}
+
+impl RawOtlp {
+    fn validate(self) -> Result<OtlpConfig, Invalid> {
+        let endpoint = url::Url::parse(self.endpoint.get_ref()).map_err(|e| {
+            (
+                span_of(&self.endpoint),
+                "audit.otlp.endpoint".to_owned(),
+                format!("{:?} is not a URL: {e}", self.endpoint.get_ref()),
+            )
+        })?;
+        if !matches!(endpoint.scheme(), "http" | "https") || endpoint.host().is_none() {
+            return Err((
+                span_of(&self.endpoint),
+                "audit.otlp.endpoint".into(),
+                "must be an http:// or https:// URL (the collector's /v1/logs)".into(),
+            ));
+        }
+        if !endpoint.username().is_empty() || endpoint.password().is_some() {
+            return Err((
+                span_of(&self.endpoint),
+                "audit.otlp.endpoint".into(),
+                "credentials in the URL would leak into logs; remove them".into(),
+            ));
+        }
+        Ok(OtlpConfig {
+            endpoint,
+            interval: duration(&self.interval, "audit.otlp.interval")?,
+            batch: count(&self.batch, "audit.otlp.batch", 1)? as usize,
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -163,6 +226,7 @@ impl Default for RawAudit {
             max_params_bytes: d_params(),
             max_result_bytes: d_result(),
             redact: RawRedact::default(),
+            otlp: None,
         }
     }
 }
@@ -331,6 +395,7 @@ impl RawAudit {
                 .transpose()?,
             max_params_bytes: count(&self.max_params_bytes, "audit.max_params_bytes", 64)? as usize,
             max_result_bytes: count(&self.max_result_bytes, "audit.max_result_bytes", 0)? as usize,
+            otlp: self.otlp.map(RawOtlp::validate).transpose()?,
             redact: Redaction {
                 keys,
                 key_patterns: keys_src.into_iter().map(|(_, k)| k).collect(),

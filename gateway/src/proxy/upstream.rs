@@ -67,11 +67,25 @@ impl Upstreams {
 }
 
 fn client(server: &Server, connect_timeout: Duration) -> Result<HttpClient, UpstreamError> {
+    build_client(
+        server.name.as_str(),
+        server.ca_file.as_deref(),
+        connect_timeout,
+    )
+}
+
+/// An HTTP/1 client for http:// and https:// (webpki roots, plus `ca_file`'s); `label` names
+/// its user in errors.
+pub fn build_client(
+    label: &str,
+    ca_file: Option<&std::path::Path>,
+    connect_timeout: Duration,
+) -> Result<HttpClient, UpstreamError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = &server.ca_file {
+    if let Some(path) = ca_file {
         let err = |source| UpstreamError::CaFile {
-            server: server.name.to_string(),
+            server: label.to_owned(),
             path: path.display().to_string(),
             source,
         };
@@ -84,7 +98,7 @@ fn client(server: &Server, connect_timeout: Duration) -> Result<HttpClient, Upst
         }
         if added == 0 {
             return Err(UpstreamError::NoCertificates {
-                server: server.name.to_string(),
+                server: label.to_owned(),
                 path: path.display().to_string(),
             });
         }

@@ -570,3 +570,78 @@ async fn tail_follows_new_records_as_they_are_written() {
     tail.start_kill().unwrap();
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn records_reach_an_otlp_collector_in_order_once_it_accepts_them() {
+    let server = python_server("streamable-http", None).await;
+    let collector = otlp_receiver().await;
+    // The collector is down for the first exports: they are retried, nothing is lost.
+    let (status, _, _) = http(collector.port, "POST", "/_fail?n=3", &[], b"").await;
+    assert_eq!(status, 204);
+    let scratch = scratch_dir("audit-otlp");
+    let text = gateway_config(
+        &[("py", &server.url("/mcp"), "streamable-http", "")],
+        &format!(
+            "{}[audit.otlp]\nendpoint = \"http://127.0.0.1:{}/v1/logs\"\ninterval = \"100ms\"\nbatch = 2\n",
+            audit_section(&scratch),
+            collector.port
+        ),
+    );
+    let gw = gateway(&text).await;
+    let port = addr(&gw).port();
+    let sid = session(port, "py").await;
+    let (status, _, _) = post_in_session(
+        port,
+        "py",
+        &sid,
+        &tool_call(3, "echo", json!({"message": "to the SIEM"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let shipped = |v: &serde_json::Value| -> Vec<Record> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|lr| serde_json::from_str(lr["body"]["stringValue"].as_str().unwrap()).unwrap())
+            .collect()
+    };
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        let (_, _, body) = http(collector.port, "GET", "/_received", &[], b"").await;
+        got = shipped(&serde_json::from_slice(&body).unwrap());
+        if got
+            .iter()
+            .any(|r| r.event == Event::Response && r.request_id == Some(json!(3)))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        got.iter()
+            .any(|r| r.event == Event::Response && r.request_id == Some(json!(3))),
+        "{got:#?}"
+    );
+    // In order, from the first record, each once, exactly as the log holds them.
+    let seqs: Vec<u64> = got.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (0..got.len() as u64).collect::<Vec<_>>());
+    let log = records(&scratch.join("audit"));
+    assert_eq!(&log[..got.len()], &got[..]);
+    let (_, _, body) = http(collector.port, "GET", "/_received", &[], b"").await;
+    let raw: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        raw[0]["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["key"] == "agentgate.event" && a["value"]["stringValue"] == "gateway_start"),
+        "{raw}"
+    );
+    gw.shutdown().await;
+    let cursor: u64 = std::fs::read_to_string(scratch.join("audit/otlp.cursor"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(cursor >= got.len() as u64);
+}

@@ -108,6 +108,21 @@ pub async fn python_server(transport: &str, tls: Option<(&Path, &Path)>) -> Peer
     Peer { port, child }
 }
 
+/// The OTLP logs receiver (tests/peers/otlp_receiver.py), checking bodies against the official
+/// OpenTelemetry protobuf schema.
+pub async fn otlp_receiver() -> Peer {
+    let port = free_port();
+    let mut child = Command::new(peers().join("venv/bin/python"))
+        .arg(peer_scripts().join("otlp_receiver.py"))
+        .args(["--port", &port.to_string()])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the OTLP receiver");
+    wait_for_port(port, &mut child).await;
+    Peer { port, child }
+}
+
 /// server-everything in Streamable HTTP mode.
 pub async fn everything_server() -> Peer {
     let port = free_port();

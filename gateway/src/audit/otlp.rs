@@ -1,0 +1,243 @@
+//! Export to an OpenTelemetry collector: a task follows the audit log and ships new records as
+//! OTLP logs (HTTP, JSON encoding), in order, at least once.
+//!
+//! The log stays the record of truth: the exporter reads it back from disk (so it ships only
+//! what is durable) and keeps its position in `otlp.cursor` beside the segments, written after
+//! each accepted batch. A collector that is down only delays the export: the batch is retried
+//! every interval, and reading pauses while too much is pending.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use serde_json::{Value, json};
+
+use super::{Record, log::Item, query::Follower};
+use crate::{config::audit::OtlpConfig, drain::Drain, proxy::upstream::HttpClient};
+
+/// Name of the file holding the next sequence number to ship.
+pub const CURSOR_FILE: &str = "otlp.cursor";
+
+/// OTLP severity INFO (most records) and WARN (refusals and denials).
+const INFO: u8 = 9;
+const WARN: u8 = 13;
+
+fn string(key: &str, v: &str) -> Value {
+    json!({ "key": key, "value": { "stringValue": v } })
+}
+
+fn int(key: &str, v: u64) -> Value {
+    // OTLP/JSON carries 64-bit integers as strings.
+    json!({ "key": key, "value": { "intValue": v.to_string() } })
+}
+
+fn event_name(r: &Record) -> String {
+    serde_json::to_value(r.event)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// One record as an OTLP LogRecord: the whole record as the body (JSON text), the fields a
+/// SIEM filters on as attributes.
+pub fn log_record(r: &Record) -> Value {
+    let mut attributes = vec![
+        int("agentgate.seq", r.seq),
+        string("agentgate.event", &event_name(r)),
+    ];
+    for (key, value) in [
+        ("agentgate.agent", &r.agent),
+        ("agentgate.server", &r.server),
+        ("agentgate.method", &r.method),
+        ("agentgate.target", &r.target),
+        ("agentgate.decision", &r.decision),
+        ("agentgate.rule", &r.rule),
+        ("agentgate.session", &r.session),
+        ("agentgate.subject", &r.subject),
+    ] {
+        if let Some(v) = value {
+            attributes.push(string(key, v));
+        }
+    }
+    if let Some(s) = r.status {
+        attributes.push(int("http.response.status_code", u64::from(s)));
+    }
+    let severity = if r.decision.as_deref() == Some("deny") || r.error.is_some() {
+        WARN
+    } else {
+        INFO
+    };
+    json!({
+        "timeUnixNano": r.time_unix_ns.to_string(),
+        "observedTimeUnixNano": r.time_unix_ns.to_string(),
+        "severityNumber": severity,
+        "severityText": if severity == WARN { "WARN" } else { "INFO" },
+        "body": { "stringValue": serde_json::to_string(r).unwrap_or_default() },
+        "attributes": attributes,
+    })
+}
+
+/// An ExportLogsServiceRequest holding `records`.
+pub fn request(records: &[Record]) -> Value {
+    json!({
+        "resourceLogs": [{
+            "resource": { "attributes": [
+                string("service.name", "agentgate"),
+                string("service.version", env!("CARGO_PKG_VERSION")),
+            ]},
+            "scopeLogs": [{
+                "scope": { "name": "agentgate.audit", "version": super::SCHEMA_VERSION.to_string() },
+                "logRecords": records.iter().map(log_record).collect::<Vec<_>>(),
+            }],
+        }],
+    })
+}
+
+/// The exporter task's state.
+pub struct Exporter {
+    config: OtlpConfig,
+    dir: PathBuf,
+    client: HttpClient,
+}
+
+impl std::fmt::Debug for Exporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exporter")
+            .field("endpoint", &self.config.endpoint.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+fn read_cursor(dir: &std::path::Path) -> u64 {
+    std::fs::read_to_string(dir.join(CURSOR_FILE))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn write_cursor(dir: &std::path::Path, next: u64) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{CURSOR_FILE}.tmp"));
+    std::fs::write(&tmp, format!("{next}\n"))?;
+    std::fs::rename(tmp, dir.join(CURSOR_FILE))
+}
+
+impl Exporter {
+    pub fn new(config: OtlpConfig, dir: PathBuf) -> Result<Self, crate::proxy::UpstreamError> {
+        let client =
+            crate::proxy::upstream::build_client("audit.otlp", None, Duration::from_secs(5))?;
+        Ok(Self {
+            config,
+            dir,
+            client,
+        })
+    }
+
+    async fn post(&self, records: &[Record]) -> Result<(), String> {
+        let body = Bytes::from(request(records).to_string());
+        let req = http::Request::post(self.config.endpoint.as_str())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body))
+            .map_err(|e| e.to_string())?;
+        let resp = tokio::time::timeout(Duration::from_secs(10), self.client.request(req))
+            .await
+            .map_err(|_| "no answer within 10 s".to_owned())?
+            .map_err(|e| e.to_string())?;
+        let status = resp.status();
+        // Read (a little of) the answer so that the connection can be reused.
+        let _ = Limited::new(resp.into_body(), 64 << 10).collect().await;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("the collector answered {status}"))
+        }
+    }
+
+    /// Ships records until draining starts, then makes one last attempt.
+    pub async fn run(self: Arc<Self>, drain: Drain) {
+        let dir = self.dir.clone();
+        let mut next = read_cursor(&dir);
+        let mut follower = Some(Follower::new(&dir, None));
+        let mut pending: Vec<Record> = Vec::new();
+        let mut failing = false;
+        let mut last_round = false;
+        loop {
+            if !last_round {
+                tokio::select! {
+                    _ = drain.signaled() => last_round = true,
+                    _ = tokio::time::sleep(self.config.interval) => {}
+                }
+            }
+            if pending.len() < self.config.batch * 4
+                && let Some(mut f) = follower.take()
+            {
+                let (f, items) = match tokio::task::spawn_blocking(move || {
+                    let items = f.poll();
+                    (f, items)
+                })
+                .await
+                {
+                    Ok(x) => x,
+                    Err(_) => return,
+                };
+                follower = Some(f);
+                match items {
+                    Ok(items) => pending.extend(items.into_iter().filter_map(|i| match i {
+                        Item::Record { record, .. } if record.seq >= next => Some(*record),
+                        _ => None,
+                    })),
+                    Err(error) => tracing::warn!(%error, "OTLP export cannot read the audit log."),
+                }
+            }
+            while !pending.is_empty() {
+                let n = pending.len().min(self.config.batch);
+                match self.post(&pending[..n]).await {
+                    Ok(()) => {
+                        next = pending[n - 1].seq + 1;
+                        pending.drain(..n);
+                        if let Err(error) = write_cursor(&dir, next) {
+                            tracing::warn!(%error, "Cannot save the OTLP export position; records may be shipped twice after a restart.");
+                        }
+                        if failing {
+                            failing = false;
+                            tracing::info!(endpoint = %self.config.endpoint, "OTLP export recovered.");
+                        }
+                    }
+                    Err(error) => {
+                        if !failing {
+                            failing = true;
+                            tracing::warn!(endpoint = %self.config.endpoint, %error, "OTLP export failed; retrying every interval.");
+                        }
+                        break;
+                    }
+                }
+            }
+            if last_round {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::Event;
+
+    #[test]
+    fn records_become_log_records_with_their_fields_as_attributes() {
+        let mut r = Record::new(Event::Request);
+        r.seq = 42;
+        r.agent = Some("analyst".into());
+        r.decision = Some("deny".into());
+        let v = request(std::slice::from_ref(&r));
+        let lr = &v["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0];
+        assert_eq!(lr["severityText"], "WARN");
+        assert_eq!(lr["timeUnixNano"], r.time_unix_ns.to_string());
+        let attrs = lr["attributes"].as_array().unwrap();
+        assert!(attrs.contains(&int("agentgate.seq", 42)));
+        assert!(attrs.contains(&string("agentgate.agent", "analyst")));
+        let body: Record =
+            serde_json::from_str(lr["body"]["stringValue"].as_str().unwrap()).unwrap();
+        assert_eq!(body, r);
+    }
+}

@@ -1,0 +1,73 @@
+"""An OTLP/HTTP logs receiver for the tests: parses every POST /v1/logs body with the official
+OpenTelemetry protobuf definitions (opentelemetry-proto), strictly, and keeps what it got.
+
+  python otlp_receiver.py --port 4318
+  POST /v1/logs         -> 200 {} when the body is a valid ExportLogsServiceRequest, else 400
+  GET  /_received       -> JSON list of the log records received (MessageToDict form)
+  POST /_fail?n=N       -> answer the next N exports with 503 (a collector that is down)
+"""
+import argparse
+import json
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+from google.protobuf import json_format
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+received = []
+fail_next = 0
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def reply(self, status, body=b"{}"):
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        if self.path == "/_received":
+            self.reply(200, json.dumps(received).encode())
+        else:
+            self.reply(404)
+
+    def do_POST(self):
+        global fail_next
+        url = urlparse(self.path)
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if url.path == "/_fail":
+            fail_next = int(parse_qs(url.query).get("n", ["1"])[0])
+            self.reply(204, b"")
+            return
+        if url.path != "/v1/logs":
+            self.reply(404)
+            return
+        if fail_next > 0:
+            fail_next -= 1
+            self.reply(503)
+            return
+        try:
+            req = json_format.Parse(body, ExportLogsServiceRequest(), ignore_unknown_fields=False)
+        except json_format.ParseError as e:
+            self.reply(400, json.dumps({"error": str(e)}).encode())
+            return
+        for rl in req.resource_logs:
+            for sl in rl.scope_logs:
+                for lr in sl.log_records:
+                    received.append(json_format.MessageToDict(lr))
+        self.reply(200)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    args = ap.parse_args()
+    ThreadingHTTPServer(("127.0.0.1", args.port), Handler).serve_forever()
+
+
+if __name__ == "__main__":
+    main()
