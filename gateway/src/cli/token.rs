@@ -110,8 +110,8 @@ pub fn main(action: Action) -> i32 {
             };
             let (jti, exp) = match (jti, token) {
                 (Some(j), _) => (j, 0),
-                (None, Some(t)) => match service.verify(&t) {
-                    Ok(v) => (v.claims.jti, v.claims.exp),
+                (None, Some(t)) => match service.verify_own(&t) {
+                    Ok(v) => (v.jti.unwrap_or_default(), v.exp),
                     Err(e) => {
                         eprintln!("agentgate token revoke: --token: {e}; nothing to revoke");
                         return EXIT_BAD_CONFIG;

@@ -2,6 +2,7 @@
 //! on their requests).
 
 use std::{
+    ops::Range,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -30,6 +31,33 @@ pub struct TokensConfig {
     pub revoked_file: PathBuf,
     /// Refuse requests that present no token (401).
     pub require: bool,
+    /// External identity providers whose JWTs are accepted too.
+    pub issuers: Vec<IssuerConfig>,
+}
+
+/// Most clock skew an external issuer may be granted.
+pub const MAX_LEEWAY: Duration = Duration::from_secs(30);
+
+/// `[[tokens.issuers]]`: an external OIDC issuer whose JWTs name agents.
+#[derive(Clone, Debug)]
+pub struct IssuerConfig {
+    /// The exact `iss` its tokens carry.
+    pub issuer: String,
+    /// The `aud` its tokens must carry for this gateway.
+    pub audience: String,
+    pub jwks: JwksSource,
+    /// Accepted algorithms (never HMAC: a public key must not double as a shared secret).
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    /// The claim that names the agent.
+    pub agent_claim: String,
+    pub leeway: Duration,
+}
+
+/// Where an issuer's signing keys come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JwksSource {
+    File(PathBuf),
+    Url(url::Url),
 }
 
 impl Default for TokensConfig {
@@ -43,7 +71,114 @@ impl Default for TokensConfig {
             max_ttl: Duration::from_secs(3600),
             revoked_file: PathBuf::from(DEFAULT_REVOKED),
             require: false,
+            issuers: Vec::new(),
         }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIssuer {
+    issuer: Spanned<String>,
+    audience: Spanned<String>,
+    jwks_file: Option<Spanned<String>>,
+    jwks_url: Option<Spanned<String>>,
+    algorithms: Spanned<Vec<String>>,
+    #[serde(default)]
+    agent_claim: Option<String>,
+    #[serde(default)]
+    leeway: Option<Spanned<String>>,
+}
+
+impl RawIssuer {
+    fn validate(self, base: Option<&Path>) -> Result<IssuerConfig, Invalid> {
+        let err = |span: Range<usize>, key: &str, m: String| (Some(span), key.to_owned(), m);
+        if self.issuer.get_ref().is_empty() || self.audience.get_ref().is_empty() {
+            return Err(err(
+                self.issuer.span(),
+                "tokens.issuers",
+                "issuer and audience must not be empty".into(),
+            ));
+        }
+        let jwks = match (self.jwks_file, self.jwks_url) {
+            (Some(f), None) => JwksSource::File(path(Some(f), PathBuf::new(), base)),
+            (None, Some(u)) => {
+                let url = url::Url::parse(u.get_ref()).map_err(|e| {
+                    err(
+                        u.span(),
+                        "tokens.issuers.jwks_url",
+                        format!("not a URL: {e}"),
+                    )
+                })?;
+                if !matches!(url.scheme(), "https" | "http") {
+                    return Err(err(
+                        u.span(),
+                        "tokens.issuers.jwks_url",
+                        "must be https:// (http:// only for a local IdP)".into(),
+                    ));
+                }
+                JwksSource::Url(url)
+            }
+            _ => {
+                return Err(err(
+                    self.issuer.span(),
+                    "tokens.issuers",
+                    "needs exactly one of jwks_file or jwks_url".into(),
+                ));
+            }
+        };
+        let span = self.algorithms.span();
+        let mut algorithms = Vec::new();
+        for a in self.algorithms.into_inner() {
+            let alg: jsonwebtoken::Algorithm = a.parse().map_err(|_| {
+                err(
+                    span.clone(),
+                    "tokens.issuers.algorithms",
+                    format!("{a:?} is not a JWS algorithm"),
+                )
+            })?;
+            if matches!(
+                alg,
+                jsonwebtoken::Algorithm::HS256
+                    | jsonwebtoken::Algorithm::HS384
+                    | jsonwebtoken::Algorithm::HS512
+            ) {
+                return Err(err(
+                    span.clone(),
+                    "tokens.issuers.algorithms",
+                    format!("{a} is symmetric: a public key would double as the secret"),
+                ));
+            }
+            algorithms.push(alg);
+        }
+        if algorithms.is_empty() {
+            return Err(err(
+                span,
+                "tokens.issuers.algorithms",
+                "name at least one".into(),
+            ));
+        }
+        let leeway = match self.leeway {
+            None => MAX_LEEWAY,
+            Some(l) => match humantime::parse_duration(l.get_ref()) {
+                Ok(d) if d <= MAX_LEEWAY => d,
+                _ => {
+                    return Err(err(
+                        l.span(),
+                        "tokens.issuers.leeway",
+                        "a duration of at most 30s".into(),
+                    ));
+                }
+            },
+        };
+        Ok(IssuerConfig {
+            issuer: self.issuer.into_inner(),
+            audience: self.audience.into_inner(),
+            jwks,
+            algorithms,
+            agent_claim: self.agent_claim.unwrap_or_else(|| "sub".into()),
+            leeway,
+        })
     }
 }
 
@@ -58,6 +193,8 @@ pub struct RawTokens {
     max_ttl: Option<Spanned<String>>,
     revoked_file: Option<Spanned<String>>,
     require: Option<bool>,
+    #[serde(default)]
+    issuers: Vec<RawIssuer>,
 }
 
 fn path(v: Option<Spanned<String>>, default: PathBuf, base: Option<&Path>) -> PathBuf {
@@ -129,6 +266,11 @@ impl RawTokens {
             max_ttl,
             revoked_file: path(self.revoked_file, d.revoked_file, base),
             require,
+            issuers: self
+                .issuers
+                .into_iter()
+                .map(|i| i.validate(base))
+                .collect::<Result<_, _>>()?,
         })
     }
 }

@@ -34,8 +34,8 @@ fn describe(identity: &Identity, r: &mut Record) {
         }
         Identity::Token { token, connection } => {
             describe(connection, r);
-            r.agent = Some(token.claims.sub.clone());
-            r.subject = Some(format!("token:{}", token.claims.jti));
+            r.agent = Some(token.agent.clone());
+            r.subject = Some(token.subject.clone());
         }
     }
 }

@@ -85,9 +85,9 @@ fn who(identity: &Identity) -> Who<'_> {
         },
         // The token names the agent; the connection still tells the process.
         Identity::Token { token, connection } => Who {
-            agent: &token.claims.sub,
+            agent: &token.agent,
             process: connection.process().map(|p| &**p),
-            rate_key: format!("agent:{}", token.claims.sub),
+            rate_key: format!("agent:{}", token.agent),
         },
     }
 }
@@ -266,7 +266,7 @@ impl PolicyStage {
         let mut scoped = 0;
         if method == "tools/list"
             && let Some(token) = identity.token()
-            && token.claims.tools.is_some()
+            && token.tools.is_some()
             && let Some(tools) = result
                 .get_mut("tools")
                 .and_then(serde_json::Value::as_array_mut)

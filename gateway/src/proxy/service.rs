@@ -327,7 +327,7 @@ async fn dispatch(
     {
         return Outcome::refused(e, Vec::new());
     }
-    let authenticated = match authenticate(gateway, identity, req.headers()) {
+    let authenticated = match authenticate(gateway, identity, req.headers()).await {
         Ok(i) => i,
         Err(e) => return Outcome::refused(e, Vec::new()),
     };
@@ -375,7 +375,7 @@ async fn dispatch(
 
 /// Verifies a presented gateway token (before anything else looks at the request) and makes
 /// it part of the identity. Without `[tokens]`, an `Authorization` header is only ever stripped.
-fn authenticate(
+async fn authenticate(
     gateway: &Gateway,
     identity: &Identity,
     headers: &HeaderMap,
@@ -407,7 +407,7 @@ fn authenticate(
                 .into(),
         )),
         None => Ok(identity.clone()),
-        Some(token) => match tokens.verify(token) {
+        Some(token) => match tokens.verify(token).await {
             Ok(verified) => Ok(Identity::Token {
                 token: Arc::new(verified),
                 connection: Arc::new(identity.clone()),

@@ -54,7 +54,7 @@ impl fmt::Display for Identity {
             Identity::Peer { address } => write!(f, "peer {address}"),
             Identity::Attested(p) => write!(f, "agent {} (pid {}, uid {})", p.agent, p.tgid, p.uid),
             Identity::Token { token, connection } => {
-                write!(f, "token for {} over {connection}", token.claims.sub)
+                write!(f, "token for {} over {connection}", token.agent)
             }
         }
     }

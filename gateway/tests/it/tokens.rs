@@ -210,3 +210,141 @@ async fn tokens_admit_scope_and_name_agents_and_bad_ones_get_401() {
     );
     assert!(records.iter().any(|r| r.status == Some(401)));
 }
+
+/// tests/peers/idp.py with `args`; its stdout.
+async fn idp(args: &[&str]) -> String {
+    let out = tokio::process::Command::new(peers().join("venv/bin/python"))
+        .arg(peer_scripts().join("idp.py"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_external_issuers_tokens_name_agents_and_its_key_rotation_is_followed() {
+    let server = python_server("streamable-http", None).await;
+    let scratch = scratch_dir("tokens-idp");
+    let keys = scratch.join("idp");
+    std::fs::create_dir_all(&keys).unwrap();
+    let dir = keys.to_str().unwrap();
+    idp(&["keygen", "--dir", dir, "--kid", "k1"]).await;
+    // The IdP publishes its JWKS over HTTP.
+    let jwks_port = free_port();
+    let mut jwks_server = tokio::process::Command::new(peers().join("venv/bin/python"))
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+            dir,
+        ])
+        .arg(jwks_port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_for_port(jwks_port, &mut jwks_server).await;
+    let text = gateway_config(
+        &[("py", &server.url("/mcp"), "streamable-http", "")],
+        &format!(
+            "{}[[tokens.issuers]]\nissuer = \"https://idp.test\"\naudience = \"agentgate\"\n\
+             jwks_url = \"http://127.0.0.1:{jwks_port}/jwks.json\"\nalgorithms = [\"RS256\"]\n\
+             agent_claim = \"agent\"\n{}",
+            tokens_section(&scratch),
+            audit_section(&scratch)
+        ),
+    );
+    let gw = gateway(&text).await;
+    let port = addr(&gw).port();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut c = json!({"iss": "https://idp.test", "aud": "agentgate", "sub": "user-1",
+                           "agent": "planner", "iat": now, "exp": now + 300});
+        edit(&mut c);
+        c.to_string()
+    };
+    let sign = |kid: &'static str, c: String| async move {
+        idp(&["sign", "--dir", dir, "--kid", kid, "--claims", &c]).await
+    };
+    let good = sign("k1", claims(&|_| {})).await;
+    let (status, head, _) = initialize_with(port, &good).await;
+    assert_eq!(status, 200, "{head}");
+
+    for (token, why) in [
+        (
+            sign("k1", claims(&|c| c["exp"] = (now - 120).into())).await,
+            "expired",
+        ),
+        (
+            sign("k1", claims(&|c| c["aud"] = "someone-else".into())).await,
+            "another audience",
+        ),
+        (
+            sign("k1", claims(&|c| c["iss"] = "https://evil.test".into())).await,
+            "not trusted",
+        ),
+        (
+            sign(
+                "k1",
+                claims(&|c| {
+                    c.as_object_mut().unwrap().remove("agent");
+                }),
+            )
+            .await,
+            "lacks the agent claim",
+        ),
+        (
+            idp(&[
+                "confuse",
+                "--dir",
+                dir,
+                "--kid",
+                "k1",
+                "--claims",
+                &claims(&|_| {}),
+            ])
+            .await,
+            "HS256",
+        ),
+    ] {
+        let (status, _, body) = initialize_with(port, &token).await;
+        assert_eq!(status, 401, "{why}");
+        let (_, message) = rpc_error(&body);
+        assert!(message.contains(why), "{why}: {message}");
+    }
+
+    // Key rotation: a new kid is unknown until the IdP publishes it; the gateway refetches
+    // (at most every 10 s) and then accepts it.
+    idp(&["keygen", "--dir", dir, "--kid", "k2"]).await;
+    let rotated = sign("k2", claims(&|_| {})).await;
+    let (status, _, body) = initialize_with(port, &rotated).await;
+    assert_eq!(status, 401);
+    assert!(rpc_error(&body).1.contains("unknown key"));
+    tokio::time::sleep(Duration::from_millis(10_500)).await;
+    let (status, head, _) = initialize_with(port, &rotated).await;
+    assert_eq!(status, 200, "{head}");
+
+    gw.shutdown().await;
+    let records =
+        agentgate::audit::query::query(&scratch.join("audit"), &Default::default(), None).unwrap();
+    let first = records
+        .iter()
+        .find(|r| r.method.as_deref() == Some("initialize") && r.status.is_none())
+        .unwrap();
+    assert_eq!(first.agent.as_deref(), Some("planner"));
+    assert_eq!(first.subject.as_deref(), Some("https://idp.test#user-1"));
+}
