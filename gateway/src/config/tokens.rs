@@ -274,3 +274,47 @@ impl RawTokens {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn issuers_refuse_symmetric_algorithms_long_leeway_and_ambiguous_keys() {
+        let base = "[tokens]\nenabled = true\n[[tokens.issuers]]\nissuer = \"https://i\"\naudience = \"a\"\n";
+        for (extra, want) in [
+            (
+                "jwks_file = \"/k\"\nalgorithms = [\"HS256\"]\n",
+                "symmetric",
+            ),
+            (
+                "jwks_file = \"/k\"\nalgorithms = [\"RS256\"]\nleeway = \"5m\"\n",
+                "at most 30s",
+            ),
+            (
+                "jwks_file = \"/k\"\njwks_url = \"https://i/jwks\"\nalgorithms = [\"RS256\"]\n",
+                "exactly one of jwks_file or jwks_url",
+            ),
+            ("jwks_file = \"/k\"\nalgorithms = []\n", "at least one"),
+            (
+                "jwks_url = \"ftp://i/jwks\"\nalgorithms = [\"RS256\"]\n",
+                "https://",
+            ),
+        ] {
+            let e = Config::parse(&format!("{base}{extra}"), "t.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{extra}: {e}");
+        }
+        let c = Config::parse(
+            &format!("{base}jwks_file = \"/k\"\nalgorithms = [\"RS256\", \"ES256\"]\n"),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.tokens.issuers[0].agent_claim, "sub");
+        let e = Config::parse("[tokens]\nrequire = true\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs tokens.enabled"), "{e}");
+    }
+}
