@@ -108,6 +108,10 @@ pub enum Rejection {
     MissingClaim(String),
     #[error("the token was revoked")]
     Revoked,
+    #[error("the token names agent {0:?}, which its issuer may not name here")]
+    AgentNotAllowed(String),
+    #[error("the revocation list cannot be read ({0}); no token is accepted until it can")]
+    RevocationUnknown(String),
     #[error("the token's claims are invalid: {0}")]
     Claims(String),
 }
@@ -194,7 +198,12 @@ impl External {
             return None;
         }
         *last = Some(Instant::now());
-        match self.load().await {
+        // One deadline for the whole fetch, body included: a slow IdP must not hold the
+        // single-flight lock (and every request waiting on it) for long.
+        let loaded = tokio::time::timeout(Duration::from_secs(10), self.load())
+            .await
+            .unwrap_or_else(|_| Err("no complete answer within 10 s".into()));
+        match loaded {
             Ok(set) => {
                 *self.keys.write().unwrap_or_else(|p| p.into_inner()) = set;
             }
@@ -248,8 +257,20 @@ impl std::fmt::Debug for TokenService {
 #[derive(Debug, Default)]
 struct Revocations {
     checked: Option<Instant>,
-    modified: Option<SystemTime>,
+    /// (mtime, length, inode) of the file as read; `None` when it did not exist.
+    version: Option<(SystemTime, u64, u64)>,
     ids: HashSet<String>,
+    /// The list could not be read: every token is refused until it can.
+    unreadable: Option<String>,
+}
+
+fn file_version(path: &Path) -> std::io::Result<Option<(SystemTime, u64, u64)>> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(Some((m.modified()?, m.len(), m.ino()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// The revocation file: ids with their expiry, so that expired entries can be dropped.
@@ -312,6 +333,19 @@ impl TokenService {
                 .cloned()
                 .map(External::new)
                 .collect::<Result<_, _>>()?,
+        })
+        .and_then(|s| {
+            let mut r = s.revoked.lock().unwrap_or_else(|p| p.into_inner());
+            refresh_revocations(&config.revoked_file, &mut r);
+            r.checked = Some(Instant::now());
+            if let Some(message) = r.unreadable.take() {
+                return Err(TokenError::Revoked {
+                    path: config.revoked_file.display().to_string(),
+                    message,
+                });
+            }
+            drop(r);
+            Ok(s)
         })
     }
 
@@ -394,9 +428,14 @@ impl TokenService {
             .as_str()
             .ok_or_else(|| Rejection::MissingClaim(ext.config.agent_claim.clone()))?
             .to_owned();
+        if let Some(allowed) = &ext.config.agents
+            && !allowed.contains(&agent)
+        {
+            return Err(Rejection::AgentNotAllowed(agent));
+        }
         let jti = claims["jti"].as_str().map(str::to_owned);
         if let Some(j) = &jti
-            && self.is_revoked(j)
+            && self.is_revoked(j)?
         {
             return Err(Rejection::Revoked);
         }
@@ -474,7 +513,7 @@ impl TokenService {
         if claims.iat > now_secs() + LEEWAY.as_secs() {
             return Err(Rejection::NotYetValid);
         }
-        if self.is_revoked(&claims.jti) {
+        if self.is_revoked(&claims.jti)? {
             return Err(Rejection::Revoked);
         }
         Ok(Verified {
@@ -488,29 +527,20 @@ impl TokenService {
         })
     }
 
-    fn is_revoked(&self, jti: &str) -> bool {
+    /// Whether `jti` is revoked. Fails closed: a list that cannot be read revokes everything
+    /// (and a list that disappears after it existed counts as unreadable).
+    fn is_revoked(&self, jti: &str) -> Result<bool, Rejection> {
         let mut r = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
         if r.checked
             .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
         {
             r.checked = Some(Instant::now());
-            let modified = std::fs::metadata(&self.config.revoked_file)
-                .and_then(|m| m.modified())
-                .ok();
-            if modified != r.modified {
-                match read_revoked(&self.config.revoked_file) {
-                    Ok(file) => {
-                        r.ids = file.revoked.into_iter().map(|e| e.jti).collect();
-                        r.modified = modified;
-                    }
-                    Err(message) => {
-                        // Keep the last good list: a half-written file must not un-revoke.
-                        tracing::warn!(path = %self.config.revoked_file.display(), %message, "Cannot read the token revocation list; keeping the previous one.");
-                    }
-                }
-            }
+            refresh_revocations(&self.config.revoked_file, &mut r);
         }
-        r.ids.contains(jti)
+        match &r.unreadable {
+            Some(why) => Err(Rejection::RevocationUnknown(why.clone())),
+            None => Ok(r.ids.contains(jti)),
+        }
     }
 
     /// The public key as a JWKS document.
@@ -540,6 +570,34 @@ fn rejection(e: jsonwebtoken::errors::Error) -> Rejection {
         K::MissingRequiredClaim(c) => Rejection::MissingClaim(c.clone()),
         K::Json(e) => Rejection::Claims(e.to_string()),
         _ => Rejection::Malformed,
+    }
+}
+
+fn refresh_revocations(path: &Path, r: &mut Revocations) {
+    let version = match file_version(path) {
+        Ok(v) => v,
+        Err(e) => {
+            r.unreadable = Some(e.to_string());
+            return;
+        }
+    };
+    if version == r.version && r.unreadable.is_none() {
+        return;
+    }
+    if version.is_none() && r.version.is_some() {
+        r.unreadable = Some(format!("{} disappeared", path.display()));
+        return;
+    }
+    match read_revoked(path) {
+        Ok(file) => {
+            r.ids = file.revoked.into_iter().map(|e| e.jti).collect();
+            r.version = version;
+            r.unreadable = None;
+        }
+        Err(message) => {
+            tracing::error!(path = %path.display(), %message, "Cannot read the token revocation list: every token is refused until it can be.");
+            r.unreadable = Some(message);
+        }
     }
 }
 
@@ -718,5 +776,17 @@ mod tests {
         assert_eq!(s.verify_own(&token).unwrap_err(), Rejection::Revoked);
         let (other, _) = s.issue("a", None, None, None, None).unwrap();
         assert!(s.verify_own(&other).is_ok());
+        // A list that turns unreadable (here: garbage) revokes everything, until fixed.
+        std::fs::write(&s.config.revoked_file, "not json").unwrap();
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!(matches!(
+            s.verify_own(&other),
+            Err(Rejection::RevocationUnknown(_))
+        ));
+        // And a gateway does not start on one.
+        assert!(matches!(
+            TokenService::open(&s.config),
+            Err(TokenError::Revoked { .. })
+        ));
     }
 }

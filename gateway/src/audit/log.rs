@@ -81,6 +81,10 @@ fn frames(bytes: &[u8]) -> Result<(Vec<Frame>, Tail), (u64, String)> {
         let kind = header[0];
         let len = u32::from_le_bytes([header[1], header[2], header[3], header[4]]);
         let crc = u32::from_le_bytes([header[5], header[6], header[7], header[8]]);
+        if kind == 0 && bytes[at..].iter().all(|&b| b == 0) {
+            // Zeros to the end: blocks a crash allocated but never wrote. A torn tail too.
+            return Ok((out, Tail::Torn { offset }));
+        }
         if !matches!(kind, RECORD | CHECKPOINT) || len > MAX_FRAME {
             return Err((
                 offset,
@@ -592,7 +596,11 @@ impl Log {
             })?;
         let mut size = bytes.len() as u64;
         if let Some(offset) = v.s.torn_tail_at {
-            tracing::warn!(path = %name, offset, cut = size - offset, "Cut a torn audit frame left by a crash.");
+            // Kept aside, not thrown away: an edit can look like a crash, and the bytes are the
+            // evidence either way.
+            let aside = path.with_extension(format!("log.torn-{offset}"));
+            std::fs::write(&aside, &bytes[offset as usize..]).map_err(io(&aside))?;
+            tracing::warn!(path = %name, offset, cut = size - offset, kept = %aside.display(), "Cut a torn audit frame left by a crash.");
             file.set_len(offset).map_err(io(&path))?;
             file.sync_all().map_err(io(&path))?;
             size = offset;
@@ -1063,7 +1071,26 @@ mod tests {
             let log = Log::open(path.parent().unwrap(), key(), Rotation::default()).unwrap();
             assert_eq!(log.next_seq(), 6);
             assert_eq!(std::fs::read(&path).unwrap(), full);
+            // What was cut is kept aside as evidence.
+            let aside = path.with_extension(format!("log.torn-{}", full.len()));
+            assert_eq!(
+                std::fs::read(&aside).unwrap(),
+                &with_seven[full.len()..with_seven.len() - cut]
+            );
         }
+        // Zeros to the end of the file (blocks a crash allocated but never wrote) are torn too.
+        let mut zeros = full.clone();
+        zeros.extend_from_slice(&[0; 4096]);
+        std::fs::write(&path, &zeros).unwrap();
+        let s = verify(&path, &key().verifying_key(), None).unwrap();
+        assert_eq!(s.torn_tail_at, Some(full.len() as u64));
+        let log = Log::open(path.parent().unwrap(), key(), Rotation::default()).unwrap();
+        assert_eq!(log.next_seq(), 6);
+        // Zeros followed by anything else are not a crash.
+        zeros.push(1);
+        drop(log);
+        std::fs::write(&path, &zeros).unwrap();
+        assert!(verify(&path, &key().verifying_key(), None).is_err());
     }
 
     fn small() -> Rotation {

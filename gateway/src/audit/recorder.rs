@@ -153,7 +153,8 @@ impl Recorder {
         let touched = redact::redact(&self.config.redact, &mut v);
         // Serializing only to measure is skipped when the input was small enough that even
         // every redaction marker cannot push it over (the common case).
-        if raw_len + touched * redact::REDACTED.len() + 2 <= max {
+        // Re-encoding can grow numbers (`9e15` prints as 16 digits and ".0"): 5x covers it.
+        if raw_len * 5 + touched * (redact::REDACTED.len() + 2) <= max {
             return (v, false);
         }
         redact::cap(v, max)

@@ -11,6 +11,25 @@ pub const REDACTED: &str = "[redacted]";
 /// Blanks, in place, every value under a key that matches and every credential-looking
 /// substring, at any depth. Returns how many values were touched.
 pub fn redact(rules: &Redaction, value: &mut Value) -> usize {
+    redact_nested(rules, value, 0)
+}
+
+/// JSON inside a string inside JSON...: how deep strings are opened up.
+const MAX_EMBEDDED: usize = 3;
+
+/// A string that holds a JSON object or array, redacted by the same rules; `None` when it
+/// does not hold one or nothing in it needed redaction.
+fn embedded(rules: &Redaction, text: &str, depth: usize) -> Option<String> {
+    let t = text.trim_start();
+    if depth >= MAX_EMBEDDED || !(t.starts_with('{') || t.starts_with('[')) || text.len() > 1 << 20
+    {
+        return None;
+    }
+    let mut inner: Value = serde_json::from_str(text).ok()?;
+    (redact_nested(rules, &mut inner, depth + 1) > 0).then(|| inner.to_string())
+}
+
+fn redact_nested(rules: &Redaction, value: &mut Value, depth: usize) -> usize {
     // An explicit stack: the depth of what arrives here is bounded by the parser, but the
     // walk should not have to rely on that.
     let mut touched = 0;
@@ -31,6 +50,10 @@ pub fn redact(rules: &Redaction, value: &mut Value) -> usize {
             }
             Value::Array(items) => stack.extend(items.iter_mut()),
             Value::String(s) => {
+                if let Some(clean) = embedded(rules, s, depth) {
+                    *s = clean;
+                    touched += 1;
+                }
                 if let Some(clean) = redact_text(rules, s) {
                     *s = clean;
                     touched += 1;
@@ -136,6 +159,23 @@ mod tests {
             0,
             "a hash is not a credential"
         );
+    }
+
+    #[test]
+    fn json_inside_strings_and_key_spellings_are_redacted_too() {
+        let mut v = json!({
+            "content": [{"type": "text", "text": "{\"user\":\"bob\",\"password\":\"hunter2\"}"}],
+            "privateKey": "k1", "private-key": "k2", "sessionKey": "k3", "passphrase": "k4", "pwd": "k5",
+        });
+        redact(&rules(), &mut v);
+        let out = v.to_string();
+        for secret in ["hunter2", "k1", "k2", "k3", "k4", "k5"] {
+            assert!(
+                !out.contains(&format!("\"{secret}")),
+                "{secret} survived: {out}"
+            );
+        }
+        assert!(out.contains("bob"), "{out}");
     }
 
     #[test]

@@ -238,8 +238,13 @@ fn run(mut log: Log, checkpoints: Checkpoints, shared: &Shared) {
                 let lazy = q
                     .since
                     .map(|t| (t + LAZY_FLUSH).saturating_duration_since(Instant::now()));
-                let sign = unsigned_since
-                    .map(|t| (t + checkpoints.interval).saturating_duration_since(Instant::now()));
+                // Capped at the lazy deadline: a lazy record arriving during this wait does not
+                // wake the writer (only `asleep` does), so it must be looked for that often.
+                let sign = unsigned_since.map(|t| {
+                    (t + checkpoints.interval)
+                        .saturating_duration_since(Instant::now())
+                        .min(LAZY_FLUSH)
+                });
                 let wait = match (lazy, sign) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),

@@ -17,19 +17,22 @@ pub const DEFAULT_AUDIT_KEY: &str = "/var/lib/agentgate/audit.key";
 
 /// Key names redacted by default (glob, case-insensitive), wherever they appear in parameters
 /// or results.
-pub const DEFAULT_REDACT_KEYS: [&str; 12] = [
+pub const DEFAULT_REDACT_KEYS: [&str; 15] = [
     "*password*",
     "*passwd*",
+    "*passphrase*",
+    "pwd",
     "*secret*",
     "*token*",
-    "*api_key*",
+    "*api?key*",
     "*apikey*",
-    "*api-key*",
     "authorization",
-    "cookie",
-    "*private_key*",
+    "*cookie*",
+    "*private?key*",
+    "*privatekey*",
     "*credential*",
-    "*session_key*",
+    "*session?key*",
+    "*sessionkey*",
 ];
 
 /// Values that look like credentials, whatever their key: JWTs, bearer tokens, PEM private keys

@@ -50,6 +50,9 @@ pub struct IssuerConfig {
     pub algorithms: Vec<jsonwebtoken::Algorithm>,
     /// The claim that names the agent.
     pub agent_claim: String,
+    /// The agents this issuer may name (`None`: any). Without it, an IdP subject that happens
+    /// to share a local agent's name gets that agent's policy.
+    pub agents: Option<Vec<String>>,
     pub leeway: Duration,
 }
 
@@ -87,6 +90,8 @@ pub struct RawIssuer {
     #[serde(default)]
     agent_claim: Option<String>,
     #[serde(default)]
+    agents: Option<Vec<String>>,
+    #[serde(default)]
     leeway: Option<Spanned<String>>,
 }
 
@@ -110,11 +115,17 @@ impl RawIssuer {
                         format!("not a URL: {e}"),
                     )
                 })?;
-                if !matches!(url.scheme(), "https" | "http") {
+                let loopback = match url.host() {
+                    Some(url::Host::Domain(d)) => d == "localhost",
+                    Some(url::Host::Ipv4(a)) => a.is_loopback(),
+                    Some(url::Host::Ipv6(a)) => a.is_loopback(),
+                    None => false,
+                };
+                if !(url.scheme() == "https" || (url.scheme() == "http" && loopback)) {
                     return Err(err(
                         u.span(),
                         "tokens.issuers.jwks_url",
-                        "must be https:// (http:// only for a local IdP)".into(),
+                        "must be https:// (http:// only on loopback): keys fetched in the clear could be swapped".into(),
                     ));
                 }
                 JwksSource::Url(url)
@@ -177,6 +188,7 @@ impl RawIssuer {
             jwks,
             algorithms,
             agent_claim: self.agent_claim.unwrap_or_else(|| "sub".into()),
+            agents: self.agents,
             leeway,
         })
     }

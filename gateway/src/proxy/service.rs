@@ -332,6 +332,21 @@ async fn dispatch(
         Err(e) => return Outcome::refused(e, Vec::new()),
     };
     let identity = &authenticated;
+    // A token scoped to other servers reaches nothing here: not the POST path (where the
+    // policy stage would say so too), nor streams or DELETE.
+    if let Some(token) = identity.token()
+        && !token.covers_server(upstream.server.name.as_str())
+    {
+        let mut o = Outcome::refused(
+            Refusal::Denied(format!(
+                "your token does not cover server {:?}",
+                upstream.server.name.as_str()
+            )),
+            Vec::new(),
+        );
+        o.identity = Some(authenticated.clone());
+        return o;
+    }
     let legacy = upstream.server.transport == Transport::Sse;
     let mut outcome = match (route, req.method().clone(), legacy) {
         (Route::Mcp(_), Method::POST, false) => {

@@ -260,7 +260,7 @@ async fn an_external_issuers_tokens_name_agents_and_its_key_rotation_is_followed
         &format!(
             "{}[[tokens.issuers]]\nissuer = \"https://idp.test\"\naudience = \"agentgate\"\n\
              jwks_url = \"http://127.0.0.1:{jwks_port}/jwks.json\"\nalgorithms = [\"RS256\"]\n\
-             agent_claim = \"agent\"\n{}",
+             agent_claim = \"agent\"\nagents = [\"planner\"]\n{}",
             tokens_section(&scratch),
             audit_section(&scratch)
         ),
@@ -296,6 +296,10 @@ async fn an_external_issuers_tokens_name_agents_and_its_key_rotation_is_followed
         (
             sign("k1", claims(&|c| c["iss"] = "https://evil.test".into())).await,
             "not trusted",
+        ),
+        (
+            sign("k1", claims(&|c| c["agent"] = "admin".into())).await,
+            "may not name here",
         ),
         (
             sign(
