@@ -37,6 +37,7 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, drain: Drain) {
                         "/audit/query" | "/audit/export" if req.method() == Method::GET => {
                             audit(&req, &gateway).await
                         }
+                        "/tokens" if req.method() == Method::POST => issue(req, &gateway).await,
                         _ => route(&req, &gateway),
                     };
                     Ok::<_, Infallible>(response)
@@ -217,6 +218,110 @@ async fn audit(req: &Request<Incoming>, gateway: &Gateway) -> Response<Full<Byte
         }
         Ok(Err((status, message))) => text(status, message),
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+    }
+}
+
+/// What `POST /tokens` takes.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssueRequest {
+    agent: String,
+    #[serde(default)]
+    servers: Option<Vec<String>>,
+    #[serde(default)]
+    tools: Option<Vec<String>>,
+    #[serde(default)]
+    scope: Option<String>,
+    /// e.g. "15m"
+    #[serde(default)]
+    ttl: Option<String>,
+}
+
+/// `POST /tokens` with `Authorization: Bearer <tokens.admin_secret>` and a JSON body
+/// `{"agent": .., "servers": [..], "tools": [..], "scope": "..", "ttl": "15m"}`: issues a token.
+async fn issue(req: Request<Incoming>, gateway: &Gateway) -> Response<Full<Bytes>> {
+    use http_body_util::BodyExt;
+    let json = |status: StatusCode, body: serde_json::Value| {
+        let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+        *resp.status_mut() = status;
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json"),
+        );
+        resp
+    };
+    let error = |status: StatusCode, m: &str| json(status, serde_json::json!({ "error": m }));
+    let Some(tokens) = gateway.tokens.as_ref().filter(|t| t.admin_enabled()) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "token issuance over the admin API is off (tokens.admin_secret)",
+        );
+    };
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !tokens.admin_allows(presented) {
+        let mut resp = error(StatusCode::UNAUTHORIZED, "the admin secret is required");
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"agentgate-admin\""),
+        );
+        return resp;
+    }
+    let body = match http_body_util::Limited::new(req.into_body(), 64 << 10)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("cannot read the body: {e}"),
+            );
+        }
+    };
+    let ask: IssueRequest = match serde_json::from_slice(&body) {
+        Ok(a) => a,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("bad request body: {e}")),
+    };
+    if let Some(unknown) = ask
+        .servers
+        .iter()
+        .flatten()
+        .find(|s| gateway.config.server(s).is_none())
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("no server is named {unknown:?}"),
+        );
+    }
+    let ttl = match ask
+        .ttl
+        .as_deref()
+        .map(humantime::parse_duration)
+        .transpose()
+    {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("ttl: {e}")),
+    };
+    match tokens.issue(&ask.agent, ask.servers, ask.tools, ask.scope, ttl) {
+        Ok((token, claims)) => {
+            gateway.record_event(
+                crate::audit::Event::TokenIssued,
+                serde_json::json!({
+                    "agent": claims.sub, "jti": claims.jti, "exp": claims.exp,
+                    "servers": claims.servers, "tools": claims.tools, "via": "admin-api",
+                }),
+            );
+            json(
+                StatusCode::OK,
+                serde_json::json!({ "token": token, "claims": claims }),
+            )
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
     }
 }
 

@@ -50,6 +50,8 @@ pub enum Event {
     GatewayStop,
     EbpfAttach,
     EbpfDetach,
+    /// A token issued over the admin API.
+    TokenIssued,
 }
 
 /// One audit record (schema version 1, documented in `docs/AUDIT.md`). Optional members are

@@ -340,7 +340,13 @@ pub async fn start_with(
         None
     };
     let tokens = if config.tokens.enabled {
-        Some(Arc::new(crate::tokens::TokenService::open(&config.tokens)?))
+        let mut service = crate::tokens::TokenService::open(&config.tokens)?;
+        if let Some(name) = &config.tokens.admin_secret
+            && let Some(spec) = config.secrets.iter().find(|s| &s.name == name)
+        {
+            service = service.with_admin(crate::credentials::Secret::read(spec)?);
+        }
+        Some(Arc::new(service))
     } else {
         None
     };

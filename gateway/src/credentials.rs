@@ -59,7 +59,8 @@ impl std::fmt::Debug for Secret {
 }
 
 impl Secret {
-    fn read(spec: &SecretSpec) -> Result<Self, SecretError> {
+    /// Reads a secret from its source.
+    pub fn read(spec: &SecretSpec) -> Result<Self, SecretError> {
         let name = spec.name.clone();
         let source_desc = spec.source.to_string();
         let mut bytes = Zeroizing::new(match &spec.source {
@@ -96,6 +97,20 @@ impl Secret {
             return Err(SecretError::Empty { name, source_desc });
         }
         Ok(Self(bytes))
+    }
+}
+
+impl Secret {
+    /// Whether `presented` equals the secret, in time that depends only on the lengths.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        if presented.len() != self.0.len() {
+            return false;
+        }
+        let diff = presented
+            .iter()
+            .zip(self.0.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        std::hint::black_box(diff) == 0
     }
 }
 

@@ -141,6 +141,8 @@ pub struct TokenService {
     public: [u8; 32],
     revoked: Mutex<Revocations>,
     external: Vec<External>,
+    /// What an admin-API caller presents to issue tokens.
+    admin: Option<crate::credentials::Secret>,
 }
 
 /// An external issuer and its cached keys.
@@ -333,6 +335,7 @@ impl TokenService {
                 .cloned()
                 .map(External::new)
                 .collect::<Result<_, _>>()?,
+            admin: None,
         })
         .and_then(|s| {
             let mut r = s.revoked.lock().unwrap_or_else(|p| p.into_inner());
@@ -351,6 +354,24 @@ impl TokenService {
 
     pub fn config(&self) -> &TokensConfig {
         &self.config
+    }
+
+    /// Enables issuance over the admin API for callers presenting `secret`.
+    pub fn with_admin(mut self, secret: crate::credentials::Secret) -> Self {
+        self.admin = Some(secret);
+        self
+    }
+
+    /// Whether the admin API issues tokens at all.
+    pub fn admin_enabled(&self) -> bool {
+        self.admin.is_some()
+    }
+
+    /// Whether `presented` is the admin secret.
+    pub fn admin_allows(&self, presented: &str) -> bool {
+        self.admin
+            .as_ref()
+            .is_some_and(|s| s.matches(presented.as_bytes()))
     }
 
     /// Signs a token for `agent`, scoped as given, living `ttl` (the default when `None`).

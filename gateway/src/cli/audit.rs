@@ -65,7 +65,7 @@ pub struct Filters {
     #[arg(long)]
     decision: Option<String>,
     /// request, response, server_message, session_start, session_end, policy_reload,
-    /// gateway_start, gateway_stop, ebpf_attach, ebpf_detach.
+    /// gateway_start, gateway_stop, ebpf_attach, ebpf_detach, token_issued.
     #[arg(long)]
     event: Option<String>,
     /// Text anywhere in the parameters, result, target or error (case-insensitive).

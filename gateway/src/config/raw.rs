@@ -423,8 +423,18 @@ impl File {
         let policy =
             std::mem::take(&mut self.policy).validate(std::mem::take(&mut self.rules), base)?;
         let audit = std::mem::take(&mut self.audit).validate(base)?;
+        let admin_secret = self.tokens.admin_secret().cloned();
         let tokens = std::mem::take(&mut self.tokens).validate(base)?;
         let mut config = self.validate_core(base)?;
+        if let Some(name) = admin_secret
+            && !config.secrets.iter().any(|s| &s.name == name.get_ref())
+        {
+            return Err(super::policy::PolicyError::from((
+                Some(name.span()),
+                "tokens.admin_secret".to_owned(),
+                format!("no [[secrets]] entry is named {:?}", name.get_ref()),
+            )));
+        }
         config.policy = policy;
         config.audit = audit;
         config.tokens = tokens;

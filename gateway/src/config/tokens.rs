@@ -33,6 +33,9 @@ pub struct TokensConfig {
     pub require: bool,
     /// External identity providers whose JWTs are accepted too.
     pub issuers: Vec<IssuerConfig>,
+    /// The `[[secrets]]` entry an admin-API caller must present to issue tokens (`POST
+    /// /tokens`); `None`: issuance over the admin API is off.
+    pub admin_secret: Option<String>,
 }
 
 /// Most clock skew an external issuer may be granted.
@@ -75,6 +78,7 @@ impl Default for TokensConfig {
             revoked_file: PathBuf::from(DEFAULT_REVOKED),
             require: false,
             issuers: Vec::new(),
+            admin_secret: None,
         }
     }
 }
@@ -207,6 +211,7 @@ pub struct RawTokens {
     require: Option<bool>,
     #[serde(default)]
     issuers: Vec<RawIssuer>,
+    admin_secret: Option<Spanned<String>>,
 }
 
 fn path(v: Option<Spanned<String>>, default: PathBuf, base: Option<&Path>) -> PathBuf {
@@ -240,6 +245,11 @@ fn ttl(v: Option<Spanned<String>>, key: &str, default: Duration) -> Result<Durat
 }
 
 impl RawTokens {
+    /// The `admin_secret` reference, for checking against `[[secrets]]`.
+    pub fn admin_secret(&self) -> Option<&Spanned<String>> {
+        self.admin_secret.as_ref()
+    }
+
     pub fn validate(self, base: Option<&Path>) -> Result<TokensConfig, Invalid> {
         let d = TokensConfig::default();
         let text = |v: Option<Spanned<String>>, key: &str, default: String| match v {
@@ -283,6 +293,7 @@ impl RawTokens {
                 .into_iter()
                 .map(|i| i.validate(base))
                 .collect::<Result<_, _>>()?,
+            admin_secret: self.admin_secret.map(Spanned::into_inner),
         })
     }
 }

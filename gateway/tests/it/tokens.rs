@@ -352,3 +352,78 @@ async fn an_external_issuers_tokens_name_agents_and_its_key_rotation_is_followed
     assert_eq!(first.agent.as_deref(), Some("planner"));
     assert_eq!(first.subject.as_deref(), Some("https://idp.test#user-1"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_api_issues_tokens_only_to_callers_with_the_admin_secret() {
+    let server = python_server("streamable-http", None).await;
+    let scratch = scratch_dir("tokens-admin");
+    std::fs::write(scratch.join("admin.secret"), "adm1n-s3cret\n").unwrap();
+    let text = gateway_config(
+        &[("py", &server.url("/mcp"), "streamable-http", "")],
+        &format!(
+            "{}admin_secret = \"admin\"\n[[secrets]]\nname = \"admin\"\nfile = \"{}/admin.secret\"\n{}",
+            tokens_section(&scratch),
+            scratch.display(),
+            audit_section(&scratch)
+        ),
+    );
+    let gw = gateway(&text).await;
+    let admin = gw.bound.admin.unwrap().port();
+    let ask = br#"{"agent":"ci-bot","servers":["py"],"tools":["echo"],"ttl":"5m"}"#;
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("Bearer adm1n-s3cre"),
+        Some("adm1n-s3cret"),
+    ] {
+        let mut headers = vec![("Content-Type", "application/json")];
+        if let Some(a) = auth {
+            headers.push(("Authorization", a));
+        }
+        let (status, _, _) = http(admin, "POST", "/tokens", &headers, ask).await;
+        assert_eq!(status, 401, "{auth:?}");
+    }
+    let good = [
+        ("Content-Type", "application/json"),
+        ("Authorization", "Bearer adm1n-s3cret"),
+    ];
+    let (status, _, body) = http(
+        admin,
+        "POST",
+        "/tokens",
+        &good,
+        br#"{"agent":"x","servers":["nope"]}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    let (status, _, body) = http(
+        admin,
+        "POST",
+        "/tokens",
+        &good,
+        br#"{"agent":"x","ttl":"9h"}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    let (status, _, body) = http(admin, "POST", "/tokens", &good, ask).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let issued: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(issued["claims"]["sub"], "ci-bot");
+    let token = issued["token"].as_str().unwrap();
+    let (status, head, _) = initialize_with(addr(&gw).port(), token).await;
+    assert_eq!(status, 200, "{head}");
+    gw.shutdown().await;
+    let records =
+        agentgate::audit::query::query(&scratch.join("audit"), &Default::default(), None).unwrap();
+    let event = records
+        .iter()
+        .find(|r| r.event == agentgate::audit::Event::TokenIssued)
+        .expect("the issuance is audited");
+    assert_eq!(event.detail.as_ref().unwrap()["agent"], "ci-bot");
+    let raw: Vec<u8> = agentgate::audit::log::segments(&scratch.join("audit"))
+        .unwrap()
+        .into_iter()
+        .flat_map(|(_, p)| std::fs::read(p).unwrap())
+        .collect();
+    assert!(!raw.windows(12).any(|w| w == b"adm1n-s3cret"));
+}
