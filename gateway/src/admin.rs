@@ -232,13 +232,17 @@ struct IssueRequest {
     tools: Option<Vec<String>>,
     #[serde(default)]
     scope: Option<String>,
+    /// tool -> JSON pointer -> allowed values
+    #[serde(default)]
+    args: Option<crate::tokens::ArgConstraints>,
     /// e.g. "15m"
     #[serde(default)]
     ttl: Option<String>,
 }
 
 /// `POST /tokens` with `Authorization: Bearer <tokens.admin_secret>` and a JSON body
-/// `{"agent": .., "servers": [..], "tools": [..], "scope": "..", "ttl": "15m"}`: issues a token.
+/// `{"agent": .., "servers": [..], "tools": [..], "scope": "..", "args": {"tool": {"/ptr":
+/// ["v"]}}, "ttl": "15m"}`: issues a token.
 async fn issue(req: Request<Incoming>, gateway: &Gateway) -> Response<Full<Bytes>> {
     use http_body_util::BodyExt;
     let json = |status: StatusCode, body: serde_json::Value| {
@@ -307,7 +311,7 @@ async fn issue(req: Request<Incoming>, gateway: &Gateway) -> Response<Full<Bytes
         Ok(t) => t,
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("ttl: {e}")),
     };
-    match tokens.issue(&ask.agent, ask.servers, ask.tools, ask.scope, ttl) {
+    match tokens.issue_with(&ask.agent, ask.servers, ask.tools, ask.scope, ask.args, ttl) {
         Ok((token, claims)) => {
             gateway.record_event(
                 crate::audit::Event::TokenIssued,

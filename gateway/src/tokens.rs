@@ -45,7 +45,14 @@ pub struct Claims {
     /// Space-separated scopes, for `[rules.token] scopes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// Argument constraints: tool -> JSON pointer into its arguments -> the values allowed there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<ArgConstraints>,
 }
+
+/// tool -> JSON pointer -> allowed values (strings; numbers and booleans as their JSON text).
+pub type ArgConstraints =
+    std::collections::BTreeMap<String, std::collections::BTreeMap<String, Vec<String>>>;
 
 /// A token that verified: whom it names, its scope, and its claims as JSON (what policy rules
 /// match on).
@@ -62,6 +69,8 @@ pub struct Verified {
     pub servers: Option<Vec<String>>,
     /// Tools it may call (absent: any the policy allows). Gateway tokens only.
     pub tools: Option<Vec<String>>,
+    /// Values some tools' arguments must have. Gateway tokens only.
+    pub args: Option<ArgConstraints>,
     pub json: serde_json::Value,
 }
 
@@ -383,6 +392,19 @@ impl TokenService {
         scope: Option<String>,
         ttl: Option<Duration>,
     ) -> Result<(String, Claims), TokenError> {
+        self.issue_with(agent, servers, tools, scope, None, ttl)
+    }
+
+    /// [`TokenService::issue`] with argument constraints.
+    pub fn issue_with(
+        &self,
+        agent: &str,
+        servers: Option<Vec<String>>,
+        tools: Option<Vec<String>>,
+        scope: Option<String>,
+        args: Option<ArgConstraints>,
+        ttl: Option<Duration>,
+    ) -> Result<(String, Claims), TokenError> {
         let ttl = ttl.unwrap_or(self.config.default_ttl);
         if ttl > self.config.max_ttl || ttl.is_zero() {
             return Err(TokenError::TooLong {
@@ -403,6 +425,7 @@ impl TokenService {
             servers,
             tools,
             scope,
+            args,
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());
@@ -467,6 +490,7 @@ impl TokenService {
             exp: claims["exp"].as_u64().unwrap_or(0),
             servers: None,
             tools: None,
+            args: None,
             json: claims,
         })
     }
@@ -544,6 +568,7 @@ impl TokenService {
             exp: claims.exp,
             servers: claims.servers,
             tools: claims.tools,
+            args: claims.args,
             json: data.claims,
         })
     }

@@ -29,6 +29,10 @@ pub enum Action {
         /// Space-separated scopes, for `[rules.token] scopes`.
         #[arg(long)]
         scope: Option<String>,
+        /// An argument constraint TOOL:POINTER=VALUE, e.g. `query:/table=customers` (repeat;
+        /// several values for one TOOL:POINTER allow any of them).
+        #[arg(long = "arg", value_name = "TOOL:POINTER=VALUE")]
+        args: Vec<String>,
         /// Lifetime (default tokens.default_ttl, at most tokens.max_ttl), e.g. 15m.
         #[arg(long, value_parser = humantime::parse_duration)]
         ttl: Option<Duration>,
@@ -73,6 +77,7 @@ pub fn main(action: Action) -> i32 {
             servers,
             tools,
             scope,
+            args,
             ttl,
             json,
         } => {
@@ -85,7 +90,27 @@ pub fn main(action: Action) -> i32 {
                 return EXIT_BAD_CONFIG;
             }
             let some = |v: Vec<String>| (!v.is_empty()).then_some(v);
-            match service.issue(&agent, some(servers), some(tools), scope, ttl) {
+            let mut constraints = tokens::ArgConstraints::new();
+            for a in &args {
+                let parsed = a.split_once(':').and_then(|(tool, rest)| {
+                    let (pointer, value) = rest.split_once('=')?;
+                    (!tool.is_empty() && pointer.starts_with('/')).then_some((tool, pointer, value))
+                });
+                let Some((tool, pointer, value)) = parsed else {
+                    eprintln!(
+                        "agentgate token issue: --arg {a:?}: write TOOL:POINTER=VALUE, e.g. query:/table=customers"
+                    );
+                    return EXIT_BAD_CONFIG;
+                };
+                constraints
+                    .entry(tool.to_owned())
+                    .or_default()
+                    .entry(pointer.to_owned())
+                    .or_default()
+                    .push(value.to_owned());
+            }
+            let constraints = (!constraints.is_empty()).then_some(constraints);
+            match service.issue_with(&agent, some(servers), some(tools), scope, constraints, ttl) {
                 Ok((token, claims)) if json => {
                     println!(
                         "{}",

@@ -96,7 +96,12 @@ fn who(identity: &Identity) -> Who<'_> {
 pub const TOKEN_SCOPE_RULE: &str = "token-scope";
 
 /// What a token's `servers` and `tools` claims refuse, whatever the policy says.
-fn token_scope(identity: &Identity, server: &Server, class: Class<'_>) -> Option<String> {
+fn token_scope(
+    identity: &Identity,
+    server: &Server,
+    class: Class<'_>,
+    arguments: Option<&crate::mcp::message::Arguments>,
+) -> Option<String> {
     let token = identity.token()?;
     if !token.covers_server(server.name.as_str()) {
         return Some(format!(
@@ -110,6 +115,25 @@ fn token_scope(identity: &Identity, server: &Server, class: Class<'_>) -> Option
         return Some(format!(
             "agentgate: your token does not cover tool {tool:?}; ask for one that does"
         ));
+    }
+    if let Class::Tool(tool) = class
+        && let Some(constraints) = token.args.as_ref().and_then(|a| a.get(tool))
+    {
+        for (pointer, allowed) in constraints {
+            let value = arguments.and_then(|a| a.pointer(pointer));
+            let ok = match &value {
+                Some(serde_json::Value::String(s)) => allowed.contains(s),
+                Some(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => {
+                    allowed.contains(&v.to_string())
+                }
+                _ => false,
+            };
+            if !ok {
+                return Some(format!(
+                    "agentgate: your token allows tool {tool:?} only with {pointer} one of {allowed:?}"
+                ));
+            }
+        }
     }
     None
 }
@@ -142,7 +166,7 @@ impl PolicyStage {
             Target::Tool { arguments, .. } | Target::Prompt { arguments, .. } => arguments.as_ref(),
             _ => None,
         };
-        if let Some(reason) = token_scope(identity, server, class) {
+        if let Some(reason) = token_scope(identity, server, class, arguments) {
             self.metrics.decision(server.name.as_str(), "deny");
             return Decision::Deny {
                 rule: Arc::from(TOKEN_SCOPE_RULE),

@@ -427,3 +427,72 @@ async fn the_admin_api_issues_tokens_only_to_callers_with_the_admin_secret() {
         .collect();
     assert!(!raw.windows(12).any(|w| w == b"adm1n-s3cret"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_can_pin_a_tools_arguments() {
+    let server = python_server("streamable-http", None).await;
+    let scratch = scratch_dir("tokens-args");
+    let text = gateway_config(
+        &[("py", &server.url("/mcp"), "streamable-http", "")],
+        &format!("{}{}", tokens_section(&scratch), audit_section(&scratch)),
+    );
+    let config = scratch.join("gw.toml");
+    std::fs::write(&config, &text).unwrap();
+    let gw = gateway(&text).await;
+    let port = addr(&gw).port();
+    let (code, _, err) = cli(
+        &["token", "issue", "--agent", "a", "--arg", "echo-no-slash=x"],
+        &config,
+    )
+    .await;
+    assert_eq!(code, 64, "{err}");
+    let (code, token, err) = cli(
+        &[
+            "token",
+            "issue",
+            "--agent",
+            "a",
+            "--arg",
+            "echo:/message=hello",
+            "--arg",
+            "echo:/message=hi",
+        ],
+        &config,
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let (status, head, _) = initialize_with(port, &token).await;
+    assert_eq!(status, 200);
+    let sid = session_id(&head);
+    let auth = format!("Bearer {token}");
+    let call = |message: &'static str| {
+        let (auth, sid) = (auth.clone(), sid.clone());
+        async move {
+            http(
+                port,
+                "POST",
+                "/servers/py/mcp",
+                &[
+                    ("Content-Type", "application/json"),
+                    ("Accept", "application/json, text/event-stream"),
+                    ("Mcp-Session-Id", sid.as_str()),
+                    ("MCP-Protocol-Version", "2025-11-25"),
+                    ("Authorization", auth.as_str()),
+                ],
+                tool_call(1, "echo", json!({"message": message})).as_bytes(),
+            )
+            .await
+        }
+    };
+    for ok in ["hello", "hi"] {
+        let (status, _, body) = call(ok).await;
+        assert_eq!(status, 200);
+        assert!(String::from_utf8_lossy(&body).contains(ok));
+    }
+    let (status, _, body) = call("rm -rf /").await;
+    assert_eq!(status, 200);
+    let (code, message) = rpc_error(&body);
+    assert_eq!(code, -32001);
+    assert!(message.contains("only with /message one of"), "{message}");
+    gw.shutdown().await;
+}
