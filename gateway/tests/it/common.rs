@@ -383,12 +383,24 @@ pub async fn post_in_session(
     session: &str,
     body: &str,
 ) -> (u16, String, Vec<u8>) {
-    let headers = [
+    post_in_session_with(port, server, session, body, &[]).await
+}
+
+/// [`post_in_session`] with `extra` headers.
+pub async fn post_in_session_with(
+    port: u16,
+    server: &str,
+    session: &str,
+    body: &str,
+    extra: &[(&str, &str)],
+) -> (u16, String, Vec<u8>) {
+    let mut headers = vec![
         ("Content-Type", "application/json"),
         ("Accept", "application/json, text/event-stream"),
         ("Mcp-Session-Id", session),
         ("MCP-Protocol-Version", "2025-11-25"),
     ];
+    headers.extend_from_slice(extra);
     http(
         port,
         "POST",

@@ -137,20 +137,7 @@ async fn tokens_admit_scope_and_name_agents_and_bad_ones_get_401() {
     let post = |body: String| {
         let (auth, sid) = (auth.clone(), sid.clone());
         async move {
-            http(
-                port,
-                "POST",
-                "/servers/py/mcp",
-                &[
-                    ("Content-Type", "application/json"),
-                    ("Accept", "application/json, text/event-stream"),
-                    ("Mcp-Session-Id", sid.as_str()),
-                    ("MCP-Protocol-Version", "2025-11-25"),
-                    ("Authorization", auth.as_str()),
-                ],
-                body.as_bytes(),
-            )
-            .await
+            post_in_session_with(port, "py", &sid, &body, &[("Authorization", auth.as_str())]).await
         }
     };
     let (status, _, body) = post(tool_call(5, "add", json!({"a": 1, "b": 2}))).await;
@@ -468,20 +455,8 @@ async fn a_token_can_pin_a_tools_arguments() {
     let call = |message: &'static str| {
         let (auth, sid) = (auth.clone(), sid.clone());
         async move {
-            http(
-                port,
-                "POST",
-                "/servers/py/mcp",
-                &[
-                    ("Content-Type", "application/json"),
-                    ("Accept", "application/json, text/event-stream"),
-                    ("Mcp-Session-Id", sid.as_str()),
-                    ("MCP-Protocol-Version", "2025-11-25"),
-                    ("Authorization", auth.as_str()),
-                ],
-                tool_call(1, "echo", json!({"message": message})).as_bytes(),
-            )
-            .await
+            let body = tool_call(1, "echo", json!({"message": message}));
+            post_in_session_with(port, "py", &sid, &body, &[("Authorization", auth.as_str())]).await
         }
     };
     for ok in ["hello", "hi"] {
