@@ -1,4 +1,5 @@
 //! The command line: `agentgate run`, `check-config`, `exec`, `status`, `policy`, `audit`,
+//! `token`,
 //! `version`.
 
 mod audit;
@@ -64,7 +65,7 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Verify an audit log against its signed checkpoints; print a signing key's public key.
+    /// Verify, query, follow and export the audit log; print a signing key's public key.
     Audit {
         #[command(subcommand)]
         action: audit::Action,

@@ -212,6 +212,15 @@ impl Config {
     }
 }
 
+/// A path from the config: relative ones are relative to `base`, the config file's directory
+/// (the working directory for the embedded default).
+pub(crate) fn resolve(base: Option<&Path>, p: &Path) -> PathBuf {
+    match base {
+        Some(b) if p.is_relative() => b.join(p),
+        _ => p.to_path_buf(),
+    }
+}
+
 /// Line number (1-based) of a span, and the key it is on: the key written on that line, qualified
 /// by the table header above it.
 fn locate(text: &str, span: Option<std::ops::Range<usize>>) -> (usize, String) {

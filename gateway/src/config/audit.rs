@@ -308,11 +308,7 @@ fn path(v: &Spanned<String>, key: &str, base: Option<&Path>) -> Result<PathBuf, 
     if v.get_ref().is_empty() {
         return Err((span_of(v), key.to_owned(), "must not be empty".into()));
     }
-    let p = PathBuf::from(v.get_ref());
-    Ok(match base {
-        Some(b) if p.is_relative() => b.join(p),
-        _ => p,
-    })
+    Ok(super::resolve(base, Path::new(v.get_ref())))
 }
 
 /// A pattern list: the configured one (or the defaults when none is), plus the extras, each

@@ -103,11 +103,7 @@ pub fn secrets(
         }
         let source = match (s.file, s.env, s.credential) {
             (Some(f), None, None) => {
-                let p = PathBuf::from(f.get_ref());
-                Source::File(match base {
-                    Some(b) if p.is_relative() => b.join(p),
-                    _ => p,
-                })
+                Source::File(super::resolve(base, std::path::Path::new(f.get_ref())))
             }
             (None, Some(e), None) if !e.get_ref().is_empty() => Source::Env(e.into_inner()),
             (None, None, Some(c)) if valid_name(c.get_ref()) => Source::Credential(c.into_inner()),

@@ -14,7 +14,7 @@ use std::{
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::raw::Invalid;
+use super::{raw::Invalid, resolve};
 
 /// Where TOFU pins are kept unless `policy.pins_file` says otherwise.
 pub const DEFAULT_PINS_FILE: &str = "/var/lib/agentgate/pins.json";
@@ -567,13 +567,6 @@ impl RawPolicy {
             }
         }
         Ok(out)
-    }
-}
-
-fn resolve(base: Option<&Path>, p: &Path) -> PathBuf {
-    match base {
-        Some(b) if p.is_relative() => b.join(p),
-        _ => p.to_path_buf(),
     }
 }
 

@@ -216,13 +216,7 @@ pub struct RawTokens {
 
 fn path(v: Option<Spanned<String>>, default: PathBuf, base: Option<&Path>) -> PathBuf {
     match v {
-        Some(s) => {
-            let p = PathBuf::from(s.into_inner());
-            match base {
-                Some(b) if p.is_relative() => b.join(p),
-                _ => p,
-            }
-        }
+        Some(s) => super::resolve(base, Path::new(s.get_ref())),
         None => default,
     }
 }

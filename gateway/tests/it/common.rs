@@ -88,37 +88,35 @@ impl Peer {
 
 /// The Python MCPServer test server (tests/peers/server.py).
 pub async fn python_server(transport: &str, tls: Option<(&Path, &Path)>) -> Peer {
-    let port = free_port();
-    let mut cmd = Command::new(peers().join("venv/bin/python"));
-    cmd.arg(peer_scripts().join("server.py")).args([
-        "--transport",
-        transport,
-        "--port",
-        &port.to_string(),
-    ]);
+    let mut args: Vec<std::ffi::OsString> = vec!["--transport".into(), transport.into()];
     if let Some((cert, key)) = tls {
-        cmd.arg("--certfile").arg(cert).arg("--keyfile").arg(key);
+        args.extend([
+            "--certfile".into(),
+            cert.into(),
+            "--keyfile".into(),
+            key.into(),
+        ]);
     }
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start python server");
-    wait_for_port(port, &mut child).await;
-    Peer { port, child }
+    python_peer("server.py", &args).await
 }
 
 /// The OTLP logs receiver (tests/peers/otlp_receiver.py), checking bodies against the official
 /// OpenTelemetry protobuf schema.
 pub async fn otlp_receiver() -> Peer {
+    python_peer("otlp_receiver.py", &[]).await
+}
+
+/// A Python peer script from tests/peers on a free port (`--port N` added), ready to serve.
+async fn python_peer(script: &str, args: &[std::ffi::OsString]) -> Peer {
     let port = free_port();
     let mut child = Command::new(peers().join("venv/bin/python"))
-        .arg(peer_scripts().join("otlp_receiver.py"))
+        .arg(peer_scripts().join(script))
+        .args(args)
         .args(["--port", &port.to_string()])
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .expect("start the OTLP receiver");
+        .unwrap_or_else(|e| panic!("start {script}: {e}"));
     wait_for_port(port, &mut child).await;
     Peer { port, child }
 }

@@ -2,9 +2,13 @@
 //! name its agent in policy and audit, scope what it may call, and every bad token is refused
 //! with 401 and the reason, never forwarded.
 
-use std::{path::Path, process::Stdio, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
 
-use agentgate::{config::tokens::TokensConfig, tokens::TokenService};
+use agentgate::{cli::Running, config::tokens::TokensConfig, tokens::TokenService};
 use serde_json::json;
 
 use crate::common::*;
@@ -32,6 +36,25 @@ async fn cli(args: &[&str], config: &Path) -> (i32, String, String) {
     )
 }
 
+/// A gateway with tokens required (plus `extra`, which continues `[tokens]`) and an audit log in
+/// `scratch`, in front of a Python MCP server. Returns the server, the config file written to
+/// `scratch/gw.toml` (for the CLI) and the gateway.
+async fn token_gateway(scratch: &Path, extra: &str) -> (Peer, PathBuf, Running) {
+    let server = python_server("streamable-http", None).await;
+    let text = gateway_config(
+        &[("py", &server.url("/mcp"), "streamable-http", "")],
+        &format!(
+            "{}{extra}{}",
+            tokens_section(scratch),
+            audit_section(scratch)
+        ),
+    );
+    let config = scratch.join("gw.toml");
+    std::fs::write(&config, &text).unwrap();
+    let gw = gateway(&text).await;
+    (server, config, gw)
+}
+
 /// Initialize with `Authorization: Bearer <token>`: status, head, body.
 async fn initialize_with(port: u16, token: &str) -> (u16, String, Vec<u8>) {
     let auth = format!("Bearer {token}");
@@ -40,15 +63,8 @@ async fn initialize_with(port: u16, token: &str) -> (u16, String, Vec<u8>) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tokens_admit_scope_and_name_agents_and_bad_ones_get_401() {
-    let server = python_server("streamable-http", None).await;
     let scratch = scratch_dir("tokens");
-    let text = gateway_config(
-        &[("py", &server.url("/mcp"), "streamable-http", "")],
-        &format!("{}{}", tokens_section(&scratch), audit_section(&scratch)),
-    );
-    let config = scratch.join("gw.toml");
-    std::fs::write(&config, &text).unwrap();
-    let gw = gateway(&text).await;
+    let (server, config, gw) = token_gateway(&scratch, "").await;
     let port = addr(&gw).port();
 
     // A real MCP client with a token for the server.
@@ -217,7 +233,6 @@ async fn idp(args: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_external_issuers_tokens_name_agents_and_its_key_rotation_is_followed() {
-    let server = python_server("streamable-http", None).await;
     let scratch = scratch_dir("tokens-idp");
     let keys = scratch.join("idp");
     std::fs::create_dir_all(&keys).unwrap();
@@ -242,17 +257,12 @@ async fn an_external_issuers_tokens_name_agents_and_its_key_rotation_is_followed
         .spawn()
         .unwrap();
     wait_for_port(jwks_port, &mut jwks_server).await;
-    let text = gateway_config(
-        &[("py", &server.url("/mcp"), "streamable-http", "")],
-        &format!(
-            "{}[[tokens.issuers]]\nissuer = \"https://idp.test\"\naudience = \"agentgate\"\n\
-             jwks_url = \"http://127.0.0.1:{jwks_port}/jwks.json\"\nalgorithms = [\"RS256\"]\n\
-             agent_claim = \"agent\"\nagents = [\"planner\"]\n{}",
-            tokens_section(&scratch),
-            audit_section(&scratch)
-        ),
+    let issuer = format!(
+        "[[tokens.issuers]]\nissuer = \"https://idp.test\"\naudience = \"agentgate\"\n\
+         jwks_url = \"http://127.0.0.1:{jwks_port}/jwks.json\"\nalgorithms = [\"RS256\"]\n\
+         agent_claim = \"agent\"\nagents = [\"planner\"]\n"
     );
-    let gw = gateway(&text).await;
+    let (_server, _, gw) = token_gateway(&scratch, &issuer).await;
     let port = addr(&gw).port();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -342,19 +352,13 @@ async fn an_external_issuers_tokens_name_agents_and_its_key_rotation_is_followed
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_admin_api_issues_tokens_only_to_callers_with_the_admin_secret() {
-    let server = python_server("streamable-http", None).await;
     let scratch = scratch_dir("tokens-admin");
     std::fs::write(scratch.join("admin.secret"), "adm1n-s3cret\n").unwrap();
-    let text = gateway_config(
-        &[("py", &server.url("/mcp"), "streamable-http", "")],
-        &format!(
-            "{}admin_secret = \"admin\"\n[[secrets]]\nname = \"admin\"\nfile = \"{}/admin.secret\"\n{}",
-            tokens_section(&scratch),
-            scratch.display(),
-            audit_section(&scratch)
-        ),
+    let extra = format!(
+        "admin_secret = \"admin\"\n[[secrets]]\nname = \"admin\"\nfile = \"{}/admin.secret\"\n",
+        scratch.display()
     );
-    let gw = gateway(&text).await;
+    let (_server, _, gw) = token_gateway(&scratch, &extra).await;
     let admin = gw.bound.admin.unwrap().port();
     let ask = br#"{"agent":"ci-bot","servers":["py"],"tools":["echo"],"ttl":"5m"}"#;
     for auth in [
@@ -417,15 +421,8 @@ async fn the_admin_api_issues_tokens_only_to_callers_with_the_admin_secret() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_token_can_pin_a_tools_arguments() {
-    let server = python_server("streamable-http", None).await;
     let scratch = scratch_dir("tokens-args");
-    let text = gateway_config(
-        &[("py", &server.url("/mcp"), "streamable-http", "")],
-        &format!("{}{}", tokens_section(&scratch), audit_section(&scratch)),
-    );
-    let config = scratch.join("gw.toml");
-    std::fs::write(&config, &text).unwrap();
-    let gw = gateway(&text).await;
+    let (_server, config, gw) = token_gateway(&scratch, "").await;
     let port = addr(&gw).port();
     let (code, _, err) = cli(
         &["token", "issue", "--agent", "a", "--arg", "echo-no-slash=x"],
