@@ -1,6 +1,5 @@
 //! The command line: `agentgate run`, `check-config`, `exec`, `status`, `policy`, `audit`,
-//! `token`,
-//! `version`.
+//! `token`, `version`.
 
 mod audit;
 mod policy;
