@@ -350,14 +350,18 @@ pub async fn start_with(
     } else {
         None
     };
+    let launch_env = crate::credentials::launch_env(&config)?;
     let gateway = Arc::new(Gateway::new(
         config.clone(),
         stages,
         metrics.clone(),
         drain.clone(),
-        engine,
-        audit,
-        tokens,
+        proxy::Services {
+            policy: engine,
+            audit,
+            tokens,
+            launch_env,
+        },
     )?);
     let address = config.listener.address;
     let listener = tokio::net::TcpListener::bind(address)

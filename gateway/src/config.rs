@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod credentials;
+pub mod launch;
 pub mod policy;
 mod raw;
 pub mod tokens;
@@ -137,6 +138,9 @@ pub struct Server {
     pub policy_mode: Option<policy::Mode>,
     /// Headers set on every request to it, carrying secrets the agent never sees.
     pub inject: Vec<credentials::Injection>,
+    /// Set for a server the gateway launches and speaks to over stdio (`url` is then
+    /// `stdio:<name>`, for display only).
+    pub launch: Option<launch::Launch>,
 }
 
 /// A configuration error, naming where it is.

@@ -47,6 +47,8 @@ pub enum SecretError {
         source_desc: String,
         header: String,
     },
+    #[error("server {server}: environment variable {var} would hold a NUL byte from a secret")]
+    NotAnEnvValue { server: String, var: String },
 }
 
 /// A secret's value. Wiped on drop; never printed.
@@ -209,6 +211,50 @@ impl Injector {
     pub fn is_empty(&self) -> bool {
         self.headers.values().all(Vec::is_empty)
     }
+}
+
+/// A launched server's environment with its secrets filled in: what the child gets (besides
+/// `PATH`). The values are wiped when the gateway drops them.
+pub type LaunchEnv = Vec<(String, Zeroizing<Vec<u8>>)>;
+
+/// Renders the environment of every launched (`command`) server, reading the secrets they use.
+pub fn launch_env(config: &Config) -> Result<HashMap<String, LaunchEnv>, SecretError> {
+    let mut read: HashMap<&str, Secret> = HashMap::new();
+    let mut out = HashMap::new();
+    for server in &config.servers {
+        let Some(launch) = &server.launch else {
+            continue;
+        };
+        let mut env = Vec::with_capacity(launch.env.len());
+        for (key, parts) in &launch.env {
+            let mut value = Zeroizing::new(Vec::new());
+            for part in parts {
+                match part {
+                    Part::Text(t) => value.extend_from_slice(t.as_bytes()),
+                    Part::Secret(name) => {
+                        if !read.contains_key(name.as_str())
+                            && let Some(spec) = config.secrets.iter().find(|s| &s.name == name)
+                        {
+                            read.insert(spec.name.as_str(), Secret::read(spec)?);
+                        }
+                        // Validated: every referenced secret is defined.
+                        if let Some(secret) = read.get(name.as_str()) {
+                            value.extend_from_slice(&secret.0);
+                        }
+                    }
+                }
+            }
+            if value.contains(&0) {
+                return Err(SecretError::NotAnEnvValue {
+                    server: server.name.to_string(),
+                    var: key.clone(),
+                });
+            }
+            env.push((key.clone(), value));
+        }
+        out.insert(server.name.to_string(), env);
+    }
+    Ok(out)
 }
 
 /// Owner of a header value's bytes that wipes them when the last user is done.

@@ -122,6 +122,10 @@ pub fn stop(gateway: &Gateway) {
 async fn resolve(config: &Config) -> HashMap<SocketAddr, String> {
     let mut out = HashMap::new();
     for server in &config.servers {
+        if server.launch.is_some() {
+            // Launched by the gateway: agents reach it only through the gateway anyway.
+            continue;
+        }
         if server.url.scheme() != "http" {
             // Intercepting TLS needs the gateway's own CA (per-SNI certificates): not yet.
             tracing::warn!(server = %server.name, "Not intercepting an https:// server; use explicit mode for it.");

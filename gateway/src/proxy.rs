@@ -12,6 +12,7 @@ mod relay;
 mod service;
 mod sessions;
 pub mod stages;
+mod stdio;
 pub mod upstream;
 
 use std::{
@@ -124,6 +125,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// What the daemon opened before the proxy: the services the gateway runs requests through.
+#[derive(Debug)]
+pub struct Services {
+    pub policy: Arc<crate::policy::Engine>,
+    pub audit: Option<Arc<crate::audit::Recorder>>,
+    pub tokens: Option<Arc<crate::tokens::TokenService>>,
+    /// The rendered environments of launched servers, by server name.
+    pub launch_env: HashMap<String, crate::credentials::LaunchEnv>,
+}
+
 impl Gateway {
     /// Builds the proxy state; fails only when an upstream's TLS settings are unusable.
     pub fn new(
@@ -131,12 +142,16 @@ impl Gateway {
         stages: stages::Stages,
         metrics: Arc<Metrics>,
         drain: Drain,
-        policy: Arc<crate::policy::Engine>,
-        audit: Option<Arc<crate::audit::Recorder>>,
-        tokens: Option<Arc<crate::tokens::TokenService>>,
+        services: Services,
     ) -> Result<Self, UpstreamError> {
+        let Services {
+            policy,
+            audit,
+            tokens,
+            launch_env,
+        } = services;
         Ok(Self {
-            upstreams: upstream::Upstreams::new(&config)?,
+            upstreams: upstream::Upstreams::new(&config, launch_env, &drain)?,
             sessions: sessions::Sessions::new(config.limits.max_sessions),
             legacy: legacy::Endpoints::default(),
             connection_permits: listener::connection_permits(config.listener.max_connections),

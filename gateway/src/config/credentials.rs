@@ -204,7 +204,7 @@ pub fn injections(
 }
 
 /// Splits `Bearer ${github}` into text and secret references. `$$` is a literal `$`.
-fn template(text: &str) -> Result<Vec<Part>, String> {
+pub(super) fn template(text: &str) -> Result<Vec<Part>, String> {
     let mut parts = Vec::new();
     let mut literal = String::new();
     let mut rest = text;

@@ -257,9 +257,18 @@ impl Default for RawLogging {
 #[serde(deny_unknown_fields)]
 struct RawServer {
     name: Spanned<ServerName>,
-    url: Spanned<String>,
+    url: Option<Spanned<String>>,
     #[serde(default)]
-    transport: Transport,
+    transport: Option<Spanned<Transport>>,
+    /// A gateway-launched server: the program, its arguments and environment.
+    command: Option<Spanned<String>>,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: std::collections::BTreeMap<String, Spanned<String>>,
+    cwd: Option<Spanned<PathBuf>>,
+    max_sessions: Option<Positive>,
+    idle_timeout: Option<Timeout>,
     #[serde(default)]
     ca_file: Option<Spanned<PathBuf>>,
     #[serde(default)]
@@ -286,6 +295,9 @@ pub enum Transport {
     StreamableHttp,
     /// The 2024-11-05 HTTP+SSE transport: a GET stream announces where to POST.
     Sse,
+    /// A child process the gateway launches (`command`), newline-delimited JSON-RPC on its
+    /// stdin and stdout.
+    Stdio,
 }
 
 impl fmt::Display for Transport {
@@ -293,6 +305,7 @@ impl fmt::Display for Transport {
         f.write_str(match self {
             Transport::StreamableHttp => "streamable-http",
             Transport::Sse => "sse",
+            Transport::Stdio => "stdio",
         })
     }
 }
@@ -366,6 +379,48 @@ impl TryFrom<String> for Timeout {
             )),
         }
     }
+}
+
+/// Checks an upstream URL and its `ca_file`.
+fn http_endpoint(
+    raw_url: Spanned<String>,
+    ca_file: Option<Spanned<PathBuf>>,
+) -> Result<(url::Url, Option<PathBuf>), Invalid> {
+    let url_span = Some(raw_url.span());
+    let url = url::Url::parse(raw_url.get_ref()).map_err(|e| {
+        (
+            url_span.clone(),
+            "servers.url".to_owned(),
+            format!("{:?} is not a URL: {e}", raw_url.get_ref()),
+        )
+    })?;
+    let bad = |why: &str| (url_span.clone(), "servers.url".to_owned(), why.to_owned());
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad("only http:// and https:// upstreams are supported"));
+    }
+    if url.host().is_none() {
+        return Err(bad("the URL has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad(
+            "credentials in the URL would leak into logs; remove them",
+        ));
+    }
+    if url.fragment().is_some() {
+        return Err(bad("the URL must not have a #fragment"));
+    }
+    let ca_file = match ca_file {
+        Some(path) if url.scheme() != "https" => {
+            return Err((
+                Some(path.span()),
+                "servers.ca_file".into(),
+                "ca_file only applies to https:// upstreams".into(),
+            ));
+        }
+        Some(path) => Some(path.into_inner()),
+        None => None,
+    };
+    Ok((url, ca_file))
 }
 
 fn yes() -> bool {
@@ -453,48 +508,101 @@ impl File {
                     format!("duplicate server name {name:?}"),
                 ));
             }
-            let url_span = Some(raw.url.span());
-            let url = url::Url::parse(raw.url.get_ref()).map_err(|e| {
-                (
-                    url_span.clone(),
-                    "servers.url".to_owned(),
-                    format!("{:?} is not a URL: {e}", raw.url.get_ref()),
-                )
-            })?;
-            let bad = |why: &str| (url_span.clone(), "servers.url".to_owned(), why.to_owned());
-            if !matches!(url.scheme(), "http" | "https") {
-                return Err(bad("only http:// and https:// upstreams are supported"));
-            }
-            if url.host().is_none() {
-                return Err(bad("the URL has no host"));
-            }
-            if !url.username().is_empty() || url.password().is_some() {
-                return Err(bad(
-                    "credentials in the URL would leak into logs; remove them",
-                ));
-            }
-            if url.fragment().is_some() {
-                return Err(bad("the URL must not have a #fragment"));
-            }
-            let ca_file = match raw.ca_file {
-                Some(path) if url.scheme() != "https" => {
+            let (url, transport, ca_file, launch) = match (raw.url, raw.command) {
+                (Some(url), None) => {
+                    let (url, ca_file) = http_endpoint(url, raw.ca_file)?;
+                    let transport = match raw.transport {
+                        Some(t) if *t.get_ref() == Transport::Stdio => {
+                            return Err((
+                                Some(t.span()),
+                                "servers.transport".into(),
+                                "\"stdio\" servers are launched by the gateway: give command, not url"
+                                    .into(),
+                            ));
+                        }
+                        Some(t) => t.into_inner(),
+                        None => Transport::default(),
+                    };
+                    if let Some(k) = [
+                        ("args", !raw.args.is_empty()),
+                        ("env", !raw.env.is_empty()),
+                        ("cwd", raw.cwd.is_some()),
+                        ("max_sessions", raw.max_sessions.is_some()),
+                        ("idle_timeout", raw.idle_timeout.is_some()),
+                    ]
+                    .iter()
+                    .find_map(|(k, set)| set.then_some(*k))
+                    {
+                        return Err((
+                            Some(raw.name.span()),
+                            format!("servers.{k}"),
+                            "only applies to a server the gateway launches (command)".into(),
+                        ));
+                    }
+                    (url, transport, ca_file, None)
+                }
+                (None, Some(command)) => {
+                    let launch = super::launch::validate(
+                        &name,
+                        super::launch::RawLaunch {
+                            command,
+                            args: raw.args,
+                            env: raw.env,
+                            cwd: raw.cwd,
+                            max_sessions: raw.max_sessions.map(|p| p.0),
+                            idle_timeout: raw.idle_timeout.map(|t| t.0),
+                        },
+                        &secrets,
+                        base,
+                    )?;
+                    let stray = [
+                        (
+                            "transport",
+                            raw.transport
+                                .as_ref()
+                                .filter(|t| *t.get_ref() != Transport::Stdio)
+                                .map(|t| t.span()),
+                        ),
+                        ("ca_file", raw.ca_file.as_ref().map(|c| c.span())),
+                        ("inject", raw.inject.first().map(|_| raw.name.span())),
+                    ];
+                    if let Some((k, span)) = stray.into_iter().find_map(|(k, s)| s.map(|s| (k, s)))
+                    {
+                        return Err((
+                            Some(span),
+                            format!("servers.{k}"),
+                            "does not apply to a launched (command) server; give secrets to it through env".into(),
+                        ));
+                    }
+                    (launch.url(&name), Transport::Stdio, None, Some(launch))
+                }
+                (Some(url), Some(_)) => {
                     return Err((
-                        Some(path.span()),
-                        "servers.ca_file".into(),
-                        "ca_file only applies to https:// upstreams".into(),
+                        Some(url.span()),
+                        "servers.url".into(),
+                        "give either url (a server to reach) or command (a server to launch), not both".into(),
                     ));
                 }
-                Some(path) => Some(path.into_inner()),
-                None => None,
+                (None, None) => {
+                    return Err((
+                        Some(raw.name.span()),
+                        "servers".into(),
+                        format!(
+                            "server {:?} needs url (a server to reach) or command (a server to launch)",
+                            name.as_str()
+                        ),
+                    ));
+                }
             };
             let inject = super::credentials::injections(raw.inject, &secrets)?;
             servers.push(Server {
                 name,
                 url,
-                transport: raw.transport,
+                transport,
                 ca_file,
                 policy_mode: raw.policy_mode,
                 inject,
+                launch,
             });
         }
         let mut agents: Vec<Agent> = Vec::with_capacity(self.agents.len());

@@ -7,7 +7,6 @@ use bytes::{Bytes, BytesMut};
 use futures_util::stream;
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
-use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -193,7 +192,7 @@ impl Context {
             match super::service::send(gateway, &ctx.upstream, http::Method::POST, url.as_str(), headers, Bytes::from(body)).await {
                 Ok(r) => {
                     // The answer to a response is 202 with no body; read it out to free the connection.
-                    let _ = http_body_util::Limited::new(r.into_body(), 1 << 16).collect().await;
+                    let _ = collect_capped(r.into_body(), 1 << 16).await;
                 }
                 Err(error) => tracing::warn!(%error, "Could not tell the server its request was refused."),
             }
@@ -221,24 +220,30 @@ pub enum JsonRelayError {
     Withheld,
 }
 
+/// Reads a whole body of at most `max` bytes. (Not `Limited`: its error conversion trips the
+/// compiler's higher-ranked `Send` inference on boxed-error bodies inside spawned tasks.)
+pub async fn collect_capped(mut body: Body, max: usize) -> Result<Bytes, JsonRelayError> {
+    let mut out = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| JsonRelayError::Read(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > max {
+                return Err(JsonRelayError::TooLarge(max));
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out.freeze())
+}
+
 /// Reads, checks and returns a JSON response body.
 pub async fn json(
     ctx: &Context,
-    body: Incoming,
+    body: Body,
     allow_batch: bool,
     max: usize,
 ) -> Result<Bytes, JsonRelayError> {
-    let bytes = http_body_util::Limited::new(body, max)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                JsonRelayError::TooLarge(max)
-            } else {
-                JsonRelayError::Read(e.to_string())
-            }
-        })?
-        .to_bytes();
+    let bytes = collect_capped(body, max).await?;
     if bytes.is_empty() {
         // DELETE's 200 from some servers: a JSON content type and no body. Nothing to inspect.
         return Ok(bytes);
@@ -278,7 +283,7 @@ pub async fn json(
 
 struct SseState {
     ctx: Context,
-    body: Incoming,
+    body: Body,
     parser: sse::Parser,
     events: Vec<Event>,
     cancel: CancellationToken,
@@ -299,7 +304,7 @@ impl Drop for SseState {
 /// Relays an SSE body: each event is parsed, checked and re-encoded; the stream ends when the
 /// upstream ends it, when it breaks a rule (an oversized event, bad UTF-8), or when the gateway
 /// drains.
-pub fn sse(ctx: Context, body: Incoming, max_event: usize) -> Body {
+pub fn sse(ctx: Context, body: Body, max_event: usize) -> Body {
     let cancel = ctx.gateway.drain.token();
     let state = SseState {
         ctx,
@@ -329,7 +334,7 @@ pub fn sse(ctx: Context, body: Incoming, max_event: usize) -> Body {
                 Some(Err(error)) => {
                     st.done = true;
                     tracing::debug!(%error, server = %st.ctx.upstream.server.name, "Upstream SSE stream broke.");
-                    return Some((Err::<Frame<Bytes>, BoxError>(Box::new(error)), st));
+                    return Some((Err::<Frame<Bytes>, BoxError>(error), st));
                 }
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => data,

@@ -788,7 +788,10 @@ pub(super) async fn send(
     uri: &str,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response<Incoming>, Refusal> {
+) -> Result<Response<Body>, Refusal> {
+    if let Some(launched) = &upstream.launched {
+        return launched.exchange(&method, &headers, body).await;
+    }
     let server = upstream.server.name.to_string();
     let mut req = Request::builder().method(method).uri(uri);
     if let Some(h) = req.headers_mut() {
@@ -810,7 +813,7 @@ pub(super) async fn send(
             server,
             detail: error_chain(&e),
         }),
-        Ok(Ok(r)) => Ok(r),
+        Ok(Ok(r)) => Ok(r.map(|b| b.map_err(|e| Box::new(e) as super::BoxError).boxed_unsync())),
     }
 }
 
@@ -829,7 +832,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 async fn relay_response(
     gateway: &Arc<Gateway>,
     ctx: relay::Context,
-    response: Response<Incoming>,
+    response: Response<Body>,
     allow_batch: bool,
     messages: Vec<Message>,
 ) -> Outcome {
@@ -878,7 +881,7 @@ async fn relay_response(
             }
         }
         // A bodiless success (DELETE's 200, say) carries no message: nothing to inspect.
-        (status, "") if status.is_success() => match Limited::new(body, 0).collect().await {
+        (status, "") if status.is_success() => match relay::collect_capped(body, 0).await {
             Ok(_) => refusal::empty(),
             Err(_) => {
                 let detail = "a response body without a Content-Type".to_owned();

@@ -36,6 +36,8 @@ pub enum UpstreamError {
 pub struct Upstream {
     pub server: Server,
     pub client: HttpClient,
+    /// Set for a server the gateway launches (`command`): requests go to its processes.
+    pub launched: Option<Arc<super::stdio::Launcher>>,
 }
 
 /// Every configured upstream, by name.
@@ -45,16 +47,31 @@ pub struct Upstreams {
 }
 
 impl Upstreams {
-    /// Builds a client per server.
-    pub fn new(config: &Config) -> Result<Self, UpstreamError> {
+    /// Builds a client per server, and a launcher per launched server (`env`: their rendered
+    /// environments, by server name).
+    pub fn new(
+        config: &Config,
+        mut env: HashMap<String, crate::credentials::LaunchEnv>,
+        drain: &crate::drain::Drain,
+    ) -> Result<Self, UpstreamError> {
         let mut by_name = HashMap::new();
         for server in &config.servers {
             let client = client(server, config.limits.upstream_connect_timeout)?;
+            let launched = server.launch.as_ref().map(|launch| {
+                Arc::new(super::stdio::Launcher::new(
+                    server.name.as_str(),
+                    launch.clone(),
+                    env.remove(server.name.as_str()).unwrap_or_default(),
+                    drain.clone(),
+                    config.limits.max_response_bytes,
+                ))
+            });
             by_name.insert(
                 server.name.as_str().to_owned(),
                 Arc::new(Upstream {
                     server: server.clone(),
                     client,
+                    launched,
                 }),
             );
         }

@@ -1,169 +1,12 @@
 //! The policy engine between real peers: PostgreSQL behind server-postgres, list filtering
 //! across pages, a rug pull, sampling refused, observe mode, and reloads.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Stdio,
-    time::Duration,
-};
+use std::{process::Stdio, time::Duration};
 
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
-use crate::common::*;
-
-/// A PostgreSQL cluster of its own (initdb in a temporary directory), logging every statement.
-struct Postgres {
-    _dir: tempfile::TempDir,
-    port: u16,
-    bin: PathBuf,
-    log: PathBuf,
-    /// Log bytes written by the set-up, which mentions every table.
-    setup_log: usize,
-    child: Child,
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        // SIGQUIT: immediate shutdown, so the backends go with the postmaster.
-        if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-QUIT", &pid.to_string()])
-                .status();
-        }
-    }
-}
-
-fn postgres_bin() -> PathBuf {
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .expect("PostgreSQL is installed by `cargo xtask setup` (Debian's postgresql package)")
-        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-        .filter(|b| b.join("initdb").exists())
-        .collect();
-    versions.sort();
-    versions
-        .pop()
-        .expect("an initdb under /usr/lib/postgresql/*/bin")
-}
-
-/// Runs a PostgreSQL program as the `postgres` user when we are root (it refuses root).
-fn as_postgres(program: &Path) -> Command {
-    let root = is_root();
-    if root {
-        let mut c = Command::new("setpriv");
-        c.args([
-            "--reuid=postgres",
-            "--regid=postgres",
-            "--init-groups",
-            "--",
-        ])
-        .arg(program);
-        c
-    } else {
-        Command::new(program)
-    }
-}
-
-impl Postgres {
-    async fn start() -> Postgres {
-        let bin = postgres_bin();
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let root = is_root();
-        if root {
-            let status = std::process::Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .unwrap();
-            assert!(status.success());
-        }
-        let out = as_postgres(&bin.join("initdb"))
-            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
-            .arg(&data)
-            .output()
-            .await
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let port = free_port();
-        let log = dir.path().join("statements.log");
-        let log_file = std::fs::File::create(&log).unwrap();
-        let mut child = as_postgres(&bin.join("postgres"))
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-p",
-                &port.to_string(),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
-                "-c",
-                "log_statement=all",
-            ])
-            .arg("-k")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        wait_for_port(port, &mut child).await;
-        let mut pg = Postgres {
-            _dir: dir,
-            port,
-            bin,
-            log,
-            setup_log: 0,
-            child,
-        };
-        // The server may accept before it accepts logins: retry the schema for a few seconds.
-        let schema = "CREATE TABLE customers (id int PRIMARY KEY, name text);\
-                      CREATE TABLE financials (customer_id int REFERENCES customers(id), revenue numeric);\
-                      INSERT INTO customers VALUES (1, 'Ada Lovelace'), (2, 'Alan Turing');\
-                      INSERT INTO financials VALUES (1, 1000000), (2, 2500000);";
-        for attempt in 0.. {
-            let out = Command::new(pg.bin.join("psql"))
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &pg.port.to_string(),
-                    "-U",
-                    "postgres",
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "-c",
-                    schema,
-                ])
-                .output()
-                .await
-                .unwrap();
-            if out.status.success() {
-                break;
-            }
-            assert!(
-                attempt < 50,
-                "psql: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        pg.setup_log = std::fs::metadata(&pg.log).unwrap().len() as usize;
-        pg
-    }
-
-    /// What PostgreSQL logged since the set-up.
-    fn statements(&self) -> String {
-        let all = std::fs::read(&self.log).unwrap();
-        String::from_utf8_lossy(&all[self.setup_log.min(all.len())..]).into_owned()
-    }
-}
+use crate::{common::*, postgres::Postgres};
 
 /// server-postgres (stdio) behind mcp-proxy's Streamable HTTP endpoint at /mcp.
 async fn postgres_mcp_server(pg: &Postgres) -> Peer {
@@ -207,7 +50,7 @@ pub async fn policy_server() -> Peer {
 }
 
 /// Runs policy_peer.py's client through `url` and returns one result per step.
-async fn client(url: &str, steps: Value) -> Vec<Value> {
+pub async fn client(url: &str, steps: Value) -> Vec<Value> {
     let out = tokio::time::timeout(
         Duration::from_secs(90),
         Command::new(peers().join("venv/bin/python"))

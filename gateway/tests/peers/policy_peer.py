@@ -13,10 +13,15 @@
       prints a JSON list with one result per step:
         ["list"]              -> {"pages": [[names], ...]}   (every page, following cursors)
         ["call", name, args]  -> {"error": bool, "text": str} or {"rpc_error": message}
+        ["drop_privileges"]   -> {"uid": 65534}   (become nobody/nogroup, as an agent should run)
+        ["probe", needle]     -> {"uid", "own_environ", "processes": [{"pid", "cmdline",
+                                  "environ" or "error"}]} for every process whose command line
+                                  contains needle: what this process can learn about them
 """
 import argparse
 import asyncio
 import json
+import os
 import sys
 
 import mcp_types as types
@@ -105,6 +110,13 @@ async def client(url, steps):
                     if not cursor:
                         break
                 out.append({"pages": pages})
+            elif step[0] == "drop_privileges":
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+                out.append({"uid": os.getuid()})
+            elif step[0] == "probe":
+                out.append(probe(step[1]))
             elif step[0] == "call":
                 try:
                     r = await c.call_tool(step[1], step[2])
@@ -112,6 +124,27 @@ async def client(url, steps):
                 except Exception as e:
                     out.append({"rpc_error": str(e)})
     return out
+
+
+def probe(needle):
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if needle not in cmdline or int(pid) == os.getpid():
+            continue
+        entry = {"pid": int(pid), "cmdline": cmdline}
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                entry["environ"] = f.read().decode(errors="replace")
+        except OSError as e:
+            entry["error"] = f"{type(e).__name__}: {e}"
+        found.append(entry)
+    own = "\n".join(f"{k}={v}" for k, v in os.environ.items())
+    return {"uid": os.getuid(), "own_environ": own, "processes": found}
 
 
 def main():

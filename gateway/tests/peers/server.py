@@ -4,6 +4,7 @@ Usage:
   python server.py --transport streamable-http --port 8001            # POST/GET/DELETE /mcp
   python server.py --transport sse --port 8002                        # GET /sse, POST /messages/?session_id=...
   python server.py --transport streamable-http --port 8443 --certfile cert.pem --keyfile key.pem
+  python server.py --transport stdio                                  # newline-delimited JSON-RPC
 Extra routes (handled by the wrapper, never reach MCP):
   GET /_received  -> JSON list of {"method","path","query","protocol_version","session_id"} seen so far
   POST /_reset    -> clears that list
@@ -112,7 +113,7 @@ def build_app(transport: str, host: str, allowed_hosts: list[str] | None):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--transport", choices=["streamable-http", "sse"], default="streamable-http")
+    p.add_argument("--transport", choices=["streamable-http", "sse", "stdio"], default="streamable-http")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8001)
     p.add_argument("--certfile")
@@ -121,6 +122,9 @@ def main():
                    help="enable Host check with these values (e.g. 127.0.0.1:*); 'default' = SDK default; "
                         "omitted = protection disabled")
     a = p.parse_args()
+    if a.transport == "stdio":
+        mcp.run("stdio")
+        return
     app = build_app(a.transport, a.host, a.allowed_host)
     uvicorn.run(app, host=a.host, port=a.port, ssl_certfile=a.certfile, ssl_keyfile=a.keyfile, log_level="warning")
 

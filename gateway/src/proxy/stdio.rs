@@ -1,0 +1,448 @@
+//! Gateway-launched MCP servers (`[[servers]]` with a `command`): one child process per agent
+//! session, spoken to over stdio (newline-delimited JSON-RPC), served to agents with Streamable
+//! HTTP semantics so that identity, policy, credentials, audit and response inspection treat
+//! them like any other upstream.
+//!
+//! The child's environment is `PATH` plus what the config gives it, secrets included: those
+//! exist only in the gateway and in that child (whose `/proc/PID/environ` only its own user and
+//! root can read). Its arguments are public, which is why they cannot name secrets.
+//!
+//! Per session: the agent's `initialize` (without `Mcp-Session-Id`) starts a child and names a
+//! new session; POSTs are written to its stdin as one line each and answered with an SSE stream
+//! that carries what the child writes until every request of the POST is answered; messages no
+//! POST is waiting for go to the newest open POST stream, else the session's GET stream; DELETE,
+//! an idle timeout, or the gateway draining stops the child (stdin closed, then SIGKILL after
+//! two seconds, as the MCP stdio transport describes).
+
+use std::{
+    collections::HashMap,
+    ffi::OsStr,
+    os::unix::ffi::OsStrExt,
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
+use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
+use tokio::{io::AsyncWriteExt, process::ChildStdin, sync::mpsc};
+use tokio_util::{
+    codec::{FramedRead, LinesCodec, LinesCodecError},
+    sync::CancellationToken,
+};
+
+use super::{Body, BoxError, headers::MCP_SESSION_ID, lock, refusal::Refusal};
+use crate::{config::launch::Launch, credentials::LaunchEnv, drain::Drain};
+
+/// How long a child gets to exit after its stdin closes before it is killed.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+/// Messages buffered per agent stream before the child's output waits for the agent.
+const STREAM_BUFFER: usize = 32;
+
+/// One launched server: how to start it, and its live sessions.
+pub struct Launcher {
+    server: String,
+    launch: Launch,
+    env: LaunchEnv,
+    sessions: Mutex<HashMap<String, Arc<Child>>>,
+    drain: Drain,
+    max_line: usize,
+}
+
+impl std::fmt::Debug for Launcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The environment holds secrets: only its names are shown.
+        f.debug_struct("Launcher")
+            .field("server", &self.server)
+            .field("command", &self.launch.command)
+            .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("sessions", &lock(&self.sessions).len())
+            .finish()
+    }
+}
+
+/// A session's child process, as the request path sees it.
+struct Child {
+    session: String,
+    stdin: tokio::sync::Mutex<Option<ChildStdin>>,
+    routes: Mutex<Routes>,
+    last_active: Mutex<Instant>,
+    stop: CancellationToken,
+}
+
+/// Where the child's messages go.
+#[derive(Default)]
+struct Routes {
+    /// Open POST streams, oldest first, with the request ids each still waits for.
+    posts: Vec<Waiter>,
+    /// The session's GET stream.
+    standalone: Option<mpsc::Sender<Bytes>>,
+}
+
+struct Waiter {
+    ids: Vec<String>,
+    tx: mpsc::Sender<Bytes>,
+}
+
+impl Child {
+    fn touch(&self) {
+        *lock(&self.last_active) = Instant::now();
+    }
+
+    /// Writes one message (a JSON text, on one line) to the child.
+    async fn write(&self, text: &[u8]) -> std::io::Result<()> {
+        let mut stdin = self.stdin.lock().await;
+        let pipe = stdin
+            .as_mut()
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
+        let mut line = Vec::with_capacity(text.len() + 1);
+        // JSON strings cannot hold raw line breaks, so the ones in a body are whitespace
+        // between tokens: blanking them keeps the message exact and on one line.
+        line.extend(
+            text.iter()
+                .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+        );
+        line.push(b'\n');
+        pipe.write_all(&line).await?;
+        pipe.flush().await
+    }
+
+    /// Where one line from the child goes (`None`: nobody is listening).
+    fn route(&self, message: &serde_json::Value) -> Option<mpsc::Sender<Bytes>> {
+        let mut routes = lock(&self.routes);
+        routes.posts.retain(|w| !w.tx.is_closed());
+        let is_response = message.get("method").is_none();
+        if is_response {
+            let key = message.get("id")?.to_string();
+            let i = routes.posts.iter().position(|w| w.ids.contains(&key))?;
+            let waiter = &mut routes.posts[i];
+            waiter.ids.retain(|k| k != &key);
+            let tx = waiter.tx.clone();
+            if waiter.ids.is_empty() {
+                // The last answer: once it is sent, the stream ends.
+                routes.posts.remove(i);
+            }
+            return Some(tx);
+        }
+        routes
+            .posts
+            .last()
+            .map(|w| w.tx.clone())
+            .or_else(|| routes.standalone.clone().filter(|t| !t.is_closed()))
+    }
+
+    fn is_busy(&self) -> bool {
+        let routes = lock(&self.routes);
+        routes.posts.iter().any(|w| !w.tx.is_closed())
+            || routes.standalone.as_ref().is_some_and(|t| !t.is_closed())
+    }
+}
+
+impl Launcher {
+    pub fn new(
+        server: &str,
+        launch: Launch,
+        env: LaunchEnv,
+        drain: Drain,
+        max_line: usize,
+    ) -> Self {
+        Self {
+            server: server.to_owned(),
+            launch,
+            env,
+            sessions: Mutex::new(HashMap::new()),
+            drain,
+            max_line,
+        }
+    }
+
+    /// Live sessions (one child each).
+    pub fn sessions(&self) -> usize {
+        lock(&self.sessions).len()
+    }
+
+    fn unavailable(&self, detail: impl Into<String>) -> Refusal {
+        Refusal::UpstreamUnavailable {
+            server: self.server.clone(),
+            detail: detail.into(),
+        }
+    }
+
+    /// One agent request that the stages have passed (the body is a checked JSON-RPC body).
+    pub async fn exchange(
+        self: &Arc<Self>,
+        method: &Method,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<Response<Body>, Refusal> {
+        let session = headers.get(MCP_SESSION_ID).and_then(|v| v.to_str().ok());
+        let known = session.and_then(|s| lock(&self.sessions).get(s).cloned());
+        match (method, session, known) {
+            (&Method::POST, None, None) => self.post_new(body).await,
+            (_, None, _) => Ok(status(StatusCode::BAD_REQUEST)),
+            (_, Some(_), None) => Ok(status(StatusCode::NOT_FOUND)),
+            (&Method::POST, Some(_), Some(child)) => self.post(&child, body, false).await,
+            (&Method::GET, Some(_), Some(child)) => {
+                child.touch();
+                let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+                // A newer stream replaces an older one, whose agent has gone or reconnected.
+                lock(&child.routes).standalone = Some(tx);
+                Ok(sse(rx, None))
+            }
+            (&Method::DELETE, Some(_), Some(child)) => {
+                lock(&self.sessions).remove(&child.session);
+                child.stop.cancel();
+                Ok(status(StatusCode::OK))
+            }
+            _ => Ok(status(StatusCode::METHOD_NOT_ALLOWED)),
+        }
+    }
+
+    /// A POST without a session: only `initialize` may start one (and a child).
+    async fn post_new(self: &Arc<Self>, body: Bytes) -> Result<Response<Body>, Refusal> {
+        let initialize = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .is_some_and(|v| v.get("method").and_then(|m| m.as_str()) == Some("initialize"));
+        if !initialize {
+            return Ok(status(StatusCode::BAD_REQUEST));
+        }
+        let child = self.spawn()?;
+        self.post(&child, body, true).await
+    }
+
+    async fn post(
+        self: &Arc<Self>,
+        child: &Arc<Child>,
+        body: Bytes,
+        new_session: bool,
+    ) -> Result<Response<Body>, Refusal> {
+        child.touch();
+        let messages = match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(serde_json::Value::Array(all)) => all,
+            Ok(one) => vec![one],
+            Err(e) => return Err(self.unavailable(format!("unreadable message: {e}"))),
+        };
+        let ids: Vec<String> = messages
+            .iter()
+            .filter(|m| m.get("method").is_some())
+            .filter_map(|m| m.get("id").map(|id| id.to_string()))
+            .collect();
+        let rx = if ids.is_empty() {
+            None
+        } else {
+            // Registered before writing: a quick answer must find its stream.
+            let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+            lock(&child.routes).posts.push(Waiter { ids, tx });
+            Some(rx)
+        };
+        if let Err(e) = child.write(&body).await {
+            child.stop.cancel();
+            return Err(self.unavailable(format!("the server process is gone ({e})")));
+        }
+        let session = new_session.then_some(child.session.as_str());
+        Ok(match rx {
+            None => status(StatusCode::ACCEPTED),
+            Some(rx) => sse(rx, session),
+        })
+    }
+
+    fn spawn(self: &Arc<Self>) -> Result<Arc<Child>, Refusal> {
+        if self.drain.is_draining() {
+            return Err(Refusal::Draining);
+        }
+        if self.sessions() >= self.launch.max_sessions {
+            return Err(self.unavailable(format!(
+                "it already runs max_sessions = {} sessions; end one (DELETE) or let an idle one stop",
+                self.launch.max_sessions
+            )));
+        }
+        let mut command = tokio::process::Command::new(&self.launch.command);
+        command
+            .args(&self.launch.args)
+            .env_clear()
+            .env(
+                "PATH",
+                std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group: a terminal's Ctrl-C reaches the gateway, which decides
+            // when the child stops.
+            .process_group(0)
+            .kill_on_drop(true);
+        for (key, value) in &self.env {
+            command.env(key, OsStr::from_bytes(value));
+        }
+        if let Some(dir) = &self.launch.cwd {
+            command.current_dir(dir);
+        }
+        let mut process = command.spawn().map_err(|e| {
+            self.unavailable(format!(
+                "cannot start {}: {e}",
+                self.launch.command.display()
+            ))
+        })?;
+        // The command's copy of the environment goes with it.
+        drop(command);
+        let (Some(stdin), Some(stdout), Some(stderr)) = (
+            process.stdin.take(),
+            process.stdout.take(),
+            process.stderr.take(),
+        ) else {
+            return Err(self.unavailable("no pipes to the server process"));
+        };
+        let mut id = [0u8; 16];
+        getrandom::fill(&mut id).map_err(|e| self.unavailable(e.to_string()))?;
+        let session: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let child = Arc::new(Child {
+            session: session.clone(),
+            stdin: tokio::sync::Mutex::new(Some(stdin)),
+            routes: Mutex::new(Routes::default()),
+            last_active: Mutex::new(Instant::now()),
+            stop: CancellationToken::new(),
+        });
+        lock(&self.sessions).insert(session, child.clone());
+        tracing::debug!(server = %self.server, pid = process.id(), "Launched a server process for a new session.");
+        let server = self.server.clone();
+        self.drain.spawn(async move {
+            let mut lines = FramedRead::new(stderr, LinesCodec::new_with_max_length(4096));
+            while let Some(line) = lines.next().await {
+                if let Ok(line) = line {
+                    // Debug only: a server may print what it was configured with.
+                    tracing::debug!(%server, %line, "Server process stderr.");
+                }
+            }
+        });
+        self.drain
+            .spawn(self.clone().supervise(child.clone(), process, stdout));
+        Ok(child)
+    }
+
+    /// Reads the child's messages and routes them until the child exits, its session ends, it
+    /// idles out, or the gateway drains; then stops it.
+    async fn supervise(
+        self: Arc<Self>,
+        child: Arc<Child>,
+        mut process: tokio::process::Child,
+        stdout: tokio::process::ChildStdout,
+    ) {
+        let mut lines = FramedRead::new(stdout, LinesCodec::new_with_max_length(self.max_line));
+        let draining = self.drain.token();
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let why = loop {
+            tokio::select! {
+                line = lines.next() => match line {
+                    Some(Ok(text)) => self.deliver(&child, text).await,
+                    Some(Err(LinesCodecError::MaxLineLengthExceeded)) => {
+                        tracing::warn!(server = %self.server, max = self.max_line, "Dropped a server message over the size limit.");
+                    }
+                    Some(Err(LinesCodecError::Io(e))) => break format!("its output failed: {e}"),
+                    None => break "it closed its output".to_owned(),
+                },
+                () = child.stop.cancelled() => break "its session ended".to_owned(),
+                _ = tick.tick() => {
+                    let busy = child.is_busy();
+                    if draining.is_cancelled() && !busy {
+                        break "the gateway is stopping".to_owned();
+                    }
+                    if !busy && lock(&child.last_active).elapsed() >= self.launch.idle_timeout {
+                        break "it was idle".to_owned();
+                    }
+                }
+            }
+        };
+        {
+            let mut sessions = lock(&self.sessions);
+            if sessions
+                .get(&child.session)
+                .is_some_and(|c| Arc::ptr_eq(c, &child))
+            {
+                sessions.remove(&child.session);
+            }
+        }
+        // Requests still waiting get an error rather than a stream that just ends.
+        let waiting = std::mem::take(&mut lock(&child.routes).posts);
+        for waiter in waiting {
+            for id in waiter.ids {
+                let error = serde_json::json!({
+                    "jsonrpc": "2.0",
+                    "id": serde_json::from_str::<serde_json::Value>(&id).unwrap_or_default(),
+                    "error": { "code": -32603, "message": format!("server {} stopped before answering: {why}", self.server) },
+                });
+                let _ = waiter.tx.send(Bytes::from(error.to_string())).await;
+            }
+        }
+        lock(&child.routes).standalone = None;
+        child.stdin.lock().await.take();
+        let status = match tokio::time::timeout(EXIT_GRACE, process.wait()).await {
+            Ok(status) => status,
+            Err(_) => {
+                let _ = process.start_kill();
+                process.wait().await
+            }
+        };
+        tracing::debug!(server = %self.server, %why, ?status, "A launched server process stopped.");
+    }
+
+    /// Passes one line from the child to whoever waits for it.
+    async fn deliver(&self, child: &Child, text: String) {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(&text) else {
+            // Relayed as is, the agent-facing stream's strict parse would cut it: dropped here.
+            tracing::warn!(server = %self.server, "Dropped a line from a server process that is not JSON.");
+            return;
+        };
+        child.touch();
+        match child.route(&message) {
+            Some(tx) => {
+                // An agent that went away is no error: the message has nowhere to go.
+                let _ = tx.send(Bytes::from(text)).await;
+            }
+            None => match (message.get("method"), message.get("id")) {
+                (Some(_), Some(id)) => {
+                    // A server->client request no stream can carry: answer it, so the server
+                    // does not wait forever.
+                    let error = serde_json::json!({
+                        "jsonrpc": "2.0",
+                        "id": id,
+                        "error": { "code": -32603, "message": "no client stream is open to carry this request" },
+                    });
+                    let _ = child.write(error.to_string().as_bytes()).await;
+                }
+                _ => {
+                    tracing::debug!(server = %self.server, "Dropped a server message no stream was open for.")
+                }
+            },
+        }
+    }
+}
+
+fn status(code: StatusCode) -> Response<Body> {
+    let mut r = Response::new(super::refusal::empty());
+    *r.status_mut() = code;
+    r
+}
+
+/// An SSE response carrying the child's messages from `rx`, one event each.
+fn sse(rx: mpsc::Receiver<Bytes>, new_session: Option<&str>) -> Response<Body> {
+    let events = futures_util::stream::unfold(rx, |mut rx| async move {
+        let message = rx.recv().await?;
+        let mut event = BytesMut::with_capacity(message.len() + 8);
+        event.extend_from_slice(b"data: ");
+        event.extend_from_slice(&message);
+        event.extend_from_slice(b"\n\n");
+        Some((Ok::<_, BoxError>(Frame::data(event.freeze())), rx))
+    });
+    let mut r = Response::new(StreamBody::new(events).boxed_unsync());
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    if let Some(session) = new_session.and_then(|s| HeaderValue::from_str(s).ok()) {
+        r.headers_mut().insert(MCP_SESSION_ID, session);
+    }
+    r
+}

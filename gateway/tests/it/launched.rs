@@ -1,0 +1,263 @@
+//! Gateway-launched stdio servers (`[[servers]]` with a `command`): served through the proxy
+//! like any upstream, one child per session, with secrets in the child's environment only.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::{common::*, policy::client, postgres::Postgres};
+
+fn launched_config(server: &str, scratch: &std::path::Path, extra: &str) -> String {
+    format!(
+        "{ALLOW_ALL}[listener]\naddress = \"127.0.0.1:0\"\n[admin]\naddress = \"127.0.0.1:0\"\n{}\n{extra}\n{server}",
+        audit_section(scratch)
+    )
+}
+
+/// Every byte the audit log holds.
+fn audit_bytes(scratch: &std::path::Path) -> String {
+    let mut all = String::new();
+    for entry in std::fs::read_dir(scratch.join("audit")).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        all.push_str(&String::from_utf8_lossy(&bytes));
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_launched_server_holds_the_database_password_and_the_agent_cannot_read_it() {
+    let password = format!(
+        "pg-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let pg = Postgres::start_with(Some(&password)).await;
+    // Control: without the password, PostgreSQL refuses the login the server will make.
+    let refused = pg.psql_as_client(None, "SELECT 1").await;
+    assert!(
+        !refused.status.success(),
+        "PostgreSQL must require the password"
+    );
+    let scratch = scratch_dir("launched-pg");
+    let secret = scratch.join("db.password");
+    std::fs::write(&secret, &password).unwrap();
+    let script =
+        peers().join("node/node_modules/@modelcontextprotocol/server-postgres/dist/index.js");
+    let server = format!(
+        "[[secrets]]\nname = \"db\"\nfile = \"{}\"\n\
+         [[servers]]\nname = \"pg\"\ncommand = \"node\"\nargs = [\"{}\", \"postgresql://postgres@127.0.0.1:{}/postgres\"]\n\
+         env = {{ PGPASSWORD = \"${{db}}\" }}\n",
+        secret.display(),
+        script.display(),
+        pg.port
+    );
+    let gw = gateway(&launched_config(&server, &scratch, "")).await;
+    let url = format!("http://{}/servers/pg/mcp", addr(&gw));
+    // The agent warms up (imports) as root, then runs as nobody, as an agent should: from
+    // then on it queries the database through the gateway and looks for the password.
+    let steps = json!([
+        ["list"],
+        ["drop_privileges"],
+        ["call", "query", {"sql": "SELECT name FROM customers ORDER BY id"}],
+        ["probe", "server-postgres"]
+    ]);
+    let out = client(&url, steps).await;
+    assert!(
+        out[0]["pages"][0]
+            .as_array()
+            .unwrap()
+            .contains(&json!("query")),
+        "{out:?}"
+    );
+    assert_eq!(out[1]["uid"], 65534);
+    let rows = out[2]["text"].as_str().unwrap_or_default();
+    assert!(
+        rows.contains("Ada Lovelace") && out[2]["error"] == json!(false),
+        "the launched server logged in with the password it was given: {out:?}"
+    );
+    let probe = &out[3];
+    assert_eq!(probe["uid"], 65534);
+    let processes = probe["processes"].as_array().unwrap();
+    assert!(
+        !processes.is_empty(),
+        "the agent sees the server process exist: {probe}"
+    );
+    for p in processes {
+        assert!(
+            p.get("environ").is_none(),
+            "the agent read a server process's environment: {p}"
+        );
+        assert!(
+            p["error"].as_str().unwrap().contains("PermissionError"),
+            "{p}"
+        );
+        assert!(!p["cmdline"].as_str().unwrap().contains(&password), "{p}");
+    }
+    assert!(!probe["own_environ"].as_str().unwrap().contains(&password));
+    let log = audit_bytes(&scratch);
+    assert!(
+        log.contains("SELECT name FROM customers"),
+        "the call is audited"
+    );
+    assert!(
+        !log.contains(&password),
+        "the password is not in the audit log"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_session_gets_its_own_process_until_delete_or_idle_and_sessions_are_capped() {
+    let scratch = scratch_dir("launched-py");
+    let server = format!(
+        "[[servers]]\nname = \"py\"\ncommand = \"{}\"\nargs = [\"{}\", \"--transport\", \"stdio\"]\n\
+         max_sessions = 2\nidle_timeout = \"2s\"\n",
+        peers().join("venv/bin/python").display(),
+        peer_scripts().join("server.py").display()
+    );
+    let gw = gateway(&launched_config(&server, &scratch, "")).await;
+    let port = addr(&gw).port();
+
+    // A request outside any session: 400; an unknown session: 404 (the agent re-initializes).
+    let call = tool_call(2, "echo", json!({"message": "hi"}));
+    let (status, _, _) = http(
+        port,
+        "POST",
+        "/servers/py/mcp",
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+        ],
+        call.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, _, _) = post_in_session(port, "py", "no-such-session", &call).await;
+    assert_eq!(status, 404);
+
+    let (status, head, body) = initialize(port, "py", &[]).await;
+    assert_eq!(status, 200, "{head}");
+    assert!(head.contains("text/event-stream"), "{head}");
+    assert!(
+        String::from_utf8_lossy(&body).contains("test-server"),
+        "initialize result from the child: {}",
+        String::from_utf8_lossy(&body)
+    );
+    let first = session_id(&head);
+    let (status, _, reply) = post_in_session(port, "py", &first, &call).await;
+    assert_eq!(status, 200);
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.contains("\"hi\""), "{reply}");
+    // A notification is accepted (202), with no body.
+    let (status, _, _) = post_in_session(
+        port,
+        "py",
+        &first,
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    )
+    .await;
+    assert_eq!(status, 202);
+
+    // A streamed call: progress notifications arrive before the result, on the same stream.
+    let long = tool_call(3, "long_running", json!({"steps": 3, "delay": 0.05}));
+    let long = long.replace(
+        "\"arguments\"",
+        "\"_meta\":{\"progressToken\":\"p1\"},\"arguments\"",
+    );
+    let (status, _, streamed) = post_in_session(port, "py", &first, &long).await;
+    assert_eq!(status, 200);
+    let streamed = String::from_utf8_lossy(&streamed);
+    let progress = streamed.find("notifications/progress");
+    let result = streamed.find("done 3 steps");
+    assert!(
+        progress.is_some() && result.is_some() && progress < result,
+        "{streamed}"
+    );
+
+    // The second session has its own process; a third is over max_sessions.
+    let (status, head, _) = initialize(port, "py", &[]).await;
+    assert_eq!(status, 200);
+    let second = session_id(&head);
+    assert_ne!(first, second);
+    let (status, _, body) = initialize(port, "py", &[]).await;
+    assert_eq!(status, 502, "{}", String::from_utf8_lossy(&body));
+    let (_, message) = rpc_error(&body);
+    assert!(message.contains("max_sessions = 2"), "{message}");
+
+    // DELETE ends the first session: its id is gone.
+    let (status, _, _) = http(
+        port,
+        "DELETE",
+        "/servers/py/mcp",
+        &[
+            ("Mcp-Session-Id", first.as_str()),
+            ("MCP-Protocol-Version", "2025-11-25"),
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _, _) = post_in_session(port, "py", &first, &call).await;
+    assert_eq!(status, 404);
+
+    // The second one idles out (idle_timeout = 2s) and its slot frees up.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let (status, _, _) = post_in_session(port, "py", &second, &call).await;
+    assert_eq!(status, 404, "the idle session was stopped");
+    let (status, head, _) = initialize(port, "py", &[]).await;
+    assert_eq!(status, 200, "{head}");
+
+    let log = audit_bytes(&scratch);
+    assert!(log.contains("\"target\":\"echo\""), "calls are audited");
+}
+
+#[tokio::test]
+async fn a_launched_server_that_cannot_start_is_a_clear_error() {
+    let scratch = scratch_dir("launched-missing");
+    let server = "[[servers]]\nname = \"gone\"\ncommand = \"/nonexistent/mcp-server\"\n";
+    let gw = gateway(&launched_config(server, &scratch, "")).await;
+    let (status, _, body) = initialize(addr(&gw).port(), "gone", &[]).await;
+    assert_eq!(status, 502);
+    let (_, message) = rpc_error(&body);
+    assert!(
+        message.contains("cannot start /nonexistent/mcp-server"),
+        "{message}"
+    );
+}
+
+#[test]
+fn launched_server_config_is_checked() {
+    let err = |text: &str| {
+        agentgate::config::Config::parse(text, "t.toml")
+            .unwrap_err()
+            .to_string()
+    };
+    let e = err("[[servers]]\nname = \"a\"\n");
+    assert!(e.contains("needs url") && e.contains("command"), "{e}");
+    let e = err("[[servers]]\nname = \"a\"\nurl = \"http://x/\"\ncommand = \"x\"\n");
+    assert!(e.contains("not both"), "{e}");
+    let e = err("[[servers]]\nname = \"a\"\ncommand = \"x\"\nenv = { K = \"${nope}\" }\n");
+    assert!(
+        e.starts_with("t.toml:4: servers.env.K:") && e.contains("nope"),
+        "{e}"
+    );
+    let e = err("[[servers]]\nname = \"a\"\ncommand = \"x\"\nenv = { PATH = \"/x\" }\n");
+    assert!(e.contains("servers.env.PATH"), "{e}");
+    let e = err("[[servers]]\nname = \"a\"\nurl = \"http://x/\"\nargs = [\"y\"]\n");
+    assert!(e.contains("servers.args"), "{e}");
+    let e = err("[[servers]]\nname = \"a\"\ncommand = \"x\"\nca_file = \"/c.pem\"\n");
+    assert!(e.starts_with("t.toml:4: servers.ca_file"), "{e}");
+    let ok: Value = json!(
+        agentgate::config::Config::parse(
+            "[[servers]]\nname = \"a\"\ncommand = \"x\"\nargs = [\"--stdio\"]\nmax_sessions = 3\nidle_timeout = \"1m\"\n",
+            "t.toml"
+        )
+        .unwrap()
+        .servers[0]
+            .transport
+            .to_string()
+    );
+    assert_eq!(ok, json!("stdio"));
+}
