@@ -78,6 +78,9 @@ pub struct Record {
     /// The verified credential's subject, when the agent presented one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    /// The identity (SPIFFE ID or CN) of the client certificate the connection verified with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<String>,
     /// The MCP session id.

@@ -277,6 +277,8 @@ pub enum StartError {
     Secret(#[from] crate::credentials::SecretError),
     #[error(transparent)]
     Tokens(#[from] crate::tokens::TokenError),
+    #[error("listener.tls: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     #[error("the audit log cannot record the start: {0}")]
     AuditStart(#[from] crate::audit::writer::AuditError),
 }
@@ -289,7 +291,7 @@ impl StartError {
             | StartError::AuditStart(_)
             | StartError::Secret(_)
             | StartError::Tokens(_) => EXIT_UNAVAILABLE,
-            StartError::Upstream(_) | StartError::Pins(_) => EXIT_BAD_CONFIG,
+            StartError::Upstream(_) | StartError::Pins(_) | StartError::Tls(_) => EXIT_BAD_CONFIG,
         }
     }
 }
@@ -351,6 +353,7 @@ pub async fn start_with(
         None
     };
     let launch_env = crate::credentials::launch_env(&config)?;
+    let agent_tls = crate::tls::listener::AgentTls::load(&config)?;
     let gateway = Arc::new(Gateway::new(
         config.clone(),
         stages,
@@ -361,6 +364,7 @@ pub async fn start_with(
             audit,
             tokens,
             launch_env,
+            agent_tls,
         },
     )?);
     let address = config.listener.address;

@@ -65,6 +65,8 @@ pub struct Interception {
 #[derive(Clone, Debug)]
 pub struct Agent {
     pub name: ServerName,
+    /// The client-certificate identity (SPIFFE ID or subject CN) that names this agent.
+    pub certificate: Option<String>,
     pub selectors: Selectors,
 }
 
@@ -96,6 +98,29 @@ pub struct Runtime {
 pub struct Listener {
     pub address: SocketAddr,
     pub max_connections: usize,
+    /// HTTPS (and mTLS) on the explicit listener.
+    pub tls: Option<ListenerTls>,
+}
+
+/// `[listener.tls]`: the certificate the explicit listener presents, and how it checks agents'.
+#[derive(Clone, Debug)]
+pub struct ListenerTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// Roots client certificates must chain to; `None`: no client certificates asked for.
+    pub client_ca_file: Option<PathBuf>,
+    pub client_auth: ClientAuth,
+}
+
+/// Whether an agent must present a client certificate (with `client_ca_file`).
+#[derive(Clone, Copy, Debug, Default, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// No certificate, no connection.
+    #[default]
+    Required,
+    /// A certificate, when presented, must verify; without one the agent is known otherwise.
+    Optional,
 }
 
 /// The admin listener (health, metrics).

@@ -24,6 +24,15 @@ use crate::config::{Agent, Selectors};
 /// The name an unmatched connection gets. Policy can refuse it by name.
 pub const UNKNOWN_AGENT: &str = "unknown";
 
+/// Who a verified client certificate says the caller is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CertificateIdentity {
+    /// The SPIFFE ID (its URI SAN), else the subject's CN.
+    pub id: String,
+    /// The `[[agents]]` entry whose `certificate` is `id`.
+    pub agent: Option<String>,
+}
+
 /// An attested process identity.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ProcessIdentity {
@@ -241,6 +250,7 @@ mod tests {
         let exe = std::env::current_exe().unwrap();
         let agents = vec![Agent {
             name: "tester".to_owned().try_into().unwrap(),
+            certificate: None,
             selectors: Selectors {
                 exe: Some(fs::canonicalize(&exe).unwrap()),
                 ..Selectors::default()

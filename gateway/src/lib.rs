@@ -20,6 +20,7 @@ pub mod policy;
 pub mod proxy;
 pub mod signal;
 pub mod telemetry;
+pub mod tls;
 pub mod tokens;
 
 /// Exit code for a configuration the daemon cannot run with (sysexits.h EX_USAGE).

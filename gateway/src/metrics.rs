@@ -46,6 +46,8 @@ pub struct Metrics {
     pub audit_refused: Counter,
     /// 1 once the audit log has failed (the alarm), else 0.
     pub audit_failed: Gauge,
+    /// Agent TLS handshakes that failed (bad or missing client certificates among them).
+    pub tls_handshake_failed: Counter,
 }
 
 impl Default for Metrics {
@@ -120,7 +122,14 @@ impl Metrics {
             "1 when the audit log cannot be written (alarm: fail-closed requests are refused)",
             audit_failed.clone(),
         );
+        let tls_handshake_failed = Counter::default();
+        registry.register(
+            "tls_handshakes_failed",
+            "Agent TLS handshakes refused or timed out (bad or missing client certificates included)",
+            tls_handshake_failed.clone(),
+        );
         Self {
+            tls_handshake_failed,
             audit_refused,
             audit_failed,
             registry,

@@ -168,6 +168,8 @@ pub struct Question<'a> {
     pub process: Option<&'a ProcessIdentity>,
     /// Claims of the caller's verified token, when one was presented.
     pub claims: Option<&'a Value>,
+    /// The caller's verified client certificate, when it presented one.
+    pub certificate: Option<&'a crate::identity::CertificateIdentity>,
     /// The identity rate limits are keyed on (never the MCP session).
     pub rate_key: &'a str,
     pub server: &'a str,
@@ -539,6 +541,8 @@ impl Policy {
         }
         context::process_matches(&s.process, q.process).map_err(Miss::Condition)?;
         context::token_matches(&s.token, q.claims).map_err(Miss::Condition)?;
+        context::certificate_matches(&s.certificate, q.certificate, q.process)
+            .map_err(Miss::Condition)?;
         context::in_windows(&s.time, q.now).map_err(Miss::Condition)?;
         if matches!(q.class, Class::Tool(_) | Class::Prompt(_)) {
             for p in &s.params {

@@ -66,6 +66,8 @@ pub struct Gateway {
     pub audit: Option<Arc<crate::audit::Recorder>>,
     /// The token service (`None` unless `tokens.enabled`).
     pub tokens: Option<Arc<crate::tokens::TokenService>>,
+    /// TLS on the explicit listener (`None`: plain HTTP).
+    pub agent_tls: Option<crate::tls::listener::AgentTls>,
 }
 
 /// An intercepted connection, for `agentgate status` and the admin API.
@@ -133,6 +135,8 @@ pub struct Services {
     pub tokens: Option<Arc<crate::tokens::TokenService>>,
     /// The rendered environments of launched servers, by server name.
     pub launch_env: HashMap<String, crate::credentials::LaunchEnv>,
+    /// HTTPS and mTLS on the explicit listener (`[listener.tls]`).
+    pub agent_tls: Option<crate::tls::listener::AgentTls>,
 }
 
 impl Gateway {
@@ -149,6 +153,7 @@ impl Gateway {
             audit,
             tokens,
             launch_env,
+            agent_tls,
         } = services;
         Ok(Self {
             upstreams: upstream::Upstreams::new(&config, launch_env, &drain)?,
@@ -162,6 +167,7 @@ impl Gateway {
             policy,
             audit,
             tokens,
+            agent_tls,
             config,
             stages,
             metrics,

@@ -125,6 +125,7 @@ pub fn main(action: Action) -> i32 {
                 agent: &agent,
                 process: None,
                 claims: None,
+                certificate: None,
                 rate_key: &agent,
                 server: &server,
                 method: &method_name,

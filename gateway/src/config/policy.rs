@@ -157,6 +157,7 @@ pub struct RuleSpec {
     pub rate: Option<RateSpec>,
     pub process: ProcessSpec,
     pub token: TokenSpec,
+    pub certificate: CertificateSpec,
     /// Shown to the agent when this rule denies (what to ask for, whom to ask).
     pub message: Option<String>,
 }
@@ -176,6 +177,22 @@ impl RuleSpec {
             || !self.time.is_empty()
             || !self.process.is_empty()
             || !self.token.is_empty()
+            || !self.certificate.is_empty()
+    }
+}
+
+/// The caller's verified client certificate (mTLS).
+#[derive(Clone, Debug, Default)]
+pub struct CertificateSpec {
+    /// Its identity (SPIFFE ID or subject CN) must match one of these.
+    pub ids: Option<Vec<Pattern>>,
+    /// The agent it names must be the agent the kernel-attested process is.
+    pub agrees_with_process: bool,
+}
+
+impl CertificateSpec {
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_none() && !self.agrees_with_process
     }
 }
 
@@ -345,7 +362,18 @@ pub struct RawRule {
     #[serde(default)]
     token: Option<RawToken>,
     #[serde(default)]
+    certificate: Option<RawCertificate>,
+    #[serde(default)]
     message: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCertificate {
+    #[serde(default)]
+    ids: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    agrees_with_process: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -711,6 +739,13 @@ fn push_rule(
                 .collect(),
         },
     };
+    let certificate = match raw.certificate {
+        None => CertificateSpec::default(),
+        Some(c) => CertificateSpec {
+            ids: patterns(c.ids, "rules.certificate.ids")?,
+            agrees_with_process: c.agrees_with_process,
+        },
+    };
     let line_origin = format!("{file} rule {name:?}");
     rules.push(RuleSpec {
         origin: line_origin,
@@ -727,6 +762,7 @@ fn push_rule(
         rate,
         process,
         token,
+        certificate,
         message: raw.message,
     });
     Ok(())

@@ -130,6 +130,9 @@ struct RawAgent {
     unit: Option<String>,
     #[serde(default)]
     container: Option<String>,
+    /// The client-certificate identity (SPIFFE ID or subject CN) that names this agent.
+    #[serde(default)]
+    certificate: Option<Spanned<String>>,
 }
 
 /// A cgroup path relative to the cgroup2 mount: no leading slash, no `..`, no empty parts.
@@ -167,6 +170,17 @@ struct RawListener {
     address: SocketAddr,
     #[serde(default = "default_max_connections")]
     max_connections: Positive,
+    #[serde(default)]
+    tls: Option<RawListenerTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListenerTls {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    client_ca_file: Option<PathBuf>,
+    client_auth: Option<Spanned<super::ClientAuth>>,
 }
 
 impl Default for RawListener {
@@ -174,6 +188,7 @@ impl Default for RawListener {
         Self {
             address: default_listen(),
             max_connections: default_max_connections(),
+            tls: None,
         }
     }
 }
@@ -636,8 +651,31 @@ impl File {
                 .as_ref()
                 .map(|c| cgroup_path(c, "agents.cgroup"))
                 .transpose()?;
+            let certificate = match raw.certificate {
+                Some(c) if c.get_ref().trim().is_empty() || c.get_ref().contains('*') => {
+                    return Err((
+                        Some(c.span()),
+                        "agents.certificate".into(),
+                        "a certificate identity is a SPIFFE ID (spiffe://...) or a subject CN, exactly".into(),
+                    ));
+                }
+                Some(c)
+                    if agents
+                        .iter()
+                        .any(|a| a.certificate.as_deref() == Some(c.get_ref())) =>
+                {
+                    return Err((
+                        Some(c.span()),
+                        "agents.certificate".into(),
+                        format!("{:?} already names another agent", c.get_ref()),
+                    ));
+                }
+                Some(c) => Some(c.into_inner()),
+                None => None,
+            };
             agents.push(Agent {
                 name,
+                certificate,
                 selectors: Selectors {
                     cgroup,
                     exe: raw.exe,
@@ -673,6 +711,25 @@ impl File {
             listener: Listener {
                 address: self.listener.address,
                 max_connections: self.listener.max_connections.0,
+                tls: self.listener.tls.map(|t| {
+                    let client_auth = match (&t.client_ca_file, t.client_auth) {
+                        (None, Some(a)) => {
+                            return Err((
+                                Some(a.span()),
+                                "listener.tls.client_auth".to_owned(),
+                                "needs client_ca_file (the roots client certificates are checked against)".to_owned(),
+                            ));
+                        }
+                        (_, Some(a)) => a.into_inner(),
+                        (_, None) => super::ClientAuth::Required,
+                    };
+                    Ok(super::ListenerTls {
+                        cert_file: super::resolve(base, &t.cert_file),
+                        key_file: super::resolve(base, &t.key_file),
+                        client_ca_file: t.client_ca_file.map(|c| super::resolve(base, &c)),
+                        client_auth,
+                    })
+                }).transpose()?,
             },
             admin: Admin {
                 address: if self.admin.enabled {

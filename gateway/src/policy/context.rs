@@ -88,6 +88,52 @@ pub fn process_matches(spec: &ProcessSpec, p: Option<&ProcessIdentity>) -> Resul
     Ok(())
 }
 
+/// Whether the caller's client certificate is one of those allowed and, when asked, names the
+/// same agent as the kernel-attested process.
+pub fn certificate_matches(
+    spec: &crate::config::policy::CertificateSpec,
+    cert: Option<&crate::identity::CertificateIdentity>,
+    process: Option<&ProcessIdentity>,
+) -> Result<(), String> {
+    if spec.is_empty() {
+        return Ok(());
+    }
+    let Some(cert) = cert else {
+        return Err("no client certificate was presented".into());
+    };
+    if let Some(ids) = &spec.ids
+        && !ids.iter().any(|p| p.matches(&cert.id))
+    {
+        return Err(format!(
+            "client certificate {:?} is not among those allowed",
+            cert.id
+        ));
+    }
+    if spec.agrees_with_process {
+        let Some(process) = process else {
+            return Err(
+                "the caller's process is not attested, so nothing confirms its certificate".into(),
+            );
+        };
+        match &cert.agent {
+            Some(a) if *a == process.agent => {}
+            Some(a) => {
+                return Err(format!(
+                    "the client certificate names agent {a:?} but the process is agent {:?}",
+                    process.agent
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "client certificate {:?} names no configured agent",
+                    cert.id
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Whether the caller's token grants the scopes and carries the claims.
 pub fn token_matches(spec: &TokenSpec, claims: Option<&Value>) -> Result<(), String> {
     if spec.is_empty() {

@@ -37,6 +37,16 @@ fn describe(identity: &Identity, r: &mut Record) {
             r.agent = Some(token.agent.clone());
             r.subject = Some(token.subject.clone());
         }
+        Identity::Certified {
+            certificate,
+            connection,
+        } => {
+            describe(connection, r);
+            if let Some(agent) = &certificate.agent {
+                r.agent = Some(agent.clone());
+            }
+            r.certificate = Some(certificate.id.clone());
+        }
     }
 }
 

@@ -24,7 +24,39 @@ use super::{
 pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
     accept_loop(listener, gateway, |gateway, stream, peer, permit| {
         let identity = gateway.stages.identity.identify(peer);
-        spawn_connection(gateway, stream, peer, permit, identity, None);
+        if gateway.agent_tls.is_none() {
+            spawn_connection(gateway, stream, peer, permit, identity, None);
+            return;
+        }
+        let drain = gateway.drain.clone();
+        drain.spawn(async move {
+            let Some(tls) = &gateway.agent_tls else {
+                return;
+            };
+            // The handshake is bounded like a request head: a silent client holds nothing.
+            let timeout = gateway.config.limits.header_read_timeout;
+            let stream = match tokio::time::timeout(timeout, tls.acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(error)) => {
+                    gateway.metrics.tls_handshake_failed.inc();
+                    tracing::debug!(%error, %peer, "Refused a TLS handshake.");
+                    return;
+                }
+                Err(_) => {
+                    gateway.metrics.tls_handshake_failed.inc();
+                    tracing::debug!(%peer, "A TLS handshake timed out.");
+                    return;
+                }
+            };
+            let identity = match tls.identify(stream.get_ref().1.peer_certificates()) {
+                Some(certificate) => Identity::Certified {
+                    certificate: Arc::new(certificate),
+                    connection: Arc::new(identity),
+                },
+                None => identity,
+            };
+            serve_connection(gateway, stream, peer, permit, identity, None).await;
+        });
     })
     .await;
 }
@@ -108,7 +140,24 @@ fn spawn_connection(
     pinned: Option<Arc<Pinned>>,
 ) -> tokio::task::JoinHandle<()> {
     let drain = gateway.drain.clone();
-    drain.spawn(async move {
+    drain.spawn(serve_connection(
+        gateway, stream, peer, permit, identity, pinned,
+    ))
+}
+
+/// Serves HTTP/1.1 on one agent connection (plain or after a TLS handshake) until it ends or
+/// draining closes it.
+async fn serve_connection<S>(
+    gateway: Arc<Gateway>,
+    stream: S,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+    identity: Identity,
+    pinned: Option<Arc<Pinned>>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    {
         let _permit = permit;
         gateway.metrics.connections.inc();
         let conn_gateway = gateway.clone();
@@ -141,7 +190,7 @@ fn spawn_connection(
             tracing::debug!(%error, %peer, "Agent connection ended with an error.");
         }
         gateway.metrics.connections.dec();
-    })
+    }
 }
 
 /// A semaphore sized by the configured connection cap, shared by every agent-facing listener.

@@ -89,6 +89,25 @@ fn who(identity: &Identity) -> Who<'_> {
             process: connection.process().map(|p| &**p),
             rate_key: format!("agent:{}", token.agent),
         },
+        // A certificate that names a configured agent names the caller; one that does not
+        // leaves the connection's name (the agreement check is the policy's).
+        Identity::Certified {
+            certificate,
+            connection,
+        } => {
+            let inner = who(connection);
+            match &certificate.agent {
+                Some(agent) => Who {
+                    agent,
+                    process: inner.process,
+                    rate_key: format!("agent:{agent}"),
+                },
+                None => Who {
+                    rate_key: format!("cert:{}", certificate.id),
+                    ..inner
+                },
+            }
+        }
     }
 }
 
@@ -177,6 +196,7 @@ impl PolicyStage {
             agent: w.agent,
             process: w.process,
             claims: identity.token().map(|t| &t.json),
+            certificate: identity.certificate(),
             rate_key: &w.rate_key,
             server: server.name.as_str(),
             method: message.method(),

@@ -27,6 +27,12 @@ pub enum Identity {
         token: Arc<crate::tokens::Verified>,
         connection: Arc<Identity>,
     },
+    /// A connection whose client certificate verified (mTLS), on top of what else is known
+    /// about it (its peer address, or the kernel's record when it was intercepted).
+    Certified {
+        certificate: Arc<crate::identity::CertificateIdentity>,
+        connection: Arc<Identity>,
+    },
 }
 
 impl Identity {
@@ -34,8 +40,19 @@ impl Identity {
     pub fn process(&self) -> Option<&Arc<crate::identity::ProcessIdentity>> {
         match self {
             Identity::Attested(p) => Some(p),
-            Identity::Token { connection, .. } => connection.process(),
+            Identity::Token { connection, .. } | Identity::Certified { connection, .. } => {
+                connection.process()
+            }
             Identity::Peer { .. } => None,
+        }
+    }
+
+    /// The verified client certificate, when the connection presented one.
+    pub fn certificate(&self) -> Option<&crate::identity::CertificateIdentity> {
+        match self {
+            Identity::Certified { certificate, .. } => Some(certificate),
+            Identity::Token { connection, .. } => connection.certificate(),
+            _ => None,
         }
     }
 
@@ -56,6 +73,10 @@ impl fmt::Display for Identity {
             Identity::Token { token, connection } => {
                 write!(f, "token for {} over {connection}", token.agent)
             }
+            Identity::Certified {
+                certificate,
+                connection,
+            } => write!(f, "certificate {} over {connection}", certificate.id),
         }
     }
 }

@@ -442,3 +442,87 @@ pub fn tls_files(dir: &Path) -> (PathBuf, PathBuf) {
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write key");
     (cert_path, key_path)
 }
+
+/// A test certificate authority (rcgen) that writes PEM files into a directory.
+pub struct TestCa {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    dir: PathBuf,
+}
+
+impl TestCa {
+    pub fn new(dir: &Path, name: &str) -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let issuer =
+            rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap())
+                .unwrap();
+        let ca = TestCa {
+            issuer,
+            dir: dir.to_path_buf(),
+        };
+        std::fs::write(ca.cert_path(name), ca.issuer.pem()).unwrap();
+        ca
+    }
+
+    /// Where the CA certificate named `name` was written.
+    pub fn cert_path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.ca.pem"))
+    }
+
+    /// Issues a leaf certificate; returns the (certificate, key) PEM paths.
+    pub fn issue(
+        &self,
+        file: &str,
+        cn: &str,
+        sans: &[rcgen::SanType],
+        usage: rcgen::ExtendedKeyUsagePurpose,
+    ) -> (PathBuf, PathBuf) {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.subject_alt_names = sans.to_vec();
+        params.extended_key_usages = vec![usage];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let cert_path = self.dir.join(format!("{file}.pem"));
+        let key_path = self.dir.join(format!("{file}.key"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    }
+
+    /// A server certificate for 127.0.0.1 and localhost.
+    pub fn server(&self, file: &str) -> (PathBuf, PathBuf) {
+        self.issue(
+            file,
+            "localhost",
+            &[
+                rcgen::SanType::IpAddress([127, 0, 0, 1].into()),
+                rcgen::SanType::DnsName("localhost".try_into().unwrap()),
+            ],
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        )
+    }
+}
+
+/// Runs tests/peers/client.py with `args` after `--url url`; returns its output whatever the
+/// outcome (for the runs that must fail).
+pub async fn python_client_run(url: &str, args: &[&std::ffi::OsStr]) -> std::process::Output {
+    let mut cmd = Command::new(peers().join("venv/bin/python"));
+    cmd.arg(peer_scripts().join("client.py"))
+        .args(["--url", url])
+        .args(args)
+        .stdin(Stdio::null());
+    tokio::time::timeout(Duration::from_secs(90), cmd.output())
+        .await
+        .expect("client finished in time")
+        .expect("run client")
+}

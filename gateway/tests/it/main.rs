@@ -14,6 +14,7 @@ mod differential;
 mod ebpf;
 mod launched;
 mod lifecycle;
+mod mtls;
 mod policy;
 mod postgres;
 mod real_peers;

@@ -5,6 +5,7 @@
   python client.py --url http://127.0.0.1:8002/sse --transport sse       # legacy HTTP+SSE
   python client.py --url http://127.0.0.1:3001/mcp --profile everything  # server-everything
   python client.py --url https://127.0.0.1:8443/mcp --cafile ca.pem      # HTTPS with custom CA
+  python client.py --url https://... --cafile ca.pem --cert agent.pem --key agent.key   # mTLS
 """
 import argparse
 import asyncio
@@ -56,6 +57,10 @@ def dump(model):
 
 def make_transport(args):
     verify = ssl.create_default_context(cafile=args.cafile) if args.cafile else True
+    if args.cert:
+        if verify is True:
+            verify = ssl.create_default_context()
+        verify.load_cert_chain(args.cert, args.key)
     bearer = {"Authorization": f"Bearer {args.bearer}"} if args.bearer else {}
     if args.transport == "sse":
         def factory(headers=None, timeout=None, auth=None):
@@ -99,6 +104,8 @@ def main():
     ap.add_argument("--mode", default="auto", help="auto | legacy | 2026-07-28")
     ap.add_argument("--profile", choices=list(PROFILES), default="self")
     ap.add_argument("--cafile")
+    ap.add_argument("--cert", help="client certificate (PEM) for mTLS")
+    ap.add_argument("--key", help="its private key (PEM)")
     ap.add_argument("--bearer", help="send Authorization: Bearer <token> on every request")
     ap.add_argument("--raw", action="store_true", help="do not normalise")
     args = ap.parse_args()
