@@ -92,6 +92,7 @@ pub fn tool_question<'a>(
         agent,
         process: None,
         claims: None,
+        certificate: None,
         rate_key: agent,
         server: "bench",
         method: "tools/call",

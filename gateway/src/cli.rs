@@ -2,6 +2,7 @@
 //! `token`, `version`.
 
 mod audit;
+mod ca;
 mod policy;
 mod token;
 
@@ -79,6 +80,11 @@ pub enum Command {
         #[command(subcommand)]
         action: token::Action,
     },
+    /// Create the host CA that intercepted HTTPS is terminated with, and install it.
+    Ca {
+        #[command(subcommand)]
+        action: ca::Action,
+    },
     /// Print the version and exit.
     Version,
 }
@@ -124,6 +130,7 @@ pub fn main() -> i32 {
         Command::Policy { action } => policy::main(action),
         Command::Audit { action } => audit::main(action),
         Command::Token { action } => token::main(action),
+        Command::Ca { action } => ca::main(action),
     }
 }
 
@@ -279,6 +286,8 @@ pub enum StartError {
     Tokens(#[from] crate::tokens::TokenError),
     #[error("listener.tls: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    #[error("interception.https needs the host CA: {0}")]
+    HostCa(crate::tls::TlsError),
     #[error("the audit log cannot record the start: {0}")]
     AuditStart(#[from] crate::audit::writer::AuditError),
 }
@@ -290,6 +299,7 @@ impl StartError {
             | StartError::Audit(_)
             | StartError::AuditStart(_)
             | StartError::Secret(_)
+            | StartError::HostCa(_)
             | StartError::Tokens(_) => EXIT_UNAVAILABLE,
             StartError::Upstream(_) | StartError::Pins(_) | StartError::Tls(_) => EXIT_BAD_CONFIG,
         }
@@ -354,6 +364,8 @@ pub async fn start_with(
     };
     let launch_env = crate::credentials::launch_env(&config)?;
     let agent_tls = crate::tls::listener::AgentTls::load(&config)?;
+    let https =
+        crate::tls::intercept::HttpsInterception::load(&config).map_err(StartError::HostCa)?;
     let gateway = Arc::new(Gateway::new(
         config.clone(),
         stages,
@@ -365,6 +377,7 @@ pub async fn start_with(
             tokens,
             launch_env,
             agent_tls,
+            https,
         },
     )?);
     let address = config.listener.address;

@@ -39,6 +39,7 @@ pub struct Config {
     pub policy: policy::PolicyConfig,
     pub audit: audit::AuditConfig,
     pub tokens: tokens::TokensConfig,
+    pub ca: Ca,
     /// Where upstream credentials come from (names and sources; values are read at start).
     pub secrets: Vec<credentials::SecretSpec>,
     /// The file this was loaded from (`None` for the embedded default): what a reload re-reads.
@@ -59,6 +60,25 @@ pub struct Interception {
     /// Where the attached programs are pinned on bpffs, so that they outlive a crashed gateway
     /// (connects then fail instead of bypassing it).
     pub pin_dir: PathBuf,
+    /// Intercept https:// servers too: TLS is terminated with certificates from the host CA.
+    pub https: bool,
+    /// Roots for the client certificates intercepted TLS connections may present (asked for,
+    /// never required): a verified one names the agent beside the kernel's attestation.
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// Where the host CA is (`agentgate ca init` creates it) and how long its leaf certificates live.
+pub const DEFAULT_CA_CERT: &str = "/var/lib/agentgate/ca/ca.pem";
+pub const DEFAULT_CA_KEY: &str = "/var/lib/agentgate/ca/ca.key";
+pub const DEFAULT_LEAF_TTL: Duration = Duration::from_secs(12 * 3600);
+
+/// `[ca]`: the host CA that signs certificates for intercepted HTTPS servers.
+#[derive(Clone, Debug)]
+pub struct Ca {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// Lifetime of each leaf certificate (a fresh one is made at half of it).
+    pub leaf_ttl: Duration,
 }
 
 /// A named agent and how to recognise its processes.
@@ -159,6 +179,9 @@ pub struct Server {
     pub transport: Transport,
     /// Extra trust root (PEM) for an HTTPS upstream with a private CA.
     pub ca_file: Option<PathBuf>,
+    /// SHA-256 of the SubjectPublicKeyInfo an HTTPS upstream's certificate must carry (any
+    /// one; none: no pinning).
+    pub pin_sha256: Vec<[u8; 32]>,
     /// Overrides `policy.mode` for this server.
     pub policy_mode: Option<policy::Mode>,
     /// Headers set on every request to it, carrying secrets the agent never sees.

@@ -126,9 +126,8 @@ async fn resolve(config: &Config) -> HashMap<SocketAddr, String> {
             // Launched by the gateway: agents reach it only through the gateway anyway.
             continue;
         }
-        if server.url.scheme() != "http" {
-            // Intercepting TLS needs the gateway's own CA (per-SNI certificates): not yet.
-            tracing::warn!(server = %server.name, "Not intercepting an https:// server; use explicit mode for it.");
+        if server.url.scheme() != "http" && !config.interception.https {
+            tracing::warn!(server = %server.name, "Not intercepting an https:// server: set interception.https = true (with the host CA from `agentgate ca init`), or use explicit mode for it.");
             continue;
         }
         let (Some(host), Some(port)) = (server.url.host_str(), server.url.port_or_known_default())

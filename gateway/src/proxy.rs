@@ -68,6 +68,8 @@ pub struct Gateway {
     pub tokens: Option<Arc<crate::tokens::TokenService>>,
     /// TLS on the explicit listener (`None`: plain HTTP).
     pub agent_tls: Option<crate::tls::listener::AgentTls>,
+    /// TLS termination for intercepted https:// servers.
+    pub https: Option<crate::tls::intercept::HttpsInterception>,
 }
 
 /// An intercepted connection, for `agentgate status` and the admin API.
@@ -137,6 +139,8 @@ pub struct Services {
     pub launch_env: HashMap<String, crate::credentials::LaunchEnv>,
     /// HTTPS and mTLS on the explicit listener (`[listener.tls]`).
     pub agent_tls: Option<crate::tls::listener::AgentTls>,
+    /// TLS termination for intercepted https:// servers (`interception.https`).
+    pub https: Option<crate::tls::intercept::HttpsInterception>,
 }
 
 impl Gateway {
@@ -154,6 +158,7 @@ impl Gateway {
             tokens,
             launch_env,
             agent_tls,
+            https,
         } = services;
         Ok(Self {
             upstreams: upstream::Upstreams::new(&config, launch_env, &drain)?,
@@ -168,6 +173,7 @@ impl Gateway {
             audit,
             tokens,
             agent_tls,
+            https,
             config,
             stages,
             metrics,

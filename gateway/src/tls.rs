@@ -2,6 +2,8 @@
 //! verification (mTLS, [`listener`]), and the host CA that signs per-SNI certificates for
 //! intercepted HTTPS connections ([`ca`]). Upstream (client-side) TLS is `proxy::upstream`'s.
 
+pub mod ca;
+pub mod intercept;
 pub mod listener;
 
 use std::{path::Path, sync::Arc};

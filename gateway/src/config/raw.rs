@@ -57,6 +57,39 @@ pub struct File {
     secrets: Vec<super::credentials::RawSecret>,
     #[serde(default)]
     tokens: super::tokens::RawTokens,
+    #[serde(default)]
+    ca: RawCa,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCa {
+    #[serde(default = "d_ca_cert")]
+    cert_file: PathBuf,
+    #[serde(default = "d_ca_key")]
+    key_file: PathBuf,
+    #[serde(default = "d_leaf_ttl")]
+    leaf_ttl: Timeout,
+}
+
+impl Default for RawCa {
+    fn default() -> Self {
+        Self {
+            cert_file: d_ca_cert(),
+            key_file: d_ca_key(),
+            leaf_ttl: d_leaf_ttl(),
+        }
+    }
+}
+
+fn d_ca_cert() -> PathBuf {
+    PathBuf::from(super::DEFAULT_CA_CERT)
+}
+fn d_ca_key() -> PathBuf {
+    PathBuf::from(super::DEFAULT_CA_KEY)
+}
+fn d_leaf_ttl() -> Timeout {
+    Timeout(super::DEFAULT_LEAF_TTL)
 }
 
 /// Default port of the listener for redirected connections.
@@ -79,6 +112,10 @@ struct RawInterception {
     attach: Vec<Spanned<String>>,
     #[serde(default = "d_pin")]
     pin_dir: PathBuf,
+    #[serde(default)]
+    https: bool,
+    #[serde(default)]
+    client_ca_file: Option<PathBuf>,
 }
 
 impl Default for RawInterception {
@@ -89,6 +126,8 @@ impl Default for RawInterception {
             cgroup: d_subtree(),
             attach: Vec::new(),
             pin_dir: d_pin(),
+            https: false,
+            client_ca_file: None,
         }
     }
 }
@@ -286,6 +325,8 @@ struct RawServer {
     idle_timeout: Option<Timeout>,
     #[serde(default)]
     ca_file: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    pin_sha256: Vec<Spanned<String>>,
     #[serde(default)]
     policy_mode: Option<super::policy::Mode>,
     #[serde(default)]
@@ -609,12 +650,41 @@ impl File {
                     ));
                 }
             };
+            let mut pin_sha256 = Vec::with_capacity(raw.pin_sha256.len());
+            for pin in &raw.pin_sha256 {
+                let bad = || {
+                    (
+                        Some(pin.span()),
+                        "servers.pin_sha256".to_owned(),
+                        "a pin is 64 hex digits: the SHA-256 of the server's SubjectPublicKeyInfo (DER)".to_owned(),
+                    )
+                };
+                let hex = pin.get_ref();
+                if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(bad());
+                }
+                let mut bytes = [0u8; 32];
+                for (i, b) in bytes.iter_mut().enumerate() {
+                    *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+                }
+                pin_sha256.push(bytes);
+            }
+            if let Some(pin) = raw.pin_sha256.first()
+                && url.scheme() != "https"
+            {
+                return Err((
+                    Some(pin.span()),
+                    "servers.pin_sha256".into(),
+                    "pins only apply to https:// upstreams".into(),
+                ));
+            }
             let inject = super::credentials::injections(raw.inject, &secrets)?;
             servers.push(Server {
                 name,
                 url,
                 transport,
                 ca_file,
+                pin_sha256,
                 policy_mode: raw.policy_mode,
                 inject,
                 launch,
@@ -697,6 +767,8 @@ impl File {
                 .map(|a| cgroup_path(a, "interception.attach"))
                 .collect::<Result<_, _>>()?,
             pin_dir: i.pin_dir,
+            https: i.https,
+            client_ca_file: i.client_ca_file.map(|c| super::resolve(base, &c)),
         };
         let logging = self.logging;
         if tracing_subscriber::EnvFilter::try_new(&logging.level).is_err() {
@@ -708,6 +780,11 @@ impl File {
         }
         let l = self.limits;
         Ok(Config {
+            ca: super::Ca {
+                cert_file: super::resolve(base, &self.ca.cert_file),
+                key_file: super::resolve(base, &self.ca.key_file),
+                leaf_ttl: self.ca.leaf_ttl.0,
+            },
             listener: Listener {
                 address: self.listener.address,
                 max_connections: self.listener.max_connections.0,

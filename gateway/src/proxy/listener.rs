@@ -33,28 +33,12 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
             let Some(tls) = &gateway.agent_tls else {
                 return;
             };
-            // The handshake is bounded like a request head: a silent client holds nothing.
-            let timeout = gateway.config.limits.header_read_timeout;
-            let stream = match tokio::time::timeout(timeout, tls.acceptor.accept(stream)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(error)) => {
-                    gateway.metrics.tls_handshake_failed.inc();
-                    tracing::debug!(%error, %peer, "Refused a TLS handshake.");
-                    return;
-                }
-                Err(_) => {
-                    gateway.metrics.tls_handshake_failed.inc();
-                    tracing::debug!(%peer, "A TLS handshake timed out.");
-                    return;
-                }
+            let Some((stream, certificate)) =
+                handshake(&gateway, &tls.acceptor, &tls.names, stream, peer).await
+            else {
+                return;
             };
-            let identity = match tls.identify(stream.get_ref().1.peer_certificates()) {
-                Some(certificate) => Identity::Certified {
-                    certificate: Arc::new(certificate),
-                    connection: Arc::new(identity),
-                },
-                None => identity,
-            };
+            let identity = certified(identity, certificate);
             serve_connection(gateway, stream, peer, permit, identity, None).await;
         });
     })
@@ -86,7 +70,25 @@ pub async fn serve_transparent(listener: TcpListener, gateway: Arc<Gateway>) {
         let id = gateway.live.open(live);
         let identity = Identity::Attested(process);
         let close_gateway = gateway.clone();
-        let handle = spawn_connection(gateway, stream, peer, permit, identity, Some(pinned));
+        let handle = if server.url.scheme() == "https" {
+            let drain = gateway.drain.clone();
+            drain.spawn(async move {
+                let Some(https) = &gateway.https else { return };
+                let Some(acceptor) = https.acceptor(server.name.as_str()) else {
+                    tracing::warn!(%peer, server = %server.name, "No TLS acceptor for an intercepted https:// server.");
+                    return;
+                };
+                let Some((stream, certificate)) =
+                    handshake(&gateway, acceptor, &https.names, stream, peer).await
+                else {
+                    return;
+                };
+                let identity = certified(identity, certificate);
+                serve_connection(gateway, stream, peer, permit, identity, Some(pinned)).await;
+            })
+        } else {
+            spawn_connection(gateway, stream, peer, permit, identity, Some(pinned))
+        };
         let drain = close_gateway.drain.clone();
         drain.spawn(async move {
             let _ = handle.await;
@@ -94,6 +96,51 @@ pub async fn serve_transparent(listener: TcpListener, gateway: Arc<Gateway>) {
         });
     })
     .await;
+}
+
+/// Runs a TLS handshake, bounded like a request head (a silent client holds nothing); returns
+/// the stream and the identity of a verified client certificate, if one was presented.
+async fn handshake(
+    gateway: &Gateway,
+    acceptor: &tokio_rustls::TlsAcceptor,
+    names: &crate::tls::listener::CertificateNames,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Option<(
+    tokio_rustls::server::TlsStream<TcpStream>,
+    Option<crate::identity::CertificateIdentity>,
+)> {
+    let timeout = gateway.config.limits.header_read_timeout;
+    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => {
+            let certificate = names.identify(stream.get_ref().1.peer_certificates());
+            Some((stream, certificate))
+        }
+        Ok(Err(error)) => {
+            gateway.metrics.tls_handshake_failed.inc();
+            tracing::debug!(%error, %peer, "Refused a TLS handshake.");
+            None
+        }
+        Err(_) => {
+            gateway.metrics.tls_handshake_failed.inc();
+            tracing::debug!(%peer, "A TLS handshake timed out.");
+            None
+        }
+    }
+}
+
+/// The connection's identity, with its verified client certificate on top when it had one.
+fn certified(
+    identity: Identity,
+    certificate: Option<crate::identity::CertificateIdentity>,
+) -> Identity {
+    match certificate {
+        Some(certificate) => Identity::Certified {
+            certificate: Arc::new(certificate),
+            connection: Arc::new(identity),
+        },
+        None => identity,
+    }
 }
 
 async fn accept_loop(

@@ -1,5 +1,5 @@
 //! Upstream connections: one pooled HTTP/1.1 client per configured server, HTTPS through
-//! rustls with the web PKI roots plus the server's own `ca_file`.
+//! rustls with the system's trust roots plus the server's own `ca_file`.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -84,60 +84,176 @@ impl Upstreams {
 }
 
 fn client(server: &Server, connect_timeout: Duration) -> Result<HttpClient, UpstreamError> {
-    build_client(
-        server.name.as_str(),
-        server.ca_file.as_deref(),
-        connect_timeout,
-    )
+    let mut client = ClientTls::new(server.name.as_str(), server.ca_file.as_deref());
+    client.pins = &server.pin_sha256;
+    client.build(connect_timeout)
 }
 
-/// An HTTP/1 client for http:// and https:// (webpki roots, plus `ca_file`'s); `label` names
+/// The system's trust store (read once), or Mozilla's roots built in when it is empty or
+/// unreadable.
+fn system_roots() -> Arc<rustls::RootCertStore> {
+    static ROOTS: std::sync::OnceLock<Arc<rustls::RootCertStore>> = std::sync::OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                tracing::warn!(errors = ?found.errors, "No system trust roots found; using the built-in Mozilla roots for HTTPS upstreams.");
+                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            }
+            Arc::new(roots)
+        })
+        .clone()
+}
+
+/// An HTTP/1 client for http:// and https:// (system roots, plus `ca_file`'s); `label` names
 /// its user in errors.
 pub fn build_client(
     label: &str,
     ca_file: Option<&std::path::Path>,
     connect_timeout: Duration,
 ) -> Result<HttpClient, UpstreamError> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = ca_file {
-        let err = |source| UpstreamError::CaFile {
-            server: label.to_owned(),
-            path: path.display().to_string(),
-            source,
-        };
-        let pem = std::fs::read(path).map_err(err)?;
-        let mut added = 0;
-        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            if roots.add(cert.map_err(err)?).is_ok() {
-                added += 1;
-            }
-        }
-        if added == 0 {
-            return Err(UpstreamError::NoCertificates {
-                server: label.to_owned(),
-                path: path.display().to_string(),
-            });
+    ClientTls::new(label, ca_file).build(connect_timeout)
+}
+
+/// How an upstream client checks servers: the system roots, a `ca_file`'s, and optional
+/// public-key pins.
+#[derive(Debug)]
+struct ClientTls<'a> {
+    label: &'a str,
+    ca_file: Option<&'a std::path::Path>,
+    /// SHA-256 of the SubjectPublicKeyInfo the server's certificate must carry (any one).
+    pins: &'a [[u8; 32]],
+}
+
+impl<'a> ClientTls<'a> {
+    fn new(label: &'a str, ca_file: Option<&'a std::path::Path>) -> Self {
+        Self {
+            label,
+            ca_file,
+            pins: &[],
         }
     }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(connect_timeout));
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build(connector))
+
+    fn build(&self, connect_timeout: Duration) -> Result<HttpClient, UpstreamError> {
+        let (label, ca_file) = (self.label, self.ca_file);
+        let mut roots = system_roots().as_ref().clone();
+        if let Some(path) = ca_file {
+            let err = |source| UpstreamError::CaFile {
+                server: label.to_owned(),
+                path: path.display().to_string(),
+                source,
+            };
+            let pem = std::fs::read(path).map_err(err)?;
+            let mut added = 0;
+            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                if roots.add(cert.map_err(err)?).is_ok() {
+                    added += 1;
+                }
+            }
+            if added == 0 {
+                return Err(UpstreamError::NoCertificates {
+                    server: label.to_owned(),
+                    path: path.display().to_string(),
+                });
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?;
+        let tls = if self.pins.is_empty() {
+            builder.with_root_certificates(roots).with_no_client_auth()
+        } else {
+            let chain = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| UpstreamError::Tls(rustls::Error::General(e.to_string())))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(PinnedKeys {
+                    chain,
+                    pins: self.pins.to_vec(),
+                }))
+                .with_no_client_auth()
+        };
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(connect_timeout));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        Ok(Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector))
+    }
+}
+
+/// The usual chain and name checks, then the server's public key must be one of the pins
+/// (so a certificate from another CA the system trusts cannot stand in for the server's).
+#[derive(Debug)]
+struct PinnedKeys {
+    chain: Arc<rustls::client::WebPkiServerVerifier>,
+    pins: Vec<[u8; 32]>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for PinnedKeys {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let verified = self.chain.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        use sha2::Digest;
+        use x509_parser::prelude::FromDer;
+        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(end_entity)
+            .map_err(|_| rustls::Error::General("unparsable server certificate".into()))?;
+        let spki: [u8; 32] = sha2::Sha256::digest(cert.public_key().raw).into();
+        if self.pins.contains(&spki) {
+            Ok(verified)
+        } else {
+            Err(rustls::Error::General(format!(
+                "the server's public key (SHA-256 {}) matches none of servers.pin_sha256",
+                spki.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            )))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.chain.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.chain.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.chain.supported_verify_schemes()
+    }
 }

@@ -18,15 +18,41 @@ use crate::{
 /// The explicit listener's TLS: the acceptor and who each certificate identity is.
 pub struct AgentTls {
     pub acceptor: tokio_rustls::TlsAcceptor,
-    /// Certificate identity -> agent name.
-    agents: HashMap<String, String>,
+    pub names: CertificateNames,
 }
 
 impl std::fmt::Debug for AgentTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AgentTls")
-            .field("agents", &self.agents)
+            .field("names", &self.names)
             .finish_non_exhaustive()
+    }
+}
+
+/// Which agent each certificate identity names (`[[agents]] certificate`).
+#[derive(Debug, Default)]
+pub struct CertificateNames(HashMap<String, String>);
+
+impl CertificateNames {
+    pub fn new(config: &Config) -> Self {
+        Self(
+            config
+                .agents
+                .iter()
+                .filter_map(|a| Some((a.certificate.clone()?, a.name.to_string())))
+                .collect(),
+        )
+    }
+
+    /// Who the verified certificate chain `chain` (leaf first) says the caller is; `None`
+    /// when no certificate was presented, or it carries no usable name.
+    pub fn identify(&self, chain: Option<&[CertificateDer<'_>]>) -> Option<CertificateIdentity> {
+        let leaf = chain?.first()?;
+        let id = certificate_id(leaf)?;
+        Some(CertificateIdentity {
+            agent: self.0.get(&id).cloned(),
+            id,
+        })
     }
 }
 
@@ -37,26 +63,10 @@ impl AgentTls {
             return Ok(None);
         };
         let server = server_config(tls)?;
-        let agents = config
-            .agents
-            .iter()
-            .filter_map(|a| Some((a.certificate.clone()?, a.name.to_string())))
-            .collect();
         Ok(Some(Self {
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
-            agents,
+            names: CertificateNames::new(config),
         }))
-    }
-
-    /// Who the verified certificate chain `chain` (leaf first) says the caller is; `None`
-    /// when no certificate was presented.
-    pub fn identify(&self, chain: Option<&[CertificateDer<'_>]>) -> Option<CertificateIdentity> {
-        let leaf = chain?.first()?;
-        let id = certificate_id(leaf)?;
-        Some(CertificateIdentity {
-            agent: self.agents.get(&id).cloned(),
-            id,
-        })
     }
 }
 
@@ -68,29 +78,39 @@ pub fn server_config(tls: &ListenerTls) -> Result<ServerConfig, TlsError> {
         ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
     let mut config = match &tls.client_ca_file {
         None => builder.with_no_client_auth(),
-        Some(path) => {
-            let mut roots = RootCertStore::empty();
-            for cert in certificates(path)? {
-                roots.add(cert).map_err(|e| TlsError::Invalid {
-                    path: path.display().to_string(),
-                    message: e.to_string(),
-                })?;
-            }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
-            let verifier = match tls.client_auth {
-                ClientAuth::Required => verifier.build(),
-                ClientAuth::Optional => verifier.allow_unauthenticated().build(),
-            }
-            .map_err(|e| TlsError::Invalid {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })?;
-            builder.with_client_cert_verifier(verifier)
-        }
+        Some(path) => builder.with_client_cert_verifier(client_verifier(
+            path,
+            tls.client_auth == ClientAuth::Optional,
+        )?),
     }
     .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// Verifies client certificates against the roots in `ca_file`; with `optional`, a client
+/// without one is let through (and known otherwise).
+pub fn client_verifier(
+    ca_file: &std::path::Path,
+    optional: bool,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in certificates(ca_file)? {
+        roots.add(cert).map_err(|e| TlsError::Invalid {
+            path: ca_file.display().to_string(),
+            message: e.to_string(),
+        })?;
+    }
+    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+    let builder = if optional {
+        builder.allow_unauthenticated()
+    } else {
+        builder
+    };
+    builder.build().map_err(|e| TlsError::Invalid {
+        path: ca_file.display().to_string(),
+        message: e.to_string(),
+    })
 }
 
 /// A certificate's identity: its one SPIFFE ID (URI SAN `spiffe://...`), else its one subject

@@ -786,3 +786,163 @@ async fn policy_decides_on_the_attested_agent_and_its_process() {
     );
     gw.stop().await;
 }
+
+/// Runs a command to completion; returns (success, stdout, stderr).
+async fn run_to_end(mut cmd: Command) -> (bool, String, String) {
+    let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
+        .await
+        .expect("finished in time")
+        .expect("ran");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_https_server_is_reached_through_interception_with_the_host_ca() {
+    let scratch = scratch_dir("https-intercept");
+    // The upstream: HTTPS with a certificate from its own CA, which only the gateway trusts.
+    let upstream_ca = TestCa::new(&scratch, "upstream");
+    let (cert, key) = upstream_ca.server("upstream");
+    let server = python_server("streamable-http", Some((&cert, &key))).await;
+    let url = format!("https://127.0.0.1:{}/mcp", server.port);
+    // Agents' client certificates, from a third CA.
+    let agents_ca = TestCa::new(&scratch, "agents");
+    let spiffe = |n: &str| {
+        rcgen::SanType::URI(
+            format!("spiffe://example.org/agent/{n}")
+                .try_into()
+                .unwrap(),
+        )
+    };
+    let client = rcgen::ExtendedKeyUsagePurpose::ClientAuth;
+    let (a_cert, a_key) = agents_ca.issue("a", "a", &[spiffe("a")], client.clone());
+    let (b_cert, b_key) = agents_ca.issue("b", "b", &[spiffe("b")], client);
+
+    let host_ca = scratch.join("host-ca.pem");
+    let ca_section = format!(
+        "[ca]\ncert_file = \"{}\"\nkey_file = \"{}\"\nleaf_ttl = \"1h\"\n",
+        host_ca.display(),
+        scratch.join("host-ca.key").display()
+    );
+    // `agentgate ca init` and `ca install` (into a scratch store: the test leaves the system's
+    // trust store alone) with the same [ca] table the gateway uses.
+    let cli_config = scratch.join("ca.toml");
+    std::fs::write(&cli_config, &ca_section).unwrap();
+    let bin = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_agentgate"));
+        c.stdin(Stdio::null());
+        c
+    };
+    let (ok, out, err) = run_to_end({
+        let mut c = bin();
+        c.args(["ca", "init", "--config"]).arg(&cli_config);
+        c
+    })
+    .await;
+    assert!(ok && out.contains("SHA-256"), "{out}{err}");
+    let store = scratch.join("store");
+    let (ok, out, err) = run_to_end({
+        let mut c = bin();
+        c.args(["ca", "install", "--no-update", "--config"])
+            .arg(&cli_config)
+            .arg("--store")
+            .arg(&store);
+        c
+    })
+    .await;
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("NODE_EXTRA_CA_CERTS=") && out.contains("SSL_CERT_FILE="),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read(store.join("agentgate.crt")).unwrap(),
+        std::fs::read(&host_ca).unwrap()
+    );
+
+    let policy = "\n[policy]\npins_file = \"\"\n\
+        [[rules]]\nname = \"cert-and-process-agree\"\neffect = \"allow\"\n\
+        [rules.certificate]\nagrees_with_process = true\n";
+    let agents = format!(
+        "https = true\nclient_ca_file = \"{}\"\n{ca_section}\
+         [[agents]]\nname = \"a\"\ncertificate = \"spiffe://example.org/agent/a\"\n\
+         [[agents]]\nname = \"b\"\ncertificate = \"spiffe://example.org/agent/b\"\n",
+        agents_ca.cert_path("agents").display()
+    );
+    let upstream_ca_file = upstream_ca.cert_path("upstream");
+    let gw = intercepting_with(&[("tls", &url)], &agents, |t| {
+        t.replace(ALLOW_ALL, policy).replace(
+            &format!("url = \"{url}\"\n"),
+            &format!(
+                "url = \"{url}\"\nca_file = \"{}\"\n",
+                upstream_ca_file.display()
+            ),
+        )
+    })
+    .await;
+    let script = peer_scripts().join("client.py");
+    let run_as = |agent: &str, cafile: &Path, cert: Option<(&Path, &Path)>| {
+        let mut args = vec![
+            script.to_str().unwrap().to_owned(),
+            "--url".into(),
+            url.clone(),
+            "--mode".into(),
+            "legacy".into(),
+            "--cafile".into(),
+            cafile.to_str().unwrap().to_owned(),
+        ];
+        if let Some((c, k)) = cert {
+            args.extend([
+                "--cert".into(),
+                c.to_str().unwrap().to_owned(),
+                "--key".into(),
+                k.to_str().unwrap().to_owned(),
+            ]);
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        gw.exec(agent, &python(), &refs)
+    };
+
+    // Agent a, trusting only the host CA, with its own certificate: served through the gateway.
+    let (_, through) = client_output(run_as("a", &host_ca, Some((&a_cert, &a_key)))).await;
+    assert!(
+        through["tools"]
+            .as_array()
+            .unwrap()
+            .contains(&"echo".into()),
+        "{through}"
+    );
+    let filter = agentgate::audit::query::Filter {
+        event: Some("request".into()),
+        ..Default::default()
+    };
+    let records = agentgate::audit::query::query(&gw.audit_dir, &filter, None).unwrap();
+    let call = records
+        .iter()
+        .find(|r| r.method.as_deref() == Some("tools/call"))
+        .expect("the call is audited");
+    assert_eq!(call.agent.as_deref(), Some("a"));
+    assert_eq!(
+        call.certificate.as_deref(),
+        Some("spiffe://example.org/agent/a")
+    );
+    assert!(call.process.is_some(), "the kernel's attestation is kept");
+
+    // The same process presenting b's certificate: the identities disagree, the policy refuses.
+    let (ok, _, err) = run_to_end(run_as("a", &host_ca, Some((&b_cert, &b_key)))).await;
+    assert!(!ok, "a certificate naming another agent must be refused");
+    assert!(
+        err.contains("names agent \\\"b\\\"") || err.contains("names agent \"b\""),
+        "{err}"
+    );
+
+    // A client that trusts only the upstream's real CA sees the gateway's certificate and
+    // refuses it: the TLS was terminated by the gateway, not passed through.
+    let (ok, _, err) = run_to_end(run_as("a", &upstream_ca_file, Some((&a_cert, &a_key)))).await;
+    assert!(!ok);
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    gw.stop().await;
+}

@@ -231,4 +231,39 @@ async fn https_upstream_with_a_private_ca() {
         "{}",
         String::from_utf8_lossy(&body)
     );
+
+    // Pinned: the server's own key passes; any other pin refuses it, though its CA is trusted.
+    let spki = {
+        use sha2::Digest;
+        use x509_parser::prelude::FromDer;
+        let pem = std::fs::read(&cert).unwrap();
+        let der = rustls_pemfile::certs(&mut pem.as_slice())
+            .next()
+            .unwrap()
+            .unwrap();
+        let (_, parsed) = x509_parser::certificate::X509Certificate::from_der(&der).unwrap();
+        sha2::Sha256::digest(parsed.public_key().raw)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    for (pin, works) in [(spki.clone(), true), ("ab".repeat(32), false)] {
+        let extra = format!("ca_file = \"{}\"\npin_sha256 = [\"{pin}\"]", cert.display());
+        let gw = gateway(&gateway_config(
+            &[("tls", &url, "streamable-http", &extra)],
+            "",
+        ))
+        .await;
+        let (status, _, body) = initialize(addr(&gw).port(), "tls", &[]).await;
+        if works {
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        } else {
+            assert_eq!(status, 502);
+            let message = rpc_error(&body).1;
+            assert!(
+                message.contains("pin_sha256") && message.contains(&spki),
+                "{message}"
+            );
+        }
+    }
 }

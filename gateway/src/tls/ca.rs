@@ -1,0 +1,344 @@
+//! The host CA: made by `agentgate ca init`, trusted by agents through `agentgate ca install`,
+//! and used by transparent interception to terminate TLS for https:// servers with a short-lived
+//! certificate per server name, made on first use and cached until half its life is gone.
+//!
+//! The CA certificate has path length 0 (it signs leaves only). A leaf is only ever made for a
+//! configured server's own host name, never for whatever name a client asks for: the gateway is
+//! not a certificate oracle for arbitrary sites.
+
+use std::{
+    collections::HashMap,
+    io::Write,
+    os::unix::fs::OpenOptionsExt,
+    path::Path,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+use rustls::{
+    ServerConfig,
+    pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer},
+    server::{ClientHello, ResolvesServerCert},
+    sign::CertifiedKey,
+};
+
+use super::{TlsError, provider};
+use crate::config::Ca;
+
+/// How long the CA certificate `ca init` makes is valid.
+const CA_VALIDITY: Duration = Duration::from_secs(5 * 365 * 24 * 3600);
+/// Leaves are valid from a little before they are made, for clocks slightly behind.
+const BACKDATE: Duration = Duration::from_secs(300);
+
+fn invalid(path: &Path, message: impl std::fmt::Display) -> TlsError {
+    TlsError::Invalid {
+        path: path.display().to_string(),
+        message: message.to_string(),
+    }
+}
+
+fn offset(from: std::time::SystemTime) -> time::OffsetDateTime {
+    time::OffsetDateTime::from(from)
+}
+
+/// Creates the CA key (mode 0600) and certificate at the configured paths; refuses to replace
+/// existing ones unless `force`. Returns the certificate's SHA-256 fingerprint (hex).
+pub fn init(ca: &Ca, force: bool) -> Result<String, TlsError> {
+    for path in [&ca.cert_file, &ca.key_file] {
+        if !force && path.exists() {
+            return Err(invalid(
+                path,
+                "already exists (agents trust the CA in it: pass --force to replace it)",
+            ));
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| TlsError::Read {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+    }
+    let key = KeyPair::generate().map_err(|e| invalid(&ca.key_file, e))?;
+    let mut params =
+        CertificateParams::new(Vec::<String>::new()).map_err(|e| invalid(&ca.cert_file, e))?;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(
+        DnType::CommonName,
+        format!("agentgate host CA {host}").trim(),
+    );
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "agentgate");
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let now = std::time::SystemTime::now();
+    params.not_before = offset(now - Duration::from_secs(3600));
+    params.not_after = offset(now + CA_VALIDITY);
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| invalid(&ca.cert_file, e))?;
+    write_new(&ca.key_file, key.serialize_pem().as_bytes(), 0o600)?;
+    write_new(&ca.cert_file, cert.pem().as_bytes(), 0o644)?;
+    Ok(fingerprint(cert.der()))
+}
+
+/// Replaces `path` with `bytes` (mode `mode`), through a temporary file and a rename.
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
+    let err = |source| TlsError::Read {
+        path: path.display().to_string(),
+        source,
+    };
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(err)?;
+    f.write_all(bytes).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+/// Hex SHA-256 of a DER certificate, as `openssl x509 -fingerprint -sha256` shows it (sans colons).
+pub fn fingerprint(der: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The loaded host CA and its leaf cache.
+pub struct HostCa {
+    issuer: Issuer<'static, KeyPair>,
+    cert: CertificateDer<'static>,
+    leaf_ttl: Duration,
+    leaves: Mutex<HashMap<String, (Arc<CertifiedKey>, Instant)>>,
+}
+
+impl std::fmt::Debug for HostCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostCa")
+            .field("fingerprint", &fingerprint(&self.cert))
+            .field("leaf_ttl", &self.leaf_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HostCa {
+    /// Loads the CA `ca init` made.
+    pub fn load(ca: &Ca) -> Result<Self, TlsError> {
+        let read = |path: &Path| {
+            std::fs::read_to_string(path).map_err(|source| TlsError::Read {
+                path: format!("{} (run `agentgate ca init`)", path.display()),
+                source,
+            })
+        };
+        let cert_pem = read(&ca.cert_file)?;
+        let key_pem = zeroize::Zeroizing::new(read(&ca.key_file)?);
+        let key = KeyPair::from_pem(&key_pem).map_err(|e| invalid(&ca.key_file, e))?;
+        let cert = super::certificates(&ca.cert_file)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| invalid(&ca.cert_file, "no certificate"))?;
+        let issuer =
+            Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|e| invalid(&ca.cert_file, e))?;
+        Ok(Self {
+            issuer,
+            cert,
+            leaf_ttl: ca.leaf_ttl,
+            leaves: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The CA certificate (DER).
+    pub fn certificate(&self) -> &CertificateDer<'static> {
+        &self.cert
+    }
+
+    /// A certificate for `host` (a DNS name or an IP address), from the cache while it has
+    /// more than half its life left.
+    pub fn leaf(&self, host: &str) -> Result<Arc<CertifiedKey>, TlsError> {
+        let key = host.to_ascii_lowercase();
+        if let Some((leaf, made)) = lock(&self.leaves).get(&key)
+            && made.elapsed() < self.leaf_ttl / 2
+        {
+            return Ok(leaf.clone());
+        }
+        let leaf = Arc::new(self.make_leaf(&key)?);
+        lock(&self.leaves).insert(key, (leaf.clone(), Instant::now()));
+        Ok(leaf)
+    }
+
+    fn make_leaf(&self, host: &str) -> Result<CertifiedKey, TlsError> {
+        let bad = |e: &dyn std::fmt::Display| TlsError::Invalid {
+            path: format!("leaf certificate for {host}"),
+            message: e.to_string(),
+        };
+        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| bad(&e))?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, host);
+        params.subject_alt_names = vec![match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName(host.try_into().map_err(|e| bad(&e))?),
+        }];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let now = std::time::SystemTime::now();
+        params.not_before = offset(now - BACKDATE);
+        params.not_after = offset(now + self.leaf_ttl);
+        let key = KeyPair::generate().map_err(|e| bad(&e))?;
+        let cert = params.signed_by(&key, &self.issuer).map_err(|e| bad(&e))?;
+        let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        let signing = provider()
+            .key_provider
+            .load_private_key(der)
+            .map_err(|e| bad(&e))?;
+        Ok(CertifiedKey::new(
+            vec![cert.der().clone(), self.cert.clone()],
+            signing,
+        ))
+    }
+
+    /// A TLS server config presenting `host`'s certificate (refusing clients that ask for any
+    /// other name), asking for client certificates when `client_verifier` is given.
+    pub fn server_config(
+        self: &Arc<Self>,
+        host: &str,
+        client_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+    ) -> Result<ServerConfig, TlsError> {
+        // Made now, so that a name rcgen cannot put in a certificate fails at start.
+        self.leaf(host)?;
+        let builder = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?;
+        let builder = match client_verifier {
+            Some(v) => builder.with_client_cert_verifier(v),
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_cert_resolver(Arc::new(OneName {
+            ca: self.clone(),
+            host: host.to_ascii_lowercase(),
+        }));
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(config)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Presents one server's certificate, to clients that name that server or no one.
+#[derive(Debug)]
+struct OneName {
+    ca: Arc<HostCa>,
+    host: String,
+}
+
+impl ResolvesServerCert for OneName {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if let Some(sni) = hello.server_name()
+            && !sni.eq_ignore_ascii_case(&self.host)
+        {
+            tracing::debug!(asked = sni, server = %self.host, "Refused a TLS client asking for another name.");
+            return None;
+        }
+        match self.ca.leaf(&self.host) {
+            Ok(leaf) => Some(leaf),
+            Err(error) => {
+                tracing::warn!(%error, "Cannot make a certificate for an intercepted server.");
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch() -> tempfile::TempDir {
+        tempfile::tempdir().unwrap()
+    }
+
+    fn ca_in(dir: &Path) -> Ca {
+        Ca {
+            cert_file: dir.join("ca.pem"),
+            key_file: dir.join("ca.key"),
+            leaf_ttl: Duration::from_secs(3600),
+        }
+    }
+
+    #[test]
+    fn init_makes_a_private_key_and_refuses_to_overwrite() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = scratch();
+        let ca = ca_in(dir.path());
+        let fp = init(&ca, false).unwrap();
+        assert_eq!(fp.len(), 64);
+        let mode = std::fs::metadata(&ca.key_file)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        let e = init(&ca, false).unwrap_err().to_string();
+        assert!(e.contains("--force"), "{e}");
+        assert_ne!(init(&ca, true).unwrap(), fp, "a new CA");
+    }
+
+    #[test]
+    fn leaves_chain_to_the_ca_name_only_their_host_and_are_cached() {
+        use rustls::client::danger::ServerCertVerifier;
+        let dir = scratch();
+        let ca = ca_in(dir.path());
+        init(&ca, false).unwrap();
+        let host = Arc::new(HostCa::load(&ca).unwrap());
+        let a = host.leaf("MCP.example.com").unwrap();
+        let b = host.leaf("mcp.example.com").unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "cached, names compared without case");
+        assert_eq!(a.cert.len(), 2, "leaf and CA");
+        // The leaf verifies against the CA as a root, for its name and no other.
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(host.certificate().clone()).unwrap();
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider(),
+        )
+        .build()
+        .unwrap();
+        let now = rustls::pki_types::UnixTime::now();
+        let name = |n: &str| rustls::pki_types::ServerName::try_from(n.to_owned()).unwrap();
+        verifier
+            .verify_server_cert(&a.cert[0], &a.cert[1..], &name("mcp.example.com"), &[], now)
+            .unwrap();
+        assert!(
+            verifier
+                .verify_server_cert(
+                    &a.cert[0],
+                    &a.cert[1..],
+                    &name("evil.example.com"),
+                    &[],
+                    now
+                )
+                .is_err()
+        );
+        let ip = host.leaf("127.0.0.1").unwrap();
+        verifier
+            .verify_server_cert(&ip.cert[0], &ip.cert[1..], &name("127.0.0.1"), &[], now)
+            .unwrap();
+    }
+}
