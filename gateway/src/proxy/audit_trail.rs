@@ -42,7 +42,10 @@ fn describe(identity: &Identity, r: &mut Record) {
             connection,
         } => {
             describe(connection, r);
-            if let Some(agent) = &certificate.agent {
+            // As the policy sees it: the kernel's name wins on attested connections.
+            if let Some(agent) = &certificate.agent
+                && connection.process().is_none()
+            {
                 r.agent = Some(agent.clone());
             }
             r.certificate = Some(certificate.id.clone());

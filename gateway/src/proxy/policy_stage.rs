@@ -89,26 +89,34 @@ fn who(identity: &Identity) -> Who<'_> {
             process: connection.process().map(|p| &**p),
             rate_key: format!("agent:{}", token.agent),
         },
-        // A certificate that names a configured agent names the caller; one that does not
-        // leaves the connection's name (the agreement check is the policy's).
+        // On an attested connection the kernel names the agent: a certificate (which a process
+        // may have stolen) never overrides it, and rules can require the two to agree. On
+        // other connections a certificate that names a configured agent names the caller.
         Identity::Certified {
             certificate,
             connection,
         } => {
             let inner = who(connection);
             match &certificate.agent {
-                Some(agent) => Who {
+                Some(agent) if inner.process.is_none() => Who {
                     agent,
-                    process: inner.process,
+                    process: None,
                     rate_key: format!("agent:{agent}"),
                 },
-                None => Who {
+                None if inner.process.is_none() => Who {
                     rate_key: format!("cert:{}", certificate.id),
                     ..inner
                 },
+                _ => inner,
             }
         }
     }
+}
+
+/// Who is calling, as one string (what rate limits and launched-server sessions are keyed
+/// on): the agent's name when it is known, else what identifies the caller best.
+pub fn principal(identity: &Identity) -> String {
+    who(identity).rate_key
 }
 
 /// The rule named when a token's own scope refuses a message.

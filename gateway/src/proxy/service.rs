@@ -595,6 +595,7 @@ async fn post(
     let recorded: Vec<u64> = seqs.iter().flatten().copied().collect();
     let sent = send(
         gateway,
+        identity,
         &upstream,
         Method::POST,
         uri.as_str(),
@@ -742,6 +743,7 @@ async fn bodiless(
     let url = upstream.server.url.clone();
     let response = match send(
         gateway,
+        identity,
         &upstream,
         method.clone(),
         url.as_str(),
@@ -783,6 +785,7 @@ async fn bodiless(
 
 pub(super) async fn send(
     gateway: &Gateway,
+    identity: &Identity,
     upstream: &Upstream,
     method: Method,
     uri: &str,
@@ -790,7 +793,8 @@ pub(super) async fn send(
     body: Bytes,
 ) -> Result<Response<Body>, Refusal> {
     if let Some(launched) = &upstream.launched {
-        return launched.exchange(&method, &headers, body).await;
+        let owner = super::policy_stage::principal(identity);
+        return launched.exchange(owner, &method, &headers, body).await;
     }
     let server = upstream.server.name.to_string();
     let mut req = Request::builder().method(method).uri(uri);

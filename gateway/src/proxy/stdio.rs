@@ -41,15 +41,30 @@ use crate::{config::launch::Launch, credentials::LaunchEnv, drain::Drain};
 const EXIT_GRACE: Duration = Duration::from_secs(2);
 /// Messages buffered per agent stream before the child's output waits for the agent.
 const STREAM_BUFFER: usize = 32;
+/// How long the child's output waits for an agent stream with a full buffer before that
+/// stream is given up (the agent stopped reading it).
+const STALL: Duration = Duration::from_secs(5);
+/// How long a write to the child's stdin may take: a child that stops reading is broken.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One launched server: how to start it, and its live sessions.
 pub struct Launcher {
     server: String,
     launch: Launch,
     env: LaunchEnv,
-    sessions: Mutex<HashMap<String, Arc<Child>>>,
+    sessions: Mutex<Sessions>,
     drain: Drain,
     max_line: usize,
+    /// How long a request may wait for the child's answer.
+    response_timeout: Duration,
+}
+
+/// The live sessions, and slots taken by children being started (so that concurrent
+/// `initialize` requests cannot overshoot `max_sessions`).
+#[derive(Default)]
+struct Sessions {
+    live: HashMap<String, Arc<Child>>,
+    starting: usize,
 }
 
 impl std::fmt::Debug for Launcher {
@@ -59,7 +74,7 @@ impl std::fmt::Debug for Launcher {
             .field("server", &self.server)
             .field("command", &self.launch.command)
             .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
-            .field("sessions", &lock(&self.sessions).len())
+            .field("sessions", &lock(&self.sessions).live.len())
             .finish()
     }
 }
@@ -67,6 +82,8 @@ impl std::fmt::Debug for Launcher {
 /// A session's child process, as the request path sees it.
 struct Child {
     session: String,
+    /// Who started the session ([`super::policy_stage::principal`]): nobody else may use it.
+    owner: String,
     stdin: tokio::sync::Mutex<Option<ChildStdin>>,
     routes: Mutex<Routes>,
     last_active: Mutex<Instant>,
@@ -85,6 +102,7 @@ struct Routes {
 struct Waiter {
     ids: Vec<String>,
     tx: mpsc::Sender<Bytes>,
+    since: Instant,
 }
 
 impl Child {
@@ -92,8 +110,14 @@ impl Child {
         *lock(&self.last_active) = Instant::now();
     }
 
-    /// Writes one message (a JSON text, on one line) to the child.
+    /// Writes one message (a JSON text, on one line) to the child, within [`WRITE_TIMEOUT`].
     async fn write(&self, text: &[u8]) -> std::io::Result<()> {
+        tokio::time::timeout(WRITE_TIMEOUT, self.write_now(text))
+            .await
+            .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+    }
+
+    async fn write_now(&self, text: &[u8]) -> std::io::Result<()> {
         let mut stdin = self.stdin.lock().await;
         let pipe = stdin
             .as_mut()
@@ -134,10 +158,20 @@ impl Child {
             .or_else(|| routes.standalone.clone().filter(|t| !t.is_closed()))
     }
 
+    /// Whether a request waits for an answer (an open GET stream alone keeps no session
+    /// alive past its idle timeout).
     fn is_busy(&self) -> bool {
-        let routes = lock(&self.routes);
-        routes.posts.iter().any(|w| !w.tx.is_closed())
-            || routes.standalone.as_ref().is_some_and(|t| !t.is_closed())
+        lock(&self.routes).posts.iter().any(|w| !w.tx.is_closed())
+    }
+
+    /// Takes every request that has waited longer than `timeout` (all with `None`).
+    fn overdue(&self, timeout: Option<Duration>) -> Vec<Waiter> {
+        let mut routes = lock(&self.routes);
+        let (late, keep) = std::mem::take(&mut routes.posts)
+            .into_iter()
+            .partition(|w| timeout.is_none_or(|t| w.since.elapsed() >= t));
+        routes.posts = keep;
+        late
     }
 }
 
@@ -147,21 +181,22 @@ impl Launcher {
         launch: Launch,
         env: LaunchEnv,
         drain: Drain,
-        max_line: usize,
+        limits: &crate::config::Limits,
     ) -> Self {
         Self {
             server: server.to_owned(),
             launch,
             env,
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(Sessions::default()),
             drain,
-            max_line,
+            max_line: limits.max_response_bytes,
+            response_timeout: limits.upstream_response_timeout,
         }
     }
 
     /// Live sessions (one child each).
     pub fn sessions(&self) -> usize {
-        lock(&self.sessions).len()
+        lock(&self.sessions).live.len()
     }
 
     fn unavailable(&self, detail: impl Into<String>) -> Refusal {
@@ -171,17 +206,22 @@ impl Launcher {
         }
     }
 
-    /// One agent request that the stages have passed (the body is a checked JSON-RPC body).
+    /// One agent request that the stages have passed (the body is a checked JSON-RPC body),
+    /// from `owner` ([`super::policy_stage::principal`]).
     pub async fn exchange(
         self: &Arc<Self>,
+        owner: String,
         method: &Method,
         headers: &HeaderMap,
         body: Bytes,
     ) -> Result<Response<Body>, Refusal> {
         let session = headers.get(MCP_SESSION_ID).and_then(|v| v.to_str().ok());
-        let known = session.and_then(|s| lock(&self.sessions).get(s).cloned());
+        // Another caller's session is as unknown as one that never existed.
+        let known = session
+            .and_then(|s| lock(&self.sessions).live.get(s).cloned())
+            .filter(|c| c.owner == owner);
         match (method, session, known) {
-            (&Method::POST, None, None) => self.post_new(body).await,
+            (&Method::POST, None, None) => self.post_new(owner, body).await,
             (_, None, _) => Ok(status(StatusCode::BAD_REQUEST)),
             (_, Some(_), None) => Ok(status(StatusCode::NOT_FOUND)),
             (&Method::POST, Some(_), Some(child)) => self.post(&child, body, false).await,
@@ -193,7 +233,7 @@ impl Launcher {
                 Ok(sse(rx, None))
             }
             (&Method::DELETE, Some(_), Some(child)) => {
-                lock(&self.sessions).remove(&child.session);
+                lock(&self.sessions).live.remove(&child.session);
                 child.stop.cancel();
                 Ok(status(StatusCode::OK))
             }
@@ -202,14 +242,18 @@ impl Launcher {
     }
 
     /// A POST without a session: only `initialize` may start one (and a child).
-    async fn post_new(self: &Arc<Self>, body: Bytes) -> Result<Response<Body>, Refusal> {
+    async fn post_new(
+        self: &Arc<Self>,
+        owner: String,
+        body: Bytes,
+    ) -> Result<Response<Body>, Refusal> {
         let initialize = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
             .is_some_and(|v| v.get("method").and_then(|m| m.as_str()) == Some("initialize"));
         if !initialize {
             return Ok(status(StatusCode::BAD_REQUEST));
         }
-        let child = self.spawn()?;
+        let child = self.spawn(owner)?;
         self.post(&child, body, true).await
     }
 
@@ -235,7 +279,11 @@ impl Launcher {
         } else {
             // Registered before writing: a quick answer must find its stream.
             let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-            lock(&child.routes).posts.push(Waiter { ids, tx });
+            lock(&child.routes).posts.push(Waiter {
+                ids,
+                tx,
+                since: Instant::now(),
+            });
             Some(rx)
         };
         if let Err(e) = child.write(&body).await {
@@ -249,16 +297,30 @@ impl Launcher {
         })
     }
 
-    fn spawn(self: &Arc<Self>) -> Result<Arc<Child>, Refusal> {
+    fn spawn(self: &Arc<Self>, owner: String) -> Result<Arc<Child>, Refusal> {
         if self.drain.is_draining() {
             return Err(Refusal::Draining);
         }
-        if self.sessions() >= self.launch.max_sessions {
-            return Err(self.unavailable(format!(
-                "it already runs max_sessions = {} sessions; end one (DELETE) or let an idle one stop",
-                self.launch.max_sessions
-            )));
+        {
+            let mut sessions = lock(&self.sessions);
+            if sessions.live.len() + sessions.starting >= self.launch.max_sessions {
+                return Err(self.unavailable(format!(
+                    "it already runs max_sessions = {} sessions; end one (DELETE) or let an idle one stop",
+                    self.launch.max_sessions
+                )));
+            }
+            sessions.starting += 1;
         }
+        let started = self.start(owner);
+        let mut sessions = lock(&self.sessions);
+        sessions.starting -= 1;
+        let child = started?;
+        sessions.live.insert(child.session.clone(), child.clone());
+        Ok(child)
+    }
+
+    /// Starts a child process and its supervisor (the caller holds a slot for it).
+    fn start(self: &Arc<Self>, owner: String) -> Result<Arc<Child>, Refusal> {
         let mut command = tokio::process::Command::new(&self.launch.command);
         command
             .args(&self.launch.args)
@@ -299,21 +361,23 @@ impl Launcher {
         getrandom::fill(&mut id).map_err(|e| self.unavailable(e.to_string()))?;
         let session: String = id.iter().map(|b| format!("{b:02x}")).collect();
         let child = Arc::new(Child {
-            session: session.clone(),
+            session,
+            owner,
             stdin: tokio::sync::Mutex::new(Some(stdin)),
             routes: Mutex::new(Routes::default()),
             last_active: Mutex::new(Instant::now()),
             stop: CancellationToken::new(),
         });
-        lock(&self.sessions).insert(session, child.clone());
         tracing::debug!(server = %self.server, pid = process.id(), "Launched a server process for a new session.");
-        let server = self.server.clone();
+        let launcher = self.clone();
         self.drain.spawn(async move {
             let mut lines = FramedRead::new(stderr, LinesCodec::new_with_max_length(4096));
             while let Some(line) = lines.next().await {
                 if let Ok(line) = line {
-                    // Debug only: a server may print what it was configured with.
-                    tracing::debug!(%server, %line, "Server process stderr.");
+                    // Debug only, and without the secrets it was given: a server may print
+                    // what it was configured with.
+                    let line = launcher.redact(line);
+                    tracing::debug!(server = %launcher.server, %line, "Server process stderr.");
                 }
             }
         });
@@ -338,13 +402,18 @@ impl Launcher {
                 line = lines.next() => match line {
                     Some(Ok(text)) => self.deliver(&child, text).await,
                     Some(Err(LinesCodecError::MaxLineLengthExceeded)) => {
-                        tracing::warn!(server = %self.server, max = self.max_line, "Dropped a server message over the size limit.");
+                        // Whatever request it answered would wait forever: end the session.
+                        tracing::warn!(server = %self.server, max = self.max_line, "A server process wrote a message over the size limit.");
+                        break format!("it wrote a message over {} bytes", self.max_line);
                     }
                     Some(Err(LinesCodecError::Io(e))) => break format!("its output failed: {e}"),
                     None => break "it closed its output".to_owned(),
                 },
                 () = child.stop.cancelled() => break "its session ended".to_owned(),
                 _ = tick.tick() => {
+                    for waiter in child.overdue(Some(self.response_timeout)) {
+                        self.fail(waiter, "did not answer in time (limits.upstream_response_timeout)");
+                    }
                     let busy = child.is_busy();
                     if draining.is_cancelled() && !busy {
                         break "the gateway is stopping".to_owned();
@@ -358,26 +427,24 @@ impl Launcher {
         {
             let mut sessions = lock(&self.sessions);
             if sessions
+                .live
                 .get(&child.session)
                 .is_some_and(|c| Arc::ptr_eq(c, &child))
             {
-                sessions.remove(&child.session);
+                sessions.live.remove(&child.session);
             }
         }
         // Requests still waiting get an error rather than a stream that just ends.
-        let waiting = std::mem::take(&mut lock(&child.routes).posts);
-        for waiter in waiting {
-            for id in waiter.ids {
-                let error = serde_json::json!({
-                    "jsonrpc": "2.0",
-                    "id": serde_json::from_str::<serde_json::Value>(&id).unwrap_or_default(),
-                    "error": { "code": -32603, "message": format!("server {} stopped before answering: {why}", self.server) },
-                });
-                let _ = waiter.tx.send(Bytes::from(error.to_string())).await;
-            }
+        for waiter in child.overdue(None) {
+            self.fail(waiter, &format!("stopped before answering: {why}"));
         }
         lock(&child.routes).standalone = None;
-        child.stdin.lock().await.take();
+        // Closing stdin is the stdio transport's way to ask a server to exit. Only the lock's
+        // holder may close it: one stuck writing gives up within WRITE_TIMEOUT.
+        if let Ok(mut stdin) = tokio::time::timeout(WRITE_TIMEOUT, child.stdin.lock()).await {
+            stdin.take();
+        }
+        let pgid = process.id();
         let status = match tokio::time::timeout(EXIT_GRACE, process.wait()).await {
             Ok(status) => status,
             Err(_) => {
@@ -385,21 +452,69 @@ impl Launcher {
                 process.wait().await
             }
         };
+        // Whatever it started (npx, a shell, ...) goes with it: its process group.
+        if let Some(pgid) = pgid {
+            kill_group(pgid);
+        }
         tracing::debug!(server = %self.server, %why, ?status, "A launched server process stopped.");
     }
 
+    /// Answers a waiting request's unanswered ids with an error and ends its stream, without
+    /// waiting for an agent that stopped reading.
+    fn fail(&self, waiter: Waiter, what: &str) {
+        for id in waiter.ids {
+            let error = serde_json::json!({
+                "jsonrpc": "2.0",
+                "id": serde_json::from_str::<serde_json::Value>(&id).unwrap_or_default(),
+                "error": { "code": -32603, "message": format!("server {} {what}", self.server) },
+            });
+            let _ = waiter.tx.try_send(Bytes::from(error.to_string()));
+        }
+    }
+
+    /// `line` with every secret value of the child's environment blanked out.
+    fn redact(&self, mut line: String) -> String {
+        for (_, value) in &self.env {
+            if let Ok(secret) = std::str::from_utf8(value)
+                && secret.len() >= 4
+                && line.contains(secret)
+            {
+                line = line.replace(secret, "[redacted]");
+            }
+        }
+        line
+    }
+
     /// Passes one line from the child to whoever waits for it.
-    async fn deliver(&self, child: &Child, text: String) {
+    async fn deliver(&self, child: &Arc<Child>, text: String) {
         let Ok(message) = serde_json::from_str::<serde_json::Value>(&text) else {
             // Relayed as is, the agent-facing stream's strict parse would cut it: dropped here.
             tracing::warn!(server = %self.server, "Dropped a line from a server process that is not JSON.");
             return;
         };
         child.touch();
+        // JSON strings cannot hold a raw CR, so one in the line is whitespace; SSE would take
+        // it for a line break.
+        let text = if text.contains('\r') {
+            text.replace('\r', " ")
+        } else {
+            text
+        };
         match child.route(&message) {
             Some(tx) => {
-                // An agent that went away is no error: the message has nowhere to go.
-                let _ = tx.send(Bytes::from(text)).await;
+                // An agent that went away is no error: the message has nowhere to go. One that
+                // stopped reading loses this stream, not the whole session.
+                tokio::select! {
+                    _ = tx.send(Bytes::from(text)) => {}
+                    () = tokio::time::sleep(STALL) => {
+                        tracing::debug!(server = %self.server, "Gave up an agent stream that stopped reading.");
+                        let mut routes = lock(&child.routes);
+                        routes.posts.retain(|w| !w.tx.same_channel(&tx));
+                        if routes.standalone.as_ref().is_some_and(|s| s.same_channel(&tx)) {
+                            routes.standalone = None;
+                        }
+                    }
+                }
             }
             None => match (message.get("method"), message.get("id")) {
                 (Some(_), Some(id)) => {
@@ -410,13 +525,33 @@ impl Launcher {
                         "id": id,
                         "error": { "code": -32603, "message": "no client stream is open to carry this request" },
                     });
-                    let _ = child.write(error.to_string().as_bytes()).await;
+                    // From a task of its own: a request's writer may hold stdin while the child
+                    // waits for this loop to read its output.
+                    let child = child.clone();
+                    self.drain.spawn(async move {
+                        let _ = child.write(error.to_string().as_bytes()).await;
+                    });
                 }
                 _ => {
                     tracing::debug!(server = %self.server, "Dropped a server message no stream was open for.")
                 }
             },
         }
+    }
+}
+
+/// SIGKILLs a process group (a launched server and whatever it started).
+#[allow(unsafe_code)]
+fn kill_group(pgid: u32) {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return;
+    };
+    // SAFETY: killpg takes plain integers and touches no memory of ours. The group id is the
+    // launched child's pid, reserved while any member of its group lives; once none is left
+    // the call fails with ESRCH, unless in the microseconds since the leader was reaped a new
+    // process took that pid and made itself a group leader.
+    unsafe {
+        libc::killpg(pgid, libc::SIGKILL);
     }
 }
 

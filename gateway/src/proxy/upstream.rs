@@ -63,7 +63,7 @@ impl Upstreams {
                     launch.clone(),
                     env.remove(server.name.as_str()).unwrap_or_default(),
                     drain.clone(),
-                    config.limits.max_response_bytes,
+                    &config.limits,
                 ))
             });
             by_name.insert(

@@ -123,7 +123,12 @@ pub fn certificate_id(der: &[u8]) -> Option<String> {
             .general_names
             .iter()
             .filter_map(|n| match n {
-                GeneralName::URI(u) if u.starts_with("spiffe://") => Some(*u),
+                GeneralName::URI(u)
+                    if u.get(..9)
+                        .is_some_and(|p| p.eq_ignore_ascii_case("spiffe://")) =>
+                {
+                    Some(*u)
+                }
                 _ => None,
             })
             .collect(),
@@ -138,7 +143,11 @@ pub fn certificate_id(der: &[u8]) -> Option<String> {
     }
     let mut cns = cert.subject().iter_common_name();
     let cn = cns.next()?.as_str().ok()?.to_owned();
-    if cns.next().is_some() || cn.is_empty() {
+    // A CN spelled like a SPIFFE ID must not pass for one (names are matched as text).
+    let spiffe_like = cn
+        .get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case("spiffe:"));
+    if cns.next().is_some() || cn.is_empty() || spiffe_like {
         return None;
     }
     Some(cn)
@@ -171,6 +180,17 @@ mod tests {
             "spiffe://example.org/agent/other".try_into().unwrap(),
         ));
         assert_eq!(certificate_id(&cert(p)), None, "two SPIFFE IDs");
+        let mut forged = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        forged.distinguished_name = rcgen::DistinguishedName::new();
+        forged.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            "spiffe://example.org/agent/admin",
+        );
+        assert_eq!(
+            certificate_id(&cert(forged)),
+            None,
+            "a CN posing as a SPIFFE ID"
+        );
         let mut bare = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         bare.distinguished_name = rcgen::DistinguishedName::new();
         assert_eq!(certificate_id(&cert(bare)), None, "no name at all");

@@ -14,6 +14,20 @@ fn launched_config(server: &str, scratch: &std::path::Path, extra: &str) -> Stri
     )
 }
 
+/// Command lines of the processes whose command line contains `needle`.
+fn processes_with(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(needle) && !cmdline.is_empty() {
+                found.push(cmdline);
+            }
+        }
+    }
+    found
+}
+
 /// Every byte the audit log holds.
 fn audit_bytes(scratch: &std::path::Path) -> String {
     let mut all = String::new();
@@ -111,11 +125,17 @@ async fn a_launched_server_holds_the_database_password_and_the_agent_cannot_read
 #[tokio::test(flavor = "multi_thread")]
 async fn each_session_gets_its_own_process_until_delete_or_idle_and_sessions_are_capped() {
     let scratch = scratch_dir("launched-py");
+    // Through a shell: the server is the launched process's child, as with npx or uvx, and
+    // once it exits the shell starts a sleeper that ignores stdin. Both must go when their
+    // session does (the process group is killed). The marker finds their processes.
+    let marker = format!("marker-{}", std::process::id());
+    let python = peers().join("venv/bin/python");
     let server = format!(
-        "[[servers]]\nname = \"py\"\ncommand = \"{}\"\nargs = [\"{}\", \"--transport\", \"stdio\"]\n\
+        "[[servers]]\nname = \"py\"\ncommand = \"sh\"\n\
+         args = [\"-c\", \"{py} {script} --transport stdio --host {marker}; {py} -c 'import time; time.sleep(300)' {marker}\"]\n\
          max_sessions = 2\nidle_timeout = \"2s\"\n",
-        peers().join("venv/bin/python").display(),
-        peer_scripts().join("server.py").display()
+        py = python.display(),
+        script = peer_scripts().join("server.py").display()
     );
     let gw = gateway(&launched_config(&server, &scratch, "")).await;
     let port = addr(&gw).port();
@@ -208,6 +228,17 @@ async fn each_session_gets_its_own_process_until_delete_or_idle_and_sessions_are
     assert_eq!(status, 404, "the idle session was stopped");
     let (status, head, _) = initialize(port, "py", &[]).await;
     assert_eq!(status, 200, "{head}");
+    // The servers of the ended sessions are gone, grandchildren included: one is left.
+    let mut left = usize::MAX;
+    for _ in 0..80 {
+        left = processes_with(&marker).len();
+        if left == 2 {
+            // The live session's shell and its server.
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 2, "{:?}", processes_with(&marker));
 
     let log = audit_bytes(&scratch);
     assert!(log.contains("\"target\":\"echo\""), "calls are audited");
@@ -260,4 +291,56 @@ fn launched_server_config_is_checked() {
             .to_string()
     );
     assert_eq!(ok, json!("stdio"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_launched_servers_session_belongs_to_the_agent_that_started_it() {
+    let scratch = scratch_dir("launched-owner");
+    let tokens = format!(
+        "\n[tokens]\nenabled = true\nrequire = true\nkey_file = \"{0}/token.key\"\nrevoked_file = \"{0}/revoked.json\"\n",
+        scratch.display()
+    );
+    let server = format!(
+        "[[servers]]\nname = \"py\"\ncommand = \"{}\"\nargs = [\"{}\", \"--transport\", \"stdio\"]\n",
+        peers().join("venv/bin/python").display(),
+        peer_scripts().join("server.py").display()
+    );
+    let gw = gateway(&launched_config(&server, &scratch, &tokens)).await;
+    let port = addr(&gw).port();
+    let service = gw.gateway.tokens.as_ref().unwrap();
+    let bearer = |agent: &str| {
+        let (token, _) = service.issue(agent, None, None, None, None).unwrap();
+        format!("Bearer {token}")
+    };
+    let (alice, bob) = (bearer("alice"), bearer("bob"));
+    let (status, head, _) = initialize(port, "py", &[("Authorization", alice.as_str())]).await;
+    assert_eq!(status, 200, "{head}");
+    let sid = session_id(&head);
+    let call = tool_call(2, "echo", json!({"message": "hi"}));
+    let (status, _, _) =
+        post_in_session_with(port, "py", &sid, &call, &[("Authorization", bob.as_str())]).await;
+    assert_eq!(status, 404, "bob cannot use alice's session");
+    let (status, _, _) = http(
+        port,
+        "DELETE",
+        "/servers/py/mcp",
+        &[
+            ("Mcp-Session-Id", sid.as_str()),
+            ("MCP-Protocol-Version", "2025-11-25"),
+            ("Authorization", bob.as_str()),
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 404, "nor end it");
+    let (status, _, reply) = post_in_session_with(
+        port,
+        "py",
+        &sid,
+        &call,
+        &[("Authorization", alice.as_str())],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&reply).contains("\"hi\""));
 }
