@@ -858,6 +858,14 @@ async fn an_https_server_is_reached_through_interception_with_the_host_ca() {
         out.contains("NODE_EXTRA_CA_CERTS=") && out.contains("SSL_CERT_FILE="),
         "{out}"
     );
+    // What `ca install` tells Python agents to set: the client below trusts the host CA
+    // through it, not through an argument.
+    let ssl_cert_file = out
+        .lines()
+        .find_map(|l| l.strip_prefix("export SSL_CERT_FILE="))
+        .and_then(|v| v.split_whitespace().next())
+        .expect("an SSL_CERT_FILE line")
+        .to_owned();
     assert_eq!(
         std::fs::read(store.join("agentgate.crt")).unwrap(),
         std::fs::read(&host_ca).unwrap()
@@ -884,16 +892,18 @@ async fn an_https_server_is_reached_through_interception_with_the_host_ca() {
     })
     .await;
     let script = peer_scripts().join("client.py");
-    let run_as = |agent: &str, cafile: &Path, cert: Option<(&Path, &Path)>| {
+    // cafile None: the client trusts what SSL_CERT_FILE (from `ca install`) names.
+    let run_as = |agent: &str, cafile: Option<&Path>, cert: Option<(&Path, &Path)>| {
         let mut args = vec![
             script.to_str().unwrap().to_owned(),
             "--url".into(),
             url.clone(),
             "--mode".into(),
             "legacy".into(),
-            "--cafile".into(),
-            cafile.to_str().unwrap().to_owned(),
         ];
+        if let Some(cafile) = cafile {
+            args.extend(["--cafile".into(), cafile.to_str().unwrap().to_owned()]);
+        }
         if let Some((c, k)) = cert {
             args.extend([
                 "--cert".into(),
@@ -903,11 +913,13 @@ async fn an_https_server_is_reached_through_interception_with_the_host_ca() {
             ]);
         }
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        gw.exec(agent, &python(), &refs)
+        let mut cmd = gw.exec(agent, &python(), &refs);
+        cmd.env("SSL_CERT_FILE", &ssl_cert_file);
+        cmd
     };
 
     // Agent a, trusting only the host CA, with its own certificate: served through the gateway.
-    let (_, through) = client_output(run_as("a", &host_ca, Some((&a_cert, &a_key)))).await;
+    let (_, through) = client_output(run_as("a", None, Some((&a_cert, &a_key)))).await;
     assert!(
         through["tools"]
             .as_array()
@@ -932,7 +944,7 @@ async fn an_https_server_is_reached_through_interception_with_the_host_ca() {
     assert!(call.process.is_some(), "the kernel's attestation is kept");
 
     // The same process presenting b's certificate: the identities disagree, the policy refuses.
-    let (ok, _, err) = run_to_end(run_as("a", &host_ca, Some((&b_cert, &b_key)))).await;
+    let (ok, _, err) = run_to_end(run_as("a", None, Some((&b_cert, &b_key)))).await;
     assert!(!ok, "a certificate naming another agent must be refused");
     assert!(
         err.contains("names agent \\\"b\\\"") || err.contains("names agent \"b\""),
@@ -941,7 +953,12 @@ async fn an_https_server_is_reached_through_interception_with_the_host_ca() {
 
     // A client that trusts only the upstream's real CA sees the gateway's certificate and
     // refuses it: the TLS was terminated by the gateway, not passed through.
-    let (ok, _, err) = run_to_end(run_as("a", &upstream_ca_file, Some((&a_cert, &a_key)))).await;
+    let (ok, _, err) = run_to_end(run_as(
+        "a",
+        Some(&upstream_ca_file),
+        Some((&a_cert, &a_key)),
+    ))
+    .await;
     assert!(!ok);
     assert!(err.to_lowercase().contains("certificate"), "{err}");
     gw.stop().await;
