@@ -65,6 +65,8 @@ pub struct Interception {
     /// Roots for the client certificates intercepted TLS connections may present (asked for,
     /// never required): a verified one names the agent beside the kernel's attestation.
     pub client_ca_file: Option<PathBuf>,
+    /// Revocation lists (PEM) for those client certificates.
+    pub client_crl_file: Option<PathBuf>,
 }
 
 /// Where the host CA is (`agentgate ca init` creates it) and how long its leaf certificates live.
@@ -129,6 +131,8 @@ pub struct ListenerTls {
     pub key_file: PathBuf,
     /// Roots client certificates must chain to; `None`: no client certificates asked for.
     pub client_ca_file: Option<PathBuf>,
+    /// Revocation lists (PEM) for those client certificates.
+    pub crl_file: Option<PathBuf>,
     pub client_auth: ClientAuth,
 }
 

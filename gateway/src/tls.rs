@@ -52,6 +52,26 @@ pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsErro
     Ok(certs)
 }
 
+/// Every certificate revocation list in a PEM file (at least one).
+pub fn revocation_lists(
+    path: &Path,
+) -> Result<Vec<rustls::pki_types::CertificateRevocationListDer<'static>>, TlsError> {
+    let pem = read(path)?;
+    let crls: Vec<_> = rustls_pemfile::crls(&mut pem.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Invalid {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+    if crls.is_empty() {
+        return Err(TlsError::Invalid {
+            path: path.display().to_string(),
+            message: "holds no PEM X509 CRL".into(),
+        });
+    }
+    Ok(crls)
+}
+
 /// The first private key in a PEM file.
 pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let pem = read(path)?;

@@ -116,6 +116,8 @@ struct RawInterception {
     https: bool,
     #[serde(default)]
     client_ca_file: Option<PathBuf>,
+    #[serde(default)]
+    client_crl_file: Option<PathBuf>,
 }
 
 impl Default for RawInterception {
@@ -128,6 +130,7 @@ impl Default for RawInterception {
             pin_dir: d_pin(),
             https: false,
             client_ca_file: None,
+            client_crl_file: None,
         }
     }
 }
@@ -219,6 +222,7 @@ struct RawListenerTls {
     cert_file: PathBuf,
     key_file: PathBuf,
     client_ca_file: Option<PathBuf>,
+    crl_file: Option<Spanned<PathBuf>>,
     client_auth: Option<Spanned<super::ClientAuth>>,
 }
 
@@ -757,6 +761,13 @@ impl File {
             });
         }
         let i = self.interception;
+        if i.client_crl_file.is_some() && i.client_ca_file.is_none() {
+            return Err((
+                None,
+                "interception.client_crl_file".into(),
+                "needs interception.client_ca_file (it revokes client certificates)".into(),
+            ));
+        }
         let interception = Interception {
             mode: i.mode,
             port: i.port,
@@ -769,6 +780,7 @@ impl File {
             pin_dir: i.pin_dir,
             https: i.https,
             client_ca_file: i.client_ca_file.map(|c| super::resolve(base, &c)),
+            client_crl_file: i.client_crl_file.map(|c| super::resolve(base, &c)),
         };
         let logging = self.logging;
         if tracing_subscriber::EnvFilter::try_new(&logging.level).is_err() {
@@ -800,10 +812,18 @@ impl File {
                         (_, Some(a)) => a.into_inner(),
                         (_, None) => super::ClientAuth::Required,
                     };
+                    if let (None, Some(c)) = (&t.client_ca_file, &t.crl_file) {
+                        return Err((
+                            Some(c.span()),
+                            "listener.tls.crl_file".to_owned(),
+                            "needs client_ca_file (it revokes client certificates)".to_owned(),
+                        ));
+                    }
                     Ok(super::ListenerTls {
                         cert_file: super::resolve(base, &t.cert_file),
                         key_file: super::resolve(base, &t.key_file),
                         client_ca_file: t.client_ca_file.map(|c| super::resolve(base, &c)),
+                        crl_file: t.crl_file.map(|c| super::resolve(base, c.get_ref())),
                         client_auth,
                     })
                 }).transpose()?,

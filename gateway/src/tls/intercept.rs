@@ -38,7 +38,7 @@ impl HttpsInterception {
         }
         let ca = Arc::new(HostCa::load(&config.ca)?);
         let verifier = match &i.client_ca_file {
-            Some(path) => Some(client_verifier(path, true)?),
+            Some(path) => Some(client_verifier(path, i.client_crl_file.as_deref(), true)?),
             None => None,
         };
         let mut acceptors = HashMap::new();

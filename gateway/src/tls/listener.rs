@@ -80,6 +80,7 @@ pub fn server_config(tls: &ListenerTls) -> Result<ServerConfig, TlsError> {
         None => builder.with_no_client_auth(),
         Some(path) => builder.with_client_cert_verifier(client_verifier(
             path,
+            tls.crl_file.as_deref(),
             tls.client_auth == ClientAuth::Optional,
         )?),
     }
@@ -88,10 +89,12 @@ pub fn server_config(tls: &ListenerTls) -> Result<ServerConfig, TlsError> {
     Ok(config)
 }
 
-/// Verifies client certificates against the roots in `ca_file`; with `optional`, a client
-/// without one is let through (and known otherwise).
+/// Verifies client certificates against the roots in `ca_file`, refusing those the CRLs in
+/// `crl_file` revoke (then every certificate's issuer must have a CRL there); with `optional`,
+/// a client without one is let through (and known otherwise).
 pub fn client_verifier(
     ca_file: &std::path::Path,
+    crl_file: Option<&std::path::Path>,
     optional: bool,
 ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
     let mut roots = RootCertStore::empty();
@@ -101,7 +104,10 @@ pub fn client_verifier(
             message: e.to_string(),
         })?;
     }
-    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+    let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+    if let Some(path) = crl_file {
+        builder = builder.with_crls(super::revocation_lists(path)?);
+    }
     let builder = if optional {
         builder.allow_unauthenticated()
     } else {

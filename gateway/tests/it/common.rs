@@ -484,12 +484,24 @@ impl TestCa {
         sans: &[rcgen::SanType],
         usage: rcgen::ExtendedKeyUsagePurpose,
     ) -> (PathBuf, PathBuf) {
+        self.issue_with(file, cn, sans, usage, None)
+    }
+
+    fn issue_with(
+        &self,
+        file: &str,
+        cn: &str,
+        sans: &[rcgen::SanType],
+        usage: rcgen::ExtendedKeyUsagePurpose,
+        serial: Option<u64>,
+    ) -> (PathBuf, PathBuf) {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, cn);
         params.subject_alt_names = sans.to_vec();
         params.extended_key_usages = vec![usage];
+        params.serial_number = serial.map(rcgen::SerialNumber::from);
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         let cert_path = self.dir.join(format!("{file}.pem"));
@@ -497,6 +509,43 @@ impl TestCa {
         std::fs::write(&cert_path, cert.pem()).unwrap();
         std::fs::write(&key_path, key.serialize_pem()).unwrap();
         (cert_path, key_path)
+    }
+
+    /// A client certificate with serial number `serial` (what a revocation list names).
+    pub fn issue_serial(
+        &self,
+        file: &str,
+        cn: &str,
+        sans: &[rcgen::SanType],
+        serial: u64,
+    ) -> (PathBuf, PathBuf) {
+        let usage = rcgen::ExtendedKeyUsagePurpose::ClientAuth;
+        self.issue_with(file, cn, sans, usage, Some(serial))
+    }
+
+    /// A revocation list (PEM) revoking `serials`; returns its path.
+    pub fn revocation_list(&self, file: &str, serials: &[u64]) -> PathBuf {
+        let now = time::OffsetDateTime::now_utc();
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: now - time::Duration::minutes(5),
+            next_update: now + time::Duration::days(1),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .iter()
+                .map(|s| rcgen::RevokedCertParams {
+                    serial_number: rcgen::SerialNumber::from(*s),
+                    revocation_time: now - time::Duration::minutes(1),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&self.issuer).unwrap();
+        let path = self.dir.join(format!("{file}.crl.pem"));
+        std::fs::write(&path, crl.pem().unwrap()).unwrap();
+        path
     }
 
     /// A server certificate for 127.0.0.1 and localhost.

@@ -1,6 +1,6 @@
 //! mTLS on the explicit listener: a Python MCP client with a good certificate is served and
-//! named by it; a certificate from another CA, or none, never gets past the handshake; a good
-//! certificate the policy does not allow is refused by the policy.
+//! named by it; a certificate from another CA, a revoked one, or none, never gets past the
+//! handshake; a good certificate the policy does not allow is refused by the policy.
 
 use std::ffi::OsStr;
 
@@ -37,19 +37,23 @@ async fn a_client_certificate_names_the_agent_and_bad_or_missing_ones_are_refuse
     let (rogue_cert, rogue_key) =
         rogue.issue("impostor", "analyst", &[san(SPIFFE)], client_usage());
     let (other_cert, other_key) = ca.issue("intruder", "intruder", &[], client_usage());
+    // Revoked (its key leaked, say): the revocation list names its serial number.
+    let (revoked_cert, revoked_key) = ca.issue_serial("revoked", "analyst", &[san(SPIFFE)], 4242);
+    let crl = ca.revocation_list("agents", &[4242]);
     let upstream = python_server("streamable-http", None).await;
     let policy = "\n[policy]\npins_file = \"\"\n\
         [[rules]]\nname = \"analysts\"\neffect = \"allow\"\nagents = [\"analyst\"]\n\
         [rules.certificate]\nids = [\"spiffe://example.org/agent/*\"]\n";
     let text = format!(
         "{policy}[listener]\naddress = \"127.0.0.1:0\"\n\
-         [listener.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\nclient_ca_file = \"{}\"\n\
+         [listener.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\nclient_ca_file = \"{}\"\ncrl_file = \"{}\"\n\
          [admin]\naddress = \"127.0.0.1:0\"\n{}\n\
          [[agents]]\nname = \"analyst\"\ncertificate = \"{SPIFFE}\"\n\
          [[servers]]\nname = \"py\"\nurl = \"{}\"\n",
         server_cert.display(),
         server_key.display(),
         ca.cert_path("agents").display(),
+        crl.display(),
         audit_section(&scratch),
         upstream.url("/mcp")
     );
@@ -93,6 +97,7 @@ async fn a_client_certificate_names_the_agent_and_bad_or_missing_ones_are_refuse
             "a certificate from another CA",
             with(&rogue_cert, &rogue_key),
         ),
+        ("a revoked certificate", with(&revoked_cert, &revoked_key)),
         (
             "no certificate",
             vec![
@@ -130,7 +135,7 @@ async fn a_client_certificate_names_the_agent_and_bad_or_missing_ones_are_refuse
         .unwrap()
         .parse()
         .unwrap();
-    assert!(failed >= 2.0, "{metrics}");
+    assert!(failed >= 3.0, "{metrics}");
 
     let records = audit_lines(&scratch);
     let call = records
