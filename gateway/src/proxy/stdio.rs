@@ -87,7 +87,10 @@ struct Child {
     stdin: tokio::sync::Mutex<Option<ChildStdin>>,
     routes: Mutex<Routes>,
     last_active: Mutex<Instant>,
+    /// Ends the session (DELETE, a broken write).
     stop: CancellationToken,
+    /// The session's processes are gone.
+    reaped: CancellationToken,
 }
 
 /// Where the child's messages go.
@@ -111,10 +114,21 @@ impl Child {
     }
 
     /// Writes one message (a JSON text, on one line) to the child, within [`WRITE_TIMEOUT`].
-    async fn write(&self, text: &[u8]) -> std::io::Result<()> {
-        tokio::time::timeout(WRITE_TIMEOUT, self.write_now(text))
-            .await
-            .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+    /// The write runs on a task of its own: an agent that hangs up mid-request cannot leave
+    /// half a line in the pipe. A write that fails or times out may have: the session ends.
+    async fn write(self: &Arc<Self>, drain: &Drain, text: Bytes) -> std::io::Result<()> {
+        let child = self.clone();
+        let task = drain.spawn(async move {
+            let result = tokio::time::timeout(WRITE_TIMEOUT, child.write_now(&text))
+                .await
+                .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
+            if result.is_err() {
+                child.stop.cancel();
+            }
+            result
+        });
+        task.await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
     }
 
     async fn write_now(&self, text: &[u8]) -> std::io::Result<()> {
@@ -143,7 +157,9 @@ impl Child {
             let key = message.get("id")?.to_string();
             let i = routes.posts.iter().position(|w| w.ids.contains(&key))?;
             let waiter = &mut routes.posts[i];
-            waiter.ids.retain(|k| k != &key);
+            if let Some(pos) = waiter.ids.iter().position(|k| k == &key) {
+                waiter.ids.remove(pos);
+            }
             let tx = waiter.tx.clone();
             if waiter.ids.is_empty() {
                 // The last answer: once it is sent, the stream ends.
@@ -219,7 +235,7 @@ impl Launcher {
         // Another caller's session is as unknown as one that never existed.
         let known = session
             .and_then(|s| lock(&self.sessions).live.get(s).cloned())
-            .filter(|c| c.owner == owner);
+            .filter(|c| c.owner == owner && !c.stop.is_cancelled());
         match (method, session, known) {
             (&Method::POST, None, None) => self.post_new(owner, body).await,
             (_, None, _) => Ok(status(StatusCode::BAD_REQUEST)),
@@ -233,7 +249,7 @@ impl Launcher {
                 Ok(sse(rx, None))
             }
             (&Method::DELETE, Some(_), Some(child)) => {
-                lock(&self.sessions).live.remove(&child.session);
+                // The session keeps its slot until its processes are gone (the supervisor).
                 child.stop.cancel();
                 Ok(status(StatusCode::OK))
             }
@@ -286,8 +302,7 @@ impl Launcher {
             });
             Some(rx)
         };
-        if let Err(e) = child.write(&body).await {
-            child.stop.cancel();
+        if let Err(e) = child.write(&self.drain, body).await {
             return Err(self.unavailable(format!("the server process is gone ({e})")));
         }
         let session = new_session.then_some(child.session.as_str());
@@ -367,12 +382,19 @@ impl Launcher {
             routes: Mutex::new(Routes::default()),
             last_active: Mutex::new(Instant::now()),
             stop: CancellationToken::new(),
+            reaped: CancellationToken::new(),
         });
         tracing::debug!(server = %self.server, pid = process.id(), "Launched a server process for a new session.");
         let launcher = self.clone();
+        let reaped = child.reaped.clone();
         self.drain.spawn(async move {
             let mut lines = FramedRead::new(stderr, LinesCodec::new_with_max_length(4096));
-            while let Some(line) = lines.next().await {
+            // Until EOF, or until the session's processes are gone (one that left the group
+            // may hold stderr open).
+            while let Some(line) = tokio::select! {
+                line = lines.next() => line,
+                () = reaped.cancelled() => None,
+            } {
                 if let Ok(line) = line {
                     // Debug only, and without the secrets it was given: a server may print
                     // what it was configured with.
@@ -394,6 +416,8 @@ impl Launcher {
         mut process: tokio::process::Child,
         stdout: tokio::process::ChildStdout,
     ) {
+        // Should this task be dropped (the drain deadline passed), the group still goes.
+        let mut group = GroupGuard(process.id());
         let mut lines = FramedRead::new(stdout, LinesCodec::new_with_max_length(self.max_line));
         let draining = self.drain.token();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -424,16 +448,8 @@ impl Launcher {
                 }
             }
         };
-        {
-            let mut sessions = lock(&self.sessions);
-            if sessions
-                .live
-                .get(&child.session)
-                .is_some_and(|c| Arc::ptr_eq(c, &child))
-            {
-                sessions.live.remove(&child.session);
-            }
-        }
+        // No new request reaches it; its slot stays taken until its processes are gone.
+        child.stop.cancel();
         // Requests still waiting get an error rather than a stream that just ends.
         for waiter in child.overdue(None) {
             self.fail(waiter, &format!("stopped before answering: {why}"));
@@ -444,17 +460,27 @@ impl Launcher {
         if let Ok(mut stdin) = tokio::time::timeout(WRITE_TIMEOUT, child.stdin.lock()).await {
             stdin.take();
         }
-        let pgid = process.id();
         let status = match tokio::time::timeout(EXIT_GRACE, process.wait()).await {
             Ok(status) => status,
             Err(_) => {
+                // Before reaping the leader: its pid still names the group.
+                group.kill();
                 let _ = process.start_kill();
                 process.wait().await
             }
         };
         // Whatever it started (npx, a shell, ...) goes with it: its process group.
-        if let Some(pgid) = pgid {
-            kill_group(pgid);
+        group.kill();
+        child.reaped.cancel();
+        {
+            let mut sessions = lock(&self.sessions);
+            if sessions
+                .live
+                .get(&child.session)
+                .is_some_and(|c| Arc::ptr_eq(c, &child))
+            {
+                sessions.live.remove(&child.session);
+            }
         }
         tracing::debug!(server = %self.server, %why, ?status, "A launched server process stopped.");
     }
@@ -492,7 +518,6 @@ impl Launcher {
             tracing::warn!(server = %self.server, "Dropped a line from a server process that is not JSON.");
             return;
         };
-        child.touch();
         // JSON strings cannot hold a raw CR, so one in the line is whitespace; SSE would take
         // it for a line break.
         let text = if text.contains('\r') {
@@ -527,9 +552,9 @@ impl Launcher {
                     });
                     // From a task of its own: a request's writer may hold stdin while the child
                     // waits for this loop to read its output.
-                    let child = child.clone();
+                    let (child, drain) = (child.clone(), self.drain.clone());
                     self.drain.spawn(async move {
-                        let _ = child.write(error.to_string().as_bytes()).await;
+                        let _ = child.write(&drain, Bytes::from(error.to_string())).await;
                     });
                 }
                 _ => {
@@ -537,6 +562,24 @@ impl Launcher {
                 }
             },
         }
+    }
+}
+
+/// Kills a session's process group when asked, and when dropped.
+struct GroupGuard(Option<u32>);
+
+impl GroupGuard {
+    /// Kills the group (once).
+    fn kill(&mut self) {
+        if let Some(pgid) = self.0.take() {
+            kill_group(pgid);
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

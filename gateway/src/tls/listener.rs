@@ -106,7 +106,11 @@ pub fn client_verifier(
     }
     let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
     if let Some(path) = crl_file {
-        builder = builder.with_crls(super::revocation_lists(path)?);
+        // A CRL past its nextUpdate no longer vouches for anything: refuse rather than trust
+        // a stale list.
+        builder = builder
+            .with_crls(super::revocation_lists(path)?)
+            .enforce_revocation_expiration();
     }
     let builder = if optional {
         builder.allow_unauthenticated()
