@@ -14,6 +14,8 @@ use super::{
 
 /// Child processes one launched server may have at once (one per agent session).
 pub const DEFAULT_MAX_SESSIONS: usize = 4;
+/// Of those, how many one agent may hold.
+pub const DEFAULT_MAX_SESSIONS_PER_AGENT: usize = 2;
 /// How long a session's child may sit without a request before it is stopped.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -28,6 +30,8 @@ pub struct Launch {
     pub env: Vec<(String, Vec<Part>)>,
     pub cwd: Option<PathBuf>,
     pub max_sessions: usize,
+    /// Sessions one agent (principal) may hold, so that one cannot take every slot.
+    pub max_sessions_per_agent: usize,
     pub idle_timeout: Duration,
 }
 
@@ -48,6 +52,7 @@ pub struct RawLaunch {
     pub env: BTreeMap<String, Spanned<String>>,
     pub cwd: Option<Spanned<PathBuf>>,
     pub max_sessions: Option<usize>,
+    pub max_sessions_per_agent: Option<usize>,
     pub idle_timeout: Option<Duration>,
 }
 
@@ -108,12 +113,17 @@ pub fn validate(
         }
         env.push((key, parts));
     }
+    let max_sessions = raw.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS);
     Ok(Launch {
         command,
         args: raw.args,
         env,
         cwd: raw.cwd.map(|c| super::resolve(base, c.get_ref())),
-        max_sessions: raw.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS),
+        max_sessions,
+        max_sessions_per_agent: raw
+            .max_sessions_per_agent
+            .unwrap_or(DEFAULT_MAX_SESSIONS_PER_AGENT)
+            .min(max_sessions),
         idle_timeout: raw.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
     })
 }

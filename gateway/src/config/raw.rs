@@ -326,6 +326,7 @@ struct RawServer {
     env: std::collections::BTreeMap<String, Spanned<String>>,
     cwd: Option<Spanned<PathBuf>>,
     max_sessions: Option<Positive>,
+    max_sessions_per_agent: Option<Positive>,
     idle_timeout: Option<Timeout>,
     #[serde(default)]
     ca_file: Option<Spanned<PathBuf>>,
@@ -588,6 +589,10 @@ impl File {
                         ("env", !raw.env.is_empty()),
                         ("cwd", raw.cwd.is_some()),
                         ("max_sessions", raw.max_sessions.is_some()),
+                        (
+                            "max_sessions_per_agent",
+                            raw.max_sessions_per_agent.is_some(),
+                        ),
                         ("idle_timeout", raw.idle_timeout.is_some()),
                     ]
                     .iter()
@@ -610,6 +615,7 @@ impl File {
                             env: raw.env,
                             cwd: raw.cwd,
                             max_sessions: raw.max_sessions.map(|p| p.0),
+                            max_sessions_per_agent: raw.max_sessions_per_agent.map(|p| p.0),
                             idle_timeout: raw.idle_timeout.map(|t| t.0),
                         },
                         &secrets,

@@ -60,11 +60,20 @@ pub struct Launcher {
 }
 
 /// The live sessions, and slots taken by children being started (so that concurrent
-/// `initialize` requests cannot overshoot `max_sessions`).
+/// `initialize` requests cannot overshoot `max_sessions` or `max_sessions_per_agent`).
 #[derive(Default)]
 struct Sessions {
     live: HashMap<String, Arc<Child>>,
-    starting: usize,
+    /// Owners of the children being started.
+    starting: Vec<String>,
+}
+
+impl Sessions {
+    /// Sessions `owner` holds, started or starting.
+    fn held_by(&self, owner: &str) -> usize {
+        self.live.values().filter(|c| c.owner == owner).count()
+            + self.starting.iter().filter(|o| *o == owner).count()
+    }
 }
 
 impl std::fmt::Debug for Launcher {
@@ -318,17 +327,25 @@ impl Launcher {
         }
         {
             let mut sessions = lock(&self.sessions);
-            if sessions.live.len() + sessions.starting >= self.launch.max_sessions {
+            if sessions.live.len() + sessions.starting.len() >= self.launch.max_sessions {
                 return Err(self.unavailable(format!(
                     "it already runs max_sessions = {} sessions; end one (DELETE) or let an idle one stop",
                     self.launch.max_sessions
                 )));
             }
-            sessions.starting += 1;
+            if sessions.held_by(&owner) >= self.launch.max_sessions_per_agent {
+                return Err(self.unavailable(format!(
+                    "you already hold max_sessions_per_agent = {} of its sessions; end one (DELETE) or let an idle one stop",
+                    self.launch.max_sessions_per_agent
+                )));
+            }
+            sessions.starting.push(owner.clone());
         }
-        let started = self.start(owner);
+        let started = self.start(owner.clone());
         let mut sessions = lock(&self.sessions);
-        sessions.starting -= 1;
+        if let Some(i) = sessions.starting.iter().position(|o| *o == owner) {
+            sessions.starting.swap_remove(i);
+        }
         let child = started?;
         sessions.live.insert(child.session.clone(), child.clone());
         Ok(child)

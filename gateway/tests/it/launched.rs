@@ -301,7 +301,8 @@ async fn a_launched_servers_session_belongs_to_the_agent_that_started_it() {
         scratch.display()
     );
     let server = format!(
-        "[[servers]]\nname = \"py\"\ncommand = \"{}\"\nargs = [\"{}\", \"--transport\", \"stdio\"]\n",
+        "[[servers]]\nname = \"py\"\ncommand = \"{}\"\nargs = [\"{}\", \"--transport\", \"stdio\"]\n\
+         max_sessions = 3\nmax_sessions_per_agent = 1\n",
         peers().join("venv/bin/python").display(),
         peer_scripts().join("server.py").display()
     );
@@ -343,4 +344,10 @@ async fn a_launched_servers_session_belongs_to_the_agent_that_started_it() {
     .await;
     assert_eq!(status, 200);
     assert!(String::from_utf8_lossy(&reply).contains("\"hi\""));
+    // One session per agent here: alice's second is refused, bob still gets his.
+    let (status, _, body) = initialize(port, "py", &[("Authorization", alice.as_str())]).await;
+    assert_eq!(status, 502);
+    assert!(rpc_error(&body).1.contains("max_sessions_per_agent = 1"));
+    let (status, head, _) = initialize(port, "py", &[("Authorization", bob.as_str())]).await;
+    assert_eq!(status, 200, "{head}");
 }
