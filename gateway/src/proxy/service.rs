@@ -275,9 +275,16 @@ fn record_outcome(
         // A forwarded request that failed, or that the upstream answered with an error status
         // and no message (its messages are recorded as the relay passes them on).
         if error.is_some() || !outcome.response.status().is_success() {
+            // One record per forwarded message, in order (GET and DELETE have no message).
+            let mut messages = outcome.messages.iter();
             for seq in &outcome.recorded {
                 let mut r = audit_trail::base(identity, server, audit::Event::Response);
                 r.request_seq = Some(*seq);
+                if let Some(m) = messages.next() {
+                    r.method = m.method.as_deref().map(str::to_owned);
+                    r.target = m.target.header_name().map(str::to_owned);
+                    r.request_id = m.id.as_ref().map(|id| id.to_json());
+                }
                 finish(r);
             }
         }

@@ -645,3 +645,29 @@ async fn records_reach_an_otlp_collector_in_order_once_it_accepts_them() {
         .unwrap();
     assert!(cursor >= got.len() as u64);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_failure_is_recorded_against_the_call_it_failed() {
+    let scratch = scratch_dir("audit-upstream-down");
+    // Nothing listens there.
+    let url = format!("http://127.0.0.1:{}/mcp", free_port());
+    let text = gateway_config(
+        &[("down", &url, "streamable-http", "")],
+        &audit_section(&scratch),
+    );
+    let gw = gateway(&text).await;
+    let call = tool_call(7, "echo", serde_json::json!({"message": "x"}));
+    let (status, _, _) = post_in_session(addr(&gw).port(), "down", "s1", &call).await;
+    assert_eq!(status, 502);
+    let dir = scratch.join("audit");
+    let request = eventually(&dir, |r| {
+        r.event == Event::Request && r.target.as_deref() == Some("echo")
+    })
+    .await;
+    let response = eventually(&dir, |r| r.event == Event::Response).await;
+    assert_eq!(response.request_seq, Some(request.seq));
+    assert_eq!(response.status, Some(502));
+    assert_eq!(response.method.as_deref(), Some("tools/call"));
+    assert_eq!(response.target.as_deref(), Some("echo"));
+    assert_eq!(response.request_id, Some(serde_json::json!(7)));
+}
