@@ -11,6 +11,8 @@ use hyper_util::{
     rt::{TokioExecutor, TokioTimer},
 };
 
+use rustls::pki_types::TrustAnchor;
+
 use crate::config::{Config, Server};
 
 /// The client type every upstream uses.
@@ -55,8 +57,13 @@ impl Upstreams {
         drain: &crate::drain::Drain,
     ) -> Result<Self, UpstreamError> {
         let mut by_name = HashMap::new();
+        let host_ca = host_ca_anchor(config);
         for server in &config.servers {
-            let client = client(server, config.limits.upstream_connect_timeout)?;
+            let client = client(
+                server,
+                host_ca.as_ref(),
+                config.limits.upstream_connect_timeout,
+            )?;
             let launched = server.launch.as_ref().map(|launch| {
                 Arc::new(super::stdio::Launcher::new(
                     server.name.as_str(),
@@ -83,10 +90,42 @@ impl Upstreams {
     }
 }
 
-fn client(server: &Server, connect_timeout: Duration) -> Result<HttpClient, UpstreamError> {
+fn client(
+    server: &Server,
+    host_ca: Option<&TrustAnchor<'static>>,
+    connect_timeout: Duration,
+) -> Result<HttpClient, UpstreamError> {
     let mut client = ClientTls::new(server.name.as_str(), server.ca_file.as_deref());
     client.pins = &server.pin_sha256;
+    client.distrust = host_ca;
     client.build(connect_timeout)
+}
+
+/// `roots` less `distrusted`.
+fn without(
+    roots: &rustls::RootCertStore,
+    distrusted: Option<&TrustAnchor<'static>>,
+) -> rustls::RootCertStore {
+    let mut roots = roots.clone();
+    if let Some(distrusted) = distrusted {
+        roots.roots.retain(|a| a != distrusted);
+    }
+    roots
+}
+
+/// The host CA, when interception terminates HTTPS with it. `agentgate ca install` puts it in
+/// the system store, but it only ever signs for agents: no upstream may present it.
+fn host_ca_anchor(config: &Config) -> Option<TrustAnchor<'static>> {
+    if !config.interception.https {
+        return None;
+    }
+    let cert = crate::tls::certificates(&config.ca.cert_file)
+        .ok()?
+        .into_iter()
+        .next()?;
+    webpki::anchor_from_trusted_cert(&cert)
+        .ok()
+        .map(|a| a.to_owned())
 }
 
 /// The system's trust store (read once), or Mozilla's roots built in when it is empty or
@@ -125,6 +164,8 @@ struct ClientTls<'a> {
     ca_file: Option<&'a std::path::Path>,
     /// SHA-256 of the SubjectPublicKeyInfo the server's certificate must carry (any one).
     pins: &'a [[u8; 32]],
+    /// A root never to trust (the host CA), even when the system store has it.
+    distrust: Option<&'a TrustAnchor<'static>>,
 }
 
 impl<'a> ClientTls<'a> {
@@ -133,12 +174,13 @@ impl<'a> ClientTls<'a> {
             label,
             ca_file,
             pins: &[],
+            distrust: None,
         }
     }
 
     fn build(&self, connect_timeout: Duration) -> Result<HttpClient, UpstreamError> {
         let (label, ca_file) = (self.label, self.ca_file);
-        let mut roots = system_roots().as_ref().clone();
+        let mut roots = without(&system_roots(), self.distrust);
         if let Some(path) = ca_file {
             let err = |source| UpstreamError::CaFile {
                 server: label.to_owned(),
@@ -255,5 +297,35 @@ impl rustls::client::danger::ServerCertVerifier for PinnedKeys {
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.chain.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_ca_is_never_an_upstream_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::parse("[interception]\nhttps = true\n", "t.toml").unwrap();
+        config.ca.cert_file = dir.path().join("ca.pem");
+        config.ca.key_file = dir.path().join("ca.key");
+        crate::tls::ca::init(&config.ca, false).unwrap();
+        let anchor = host_ca_anchor(&config).expect("the host CA as a trust anchor");
+        // As `agentgate ca install` leaves the system store: the host CA among the roots.
+        let mut roots = system_roots().as_ref().clone();
+        let cert = crate::tls::certificates(&config.ca.cert_file)
+            .unwrap()
+            .remove(0);
+        roots.add(cert).unwrap();
+        let kept = without(&roots, Some(&anchor));
+        assert_eq!(
+            kept.roots.len(),
+            roots.roots.len() - 1,
+            "exactly the host CA goes"
+        );
+        assert!(!kept.roots.contains(&anchor));
+        config.interception.https = false;
+        assert!(host_ca_anchor(&config).is_none());
     }
 }
