@@ -8,11 +8,13 @@
 //! root can read). Its arguments are public, which is why they cannot name secrets.
 //!
 //! Per session: the agent's `initialize` (without `Mcp-Session-Id`) starts a child and names a
-//! new session; POSTs are written to its stdin as one line each and answered with an SSE stream
-//! that carries what the child writes until every request of the POST is answered; messages no
-//! POST is waiting for go to the newest open POST stream, else the session's GET stream; DELETE,
-//! an idle timeout, or the gateway draining stops the child (stdin closed, then SIGKILL after
-//! two seconds, as the MCP stdio transport describes).
+//! new session, which only that agent may use; POSTs are written to its stdin as one line each
+//! and answered with an SSE stream that carries what the child writes until every request of
+//! the POST is answered; messages no POST is waiting for go to the newest open POST stream,
+//! else the session's GET stream. DELETE, an idle timeout, an oversized message, a broken
+//! write or the gateway draining stops the child: stdin closed, then after two seconds SIGKILL
+//! to its whole process group (the MCP stdio transport's order, and whatever it started goes
+//! too). The session holds its slot until then.
 
 use std::{
     collections::HashMap,
