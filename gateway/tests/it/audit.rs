@@ -40,14 +40,6 @@ async fn eventually(dir: &Path, want: impl Fn(&Record) -> bool) -> Record {
     panic!("no such record in {}: {:#?}", dir.display(), records(dir));
 }
 
-fn all_log_bytes(dir: &Path) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (_, p) in agentgate::audit::log::segments(dir).unwrap() {
-        out.extend(std::fs::read(p).unwrap());
-    }
-    out
-}
-
 /// `agentgate audit verify` on `scratch`'s log with the public key `audit public-key` prints
 /// for its key file; asserts success and returns what it printed.
 async fn verify_with_cli(scratch: &Path) -> String {

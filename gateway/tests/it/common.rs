@@ -570,8 +570,22 @@ pub async fn python_client_run(url: &str, args: &[&std::ffi::OsStr]) -> std::pro
         .args(["--url", url])
         .args(args)
         .stdin(Stdio::null());
+    output_of(cmd).await
+}
+
+/// Runs `cmd` to completion (within 90 s) and returns its output, whatever its exit status.
+pub async fn output_of(mut cmd: Command) -> std::process::Output {
     tokio::time::timeout(Duration::from_secs(90), cmd.output())
         .await
-        .expect("client finished in time")
-        .expect("run client")
+        .expect("finished in time")
+        .expect("ran")
+}
+
+/// Every byte of the audit log's segment files in `dir`.
+pub fn all_log_bytes(dir: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (_, p) in agentgate::audit::log::segments(dir).unwrap() {
+        out.extend(std::fs::read(p).unwrap());
+    }
+    out
 }

@@ -28,14 +28,9 @@ fn processes_with(needle: &str) -> Vec<String> {
     found
 }
 
-/// Every byte the audit log holds.
+/// The audit log's segments under `scratch`, as text.
 fn audit_bytes(scratch: &std::path::Path) -> String {
-    let mut all = String::new();
-    for entry in std::fs::read_dir(scratch.join("audit")).unwrap() {
-        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-        all.push_str(&String::from_utf8_lossy(&bytes));
-    }
-    all
+    String::from_utf8_lossy(&all_log_bytes(&scratch.join("audit"))).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread")]
