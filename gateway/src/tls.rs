@@ -35,41 +35,45 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
+/// Every item of one kind in a PEM file (`parse` reads them with rustls-pemfile), at least
+/// one; `missing` is the error when there is none.
+fn pem_items<T>(
+    path: &Path,
+    parse: impl FnOnce(&mut &[u8]) -> std::io::Result<Vec<T>>,
+    missing: impl FnOnce(String) -> TlsError,
+) -> Result<Vec<T>, TlsError> {
+    let pem = read(path)?;
+    let items = parse(&mut pem.as_slice()).map_err(|e| TlsError::Invalid {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    if items.is_empty() {
+        return Err(missing(path.display().to_string()));
+    }
+    Ok(items)
+}
+
 /// Every certificate in a PEM file (at least one).
 pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = read(path)?;
-    let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
-        .collect::<Result<_, _>>()
-        .map_err(|e| TlsError::Invalid {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-    if certs.is_empty() {
-        return Err(TlsError::NoCertificate {
-            path: path.display().to_string(),
-        });
-    }
-    Ok(certs)
+    pem_items(
+        path,
+        |r| rustls_pemfile::certs(r).collect(),
+        |path| TlsError::NoCertificate { path },
+    )
 }
 
 /// Every certificate revocation list in a PEM file (at least one).
 pub fn revocation_lists(
     path: &Path,
 ) -> Result<Vec<rustls::pki_types::CertificateRevocationListDer<'static>>, TlsError> {
-    let pem = read(path)?;
-    let crls: Vec<_> = rustls_pemfile::crls(&mut pem.as_slice())
-        .collect::<Result<_, _>>()
-        .map_err(|e| TlsError::Invalid {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-    if crls.is_empty() {
-        return Err(TlsError::Invalid {
-            path: path.display().to_string(),
+    pem_items(
+        path,
+        |r| rustls_pemfile::crls(r).collect(),
+        |path| TlsError::Invalid {
+            path,
             message: "holds no PEM X509 CRL".into(),
-        });
-    }
-    Ok(crls)
+        },
+    )
 }
 
 /// The first private key in a PEM file.

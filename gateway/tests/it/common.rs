@@ -581,6 +581,17 @@ pub async fn output_of(mut cmd: Command) -> std::process::Output {
         .expect("ran")
 }
 
+/// Runs `cmd` (within 90 s), asserts that it succeeded (showing its stderr), returns its stdout.
+pub async fn stdout_of(cmd: Command) -> String {
+    let out = output_of(cmd).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Every byte of the audit log's segment files in `dir`.
 pub fn all_log_bytes(dir: &Path) -> Vec<u8> {
     let mut out = Vec::new();

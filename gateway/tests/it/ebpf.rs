@@ -660,18 +660,11 @@ async fn an_existing_cgroup_and_a_server_host_name_are_intercepted_and_status_li
         let mut lines = tokio::io::BufReader::new(holder.stdout.take().unwrap()).lines();
         assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("up"));
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_agentgate"))
+    let mut status = Command::new(env!("CARGO_BIN_EXE_agentgate"));
+    status
         .args(["status", "--json", "--config"])
-        .arg(&gw.config_path)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        .arg(&gw.config_path);
+    let list: Vec<serde_json::Value> = serde_json::from_str(&stdout_of(status).await).unwrap();
     assert_eq!(list.len(), 1, "{list:?}");
     assert_eq!(list[0]["server"], "py");
     assert_eq!(list[0]["identity"]["agent"], "svc");

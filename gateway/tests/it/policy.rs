@@ -259,20 +259,12 @@ async fn a_rug_pull_hides_the_tool_until_an_operator_pins_it_again() {
         .unwrap()
         .to_owned();
     // The operator reviews and accepts it with the CLI, which updates the pin file...
-    let out = Command::new(env!("CARGO_BIN_EXE_agentgate"))
-        .args([
-            "policy", "pin", "--server", "peer", "--tool", "weather", "--config",
-        ])
-        .arg(&config_path)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut pin = Command::new(env!("CARGO_BIN_EXE_agentgate"));
+    pin.args([
+        "policy", "pin", "--server", "peer", "--tool", "weather", "--config",
+    ])
+    .arg(&config_path);
+    let stdout = stdout_of(pin).await;
     assert!(
         stdout.contains(&format!("pinned peer/weather at {pending}")),
         "{stdout}"

@@ -216,19 +216,11 @@ async fn tokens_admit_scope_and_name_agents_and_bad_ones_get_401() {
 
 /// tests/peers/idp.py with `args`; its stdout.
 async fn idp(args: &[&str]) -> String {
-    let out = tokio::process::Command::new(peers().join("venv/bin/python"))
-        .arg(peer_scripts().join("idp.py"))
+    let mut idp = tokio::process::Command::new(peers().join("venv/bin/python"));
+    idp.arg(peer_scripts().join("idp.py"))
         .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        .stdin(Stdio::null());
+    stdout_of(idp).await.trim().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread")]
