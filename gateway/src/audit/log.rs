@@ -827,6 +827,11 @@ impl Log {
         Ok(())
     }
 
+    /// Whether records were written since the last fsync.
+    pub fn is_unsynced(&self) -> bool {
+        self.unsynced
+    }
+
     /// Makes everything written so far durable (one fdatasync; nothing when all of it is).
     pub fn sync(&mut self) -> Result<(), LogError> {
         if self.poisoned {

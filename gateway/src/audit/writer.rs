@@ -5,7 +5,9 @@
 //!
 //! Records nobody waits for (responses, events, everything when not fail-closed) do not wake
 //! the writer: they ride along with the next waited-for batch, or are written and synced within
-//! [`LAZY_FLUSH`]. That halves the fsyncs of a request/response exchange.
+//! [`LAZY_FLUSH`]. That halves the fsyncs of a request/response exchange. Once [`LAZY_BATCH`] of
+//! them are queued they are written at once (synced by the same deadline), so that a busy
+//! gateway writes a steady trickle instead of a burst that would hold the core for milliseconds.
 
 use std::{
     sync::{
@@ -25,6 +27,9 @@ pub const MAX_BATCH: usize = 4096;
 
 /// Longest a record nobody waits for stays in memory before it is written and synced.
 pub const LAZY_FLUSH: Duration = Duration::from_millis(100);
+
+/// Records nobody waits for that are written (not synced) as soon as this many are queued.
+pub const LAZY_BATCH: usize = 128;
 
 /// Why a record was not made durable.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -62,6 +67,24 @@ impl Default for Checkpoints {
     }
 }
 
+/// How long and how many records nobody waits for are held before they are written.
+#[derive(Clone, Copy, Debug)]
+pub struct Lazy {
+    /// Written and synced at most this long after they arrive.
+    pub flush: Duration,
+    /// Written (synced by `flush`) once this many are queued.
+    pub batch: usize,
+}
+
+impl Default for Lazy {
+    fn default() -> Self {
+        Self {
+            flush: LAZY_FLUSH,
+            batch: LAZY_BATCH,
+        }
+    }
+}
+
 /// A record handed to the writer: its sequence number now, its durability later.
 #[derive(Debug)]
 pub struct Ticket {
@@ -95,6 +118,7 @@ struct Queue {
 }
 
 struct Shared {
+    lazy: Lazy,
     queue: Mutex<Queue>,
     wake: Condvar,
     failed: AtomicBool,
@@ -123,7 +147,13 @@ impl std::fmt::Debug for Writer {
 impl Writer {
     /// Starts the thread.
     pub fn start(log: Log, checkpoints: Checkpoints) -> std::io::Result<Self> {
+        Self::start_with(log, checkpoints, Lazy::default())
+    }
+
+    /// Starts the thread with its own handling of records nobody waits for.
+    pub fn start_with(log: Log, checkpoints: Checkpoints, lazy: Lazy) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
+            lazy,
             queue: Mutex::new(Queue {
                 next: log.next_seq(),
                 ..Queue::default()
@@ -156,6 +186,8 @@ impl Writer {
         q.since.get_or_insert_with(Instant::now);
         if waited && !q.urgent {
             q.urgent = true;
+            self.shared.wake.notify_one();
+        } else if q.items.len() == self.shared.lazy.batch && !q.urgent {
             self.shared.wake.notify_one();
         } else if q.asleep {
             q.asleep = false;
@@ -214,8 +246,25 @@ impl Drop for Writer {
     }
 }
 
+/// Lets the threads that submit records run on until they block, instead of being preempted
+/// by the writer each time a record wakes it (SCHED_BATCH turns off wakeup preemption and keeps
+/// the thread's fair share). Where the writer shares a core with the request workers, that
+/// turns one fsync per few records into one fsync per burst; with a core of its own it changes
+/// nothing. Best effort: a refusal only costs batching.
+#[allow(unsafe_code)]
+fn batch_scheduling() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler(2) on the calling thread (pid 0) with a valid parameter.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+    if rc != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "The audit writer keeps the default scheduling policy.");
+    }
+}
+
 /// The writer thread.
 fn run(mut log: Log, checkpoints: Checkpoints, shared: &Shared) {
+    batch_scheduling();
+    let lazy = shared.lazy;
     let mut error: Option<String> = None;
     let mut fail = |e: &dyn std::fmt::Display, what: &str, error: &mut Option<String>| {
         if error.is_none() {
@@ -226,34 +275,37 @@ fn run(mut log: Log, checkpoints: Checkpoints, shared: &Shared) {
         *error = Some(e.to_string());
     };
     let mut unsigned_since: Option<Instant> = None;
+    // Arrival of the oldest record written but not yet synced: it is synced by LAZY_FLUSH
+    // after that.
+    let mut unsynced_since: Option<Instant> = None;
     loop {
-        // Wait for a waited-for record, the lazy deadline, the checkpoint deadline, or close.
-        let (batch, closing, timed_out) = {
+        // Wait for a waited-for record, a full lazy batch, the lazy deadline, the checkpoint
+        // deadline, or close.
+        let (batch, since, closing) = {
             let mut q = shared.lock();
-            let mut timed_out = false;
             loop {
-                if q.urgent || q.closed {
+                if q.urgent || q.closed || q.items.len() >= lazy.batch {
                     break;
                 }
-                let lazy = q
-                    .since
-                    .map(|t| (t + LAZY_FLUSH).saturating_duration_since(Instant::now()));
+                let oldest = match (q.since, unsynced_since) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                let flush =
+                    oldest.map(|t| (t + lazy.flush).saturating_duration_since(Instant::now()));
                 // Capped at the lazy deadline: a lazy record arriving during this wait does not
                 // wake the writer (only `asleep` does), so it must be looked for that often.
                 let sign = unsigned_since.map(|t| {
                     (t + checkpoints.interval)
                         .saturating_duration_since(Instant::now())
-                        .min(LAZY_FLUSH)
+                        .min(lazy.flush)
                 });
-                let wait = match (lazy, sign) {
+                let wait = match (flush, sign) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
                 match wait {
-                    Some(d) if d.is_zero() => {
-                        timed_out = true;
-                        break;
-                    }
+                    Some(d) if d.is_zero() => break,
                     Some(d) => {
                         q = shared
                             .wake
@@ -269,8 +321,7 @@ fn run(mut log: Log, checkpoints: Checkpoints, shared: &Shared) {
                 }
             }
             q.urgent = false;
-            q.since = None;
-            (std::mem::take(&mut q.items), q.closed, timed_out)
+            (std::mem::take(&mut q.items), q.since.take(), q.closed)
         };
         if let Some(e) = &error {
             for p in batch {
@@ -301,11 +352,21 @@ fn run(mut log: Log, checkpoints: Checkpoints, shared: &Shared) {
                 fail(&e, "rotation", &mut error);
             }
             // Whatever was written lazily is synced by the lazy deadline.
-            if timed_out
-                && error.is_none()
-                && let Err(e) = log.sync()
-            {
-                fail(&e, "fsync", &mut error);
+            if log.is_unsynced() {
+                let oldest = match (since, unsynced_since) {
+                    (Some(a), Some(b)) => a.min(b),
+                    (a, b) => a.or(b).unwrap_or_else(Instant::now),
+                };
+                unsynced_since = Some(oldest);
+                if error.is_none()
+                    && oldest.elapsed() >= lazy.flush
+                    && let Err(e) = log.sync()
+                {
+                    fail(&e, "fsync", &mut error);
+                }
+            }
+            if !log.is_unsynced() {
+                unsynced_since = None;
             }
         }
         if closing {
@@ -532,5 +593,41 @@ mod tests {
         assert_eq!(writer.record(Record::new(Event::Request)), None);
         let s = log::verify(dir.path(), &vk, None).unwrap();
         assert_eq!((s.entries, s.last_checkpoint), (5, Some(4)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_lazy_batch_is_written_without_waiting_for_the_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::from_bytes(&[6; 32]);
+        let log = log::Log::open(dir.path(), key.clone(), log::Rotation::default()).unwrap();
+        // A deadline no test outlives: only the batch size can get these records written.
+        let lazy = Lazy {
+            flush: Duration::from_secs(3600),
+            batch: 8,
+        };
+        let writer = Writer::start_with(log, Checkpoints::default(), lazy).unwrap();
+        let vk = key.verifying_key();
+        for _ in 0..7 {
+            writer.record(Record::new(Event::Response));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            log::verify(dir.path(), &vk, None).unwrap().entries,
+            0,
+            "records below the batch size wait for their deadline"
+        );
+        writer.record(Record::new(Event::Response));
+        let mut entries = 0;
+        for _ in 0..100 {
+            entries = log::verify(dir.path(), &vk, None).unwrap().entries;
+            if entries == 8 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(entries, 8, "a full lazy batch was not written");
+        writer.close();
+        let s = log::verify(dir.path(), &vk, None).unwrap();
+        assert_eq!((s.entries, s.last_checkpoint), (8, Some(7)));
     }
 }
