@@ -28,6 +28,7 @@ pub use recorder::Recorder;
 pub use ed25519_dalek::SigningKey;
 use ed25519_dalek::{Signer, VerifyingKey};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 /// Version of the record schema below; bumped on any incompatible change.
@@ -56,7 +57,7 @@ pub enum Event {
 
 /// One audit record (schema version 1, documented in `docs/AUDIT.md`). Optional members are
 /// left out when empty.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Record {
     pub v: u32,
@@ -99,12 +100,12 @@ pub struct Record {
     pub request_seq: Option<u64>,
     /// Parameters, redacted; a string excerpt when they were larger than the cap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub params: Option<serde_json::Value>,
+    pub params: Option<Box<RawValue>>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub params_truncated: bool,
     /// A response's result (or error), redacted and capped like `params`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<serde_json::Value>,
+    pub result: Option<Box<RawValue>>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub result_truncated: bool,
     /// Size of the whole response message as received, in bytes.
@@ -150,7 +151,25 @@ pub fn monotonic_ns() -> u64 {
     (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// Records are equal when they say the same, whatever the spacing and member order of the
+/// JSON texts they keep verbatim.
+impl PartialEq for Record {
+    fn eq(&self, other: &Self) -> bool {
+        serde_json::to_value(self).ok() == serde_json::to_value(other).ok()
+    }
+}
+
 impl Record {
+    /// The parameters, parsed.
+    pub fn params_value(&self) -> Option<serde_json::Value> {
+        serde_json::from_str(self.params.as_ref()?.get()).ok()
+    }
+
+    /// The result (or error), parsed.
+    pub fn result_value(&self) -> Option<serde_json::Value> {
+        serde_json::from_str(self.result.as_ref()?.get()).ok()
+    }
+
     /// A record of `event` stamped now, with only the required members set.
     pub fn new(event: Event) -> Self {
         Self {

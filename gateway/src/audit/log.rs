@@ -1111,7 +1111,9 @@ mod tests {
         for i in 0..n {
             let mut r = Record::new(Event::Request);
             r.target = Some(format!("tool{i}"));
-            r.params = Some(serde_json::json!({"padding": "x".repeat(200)}));
+            r.params =
+                serde_json::value::to_raw_value(&serde_json::json!({"padding": "x".repeat(200)}))
+                    .ok();
             log.append(std::slice::from_mut(&mut r)).unwrap();
             log.maybe_rotate().unwrap();
         }

@@ -117,7 +117,7 @@ impl Filter {
         if let Some(text) = &self.text {
             let mut hay = String::new();
             for v in [&r.params, &r.result].into_iter().flatten() {
-                hay.push_str(&v.to_string());
+                hay.push_str(v.get());
             }
             for s in [&r.target, &r.error, &r.reason].into_iter().flatten() {
                 hay.push_str(s);

@@ -1,7 +1,7 @@
 //! The audit log as the daemon uses it: opened from `[audit]`, fed records that are redacted
 //! and capped here, and refused once it has failed.
 
-use serde_json::Value;
+use serde_json::{Value, value::RawValue};
 use sha2::{Digest, Sha256};
 
 use super::{
@@ -133,19 +133,37 @@ impl Recorder {
         self.writer.failed()
     }
 
-    /// Parameters as the record keeps them: parsed from the JSON text `raw`, redacted, capped.
-    pub fn params(&self, raw: Option<&str>) -> (Option<Value>, bool) {
+    /// Parameters as the record keeps them: the JSON text `raw`, redacted, capped.
+    pub fn params(&self, raw: Option<&str>) -> (Option<Box<RawValue>>, bool) {
         let Some(raw) = raw else {
             return (None, false);
         };
-        if too_big(raw, self.config.max_params_bytes) {
+        self.part(raw, self.config.max_params_bytes)
+    }
+
+    /// One part of a message (params, result, error) as a record keeps it: verbatim when it
+    /// fits and redaction would change nothing in it (told from the text alone, the common
+    /// case), else parsed, redacted, capped and re-encoded. `true` when it was cut.
+    fn part(&self, raw: &str, max: usize) -> (Option<Box<RawValue>>, bool) {
+        if too_big(raw, max) {
             return (None, true);
+        }
+        if raw.len() <= max
+            && self
+                .config
+                .redact
+                .raw_prefilter
+                .as_ref()
+                .is_some_and(|p| p.leaves_alone(raw))
+            && let Ok(v) = RawValue::from_string(raw.to_owned())
+        {
+            return (Some(v), false);
         }
         let Some(v) = serde_json::from_str::<Value>(raw).ok() else {
             return (None, false);
         };
-        let (v, cut) = self.redact_and_cap(v, raw.len(), self.config.max_params_bytes);
-        (Some(v), cut)
+        let (v, cut) = self.redact_and_cap(v, raw.len(), max);
+        (serde_json::value::to_raw_value(&v).ok(), cut)
     }
 
     /// Redacts `v` (parsed from `raw_len` bytes of JSON) and caps it at `max` bytes of JSON.
@@ -171,17 +189,10 @@ impl Recorder {
                 .or_else(|| crate::mcp::message::raw_pointer(t, "/error"))
                 .or_else(|| crate::mcp::message::raw_pointer(t, "/params"))
         });
-        if part.is_some_and(|p| too_big(p, self.config.max_result_bytes)) {
-            record.result_truncated = true;
-            return;
-        }
-        let Some(v) = part.and_then(|p| serde_json::from_str::<Value>(p).ok()) else {
+        let Some(part) = part else {
             return;
         };
-        let raw_len = part.map_or(0, str::len);
-        let (v, cut) = self.redact_and_cap(v, raw_len, self.config.max_result_bytes);
-        record.result = Some(v);
-        record.result_truncated = cut;
+        (record.result, record.result_truncated) = self.part(part, self.config.max_result_bytes);
     }
 
     /// Redacts free text (error messages, reasons) that may quote what an agent sent.
@@ -213,11 +224,13 @@ mod tests {
             "{{\"password\":\"hunter2\",\"blob\":\"{}\"}}",
             "x".repeat(2 << 20)
         );
-        assert_eq!(recorder.params(Some(&huge)), (None, true));
+        let (v, cut) = recorder.params(Some(&huge));
+        assert!(v.is_none() && cut);
         let small = r#"{"password":"hunter2","n":1}"#;
         let (v, cut) = recorder.params(Some(small));
         assert!(!cut);
-        assert_eq!(v.unwrap()["password"], "[redacted]");
+        let v: Value = serde_json::from_str(v.unwrap().get()).unwrap();
+        assert_eq!(v["password"], "[redacted]");
         let message = format!("{{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{huge}}}");
         let mut r = Record::new(Event::Response);
         recorder.result(&mut r, message.as_bytes());

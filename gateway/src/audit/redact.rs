@@ -188,4 +188,151 @@ mod tests {
         assert!(!cut);
         assert_eq!(v, json!([1, 2]));
     }
+
+    fn rules_from(toml_text: &str) -> Redaction {
+        let raw: crate::config::audit::RawAudit = toml::from_str(toml_text).unwrap();
+        raw.validate(None).unwrap().redact
+    }
+
+    /// Whether the text-only test says "nothing to redact".
+    fn left_alone(rules: &Redaction, raw: &str) -> bool {
+        rules
+            .raw_prefilter
+            .as_ref()
+            .is_some_and(|p| p.leaves_alone(raw))
+    }
+
+    #[test]
+    fn the_text_only_test_passes_clean_parts_and_nothing_else() {
+        let r = rules();
+        for clean in [
+            r#"{"query":"select id from accounts","limit":10,"tags":["a","b"]}"#,
+            r#"{"name":"run_query","arguments":{"path":"/srv/report.csv"}}"#,
+            r#"[1,2.5,true,null,{}]"#,
+            "{\"a\":\t\"b\"}",
+        ] {
+            assert!(left_alone(&r, clean), "{clean}");
+        }
+        for dirty in [
+            r#"{"Password":"x"}"#,
+            r#"{"nested":[{"DB_PASSWORD":"x"}]}"#,
+            r#"{"apiKey":"x"}"#,
+            r#"{"authorization":"Basic abc"}"#,
+            // Key-like words in values only cost a parse: the test may say "maybe".
+            r#"{"note":"my token"}"#,
+            r#"{"q":"ghp_abcdefghijklmnopqrstuvwxyz0123"}"#,
+            r#"{"h":"Bearer abcdefghijklmnop"}"#,
+            r#"{"k":"-----BEGIN RSA PRIVATE KEY-----MIIE"}"#,
+            r#"{"k":"AKIAABCDEFGHIJKLMNOP"}"#,
+            // Escapes, line breaks and non-ASCII text are never judged from the text.
+            r#"{"p\u0061ssword":"x"}"#,
+            r#"{"a":"b\"c"}"#,
+            "{\"a\":\n\"b\"}",
+            r#"{"passé":"x"}"#,
+            r#"{"q":"ſecret"}"#,
+        ] {
+            assert!(!left_alone(&r, dirty), "{dirty}");
+        }
+    }
+
+    #[test]
+    fn anchored_value_patterns_still_count_inside_the_whole_text() {
+        let r = rules_from("[redact]\nvalues = ['^secret-[0-9]+$']\n");
+        // The anchored pattern matches the string alone, not the whole text: the test must
+        // still see it.
+        let raw = r#"{"a":"secret-123"}"#;
+        assert!(!left_alone(&r, raw));
+        let mut v: Value = serde_json::from_str(raw).unwrap();
+        assert_eq!(redact(&r, &mut v), 1);
+        assert!(left_alone(&r, r#"{"a":"public-123"}"#));
+    }
+
+    #[test]
+    fn key_globs_without_a_literal_turn_the_text_test_off() {
+        for keys in ["['*']", "['[ab]c']", "['{x,y}']", "['???']"] {
+            let r = rules_from(&format!("[redact]\nkeys = {keys}\n"));
+            assert!(r.raw_prefilter.is_none(), "{keys}");
+            assert!(!left_alone(&r, r#"{"q":1}"#));
+        }
+    }
+
+    #[test]
+    fn whenever_the_text_test_says_clean_redaction_touches_nothing() {
+        // Random small documents from parts that sit on both sides of every rule.
+        let keys = [
+            "query",
+            "limit",
+            "pass",
+            "passwords",
+            "PassWord",
+            "tok",
+            "x_token",
+            "api-key",
+            "apikey",
+            "api",
+            "key",
+            "auth",
+            "authorization",
+            "cookies",
+            "pwd",
+            "pwdx",
+            "data",
+        ];
+        let values = [
+            "\"select 1\"",
+            "\"Bearer abcdefghijk\"",
+            "\"bearer short\"",
+            "\"eyJabcdef.ghijklm.nop\"",
+            "\"ghp_short\"",
+            "\"ghp_abcdefghijklmnopqrstuvwx\"",
+            "\"xoxb-1234567890\"",
+            "\"AKIAABCDEFGHIJKLMNOP\"",
+            "\"AKIAABCDEFGHIJKLMNOPQ\"",
+            "\"sk-live-abcdefghijklmnopq\"",
+            "\"{}\"",
+            "\"[1,2]\"",
+            "12",
+            "null",
+            "true",
+            "\"glpat-abcdefghijklmnopqrstu\"",
+            "\"-----BEGIN PRIVATE KEY-----\"",
+            "\"token\"",
+        ];
+        let r = rules();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let (mut clean, mut total) = (0, 0);
+        for _ in 0..5000 {
+            let mut doc = String::from("{");
+            for i in 0..1 + next(4) {
+                if i > 0 {
+                    doc.push(',');
+                }
+                let value = if next(4) == 0 {
+                    format!(
+                        "{{\"{}\":{}}}",
+                        keys[next(keys.len())],
+                        values[next(values.len())]
+                    )
+                } else {
+                    values[next(values.len())].to_owned()
+                };
+                doc.push_str(&format!("\"{}{i}\":{value}", keys[next(keys.len())]));
+            }
+            doc.push('}');
+            total += 1;
+            if left_alone(&r, &doc) {
+                clean += 1;
+                let mut v: Value = serde_json::from_str(&doc).unwrap();
+                assert_eq!(redact(&r, &mut v), 0, "the text test passed {doc}");
+            }
+        }
+        // Both answers occur, or the property says little.
+        assert!(clean > 100 && clean < total, "{clean} of {total} clean");
+    }
 }

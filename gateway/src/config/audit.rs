@@ -102,6 +102,100 @@ pub struct Redaction {
     pub values: Vec<regex::Regex>,
     /// The same patterns as one set: one scan tells whether (and which) any applies.
     pub value_set: regex::RegexSet,
+    /// Tells from a part's raw JSON text that redaction would leave it alone; `None` when
+    /// some key glob has no literal to look for.
+    pub raw_prefilter: Option<RawPrefilter>,
+}
+
+/// A test over raw JSON text (ASCII, no escapes, no line breaks: every key and string then
+/// appears in it verbatim, between quotes) that finds nothing only when no key glob and no
+/// value pattern could apply to any key or string in it. It may find things that are not
+/// there (a pattern spanning two strings); then the part is parsed and redacted as usual.
+#[derive(Clone, Debug)]
+pub struct RawPrefilter {
+    /// For each key glob, a literal every key it matches contains (case-insensitive).
+    keys: regex::Regex,
+    /// The value patterns without their start and end anchors: each matches wherever its
+    /// pattern does, so it finds in the whole text what the pattern finds in one string.
+    /// (Word boundaries stay: the quote around a string is not a word character, as the
+    /// string's own start and end are not.)
+    values: regex::RegexSet,
+}
+
+impl RawPrefilter {
+    fn new(globs: &[String], values: &[regex::Regex]) -> Option<Self> {
+        let literals = globs
+            .iter()
+            .map(|g| glob_literal(g).map(|l| regex::escape(&l)))
+            .collect::<Option<Vec<_>>>()?;
+        let keys = regex::RegexBuilder::new(&format!("(?i){}", literals.join("|")))
+            .size_limit(1 << 20)
+            .build()
+            .ok()?;
+        let relaxed = values
+            .iter()
+            .map(|re| {
+                let hir = regex_syntax::ParserBuilder::new()
+                    .build()
+                    .parse(re.as_str())
+                    .ok()?;
+                Some(without_anchors(hir).to_string())
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let values = regex::RegexSetBuilder::new(relaxed)
+            .size_limit(8 << 20)
+            .build()
+            .ok()?;
+        Some(Self { keys, values })
+    }
+
+    /// Whether redaction would change nothing in `raw`, a JSON text; `false` whenever that
+    /// cannot be told without parsing it.
+    pub fn leaves_alone(&self, raw: &str) -> bool {
+        raw.bytes()
+            .all(|b| b.is_ascii() && !matches!(b, b'\\' | b'\n' | b'\r'))
+            && !self.keys.is_match(raw)
+            && !self.values.is_match(raw)
+    }
+}
+
+/// The longest literal run of a glob: every name it matches contains it. `None` for globs
+/// with classes, alternatives or escapes, or with no literal at all.
+fn glob_literal(glob: &str) -> Option<String> {
+    if glob.contains(['[', ']', '{', '}', '\\']) {
+        return None;
+    }
+    glob.split(['*', '?'])
+        .max_by_key(|piece| piece.len())
+        .filter(|piece| !piece.is_empty())
+        .map(str::to_owned)
+}
+
+/// The pattern with every start/end (of text or line) assertion replaced by nothing: it
+/// matches a superset of what the pattern matches.
+fn without_anchors(hir: regex_syntax::hir::Hir) -> regex_syntax::hir::Hir {
+    use regex_syntax::hir::{Capture, Hir, HirKind, Look, Repetition};
+    match hir.into_kind() {
+        HirKind::Look(
+            Look::Start | Look::End | Look::StartLF | Look::EndLF | Look::StartCRLF | Look::EndCRLF,
+        )
+        | HirKind::Empty => Hir::empty(),
+        HirKind::Look(look) => Hir::look(look),
+        HirKind::Literal(lit) => Hir::literal(lit.0),
+        HirKind::Class(class) => Hir::class(class),
+        HirKind::Repetition(r) => Hir::repetition(Repetition {
+            sub: Box::new(without_anchors(*r.sub)),
+            ..r
+        }),
+        HirKind::Capture(c) => Hir::capture(Capture {
+            sub: Box::new(without_anchors(*c.sub)),
+            ..c
+        }),
+        HirKind::Concat(parts) => Hir::concat(parts.into_iter().map(without_anchors).collect()),
+        HirKind::Alternation(parts) => {
+            Hir::alternation(parts.into_iter().map(without_anchors).collect())
+        }
+    }
 }
 
 impl Default for AuditConfig {
@@ -397,6 +491,10 @@ impl RawAudit {
             otlp: self.otlp.map(RawOtlp::validate).transpose()?,
             redact: Redaction {
                 keys,
+                raw_prefilter: RawPrefilter::new(
+                    &keys_src.iter().map(|(_, k)| k.clone()).collect::<Vec<_>>(),
+                    &values,
+                ),
                 key_patterns: keys_src.into_iter().map(|(_, k)| k).collect(),
                 value_set: regex::RegexSetBuilder::new(values.iter().map(regex::Regex::as_str))
                     .size_limit(8 << 20)

@@ -150,7 +150,8 @@ async fn a_real_exchange_is_recorded_redacted_linked_and_verifiable() {
         (call.decision.as_deref(), call.rule.as_deref()),
         (Some("allow"), Some("allow-all"))
     );
-    let a = &call.params.as_ref().unwrap()["arguments"];
+    let params = call.params_value().unwrap();
+    let a = &params["arguments"];
     assert_eq!(a["api_key"], "[redacted]");
     assert_eq!(a["nested"]["Password"], "[redacted]");
     assert_eq!(a["nested"]["keep"], "visible-1");
@@ -173,7 +174,7 @@ async fn a_real_exchange_is_recorded_redacted_linked_and_verifiable() {
     );
     assert_eq!(denied.status, Some(200));
     assert_eq!(
-        denied.params.as_ref().unwrap()["arguments"],
+        denied.params_value().unwrap()["arguments"],
         json!({"a": 1, "b": 2})
     );
     let malformed = all
@@ -397,7 +398,13 @@ async fn sigkill_under_load_loses_no_acknowledged_record() {
     let recorded: HashSet<String> = records(&log_dir)
         .into_iter()
         .filter(|r| r.event == Event::Request)
-        .filter_map(|r| Some(r.params?["arguments"]["message"].as_str()?.to_owned()))
+        .filter_map(|r| {
+            Some(
+                r.params_value()?["arguments"]["message"]
+                    .as_str()?
+                    .to_owned(),
+            )
+        })
         .collect();
     let lost: Vec<&String> = acked.iter().filter(|m| !recorded.contains(*m)).collect();
     assert!(
