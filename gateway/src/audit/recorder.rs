@@ -134,7 +134,7 @@ impl Recorder {
     }
 
     /// Parameters as the record keeps them: the JSON text `raw`, redacted, capped.
-    pub fn params(&self, raw: Option<&str>) -> (Option<Box<RawValue>>, bool) {
+    pub fn params(&self, raw: Option<&RawValue>) -> (Option<Box<RawValue>>, bool) {
         let Some(raw) = raw else {
             return (None, false);
         };
@@ -144,7 +144,8 @@ impl Recorder {
     /// One part of a message (params, result, error) as a record keeps it: verbatim when it
     /// fits and redaction would change nothing in it (told from the text alone, the common
     /// case), else parsed, redacted, capped and re-encoded. `true` when it was cut.
-    fn part(&self, raw: &str, max: usize) -> (Option<Box<RawValue>>, bool) {
+    fn part(&self, part: &RawValue, max: usize) -> (Option<Box<RawValue>>, bool) {
+        let raw = part.get();
         if too_big(raw, max) {
             return (None, true);
         }
@@ -155,9 +156,8 @@ impl Recorder {
                 .raw_prefilter
                 .as_ref()
                 .is_some_and(|p| p.leaves_alone(raw))
-            && let Ok(v) = RawValue::from_string(raw.to_owned())
         {
-            return (Some(v), false);
+            return (Some(part.to_owned()), false);
         }
         let Some(v) = serde_json::from_str::<Value>(raw).ok() else {
             return (None, false);
@@ -185,9 +185,9 @@ impl Recorder {
         record.result_sha256 = Some(hex(&Sha256::digest(message)));
         let text = std::str::from_utf8(message).ok();
         let part = text.and_then(|t| {
-            crate::mcp::message::raw_pointer(t, "/result")
-                .or_else(|| crate::mcp::message::raw_pointer(t, "/error"))
-                .or_else(|| crate::mcp::message::raw_pointer(t, "/params"))
+            crate::mcp::message::raw_value_at(t, "/result")
+                .or_else(|| crate::mcp::message::raw_value_at(t, "/error"))
+                .or_else(|| crate::mcp::message::raw_value_at(t, "/params"))
         });
         let Some(part) = part else {
             return;
@@ -224,10 +224,11 @@ mod tests {
             "{{\"password\":\"hunter2\",\"blob\":\"{}\"}}",
             "x".repeat(2 << 20)
         );
-        let (v, cut) = recorder.params(Some(&huge));
+        let huge_raw: &RawValue = serde_json::from_str(&huge).unwrap();
+        let (v, cut) = recorder.params(Some(huge_raw));
         assert!(v.is_none() && cut);
         let small = r#"{"password":"hunter2","n":1}"#;
-        let (v, cut) = recorder.params(Some(small));
+        let (v, cut) = recorder.params(serde_json::from_str(small).ok());
         assert!(!cut);
         let v: Value = serde_json::from_str(v.unwrap().get()).unwrap();
         assert_eq!(v["password"], "[redacted]");

@@ -7,6 +7,7 @@
 use std::fmt;
 
 use bytes::Bytes;
+use serde_json::value::RawValue;
 use simd_json::StaticNode;
 
 use super::json::{self, JsonError, MAX_EXACT_INT, View};
@@ -77,10 +78,10 @@ impl Arguments {
         // The body passed the strict parse: it is one valid JSON text.
         let mut raw = std::str::from_utf8(&self.body).ok()?;
         if let Some(i) = self.batch_index {
-            raw = raw_step(raw, &Step::Index(i))?;
+            raw = raw_step(raw, &Step::Index(i))?.get();
         }
-        raw = raw_step(raw, &Step::Key("params".into()))?;
-        raw_step(raw, &Step::Key("arguments".into()))
+        raw = raw_step(raw, &Step::Key("params".into()))?.get();
+        raw_step(raw, &Step::Key("arguments".into())).map(RawValue::get)
     }
 
     /// The value at an RFC 6901 JSON pointer into `params.arguments`.
@@ -97,25 +98,35 @@ pub fn pointer_in(raw: &str, pointer: &str) -> Option<serde_json::Value> {
 }
 
 /// The text of the value at a JSON pointer into the JSON text `raw`, unparsed.
-pub fn raw_pointer<'a>(mut raw: &'a str, pointer: &str) -> Option<&'a str> {
-    if !pointer.is_empty() {
-        for token in pointer.strip_prefix('/')?.split('/') {
-            let key = token.replace("~1", "/").replace("~0", "~");
-            let step = match key.parse::<usize>() {
-                // An object may have a member named "0": try the index only on arrays.
-                Ok(i)
-                    if raw.trim_start().starts_with('[')
-                        && key.bytes().all(|b| b.is_ascii_digit())
-                        && (key == "0" || !key.starts_with('0')) =>
-                {
-                    Step::Index(i)
-                }
-                _ => Step::Key(key),
-            };
-            raw = raw_step(raw, &step)?;
-        }
+pub fn raw_pointer<'a>(raw: &'a str, pointer: &str) -> Option<&'a str> {
+    if pointer.is_empty() {
+        return Some(raw);
     }
-    Some(raw)
+    raw_value_at(raw, pointer).map(RawValue::get)
+}
+
+/// The value at a non-empty JSON pointer into the JSON text `raw`, as serde_json's checked
+/// raw value (so that keeping it is a copy, not another parse).
+pub fn raw_value_at<'a>(mut raw: &'a str, pointer: &str) -> Option<&'a RawValue> {
+    let mut found = None;
+    for token in pointer.strip_prefix('/')?.split('/') {
+        let key = token.replace("~1", "/").replace("~0", "~");
+        let step = match key.parse::<usize>() {
+            // An object may have a member named "0": try the index only on arrays.
+            Ok(i)
+                if raw.trim_start().starts_with('[')
+                    && key.bytes().all(|b| b.is_ascii_digit())
+                    && (key == "0" || !key.starts_with('0')) =>
+            {
+                Step::Index(i)
+            }
+            _ => Step::Key(key),
+        };
+        let value = raw_step(raw, &step)?;
+        raw = value.get();
+        found = Some(value);
+    }
+    found
 }
 
 /// One step of a pointer.
@@ -125,11 +136,10 @@ enum Step {
 }
 
 /// The member or element `step` names inside `raw`, skipping the others unbuilt.
-fn raw_step<'a>(raw: &'a str, step: &Step) -> Option<&'a str> {
+fn raw_step<'a>(raw: &'a str, step: &Step) -> Option<&'a RawValue> {
     use std::{borrow::Cow, fmt};
 
     use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-    use serde_json::value::RawValue;
 
     struct Find<'s>(&'s Step);
     impl<'de, 's> Visitor<'de> for Find<'s> {
@@ -194,11 +204,7 @@ fn raw_step<'a>(raw: &'a str, step: &Step) -> Option<&'a str> {
         }
     }
     let mut de = serde_json::Deserializer::from_str(raw);
-    Find(step)
-        .deserialize(&mut de)
-        .ok()
-        .flatten()
-        .map(RawValue::get)
+    Find(step).deserialize(&mut de).ok().flatten()
 }
 
 /// The thing a request acts on, for the methods that name one.

@@ -9,7 +9,10 @@ use super::stages::{Decision, Identity};
 use crate::{
     audit::{Event, Record, Recorder},
     identity::UNKNOWN_AGENT,
-    mcp::{Kind, Message, message::raw_pointer},
+    mcp::{
+        Kind, Message,
+        message::{raw_pointer, raw_value_at},
+    },
 };
 
 /// A record about `identity`'s traffic to `server`.
@@ -83,7 +86,7 @@ pub fn request(audit: &Recorder, f: &RequestFacts<'_>) -> Record {
     match f.message.kind {
         Kind::Request | Kind::Notification => {
             (r.params, r.params_truncated) =
-                audit.params(f.text.and_then(|t| raw_pointer(t, "/params")));
+                audit.params(f.text.and_then(|t| raw_value_at(t, "/params")));
         }
         // The agent answering a server's request (sampling, elicitation, roots).
         Kind::Response | Kind::Error => {

@@ -143,7 +143,7 @@ impl Context {
             (r.params, r.params_truncated) = audit.params(
                 std::str::from_utf8(raw)
                     .ok()
-                    .and_then(|t| mcp::message::raw_pointer(t, "/params")),
+                    .and_then(|t| mcp::message::raw_value_at(t, "/params")),
             );
             r.result_bytes = Some(raw.len() as u64);
         }
