@@ -254,7 +254,13 @@ mod tests {
     fn key_globs_without_a_literal_turn_the_text_test_off() {
         // A non-ASCII literal could match ASCII text under case folding: the Kelvin sign
         // matches "k".
-        for keys in ["['*']", "['[ab]c']", "['{x,y}']", "['???']", "[\"*\\u212Aey*\"]"] {
+        for keys in [
+            "['*']",
+            "['[ab]c']",
+            "['{x,y}']",
+            "['???']",
+            "[\"*\\u212Aey*\"]",
+        ] {
             let r = rules_from(&format!("[redact]\nkeys = {keys}\n"));
             assert!(r.raw_prefilter.is_none(), "{keys}");
             assert!(!left_alone(&r, r#"{"q":1}"#));
