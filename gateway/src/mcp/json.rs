@@ -227,44 +227,61 @@ fn prescan(bytes: &[u8]) -> Result<(), JsonError> {
         }
     }
     static NEGATIVE_ZERO: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"-0"));
-    if escapes || NEGATIVE_ZERO.find(bytes).is_some() || dense_digits(bytes) {
+    if escapes || NEGATIVE_ZERO.find(bytes).is_some() || long_digit_run(bytes) {
         return full_scan(bytes);
     }
     Ok(())
 }
 
-/// Whether some 32-byte window holds 19 or more ASCII digits. simd-json parses numbers of 19+
-/// digits on a slow path that does not check what follows them ("4444444444444444444a" parses),
-/// so bodies that could contain such a number take the full scan, which checks every number.
-/// Word-at-a-time: a number token of 19+ digits always fits, or overflows, four aligned words.
-fn dense_digits(bytes: &[u8]) -> bool {
+/// Whether the body holds a run of 19 or more digits and dots. simd-json parses numbers of 19+
+/// significant digits on a slow path that does not check what follows them
+/// ("4444444444444444444a" and "1.0000000000000000001a" parse), so bodies that could contain
+/// such a number take the full scan, which checks every number. A run that long always covers
+/// a whole aligned 8-byte word, so the scan tests words (a few operations per 8 bytes, four
+/// words per branch) and measures a run only around a word made of such bytes.
+fn long_digit_run(bytes: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    let digits_in = |word: u64| -> u32 {
-        let a = word ^ (ONES * u64::from(b'0')); // digits become 0..=9
-        // Per byte, bit 7 of t is set when the low seven bits are >= 10; no carries cross bytes.
-        let t = (a & !HIGH) + ONES * (0x80 - 10);
-        let digit_bits = (!(t | a) & HIGH) >> 7;
-        // Sum of the per-byte flags by multiplication (no popcnt on the baseline x86-64 target).
-        (digit_bits.wrapping_mul(ONES) >> 56) as u32
+    const RUN: usize = 19;
+    let number_byte = |b: &u8| b.is_ascii_digit() || *b == b'.';
+    // Every byte in '.'..='9' (which lets '/' through: only a cheap false alarm).
+    let candidate = |word: u64| -> bool {
+        let at_least_dot = (word | HIGH).wrapping_sub(ONES * 0x2E);
+        let above_nine = (word & !HIGH).wrapping_add(ONES * (0x80 - 0x3A));
+        at_least_dot & !above_nine & !word & HIGH == HIGH
     };
-    let mut window = [0u32; 4];
-    let mut sum = 0u32;
-    let mut chunks = bytes.chunks_exact(8);
-    for (i, chunk) in chunks.by_ref().enumerate() {
-        let word = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
-        let n = digits_in(word);
-        sum = sum - window[i % 4] + n;
-        window[i % 4] = n;
-        if sum >= 19 {
+    let run_through = |at: usize| -> bool {
+        let before = bytes[..at]
+            .iter()
+            .rev()
+            .take_while(|b| number_byte(b))
+            .count();
+        let after = bytes[at..].iter().take_while(|b| number_byte(b)).count();
+        before + after >= RUN
+    };
+    let word = |chunk: &[u8]| u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+    let mut blocks = bytes.chunks_exact(32);
+    for (n, block) in blocks.by_ref().enumerate() {
+        let hits = [0, 8, 16, 24].map(|o| candidate(word(&block[o..o + 8])));
+        if hits.iter().any(|&h| h) {
+            for (k, _) in hits.iter().enumerate().filter(|(_, h)| **h) {
+                if run_through(n * 32 + k * 8) {
+                    return true;
+                }
+            }
+        }
+    }
+    // A run ending in the unblocked tail either covers a word of the blocks (tested above)
+    // or starts at most RUN - 1 bytes before the tail.
+    let tail = bytes.len() - blocks.remainder().len();
+    let mut run = 0;
+    for b in &bytes[tail.saturating_sub(RUN - 1)..] {
+        run = if number_byte(b) { run + 1 } else { 0 };
+        if run >= RUN {
             return true;
         }
     }
-    let rest = chunks.remainder();
-    let mut w = [0u8; 8];
-    w[..rest.len()].copy_from_slice(rest);
-    let slot = (bytes.len() / 8) % 4;
-    sum - window[slot] + digits_in(u64::from_le_bytes(w)) >= 19
+    false
 }
 
 /// Checks the number token starting at `start` against JSON's grammar and that a delimiter
@@ -633,15 +650,32 @@ mod tests {
     }
 
     #[test]
-    fn digit_density_trigger_is_exact_per_byte() {
-        assert!(!dense_digits(b"{\"a\":\"abc\"}"));
-        assert!(dense_digits(b"1234567890123456789"));
-        assert!(!dense_digits(b"123456789012345678"));
-        // Digits split across words and beside non-digits (0x2f '/', 0x3a ':') count right.
-        assert!(dense_digits(b"xx/1234567890123456789:"));
-        assert!(!dense_digits(b"/:/:/:/:/:/:/:/:/:/:/:/:/:/:/:/:/:/:/:"));
+    fn long_digit_runs_trigger_the_full_scan_wherever_they_lie() {
+        assert!(!long_digit_run(b"{\"a\":\"abc\"}"));
+        assert!(long_digit_run(b"1234567890123456789"));
+        assert!(!long_digit_run(b"123456789012345678"));
+        assert!(long_digit_run(b"xx/1234567890123456789:"));
+        assert!(!long_digit_run(b"/:/:/:/:/:/:/:/:/:/:/:/:/:/:/:/:/:/:/:"));
+        // A float's digits count on both sides of its dot.
+        assert!(long_digit_run(b"[12345678.1234567890a]"));
+        assert!(!long_digit_run(b"[12345678.123456789]"));
         let long = format!("{{\"n\":{}}}", "7".repeat(40));
-        assert!(dense_digits(long.as_bytes()));
+        assert!(long_digit_run(long.as_bytes()));
+        // Every offset and body length: a 19-run is found, an 18-run is not, whatever its
+        // alignment against the words and the unblocked tail.
+        for pad in 0..40 {
+            for tail in 0..40 {
+                for (len, found) in [(19, true), (18, false)] {
+                    let body =
+                        format!("{}{}{}", "x".repeat(pad), "5".repeat(len), "y".repeat(tail));
+                    assert_eq!(
+                        long_digit_run(body.as_bytes()),
+                        found,
+                        "pad {pad} tail {tail} run {len}"
+                    );
+                }
+            }
+        }
         // Integers of up to 19 digits still parse; longer ones and over-long mantissas do not:
         // readers disagree on them.
         assert!(parse(b"[1234567890123456789, -9223372036854775808, 1.00000000000000001]").is_ok());
