@@ -262,10 +262,13 @@ fn long_digit_run(bytes: &[u8]) -> bool {
     let word = |chunk: &[u8]| u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
     let mut blocks = bytes.chunks_exact(32);
     for (n, block) in blocks.by_ref().enumerate() {
-        let hits = [0, 8, 16, 24].map(|o| candidate(word(&block[o..o + 8])));
-        if hits.iter().any(|&h| h) {
-            for (k, _) in hits.iter().enumerate().filter(|(_, h)| **h) {
-                if run_through(n * 32 + k * 8) {
+        let mut hit = false;
+        for w in block.chunks_exact(8) {
+            hit |= candidate(word(w));
+        }
+        if hit {
+            for (k, w) in block.chunks_exact(8).enumerate() {
+                if candidate(word(w)) && run_through(n * 32 + k * 8) {
                     return true;
                 }
             }
