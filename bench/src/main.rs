@@ -145,10 +145,13 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 }
 
 async fn run(args: Args) -> Result<()> {
+    // Every target is measured ROUNDS times, the rounds interleaved, and each figure is the
+    // median of its rounds: on a shared VM the speed drifts for minutes at a time, and a single
+    // pass lets one slow minute decide a verdict.
     let duration = if args.short {
-        Duration::from_secs(3)
+        Duration::from_millis(800)
     } else {
-        Duration::from_secs(10)
+        Duration::from_secs(5)
     };
     let dir = std::env::temp_dir().join(format!("agentgate-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -242,9 +245,9 @@ async fn run(args: Args) -> Result<()> {
     }
 
     println!(
-        "\nEnd-to-end: tools/call of {} B, {} s per run, proxies on core 0, load + upstream on core 1",
+        "\nEnd-to-end: tools/call of {} B, median of {ROUNDS} interleaved runs of {:.1} s, proxies on core 0, load + upstream on core 1",
         body.len(),
-        duration.as_secs()
+        duration.as_secs_f64()
     );
     println!(
         "{:<16} {:>4} {:>10} {:>10} {:>10} {:>12} {:>9}",
@@ -259,9 +262,15 @@ async fn run(args: Args) -> Result<()> {
         } else {
             vec![&direct, &gateway, &policy_t, &lazy_t, &audit_t, &nginx_t]
         };
-        for target in targets {
-            load(target, &body, concurrency, Duration::from_millis(500)).await?;
-            let r = measure(target, &body, concurrency, duration).await?;
+        let mut rounds: Vec<Vec<Run>> = vec![Vec::new(); targets.len()];
+        for _ in 0..ROUNDS {
+            for (target, runs) in targets.iter().zip(rounds.iter_mut()) {
+                load(target, &body, concurrency, Duration::from_millis(200)).await?;
+                runs.push(measure(target, &body, concurrency, duration).await?);
+            }
+        }
+        for (target, runs) in targets.into_iter().zip(rounds) {
+            let r = Run::median(&runs);
             println!(
                 "{:<16} {:>4} {:>10.0} {:>10.1} {:>10.1} {:>12} {:>9}",
                 target.name,
@@ -457,6 +466,28 @@ struct Run {
     p99_us: f64,
     cpu_us_per_req: Option<f64>,
     rss_mib: Option<f64>,
+}
+
+/// Runs of each target in the end-to-end table (odd, so that a median is one of them).
+const ROUNDS: usize = 3;
+
+impl Run {
+    /// Each figure's median over `runs`, taken figure by figure.
+    fn median(runs: &[Run]) -> Run {
+        fn mid(mut v: Vec<f64>) -> Option<f64> {
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied()
+        }
+        let of = |f: fn(&Run) -> f64| mid(runs.iter().map(f).collect()).unwrap_or(f64::NAN);
+        let of_opt = |f: fn(&Run) -> Option<f64>| mid(runs.iter().filter_map(f).collect());
+        Run {
+            rps: of(|r| r.rps),
+            p50_us: of(|r| r.p50_us),
+            p99_us: of(|r| r.p99_us),
+            cpu_us_per_req: of_opt(|r| r.cpu_us_per_req),
+            rss_mib: of_opt(|r| r.rss_mib),
+        }
+    }
 }
 
 async fn measure(
