@@ -287,12 +287,8 @@ fn run(mut log: Log, checkpoints: Checkpoints, shared: &Shared) {
                 if q.urgent || q.closed || q.items.len() >= lazy.batch {
                     break;
                 }
-                let oldest = match (q.since, unsynced_since) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-                let flush =
-                    oldest.map(|t| (t + lazy.flush).saturating_duration_since(Instant::now()));
+                let flush = earliest(q.since, unsynced_since)
+                    .map(|t| (t + lazy.flush).saturating_duration_since(Instant::now()));
                 // Capped at the lazy deadline: a lazy record arriving during this wait does not
                 // wake the writer (only `asleep` does), so it must be looked for that often.
                 let sign = unsigned_since.map(|t| {
@@ -300,10 +296,7 @@ fn run(mut log: Log, checkpoints: Checkpoints, shared: &Shared) {
                         .saturating_duration_since(Instant::now())
                         .min(lazy.flush)
                 });
-                let wait = match (flush, sign) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
+                let wait = earliest(flush, sign);
                 match wait {
                     Some(d) if d.is_zero() => break,
                     Some(d) => {
@@ -353,10 +346,7 @@ fn run(mut log: Log, checkpoints: Checkpoints, shared: &Shared) {
             }
             // Whatever was written lazily is synced by the lazy deadline.
             if log.is_unsynced() {
-                let oldest = match (since, unsynced_since) {
-                    (Some(a), Some(b)) => a.min(b),
-                    (a, b) => a.or(b).unwrap_or_else(Instant::now),
-                };
+                let oldest = earliest(since, unsynced_since).unwrap_or_else(Instant::now);
                 unsynced_since = Some(oldest);
                 if error.is_none()
                     && oldest.elapsed() >= lazy.flush
@@ -382,6 +372,14 @@ fn run(mut log: Log, checkpoints: Checkpoints, shared: &Shared) {
         if let Err(e) = last {
             tracing::error!(error = %e, "Final audit checkpoint failed.");
         }
+    }
+}
+
+/// The earlier of two optional instants or durations (`None` is no deadline, not the earliest).
+fn earliest<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

@@ -490,6 +490,7 @@ impl RawAudit {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let key_patterns: Vec<String> = keys_src.into_iter().map(|(_, k)| k).collect();
         Ok(AuditConfig {
             enabled: self.enabled,
             dir: path(&self.dir, "audit.dir", base)?,
@@ -510,11 +511,8 @@ impl RawAudit {
             otlp: self.otlp.map(RawOtlp::validate).transpose()?,
             redact: Redaction {
                 keys,
-                raw_prefilter: RawPrefilter::new(
-                    &keys_src.iter().map(|(_, k)| k.clone()).collect::<Vec<_>>(),
-                    &values,
-                ),
-                key_patterns: keys_src.into_iter().map(|(_, k)| k).collect(),
+                raw_prefilter: RawPrefilter::new(&key_patterns, &values),
+                key_patterns,
                 value_any: any_of(&values.iter().map(regex::Regex::as_str).collect::<Vec<_>>())
                     .ok_or_else(|| {
                         (
