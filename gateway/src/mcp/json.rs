@@ -444,22 +444,28 @@ fn hex4(bytes: &[u8], at: usize) -> Option<u16> {
 /// Walks the tape once: duplicate keys per object (simd-json unescaped them already, so
 /// `"n\u0061me"` and `"name"` collide) and numbers that not every reader sees alike.
 fn check_tape(nodes: &[Node<'_>]) -> Result<(), JsonError> {
-    // End index (exclusive) of every open container: its length is the nesting depth.
+    // End index (exclusive) of every open container: its length is the nesting depth. Closed
+    // containers are popped only when the next container opens, which is the only place the
+    // depth is needed; scalars cost one match.
     let mut open: [usize; MAX_DEPTH] = [0; MAX_DEPTH];
     let mut depth = 0usize;
     for (idx, node) in nodes.iter().enumerate() {
-        while depth > 0 && open[depth - 1] <= idx {
-            depth -= 1;
-        }
-        if let Node::Object { count, .. } | Node::Array { count, .. } = node {
-            if depth == MAX_DEPTH {
-                return Err(JsonError::TooDeep);
-            }
-            open[depth] = idx + count + 1;
-            depth += 1;
-        }
         match node {
-            Node::Object { len, .. } if *len > 1 => check_keys(nodes, idx, *len)?,
+            Node::Object { count, .. } | Node::Array { count, .. } => {
+                while depth > 0 && open[depth - 1] <= idx {
+                    depth -= 1;
+                }
+                if depth == MAX_DEPTH {
+                    return Err(JsonError::TooDeep);
+                }
+                open[depth] = idx + count + 1;
+                depth += 1;
+                if let Node::Object { len, .. } = node
+                    && *len > 1
+                {
+                    check_keys(nodes, idx, *len)?;
+                }
+            }
             Node::Static(StaticNode::F64(f)) if !f.is_finite() => {
                 return Err(JsonError::NumberOutOfRange);
             }
@@ -470,36 +476,49 @@ fn check_tape(nodes: &[Node<'_>]) -> Result<(), JsonError> {
 }
 
 fn check_keys(nodes: &[Node<'_>], object: usize, len: usize) -> Result<(), JsonError> {
-    // Small objects dominate MCP traffic: a linear scan over a stack array beats hashing and
-    // allocating there; larger objects sort their keys.
+    // Small objects dominate MCP traffic: a linear scan beats hashing and allocating there. Keys
+    // are compared by a fingerprint (length, first and last byte) first, so distinct keys rarely
+    // reach a string comparison. Larger objects sort their keys.
     const SMALL: usize = 16;
-    let mut small: [&str; SMALL] = [""; SMALL];
-    let mut large: Vec<&str> = Vec::new();
+    let key_at = |idx: usize| match nodes.get(idx) {
+        Some(Node::String(key)) => Ok(*key),
+        _ => Err(JsonError::Syntax {
+            offset: 0,
+            kind: "object key is not a string".into(),
+        }),
+    };
+    let duplicate = |key: &str| JsonError::DuplicateKey {
+        key: key.to_owned(),
+    };
     let mut idx = object + 1;
-    for i in 0..len {
-        let Some(Node::String(key)) = nodes.get(idx) else {
-            return Err(JsonError::Syntax {
-                offset: 0,
-                kind: "object key is not a string".into(),
-            });
-        };
-        if len <= SMALL {
-            if small[..i].contains(key) {
-                return Err(JsonError::DuplicateKey {
-                    key: (*key).to_owned(),
-                });
+    if len <= SMALL {
+        let mut prints = [0u64; SMALL];
+        let mut at = [0usize; SMALL];
+        for i in 0..len {
+            let key = key_at(idx)?;
+            let bytes = key.as_bytes();
+            let print = (bytes.len() as u64) << 16
+                | u64::from(bytes.first().copied().unwrap_or(0)) << 8
+                | u64::from(bytes.last().copied().unwrap_or(0));
+            for j in 0..i {
+                if prints[j] == print && key_at(at[j])? == key {
+                    return Err(duplicate(key));
+                }
             }
-            small[i] = key;
-        } else {
-            large.push(key);
+            prints[i] = print;
+            at[i] = idx;
+            idx += 1 + subtree_len(nodes.get(idx + 1));
         }
+        return Ok(());
+    }
+    let mut keys: Vec<&str> = Vec::with_capacity(len);
+    for _ in 0..len {
+        keys.push(key_at(idx)?);
         idx += 1 + subtree_len(nodes.get(idx + 1));
     }
-    large.sort_unstable();
-    match large.windows(2).find(|w| w[0] == w[1]) {
-        Some(w) => Err(JsonError::DuplicateKey {
-            key: w[0].to_owned(),
-        }),
+    keys.sort_unstable();
+    match keys.windows(2).find(|w| w[0] == w[1]) {
+        Some(w) => Err(duplicate(w[0])),
         None => Ok(()),
     }
 }

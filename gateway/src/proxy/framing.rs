@@ -156,6 +156,28 @@ impl Tracker {
         while !data.is_empty() {
             match &mut self.state {
                 State::Stopped => return,
+                // The common case: a whole head arrives in one read, and nothing is buffered.
+                // It is read in place; only a head split across reads is copied.
+                State::Head(buf) if buf.is_empty() => {
+                    let skip = data
+                        .iter()
+                        .take_while(|b| **b == b'\r' || **b == b'\n')
+                        .count();
+                    match find(&data[skip..], b"\r\n\r\n") {
+                        Some(e) => {
+                            let end = skip + e + 4;
+                            self.state = self.head_done(&data[skip..end]);
+                            data = &data[end..];
+                        }
+                        None => {
+                            buf.extend_from_slice(data);
+                            if buf.len() > MAX_HEAD {
+                                self.state = State::Stopped;
+                            }
+                            return;
+                        }
+                    }
+                }
                 State::Head(buf) => {
                     let before = buf.len();
                     buf.extend_from_slice(data);
@@ -255,17 +277,18 @@ impl Tracker {
             self.verdicts.push(None);
             return State::Stopped;
         }
-        let lengths: Vec<&[u8]> = req
+        let mut lengths = req
             .headers
             .iter()
             .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
-            .map(|h| h.value)
-            .collect();
+            .map(|h| h.value);
+        let first_length = lengths.next();
+        let length_count = usize::from(first_length.is_some()) + lengths.count();
         let chunked = req
             .headers
             .iter()
             .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"));
-        let verdict = match (lengths.len(), chunked) {
+        let verdict = match (length_count, chunked) {
             (1.., true) => Some("both Content-Length and Transfer-Encoding"),
             (2.., false) => Some("more than one Content-Length"),
             _ => None,
@@ -278,7 +301,7 @@ impl Tracker {
         if chunked {
             return State::ChunkSize(Vec::new());
         }
-        match lengths.first().map(|v| {
+        match first_length.map(|v| {
             std::str::from_utf8(v)
                 .ok()
                 .and_then(|s| s.trim().parse::<u64>().ok())

@@ -6,35 +6,37 @@ use http::{HeaderMap, HeaderName, HeaderValue, header};
 use super::refusal::Refusal;
 use crate::mcp::{Message, Revision};
 
-pub const MCP_SESSION_ID: &str = "mcp-session-id";
-pub const MCP_PROTOCOL_VERSION: &str = "mcp-protocol-version";
-pub const MCP_METHOD: &str = "mcp-method";
-pub const MCP_NAME: &str = "mcp-name";
-pub const LAST_EVENT_ID: &str = "last-event-id";
+// Header names as `HeaderName`s: looking a header up by `&str` parses and validates the name
+// on every call, which showed in request-path profiles.
+pub static MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+pub static MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+pub static MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
+pub static MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
+pub static LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 
 /// Headers an agent may send at most once: two copies would let two readers pick differently.
-const SINGLE: [&str; 9] = [
-    "authorization",
-    "content-type",
-    "content-length",
-    "host",
-    MCP_SESSION_ID,
-    MCP_PROTOCOL_VERSION,
-    MCP_METHOD,
-    MCP_NAME,
-    LAST_EVENT_ID,
+static SINGLE: [&HeaderName; 9] = [
+    &header::AUTHORIZATION,
+    &header::CONTENT_TYPE,
+    &header::CONTENT_LENGTH,
+    &header::HOST,
+    &MCP_SESSION_ID,
+    &MCP_PROTOCOL_VERSION,
+    &MCP_METHOD,
+    &MCP_NAME,
+    &LAST_EVENT_ID,
 ];
 
 /// Request headers copied to the upstream. Everything else (hop-by-hop headers, the agent's
 /// credentials, cookies, forwarding headers) stays behind.
-const FORWARDED: [&str; 7] = [
-    "accept",
-    "content-type",
-    MCP_SESSION_ID,
-    MCP_PROTOCOL_VERSION,
-    MCP_METHOD,
-    MCP_NAME,
-    LAST_EVENT_ID,
+static FORWARDED: [&HeaderName; 7] = [
+    &header::ACCEPT,
+    &header::CONTENT_TYPE,
+    &MCP_SESSION_ID,
+    &MCP_PROTOCOL_VERSION,
+    &MCP_METHOD,
+    &MCP_NAME,
+    &LAST_EVENT_ID,
 ];
 
 /// Response headers never copied back to the agent: hop-by-hop, and framing the gateway redoes.
@@ -64,11 +66,11 @@ pub fn check_request(headers: &HeaderMap) -> Result<(), Refusal> {
         return Err(Refusal::Framing("more than one Content-Length"));
     }
     // keys_len counts distinct names: equal to len, no name repeats and the loop has nothing to find.
-    for &name in SINGLE
+    for name in SINGLE
         .iter()
         .filter(|_| headers.keys_len() != headers.len())
     {
-        if headers.get_all(name).iter().count() > 1 {
+        if headers.get_all(*name).iter().count() > 1 {
             return Err(Refusal::BadHeader(format!("{name} appears more than once")));
         }
     }
@@ -89,7 +91,7 @@ pub fn check_request(headers: &HeaderMap) -> Result<(), Refusal> {
 }
 
 /// A header's value as visible ASCII text, or a refusal naming it.
-pub fn text<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<Option<&'a str>, Refusal> {
+pub fn text<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a str>, Refusal> {
     match headers.get(name) {
         None => Ok(None),
         Some(v) => v
@@ -137,8 +139,8 @@ pub fn check_method_headers(
     messages: &[Message],
     revision: Revision,
 ) -> Result<(), Refusal> {
-    let method = text(headers, MCP_METHOD)?;
-    let name = text(headers, MCP_NAME)?;
+    let method = text(headers, &MCP_METHOD)?;
+    let name = text(headers, &MCP_NAME)?;
     if messages.len() != 1 {
         if method.is_some() || name.is_some() {
             return Err(Refusal::BadHeader(
@@ -200,7 +202,7 @@ pub fn upstream_request(agent: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(FORWARDED.len() + 2);
     for name in FORWARDED {
         if let Some(v) = agent.get(name) {
-            out.insert(HeaderName::from_static(name), v.clone());
+            out.insert(name.clone(), v.clone());
         }
     }
     for (name, value) in agent {

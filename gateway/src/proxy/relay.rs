@@ -182,10 +182,10 @@ impl Context {
             headers.insert(http::header::ACCEPT, http::HeaderValue::from_static("application/json, text/event-stream"));
             if let Some(session) = ctx.session.as_deref() {
                 if let Some(rev) = gateway.sessions.get(ctx.upstream.server.name.as_str(), session) {
-                    headers.insert(super::headers::MCP_PROTOCOL_VERSION, http::HeaderValue::from_static(rev.as_str()));
+                    headers.insert(super::headers::MCP_PROTOCOL_VERSION.clone(), http::HeaderValue::from_static(rev.as_str()));
                 }
                 if let Ok(v) = http::HeaderValue::from_str(session) {
-                    headers.insert(super::headers::MCP_SESSION_ID, v);
+                    headers.insert(super::headers::MCP_SESSION_ID.clone(), v);
                 }
             }
             gateway.stages.credentials.apply(&ctx.identity, &ctx.upstream.server, &mut headers);

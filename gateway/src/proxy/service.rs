@@ -451,8 +451,8 @@ fn revision(
         return Ok(Revision::V2024_11_05);
     }
     let negotiated =
-        headers::text(headers, MCP_SESSION_ID)?.and_then(|s| gateway.sessions.get(server, s));
-    match headers::text(headers, MCP_PROTOCOL_VERSION)? {
+        headers::text(headers, &MCP_SESSION_ID)?.and_then(|s| gateway.sessions.get(server, s));
+    match headers::text(headers, &MCP_PROTOCOL_VERSION)? {
         Some(v) => {
             let header =
                 Revision::parse(v).ok_or_else(|| Refusal::UnsupportedRevision(v.to_owned()))?;
@@ -557,7 +557,7 @@ async fn post(
     if decisions.iter().any(|d| matches!(d, Decision::Deny { .. })) {
         return Outcome::denied(messages, decisions, batch).with_body(&bytes, batch);
     }
-    let session_sent = headers::text(&parts.headers, MCP_SESSION_ID)
+    let session_sent = headers::text(&parts.headers, &MCP_SESSION_ID)
         .ok()
         .flatten()
         .map(str::to_owned);
@@ -621,7 +621,7 @@ async fn post(
     };
     let session = response
         .headers()
-        .get(MCP_SESSION_ID)
+        .get(&MCP_SESSION_ID)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .or(session_sent);
@@ -724,7 +724,7 @@ async fn bodiless(
         .apply(identity, &upstream.server, &mut up_headers);
     let session = req
         .headers()
-        .get(MCP_SESSION_ID)
+        .get(&MCP_SESSION_ID)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let mut recorded = Vec::new();

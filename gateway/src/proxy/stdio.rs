@@ -242,7 +242,7 @@ impl Launcher {
         headers: &HeaderMap,
         body: Bytes,
     ) -> Result<Response<Body>, Refusal> {
-        let session = headers.get(MCP_SESSION_ID).and_then(|v| v.to_str().ok());
+        let session = headers.get(&MCP_SESSION_ID).and_then(|v| v.to_str().ok());
         // Another caller's session is as unknown as one that never existed.
         let known = session
             .and_then(|s| lock(&self.sessions).live.get(s).cloned())
@@ -639,7 +639,7 @@ fn sse(rx: mpsc::Receiver<Bytes>, new_session: Option<&str>) -> Response<Body> {
         HeaderValue::from_static("text/event-stream"),
     );
     if let Some(session) = new_session.and_then(|s| HeaderValue::from_str(s).ok()) {
-        r.headers_mut().insert(MCP_SESSION_ID, session);
+        r.headers_mut().insert(MCP_SESSION_ID.clone(), session);
     }
     r
 }
