@@ -266,6 +266,23 @@ impl Config {
     pub fn server(&self, name: &str) -> Option<&Server> {
         self.servers.iter().find(|s| s.name.as_str() == name)
     }
+
+    /// The distinct hosts of the https:// servers: what the host CA may stand in for.
+    pub fn https_hosts(&self) -> Vec<url::Host> {
+        let mut hosts: Vec<url::Host> = Vec::new();
+        for server in &self.servers {
+            if server.launch.is_none()
+                && server.url.scheme() == "https"
+                && let Some(host) = server.url.host()
+            {
+                let host = host.to_owned();
+                if !hosts.contains(&host) {
+                    hosts.push(host);
+                }
+            }
+        }
+        hosts
+    }
 }
 
 /// A path from the config: relative ones are relative to `base`, the config file's directory

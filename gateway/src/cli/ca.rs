@@ -15,7 +15,8 @@ const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 #[derive(Debug, Subcommand)]
 pub enum Action {
     /// Create the host CA: a key (mode 0600) and a certificate at ca.key_file and ca.cert_file
-    /// (default /var/lib/agentgate/ca/). Refuses to replace an existing CA without --force.
+    /// (default /var/lib/agentgate/ca/), valid only for the hosts of the config's https://
+    /// servers. Refuses to replace an existing CA without --force.
     Init {
         #[arg(long, short, value_name = "FILE")]
         config: Option<PathBuf>,
@@ -44,12 +45,15 @@ pub fn main(action: Action) -> i32 {
                 Ok(c) => c,
                 Err(e) => return super::bad_config(&e),
             };
-            match ca::init(&config.ca, force) {
+            let hosts = config.https_hosts();
+            match ca::init(&config.ca, &hosts, force) {
                 Ok(fingerprint) => {
+                    let names: Vec<String> = hosts.iter().map(ToString::to_string).collect();
                     println!(
-                        "Created the host CA:\n  certificate {}\n  key         {} (mode 0600)\n  SHA-256     {fingerprint}\nNext: `agentgate ca install`, and interception.https = true.",
+                        "Created the host CA:\n  certificate {}\n  key         {} (mode 0600)\n  SHA-256     {fingerprint}\n  valid for   {} (the https:// servers configured; run `ca init --force` again when they change)\nNext: `agentgate ca install`, and interception.https = true.",
                         config.ca.cert_file.display(),
-                        config.ca.key_file.display()
+                        config.ca.key_file.display(),
+                        names.join(", ")
                     );
                     0
                 }

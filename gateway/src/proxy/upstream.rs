@@ -310,7 +310,8 @@ mod tests {
         let mut config = Config::parse("[interception]\nhttps = true\n", "t.toml").unwrap();
         config.ca.cert_file = dir.path().join("ca.pem");
         config.ca.key_file = dir.path().join("ca.key");
-        crate::tls::ca::init(&config.ca, false).unwrap();
+        let hosts = [url::Host::parse("mcp.example.com").unwrap()];
+        crate::tls::ca::init(&config.ca, &hosts, false).unwrap();
         let anchor = host_ca_anchor(&config).expect("the host CA as a trust anchor");
         // As `agentgate ca install` leaves the system store: the host CA among the roots.
         let mut roots = system_roots().as_ref().clone();

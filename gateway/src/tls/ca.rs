@@ -2,9 +2,11 @@
 //! and used by transparent interception to terminate TLS for https:// servers with a short-lived
 //! certificate per server name, made on first use and cached until half its life is gone.
 //!
-//! The CA certificate has path length 0 (it signs leaves only). A leaf is only ever made for a
-//! configured server's own host name, never for whatever name a client asks for: the gateway is
-//! not a certificate oracle for arbitrary sites.
+//! The CA certificate has path length 0 (it signs leaves only) and carries name constraints:
+//! it is valid only for the host names and addresses of the https:// servers configured when it
+//! was made, so even its stolen key cannot impersonate any other site to a client that trusts it.
+//! A leaf is only ever made for a configured server's own host name, never for whatever name a
+//! client asks for: the gateway is not a certificate oracle for arbitrary sites.
 
 use std::{
     collections::HashMap,
@@ -16,8 +18,8 @@ use std::{
 };
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CidrSubnet, DnType, ExtendedKeyUsagePurpose,
+    GeneralSubtree, IsCa, Issuer, KeyPair, KeyUsagePurpose, NameConstraints, SanType,
 };
 use rustls::{
     ServerConfig,
@@ -45,9 +47,50 @@ fn offset(from: std::time::SystemTime) -> time::OffsetDateTime {
     time::OffsetDateTime::from(from)
 }
 
-/// Creates the CA key (mode 0600) and certificate at the configured paths; refuses to replace
-/// existing ones unless `force`. Returns the certificate's SHA-256 fingerprint (hex).
-pub fn init(ca: &Ca, force: bool) -> Result<String, TlsError> {
+/// The name constraints of a CA for `hosts` (DNS names and IP addresses): each host and, for
+/// DNS names, its subdomains. A name type without hosts is closed off too, since a constraint
+/// on one type leaves the others unconstrained (RFC 5280, 4.2.1.10): DNS names through the
+/// reserved `invalid` name (RFC 6761), addresses through excluding every address.
+fn name_constraints(hosts: &[url::Host]) -> NameConstraints {
+    let mut permitted = Vec::new();
+    for host in hosts {
+        permitted.push(match host {
+            url::Host::Domain(name) => GeneralSubtree::DnsName(name.to_ascii_lowercase()),
+            url::Host::Ipv4(ip) => GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(
+                std::net::IpAddr::V4(*ip),
+                32,
+            )),
+            url::Host::Ipv6(ip) => GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(
+                std::net::IpAddr::V6(*ip),
+                128,
+            )),
+        });
+    }
+    let mut excluded = Vec::new();
+    if !hosts.iter().any(|h| matches!(h, url::Host::Domain(_))) {
+        permitted.push(GeneralSubtree::DnsName("invalid".into()));
+    }
+    if hosts.iter().all(|h| matches!(h, url::Host::Domain(_))) {
+        excluded.push(GeneralSubtree::IpAddress(CidrSubnet::V4([0; 4], [0; 4])));
+        excluded.push(GeneralSubtree::IpAddress(CidrSubnet::V6([0; 16], [0; 16])));
+    }
+    NameConstraints {
+        permitted_subtrees: permitted,
+        excluded_subtrees: excluded,
+    }
+}
+
+/// Creates the CA key (mode 0600) and certificate at the configured paths, valid only for
+/// `hosts` (the https:// servers it will stand in for; at least one); refuses to replace
+/// existing files unless `force`. Returns the certificate's SHA-256 fingerprint (hex).
+pub fn init(ca: &Ca, hosts: &[url::Host], force: bool) -> Result<String, TlsError> {
+    if hosts.is_empty() {
+        return Err(invalid(
+            &ca.cert_file,
+            "no https:// server is configured: the host CA is only valid for the hosts of the \
+             https:// servers in [[servers]], so configure them first",
+        ));
+    }
     for path in [&ca.cert_file, &ca.key_file] {
         if !force && path.exists() {
             return Err(invalid(
@@ -77,6 +120,7 @@ pub fn init(ca: &Ca, force: bool) -> Result<String, TlsError> {
         .distinguished_name
         .push(DnType::OrganizationName, "agentgate");
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.name_constraints = Some(name_constraints(hosts));
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::CrlSign,
@@ -125,6 +169,7 @@ pub fn fingerprint(der: &[u8]) -> String {
 pub struct HostCa {
     issuer: Issuer<'static, KeyPair>,
     cert: CertificateDer<'static>,
+    cert_file: std::path::PathBuf,
     leaf_ttl: Duration,
     leaves: Mutex<HashMap<String, (Arc<CertifiedKey>, Instant)>>,
 }
@@ -156,9 +201,16 @@ impl HostCa {
             .ok_or_else(|| invalid(&ca.cert_file, "no certificate"))?;
         let issuer =
             Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|e| invalid(&ca.cert_file, e))?;
+        if !has_name_constraints(&cert) {
+            tracing::warn!(
+                cert_file = %ca.cert_file.display(),
+                "The host CA has no name constraints, so a client trusting it accepts what it signs for any site; re-create it with `agentgate ca init --force` and `agentgate ca install`."
+            );
+        }
         Ok(Self {
             issuer,
             cert,
+            cert_file: ca.cert_file.clone(),
             leaf_ttl: ca.leaf_ttl,
             leaves: Mutex::new(HashMap::new()),
         })
@@ -190,11 +242,18 @@ impl HostCa {
         };
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| bad(&e))?;
         params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, host);
-        params.subject_alt_names = vec![match host.parse::<std::net::IpAddr>() {
-            Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName(host.try_into().map_err(|e| bad(&e))?),
-        }];
+        // OpenSSL checks a subject CN that looks like a host name against the CA's DNS name
+        // constraints when there is no DNS SAN, and "127.0.0.1" looks like one: an address
+        // leaf gets a CN that does not.
+        let (cn, san) = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => (format!("agentgate for {host}"), SanType::IpAddress(ip)),
+            Err(_) => (
+                host.to_owned(),
+                SanType::DnsName(host.try_into().map_err(|e| bad(&e))?),
+            ),
+        };
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.subject_alt_names = vec![san];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         let now = std::time::SystemTime::now();
@@ -220,8 +279,10 @@ impl HostCa {
         host: &str,
         client_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
     ) -> Result<ServerConfig, TlsError> {
-        // Made now, so that a name rcgen cannot put in a certificate fails at start.
-        self.leaf(host)?;
+        // Made and checked now, so that a name rcgen cannot put in a certificate, or one outside
+        // the CA's name constraints, fails at start.
+        let leaf = self.leaf(host)?;
+        self.check_covers(host, &leaf)?;
         let builder = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()?;
         let builder = match client_verifier {
@@ -235,6 +296,51 @@ impl HostCa {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(config)
     }
+}
+
+impl HostCa {
+    /// Verifies `leaf` for `host` as a client trusting only this CA would, name constraints
+    /// included: a CA made before a server was configured does not cover it.
+    fn check_covers(&self, host: &str, leaf: &CertifiedKey) -> Result<(), TlsError> {
+        self.verify_leaf(leaf, host).map_err(|e| {
+            invalid(
+                &self.cert_file,
+                format!(
+                    "clients would refuse its certificate for {host} ({e}): the CA is only valid \
+                     for the https:// servers configured when `agentgate ca init` made it; run \
+                     `agentgate ca init --force` and `agentgate ca install` again"
+                ),
+            )
+        })
+    }
+
+    /// Verifies `leaf` for `host` trusting only this CA, as an agent would.
+    fn verify_leaf(&self, leaf: &CertifiedKey, host: &str) -> Result<(), rustls::Error> {
+        use rustls::client::danger::ServerCertVerifier;
+        let other = |e: &dyn std::fmt::Display| rustls::Error::General(e.to_string());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.cert.clone())?;
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider(),
+        )
+        .build()
+        .map_err(|e| other(&e))?;
+        let name =
+            rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| other(&e))?;
+        let now = rustls::pki_types::UnixTime::now();
+        verifier
+            .verify_server_cert(&leaf.cert[0], &leaf.cert[1..], &name, &[], now)
+            .map(|_| ())
+    }
+}
+
+/// Whether a CA certificate limits the names it vouches for (CAs from before `ca init` set
+/// name constraints do not).
+fn has_name_constraints(der: &[u8]) -> bool {
+    use x509_parser::prelude::FromDer;
+    x509_parser::certificate::X509Certificate::from_der(der)
+        .is_ok_and(|(_, cert)| matches!(cert.name_constraints(), Ok(Some(_))))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -282,12 +388,23 @@ mod tests {
         }
     }
 
+    fn hosts(names: &[&str]) -> Vec<url::Host> {
+        names.iter().map(|n| url::Host::parse(n).unwrap()).collect()
+    }
+
+    fn verify(ca: &HostCa, leaf: &CertifiedKey, name: &str) -> Result<(), rustls::Error> {
+        ca.verify_leaf(leaf, name)
+    }
+
     #[test]
     fn init_makes_a_private_key_and_refuses_to_overwrite() {
         use std::os::unix::fs::PermissionsExt;
         let dir = scratch();
         let ca = ca_in(dir.path());
-        let fp = init(&ca, false).unwrap();
+        let e = init(&ca, &[], false).unwrap_err().to_string();
+        assert!(e.contains("no https:// server"), "{e}");
+        assert!(!ca.key_file.exists(), "nothing written");
+        let fp = init(&ca, &hosts(&["mcp.example.com"]), false).unwrap();
         assert_eq!(fp.len(), 64);
         let mode = std::fs::metadata(&ca.key_file)
             .unwrap()
@@ -295,50 +412,86 @@ mod tests {
             .mode()
             & 0o777;
         assert_eq!(mode, 0o600);
-        let e = init(&ca, false).unwrap_err().to_string();
+        let e = init(&ca, &hosts(&["mcp.example.com"]), false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--force"), "{e}");
-        assert_ne!(init(&ca, true).unwrap(), fp, "a new CA");
+        assert_ne!(
+            init(&ca, &hosts(&["mcp.example.com"]), true).unwrap(),
+            fp,
+            "a new CA"
+        );
     }
 
     #[test]
     fn leaves_chain_to_the_ca_name_only_their_host_and_are_cached() {
-        use rustls::client::danger::ServerCertVerifier;
         let dir = scratch();
         let ca = ca_in(dir.path());
-        init(&ca, false).unwrap();
+        init(&ca, &hosts(&["mcp.example.com", "127.0.0.1"]), false).unwrap();
         let host = Arc::new(HostCa::load(&ca).unwrap());
         let a = host.leaf("MCP.example.com").unwrap();
         let b = host.leaf("mcp.example.com").unwrap();
         assert!(Arc::ptr_eq(&a, &b), "cached, names compared without case");
         assert_eq!(a.cert.len(), 2, "leaf and CA");
         // The leaf verifies against the CA as a root, for its name and no other.
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(host.certificate().clone()).unwrap();
-        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
-            Arc::new(roots),
-            provider(),
-        )
-        .build()
-        .unwrap();
-        let now = rustls::pki_types::UnixTime::now();
-        let name = |n: &str| rustls::pki_types::ServerName::try_from(n.to_owned()).unwrap();
-        verifier
-            .verify_server_cert(&a.cert[0], &a.cert[1..], &name("mcp.example.com"), &[], now)
-            .unwrap();
-        assert!(
-            verifier
-                .verify_server_cert(
-                    &a.cert[0],
-                    &a.cert[1..],
-                    &name("evil.example.com"),
-                    &[],
-                    now
-                )
-                .is_err()
-        );
+        verify(&host, &a, "mcp.example.com").unwrap();
+        assert!(verify(&host, &a, "evil.example.com").is_err());
         let ip = host.leaf("127.0.0.1").unwrap();
-        verifier
-            .verify_server_cert(&ip.cert[0], &ip.cert[1..], &name("127.0.0.1"), &[], now)
-            .unwrap();
+        verify(&host, &ip, "127.0.0.1").unwrap();
+    }
+
+    #[test]
+    fn the_ca_cannot_vouch_for_hosts_it_was_not_made_for() {
+        let dir = scratch();
+        let ca = ca_in(dir.path());
+        init(&ca, &hosts(&["mcp.example.com", "10.1.2.3"]), false).unwrap();
+        let host = Arc::new(HostCa::load(&ca).unwrap());
+        assert!(has_name_constraints(host.certificate()));
+        // What it was made for, and subdomains of its DNS names, verify.
+        for name in ["mcp.example.com", "eu.mcp.example.com", "10.1.2.3"] {
+            verify(&host, &host.make_leaf(name).unwrap(), name).unwrap();
+        }
+        // Its key signs anything (as a thief's would), but clients refuse the result: names
+        // and addresses outside the constraints, suffix tricks included.
+        for name in [
+            "evil.example.com",
+            "example.com",
+            "mcp.example.com.evil.net",
+            "xmcp.example.com",
+            "10.1.2.4",
+            "::1",
+        ] {
+            let e = verify(&host, &host.make_leaf(name).unwrap(), name).unwrap_err();
+            assert!(format!("{e:?}").contains("NameConstraint"), "{name}: {e:?}");
+        }
+        // The gateway refuses at start to serve a host its CA does not cover, and says what to do.
+        let e = host.server_config("other.example.com", None).unwrap_err();
+        assert!(e.to_string().contains("ca init --force"), "{e}");
+        assert!(host.server_config("mcp.example.com", None).is_ok());
+    }
+
+    #[test]
+    fn a_name_type_without_hosts_is_closed_off() {
+        let dir = scratch();
+        let ca = ca_in(dir.path());
+        // Only DNS names: no address at all.
+        init(&ca, &hosts(&["mcp.example.com"]), false).unwrap();
+        let host = HostCa::load(&ca).unwrap();
+        for ip in ["127.0.0.1", "10.0.0.1", "::1"] {
+            assert!(
+                verify(&host, &host.make_leaf(ip).unwrap(), ip).is_err(),
+                "{ip}"
+            );
+        }
+        // Only an address: no DNS name at all.
+        init(&ca, &hosts(&["127.0.0.1"]), true).unwrap();
+        let host = HostCa::load(&ca).unwrap();
+        verify(&host, &host.make_leaf("127.0.0.1").unwrap(), "127.0.0.1").unwrap();
+        for name in ["localhost", "mcp.example.com", "invalid.com"] {
+            assert!(
+                verify(&host, &host.make_leaf(name).unwrap(), name).is_err(),
+                "{name}"
+            );
+        }
     }
 }

@@ -818,9 +818,14 @@ async fn an_https_server_is_reached_through_interception_with_the_host_ca() {
         scratch.join("host-ca.key").display()
     );
     // `agentgate ca init` and `ca install` (into a scratch store: the test leaves the system's
-    // trust store alone) with the same [ca] table the gateway uses.
+    // trust store alone) with the same [ca] table and https:// server the gateway uses: the CA
+    // is only valid for that server's host.
     let cli_config = scratch.join("ca.toml");
-    std::fs::write(&cli_config, &ca_section).unwrap();
+    std::fs::write(
+        &cli_config,
+        format!("{ca_section}[[servers]]\nname = \"tls\"\nurl = \"{url}\"\n"),
+    )
+    .unwrap();
     let bin = || {
         let mut c = Command::new(env!("CARGO_BIN_EXE_agentgate"));
         c.stdin(Stdio::null());
@@ -833,6 +838,7 @@ async fn an_https_server_is_reached_through_interception_with_the_host_ca() {
     })
     .await;
     assert!(ok && out.contains("SHA-256"), "{out}{err}");
+    assert!(out.contains("valid for   127.0.0.1 "), "{out}");
     let store = scratch.join("store");
     let (ok, out, err) = run_to_end({
         let mut c = bin();
