@@ -51,6 +51,9 @@ enum Mode {
         #[arg(long)]
         millis: u64,
     },
+    /// Echoes each byte read from stdin to stdout, until end of input (the far end of the
+    /// wake-up round trip).
+    Pong,
     /// Times `count` sequential connects (closed with RST); prints the mean in ns.
     Connects {
         #[arg(long)]
@@ -117,6 +120,15 @@ async fn internal(mode: Mode) -> Result<()> {
                 "{}",
                 serde_json::json!({"count": lat.len(), "elapsed": elapsed, "p50_ns": percentile(&lat, 0.5), "p99_ns": percentile(&lat, 0.99)})
             );
+        }
+        Mode::Pong => {
+            use std::io::{Read, Write};
+            let (mut input, mut output) = (std::io::stdin().lock(), std::io::stdout().lock());
+            let mut byte = [0u8; 1];
+            while input.read_exact(&mut byte).is_ok() {
+                output.write_all(&byte)?;
+                output.flush()?;
+            }
         }
         Mode::Connects { addr, count } => {
             let started = Instant::now();
@@ -325,6 +337,14 @@ async fn run(args: Args) -> Result<()> {
         n1.p50_us - d1.p50_us,
         verdict(added <= 50.0)
     );
+    // What any proxy pays here: at c=1 the proxy core idles between messages, and each of
+    // the two extra round trips a proxy adds wakes an idle core.
+    match (wake_round_trip_us("0"), wake_round_trip_us("1")) {
+        (Ok(cross), Ok(same)) => println!(
+            "    (a wake-up round trip to the idle proxy core takes {cross:.1} us p50 on this machine, {same:.1} us within one core; a proxy adds two)"
+        ),
+        (Err(e), _) | (_, Err(e)) => println!("    (wake-up round trip not measured: {e:#})"),
+    }
     for (c, g, n, d) in [(1, &g1, &n1, &d1), (32, &g32, &n32, &d32)] {
         if let (Some(gc), Some(nc)) = (g.cpu_us_per_req, n.cpu_us_per_req) {
             let ratio = gc / nc;
@@ -858,6 +878,39 @@ fn clock_ticks_per_second() -> f64 {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(100.0)
+}
+
+/// Median time for one byte to go to a process pinned to `core` and back over pipes, both
+/// sides blocking: two wake-ups of a sleeping task, what every extra hop costs at low load.
+fn wake_round_trip_us(core: &str) -> Result<f64> {
+    use std::io::{Read, Write};
+    let mut child = Command::new("taskset")
+        .args(["-c", core])
+        .arg(std::env::current_exe()?)
+        .arg("pong")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("taskset")?;
+    let (mut to, mut from) = (
+        child.stdin.take().context("stdin")?,
+        child.stdout.take().context("stdout")?,
+    );
+    let mut times = Vec::with_capacity(2000);
+    let mut byte = [0u8; 1];
+    for i in 0..2200 {
+        let t = Instant::now();
+        to.write_all(&[1])?;
+        from.read_exact(&mut byte)?;
+        // The first round trips include the child's start.
+        if i >= 200 {
+            times.push(t.elapsed().as_nanos() as u64);
+        }
+    }
+    drop(to);
+    child.wait()?;
+    times.sort_unstable();
+    Ok(percentile(&times, 0.5) as f64 / 1000.0)
 }
 
 /// Strict parse + classify throughput in GB/s for a body of `size`, and its ratios to serde_json
