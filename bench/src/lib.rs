@@ -93,7 +93,7 @@ pub fn tool_question<'a>(
         process: None,
         claims: None,
         certificate: None,
-        rate_key: agent,
+        rate_key: agentgate::policy::RateKey::Agent(agent),
         server: "bench",
         method: "tools/call",
         class: agentgate::policy::Class::Tool(tool),

@@ -171,12 +171,43 @@ pub struct Question<'a> {
     /// The caller's verified client certificate, when it presented one.
     pub certificate: Option<&'a crate::identity::CertificateIdentity>,
     /// The identity rate limits are keyed on (never the MCP session).
-    pub rate_key: &'a str,
+    pub rate_key: RateKey<'a>,
     pub server: &'a str,
     pub method: &'a str,
     pub class: Class<'a>,
     pub arguments: Arguments<'a>,
     pub now: jiff::Timestamp,
+}
+
+/// The identity rate limits are keyed on, formatted only when a rate-limited rule matches.
+#[derive(Clone, Copy, Debug)]
+pub enum RateKey<'a> {
+    /// A named agent: one identity however many processes it runs.
+    Agent(&'a str),
+    /// An attested process of no named agent: its user and executable.
+    Process {
+        uid: u32,
+        exe: Option<&'a std::path::Path>,
+    },
+    /// A caller known only by its address.
+    Peer(std::net::IpAddr),
+    /// A client certificate that names no agent.
+    Certificate(&'a str),
+}
+
+impl std::fmt::Display for RateKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RateKey::Agent(name) => write!(f, "agent:{name}"),
+            RateKey::Process { uid, exe } => write!(
+                f,
+                "uid:{uid}:{}",
+                exe.unwrap_or(std::path::Path::new("?")).display()
+            ),
+            RateKey::Peer(ip) => write!(f, "ip:{ip}"),
+            RateKey::Certificate(id) => write!(f, "cert:{id}"),
+        }
+    }
 }
 
 /// A decision.
@@ -478,7 +509,7 @@ impl Policy {
                         && !limiter.take(
                             rate,
                             &rule.spec.name,
-                            q.rate_key,
+                            &q.rate_key.to_string(),
                             q.class.target(),
                             Instant::now(),
                         )

@@ -126,7 +126,7 @@ pub fn main(action: Action) -> i32 {
                 process: None,
                 claims: None,
                 certificate: None,
-                rate_key: &agent,
+                rate_key: crate::policy::RateKey::Agent(&agent),
                 server: &server,
                 method: &method_name,
                 class,

@@ -94,6 +94,8 @@ pub struct PinSpec {
 /// A name pattern: exact, or a glob (`*`, `?`, `[...]`, `{a,b}`).
 #[derive(Clone, Debug)]
 pub enum Pattern {
+    /// `*`, the default of every selector: matched without running a glob on every request.
+    Any,
     Exact(String),
     Glob {
         text: String,
@@ -103,6 +105,9 @@ pub enum Pattern {
 
 impl Pattern {
     pub fn parse(text: &str) -> Result<Self, String> {
+        if text == "*" {
+            return Ok(Pattern::Any);
+        }
         if !text.contains(['*', '?', '[', ']', '{', '}']) {
             return Ok(Pattern::Exact(text.to_owned()));
         }
@@ -119,6 +124,7 @@ impl Pattern {
 
     pub fn matches(&self, name: &str) -> bool {
         match self {
+            Pattern::Any => true,
             Pattern::Exact(e) => e == name,
             Pattern::Glob { matcher, .. } => matcher.is_match(name),
         }
@@ -126,6 +132,7 @@ impl Pattern {
 
     pub fn as_str(&self) -> &str {
         match self {
+            Pattern::Any => "*",
             Pattern::Exact(e) => e,
             Pattern::Glob { text, .. } => text,
         }
@@ -769,8 +776,7 @@ fn push_rule(
 }
 
 fn glob_any() -> Pattern {
-    // "*" always compiles; fall back to an exact pattern nobody can match rather than panic.
-    Pattern::parse("*").unwrap_or(Pattern::Exact(String::from("\0")))
+    Pattern::Any
 }
 
 /// TOML values as JSON, for comparisons with arguments.

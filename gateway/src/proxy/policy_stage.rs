@@ -14,7 +14,7 @@ use crate::{
     identity::{ProcessIdentity, UNKNOWN_AGENT},
     mcp::{Kind, Message, Target},
     metrics::Metrics,
-    policy::{Arguments, Class, Engine, Question, Verdict, lists},
+    policy::{Arguments, Class, Engine, Question, RateKey, Verdict, lists},
 };
 
 /// Decides with the live policy.
@@ -55,7 +55,7 @@ pub const TOOL_PIN_RULE: &str = "tool-pin";
 struct Who<'a> {
     agent: &'a str,
     process: Option<&'a ProcessIdentity>,
-    rate_key: String,
+    rate_key: RateKey<'a>,
 }
 
 fn who(identity: &Identity) -> Who<'_> {
@@ -66,28 +66,24 @@ fn who(identity: &Identity) -> Who<'_> {
             // A named agent is one identity however many processes it runs; an unknown one is
             // its user and executable.
             rate_key: if p.agent == UNKNOWN_AGENT {
-                format!(
-                    "uid:{}:{}",
-                    p.uid,
-                    p.exe
-                        .as_deref()
-                        .unwrap_or(std::path::Path::new("?"))
-                        .display()
-                )
+                RateKey::Process {
+                    uid: p.uid,
+                    exe: p.exe.as_deref(),
+                }
             } else {
-                format!("agent:{}", p.agent)
+                RateKey::Agent(&p.agent)
             },
         },
         Identity::Peer { address } => Who {
             agent: UNKNOWN_AGENT,
             process: None,
-            rate_key: format!("ip:{}", address.ip()),
+            rate_key: RateKey::Peer(address.ip()),
         },
         // The token names the agent; the connection still tells the process.
         Identity::Token { token, connection } => Who {
             agent: &token.agent,
             process: connection.process().map(|p| &**p),
-            rate_key: format!("agent:{}", token.agent),
+            rate_key: RateKey::Agent(&token.agent),
         },
         // On an attested connection the kernel names the agent: a certificate (which a process
         // may have stolen) never overrides it, and rules can require the two to agree. On
@@ -101,10 +97,10 @@ fn who(identity: &Identity) -> Who<'_> {
                 Some(agent) if inner.process.is_none() => Who {
                     agent,
                     process: None,
-                    rate_key: format!("agent:{agent}"),
+                    rate_key: RateKey::Agent(agent),
                 },
                 None if inner.process.is_none() => Who {
-                    rate_key: format!("cert:{}", certificate.id),
+                    rate_key: RateKey::Certificate(&certificate.id),
                     ..inner
                 },
                 _ => inner,
@@ -116,7 +112,7 @@ fn who(identity: &Identity) -> Who<'_> {
 /// Who is calling, as one string (what rate limits and launched-server sessions are keyed
 /// on): the agent's name when it is known, else what identifies the caller best.
 pub fn principal(identity: &Identity) -> String {
-    who(identity).rate_key
+    who(identity).rate_key.to_string()
 }
 
 /// The rule named when a token's own scope refuses a message.
@@ -205,7 +201,7 @@ impl PolicyStage {
             process: w.process,
             claims: identity.token().map(|t| &t.json),
             certificate: identity.certificate(),
-            rate_key: &w.rate_key,
+            rate_key: w.rate_key,
             server: server.name.as_str(),
             method: message.method(),
             class,
