@@ -584,15 +584,15 @@ async fn post(
             }
         }
     }
-    let uri = match &legacy_endpoint {
+    let uri: std::borrow::Cow<'_, str> = match &legacy_endpoint {
         Some(path_query) => {
             let mut u = upstream.server.url.clone();
             let (path, query) = path_query.split_once('?').unwrap_or((path_query, ""));
             u.set_path(path);
             u.set_query((!query.is_empty()).then_some(query));
-            u
+            String::from(u).into()
         }
-        None => upstream.server.url.clone(),
+        None => upstream.server.url.as_str().into(),
     };
     let mut up_headers = headers::upstream_request(&parts.headers);
     gateway
@@ -605,7 +605,7 @@ async fn post(
         identity,
         &upstream,
         Method::POST,
-        uri.as_str(),
+        &uri,
         up_headers,
         bytes,
     )
@@ -747,13 +747,12 @@ async fn bodiless(
             }
         }
     }
-    let url = upstream.server.url.clone();
     let response = match send(
         gateway,
         identity,
         &upstream,
         method.clone(),
-        url.as_str(),
+        upstream.server.url.as_str(),
         up_headers,
         Bytes::new(),
     )
@@ -803,27 +802,31 @@ pub(super) async fn send(
         let owner = super::policy_stage::principal(identity);
         return launched.exchange(owner, &method, &headers, body).await;
     }
-    let server = upstream.server.name.to_string();
+    let server = || upstream.server.name.to_string();
+    let unavailable = |detail: String| Refusal::UpstreamUnavailable {
+        server: server(),
+        detail,
+    };
+    let uri = match &upstream.uri {
+        Some(parsed) if uri == upstream.server.url.as_str() => parsed.clone(),
+        _ => uri
+            .parse::<http::Uri>()
+            .map_err(|e| unavailable(e.to_string()))?,
+    };
     let mut req = Request::builder().method(method).uri(uri);
     if let Some(h) = req.headers_mut() {
         *h = headers;
     }
     let req = req
         .body(Full::new(body))
-        .map_err(|e| Refusal::UpstreamUnavailable {
-            server: server.clone(),
-            detail: e.to_string(),
-        })?;
+        .map_err(|e| unavailable(e.to_string()))?;
     let timeout = gateway.config.limits.upstream_response_timeout;
     match tokio::time::timeout(timeout, upstream.client.request(req)).await {
         Err(_) => Err(Refusal::UpstreamTimeout {
-            server,
+            server: server(),
             seconds: timeout.as_secs(),
         }),
-        Ok(Err(e)) => Err(Refusal::UpstreamUnavailable {
-            server,
-            detail: error_chain(&e),
-        }),
+        Ok(Err(e)) => Err(unavailable(error_chain(&e))),
         Ok(Ok(r)) => Ok(r.map(|b| b.map_err(|e| Box::new(e) as super::BoxError).boxed_unsync())),
     }
 }

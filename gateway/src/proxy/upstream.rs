@@ -37,6 +37,9 @@ pub enum UpstreamError {
 #[derive(Debug)]
 pub struct Upstream {
     pub server: Server,
+    /// `server.url` as a request URI, parsed once rather than per request (`None` for launched
+    /// servers, whose `stdio:` URLs are for display only).
+    pub uri: Option<http::Uri>,
     pub client: HttpClient,
     /// Set for a server the gateway launches (`command`): requests go to its processes.
     pub launched: Option<Arc<super::stdio::Launcher>>,
@@ -77,6 +80,7 @@ impl Upstreams {
                 server.name.as_str().to_owned(),
                 Arc::new(Upstream {
                     server: server.clone(),
+                    uri: server.url.as_str().parse().ok(),
                     client,
                     launched,
                 }),
