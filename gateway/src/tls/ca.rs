@@ -4,7 +4,9 @@
 //!
 //! The CA certificate has path length 0 (it signs leaves only) and carries name constraints:
 //! it is valid only for the host names and addresses of the https:// servers configured when it
-//! was made, so even its stolen key cannot impersonate any other site to a client that trusts it.
+//! was made, so clients that name hosts by subject alternative names only (rustls, Go) refuse
+//! whatever else its key signs. OpenSSL's fallback to a wildcard subject CN escapes name
+//! constraints (openssl/openssl#30346): the key stays as sensitive as any CA key.
 //! A leaf is only ever made for a configured server's own host name, never for whatever name a
 //! client asks for: the gateway is not a certificate oracle for arbitrary sites.
 
