@@ -8,7 +8,7 @@ use super::{
     Record, hex,
     log::{Log, LogError, Rotation},
     redact,
-    writer::{AuditError, Checkpoints, Ticket, Writer},
+    writer::{AuditError, Checkpoints, Lazy, Ticket, Writer},
 };
 use crate::config::audit::AuditConfig;
 
@@ -45,6 +45,11 @@ impl Recorder {
     /// Loads (or creates) the signing key, opens the log (cutting a torn tail) and starts the
     /// writer.
     pub fn open(config: &AuditConfig) -> Result<Self, OpenError> {
+        Self::open_with(config, Lazy::default())
+    }
+
+    /// [`Recorder::open`] with its own handling of records nobody waits for.
+    pub(crate) fn open_with(config: &AuditConfig, lazy: Lazy) -> Result<Self, OpenError> {
         let key = super::load_or_create_key(&config.key_file).map_err(|source| OpenError::Key {
             path: config.key_file.display().to_string(),
             source,
@@ -60,12 +65,13 @@ impl Recorder {
                 retain_age: config.retain_age,
             },
         )?;
-        let writer = Writer::start(
+        let writer = Writer::start_with(
             log,
             Checkpoints {
                 every: config.checkpoint_every,
                 interval: config.checkpoint_interval,
             },
+            lazy,
         )
         .map_err(OpenError::Thread)?;
         Ok(Self {
@@ -102,13 +108,27 @@ impl Recorder {
 
     /// Records what is about to be forwarded. Fail-closed: waits until every record is
     /// durable, and refuses at once when the log has failed. Otherwise hands them over without
-    /// waiting. Returns their sequence numbers.
+    /// waiting, unless the writer is far behind: then it waits for them too (and goes on when
+    /// they cannot be written), so requests slow to the writer's pace instead of an ever longer
+    /// queue being held in memory. Returns their sequence numbers.
     pub async fn admit(&self, records: Vec<Record>) -> Result<Vec<u64>, AuditError> {
         if !self.config.fail_closed {
-            return records
-                .into_iter()
-                .map(|r| self.writer.record(r).ok_or(AuditError::Stopped))
-                .collect();
+            if !self.writer.behind() || self.writer.failed() {
+                return records
+                    .into_iter()
+                    .map(|r| self.writer.record(r).ok_or(AuditError::Stopped))
+                    .collect();
+            }
+            let tickets: Vec<Ticket> = records.into_iter().map(|r| self.writer.submit(r)).collect();
+            let mut seqs = Vec::with_capacity(tickets.len());
+            for t in tickets {
+                let seq = t.seq;
+                match t.durable().await {
+                    Ok(_) | Err(AuditError::Failed(_)) => seqs.push(seq),
+                    Err(e) => return Err(e),
+                }
+            }
+            return Ok(seqs);
         }
         if self.writer.failed() {
             return Err(AuditError::Failed(
@@ -238,6 +258,49 @@ mod tests {
         assert!(r.result.is_none() && r.result_truncated);
         assert_eq!(r.result_bytes, Some(message.len() as u64));
         assert_eq!(r.result_sha256.as_ref().map(String::len), Some(64));
+        recorder.close();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_wait_for_a_writer_that_falls_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = AuditConfig {
+            dir: dir.path().join("audit"),
+            key_file: dir.path().join("audit.key"),
+            fail_closed: false,
+            ..AuditConfig::default()
+        };
+        // Lazy records are never written on their own here: only a waited-for one (or close)
+        // gets the queue written.
+        let lazy = Lazy {
+            flush: std::time::Duration::from_secs(3600),
+            batch: usize::MAX,
+            backlog: 4,
+        };
+        let recorder = Recorder::open_with(&config, lazy).unwrap();
+        let key = crate::audit::load_or_create_key(&config.key_file).unwrap();
+        let entries = || {
+            crate::audit::log::verify(&config.dir, &key.verifying_key(), None)
+                .unwrap()
+                .entries
+        };
+        for _ in 0..4 {
+            recorder
+                .admit(vec![Record::new(Event::Request)])
+                .await
+                .unwrap();
+        }
+        assert_eq!(entries(), 0, "below the backlog, nobody waits");
+        let seqs = recorder
+            .admit(vec![Record::new(Event::Request)])
+            .await
+            .unwrap();
+        assert_eq!(seqs, vec![4]);
+        assert_eq!(
+            entries(),
+            5,
+            "behind: the request waited until its record was on disk"
+        );
         recorder.close();
     }
 }

@@ -31,6 +31,11 @@ pub const LAZY_FLUSH: Duration = Duration::from_millis(100);
 /// Records nobody waits for that are written (not synced) as soon as this many are queued.
 pub const LAZY_BATCH: usize = 128;
 
+/// Queued records beyond which even callers that need not wait for durability do wait: when
+/// the writer falls behind (a slow disk, a starved core), requests slow to its pace instead of
+/// the queue growing without bound. Records are never dropped.
+pub const LAZY_BACKLOG: usize = 8192;
+
 /// Why a record was not made durable.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AuditError {
@@ -74,6 +79,8 @@ pub struct Lazy {
     pub flush: Duration,
     /// Written (synced by `flush`) once this many are queued.
     pub batch: usize,
+    /// Queued records beyond which [`Writer::behind`] says so.
+    pub backlog: usize,
 }
 
 impl Default for Lazy {
@@ -81,6 +88,7 @@ impl Default for Lazy {
         Self {
             flush: LAZY_FLUSH,
             batch: LAZY_BATCH,
+            backlog: LAZY_BACKLOG,
         }
     }
 }
@@ -218,6 +226,11 @@ impl Writer {
     /// Hands a record to the writer and waits until it is durable.
     pub async fn append(&self, record: Record) -> Result<u64, AuditError> {
         self.submit(record).durable().await
+    }
+
+    /// Whether the writer is [`Lazy::backlog`] records or more behind.
+    pub fn behind(&self) -> bool {
+        self.shared.lock().items.len() >= self.shared.lazy.backlog
     }
 
     /// Whether the log has failed (new records will be refused).
@@ -602,6 +615,7 @@ mod tests {
         let lazy = Lazy {
             flush: Duration::from_secs(3600),
             batch: 8,
+            backlog: LAZY_BACKLOG,
         };
         let writer = Writer::start_with(log, Checkpoints::default(), lazy).unwrap();
         let vk = key.verifying_key();
