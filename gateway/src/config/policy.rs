@@ -758,8 +758,8 @@ fn push_rule(
         origin: line_origin,
         name,
         effect: raw.effect,
-        agents: agents.unwrap_or_else(|| vec![glob_any()]),
-        servers: servers.unwrap_or_else(|| vec![glob_any()]),
+        agents: agents.unwrap_or_else(|| vec![Pattern::Any]),
+        servers: servers.unwrap_or_else(|| vec![Pattern::Any]),
         tools,
         prompts,
         resources,
@@ -773,10 +773,6 @@ fn push_rule(
         message: raw.message,
     });
     Ok(())
-}
-
-fn glob_any() -> Pattern {
-    Pattern::Any
 }
 
 /// TOML values as JSON, for comparisons with arguments.

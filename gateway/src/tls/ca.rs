@@ -394,8 +394,13 @@ mod tests {
         names.iter().map(|n| url::Host::parse(n).unwrap()).collect()
     }
 
-    fn verify(ca: &HostCa, leaf: &CertifiedKey, name: &str) -> Result<(), rustls::Error> {
-        ca.verify_leaf(leaf, name)
+    /// A CA made for `names`, loaded as the gateway loads it.
+    fn ca_for(names: &[&str]) -> (tempfile::TempDir, Arc<HostCa>) {
+        let dir = scratch();
+        let ca = ca_in(dir.path());
+        init(&ca, &hosts(names), false).unwrap();
+        let host = Arc::new(HostCa::load(&ca).unwrap());
+        (dir, host)
     }
 
     #[test]
@@ -427,31 +432,26 @@ mod tests {
 
     #[test]
     fn leaves_chain_to_the_ca_name_only_their_host_and_are_cached() {
-        let dir = scratch();
-        let ca = ca_in(dir.path());
-        init(&ca, &hosts(&["mcp.example.com", "127.0.0.1"]), false).unwrap();
-        let host = Arc::new(HostCa::load(&ca).unwrap());
+        let (_dir, host) = ca_for(&["mcp.example.com", "127.0.0.1"]);
         let a = host.leaf("MCP.example.com").unwrap();
         let b = host.leaf("mcp.example.com").unwrap();
         assert!(Arc::ptr_eq(&a, &b), "cached, names compared without case");
         assert_eq!(a.cert.len(), 2, "leaf and CA");
         // The leaf verifies against the CA as a root, for its name and no other.
-        verify(&host, &a, "mcp.example.com").unwrap();
-        assert!(verify(&host, &a, "evil.example.com").is_err());
+        host.verify_leaf(&a, "mcp.example.com").unwrap();
+        assert!(host.verify_leaf(&a, "evil.example.com").is_err());
         let ip = host.leaf("127.0.0.1").unwrap();
-        verify(&host, &ip, "127.0.0.1").unwrap();
+        host.verify_leaf(&ip, "127.0.0.1").unwrap();
     }
 
     #[test]
     fn the_ca_cannot_vouch_for_hosts_it_was_not_made_for() {
-        let dir = scratch();
-        let ca = ca_in(dir.path());
-        init(&ca, &hosts(&["mcp.example.com", "10.1.2.3"]), false).unwrap();
-        let host = Arc::new(HostCa::load(&ca).unwrap());
+        let (_dir, host) = ca_for(&["mcp.example.com", "10.1.2.3"]);
         assert!(has_name_constraints(host.certificate()));
         // What it was made for, and subdomains of its DNS names, verify.
         for name in ["mcp.example.com", "eu.mcp.example.com", "10.1.2.3"] {
-            verify(&host, &host.make_leaf(name).unwrap(), name).unwrap();
+            host.verify_leaf(&host.make_leaf(name).unwrap(), name)
+                .unwrap();
         }
         // Its key signs anything (as a thief's would), but clients refuse the result: names
         // and addresses outside the constraints, suffix tricks included.
@@ -463,7 +463,9 @@ mod tests {
             "10.1.2.4",
             "::1",
         ] {
-            let e = verify(&host, &host.make_leaf(name).unwrap(), name).unwrap_err();
+            let e = host
+                .verify_leaf(&host.make_leaf(name).unwrap(), name)
+                .unwrap_err();
             assert!(format!("{e:?}").contains("NameConstraint"), "{name}: {e:?}");
         }
         // The gateway refuses at start to serve a host its CA does not cover, and says what to do.
@@ -481,17 +483,19 @@ mod tests {
         let host = HostCa::load(&ca).unwrap();
         for ip in ["127.0.0.1", "10.0.0.1", "::1"] {
             assert!(
-                verify(&host, &host.make_leaf(ip).unwrap(), ip).is_err(),
+                host.verify_leaf(&host.make_leaf(ip).unwrap(), ip).is_err(),
                 "{ip}"
             );
         }
         // Only an address: no DNS name at all.
         init(&ca, &hosts(&["127.0.0.1"]), true).unwrap();
         let host = HostCa::load(&ca).unwrap();
-        verify(&host, &host.make_leaf("127.0.0.1").unwrap(), "127.0.0.1").unwrap();
+        host.verify_leaf(&host.make_leaf("127.0.0.1").unwrap(), "127.0.0.1")
+            .unwrap();
         for name in ["localhost", "mcp.example.com", "invalid.com"] {
             assert!(
-                verify(&host, &host.make_leaf(name).unwrap(), name).is_err(),
+                host.verify_leaf(&host.make_leaf(name).unwrap(), name)
+                    .is_err(),
                 "{name}"
             );
         }
