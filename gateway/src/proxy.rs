@@ -7,6 +7,7 @@ mod headers;
 mod legacy;
 mod listener;
 mod policy_stage;
+mod pool;
 mod refusal;
 mod relay;
 mod service;

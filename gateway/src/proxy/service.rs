@@ -807,13 +807,24 @@ pub(super) async fn send(
         server: server(),
         detail,
     };
-    let uri = match &upstream.uri {
-        Some(parsed) if uri == upstream.server.url.as_str() => parsed.clone(),
-        _ => uri
-            .parse::<http::Uri>()
-            .map_err(|e| unavailable(e.to_string()))?,
+    let Some(pool) = &upstream.pool else {
+        return Err(unavailable("the server has no http(s) URL".to_owned()));
     };
-    let mut req = Request::builder().method(method).uri(uri);
+    let path = match &upstream.path {
+        Some(path) if uri == upstream.server.url.as_str() => path.clone(),
+        _ => {
+            let full = uri
+                .parse::<http::Uri>()
+                .map_err(|e| unavailable(e.to_string()))?;
+            if !pool.serves(&full) {
+                return Err(unavailable(format!("{uri} is not on the server's origin")));
+            }
+            let path = full.path_and_query().map_or("/", |p| p.as_str());
+            path.parse::<http::Uri>()
+                .map_err(|e| unavailable(e.to_string()))?
+        }
+    };
+    let mut req = Request::builder().method(method).uri(path);
     if let Some(h) = req.headers_mut() {
         *h = headers;
     }
@@ -821,7 +832,7 @@ pub(super) async fn send(
         .body(Full::new(body))
         .map_err(|e| unavailable(e.to_string()))?;
     let timeout = gateway.config.limits.upstream_response_timeout;
-    match tokio::time::timeout(timeout, upstream.client.request(req)).await {
+    match tokio::time::timeout(timeout, pool.send(req)).await {
         Err(_) => Err(Refusal::UpstreamTimeout {
             server: server(),
             seconds: timeout.as_secs(),

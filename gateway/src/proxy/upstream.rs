@@ -1,11 +1,10 @@
-//! Upstream connections: one pooled HTTP/1.1 client per configured server, HTTPS through
-//! rustls with the system's trust roots plus the server's own `ca_file`.
+//! Upstream servers: a connection pool per configured server, HTTPS through rustls with the
+//! system's trust roots plus the server's own `ca_file`.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper_rustls::HttpsConnector;
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::{TokioExecutor, TokioTimer},
@@ -13,10 +12,11 @@ use hyper_util::{
 
 use rustls::pki_types::TrustAnchor;
 
+use super::pool::{Connector, Pool};
 use crate::config::{Config, Server};
 
-/// The client type every upstream uses.
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// The general-purpose client, for the gateway's own requests (JWKS, OTLP export).
+pub type HttpClient = Client<Connector, Full<Bytes>>;
 
 /// Why an upstream client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -37,10 +37,12 @@ pub enum UpstreamError {
 #[derive(Debug)]
 pub struct Upstream {
     pub server: Server,
-    /// `server.url` as a request URI, parsed once rather than per request (`None` for launched
-    /// servers, whose `stdio:` URLs are for display only).
-    pub uri: Option<http::Uri>,
-    pub client: HttpClient,
+    /// `server.url`'s path and query as an origin-form request URI, parsed once rather than per
+    /// request.
+    pub path: Option<http::Uri>,
+    /// Connections to `server.url` (`None` for launched servers, whose `stdio:` URLs are for
+    /// display only).
+    pub pool: Option<Pool>,
     /// Set for a server the gateway launches (`command`): requests go to its processes.
     pub launched: Option<Arc<super::stdio::Launcher>>,
 }
@@ -62,7 +64,7 @@ impl Upstreams {
         let mut by_name = HashMap::new();
         let host_ca = host_ca_anchor(config);
         for server in &config.servers {
-            let client = client(
+            let connector = connector(
                 server,
                 host_ca.as_ref(),
                 config.limits.upstream_connect_timeout,
@@ -80,8 +82,8 @@ impl Upstreams {
                 server.name.as_str().to_owned(),
                 Arc::new(Upstream {
                     server: server.clone(),
-                    uri: server.url.as_str().parse().ok(),
-                    client,
+                    path: origin_form(&server.url),
+                    pool: Pool::new(&server.url, connector, drain.clone()),
                     launched,
                 }),
             );
@@ -94,15 +96,22 @@ impl Upstreams {
     }
 }
 
-fn client(
+/// `url`'s path and query, the URI an HTTP/1.1 request line carries.
+pub(super) fn origin_form(url: &url::Url) -> Option<http::Uri> {
+    url[url::Position::BeforePath..url::Position::AfterQuery]
+        .parse()
+        .ok()
+}
+
+fn connector(
     server: &Server,
     host_ca: Option<&TrustAnchor<'static>>,
     connect_timeout: Duration,
-) -> Result<HttpClient, UpstreamError> {
-    let mut client = ClientTls::new(server.name.as_str(), server.ca_file.as_deref());
-    client.pins = &server.pin_sha256;
-    client.distrust = host_ca;
-    client.build(connect_timeout)
+) -> Result<Connector, UpstreamError> {
+    let mut tls = ClientTls::new(server.name.as_str(), server.ca_file.as_deref());
+    tls.pins = &server.pin_sha256;
+    tls.distrust = host_ca;
+    tls.connector(connect_timeout)
 }
 
 /// `roots` less `distrusted`.
@@ -157,7 +166,22 @@ pub fn build_client(
     ca_file: Option<&std::path::Path>,
     connect_timeout: Duration,
 ) -> Result<HttpClient, UpstreamError> {
-    ClientTls::new(label, ca_file).build(connect_timeout)
+    let connector = build_connector(label, ca_file, connect_timeout)?;
+    Ok(Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(connector))
+}
+
+/// Dials http:// and https:// (system roots, plus `ca_file`'s); `label` names its user in
+/// errors.
+pub fn build_connector(
+    label: &str,
+    ca_file: Option<&std::path::Path>,
+    connect_timeout: Duration,
+) -> Result<Connector, UpstreamError> {
+    ClientTls::new(label, ca_file).connector(connect_timeout)
 }
 
 /// How an upstream client checks servers: the system roots, a `ca_file`'s, and optional
@@ -182,7 +206,7 @@ impl<'a> ClientTls<'a> {
         }
     }
 
-    fn build(&self, connect_timeout: Duration) -> Result<HttpClient, UpstreamError> {
+    fn connector(&self, connect_timeout: Duration) -> Result<Connector, UpstreamError> {
         let (label, ca_file) = (self.label, self.ca_file);
         let mut roots = without(&system_roots(), self.distrust);
         if let Some(path) = ca_file {
@@ -229,16 +253,11 @@ impl<'a> ClientTls<'a> {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(connect_timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        Ok(hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
-            .wrap_connector(http);
-        Ok(Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector))
+            .wrap_connector(http))
     }
 }
 
