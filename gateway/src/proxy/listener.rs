@@ -22,10 +22,10 @@ use super::{
 
 /// Accepts explicit-mode agent connections until draining starts.
 pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
-    accept_loop(listener, gateway, |gateway, stream, peer, permit| {
+    accept_loop(listener, gateway, |gateway, stream, peer, slot| {
         let identity = gateway.stages.identity.identify(peer);
         if gateway.agent_tls.is_none() {
-            spawn_connection(gateway, stream, peer, permit, identity, None);
+            spawn_connection(gateway, stream, peer, slot, identity, None);
             return;
         }
         let drain = gateway.drain.clone();
@@ -39,7 +39,7 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
                 return;
             };
             let identity = certified(identity, certificate);
-            serve_connection(gateway, stream, peer, permit, identity, None).await;
+            serve_connection(gateway, stream, peer, slot, identity, None).await;
         });
     })
     .await;
@@ -47,7 +47,7 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) {
 
 /// Accepts redirected connections until draining starts.
 pub async fn serve_transparent(listener: TcpListener, gateway: Arc<Gateway>) {
-    accept_loop(listener, gateway, |gateway, stream, peer, permit| {
+    accept_loop(listener, gateway, |gateway, stream, peer, slot| {
         let local = stream.local_addr().unwrap_or(peer);
         let Some(record) = gateway.take_record(peer, local) else {
             // Not redirected by our programs: nobody should dial this port directly.
@@ -84,10 +84,10 @@ pub async fn serve_transparent(listener: TcpListener, gateway: Arc<Gateway>) {
                     return;
                 };
                 let identity = certified(identity, certificate);
-                serve_connection(gateway, stream, peer, permit, identity, Some(pinned)).await;
+                serve_connection(gateway, stream, peer, slot, identity, Some(pinned)).await;
             })
         } else {
-            spawn_connection(gateway, stream, peer, permit, identity, Some(pinned))
+            spawn_connection(gateway, stream, peer, slot, identity, Some(pinned))
         };
         let drain = close_gateway.drain.clone();
         drain.spawn(async move {
@@ -146,7 +146,7 @@ fn certified(
 async fn accept_loop(
     listener: TcpListener,
     gateway: Arc<Gateway>,
-    on_accept: impl Fn(Arc<Gateway>, TcpStream, SocketAddr, OwnedSemaphorePermit),
+    on_accept: impl Fn(Arc<Gateway>, TcpStream, SocketAddr, Slot),
 ) {
     let drain = gateway.drain.clone();
     let permits = gateway.connection_permits.clone();
@@ -173,7 +173,8 @@ async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
-        on_accept(gateway.clone(), stream, peer, permit);
+        let slot = Slot::new(permit, &gateway.metrics.connections);
+        on_accept(gateway.clone(), stream, peer, slot);
     }
 }
 
@@ -182,14 +183,39 @@ fn spawn_connection(
     gateway: Arc<Gateway>,
     stream: TcpStream,
     peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
+    slot: Slot,
     identity: Identity,
     pinned: Option<Arc<Pinned>>,
 ) -> tokio::task::JoinHandle<()> {
     let drain = gateway.drain.clone();
-    drain.spawn(serve_connection(
-        gateway, stream, peer, permit, identity, pinned,
-    ))
+    drain.spawn(async move {
+        if first_bytes(&gateway, &stream, peer).await {
+            serve_connection(gateway, stream, peer, slot, identity, pinned).await;
+        }
+    })
+}
+
+/// Waits until an agent sends something, within the header-read timeout: HTTP/1.1 buffers
+/// (about 20 KiB a connection) are allocated once there is a request to read, so connections
+/// that sit idle cost the kernel's socket and a small task. Returns whether to go on serving.
+async fn first_bytes(gateway: &Gateway, stream: &TcpStream, peer: SocketAddr) -> bool {
+    let timeout = gateway.config.limits.header_read_timeout;
+    let mut byte = [0; 1];
+    tokio::select! {
+        _ = gateway.drain.signaled() => false,
+        // `readable()` alone reports a fresh socket ready; a peek waits for a real byte.
+        peeked = tokio::time::timeout(timeout, stream.peek(&mut byte)) => match peeked {
+            Ok(Ok(n)) => n > 0,
+            Ok(Err(error)) => {
+                tracing::debug!(%error, %peer, "Agent connection failed before its first request.");
+                false
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "Agent connection sent nothing within the header-read timeout.");
+                false
+            }
+        },
+    }
 }
 
 /// Serves HTTP/1.1 on one agent connection (plain or after a TLS handshake) until it ends or
@@ -198,15 +224,14 @@ async fn serve_connection<S>(
     gateway: Arc<Gateway>,
     stream: S,
     peer: SocketAddr,
-    permit: OwnedSemaphorePermit,
+    slot: Slot,
     identity: Identity,
     pinned: Option<Arc<Pinned>>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     {
-        let _permit = permit;
-        gateway.metrics.connections.inc();
+        let _slot = slot;
         let conn_gateway = gateway.clone();
         let verdicts = framing::Verdicts::default();
         let conn_verdicts = verdicts.clone();
@@ -236,7 +261,29 @@ async fn serve_connection<S>(
         if let Err(error) = result {
             tracing::debug!(%error, %peer, "Agent connection ended with an error.");
         }
-        gateway.metrics.connections.dec();
+    }
+}
+
+/// An accepted agent connection's place under the connection cap, counted in
+/// `open_connections` from accept to close.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    open: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl Slot {
+    fn new(permit: OwnedSemaphorePermit, open: &prometheus_client::metrics::gauge::Gauge) -> Self {
+        open.inc();
+        Self {
+            _permit: permit,
+            open: open.clone(),
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.open.dec();
     }
 }
 

@@ -422,6 +422,43 @@ async fn slow_clients_are_cut_off() {
     .await;
     let port = addr(&gw).port();
 
+    // Nothing sent at all: counted as open, then closed at the header timeout.
+    let admin = gw.bound.admin.expect("admin listener").port();
+    let open_becomes = |want: &'static str| async move {
+        let mut seen = None;
+        for _ in 0..100 {
+            let (_, _, body) = http(admin, "GET", "/metrics", &[], b"").await;
+            let text = String::from_utf8(body).expect("utf-8");
+            seen = text
+                .lines()
+                .find_map(|l| l.strip_prefix("agentgate_open_connections "))
+                .map(str::to_owned);
+            if seen.as_deref() == Some(want) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("open_connections stayed {seen:?}, expected {want}");
+    };
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        silent.push(
+            TcpStream::connect(("127.0.0.1", port))
+                .await
+                .expect("connect"),
+        );
+    }
+    open_becomes("3").await;
+    for s in &mut silent {
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(0))),
+            "a silent connection still open after the header timeout: {read:?}"
+        );
+    }
+    open_becomes("0").await;
+
     // Headers never finished: the gateway closes the connection.
     let mut s = TcpStream::connect(("127.0.0.1", port))
         .await
