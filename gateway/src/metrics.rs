@@ -182,43 +182,99 @@ impl Metrics {
     }
 }
 
-/// Maps a JSON-RPC method to a bounded label value.
-pub fn method_label(method: &str) -> &'static str {
-    const KNOWN: &[&str] = &[
-        "initialize",
-        "ping",
-        "server/discover",
-        "tools/list",
-        "tools/call",
-        "resources/list",
-        "resources/templates/list",
-        "resources/read",
-        "resources/subscribe",
-        "resources/unsubscribe",
-        "prompts/list",
-        "prompts/get",
-        "completion/complete",
-        "logging/setLevel",
-        "subscriptions/listen",
-        "tasks/get",
-        "tasks/list",
-        "tasks/result",
-        "tasks/cancel",
-        "notifications/initialized",
-        "notifications/cancelled",
-        "notifications/progress",
-        "notifications/roots/list_changed",
-        "response",
-        "batch",
-        "stream",
-        "session/delete",
-        "invalid",
-    ];
-    KNOWN
-        .iter()
-        .copied()
-        .find(|k| *k == method)
-        .unwrap_or("other")
+/// Every value of the method label: the methods MCP defines, what the gateway names itself,
+/// and "other" (last) for anything else.
+const METHOD_LABELS: [&str; 29] = [
+    "initialize",
+    "ping",
+    "server/discover",
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "logging/setLevel",
+    "subscriptions/listen",
+    "tasks/get",
+    "tasks/list",
+    "tasks/result",
+    "tasks/cancel",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/roots/list_changed",
+    "response",
+    "batch",
+    "stream",
+    "session/delete",
+    "invalid",
+    "other",
+];
+
+/// A bounded method label: one of `METHOD_LABELS`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MethodLabel(usize);
+
+impl MethodLabel {
+    /// The label of a JSON-RPC method, or of one of the gateway's own names ("stream", ...).
+    pub fn of(method: &str) -> Self {
+        let last = METHOD_LABELS.len() - 1;
+        Self(
+            METHOD_LABELS[..last]
+                .iter()
+                .position(|k| *k == method)
+                .unwrap_or(last),
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        METHOD_LABELS[self.0]
+    }
+}
+
+/// One server's request counter and latency histogram per method, found in the families once
+/// and kept: the request path then skips hashing an owned label set on every request.
+#[derive(Debug, Default)]
+pub struct ServerSeries {
+    by_method: [std::sync::OnceLock<(Counter, Histogram)>; METHOD_LABELS.len()],
+}
+
+impl Metrics {
+    /// Counts a request to `server` and records its latency; `series` is that server's cache
+    /// (none for a name that is not a configured server).
+    pub fn request(
+        &self,
+        series: Option<&ServerSeries>,
+        server: &str,
+        method: MethodLabel,
+        seconds: f64,
+    ) {
+        let find = || {
+            let labels = RequestLabels {
+                server: server.to_owned(),
+                method: method.as_str(),
+            };
+            (
+                self.requests.get_or_create(&labels).clone(),
+                self.latency.get_or_create(&labels).clone(),
+            )
+        };
+        let found;
+        let (count, latency) = match series {
+            Some(s) => s.by_method[method.0].get_or_init(find),
+            None => {
+                found = find();
+                &found
+            }
+        };
+        count.inc();
+        latency.observe(seconds);
+    }
 }
 
 #[cfg(test)]
@@ -231,13 +287,13 @@ mod tests {
         m.requests
             .get_or_create(&RequestLabels {
                 server: "s".into(),
-                method: method_label("tools/call"),
+                method: MethodLabel::of("tools/call").as_str(),
             })
             .inc();
         m.requests
             .get_or_create(&RequestLabels {
                 server: "s".into(),
-                method: method_label("evil/\"x"),
+                method: MethodLabel::of("evil/\"x").as_str(),
             })
             .inc();
         let text = m.render();
@@ -249,5 +305,26 @@ mod tests {
             text.contains(r#"agentgate_requests_total{server="s",method="other"} 1"#),
             "{text}"
         );
+    }
+
+    #[test]
+    fn cached_and_looked_up_requests_land_in_the_same_series() {
+        let m = Metrics::new();
+        let series = ServerSeries::default();
+        let call = MethodLabel::of("tools/call");
+        m.request(Some(&series), "s", call, 0.001);
+        m.request(Some(&series), "s", call, 0.001);
+        m.request(None, "s", call, 0.001);
+        m.request(Some(&series), "s", MethodLabel::of("made/up"), 0.001);
+        let text = m.render();
+        for line in [
+            r#"agentgate_requests_total{server="s",method="tools/call"} 3"#,
+            r#"agentgate_request_duration_seconds_count{server="s",method="tools/call"} 3"#,
+            r#"agentgate_requests_total{server="s",method="other"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        assert_eq!(MethodLabel::of("other").as_str(), "other");
+        assert_eq!(MethodLabel::of("stream").as_str(), "stream");
     }
 }

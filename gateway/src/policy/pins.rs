@@ -148,17 +148,30 @@ pub enum Status {
 #[derive(Debug)]
 pub struct Pins {
     file: Option<PathBuf>,
-    configured: HashMap<(String, String), String>,
+    configured: ByTool,
     state: Mutex<State>,
+}
+
+/// A value per (server, tool), nested so that a lookup borrows its key instead of building one.
+type ByTool = HashMap<String, HashMap<String, String>>;
+
+fn get<'a>(map: &'a ByTool, server: &str, tool: &str) -> Option<&'a String> {
+    map.get(server).and_then(|tools| tools.get(tool))
+}
+
+fn set(map: &mut ByTool, server: &str, tool: &str, value: String) {
+    map.entry(server.to_owned())
+        .or_default()
+        .insert(tool.to_owned(), value);
 }
 
 #[derive(Debug, Default)]
 struct State {
     file: PinFile,
     /// The hash last seen per (server, tool): a call is refused while it is not the pin.
-    current: HashMap<(String, String), String>,
+    current: ByTool,
     /// Tools whose last definition seen carries hidden text, and what kind.
-    flagged: HashMap<(String, String), String>,
+    flagged: ByTool,
 }
 
 impl Pins {
@@ -171,10 +184,10 @@ impl Pins {
         };
         Ok(Self {
             file,
-            configured: configured
-                .iter()
-                .map(|p| ((p.server.clone(), p.tool.clone()), p.sha256.clone()))
-                .collect(),
+            configured: configured.iter().fold(ByTool::new(), |mut map, p| {
+                set(&mut map, &p.server, &p.tool, p.sha256.clone());
+                map
+            }),
             state: Mutex::new(State {
                 file: data,
                 ..State::default()
@@ -190,25 +203,23 @@ impl Pins {
         st.flagged = old.flagged.clone();
     }
 
-    fn pinned(&self, st: &State, server: &str, tool: &str) -> Option<String> {
-        self.configured
-            .get(&(server.to_owned(), tool.to_owned()))
-            .cloned()
+    fn pinned<'a>(&'a self, st: &'a State, server: &str, tool: &str) -> Option<&'a str> {
+        get(&self.configured, server, tool)
             .or_else(|| {
                 st.file
                     .servers
                     .get(server)
                     .and_then(|t| t.get(tool))
-                    .map(|e| e.pinned.clone())
+                    .map(|e| &e.pinned)
             })
+            .map(String::as_str)
     }
 
     /// Records a definition seen in a tools/list result.
     pub fn observe(&self, server: &str, tool: &str, hash: &str) -> Status {
         let mut st = lock(&self.state);
-        st.current
-            .insert((server.to_owned(), tool.to_owned()), hash.to_owned());
-        let status = match self.pinned(&st, server, tool) {
+        set(&mut st.current, server, tool, hash.to_owned());
+        let status = match self.pinned(&st, server, tool).map(str::to_owned) {
             Some(p) if p == hash => return Status::Pinned,
             Some(pinned) => {
                 let new = st
@@ -280,12 +291,13 @@ impl Pins {
 
     /// Records what hidden text the last definition seen of a tool carries (empty: none).
     pub fn flag(&self, server: &str, tool: &str, flags: &[&str]) {
-        let key = (server.to_owned(), tool.to_owned());
         let mut st = lock(&self.state);
         if flags.is_empty() {
-            st.flagged.remove(&key);
+            if let Some(tools) = st.flagged.get_mut(server) {
+                tools.remove(tool);
+            }
         } else {
-            st.flagged.insert(key, flags.join(", "));
+            set(&mut st.flagged, server, tool, flags.join(", "));
         }
     }
 
@@ -293,13 +305,12 @@ impl Pins {
     /// `flagged_blocks`) carries hidden text. `None` when it may.
     pub fn blocked(&self, server: &str, tool: &str, flagged_blocks: bool) -> Option<String> {
         let st = lock(&self.state);
-        let key = (server.to_owned(), tool.to_owned());
-        if flagged_blocks && let Some(f) = st.flagged.get(&key) {
+        if flagged_blocks && let Some(f) = get(&st.flagged, server, tool) {
             return Some(format!("its description contains {f}"));
         }
-        let current = st.current.get(&key)?;
+        let current = get(&st.current, server, tool)?;
         match self.pinned(&st, server, tool) {
-            Some(p) if &p != current => Some(format!(
+            Some(p) if p != current => Some(format!(
                 "its definition changed since it was pinned (pinned {}, now {})",
                 &p[..p.len().min(12)],
                 &current[..current.len().min(12)]

@@ -200,13 +200,12 @@ pub fn check_method_headers(
 /// the gateway can read what comes back.
 pub fn upstream_request(agent: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(FORWARDED.len() + 2);
-    for name in FORWARDED {
-        if let Some(v) = agent.get(name) {
-            out.insert(name.clone(), v.clone());
-        }
-    }
+    // One pass over what the agent sent (a handful of headers) rather than a lookup per name.
     for (name, value) in agent {
-        if name.as_str().starts_with("mcp-param-") {
+        if FORWARDED.contains(&name) {
+            // The first copy only, as `HeaderMap::get` would read it.
+            out.entry(name).or_insert_with(|| value.clone());
+        } else if name.as_str().starts_with("mcp-param-") {
             out.append(name.clone(), value.clone());
         }
     }

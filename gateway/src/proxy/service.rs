@@ -24,7 +24,7 @@ use crate::{
     audit::{self, Recorder},
     config::Transport,
     mcp::{self, Message, Revision, rpc_error},
-    metrics::{ErrorLabels, RequestLabels, method_label},
+    metrics::{ErrorLabels, MethodLabel},
 };
 
 /// A redirected connection: the server its original destination belongs to, and that server's
@@ -161,10 +161,12 @@ pub async fn handle(
 ) -> Response<Body> {
     let started = Instant::now();
     let http_method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    // A shared copy: the route borrows names from the path while the request moves on.
+    let uri = req.uri().clone();
+    let path = uri.path();
     let routed = match &pinned {
-        None => route(&path),
-        Some(p) => match route(&path) {
+        None => route(path),
+        Some(p) => match route(path) {
             // Through an intercepted destination only that destination's server is reachable.
             Some(Route::Mcp(n) | Route::Sse(n) | Route::Message(n)) if n != p.server => None,
             Some(r) => Some(r),
@@ -172,58 +174,53 @@ pub async fn handle(
             None => None,
         },
     };
-    let (server_name, outcome) = match routed {
+    let (upstream, outcome) = match routed {
         // Checked before routing: the connection is closed whatever the path.
         _ if let Some(problem) = framing.next() => (
-            String::from("-"),
+            None,
             Outcome::refused(Refusal::Framing(problem), Vec::new()),
         ),
-        None => (
-            String::from("-"),
-            Outcome::refused(Refusal::NotFound, Vec::new()),
-        ),
+        None => (None, Outcome::refused(Refusal::NotFound, Vec::new())),
         Some(r) => {
             let name = match r {
                 Route::Mcp(n) | Route::Sse(n) | Route::Message(n) => n,
             };
-            let outcome = match gateway.upstreams.get(name).cloned() {
-                None => Outcome::refused(Refusal::UnknownServer(name.to_owned()), Vec::new()),
-                Some(upstream) => dispatch(&gateway, &identity, &framing, upstream, r, req).await,
-            };
-            // Unknown names are agent input: keep them out of metric labels.
-            let label = if gateway.upstreams.get(name).is_some() {
-                name.to_owned()
-            } else {
-                String::from("-")
-            };
-            (label, outcome)
+            match gateway.upstreams.get(name).cloned() {
+                None => (
+                    None,
+                    Outcome::refused(Refusal::UnknownServer(name.to_owned()), Vec::new()),
+                ),
+                Some(upstream) => {
+                    let outcome =
+                        dispatch(&gateway, &identity, &framing, upstream.clone(), r, req).await;
+                    (Some(upstream), outcome)
+                }
+            }
         }
     };
+    // Unknown names are agent input: keep them out of metric labels.
+    let server_name = upstream.as_ref().map_or("-", |u| u.server.name.as_str());
     let latency = started.elapsed();
-    let method = match (&http_method, outcome.messages.as_slice()) {
+    let method = MethodLabel::of(match (&http_method, outcome.messages.as_slice()) {
         (&Method::GET, _) => "stream",
         (&Method::DELETE, _) => "session/delete",
-        (_, [one]) => method_label(one.method.as_deref().unwrap_or("response")),
+        (_, [one]) => one.method.as_deref().unwrap_or("response"),
         (_, []) => "invalid",
         _ => "batch",
-    };
-    let labels = RequestLabels {
-        server: server_name.clone(),
+    });
+    gateway.metrics.request(
+        upstream.as_deref().map(|u| &u.series),
+        server_name,
         method,
-    };
-    gateway.metrics.requests.get_or_create(&labels).inc();
-    gateway
-        .metrics
-        .latency
-        .get_or_create(&labels)
-        .observe(latency.as_secs_f64());
+        latency.as_secs_f64(),
+    );
     if let Some(error) = &outcome.error {
         gateway
             .metrics
             .errors
             .get_or_create(&ErrorLabels {
-                server: server_name.clone(),
-                method,
+                server: server_name.to_owned(),
+                method: method.as_str(),
                 kind: error.kind(),
             })
             .inc();
@@ -243,7 +240,7 @@ pub async fn handle(
         record_outcome(
             audit,
             outcome.identity.as_ref().unwrap_or(&identity),
-            &server_name,
+            server_name,
             &http_method,
             &outcome,
             started,

@@ -230,7 +230,11 @@ impl DecisionStage for AllowWellFormed {
 
 /// Headers that carry an agent's credentials. MCP forbids token passthrough, so none of them
 /// ever reaches an upstream; upstream credentials are the gateway's to inject.
-pub const AGENT_CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
+pub static AGENT_CREDENTIAL_HEADERS: [&http::HeaderName; 3] = [
+    &http::header::AUTHORIZATION,
+    &http::header::COOKIE,
+    &http::header::PROXY_AUTHORIZATION,
+];
 
 /// Removes agent credentials from the upstream request.
 #[derive(Debug)]

@@ -45,6 +45,8 @@ pub struct Upstream {
     pub pool: Option<Pool>,
     /// Set for a server the gateway launches (`command`): requests go to its processes.
     pub launched: Option<Arc<super::stdio::Launcher>>,
+    /// This server's request metrics, by method.
+    pub series: crate::metrics::ServerSeries,
 }
 
 /// Every configured upstream, by name.
@@ -85,6 +87,7 @@ impl Upstreams {
                     path: origin_form(&server.url),
                     pool: Pool::new(&server.url, connector, drain.clone()),
                     launched,
+                    series: Default::default(),
                 }),
             );
         }
