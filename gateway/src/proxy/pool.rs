@@ -192,7 +192,12 @@ impl Shared {
             sender,
             swept: false,
         });
-        if !self.sweeping.swap(true, Ordering::Relaxed) {
+        // The first connection back starts the sweeper. Never while shutting down: a body may
+        // be dropped as the runtime goes away, and there is nothing left to sweep for.
+        if !self.drain.is_draining()
+            && tokio::runtime::Handle::try_current().is_ok()
+            && !self.sweeping.swap(true, Ordering::Relaxed)
+        {
             self.drain.spawn(sweep(
                 Arc::downgrade(self),
                 self.sweep_every,
