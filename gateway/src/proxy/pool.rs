@@ -57,6 +57,9 @@ struct Shared {
     connector: Connector,
     /// `scheme://authority/`: what the connector dials.
     origin: Uri,
+    /// The server's URL, and its path and query as a request target (parsed once).
+    url: String,
+    path: Uri,
     /// The `Host` header every request carries.
     host: HeaderValue,
     idle: Mutex<Vec<Idle>>,
@@ -92,10 +95,15 @@ impl Pool {
             .build()
             .ok()?;
         let host = HeaderValue::from_str(authority).ok()?;
+        let path = url[url::Position::BeforePath..url::Position::AfterQuery]
+            .parse()
+            .ok()?;
         Some(Self {
             shared: Arc::new(Shared {
                 connector,
                 origin,
+                url: url.as_str().to_owned(),
+                path,
                 host,
                 idle: Mutex::new(Vec::new()),
                 sweep_every,
@@ -105,10 +113,20 @@ impl Pool {
         })
     }
 
-    /// Whether `uri` names this pool's server (scheme and authority).
-    pub fn serves(&self, uri: &Uri) -> bool {
-        uri.scheme() == self.shared.origin.scheme()
-            && uri.authority() == self.shared.origin.authority()
+    /// The origin-form request target (`/path?query`) for `url`, which must be on this pool's
+    /// server: the server's own URL (the usual case) is not parsed again.
+    pub fn target(&self, url: &str) -> Result<Uri, String> {
+        let shared = &self.shared;
+        if url == shared.url {
+            return Ok(shared.path.clone());
+        }
+        let full = url.parse::<Uri>().map_err(|e| e.to_string())?;
+        if full.scheme() != shared.origin.scheme() || full.authority() != shared.origin.authority()
+        {
+            return Err(format!("{url} is not on the server's origin"));
+        }
+        let path = full.path_and_query().map_or("/", |p| p.as_str());
+        path.parse::<Uri>().map_err(|e| e.to_string())
     }
 
     /// Sends `req` (its URI in origin form, `/path?query`) on an idle connection, or a new one.
@@ -479,6 +497,30 @@ mod tests {
         .await;
         get(&pool, "/").await;
         assert_eq!(server.accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn request_targets_stay_on_the_servers_origin() {
+        let url = url::Url::parse("http://127.0.0.1:9/mcp?x=1").unwrap();
+        let connector =
+            crate::proxy::upstream::build_connector("test", None, Duration::from_secs(5)).unwrap();
+        let pool = Pool::new(&url, connector, Drain::new()).unwrap();
+        assert_eq!(pool.target(url.as_str()).unwrap(), "/mcp?x=1");
+        assert_eq!(
+            pool.target("http://127.0.0.1:9/messages?session=a")
+                .unwrap(),
+            "/messages?session=a"
+        );
+        assert_eq!(pool.target("http://127.0.0.1:9").unwrap(), "/");
+        for elsewhere in [
+            "http://127.0.0.1:10/mcp",
+            "https://127.0.0.1:9/mcp",
+            "http://evil:9/",
+        ] {
+            let err = pool.target(elsewhere).unwrap_err();
+            assert!(err.contains("not on the server's origin"), "{err}");
+        }
+        assert!(pool.target("not a uri").is_err());
     }
 
     #[tokio::test]

@@ -807,20 +807,7 @@ pub(super) async fn send(
     let Some(pool) = &upstream.pool else {
         return Err(unavailable("the server has no http(s) URL".to_owned()));
     };
-    let path = match &upstream.path {
-        Some(path) if uri == upstream.server.url.as_str() => path.clone(),
-        _ => {
-            let full = uri
-                .parse::<http::Uri>()
-                .map_err(|e| unavailable(e.to_string()))?;
-            if !pool.serves(&full) {
-                return Err(unavailable(format!("{uri} is not on the server's origin")));
-            }
-            let path = full.path_and_query().map_or("/", |p| p.as_str());
-            path.parse::<http::Uri>()
-                .map_err(|e| unavailable(e.to_string()))?
-        }
-    };
+    let path = pool.target(uri).map_err(unavailable)?;
     let mut req = Request::builder().method(method).uri(path);
     if let Some(h) = req.headers_mut() {
         *h = headers;

@@ -37,9 +37,6 @@ pub enum UpstreamError {
 #[derive(Debug)]
 pub struct Upstream {
     pub server: Server,
-    /// `server.url`'s path and query as an origin-form request URI, parsed once rather than per
-    /// request.
-    pub path: Option<http::Uri>,
     /// Connections to `server.url` (`None` for launched servers, whose `stdio:` URLs are for
     /// display only).
     pub pool: Option<Pool>,
@@ -84,7 +81,6 @@ impl Upstreams {
                 server.name.as_str().to_owned(),
                 Arc::new(Upstream {
                     server: server.clone(),
-                    path: origin_form(&server.url),
                     pool: Pool::new(&server.url, connector, drain.clone()),
                     launched,
                     series: Default::default(),
@@ -97,13 +93,6 @@ impl Upstreams {
     pub fn get(&self, name: &str) -> Option<&Arc<Upstream>> {
         self.by_name.get(name)
     }
-}
-
-/// `url`'s path and query, the URI an HTTP/1.1 request line carries.
-pub(super) fn origin_form(url: &url::Url) -> Option<http::Uri> {
-    url[url::Position::BeforePath..url::Position::AfterQuery]
-        .parse()
-        .ok()
 }
 
 fn connector(
