@@ -28,6 +28,20 @@ fn processes_with(needle: &str) -> Vec<String> {
     found
 }
 
+/// Waits (up to 8 s) until exactly `count` processes carry `marker` in their command line: a
+/// launched session's shell and its server.
+async fn wait_for_processes(marker: &str, count: usize) {
+    let mut left = usize::MAX;
+    for _ in 0..80 {
+        left = processes_with(marker).len();
+        if left == count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, count, "{:?}", processes_with(marker));
+}
+
 /// The audit log's segments under `scratch`, as text.
 fn audit_bytes(scratch: &std::path::Path) -> String {
     String::from_utf8_lossy(&all_log_bytes(&scratch.join("audit"))).into_owned()
@@ -123,16 +137,24 @@ async fn each_session_gets_its_own_process_until_delete_or_idle_and_sessions_are
     // Through a shell: the server is the launched process's child, as with npx or uvx, and
     // once it exits the shell starts a sleeper that ignores stdin. Both must go when their
     // session does (the process group is killed). The marker finds their processes.
+    //
+    // Two servers, so that no step races an idle timeout it does not test: "py" (idle_timeout
+    // far above the test's length) for sessions, the cap and DELETE; "pyidle" (2 s) for idling
+    // out. Python servers can take seconds to start on a loaded machine.
     let marker = format!("marker-{}", std::process::id());
+    let idle_marker = format!("idle-{}-m", std::process::id());
     let python = peers().join("venv/bin/python");
-    let server = format!(
-        "[[servers]]\nname = \"py\"\ncommand = \"sh\"\n\
-         args = [\"-c\", \"{py} {script} --transport stdio --host {marker}; {py} -c 'import time; time.sleep(300)' {marker}\"]\n\
-         max_sessions = 2\nidle_timeout = \"2s\"\n",
-        py = python.display(),
-        script = peer_scripts().join("server.py").display()
-    );
-    let gw = gateway(&launched_config(&server, &scratch, "")).await;
+    let server = |name: &str, marker: &str, max_sessions: u32, idle: &str| {
+        format!(
+            "[[servers]]\nname = \"{name}\"\ncommand = \"sh\"\n\
+             args = [\"-c\", \"{py} {script} --transport stdio --host {marker}; {py} -c 'import time; time.sleep(300)' {marker}\"]\n\
+             max_sessions = {max_sessions}\nidle_timeout = \"{idle}\"\n",
+            py = python.display(),
+            script = peer_scripts().join("server.py").display()
+        )
+    };
+    let servers = server("py", &marker, 2, "10m") + &server("pyidle", &idle_marker, 1, "2s");
+    let gw = gateway(&launched_config(&servers, &scratch, "")).await;
     let port = addr(&gw).port();
 
     // A request outside any session: 400; an unknown session: 404 (the agent re-initializes).
@@ -217,23 +239,21 @@ async fn each_session_gets_its_own_process_until_delete_or_idle_and_sessions_are
     let (status, _, _) = post_in_session(port, "py", &first, &call).await;
     assert_eq!(status, 404);
 
-    // The second one idles out (idle_timeout = 2s) and its slot frees up.
-    tokio::time::sleep(Duration::from_millis(3500)).await;
-    let (status, _, _) = post_in_session(port, "py", &second, &call).await;
-    assert_eq!(status, 404, "the idle session was stopped");
-    let (status, head, _) = initialize(port, "py", &[]).await;
+    // The ended session's server is gone, grandchildren included: the second's are left.
+    wait_for_processes(&marker, 2).await;
+
+    // A session idles out (idle_timeout = 2s) and its slot frees up (max_sessions = 1).
+    let (status, head, _) = initialize(port, "pyidle", &[]).await;
     assert_eq!(status, 200, "{head}");
-    // The servers of the ended sessions are gone, grandchildren included: one is left.
-    let mut left = usize::MAX;
-    for _ in 0..80 {
-        left = processes_with(&marker).len();
-        if left == 2 {
-            // The live session's shell and its server.
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(left, 2, "{:?}", processes_with(&marker));
+    let idle = session_id(&head);
+    let (status, _, _) = initialize(port, "pyidle", &[]).await;
+    assert_eq!(status, 502, "max_sessions = 1 is taken");
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let (status, _, _) = post_in_session(port, "pyidle", &idle, &call).await;
+    assert_eq!(status, 404, "the idle session was stopped");
+    let (status, head, _) = initialize(port, "pyidle", &[]).await;
+    assert_eq!(status, 200, "{head}");
+    wait_for_processes(&idle_marker, 2).await;
 
     let log = audit_bytes(&scratch);
     assert!(log.contains("\"target\":\"echo\""), "calls are audited");
