@@ -441,86 +441,124 @@ fn hex4(bytes: &[u8], at: usize) -> Option<u16> {
     u16::from_str_radix(text, 16).ok()
 }
 
-/// Walks the tape once: duplicate keys per object (simd-json unescaped them already, so
-/// `"n\u0061me"` and `"name"` collide) and numbers that not every reader sees alike.
+/// Walks the tape once: nesting depth, duplicate keys per object (simd-json unescaped them
+/// already, so `"n\u0061me"` and `"name"` collide) and numbers that not every reader sees alike.
 fn check_tape(nodes: &[Node<'_>]) -> Result<(), JsonError> {
-    // End index (exclusive) of every open container: its length is the nesting depth. Closed
-    // containers are popped only when the next container opens, which is the only place the
-    // depth is needed; scalars cost one match.
-    let mut open: [usize; MAX_DEPTH] = [0; MAX_DEPTH];
-    let mut depth = 0usize;
-    for (idx, node) in nodes.iter().enumerate() {
-        match node {
-            Node::Object { count, .. } | Node::Array { count, .. } => {
-                while depth > 0 && open[depth - 1] <= idx {
-                    depth -= 1;
-                }
-                if depth == MAX_DEPTH {
-                    return Err(JsonError::TooDeep);
-                }
-                open[depth] = idx + count + 1;
-                depth += 1;
-                if let Node::Object { len, .. } = node
-                    && *len > 1
-                {
-                    check_keys(nodes, idx, *len)?;
-                }
-            }
-            Node::Static(StaticNode::F64(f)) if !f.is_finite() => {
-                return Err(JsonError::NumberOutOfRange);
-            }
-            _ => {}
-        }
-    }
-    Ok(())
+    check_value(nodes, 0, 0)
+        .map(|_| ())
+        .map_err(|fault| match fault {
+            Fault::TooDeep => JsonError::TooDeep,
+            Fault::NumberOutOfRange => JsonError::NumberOutOfRange,
+            Fault::DuplicateKey(at) => JsonError::DuplicateKey {
+                key: match nodes.get(at as usize) {
+                    Some(Node::String(key)) => (*key).to_owned(),
+                    _ => String::new(),
+                },
+            },
+            Fault::KeyNotString => JsonError::Syntax {
+                offset: 0,
+                kind: "object key is not a string".into(),
+            },
+        })
 }
 
-fn check_keys(nodes: &[Node<'_>], object: usize, len: usize) -> Result<(), JsonError> {
+/// What the tape walk found wrong. Eight bytes, so that every step of the walk returns its
+/// `Result` in registers; [`check_tape`] turns it into a [`JsonError`].
+#[derive(Clone, Copy)]
+enum Fault {
+    TooDeep,
+    NumberOutOfRange,
+    /// The tape index of the repeated key (simd-json caps input at 4 GiB, so it fits).
+    DuplicateKey(u32),
+    KeyNotString,
+}
+
+/// Checks the value at `idx`, inside `depth` containers; returns the index after it. Scalars,
+/// most of any tape, are decided here without a call.
+#[inline(always)]
+fn check_value(nodes: &[Node<'_>], idx: usize, depth: usize) -> Result<usize, Fault> {
+    match nodes.get(idx) {
+        Some(Node::Object { .. } | Node::Array { .. }) => check_container(nodes, idx, depth + 1),
+        Some(Node::Static(StaticNode::F64(f))) if !f.is_finite() => Err(Fault::NumberOutOfRange),
+        _ => Ok(idx + 1),
+    }
+}
+
+/// Checks the array or object at `idx`, which is the `depth`th level of nesting. Recursion is
+/// bounded by [`MAX_DEPTH`], checked before descending.
+#[inline(never)]
+fn check_container(nodes: &[Node<'_>], idx: usize, depth: usize) -> Result<usize, Fault> {
+    if depth > MAX_DEPTH {
+        return Err(Fault::TooDeep);
+    }
+    match nodes.get(idx) {
+        Some(&Node::Array { len, count }) => {
+            let mut at = idx + 1;
+            for _ in 0..len {
+                at = check_value(nodes, at, depth)?;
+            }
+            Ok(idx + count + 1)
+        }
+        Some(&Node::Object { len, count }) => {
+            check_members(nodes, idx + 1, len, depth)?;
+            Ok(idx + count + 1)
+        }
+        _ => Ok(idx + 1),
+    }
+}
+
+/// Checks the `len` members of an object starting at `first` (key, value, key, value...): each
+/// value, and that no key repeats.
+fn check_members(nodes: &[Node<'_>], first: usize, len: usize, depth: usize) -> Result<(), Fault> {
     // Small objects dominate MCP traffic: a linear scan beats hashing and allocating there. Keys
     // are compared by a fingerprint (length, first and last byte) first, so distinct keys rarely
     // reach a string comparison. Larger objects sort their keys.
     const SMALL: usize = 16;
     let key_at = |idx: usize| match nodes.get(idx) {
         Some(Node::String(key)) => Ok(*key),
-        _ => Err(JsonError::Syntax {
-            offset: 0,
-            kind: "object key is not a string".into(),
-        }),
+        _ => Err(Fault::KeyNotString),
     };
-    let duplicate = |key: &str| JsonError::DuplicateKey {
-        key: key.to_owned(),
-    };
-    let mut idx = object + 1;
+    let mut idx = first;
     if len <= SMALL {
         let mut prints = [0u64; SMALL];
-        let mut at = [0usize; SMALL];
         for i in 0..len {
             let key = key_at(idx)?;
             let bytes = key.as_bytes();
             let print = (bytes.len() as u64) << 16
                 | u64::from(bytes.first().copied().unwrap_or(0)) << 8
                 | u64::from(bytes.last().copied().unwrap_or(0));
-            for j in 0..i {
-                if prints[j] == print && key_at(at[j])? == key {
-                    return Err(duplicate(key));
-                }
+            if prints[..i].contains(&print) && earlier_key(nodes, first, i, key) {
+                return Err(Fault::DuplicateKey(idx as u32));
             }
             prints[i] = print;
-            at[i] = idx;
-            idx += 1 + subtree_len(nodes.get(idx + 1));
+            idx = check_value(nodes, idx + 1, depth)?;
         }
         return Ok(());
     }
-    let mut keys: Vec<&str> = Vec::with_capacity(len);
+    let mut keys: Vec<(&str, usize)> = Vec::with_capacity(len);
     for _ in 0..len {
-        keys.push(key_at(idx)?);
-        idx += 1 + subtree_len(nodes.get(idx + 1));
+        keys.push((key_at(idx)?, idx));
+        idx = check_value(nodes, idx + 1, depth)?;
     }
     keys.sort_unstable();
-    match keys.windows(2).find(|w| w[0] == w[1]) {
-        Some(w) => Err(duplicate(w[0])),
+    match keys.windows(2).find(|w| w[0].0 == w[1].0) {
+        Some(w) => Err(Fault::DuplicateKey(w[1].1 as u32)),
         None => Ok(()),
     }
+}
+
+/// Whether one of the first `before` keys of the object whose members start at `first` is
+/// `key`. Only asked when fingerprints collide, so it may walk the members again.
+#[cold]
+fn earlier_key(nodes: &[Node<'_>], first: usize, before: usize, key: &str) -> bool {
+    let mut idx = first;
+    for _ in 0..before {
+        if matches!(nodes.get(idx), Some(Node::String(k)) if *k == key) {
+            return true;
+        }
+        idx += 1 + subtree_len(nodes.get(idx + 1));
+    }
+    false
 }
 
 fn subtree_len(node: Option<&Node<'_>>) -> usize {
@@ -532,7 +570,7 @@ fn subtree_len(node: Option<&Node<'_>>) -> usize {
 
 fn build(nodes: &[Node<'_>], pos: &mut usize) -> serde_json::Value {
     use serde_json::Value as J;
-    // Depth is capped at MAX_DEPTH by the pre-scan, so this recursion is bounded.
+    // Depth is capped at MAX_DEPTH by the tape walk, so this recursion is bounded.
     let Some(node) = nodes.get(*pos) else {
         return J::Null;
     };
@@ -737,6 +775,35 @@ mod tests {
     fn escaped_quotes_and_backslashes_do_not_confuse_the_prescan() {
         let v = parse(br#"{"a":"\\","b":"\"[[[","c":"\\\"\ud83d\ude00"}"#).unwrap();
         assert_eq!(v["c"], "\\\"😀");
+    }
+
+    #[test]
+    fn the_tape_walk_finds_faults_at_any_depth_and_position() {
+        // Same fingerprint (length, first and last byte), different keys: not a duplicate.
+        assert!(parse(br#"{"axb":1,"ayb":2,"azb":{"axb":3}}"#).is_ok());
+        // A duplicate after values that are containers: the earlier keys are found past them.
+        assert_eq!(
+            parse(br#"{"a":{"x":[1,{"y":2}]},"b":[{"c":1},[]],"a":3}"#),
+            Err(JsonError::DuplicateKey { key: "a".into() })
+        );
+        assert_eq!(
+            parse(br#"[1,[2,{"p":[{"q":1,"r":2,"q":3}]}]]"#),
+            Err(JsonError::DuplicateKey { key: "q".into() })
+        );
+        // simd-json refuses this one itself; the walk's own finiteness check is the backstop.
+        assert!(parse(br#"{"a":[[1,2],[3,[1e400]]]}"#).is_err());
+        // Either side of the small-object limit.
+        for n in [16, 17] {
+            let members: Vec<String> = (0..n).map(|i| format!("\"k{i}\":[{i}]")).collect();
+            let unique = format!("{{{}}}", members.join(","));
+            assert!(parse(unique.as_bytes()).is_ok(), "{unique}");
+            let repeated = format!("{{{},\"k0\":1}}", members[..n - 1].join(","));
+            assert_eq!(
+                parse(repeated.as_bytes()),
+                Err(JsonError::DuplicateKey { key: "k0".into() }),
+                "{repeated}"
+            );
+        }
     }
 
     #[test]
