@@ -367,7 +367,7 @@ async fn run(args: Args) -> Result<()> {
     let verdict = |ok: bool| if ok { "ok" } else { "MISSED" };
     for (size, (gbps, vs_serde, vs_simd)) in [("4 KiB", p4k), ("64 KiB", p64k), ("1 MiB", p1m)] {
         println!(
-            "  parse + classify {size:>6}: {gbps:6.2} GB/s ({vs_serde:.1}x serde_json Value, {vs_simd:.2}x bare simd-json tape)   target >= 1 GB/s   {}",
+            "  parse + classify {size:>6}: {gbps:6.2} GB/s ({vs_serde:.1}x serde_json Value, {vs_simd:.2}x simd-json alone, buffers reused)   target >= 1 GB/s   {}",
             verdict(gbps >= 1.0)
         );
     }
@@ -983,7 +983,7 @@ fn wake_round_trip_us(core: &str) -> Result<f64> {
 }
 
 /// Strict parse + classify throughput in GB/s for a body of `size`, and its ratios to serde_json
-/// reading the same bytes into a `Value` and to simd-json's bare tape (same run, same core).
+/// reading the same bytes into a `Value` and to simd-json alone (same run, same core).
 fn parse_throughput(size: usize) -> (f64, f64, f64) {
     let body = Bytes::from(agentgate_bench::tools_call_body(size));
     let ours = best_of(body.len(), || {
@@ -993,10 +993,20 @@ fn parse_throughput(size: usize) -> (f64, f64, f64) {
     let theirs = best_of(body.len(), || {
         serde_json::from_slice::<serde_json::Value>(std::hint::black_box(&body)).is_ok()
     });
+    // simd-json alone, with its buffers and tape reused as the gateway reuses them: what is
+    // left of the ratio is the strict checks and classification.
     let mut scratch = body.to_vec();
+    let mut buffers = simd_json::Buffers::default();
+    let mut spare = Some(simd_json::Tape::null().reset());
     let simd = best_of(body.len(), || {
         scratch.copy_from_slice(&body);
-        simd_json::to_tape(&mut scratch).is_ok()
+        let mut tape = spare
+            .take()
+            .unwrap_or_else(|| simd_json::Tape::null().reset())
+            .reset();
+        let ok = simd_json::fill_tape(&mut scratch, &mut buffers, &mut tape).is_ok();
+        spare = Some(tape.reset());
+        ok
     });
     (ours, ours / theirs, ours / simd)
 }
