@@ -3,7 +3,8 @@
 //!
 //! Attached programs are pinned on bpffs. If the gateway dies, they stay attached and keep
 //! redirecting connects to a listener that is gone: agents fail closed instead of reaching MCP
-//! servers directly. A clean shutdown unpins (detaches) them; a restart replaces stale pins.
+//! servers directly. A clean shutdown unpins (detaches) them and removes the emptied pin directory;
+//! a restart replaces stale pins.
 
 use std::{
     fs,
@@ -61,6 +62,8 @@ pub struct Interceptor {
     destinations: HashMap<MapData, Destination, u8>,
     by_client: HashMap<MapData, FourTuple, ConnectRecord>,
     links: Vec<PinnedLink>,
+    /// Where the links are pinned; removed again, once empty, on a clean shutdown.
+    pin_dir: PathBuf,
     logger: Option<KernelLogger>,
     /// cgroup2 mount point.
     pub cgroup_root: PathBuf,
@@ -188,6 +191,7 @@ impl Interceptor {
             destinations,
             by_client,
             links,
+            pin_dir: plan.pin_dir.to_owned(),
             cgroup_root,
             logger,
         })
@@ -227,7 +231,8 @@ impl Interceptor {
         (self.by_cookie.keys().count(), self.by_client.keys().count())
     }
 
-    /// Detaches the programs (clean shutdown): unpins every link and drops it.
+    /// Detaches the programs (clean shutdown): unpins every link and drops it, then removes the
+    /// pin directory (only when empty: a pin that could not be removed keeps its directory).
     pub fn detach(mut self) {
         for link in self.links.drain(..) {
             match link.unpin() {
@@ -235,6 +240,7 @@ impl Interceptor {
                 Err(error) => tracing::warn!(%error, "Cannot unpin an interception link."),
             }
         }
+        let _ = fs::remove_dir(&self.pin_dir);
     }
 }
 

@@ -452,6 +452,10 @@ async fn with_the_gateway_killed_agents_cannot_reach_the_server() {
         "connected",
         "programs still attached after a clean stop"
     );
+    assert!(
+        !Path::new("/sys/fs/bpf").join(&subtree).exists(),
+        "a clean stop leaves its pin directory behind"
+    );
     remove_cgroups(&agentgate::ebpf::cgroup2_mount().unwrap().join(&subtree));
 }
 
