@@ -119,6 +119,8 @@ impl Intercepting {
     }
 }
 
+/// Removes a cgroup and the ones below it. A cgroup whose last process is still exiting is
+/// busy for a moment, so each removal is retried for up to two seconds.
 fn remove_cgroups(dir: &Path) {
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
@@ -127,7 +129,12 @@ fn remove_cgroups(dir: &Path) {
             }
         }
     }
-    let _ = std::fs::remove_dir(dir);
+    for _ in 0..40 {
+        if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn python() -> PathBuf {
@@ -688,7 +695,7 @@ async fn an_existing_cgroup_and_a_server_host_name_are_intercepted_and_status_li
     );
     holder.kill().await.unwrap();
     gw.stop().await;
-    let _ = std::fs::remove_dir(mount.join(&service));
+    remove_cgroups(&mount.join(&service));
 }
 
 #[tokio::test(flavor = "multi_thread")]
