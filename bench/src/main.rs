@@ -137,11 +137,10 @@ async fn internal(mode: Mode) -> Result<()> {
             }
         }
         Mode::Connects {
-            addr,
+            addr: addrs,
             count,
             also_outside,
         } => {
-            let addrs = addr;
             // Blocks of rounds, so that moving between cgroups (a few syscalls, untimed) is rare.
             const BLOCK: usize = 100;
             let places = if also_outside {
