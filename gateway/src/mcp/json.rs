@@ -1,13 +1,12 @@
 //! Strict JSON: every accepted body has exactly one interpretation.
 //!
-//! simd-json does the parsing; a linear pre-scan and a walk over simd-json's tape add what it does
-//! not check on its own (a BOM, nesting depth, lone surrogate escapes, duplicate keys compared after
-//! unescaping). Anything two parsers could read differently is an error here, so what the gateway
+//! simd-json does the parsing; a pre-scan and a walk over simd-json's tape add what it does not
+//! check on its own (a BOM, NUL, lone surrogate escapes, nesting depth, duplicate keys compared
+//! after unescaping, numbers it reads differently from other parsers, which the walk finds through
+//! simd-json's structural indexes). Anything two parsers could read differently is an error here, so what the gateway
 //! decides on is what the upstream executes. This module knows JSON only, not JSON-RPC.
 
-use std::{cell::RefCell, sync::LazyLock};
-
-use memchr::memmem::Finder;
+use std::cell::RefCell;
 
 use simd_json::{Node, StaticNode, Tape};
 
@@ -167,7 +166,9 @@ fn parse_with<R>(
     input.extend_from_slice(bytes);
     let mut local = tape.take().unwrap_or_else(|| Tape::null().reset()).reset();
     let result = match simd_json::fill_tape(input, buffers, &mut local) {
-        Ok(()) => check_tape(&local.0).map(|()| f(View(&local.0))),
+        Ok(()) => {
+            check_tape(&local.0, bytes, buffers.structural_indexes()).map(|()| f(View(&local.0)))
+        }
         Err(e) => Err(JsonError::Syntax {
             offset: e.index(),
             kind: describe(e.error()),
@@ -198,7 +199,7 @@ fn describe(kind: &simd_json::ErrorType) -> String {
 }
 
 /// The checks simd-json leaves to us that need the raw bytes: emptiness, BOM, NUL, surrogate
-/// escapes, negative zero.
+/// escapes.
 fn prescan(bytes: &[u8]) -> Result<(), JsonError> {
     if !bytes
         .iter()
@@ -211,9 +212,8 @@ fn prescan(bytes: &[u8]) -> Result<(), JsonError> {
     }
     // One SIMD pass finds NULs (simd-json reads a NUL after a number as the end of input:
     // "[1\0.]" would parse) and backslashes; a `\u` escape (lone surrogates) needs the
-    // string-aware scan, as does a "-0". Everything else that scan checks, simd-json or the tape
-    // walk checks too, so ordinary bodies take two SIMD searches and nothing more.
-    let mut escapes = false;
+    // string-aware scan. Numbers are checked after parsing, from simd-json's structural indexes,
+    // so ordinary bodies take one SIMD search here and nothing more.
     for i in memchr::memchr2_iter(0, b'\\', bytes) {
         if bytes[i] == 0 {
             return Err(JsonError::Syntax {
@@ -222,69 +222,10 @@ fn prescan(bytes: &[u8]) -> Result<(), JsonError> {
             });
         }
         if bytes.get(i + 1) == Some(&b'u') {
-            escapes = true;
-            break;
+            return full_scan(bytes);
         }
-    }
-    static NEGATIVE_ZERO: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"-0"));
-    if escapes || NEGATIVE_ZERO.find(bytes).is_some() || long_digit_run(bytes) {
-        return full_scan(bytes);
     }
     Ok(())
-}
-
-/// Whether the body holds a run of 19 or more digits and dots. simd-json parses numbers of 19+
-/// significant digits on a slow path that does not check what follows them
-/// ("4444444444444444444a" and "1.0000000000000000001a" parse), so bodies that could contain
-/// such a number take the full scan, which checks every number. A run that long always covers
-/// a whole aligned 8-byte word, so the scan tests words (a few operations per 8 bytes, four
-/// words per branch) and measures a run only around a word made of such bytes.
-fn long_digit_run(bytes: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    const RUN: usize = 19;
-    let number_byte = |b: &u8| b.is_ascii_digit() || *b == b'.';
-    // Every byte in '.'..='9' (which lets '/' through: only a cheap false alarm).
-    let candidate = |word: u64| -> bool {
-        let at_least_dot = (word | HIGH).wrapping_sub(ONES * 0x2E);
-        let above_nine = (word & !HIGH).wrapping_add(ONES * (0x80 - 0x3A));
-        at_least_dot & !above_nine & !word & HIGH == HIGH
-    };
-    let run_through = |at: usize| -> bool {
-        let before = bytes[..at]
-            .iter()
-            .rev()
-            .take_while(|b| number_byte(b))
-            .count();
-        let after = bytes[at..].iter().take_while(|b| number_byte(b)).count();
-        before + after >= RUN
-    };
-    let word = |chunk: &[u8]| u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
-    let mut blocks = bytes.chunks_exact(32);
-    for (n, block) in blocks.by_ref().enumerate() {
-        let mut hit = false;
-        for w in block.chunks_exact(8) {
-            hit |= candidate(word(w));
-        }
-        if hit {
-            for (k, w) in block.chunks_exact(8).enumerate() {
-                if candidate(word(w)) && run_through(n * 32 + k * 8) {
-                    return true;
-                }
-            }
-        }
-    }
-    // A run ending in the unblocked tail either covers a word of the blocks (tested above)
-    // or starts at most RUN - 1 bytes before the tail.
-    let tail = bytes.len() - blocks.remainder().len();
-    let mut run = 0;
-    for b in &bytes[tail.saturating_sub(RUN - 1)..] {
-        run = if number_byte(b) { run + 1 } else { 0 };
-        if run >= RUN {
-            return true;
-        }
-    }
-    false
 }
 
 /// Checks the number token starting at `start` against JSON's grammar and that a delimiter
@@ -308,6 +249,17 @@ fn number_token(bytes: &[u8], start: usize) -> Result<usize, JsonError> {
     let (after, int_digits) = digits(i);
     if int_digits == 0 || (int_digits > 1 && bytes[i] == b'0') {
         return Err(bad(i));
+    }
+    // serde_json and Python read -0 as the float -0.0, simd-json as the integer 0.
+    if i > start
+        && int_digits == 1
+        && bytes[i] == b'0'
+        && !matches!(bytes.get(after), Some(b'.' | b'e' | b'E'))
+    {
+        return Err(JsonError::Syntax {
+            offset: start,
+            kind: "negative zero is read differently by different parsers".into(),
+        });
     }
     i = after;
     let mut frac_digits = 0;
@@ -350,7 +302,9 @@ fn number_token(bytes: &[u8], start: usize) -> Result<usize, JsonError> {
     }
 }
 
-/// The linear scan: string-aware, so that it sees escapes and numbers as a parser does.
+/// The byte-by-byte scan, for bodies with `\u` escapes (lone surrogates): string-aware, so that
+/// it sees escapes and numbers as a parser does. It checks every number too, which makes it the
+/// fallback should the tape walk ever fail to line numbers up with their text.
 fn full_scan(bytes: &[u8]) -> Result<(), JsonError> {
     let mut depth = 0usize;
     let mut i = 0usize;
@@ -368,15 +322,6 @@ fn full_scan(bytes: &[u8]) -> Result<(), JsonError> {
                 i += 1;
             }
             b'"' => i = skip_string(bytes, i + 1)?,
-            // serde_json and Python read -0 as the float -0.0, simd-json as the integer 0.
-            b'-' if bytes.get(i + 1) == Some(&b'0')
-                && !matches!(bytes.get(i + 2), Some(b'.' | b'e' | b'E')) =>
-            {
-                return Err(JsonError::Syntax {
-                    offset: i,
-                    kind: "negative zero is read differently by different parsers".into(),
-                });
-            }
             b'-' | b'0'..=b'9' => i = number_token(bytes, i)?,
             // simd-json reads a NUL after a number as the end of input: "[1\0.]" would parse.
             b if b < 0x20 && !matches!(b, b' ' | b'\t' | b'\n' | b'\r') => {
@@ -443,23 +388,68 @@ fn hex4(bytes: &[u8], at: usize) -> Option<u16> {
 
 /// Walks the tape once: nesting depth, duplicate keys per object (simd-json unescaped them
 /// already, so `"n\u0061me"` and `"name"` collide) and numbers that not every reader sees alike.
-fn check_tape(nodes: &[Node<'_>]) -> Result<(), JsonError> {
-    check_value(nodes, 0, 0)
-        .map(|_| ())
-        .map_err(|fault| match fault {
-            Fault::TooDeep => JsonError::TooDeep,
-            Fault::NumberOutOfRange => JsonError::NumberOutOfRange,
-            Fault::DuplicateKey(at) => JsonError::DuplicateKey {
-                key: match nodes.get(at as usize) {
-                    Some(Node::String(key)) => (*key).to_owned(),
-                    _ => String::new(),
-                },
+/// `bytes` is the parsed text and `starts` simd-json's structural indexes into it.
+fn check_tape(nodes: &[Node<'_>], bytes: &[u8], starts: &[u32]) -> Result<(), JsonError> {
+    let walk = Walk {
+        nodes,
+        bytes,
+        starts,
+        numbers: true,
+    };
+    let result = match walk.value(0, &mut 0, 0) {
+        // Cannot happen while the tape and the structural indexes describe the same text; if a
+        // simd-json release ever made them differ, check every number with the byte scan rather
+        // than trust positions that do not line up.
+        Err(Fault::Desync) => {
+            #[cfg(test)]
+            tests::DESYNCS.with(|n| n.set(n.get() + 1));
+            full_scan(bytes)?;
+            Walk {
+                numbers: false,
+                ..walk
+            }
+            .value(0, &mut 0, 0)
+        }
+        other => other,
+    };
+    result.map(|_| ()).map_err(|fault| match fault {
+        Fault::TooDeep => JsonError::TooDeep,
+        Fault::NumberOutOfRange => JsonError::NumberOutOfRange,
+        Fault::DuplicateKey(at) => JsonError::DuplicateKey {
+            key: match nodes.get(at as usize) {
+                Some(Node::String(key)) => (*key).to_owned(),
+                _ => String::new(),
             },
-            Fault::KeyNotString => JsonError::Syntax {
-                offset: 0,
-                kind: "object key is not a string".into(),
-            },
-        })
+        },
+        Fault::KeyNotString => JsonError::Syntax {
+            offset: 0,
+            kind: "object key is not a string".into(),
+        },
+        Fault::Number(at) => number_token(bytes, at as usize)
+            .err()
+            .unwrap_or(JsonError::Syntax {
+                offset: at as usize,
+                kind: "invalid number".into(),
+            }),
+        Fault::Desync => JsonError::Syntax {
+            offset: 0,
+            kind: "the parser's structure and its tape disagree".into(),
+        },
+    })
+}
+
+/// Whether the text at `at`, running at most to `end`, may be a number simd-json reads
+/// differently from other parsers: "-0", or a text long enough to hold 19 digits, which
+/// simd-json parses on a path that neither rounds correctly nor checks what follows the number
+/// ("4444444444444444444a" parses).
+#[inline(always)]
+fn needs_number_check(bytes: &[u8], at: usize, end: usize) -> bool {
+    const LONG: usize = 19;
+    match bytes.get(at) {
+        Some(b'-') => end.saturating_sub(at) >= LONG || bytes.get(at + 1) == Some(&b'0'),
+        Some(b'0'..=b'9') => end.saturating_sub(at) >= LONG,
+        _ => false,
+    }
 }
 
 /// What the tape walk found wrong. Eight bytes, so that every step of the walk returns its
@@ -471,79 +461,151 @@ enum Fault {
     /// The tape index of the repeated key (simd-json caps input at 4 GiB, so it fits).
     DuplicateKey(u32),
     KeyNotString,
+    /// The byte offset of a number that [`number_token`] refuses.
+    Number(u32),
+    /// A number node whose structural index does not point at a number.
+    Desync,
 }
 
-/// Checks the value at `idx`, inside `depth` containers; returns the index after it. Scalars,
-/// most of any tape, are decided here without a call.
-#[inline(always)]
-fn check_value(nodes: &[Node<'_>], idx: usize, depth: usize) -> Result<usize, Fault> {
-    match nodes.get(idx) {
-        Some(Node::Object { .. } | Node::Array { .. }) => check_container(nodes, idx, depth + 1),
-        Some(Node::Static(StaticNode::F64(f))) if !f.is_finite() => Err(Fault::NumberOutOfRange),
-        _ => Ok(idx + 1),
-    }
+/// The tape, and the text with simd-json's structural indexes into it. Stage 1 records an index
+/// for every value's first byte and for every bracket, colon and comma, so the walk keeps a
+/// cursor into the indexes next to its tape position and finds each number's text without a
+/// scan: a scalar takes one index, an array `[`, its elements each followed by `,` or `]`, an
+/// object `{`, its members (key, `:`, value) each followed by `,` or `}`.
+#[derive(Clone, Copy)]
+struct Walk<'a, 'i> {
+    nodes: &'a [Node<'i>],
+    bytes: &'a [u8],
+    starts: &'a [u32],
+    /// Whether to check numbers at their structural index (off after a [`Fault::Desync`]).
+    numbers: bool,
 }
 
-/// Checks the array or object at `idx`, which is the `depth`th level of nesting. Recursion is
-/// bounded by [`MAX_DEPTH`], checked before descending.
-#[inline(never)]
-fn check_container(nodes: &[Node<'_>], idx: usize, depth: usize) -> Result<usize, Fault> {
-    if depth > MAX_DEPTH {
-        return Err(Fault::TooDeep);
-    }
-    match nodes.get(idx) {
-        Some(&Node::Array { len, count }) => {
-            let mut at = idx + 1;
-            for _ in 0..len {
-                at = check_value(nodes, at, depth)?;
+impl Walk<'_, '_> {
+    /// Checks the value at node `idx`, inside `depth` containers, whose text starts at
+    /// structural index `*s`; returns the node after it and moves `*s` past it. Scalars, most of
+    /// any tape, are decided here without a call.
+    #[inline(always)]
+    fn value(&self, idx: usize, s: &mut usize, depth: usize) -> Result<usize, Fault> {
+        match self.nodes.get(idx) {
+            Some(Node::Object { .. } | Node::Array { .. }) => self.container(idx, s, depth + 1),
+            Some(Node::Static(StaticNode::F64(f))) if !f.is_finite() => {
+                Err(Fault::NumberOutOfRange)
             }
-            Ok(idx + count + 1)
-        }
-        Some(&Node::Object { len, count }) => {
-            check_members(nodes, idx + 1, len, depth)?;
-            Ok(idx + count + 1)
-        }
-        _ => Ok(idx + 1),
-    }
-}
-
-/// Checks the `len` members of an object starting at `first` (key, value, key, value...): each
-/// value, and that no key repeats.
-fn check_members(nodes: &[Node<'_>], first: usize, len: usize, depth: usize) -> Result<(), Fault> {
-    // Small objects dominate MCP traffic: a linear scan beats hashing and allocating there. Keys
-    // are compared by a fingerprint (length, first and last byte) first, so distinct keys rarely
-    // reach a string comparison. Larger objects sort their keys.
-    const SMALL: usize = 16;
-    let key_at = |idx: usize| match nodes.get(idx) {
-        Some(Node::String(key)) => Ok(*key),
-        _ => Err(Fault::KeyNotString),
-    };
-    let mut idx = first;
-    if len <= SMALL {
-        let mut prints = [0u64; SMALL];
-        for i in 0..len {
-            let key = key_at(idx)?;
-            let bytes = key.as_bytes();
-            let print = (bytes.len() as u64) << 16
-                | u64::from(bytes.first().copied().unwrap_or(0)) << 8
-                | u64::from(bytes.last().copied().unwrap_or(0));
-            if prints[..i].contains(&print) && earlier_key(nodes, first, i, key) {
-                return Err(Fault::DuplicateKey(idx as u32));
+            Some(Node::Static(StaticNode::I64(_) | StaticNode::U64(_) | StaticNode::F64(_)))
+                if self.numbers =>
+            {
+                self.number(*s)?;
+                *s += 1;
+                Ok(idx + 1)
             }
-            prints[i] = print;
-            idx = check_value(nodes, idx + 1, depth)?;
+            _ => {
+                *s += 1;
+                Ok(idx + 1)
+            }
         }
-        return Ok(());
     }
-    let mut keys: Vec<(&str, usize)> = Vec::with_capacity(len);
-    for _ in 0..len {
-        keys.push((key_at(idx)?, idx));
-        idx = check_value(nodes, idx + 1, depth)?;
+
+    /// Checks the number whose text starts at structural index `s`.
+    #[inline(always)]
+    fn number(&self, s: usize) -> Result<(), Fault> {
+        let at = self.starts.get(s).map_or(usize::MAX, |&at| at as usize);
+        let end = self
+            .starts
+            .get(s + 1)
+            .map_or(self.bytes.len(), |&next| next as usize);
+        if !matches!(self.bytes.get(at), Some(b'-' | b'0'..=b'9')) {
+            return Err(Fault::Desync);
+        }
+        if needs_number_check(self.bytes, at, end) {
+            return self.number_token(at);
+        }
+        Ok(())
     }
-    keys.sort_unstable();
-    match keys.windows(2).find(|w| w[0].0 == w[1].0) {
-        Some(w) => Err(Fault::DuplicateKey(w[1].1 as u32)),
-        None => Ok(()),
+
+    #[cold]
+    fn number_token(&self, at: usize) -> Result<(), Fault> {
+        match number_token(self.bytes, at) {
+            Ok(_) => Ok(()),
+            Err(_) => Err(Fault::Number(at as u32)),
+        }
+    }
+
+    /// Checks the array or object at node `idx` and structural index `*s`, which is the
+    /// `depth`th level of nesting. Recursion is bounded by [`MAX_DEPTH`], checked before
+    /// descending.
+    #[inline(never)]
+    fn container(&self, idx: usize, s: &mut usize, depth: usize) -> Result<usize, Fault> {
+        if depth > MAX_DEPTH {
+            return Err(Fault::TooDeep);
+        }
+        match self.nodes.get(idx) {
+            Some(&Node::Array { len, count }) => {
+                // `[`, then each element and the `,` or `]` after it (`[]` takes two).
+                *s += 1 + usize::from(len == 0);
+                let mut at = idx + 1;
+                for _ in 0..len {
+                    at = self.value(at, s, depth)?;
+                    *s += 1;
+                }
+                Ok(idx + count + 1)
+            }
+            Some(&Node::Object { len, count }) => {
+                *s += 1 + usize::from(len == 0);
+                self.members(idx + 1, s, len, depth)?;
+                Ok(idx + count + 1)
+            }
+            _ => {
+                *s += 1;
+                Ok(idx + 1)
+            }
+        }
+    }
+
+    /// Checks the `len` members of an object whose first key is node `first` (key, value, key,
+    /// value...), its key at structural index `*s`: each value, and that no key repeats.
+    fn members(&self, first: usize, s: &mut usize, len: usize, depth: usize) -> Result<(), Fault> {
+        // Small objects dominate MCP traffic: a linear scan beats hashing and allocating there.
+        // Keys are compared by a fingerprint (length, first and last byte) first, so distinct
+        // keys rarely reach a string comparison. Larger objects sort their keys.
+        const SMALL: usize = 16;
+        let nodes = self.nodes;
+        let key_at = |idx: usize| match nodes.get(idx) {
+            Some(Node::String(key)) => Ok(*key),
+            _ => Err(Fault::KeyNotString),
+        };
+        let mut idx = first;
+        if len <= SMALL {
+            let mut prints = [0u64; SMALL];
+            for i in 0..len {
+                let key = key_at(idx)?;
+                let bytes = key.as_bytes();
+                let print = (bytes.len() as u64) << 16
+                    | u64::from(bytes.first().copied().unwrap_or(0)) << 8
+                    | u64::from(bytes.last().copied().unwrap_or(0));
+                if prints[..i].contains(&print) && earlier_key(nodes, first, i, key) {
+                    return Err(Fault::DuplicateKey(idx as u32));
+                }
+                prints[i] = print;
+                // The key and its `:`, the value, then the `,` or `}` after it.
+                *s += 2;
+                idx = self.value(idx + 1, s, depth)?;
+                *s += 1;
+            }
+            return Ok(());
+        }
+        let mut keys: Vec<(&str, usize)> = Vec::with_capacity(len);
+        for _ in 0..len {
+            keys.push((key_at(idx)?, idx));
+            *s += 2;
+            idx = self.value(idx + 1, s, depth)?;
+            *s += 1;
+        }
+        keys.sort_unstable();
+        match keys.windows(2).find(|w| w[0].0 == w[1].0) {
+            Some(w) => Err(Fault::DuplicateKey(w[1].1 as u32)),
+            None => Ok(()),
+        }
     }
 }
 
@@ -603,6 +665,11 @@ fn build(nodes: &[Node<'_>], pos: &mut usize) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// How often the walk's structural cursor disagreed with the tape: never, if it is right.
+        pub(super) static DESYNCS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
 
     type Check = fn(&JsonError) -> bool;
 
@@ -709,44 +776,86 @@ mod tests {
         }
     }
 
+    /// Where a number can stand: alone, in arrays and objects, after empty and nested
+    /// containers (which take a different number of structural indexes), after strings with
+    /// escaped quotes and brackets, with whitespace around it.
+    const NUMBER_PLACES: &[&str] = &[
+        "X",
+        " X ",
+        "[X]",
+        "[1,X]",
+        "[X,1]",
+        "[ X , 2 ]",
+        "{\"a\":X}",
+        "{\"a\":1,\"b\":X,\"c\":2}",
+        "[[],{},X]",
+        "{\"e\":{},\"f\":[[]],\"g\":X}",
+        "[\"s\\\"[{,:\",X]",
+        "{\"a\":[1,[2,{\"b\":[X]}]],\"z\":0}",
+        "[{\"day\":\"2026-01-05\",\"n\":\"12345678901234567890\"},X]",
+        "[[[[[[X]]]]],[[]],{\"k\":{\"l\":[X]}}]",
+    ];
+
     #[test]
-    fn long_digit_runs_trigger_the_full_scan_wherever_they_lie() {
-        assert!(!long_digit_run(b"{\"a\":\"abc\"}"));
-        assert!(long_digit_run(b"1234567890123456789"));
-        assert!(!long_digit_run(b"123456789012345678"));
-        assert!(long_digit_run(b"xx/1234567890123456789:"));
-        assert!(!long_digit_run(b"/:/:/:/:/:/:/:/:/:/:/:/:/:/:/:/:/:/:/:"));
-        // A float's digits count on both sides of its dot.
-        assert!(long_digit_run(b"[12345678.1234567890a]"));
-        assert!(!long_digit_run(b"[12345678.123456789]"));
-        let long = format!("{{\"n\":{}}}", "7".repeat(40));
-        assert!(long_digit_run(long.as_bytes()));
-        // Every offset and body length: a 19-run is found, an 18-run is not, whatever its
-        // alignment against the words and the unblocked tail.
-        for pad in 0..40 {
-            for tail in 0..40 {
-                for (len, found) in [(19, true), (18, false)] {
-                    let body =
-                        format!("{}{}{}", "x".repeat(pad), "5".repeat(len), "y".repeat(tail));
-                    assert_eq!(
-                        long_digit_run(body.as_bytes()),
-                        found,
-                        "pad {pad} tail {tail} run {len}"
-                    );
-                }
+    fn numbers_are_checked_wherever_they_stand() {
+        for place in NUMBER_PLACES {
+            for bad in [
+                "-0",
+                "-0 ",
+                "12345678901234567890",
+                "18446744073709551616",
+                "-9223372036854775809",
+                "1.0000000000000000001",
+                "4444444444444444444a",
+                "-4444444444444444444a",
+                "18446744073709551615true",
+            ] {
+                let body = place.replace('X', bad);
+                assert!(
+                    matches!(parse(body.as_bytes()), Err(JsonError::Syntax { .. })),
+                    "{body}: {:?}",
+                    parse(body.as_bytes())
+                );
+            }
+            // Integers of up to 19 digits, -0 as a float, and numbers that only look like the
+            // bad ones in strings are read alike by every parser.
+            for good in [
+                "0",
+                "10",
+                "-1",
+                "-0.0",
+                "-0e1",
+                "1234567890123456789",
+                "-9223372036854775808",
+                "1.00000000000000001",
+                "12.5e10",
+                "\"-0\"",
+                "\"12345678901234567890\"",
+            ] {
+                let body = place.replace('X', good);
+                let ours = parse(body.as_bytes()).unwrap_or_else(|e| panic!("{body}: {e}"));
+                let theirs: serde_json::Value = serde_json::from_str(&body).unwrap();
+                assert_eq!(ours, theirs, "{body}");
             }
         }
-        // Integers of up to 19 digits still parse; longer ones and over-long mantissas do not:
-        // readers disagree on them.
-        assert!(parse(b"[1234567890123456789, -9223372036854775808, 1.00000000000000001]").is_ok());
-        for bad in [
-            &b"[12345678901234567890]"[..],
-            b"[18446744073709551616]",
-            b"[-9223372036854775809]",
-            b"[1.0000000000000000001]",
-        ] {
-            assert!(parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
-        }
+        // Every number was found through the tape: the byte-scan fallback never ran.
+        assert_eq!(DESYNCS.with(|n| n.get()), 0);
+    }
+
+    #[test]
+    fn structural_indexes_that_do_not_match_the_tape_fall_back_to_the_byte_scan() {
+        let check = |text: &[u8], starts: &[u32]| {
+            let mut input = text.to_vec();
+            let tape = simd_json::to_tape(&mut input).unwrap();
+            check_tape(&tape.0, text, starts)
+        };
+        // The number's index points at the comma: the walk notices and scans the bytes.
+        assert!(matches!(
+            check(b"[1,-0]", &[0, 1, 2, 2, 5]),
+            Err(JsonError::Syntax { .. })
+        ));
+        assert_eq!(check(b"[1,-5]", &[0, 1, 2, 2, 5]), Ok(()));
+        assert_eq!(DESYNCS.with(|n| n.get()), 2);
     }
 
     #[test]
