@@ -17,6 +17,10 @@ pub const MAX_DEPTH: usize = 64;
 /// Largest integer magnitude that every JSON consumer reads exactly (I-JSON, RFC 7493).
 pub const MAX_EXACT_INT: u64 = 1 << 53;
 
+/// Most significant digits accepted in a number's exponent. simd-json keeps exponents in 32
+/// bits; anything this short is far from wrapping, and far beyond any finite `f64`.
+pub const MAX_EXPONENT_DIGITS: usize = 9;
+
 /// Why a body is not strict JSON. The messages are shown to agents, so they name the problem.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JsonError {
@@ -277,6 +281,18 @@ fn number_token(bytes: &[u8], start: usize) -> Result<usize, JsonError> {
         if n == 0 {
             return Err(bad(i));
         }
+        // simd-json cuts the exponent to 32 bits: "1e-4294967296" comes out as 1.0 where other
+        // readers see 0.0. No exponent of nine significant digits or fewer gets near that.
+        let leading_zeros = bytes[after - n..after]
+            .iter()
+            .take_while(|&&b| b == b'0')
+            .count();
+        if n - leading_zeros > MAX_EXPONENT_DIGITS {
+            return Err(JsonError::Syntax {
+                offset: start,
+                kind: "number with an exponent too large for every parser to read alike".into(),
+            });
+        }
         (i, float) = (after, true);
     }
     // Beyond what every reader represents alike: parsers round long mantissas differently
@@ -439,15 +455,26 @@ fn check_tape(nodes: &[Node<'_>], bytes: &[u8], starts: &[u32]) -> Result<(), Js
 }
 
 /// Whether the text at `at`, running at most to `end`, may be a number simd-json reads
-/// differently from other parsers: "-0", or a text long enough to hold 19 digits, which
-/// simd-json parses on a path that neither rounds correctly nor checks what follows the number
-/// ("4444444444444444444a" parses).
+/// differently from other parsers: "-0"; a text long enough to hold 19 digits, which simd-json
+/// parses on a path that neither rounds correctly nor checks what follows the number
+/// ("4444444444444444444a" parses); or one long enough for an exponent simd-json cuts short.
 #[inline(always)]
 fn needs_number_check(bytes: &[u8], at: usize, end: usize) -> bool {
-    const LONG: usize = 19;
+    // The shortest text that can hold a number [`number_token`] refuses for its length: 19
+    // digits, or one digit, an `e` and an exponent of MAX_EXPONENT_DIGITS + 1 digits.
+    const LONG: usize = 3 + MAX_EXPONENT_DIGITS;
+    let long = || {
+        // The next index may lie past whitespace (pretty-printed bodies), which is no part of
+        // the number.
+        let mut end = end.min(bytes.len());
+        while end > at && matches!(bytes[end - 1], b' ' | b'\t' | b'\n' | b'\r') {
+            end -= 1;
+        }
+        end - at.min(end) >= LONG
+    };
     match bytes.get(at) {
-        Some(b'-') => end.saturating_sub(at) >= LONG || bytes.get(at + 1) == Some(&b'0'),
-        Some(b'0'..=b'9') => end.saturating_sub(at) >= LONG,
+        Some(b'-') => bytes.get(at + 1) == Some(&b'0') || long(),
+        Some(b'0'..=b'9') => long(),
         _ => false,
     }
 }
@@ -778,7 +805,7 @@ mod tests {
 
     /// Where a number can stand: alone, in arrays and objects, after empty and nested
     /// containers (which take a different number of structural indexes), after strings with
-    /// escaped quotes and brackets, with whitespace around it.
+    /// escaped quotes and brackets, with whitespace around it, in a body the byte scan reads.
     const NUMBER_PLACES: &[&str] = &[
         "X",
         " X ",
@@ -786,6 +813,7 @@ mod tests {
         "[1,X]",
         "[X,1]",
         "[ X , 2 ]",
+        "{\n    \"a\": X\n                        }",
         "{\"a\":X}",
         "{\"a\":1,\"b\":X,\"c\":2}",
         "[[],{},X]",
@@ -794,6 +822,8 @@ mod tests {
         "{\"a\":[1,[2,{\"b\":[X]}]],\"z\":0}",
         "[{\"day\":\"2026-01-05\",\"n\":\"12345678901234567890\"},X]",
         "[[[[[[X]]]]],[[]],{\"k\":{\"l\":[X]}}]",
+        // A \u escape sends the body through the byte scan first: it must agree.
+        "[\"caf\\u00e9\",X]",
     ];
 
     #[test]
@@ -809,6 +839,12 @@ mod tests {
                 "4444444444444444444a",
                 "-4444444444444444444a",
                 "18446744073709551615true",
+                // Exponents simd-json would cut to 32 bits (and 1.0 would come out).
+                "1e-4294967296",
+                "1e4294967296",
+                "-1.5E+00004294967296",
+                "1e1000000000",
+                "0e4294967296",
             ] {
                 let body = place.replace('X', bad);
                 assert!(
@@ -829,6 +865,11 @@ mod tests {
                 "-9223372036854775808",
                 "1.00000000000000001",
                 "12.5e10",
+                "1e-400",
+                "1e000000000000000000005",
+                "5e-999999999",
+                "1234567890123",
+                "-0.5",
                 "\"-0\"",
                 "\"12345678901234567890\"",
             ] {
