@@ -297,6 +297,10 @@ pub enum MessageError {
     BadMethod,
     #[error("\"params\" must be an object")]
     BadParams,
+    #[error(
+        "a notification (a message without \"id\") must be a notifications/* method, not {0:?}"
+    )]
+    NotificationMethod(String),
     #[error("a message with \"method\" cannot carry \"result\" or \"error\"")]
     MethodWithResult,
     #[error("a response needs an \"id\" and exactly one of \"result\" and \"error\"")]
@@ -399,6 +403,12 @@ fn classify(
             .ok_or(MessageError::BadMethod)?;
         if params.is_some_and(|p| !p.is_object()) {
             return Err(MessageError::BadParams);
+        }
+        // MCP names every notification notifications/*. Anything else without an id would pass
+        // as session plumbing here while a plain JSON-RPC server executes it ("tools/call"
+        // with no id is still a tool call to JSON-RPC 2.0).
+        if id.is_none() && !method.starts_with("notifications/") {
+            return Err(MessageError::NotificationMethod(method.to_owned()));
         }
         let (target, protocol_version) = classify_params(method, params, source, batch_index)?;
         return Ok(Message {
@@ -656,6 +666,19 @@ mod tests {
             (r#"{"id":1,"method":"ping"}"#, |e| {
                 *e == MessageError::BadVersion
             }),
+            // Without an id, only notifications/* methods: a plain JSON-RPC server would
+            // execute these.
+            (
+                r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"drop_db"}}"#,
+                |e| *e == MessageError::NotificationMethod("tools/call".into()),
+            ),
+            (r#"{"jsonrpc":"2.0","method":"ping"}"#, |e| {
+                *e == MessageError::NotificationMethod("ping".into())
+            }),
+            (
+                r#"{"jsonrpc":"2.0","method":"Notifications/initialized"}"#,
+                |e| matches!(e, MessageError::NotificationMethod(_)),
+            ),
             (r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#, |e| {
                 *e == MessageError::BadVersion
             }),

@@ -76,7 +76,12 @@ impl Parser {
 
     /// Consumes `chunk`, appending every event it completes to `out`.
     pub fn push(&mut self, mut chunk: &[u8], out: &mut Vec<Event>) -> Result<(), SseError> {
-        if self.at_start && !chunk.is_empty() {
+        // Nothing to read, and nothing to forget: a CR at the end of the last chunk still waits
+        // to see whether an LF follows.
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        if self.at_start {
             // The BOM may itself arrive split across reads: wait until three bytes are known.
             let mut head = std::mem::take(&mut self.line);
             head.extend_from_slice(chunk);
@@ -220,6 +225,9 @@ mod tests {
         let mut out = Vec::new();
         for chunk in input.chunks(split.max(1)) {
             p.push(chunk, &mut out)?;
+            // An empty read between any two must change nothing (a CR may be waiting for its
+            // LF across it).
+            p.push(b"", &mut out)?;
         }
         Ok(out)
     }

@@ -5,7 +5,9 @@
 //! two equal Content-Length headers it keeps one. Both are legal for a server, but a gateway must
 //! refuse them: another hop could have framed the same bytes differently. This wrapper follows
 //! the byte stream of a connection (heads, fixed-length and chunked bodies) and queues one
-//! verdict per request head, in order, which the service checks before it reads the body.
+//! verdict per request head, in order, which the service checks before it reads the body. Heads
+//! are delimited by the parser hyper uses, so both see the same requests; once the framing is
+//! lost (an over-long line, a broken chunked body), a head without a verdict is refused.
 
 use std::{
     collections::VecDeque,
@@ -18,9 +20,14 @@ use std::{
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Longest request head followed; longer heads are hyper's to refuse.
+/// Longest request head accepted.
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 128;
+/// Longest chunk-size line (with its extensions) and trailer line accepted.
+const MAX_CHUNK_LINE: usize = 1024;
+const MAX_TRAILER_LINE: usize = 8 * 1024;
+/// The verdict for a request head the tracker could not follow up to.
+const UNFOLLOWED: &str = "request framing the gateway could not follow";
 
 /// Per-request framing verdicts of one connection, oldest first.
 #[derive(Clone, Debug, Default)]
@@ -29,14 +36,21 @@ pub struct Verdicts(Arc<Mutex<Inner>>);
 #[derive(Debug, Default)]
 struct Inner {
     heads: VecDeque<Option<&'static str>>,
-    /// A malformed chunk line: every request from here on is refused, and the connection closed.
+    /// A malformed chunked body: every request from here on is refused, and the connection
+    /// closed.
     body: Option<&'static str>,
 }
 
 impl Verdicts {
-    /// The verdict for the next request head: `Some(problem)` when its framing was ambiguous.
+    /// The verdict for the next request head: `Some(problem)` when its framing was ambiguous,
+    /// or when the tracker lost the framing before this head (it then has no verdict for it,
+    /// and a head nobody checked is refused).
     pub fn next(&self) -> Option<&'static str> {
-        self.lock().heads.pop_front().flatten()
+        let mut inner = self.lock();
+        match inner.heads.pop_front() {
+            Some(verdict) => verdict,
+            None => Some(inner.body.unwrap_or(UNFOLLOWED)),
+        }
     }
 
     /// Set once a chunked body on this connection broke the chunk grammar. Check after the body
@@ -132,7 +146,8 @@ enum State {
     ChunkData(u64),
     ChunkEnd(u8),
     Trailers(Vec<u8>),
-    /// Something hyper will refuse anyway, or the connection closes after this request.
+    /// Followed no further: hyper refuses what came, or the connection closes after this
+    /// request, or the framing broke. Any later head then has no verdict, and is refused.
     Stopped,
 }
 
@@ -158,44 +173,31 @@ impl Tracker {
                 State::Stopped => return,
                 // The common case: a whole head arrives in one read, and nothing is buffered.
                 // It is read in place; only a head split across reads is copied.
-                State::Head(buf) if buf.is_empty() => {
-                    let skip = data
-                        .iter()
-                        .take_while(|b| **b == b'\r' || **b == b'\n')
-                        .count();
-                    match find(&data[skip..], b"\r\n\r\n") {
-                        Some(e) => {
-                            let end = skip + e + 4;
-                            self.state = self.head_done(&data[skip..end]);
-                            data = &data[end..];
-                        }
-                        None => {
+                State::Head(buf) if buf.is_empty() => match self.head(data) {
+                    None => {
+                        if let State::Head(buf) = &mut self.state {
                             buf.extend_from_slice(data);
-                            if buf.len() > MAX_HEAD {
-                                self.state = State::Stopped;
-                            }
-                            return;
                         }
+                        return;
                     }
-                }
+                    Some((end, next)) => {
+                        self.state = next;
+                        data = &data[end.min(data.len())..];
+                    }
+                },
                 State::Head(buf) => {
                     let before = buf.len();
                     buf.extend_from_slice(data);
-                    // Leading blank lines before a request are allowed (RFC 9112 §2.2).
-                    let skip = buf
-                        .iter()
-                        .take_while(|b| **b == b'\r' || **b == b'\n')
-                        .count();
-                    let Some(end) = find(&buf[skip..], b"\r\n\r\n").map(|e| skip + e + 4) else {
-                        if buf.len() > MAX_HEAD {
-                            self.state = State::Stopped;
-                        }
-                        return;
-                    };
-                    let consumed = end - before;
                     let head = std::mem::take(buf);
-                    self.state = self.head_done(&head[skip..end]);
-                    data = &data[consumed..];
+                    match self.head(&head) {
+                        None => self.state = State::Head(head),
+                        Some((end, next)) => {
+                            self.state = next;
+                            data = &data[end.saturating_sub(before).min(data.len())..];
+                            continue;
+                        }
+                    }
+                    return;
                 }
                 State::Fixed(n) => {
                     let take = (*n).min(data.len() as u64);
@@ -208,7 +210,8 @@ impl Tracker {
                 State::ChunkSize(line) => match data.iter().position(|b| *b == b'\n') {
                     None => {
                         line.extend_from_slice(data);
-                        if line.len() > 1024 {
+                        if line.len() > MAX_CHUNK_LINE {
+                            self.verdicts.poison("chunk-size line too long");
                             self.state = State::Stopped;
                         }
                         return;
@@ -216,6 +219,11 @@ impl Tracker {
                     Some(i) => {
                         line.extend_from_slice(&data[..=i]);
                         data = &data[i + 1..];
+                        if line.len() > MAX_CHUNK_LINE {
+                            self.verdicts.poison("chunk-size line too long");
+                            self.state = State::Stopped;
+                            return;
+                        }
                         self.state = match chunk_size(line) {
                             Ok(0) => State::Trailers(Vec::new()),
                             Ok(n) => State::ChunkData(n),
@@ -252,14 +260,28 @@ impl Tracker {
                 State::Trailers(line) => match data.iter().position(|b| *b == b'\n') {
                     None => {
                         line.extend_from_slice(data);
+                        if line.len() > MAX_TRAILER_LINE {
+                            self.verdicts.poison("trailer line too long");
+                            self.state = State::Stopped;
+                        }
                         return;
                     }
                     Some(i) => {
-                        let blank = line.is_empty() && (i == 0 || (i == 1 && data[0] == b'\r'))
-                            || (line.as_slice() == b"\r" && i == 0);
                         line.extend_from_slice(&data[..=i]);
                         data = &data[i + 1..];
-                        self.state = if blank {
+                        // hyper ends the trailer section only at CRLF CRLF and reads a bare LF as
+                        // part of a trailer: the two would disagree on where the body ends.
+                        if line.len() > MAX_TRAILER_LINE {
+                            self.verdicts.poison("trailer line too long");
+                            self.state = State::Stopped;
+                            return;
+                        }
+                        if !line.ends_with(b"\r\n") {
+                            self.verdicts.poison("trailer line not ended by CRLF");
+                            self.state = State::Stopped;
+                            return;
+                        }
+                        self.state = if line.len() == 2 {
                             State::Head(Vec::new())
                         } else {
                             State::Trailers(Vec::new())
@@ -270,13 +292,25 @@ impl Tracker {
         }
     }
 
-    fn head_done(&self, head: &[u8]) -> State {
+    /// Reads the request head at the start of `bytes` as hyper does (with httparse, so that a
+    /// bare LF ends lines for both), and queues its verdict. `None` while the head is
+    /// incomplete; otherwise where it ends and what follows it.
+    fn head(&self, bytes: &[u8]) -> Option<(usize, State)> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
-        if !matches!(req.parse(head), Ok(httparse::Status::Complete(_))) {
-            self.verdicts.push(None);
-            return State::Stopped;
-        }
+        let end = match req.parse(bytes) {
+            Ok(httparse::Status::Complete(end)) if end <= MAX_HEAD => end,
+            Ok(httparse::Status::Partial) if bytes.len() <= MAX_HEAD => return None,
+            Ok(_) => {
+                self.verdicts.push(Some("request head too long"));
+                return Some((bytes.len(), State::Stopped));
+            }
+            // hyper refuses it too, and closes the connection.
+            Err(_) => {
+                self.verdicts.push(Some("malformed request head"));
+                return Some((bytes.len(), State::Stopped));
+            }
+        };
         let mut lengths = req
             .headers
             .iter()
@@ -296,25 +330,24 @@ impl Tracker {
         self.verdicts.push(verdict);
         if verdict.is_some() {
             // The reply closes the connection: nothing after this head matters.
-            return State::Stopped;
+            return Some((end, State::Stopped));
         }
         if chunked {
-            return State::ChunkSize(Vec::new());
+            return Some((end, State::ChunkSize(Vec::new())));
         }
-        match first_length.map(|v| {
+        let next = match first_length.map(|v| {
             std::str::from_utf8(v)
                 .ok()
                 .and_then(|s| s.trim().parse::<u64>().ok())
         }) {
             None | Some(Some(0)) => State::Head(Vec::new()),
             Some(Some(n)) => State::Fixed(n),
+            // hyper refuses the request and closes; should it not, the next head has no
+            // verdict and is refused.
             Some(None) => State::Stopped,
-        }
+        };
+        Some((end, next))
     }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    memchr::memmem::find(haystack, needle)
 }
 
 pin_project! {
@@ -435,6 +468,84 @@ POST /d HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nhi";
                 "split {split}"
             );
         }
+    }
+
+    /// The verdicts `Verdicts::next` hands out for `heads` request heads, after `stream` was
+    /// fed at every split.
+    fn served_at_every_split(stream: &[u8], heads: usize) -> Vec<Option<&'static str>> {
+        let mut first = None;
+        for split in 1..=stream.len() {
+            let v = Verdicts::default();
+            let mut t = Tracker::new(v.clone());
+            for chunk in stream.chunks(split) {
+                t.feed(chunk);
+            }
+            let served: Vec<_> = (0..heads).map(|_| v.next()).collect();
+            match &first {
+                None => first = Some(served),
+                Some(f) => assert_eq!(f, &served, "split {split}"),
+            }
+        }
+        first.unwrap_or_default()
+    }
+
+    #[test]
+    fn heads_end_where_hyper_ends_them_bare_lf_included() {
+        // hyper (httparse) ends lines at a bare LF too: the duplicate Content-Length is seen.
+        let bare = b"POST /m HTTP/1.1\nHost: x\nContent-Length: 2\nContent-Length: 2\n\n{}";
+        assert_eq!(
+            served_at_every_split(bare, 1),
+            vec![Some("more than one Content-Length")]
+        );
+        // A bare-LF GET before a CRLF POST: two heads, and the POST's framing is checked.
+        let two = b"GET /x HTTP/1.1\n\nPOST /m HTTP/1.1\r\nContent-Length: 3\r\n\
+Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        assert_eq!(
+            served_at_every_split(two, 2),
+            vec![None, Some("both Content-Length and Transfer-Encoding")]
+        );
+    }
+
+    #[test]
+    fn a_head_without_a_verdict_is_refused() {
+        let v = Verdicts::default();
+        assert_eq!(v.next(), Some(UNFOLLOWED));
+        // A head too long to follow, then whatever comes after it.
+        let long = format!(
+            "GET / HTTP/1.1\r\nX: {}\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+            "a".repeat(MAX_HEAD)
+        );
+        let v = Verdicts::default();
+        Tracker::new(v.clone()).feed(long.as_bytes());
+        assert_eq!(v.next(), Some("request head too long"));
+        assert_eq!(v.next(), Some(UNFOLLOWED));
+    }
+
+    #[test]
+    fn broken_chunked_bodies_refuse_every_later_request() {
+        let next = b"GET /after HTTP/1.1\r\n\r\n";
+        let cases: [(&[u8], &str); 3] = [
+            // hyper reads on past a bare LF in the trailers (for it the section ends only at
+            // CRLF CRLF); "Z" would have been taken for the next request head.
+            (b"0\r\n\nZ\r\n\r\n", "trailer line not ended by CRLF"),
+            (b"0\r\nT: 1\n\r\n", "trailer line not ended by CRLF"),
+            (b"1;aaaa", "chunk-size line too long"),
+        ];
+        for (body, problem) in cases {
+            let mut stream = b"POST /m HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            stream.extend_from_slice(body);
+            if body.starts_with(b"1;") {
+                stream.extend(std::iter::repeat_n(b'a', MAX_CHUNK_LINE));
+                stream.extend_from_slice(b"\r\nX\r\n0\r\n\r\n");
+            }
+            stream.extend_from_slice(next);
+            let served = served_at_every_split(&stream, 2);
+            assert_eq!(served, vec![None, Some(problem)], "{problem}");
+        }
+        // Well-formed trailers end the body, and the next head is followed.
+        let ok = b"POST /m HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: 1\r\n\r\n\
+GET /after HTTP/1.1\r\n\r\n";
+        assert_eq!(served_at_every_split(ok, 2), vec![None, None]);
     }
 
     #[test]

@@ -29,9 +29,8 @@ static SINGLE: [&HeaderName; 9] = [
 
 /// Request headers copied to the upstream. Everything else (hop-by-hop headers, the agent's
 /// credentials, cookies, forwarding headers) stays behind.
-static FORWARDED: [&HeaderName; 7] = [
+static FORWARDED: [&HeaderName; 6] = [
     &header::ACCEPT,
-    &header::CONTENT_TYPE,
     &MCP_SESSION_ID,
     &MCP_PROTOCOL_VERSION,
     &MCP_METHOD,
@@ -101,13 +100,26 @@ pub fn text<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a 
     }
 }
 
-/// The POST body must be JSON.
+/// The POST body must be JSON, in UTF-8: the gateway checks it as UTF-8, and an upstream that
+/// honoured another charset (UTF-7, say) would read other JSON from the same bytes. The only
+/// parameter accepted is `charset=utf-8`.
 pub fn check_json_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
     let ok = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        .is_some_and(|v| {
+            let mut parts = v.split(';');
+            parts
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+                && parts.all(|p| match p.split_once('=') {
+                    Some((name, value)) => {
+                        name.trim().eq_ignore_ascii_case("charset")
+                            && value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+                    }
+                    None => p.trim().is_empty(),
+                })
+        });
     if ok {
         Ok(())
     } else {
@@ -197,12 +209,18 @@ pub fn check_method_headers(
 }
 
 /// The headers sent upstream: an allowlist of the agent's, plus `Accept-Encoding: identity` so
-/// the gateway can read what comes back.
+/// the gateway can read what comes back. A body's `Content-Type` is the gateway's own
+/// `application/json`: the agent's parameters, checked or not, stay behind.
 pub fn upstream_request(agent: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::with_capacity(FORWARDED.len() + 2);
+    let mut out = HeaderMap::with_capacity(FORWARDED.len() + 3);
     // One pass over what the agent sent (a handful of headers) rather than a lookup per name.
     for (name, value) in agent {
-        if FORWARDED.contains(&name) {
+        if name == header::CONTENT_TYPE {
+            out.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        } else if FORWARDED.contains(&name) {
             // The first copy only, as `HeaderMap::get` would read it.
             out.entry(name).or_insert_with(|| value.clone());
         } else if name.as_str().starts_with("mcp-param-") {
@@ -271,6 +289,49 @@ mod tests {
                 ("content-type", "application/json")
             ]))
             .is_ok()
+        );
+    }
+
+    #[test]
+    fn only_utf8_json_is_accepted_and_the_upstream_gets_plain_application_json() {
+        for ok in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+            "application/json;charset=\"UTF-8\"",
+        ] {
+            assert!(
+                check_json_content_type(&h(&[("content-type", ok)])).is_ok(),
+                "{ok}"
+            );
+        }
+        for bad in [
+            "text/plain",
+            "application/json; charset=utf-7",
+            "application/json; charset=utf-16le",
+            "application/json; boundary=x",
+            "application/json; charset",
+            "application/jsonx",
+        ] {
+            assert!(
+                matches!(
+                    check_json_content_type(&h(&[("content-type", bad)])),
+                    Err(Refusal::ContentType)
+                ),
+                "{bad}"
+            );
+        }
+        assert!(check_json_content_type(&h(&[])).is_err());
+        let out = upstream_request(&h(&[
+            ("content-type", "application/json; charset=UTF-8"),
+            ("accept", "application/json"),
+        ]));
+        assert_eq!(out.get(header::CONTENT_TYPE).unwrap(), "application/json");
+        assert_eq!(out.get(header::ACCEPT).unwrap(), "application/json");
+        assert!(
+            upstream_request(&h(&[]))
+                .get(header::CONTENT_TYPE)
+                .is_none()
         );
     }
 

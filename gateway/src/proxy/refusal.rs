@@ -31,7 +31,7 @@ pub enum Refusal {
     BodyRead(String),
     #[error("Content-Encoding {0:?} is not accepted; send the body uncompressed")]
     ContentEncoding(String),
-    #[error("Content-Type must be application/json")]
+    #[error("Content-Type must be application/json (in UTF-8: no other charset)")]
     ContentType,
     #[error("{0}")]
     Message(MessageError),

@@ -117,6 +117,13 @@ fn cases() -> Vec<Case> {
         ),
         case("too deep", deep, 400, -32700, "nesting deeper than 64"),
         case(
+            "tool call without an id",
+            r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"echo","arguments":{}}}"#,
+            400,
+            -32600,
+            "must be a notifications/* method",
+        ),
+        case(
             "null id",
             r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#,
             400,
@@ -251,6 +258,24 @@ fn cases() -> Vec<Case> {
     );
     text.headers = vec![("Content-Type", "text/plain")];
     v.push(text);
+    // The body is checked as UTF-8; an upstream honouring another charset would read other
+    // JSON ("+ACIALAAi-" is `","` in UTF-7).
+    let mut utf7 = case(
+        "charset other than UTF-8",
+        PING,
+        415,
+        -32000,
+        "Content-Type must be application/json",
+    );
+    utf7.headers = vec![("Content-Type", "application/json; charset=utf-7")];
+    v.push(utf7);
+    v.push(case(
+        "exponent cut to 32 bits by simd-json",
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":1e-4294967296}}"#,
+        400,
+        -32700,
+        "exponent",
+    ));
     let mut origin = case(
         "foreign Origin",
         PING,
@@ -401,6 +426,18 @@ async fn http_framing_ambiguity_is_refused_and_the_connection_closed() {
         format!("{head}Transfer-Encoding: chunked\r\n\r\nzz\r\n{PING}\r\n0\r\n\r\n"),
         format!("{head}Transfer-Encoding: chunked\r\n\r\n{n:x};ext\"\r\n{PING}\r\n0\r\n\r\n"),
         format!("{head}Transfer-Encoding: chunked\r\n\r\n{n:x}\n{PING}\r\n0\r\n\r\n"),
+        // Lines ended by a bare LF, as hyper also reads them: the duplicate is still seen.
+        format!(
+            "POST /servers/py/mcp HTTP/1.1\nHost: x\nContent-Type: application/json\n\
+Content-Length: {n}\nContent-Length: {n}\n\n{PING}"
+        ),
+        // A trailer section ended by a bare LF, where hyper reads on to CRLF CRLF.
+        format!("{head}Transfer-Encoding: chunked\r\n\r\n{n:x}\r\n{PING}\r\n0\r\n\nZ\r\n\r\n"),
+        // A chunk-size line longer than the gateway follows.
+        format!(
+            "{head}Transfer-Encoding: chunked\r\n\r\n{n:x};{}\r\n{PING}\r\n0\r\n\r\n",
+            "e".repeat(2000)
+        ),
         // Obsolete line folding and a space before the colon.
         format!("{head}X-A: 1\r\n  folded\r\nContent-Length: {n}\r\n\r\n{PING}"),
         format!("{head}Content-Length : {n}\r\n\r\n{PING}"),
