@@ -298,6 +298,10 @@ pub enum MessageError {
     #[error("\"params\" must be an object")]
     BadParams,
     #[error(
+        "\"params.uri\" is refused: {0} (servers would read it differently from how it is written)"
+    )]
+    BadUri(&'static str),
+    #[error(
         "a notification (a message without \"id\") must be a notifications/* method, not {0:?}"
     )]
     NotificationMethod(String),
@@ -478,6 +482,51 @@ fn check_error_object(e: View<'_, '_>) -> Result<(), MessageError> {
 
 type Classified = (Target, Option<Box<str>>);
 
+/// A resource URI in the one spelling the policy matches. Servers resolve `..` and `.`
+/// segments, decode percent-escapes and fold the scheme's case before they look a resource up
+/// (the TypeScript SDK through WHATWG `URL`, the Python one by unquoting template variables), so
+/// "file:///srv/public/../../etc/passwd" or "db://tables/%73ecrets" would slip past a rule
+/// written for what they mean. Such spellings are refused rather than rewritten: the URI the
+/// upstream gets is the one the policy saw.
+fn resource_uri(uri: Box<str>) -> Result<Box<str>, MessageError> {
+    let bad = |why: &'static str| Err(MessageError::BadUri(why));
+    let Some((scheme, rest)) = uri.split_once(':') else {
+        return bad("it has no scheme");
+    };
+    if scheme.is_empty()
+        || !scheme
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b))
+    {
+        return bad("its scheme is not in lower case");
+    }
+    if rest.contains('\\') {
+        return bad("it contains a backslash");
+    }
+    let path = rest.split(['?', '#']).next().unwrap_or_default();
+    if path
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return bad("it has a \".\" or \"..\" path segment");
+    }
+    let bytes = rest.as_bytes();
+    for (i, _) in rest.match_indices('%') {
+        let decoded = bytes
+            .get(i + 1..i + 3)
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match decoded {
+            None => return bad("it has a malformed percent-escape"),
+            Some(b) if b.is_ascii_alphanumeric() || b"-._~/\\".contains(&b) => {
+                return bad("it percent-escapes a character that needs no escape, or a slash");
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(uri)
+}
+
 fn classify_params(
     method: &str,
     params: Option<View<'_, '_>>,
@@ -521,13 +570,13 @@ fn classify_params(
         ),
         "resources/read" => (
             Target::Resource {
-                uri: field("uri", "resources/read")?,
+                uri: resource_uri(field("uri", "resources/read")?)?,
             },
             None,
         ),
         "resources/subscribe" => (
             Target::Resource {
-                uri: field("uri", "resources/subscribe")?,
+                uri: resource_uri(field("uri", "resources/subscribe")?)?,
             },
             None,
         ),
@@ -659,6 +708,33 @@ mod tests {
     }
 
     #[test]
+    fn resource_uris_pass_in_their_one_spelling() {
+        for uri in [
+            "file:///srv/a%20b.txt",
+            "file:///srv/.hidden/x..y",
+            "demo://resource/static/document/architecture.md",
+            "https://example.com/a?next=../b#..",
+            "ui://widget/x",
+            "db://t/%C3%A9t%C3%A9",
+        ] {
+            assert_eq!(resource_uri(uri.into()).as_deref(), Ok(uri), "{uri}");
+        }
+        for uri in [
+            "no-scheme",
+            ":empty-scheme",
+            "File:///x",
+            "file:///srv/..",
+            "file:///srv/./x",
+            "file:///%2e%2e/x",
+            "file:///a%5cb",
+            "file:///a%7E",
+            "file:///a%4",
+        ] {
+            assert!(resource_uri(uri.into()).is_err(), "{uri}");
+        }
+    }
+
+    #[test]
     fn refuses_malformed_messages() {
         let cases: &[(&str, Check)] = &[
             (r#"[1]"#, |e| *e == MessageError::NotAnObject),
@@ -671,6 +747,34 @@ mod tests {
             (
                 r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"drop_db"}}"#,
                 |e| *e == MessageError::NotificationMethod("tools/call".into()),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///srv/public/../../etc/passwd"}}"#,
+                |e| matches!(e, MessageError::BadUri(_)),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"db://tables/%73ecrets"}}"#,
+                |e| matches!(e, MessageError::BadUri(_)),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"DEMO://resource/2"}}"#,
+                |e| matches!(e, MessageError::BadUri(_)),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"demo://r/./2"}}"#,
+                |e| matches!(e, MessageError::BadUri(_)),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///a%2Fb"}}"#,
+                |e| matches!(e, MessageError::BadUri(_)),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///a\\..\\b"}}"#,
+                |e| matches!(e, MessageError::BadUri(_)),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///a%zz"}}"#,
+                |e| matches!(e, MessageError::BadUri(_)),
             ),
             (r#"{"jsonrpc":"2.0","method":"ping"}"#, |e| {
                 *e == MessageError::NotificationMethod("ping".into())
