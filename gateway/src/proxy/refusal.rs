@@ -35,6 +35,8 @@ pub enum Refusal {
     ContentType,
     #[error("{0}")]
     Message(MessageError),
+    #[error("request id {0} is already waiting for an answer in this session")]
+    IdInFlight(String),
     #[error("header {header} says {header_value:?} but the body says {body_value:?}")]
     HeaderMismatch {
         header: &'static str,
@@ -95,6 +97,7 @@ impl Refusal {
             | BadHeader(_)
             | BodyRead(_)
             | Message(_)
+            | IdInFlight(_)
             | HeaderMismatch { .. }
             | MissingHeader { .. } => StatusCode::BAD_REQUEST,
             UnsupportedRevision(_) | RevisionMismatch { .. } => StatusCode::BAD_REQUEST,
@@ -115,6 +118,7 @@ impl Refusal {
         match self {
             Refusal::Message(MessageError::Json(_)) => rpc_error::PARSE_ERROR,
             Refusal::Message(_)
+            | Refusal::IdInFlight(_)
             | Refusal::Framing(_)
             | Refusal::BadHeader(_)
             | Refusal::MissingHeader { .. } => rpc_error::INVALID_REQUEST,
@@ -151,7 +155,7 @@ impl Refusal {
             BodyRead(_) => "body",
             ContentEncoding(_) | ContentType => "media_type",
             Message(MessageError::Json(_)) => "json",
-            Message(_) => "jsonrpc",
+            Message(_) | IdInFlight(_) => "jsonrpc",
             HeaderMismatch { .. } => "header_mismatch",
             UnknownServer(_) | NotFound | UnknownEndpoint => "not_found",
             MethodNotAllowed => "method",

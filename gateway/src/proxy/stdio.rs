@@ -306,11 +306,26 @@ impl Launcher {
         } else {
             // Registered before writing: a quick answer must find its stream.
             let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-            lock(&child.routes).posts.push(Waiter {
+            let mut routes = lock(&child.routes);
+            routes.posts.retain(|w| !w.tx.is_closed());
+            // Answers are routed by id: a second request with the id of one still waiting
+            // would take (or have taken from it) the other's answer, and a list result could
+            // reach the agent as the answer to a call, past the list filter.
+            let waiting = |id: &String| routes.posts.iter().any(|w| w.ids.contains(id));
+            if let Some(dup) = ids
+                .iter()
+                .enumerate()
+                .find(|(i, id)| ids[..*i].contains(id) || waiting(id))
+                .map(|(_, id)| id.clone())
+            {
+                return Err(Refusal::IdInFlight(dup));
+            }
+            routes.posts.push(Waiter {
                 ids,
                 tx,
                 since: Instant::now(),
             });
+            drop(routes);
             Some(rx)
         };
         if let Err(e) = child.write(&self.drain, body).await {

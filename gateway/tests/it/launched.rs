@@ -187,6 +187,33 @@ async fn each_session_gets_its_own_process_until_delete_or_idle_and_sessions_are
     assert_eq!(status, 200);
     let reply = String::from_utf8_lossy(&reply);
     assert!(reply.contains("\"hi\""), "{reply}");
+    // Answers from the child are routed by request id: while one request waits, another with
+    // its id is refused (it would take the other's answer), and the first is unharmed.
+    let slow = tool_call(40, "long_running", json!({"steps": 10, "delay": 0.2}));
+    let waiting = {
+        let first = first.clone();
+        tokio::spawn(async move { post_in_session(port, "py", &first, &slow).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let same_id = r#"{"jsonrpc":"2.0","id":40,"method":"tools/list"}"#;
+    let (status, _, body) = post_in_session(port, "py", &first, same_id).await;
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        String::from_utf8_lossy(&body).contains("already waiting for an answer"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let (status, _, body) = waiting.await.unwrap();
+    assert_eq!(status, 200);
+    let body = String::from_utf8_lossy(&body);
+    assert!(
+        body.contains("\"id\":40") && body.contains("done 10 steps"),
+        "{body}"
+    );
+    // Answered, the id is free again.
+    let (status, _, body) = post_in_session(port, "py", &first, same_id).await;
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("long_running"));
     // A notification is accepted (202), with no body.
     let (status, _, _) = post_in_session(
         port,
