@@ -37,6 +37,30 @@ pub fn is_list(method: &str) -> bool {
     shape(method).is_some()
 }
 
+/// The list method whose result `message` (a whole JSON-RPC response) has the shape of: a
+/// `result` with one of the list members as an array. For responses the gateway cannot match to
+/// a request it saw (the legacy transport's GET stream, a resumed stream's replay, an upstream
+/// answering an id twice), so that a list never skips its filter for want of its request.
+pub fn method_by_shape(message: &[u8]) -> Option<&'static str> {
+    crate::mcp::json::with_parsed(message, |v| {
+        let result = v.get("result")?;
+        [
+            "tools/list",
+            "prompts/list",
+            "resources/list",
+            "resources/templates/list",
+        ]
+        .into_iter()
+        .find(|m| {
+            shape(m)
+                .and_then(|(member, _, _)| result.get(member))
+                .is_some_and(|entries| entries.is_array())
+        })
+    })
+    .ok()
+    .flatten()
+}
+
 /// Filters `result` (the `result` member of a list response) in place when `apply`, and
 /// reports what is (or would be) hidden.
 pub fn filter(
@@ -107,4 +131,38 @@ pub fn filter(
         }
     });
     hidden
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unmatched_responses_are_recognised_as_lists_by_their_shape() {
+        let shape = |t: &str| method_by_shape(t.as_bytes());
+        assert_eq!(
+            shape(r#"{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"x"}]}}"#),
+            Some("tools/list")
+        );
+        assert_eq!(
+            shape(r#"{"jsonrpc":"2.0","id":3,"result":{"resourceTemplates":[],"nextCursor":"c"}}"#),
+            Some("resources/templates/list")
+        );
+        assert_eq!(
+            shape(r#"{"jsonrpc":"2.0","id":"a","result":{"prompts":[]}}"#),
+            Some("prompts/list")
+        );
+        assert_eq!(
+            shape(r#"{"jsonrpc":"2.0","id":1,"result":{"resources":[]}}"#),
+            Some("resources/list")
+        );
+        // A call's result, a "tools" member that is not a list, an error: not lists.
+        for other in [
+            r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{"tools":"x"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"m"}}"#,
+        ] {
+            assert_eq!(shape(other), None, "{other}");
+        }
+    }
 }

@@ -274,7 +274,12 @@ impl ResponseStage for PolicyStage {
                 Some(method) if lists::is_list(method) => {
                     self.filter_list(identity, server, m.raw, method)
                 }
-                _ => Inspection::Forward,
+                Some(_) => Inspection::Forward,
+                // Not matched to a request seen in this exchange: judged by its shape.
+                None => match lists::method_by_shape(m.raw) {
+                    Some(method) => self.filter_list(identity, server, m.raw, method),
+                    None => Inspection::Forward,
+                },
             },
             Kind::Error => Inspection::Forward,
         }

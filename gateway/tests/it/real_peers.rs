@@ -131,6 +131,33 @@ async fn python_client_and_server_legacy_sse_transport_through_the_gateway() {
     }));
 }
 
+/// On the legacy transport every answer comes back on the GET stream, apart from the POST that
+/// asked: the tool list is still filtered (by its shape), and a denied tool stays hidden.
+#[tokio::test(flavor = "multi_thread")]
+async fn legacy_sse_tool_lists_are_filtered_too() {
+    let server = python_server("sse", None).await;
+    let gw = gateway(&gateway_config(
+        &[("legacy", &server.url("/sse"), "sse", "")],
+        "[[rules]]\nname = \"no-wipe\"\neffect = \"deny\"\ntools = [\"wipe_disk\"]\n",
+    ))
+    .await;
+    let through = format!("http://{}/servers/legacy/sse", addr(&gw));
+    let direct = python_client(&server.url("/sse"), "sse", "legacy", "self", None).await;
+    let proxied = python_client(&through, "sse", "legacy", "self", None).await;
+    let names = |out: &serde_json::Value| -> Vec<String> {
+        out["tools"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no tool list: {out}"))
+            .iter()
+            .filter_map(|t| t.as_str().map(str::to_owned))
+            .collect()
+    };
+    assert!(names(&direct).contains(&"wipe_disk".to_owned()), "{direct}");
+    let listed = names(&proxied);
+    assert!(!listed.contains(&"wipe_disk".to_owned()), "{proxied}");
+    assert!(listed.contains(&"echo".to_owned()), "{proxied}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn legacy_posts_only_reach_endpoints_a_live_stream_announced() {
     let server = python_server("sse", None).await;

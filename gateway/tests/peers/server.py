@@ -33,6 +33,12 @@ def add(a: int, b: int) -> int:
 
 
 @mcp.tool()
+def wipe_disk() -> str:
+    """Listed, never called by the test client: policy tests hide it."""
+    return "wiped"
+
+
+@mcp.tool()
 async def long_running(steps: int = 5, delay: float = 0.1, ctx: Context = None) -> str:
     """Sleep `steps` times, reporting progress after each step."""
     for i in range(1, steps + 1):
