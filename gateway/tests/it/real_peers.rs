@@ -107,18 +107,25 @@ async fn python_client_2026_07_28_stateless_mode_passes_the_header_checks() {
     );
 }
 
+/// The legacy transport end to end. Every answer comes back on the GET stream, apart from the
+/// POST that asked: the tool list is still filtered (by its shape), so the one tool a rule
+/// denies is the only difference between the direct and the proxied run.
 #[tokio::test(flavor = "multi_thread")]
 async fn python_client_and_server_legacy_sse_transport_through_the_gateway() {
     let server = python_server("sse", None).await;
     let gw = gateway(&gateway_config(
         &[("legacy", &server.url("/sse"), "sse", "")],
-        "",
+        "[[rules]]\nname = \"no-wipe\"\neffect = \"deny\"\ntools = [\"wipe_disk\"]\n",
     ))
     .await;
     let through = format!("http://{}/servers/legacy/sse", addr(&gw));
-    let direct = python_client(&server.url("/sse"), "sse", "legacy", "self", None).await;
+    let mut direct = python_client(&server.url("/sse"), "sse", "legacy", "self", None).await;
     let proxied = python_client(&through, "sse", "legacy", "self", None).await;
     assert_complete(&direct);
+    let tools = direct["tools"].as_array_mut().expect("a tool list");
+    let before = tools.len();
+    tools.retain(|t| t != "wipe_disk");
+    assert_eq!(tools.len(), before - 1, "the server lists wipe_disk");
     assert_eq!(direct, proxied);
     // Every POST the upstream saw through the gateway went to the endpoint it announced.
     let seen = received(&server).await;
@@ -129,33 +136,6 @@ async fn python_client_and_server_legacy_sse_transport_through_the_gateway() {
                 .as_str()
                 .is_some_and(|q| q.starts_with("session_id="))
     }));
-}
-
-/// On the legacy transport every answer comes back on the GET stream, apart from the POST that
-/// asked: the tool list is still filtered (by its shape), and a denied tool stays hidden.
-#[tokio::test(flavor = "multi_thread")]
-async fn legacy_sse_tool_lists_are_filtered_too() {
-    let server = python_server("sse", None).await;
-    let gw = gateway(&gateway_config(
-        &[("legacy", &server.url("/sse"), "sse", "")],
-        "[[rules]]\nname = \"no-wipe\"\neffect = \"deny\"\ntools = [\"wipe_disk\"]\n",
-    ))
-    .await;
-    let through = format!("http://{}/servers/legacy/sse", addr(&gw));
-    let direct = python_client(&server.url("/sse"), "sse", "legacy", "self", None).await;
-    let proxied = python_client(&through, "sse", "legacy", "self", None).await;
-    let names = |out: &serde_json::Value| -> Vec<String> {
-        out["tools"]
-            .as_array()
-            .unwrap_or_else(|| panic!("no tool list: {out}"))
-            .iter()
-            .filter_map(|t| t.as_str().map(str::to_owned))
-            .collect()
-    };
-    assert!(names(&direct).contains(&"wipe_disk".to_owned()), "{direct}");
-    let listed = names(&proxied);
-    assert!(!listed.contains(&"wipe_disk".to_owned()), "{proxied}");
-    assert!(listed.contains(&"echo".to_owned()), "{proxied}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
