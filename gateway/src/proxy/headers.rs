@@ -234,11 +234,22 @@ pub fn upstream_request(agent: &HeaderMap) -> HeaderMap {
     out
 }
 
-/// The upstream's response headers the agent gets.
+/// The upstream's response headers the agent gets. Headers the upstream's `Connection` header
+/// names are hop-by-hop too (RFC 9110 §7.6.1): they were meant for the gateway alone.
 pub fn agent_response(upstream: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(upstream.len());
+    let hop = |name: &HeaderName| {
+        upstream
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
+    };
+    let named = upstream.contains_key(header::CONNECTION);
     for (name, value) in upstream {
-        if !NOT_RETURNED.contains(&name.as_str()) {
+        let dropped = NOT_RETURNED.contains(&name.as_str()) || (named && hop(name));
+        if !dropped {
             out.append(name.clone(), value.clone());
         }
     }
@@ -290,6 +301,20 @@ mod tests {
             ]))
             .is_ok()
         );
+    }
+
+    #[test]
+    fn headers_the_upstreams_connection_header_names_stay_behind() {
+        let out = agent_response(&h(&[
+            ("connection", "keep-alive, X-Internal-Token"),
+            ("x-internal-token", "secret"),
+            ("content-type", "application/json"),
+            ("mcp-session-id", "s1"),
+        ]));
+        assert!(out.get("x-internal-token").is_none());
+        assert!(out.get("connection").is_none());
+        assert_eq!(out.get("mcp-session-id").unwrap(), "s1");
+        assert_eq!(out.get("content-type").unwrap(), "application/json");
     }
 
     #[test]

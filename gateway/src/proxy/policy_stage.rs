@@ -270,6 +270,9 @@ impl ResponseStage for PolicyStage {
                     _ => Inspection::Forward,
                 }
             }
+            Kind::Response if let Some(refusal) = self.input_requests(identity, server, m) => {
+                refusal
+            }
             Kind::Response => match m.answers {
                 Some(method) if lists::is_list(method) => {
                     self.filter_list(identity, server, m.raw, method)
@@ -287,6 +290,74 @@ impl ResponseStage for PolicyStage {
 }
 
 impl PolicyStage {
+    /// From 2026-07-28 a server asks the client for sampling, elicitation or roots inside a
+    /// result (`"resultType": "input_required"`, its `inputRequests`) instead of in requests of
+    /// its own. Each embedded request gets the decision it would get as a request; if any is
+    /// denied the agent gets an error in place of the result, naming it. `None`: not such a
+    /// result, or every embedded request is allowed.
+    fn input_requests(
+        &self,
+        identity: &Identity,
+        server: &Server,
+        m: &ServerMessage<'_>,
+    ) -> Option<Inspection> {
+        // Most responses are not: a byte search spares them the parse.
+        memchr::memmem::find(m.raw, b"input_required")?;
+        let message: serde_json::Value = serde_json::from_slice(m.raw).ok()?;
+        let result = message.get("result")?;
+        if result.get("resultType")? != "input_required" {
+            return None;
+        }
+        let id = m.message.id.as_ref().map(crate::mcp::Id::to_json);
+        let refuse = |reason: String| {
+            let reply = serde_json::json!({
+                "jsonrpc": "2.0",
+                "id": id,
+                "error": {"code": crate::mcp::rpc_error::POLICY_DENIED, "message": reason},
+            });
+            Some(Inspection::Replace(Bytes::from(reply.to_string())))
+        };
+        let Some(requests) = result.get("inputRequests").and_then(|r| r.as_object()) else {
+            return match result.get("inputRequests") {
+                None | Some(serde_json::Value::Null) => None,
+                Some(_) => refuse("agentgate: the server's inputRequests is not an object".into()),
+            };
+        };
+        for (key, request) in requests {
+            // The embedded request, as the standalone request it stands for.
+            let mut standalone = serde_json::json!({
+                "jsonrpc": "2.0",
+                "id": 0,
+                "method": request.get("method"),
+            });
+            if let Some(params) = request.get("params") {
+                standalone["params"] = params.clone();
+            }
+            let embedded = match crate::mcp::message::parse_message(
+                standalone.to_string().as_bytes(),
+            ) {
+                Ok(embedded) => embedded,
+                Err(e) => {
+                    return refuse(format!(
+                        "agentgate: the server's input request {key:?} is not a valid request: {e}"
+                    ));
+                }
+            };
+            if let Decision::Deny { reason, .. } = self.ask(
+                identity,
+                server,
+                &embedded,
+                Class::of_server_message(&embedded),
+            ) {
+                return refuse(format!(
+                    "agentgate: the server asked for {} (input request {key:?}), which is refused: {reason}",
+                    embedded.method()
+                ));
+            }
+        }
+        None
+    }
+
     fn filter_list(
         &self,
         identity: &Identity,

@@ -160,6 +160,46 @@ const LIST_POLICY: &str = "[policy]\npins_file = \"PINS\"\n\
     tools = [\"read_*\", \"weather\", \"flip\", \"helper\", \"ask_model\"]\n\
     [[rules]]\nname = \"no-delete\"\neffect = \"deny\"\ntools = [\"delete_*\"]\nmessage = \"Deleting is for humans; ask #ops.\"\n";
 
+/// From 2026-07-28 a server asks for sampling inside a result (`input_required`): the embedded
+/// request gets the decision a sampling request would get, and a refused one never reaches the
+/// agent.
+#[tokio::test(flavor = "multi_thread")]
+async fn input_requests_inside_results_are_decided_like_requests() {
+    let server = policy_server().await;
+    let body = r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"ask_model_later","arguments":{},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"sampling":{}}}}}"#;
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+        ("MCP-Protocol-Version", "2026-07-28"),
+        ("Mcp-Method", "tools/call"),
+        ("Mcp-Name", "ask_model_later"),
+    ];
+    let tools = "[policy]\npins_file = \"\"\n[[rules]]\nname = \"tools\"\neffect = \"allow\"\n\
+                 tools = [\"ask_model_later\"]\n";
+    let sampling = "[[rules]]\nname = \"sampling\"\neffect = \"allow\"\n\
+                    methods = [\"sampling/createMessage\"]\n";
+    for (policy, allowed) in [
+        (tools.to_owned(), false),
+        (format!("{tools}{sampling}"), true),
+    ] {
+        let gw = gateway(&config("peer", &server.url("/mcp"), &policy)).await;
+        let port = addr(&gw).port();
+        let (status, head, reply) =
+            http(port, "POST", "/servers/peer/mcp", &headers, body.as_bytes()).await;
+        let reply = String::from_utf8_lossy(&reply);
+        assert_eq!(status, 200, "{head}{reply}");
+        if allowed {
+            assert!(reply.contains("\"inputRequests\""), "{reply}");
+        } else {
+            assert!(!reply.contains("inputRequests"), "{reply}");
+            assert!(
+                reply.contains("sampling/createMessage") && reply.contains("refused"),
+                "{reply}"
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn lists_are_filtered_across_pages_and_what_is_hidden_cannot_be_called() {
     let server = policy_server().await;

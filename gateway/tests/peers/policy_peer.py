@@ -7,6 +7,7 @@
         flip         changes weather's description
         helper       its description hides text in Unicode tag characters
         ask_model    asks the client for a completion (sampling) and returns what happened
+        ask_model_later  the same the 2026-07-28 way: an input_required result carrying it
 
   python policy_peer.py client --url URL --steps '[["list"], ["call", "read_file", {}]]'
       Runs the steps with the mcp Client (legacy session mode, with a sampling callback) and
@@ -76,6 +77,14 @@ async def call_tool(ctx, params):
             return text(f"model said: {result.content.text}")
         except Exception as e:  # the gateway's refusal arrives as an MCP error
             return text(f"sampling refused: {e}", error=True)
+    if name == "ask_model_later":
+        # 2026-07-28: the sampling request travels inside the result, not as a request.
+        if params.input_responses:
+            return text("model answered")
+        return types.InputRequiredResult(input_requests={"s1": types.CreateMessageRequest(
+            params=types.CreateMessageRequestParams(
+                messages=[types.SamplingMessage(role="user", content=types.TextContent(type="text", text="hi"))],
+                max_tokens=10))})
     return text(f"{name} ran with {json.dumps(params.arguments or {}, sort_keys=True)}")
 
 
