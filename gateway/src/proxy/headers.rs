@@ -189,12 +189,15 @@ pub fn check_method_headers(
         }
         _ => {}
     }
+    let decoded = name.map(decode_header_value);
     match (name, message.target.header_name()) {
-        (Some(h), Some(b)) if h != b => Err(Refusal::HeaderMismatch {
-            header: "Mcp-Name",
-            header_value: h.to_owned(),
-            body_value: b.to_owned(),
-        }),
+        (Some(h), Some(b)) if decoded.flatten().as_deref() != Some(b) => {
+            Err(Refusal::HeaderMismatch {
+                header: "Mcp-Name",
+                header_value: h.to_owned(),
+                body_value: b.to_owned(),
+            })
+        }
         (Some(h), None) => Err(Refusal::HeaderMismatch {
             header: "Mcp-Name",
             header_value: h.to_owned(),
@@ -206,6 +209,27 @@ pub fn check_method_headers(
         }),
         _ => Ok(()),
     }
+}
+
+/// A 2026-07-28 header value as the sender meant it. Values that would not survive as a header
+/// (non-ASCII, control characters, edge whitespace) travel as `=?base64?<UTF-8 in base64>?=`;
+/// anything else is itself. `None` for a malformed wrapper (bad or non-canonical base64, bad
+/// UTF-8), which then matches no body value.
+fn decode_header_value(value: &str) -> Option<std::borrow::Cow<'_, str>> {
+    use base64::Engine;
+    let Some(payload) = value
+        .strip_prefix("=?base64?")
+        .and_then(|v| v.strip_suffix("?="))
+    else {
+        return Some(value.into());
+    };
+    let engine = &base64::engine::general_purpose::STANDARD;
+    let bytes = engine.decode(payload).ok()?;
+    // Only the one spelling the encoder produces: no second way to write the same name.
+    if engine.encode(&bytes) != payload {
+        return None;
+    }
+    String::from_utf8(bytes).ok().map(Into::into)
 }
 
 /// The headers sent upstream: an allowlist of the agent's, plus `Accept-Encoding: identity` so
@@ -301,6 +325,44 @@ mod tests {
             ]))
             .is_ok()
         );
+    }
+
+    #[test]
+    fn wrapped_header_values_are_read_as_their_sender_meant_them() {
+        assert_eq!(decode_header_value("echo").as_deref(), Some("echo"));
+        // "café" and a name with a leading space, as the Python SDK wraps them.
+        assert_eq!(
+            decode_header_value("=?base64?Y2Fmw6k=?=").as_deref(),
+            Some("café")
+        );
+        assert_eq!(
+            decode_header_value("=?base64?IHg=?=").as_deref(),
+            Some(" x")
+        );
+        for bad in ["=?base64?!!?=", "=?base64?Y2Fmw6l=?=", "=?base64?/w==?="] {
+            assert_eq!(decode_header_value(bad), None, "{bad}");
+        }
+        let body = parse_body(
+            &bytes::Bytes::from(
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"café"}}"#,
+            ),
+            false,
+            "2026-07-28",
+        )
+        .unwrap();
+        let check = |name: &'static str| {
+            check_method_headers(
+                &h(&[("mcp-method", "tools/call"), ("mcp-name", name)]),
+                body.messages(),
+                Revision::parse("2026-07-28").unwrap(),
+            )
+        };
+        assert!(check("=?base64?Y2Fmw6k=?=").is_ok());
+        assert!(matches!(
+            check("=?base64?ZWNobw==?="),
+            Err(Refusal::HeaderMismatch { .. })
+        ));
+        assert!(matches!(check("cafe"), Err(Refusal::HeaderMismatch { .. })));
     }
 
     #[test]
