@@ -73,6 +73,15 @@ pub fn check_request(headers: &HeaderMap) -> Result<(), Refusal> {
             return Err(Refusal::BadHeader(format!("{name} appears more than once")));
         }
     }
+    // 2026-07-28's argument mirrors: a server may route or decide on them, and two copies
+    // could be read two ways.
+    if headers.keys_len() != headers.len()
+        && let Some(name) = headers.keys().find(|n| {
+            n.as_str().starts_with("mcp-param-") && headers.get_all(*n).iter().count() > 1
+        })
+    {
+        return Err(Refusal::BadHeader(format!("{name} appears more than once")));
+    }
     if let Some(name) = headers.keys().find(|n| n.as_str().contains('_')) {
         // Some servers fold '_' into '-' (CGI style): a header could then mean two things.
         return Err(Refusal::BadHeader(format!(
@@ -310,6 +319,11 @@ mod tests {
             check_request(&h(&[("mcp-session-id", "a"), ("mcp-session-id", "b")])),
             Err(Refusal::BadHeader(_))
         ));
+        assert!(matches!(
+            check_request(&h(&[("mcp-param-path", "/a"), ("mcp-param-path", "/b")])),
+            Err(Refusal::BadHeader(_))
+        ));
+        assert!(check_request(&h(&[("mcp-param-path", "/a"), ("mcp-param-mode", "r")])).is_ok());
         assert!(matches!(
             check_request(&h(&[("x_forwarded", "a")])),
             Err(Refusal::BadHeader(_))
