@@ -250,6 +250,9 @@ pub struct Message {
     /// response (only an InitializeResult carries one): how the gateway learns what the two ends
     /// negotiated.
     pub protocol_version: Option<Box<str>>,
+    /// A response whose `result.resultType` is "input_required" (2026-07-28): it embeds requests
+    /// the server makes of the client. Read from the parsed result, so no escape hides it.
+    pub input_required: bool,
 }
 
 impl Message {
@@ -425,6 +428,7 @@ fn classify(
             method: Some(method.into()),
             target,
             protocol_version,
+            input_required: false,
         });
     }
     if params.is_some() {
@@ -447,12 +451,17 @@ fn classify(
         .and_then(|r| r.get("protocolVersion"))
         .and_then(|p| p.as_str())
         .map(Into::into);
+    let input_required = result
+        .and_then(|r| r.get("resultType"))
+        .and_then(|t| t.as_str())
+        == Some("input_required");
     Ok(Message {
         kind,
         id,
         method: None,
         target: Target::None,
         protocol_version,
+        input_required,
     })
 }
 
@@ -483,7 +492,8 @@ fn check_error_object(e: View<'_, '_>) -> Result<(), MessageError> {
 type Classified = (Target, Option<Box<str>>);
 
 /// A resource URI in the one spelling the policy matches. Servers resolve `..` and `.`
-/// segments, decode percent-escapes and fold the scheme's case before they look a resource up
+/// segments (escaped slashes included), decode percent-escapes and fold the scheme's case
+/// before they look a resource up
 /// (the TypeScript SDK through WHATWG `URL`, the Python one by unquoting template variables), so
 /// "file:///srv/public/../../etc/passwd" or "db://tables/%73ecrets" would slip past a rule
 /// written for what they mean. Such spellings are refused rather than rewritten: the URI the
@@ -500,29 +510,37 @@ fn resource_uri(uri: Box<str>) -> Result<Box<str>, MessageError> {
     {
         return bad("its scheme is not in lower case");
     }
-    if rest.contains('\\') {
-        return bad("it contains a backslash");
-    }
+    // Only the path names the resource; a query or fragment is the server's business.
     let path = rest.split(['?', '#']).next().unwrap_or_default();
-    if path
+    if path.contains('\\') {
+        return bad("its path contains a backslash");
+    }
+    let bytes = path.as_bytes();
+    for (i, _) in path.match_indices('%') {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit));
+        let decoded = hex
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match decoded {
+            None => return bad("it has a malformed percent-escape"),
+            Some(b) if b.is_ascii_alphanumeric() || b"-._~".contains(&b) => {
+                return bad("it percent-escapes a character that needs no escape");
+            }
+            Some(_) => {}
+        }
+    }
+    // Escaped slashes are legitimate inside a template variable ("files://{path}" filled with
+    // "a/b"), and the server unescapes them: "..%2Fsecret" reaches it as "../secret".
+    let unescaped = ["%2F", "%2f", "%5C", "%5c"]
+        .iter()
+        .fold(path.to_owned(), |p, escape| p.replace(escape, "/"));
+    if unescaped
         .split('/')
         .any(|segment| segment == "." || segment == "..")
     {
         return bad("it has a \".\" or \"..\" path segment");
-    }
-    let bytes = rest.as_bytes();
-    for (i, _) in rest.match_indices('%') {
-        let decoded = bytes
-            .get(i + 1..i + 3)
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match decoded {
-            None => return bad("it has a malformed percent-escape"),
-            Some(b) if b.is_ascii_alphanumeric() || b"-._~/\\".contains(&b) => {
-                return bad("it percent-escapes a character that needs no escape, or a slash");
-            }
-            Some(_) => {}
-        }
     }
     Ok(uri)
 }
@@ -708,6 +726,31 @@ mod tests {
     }
 
     #[test]
+    fn input_required_results_are_recognised_however_they_are_spelled() {
+        for (text, expected) in [
+            (
+                r#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"input_required"}}"#,
+                true,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"input\u005frequired"}}"#,
+                true,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"result":{"result\u0054ype":"input_required"}}"#,
+                true,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"complete"}}"#,
+                false,
+            ),
+            (r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#, false),
+        ] {
+            assert_eq!(one(text).unwrap().input_required, expected, "{text}");
+        }
+    }
+
+    #[test]
     fn resource_uris_pass_in_their_one_spelling() {
         for uri in [
             "file:///srv/a%20b.txt",
@@ -716,6 +759,11 @@ mod tests {
             "https://example.com/a?next=../b#..",
             "ui://widget/x",
             "db://t/%C3%A9t%C3%A9",
+            // Template variables the SDKs fill with encodeURIComponent / quote(safe=""), and
+            // escapes in a query, which names no resource.
+            "files://a%2Fb",
+            "file:///srv/x%5Cy",
+            "https://x/api?next=%2Fhome&u=a%7Eb&p=..%2F..",
         ] {
             assert_eq!(resource_uri(uri.into()).as_deref(), Ok(uri), "{uri}");
         }
@@ -726,9 +774,12 @@ mod tests {
             "file:///srv/..",
             "file:///srv/./x",
             "file:///%2e%2e/x",
-            "file:///a%5cb",
             "file:///a%7E",
             "file:///a%4",
+            "file:///a%+f",
+            "files://public/..%2Fsecret",
+            "files://public%5C..%5Csecret",
+            "file:///a\\b",
         ] {
             assert!(resource_uri(uri.into()).is_err(), "{uri}");
         }
@@ -765,7 +816,7 @@ mod tests {
                 |e| matches!(e, MessageError::BadUri(_)),
             ),
             (
-                r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///a%2Fb"}}"#,
+                r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"files://public/..%2Fsecret"}}"#,
                 |e| matches!(e, MessageError::BadUri(_)),
             ),
             (

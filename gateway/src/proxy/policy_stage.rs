@@ -301,27 +301,31 @@ impl PolicyStage {
         server: &Server,
         m: &ServerMessage<'_>,
     ) -> Option<Inspection> {
-        // Most responses are not: a byte search spares them the parse.
-        memchr::memmem::find(m.raw, b"input_required")?;
-        let message: serde_json::Value = serde_json::from_slice(m.raw).ok()?;
-        let result = message.get("result")?;
-        if result.get("resultType")? != "input_required" {
+        if !m.message.input_required {
             return None;
         }
-        let id = m.message.id.as_ref().map(crate::mcp::Id::to_json);
-        let refuse = |reason: String| {
-            let reply = serde_json::json!({
-                "jsonrpc": "2.0",
-                "id": id,
-                "error": {"code": crate::mcp::rpc_error::POLICY_DENIED, "message": reason},
-            });
-            Some(Inspection::Replace(Bytes::from(reply.to_string())))
+        let refuse = |reason: String, rule: &str| {
+            let reply = crate::mcp::rpc_error::denied(m.message.id.as_ref(), &reason, rule);
+            Some(Inspection::Deny {
+                reason,
+                reply: Bytes::from(reply.to_string()),
+            })
         };
-        let Some(requests) = result.get("inputRequests").and_then(|r| r.as_object()) else {
-            return match result.get("inputRequests") {
-                None | Some(serde_json::Value::Null) => None,
-                Some(_) => refuse("agentgate: the server's inputRequests is not an object".into()),
-            };
+        let Ok(message) = serde_json::from_slice::<serde_json::Value>(m.raw) else {
+            return refuse(
+                "agentgate: an input_required result that cannot be re-read".into(),
+                "protocol",
+            );
+        };
+        let requests = match message.pointer("/result/inputRequests") {
+            None | Some(serde_json::Value::Null) => return None,
+            Some(serde_json::Value::Object(requests)) => requests,
+            Some(_) => {
+                return refuse(
+                    "agentgate: the server's inputRequests is not an object".into(),
+                    "protocol",
+                );
+            }
         };
         for (key, request) in requests {
             // The embedded request, as the standalone request it stands for.
@@ -338,21 +342,27 @@ impl PolicyStage {
             ) {
                 Ok(embedded) => embedded,
                 Err(e) => {
-                    return refuse(format!(
-                        "agentgate: the server's input request {key:?} is not a valid request: {e}"
-                    ));
+                    return refuse(
+                        format!(
+                            "agentgate: the server's input request {key:?} is not a valid request: {e}"
+                        ),
+                        "protocol",
+                    );
                 }
             };
-            if let Decision::Deny { reason, .. } = self.ask(
+            if let Decision::Deny { rule, reason } = self.ask(
                 identity,
                 server,
                 &embedded,
                 Class::of_server_message(&embedded),
             ) {
-                return refuse(format!(
-                    "agentgate: the server asked for {} (input request {key:?}), which is refused: {reason}",
-                    embedded.method()
-                ));
+                return refuse(
+                    format!(
+                        "agentgate: the server asked for {} (input request {key:?}), which is refused: {reason}",
+                        embedded.method()
+                    ),
+                    &rule,
+                );
             }
         }
         None

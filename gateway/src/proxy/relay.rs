@@ -95,6 +95,10 @@ impl Context {
         match inspection {
             Inspection::Forward => Relay::AsIs,
             Inspection::Replace(b) => Relay::Replaced(b),
+            Inspection::Deny { reason, reply } => {
+                tracing::debug!(server, %reason, "Refused a server response.");
+                Relay::Replaced(reply)
+            }
             Inspection::Drop { reason } => {
                 tracing::debug!(server, method = message.method(), %reason, "Withheld a server message.");
                 Relay::Withheld
@@ -152,6 +156,7 @@ impl Context {
             Inspection::Replace(_) => ("replace", None),
             Inspection::Drop { reason } => ("withhold", Some(reason)),
             Inspection::Refuse { reason } => ("refuse", Some(reason)),
+            Inspection::Deny { reason, .. } => ("deny", Some(reason)),
         };
         r.decision = Some(decision.to_owned());
         r.reason = reason.map(|t| audit.text(t));

@@ -133,6 +133,12 @@ pub enum Inspection {
     Refuse {
         reason: String,
     },
+    /// A response refused for the agent (it embeds a server request the policy denies): the
+    /// agent gets `reply`, a JSON-RPC error naming why, in its place.
+    Deny {
+        reason: String,
+        reply: bytes::Bytes,
+    },
 }
 
 /// A server->client message and what it belongs to.

@@ -162,9 +162,11 @@ impl Child {
     /// Where one line from the child goes (`None`: nobody is listening).
     fn route(&self, message: &serde_json::Value) -> Option<mpsc::Sender<Bytes>> {
         let mut routes = lock(&self.routes);
-        routes.posts.retain(|w| !w.tx.is_closed());
         let is_response = message.get("method").is_none();
         if is_response {
+            // Waiters whose agent hung up still hold their ids until the answer comes (or
+            // times out): freed any earlier, an id could be reused and the late answer would
+            // reach the new request.
             let key = message.get("id")?.to_string();
             let i = routes.posts.iter().position(|w| w.ids.contains(&key))?;
             let waiter = &mut routes.posts[i];
@@ -176,11 +178,13 @@ impl Child {
                 // The last answer: once it is sent, the stream ends.
                 routes.posts.remove(i);
             }
-            return Some(tx);
+            return Some(tx).filter(|tx| !tx.is_closed());
         }
         routes
             .posts
-            .last()
+            .iter()
+            .rev()
+            .find(|w| !w.tx.is_closed())
             .map(|w| w.tx.clone())
             .or_else(|| routes.standalone.clone().filter(|t| !t.is_closed()))
     }
@@ -307,10 +311,9 @@ impl Launcher {
             // Registered before writing: a quick answer must find its stream.
             let (tx, rx) = mpsc::channel(STREAM_BUFFER);
             let mut routes = lock(&child.routes);
-            routes.posts.retain(|w| !w.tx.is_closed());
             // Answers are routed by id: a second request with the id of one still waiting
-            // would take (or have taken from it) the other's answer, and a list result could
-            // reach the agent as the answer to a call, past the list filter.
+            // (even one whose agent hung up) would take the other's answer, and a list result
+            // could reach the agent as the answer to a call, past the list filter.
             let waiting = |id: &String| routes.posts.iter().any(|w| w.ids.contains(id));
             if let Some(dup) = ids
                 .iter()
@@ -568,7 +571,10 @@ impl Launcher {
                     () = tokio::time::sleep(STALL) => {
                         tracing::debug!(server = %self.server, "Gave up an agent stream that stopped reading.");
                         let mut routes = lock(&child.routes);
-                        routes.posts.retain(|w| !w.tx.same_channel(&tx));
+                        // Its waiters keep their ids (see `route`) but no longer a stream.
+                        for w in routes.posts.iter_mut().filter(|w| w.tx.same_channel(&tx)) {
+                            w.tx = mpsc::channel(1).0;
+                        }
                         if routes.standalone.as_ref().is_some_and(|s| s.same_channel(&tx)) {
                             routes.standalone = None;
                         }

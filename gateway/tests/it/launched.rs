@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{common::*, policy::client, postgres::Postgres};
 
@@ -190,11 +191,28 @@ async fn each_session_gets_its_own_process_until_delete_or_idle_and_sessions_are
     // Answers from the child are routed by request id: while one request waits, another with
     // its id is refused (it would take the other's answer), and the first is unharmed.
     let slow = tool_call(40, "long_running", json!({"steps": 10, "delay": 0.2}));
-    let waiting = {
-        let first = first.clone();
-        tokio::spawn(async move { post_in_session(port, "py", &first, &slow).await })
-    };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut waiting = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let request = format!(
+        "POST /servers/py/mcp HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+         Mcp-Session-Id: {first}\r\nMCP-Protocol-Version: 2025-11-25\r\n\
+         Content-Length: {}\r\n\r\n{slow}",
+        slow.len()
+    );
+    waiting.write_all(request.as_bytes()).await.unwrap();
+    // Its response head is sent once the request waits for its answer.
+    let mut streamed = Vec::new();
+    while !streamed.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(30), waiting.read(&mut buf))
+            .await
+            .expect("response head in time")
+            .unwrap();
+        assert!(n > 0, "closed before its head");
+        streamed.extend_from_slice(&buf[..n]);
+    }
     let same_id = r#"{"jsonrpc":"2.0","id":40,"method":"tools/list"}"#;
     let (status, _, body) = post_in_session(port, "py", &first, same_id).await;
     assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
@@ -203,7 +221,11 @@ async fn each_session_gets_its_own_process_until_delete_or_idle_and_sessions_are
         "{}",
         String::from_utf8_lossy(&body)
     );
-    let (status, _, body) = waiting.await.unwrap();
+    tokio::time::timeout(Duration::from_secs(30), waiting.read_to_end(&mut streamed))
+        .await
+        .expect("the first request's answer in time")
+        .unwrap();
+    let (status, _, body) = parse_response(&streamed);
     assert_eq!(status, 200);
     let body = String::from_utf8_lossy(&body);
     assert!(

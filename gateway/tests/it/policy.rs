@@ -182,6 +182,8 @@ async fn input_requests_inside_results_are_decided_like_requests() {
         (tools.to_owned(), false),
         (format!("{tools}{sampling}"), true),
     ] {
+        let scratch = scratch_dir("input-requests");
+        let policy = format!("{policy}{}", audit_section(&scratch));
         let gw = gateway(&config("peer", &server.url("/mcp"), &policy)).await;
         let port = addr(&gw).port();
         let (status, head, reply) =
@@ -195,6 +197,13 @@ async fn input_requests_inside_results_are_decided_like_requests() {
             assert!(
                 reply.contains("sampling/createMessage") && reply.contains("refused"),
                 "{reply}"
+            );
+            // Audited as a denial, with its reason.
+            assert!(gw.shutdown().await);
+            let log = String::from_utf8_lossy(&all_log_bytes(&scratch.join("audit"))).into_owned();
+            assert!(
+                log.contains("\"decision\":\"deny\"") && log.contains("input request"),
+                "{log}"
             );
         }
     }
