@@ -3,8 +3,9 @@
 //! simd-json does the parsing; a pre-scan and a walk over simd-json's tape add what it does not
 //! check on its own (a BOM, NUL, lone surrogate escapes, nesting depth, duplicate keys compared
 //! after unescaping, numbers it reads differently from other parsers, which the walk finds through
-//! simd-json's structural indexes). Anything two parsers could read differently is an error here, so what the gateway
-//! decides on is what the upstream executes. This module knows JSON only, not JSON-RPC.
+//! simd-json's structural indexes). Anything two parsers could read differently is an error
+//! here, so what the gateway decides on is what the upstream executes. This module knows JSON
+//! only, not JSON-RPC.
 
 use std::cell::RefCell;
 
