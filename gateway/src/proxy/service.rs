@@ -846,60 +846,63 @@ async fn relay_response(
     messages: Vec<Message>,
 ) -> Outcome {
     let limits = &gateway.config.limits;
-    let server = ctx.upstream.server.name.to_string();
+    // Built only when the response is refused: the common path allocates nothing here.
+    let invalid = |ctx: &relay::Context, detail: String| Refusal::UpstreamInvalid {
+        server: ctx.upstream.server.name.to_string(),
+        detail,
+    };
     let (parts, body) = response.into_parts();
-    let content_type = parts
+    let media_type = parts
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .unwrap_or_default();
+        .map_or("", str::trim);
+    let is = |wanted: &str| media_type.eq_ignore_ascii_case(wanted);
     if parts
         .headers
         .get(header::CONTENT_ENCODING)
         .is_some_and(|e| e != "identity")
     {
         let detail = "compressed response despite Accept-Encoding: identity".to_owned();
-        return Outcome::refused(Refusal::UpstreamInvalid { server, detail }, messages);
+        return Outcome::refused(invalid(&ctx, detail), messages);
     }
     let mut out_headers = headers::agent_response(&parts.headers);
-    let body = match (parts.status, content_type.as_str()) {
-        (StatusCode::ACCEPTED | StatusCode::NO_CONTENT, _) => refusal::empty(),
-        (_, "text/event-stream") => {
+    let body = match parts.status {
+        StatusCode::ACCEPTED | StatusCode::NO_CONTENT => refusal::empty(),
+        _ if is("text/event-stream") => {
             out_headers.insert(
                 header::CACHE_CONTROL,
                 http::HeaderValue::from_static("no-cache"),
             );
             relay::sse(ctx, body, limits.max_sse_event_bytes)
         }
-        (_, "application/json") => {
+        status if is("application/json") => {
             match relay::json(&ctx, body, allow_batch, limits.max_response_bytes).await {
                 Ok(bytes) => refusal::full(bytes),
-                Err(e) if parts.status.is_success() => {
-                    return Outcome::refused(
-                        Refusal::UpstreamInvalid {
-                            server,
-                            detail: e.to_string(),
-                        },
-                        messages,
-                    );
+                Err(e) if status.is_success() => {
+                    return Outcome::refused(invalid(&ctx, e.to_string()), messages);
                 }
                 // An error status with a body the gateway cannot vouch for: keep the status, drop the body.
                 Err(_) => refusal::empty(),
             }
         }
         // A bodiless success (DELETE's 200, say) carries no message: nothing to inspect.
-        (status, "") if status.is_success() => match relay::collect_capped(body, 0).await {
-            Ok(_) => refusal::empty(),
-            Err(_) => {
-                let detail = "a response body without a Content-Type".to_owned();
-                return Outcome::refused(Refusal::UpstreamInvalid { server, detail }, messages);
+        status if status.is_success() && media_type.is_empty() => {
+            match relay::collect_capped(body, 0).await {
+                Ok(_) => refusal::empty(),
+                Err(_) => {
+                    let detail = "a response body without a Content-Type".to_owned();
+                    return Outcome::refused(invalid(&ctx, detail), messages);
+                }
             }
-        },
-        (status, other) if status.is_success() => {
-            let detail = format!("unexpected Content-Type {other:?}");
-            return Outcome::refused(Refusal::UpstreamInvalid { server, detail }, messages);
+        }
+        status if status.is_success() => {
+            let detail = format!(
+                "unexpected Content-Type {:?}",
+                media_type.to_ascii_lowercase()
+            );
+            return Outcome::refused(invalid(&ctx, detail), messages);
         }
         // Error statuses (404 for an expired session, 405 for no GET stream, 400...) keep their
         // meaning; their bodies are not MCP messages and are not forwarded.
