@@ -152,6 +152,22 @@ impl<'a> Arguments<'a> {
             Arguments::Parsed(v) => v.as_ref()?.pointer(pointer).map(std::borrow::Cow::Borrowed),
         }
     }
+
+    /// The value at a JSON pointer, reading on through JSON text held in strings (see
+    /// [`params::pointer_through_strings`]); parses the whole arguments, so only for the rare
+    /// deny condition whose pointer found nothing as sent.
+    fn through_strings(&self, pointer: &str) -> params::Through {
+        let tree = match self {
+            Arguments::Message { source, text } => text
+                .get_or_init(|| source.and_then(|s| s.raw()))
+                .and_then(|raw| serde_json::from_str::<Value>(raw).ok()),
+            Arguments::Parsed(v) => v.clone(),
+        };
+        match tree {
+            Some(tree) => params::pointer_through_strings(&tree, pointer),
+            None => params::Through::Missing,
+        }
+    }
 }
 
 impl fmt::Debug for Arguments<'_> {
@@ -576,15 +592,35 @@ impl Policy {
             .map_err(Miss::Condition)?;
         context::in_windows(&s.time, q.now).map_err(Miss::Condition)?;
         if matches!(q.class, Class::Tool(_) | Class::Prompt(_)) {
+            // A deny rule sees what the server may read, not only what was sent.
+            let lax = s.effect == Effect::Deny;
             for p in &s.params {
-                if let crate::config::policy::Matcher::Present(_) = p.matcher {
-                    // Presence needs no value: do not build one (it may be large).
-                    let stand_in = q.arguments.has(&p.pointer).then_some(&Value::Null);
-                    params::check_value(p, stand_in).map_err(Miss::Condition)?;
+                if let crate::config::policy::Matcher::Present(want) = p.matcher {
+                    // Presence needs no value: do not build one (it may be large). Reading
+                    // through strings only adds presence, so it serves `present = true` alone.
+                    let present = q.arguments.has(&p.pointer)
+                        || (lax
+                            && want
+                            && q.arguments.through_strings(&p.pointer) != params::Through::Missing);
+                    params::check_value(p, present.then_some(&Value::Null))
+                        .map_err(Miss::Condition)?;
                     continue;
                 }
                 let value = q.arguments.at(&p.pointer);
-                params::check_value(p, value.as_deref()).map_err(Miss::Condition)?;
+                if lax {
+                    let value = match value {
+                        Some(v) => Some(v),
+                        None => match q.arguments.through_strings(&p.pointer) {
+                            params::Through::Found(v) => Some(std::borrow::Cow::Owned(v)),
+                            params::Through::Missing => None,
+                            // What the server will read there is unknown: the deny holds.
+                            params::Through::Unreadable => continue,
+                        },
+                    };
+                    params::check_value_lax(p, value.as_deref()).map_err(Miss::Condition)?;
+                } else {
+                    params::check_value(p, value.as_deref()).map_err(Miss::Condition)?;
+                }
             }
         } else {
             for p in &s.params {

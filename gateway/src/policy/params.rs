@@ -3,6 +3,11 @@
 //! Every matcher fails closed: a missing argument, a value of the wrong type, a relative path,
 //! an unparsable URL or SQL all make the condition false (an allow rule then does not apply).
 //! Only `present = false` is satisfied by absence.
+//!
+//! A deny rule's condition is tested leniently ([`check_value_lax`]): servers coerce what agents
+//! send (the Python SDK reads `"true"` as true, `"5"` as 5, and JSON text in a string as the
+//! list or object it spells), so a deny rule holds when the value as sent or any such reading
+//! of it matches. Allow rules see only the value as sent.
 
 use serde_json::Value;
 
@@ -135,6 +140,131 @@ pub fn check_value(spec: &ParamSpec, value: Option<&Value>) -> Result<(), String
         Matcher::Sql(sql) => {
             super::sql::check(sql, string()?).map_err(|e| format!("argument {at}: {e}"))
         }
+    }
+}
+
+/// A deny rule's condition: holds when the value as sent, or a value a server's lax validation
+/// may read from it ([`readings`]), satisfies the matcher, and when the value is JSON text the
+/// server would parse and this parser cannot ([`unreadable_container`]). The error is the one
+/// for the value as sent.
+pub fn check_value_lax(spec: &ParamSpec, value: Option<&Value>) -> Result<(), String> {
+    let strict = check_value(spec, value);
+    if strict.is_err()
+        && let Some(value) = value
+        && (value.as_str().is_some_and(unreadable_container)
+            || readings(value)
+                .iter()
+                .any(|r| check_value(spec, Some(r)).is_ok()))
+    {
+        return Ok(());
+    }
+    strict
+}
+
+/// Whether a string looks like a JSON list or object (which FastMCP parses for a parameter that
+/// is not a string) but serde_json cannot read it, where Python reads NaN, Infinity and lone
+/// surrogates: what the server will see is unknown, so a deny condition on it holds.
+fn unreadable_container(text: &str) -> bool {
+    matches!(text.trim_start().as_bytes().first(), Some(b'[' | b'{'))
+        && serde_json::from_str::<Value>(text).is_err()
+}
+
+/// What servers' lax validation reads from a value besides the value itself: from a string, the
+/// JSON it spells (FastMCP parses string arguments of non-string parameters), the number it
+/// spells (pydantic reads " 5 ", "+5" and "5.0" as 5) and the boolean word it is (pydantic's
+/// "yes", "on", "t", "1", ...); from a boolean, 0 or 1; from 0 or 1, a boolean.
+pub fn readings(value: &Value) -> Vec<Value> {
+    let mut out = Vec::new();
+    match value {
+        Value::String(s) => {
+            if let Ok(v) = serde_json::from_str::<Value>(s)
+                && !v.is_string()
+            {
+                out.push(v);
+            }
+            let word = s.trim();
+            let mut add = |v: Value| {
+                if !out.contains(&v) {
+                    out.push(v);
+                }
+            };
+            if let Some(n) = word.parse::<i64>().ok().map(Value::from).or_else(|| {
+                word.parse::<f64>()
+                    .ok()
+                    .and_then(serde_json::Number::from_f64)
+                    .map(Value::Number)
+            }) {
+                add(n);
+            }
+            let truth = match word.to_ascii_lowercase().as_str() {
+                "true" | "t" | "yes" | "y" | "on" | "1" => Some(true),
+                "false" | "f" | "no" | "n" | "off" | "0" => Some(false),
+                _ => None,
+            };
+            if let Some(t) = truth {
+                add(Value::Bool(t));
+            }
+        }
+        Value::Bool(b) => out.push(Value::from(u8::from(*b))),
+        Value::Number(n) if n.as_f64() == Some(0.0) => out.push(Value::Bool(false)),
+        Value::Number(n) if n.as_f64() == Some(1.0) => out.push(Value::Bool(true)),
+        _ => {}
+    }
+    out
+}
+
+/// What a pointer finds when it reads on through JSON text in strings.
+#[derive(Debug, PartialEq)]
+pub enum Through {
+    Found(Value),
+    Missing,
+    /// The path runs into JSON text a server would parse and serde_json cannot.
+    Unreadable,
+}
+
+/// The value at `pointer` in `root`, reading the JSON text of string values met on the way as a
+/// server that parses string arguments would: `/tables/0` of `{"tables": "[\"x\"]"}` is "x".
+pub fn pointer_through_strings(root: &Value, pointer: &str) -> Through {
+    let tokens: Vec<String> = match pointer.strip_prefix('/') {
+        None if pointer.is_empty() => Vec::new(),
+        None => return Through::Missing,
+        Some(rest) => rest
+            .split('/')
+            .map(|t| t.replace("~1", "/").replace("~0", "~"))
+            .collect(),
+    };
+    walk_through_strings(root, &tokens)
+}
+
+fn walk_through_strings(here: &Value, tokens: &[String]) -> Through {
+    let Some((key, rest)) = tokens.split_first() else {
+        return Through::Found(here.clone());
+    };
+    let next = match here {
+        Value::Object(map) => map.get(key),
+        Value::Array(items) => {
+            let canonical =
+                key.bytes().all(|b| b.is_ascii_digit()) && (key == "0" || !key.starts_with('0'));
+            canonical
+                .then(|| key.parse::<usize>().ok())
+                .flatten()
+                .and_then(|i| items.get(i))
+        }
+        Value::String(text) if unreadable_container(text) => return Through::Unreadable,
+        Value::String(text) => {
+            // Only a container is read on: a string that spells a string is not followed again.
+            return match serde_json::from_str::<Value>(text) {
+                Ok(inner) if inner.is_object() || inner.is_array() => {
+                    walk_through_strings(&inner, tokens)
+                }
+                _ => Through::Missing,
+            };
+        }
+        _ => None,
+    };
+    match next {
+        Some(next) => walk_through_strings(next, rest),
+        None => Through::Missing,
     }
 }
 
@@ -303,5 +433,65 @@ mod tests {
         );
         assert!(check(&glob, Some(&json!({"name": "report-2026.csv"}))).is_ok());
         assert!(check(&glob, Some(&json!({"name": "report-2026.csv.exe"}))).is_err());
+    }
+
+    #[test]
+    fn readings_are_what_lax_servers_make_of_a_value() {
+        assert_eq!(readings(&json!("true")), [json!(true)]);
+        assert_eq!(readings(&json!("1")), [json!(1), json!(true)]);
+        assert_eq!(readings(&json!(" 2.5 ")), [json!(2.5)]);
+        assert_eq!(readings(&json!("+7")), [json!(7)]);
+        assert_eq!(readings(&json!("1e3")), [json!(1000.0)]);
+        assert_eq!(readings(&json!("[1,\"a\"]")), [json!([1, "a"])]);
+        assert_eq!(readings(&json!("\"quoted\"")), Vec::<Value>::new());
+        assert_eq!(readings(&json!("NaN")), Vec::<Value>::new());
+        assert_eq!(readings(&json!("plain")), Vec::<Value>::new());
+        assert_eq!(readings(&json!(false)), [json!(0)]);
+        assert_eq!(readings(&json!(1.0)), [json!(true)]);
+        assert_eq!(readings(&json!(2)), Vec::<Value>::new());
+        assert_eq!(readings(&json!(null)), Vec::<Value>::new());
+        // A deny condition holds on JSON text a server would parse and serde_json cannot.
+        let deny_logs = spec("/t", Matcher::Eq(json!(["logs"])));
+        assert!(check_value_lax(&deny_logs, Some(&json!("[\"logs\"]"))).is_ok());
+        assert!(check_value_lax(&deny_logs, Some(&json!("[\"logs\", NaN]"))).is_ok());
+        assert!(check_value_lax(&deny_logs, Some(&json!("[\"other\"]"))).is_err());
+        assert!(check_value_lax(&deny_logs, Some(&json!("logs"))).is_err());
+        assert!(
+            check(&deny_logs, Some(&json!({"t": "[\"logs\"]"}))).is_err(),
+            "allow stays strict"
+        );
+    }
+
+    #[test]
+    fn pointers_read_on_through_json_text_in_strings() {
+        let args = json!({
+            "tables": "[\"financials\", {\"name\": \"payroll\"}]",
+            "a/b": {"~": "[7]"},
+            "list": [0, 1, 2],
+            "s": "\"[1]\""
+        });
+        let at = |p: &str| pointer_through_strings(&args, p);
+        let found = |v: Value| Through::Found(v);
+        assert_eq!(at("/tables/0"), found(json!("financials")));
+        assert_eq!(at("/tables/1/name"), found(json!("payroll")));
+        assert_eq!(at("/a~1b/~0/0"), found(json!(7)));
+        assert_eq!(at("/list/2"), found(json!(2)));
+        assert_eq!(at("/list/02"), Through::Missing);
+        assert_eq!(at("/list/+1"), Through::Missing);
+        assert_eq!(at("/tables/2"), Through::Missing);
+        assert_eq!(
+            at("/s/0"),
+            Through::Missing,
+            "a string that spells a string is not read on"
+        );
+        assert_eq!(at("/missing"), Through::Missing);
+        assert_eq!(at("no-slash"), Through::Missing);
+        assert_eq!(at(""), found(args.clone()));
+        // Python reads these; serde_json does not. What the server sees there is unknown.
+        let odd =
+            json!({"nan": "[NaN, \"financials\"]", "lone": " {\"t\": \"\\ud800\"}", "bad": "[1"});
+        for p in ["/nan/1", "/lone/t", "/bad/0"] {
+            assert_eq!(pointer_through_strings(&odd, p), Through::Unreadable, "{p}");
+        }
     }
 }

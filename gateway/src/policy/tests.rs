@@ -347,6 +347,27 @@ fn explain_reports_every_rule_considered() {
     );
 }
 
+/// Agent "a" calls tool "t" with `args` (JSON text), decided from the parsed message as the
+/// proxy decides it: arguments read lazily from the body.
+fn decide_body(p: &Policy, args: &str) -> Verdict {
+    let body = bytes::Bytes::from(format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"t","arguments":{args}}}}}"#
+    ));
+    let parsed = mcp::message::parse_body(&body, false, "2025-11-25").unwrap();
+    let mcp::Target::Tool { arguments, .. } = &parsed.messages()[0].target else {
+        panic!("not a tool call")
+    };
+    p.decide(
+        &tool_call(
+            "a",
+            "t",
+            Arguments::lazy(arguments.as_ref()),
+            jiff::Timestamp::now(),
+        ),
+        &RateLimiter::default(),
+    )
+}
+
 #[test]
 fn conditions_read_arguments_straight_from_the_message() {
     let p = policy(
@@ -355,25 +376,7 @@ fn conditions_read_arguments_straight_from_the_message() {
          [[rules.params]]\npointer = \"/items\"\npresent = true\n\
          [[rules.params]]\npointer = \"/debug\"\npresent = false\n",
     );
-    let ask_body = |args: &str| {
-        let body = bytes::Bytes::from(format!(
-            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"t","arguments":{args}}}}}"#
-        ));
-        let parsed = mcp::message::parse_body(&body, false, "2025-11-25").unwrap();
-        let m = &parsed.messages()[0];
-        let mcp::Target::Tool { arguments, .. } = &m.target else {
-            panic!("not a tool call")
-        };
-        p.decide(
-            &tool_call(
-                "a",
-                "t",
-                Arguments::lazy(arguments.as_ref()),
-                jiff::Timestamp::now(),
-            ),
-            &RateLimiter::default(),
-        )
-    };
+    let ask_body = |args: &str| decide_body(&p, args);
     assert!(ask_body(r#"{"opts":{"mode":"fast"},"items":[1,2]}"#).allowed);
     assert!(ask_body(r#"{"opts":{"m\u006fde":"fast"},"items":null}"#).allowed);
     assert!(!ask_body(r#"{"opts":{"mode":"slow"},"items":[]}"#).allowed);
@@ -385,4 +388,127 @@ fn conditions_read_arguments_straight_from_the_message() {
         "{}",
         v.reason
     );
+}
+
+/// Servers coerce what agents send; a deny rule must hold for what the tool will see, while an
+/// allow rule still sees only the value as sent (and fails closed on a string).
+#[test]
+fn deny_conditions_hold_for_what_a_lax_server_reads_and_allow_conditions_do_not() {
+    let p = policy(
+        "[[rules]]\nname = \"all\"\neffect = \"allow\"\ntools = [\"drop\"]\n\
+         [[rules]]\nname = \"no-force\"\neffect = \"deny\"\ntools = [\"drop\"]\n\
+         [[rules.params]]\npointer = \"/force\"\neq = true\n\
+         [[rules]]\nname = \"no-financials\"\neffect = \"deny\"\ntools = [\"drop\"]\n\
+         [[rules.params]]\npointer = \"/tables/0\"\none_of = [\"financials\", \"payroll\"]\n\
+         [[rules]]\nname = \"no-bulk\"\neffect = \"deny\"\ntools = [\"drop\"]\n\
+         [[rules.params]]\npointer = \"/limit\"\nrange = { min = 1000 }\n\
+         [[rules]]\nname = \"no-cascade\"\neffect = \"deny\"\ntools = [\"drop\"]\n\
+         [[rules.params]]\npointer = \"/opts/cascade\"\npresent = true\n\
+         [[rules]]\nname = \"small-only\"\neffect = \"allow\"\nagents = [\"careful\"]\ntools = [\"count\"]\n\
+         [[rules.params]]\npointer = \"/n\"\nrange = { max = 10 }\n",
+    );
+    let rule = |args: Value| {
+        let v = tool(&p, "a", "drop", args);
+        (!v.allowed).then(|| v.rule.to_string())
+    };
+    for force in [
+        json!(true),
+        json!("true"),
+        json!(" True "),
+        json!("yes"),
+        json!("on"),
+        json!("1"),
+        json!(1),
+    ] {
+        assert_eq!(
+            rule(json!({"tables": ["x"], "force": force})).as_deref(),
+            Some("no-force"),
+            "force = {force}"
+        );
+    }
+    for force in [
+        json!(false),
+        json!("false"),
+        json!("no"),
+        json!(0),
+        json!("maybe"),
+        json!([true]),
+    ] {
+        assert_eq!(
+            rule(json!({"tables": ["x"], "force": force})),
+            None,
+            "force = {force}"
+        );
+    }
+    // JSON text in a string is the list a FastMCP server reads from it, at any depth.
+    for tables in [
+        json!(["payroll"]),
+        json!("[\"financials\"]"),
+        json!(" [ \"payroll\", \"x\" ] "),
+        json!("[\"fin\\u0061ncials\"]"),
+    ] {
+        assert_eq!(
+            rule(json!({"tables": tables})).as_deref(),
+            Some("no-financials"),
+            "tables = {tables}"
+        );
+    }
+    assert_eq!(rule(json!({"tables": "[\"customers\"]"})), None);
+    assert_eq!(
+        rule(json!({"tables": "financials"})),
+        None,
+        "a plain string is no list"
+    );
+    // JSON text this parser cannot read (Python reads NaN): the server's reading is unknown.
+    assert_eq!(
+        rule(json!({"tables": "[NaN, \"financials\"]"})).as_deref(),
+        Some("no-financials")
+    );
+    assert_eq!(
+        rule(json!({"tables": "[\"financials\""})).as_deref(),
+        Some("no-financials")
+    );
+    for limit in [
+        json!(5000),
+        json!("5000"),
+        json!("1e4"),
+        json!("+1000"),
+        json!("1000.0"),
+    ] {
+        assert_eq!(
+            rule(json!({"limit": limit})).as_deref(),
+            Some("no-bulk"),
+            "limit = {limit}"
+        );
+    }
+    assert_eq!(rule(json!({"limit": "999"})), None);
+    assert_eq!(rule(json!({"limit": "inf"})), None, "not a finite number");
+    for opts in [json!({"cascade": false}), json!("{\"cascade\":1}")] {
+        assert_eq!(
+            rule(json!({"opts": opts})).as_deref(),
+            Some("no-cascade"),
+            "opts = {opts}"
+        );
+    }
+    assert_eq!(rule(json!({"opts": "{\"other\":1}"})), None);
+    // Allow conditions stay strict: a string the server would read as 5 is not a number here.
+    let allow = |args: Value| tool(&p, "careful", "count", args).allowed;
+    assert!(allow(json!({"n": 5})));
+    assert!(!allow(json!({"n": "5"})));
+    assert!(!allow(json!({"n": 50})));
+}
+
+#[test]
+fn deny_conditions_read_through_strings_in_the_message_itself() {
+    let p = policy(
+        "[[rules]]\nname = \"all\"\neffect = \"allow\"\n\
+         [[rules]]\nname = \"no-financials\"\neffect = \"deny\"\ntools = [\"t\"]\n\
+         [[rules.params]]\npointer = \"/tables/0\"\neq = \"financials\"\n",
+    );
+    let ask_body = |args: &str| decide_body(&p, args);
+    assert!(!ask_body(r#"{"tables":["financials"]}"#).allowed);
+    assert!(!ask_body(r#"{"tables":"[\"financials\"]"}"#).allowed);
+    assert!(!ask_body(r#"{"tables":"[\"fin\\u0061ncials\"]"}"#).allowed);
+    assert!(ask_body(r#"{"tables":"[\"customers\"]"}"#).allowed);
+    assert!(ask_body(r#"{"tables":"financials"}"#).allowed);
 }

@@ -155,6 +155,55 @@ async fn agent_reads_customers_and_is_refused_financials_however_the_sql_is_writ
     gw.shutdown().await;
 }
 
+/// Servers coerce what agents send: the Python SDK reads "true" and "yes" as true and parses
+/// JSON text in a string into the list it spells. A deny rule holds for what the server will
+/// read, so those spellings are refused too; straight at the server, each is executed.
+#[tokio::test(flavor = "multi_thread")]
+async fn deny_conditions_hold_for_the_values_a_coercing_server_reads() {
+    let server = python_server("streamable-http", None).await;
+    let policy = "[policy]\npins_file = \"\"\n\
+        [[rules]]\nname = \"everything\"\neffect = \"allow\"\nservers = [\"py\"]\n\
+        [[rules]]\nname = \"no-forced-drops\"\neffect = \"deny\"\ntools = [\"drop_tables\"]\n\
+        [[rules.params]]\npointer = \"/force\"\neq = true\n\
+        [[rules]]\nname = \"keep-financials\"\neffect = \"deny\"\ntools = [\"drop_tables\"]\n\
+        [[rules.params]]\npointer = \"/tables/0\"\neq = \"financials\"\n";
+    let gw = gateway(&config("py", &server.url("/mcp"), policy)).await;
+    let call = |args: Value| json!(["call", "drop_tables", args]);
+    let spellings = [
+        (
+            json!({"tables": ["logs"], "force": "true"}),
+            "no-forced-drops",
+        ),
+        (
+            json!({"tables": ["logs"], "force": "yes"}),
+            "no-forced-drops",
+        ),
+        (json!({"tables": "[\"financials\"]"}), "keep-financials"),
+    ];
+    let direct = client(
+        &server.url("/mcp"),
+        spellings.iter().map(|(a, _)| call(a.clone())).collect(),
+    )
+    .await;
+    assert_eq!(text(&direct[0]), "dropped logs (forced) [drop 1]");
+    assert_eq!(text(&direct[1]), "dropped logs (forced) [drop 2]");
+    assert_eq!(text(&direct[2]), "dropped financials [drop 3]");
+    let mut steps: Vec<Value> = spellings.iter().map(|(a, _)| call(a.clone())).collect();
+    steps.push(call(json!({"tables": ["logs"], "force": true})));
+    steps.push(call(json!({"tables": ["logs"], "force": "false"})));
+    let through = client(&gateway_url(&gw, "py"), Value::Array(steps)).await;
+    let rules = spellings.iter().map(|(_, r)| *r).chain(["no-forced-drops"]);
+    for (result, rule) in through.iter().zip(rules) {
+        let message = result["rpc_error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("not refused by {rule}: {result}"));
+        assert!(message.contains(&format!("rule \"{rule}\"")), "{message}");
+    }
+    // The allowed call is the server's fourth drop: none of the refused ones reached it.
+    assert_eq!(text(&through[4]), "dropped logs [drop 4]", "{}", through[4]);
+    gw.shutdown().await;
+}
+
 const LIST_POLICY: &str = "[policy]\npins_file = \"PINS\"\n\
     [[rules]]\nname = \"readers\"\neffect = \"allow\"\nservers = [\"peer\"]\n\
     tools = [\"read_*\", \"weather\", \"flip\", \"helper\", \"ask_model\"]\n\

@@ -38,6 +38,17 @@ def wipe_disk() -> str:
     return "wiped"
 
 
+DROPS = []
+
+
+@mcp.tool()
+def drop_tables(tables: list[str], force: bool = False) -> str:
+    """Policy tests deny some drops. The typed parameters are the point: the SDK reads "true" as
+    True and JSON text in a string as the list it spells. Counts the drops it really made."""
+    DROPS.append(tables)
+    return f"dropped {', '.join(tables)}{' (forced)' if force else ''} [drop {len(DROPS)}]"
+
+
 @mcp.tool()
 async def long_running(steps: int = 5, delay: float = 0.1, ctx: Context = None) -> str:
     """Sleep `steps` times, reporting progress after each step."""
