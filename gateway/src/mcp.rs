@@ -9,5 +9,5 @@ pub mod revision;
 pub mod rpc_error;
 pub mod sse;
 
-pub use message::{Body, Id, Kind, Message, MessageError, Target};
+pub use message::{Body, Completes, Id, Kind, Message, MessageError, Target};
 pub use revision::Revision;

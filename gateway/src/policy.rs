@@ -53,7 +53,6 @@ const SESSION_REQUESTS: &[&str] = &[
     "initialize",
     "ping",
     "logging/setLevel",
-    "completion/complete",
     "tools/list",
     "prompts/list",
     "resources/list",
@@ -69,6 +68,8 @@ impl<'a> Class<'a> {
             (_, Target::Tool { name, .. }) => Class::Tool(name),
             (_, Target::Prompt { name, .. }) => Class::Prompt(name),
             (_, Target::Resource { uri }) => Class::Resource(uri),
+            (_, Target::Completion(mcp::Completes::Prompt(name))) => Class::Prompt(name),
+            (_, Target::Completion(mcp::Completes::Resource(uri))) => Class::Resource(uri),
             (Kind::Request, Target::None) => Class::of_request_method(m.method()),
         }
     }
@@ -94,6 +95,9 @@ impl<'a> Class<'a> {
         match self {
             Class::Session => format!("use {method}"),
             Class::Tool(n) => format!("call tool {n:?}"),
+            Class::Prompt(n) if method == "completion/complete" => {
+                format!("complete an argument of prompt {n:?}")
+            }
             Class::Prompt(n) => format!("get prompt {n:?}"),
             Class::Resource(u) => format!("{method} resource {u:?}"),
             Class::Method => format!("use method {method:?}"),

@@ -225,13 +225,26 @@ pub enum Target {
         name: Box<str>,
         arguments: Option<Arguments>,
     },
+    /// `completion/complete`: the prompt or resource template (its `ref`) whose argument it
+    /// completes. Completion handlers answer from what they complete, so it is decided as that.
+    Completion(Completes),
+}
+
+/// What a `completion/complete` request completes an argument of.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Completes {
+    /// `{"type": "ref/prompt", "name": ...}`
+    Prompt(Box<str>),
+    /// `{"type": "ref/resource", "uri": ...}`: a resource template's URI, as listed.
+    Resource(Box<str>),
 }
 
 impl Target {
     /// The name a 2026-07-28 `Mcp-Name` header must carry for this target.
     pub fn header_name(&self) -> Option<&str> {
         match self {
-            Target::None => None,
+            // The header carries params.name or params.uri; a completion's are inside `ref`.
+            Target::None | Target::Completion(_) => None,
             Target::Tool { name, .. } | Target::Prompt { name, .. } => Some(name),
             Target::Resource { uri } => Some(uri),
         }
@@ -321,6 +334,10 @@ pub enum MessageError {
     },
     #[error("{method}: \"params.arguments\" must be an object")]
     BadArguments { method: &'static str },
+    #[error(
+        "completion/complete needs \"params.ref\" to be {{\"type\": \"ref/prompt\", \"name\": ...}} or {{\"type\": \"ref/resource\", \"uri\": ...}}"
+    )]
+    BadCompletionRef,
 }
 
 /// Parses and classifies a body. `allow_batch` is true only where the negotiated revision
@@ -545,6 +562,25 @@ fn resource_uri(uri: Box<str>) -> Result<Box<str>, MessageError> {
     Ok(uri)
 }
 
+/// The `ref` of a completion/complete request. Any other shape is refused: what it would
+/// complete could not be decided.
+fn completes(params: Option<View<'_, '_>>) -> Result<Completes, MessageError> {
+    let r = params
+        .and_then(|p| p.get("ref"))
+        .ok_or(MessageError::BadCompletionRef)?;
+    let text = |key: &str| {
+        r.get(key)
+            .and_then(|v| v.as_str())
+            .map(Box::<str>::from)
+            .ok_or(MessageError::BadCompletionRef)
+    };
+    match r.get("type").and_then(|t| t.as_str()) {
+        Some("ref/prompt") => Ok(Completes::Prompt(text("name")?)),
+        Some("ref/resource") => Ok(Completes::Resource(text("uri")?)),
+        _ => Err(MessageError::BadCompletionRef),
+    }
+}
+
 fn classify_params(
     method: &str,
     params: Option<View<'_, '_>>,
@@ -604,6 +640,7 @@ fn classify_params(
             },
             None,
         ),
+        "completion/complete" => (Target::Completion(completes(params)?), None),
         "initialize" => (
             Target::None,
             params
@@ -710,6 +747,14 @@ mod tests {
                 name: "p".into(),
                 arguments: None
             }
+        );
+        let m = one(r#"{"jsonrpc":"2.0","id":2,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"p"},"argument":{"name":"a","value":"x"}}}"#).unwrap();
+        assert_eq!(m.target, Target::Completion(Completes::Prompt("p".into())));
+        assert_eq!(m.target.header_name(), None);
+        let m = one(r#"{"jsonrpc":"2.0","id":3,"method":"completion/complete","params":{"argument":{"name":"a","value":""},"ref":{"uri":"db://t/{name}","type":"ref/resource"}}}"#).unwrap();
+        assert_eq!(
+            m.target,
+            Target::Completion(Completes::Resource("db://t/{name}".into()))
         );
         let m = one(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
         assert_eq!((m.kind, m.id), (Kind::Notification, None));
@@ -916,6 +961,31 @@ mod tests {
             (
                 r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"url":"x"}}"#,
                 |e| matches!(e, MessageError::MissingTarget { .. }),
+            ),
+            // A completion whose `ref` does not say what it completes cannot be decided.
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"argument":{}}}"#,
+                |e| *e == MessageError::BadCompletionRef,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete"}"#,
+                |e| *e == MessageError::BadCompletionRef,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/tool","name":"t"}}}"#,
+                |e| *e == MessageError::BadCompletionRef,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","uri":"p"}}}"#,
+                |e| *e == MessageError::BadCompletionRef,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/resource","uri":7}}}"#,
+                |e| *e == MessageError::BadCompletionRef,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":"ref/prompt"}}"#,
+                |e| *e == MessageError::BadCompletionRef,
             ),
             (
                 r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}"#,

@@ -204,6 +204,35 @@ async fn deny_conditions_hold_for_the_values_a_coercing_server_reads() {
     gw.shutdown().await;
 }
 
+/// completion/complete is decided as access to what it completes: a prompt the agent may not
+/// get has no completions to offer it either (they can name what the prompt guards).
+#[tokio::test(flavor = "multi_thread")]
+async fn completions_are_decided_as_the_prompt_they_complete() {
+    let server = python_server("streamable-http", None).await;
+    let policy = "[policy]\npins_file = \"\"\n\
+        [[rules]]\nname = \"greeters\"\neffect = \"allow\"\nservers = [\"py\"]\n\
+        tools = [\"echo\"]\nprompts = [\"greet\"]\n";
+    let gw = gateway(&config("py", &server.url("/mcp"), policy)).await;
+    let steps = json!([
+        ["complete", "greet", "name", "A"],
+        ["complete", "vault_summary", "account", ""],
+    ]);
+    let direct = client(&server.url("/mcp"), steps.clone()).await;
+    assert_eq!(direct[0]["values"], json!(["Ada", "Alan"]));
+    assert_eq!(direct[1]["values"], json!(["offshore-7", "payroll-main"]));
+    let through = client(&gateway_url(&gw, "py"), steps).await;
+    assert_eq!(through[0], direct[0]);
+    let message = through[1]["rpc_error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("completion of a denied prompt was answered: {}", through[1]));
+    assert!(
+        message.contains("complete an argument of prompt \"vault_summary\""),
+        "{message}"
+    );
+    assert!(message.contains("no rule allows agent"), "{message}");
+    gw.shutdown().await;
+}
+
 const LIST_POLICY: &str = "[policy]\npins_file = \"PINS\"\n\
     [[rules]]\nname = \"readers\"\neffect = \"allow\"\nservers = [\"peer\"]\n\
     tools = [\"read_*\", \"weather\", \"flip\", \"helper\", \"ask_model\"]\n\

@@ -14,6 +14,8 @@
       prints a JSON list with one result per step:
         ["list"]              -> {"pages": [[names], ...]}   (every page, following cursors)
         ["call", name, args]  -> {"error": bool, "text": str} or {"rpc_error": message}
+        ["complete", prompt, argument, partial]
+                              -> {"values": [...]} or {"rpc_error": message}
         ["drop_privileges"]   -> {"uid": 65534}   (become nobody/nogroup, as an agent should run)
         ["probe", needle]     -> {"uid", "own_environ", "processes": [{"pid", "cmdline",
                                   "environ" or "error"}]} for every process whose command line
@@ -126,6 +128,13 @@ async def client(url, steps):
                 out.append({"uid": os.getuid()})
             elif step[0] == "probe":
                 out.append(probe(step[1]))
+            elif step[0] == "complete":
+                try:
+                    ref = types.PromptReference(type="ref/prompt", name=step[1])
+                    r = await c.complete(ref, {"name": step[2], "value": step[3]})
+                    out.append({"values": r.completion.values})
+                except Exception as e:
+                    out.append({"rpc_error": str(e)})
             elif step[0] == "call":
                 try:
                     r = await c.call_tool(step[1], step[2])

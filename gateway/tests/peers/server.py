@@ -74,6 +74,23 @@ def greet(name: str) -> str:
     return f"Please write a friendly greeting for {name}."
 
 
+@mcp.prompt()
+def vault_summary(account: str) -> str:
+    """A prompt policy tests keep from agents: its completions name accounts."""
+    return f"Summarise vault account {account}."
+
+
+@mcp.completion()
+async def complete_argument(ref, argument, context):
+    """Completes prompt arguments; vault_summary's name accounts an agent may not be shown."""
+    from mcp_types import Completion, PromptReference
+    if isinstance(ref, PromptReference) and ref.name == "vault_summary":
+        return Completion(values=[a for a in ["offshore-7", "payroll-main"] if a.startswith(argument.value)])
+    if isinstance(ref, PromptReference) and ref.name == "greet":
+        return Completion(values=[n for n in ["Ada", "Alan"] if n.startswith(argument.value)])
+    return None
+
+
 class RecordRequests:
     """Pure ASGI middleware (streaming-safe, passes lifespan through)."""
 
