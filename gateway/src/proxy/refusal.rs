@@ -183,12 +183,17 @@ impl Refusal {
 
     /// The reply: the status, and a JSON-RPC error body naming the problem.
     pub fn response(&self, id: Option<&Id>) -> Response<Body> {
-        let message = self.to_string();
-        let mut resp = Response::new(
-            Full::new(rpc_error::body(id, self.code(), &message))
-                .map_err(|e| match e {})
-                .boxed_unsync(),
-        );
+        self.response_with(self.body(id))
+    }
+
+    /// The JSON-RPC error naming the problem, answering the request `id`.
+    pub fn body(&self, id: Option<&Id>) -> Bytes {
+        rpc_error::body(id, self.code(), &self.to_string())
+    }
+
+    /// The reply with `body` (this refusal's [`Refusal::body`]).
+    pub fn response_with(&self, body: Bytes) -> Response<Body> {
+        let mut resp = Response::new(Full::new(body).map_err(|e| match e {}).boxed_unsync());
         *resp.status_mut() = self.status();
         let headers = resp.headers_mut();
         headers.insert(

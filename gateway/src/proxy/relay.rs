@@ -1,12 +1,19 @@
 //! Responses on their way back to the agent: JSON bodies parsed whole (with a cap), SSE streams
 //! parsed event by event and re-emitted as canonical frames, never buffered whole.
 
-use std::{pin::Pin, sync::Arc};
+use std::{
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::stream;
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -294,6 +301,10 @@ struct SseState {
     cancel: CancellationToken,
     /// Legacy endpoints this stream announced: released when it ends.
     announced: Vec<String>,
+    /// Legacy streams: this stream's number, and where the gateway's answers to requests
+    /// POSTed to its endpoints arrive (see [`super::legacy::Endpoints::answer`]).
+    stream: u64,
+    answers: Option<(mpsc::Sender<Bytes>, mpsc::Receiver<Bytes>)>,
     done: bool,
 }
 
@@ -301,8 +312,32 @@ impl Drop for SseState {
     fn drop(&mut self) {
         let server = self.ctx.upstream.server.name.as_str();
         for path_query in self.announced.drain(..) {
-            self.ctx.gateway.legacy.release(server, &path_query);
+            self.ctx
+                .gateway
+                .legacy
+                .release(server, &path_query, self.stream);
         }
+    }
+}
+
+/// Numbers legacy streams, so that an ended one releases only its own endpoint registrations.
+static STREAMS: AtomicU64 = AtomicU64::new(0);
+
+/// What a relayed SSE stream does next.
+enum Next {
+    Upstream(Option<Result<Frame<Bytes>, BoxError>>),
+    /// A gateway answer for this stream's agent (a refused legacy POST).
+    Answer(Bytes),
+    Drained,
+}
+
+/// The next gateway answer; never ready on a stream that takes none.
+async fn next_answer(
+    answers: &mut Option<(mpsc::Sender<Bytes>, mpsc::Receiver<Bytes>)>,
+) -> Option<Bytes> {
+    match answers {
+        Some((_, rx)) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -311,6 +346,7 @@ impl Drop for SseState {
 /// drains.
 pub fn sse(ctx: Context, body: Body, max_event: usize) -> Body {
     let cancel = ctx.gateway.drain.token();
+    let legacy = ctx.legacy_stream;
     let state = SseState {
         ctx,
         body,
@@ -318,6 +354,8 @@ pub fn sse(ctx: Context, body: Body, max_event: usize) -> Body {
         events: Vec::new(),
         cancel,
         announced: Vec::new(),
+        stream: STREAMS.fetch_add(1, Ordering::Relaxed),
+        answers: legacy.then(|| mpsc::channel(super::legacy::PENDING_ANSWERS)),
         done: false,
     };
     let stream = stream::unfold(state, |mut st| async move {
@@ -325,14 +363,31 @@ pub fn sse(ctx: Context, body: Body, max_event: usize) -> Body {
             if st.done {
                 return None;
             }
-            let frame = if st.ctx.end_on_drain {
-                tokio::select! {
-                    biased;
-                    _ = st.cancel.cancelled() => return None,
-                    frame = st.body.frame() => frame,
+            let end_on_drain = st.ctx.end_on_drain;
+            let next = tokio::select! {
+                biased;
+                _ = st.cancel.cancelled(), if end_on_drain => Next::Drained,
+                Some(answer) = next_answer(&mut st.answers) => Next::Answer(answer),
+                frame = st.body.frame() => Next::Upstream(frame),
+            };
+            let frame = match next {
+                Next::Drained => return None,
+                Next::Answer(message) => {
+                    let mut out = BytesMut::new();
+                    match String::from_utf8(message.to_vec()) {
+                        Ok(data) => sse::encode(
+                            &Event {
+                                event: Some("message".into()),
+                                data: Some(data),
+                                ..Event::default()
+                            },
+                            &mut out,
+                        ),
+                        Err(_) => continue,
+                    }
+                    return Some((Ok(Frame::data(out.freeze())), st));
                 }
-            } else {
-                st.body.frame().await
+                Next::Upstream(frame) => frame,
             };
             let data = match frame {
                 None => return None,
@@ -375,12 +430,16 @@ fn relay_event(st: &mut SseState, event: &Event, out: &mut BytesMut) {
     let server = st.ctx.upstream.server.name.as_str();
     match (event.event.as_deref(), &event.data) {
         (Some("endpoint"), Some(data)) if st.ctx.legacy_stream => {
-            match st
-                .ctx
-                .gateway
-                .legacy
-                .announce(server, &st.ctx.upstream.server.url, data)
-            {
+            let Some((answers, _)) = &st.answers else {
+                return;
+            };
+            match st.ctx.gateway.legacy.announce(
+                server,
+                &st.ctx.upstream.server.url,
+                data,
+                st.stream,
+                answers.clone(),
+            ) {
                 Ok((path_query, ours)) => {
                     st.announced.push(path_query);
                     sse::encode(

@@ -73,13 +73,17 @@ struct Outcome {
     /// Who the request turned out to be, when that is more than the connection says (a
     /// verified token).
     identity: Option<Identity>,
+    /// The gateway's own JSON-RPC answer (the response's body), when it refused or denied.
+    reply: Option<Bytes>,
 }
 
 impl Outcome {
     fn refused(error: Refusal, messages: Vec<Message>) -> Self {
-        let id = messages.first().and_then(|m| m.id.clone());
+        let id = messages.first().and_then(|m| m.id.as_ref());
+        let reply = error.body(id);
         Self {
-            response: error.response(id.as_ref()),
+            response: error.response_with(reply.clone()),
+            reply: Some(reply),
             messages,
             decisions: Vec::new(),
             error: Some(error),
@@ -132,7 +136,8 @@ impl Outcome {
             };
             (status, error_for(&messages[0], &decisions[0]))
         };
-        let mut response = Response::new(refusal::full(Bytes::from(body.to_string())));
+        let reply = Bytes::from(body.to_string());
+        let mut response = Response::new(refusal::full(reply.clone()));
         *response.status_mut() = status;
         response.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -147,6 +152,26 @@ impl Outcome {
             body: None,
             batch,
             identity: None,
+            reply: Some(reply),
+        }
+    }
+
+    /// A legacy (HTTP+SSE) agent reads answers only from its stream and ignores POST bodies:
+    /// the gateway's answer to a request it refused goes on the stream that announced
+    /// `endpoint`, or the agent would wait for it until it gives up.
+    fn answer_on_stream(&self, gateway: &Gateway, server: &str, endpoint: &str) {
+        let Some(reply) = &self.reply else {
+            return;
+        };
+        let answers_a_request = self
+            .messages
+            .iter()
+            .any(|m| m.kind == mcp::Kind::Request && m.id.is_some());
+        if answers_a_request && !gateway.legacy.answer(server, endpoint, reply) {
+            tracing::debug!(
+                server,
+                "A refused legacy request's answer found no stream to take it."
+            );
         }
     }
 }
@@ -374,7 +399,17 @@ async fn dispatch(
                     if e.starts_with('/')
                         && gateway.legacy.is_live(upstream.server.name.as_str(), &e) =>
                 {
-                    post(gateway, identity, framing, upstream, req, Some(e)).await
+                    let outcome = post(
+                        gateway,
+                        identity,
+                        framing,
+                        upstream.clone(),
+                        req,
+                        Some(e.clone()),
+                    )
+                    .await;
+                    outcome.answer_on_stream(gateway, upstream.server.name.as_str(), &e);
+                    outcome
                 }
                 _ => Outcome::refused(Refusal::UnknownEndpoint, Vec::new()),
             }
@@ -923,5 +958,6 @@ async fn relay_response(
         body: None,
         batch: false,
         identity: None,
+        reply: None,
     }
 }

@@ -233,6 +233,43 @@ async fn completions_are_decided_as_the_prompt_they_complete() {
     gw.shutdown().await;
 }
 
+/// On the HTTP+SSE transport answers arrive on the stream and POST bodies are ignored: a
+/// refused call's error reaches the client on its stream, promptly, and the session goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_legacy_client_gets_refusals_on_its_stream() {
+    let server = python_server("sse", None).await;
+    let gw = gateway(&gateway_config(
+        &[("legacy", &server.url("/sse"), "sse", "")],
+        "[[rules]]\nname = \"no-wipe\"\neffect = \"deny\"\ntools = [\"wipe_disk\"]\n",
+    ))
+    .await;
+    let steps = json!([
+        ["call", "echo", {"message": "before"}],
+        ["call", "wipe_disk", {}],
+        ["call", "echo", {"message": "after"}],
+    ]);
+    let posts = |seen: &[Value]| seen.iter().filter(|r| r["method"] == "POST").count();
+    let direct = client(&server.url("/sse"), steps.clone()).await;
+    assert_eq!(text(&direct[1]), "wiped", "{}", direct[1]);
+    let posted_direct = posts(&received(&server).await);
+    let started = std::time::Instant::now();
+    let results = client(&format!("http://{}/servers/legacy/sse", addr(&gw)), steps).await;
+    assert_eq!(text(&results[0]), "before", "{}", results[0]);
+    let message = results[1]["rpc_error"].as_str().unwrap_or_default();
+    assert!(message.contains("rule \"no-wipe\""), "{}", results[1]);
+    assert_eq!(text(&results[2]), "after", "{}", results[2]);
+    // Not a client-side timeout (30 s) that happened to name nothing.
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "{:?}",
+        started.elapsed()
+    );
+    // The same session's POSTs, less the refused call: it never reached the server.
+    let posted_through = posts(&received(&server).await) - posted_direct;
+    assert_eq!(posted_through, posted_direct - 1);
+    gw.shutdown().await;
+}
+
 const LIST_POLICY: &str = "[policy]\npins_file = \"PINS\"\n\
     [[rules]]\nname = \"readers\"\neffect = \"allow\"\nservers = [\"peer\"]\n\
     tools = [\"read_*\", \"weather\", \"flip\", \"helper\", \"ask_model\"]\n\

@@ -10,7 +10,8 @@
         ask_model_later  the same the 2026-07-28 way: an input_required result carrying it
 
   python policy_peer.py client --url URL --steps '[["list"], ["call", "read_file", {}]]'
-      Runs the steps with the mcp Client (legacy session mode, with a sampling callback) and
+      Runs the steps with the mcp Client (legacy session mode, with a sampling callback; the
+      HTTP+SSE transport when URL ends in /sse, else Streamable HTTP) and
       prints a JSON list with one result per step:
         ["list"]              -> {"pages": [[names], ...]}   (every page, following cursors)
         ["call", name, args]  -> {"error": bool, "text": str} or {"rpc_error": message}
@@ -108,8 +109,12 @@ async def client(url, steps):
         return types.CreateMessageResult(role="assistant", content=types.TextContent(type="text", text="hello"), model="test")
 
     out = []
-    http = httpx2.AsyncClient(timeout=httpx2.Timeout(30, read=60))
-    transport = streamable_http_client(url, http_client=http, terminate_on_close=True)
+    if url.endswith("/sse"):
+        from mcp.client.sse import sse_client
+        transport = sse_client(url)
+    else:
+        http = httpx2.AsyncClient(timeout=httpx2.Timeout(30, read=60))
+        transport = streamable_http_client(url, http_client=http, terminate_on_close=True)
     async with Client(transport, mode="legacy", cache=None, read_timeout_seconds=30, sampling_callback=sampling) as c:
         for step in steps:
             if step[0] == "list":
