@@ -119,6 +119,8 @@ pub enum Arguments<'a> {
     Message {
         source: Option<&'a mcp::message::Arguments>,
         text: OnceCell<Option<&'a str>>,
+        /// The whole arguments, built once, only for deny conditions that read through strings.
+        tree: OnceCell<Option<Value>>,
     },
     /// Already a tree (`policy explain`, tests).
     Parsed(Option<Value>),
@@ -129,6 +131,7 @@ impl<'a> Arguments<'a> {
         Arguments::Message {
             source,
             text: OnceCell::new(),
+            tree: OnceCell::new(),
         }
     }
 
@@ -139,7 +142,7 @@ impl<'a> Arguments<'a> {
     /// Whether something is at a JSON pointer (nothing is built to find out).
     fn has(&self, pointer: &str) -> bool {
         match self {
-            Arguments::Message { source, text } => text
+            Arguments::Message { source, text, .. } => text
                 .get_or_init(|| source.and_then(|s| s.raw()))
                 .is_some_and(|raw| mcp::message::raw_pointer(raw, pointer).is_some()),
             Arguments::Parsed(v) => v.as_ref().is_some_and(|v| v.pointer(pointer).is_some()),
@@ -149,7 +152,7 @@ impl<'a> Arguments<'a> {
     /// The value at a JSON pointer.
     fn at(&self, pointer: &str) -> Option<std::borrow::Cow<'_, Value>> {
         match self {
-            Arguments::Message { source, text } => {
+            Arguments::Message { source, text, .. } => {
                 let raw = (*text.get_or_init(|| source.and_then(|s| s.raw())))?;
                 mcp::message::pointer_in(raw, pointer).map(std::borrow::Cow::Owned)
             }
@@ -162,13 +165,16 @@ impl<'a> Arguments<'a> {
     /// deny condition whose pointer found nothing as sent.
     fn through_strings(&self, pointer: &str) -> params::Through {
         let tree = match self {
-            Arguments::Message { source, text } => text
-                .get_or_init(|| source.and_then(|s| s.raw()))
-                .and_then(|raw| serde_json::from_str::<Value>(raw).ok()),
-            Arguments::Parsed(v) => v.clone(),
+            Arguments::Message { source, text, tree } => tree
+                .get_or_init(|| {
+                    text.get_or_init(|| source.and_then(|s| s.raw()))
+                        .and_then(|raw| serde_json::from_str::<Value>(raw).ok())
+                })
+                .as_ref(),
+            Arguments::Parsed(v) => v.as_ref(),
         };
         match tree {
-            Some(tree) => params::pointer_through_strings(&tree, pointer),
+            Some(tree) => params::pointer_through_strings(tree, pointer),
             None => params::Through::Missing,
         }
     }
@@ -598,6 +604,12 @@ impl Policy {
         if matches!(q.class, Class::Tool(_) | Class::Prompt(_)) {
             // A deny rule sees what the server may read, not only what was sent.
             let lax = s.effect == Effect::Deny;
+            if lax && q.method == "completion/complete" {
+                // A completion carries the argument being typed, not the prompt's arguments:
+                // a deny rule's conditions on those cannot be ruled out, so they hold. (An
+                // allow rule's fail below, for want of arguments.)
+                return Ok(());
+            }
             for p in &s.params {
                 if let crate::config::policy::Matcher::Present(want) = p.matcher {
                     // Presence needs no value: do not build one (it may be large). Reading

@@ -240,6 +240,15 @@ pub enum Completes {
 }
 
 impl Target {
+    /// What the message is about, for audit records and logs: the tool or prompt name, the
+    /// resource URI, or the prompt or resource template a completion completes.
+    pub fn subject(&self) -> Option<&str> {
+        match self {
+            Target::Completion(Completes::Prompt(n) | Completes::Resource(n)) => Some(n),
+            other => other.header_name(),
+        }
+    }
+
     /// The name a 2026-07-28 `Mcp-Name` header must carry for this target.
     pub fn header_name(&self) -> Option<&str> {
         match self {
@@ -576,7 +585,8 @@ fn completes(params: Option<View<'_, '_>>) -> Result<Completes, MessageError> {
     };
     match r.get("type").and_then(|t| t.as_str()) {
         Some("ref/prompt") => Ok(Completes::Prompt(text("name")?)),
-        Some("ref/resource") => Ok(Completes::Resource(text("uri")?)),
+        // Held to the spelling rules of resources/read: the policy matches it the same way.
+        Some("ref/resource") => Ok(Completes::Resource(resource_uri(text("uri")?)?)),
         _ => Err(MessageError::BadCompletionRef),
     }
 }
@@ -751,6 +761,7 @@ mod tests {
         let m = one(r#"{"jsonrpc":"2.0","id":2,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"p"},"argument":{"name":"a","value":"x"}}}"#).unwrap();
         assert_eq!(m.target, Target::Completion(Completes::Prompt("p".into())));
         assert_eq!(m.target.header_name(), None);
+        assert_eq!(m.target.subject(), Some("p"));
         let m = one(r#"{"jsonrpc":"2.0","id":3,"method":"completion/complete","params":{"argument":{"name":"a","value":""},"ref":{"uri":"db://t/{name}","type":"ref/resource"}}}"#).unwrap();
         assert_eq!(
             m.target,
@@ -986,6 +997,10 @@ mod tests {
             (
                 r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":"ref/prompt"}}"#,
                 |e| *e == MessageError::BadCompletionRef,
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/resource","uri":"db://t/../secret/{x}"}}}"#,
+                |e| matches!(e, MessageError::BadUri(_)),
             ),
             (
                 r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}"#,

@@ -144,29 +144,74 @@ pub fn check_value(spec: &ParamSpec, value: Option<&Value>) -> Result<(), String
 }
 
 /// A deny rule's condition: holds when the value as sent, or a value a server's lax validation
-/// may read from it ([`readings`]), satisfies the matcher, and when the value is JSON text the
-/// server would parse and this parser cannot ([`unreadable_container`]). The error is the one
-/// for the value as sent.
+/// may read from it ([`readings`]), satisfies the matcher. Where what the server reads cannot
+/// be known here, the condition holds too: a number that is infinite or NaN in a range test,
+/// and JSON text the server would parse and this parser cannot (`unreadable_container`),
+/// unless a string as sent could satisfy the matcher (plain text starting with "[" is text).
+/// The error is the one for the value as sent.
 pub fn check_value_lax(spec: &ParamSpec, value: Option<&Value>) -> Result<(), String> {
     let strict = check_value(spec, value);
-    if strict.is_err()
-        && let Some(value) = value
-        && (value.as_str().is_some_and(unreadable_container)
-            || readings(value)
-                .iter()
-                .any(|r| check_value(spec, Some(r)).is_ok()))
+    let Some(value) = value else {
+        return strict;
+    };
+    if strict.is_ok()
+        || readings(value)
+            .iter()
+            .any(|r| check_value(spec, Some(r)).is_ok())
     {
         return Ok(());
+    }
+    if let Some(text) = value.as_str() {
+        if wants_no_string(&spec.matcher) && unreadable_container(text) {
+            return Ok(());
+        }
+        if let (Matcher::Range { min, max }, Some(n)) = (&spec.matcher, lax_number(text))
+            && !n.is_finite()
+            && (n.is_nan() || (min.is_none_or(|m| n >= m) && max.is_none_or(|m| n <= m)))
+        {
+            return Ok(());
+        }
     }
     strict
 }
 
+/// Whether no string, as sent, can satisfy the matcher (so a string parameter is not what it
+/// tests, and a list or number read from the string is).
+fn wants_no_string(matcher: &Matcher) -> bool {
+    match matcher {
+        Matcher::Range { .. } => true,
+        Matcher::Eq(v) => !v.is_string(),
+        Matcher::OneOf(set) => set.iter().all(|v| !v.is_string()),
+        _ => false,
+    }
+}
+
 /// Whether a string looks like a JSON list or object (which FastMCP parses for a parameter that
 /// is not a string) but serde_json cannot read it, where Python reads NaN, Infinity and lone
-/// surrogates: what the server will see is unknown, so a deny condition on it holds.
+/// surrogates: what the server will see is unknown.
 fn unreadable_container(text: &str) -> bool {
     matches!(text.trim_start().as_bytes().first(), Some(b'[' | b'{'))
         && serde_json::from_str::<Value>(text).is_err()
+}
+
+/// The number pydantic's lax mode reads from a string: surrounding whitespace, a sign, and
+/// underscores between digits ("1_000") allowed; "inf", "infinity" and "nan" (any case) too.
+fn lax_number(text: &str) -> Option<f64> {
+    let t = text.trim();
+    let b = t.as_bytes();
+    let digit = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
+    // An underscore counts only between two digits, as Python's int() and float() take it.
+    let mut plain = String::with_capacity(t.len());
+    for (i, c) in t.char_indices() {
+        if c == '_' {
+            if i == 0 || !digit(i - 1) || !digit(i + 1) {
+                return None;
+            }
+            continue;
+        }
+        plain.push(c);
+    }
+    plain.parse::<f64>().ok()
 }
 
 /// What servers' lax validation reads from a value besides the value itself: from a string, the
@@ -188,11 +233,13 @@ pub fn readings(value: &Value) -> Vec<Value> {
                     out.push(v);
                 }
             };
-            if let Some(n) = word.parse::<i64>().ok().map(Value::from).or_else(|| {
-                word.parse::<f64>()
+            let unscored = word.replace('_', "");
+            if let Some(n) = lax_number(word).and_then(|f| {
+                unscored
+                    .parse::<i64>()
                     .ok()
-                    .and_then(serde_json::Number::from_f64)
-                    .map(Value::Number)
+                    .map(Value::from)
+                    .or_else(|| serde_json::Number::from_f64(f).map(Value::Number))
             }) {
                 add(n);
             }
@@ -441,6 +488,10 @@ mod tests {
         assert_eq!(readings(&json!("1")), [json!(1), json!(true)]);
         assert_eq!(readings(&json!(" 2.5 ")), [json!(2.5)]);
         assert_eq!(readings(&json!("+7")), [json!(7)]);
+        assert_eq!(readings(&json!("1_000")), [json!(1000)]);
+        assert_eq!(readings(&json!("1__0")), Vec::<Value>::new());
+        assert_eq!(readings(&json!("_10")), Vec::<Value>::new());
+        assert_eq!(readings(&json!("10_")), Vec::<Value>::new());
         assert_eq!(readings(&json!("1e3")), [json!(1000.0)]);
         assert_eq!(readings(&json!("[1,\"a\"]")), [json!([1, "a"])]);
         assert_eq!(readings(&json!("\"quoted\"")), Vec::<Value>::new());
@@ -460,6 +511,22 @@ mod tests {
             check(&deny_logs, Some(&json!({"t": "[\"logs\"]"}))).is_err(),
             "allow stays strict"
         );
+        // Text a string parameter may well hold is not "unreadable JSON" to a string matcher.
+        let deny_word = spec("/t", Matcher::Regex(regex::Regex::new("^secret$").unwrap()));
+        assert!(check_value_lax(&deny_word, Some(&json!("[package]"))).is_err());
+        let deny_big = spec(
+            "/n",
+            Matcher::Range {
+                min: Some(10_000.0),
+                max: None,
+            },
+        );
+        for n in ["1_000_000", "inf", " Infinity ", "1e400", "nan", "[1, NaN]"] {
+            assert!(check_value_lax(&deny_big, Some(&json!(n))).is_ok(), "{n}");
+        }
+        for n in ["-inf", "9_999", "1__0000000", "x"] {
+            assert!(check_value_lax(&deny_big, Some(&json!(n))).is_err(), "{n}");
+        }
     }
 
     #[test]

@@ -482,7 +482,13 @@ fn deny_conditions_hold_for_what_a_lax_server_reads_and_allow_conditions_do_not(
         );
     }
     assert_eq!(rule(json!({"limit": "999"})), None);
-    assert_eq!(rule(json!({"limit": "inf"})), None, "not a finite number");
+    // pydantic reads "inf" as infinity, which no finite reading can stand for.
+    assert_eq!(rule(json!({"limit": "inf"})).as_deref(), Some("no-bulk"));
+    assert_eq!(rule(json!({"limit": "-inf"})), None);
+    assert_eq!(
+        rule(json!({"limit": "1_000_000"})).as_deref(),
+        Some("no-bulk")
+    );
     for opts in [json!({"cascade": false}), json!("{\"cascade\":1}")] {
         assert_eq!(
             rule(json!({"opts": opts})).as_deref(),
@@ -511,4 +517,48 @@ fn deny_conditions_read_through_strings_in_the_message_itself() {
     assert!(!ask_body(r#"{"tables":"[\"fin\\u0061ncials\"]"}"#).allowed);
     assert!(ask_body(r#"{"tables":"[\"customers\"]"}"#).allowed);
     assert!(ask_body(r#"{"tables":"financials"}"#).allowed);
+}
+
+/// A completion carries the argument being typed, not the prompt's arguments: a deny rule's
+/// conditions on those cannot be ruled out (they hold), an allow rule's cannot be met.
+#[test]
+fn completions_meet_conditional_deny_rules_and_not_conditional_allow_rules() {
+    let p = policy(
+        "[[rules]]\nname = \"prompts\"\neffect = \"allow\"\nprompts = [\"q\", \"r\"]\n\
+         [[rules]]\nname = \"no-payroll\"\neffect = \"deny\"\nprompts = [\"q\"]\n\
+         [[rules.params]]\npointer = \"/table\"\none_of = [\"payroll\"]\n\
+         [[rules]]\nname = \"only-eu\"\neffect = \"allow\"\nprompts = [\"s\"]\n\
+         [[rules.params]]\npointer = \"/region\"\neq = \"eu\"\n",
+    );
+    let complete = |prompt| {
+        ask(
+            &p,
+            "a",
+            "db",
+            Class::Prompt(prompt),
+            "completion/complete",
+            None,
+        )
+    };
+    let get = |prompt, args| {
+        ask(
+            &p,
+            "a",
+            "db",
+            Class::Prompt(prompt),
+            "prompts/get",
+            Some(args),
+        )
+    };
+    let v = complete("q");
+    assert_eq!((v.allowed, &*v.rule), (false, "no-payroll"));
+    assert!(
+        v.reason.contains("complete an argument of prompt \"q\""),
+        "{}",
+        v.reason
+    );
+    assert!(get("q", json!({"table": "customers"})).allowed);
+    assert!(complete("r").allowed);
+    assert!(!complete("s").allowed);
+    assert!(get("s", json!({"region": "eu"})).allowed);
 }

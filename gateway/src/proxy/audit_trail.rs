@@ -81,7 +81,7 @@ pub fn request(audit: &Recorder, f: &RequestFacts<'_>) -> Record {
     let mut r = base(f.identity, f.server, Event::Request);
     r.session = f.session.map(str::to_owned);
     r.method = f.message.method.as_deref().map(str::to_owned);
-    r.target = f.message.target.header_name().map(str::to_owned);
+    r.target = f.message.target.subject().map(str::to_owned);
     r.request_id = f.message.id.as_ref().map(|id| id.to_json());
     match f.message.kind {
         Kind::Request | Kind::Notification => {

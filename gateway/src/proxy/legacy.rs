@@ -13,12 +13,18 @@ use url::Url;
 
 /// How many gateway answers may wait for an agent that does not read its stream; beyond that
 /// they are dropped (the agent's requests then time out, as they would upstream).
-pub const PENDING_ANSWERS: usize = 64;
+pub const PENDING_ANSWERS: usize = 16;
 
-/// The agent-facing side of a stream that holds an endpoint: where to put the gateway's answers.
+/// The largest answer put on a stream (an error naming a request id, a rule and a reason);
+/// with [`PENDING_ANSWERS`], what a stream whose agent stops reading can hold.
+const MAX_ANSWER_BYTES: usize = 16 * 1024;
+
+/// The agent-facing side of a stream that holds an endpoint: whose it is, and where to put the
+/// gateway's answers.
 #[derive(Debug)]
 struct Holder {
     stream: u64,
+    owner: String,
     answers: mpsc::Sender<Bytes>,
 }
 
@@ -44,14 +50,14 @@ pub enum EndpointError {
 
 impl Endpoints {
     /// Checks an announced endpoint against the upstream's stream URL, registers it for the
-    /// agent stream `stream` (whose gateway answers go to `answers`), and returns
-    /// (upstream path-and-query, the URL to announce to the agent).
+    /// agent stream `stream` of principal `owner` (whose gateway answers go to `answers`), and
+    /// returns (upstream path-and-query, the URL to announce to the agent).
     pub fn announce(
         &self,
         server: &str,
         stream_url: &Url,
         announced: &str,
-        stream: u64,
+        (stream, owner): (u64, &str),
         answers: mpsc::Sender<Bytes>,
     ) -> Result<(String, String), EndpointError> {
         let target = stream_url
@@ -64,10 +70,18 @@ impl Endpoints {
             Some(q) => format!("{}?{q}", target.path()),
             None => target.path().to_owned(),
         };
-        self.lock()
+        let mut live = self.lock();
+        let holders = live
             .entry((server.to_owned(), path_query.clone()))
-            .or_default()
-            .push(Holder { stream, answers });
+            .or_default();
+        if !holders.iter().any(|h| h.stream == stream) {
+            holders.push(Holder {
+                stream,
+                owner: owner.to_owned(),
+                answers,
+            });
+        }
+        drop(live);
         let mut ours = Url::parse("http://gateway.invalid")
             .map_err(|_| EndpointError::NotAUrl(announced.to_owned()))?;
         ours.set_path(&message_path(server));
@@ -82,18 +96,23 @@ impl Endpoints {
             .contains_key(&(server.to_owned(), path_query.to_owned()))
     }
 
-    /// Puts a JSON-RPC message (the gateway's answer to a request POSTed to `path_query`) on
-    /// the agent streams holding that endpoint. False when none took it.
-    pub fn answer(&self, server: &str, path_query: &str, message: &Bytes) -> bool {
+    /// Puts a JSON-RPC message (the gateway's answer to a request that principal `poster`
+    /// POSTed to `path_query`) on the agent stream holding that endpoint. Only a stream of the
+    /// same principal takes it, and only when it is the one such stream: an endpoint shared by
+    /// several streams (an upstream whose endpoint names no session) cannot say whose request
+    /// it was. False when no stream took it.
+    pub fn answer(&self, server: &str, path_query: &str, poster: &str, message: Bytes) -> bool {
+        if message.len() > MAX_ANSWER_BYTES {
+            return false;
+        }
         let live = self.lock();
         let Some(holders) = live.get(&(server.to_owned(), path_query.to_owned())) else {
             return false;
         };
-        let mut taken = false;
-        for h in holders {
-            taken |= h.answers.try_send(message.clone()).is_ok();
+        match holders.as_slice() {
+            [only] if only.owner == poster => only.answers.try_send(message).is_ok(),
+            _ => false,
         }
-        taken
     }
 
     /// Called when the agent stream `stream`, which announced `path_query`, ends.
@@ -126,7 +145,13 @@ mod tests {
         let e = Endpoints::default();
         let stream = Url::parse("http://127.0.0.1:9000/sse").unwrap();
         let (pq, ours) = e
-            .announce("s", &stream, "/messages/?session_id=ab12", 1, channel().0)
+            .announce(
+                "s",
+                &stream,
+                "/messages/?session_id=ab12",
+                (1, "a"),
+                channel().0,
+            )
             .unwrap();
         assert_eq!(pq, "/messages/?session_id=ab12");
         assert_eq!(
@@ -139,7 +164,7 @@ mod tests {
                 "s",
                 &stream,
                 "http://127.0.0.1:9000/message?sessionId=x",
-                2,
+                (2, "a"),
                 channel().0,
             )
             .unwrap();
@@ -158,45 +183,79 @@ mod tests {
                 "s",
                 &stream,
                 "http://169.254.169.254/latest",
-                1,
+                (1, "a"),
                 channel().0
             ),
             Err(EndpointError::OtherOrigin(_))
         ));
         assert!(matches!(
-            e.announce("s", &stream, "//evil.example/x", 1, channel().0),
+            e.announce("s", &stream, "//evil.example/x", (1, "a"), channel().0),
             Err(EndpointError::OtherOrigin(_))
         ));
         assert!(!e.is_live("s", "/latest"));
     }
 
     #[test]
-    fn answers_reach_the_streams_holding_the_endpoint_until_they_end() {
+    fn answers_reach_only_the_one_stream_of_the_poster() {
         let e = Endpoints::default();
         let stream = Url::parse("http://127.0.0.1:9000/sse").unwrap();
         let (tx_a, mut rx_a) = channel();
         let (tx_b, mut rx_b) = channel();
         let (pq, _) = e
-            .announce("s", &stream, "/m?session_id=a", 1, tx_a)
+            .announce("s", &stream, "/m?session_id=a", (1, "alice"), tx_a.clone())
             .unwrap();
         let (other, _) = e
-            .announce("s", &stream, "/m?session_id=b", 2, tx_b)
+            .announce("s", &stream, "/m?session_id=b", (2, "bob"), tx_b)
             .unwrap();
         let answer = Bytes::from_static(
             br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32001,"message":"no"}}"#,
         );
-        assert!(e.answer("s", &pq, &answer));
+        assert!(e.answer("s", &pq, "alice", answer.clone()));
         assert_eq!(rx_a.try_recv().ok(), Some(answer.clone()));
         assert!(
             rx_b.try_recv().is_err(),
             "another session's stream got the answer"
         );
-        assert!(!e.answer("t", &pq, &answer), "another server's endpoint");
-        // A stream whose agent does not read holds a bounded number of answers.
-        assert!(e.answer("s", &other, &answer));
-        assert!(e.answer("s", &other, &answer));
-        assert!(!e.answer("s", &other, &answer));
+        assert!(
+            !e.answer("t", &pq, "alice", answer.clone()),
+            "another server's endpoint"
+        );
+        assert!(
+            !e.answer("s", &pq, "bob", answer.clone()),
+            "bob posted to alice's endpoint"
+        );
+        assert!(rx_a.try_recv().is_err());
+        // The same stream announcing again holds the endpoint once.
+        e.announce("s", &stream, "/m?session_id=a", (1, "alice"), tx_a)
+            .unwrap();
+        assert!(e.answer("s", &pq, "alice", answer.clone()));
+        assert_eq!(rx_a.try_recv().ok(), Some(answer.clone()));
+        assert!(rx_a.try_recv().is_err(), "answered twice");
+        // A stream whose agent does not read holds a bounded number of bounded answers.
+        assert!(e.answer("s", &other, "bob", answer.clone()));
+        assert!(e.answer("s", &other, "bob", answer.clone()));
+        assert!(!e.answer("s", &other, "bob", answer.clone()));
+        let huge = Bytes::from(vec![b' '; MAX_ANSWER_BYTES + 1]);
+        rx_b.try_recv().unwrap();
+        assert!(!e.answer("s", &other, "bob", huge));
         e.release("s", &pq, 1);
-        assert!(!e.answer("s", &pq, &answer));
+        assert!(!e.answer("s", &pq, "alice", answer));
+    }
+
+    #[test]
+    fn an_endpoint_shared_by_streams_takes_no_answers() {
+        let e = Endpoints::default();
+        let stream = Url::parse("http://127.0.0.1:9000/sse").unwrap();
+        let (tx_a, mut rx_a) = channel();
+        let (tx_b, mut rx_b) = channel();
+        let (pq, _) = e
+            .announce("s", &stream, "/messages", (1, "alice"), tx_a)
+            .unwrap();
+        e.announce("s", &stream, "/messages", (2, "alice"), tx_b)
+            .unwrap();
+        assert!(!e.answer("s", &pq, "alice", Bytes::from_static(b"{}")));
+        assert!(rx_a.try_recv().is_err() && rx_b.try_recv().is_err());
+        e.release("s", &pq, 2);
+        assert!(e.answer("s", &pq, "alice", Bytes::from_static(b"{}")));
     }
 }

@@ -230,7 +230,7 @@ impl PolicyStage {
         let d = decision(verdict);
         self.metrics.decision(server.name.as_str(), d.as_str());
         if let Decision::WouldDeny { rule, reason } = &d {
-            let target = message.target.header_name().unwrap_or("");
+            let target = message.target.subject().unwrap_or("");
             if self.first_sight((
                 w.agent,
                 server.name.as_str(),

@@ -146,7 +146,7 @@ impl Context {
         };
         r.target = match asked {
             Some(a) => a.target.as_deref().map(str::to_owned),
-            None => message.target.header_name().map(str::to_owned),
+            None => message.target.subject().map(str::to_owned),
         };
         if answer {
             audit.result(&mut r, raw);
@@ -433,11 +433,12 @@ fn relay_event(st: &mut SseState, event: &Event, out: &mut BytesMut) {
             let Some((answers, _)) = &st.answers else {
                 return;
             };
+            let owner = super::policy_stage::principal(&st.ctx.identity);
             match st.ctx.gateway.legacy.announce(
                 server,
                 &st.ctx.upstream.server.url,
                 data,
-                st.stream,
+                (st.stream, &owner),
                 answers.clone(),
             ) {
                 Ok((path_query, ours)) => {

@@ -159,7 +159,7 @@ impl Outcome {
     /// A legacy (HTTP+SSE) agent reads answers only from its stream and ignores POST bodies:
     /// the gateway's answer to a request it refused goes on the stream that announced
     /// `endpoint`, or the agent would wait for it until it gives up.
-    fn answer_on_stream(&self, gateway: &Gateway, server: &str, endpoint: &str) {
+    fn answer_on_stream(&self, gateway: &Gateway, poster: &Identity, server: &str, endpoint: &str) {
         let Some(reply) = &self.reply else {
             return;
         };
@@ -167,7 +167,12 @@ impl Outcome {
             .messages
             .iter()
             .any(|m| m.kind == mcp::Kind::Request && m.id.is_some());
-        if answers_a_request && !gateway.legacy.answer(server, endpoint, reply) {
+        let poster = super::policy_stage::principal(poster);
+        if answers_a_request
+            && !gateway
+                .legacy
+                .answer(server, endpoint, &poster, reply.clone())
+        {
             tracing::debug!(
                 server,
                 "A refused legacy request's answer found no stream to take it."
@@ -304,7 +309,7 @@ fn record_outcome(
                 r.request_seq = Some(*seq);
                 if let Some(m) = messages.next() {
                     r.method = m.method.as_deref().map(str::to_owned);
-                    r.target = m.target.header_name().map(str::to_owned);
+                    r.target = m.target.subject().map(str::to_owned);
                     r.request_id = m.id.as_ref().map(|id| id.to_json());
                 }
                 finish(r);
@@ -408,7 +413,7 @@ async fn dispatch(
                         Some(e.clone()),
                     )
                     .await;
-                    outcome.answer_on_stream(gateway, upstream.server.name.as_str(), &e);
+                    outcome.answer_on_stream(gateway, identity, upstream.server.name.as_str(), &e);
                     outcome
                 }
                 _ => Outcome::refused(Refusal::UnknownEndpoint, Vec::new()),
@@ -648,6 +653,8 @@ async fn post(
             let mut o = Outcome::refused(e, messages);
             o.decisions = decisions;
             o.recorded = recorded;
+            // The upstream may have acted on it and answer on its stream yet: no answer of ours.
+            o.reply = None;
             return o;
         }
     };
@@ -671,7 +678,7 @@ async fn post(
                 Some(relay::Asked {
                     id: m.id.clone()?,
                     method: m.method.clone()?,
-                    target: m.target.header_name().map(Into::into),
+                    target: m.target.subject().map(Into::into),
                     seq: *seq,
                 })
             })
@@ -683,6 +690,8 @@ async fn post(
     let mut outcome = relay_response(gateway, ctx, response, allow_batch, messages).await;
     outcome.decisions = decisions;
     outcome.recorded = recorded;
+    // Forwarded: whatever the upstream does with it, the answer is its own.
+    outcome.reply = None;
     outcome
 }
 
