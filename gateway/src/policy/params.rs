@@ -147,7 +147,7 @@ pub fn check_value(spec: &ParamSpec, value: Option<&Value>) -> Result<(), String
 /// may read from it ([`readings`]), satisfies the matcher. Where what the server reads cannot
 /// be known here, the condition holds too: a number that is infinite or NaN in a range test,
 /// and JSON text the server would parse and this parser cannot (`unreadable_container`),
-/// unless a string as sent could satisfy the matcher (plain text starting with "[" is text).
+/// when the matcher tests parsed values (to a regex, text starting with "[" is text).
 /// The error is the one for the value as sent.
 pub fn check_value_lax(spec: &ParamSpec, value: Option<&Value>) -> Result<(), String> {
     let strict = check_value(spec, value);
@@ -162,7 +162,7 @@ pub fn check_value_lax(spec: &ParamSpec, value: Option<&Value>) -> Result<(), St
         return Ok(());
     }
     if let Some(text) = value.as_str() {
-        if wants_no_string(&spec.matcher) && unreadable_container(text) {
+        if tests_parsed_values(&spec.matcher) && unreadable_container(text) {
             return Ok(());
         }
         if let (Matcher::Range { min, max }, Some(n)) = (&spec.matcher, lax_number(text))
@@ -175,13 +175,14 @@ pub fn check_value_lax(spec: &ParamSpec, value: Option<&Value>) -> Result<(), St
     strict
 }
 
-/// Whether no string, as sent, can satisfy the matcher (so a string parameter is not what it
-/// tests, and a list or number read from the string is).
-fn wants_no_string(matcher: &Matcher) -> bool {
+/// Whether the matcher tests values a string argument becomes only once a server parses it (a
+/// number, a list, an object): then JSON text that cannot be read here may be what it tests.
+/// String matchers (glob, regex, paths, URLs, SQL) test the text as sent.
+fn tests_parsed_values(matcher: &Matcher) -> bool {
     match matcher {
         Matcher::Range { .. } => true,
         Matcher::Eq(v) => !v.is_string(),
-        Matcher::OneOf(set) => set.iter().all(|v| !v.is_string()),
+        Matcher::OneOf(set) => set.iter().any(|v| !v.is_string()),
         _ => false,
     }
 }
@@ -194,24 +195,18 @@ fn unreadable_container(text: &str) -> bool {
         && serde_json::from_str::<Value>(text).is_err()
 }
 
-/// The number pydantic's lax mode reads from a string: surrounding whitespace, a sign, and
-/// underscores between digits ("1_000") allowed; "inf", "infinity" and "nan" (any case) too.
+/// The number pydantic's lax mode reads from a string: trimmed, then as written ("inf", "nan"
+/// and "1e400" included), else with its underscores dropped, unless one starts or ends it or
+/// two meet (pydantic-core's rule, looser than Python's: "1_e5" is 100000).
 fn lax_number(text: &str) -> Option<f64> {
     let t = text.trim();
-    let b = t.as_bytes();
-    let digit = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
-    // An underscore counts only between two digits, as Python's int() and float() take it.
-    let mut plain = String::with_capacity(t.len());
-    for (i, c) in t.char_indices() {
-        if c == '_' {
-            if i == 0 || !digit(i - 1) || !digit(i + 1) {
-                return None;
-            }
-            continue;
-        }
-        plain.push(c);
+    if let Ok(f) = t.parse::<f64>() {
+        return Some(f);
     }
-    plain.parse::<f64>().ok()
+    if t.starts_with('_') || t.ends_with('_') || t.contains("__") {
+        return None;
+    }
+    t.replace('_', "").parse().ok()
 }
 
 /// What servers' lax validation reads from a value besides the value itself: from a string, the
@@ -521,7 +516,16 @@ mod tests {
                 max: None,
             },
         );
-        for n in ["1_000_000", "inf", " Infinity ", "1e400", "nan", "[1, NaN]"] {
+        for n in [
+            "1_000_000",
+            "inf",
+            " Infinity ",
+            "1e400",
+            "nan",
+            "[1, NaN]",
+            "1_e5",
+            "1_0000_.5",
+        ] {
             assert!(check_value_lax(&deny_big, Some(&json!(n))).is_ok(), "{n}");
         }
         for n in ["-inf", "9_999", "1__0000000", "x"] {
