@@ -5,6 +5,7 @@
 
 pub mod json;
 pub mod message;
+pub mod param_headers;
 pub mod revision;
 pub mod rpc_error;
 pub mod sse;

@@ -129,6 +129,11 @@ pub fn raw_value_at<'a>(mut raw: &'a str, pointer: &str) -> Option<&'a RawValue>
     found
 }
 
+/// The member `key` of the JSON object `raw`; `None` when it has none or `raw` is no object.
+pub fn raw_member<'a>(raw: &'a str, key: &str) -> Option<&'a RawValue> {
+    raw_step(raw, &Step::Key(key.into()))
+}
+
 /// One step of a pointer.
 enum Step {
     Key(String),

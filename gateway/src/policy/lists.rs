@@ -11,7 +11,7 @@ use super::{
     Class, Policy,
     pins::{self, Pins, Status},
 };
-use crate::config::policy::FlaggedAction;
+use crate::{config::policy::FlaggedAction, mcp::param_headers::Declarations};
 
 /// An entry left out of a list, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,6 +97,13 @@ pub fn filter(
                 if flagged_hides {
                     why = Some(format!("its definition contains {}", flags.join(", ")));
                 }
+            }
+            let declarations = Declarations::of(item.get("inputSchema"));
+            let invalid = declarations.invalid.clone();
+            if pins.declare(server, name, declarations)
+                && let Some(why) = invalid
+            {
+                tracing::warn!(server, tool = name, %why, "A tool's x-mcp-header declarations are invalid: clients drop the tool, and Mcp-Param headers on calls to it are refused.");
             }
             match pins.observe(server, name, &pins::definition_hash(item)) {
                 Status::Changed { pinned, new } => {

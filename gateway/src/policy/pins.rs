@@ -6,21 +6,22 @@
 //! operator accepts it with `agentgate policy pin`: the tool is hidden from lists and refused in
 //! calls. Pins live in a JSON file so that they survive restarts; it is rewritten atomically
 //! (temporary file, fsync, rename, fsync of the directory) under an advisory lock that the CLI
-//! takes too.
+//! takes too. What the last definition seen of each tool declares for `Mcp-Param-*` headers is
+//! kept here too, for the proxy to check calls against.
 
 use std::{
     collections::{BTreeMap, HashMap},
     fs::File,
     io::Write,
     path::{Path, PathBuf},
-    sync::Mutex,
+    sync::{Arc, Mutex},
 };
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::config::policy::PinSpec;
+use crate::{config::policy::PinSpec, mcp::param_headers::Declarations};
 
 /// Members of a tool definition that the pin covers.
 const PINNED_MEMBERS: [&str; 6] = [
@@ -172,6 +173,8 @@ struct State {
     current: ByTool,
     /// Tools whose last definition seen carries hidden text, and what kind.
     flagged: ByTool,
+    /// What the last definition seen of each tool declares for `Mcp-Param-*` headers.
+    param_headers: HashMap<String, HashMap<String, Arc<Declarations>>>,
 }
 
 impl Pins {
@@ -201,6 +204,7 @@ impl Pins {
         let mut st = lock(&self.state);
         st.current = old.current.clone();
         st.flagged = old.flagged.clone();
+        st.param_headers = old.param_headers.clone();
     }
 
     fn pinned<'a>(&'a self, st: &'a State, server: &str, tool: &str) -> Option<&'a str> {
@@ -299,6 +303,28 @@ impl Pins {
         } else {
             set(&mut st.flagged, server, tool, flags.join(", "));
         }
+    }
+
+    /// Records what a tool's last definition seen declares for `Mcp-Param-*` headers; true
+    /// when that differs from what was recorded before.
+    pub fn declare(&self, server: &str, tool: &str, declarations: Declarations) -> bool {
+        let mut st = lock(&self.state);
+        let tools = st.param_headers.entry(server.to_owned()).or_default();
+        if tools.get(tool).is_some_and(|d| **d == declarations) {
+            return false;
+        }
+        tools.insert(tool.to_owned(), Arc::new(declarations));
+        true
+    }
+
+    /// What the last definition seen of a tool declares for `Mcp-Param-*` headers; `None`
+    /// while no definition of it has been seen.
+    pub fn declarations(&self, server: &str, tool: &str) -> Option<Arc<Declarations>> {
+        lock(&self.state)
+            .param_headers
+            .get(server)
+            .and_then(|tools| tools.get(tool))
+            .cloned()
     }
 
     /// Why a tool may not be called: its last definition seen differs from its pin, or (when

@@ -4,7 +4,10 @@
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use super::refusal::Refusal;
-use crate::mcp::{Message, Revision};
+use crate::mcp::{
+    Message, Revision, Target,
+    param_headers::{self, Declarations},
+};
 
 // Header names as `HeaderName`s: looking a header up by `&str` parses and validates the name
 // on every call, which showed in request-path profiles.
@@ -198,7 +201,7 @@ pub fn check_method_headers(
         }
         _ => {}
     }
-    let decoded = name.map(decode_header_value);
+    let decoded = name.map(crate::mcp::param_headers::decode);
     match (name, message.target.header_name()) {
         (Some(h), Some(b)) if decoded.flatten().as_deref() != Some(b) => {
             Err(Refusal::HeaderMismatch {
@@ -220,25 +223,109 @@ pub fn check_method_headers(
     }
 }
 
-/// A 2026-07-28 header value as the sender meant it. Values that would not survive as a header
-/// (non-ASCII, control characters, edge whitespace) travel as `=?base64?<UTF-8 in base64>?=`;
-/// anything else is itself. `None` for a malformed wrapper (bad or non-canonical base64, bad
-/// UTF-8), which then matches no body value.
-fn decode_header_value(value: &str) -> Option<std::borrow::Cow<'_, str>> {
-    use base64::Engine;
-    let Some(payload) = value
-        .strip_prefix("=?base64?")
-        .and_then(|v| v.strip_suffix("?="))
-    else {
-        return Some(value.into());
+/// 2026-07-28's `Mcp-Param-*` headers against the body. An intermediary may route on them
+/// without reading the body, so they must say what the body says. `declared` gives what the
+/// last definition of a tool seen in a tools/list result declares (`x-mcp-header`), `None`
+/// while no definition of it has been seen: the headers then go to the upstream unchecked, and
+/// a conforming server checks them itself.
+pub fn check_param_headers(
+    headers: &HeaderMap,
+    messages: &[Message],
+    revision: Revision,
+    declared: impl FnOnce(&str) -> Option<std::sync::Arc<Declarations>>,
+) -> Result<(), Refusal> {
+    let sent = || {
+        headers
+            .keys()
+            .filter(|n| n.as_str().starts_with(param_headers::PREFIX))
     };
-    let engine = &base64::engine::general_purpose::STANDARD;
-    let bytes = engine.decode(payload).ok()?;
-    // Only the one spelling the encoder produces: no second way to write the same name.
-    if engine.encode(&bytes) != payload {
-        return None;
+    let any_sent = sent().next().is_some();
+    if !any_sent && !revision.requires_method_headers() {
+        return Ok(());
     }
-    String::from_utf8(bytes).ok().map(Into::into)
+    let refuse = |header: &str, problem: String| {
+        Err(Refusal::ParamHeader {
+            header: header.to_owned(),
+            problem,
+        })
+    };
+    let (name, arguments) = match messages {
+        [message] => match &message.target {
+            Target::Tool { name, arguments } => (name, arguments),
+            _ => {
+                return match sent().next() {
+                    Some(h) => refuse(h.as_str(), "belongs to tools/call requests only".into()),
+                    None => Ok(()),
+                };
+            }
+        },
+        _ => {
+            return match sent().next() {
+                Some(h) => refuse(h.as_str(), "cannot describe a batch".into()),
+                None => Ok(()),
+            };
+        }
+    };
+    let Some(declarations) = declared(name) else {
+        if any_sent {
+            tracing::debug!(tool = %name, "Mcp-Param headers forwarded unchecked: no definition of the tool seen yet.");
+        }
+        return Ok(());
+    };
+    if let Some(h) = sent().find(|h| declarations.get(h.as_str()).is_none()) {
+        let why = match &declarations.invalid {
+            Some(why) => format!(" (its x-mcp-header declarations are invalid: {why})"),
+            None => String::new(),
+        };
+        return refuse(
+            h.as_str(),
+            format!("is not one that tool {name:?} declares{why}"),
+        );
+    }
+    let raw = arguments.as_ref().and_then(|a| a.raw());
+    for d in &declarations.headers {
+        let value = raw
+            .and_then(|raw| {
+                d.path.iter().try_fold(raw, |at, key| {
+                    crate::mcp::message::raw_member(at, key).map(|v| v.get())
+                })
+            })
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+            .filter(|v| !v.is_null());
+        let argument = d.argument();
+        match (headers.get(d.key.as_str()), value) {
+            (None, None) => {}
+            (Some(_), None) => {
+                return refuse(
+                    &d.header,
+                    format!("is present, but argument {argument:?} is absent or null in the body"),
+                );
+            }
+            (None, Some(v)) => {
+                if param_headers::mirrored(&v) && revision.requires_method_headers() {
+                    return refuse(
+                        &d.header,
+                        format!("is missing, but argument {argument:?} is in the body"),
+                    );
+                }
+            }
+            (Some(h), Some(v)) => {
+                let Some(text) = h.to_str().ok().and_then(param_headers::decode) else {
+                    return refuse(
+                        &d.header,
+                        "is neither plain ASCII nor a well-formed =?base64?...?= value".into(),
+                    );
+                };
+                if !param_headers::agrees(&text, &v) {
+                    return refuse(
+                        &d.header,
+                        format!("says {text:?} but argument {argument:?} in the body is {v}"),
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The headers sent upstream: an allowlist of the agent's, plus `Accept-Encoding: identity` so
@@ -343,18 +430,21 @@ mod tests {
 
     #[test]
     fn wrapped_header_values_are_read_as_their_sender_meant_them() {
-        assert_eq!(decode_header_value("echo").as_deref(), Some("echo"));
+        assert_eq!(
+            crate::mcp::param_headers::decode("echo").as_deref(),
+            Some("echo")
+        );
         // "café" and a name with a leading space, as the Python SDK wraps them.
         assert_eq!(
-            decode_header_value("=?base64?Y2Fmw6k=?=").as_deref(),
+            crate::mcp::param_headers::decode("=?base64?Y2Fmw6k=?=").as_deref(),
             Some("café")
         );
         assert_eq!(
-            decode_header_value("=?base64?IHg=?=").as_deref(),
+            crate::mcp::param_headers::decode("=?base64?IHg=?=").as_deref(),
             Some(" x")
         );
         for bad in ["=?base64?!!?=", "=?base64?Y2Fmw6l=?=", "=?base64?/w==?="] {
-            assert_eq!(decode_header_value(bad), None, "{bad}");
+            assert_eq!(crate::mcp::param_headers::decode(bad), None, "{bad}");
         }
         let body = parse_body(
             &bytes::Bytes::from(
@@ -492,6 +582,174 @@ mod tests {
             check_method_headers(&h(&[("mcp-name", "other")]), body, Revision::V2025_11_25)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn param_headers_must_say_what_the_arguments_say() {
+        use std::sync::Arc;
+
+        let declarations = Arc::new(Declarations::of(Some(&serde_json::json!({
+            "type": "object",
+            "properties": {
+                "region": {"type": "string", "x-mcp-header": "Region"},
+                "target": {"type": "object", "properties": {
+                    "shard": {"type": "integer", "x-mcp-header": "Shard"}
+                }},
+                "force": {"type": "boolean", "x-mcp-header": "Force"},
+                "query": {"type": "string"}
+            }
+        }))));
+        let check_in = |args: &str, pairs: &[(&'static str, &'static str)], rev| {
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"route","arguments":{args}}}}}"#
+            );
+            let body = parse_body(&bytes::Bytes::from(body), false, "2026-07-28").unwrap();
+            check_param_headers(&h(pairs), body.messages(), rev, |tool| {
+                assert_eq!(tool, "route");
+                Some(declarations.clone())
+            })
+        };
+        let check = |args: &str, pairs: &[(&'static str, &'static str)]| {
+            check_in(args, pairs, Revision::V2026_07_28)
+        };
+        let problem = |r: Result<(), Refusal>| match r {
+            Err(Refusal::ParamHeader { header, problem }) => format!("{header} {problem}"),
+            other => format!("not refused: {other:?}"),
+        };
+        let args = r#"{"region":"eu","target":{"shard":3},"force":false,"query":"q"}"#;
+        let all = [
+            ("mcp-param-region", "eu"),
+            ("mcp-param-shard", "3"),
+            ("mcp-param-force", "false"),
+        ];
+        assert!(check(args, &all).is_ok());
+        // Null and absent arguments take no header; wrapped values are read unwrapped.
+        assert!(check(r#"{"region":null}"#, &[]).is_ok());
+        assert!(
+            check(
+                r#"{"region":"Z\u00fcrich"}"#,
+                &[("mcp-param-region", "=?base64?WsO8cmljaA==?=")]
+            )
+            .is_ok()
+        );
+        assert!(check(r#"{"target":{"shard":3.0}}"#, &[("mcp-param-shard", "3")]).is_ok());
+        // A value a client cannot mirror takes no header (the server's own validation refuses
+        // it), and a header claiming one matches nothing.
+        assert!(check(r#"{"region":["eu"]}"#, &[]).is_ok());
+        assert!(
+            problem(check(r#"{"region":["eu"]}"#, &[("mcp-param-region", "eu")]))
+                .contains("says \"eu\"")
+        );
+        for (args, pairs, want) in [
+            (
+                args,
+                &all[1..],
+                "Mcp-Param-Region is missing, but argument \"region\" is in the body",
+            ),
+            (
+                r#"{"region":"us","target":{"shard":3},"force":false}"#,
+                &all[..],
+                "Mcp-Param-Region says \"eu\" but argument \"region\" in the body is \"us\"",
+            ),
+            (
+                r#"{"region":"eu","target":{"shard":4},"force":false}"#,
+                &all[..],
+                "Mcp-Param-Shard says \"3\" but argument \"target.shard\" in the body is 4",
+            ),
+            (
+                r#"{"region":"eu","target":{"shard":3},"force":true}"#,
+                &all[..],
+                "Mcp-Param-Force says \"false\"",
+            ),
+            (
+                r#"{"target":{"shard":3},"force":false}"#,
+                &all[..],
+                "Mcp-Param-Region is present, but argument \"region\" is absent or null",
+            ),
+            (
+                r#"{"region":null,"target":{"shard":3},"force":false}"#,
+                &all[..],
+                "Mcp-Param-Region is present, but argument \"region\" is absent or null",
+            ),
+            (
+                r#"{"region":"eu","target":[3],"force":false}"#,
+                &all[..],
+                "Mcp-Param-Shard is present, but argument \"target.shard\" is absent",
+            ),
+            (
+                r#"{"region":"eu"}"#,
+                &[("mcp-param-region", "eu"), ("mcp-param-tenant", "acme")][..],
+                "mcp-param-tenant is not one that tool \"route\" declares",
+            ),
+            (
+                r#"{"region":"eu"}"#,
+                &[("mcp-param-region", "=?base64?ZXU?=")][..],
+                "well-formed =?base64?...?= value",
+            ),
+        ] {
+            let got = problem(check(args, pairs));
+            assert!(got.contains(want), "{args} {pairs:?}: {got}");
+        }
+        // Before 2026-07-28 clients mirror nothing: a missing header is no mismatch, a present
+        // one still has to match.
+        let old = Revision::V2025_11_25;
+        assert!(check_in(args, &[], old).is_ok());
+        assert!(check_in(r#"{"region":"us"}"#, &[("mcp-param-region", "eu")], old).is_err());
+        // Errors carry the header-mismatch code and a 400.
+        let e = check(r#"{"region":"us"}"#, &[("mcp-param-region", "eu")]).unwrap_err();
+        assert_eq!(
+            (e.status(), e.code()),
+            (http::StatusCode::BAD_REQUEST, -32020)
+        );
+    }
+
+    #[test]
+    fn param_headers_outside_a_known_tool_call() {
+        let parse = |body: &str| {
+            parse_body(&bytes::Bytes::from(body.to_owned()), true, "2025-03-26").unwrap()
+        };
+        let region = [("mcp-param-region", "eu")];
+        let call = parse(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"region":"us"}}}"#,
+        );
+        // No definition of the tool seen yet: forwarded for the upstream to check.
+        assert!(
+            check_param_headers(&h(&region), call.messages(), Revision::V2026_07_28, |_| {
+                None
+            })
+            .is_ok()
+        );
+        // A tool whose declarations are invalid declares none, and says why.
+        let invalid = std::sync::Arc::new(Declarations::of(Some(&serde_json::json!(
+            {"properties": {"region": {"type": "object", "x-mcp-header": "Region"}}}
+        ))));
+        let e = check_param_headers(&h(&region), call.messages(), Revision::V2026_07_28, |_| {
+            Some(invalid.clone())
+        });
+        assert!(
+            e.unwrap_err()
+                .to_string()
+                .contains("declarations are invalid")
+        );
+        let list = parse(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
+        let e = check_param_headers(&h(&region), list.messages(), Revision::V2026_07_28, |_| {
+            None
+        });
+        assert!(
+            e.unwrap_err()
+                .to_string()
+                .contains("tools/call requests only")
+        );
+        assert!(
+            check_param_headers(&h(&[]), list.messages(), Revision::V2026_07_28, |_| None).is_ok()
+        );
+        let batch = parse(
+            r#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":2,"method":"ping"}]"#,
+        );
+        let e = check_param_headers(&h(&region), batch.messages(), Revision::V2025_03_26, |_| {
+            None
+        });
+        assert!(e.unwrap_err().to_string().contains("batch"));
     }
 
     #[test]

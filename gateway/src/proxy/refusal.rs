@@ -43,6 +43,9 @@ pub enum Refusal {
         header_value: String,
         body_value: String,
     },
+    /// An `Mcp-Param-*` header that does not say what the tool call's body says.
+    #[error("header {header} {problem}")]
+    ParamHeader { header: String, problem: String },
     #[error("{header} header is required for protocol revision {revision}")]
     MissingHeader {
         header: &'static str,
@@ -99,6 +102,7 @@ impl Refusal {
             | Message(_)
             | IdInFlight(_)
             | HeaderMismatch { .. }
+            | ParamHeader { .. }
             | MissingHeader { .. } => StatusCode::BAD_REQUEST,
             UnsupportedRevision(_) | RevisionMismatch { .. } => StatusCode::BAD_REQUEST,
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -125,7 +129,9 @@ impl Refusal {
             Refusal::UnsupportedRevision(_) | Refusal::RevisionMismatch { .. } => {
                 rpc_error::INVALID_REQUEST
             }
-            Refusal::HeaderMismatch { .. } => rpc_error::HEADER_MISMATCH,
+            Refusal::HeaderMismatch { .. } | Refusal::ParamHeader { .. } => {
+                rpc_error::HEADER_MISMATCH
+            }
             Refusal::UpstreamInvalid { .. } => rpc_error::INTERNAL_ERROR,
             _ => rpc_error::GATEWAY_ERROR,
         }
@@ -156,7 +162,7 @@ impl Refusal {
             ContentEncoding(_) | ContentType => "media_type",
             Message(MessageError::Json(_)) => "json",
             Message(_) | IdInFlight(_) => "jsonrpc",
-            HeaderMismatch { .. } => "header_mismatch",
+            HeaderMismatch { .. } | ParamHeader { .. } => "header_mismatch",
             UnknownServer(_) | NotFound | UnknownEndpoint => "not_found",
             MethodNotAllowed => "method",
             Origin(_) => "origin",

@@ -579,7 +579,13 @@ async fn post(
         mcp::Body::Single(m) => vec![m],
         mcp::Body::Batch(v) => v,
     };
-    if let Err(e) = headers::check_method_headers(&parts.headers, &messages, revision) {
+    if let Err(e) =
+        headers::check_method_headers(&parts.headers, &messages, revision).and_then(|()| {
+            headers::check_param_headers(&parts.headers, &messages, revision, |tool| {
+                gateway.policy.pins().declarations(server, tool)
+            })
+        })
+    {
         return Outcome::refused(e, messages).with_body(&bytes, batch);
     }
     let decisions: Vec<Decision> = messages

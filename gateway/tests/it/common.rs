@@ -202,6 +202,22 @@ pub const ALLOW_ALL: &str =
 
 /// Config text for a gateway on free ports in front of `servers` (name, url, transport, extra),
 /// with the [`ALLOW_ALL`] policy.
+/// tools/call requests client.py makes with its "self" profile: echo, add, route_query and
+/// long_running.
+pub const SELF_PROFILE_CALLS: u64 = 4;
+
+/// The Python test server (Streamable HTTP) as server "py" of a gateway whose config adds
+/// `extra`.
+pub async fn python_behind_gateway(extra: &str) -> (Peer, Running) {
+    let server = python_server("streamable-http", None).await;
+    let gw = gateway(&gateway_config(
+        &[("py", &server.url("/mcp"), "streamable-http", "")],
+        extra,
+    ))
+    .await;
+    (server, gw)
+}
+
 pub fn gateway_config(servers: &[(&str, &str, &str, &str)], extra: &str) -> String {
     let mut text = format!(
         "{ALLOW_ALL}[listener]\naddress = \"127.0.0.1:0\"\n[admin]\naddress = \"127.0.0.1:0\"\n{extra}\n"

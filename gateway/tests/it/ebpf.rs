@@ -197,7 +197,7 @@ async fn an_unmodified_client_lands_in_the_gateway_and_is_attributed() {
     assert_eq!(direct, through);
     assert_eq!(
         metric(&gw, calls),
-        3,
+        SELF_PROFILE_CALLS,
         "the intercepted client's calls did not pass the gateway"
     );
 
@@ -305,14 +305,14 @@ async fn ipv6_and_ipv4_mapped_destinations_are_intercepted() {
             &gw,
             r#"agentgate_requests_total{server="six",method="tools/call"}"#
         ),
-        3
+        SELF_PROFILE_CALLS
     );
     assert_eq!(
         metric(
             &gw,
             r#"agentgate_requests_total{server="four",method="tools/call"}"#
         ),
-        3
+        SELF_PROFILE_CALLS
     );
     // The client sees the address it dialled, not the gateway's.
     let peer = gw
@@ -622,7 +622,7 @@ async fn a_server_on_another_address_in_a_network_namespace_is_intercepted() {
             &gw,
             r#"agentgate_requests_total{server="remote",method="tools/call"}"#
         ),
-        3
+        SELF_PROFILE_CALLS
     );
     let seen = gw.seen();
     assert!(
@@ -731,7 +731,7 @@ async fn a_legacy_sse_server_is_intercepted_end_to_end() {
             &gw,
             r#"agentgate_requests_total{server="legacy",method="tools/call"}"#
         ),
-        3
+        SELF_PROFILE_CALLS
     );
     assert!(gw.seen().iter().all(|i| i.tgid == pid && i.agent == "a"));
     gw.stop().await;

@@ -33,12 +33,7 @@ fn assert_complete(result: &serde_json::Value) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn python_client_and_server_streamable_http_same_results_through_the_gateway() {
-    let server = python_server("streamable-http", None).await;
-    let gw = gateway(&gateway_config(
-        &[("py", &server.url("/mcp"), "streamable-http", "")],
-        "",
-    ))
-    .await;
+    let (server, gw) = python_behind_gateway("").await;
     let through = format!("http://{}/servers/py/mcp", addr(&gw));
 
     let direct = python_client(
@@ -81,12 +76,7 @@ async fn python_client_and_server_streamable_http_same_results_through_the_gatew
 
 #[tokio::test(flavor = "multi_thread")]
 async fn python_client_2026_07_28_stateless_mode_passes_the_header_checks() {
-    let server = python_server("streamable-http", None).await;
-    let gw = gateway(&gateway_config(
-        &[("py", &server.url("/mcp"), "streamable-http", "")],
-        "",
-    ))
-    .await;
+    let (server, gw) = python_behind_gateway("").await;
     let through = format!("http://{}/servers/py/mcp", addr(&gw));
     let direct = python_client(
         &server.url("/mcp"),
@@ -105,6 +95,154 @@ async fn python_client_2026_07_28_stateless_mode_passes_the_header_checks() {
         seen.iter().any(|r| r["mcp_method"] == "tools/call"),
         "Mcp-Method not carried: {seen:?}"
     );
+    // The client mirrored route_query's x-mcp-header arguments, and the gateway, having seen
+    // the tool's schema in the listing, let the matching headers through.
+    assert_eq!(
+        proxied["routed"]["content"][0]["text"], "count on Zürich/3",
+        "{proxied}"
+    );
+    let mirrored =
+        serde_json::json!({"mcp-param-region": "=?base64?WsO8cmljaA==?=", "mcp-param-shard": "3"});
+    let routed = seen.iter().filter(|r| r["mcp_params"] == mirrored).count();
+    assert_eq!(
+        routed, 2,
+        "direct and proxied calls with mirrored headers: {seen:?}"
+    );
+}
+
+/// A 2026-07-28 call whose `Mcp-Param-*` headers disagree with its arguments. Once the gateway
+/// has seen the tool's schema in a tools/list result it refuses such calls itself, so that
+/// nothing between it and the server can route on a header the body contradicts; before that
+/// it forwards them, and the (conforming) Python server refuses them.
+#[tokio::test(flavor = "multi_thread")]
+async fn param_headers_that_disagree_with_the_arguments_never_reach_the_server() {
+    let (server, gw) = python_behind_gateway("").await;
+    let port = addr(&gw).port();
+    let meta = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#;
+    let call = |args: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"route_query","arguments":{args},{meta}}}}}"#
+        )
+    };
+    let headers = |method: &'static str, extra: &[(&'static str, &'static str)]| {
+        let mut h = vec![
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+            ("MCP-Protocol-Version", "2026-07-28"),
+            ("Mcp-Method", method),
+        ];
+        if method == "tools/call" {
+            h.push(("Mcp-Name", "route_query"));
+        }
+        h.extend_from_slice(extra);
+        h
+    };
+    let calls_seen = || async {
+        received(&server)
+            .await
+            .into_iter()
+            .filter(|r| r["mcp_method"] == "tools/call")
+            .count()
+    };
+    let us = call(r#"{"region":"us","query":"q"}"#);
+    let claims_eu = headers("tools/call", &[("Mcp-Param-Region", "eu")]);
+
+    // No definition seen yet: forwarded, and the server's own check refuses it.
+    let (status, head, reply) =
+        http(port, "POST", "/servers/py/mcp", &claims_eu, us.as_bytes()).await;
+    let reply = String::from_utf8_lossy(&reply).into_owned();
+    assert_eq!(status, 400, "{head}{reply}");
+    assert!(
+        reply.contains("-32020") && !reply.contains("agentgate"),
+        "{reply}"
+    );
+    assert_eq!(calls_seen().await, 1);
+
+    let list = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{{{meta}}}}}"#);
+    let (status, _, reply) = http(
+        port,
+        "POST",
+        "/servers/py/mcp",
+        &headers("tools/list", &[]),
+        list.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&reply).contains("x-mcp-header"));
+
+    type Headers = Vec<(&'static str, &'static str)>;
+    let cases: [(&str, Headers, &str); 5] = [
+        (
+            r#"{"region":"us","query":"q"}"#,
+            vec![("Mcp-Param-Region", "eu")],
+            r#"header Mcp-Param-Region says \"eu\" but argument \"region\" in the body is \"us\""#,
+        ),
+        (
+            r#"{"region":"eu","query":"q"}"#,
+            vec![],
+            r#"header Mcp-Param-Region is missing, but argument \"region\" is in the body"#,
+        ),
+        (
+            r#"{"region":"eu","query":"q"}"#,
+            vec![("Mcp-Param-Region", "eu"), ("Mcp-Param-Shard", "2")],
+            r#"header Mcp-Param-Shard is present, but argument \"shard\" is absent"#,
+        ),
+        (
+            r#"{"region":"eu","query":"q"}"#,
+            vec![("Mcp-Param-Region", "eu"), ("Mcp-Param-Tenant", "acme")],
+            r#"header mcp-param-tenant is not one that tool \"route_query\" declares"#,
+        ),
+        (
+            r#"{"region":"eu","query":"q","shard":4}"#,
+            vec![
+                ("Mcp-Param-Region", "eu"),
+                ("Mcp-Param-Shard", "=?base64?NA?="),
+            ],
+            "well-formed =?base64?...?= value",
+        ),
+    ];
+    for (args, extra, want) in cases {
+        let (status, head, reply) = http(
+            port,
+            "POST",
+            "/servers/py/mcp",
+            &headers("tools/call", &extra),
+            call(args).as_bytes(),
+        )
+        .await;
+        let reply = String::from_utf8_lossy(&reply).into_owned();
+        assert_eq!(status, 400, "{args} {extra:?}: {head}{reply}");
+        assert!(
+            reply.contains("-32020") && reply.contains(want),
+            "{args} {extra:?}: {reply}"
+        );
+    }
+    assert_eq!(calls_seen().await, 1, "a refused call reached the server");
+
+    // Headers that say what the body says go through, wrapped values included.
+    let (status, _, reply) = http(
+        port,
+        "POST",
+        "/servers/py/mcp",
+        &headers(
+            "tools/call",
+            &[
+                ("Mcp-Param-Region", "=?base64?WsO8cmljaA==?="),
+                ("Mcp-Param-Shard", "4"),
+            ],
+        ),
+        call(r#"{"region":"Zürich","query":"q","shard":4}"#).as_bytes(),
+    )
+    .await;
+    let reply = String::from_utf8_lossy(&reply).into_owned();
+    assert_eq!(status, 200, "{reply}");
+    let reply: serde_json::Value = serde_json::from_str(&reply).expect("JSON reply");
+    assert_eq!(
+        reply["result"]["content"][0]["text"], "q on Zürich/4",
+        "{reply}"
+    );
+    assert_eq!(calls_seen().await, 2);
+    gw.shutdown().await;
 }
 
 /// The legacy transport end to end. Every answer comes back on the GET stream, apart from the

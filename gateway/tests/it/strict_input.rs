@@ -290,12 +290,7 @@ fn cases() -> Vec<Case> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn each_bad_input_gets_a_named_error_and_never_reaches_the_upstream() {
-    let server = python_server("streamable-http", None).await;
-    let gw = gateway(&gateway_config(
-        &[("py", &server.url("/mcp"), "streamable-http", "")],
-        "[limits]\nmax_request_bytes = 4096\n",
-    ))
-    .await;
+    let (server, gw) = python_behind_gateway("[limits]\nmax_request_bytes = 4096\n").await;
     let port = addr(&gw).port();
     for c in cases() {
         let (status, _, body) = http(port, "POST", "/servers/py/mcp", &c.headers, &c.body).await;
@@ -346,12 +341,7 @@ async fn each_bad_input_gets_a_named_error_and_never_reaches_the_upstream() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn batches_pass_only_in_2025_03_26() {
-    let server = python_server("streamable-http", None).await;
-    let gw = gateway(&gateway_config(
-        &[("py", &server.url("/mcp"), "streamable-http", "")],
-        "",
-    ))
-    .await;
+    let (server, gw) = python_behind_gateway("").await;
     let port = addr(&gw).port();
     let batch = format!("[{PING},{{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}}]");
     let (status, _, _) = http(
@@ -402,12 +392,7 @@ async fn framing_refused(port: u16, raw: &[u8]) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn http_framing_ambiguity_is_refused_and_the_connection_closed() {
-    let server = python_server("streamable-http", None).await;
-    let gw = gateway(&gateway_config(
-        &[("py", &server.url("/mcp"), "streamable-http", "")],
-        "",
-    ))
-    .await;
+    let (server, gw) = python_behind_gateway("").await;
     let port = addr(&gw).port();
     let head = "POST /servers/py/mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n";
     let n = PING.len();
@@ -568,12 +553,7 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn agent_credentials_never_reach_the_upstream_and_last_event_id_does() {
-    let server = python_server("streamable-http", None).await;
-    let gw = gateway(&gateway_config(
-        &[("py", &server.url("/mcp"), "streamable-http", "")],
-        "",
-    ))
-    .await;
+    let (server, gw) = python_behind_gateway("").await;
     let port = addr(&gw).port();
     let (status, _, _) = initialize(port, "py", &[("Authorization", "Bearer agent-secret")]).await;
     assert_eq!(status, 200);

@@ -24,7 +24,9 @@ PROFILES = {
     # tool names/args, progress tool, resource to read, prompt to get
     "self": dict(echo=("echo", {"message": "hello"}), add=("add", {"a": 2, "b": 3}),
                  progress=("long_running", {"steps": 5, "delay": 0.1}),
-                 resource="greeting://world", prompt=("greet", {"name": "Ada"})),
+                 resource="greeting://world", prompt=("greet", {"name": "Ada"}),
+                 # x-mcp-header arguments: a 2026-07-28 client mirrors them into Mcp-Param-*
+                 routed=("route_query", {"region": "Zürich", "query": "count", "shard": 3})),
     "everything": dict(echo=("echo", {"message": "hello"}), add=("get-sum", {"a": 2, "b": 3}),
                        progress=("trigger-long-running-operation", {"duration": 1, "steps": 5}),
                        resource="demo://resource/static/document/architecture.md",
@@ -86,6 +88,8 @@ async def run(args):
         out["tools"] = sorted(t.name for t in (await c.list_tools()).tools)
         out["echo"] = dump(await c.call_tool(*p["echo"]))
         out["add"] = dump(await c.call_tool(*p["add"]))
+        if "routed" in p:
+            out["routed"] = dump(await c.call_tool(*p["routed"]))
         out["progress_result"] = dump(await c.call_tool(*p["progress"], progress_callback=on_progress))
         out["progress_notifications"] = progress
         out["resources"] = sorted(r.uri for r in (await c.list_resources()).resources)

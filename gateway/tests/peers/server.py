@@ -6,14 +6,17 @@ Usage:
   python server.py --transport streamable-http --port 8443 --certfile cert.pem --keyfile key.pem
   python server.py --transport stdio                                  # newline-delimited JSON-RPC
 Extra routes (handled by the wrapper, never reach MCP):
-  GET /_received  -> JSON list of {"method","path","query","protocol_version","session_id"} seen so far
+  GET /_received  -> JSON list of {"method","path","query","protocol_version","session_id",
+                     "mcp_method","mcp_params",...} seen so far
   POST /_reset    -> clears that list
 """
 import argparse
 import asyncio
 import json
+from typing import Annotated
 
 import uvicorn
+from pydantic import Field
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
@@ -47,6 +50,17 @@ def drop_tables(tables: list[str], force: bool = False) -> str:
     True and JSON text in a string as the list it spells. Counts the drops it really made."""
     DROPS.append(tables)
     return f"dropped {', '.join(tables)}{' (forced)' if force else ''} [drop {len(DROPS)}]"
+
+
+@mcp.tool()
+def route_query(
+    region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})],
+    query: str,
+    shard: Annotated[int, Field(json_schema_extra={"x-mcp-header": "Shard"})] = 0,
+) -> str:
+    """Its schema asks 2026-07-28 clients to mirror region and shard into Mcp-Param-* headers,
+    for intermediaries to route on."""
+    return f"{query} on {region}/{shard}"
 
 
 @mcp.tool()
@@ -121,6 +135,7 @@ class RecordRequests:
                 "last_event_id": h.get("last-event-id"),
                 "authorization": h.get("authorization"),
                 "mcp_method": h.get("mcp-method"),
+                "mcp_params": {k: v for k, v in h.items() if k.startswith("mcp-param-")},
                 "client": list(scope.get("client") or []),
                 "user_agent": h.get("user-agent"),
             })
