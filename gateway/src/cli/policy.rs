@@ -28,14 +28,17 @@ pub enum Action {
         /// A tools/call of this tool.
         #[arg(long, value_name = "NAME", group = "target")]
         tool: Option<String>,
-        /// A prompts/get of this prompt.
+        /// A prompts/get of this prompt (with `--method completion/complete`: a completion of
+        /// one of its arguments).
         #[arg(long, value_name = "NAME", group = "target")]
         prompt: Option<String>,
-        /// A resources/read of this URI.
+        /// A resources/read of this URI (with `--method`: resources/subscribe,
+        /// resources/unsubscribe, or completion/complete of a template's argument).
         #[arg(long, value_name = "URI", group = "target")]
         resource: Option<String>,
-        /// Any other method (initialize, tools/list, sampling/createMessage, ...).
-        #[arg(long, value_name = "METHOD", group = "target")]
+        /// Any other method (initialize, tools/list, sampling/createMessage, ...), or the method
+        /// on the prompt or resource given.
+        #[arg(long, value_name = "METHOD")]
         method: Option<String>,
         /// The arguments of the tool or prompt, as a JSON object.
         #[arg(long, value_name = "JSON")]
@@ -65,6 +68,52 @@ pub enum Action {
         #[arg(long, short, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+}
+
+/// What the live gateway would decide the message as: its class and method. Methods that act
+/// on a tool, prompt or resource need it named, as the gateway decides them by it.
+fn explained<'a>(
+    tool: Option<&'a str>,
+    prompt: Option<&'a str>,
+    resource: Option<&'a str>,
+    method: Option<&'a str>,
+) -> Result<(Class<'a>, String), String> {
+    let on = |class, default: &str, allowed: &[&str], flag: &str| match method {
+        None => Ok((class, default.to_owned())),
+        Some(m) if m == default || allowed.contains(&m) => Ok((class, m.to_owned())),
+        Some(m) => Err(format!("--method {m} does not act on a {flag}")),
+    };
+    match (tool, prompt, resource, method) {
+        (Some(t), ..) => on(Class::Tool(t), "tools/call", &[], "tool"),
+        (_, Some(p), ..) => on(
+            Class::Prompt(p),
+            "prompts/get",
+            &["completion/complete"],
+            "prompt",
+        ),
+        (_, _, Some(r), _) => on(
+            Class::Resource(r),
+            "resources/read",
+            &[
+                "resources/subscribe",
+                "resources/unsubscribe",
+                "completion/complete",
+            ],
+            "resource",
+        ),
+        (_, _, _, Some(m)) => match m {
+            "tools/call" => Err(format!("{m} is decided by its tool: give --tool NAME")),
+            "prompts/get" => Err(format!("{m} is decided by its prompt: give --prompt NAME")),
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => Err(format!(
+                "{m} is decided by its resource: give --resource URI"
+            )),
+            "completion/complete" => Err(format!(
+                "{m} is decided as the prompt or resource template it completes: give --prompt NAME or --resource URI"
+            )),
+            _ => Ok((Class::of_request_method(m), m.to_owned())),
+        },
+        _ => Err("give one of --tool, --prompt, --resource or --method".into()),
+    }
 }
 
 pub fn main(action: Action) -> i32 {
@@ -108,15 +157,15 @@ pub fn main(action: Action) -> i32 {
                     return EXIT_BAD_CONFIG;
                 }
             };
-            let (class, method_name) = match (&tool, &prompt, &resource, &method) {
-                (Some(t), ..) => (Class::Tool(t), "tools/call".to_owned()),
-                (_, Some(p), ..) => (Class::Prompt(p), "prompts/get".to_owned()),
-                (_, _, Some(r), _) => (Class::Resource(r), "resources/read".to_owned()),
-                (_, _, _, Some(m)) => (Class::of_request_method(m), m.clone()),
-                _ => {
-                    eprintln!(
-                        "agentgate policy explain: give one of --tool, --prompt, --resource or --method"
-                    );
+            let (class, method_name) = match explained(
+                tool.as_deref(),
+                prompt.as_deref(),
+                resource.as_deref(),
+                method.as_deref(),
+            ) {
+                Ok(found) => found,
+                Err(why) => {
+                    eprintln!("agentgate policy explain: {why}");
                     return EXIT_BAD_CONFIG;
                 }
             };

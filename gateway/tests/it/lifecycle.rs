@@ -344,6 +344,45 @@ async fn policy_explain_prints_the_decision_and_every_rule() {
     .await
     .expect("run");
     assert_eq!(out.status.code(), Some(64));
+    // A completion is decided as the prompt it completes, as the live gateway decides it.
+    let out = explain(&[
+        "--agent",
+        "intern",
+        "--server",
+        "db",
+        "--prompt",
+        "drop_everything",
+        "--method",
+        "completion/complete",
+    ])
+    .output()
+    .await
+    .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("complete an argument of prompt \"drop_everything\""),
+        "{stdout}"
+    );
+    for (args, why) in [
+        (
+            &["--method", "completion/complete"][..],
+            "give --prompt NAME or --resource URI",
+        ),
+        (&["--method", "tools/call"][..], "give --tool NAME"),
+        (
+            &["--tool", "query", "--method", "prompts/get"][..],
+            "does not act on a tool",
+        ),
+    ] {
+        let out = explain(&[&["--agent", "a", "--server", "db"][..], args].concat())
+            .output()
+            .await
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
+        assert!(stderr.contains(why), "{args:?}: {stderr}");
+    }
 }
 
 #[tokio::test]
