@@ -59,6 +59,16 @@ const SESSION_REQUESTS: &[&str] = &[
     "resources/templates/list",
 ];
 
+/// The rate-limit lane of a method: completions of a prompt or template have a bucket of their
+/// own, so that typing in a client cannot use up the prompt itself.
+fn rate_lane(method: &str) -> &'static str {
+    if method == "completion/complete" {
+        "completion"
+    } else {
+        ""
+    }
+}
+
 impl<'a> Class<'a> {
     /// Classifies an agent->server message.
     pub fn of_client_message(m: &'a mcp::Message) -> Self {
@@ -536,7 +546,7 @@ impl Policy {
                             rate,
                             &rule.spec.name,
                             &q.rate_key.to_string(),
-                            q.class.target(),
+                            (rate_lane(q.method), q.class.target()),
                             Instant::now(),
                         )
                     {

@@ -175,7 +175,7 @@ struct Bucket {
     at: Instant,
 }
 
-/// Token buckets, keyed by (rule, agent identity, target). They outlive policy reloads.
+/// Token buckets, keyed by (rule, agent identity, lane, target). They outlive policy reloads.
 #[derive(Debug, Default)]
 pub struct RateLimiter {
     hasher: RandomState,
@@ -183,16 +183,18 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    /// Takes one token; `false` when the bucket is empty.
+    /// Takes one token; `false` when the bucket is empty. `lane` separates uses of one target
+    /// that must not drain each other's bucket (completions, which clients send as the user
+    /// types, beside the prompt they complete).
     pub fn take(
         &self,
         spec: &RateSpec,
         rule: &str,
         identity: &str,
-        target: &str,
+        (lane, target): (&str, &str),
         now: Instant,
     ) -> bool {
-        let key = self.hasher.hash_one((rule, identity, target));
+        let key = self.hasher.hash_one((rule, identity, lane, target));
         let rate = f64::from(spec.requests) / spec.per.as_secs_f64();
         let burst = f64::from(spec.burst);
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
@@ -273,25 +275,26 @@ mod tests {
         let r = RateLimiter::default();
         let t0 = Instant::now();
         for _ in 0..3 {
-            assert!(r.take(&spec, "rule", "agent:a", "query", t0));
+            assert!(r.take(&spec, "rule", "agent:a", ("", "query"), t0));
         }
-        assert!(!r.take(&spec, "rule", "agent:a", "query", t0));
-        // Another identity or tool has its own bucket.
-        assert!(r.take(&spec, "rule", "agent:b", "query", t0));
-        assert!(r.take(&spec, "rule", "agent:a", "other", t0));
+        assert!(!r.take(&spec, "rule", "agent:a", ("", "query"), t0));
+        // Another identity, tool or lane has its own bucket.
+        assert!(r.take(&spec, "rule", "agent:b", ("", "query"), t0));
+        assert!(r.take(&spec, "rule", "agent:a", ("completion", "query"), t0));
+        assert!(r.take(&spec, "rule", "agent:a", ("", "other"), t0));
         // Half a second refills one token.
         assert!(r.take(
             &spec,
             "rule",
             "agent:a",
-            "query",
+            ("", "query"),
             t0 + Duration::from_millis(500)
         ));
         assert!(!r.take(
             &spec,
             "rule",
             "agent:a",
-            "query",
+            ("", "query"),
             t0 + Duration::from_millis(500)
         ));
     }

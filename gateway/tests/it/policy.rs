@@ -231,6 +231,44 @@ async fn completions_are_decided_as_the_prompt_they_complete() {
     );
     assert!(message.contains("no rule allows agent"), "{message}");
     gw.shutdown().await;
+
+    // Completions come as the user types: they have a rate-limit bucket of their own, so
+    // using it up leaves the prompt itself to be got.
+    let policy = "[policy]\npins_file = \"\"\n\
+        [[rules]]\nname = \"greeters\"\neffect = \"allow\"\nservers = [\"py\"]\n\
+        prompts = [\"greet\"]\n[rules.rate]\nrequests = 2\nper = \"1h\"\n";
+    let gw = gateway(&config("py", &server.url("/mcp"), policy)).await;
+    let steps = json!([
+        ["complete", "greet", "name", "A"],
+        ["complete", "greet", "name", "Al"],
+        ["complete", "greet", "name", "Ala"],
+        ["prompt", "greet", {"name": "Ada"}],
+        ["prompt", "greet", {"name": "Alan"}],
+        ["prompt", "greet", {"name": "Grace"}],
+    ]);
+    let through = client(&gateway_url(&gw, "py"), steps).await;
+    assert_eq!(through[0]["values"], json!(["Ada", "Alan"]), "{through:?}");
+    assert_eq!(through[1]["values"], json!(["Alan"]), "{through:?}");
+    let exhausted = |v: &Value| {
+        v["rpc_error"]
+            .as_str()
+            .is_some_and(|m| m.contains("has used them"))
+    };
+    assert!(exhausted(&through[2]), "{through:?}");
+    assert!(
+        through[3]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("Ada")),
+        "{through:?}"
+    );
+    assert!(
+        through[4]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("Alan")),
+        "{through:?}"
+    );
+    assert!(exhausted(&through[5]), "{through:?}");
+    gw.shutdown().await;
 }
 
 /// On the HTTP+SSE transport answers arrive on the stream and POST bodies are ignored: a

@@ -17,6 +17,7 @@
         ["call", name, args]  -> {"error": bool, "text": str} or {"rpc_error": message}
         ["complete", prompt, argument, partial]
                               -> {"values": [...]} or {"rpc_error": message}
+        ["prompt", name, args] -> {"text": str} (the first message's text) or {"rpc_error": message}
         ["drop_privileges"]   -> {"uid": 65534}   (become nobody/nogroup, as an agent should run)
         ["probe", needle]     -> {"uid", "own_environ", "processes": [{"pid", "cmdline",
                                   "environ" or "error"}]} for every process whose command line
@@ -138,6 +139,12 @@ async def client(url, steps):
                     ref = types.PromptReference(type="ref/prompt", name=step[1])
                     r = await c.complete(ref, {"name": step[2], "value": step[3]})
                     out.append({"values": r.completion.values})
+                except Exception as e:
+                    out.append({"rpc_error": str(e)})
+            elif step[0] == "prompt":
+                try:
+                    r = await c.get_prompt(step[1], step[2])
+                    out.append({"text": r.messages[0].content.text})
                 except Exception as e:
                     out.append({"rpc_error": str(e)})
             elif step[0] == "call":
