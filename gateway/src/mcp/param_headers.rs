@@ -6,7 +6,9 @@
 //! disagrees with the body is a second reading of one request. The rules follow the reference
 //! Python SDK (`mcp.shared.inbound`) so that the gateway and a conforming server agree on what
 //! matches: only properties reached through a chain of `properties` keys count, null counts as
-//! absent, values travel as themselves or as `=?base64?...?=`, numbers compare numerically.
+//! absent, values travel as themselves or as `=?base64?...?=`, a header must be the text a
+//! client renders from its argument, and whole numbers of an `integer` property compare by
+//! value.
 
 use std::borrow::Cow;
 
@@ -24,6 +26,8 @@ pub struct Declared {
     pub key: String,
     /// The argument it mirrors: the `properties` keys from the schema root down to it.
     pub path: Vec<String>,
+    /// Declared `"type": "integer"`: whole numbers then compare by value (`42` and `42.0`).
+    pub integer: bool,
 }
 
 impl Declared {
@@ -65,10 +69,9 @@ const MAP: [&str; 4] = [
     "definitions",
 ];
 
-/// The property types a declaration may sit on. The specification names string, integer and
-/// boolean; number is accepted too, as the TypeScript SDK accepts it, so that its clients'
-/// headers are checked rather than refused.
-const TYPES: [&str; 4] = ["string", "integer", "boolean", "number"];
+/// The property types a declaration may sit on. Not `number`: a float's text differs between
+/// languages, so the specification leaves it out (and the Python SDK drops such tools).
+const TYPES: [&str; 3] = ["string", "integer", "boolean"];
 
 impl Declarations {
     /// The declarations in `input_schema` (none when it is absent or not an object).
@@ -117,14 +120,14 @@ fn scan(root: Option<&Value>) -> Result<Vec<Declared>, String> {
                     "property {argument:?}: x-mcp-header {token:?} is not an HTTP token"
                 ));
             }
-            match schema.get("type") {
-                Some(Value::String(t)) if TYPES.contains(&t.as_str()) => {}
+            let integer = match schema.get("type") {
+                Some(Value::String(t)) if TYPES.contains(&t.as_str()) => t == "integer",
                 _ => {
                     return Err(format!(
                         "property {argument:?}: x-mcp-header on a property whose type is not string, integer or boolean"
                     ));
                 }
-            }
+            };
             let key = format!("{PREFIX}{}", token.to_ascii_lowercase());
             if let Some(other) = found.iter().find(|d| d.key == key) {
                 return Err(format!(
@@ -136,6 +139,7 @@ fn scan(root: Option<&Value>) -> Result<Vec<Declared>, String> {
                 header: format!("Mcp-Param-{token}"),
                 key,
                 path: path.clone(),
+                integer,
             });
         }
         for (keyword, value) in schema {
@@ -200,56 +204,117 @@ pub fn mirrored(value: &Value) -> bool {
     matches!(value, Value::String(_) | Value::Number(_) | Value::Bool(_))
 }
 
-/// Whether the (decoded) header text says what the argument `value` is: strings exactly,
-/// booleans as `true` / `false`, numbers by value from a plain decimal (`42`, `42.0`, `-1.5`).
-pub fn agrees(text: &str, value: &Value) -> bool {
+/// Whether the (decoded) header text says what the argument `value` is, as the reference
+/// server decides it: the header must be the text a client renders from the value (Python's
+/// `str`: `true` / `false`, integers in decimal, floats in their shortest repr, `1e+16` and
+/// `0.0001` alike), except that for a property declared `integer` a whole number compares by
+/// value with a plain decimal header (`42`, `042`, `42.0`), exactly, however large.
+pub fn agrees(text: &str, value: &Value, declared: &Declared) -> bool {
+    if declared.integer
+        && let Value::Number(n) = value
+        && let Some((negative, magnitude)) = whole_number(n)
+        && let Some((header_negative, header_magnitude)) = plain_decimal_whole(text)
+    {
+        return header_magnitude == magnitude && (negative == header_negative || magnitude == "0");
+    }
     match value {
         Value::String(s) => s == text,
         Value::Bool(b) => text == if *b { "true" } else { "false" },
-        Value::Number(n) => same_number(text, n),
+        Value::Number(n) => render_number(n) == text,
         _ => false,
     }
 }
 
-fn same_number(text: &str, n: &Number) -> bool {
-    let digits = text.strip_prefix('-').unwrap_or(text);
-    let (whole, fraction) = match digits.split_once('.') {
-        Some((w, f)) => (w, Some(f)),
-        None => (digits, None),
-    };
-    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    // Scientific notation and other spellings never compare, as in the reference SDKs.
-    if !all_digits(whole) || fraction.is_some_and(|f| !all_digits(f)) {
-        return false;
+/// A whole number's sign and decimal digits (no leading zeros; "0" for zero).
+fn whole_number(n: &Number) -> Option<(bool, String)> {
+    if let Some(i) = n.as_i64() {
+        return Some((i < 0, i.unsigned_abs().to_string()));
     }
-    let integral_text = fraction.is_none_or(|f| f.bytes().all(|b| b == b'0'));
-    let body_integer = n
-        .as_i64()
-        .map(i128::from)
-        .or_else(|| n.as_u64().map(i128::from))
-        .or_else(|| {
-            // 42.0 in the body is the integer 42 (the strict parser caps magnitudes at 2^53).
-            n.as_f64()
-                .filter(|f| f.fract() == 0.0 && f.abs() < 1e18)
-                .map(|f| f as i128)
-        });
-    match body_integer {
-        Some(b) if integral_text => whole
-            .trim_start_matches('0')
-            .parse::<i128>()
-            .or_else(|e| match e.kind() {
-                std::num::IntErrorKind::Empty => Ok(0),
-                _ => Err(e),
-            })
-            .is_ok_and(|w| {
-                if text.starts_with('-') {
-                    -w == b
-                } else {
-                    w == b
-                }
-            }),
-        Some(_) => false,
-        None => text.parse::<f64>().ok() == n.as_f64(),
+    if let Some(u) = n.as_u64() {
+        return Some((false, u.to_string()));
+    }
+    let f = n.as_f64()?;
+    // `{:.0}` prints a whole double's exact value, as Python's int(f) does.
+    (f.is_finite() && f.fract() == 0.0).then(|| (f < 0.0, format!("{:.0}", f.abs())))
+}
+
+/// `-?[0-9]+(\.[0-9]+)?` with an all-zero fraction: its sign and whole digits (no leading
+/// zeros; "0" for zero). `None` for any other text, which then compares as text. A fraction
+/// that is not all zeros is `Some` with no digits, which matches no whole number.
+fn plain_decimal_whole(text: &str) -> Option<(bool, &str)> {
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, fraction) = match unsigned.split_once('.') {
+        Some((w, f)) => (w, Some(f)),
+        None => (unsigned, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || fraction.is_some_and(|f| !digits(f)) {
+        return None;
+    }
+    if fraction.is_some_and(|f| f.bytes().any(|b| b != b'0')) {
+        return Some((negative, ""));
+    }
+    let magnitude = whole.trim_start_matches('0');
+    Some((negative, if magnitude.is_empty() { "0" } else { magnitude }))
+}
+
+/// A JSON number as a Python client renders it into a header (`str` of what `json.loads`
+/// makes of it): integers in decimal, floats in their shortest round-trip digits, in fixed
+/// notation when the decimal point falls from 4 places left of the digits to 16 right of them,
+/// else as `1.5e+16` / `1e-05`.
+fn render_number(n: &Number) -> String {
+    if let Some(i) = n.as_i64() {
+        return i.to_string();
+    }
+    if let Some(u) = n.as_u64() {
+        return u.to_string();
+    }
+    let Some(f) = n.as_f64() else {
+        return String::new();
+    };
+    let sign = if f.is_sign_negative() { "-" } else { "" };
+    if f == 0.0 {
+        return format!("{sign}0.0");
+    }
+    // serde_json prints the shortest round-trip digits and, as Python's repr does, breaks a
+    // tie between two of them to the even one (Rust's `{:e}` rounds it up).
+    let text = serde_json::to_string(&f.abs()).unwrap_or_default();
+    let (mantissa, exponent) = text.split_once(['e', 'E']).unwrap_or((&text, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all = format!("{int}{frac}");
+    let significant = all.trim_start_matches('0');
+    // Where the decimal point falls, counted in digits from the first significant one.
+    let point = int.len() as i32 + exponent - (all.len() - significant.len()) as i32;
+    let digits = significant.trim_end_matches('0');
+    if digits.is_empty() {
+        return format!("{sign}0.0");
+    }
+    if !(-3..=16).contains(&point) {
+        let (first, rest) = digits.split_at(1);
+        let rest = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
+        let exp = point - 1;
+        let exp_sign = if exp < 0 { '-' } else { '+' };
+        return format!("{sign}{first}{rest}e{exp_sign}{:02}", exp.unsigned_abs());
+    }
+    let len = digits.len() as i32;
+    if point <= 0 {
+        format!(
+            "{sign}0.{}{digits}",
+            "0".repeat(point.unsigned_abs() as usize)
+        )
+    } else if point < len {
+        let (int, frac) = digits.split_at(point as usize);
+        format!("{sign}{int}.{frac}")
+    } else {
+        format!("{sign}{digits}{}.0", "0".repeat((point - len) as usize))
     }
 }
 
@@ -343,6 +408,10 @@ mod tests {
                 "type is not",
             ),
             (
+                json!({"properties": {"a": {"type": "number", "x-mcp-header": "A"}}}),
+                "type is not",
+            ),
+            (
                 json!({"properties": {"a": {"anyOf": [{"type": "integer"}], "x-mcp-header": "A"}}}),
                 "type is not",
             ),
@@ -367,50 +436,86 @@ mod tests {
     }
 
     #[test]
-    fn values_agree_as_a_conforming_server_compares_them() {
-        let yes = [
-            ("eu", json!("eu")),
-            ("", json!("")),
-            ("true", json!(true)),
-            ("false", json!(false)),
-            ("42", json!(42)),
-            ("42.0", json!(42)),
-            ("042", json!(42)),
-            ("42", json!(42.0)),
-            ("-7", json!(-7)),
-            ("0", json!(0)),
-            ("-0", json!(0)),
-            ("1.5", json!(1.5)),
-            ("9007199254740992", json!(9_007_199_254_740_992_u64)),
+    fn values_agree_as_the_reference_server_compares_them() {
+        let declared = |integer| Declared {
+            header: "Mcp-Param-X".into(),
+            key: "mcp-param-x".into(),
+            path: vec!["x".into()],
+            integer,
+        };
+        let (text_typed, integer_typed) = (declared(false), declared(true));
+        let parse = |json: &str| serde_json::from_str::<Value>(json).unwrap();
+        // (header, body JSON, agrees when declared a string, agrees when declared an integer)
+        let cases = [
+            ("eu", r#""eu""#, true, true),
+            ("", r#""""#, true, true),
+            ("EU", r#""eu""#, false, false),
+            (" eu", r#""eu""#, false, false),
+            ("true", "true", true, true),
+            ("True", "true", false, false),
+            ("1", "true", false, false),
+            ("true", r#""yes""#, false, false),
+            ("42", r#""42""#, true, true),
+            ("42", "42", true, true),
+            ("42.0", "42", false, true),
+            ("042", "42", false, true),
+            ("42.000", "42", false, true),
+            ("42", "42.0", false, true),
+            ("42.0", "42.0", true, true),
+            ("4.2e1", "42", false, false),
+            ("+42", "42", false, false),
+            ("42.", "42", false, false),
+            ("42.5", "42", false, false),
+            ("43", "42", false, false),
+            ("-42", "42", false, false),
+            ("-7", "-7", true, true),
+            ("-0", "0", false, true),
+            ("0", "-0.0", false, true),
+            ("-0.0", "-0.0", true, true),
+            ("1.5", "1.5", true, true),
+            ("1.50", "1.5", false, false),
+            ("01.5", "1.5", false, false),
+            ("0.1", "0.1", true, true),
+            ("0.1000000000000000001", "0.1", false, false),
+            ("100.0", "1e2", true, true),
+            ("100", "1e2", false, true),
+            ("0.0001", "1e-4", true, true),
+            ("1e-05", "1e-5", true, true),
+            ("1e+16", "1e16", true, true),
+            ("1.5e+16", "1.5e16", true, true),
+            ("1000000000000000.0", "1e15", true, true),
+            ("10000000000000000", "1e16", false, true),
+            ("100000000000000000000", "1e20", false, true),
+            ("99999999999999999999", "1e20", false, false),
+            ("9007199254740992", "9007199254740992", true, true),
+            // The double is ...532.125: a tie between two shortest spellings, which Python's
+            // repr breaks to the even digit.
+            ("85365454745532.12", "85365454745532.12", true, true),
+            ("85365454745532.13", "85365454745532.12", false, false),
+            (
+                "-1.9577373031172786e-264",
+                "-1.9577373031172786e-264",
+                true,
+                true,
+            ),
+            ("", "0", false, false),
+            ("-", "0", false, false),
+            ("{}", "{}", false, false),
+            ("[]", "[]", false, false),
+            ("null", "null", false, false),
         ];
-        for (text, value) in yes {
-            assert!(agrees(text, &value), "{text:?} vs {value}");
-        }
-        let no = [
-            ("EU", json!("eu")),
-            (" eu", json!("eu")),
-            ("True", json!(true)),
-            ("1", json!(true)),
-            ("true", json!("yes")),
-            ("43", json!(42)),
-            ("42.5", json!(42)),
-            ("4.2e1", json!(42)),
-            ("0x2a", json!(42)),
-            ("+42", json!(42)),
-            ("42.", json!(42)),
-            (".5", json!(0.5)),
-            ("-42", json!(42)),
-            ("", json!(0)),
-            ("-", json!(0)),
-            ("1.5", json!(2.5)),
-            ("99999999999999999999999999999999999999999999", json!(1)),
-            ("42", json!("forty-two")),
-            ("{}", json!({})),
-            ("[]", json!([])),
-            ("null", json!(null)),
-        ];
-        for (text, value) in no {
-            assert!(!agrees(text, &value), "{text:?} vs {value}");
+        for (text, body, as_text, as_integer) in cases {
+            let value = parse(body);
+            assert_eq!(
+                agrees(text, &value, &text_typed),
+                as_text,
+                "{text:?} vs {body} (string)"
+            );
+            assert_eq!(
+                agrees(text, &value, &integer_typed),
+                as_integer,
+                "{text:?} vs {body} (integer)"
+            );
         }
         assert!(mirrored(&json!("x")) && mirrored(&json!(1)) && mirrored(&json!(false)));
         assert!(!mirrored(&json!(null)) && !mirrored(&json!([])) && !mirrored(&json!({})));

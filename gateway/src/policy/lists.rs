@@ -100,10 +100,18 @@ pub fn filter(
             }
             let declarations = Declarations::of(item.get("inputSchema"));
             let invalid = declarations.invalid.clone();
-            if pins.declare(server, name, declarations)
-                && let Some(why) = invalid
-            {
-                tracing::warn!(server, tool = name, %why, "A tool's x-mcp-header declarations are invalid: clients drop the tool, and Mcp-Param headers on calls to it are refused.");
+            let underscored = declarations
+                .headers
+                .iter()
+                .find(|d| d.key.contains('_'))
+                .map(|d| d.header.clone());
+            if pins.declare(server, name, declarations) {
+                if let Some(why) = invalid {
+                    tracing::warn!(server, tool = name, %why, "A tool's x-mcp-header declarations are invalid: clients drop the tool, and Mcp-Param headers on calls to it are refused.");
+                }
+                if let Some(header) = underscored {
+                    tracing::warn!(server, tool = name, %header, "A tool declares a header whose name has an underscore, which the gateway refuses in header names: 2026-07-28 calls to it are refused.");
+                }
             }
             match pins.observe(server, name, &pins::definition_hash(item)) {
                 Status::Changed { pinned, new } => {

@@ -223,11 +223,25 @@ pub fn check_method_headers(
     }
 }
 
+/// `Mcp-Param-*` headers mirror tool call arguments: on any other request (a GET, a DELETE,
+/// another method) they describe nothing the gateway could check.
+pub fn check_no_param_headers(headers: &HeaderMap) -> Result<(), Refusal> {
+    match headers
+        .keys()
+        .find(|n| n.as_str().starts_with(param_headers::PREFIX))
+    {
+        Some(h) => Err(Refusal::ParamHeader {
+            header: h.as_str().to_owned(),
+            problem: "belongs to tools/call requests only".into(),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// 2026-07-28's `Mcp-Param-*` headers against the body. An intermediary may route on them
 /// without reading the body, so they must say what the body says. `declared` gives what the
 /// last definition of a tool seen in a tools/list result declares (`x-mcp-header`), `None`
-/// while no definition of it has been seen: the headers then go to the upstream unchecked, and
-/// a conforming server checks them itself.
+/// while no definition of it has been seen: headers for such a tool are refused.
 pub fn check_param_headers(
     headers: &HeaderMap,
     messages: &[Message],
@@ -252,12 +266,7 @@ pub fn check_param_headers(
     let (name, arguments) = match messages {
         [message] => match &message.target {
             Target::Tool { name, arguments } => (name, arguments),
-            _ => {
-                return match sent().next() {
-                    Some(h) => refuse(h.as_str(), "belongs to tools/call requests only".into()),
-                    None => Ok(()),
-                };
-            }
+            _ => return check_no_param_headers(headers),
         },
         _ => {
             return match sent().next() {
@@ -267,10 +276,19 @@ pub fn check_param_headers(
         }
     };
     let Some(declarations) = declared(name) else {
-        if any_sent {
-            tracing::debug!(tool = %name, "Mcp-Param headers forwarded unchecked: no definition of the tool seen yet.");
-        }
-        return Ok(());
+        // Nothing to check them against (after a restart, say). Refused with the code whose
+        // recovery the specification gives clients: list the tools again (through the gateway,
+        // which then learns the definition) and resend once. Without headers there is nothing
+        // an intermediary could route on, and the upstream checks for missing ones itself.
+        return match sent().next() {
+            Some(h) => refuse(
+                h.as_str(),
+                format!(
+                    "cannot be checked: the gateway has not seen a definition of tool {name:?} yet; list the tools (tools/list) and retry"
+                ),
+            ),
+            None => Ok(()),
+        };
     };
     if let Some(h) = sent().find(|h| declarations.get(h.as_str()).is_none()) {
         let why = match &declarations.invalid {
@@ -316,7 +334,7 @@ pub fn check_param_headers(
                         "is neither plain ASCII nor a well-formed =?base64?...?= value".into(),
                     );
                 };
-                if !param_headers::agrees(&text, &v) {
+                if !param_headers::agrees(&text, &v, d) {
                     return refuse(
                         &d.header,
                         format!("says {text:?} but argument {argument:?} in the body is {v}"),
@@ -712,13 +730,13 @@ mod tests {
         let call = parse(
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"region":"us"}}}"#,
         );
-        // No definition of the tool seen yet: forwarded for the upstream to check.
-        assert!(
-            check_param_headers(&h(&region), call.messages(), Revision::V2026_07_28, |_| {
-                None
-            })
-            .is_ok()
-        );
+        // No definition of the tool seen yet: nothing to check them against.
+        let unseen = |pairs| {
+            check_param_headers(&h(pairs), call.messages(), Revision::V2026_07_28, |_| None)
+        };
+        let e = unseen(&region).unwrap_err().to_string();
+        assert!(e.contains("has not seen a definition of tool \"t\""), "{e}");
+        assert!(unseen(&[]).is_ok());
         // A tool whose declarations are invalid declares none, and says why.
         let invalid = std::sync::Arc::new(Declarations::of(Some(&serde_json::json!(
             {"properties": {"region": {"type": "object", "x-mcp-header": "Region"}}}

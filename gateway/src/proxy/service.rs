@@ -579,13 +579,7 @@ async fn post(
         mcp::Body::Single(m) => vec![m],
         mcp::Body::Batch(v) => v,
     };
-    if let Err(e) =
-        headers::check_method_headers(&parts.headers, &messages, revision).and_then(|()| {
-            headers::check_param_headers(&parts.headers, &messages, revision, |tool| {
-                gateway.policy.pins().declarations(server, tool)
-            })
-        })
-    {
+    if let Err(e) = headers::check_method_headers(&parts.headers, &messages, revision) {
         return Outcome::refused(e, messages).with_body(&bytes, batch);
     }
     let decisions: Vec<Decision> = messages
@@ -599,6 +593,13 @@ async fn post(
         .collect();
     if decisions.iter().any(|d| matches!(d, Decision::Deny { .. })) {
         return Outcome::denied(messages, decisions, batch).with_body(&bytes, batch);
+    }
+    // After the decision: a refusal here names the tool's declarations, which an agent the
+    // policy keeps from the tool has no business learning.
+    if let Err(e) = headers::check_param_headers(&parts.headers, &messages, revision, |tool| {
+        gateway.policy.pins().declarations(server, tool)
+    }) {
+        return Outcome::refused(e, messages).with_body(&bytes, batch);
     }
     let session_sent = headers::text(&parts.headers, &MCP_SESSION_ID)
         .ok()
@@ -764,6 +765,9 @@ async fn bodiless(
     method: Method,
     legacy: bool,
 ) -> Outcome {
+    if let Err(e) = headers::check_no_param_headers(req.headers()) {
+        return Outcome::refused(e, Vec::new());
+    }
     let mut up_headers = headers::upstream_request(req.headers());
     gateway
         .stages

@@ -322,16 +322,6 @@ async fn run_binary(config: &Path) -> (tokio::process::Child, tokio::task::JoinH
     (child, drain)
 }
 
-fn fixed_ports(text: &str) -> (String, u16, u16) {
-    let (port, admin) = (free_port(), free_port());
-    let text = text.replacen(
-        "address = \"127.0.0.1:0\"\n[admin]\naddress = \"127.0.0.1:0\"",
-        &format!("address = \"127.0.0.1:{port}\"\n[admin]\naddress = \"127.0.0.1:{admin}\""),
-        1,
-    );
-    (text, port, admin)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_under_load_loses_no_acknowledged_record() {
     let server = python_server("streamable-http", None).await;

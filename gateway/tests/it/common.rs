@@ -200,8 +200,18 @@ pub async fn received(server: &Peer) -> Vec<serde_json::Value> {
 pub const ALLOW_ALL: &str =
     "\n[policy]\npins_file = \"\"\n[[rules]]\nname = \"allow-all\"\neffect = \"allow\"\n";
 
-/// Config text for a gateway on free ports in front of `servers` (name, url, transport, extra),
-/// with the [`ALLOW_ALL`] policy.
+/// `text` (from [`gateway_config`]) with its listener and admin addresses on fixed free ports,
+/// for a gateway that must come back where it was; and the two ports.
+pub fn fixed_ports(text: &str) -> (String, u16, u16) {
+    let (port, admin) = (free_port(), free_port());
+    let text = text.replacen(
+        "address = \"127.0.0.1:0\"\n[admin]\naddress = \"127.0.0.1:0\"",
+        &format!("address = \"127.0.0.1:{port}\"\n[admin]\naddress = \"127.0.0.1:{admin}\""),
+        1,
+    );
+    (text, port, admin)
+}
+
 /// tools/call requests client.py makes with its "self" profile: echo, add, route_query and
 /// long_running.
 pub const SELF_PROFILE_CALLS: u64 = 4;
@@ -218,6 +228,8 @@ pub async fn python_behind_gateway(extra: &str) -> (Peer, Running) {
     (server, gw)
 }
 
+/// Config text for a gateway on free ports in front of `servers` (name, url, transport, extra),
+/// with the [`ALLOW_ALL`] policy.
 pub fn gateway_config(servers: &[(&str, &str, &str, &str)], extra: &str) -> String {
     let mut text = format!(
         "{ALLOW_ALL}[listener]\naddress = \"127.0.0.1:0\"\n[admin]\naddress = \"127.0.0.1:0\"\n{extra}\n"

@@ -1,6 +1,8 @@
 //! Real MCP clients and servers, with and without the gateway between them: the results must be
 //! the same, and the upstream must see what the transport requires.
 
+use std::time::Duration;
+
 use crate::common::*;
 
 const EVERY_STEP: [&str; 10] = [
@@ -110,13 +112,14 @@ async fn python_client_2026_07_28_stateless_mode_passes_the_header_checks() {
     );
 }
 
-/// A 2026-07-28 call whose `Mcp-Param-*` headers disagree with its arguments. Once the gateway
-/// has seen the tool's schema in a tools/list result it refuses such calls itself, so that
-/// nothing between it and the server can route on a header the body contradicts; before that
-/// it forwards them, and the (conforming) Python server refuses them.
+/// A 2026-07-28 call whose `Mcp-Param-*` headers disagree with its arguments is refused by the
+/// gateway itself, so that nothing between it and the server can route on a header the body
+/// contradicts. The headers are checked against the tool's schema as last listed through the
+/// gateway; before any listing they cannot be checked, and are refused too.
 #[tokio::test(flavor = "multi_thread")]
 async fn param_headers_that_disagree_with_the_arguments_never_reach_the_server() {
-    let (server, gw) = python_behind_gateway("").await;
+    let scratch = scratch_dir("param-headers");
+    let (server, gw) = python_behind_gateway(&audit_section(&scratch)).await;
     let port = addr(&gw).port();
     let meta = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#;
     let call = |args: &str| {
@@ -147,16 +150,21 @@ async fn param_headers_that_disagree_with_the_arguments_never_reach_the_server()
     let us = call(r#"{"region":"us","query":"q"}"#);
     let claims_eu = headers("tools/call", &[("Mcp-Param-Region", "eu")]);
 
-    // No definition seen yet: forwarded, and the server's own check refuses it.
+    // No definition seen yet: nothing to check the header against, so it is refused with the
+    // code whose recovery is to list the tools again.
     let (status, head, reply) =
         http(port, "POST", "/servers/py/mcp", &claims_eu, us.as_bytes()).await;
     let reply = String::from_utf8_lossy(&reply).into_owned();
     assert_eq!(status, 400, "{head}{reply}");
     assert!(
-        reply.contains("-32020") && !reply.contains("agentgate"),
+        reply.contains("-32020") && reply.contains("has not seen a definition of tool"),
         "{reply}"
     );
-    assert_eq!(calls_seen().await, 1);
+    assert_eq!(calls_seen().await, 0);
+    // A GET carries no tool call to mirror.
+    let (status, _, reply) = http(port, "GET", "/servers/py/mcp", &claims_eu, b"").await;
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&reply));
+    assert!(String::from_utf8_lossy(&reply).contains("tools/call requests only"));
 
     let list = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{{{meta}}}}}"#);
     let (status, _, reply) = http(
@@ -217,7 +225,7 @@ async fn param_headers_that_disagree_with_the_arguments_never_reach_the_server()
             "{args} {extra:?}: {reply}"
         );
     }
-    assert_eq!(calls_seen().await, 1, "a refused call reached the server");
+    assert_eq!(calls_seen().await, 0, "a refused call reached the server");
 
     // Headers that say what the body says go through, wrapped values included.
     let (status, _, reply) = http(
@@ -241,7 +249,91 @@ async fn param_headers_that_disagree_with_the_arguments_never_reach_the_server()
         reply["result"]["content"][0]["text"], "q on Zürich/4",
         "{reply}"
     );
-    assert_eq!(calls_seen().await, 2);
+    assert_eq!(calls_seen().await, 1);
+    // Each refusal is in the audit log, with what was wrong.
+    assert!(gw.shutdown().await);
+    let log = String::from_utf8_lossy(&all_log_bytes(&scratch.join("audit"))).into_owned();
+    for want in [
+        "has not seen a definition of tool",
+        "header Mcp-Param-Region says",
+        "mcp-param-tenant is not one that tool",
+    ] {
+        assert!(log.contains(want), "{want} not audited: {log}");
+    }
+}
+
+/// After a restart the gateway has seen no tool's schema, while a 2026-07-28 client still has
+/// its listing and mirrors headers from it. The gateway refuses what it cannot check with the
+/// header-mismatch code, whose recovery (list again, resend once) the real client performs: the
+/// listing goes through the gateway, which then checks the resent call and lets it pass.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_recovers_when_a_restarted_gateway_has_not_seen_the_tool() {
+    let server = python_server("streamable-http", None).await;
+    let (text, port, _) = fixed_ports(&gateway_config(
+        &[("py", &server.url("/mcp"), "streamable-http", "")],
+        "",
+    ));
+    let gw = gateway(&text).await;
+    let go = scratch_dir("relist").join("go");
+    let steps = serde_json::json!([
+        ["list"],
+        ["wait_for", go],
+        ["call", "route_query", {"region": "eu", "query": "q"}],
+    ]);
+    let client = tokio::process::Command::new(peers().join("venv/bin/python"))
+        .arg(peer_scripts().join("policy_peer.py"))
+        .args([
+            "client",
+            "--mode",
+            "2026-07-28",
+            "--steps",
+            &steps.to_string(),
+        ])
+        .arg("--url")
+        .arg(format!("http://127.0.0.1:{port}/servers/py/mcp"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("client");
+    let seen = |method: &'static str| {
+        let server = &server;
+        async move {
+            received(server)
+                .await
+                .into_iter()
+                .filter(|r| r["mcp_method"] == method)
+                .collect::<Vec<_>>()
+        }
+    };
+    for _ in 0..600 {
+        if !seen("tools/list").await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen("tools/list").await.len(), 1, "the client never listed");
+    assert!(gw.shutdown().await);
+    let gw = gateway(&text).await;
+    std::fs::write(&go, "").unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(90), client.wait_with_output())
+        .await
+        .expect("client finished in time")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "client failed: {stderr}");
+    let steps: serde_json::Value = serde_json::from_slice(&out.stdout).expect("client JSON");
+    assert_eq!(steps[2]["text"], "q on eu/0", "{steps} {stderr}");
+    // One more listing, through the new gateway; one call, with its header: the refused first
+    // attempt never reached the server.
+    assert_eq!(seen("tools/list").await.len(), 2);
+    let calls = seen("tools/call").await;
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(
+        calls[0]["mcp_params"],
+        serde_json::json!({"mcp-param-region": "eu"})
+    );
     gw.shutdown().await;
 }
 

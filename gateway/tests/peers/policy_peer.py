@@ -9,8 +9,8 @@
         ask_model    asks the client for a completion (sampling) and returns what happened
         ask_model_later  the same the 2026-07-28 way: an input_required result carrying it
 
-  python policy_peer.py client --url URL --steps '[["list"], ["call", "read_file", {}]]'
-      Runs the steps with the mcp Client (legacy session mode, with a sampling callback; the
+  python policy_peer.py client --url URL [--mode 2026-07-28] --steps '[["list"], ["call", "read_file", {}]]'
+      Runs the steps with the mcp Client (legacy session mode unless --mode, with a sampling callback; the
       HTTP+SSE transport when URL ends in /sse, else Streamable HTTP) and
       prints a JSON list with one result per step:
         ["list"]              -> {"pages": [[names], ...]}   (every page, following cursors)
@@ -19,6 +19,7 @@
                               -> {"values": [...]} or {"rpc_error": message}
         ["prompt", name, args] -> {"text": str} (the first message's text) or {"rpc_error": message}
         ["drop_privileges"]   -> {"uid": 65534}   (become nobody/nogroup, as an agent should run)
+        ["wait_for", path]    -> {"waited": true} once path exists (up to 60 s)
         ["probe", needle]     -> {"uid", "own_environ", "processes": [{"pid", "cmdline",
                                   "environ" or "error"}]} for every process whose command line
                                   contains needle: what this process can learn about them
@@ -101,7 +102,7 @@ def serve(port):
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
-async def client(url, steps):
+async def client(url, steps, mode="legacy"):
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
     import httpx2
@@ -116,7 +117,7 @@ async def client(url, steps):
     else:
         http = httpx2.AsyncClient(timeout=httpx2.Timeout(30, read=60))
         transport = streamable_http_client(url, http_client=http, terminate_on_close=True)
-    async with Client(transport, mode="legacy", cache=None, read_timeout_seconds=30, sampling_callback=sampling) as c:
+    async with Client(transport, mode=mode, cache=None, read_timeout_seconds=30, sampling_callback=sampling) as c:
         for step in steps:
             if step[0] == "list":
                 pages, cursor = [], None
@@ -141,6 +142,12 @@ async def client(url, steps):
                     out.append({"values": r.completion.values})
                 except Exception as e:
                     out.append({"rpc_error": str(e)})
+            elif step[0] == "wait_for":
+                for _ in range(600):
+                    if os.path.exists(step[1]):
+                        break
+                    await asyncio.sleep(0.1)
+                out.append({"waited": os.path.exists(step[1])})
             elif step[0] == "prompt":
                 try:
                     r = await c.get_prompt(step[1], step[2])
@@ -185,11 +192,12 @@ def main():
     c = sub.add_parser("client")
     c.add_argument("--url", required=True)
     c.add_argument("--steps", required=True)
+    c.add_argument("--mode", default="legacy", help="legacy | 2026-07-28")
     a = p.parse_args()
     if a.cmd == "serve":
         serve(a.port)
     else:
-        print(json.dumps(asyncio.run(client(a.url, json.loads(a.steps)))))
+        print(json.dumps(asyncio.run(client(a.url, json.loads(a.steps), a.mode))))
 
 
 if __name__ == "__main__":
