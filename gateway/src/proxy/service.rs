@@ -599,7 +599,9 @@ async fn post(
     if let Err(e) = headers::check_param_headers(&parts.headers, &messages, revision, |tool| {
         gateway.policy.pins().declarations(server, tool)
     }) {
-        return Outcome::refused(e, messages).with_body(&bytes, batch);
+        let mut o = Outcome::refused(e, messages).with_body(&bytes, batch);
+        o.decisions = decisions;
+        return o;
     }
     let session_sent = headers::text(&parts.headers, &MCP_SESSION_ID)
         .ok()
