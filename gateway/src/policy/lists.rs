@@ -105,7 +105,8 @@ pub fn filter(
                 .iter()
                 .find(|d| d.key.contains('_'))
                 .map(|d| d.header.clone());
-            if pins.declare(server, name, declarations) {
+            let hash = pins::definition_hash(item);
+            if pins.declare(server, name, &hash, declarations) {
                 if let Some(why) = invalid {
                     tracing::warn!(server, tool = name, %why, "A tool's x-mcp-header declarations are invalid: clients drop the tool, and Mcp-Param headers on calls to it are refused.");
                 }
@@ -113,7 +114,7 @@ pub fn filter(
                     tracing::warn!(server, tool = name, %header, "A tool declares a header whose name has an underscore, which the gateway refuses in header names: 2026-07-28 calls to it are refused.");
                 }
             }
-            match pins.observe(server, name, &pins::definition_hash(item)) {
+            match pins.observe(server, name, &hash) {
                 Status::Changed { pinned, new } => {
                     if new {
                         tracing::warn!(server, tool = name, pinned = %pinned, "A tool definition changed since it was pinned; it stays hidden until `agentgate policy pin` accepts it.");

@@ -6,8 +6,8 @@
 //! operator accepts it with `agentgate policy pin`: the tool is hidden from lists and refused in
 //! calls. Pins live in a JSON file so that they survive restarts; it is rewritten atomically
 //! (temporary file, fsync, rename, fsync of the directory) under an advisory lock that the CLI
-//! takes too. What the last definition seen of each tool declares for `Mcp-Param-*` headers is
-//! kept here too, for the proxy to check calls against.
+//! takes too. What recent definitions of each tool declare for `Mcp-Param-*` headers is kept
+//! here too: the proxy checks calls against the pinned definition's.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -153,6 +153,13 @@ pub struct Pins {
     state: Mutex<State>,
 }
 
+/// Definitions of one tool whose header declarations are kept: a tool that changes more often
+/// than this between listings keeps only its latest ones.
+const MAX_DEFINITIONS: usize = 4;
+
+/// Header declarations of one tool's recent definitions, by hash, the most recent last.
+type Seen = Vec<(String, Arc<Declarations>)>;
+
 /// A value per (server, tool), nested so that a lookup borrows its key instead of building one.
 type ByTool = HashMap<String, HashMap<String, String>>;
 
@@ -173,8 +180,9 @@ struct State {
     current: ByTool,
     /// Tools whose last definition seen carries hidden text, and what kind.
     flagged: ByTool,
-    /// What the last definition seen of each tool declares for `Mcp-Param-*` headers.
-    param_headers: HashMap<String, HashMap<String, Arc<Declarations>>>,
+    /// What each definition seen of a tool declares for `Mcp-Param-*` headers, by its hash
+    /// (the latest few only).
+    param_headers: HashMap<String, HashMap<String, Seen>>,
 }
 
 impl Pins {
@@ -305,26 +313,48 @@ impl Pins {
         }
     }
 
-    /// Records what a tool's last definition seen declares for `Mcp-Param-*` headers; true
-    /// when that differs from what was recorded before.
-    pub fn declare(&self, server: &str, tool: &str, declarations: Declarations) -> bool {
+    /// Records what the definition of a tool with hash `hash` declares for `Mcp-Param-*`
+    /// headers; true when it is news (a definition not seen before, or first sight).
+    pub fn declare(
+        &self,
+        server: &str,
+        tool: &str,
+        hash: &str,
+        declarations: Declarations,
+    ) -> bool {
         let mut st = lock(&self.state);
-        let tools = st.param_headers.entry(server.to_owned()).or_default();
-        if tools.get(tool).is_some_and(|d| **d == declarations) {
+        let seen = st
+            .param_headers
+            .entry(server.to_owned())
+            .or_default()
+            .entry(tool.to_owned())
+            .or_default();
+        if let Some(i) = seen.iter().position(|(h, _)| h == hash) {
+            // Most recent last: the oldest goes first when a tool keeps changing.
+            let entry = seen.remove(i);
+            seen.push(entry);
             return false;
         }
-        tools.insert(tool.to_owned(), Arc::new(declarations));
+        if seen.len() >= MAX_DEFINITIONS {
+            seen.remove(0);
+        }
+        seen.push((hash.to_owned(), Arc::new(declarations)));
         true
     }
 
-    /// What the last definition seen of a tool declares for `Mcp-Param-*` headers; `None`
-    /// while no definition of it has been seen.
+    /// What the pinned definition of a tool declares for `Mcp-Param-*` headers. Calls are
+    /// refused while the last definition seen is another (see [`Pins::blocked`]), so a call
+    /// that gets through is checked against what it was allowed by, whichever listing came
+    /// last. `None` while the pinned definition has not been seen.
     pub fn declarations(&self, server: &str, tool: &str) -> Option<Arc<Declarations>> {
-        lock(&self.state)
-            .param_headers
-            .get(server)
-            .and_then(|tools| tools.get(tool))
-            .cloned()
+        let st = lock(&self.state);
+        let pinned = self.pinned(&st, server, tool)?;
+        st.param_headers
+            .get(server)?
+            .get(tool)?
+            .iter()
+            .find(|(h, _)| h == pinned)
+            .map(|(_, d)| d.clone())
     }
 
     /// Why a tool may not be called: its last definition seen differs from its pin, or (when
@@ -479,6 +509,47 @@ mod tests {
             ["bidirectional controls"]
         );
         assert!(flags(&json!({"description": "line\nbreak\ttab, naïve café 日本"})).is_empty());
+    }
+
+    #[test]
+    fn header_declarations_are_the_pinned_definitions() {
+        let pins = Pins::load(None, &[]).unwrap();
+        let schema = |header: &str| {
+            Declarations::of(Some(&json!({"properties": {
+                "region": {"type": "string", "x-mcp-header": header}
+            }})))
+        };
+        let header = |pins: &Pins| {
+            pins.declarations("s", "t").map(|d| {
+                d.headers
+                    .iter()
+                    .map(|h| h.header.clone())
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(header(&pins), None);
+        assert!(pins.declare("s", "t", "aa", schema("Region")));
+        assert!(!pins.declare("s", "t", "aa", schema("Region")));
+        pins.observe("s", "t", "aa");
+        assert_eq!(header(&pins), Some(vec!["Mcp-Param-Region".to_owned()]));
+        // Another caller's listing shows another definition: calls are blocked while it is the
+        // last seen, and checked against the pinned one whichever came last.
+        assert!(pins.declare("s", "t", "bb", schema("Zone")));
+        pins.observe("s", "t", "bb");
+        assert!(pins.blocked("s", "t", false).is_some());
+        assert_eq!(header(&pins), Some(vec!["Mcp-Param-Region".to_owned()]));
+        // A tool that keeps changing keeps only its latest definitions' declarations.
+        for h in ["c1", "c2", "c3", "c4"] {
+            assert!(pins.declare("s", "t", h, schema("Other")));
+        }
+        assert_eq!(header(&pins), None);
+        assert!(pins.declare("s", "t", "aa", schema("Region")));
+        assert_eq!(header(&pins), Some(vec!["Mcp-Param-Region".to_owned()]));
+        // After a reload the new store knows what the old one learnt.
+        let reloaded = Pins::load(None, &[]).unwrap();
+        reloaded.inherit(&pins);
+        reloaded.observe("s", "t", "aa");
+        assert_eq!(header(&reloaded), Some(vec!["Mcp-Param-Region".to_owned()]));
     }
 
     #[test]

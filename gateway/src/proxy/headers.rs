@@ -201,7 +201,7 @@ pub fn check_method_headers(
         }
         _ => {}
     }
-    let decoded = name.map(crate::mcp::param_headers::decode);
+    let decoded = name.map(param_headers::decode);
     match (name, message.target.header_name()) {
         (Some(h), Some(b)) if decoded.flatten().as_deref() != Some(b) => {
             Err(Refusal::HeaderMismatch {
@@ -240,8 +240,8 @@ pub fn check_no_param_headers(headers: &HeaderMap) -> Result<(), Refusal> {
 
 /// 2026-07-28's `Mcp-Param-*` headers against the body. An intermediary may route on them
 /// without reading the body, so they must say what the body says. `declared` gives what the
-/// last definition of a tool seen in a tools/list result declares (`x-mcp-header`), `None`
-/// while no definition of it has been seen: headers for such a tool are refused.
+/// tool's pinned definition, as seen in a tools/list result, declares (`x-mcp-header`); `None`
+/// while it has not been seen: headers for such a tool are refused.
 pub fn check_param_headers(
     headers: &HeaderMap,
     messages: &[Message],
@@ -448,21 +448,18 @@ mod tests {
 
     #[test]
     fn wrapped_header_values_are_read_as_their_sender_meant_them() {
-        assert_eq!(
-            crate::mcp::param_headers::decode("echo").as_deref(),
-            Some("echo")
-        );
+        assert_eq!(param_headers::decode("echo").as_deref(), Some("echo"));
         // "café" and a name with a leading space, as the Python SDK wraps them.
         assert_eq!(
-            crate::mcp::param_headers::decode("=?base64?Y2Fmw6k=?=").as_deref(),
+            param_headers::decode("=?base64?Y2Fmw6k=?=").as_deref(),
             Some("café")
         );
         assert_eq!(
-            crate::mcp::param_headers::decode("=?base64?IHg=?=").as_deref(),
+            param_headers::decode("=?base64?IHg=?=").as_deref(),
             Some(" x")
         );
         for bad in ["=?base64?!!?=", "=?base64?Y2Fmw6l=?=", "=?base64?/w==?="] {
-            assert_eq!(crate::mcp::param_headers::decode(bad), None, "{bad}");
+            assert_eq!(param_headers::decode(bad), None, "{bad}");
         }
         let body = parse_body(
             &bytes::Bytes::from(
