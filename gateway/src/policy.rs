@@ -395,6 +395,28 @@ impl Policy {
         self.evaluate(q, Some(limiter), None)
     }
 
+    /// Gives back the token [`Policy::decide`] took for `q`, for a request refused after the
+    /// decision (so that a malformed request costs the agent none of its quota).
+    pub fn refund(&self, q: &Question<'_>, limiter: &RateLimiter) {
+        let verdict = self.evaluate(q, None, None);
+        if !verdict.allowed {
+            return;
+        }
+        if let Some(rate) = self
+            .rules
+            .iter()
+            .find(|r| *r.name == *verdict.rule)
+            .and_then(|r| r.spec.rate.as_ref())
+        {
+            limiter.give_back(
+                rate,
+                &verdict.rule,
+                &q.rate_key.to_string(),
+                (rate_lane(q.method), q.class.target()),
+            );
+        }
+    }
+
     /// Decides without touching rate limits, and reports how every rule fared.
     pub fn explain(&self, q: &Question<'_>) -> (Verdict, Vec<Trace>) {
         let mut trace = Vec::new();

@@ -217,6 +217,15 @@ impl RateLimiter {
             false
         }
     }
+
+    /// Returns a token taken for a request that was refused after all, before it was sent.
+    pub fn give_back(&self, spec: &RateSpec, rule: &str, identity: &str, target: (&str, &str)) {
+        let key = self.hasher.hash_one((rule, identity, target.0, target.1));
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = buckets.get_mut(&key) {
+            b.tokens = (b.tokens + 1.0).min(f64::from(spec.burst));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -282,6 +291,17 @@ mod tests {
         assert!(r.take(&spec, "rule", "agent:b", ("", "query"), t0));
         assert!(r.take(&spec, "rule", "agent:a", ("completion", "query"), t0));
         assert!(r.take(&spec, "rule", "agent:a", ("", "other"), t0));
+        // A token given back is there to take again, up to the burst.
+        r.give_back(&spec, "rule", "agent:a", ("", "query"));
+        assert!(r.take(&spec, "rule", "agent:a", ("", "query"), t0));
+        assert!(!r.take(&spec, "rule", "agent:a", ("", "query"), t0));
+        for _ in 0..5 {
+            r.give_back(&spec, "rule", "agent:b", ("", "query"));
+        }
+        for _ in 0..3 {
+            assert!(r.take(&spec, "rule", "agent:b", ("", "query"), t0));
+        }
+        assert!(!r.take(&spec, "rule", "agent:b", ("", "query"), t0));
         // Half a second refills one token.
         assert!(r.take(
             &spec,

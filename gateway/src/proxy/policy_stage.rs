@@ -185,29 +185,14 @@ impl PolicyStage {
     ) -> Decision {
         let policy = self.engine.policy();
         let w = who(identity);
-        let arguments = match &message.target {
-            Target::Tool { arguments, .. } | Target::Prompt { arguments, .. } => arguments.as_ref(),
-            _ => None,
-        };
-        if let Some(reason) = token_scope(identity, server, class, arguments) {
+        if let Some(reason) = token_scope(identity, server, class, arguments_of(message)) {
             self.metrics.decision(server.name.as_str(), "deny");
             return Decision::Deny {
                 rule: Arc::from(TOKEN_SCOPE_RULE),
                 reason,
             };
         }
-        let q = Question {
-            agent: w.agent,
-            process: w.process,
-            claims: identity.token().map(|t| &t.json),
-            certificate: identity.certificate(),
-            rate_key: w.rate_key,
-            server: server.name.as_str(),
-            method: message.method(),
-            class,
-            arguments: Arguments::lazy(arguments),
-            now: jiff::Timestamp::now(),
-        };
+        let q = question(identity, &w, server, message, class);
         let mut verdict = policy.decide(&q, &self.engine.limiter);
         if verdict.allowed
             && let Class::Tool(tool) = class
@@ -247,9 +232,51 @@ impl PolicyStage {
     }
 }
 
+/// The arguments a tool call or prompt carries.
+fn arguments_of(message: &Message) -> Option<&crate::mcp::message::Arguments> {
+    match &message.target {
+        Target::Tool { arguments, .. } | Target::Prompt { arguments, .. } => arguments.as_ref(),
+        _ => None,
+    }
+}
+
+/// The question the policy is asked about `message`.
+fn question<'a>(
+    identity: &'a Identity,
+    w: &Who<'a>,
+    server: &'a Server,
+    message: &'a Message,
+    class: Class<'a>,
+) -> Question<'a> {
+    Question {
+        agent: w.agent,
+        process: w.process,
+        claims: identity.token().map(|t| &t.json),
+        certificate: identity.certificate(),
+        rate_key: w.rate_key,
+        server: server.name.as_str(),
+        method: message.method(),
+        class,
+        arguments: Arguments::lazy(arguments_of(message)),
+        now: jiff::Timestamp::now(),
+    }
+}
+
 impl DecisionStage for PolicyStage {
     fn decide(&self, identity: &Identity, server: &Server, message: &Message) -> Decision {
         self.ask(identity, server, message, Class::of_client_message(message))
+    }
+
+    fn refund(&self, identity: &Identity, server: &Server, message: &Message) {
+        let w = who(identity);
+        let q = question(
+            identity,
+            &w,
+            server,
+            message,
+            Class::of_client_message(message),
+        );
+        self.engine.policy().refund(&q, &self.engine.limiter);
     }
 }
 

@@ -595,10 +595,17 @@ async fn post(
         return Outcome::denied(messages, decisions, batch).with_body(&bytes, batch);
     }
     // After the decision: a refusal here names the tool's declarations, which an agent the
-    // policy keeps from the tool has no business learning.
+    // policy keeps from the tool has no business learning. It costs the agent no rate-limit
+    // token: a client recovers from it by listing the tools and resending.
     if let Err(e) = headers::check_param_headers(&parts.headers, &messages, revision, |tool| {
         gateway.policy.pins().declarations(server, tool)
     }) {
+        for m in &messages {
+            gateway
+                .stages
+                .decision
+                .refund(identity, &upstream.server, m);
+        }
         let mut o = Outcome::refused(e, messages).with_body(&bytes, batch);
         o.decisions = decisions;
         return o;

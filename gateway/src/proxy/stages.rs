@@ -159,6 +159,10 @@ pub trait IdentityStage: Send + Sync + fmt::Debug {
 /// Decides on each client->server message.
 pub trait DecisionStage: Send + Sync + fmt::Debug {
     fn decide(&self, identity: &Identity, server: &Server, message: &Message) -> Decision;
+
+    /// Undoes what an allowing decision used up (a rate-limit token), for a message refused
+    /// after it on other grounds and never sent.
+    fn refund(&self, _identity: &Identity, _server: &Server, _message: &Message) {}
 }
 
 /// Shapes the headers sent upstream once a request is allowed.

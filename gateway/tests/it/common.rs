@@ -212,6 +212,37 @@ pub fn fixed_ports(text: &str) -> (String, u16, u16) {
     (text, port, admin)
 }
 
+/// A 2026-07-28 request body: `method` with its per-request `_meta`; for tools/call, `name`
+/// and `arguments` (JSON text).
+pub fn modern_request(method: &str, name: &str, arguments: &str) -> String {
+    let meta = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#;
+    let params = if method == "tools/call" {
+        format!(r#"{{"name":"{name}","arguments":{arguments},{meta}}}"#)
+    } else {
+        format!("{{{meta}}}")
+    };
+    format!(r#"{{"jsonrpc":"2.0","id":7,"method":"{method}","params":{params}}}"#)
+}
+
+/// The headers of a 2026-07-28 request for `method` (on `name`), and `extra`.
+pub fn modern_headers(
+    method: &'static str,
+    name: Option<&'static str>,
+    extra: &[(&'static str, &'static str)],
+) -> Vec<(&'static str, &'static str)> {
+    let mut h = vec![
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+        ("MCP-Protocol-Version", "2026-07-28"),
+        ("Mcp-Method", method),
+    ];
+    if let Some(name) = name {
+        h.push(("Mcp-Name", name));
+    }
+    h.extend_from_slice(extra);
+    h
+}
+
 /// tools/call requests client.py makes with its "self" profile: echo, add, route_query and
 /// long_running.
 pub const SELF_PROFILE_CALLS: u64 = 4;

@@ -271,6 +271,59 @@ async fn completions_are_decided_as_the_prompt_they_complete() {
     gw.shutdown().await;
 }
 
+/// A call refused for its `Mcp-Param-*` headers, after the policy allowed it, gives its
+/// rate-limit token back: a client recovers from the refusal by listing and resending, and that
+/// must still fit in the agent's quota.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_refused_for_its_headers_costs_no_rate_limit_token() {
+    let server = python_server("streamable-http", None).await;
+    let policy = "[policy]\npins_file = \"\"\n\
+        [[rules]]\nname = \"routers\"\neffect = \"allow\"\nservers = [\"py\"]\n\
+        tools = [\"route_query\"]\n[rules.rate]\nrequests = 2\nper = \"1h\"\n";
+    let gw = gateway(&config("py", &server.url("/mcp"), policy)).await;
+    let port = addr(&gw).port();
+    let post = |headers: Vec<(&'static str, &'static str)>, body: String| async move {
+        let (status, _, reply) =
+            http(port, "POST", "/servers/py/mcp", &headers, body.as_bytes()).await;
+        (status, String::from_utf8_lossy(&reply).into_owned())
+    };
+    let list = modern_request("tools/list", "", "");
+    let (status, reply) = post(modern_headers("tools/list", None, &[]), list).await;
+    assert_eq!(status, 200, "{reply}");
+    let call = modern_request(
+        "tools/call",
+        "route_query",
+        r#"{"region":"eu","query":"q"}"#,
+    );
+    for claim in ["us", "us", "us"] {
+        let headers = modern_headers(
+            "tools/call",
+            Some("route_query"),
+            &[("Mcp-Param-Region", claim)],
+        );
+        let (status, reply) = post(headers, call.clone()).await;
+        assert_eq!(status, 400, "{reply}");
+        assert!(
+            reply.contains("-32020") && reply.contains("Mcp-Param-Region says"),
+            "{reply}"
+        );
+    }
+    let good = modern_headers(
+        "tools/call",
+        Some("route_query"),
+        &[("Mcp-Param-Region", "eu")],
+    );
+    for _ in 0..2 {
+        let (status, reply) = post(good.clone(), call.clone()).await;
+        assert_eq!(status, 200, "{reply}");
+        assert!(reply.contains("q on eu/0"), "{reply}");
+    }
+    // The quota is two calls, and the refused ones took none of it.
+    let (_, reply) = post(good, call).await;
+    assert!(reply.contains("has used them"), "{reply}");
+    gw.shutdown().await;
+}
+
 /// On the HTTP+SSE transport answers arrive on the stream and POST bodies are ignored: a
 /// refused call's error reaches the client on its stream, promptly, and the session goes on.
 #[tokio::test(flavor = "multi_thread")]

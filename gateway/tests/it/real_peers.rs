@@ -121,24 +121,13 @@ async fn param_headers_that_disagree_with_the_arguments_never_reach_the_server()
     let scratch = scratch_dir("param-headers");
     let (server, gw) = python_behind_gateway(&audit_section(&scratch)).await;
     let port = addr(&gw).port();
-    let meta = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#;
-    let call = |args: &str| {
-        format!(
-            r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"route_query","arguments":{args},{meta}}}}}"#
-        )
-    };
+    let call = |args: &str| modern_request("tools/call", "route_query", args);
     let headers = |method: &'static str, extra: &[(&'static str, &'static str)]| {
-        let mut h = vec![
-            ("Content-Type", "application/json"),
-            ("Accept", "application/json, text/event-stream"),
-            ("MCP-Protocol-Version", "2026-07-28"),
-            ("Mcp-Method", method),
-        ];
-        if method == "tools/call" {
-            h.push(("Mcp-Name", "route_query"));
-        }
-        h.extend_from_slice(extra);
-        h
+        modern_headers(
+            method,
+            (method == "tools/call").then_some("route_query"),
+            extra,
+        )
     };
     let calls_seen = || async {
         received(&server)
@@ -166,7 +155,7 @@ async fn param_headers_that_disagree_with_the_arguments_never_reach_the_server()
     assert_eq!(status, 400, "{}", String::from_utf8_lossy(&reply));
     assert!(String::from_utf8_lossy(&reply).contains("tools/call requests only"));
 
-    let list = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{{{meta}}}}}"#);
+    let list = modern_request("tools/list", "", "");
     let (status, _, reply) = http(
         port,
         "POST",
