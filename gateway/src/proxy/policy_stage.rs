@@ -211,6 +211,11 @@ impl PolicyStage {
                     server.name, server.name
                 ),
             };
+            // Refused, not sent: the token the allowing rule took goes back. (Observe mode
+            // forwards the call, which then costs its token as any other.)
+            if verdict.mode == Mode::Enforce {
+                policy.refund(&q, &self.engine.limiter);
+            }
         }
         let d = decision(verdict);
         self.metrics.decision(server.name.as_str(), d.as_str());
@@ -457,5 +462,51 @@ impl PolicyStage {
                 reason: format!("cannot re-encode a filtered list: {e}"),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    /// A call the pin refuses (its tool's definition changed) was never sent: it costs the
+    /// agent none of its rate limit.
+    #[test]
+    fn a_call_withheld_by_its_pin_costs_no_rate_limit_token() {
+        let config = Config::parse(
+            "[[servers]]\nname = \"s\"\nurl = \"http://127.0.0.1:9/mcp\"\n\
+             [policy]\npins_file = \"\"\n\
+             [[rules]]\nname = \"r\"\neffect = \"allow\"\ntools = [\"t\"]\n\
+             [rules.rate]\nrequests = 1\nper = \"1h\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let engine = Arc::new(Engine::new(&config).unwrap());
+        let stage = PolicyStage::new(engine.clone(), Arc::new(Metrics::new()));
+        let server = config.server("s").unwrap();
+        let identity = Identity::Peer {
+            address: "127.0.0.1:4000".parse().unwrap(),
+        };
+        let call = crate::mcp::message::parse_message(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t"}}"#,
+        )
+        .unwrap();
+        let rule = |d: Decision| d.rule().to_owned();
+        engine.pins().observe("s", "t", "aa");
+        engine.pins().observe("s", "t", "bb");
+        for _ in 0..3 {
+            assert_eq!(rule(stage.decide(&identity, server, &call)), TOOL_PIN_RULE);
+        }
+        engine.pins().observe("s", "t", "aa");
+        assert!(matches!(
+            stage.decide(&identity, server, &call),
+            Decision::Allow { .. }
+        ));
+        let d = stage.decide(&identity, server, &call);
+        assert!(
+            matches!(&d, Decision::Deny { reason, .. } if reason.contains("has used them")),
+            "{d:?}"
+        );
     }
 }
