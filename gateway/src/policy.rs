@@ -395,9 +395,14 @@ impl Policy {
         self.evaluate(q, Some(limiter), None)
     }
 
-    /// Gives back the token [`Policy::decide`] took for `q`, for a request refused after the
-    /// decision (so that a malformed request costs the agent none of its quota).
+    /// Gives back the token [`Policy::decide`] took for `q`, for a request it allowed (in
+    /// enforce or observe mode alike: not a "would deny") that was then refused before it was
+    /// sent, so that a malformed request costs the agent none of its quota.
     pub fn refund(&self, q: &Question<'_>, limiter: &RateLimiter) {
+        // Session plumbing is allowed by access to the server, which takes no token.
+        if q.class == Class::Session {
+            return;
+        }
         let verdict = self.evaluate(q, None, None);
         if !verdict.allowed {
             return;

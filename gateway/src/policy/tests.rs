@@ -245,6 +245,41 @@ fn rate_limits_are_per_agent_and_tool() {
 }
 
 #[test]
+fn refunds_return_only_what_a_decision_took() {
+    // One rule grants the server (session plumbing) and rate-limits what it allows.
+    let p = policy(
+        "[[rules]]\nname = \"r\"\neffect = \"allow\"\nservers = [\"db\"]\ntools = [\"t\"]\n\
+         methods = [\"tasks/get\"]\n[rules.rate]\nrequests = 1\nper = \"1h\"\n",
+    );
+    let limiter = RateLimiter::default();
+    let call = tool_call("a", "t", Arguments::parsed(None), jiff::Timestamp::now());
+    let with = |method: &'static str, class| Question {
+        method,
+        class,
+        ..tool_call("a", "t", Arguments::parsed(None), jiff::Timestamp::now())
+    };
+    assert!(p.decide(&call, &limiter).allowed);
+    assert!(!p.decide(&call, &limiter).allowed);
+    p.refund(&call, &limiter);
+    assert!(p.decide(&call, &limiter).allowed);
+    // Pings take no token, so refunding them gives nothing back to anyone: not to the tool's
+    // bucket, nor to the plain methods' one they would share a key with.
+    let ping = with("ping", Class::Session);
+    let tasks = with("tasks/get", Class::Method);
+    assert!(p.decide(&tasks, &limiter).allowed);
+    for _ in 0..5 {
+        assert!(p.decide(&ping, &limiter).allowed);
+        p.refund(&ping, &limiter);
+    }
+    assert!(!p.decide(&tasks, &limiter).allowed);
+    assert!(!p.decide(&call, &limiter).allowed);
+    // A refund for what the policy denies gives nothing either.
+    let other = with("tools/call", Class::Tool("u"));
+    p.refund(&other, &limiter);
+    assert!(!p.decide(&call, &limiter).allowed);
+}
+
+#[test]
 fn time_windows_decide_with_the_clock_given() {
     let p = policy(
         "[[rules]]\nname = \"hours\"\neffect = \"allow\"\ntools = [\"q\"]\n[[rules.time]]\ndays = [\"mon\",\"tue\",\"wed\",\"thu\",\"fri\"]\nfrom = \"09:00\"\nto = \"17:00\"\ntz = \"America/New_York\"\n",

@@ -287,8 +287,8 @@ async fn a_call_refused_for_its_headers_costs_no_rate_limit_token() {
             http(port, "POST", "/servers/py/mcp", &headers, body.as_bytes()).await;
         (status, String::from_utf8_lossy(&reply).into_owned())
     };
-    let list = modern_request("tools/list", "", "");
-    let (status, reply) = post(modern_headers("tools/list", None, &[]), list).await;
+    let list_body = || modern_request("tools/list", "", "");
+    let (status, reply) = post(modern_headers("tools/list", None, &[]), list_body()).await;
     assert_eq!(status, 200, "{reply}");
     let call = modern_request(
         "tools/call",
@@ -319,8 +319,44 @@ async fn a_call_refused_for_its_headers_costs_no_rate_limit_token() {
         assert!(reply.contains("q on eu/0"), "{reply}");
     }
     // The quota is two calls, and the refused ones took none of it.
-    let (_, reply) = post(good, call).await;
+    let (_, reply) = post(good.clone(), call.clone()).await;
     assert!(reply.contains("has used them"), "{reply}");
+    // A call refused for its headers in observe mode with the quota used up took no token (it
+    // was a would-deny), and gives none back: the next call is still a would-deny.
+    let (status, reply) = post(modern_headers("tools/list", None, &[]), list_body()).await;
+    assert_eq!(status, 200, "{reply}");
+    gw.shutdown().await;
+    let observing = policy.replace("[policy]\n", "[policy]\nmode = \"observe\"\n");
+    let gw = gateway(&config("py", &server.url("/mcp"), &observing)).await;
+    let port = addr(&gw).port();
+    let post = |headers: Vec<(&'static str, &'static str)>, body: String| async move {
+        let (status, _, reply) =
+            http(port, "POST", "/servers/py/mcp", &headers, body.as_bytes()).await;
+        (status, String::from_utf8_lossy(&reply).into_owned())
+    };
+    let (status, reply) = post(modern_headers("tools/list", None, &[]), list_body()).await;
+    assert_eq!(status, 200, "{reply}");
+    let bad = modern_headers(
+        "tools/call",
+        Some("route_query"),
+        &[("Mcp-Param-Region", "us")],
+    );
+    for (headers, status) in [(&good, 200), (&good, 200), (&bad, 400), (&good, 200)] {
+        let (got, reply) = post(headers.clone(), call.clone()).await;
+        assert_eq!(got, status, "{reply}");
+    }
+    let metrics = gw.gateway.metrics.render();
+    let count = |decision: &str| {
+        let line =
+            format!("agentgate_policy_decisions_total{{server=\"py\",decision=\"{decision}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // tools/list and two calls allowed; the bad call and the last one would be denied.
+    assert_eq!((count("allow"), count("would_deny")), (3, 2), "{metrics}");
     gw.shutdown().await;
 }
 
