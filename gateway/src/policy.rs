@@ -22,7 +22,7 @@ use std::{cell::OnceCell, collections::HashMap, fmt, sync::Arc, time::Instant};
 
 use serde_json::Value;
 
-pub use context::RateLimiter;
+pub use context::{Charge, RateLimiter};
 
 use crate::{
     config::{
@@ -256,6 +256,9 @@ pub struct Verdict {
     pub rule: Arc<str>,
     /// For denials: the message for the agent, naming the rule and what to ask for.
     pub reason: String,
+    /// The token the allowing rule's rate limit took, to give back if the message is refused
+    /// after all, unsent.
+    pub charge: Option<Charge>,
 }
 
 /// How one rule fared, for `agentgate policy explain`.
@@ -395,33 +398,6 @@ impl Policy {
         self.evaluate(q, Some(limiter), None)
     }
 
-    /// Gives back the token [`Policy::decide`] took for `q`, for a request it allowed (in
-    /// enforce or observe mode alike: not a "would deny") that was then refused before it was
-    /// sent, so that a malformed request costs the agent none of its quota.
-    pub fn refund(&self, q: &Question<'_>, limiter: &RateLimiter) {
-        // Session plumbing is allowed by access to the server, which takes no token.
-        if q.class == Class::Session {
-            return;
-        }
-        let verdict = self.evaluate(q, None, None);
-        if !verdict.allowed {
-            return;
-        }
-        if let Some(rate) = self
-            .rules
-            .iter()
-            .find(|r| *r.name == *verdict.rule)
-            .and_then(|r| r.spec.rate.as_ref())
-        {
-            limiter.give_back(
-                rate,
-                &verdict.rule,
-                &q.rate_key.to_string(),
-                (rate_lane(q.method), q.class.target()),
-            );
-        }
-    }
-
     /// Decides without touching rate limits, and reports how every rule fared.
     pub fn explain(&self, q: &Question<'_>) -> (Verdict, Vec<Trace>) {
         let mut trace = Vec::new();
@@ -489,6 +465,7 @@ impl Policy {
         let Some(si) = self.index.get(q.server) else {
             return Verdict {
                 allowed: false,
+                charge: None,
                 mode,
                 rule: Arc::from(DEFAULT_DENY),
                 reason: format!(
@@ -525,6 +502,7 @@ impl Policy {
                         });
                         denied = Some(Verdict {
                             allowed: false,
+                            charge: None,
                             mode,
                             rule: rule.name.clone(),
                             reason: format!(
@@ -553,6 +531,7 @@ impl Policy {
                     note(rule, "matched: grants access to the server".into());
                     return Verdict {
                         allowed: true,
+                        charge: None,
                         mode,
                         rule: rule.name.clone(),
                         reason: String::new(),
@@ -568,18 +547,23 @@ impl Policy {
             }
             match self.matches(rule, q) {
                 Ok(()) => {
-                    if let (Some(rate), Some(limiter)) = (&rule.spec.rate, limiter)
-                        && !limiter.take(
+                    let mut charge = None;
+                    if let (Some(rate), Some(limiter)) = (&rule.spec.rate, limiter) {
+                        charge = limiter.take(
                             rate,
                             &rule.spec.name,
                             &q.rate_key.to_string(),
                             (rate_lane(q.method), q.class.target()),
                             Instant::now(),
-                        )
+                        );
+                    }
+                    if charge.is_none()
+                        && let (Some(rate), Some(_)) = (&rule.spec.rate, limiter)
                     {
                         note(rule, "matched, but its rate limit is exhausted".into());
                         return Verdict {
                             allowed: false,
+                            charge: None,
                             mode,
                             rule: rule.name.clone(),
                             reason: format!(
@@ -595,6 +579,7 @@ impl Policy {
                     note(rule, "matched".into());
                     return Verdict {
                         allowed: true,
+                        charge,
                         mode,
                         rule: rule.name.clone(),
                         reason: String::new(),
@@ -614,6 +599,7 @@ impl Policy {
         };
         Verdict {
             allowed: false,
+            charge: None,
             mode,
             rule: Arc::from(DEFAULT_DENY),
             reason: format!(

@@ -175,6 +175,13 @@ struct Bucket {
     at: Instant,
 }
 
+/// A token taken from one bucket: given back if the request it paid for is refused unsent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Charge {
+    key: u64,
+    burst: u32,
+}
+
 /// Token buckets, keyed by (rule, agent identity, lane, target). They outlive policy reloads.
 #[derive(Debug, Default)]
 pub struct RateLimiter {
@@ -183,7 +190,7 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    /// Takes one token; `false` when the bucket is empty. `lane` separates uses of one target
+    /// Takes one token; `None` when the bucket is empty. `lane` separates uses of one target
     /// that must not drain each other's bucket (completions, which clients send as the user
     /// types, beside the prompt they complete).
     pub fn take(
@@ -193,7 +200,7 @@ impl RateLimiter {
         identity: &str,
         (lane, target): (&str, &str),
         now: Instant,
-    ) -> bool {
+    ) -> Option<Charge> {
         let key = self.hasher.hash_one((rule, identity, lane, target));
         let rate = f64::from(spec.requests) / spec.per.as_secs_f64();
         let burst = f64::from(spec.burst);
@@ -212,18 +219,20 @@ impl RateLimiter {
         b.at = now;
         if b.tokens >= 1.0 {
             b.tokens -= 1.0;
-            true
+            Some(Charge {
+                key,
+                burst: spec.burst,
+            })
         } else {
-            false
+            None
         }
     }
 
-    /// Returns a token taken for a request that was refused after all, before it was sent.
-    pub fn give_back(&self, spec: &RateSpec, rule: &str, identity: &str, target: (&str, &str)) {
-        let key = self.hasher.hash_one((rule, identity, target.0, target.1));
+    /// Returns the token `charge` took, for a request refused after all, before it was sent.
+    pub fn give_back(&self, charge: Charge) {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(b) = buckets.get_mut(&key) {
-            b.tokens = (b.tokens + 1.0).min(f64::from(spec.burst));
+        if let Some(b) = buckets.get_mut(&charge.key) {
+            b.tokens = (b.tokens + 1.0).min(f64::from(charge.burst));
         }
     }
 }
@@ -284,39 +293,54 @@ mod tests {
         let r = RateLimiter::default();
         let t0 = Instant::now();
         for _ in 0..3 {
-            assert!(r.take(&spec, "rule", "agent:a", ("", "query"), t0));
+            assert!(
+                r.take(&spec, "rule", "agent:a", ("", "query"), t0)
+                    .is_some()
+            );
         }
-        assert!(!r.take(&spec, "rule", "agent:a", ("", "query"), t0));
+        assert!(
+            r.take(&spec, "rule", "agent:a", ("", "query"), t0)
+                .is_none()
+        );
         // Another identity, tool or lane has its own bucket.
-        assert!(r.take(&spec, "rule", "agent:b", ("", "query"), t0));
-        assert!(r.take(&spec, "rule", "agent:a", ("completion", "query"), t0));
-        assert!(r.take(&spec, "rule", "agent:a", ("", "other"), t0));
+        assert!(
+            r.take(&spec, "rule", "agent:b", ("", "query"), t0)
+                .is_some()
+        );
+        assert!(
+            r.take(&spec, "rule", "agent:a", ("completion", "query"), t0)
+                .is_some()
+        );
+        assert!(
+            r.take(&spec, "rule", "agent:a", ("", "other"), t0)
+                .is_some()
+        );
         // A token given back is there to take again, up to the burst.
-        r.give_back(&spec, "rule", "agent:a", ("", "query"));
-        assert!(r.take(&spec, "rule", "agent:a", ("", "query"), t0));
-        assert!(!r.take(&spec, "rule", "agent:a", ("", "query"), t0));
+        let charge = r.take(&spec, "rule", "agent:c", ("", "query"), t0).unwrap();
+        r.give_back(charge);
         for _ in 0..5 {
-            r.give_back(&spec, "rule", "agent:b", ("", "query"));
+            r.give_back(charge);
         }
         for _ in 0..3 {
-            assert!(r.take(&spec, "rule", "agent:b", ("", "query"), t0));
+            assert!(
+                r.take(&spec, "rule", "agent:c", ("", "query"), t0)
+                    .is_some()
+            );
         }
-        assert!(!r.take(&spec, "rule", "agent:b", ("", "query"), t0));
+        assert!(
+            r.take(&spec, "rule", "agent:c", ("", "query"), t0)
+                .is_none()
+        );
         // Half a second refills one token.
-        assert!(r.take(
-            &spec,
-            "rule",
-            "agent:a",
-            ("", "query"),
-            t0 + Duration::from_millis(500)
-        ));
-        assert!(!r.take(
-            &spec,
-            "rule",
-            "agent:a",
-            ("", "query"),
-            t0 + Duration::from_millis(500)
-        ));
+        let later = t0 + Duration::from_millis(500);
+        assert!(
+            r.take(&spec, "rule", "agent:a", ("", "query"), later)
+                .is_some()
+        );
+        assert!(
+            r.take(&spec, "rule", "agent:a", ("", "query"), later)
+                .is_none()
+        );
     }
 
     #[test]

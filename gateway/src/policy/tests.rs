@@ -245,38 +245,31 @@ fn rate_limits_are_per_agent_and_tool() {
 }
 
 #[test]
-fn refunds_return_only_what_a_decision_took() {
+fn verdicts_carry_the_token_they_took() {
     // One rule grants the server (session plumbing) and rate-limits what it allows.
     let p = policy(
         "[[rules]]\nname = \"r\"\neffect = \"allow\"\nservers = [\"db\"]\ntools = [\"t\"]\n\
-         methods = [\"tasks/get\"]\n[rules.rate]\nrequests = 1\nper = \"1h\"\n",
+         [rules.rate]\nrequests = 1\nper = \"1h\"\n",
     );
     let limiter = RateLimiter::default();
     let call = tool_call("a", "t", Arguments::parsed(None), jiff::Timestamp::now());
-    let with = |method: &'static str, class| Question {
-        method,
-        class,
+    assert_eq!(p.explain(&call).0.charge, None, "explain takes nothing");
+    let v = p.decide(&call, &limiter);
+    assert!(v.allowed);
+    let charge = v.charge.expect("a rate-limited allow took a token");
+    let v = p.decide(&call, &limiter);
+    assert_eq!((v.allowed, v.charge), (false, None));
+    // Given back, the token is there to take again.
+    limiter.give_back(charge);
+    assert!(p.decide(&call, &limiter).allowed);
+    // Session plumbing is allowed by access to the server and takes nothing to give back.
+    let ping = Question {
+        method: "ping",
+        class: Class::Session,
         ..tool_call("a", "t", Arguments::parsed(None), jiff::Timestamp::now())
     };
-    assert!(p.decide(&call, &limiter).allowed);
-    assert!(!p.decide(&call, &limiter).allowed);
-    p.refund(&call, &limiter);
-    assert!(p.decide(&call, &limiter).allowed);
-    // Pings take no token, so refunding them gives nothing back to anyone: not to the tool's
-    // bucket, nor to the plain methods' one they would share a key with.
-    let ping = with("ping", Class::Session);
-    let tasks = with("tasks/get", Class::Method);
-    assert!(p.decide(&tasks, &limiter).allowed);
-    for _ in 0..5 {
-        assert!(p.decide(&ping, &limiter).allowed);
-        p.refund(&ping, &limiter);
-    }
-    assert!(!p.decide(&tasks, &limiter).allowed);
-    assert!(!p.decide(&call, &limiter).allowed);
-    // A refund for what the policy denies gives nothing either.
-    let other = with("tools/call", Class::Tool("u"));
-    p.refund(&other, &limiter);
-    assert!(!p.decide(&call, &limiter).allowed);
+    let v = p.decide(&ping, &limiter);
+    assert_eq!((v.allowed, v.charge), (true, None));
 }
 
 #[test]

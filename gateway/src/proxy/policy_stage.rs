@@ -163,7 +163,10 @@ fn token_scope(
 
 fn decision(v: Verdict) -> Decision {
     match (v.allowed, v.mode) {
-        (true, _) => Decision::Allow { rule: v.rule },
+        (true, _) => Decision::Allow {
+            rule: v.rule,
+            charge: v.charge,
+        },
         (false, Mode::Enforce) => Decision::Deny {
             rule: v.rule,
             reason: v.reason,
@@ -202,8 +205,17 @@ impl PolicyStage {
                 policy.flagged == FlaggedAction::Hide,
             )
         {
+            // Refused, not sent: the token the allowing rule took goes back. (Observe mode
+            // forwards the call, which then costs its token as any other.)
+            let mut charge = verdict.charge;
+            if verdict.mode == Mode::Enforce
+                && let Some(c) = charge.take()
+            {
+                self.engine.limiter.give_back(c);
+            }
             verdict = Verdict {
                 allowed: false,
+                charge,
                 mode: verdict.mode,
                 rule: Arc::from(TOOL_PIN_RULE),
                 reason: format!(
@@ -211,11 +223,6 @@ impl PolicyStage {
                     server.name, server.name
                 ),
             };
-            // Refused, not sent: the token the allowing rule took goes back. (Observe mode
-            // forwards the call, which then costs its token as any other.)
-            if verdict.mode == Mode::Enforce {
-                policy.refund(&q, &self.engine.limiter);
-            }
         }
         let d = decision(verdict);
         self.metrics.decision(server.name.as_str(), d.as_str());
@@ -272,16 +279,13 @@ impl DecisionStage for PolicyStage {
         self.ask(identity, server, message, Class::of_client_message(message))
     }
 
-    fn refund(&self, identity: &Identity, server: &Server, message: &Message) {
-        let w = who(identity);
-        let q = question(
-            identity,
-            &w,
-            server,
-            message,
-            Class::of_client_message(message),
-        );
-        self.engine.policy().refund(&q, &self.engine.limiter);
+    fn refund(&self, decision: &Decision) {
+        if let Decision::Allow {
+            charge: Some(c), ..
+        } = decision
+        {
+            self.engine.limiter.give_back(*c);
+        }
     }
 }
 

@@ -600,14 +600,8 @@ async fn post(
     if let Err(e) = headers::check_param_headers(&parts.headers, &messages, revision, |tool| {
         gateway.policy.pins().declarations(server, tool)
     }) {
-        // Only what an allowing decision charged: an observe-mode WouldDeny took nothing.
-        for (m, d) in messages.iter().zip(&decisions) {
-            if matches!(d, Decision::Allow { .. }) {
-                gateway
-                    .stages
-                    .decision
-                    .refund(identity, &upstream.server, m);
-            }
+        for d in &decisions {
+            gateway.stages.decision.refund(d);
         }
         let mut o = Outcome::refused(e, messages).with_body(&bytes, batch);
         o.decisions = decisions;

@@ -86,23 +86,20 @@ impl fmt::Display for Identity {
 pub enum Decision {
     Allow {
         rule: Arc<str>,
+        /// The rate-limit token the decision took, if any: given back through
+        /// [`DecisionStage::refund`] when the message is refused after all, unsent.
+        charge: Option<crate::policy::Charge>,
     },
     /// Refused: the agent gets a JSON-RPC error with `reason`, nothing goes upstream.
-    Deny {
-        rule: Arc<str>,
-        reason: String,
-    },
+    Deny { rule: Arc<str>, reason: String },
     /// Observe mode: forwarded, though enforce mode would have refused it.
-    WouldDeny {
-        rule: Arc<str>,
-        reason: String,
-    },
+    WouldDeny { rule: Arc<str>, reason: String },
 }
 
 impl Decision {
     pub fn rule(&self) -> &str {
         match self {
-            Decision::Allow { rule }
+            Decision::Allow { rule, .. }
             | Decision::Deny { rule, .. }
             | Decision::WouldDeny { rule, .. } => rule,
         }
@@ -162,7 +159,7 @@ pub trait DecisionStage: Send + Sync + fmt::Debug {
 
     /// Undoes what an allowing decision used up (a rate-limit token), for a message refused
     /// after it on other grounds and never sent.
-    fn refund(&self, _identity: &Identity, _server: &Server, _message: &Message) {}
+    fn refund(&self, _decision: &Decision) {}
 }
 
 /// Shapes the headers sent upstream once a request is allowed.
@@ -234,6 +231,7 @@ impl DecisionStage for AllowWellFormed {
     fn decide(&self, _: &Identity, _: &Server, _: &Message) -> Decision {
         Decision::Allow {
             rule: Arc::from("allow-well-formed"),
+            charge: None,
         }
     }
 }
