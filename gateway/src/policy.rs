@@ -547,35 +547,36 @@ impl Policy {
             }
             match self.matches(rule, q) {
                 Ok(()) => {
-                    let mut charge = None;
-                    if let (Some(rate), Some(limiter)) = (&rule.spec.rate, limiter) {
-                        charge = limiter.take(
-                            rate,
-                            &rule.spec.name,
-                            &q.rate_key.to_string(),
-                            (rate_lane(q.method), q.class.target()),
-                            Instant::now(),
-                        );
-                    }
-                    if charge.is_none()
-                        && let (Some(rate), Some(_)) = (&rule.spec.rate, limiter)
-                    {
-                        note(rule, "matched, but its rate limit is exhausted".into());
-                        return Verdict {
-                            allowed: false,
-                            charge: None,
-                            mode,
-                            rule: rule.name.clone(),
-                            reason: format!(
-                                "agentgate policy: rule {:?} allows {} requests per {} to {}, and agent {:?} has used them; retry later or ask for a higher limit.",
-                                rule.spec.name,
-                                rate.requests,
-                                humantime::format_duration(rate.per),
-                                what(),
-                                q.agent
-                            ),
-                        };
-                    }
+                    let charge = match (&rule.spec.rate, limiter) {
+                        (Some(rate), Some(limiter)) => {
+                            let taken = limiter.take(
+                                rate,
+                                &rule.spec.name,
+                                &q.rate_key.to_string(),
+                                (rate_lane(q.method), q.class.target()),
+                                Instant::now(),
+                            );
+                            if taken.is_none() {
+                                note(rule, "matched, but its rate limit is exhausted".into());
+                                return Verdict {
+                                    allowed: false,
+                                    charge: None,
+                                    mode,
+                                    rule: rule.name.clone(),
+                                    reason: format!(
+                                        "agentgate policy: rule {:?} allows {} requests per {} to {}, and agent {:?} has used them; retry later or ask for a higher limit.",
+                                        rule.spec.name,
+                                        rate.requests,
+                                        humantime::format_duration(rate.per),
+                                        what(),
+                                        q.agent
+                                    ),
+                                };
+                            }
+                            taken
+                        }
+                        _ => None,
+                    };
                     note(rule, "matched".into());
                     return Verdict {
                         allowed: true,
