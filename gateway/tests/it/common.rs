@@ -259,6 +259,18 @@ pub async fn python_behind_gateway(extra: &str) -> (Peer, Running) {
     (server, gw)
 }
 
+/// The Python test server on the legacy HTTP+SSE transport as server "legacy" of a gateway
+/// whose one deny rule refuses `wipe_disk`.
+pub async fn legacy_behind_gateway() -> (Peer, Running) {
+    let server = python_server("sse", None).await;
+    let gw = gateway(&gateway_config(
+        &[("legacy", &server.url("/sse"), "sse", "")],
+        "[[rules]]\nname = \"no-wipe\"\neffect = \"deny\"\ntools = [\"wipe_disk\"]\n",
+    ))
+    .await;
+    (server, gw)
+}
+
 /// Config text for a gateway on free ports in front of `servers` (name, url, transport, extra),
 /// with the [`ALLOW_ALL`] policy.
 pub fn gateway_config(servers: &[(&str, &str, &str, &str)], extra: &str) -> String {

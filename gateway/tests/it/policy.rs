@@ -271,6 +271,16 @@ async fn completions_are_decided_as_the_prompt_they_complete() {
     gw.shutdown().await;
 }
 
+/// POSTs `body` to server "py" of the gateway on `port`: the status and the reply's text.
+async fn post_py(
+    port: u16,
+    headers: Vec<(&'static str, &'static str)>,
+    body: String,
+) -> (u16, String) {
+    let (status, _, reply) = http(port, "POST", "/servers/py/mcp", &headers, body.as_bytes()).await;
+    (status, String::from_utf8_lossy(&reply).into_owned())
+}
+
 /// A call refused for its `Mcp-Param-*` headers, after the policy allowed it, gives its
 /// rate-limit token back: a client recovers from the refusal by listing and resending, and that
 /// must still fit in the agent's quota.
@@ -282,13 +292,8 @@ async fn a_call_refused_for_its_headers_costs_no_rate_limit_token() {
         tools = [\"route_query\"]\n[rules.rate]\nrequests = 2\nper = \"1h\"\n";
     let gw = gateway(&config("py", &server.url("/mcp"), policy)).await;
     let port = addr(&gw).port();
-    let post = |headers: Vec<(&'static str, &'static str)>, body: String| async move {
-        let (status, _, reply) =
-            http(port, "POST", "/servers/py/mcp", &headers, body.as_bytes()).await;
-        (status, String::from_utf8_lossy(&reply).into_owned())
-    };
     let list_body = || modern_request("tools/list", "", "");
-    let (status, reply) = post(modern_headers("tools/list", None, &[]), list_body()).await;
+    let (status, reply) = post_py(port, modern_headers("tools/list", None, &[]), list_body()).await;
     assert_eq!(status, 200, "{reply}");
     let call = modern_request(
         "tools/call",
@@ -301,7 +306,7 @@ async fn a_call_refused_for_its_headers_costs_no_rate_limit_token() {
             Some("route_query"),
             &[("Mcp-Param-Region", claim)],
         );
-        let (status, reply) = post(headers, call.clone()).await;
+        let (status, reply) = post_py(port, headers, call.clone()).await;
         assert_eq!(status, 400, "{reply}");
         assert!(
             reply.contains("-32020") && reply.contains("Mcp-Param-Region says"),
@@ -314,27 +319,22 @@ async fn a_call_refused_for_its_headers_costs_no_rate_limit_token() {
         &[("Mcp-Param-Region", "eu")],
     );
     for _ in 0..2 {
-        let (status, reply) = post(good.clone(), call.clone()).await;
+        let (status, reply) = post_py(port, good.clone(), call.clone()).await;
         assert_eq!(status, 200, "{reply}");
         assert!(reply.contains("q on eu/0"), "{reply}");
     }
     // The quota is two calls, and the refused ones took none of it.
-    let (_, reply) = post(good.clone(), call.clone()).await;
+    let (_, reply) = post_py(port, good.clone(), call.clone()).await;
     assert!(reply.contains("has used them"), "{reply}");
     // A call refused for its headers in observe mode with the quota used up took no token (it
     // was a would-deny), and gives none back: the next call is still a would-deny.
-    let (status, reply) = post(modern_headers("tools/list", None, &[]), list_body()).await;
+    let (status, reply) = post_py(port, modern_headers("tools/list", None, &[]), list_body()).await;
     assert_eq!(status, 200, "{reply}");
     gw.shutdown().await;
     let observing = policy.replace("[policy]\n", "[policy]\nmode = \"observe\"\n");
     let gw = gateway(&config("py", &server.url("/mcp"), &observing)).await;
     let port = addr(&gw).port();
-    let post = |headers: Vec<(&'static str, &'static str)>, body: String| async move {
-        let (status, _, reply) =
-            http(port, "POST", "/servers/py/mcp", &headers, body.as_bytes()).await;
-        (status, String::from_utf8_lossy(&reply).into_owned())
-    };
-    let (status, reply) = post(modern_headers("tools/list", None, &[]), list_body()).await;
+    let (status, reply) = post_py(port, modern_headers("tools/list", None, &[]), list_body()).await;
     assert_eq!(status, 200, "{reply}");
     let bad = modern_headers(
         "tools/call",
@@ -342,7 +342,7 @@ async fn a_call_refused_for_its_headers_costs_no_rate_limit_token() {
         &[("Mcp-Param-Region", "us")],
     );
     for (headers, status) in [(&good, 200), (&good, 200), (&bad, 400), (&good, 200)] {
-        let (got, reply) = post(headers.clone(), call.clone()).await;
+        let (got, reply) = post_py(port, headers.clone(), call.clone()).await;
         assert_eq!(got, status, "{reply}");
     }
     let metrics = gw.gateway.metrics.render();
@@ -364,12 +364,7 @@ async fn a_call_refused_for_its_headers_costs_no_rate_limit_token() {
 /// refused call's error reaches the client on its stream, promptly, and the session goes on.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_legacy_client_gets_refusals_on_its_stream() {
-    let server = python_server("sse", None).await;
-    let gw = gateway(&gateway_config(
-        &[("legacy", &server.url("/sse"), "sse", "")],
-        "[[rules]]\nname = \"no-wipe\"\neffect = \"deny\"\ntools = [\"wipe_disk\"]\n",
-    ))
-    .await;
+    let (server, gw) = legacy_behind_gateway().await;
     let steps = json!([
         ["call", "echo", {"message": "before"}],
         ["call", "wipe_disk", {}],

@@ -331,12 +331,7 @@ async fn a_client_recovers_when_a_restarted_gateway_has_not_seen_the_tool() {
 /// denies is the only difference between the direct and the proxied run.
 #[tokio::test(flavor = "multi_thread")]
 async fn python_client_and_server_legacy_sse_transport_through_the_gateway() {
-    let server = python_server("sse", None).await;
-    let gw = gateway(&gateway_config(
-        &[("legacy", &server.url("/sse"), "sse", "")],
-        "[[rules]]\nname = \"no-wipe\"\neffect = \"deny\"\ntools = [\"wipe_disk\"]\n",
-    ))
-    .await;
+    let (server, gw) = legacy_behind_gateway().await;
     let through = format!("http://{}/servers/legacy/sse", addr(&gw));
     let mut direct = python_client(&server.url("/sse"), "sse", "legacy", "self", None).await;
     let proxied = python_client(&through, "sse", "legacy", "self", None).await;
