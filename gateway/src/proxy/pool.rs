@@ -42,8 +42,19 @@ pub enum PoolError {
     Connect(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("HTTP/1.1 handshake failed")]
     Handshake(#[source] hyper::Error),
+    /// The connection failed before the request left: the server never saw it.
+    #[error("connection closed before the request was sent")]
+    Unsent(#[source] hyper::Error),
     #[error("request failed")]
     Request(#[source] hyper::Error),
+}
+
+impl PoolError {
+    /// Whether the server may have received the request (and may act on it, or answer it on
+    /// another stream): false only when it certainly did not.
+    pub fn maybe_sent(&self) -> bool {
+        matches!(self, PoolError::Request(_))
+    }
 }
 
 /// The connections to one server.
@@ -156,7 +167,8 @@ impl Pool {
                 }
                 Err(mut e) => match e.take_message() {
                     Some(unsent) if reused => req = unsent,
-                    _ => return Err(PoolError::Request(e.into_error())),
+                    Some(_) => return Err(PoolError::Unsent(e.into_error())),
+                    None => return Err(PoolError::Request(e.into_error())),
                 },
             }
         }
@@ -523,16 +535,37 @@ mod tests {
         assert!(pool.target("not a uri").is_err());
     }
 
+    async fn get_from_fresh_pool(url: &url::Url) -> Result<Response<PooledBody>, PoolError> {
+        let connector =
+            crate::proxy::upstream::build_connector("test", None, Duration::from_secs(5)).unwrap();
+        let pool = Pool::new(url, connector, Drain::new()).unwrap();
+        pool.send(Request::get("/").body(Full::new(Bytes::new())).unwrap())
+            .await
+    }
+
     #[tokio::test]
     async fn a_refused_connection_is_a_connect_error() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = url::Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
         drop(listener);
-        let connector =
-            crate::proxy::upstream::build_connector("test", None, Duration::from_secs(5)).unwrap();
-        let pool = Pool::new(&url, connector, Drain::new()).unwrap();
-        let req = Request::get("/").body(Full::new(Bytes::new())).unwrap();
-        let err = pool.send(req).await.unwrap_err();
+        let err = get_from_fresh_pool(&url).await.unwrap_err();
         assert!(matches!(err, PoolError::Connect(_)), "{err:?}");
+        assert!(!err.maybe_sent(), "nothing was sent");
+    }
+
+    /// A server that reads the request and closes without an answer may have acted on it.
+    #[tokio::test]
+    async fn a_request_lost_after_it_was_written_may_have_been_sent() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = url::Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf).await;
+        });
+        let err = get_from_fresh_pool(&url).await.unwrap_err();
+        assert!(matches!(err, PoolError::Request(_)), "{err:?}");
+        assert!(err.maybe_sent());
     }
 }

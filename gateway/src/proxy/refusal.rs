@@ -70,7 +70,11 @@ pub enum Refusal {
     UnknownEndpoint,
     #[error("request denied: {0}")]
     Denied(String),
+    /// The request never reached the server (connect, TLS or handshake failure).
     #[error("upstream {server} unreachable: {detail}")]
+    UpstreamUnreachable { server: String, detail: String },
+    /// The request failed after it may have reached the server.
+    #[error("upstream {server} failed the request: {detail}")]
     UpstreamUnavailable { server: String, detail: String },
     #[error("upstream {server} did not answer within {seconds} s")]
     UpstreamTimeout { server: String, seconds: u64 },
@@ -112,7 +116,9 @@ impl Refusal {
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Origin(_) | Denied(_) => StatusCode::FORBIDDEN,
             Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            UpstreamUnavailable { .. } | UpstreamInvalid { .. } => StatusCode::BAD_GATEWAY,
+            UpstreamUnreachable { .. } | UpstreamUnavailable { .. } | UpstreamInvalid { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
             UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Draining | AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -139,7 +145,8 @@ impl Refusal {
 
     pub fn cause(&self) -> Cause {
         match self {
-            Refusal::UpstreamUnavailable { .. }
+            Refusal::UpstreamUnreachable { .. }
+            | Refusal::UpstreamUnavailable { .. }
             | Refusal::UpstreamTimeout { .. }
             | Refusal::UpstreamInvalid { .. } => Cause::Upstream,
             Refusal::Draining | Refusal::AuditUnavailable(_) => Cause::Gateway,
@@ -167,6 +174,7 @@ impl Refusal {
             MethodNotAllowed => "method",
             Origin(_) => "origin",
             Denied(_) => "denied",
+            UpstreamUnreachable { .. } => "upstream_unreachable",
             UpstreamUnavailable { .. } => "upstream_unavailable",
             UpstreamTimeout { .. } => "upstream_timeout",
             UpstreamInvalid { .. } => "upstream_invalid",

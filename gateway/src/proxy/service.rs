@@ -663,11 +663,15 @@ async fn post(
     let response = match sent {
         Ok(r) => r,
         Err(e) => {
+            let unsent = matches!(e, Refusal::UpstreamUnreachable { .. });
             let mut o = Outcome::refused(e, messages);
             o.decisions = decisions;
             o.recorded = recorded;
-            // The upstream may have acted on it and answer on its stream yet: no answer of ours.
-            o.reply = None;
+            // Unless the request certainly never left, the upstream may have acted on it and
+            // answer on its stream yet: then no answer of ours.
+            if !unsent {
+                o.reply = None;
+            }
             return o;
         }
     };
@@ -860,28 +864,33 @@ pub(super) async fn send(
         return launched.exchange(owner, &method, &headers, body).await;
     }
     let server = || upstream.server.name.to_string();
-    let unavailable = |detail: String| Refusal::UpstreamUnavailable {
+    // Everything before the pool sends is a failure to reach the server.
+    let unreached = |detail: String| Refusal::UpstreamUnreachable {
         server: server(),
         detail,
     };
     let Some(pool) = &upstream.pool else {
-        return Err(unavailable("the server has no http(s) URL".to_owned()));
+        return Err(unreached("the server has no http(s) URL".to_owned()));
     };
-    let path = pool.target(uri).map_err(unavailable)?;
+    let path = pool.target(uri).map_err(unreached)?;
     let mut req = Request::builder().method(method).uri(path);
     if let Some(h) = req.headers_mut() {
         *h = headers;
     }
     let req = req
         .body(Full::new(body))
-        .map_err(|e| unavailable(e.to_string()))?;
+        .map_err(|e| unreached(e.to_string()))?;
     let timeout = gateway.config.limits.upstream_response_timeout;
     match tokio::time::timeout(timeout, pool.send(req)).await {
         Err(_) => Err(Refusal::UpstreamTimeout {
             server: server(),
             seconds: timeout.as_secs(),
         }),
-        Ok(Err(e)) => Err(unavailable(error_chain(&e))),
+        Ok(Err(e)) if e.maybe_sent() => Err(Refusal::UpstreamUnavailable {
+            server: server(),
+            detail: error_chain(&e),
+        }),
+        Ok(Err(e)) => Err(unreached(error_chain(&e))),
         Ok(Ok(r)) => Ok(r.map(|b| b.map_err(|e| Box::new(e) as super::BoxError).boxed_unsync())),
     }
 }

@@ -352,6 +352,92 @@ async fn python_client_and_server_legacy_sse_transport_through_the_gateway() {
     }));
 }
 
+/// A TCP relay to `to` that passes its first connection (the gateway's legacy GET stream) for
+/// good; every later one only until the returned sender fires, which also closes the listener,
+/// so new connections are refused. That is a server host whose stream lives on while new
+/// connections to it fail: a network fault no real server can be asked for.
+async fn relay_that_breaks(to: u16) -> (u16, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (brk, mut broken) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let mut later = tokio::task::JoinSet::new();
+        let mut first = true;
+        loop {
+            let (mut inbound, _) = tokio::select! {
+                accepted = listener.accept() => accepted.unwrap(),
+                _ = &mut broken => break,
+            };
+            let relay = async move {
+                let mut outbound = tokio::net::TcpStream::connect(("127.0.0.1", to)).await?;
+                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await
+            };
+            if std::mem::take(&mut first) {
+                tokio::spawn(relay);
+            } else {
+                later.spawn(relay);
+            }
+        }
+        // Dropping the listener and the later connections' tasks closes them all.
+    });
+    (port, brk)
+}
+
+/// On the legacy transport, a POST that never reached the upstream (its connections fail while
+/// the stream lives on) is answered on the stream at once: the client sees why, rather than
+/// waiting out its own timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_legacy_request_that_never_left_is_answered_on_the_stream() {
+    let server = python_server("sse", None).await;
+    let (relay, brk) = relay_that_breaks(server.port).await;
+    let gw = gateway(&gateway_config(
+        &[(
+            "legacy",
+            &format!("http://127.0.0.1:{relay}/sse"),
+            "sse",
+            "",
+        )],
+        "",
+    ))
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (here, go) = (dir.path().join("here"), dir.path().join("go"));
+    let steps = serde_json::json!([
+        ["call", "echo", {"message": "before"}],
+        ["touch", here],
+        ["wait_for", go],
+        ["call", "echo", {"message": "after"}],
+    ]);
+    let url = format!("http://{}/servers/legacy/sse", addr(&gw));
+    let client = tokio::spawn(async move { super::policy::client(&url, steps).await });
+    while !here.exists() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    brk.send(()).expect("relay running");
+    let broken = std::time::Instant::now();
+    std::fs::write(&go, b"").unwrap();
+    let results = client.await.expect("client task");
+    assert_eq!(
+        results[0]["text"].as_str(),
+        Some("before"),
+        "{}",
+        results[0]
+    );
+    let message = results[3]["rpc_error"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("upstream legacy unreachable"),
+        "{}",
+        results[3]
+    );
+    // The gateway's answer, not the client's own timeout (30 s).
+    assert!(
+        broken.elapsed() < Duration::from_secs(25),
+        "{:?}",
+        broken.elapsed()
+    );
+    gw.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn legacy_posts_only_reach_endpoints_a_live_stream_announced() {
     let server = python_server("sse", None).await;

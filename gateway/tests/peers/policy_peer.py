@@ -20,6 +20,7 @@
         ["prompt", name, args] -> {"text": str} (the first message's text) or {"rpc_error": message}
         ["drop_privileges"]   -> {"uid": 65534}   (become nobody/nogroup, as an agent should run)
         ["wait_for", path]    -> {"waited": true} once path exists (up to 60 s)
+        ["touch", path]       -> {"touched": path} (creates the file: tells a test where the client is)
         ["probe", needle]     -> {"uid", "own_environ", "processes": [{"pid", "cmdline",
                                   "environ" or "error"}]} for every process whose command line
                                   contains needle: what this process can learn about them
@@ -148,6 +149,9 @@ async def client(url, steps, mode="legacy"):
                         break
                     await asyncio.sleep(0.1)
                 out.append({"waited": os.path.exists(step[1])})
+            elif step[0] == "touch":
+                open(step[1], "w").close()
+                out.append({"touched": step[1]})
             elif step[0] == "prompt":
                 try:
                     r = await c.get_prompt(step[1], step[2])
