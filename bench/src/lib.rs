@@ -3,21 +3,27 @@
 /// A `tools/call` request of about `size` bytes: a long text argument (a file write, a SQL
 /// query) plus a list of small structured items, the two shapes large tool calls take.
 pub fn tools_call_body(size: usize) -> Vec<u8> {
+    // The rendered length grows by exactly what each step adds (the text needs no escapes), so
+    // it is tracked rather than rendered per step: rendering each step made a 1 MiB body take a
+    // minute to build.
     let mut items = Vec::new();
     let mut text = String::new();
+    let mut len = render(&text, &items).len();
     let mut i = 0;
-    loop {
-        let body = render(&text, &items);
-        if body.len() >= size {
-            return body;
-        }
+    while len < size {
         if i % 2 == 0 {
-            text.push_str("SELECT id, name FROM accounts WHERE region = 'eu' AND balance > 100; ");
+            let piece = "SELECT id, name FROM accounts WHERE region = 'eu' AND balance > 100; ";
+            text.push_str(piece);
+            len += piece.len();
         } else {
-            items.push(serde_json::json!({"id": i, "name": format!("item-{i}"), "tags": ["alpha", "beta"], "price": 12.5}));
+            let item = serde_json::json!({"id": i, "name": format!("item-{i}"), "tags": ["alpha", "beta"], "price": 12.5});
+            // A comma before every item but the first.
+            len += item.to_string().len() + usize::from(!items.is_empty());
+            items.push(item);
         }
         i += 1;
     }
+    render(&text, &items)
 }
 
 fn render(text: &str, items: &[serde_json::Value]) -> Vec<u8> {
@@ -104,3 +110,46 @@ pub fn tool_question<'a>(
 
 /// A typical read-only query for the SQL matcher.
 pub const TYPICAL_SQL: &str = "SELECT c.name, c.email FROM customers AS c WHERE c.region = 'eu' AND c.id > 100 ORDER BY c.name LIMIT 50";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The definition: render after every step, stop at the first body of `size` or more.
+    fn rendered_each_step(size: usize) -> Vec<u8> {
+        let (mut items, mut text) = (Vec::new(), String::new());
+        for i in 0.. {
+            let body = render(&text, &items);
+            if body.len() >= size {
+                return body;
+            }
+            if i % 2 == 0 {
+                text.push_str(
+                    "SELECT id, name FROM accounts WHERE region = 'eu' AND balance > 100; ",
+                );
+            } else {
+                items.push(serde_json::json!({"id": i, "name": format!("item-{i}"), "tags": ["alpha", "beta"], "price": 12.5}));
+            }
+        }
+        unreachable!()
+    }
+
+    #[test]
+    fn tracking_the_length_builds_the_same_bodies() {
+        for size in [0, 1, 200, 1024, 4096, 20_000] {
+            assert_eq!(tools_call_body(size), rendered_each_step(size), "{size}");
+        }
+    }
+
+    #[test]
+    fn bodies_are_at_least_the_size_asked_and_only_just() {
+        for size in [0, 200, 1024, 4096, 65_536] {
+            let body = tools_call_body(size);
+            assert!(body.len() >= size, "{size}: {}", body.len());
+            // One step more than needed would add at least a text piece (70 bytes).
+            assert!(body.len() < size.max(200) + 200, "{size}: {}", body.len());
+            let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(value["method"], "tools/call");
+        }
+    }
+}
