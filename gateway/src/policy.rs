@@ -698,6 +698,9 @@ pub struct Engine {
     policy: arc_swap::ArcSwap<Policy>,
     pins: arc_swap::ArcSwap<pins::Pins>,
     pub limiter: RateLimiter,
+    /// Held through a reload: a signal and the admin API may ask at once, and the later
+    /// policy must be the one that stays.
+    reloading: std::sync::Mutex<()>,
 }
 
 /// Why a reload was refused (the old policy keeps serving).
@@ -718,6 +721,7 @@ impl Engine {
             policy: arc_swap::ArcSwap::from_pointee(Policy::compile(config)),
             pins: arc_swap::ArcSwap::from_pointee(pins),
             limiter: RateLimiter::default(),
+            reloading: std::sync::Mutex::new(()),
         })
     }
 
@@ -731,10 +735,17 @@ impl Engine {
 
     /// Replaces the policy with the one in `config` (its rules, modes and pins).
     pub fn replace(&self, config: &Config) -> Result<(), pins::PinError> {
-        let pins = pins::Pins::load(config.policy.pins_file.clone(), &config.policy.pins)?;
-        pins.inherit(&self.pins.load());
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let policy = Policy::compile(config);
-        self.pins.store(Arc::new(pins));
+        let pins = pins::Pins::succeed(
+            &self.pins.load_full(),
+            config.policy.pins_file.clone(),
+            &config.policy.pins,
+        )?;
+        self.pins.store(pins);
         self.policy.store(Arc::new(policy));
         Ok(())
     }

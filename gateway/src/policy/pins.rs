@@ -183,6 +183,9 @@ struct State {
     /// What each definition seen of a tool declares for `Mcp-Param-*` headers, by its hash
     /// (the latest few only).
     param_headers: HashMap<String, HashMap<String, Seen>>,
+    /// The store that replaced this one on a reload. Callers that took this store just before
+    /// the swap are sent on to it, so that nothing they report is lost with the old store.
+    successor: Option<Arc<Pins>>,
 }
 
 impl Pins {
@@ -206,13 +209,39 @@ impl Pins {
         })
     }
 
-    /// Takes over what an older store learnt at runtime (after a reload).
-    pub fn inherit(&self, old: &Pins) {
-        let old = lock(&old.state);
-        let mut st = lock(&self.state);
-        st.current = old.current.clone();
-        st.flagged = old.flagged.clone();
-        st.param_headers = old.param_headers.clone();
+    /// The store that replaces `old` on a reload: the pin file read afresh, `configured` pins,
+    /// and what `old` learnt at runtime. `old` stays locked from the file's reading until it
+    /// forwards to the new store, so no listing seen meanwhile is lost, and no pin `old` wrote
+    /// is missing from the new store's copy of the file.
+    pub fn succeed(
+        old: &Arc<Pins>,
+        file: Option<PathBuf>,
+        configured: &[PinSpec],
+    ) -> Result<Arc<Pins>, PinError> {
+        let mut st = lock(&old.state);
+        if let Some(next) = st.successor.clone() {
+            drop(st);
+            return Pins::succeed(&next, file, configured);
+        }
+        let new = Pins::load(file, configured)?;
+        {
+            let mut learnt = lock(&new.state);
+            learnt.current = st.current.clone();
+            learnt.flagged = st.flagged.clone();
+            learnt.param_headers = st.param_headers.clone();
+        }
+        let new = Arc::new(new);
+        st.successor = Some(new.clone());
+        Ok(new)
+    }
+
+    /// This store's state, or the store that replaced it.
+    fn state(&self) -> Result<std::sync::MutexGuard<'_, State>, Arc<Pins>> {
+        let st = lock(&self.state);
+        match &st.successor {
+            Some(next) => Err(next.clone()),
+            None => Ok(st),
+        }
     }
 
     fn pinned<'a>(&'a self, st: &'a State, server: &str, tool: &str) -> Option<&'a str> {
@@ -229,7 +258,10 @@ impl Pins {
 
     /// Records a definition seen in a tools/list result.
     pub fn observe(&self, server: &str, tool: &str, hash: &str) -> Status {
-        let mut st = lock(&self.state);
+        let mut st = match self.state() {
+            Ok(st) => st,
+            Err(next) => return next.observe(server, tool, hash),
+        };
         set(&mut st.current, server, tool, hash.to_owned());
         let status = match self.pinned(&st, server, tool).map(str::to_owned) {
             Some(p) if p == hash => return Status::Pinned,
@@ -303,7 +335,10 @@ impl Pins {
 
     /// Records what hidden text the last definition seen of a tool carries (empty: none).
     pub fn flag(&self, server: &str, tool: &str, flags: &[&str]) {
-        let mut st = lock(&self.state);
+        let mut st = match self.state() {
+            Ok(st) => st,
+            Err(next) => return next.flag(server, tool, flags),
+        };
         if flags.is_empty() {
             if let Some(tools) = st.flagged.get_mut(server) {
                 tools.remove(tool);
@@ -322,7 +357,10 @@ impl Pins {
         hash: &str,
         declarations: Declarations,
     ) -> bool {
-        let mut st = lock(&self.state);
+        let mut st = match self.state() {
+            Ok(st) => st,
+            Err(next) => return next.declare(server, tool, hash, declarations),
+        };
         let seen = st
             .param_headers
             .entry(server.to_owned())
@@ -347,7 +385,10 @@ impl Pins {
     /// that gets through is checked against what it was allowed by, whichever listing came
     /// last. `None` while the pinned definition has not been seen.
     pub fn declarations(&self, server: &str, tool: &str) -> Option<Arc<Declarations>> {
-        let st = lock(&self.state);
+        let st = match self.state() {
+            Ok(st) => st,
+            Err(next) => return next.declarations(server, tool),
+        };
         let pinned = self.pinned(&st, server, tool)?;
         st.param_headers
             .get(server)?
@@ -360,7 +401,10 @@ impl Pins {
     /// Why a tool may not be called: its last definition seen differs from its pin, or (when
     /// `flagged_blocks`) carries hidden text. `None` when it may.
     pub fn blocked(&self, server: &str, tool: &str, flagged_blocks: bool) -> Option<String> {
-        let st = lock(&self.state);
+        let st = match self.state() {
+            Ok(st) => st,
+            Err(next) => return next.blocked(server, tool, flagged_blocks),
+        };
         if flagged_blocks && let Some(f) = get(&st.flagged, server, tool) {
             return Some(format!("its description contains {f}"));
         }
@@ -513,7 +557,7 @@ mod tests {
 
     #[test]
     fn header_declarations_are_the_pinned_definitions() {
-        let pins = Pins::load(None, &[]).unwrap();
+        let pins = Arc::new(Pins::load(None, &[]).unwrap());
         let schema = |header: &str| {
             Declarations::of(Some(&json!({"properties": {
                 "region": {"type": "string", "x-mcp-header": header}
@@ -546,10 +590,45 @@ mod tests {
         assert!(pins.declare("s", "t", "aa", schema("Region")));
         assert_eq!(header(&pins), Some(vec!["Mcp-Param-Region".to_owned()]));
         // After a reload the new store knows what the old one learnt.
-        let reloaded = Pins::load(None, &[]).unwrap();
-        reloaded.inherit(&pins);
+        let reloaded = Pins::succeed(&pins, None, &[]).unwrap();
         reloaded.observe("s", "t", "aa");
         assert_eq!(header(&reloaded), Some(vec!["Mcp-Param-Region".to_owned()]));
+    }
+
+    /// A caller may take the store just before a reload swaps it out: what it reports then
+    /// must reach the new store, or a definition changed meanwhile would be pinned afresh.
+    #[test]
+    fn a_reload_loses_nothing_the_old_store_learns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pins.json");
+        let old = Arc::new(Pins::load(Some(path.clone()), &[]).unwrap());
+        assert_eq!(old.observe("s", "t", "aa"), Status::NewlyPinned);
+        let new = Pins::succeed(&old, Some(path.clone()), &[]).unwrap();
+        assert_eq!(new.observe("s", "t", "aa"), Status::Pinned);
+        // Reported through the old store after the swap: the new one has it.
+        assert_eq!(old.observe("s", "u", "cc"), Status::NewlyPinned);
+        assert_eq!(new.observe("s", "u", "cc"), Status::Pinned);
+        assert_eq!(
+            old.observe("s", "t", "bb"),
+            Status::Changed {
+                pinned: "aa".into(),
+                new: true
+            }
+        );
+        assert!(new.blocked("s", "t", false).unwrap().contains("changed"));
+        assert!(old.blocked("s", "t", false).is_some());
+        old.flag("s", "u", &["zero-width characters"]);
+        assert!(new.blocked("s", "u", true).unwrap().contains("zero-width"));
+        // A reload that starts from a store already replaced continues from the latest one.
+        let newer = Pins::succeed(&old, Some(path.clone()), &[]).unwrap();
+        assert!(newer.blocked("s", "u", true).is_some());
+        assert_eq!(new.observe("s", "v", "dd"), Status::NewlyPinned);
+        assert_eq!(newer.observe("s", "v", "dd"), Status::Pinned);
+        // And the file holds every pin, whichever store wrote it.
+        let restarted = Pins::load(Some(path), &[]).unwrap();
+        for (tool, hash) in [("t", "aa"), ("u", "cc"), ("v", "dd")] {
+            assert_eq!(restarted.observe("s", tool, hash), Status::Pinned, "{tool}");
+        }
     }
 
     #[test]
