@@ -698,8 +698,8 @@ pub struct Engine {
     policy: arc_swap::ArcSwap<Policy>,
     pins: arc_swap::ArcSwap<pins::Pins>,
     pub limiter: RateLimiter,
-    /// Held through a reload: a signal and the admin API may ask at once, and the later
-    /// policy must be the one that stays.
+    /// Held through a reload, from reading the file: a signal and the admin API may ask at
+    /// once, and the file read last must be the policy that stays.
     reloading: std::sync::Mutex<()>,
 }
 
@@ -734,11 +734,7 @@ impl Engine {
     }
 
     /// Replaces the policy with the one in `config` (its rules, modes and pins).
-    pub fn replace(&self, config: &Config) -> Result<(), pins::PinError> {
-        let _one_at_a_time = self
-            .reloading
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    fn replace(&self, config: &Config) -> Result<(), pins::PinError> {
         let policy = Policy::compile(config);
         let pins = pins::Pins::succeed(
             &self.pins.load_full(),
@@ -753,6 +749,11 @@ impl Engine {
     /// Re-reads the config file and replaces the policy; on any error the old one stays.
     pub fn reload(&self, source: Option<&std::path::Path>) -> Result<usize, ReloadError> {
         let path = source.ok_or(ReloadError::NoFile)?;
+        // From reading the file on: a reload that read it earlier must not finish later.
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let config = Config::load(path)?;
         self.replace(&config)?;
         Ok(config.policy.rules.len())

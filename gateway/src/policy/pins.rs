@@ -99,7 +99,7 @@ pub fn flags(tool: &Value) -> Vec<&'static str> {
 }
 
 /// The pin file.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PinFile {
     pub version: u32,
@@ -226,6 +226,11 @@ impl Pins {
         let new = Pins::load(file, configured)?;
         {
             let mut learnt = lock(&new.state);
+            // Without a file the pins live in memory only: they carry over, or a reload would
+            // pin afresh whatever definition it saw next.
+            if new.file.is_none() {
+                learnt.file = st.file.clone();
+            }
             learnt.current = st.current.clone();
             learnt.flagged = st.flagged.clone();
             learnt.param_headers = st.param_headers.clone();
@@ -591,7 +596,7 @@ mod tests {
         assert_eq!(header(&pins), Some(vec!["Mcp-Param-Region".to_owned()]));
         // After a reload the new store knows what the old one learnt.
         let reloaded = Pins::succeed(&pins, None, &[]).unwrap();
-        reloaded.observe("s", "t", "aa");
+        assert_eq!(reloaded.observe("s", "t", "aa"), Status::Pinned);
         assert_eq!(header(&reloaded), Some(vec!["Mcp-Param-Region".to_owned()]));
     }
 
@@ -624,6 +629,19 @@ mod tests {
         assert!(newer.blocked("s", "u", true).is_some());
         assert_eq!(new.observe("s", "v", "dd"), Status::NewlyPinned);
         assert_eq!(newer.observe("s", "v", "dd"), Status::Pinned);
+        // Pins kept in memory only carry over too: a changed definition stays blocked.
+        let memory = Arc::new(Pins::load(None, &[]).unwrap());
+        assert_eq!(memory.observe("s", "t", "aa"), Status::NewlyPinned);
+        assert!(matches!(
+            memory.observe("s", "t", "bb"),
+            Status::Changed { .. }
+        ));
+        let reloaded = Pins::succeed(&memory, None, &[]).unwrap();
+        assert!(reloaded.blocked("s", "t", false).is_some());
+        assert!(matches!(
+            reloaded.observe("s", "t", "bb"),
+            Status::Changed { .. }
+        ));
         // And the file holds every pin, whichever store wrote it.
         let restarted = Pins::load(Some(path), &[]).unwrap();
         for (tool, hash) in [("t", "aa"), ("u", "cc"), ("v", "dd")] {
