@@ -66,6 +66,9 @@ pub struct Pool {
 #[derive(Debug)]
 struct Shared {
     connector: Connector,
+    /// The connector bounds the TCP connect only; a server that accepts and then stalls the
+    /// TLS or HTTP handshake is bounded by this.
+    connect_timeout: Duration,
     /// `scheme://authority/`: what the connector dials.
     origin: Uri,
     /// The server's URL, and its path and query as a request target (parsed once).
@@ -88,13 +91,20 @@ struct Idle {
 
 impl Pool {
     /// A pool for the server at `url` (http:// or https://); `None` for a URL with no host.
-    pub fn new(url: &url::Url, connector: Connector, drain: Drain) -> Option<Self> {
-        Self::with_sweep(url, connector, drain, SWEEP_EVERY)
+    /// Connecting (TCP, TLS and the HTTP/1.1 handshake together) gets `connect_timeout`.
+    pub fn new(
+        url: &url::Url,
+        connector: Connector,
+        connect_timeout: Duration,
+        drain: Drain,
+    ) -> Option<Self> {
+        Self::with_sweep(url, connector, connect_timeout, drain, SWEEP_EVERY)
     }
 
     fn with_sweep(
         url: &url::Url,
         connector: Connector,
+        connect_timeout: Duration,
         drain: Drain,
         sweep_every: Duration,
     ) -> Option<Self> {
@@ -112,6 +122,7 @@ impl Pool {
         Some(Self {
             shared: Arc::new(Shared {
                 connector,
+                connect_timeout,
                 origin,
                 url: url.as_str().to_owned(),
                 path,
@@ -186,15 +197,20 @@ impl Pool {
     }
 
     async fn connect(&self) -> Result<Sender, PoolError> {
-        let mut connector = self.shared.connector.clone();
-        let io = connector
-            .call(self.shared.origin.clone())
+        let dial = async {
+            let mut connector = self.shared.connector.clone();
+            let io = connector
+                .call(self.shared.origin.clone())
+                .await
+                .map_err(PoolError::Connect)?;
+            http1::Builder::new()
+                .handshake(io)
+                .await
+                .map_err(PoolError::Handshake)
+        };
+        let (sender, connection) = tokio::time::timeout(self.shared.connect_timeout, dial)
             .await
-            .map_err(PoolError::Connect)?;
-        let (sender, connection) = http1::Builder::new()
-            .handshake(io)
-            .await
-            .map_err(PoolError::Handshake)?;
+            .map_err(|elapsed| PoolError::Connect(Box::new(elapsed)))??;
         // Not a drain task: it ends by itself once the pool lets go of its sender, or the
         // server closes, and in-flight requests are what draining waits for.
         tokio::spawn(async move {
@@ -406,7 +422,14 @@ mod tests {
     fn pool(server: &Server, sweep_every: Duration) -> Pool {
         let connector =
             crate::proxy::upstream::build_connector("test", None, Duration::from_secs(5)).unwrap();
-        Pool::with_sweep(&server.url, connector, Drain::new(), sweep_every).unwrap()
+        Pool::with_sweep(
+            &server.url,
+            connector,
+            Duration::from_secs(5),
+            Drain::new(),
+            sweep_every,
+        )
+        .unwrap()
     }
 
     async fn get(pool: &Pool, path: &str) -> Bytes {
@@ -516,7 +539,7 @@ mod tests {
         let url = url::Url::parse("http://127.0.0.1:9/mcp?x=1").unwrap();
         let connector =
             crate::proxy::upstream::build_connector("test", None, Duration::from_secs(5)).unwrap();
-        let pool = Pool::new(&url, connector, Drain::new()).unwrap();
+        let pool = Pool::new(&url, connector, Duration::from_secs(5), Drain::new()).unwrap();
         assert_eq!(pool.target(url.as_str()).unwrap(), "/mcp?x=1");
         assert_eq!(
             pool.target("http://127.0.0.1:9/messages?session=a")
@@ -538,7 +561,7 @@ mod tests {
     async fn get_from_fresh_pool(url: &url::Url) -> Result<Response<PooledBody>, PoolError> {
         let connector =
             crate::proxy::upstream::build_connector("test", None, Duration::from_secs(5)).unwrap();
-        let pool = Pool::new(url, connector, Drain::new()).unwrap();
+        let pool = Pool::new(url, connector, Duration::from_secs(5), Drain::new()).unwrap();
         pool.send(Request::get("/").body(Full::new(Bytes::new())).unwrap())
             .await
     }
@@ -551,6 +574,30 @@ mod tests {
         let err = get_from_fresh_pool(&url).await.unwrap_err();
         assert!(matches!(err, PoolError::Connect(_)), "{err:?}");
         assert!(!err.maybe_sent(), "nothing was sent");
+    }
+
+    /// A server that accepts and then never answers the TLS handshake: the connect timeout
+    /// ends the wait (the connector's own timeout covers the TCP connect only).
+    #[tokio::test]
+    async fn a_stalled_handshake_is_a_connect_error() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = url::Url::parse(&format!("https://{}/", listener.local_addr().unwrap())).unwrap();
+        let (held, mut stop) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let (_stream, _) = listener.accept().await.unwrap();
+            let _ = (&mut stop).await;
+        });
+        let connector =
+            crate::proxy::upstream::build_connector("test", None, Duration::from_secs(5)).unwrap();
+        let pool = Pool::new(&url, connector, Duration::from_millis(200), Drain::new()).unwrap();
+        let req = Request::get("/").body(Full::new(Bytes::new())).unwrap();
+        let err = tokio::time::timeout(Duration::from_secs(30), pool.send(req))
+            .await
+            .expect("the connect timeout ends the handshake")
+            .unwrap_err();
+        assert!(matches!(err, PoolError::Connect(_)), "{err:?}");
+        assert!(!err.maybe_sent());
+        drop(held);
     }
 
     /// A server that reads the request and closes without an answer may have acted on it.

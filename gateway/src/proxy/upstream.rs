@@ -81,7 +81,12 @@ impl Upstreams {
                 server.name.as_str().to_owned(),
                 Arc::new(Upstream {
                     server: server.clone(),
-                    pool: Pool::new(&server.url, connector, drain.clone()),
+                    pool: Pool::new(
+                        &server.url,
+                        connector,
+                        config.limits.upstream_connect_timeout,
+                        drain.clone(),
+                    ),
                     launched,
                     series: Default::default(),
                 }),

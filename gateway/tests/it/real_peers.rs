@@ -414,6 +414,16 @@ async fn a_legacy_request_that_never_left_is_answered_on_the_stream() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     brk.send(()).expect("relay running");
+    while tokio::net::TcpStream::connect(("127.0.0.1", relay))
+        .await
+        .is_ok()
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The relay has closed the gateway's pooled connection too; give the gateway a moment to
+    // read that end, so that the next POST dials (and fails) rather than writing into a
+    // connection about to report its close, which would count as maybe sent.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let broken = std::time::Instant::now();
     std::fs::write(&go, b"").unwrap();
     let results = client.await.expect("client task");
