@@ -48,7 +48,16 @@ pub struct Metrics {
     pub audit_failed: Gauge,
     /// Agent TLS handshakes that failed (bad or missing client certificates among them).
     pub tls_handshake_failed: Counter,
+    /// Each server's decision counters, found in their family once: counting a decision, which
+    /// happens for every message, then allocates nothing.
+    decision_cache: std::sync::RwLock<DecisionCache>,
 }
+
+/// The values of the decision label the cache keeps counters for.
+const DECISION_LABELS: [&str; 3] = ["allow", "deny", "would_deny"];
+
+type DecisionCache =
+    std::collections::HashMap<String, [std::sync::OnceLock<Counter>; DECISION_LABELS.len()]>;
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -129,6 +138,7 @@ impl Metrics {
             tls_handshake_failed.clone(),
         );
         Self {
+            decision_cache: Default::default(),
             tls_handshake_failed,
             audit_refused,
             audit_failed,
@@ -143,13 +153,36 @@ impl Metrics {
         }
     }
 
-    /// Counts a policy decision.
+    /// Counts a policy decision ("allow", "deny" or "would_deny") on a message to `server` (a
+    /// configured server's name).
     pub fn decision(&self, server: &str, decision: &'static str) {
-        self.decisions
-            .get_or_create(&DecisionLabels {
-                server: server.to_owned(),
-                decision,
-            })
+        let find = || {
+            self.decisions
+                .get_or_create(&DecisionLabels {
+                    server: server.to_owned(),
+                    decision,
+                })
+                .clone()
+        };
+        let Some(i) = DECISION_LABELS.iter().position(|d| *d == decision) else {
+            find().inc();
+            return;
+        };
+        let cache = self
+            .decision_cache
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(counters) = cache.get(server) {
+            counters[i].get_or_init(find).inc();
+            return;
+        }
+        drop(cache);
+        self.decision_cache
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(server.to_owned())
+            .or_default()[i]
+            .get_or_init(find)
             .inc();
     }
 
@@ -305,6 +338,33 @@ mod tests {
             text.contains(r#"agentgate_requests_total{server="s",method="other"} 1"#),
             "{text}"
         );
+    }
+
+    #[test]
+    fn decisions_are_counted_per_server_and_kind_through_the_cache() {
+        let m = Metrics::new();
+        for (server, decision) in [
+            ("a", "allow"),
+            ("a", "allow"),
+            ("b", "allow"),
+            ("a", "deny"),
+            ("a", "would_deny"),
+            ("a", "unheard_of"),
+        ] {
+            m.decision(server, decision);
+        }
+        let text = m.render();
+        for line in [
+            r#"agentgate_policy_decisions_total{server="a",decision="allow"} 2"#,
+            r#"agentgate_policy_decisions_total{server="b",decision="allow"} 1"#,
+            r#"agentgate_policy_decisions_total{server="a",decision="deny"} 1"#,
+            r#"agentgate_policy_decisions_total{server="a",decision="would_deny"} 1"#,
+            r#"agentgate_policy_decisions_total{server="a",decision="unheard_of"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        // Only the series counted so far exist: no zero-valued ones made up front.
+        assert!(!text.contains(r#"server="b",decision="deny""#), "{text}");
     }
 
     #[test]
