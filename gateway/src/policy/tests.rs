@@ -590,3 +590,14 @@ fn completions_meet_conditional_deny_rules_and_not_conditional_allow_rules() {
     assert!(!complete("s").allowed);
     assert!(get("s", json!({"region": "eu"})).allowed);
 }
+
+/// As the example config says: `*` crosses `/`, so a directory's glob covers its subdirectories
+/// (dot segments never reach a rule: the parser refuses them).
+#[test]
+fn resource_globs_match_across_slashes() {
+    let docs = crate::config::policy::Pattern::parse("file:///srv/docs/*").unwrap();
+    assert!(docs.matches("file:///srv/docs/a.md"));
+    assert!(docs.matches("file:///srv/docs/sub/b.md"));
+    assert!(!docs.matches("file:///srv/docsecret"));
+    assert!(!docs.matches("file:///srv/other/a.md"));
+}

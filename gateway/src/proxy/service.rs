@@ -75,6 +75,8 @@ struct Outcome {
     identity: Option<Identity>,
     /// The gateway's own JSON-RPC answer (the response's body), when it refused or denied.
     reply: Option<Bytes>,
+    /// Whether `reply` went on the agent's legacy stream.
+    on_stream: bool,
 }
 
 impl Outcome {
@@ -84,6 +86,7 @@ impl Outcome {
         Self {
             response: error.response_with(reply.clone()),
             reply: Some(reply),
+            on_stream: false,
             messages,
             decisions: Vec::new(),
             error: Some(error),
@@ -153,13 +156,20 @@ impl Outcome {
             batch,
             identity: None,
             reply: Some(reply),
+            on_stream: false,
         }
     }
 
     /// A legacy (HTTP+SSE) agent reads answers only from its stream and ignores POST bodies:
     /// the gateway's answer to a request it refused goes on the stream that announced
     /// `endpoint`, or the agent would wait for it until it gives up.
-    fn answer_on_stream(&self, gateway: &Gateway, poster: &Identity, server: &str, endpoint: &str) {
+    fn answer_on_stream(
+        &mut self,
+        gateway: &Gateway,
+        poster: &Identity,
+        server: &str,
+        endpoint: &str,
+    ) {
         let Some(reply) = &self.reply else {
             return;
         };
@@ -167,12 +177,14 @@ impl Outcome {
             .messages
             .iter()
             .any(|m| m.kind == mcp::Kind::Request && m.id.is_some());
+        if !answers_a_request {
+            return;
+        }
         let poster = super::policy_stage::principal(poster);
-        if answers_a_request
-            && !gateway
-                .legacy
-                .answer(server, endpoint, &poster, reply.clone())
-        {
+        self.on_stream = gateway
+            .legacy
+            .answer(server, endpoint, &poster, reply.clone());
+        if !self.on_stream {
             tracing::debug!(
                 server,
                 "A refused legacy request's answer found no stream to take it."
@@ -275,6 +287,14 @@ pub async fn handle(
             &outcome,
             started,
         );
+    }
+    if outcome.on_stream {
+        // The answer is on the stream, where the agent reads it. The POST gets what servers of
+        // this transport send, 202: a client may stop posting after an error status (the
+        // Python SDK's does), which would end its session over one refused request.
+        let mut accepted = Response::new(refusal::empty());
+        *accepted.status_mut() = StatusCode::ACCEPTED;
+        return accepted;
     }
     outcome.response
 }
@@ -404,7 +424,7 @@ async fn dispatch(
                     if e.starts_with('/')
                         && gateway.legacy.is_live(upstream.server.name.as_str(), &e) =>
                 {
-                    let outcome = post(
+                    let mut outcome = post(
                         gateway,
                         identity,
                         framing,
@@ -993,5 +1013,6 @@ async fn relay_response(
         batch: false,
         identity: None,
         reply: None,
+        on_stream: false,
     }
 }

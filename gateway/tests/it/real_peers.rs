@@ -353,43 +353,60 @@ async fn python_client_and_server_legacy_sse_transport_through_the_gateway() {
 }
 
 /// A TCP relay to `to` that passes its first connection (the gateway's legacy GET stream) for
-/// good; every later one only until the returned sender fires, which also closes the listener,
-/// so new connections are refused. That is a server host whose stream lives on while new
-/// connections to it fail: a network fault no real server can be asked for.
-async fn relay_that_breaks(to: u16) -> (u16, tokio::sync::oneshot::Sender<()>) {
+/// good, and later ones until the first sender fires: that closes them and the listener, so new
+/// connections are refused, until the second sender fires and the relay listens again. A
+/// server host whose stream lives on while new connections to it fail, for a while: a network
+/// fault no real server can be asked for.
+async fn relay_that_breaks(
+    to: u16,
+) -> (
+    u16,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    async fn relay(mut inbound: tokio::net::TcpStream, to: u16) -> std::io::Result<(u64, u64)> {
+        let mut outbound = tokio::net::TcpStream::connect(("127.0.0.1", to)).await?;
+        tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (brk, mut broken) = tokio::sync::oneshot::channel::<()>();
+    let (heal, healed) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let mut later = tokio::task::JoinSet::new();
         let mut first = true;
         loop {
-            let (mut inbound, _) = tokio::select! {
+            let (inbound, _) = tokio::select! {
                 accepted = listener.accept() => accepted.unwrap(),
                 _ = &mut broken => break,
             };
-            let relay = async move {
-                let mut outbound = tokio::net::TcpStream::connect(("127.0.0.1", to)).await?;
-                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await
-            };
             if std::mem::take(&mut first) {
-                tokio::spawn(relay);
+                tokio::spawn(relay(inbound, to));
             } else {
-                later.spawn(relay);
+                later.spawn(relay(inbound, to));
             }
         }
-        // Dropping the listener and the later connections' tasks closes them all.
+        drop((listener, later));
+        if healed.await.is_ok() {
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                .await
+                .unwrap();
+            while let Ok((inbound, _)) = listener.accept().await {
+                tokio::spawn(relay(inbound, to));
+            }
+        }
     });
-    (port, brk)
+    (port, brk, heal)
 }
 
 /// On the legacy transport, a POST that never reached the upstream (its connections fail while
 /// the stream lives on) is answered on the stream at once: the client sees why, rather than
-/// waiting out its own timeout.
+/// waiting out its own timeout. The POST itself gets 202, as from the server, so the client
+/// goes on posting once the server is back.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_legacy_request_that_never_left_is_answered_on_the_stream() {
     let server = python_server("sse", None).await;
-    let (relay, brk) = relay_that_breaks(server.port).await;
+    let (relay, brk, heal) = relay_that_breaks(server.port).await;
     let gw = gateway(&gateway_config(
         &[(
             "legacy",
@@ -401,31 +418,54 @@ async fn a_legacy_request_that_never_left_is_answered_on_the_stream() {
     ))
     .await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let (here, go) = (dir.path().join("here"), dir.path().join("go"));
+    let at = |name: &str| dir.path().join(name);
     let steps = serde_json::json!([
         ["call", "echo", {"message": "before"}],
-        ["touch", here],
-        ["wait_for", go],
+        ["touch", at("broken")],
+        ["wait_for", at("go")],
         ["call", "echo", {"message": "after"}],
+        ["touch", at("healed")],
+        ["wait_for", at("go on")],
+        ["call", "echo", {"message": "again"}],
     ]);
     let url = format!("http://{}/servers/legacy/sse", addr(&gw));
     let client = tokio::spawn(async move { super::policy::client(&url, steps).await });
-    while !here.exists() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let reached = |name: &str| {
+        let path = at(name);
+        async move {
+            while !path.exists() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let relay_accepts = || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", relay))
+            .await
+            .is_ok()
+    };
+    reached("broken").await;
     brk.send(()).expect("relay running");
-    while tokio::net::TcpStream::connect(("127.0.0.1", relay))
-        .await
-        .is_ok()
-    {
+    while relay_accepts().await {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // The relay has closed the gateway's pooled connection too; give the gateway a moment to
     // read that end, so that the next POST dials (and fails) rather than writing into a
     // connection about to report its close, which would count as maybe sent.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let broken = std::time::Instant::now();
-    std::fs::write(&go, b"").unwrap();
+    let broke = std::time::Instant::now();
+    std::fs::write(at("go"), b"").unwrap();
+    reached("healed").await;
+    // The gateway's answer, not the client's own timeout (30 s).
+    assert!(
+        broke.elapsed() < Duration::from_secs(25),
+        "{:?}",
+        broke.elapsed()
+    );
+    heal.send(()).expect("relay waiting");
+    while !relay_accepts().await {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    std::fs::write(at("go on"), b"").unwrap();
     let results = client.await.expect("client task");
     assert_eq!(
         results[0]["text"].as_str(),
@@ -439,12 +479,7 @@ async fn a_legacy_request_that_never_left_is_answered_on_the_stream() {
         "{}",
         results[3]
     );
-    // The gateway's answer, not the client's own timeout (30 s).
-    assert!(
-        broken.elapsed() < Duration::from_secs(25),
-        "{:?}",
-        broken.elapsed()
-    );
+    assert_eq!(results[6]["text"].as_str(), Some("again"), "{}", results[6]);
     gw.shutdown().await;
 }
 
