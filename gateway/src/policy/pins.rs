@@ -226,10 +226,16 @@ impl Pins {
         let new = Pins::load(file, configured)?;
         {
             let mut learnt = lock(&new.state);
-            // Without a file the pins live in memory only: they carry over, or a reload would
-            // pin afresh whatever definition it saw next.
-            if new.file.is_none() {
-                learnt.file = st.file.clone();
+            // Pins kept in memory only (by either store) carry over, or a reload would pin
+            // afresh whatever definition it saw next. Where both keep a file, the file as read
+            // now is the truth: an operator may have pinned or unpinned since.
+            if new.file.is_none() || old.file.is_none() {
+                for (server, tools) in &st.file.servers {
+                    let into = learnt.file.servers.entry(server.clone()).or_default();
+                    for (tool, entry) in tools {
+                        into.entry(tool.clone()).or_insert_with(|| entry.clone());
+                    }
+                }
             }
             learnt.current = st.current.clone();
             learnt.flagged = st.flagged.clone();
@@ -642,6 +648,10 @@ mod tests {
             reloaded.observe("s", "t", "bb"),
             Status::Changed { .. }
         ));
+        // Also when the reload starts keeping a file.
+        let file = dir.path().join("later.json");
+        let filed = Pins::succeed(&reloaded, Some(file), &[]).unwrap();
+        assert!(filed.blocked("s", "t", false).is_some());
         // And the file holds every pin, whichever store wrote it.
         let restarted = Pins::load(Some(path), &[]).unwrap();
         for (tool, hash) in [("t", "aa"), ("u", "cc"), ("v", "dd")] {

@@ -66,8 +66,8 @@ pub struct Pool {
 #[derive(Debug)]
 struct Shared {
     connector: Connector,
-    /// The connector bounds the TCP connect only; a server that accepts and then stalls the
-    /// TLS or HTTP handshake is bounded by this.
+    /// The connector bounds the TCP connect only; name resolution and a server that accepts
+    /// and then stalls the TLS handshake are bounded by this.
     connect_timeout: Duration,
     /// `scheme://authority/`: what the connector dials.
     origin: Uri,
@@ -91,7 +91,7 @@ struct Idle {
 
 impl Pool {
     /// A pool for the server at `url` (http:// or https://); `None` for a URL with no host.
-    /// Connecting (TCP, TLS and the HTTP/1.1 handshake together) gets `connect_timeout`.
+    /// Connecting (DNS, TCP and TLS together) gets `connect_timeout`.
     pub fn new(
         url: &url::Url,
         connector: Connector,

@@ -288,7 +288,13 @@ pub async fn handle(
             started,
         );
     }
-    if outcome.on_stream {
+    // Never for a refusal that must close the connection (none carries an answer today).
+    if outcome.on_stream
+        && !outcome
+            .error
+            .as_ref()
+            .is_some_and(Refusal::closes_connection)
+    {
         // The answer is on the stream, where the agent reads it. The POST gets what servers of
         // this transport send, 202: a client may stop posting after an error status (the
         // Python SDK's does), which would end its session over one refused request.

@@ -399,6 +399,14 @@ async fn relay_that_breaks(
     (port, brk, heal)
 }
 
+/// Waits for `f`, failing the test after a minute rather than hanging it (a client that died,
+/// a relay that could not listen again).
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), f)
+        .await
+        .unwrap_or_else(|_| panic!("not within a minute: {what}"))
+}
+
 /// On the legacy transport, a POST that never reached the upstream (its connections fail while
 /// the stream lives on) is answered on the stream at once: the client sees why, rather than
 /// waiting out its own timeout. The POST itself gets 202, as from the server, so the client
@@ -443,18 +451,21 @@ async fn a_legacy_request_that_never_left_is_answered_on_the_stream() {
             .await
             .is_ok()
     };
-    reached("broken").await;
+    within("the client's first call", reached("broken")).await;
     brk.send(()).expect("relay running");
-    while relay_accepts().await {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    within("the relay refusing connections", async {
+        while relay_accepts().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
     // The relay has closed the gateway's pooled connection too; give the gateway a moment to
     // read that end, so that the next POST dials (and fails) rather than writing into a
     // connection about to report its close, which would count as maybe sent.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let broke = std::time::Instant::now();
     std::fs::write(at("go"), b"").unwrap();
-    reached("healed").await;
+    within("the client's refused call", reached("healed")).await;
     // The gateway's answer, not the client's own timeout (30 s).
     assert!(
         broke.elapsed() < Duration::from_secs(25),
@@ -462,11 +473,16 @@ async fn a_legacy_request_that_never_left_is_answered_on_the_stream() {
         broke.elapsed()
     );
     heal.send(()).expect("relay waiting");
-    while !relay_accepts().await {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    within("the relay listening again", async {
+        while !relay_accepts().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
     std::fs::write(at("go on"), b"").unwrap();
-    let results = client.await.expect("client task");
+    let results = within("the client's last call", client)
+        .await
+        .expect("client task");
     assert_eq!(
         results[0]["text"].as_str(),
         Some("before"),
