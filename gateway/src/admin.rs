@@ -38,6 +38,9 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, drain: Drain) {
                             audit(&req, &gateway).await
                         }
                         "/tokens" if req.method() == Method::POST => issue(req, &gateway).await,
+                        "/policy/reload" if req.method() == Method::POST => {
+                            reload(gateway.clone()).await
+                        }
                         _ => route(&req, &gateway),
                     };
                     Ok::<_, Infallible>(response)
@@ -59,16 +62,41 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, drain: Drain) {
     }
 }
 
+/// A policy reload, off the runtime's threads: it reads files, and waits for a reload already
+/// under way.
+async fn reload(gateway: Arc<Gateway>) -> Response<Full<Bytes>> {
+    match tokio::task::spawn_blocking(move || gateway.reload_policy()).await {
+        Ok(Ok(rules)) => reply(
+            StatusCode::OK,
+            "text/plain",
+            Bytes::from(format!("reloaded: {rules} rules\n")),
+        ),
+        Ok(Err(e)) => reply(
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            Bytes::from(format!("refused, the previous policy stays: {e}\n")),
+        ),
+        Err(e) => reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            Bytes::from(format!(
+                "the reload failed, the previous policy stays: {e}\n"
+            )),
+        ),
+    }
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    resp
+}
+
 fn route(req: &Request<Incoming>, gateway: &Gateway) -> Response<Full<Bytes>> {
-    let reply = |status: StatusCode, content_type: &'static str, body: Bytes| {
-        let mut resp = Response::new(Full::new(body));
-        *resp.status_mut() = status;
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            header::HeaderValue::from_static(content_type),
-        );
-        resp
-    };
     let audit_failed = gateway.audit.as_ref().is_some_and(|a| a.failed());
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") if audit_failed => reply(
@@ -116,18 +144,6 @@ fn route(req: &Request<Incoming>, gateway: &Gateway) -> Response<Full<Bytes>> {
             "application/json",
             Bytes::from(serde_json::to_vec(&gateway.live.list()).unwrap_or_default()),
         ),
-        (&Method::POST, "/policy/reload") => match gateway.reload_policy() {
-            Ok(rules) => reply(
-                StatusCode::OK,
-                "text/plain",
-                Bytes::from(format!("reloaded: {rules} rules\n")),
-            ),
-            Err(e) => reply(
-                StatusCode::BAD_REQUEST,
-                "text/plain",
-                Bytes::from(format!("refused, the previous policy stays: {e}\n")),
-            ),
-        },
         (
             _,
             "/healthz"

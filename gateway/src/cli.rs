@@ -443,7 +443,10 @@ async fn reload_on_hangup(gateway: Arc<Gateway>, mut hangups: tokio::signal::uni
             _ = gateway.drain.signaled() => return,
             got = hangups.recv() => match got {
                 Some(()) => {
-                    let _ = gateway.reload_policy();
+                    // Off the runtime's threads: a reload reads files, and waits for one
+                    // the admin API may have under way.
+                    let gateway = gateway.clone();
+                    let _ = tokio::task::spawn_blocking(move || gateway.reload_policy()).await;
                 }
                 None => return,
             },
