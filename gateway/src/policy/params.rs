@@ -144,7 +144,8 @@ pub fn check_value(spec: &ParamSpec, value: Option<&Value>) -> Result<(), String
 }
 
 /// A deny rule's condition: holds when the value as sent, or a value a server's lax validation
-/// may read from it ([`readings`]), satisfies the matcher. Where what the server reads cannot
+/// may read from it ([`readings`]; inside lists and objects, member by member, for `eq` and
+/// `one_of`), satisfies the matcher. Where what the server reads cannot
 /// be known here, the condition holds too: a number that is infinite or NaN in a range test,
 /// and JSON text the server would parse and this parser cannot (`unreadable_container`),
 /// when the matcher tests parsed values (to a regex, text starting with "[" is text).
@@ -154,11 +155,14 @@ pub fn check_value_lax(spec: &ParamSpec, value: Option<&Value>) -> Result<(), St
     let Some(value) = value else {
         return strict;
     };
-    if strict.is_ok()
-        || readings(value)
+    let read_as = match &spec.matcher {
+        Matcher::Eq(want) => lax_eq(value, want),
+        Matcher::OneOf(set) => set.iter().any(|want| lax_eq(value, want)),
+        _ => readings(value)
             .iter()
-            .any(|r| check_value(spec, Some(r)).is_ok())
-    {
+            .any(|r| check_value(spec, Some(r)).is_ok()),
+    };
+    if strict.is_ok() || read_as {
         return Ok(());
     }
     if let Some(text) = value.as_str() {
@@ -173,6 +177,31 @@ pub fn check_value_lax(spec: &ParamSpec, value: Option<&Value>) -> Result<(), St
         }
     }
     strict
+}
+
+/// Whether a lax server may read `value` as `want`: as sent or as one of its [`readings`], a
+/// list or object member by member (`{"force": "yes"}` as `{"force": true}`), and JSON text it
+/// cannot read here as any list or object. Readings are taken once per value, never of a
+/// reading: members are what the recursion descends into, so it ends.
+fn lax_eq(value: &Value, want: &Value) -> bool {
+    let shaped = |v: &Value| match (v, want) {
+        (Value::Array(items), Value::Array(wants)) => {
+            items.len() == wants.len() && items.iter().zip(wants).all(|(v, w)| lax_eq(v, w))
+        }
+        (Value::Object(map), Value::Object(wants)) => {
+            map.len() == wants.len()
+                && wants
+                    .iter()
+                    .all(|(k, w)| map.get(k).is_some_and(|v| lax_eq(v, w)))
+        }
+        _ => false,
+    };
+    json_eq(value, want)
+        || shaped(value)
+        || (!want.is_string() && value.as_str().is_some_and(unreadable_container))
+        || readings(value)
+            .iter()
+            .any(|r| json_eq(r, want) || shaped(r))
 }
 
 /// Whether the matcher tests values a string argument becomes only once a server parses it (a
@@ -475,6 +504,42 @@ mod tests {
         );
         assert!(check(&glob, Some(&json!({"name": "report-2026.csv"}))).is_ok());
         assert!(check(&glob, Some(&json!({"name": "report-2026.csv.exe"}))).is_err());
+    }
+
+    /// A deny condition on a list or object holds for what a lax server reads inside it.
+    #[test]
+    fn deny_conditions_read_inside_lists_and_objects() {
+        let deny = spec("/o", Matcher::Eq(json!({"force": true, "n": [1, 2]})));
+        for held in [
+            json!({"force": true, "n": [1, 2]}),
+            json!({"force": "yes", "n": [1, 2]}),
+            json!({"force": 1, "n": ["1", " 2 "]}),
+            json!({"force": "on", "n": "[1, 2]"}),
+            json!("{\"force\": \"true\", \"n\": [\"1\", 2.0]}"),
+            json!({"force": true, "n": "[1, NaN]"}),
+        ] {
+            assert!(check_value_lax(&deny, Some(&held)).is_ok(), "{held}");
+        }
+        for missed in [
+            json!({"force": false, "n": [1, 2]}),
+            json!({"force": "yes", "n": [1, 2, 3]}),
+            json!({"force": "yes"}),
+            json!({"force": "yes", "n": [1, 2], "more": 1}),
+            json!({"force": "maybe", "n": [1, 2]}),
+            json!([true, [1, 2]]),
+        ] {
+            assert!(check_value_lax(&deny, Some(&missed)).is_err(), "{missed}");
+        }
+        let deny_any = spec(
+            "/o",
+            Matcher::OneOf(vec![json!(["rm", "-rf"]), json!(["shred"])]),
+        );
+        assert!(check_value_lax(&deny_any, Some(&json!("[\"shred\"]"))).is_ok());
+        assert!(check_value_lax(&deny_any, Some(&json!(["rm", "-rf"]))).is_ok());
+        assert!(check_value_lax(&deny_any, Some(&json!(["rm", "-r"]))).is_err());
+        // Scalars: a reading is not read again (true -> 1 -> true would never end).
+        let deny_word = spec("/o", Matcher::Eq(json!("x")));
+        assert!(check_value_lax(&deny_word, Some(&json!(true))).is_err());
     }
 
     #[test]

@@ -204,6 +204,36 @@ async fn deny_conditions_hold_for_the_values_a_coercing_server_reads() {
     gw.shutdown().await;
 }
 
+/// A deny condition on a whole object holds for what the server reads inside it: `{"force":
+/// "yes"}` is `{"force": true}` to a `dict[str, bool]` parameter.
+#[tokio::test(flavor = "multi_thread")]
+async fn deny_conditions_on_objects_hold_for_what_the_server_reads_inside() {
+    let server = python_server("streamable-http", None).await;
+    let policy = "[policy]\npins_file = \"\"\n\
+        [[rules]]\nname = \"everything\"\neffect = \"allow\"\nservers = [\"py\"]\n\
+        [[rules]]\nname = \"no-forced-flags\"\neffect = \"deny\"\ntools = [\"set_flags\"]\n\
+        [[rules.params]]\npointer = \"/flags\"\neq = { force = true }\n";
+    let gw = gateway(&config("py", &server.url("/mcp"), policy)).await;
+    let steps = json!([
+        ["call", "set_flags", {"flags": {"force": "yes"}}],
+        ["call", "set_flags", {"flags": "{\"force\": \"on\"}"}],
+        ["call", "set_flags", {"flags": {"force": "no"}}],
+    ]);
+    let direct = client(&server.url("/mcp"), steps.clone()).await;
+    assert_eq!(text(&direct[0]), "flags: force=True");
+    assert_eq!(text(&direct[1]), "flags: force=True");
+    assert_eq!(text(&direct[2]), "flags: force=False");
+    let through = client(&gateway_url(&gw, "py"), steps).await;
+    for refused in &through[..2] {
+        let message = refused["rpc_error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("not refused: {refused}"));
+        assert!(message.contains("rule \"no-forced-flags\""), "{message}");
+    }
+    assert_eq!(through[2], direct[2]);
+    gw.shutdown().await;
+}
+
 /// completion/complete is decided as access to what it completes: a prompt the agent may not
 /// get has no completions to offer it either (they can name what the prompt guards).
 #[tokio::test(flavor = "multi_thread")]

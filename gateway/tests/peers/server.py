@@ -53,6 +53,12 @@ def drop_tables(tables: list[str], force: bool = False) -> str:
 
 
 @mcp.tool()
+def set_flags(flags: dict[str, bool]) -> str:
+    """Policy tests deny some flag sets: the SDK reads "yes" inside the dict as True."""
+    return "flags: " + ", ".join(f"{k}={v}" for k, v in sorted(flags.items()))
+
+
+@mcp.tool()
 def route_query(
     region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})],
     query: str,
