@@ -145,7 +145,7 @@ pub fn check_value(spec: &ParamSpec, value: Option<&Value>) -> Result<(), String
 
 /// A deny rule's condition: holds when the value as sent, or a value a server's lax validation
 /// may read from it ([`readings`]; inside lists and objects, member by member, for `eq` and
-/// `one_of`: [`shaped`]), satisfies the matcher. Where what the server reads cannot
+/// `one_of`: `shaped`), satisfies the matcher. Where what the server reads cannot
 /// be known here, the condition holds too: a number that is infinite or NaN in a range test,
 /// and JSON text the server would parse and this parser cannot (`unreadable_container`), when
 /// the matcher tests parsed values (a range; `eq` and `one_of` with a value that is no string;
