@@ -186,9 +186,7 @@ pub fn check_value_lax(spec: &ParamSpec, value: Option<&Value>) -> Result<(), St
 fn lax_hits(value: &Value, wants: &[&Value]) -> Vec<bool> {
     let read = readings(value);
     // Text that looks like a list or object and did not parse (readings hold what did).
-    let unreadable = value
-        .as_str()
-        .is_some_and(|t| matches!(t.trim_start().as_bytes().first(), Some(b'[' | b'{')))
+    let unreadable = value.as_str().is_some_and(looks_like_container)
         && !read.iter().any(|r| r.is_array() || r.is_object());
     wants
         .iter()
@@ -229,8 +227,12 @@ fn shaped(value: &Value, want: &Value) -> bool {
 /// is not a string) but serde_json cannot read it, where Python reads NaN, Infinity and lone
 /// surrogates: what the server will see is unknown.
 fn unreadable_container(text: &str) -> bool {
+    looks_like_container(text) && serde_json::from_str::<Value>(text).is_err()
+}
+
+/// Whether a string starts like a JSON list or object (after whitespace).
+fn looks_like_container(text: &str) -> bool {
     matches!(text.trim_start().as_bytes().first(), Some(b'[' | b'{'))
-        && serde_json::from_str::<Value>(text).is_err()
 }
 
 /// The number pydantic's lax mode reads from a string: trimmed, then as written ("inf", "nan"
