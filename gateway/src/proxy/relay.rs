@@ -11,7 +11,7 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 use futures_util::stream;
-use http_body::Frame;
+use http_body::{Body as _, Frame};
 use http_body_util::{BodyExt, StreamBody};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -230,6 +230,34 @@ pub enum JsonRelayError {
     Invalid(mcp::MessageError),
     #[error("the response stage withheld the response")]
     Withheld,
+}
+
+/// The most of an unwanted response body that is read out to keep its connection.
+const DISCARD_MAX: usize = 64 * 1024;
+
+/// How long an unwanted response body may take to end after its headers.
+const DISCARD_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Reads out a response body the agent does not get (a 202's "Accepted", an error page), so
+/// that its connection goes back to the pool: hyper closes a connection whose response was not
+/// read to its end, and a legacy server answers every POST with a body. A body over
+/// [`DISCARD_MAX`] bytes, or still coming after [`DISCARD_WAIT`], takes its connection with it.
+pub async fn discard(mut body: Body) {
+    if body.is_end_stream() {
+        return;
+    }
+    let read_out = async {
+        let mut left = DISCARD_MAX;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                let Some(rest) = left.checked_sub(data.len()) else {
+                    return;
+                };
+                left = rest;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DISCARD_WAIT, read_out).await;
 }
 
 /// Reads a whole body of at most `max` bytes. (Not `Limited`: its error conversion trips the

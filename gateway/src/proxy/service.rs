@@ -964,7 +964,10 @@ async fn relay_response(
     }
     let mut out_headers = headers::agent_response(&parts.headers);
     let body = match parts.status {
-        StatusCode::ACCEPTED | StatusCode::NO_CONTENT => refusal::empty(),
+        StatusCode::ACCEPTED | StatusCode::NO_CONTENT => {
+            relay::discard(body).await;
+            refusal::empty()
+        }
         _ if is("text/event-stream") => {
             out_headers.insert(
                 header::CACHE_CONTROL,
@@ -1003,6 +1006,7 @@ async fn relay_response(
         // meaning; their bodies are not MCP messages and are not forwarded.
         _ => {
             out_headers.remove(header::CONTENT_TYPE);
+            relay::discard(body).await;
             refusal::empty()
         }
     };

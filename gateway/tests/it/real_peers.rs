@@ -334,6 +334,7 @@ async fn python_client_and_server_legacy_sse_transport_through_the_gateway() {
     let (server, gw) = legacy_behind_gateway().await;
     let through = format!("http://{}/servers/legacy/sse", addr(&gw));
     let mut direct = python_client(&server.url("/sse"), "sse", "legacy", "self", None).await;
+    let direct_requests = received(&server).await.len();
     let proxied = python_client(&through, "sse", "legacy", "self", None).await;
     assert_complete(&direct);
     let tools = direct["tools"].as_array_mut().expect("a tool list");
@@ -350,6 +351,24 @@ async fn python_client_and_server_legacy_sse_transport_through_the_gateway() {
                 .as_str()
                 .is_some_and(|q| q.starts_with("session_id="))
     }));
+    // The server answers each POST with 202 and a body, which the gateway reads out, so its
+    // connections go back to the pool: the proxied run's POSTs share a few (the client posts
+    // concurrently at times), not one connection each.
+    let proxied_posts: Vec<_> = seen[direct_requests..]
+        .iter()
+        .filter(|r| r["method"] == "POST")
+        .collect();
+    let ports: std::collections::BTreeSet<String> = proxied_posts
+        .iter()
+        .map(|r| r["client"].to_string())
+        .collect();
+    assert!(proxied_posts.len() >= 9, "{proxied_posts:?}");
+    assert!(
+        ports.len() * 3 <= proxied_posts.len(),
+        "{} connections for {} POSTs",
+        ports.len(),
+        proxied_posts.len()
+    );
 }
 
 /// A TCP relay to `to` that passes its first connection (the gateway's legacy GET stream) for
@@ -397,6 +416,22 @@ async fn relay_that_breaks(
         }
     });
     (port, brk, heal)
+}
+
+/// How many IPv4 TCP connections on this host to `port` are established or closed only by the
+/// far end (CLOSE_WAIT): the ones their owner still holds.
+fn open_connections_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let remote = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(2).is_some_and(|r| r.ends_with(&remote))
+                && fields.get(3).is_some_and(|st| matches!(*st, "01" | "08"))
+        })
+        .count()
 }
 
 /// Waits for `f`, failing the test after a minute rather than hanging it (a client that died,
@@ -459,10 +494,16 @@ async fn a_legacy_request_that_never_left_is_answered_on_the_stream() {
         }
     })
     .await;
-    // The relay has closed the gateway's pooled connection too; give the gateway a moment to
-    // read that end, so that the next POST dials (and fails) rather than writing into a
-    // connection about to report its close, which would count as maybe sent.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The relay has closed the gateway's pooled connections too. Once the gateway has read
+    // that end and let them go, only the stream is left, and the next POST dials (and fails)
+    // rather than writing into a connection about to report its close, which would count as
+    // maybe sent.
+    within("the gateway letting its pooled connections go", async {
+        while open_connections_to(relay) > 1 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
     let broke = std::time::Instant::now();
     std::fs::write(at("go"), b"").unwrap();
     within("the client's refused call", reached("healed")).await;
