@@ -976,13 +976,24 @@ async fn relay_response(
             relay::sse(ctx, body, limits.max_sse_event_bytes)
         }
         status if is("application/json") => {
-            match relay::json(&ctx, body, allow_batch, limits.max_response_bytes).await {
-                Ok(bytes) => refusal::full(bytes),
-                Err(e) if status.is_success() => {
+            // A JSON body is read whole before the agent gets a byte: one that stalls would
+            // hold the request (and an upstream connection) for good.
+            let timeout = limits.upstream_response_timeout;
+            let read = relay::json(&ctx, body, allow_batch, limits.max_response_bytes);
+            match tokio::time::timeout(timeout, read).await {
+                Err(_) => {
+                    let late = Refusal::UpstreamTimeout {
+                        server: ctx.upstream.server.name.to_string(),
+                        seconds: timeout.as_secs(),
+                    };
+                    return Outcome::refused(late, messages);
+                }
+                Ok(Ok(bytes)) => refusal::full(bytes),
+                Ok(Err(e)) if status.is_success() => {
                     return Outcome::refused(invalid(&ctx, e.to_string()), messages);
                 }
                 // An error status with a body the gateway cannot vouch for: keep the status, drop the body.
-                Err(_) => refusal::empty(),
+                Ok(Err(_)) => refusal::empty(),
             }
         }
         // A bodiless success (DELETE's 200, say) carries no message: nothing to inspect.

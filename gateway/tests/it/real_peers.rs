@@ -434,6 +434,76 @@ fn open_connections_to(port: u16) -> usize {
         .count()
 }
 
+/// An upstream that reads each request and then stalls: with `head`, after the head of a JSON
+/// response and the first bytes of its body; without, before answering at all. A fault no real
+/// server can be asked for.
+async fn stalling_upstream(head: bool) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = stream.read(&mut buf).await;
+                if head {
+                    let _ = stream
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                              Content-Length: 100\r\n\r\n{\"jsonrpc\":",
+                        )
+                        .await;
+                }
+                // Held open, never finished.
+                let _ = stream.read(&mut buf).await;
+                tokio::time::sleep(Duration::from_secs(120)).await;
+            });
+        }
+    });
+    port
+}
+
+/// An upstream that stops short of its response headers, or of a JSON body, gets the agent a
+/// 504 naming it after `upstream_response_timeout`, not a request held for good.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_that_stalls_is_timed_out() {
+    for head in [false, true] {
+        let port = stalling_upstream(head).await;
+        let gw = gateway(&gateway_config(
+            &[(
+                "slow",
+                &format!("http://127.0.0.1:{port}/mcp"),
+                "streamable-http",
+                "",
+            )],
+            "[limits]\nupstream_response_timeout = \"1s\"\n",
+        ))
+        .await;
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+        let (status, _, answer) = within(
+            "the gateway's answer",
+            http(
+                addr(&gw).port(),
+                "POST",
+                "/servers/slow/mcp",
+                &[
+                    ("Content-Type", "application/json"),
+                    ("Accept", "application/json, text/event-stream"),
+                ],
+                body,
+            ),
+        )
+        .await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert_eq!(status, 504, "head sent: {head}: {answer}");
+        assert!(
+            answer.contains("upstream slow did not answer within 1 s"),
+            "{answer}"
+        );
+        gw.shutdown().await;
+    }
+}
+
 /// Waits for `f`, failing the test after a minute rather than hanging it (a client that died,
 /// a relay that could not listen again).
 async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
