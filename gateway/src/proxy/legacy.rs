@@ -90,10 +90,12 @@ impl Endpoints {
         Ok((path_query, relative))
     }
 
-    /// Whether a stream currently holds this endpoint.
-    pub fn is_live(&self, server: &str, path_query: &str) -> bool {
+    /// Whether a stream of principal `poster` currently holds this endpoint: an endpoint
+    /// announced to one caller is no other caller's way into that session.
+    pub fn is_held_by(&self, server: &str, path_query: &str, poster: &str) -> bool {
         self.lock()
-            .contains_key(&(server.to_owned(), path_query.to_owned()))
+            .get(&(server.to_owned(), path_query.to_owned()))
+            .is_some_and(|holders| holders.iter().any(|h| h.owner == poster))
     }
 
     /// Puts a JSON-RPC message (the gateway's answer to a request that principal `poster`
@@ -158,7 +160,8 @@ mod tests {
             ours,
             "/servers/s/message?endpoint=%2Fmessages%2F%3Fsession_id%3Dab12"
         );
-        assert!(e.is_live("s", &pq));
+        assert!(e.is_held_by("s", &pq, "a"));
+        assert!(!e.is_held_by("s", &pq, "b"), "announced to a, not b");
         let (pq2, _) = e
             .announce(
                 "s",
@@ -170,8 +173,8 @@ mod tests {
             .unwrap();
         assert_eq!(pq2, "/message?sessionId=x");
         e.release("s", &pq, 1);
-        assert!(!e.is_live("s", &pq));
-        assert!(e.is_live("s", &pq2));
+        assert!(!e.is_held_by("s", &pq, "a"));
+        assert!(e.is_held_by("s", &pq2, "a"));
     }
 
     #[test]
@@ -192,7 +195,7 @@ mod tests {
             e.announce("s", &stream, "//evil.example/x", (1, "a"), channel().0),
             Err(EndpointError::OtherOrigin(_))
         ));
-        assert!(!e.is_live("s", "/latest"));
+        assert!(!e.is_held_by("s", "/latest", "a"));
     }
 
     #[test]

@@ -68,6 +68,9 @@ pub enum Refusal {
     Origin(String),
     #[error("unknown or expired message endpoint")]
     UnknownEndpoint,
+    /// An `Mcp-Session-Id` the upstream never gave this caller (or one the gateway forgot).
+    #[error("unknown or expired session; start a new one with initialize")]
+    UnknownSession,
     #[error("request denied: {0}")]
     Denied(String),
     /// The request never reached the server (connect, TLS or handshake failure).
@@ -112,7 +115,7 @@ impl Refusal {
             BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ContentEncoding(_) | ContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            UnknownServer(_) | NotFound | UnknownEndpoint => StatusCode::NOT_FOUND,
+            UnknownServer(_) | NotFound | UnknownEndpoint | UnknownSession => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Origin(_) | Denied(_) => StatusCode::FORBIDDEN,
             Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -171,6 +174,7 @@ impl Refusal {
             Message(_) | IdInFlight(_) => "jsonrpc",
             HeaderMismatch { .. } | ParamHeader { .. } => "header_mismatch",
             UnknownServer(_) | NotFound | UnknownEndpoint => "not_found",
+            UnknownSession => "unknown_session",
             MethodNotAllowed => "method",
             Origin(_) => "origin",
             Denied(_) => "denied",

@@ -64,10 +64,12 @@ impl Context {
     fn on_message(&self, message: &Message, raw: &[u8], endpoint: Option<&str>) -> Relay {
         if let (Some(version), Some(session)) = (&message.protocol_version, &self.session)
             && let Some(revision) = Revision::parse(version)
-            && self
-                .gateway
-                .sessions
-                .insert(self.upstream.server.name.as_str(), session, revision)
+            && self.gateway.sessions.negotiated(
+                self.upstream.server.name.as_str(),
+                session,
+                &super::policy_stage::principal(&self.identity),
+                revision,
+            )
             && let Some(audit) = &self.gateway.audit
         {
             let mut r = audit_trail::base(

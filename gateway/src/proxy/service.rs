@@ -408,6 +408,29 @@ async fn dispatch(
         return o;
     }
     let legacy = upstream.server.transport == Transport::Sse;
+    // Sessions on HTTP upstreams are bound to the caller the upstream gave them to (launched
+    // servers bind their own): another caller's id, or one the gateway forgot, is unknown.
+    if !legacy && upstream.launched.is_none() {
+        let server = upstream.server.name.as_str();
+        let refusal = match headers::text(req.headers(), &MCP_SESSION_ID) {
+            Err(e) => Some(e),
+            Ok(Some(id))
+                if !gateway.sessions.owned_by(
+                    server,
+                    id,
+                    &super::policy_stage::principal(identity),
+                ) =>
+            {
+                Some(Refusal::UnknownSession)
+            }
+            Ok(_) => None,
+        };
+        if let Some(refusal) = refusal {
+            let mut o = Outcome::refused(refusal, Vec::new());
+            o.identity = identity.token().is_some().then(|| authenticated.clone());
+            return o;
+        }
+    }
     let mut outcome = match (route, req.method().clone(), legacy) {
         (Route::Mcp(_), Method::POST, false) => {
             post(gateway, identity, framing, upstream, req, None).await
@@ -428,7 +451,11 @@ async fn dispatch(
             match endpoint {
                 Some(e)
                     if e.starts_with('/')
-                        && gateway.legacy.is_live(upstream.server.name.as_str(), &e) =>
+                        && gateway.legacy.is_held_by(
+                            upstream.server.name.as_str(),
+                            &e,
+                            &super::policy_stage::principal(identity),
+                        ) =>
                 {
                     let mut outcome = post(
                         gateway,
@@ -701,12 +728,22 @@ async fn post(
             return o;
         }
     };
-    let session = response
+    let issued = response
         .headers()
         .get(&MCP_SESSION_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or(session_sent);
+        .and_then(|v| v.to_str().ok());
+    // A session the upstream opens (at initialize) is this caller's alone. Claimed from the
+    // response head, before the agent can learn the id from it.
+    if let Some(id) = issued
+        && session_sent.is_none()
+        && upstream.launched.is_none()
+    {
+        let owner = super::policy_stage::principal(identity);
+        gateway
+            .sessions
+            .claim(upstream.server.name.as_str(), id, &owner);
+    }
+    let session = issued.map(str::to_owned).or(session_sent);
     let ctx = relay::Context {
         gateway: gateway.clone(),
         upstream: upstream.clone(),

@@ -1,8 +1,10 @@
-//! What the gateway remembers per MCP session: the revision the two ends negotiated, so that
-//! later requests are held to that revision's rules (batches, required headers).
+//! What the gateway remembers per MCP session on an HTTP upstream: who opened it, so that no
+//! other caller can use it, and the revision the two ends negotiated, so that later requests
+//! are held to that revision's rules (batches, required headers).
 //!
-//! Bounded: beyond `max_sessions` the oldest entry is forgotten, which only means that session's
-//! requests fall back to what their headers say.
+//! Bounded: beyond `max_sessions` the oldest entry is forgotten. A forgotten session is refused
+//! like an unknown one (404), and its agent starts a new one, as MCP clients do when a server
+//! forgets a session.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -11,16 +13,23 @@ use std::{
 
 use crate::mcp::Revision;
 
-/// Session id (as the upstream issued it, scoped by server) -> negotiated revision.
+/// Session id (as the upstream issued it, scoped by server) -> its owner and revision.
 #[derive(Debug)]
 pub struct Sessions {
     max: usize,
     inner: Mutex<Inner>,
 }
 
+#[derive(Debug)]
+struct Entry {
+    /// The principal whose request the upstream answered with this session id.
+    owner: Box<str>,
+    revision: Option<Revision>,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
-    map: HashMap<(String, String), Revision>,
+    map: HashMap<(String, String), Entry>,
     order: VecDeque<(String, String)>,
 }
 
@@ -32,28 +41,60 @@ impl Sessions {
         }
     }
 
-    /// Records the revision an initialize exchange settled on; true when the session is new.
-    pub fn insert(&self, server: &str, session: &str, revision: Revision) -> bool {
+    /// Records that the upstream gave `session` to `owner`. A session keeps its first owner: an
+    /// upstream that hands one id to two callers does not make it shared.
+    pub fn claim(&self, server: &str, session: &str, owner: &str) {
+        self.update(server, session, owner, |_| ());
+    }
+
+    /// Records the revision an initialize exchange settled on (claiming the session for `owner`
+    /// if nobody has); true when the session had none yet.
+    pub fn negotiated(&self, server: &str, session: &str, owner: &str, revision: Revision) -> bool {
+        let mut new = false;
+        self.update(server, session, owner, |entry| {
+            new = entry.revision.is_none();
+            entry.revision = Some(revision);
+        });
+        new
+    }
+
+    fn update(&self, server: &str, session: &str, owner: &str, f: impl FnOnce(&mut Entry)) {
         let key = (server.to_owned(), session.to_owned());
         let mut inner = self.lock();
-        let new = inner.map.insert(key.clone(), revision).is_none();
-        if new {
-            inner.order.push_back(key);
+        if let Some(entry) = inner.map.get_mut(&key) {
+            if &*entry.owner == owner {
+                f(entry);
+            }
+            return;
         }
+        let mut entry = Entry {
+            owner: owner.into(),
+            revision: None,
+        };
+        f(&mut entry);
+        inner.map.insert(key.clone(), entry);
+        inner.order.push_back(key);
         while inner.map.len() > self.max {
             let Some(oldest) = inner.order.pop_front() else {
                 break;
             };
             inner.map.remove(&oldest);
         }
-        new
+    }
+
+    /// Whether `session` is one the upstream gave `principal`.
+    pub fn owned_by(&self, server: &str, session: &str, principal: &str) -> bool {
+        self.lock()
+            .map
+            .get(&(server.to_owned(), session.to_owned()))
+            .is_some_and(|e| &*e.owner == principal)
     }
 
     pub fn get(&self, server: &str, session: &str) -> Option<Revision> {
         self.lock()
             .map
             .get(&(server.to_owned(), session.to_owned()))
-            .copied()
+            .and_then(|e| e.revision)
     }
 
     /// Forgets a session (DELETE, or the upstream said it is gone).
@@ -84,14 +125,33 @@ mod tests {
     #[test]
     fn bounded_oldest_first_and_scoped_by_server() {
         let s = Sessions::new(2);
-        s.insert("a", "1", Revision::V2025_03_26);
-        s.insert("b", "1", Revision::V2025_06_18);
+        s.negotiated("a", "1", "alice", Revision::V2025_03_26);
+        s.negotiated("b", "1", "alice", Revision::V2025_06_18);
         assert_eq!(s.get("a", "1"), Some(Revision::V2025_03_26));
         assert_eq!(s.get("b", "1"), Some(Revision::V2025_06_18));
-        s.insert("a", "2", Revision::V2025_11_25);
+        s.claim("a", "2", "alice");
         assert_eq!(s.get("a", "1"), None);
+        assert!(!s.owned_by("a", "1", "alice"), "forgotten, so refused");
         assert_eq!(s.len(), 2);
         s.remove("b", "1");
         assert_eq!(s.get("b", "1"), None);
+    }
+
+    #[test]
+    fn a_session_belongs_to_its_first_owner() {
+        let s = Sessions::new(8);
+        s.claim("a", "1", "alice");
+        assert!(s.owned_by("a", "1", "alice"));
+        assert!(!s.owned_by("a", "1", "bob"));
+        assert!(!s.owned_by("b", "1", "alice"), "scoped by server");
+        assert!(!s.owned_by("a", "2", "alice"), "unknown");
+        // Neither a second claim nor bob's negotiation takes it over or changes it.
+        s.claim("a", "1", "bob");
+        assert!(!s.negotiated("a", "1", "bob", Revision::V2025_06_18));
+        assert!(s.owned_by("a", "1", "alice") && !s.owned_by("a", "1", "bob"));
+        assert_eq!(s.get("a", "1"), None);
+        assert!(s.negotiated("a", "1", "alice", Revision::V2025_11_25));
+        assert!(!s.negotiated("a", "1", "alice", Revision::V2025_11_25));
+        assert_eq!(s.get("a", "1"), Some(Revision::V2025_11_25));
     }
 }

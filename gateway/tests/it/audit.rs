@@ -646,7 +646,19 @@ async fn an_upstream_failure_is_recorded_against_the_call_it_failed() {
     );
     let gw = gateway(&text).await;
     let call = tool_call(7, "echo", serde_json::json!({"message": "x"}));
-    let (status, _, _) = post_in_session(addr(&gw).port(), "down", "s1", &call).await;
+    // No session: the server never got to open one.
+    let (status, _, _) = http(
+        addr(&gw).port(),
+        "POST",
+        "/servers/down/mcp",
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+            ("MCP-Protocol-Version", "2025-11-25"),
+        ],
+        call.as_bytes(),
+    )
+    .await;
     assert_eq!(status, 502);
     let dir = scratch.join("audit");
     let request = eventually(&dir, |r| {

@@ -460,3 +460,153 @@ async fn a_token_can_pin_a_tools_arguments() {
     assert!(message.contains("only with /message one of"), "{message}");
     gw.shutdown().await;
 }
+
+/// `Authorization` values for agents alice and bob, from `agentgate token issue` for `server`.
+async fn alice_and_bob(config: &Path, server: &str) -> (String, String) {
+    let mut tokens = Vec::new();
+    for agent in ["alice", "bob"] {
+        let (code, token, err) = cli(
+            &["token", "issue", "--agent", agent, "--server", server],
+            config,
+        )
+        .await;
+        assert_eq!(code, 0, "{err}");
+        tokens.push(format!("Bearer {token}"));
+    }
+    let bob = tokens.pop().unwrap_or_default();
+    (tokens.pop().unwrap_or_default(), bob)
+}
+
+/// A session the upstream opened for one agent is that agent's alone. Another agent presenting
+/// its id gets 404 on POST, GET and DELETE, and none of it reaches the upstream; an id the
+/// upstream never issued gets 404 too. The owner's session goes on working.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_belongs_to_the_agent_it_was_opened_for() {
+    let scratch = scratch_dir("sessions");
+    let (server, config, gw) = token_gateway(&scratch, "").await;
+    let port = addr(&gw).port();
+    let (alice, bob) = alice_and_bob(&config, "py").await;
+    let (alice, bob) = (alice.as_str(), bob.as_str());
+    let (status, head, _) = initialize(port, "py", &[("Authorization", alice)]).await;
+    assert_eq!(status, 200, "{head}");
+    let session = session_id(&head);
+    let ping = br#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#;
+    let send = |method: &'static str, token: &str, session: &str| {
+        let headers = [
+            ("Authorization", token.to_owned()),
+            ("Mcp-Session-Id", session.to_owned()),
+            ("MCP-Protocol-Version", "2025-11-25".to_owned()),
+            ("Content-Type", "application/json".to_owned()),
+            ("Accept", "application/json, text/event-stream".to_owned()),
+        ];
+        async move {
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let body: &[u8] = if method == "POST" { ping } else { b"" };
+            http(port, method, "/servers/py/mcp", &headers, body).await
+        }
+    };
+    let seen = received(&server).await.len();
+    for method in ["POST", "GET", "DELETE"] {
+        let (status, _, body) = send(method, bob, &session).await;
+        assert_eq!(status, 404, "bob's {method}");
+        let (_, message) = rpc_error(&body);
+        assert!(message.contains("unknown or expired session"), "{message}");
+    }
+    let (status, _, _) = send("POST", alice, "not-a-session-the-upstream-issued").await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        received(&server).await.len(),
+        seen,
+        "nothing refused reached the upstream"
+    );
+    let (status, _, body) = send("POST", alice, &session).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains(r#""result":{}"#));
+    let (status, _, _) = send("DELETE", alice, &session).await;
+    assert!((200..300).contains(&status), "{status}");
+    let (status, _, _) = send("POST", alice, &session).await;
+    assert_eq!(status, 404, "ended, so forgotten");
+    gw.shutdown().await;
+}
+
+/// On the legacy transport, the endpoint a stream announced is its agent's alone: another
+/// agent posting to it gets 404 and the upstream sees nothing; the owner's POST goes through.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_legacy_endpoint_belongs_to_the_agent_whose_stream_announced_it() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let scratch = scratch_dir("legacy-sessions");
+    let server = python_server("sse", None).await;
+    let text = gateway_config(
+        &[("legacy", &server.url("/sse"), "sse", "")],
+        &format!("{}{}", tokens_section(&scratch), audit_section(&scratch)),
+    );
+    let config = scratch.join("gw.toml");
+    std::fs::write(&config, &text).unwrap();
+    let gw = gateway(&text).await;
+    let port = addr(&gw).port();
+    let (alice, bob) = alice_and_bob(&config, "legacy").await;
+    let (alice, bob) = (alice.as_str(), bob.as_str());
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream
+        .write_all(
+            format!(
+                "GET /servers/legacy/sse HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\
+                 Authorization: {alice}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let endpoint = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let mut buf = [0u8; 4096];
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "stream ended: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&seen);
+            if let Some(at) = text.find("data: /servers/legacy/message?")
+                && let Some(end) = text[at..].find('\n')
+            {
+                return text[at + 6..at + end].trim().to_owned();
+            }
+        }
+    })
+    .await
+    .expect("the endpoint event");
+    let ping = br#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#;
+    let post = |token: &str| {
+        let token = token.to_owned();
+        let endpoint = endpoint.clone();
+        async move {
+            http(
+                port,
+                "POST",
+                &endpoint,
+                &[
+                    ("Authorization", token.as_str()),
+                    ("Content-Type", "application/json"),
+                ],
+                ping,
+            )
+            .await
+        }
+    };
+    let (status, _, body) = post(bob).await;
+    assert_eq!(status, 404);
+    assert!(rpc_error(&body).1.contains("endpoint"));
+    let posts = |r: &Vec<serde_json::Value>| r.iter().filter(|r| r["method"] == "POST").count();
+    assert_eq!(
+        posts(&received(&server).await),
+        0,
+        "bob's POST was not forwarded"
+    );
+    let (status, _, _) = post(alice).await;
+    assert_eq!(status, 202);
+    assert_eq!(posts(&received(&server).await), 1);
+    drop(stream);
+    gw.shutdown().await;
+}
