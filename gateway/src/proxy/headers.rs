@@ -41,18 +41,18 @@ static FORWARDED: [&HeaderName; 6] = [
     &LAST_EVENT_ID,
 ];
 
-/// Response headers never copied back to the agent: hop-by-hop, and framing the gateway redoes.
-const NOT_RETURNED: [&str; 10] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "content-length",
-    "content-encoding",
-    "set-cookie",
+/// Response headers copied back to the agent, each at most once. Everything else stays behind:
+/// hop-by-hop and framing headers (the gateway redoes framing), cookies, and anything about the
+/// upstream's own authentication or whereabouts (`WWW-Authenticate` would send an MCP client
+/// into an OAuth flow against the upstream, for a credential only the gateway may hold;
+/// `Location` would send it around the gateway).
+static RETURNED: [&HeaderName; 6] = [
+    &header::CONTENT_TYPE,
+    &header::CACHE_CONTROL,
+    &header::RETRY_AFTER,
+    &header::ALLOW,
+    &MCP_SESSION_ID,
+    &MCP_PROTOCOL_VERSION,
 ];
 
 /// Rejects requests whose framing or headers two HTTP implementations could read differently.
@@ -372,10 +372,11 @@ pub fn upstream_request(agent: &HeaderMap) -> HeaderMap {
     out
 }
 
-/// The upstream's response headers the agent gets. Headers the upstream's `Connection` header
-/// names are hop-by-hop too (RFC 9110 §7.6.1): they were meant for the gateway alone.
+/// The upstream's response headers the agent gets: the first copy of each of [`RETURNED`],
+/// unless the upstream's `Connection` header names it, which makes it hop-by-hop (RFC 9110
+/// §7.6.1), meant for the gateway alone.
 pub fn agent_response(upstream: &HeaderMap) -> HeaderMap {
-    let mut out = HeaderMap::with_capacity(upstream.len());
+    let mut out = HeaderMap::with_capacity(RETURNED.len());
     let hop = |name: &HeaderName| {
         upstream
             .get_all(header::CONNECTION)
@@ -385,10 +386,11 @@ pub fn agent_response(upstream: &HeaderMap) -> HeaderMap {
             .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
     };
     let named = upstream.contains_key(header::CONNECTION);
-    for (name, value) in upstream {
-        let dropped = NOT_RETURNED.contains(&name.as_str()) || (named && hop(name));
-        if !dropped {
-            out.append(name.clone(), value.clone());
+    for name in RETURNED {
+        if let Some(value) = upstream.get(name)
+            && !(named && hop(name))
+        {
+            out.insert(name.clone(), value.clone());
         }
     }
     out
@@ -496,6 +498,46 @@ mod tests {
         assert!(out.get("connection").is_none());
         assert_eq!(out.get("mcp-session-id").unwrap(), "s1");
         assert_eq!(out.get("content-type").unwrap(), "application/json");
+    }
+
+    #[test]
+    fn only_mcp_and_content_headers_come_back_once_each() {
+        let out = agent_response(&h(&[
+            ("content-type", "text/event-stream"),
+            ("cache-control", "no-store"),
+            ("mcp-session-id", "s1"),
+            ("mcp-session-id", "s2"),
+            ("retry-after", "5"),
+            (
+                "www-authenticate",
+                r#"Bearer resource_metadata="https://up/.well-known/oauth-protected-resource""#,
+            ),
+            ("location", "http://elsewhere/"),
+            ("set-cookie", "sid=1"),
+            ("access-control-allow-origin", "*"),
+            ("alt-svc", "h3=\":443\""),
+            ("content-length", "12"),
+            ("transfer-encoding", "chunked"),
+            ("content-encoding", "gzip"),
+            ("x-upstream-debug", "internal"),
+        ]));
+        let mut names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "cache-control",
+                "content-type",
+                "mcp-session-id",
+                "retry-after"
+            ]
+        );
+        let sessions: Vec<_> = out.get_all("mcp-session-id").iter().collect();
+        assert_eq!(
+            sessions,
+            ["s1"],
+            "the first copy, as the gateway's own session check reads it"
+        );
     }
 
     #[test]
