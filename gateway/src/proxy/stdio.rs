@@ -425,19 +425,16 @@ impl Launcher {
         let launcher = self.clone();
         let reaped = child.reaped.clone();
         self.drain.spawn(async move {
-            let mut lines = FramedRead::new(stderr, LinesCodec::new_with_max_length(4096));
             // Until EOF, or until the session's processes are gone (one that left the group
             // may hold stderr open).
-            while let Some(line) = tokio::select! {
-                line = lines.next() => line,
-                () = reaped.cancelled() => None,
-            } {
-                if let Ok(line) = line {
+            tokio::select! {
+                () = read_stderr(stderr, |line| {
                     // Debug only, and without the secrets it was given: a server may print
                     // what it was configured with.
                     let line = launcher.redact(line);
                     tracing::debug!(server = %launcher.server, %line, "Server process stderr.");
-                }
+                }) => {}
+                () = reaped.cancelled() => {}
             }
         });
         self.drain
@@ -663,4 +660,81 @@ fn sse(rx: mpsc::Receiver<Bytes>, new_session: Option<&str>) -> Response<Body> {
         r.headers_mut().insert(MCP_SESSION_ID.clone(), session);
     }
     r
+}
+
+/// The most of one stderr line that is logged; the rest of a longer line is dropped.
+const MAX_STDERR_LINE: usize = 4096;
+
+/// Hands each line the child writes to stderr to `log`, cut to [`MAX_STDERR_LINE`] bytes and
+/// read as UTF-8 leniently, until EOF or a read error. Reading never stops early: a child whose
+/// stderr pipe closed would fail its next write (Go exits, Rust panics, Python raises).
+async fn read_stderr(stderr: impl tokio::io::AsyncRead + Unpin, mut log: impl FnMut(String)) {
+    use tokio::io::AsyncBufReadExt;
+    let mut reader = tokio::io::BufReader::new(stderr);
+    let mut line = Vec::new();
+    let mut cut = false;
+    loop {
+        let (used, ended) = match reader.fill_buf().await {
+            Ok([]) | Err(_) => break,
+            Ok(buf) => {
+                let (used, ended) = match memchr::memchr(b'\n', buf) {
+                    Some(at) => (at + 1, true),
+                    None => (buf.len(), false),
+                };
+                let text = buf[..used].strip_suffix(b"\n").unwrap_or(&buf[..used]);
+                let room = MAX_STDERR_LINE - line.len();
+                cut |= text.len() > room;
+                line.extend_from_slice(&text[..text.len().min(room)]);
+                (used, ended)
+            }
+        };
+        reader.consume(used);
+        if ended {
+            log(stderr_line(&line, cut));
+            line.clear();
+            cut = false;
+        }
+    }
+    if !line.is_empty() {
+        log(stderr_line(&line, cut));
+    }
+}
+
+fn stderr_line(bytes: &[u8], cut: bool) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.strip_suffix('\r').unwrap_or(&text);
+    if cut {
+        format!("{text}... [cut at {MAX_STDERR_LINE} bytes]")
+    } else {
+        text.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn stderr_lines_are_cut_and_read_leniently_and_reading_goes_on() {
+        let long = "x".repeat(3 * MAX_STDERR_LINE);
+        let mut input = format!("first\r\n{long}\n").into_bytes();
+        input.extend_from_slice(b"bad \xff\xfe bytes\n\nlast without newline");
+        // A reader that hands out 7 bytes at a time: lines and cuts span reads.
+        let (mut tx, rx) = tokio::io::duplex(7);
+        let writer = tokio::spawn(async move {
+            tx.write_all(&input).await.unwrap();
+        });
+        let mut lines = Vec::new();
+        read_stderr(rx, |line| lines.push(line)).await;
+        writer.await.unwrap();
+        assert_eq!(lines.len(), 5, "{lines:?}");
+        assert_eq!(lines[0], "first");
+        assert_eq!(
+            lines[1],
+            format!("{}... [cut at 4096 bytes]", "x".repeat(MAX_STDERR_LINE))
+        );
+        assert_eq!(lines[2], "bad \u{fffd}\u{fffd} bytes");
+        assert_eq!(lines[3], "");
+        assert_eq!(lines[4], "last without newline");
+    }
 }

@@ -415,3 +415,37 @@ async fn a_launched_servers_session_belongs_to_the_agent_that_started_it() {
     let (status, head, _) = initialize(port, "py", &[("Authorization", bob.as_str())]).await;
     assert_eq!(status, 200, "{head}");
 }
+
+/// A launched server's stderr is read for as long as the server runs, whatever it writes: a
+/// line far over the logged length and bytes that are not UTF-8 leave its stderr open, so its
+/// later writes (and the tool calls that make them) succeed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_launched_servers_long_or_binary_stderr_lines_do_not_break_it() {
+    let scratch = scratch_dir("launched-stderr");
+    let server = format!(
+        "[[servers]]\nname = \"py\"\ncommand = \"{}\"\nargs = [\"{}\", \"--transport\", \"stdio\"]\n",
+        peers().join("venv/bin/python").display(),
+        peer_scripts().join("server.py").display()
+    );
+    let gw = gateway(&launched_config(&server, &scratch, "")).await;
+    let port = addr(&gw).port();
+    let (status, head, _) = initialize(port, "py", &[]).await;
+    assert_eq!(status, 200, "{head}");
+    let sid = session_id(&head);
+    for (i, text) in ["y".repeat(20_000), "a".into(), "b".into(), "c".into()]
+        .into_iter()
+        .enumerate()
+    {
+        let call = tool_call(2 + i as u64, "log_to_stderr", json!({ "text": text }));
+        let (status, _, reply) = post_in_session(port, "py", &sid, &call).await;
+        let reply = String::from_utf8_lossy(&reply);
+        assert_eq!(status, 200, "{reply}");
+        assert!(
+            reply.contains(&format!("logged {}", text.len()))
+                && !reply.contains("\"isError\":true"),
+            "call {i}: {reply}"
+        );
+        // Time for the gateway to read (or, before, to give up on) what the call wrote.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

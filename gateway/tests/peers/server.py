@@ -13,6 +13,7 @@ Extra routes (handled by the wrapper, never reach MCP):
 import argparse
 import asyncio
 import json
+import sys
 from typing import Annotated
 
 import uvicorn
@@ -56,6 +57,17 @@ def drop_tables(tables: list[str], force: bool = False) -> str:
 def set_flags(flags: dict[str, bool]) -> str:
     """Policy tests deny some flag sets: the SDK reads "yes" inside the dict as True."""
     return "flags: " + ", ".join(f"{k}={v}" for k, v in sorted(flags.items()))
+
+
+@mcp.tool()
+def log_to_stderr(text: str) -> str:
+    """Writes the text to stderr as one line, then a line that is not UTF-8: what a server's
+    own logging may do. Launched-server tests check the gateway keeps reading its stderr."""
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+    sys.stderr.buffer.write(b"\xff\xfe not utf-8\n")
+    sys.stderr.buffer.flush()
+    return f"logged {len(text)}"
 
 
 @mcp.tool()
