@@ -188,6 +188,16 @@ impl Tracker {
                 State::Head(buf) => {
                     let before = buf.len();
                     buf.extend_from_slice(data);
+                    // Parsed again only once the new bytes may have ended the head (an empty
+                    // line, bare LF included) or it has grown too long: a head sent a byte at a
+                    // time would otherwise be parsed whole once per byte.
+                    let tail = &buf[before.saturating_sub(2)..];
+                    if buf.len() <= MAX_HEAD
+                        && memchr::memmem::find(tail, b"\n\n").is_none()
+                        && memchr::memmem::find(tail, b"\n\r\n").is_none()
+                    {
+                        return;
+                    }
                     let head = std::mem::take(buf);
                     match self.head(&head) {
                         None => self.state = State::Head(head),
@@ -296,6 +306,8 @@ impl Tracker {
     /// bare LF ends lines for both), and queues its verdict. `None` while the head is
     /// incomplete; otherwise where it ends and what follows it.
     fn head(&self, bytes: &[u8]) -> Option<(usize, State)> {
+        #[cfg(test)]
+        tests::PARSES.with(|n| n.set(n.get() + 1));
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
         let end = match req.parse(bytes) {
@@ -468,6 +480,38 @@ POST /d HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nhi";
                 "split {split}"
             );
         }
+    }
+
+    thread_local! {
+        /// How often the tracker ran the head parser.
+        pub(super) static PARSES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    #[test]
+    fn a_head_sent_a_byte_at_a_time_is_parsed_once_it_ends() {
+        let mut head = b"POST /m HTTP/1.1\r\nHost: x\r\n".to_vec();
+        while head.len() < 60 * 1024 {
+            head.extend_from_slice(format!("X-Padding: {}\r\n", "a".repeat(1000)).as_bytes());
+        }
+        head.extend_from_slice(b"Content-Length: 2\r\nContent-Length: 2\r\n\r\n{}");
+        let v = Verdicts::default();
+        let mut t = Tracker::new(v.clone());
+        PARSES.with(|n| n.set(0));
+        for byte in head.chunks(1) {
+            t.feed(byte);
+        }
+        assert_eq!(v.next(), Some("more than one Content-Length"));
+        // The first byte is read in place; then the one byte that ends the head.
+        assert_eq!(PARSES.with(std::cell::Cell::get), 2);
+        // One too many bytes without an end: refused as too long, once.
+        let v = Verdicts::default();
+        let mut t = Tracker::new(v.clone());
+        PARSES.with(|n| n.set(0));
+        for byte in head[..head.len() - 4].iter().chain(&[b'a'; MAX_HEAD]) {
+            t.feed(std::slice::from_ref(byte));
+        }
+        assert_eq!(v.next(), Some("request head too long"));
+        assert_eq!(PARSES.with(std::cell::Cell::get), 2);
     }
 
     /// The verdicts `Verdicts::next` hands out for `heads` request heads, after `stream` was
