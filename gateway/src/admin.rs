@@ -1,7 +1,8 @@
 //! The admin listener: `/healthz`, Prometheus `/metrics`, `/connections` (the live
 //! intercepted connections with their identities), `POST /policy/reload`, and the audit log's
 //! `/audit/query`, `/audit/export` and `/audit/public-key`, and the token service's
-//! `/.well-known/jwks.json`. It never decides.
+//! `/.well-known/jwks.json`. It never decides. What shows records or identities, or reloads
+//! the policy, is served to root and the gateway's own user only.
 
 use std::{convert::Infallible, net::SocketAddr, sync::Arc};
 
@@ -17,7 +18,7 @@ use crate::{drain::Drain, proxy::Gateway};
 /// Serves the admin API on `listener` until draining starts.
 pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, drain: Drain) {
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = drain.signaled() => return,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -29,10 +30,22 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, drain: Drain) {
         };
         let gateway = gateway.clone();
         let conn_drain = drain.clone();
+        let local = stream.local_addr().ok();
         drain.spawn(async move {
             let service = service_fn(move |req| {
                 let gateway = gateway.clone();
                 async move {
+                    if guarded(req.uri().path()) && !trusted(peer, local).await {
+                        tracing::warn!(%peer, path = req.uri().path(), "Refused an admin request from a process that is neither root nor the gateway's user.");
+                        return Ok(reply(
+                            StatusCode::FORBIDDEN,
+                            "text/plain",
+                            Bytes::from(format!(
+                                "only root and the gateway's own user may use {}\n",
+                                req.uri().path()
+                            )),
+                        ));
+                    }
                     let response = match req.uri().path() {
                         "/audit/query" | "/audit/export" if req.method() == Method::GET => {
                             audit(&req, &gateway).await
@@ -60,6 +73,59 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, drain: Drain) {
             }
         });
     }
+}
+
+/// Endpoints that show what agents did and who they are, or change what the gateway
+/// enforces. Agents run on this host too, so loopback alone does not keep them out: these are
+/// served to root and the gateway's own user only.
+fn guarded(path: &str) -> bool {
+    matches!(
+        path,
+        "/audit/query" | "/audit/export" | "/connections" | "/policy/reload"
+    )
+}
+
+/// Whether the process at the other end of an admin connection runs as root or as the
+/// gateway's user. Only a local peer can be told: anything else is not trusted.
+async fn trusted(peer: SocketAddr, local: Option<SocketAddr>) -> bool {
+    let Some(local) = local else {
+        return false;
+    };
+    // The kernel's socket table can be large: read it off the runtime's threads.
+    let uid = tokio::task::spawn_blocking(move || peer_uid(peer, local))
+        .await
+        .ok()
+        .flatten();
+    uid.is_some_and(|uid| uid == 0 || uid == crate::ebpf::effective_uid())
+}
+
+/// The owner of the local socket `peer` whose connection reached `local`, from the kernel's
+/// socket table (/proc/net/tcp or tcp6: addresses in hex, each 32-bit word in host order).
+fn peer_uid(peer: SocketAddr, local: SocketAddr) -> Option<u32> {
+    fn hex(addr: SocketAddr) -> String {
+        let ip = match addr.ip() {
+            std::net::IpAddr::V4(ip) => format!("{:08X}", u32::from_ne_bytes(ip.octets())),
+            std::net::IpAddr::V6(ip) => ip
+                .octets()
+                .chunks_exact(4)
+                .map(|w| format!("{:08X}", u32::from_ne_bytes([w[0], w[1], w[2], w[3]])))
+                .collect(),
+        };
+        format!("{ip}:{:04X}", addr.port())
+    }
+    let table = if peer.is_ipv4() {
+        "/proc/net/tcp"
+    } else {
+        "/proc/net/tcp6"
+    };
+    let text = std::fs::read_to_string(table).ok()?;
+    let (from, to) = (hex(peer), hex(local));
+    text.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.get(1) == Some(&from.as_str()) && fields.get(2) == Some(&to.as_str()))
+            .then(|| fields.get(7)?.parse().ok())
+            .flatten()
+    })
 }
 
 /// A policy reload, off the runtime's threads: it reads files, and waits for a reload already

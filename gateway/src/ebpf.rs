@@ -320,7 +320,7 @@ pub fn cgroup2_mount() -> Option<PathBuf> {
     })
 }
 
-fn effective_uid() -> u32 {
+pub(crate) fn effective_uid() -> u32 {
     fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

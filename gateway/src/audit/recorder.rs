@@ -97,13 +97,23 @@ impl Recorder {
 
     /// Hands a record to the writer; the ticket tells when it is durable.
     pub fn submit(&self, record: Record) -> Ticket {
-        self.writer.submit(record)
+        self.writer.submit(self.scrub(record))
     }
 
     /// Hands a record to the writer that nobody waits for (written within
     /// [`super::writer::LAZY_FLUSH`]); its sequence number, `None` once closed.
     pub fn record(&self, record: Record) -> Option<u64> {
-        self.writer.record(record)
+        self.writer.record(self.scrub(record))
+    }
+
+    /// What every record loses before it is written, whoever built it: the secrets in the
+    /// calling process's command line (`agent.py --password ...`), which the kernel shows.
+    fn scrub(&self, mut record: Record) -> Record {
+        if let Some(Value::Array(args)) = record.process.as_mut().and_then(|p| p.get_mut("cmdline"))
+        {
+            redact::redact_cmdline(&self.config.redact, args);
+        }
+        record
     }
 
     /// Records what is about to be forwarded. Fail-closed: waits until every record is
@@ -116,10 +126,10 @@ impl Recorder {
             if !self.writer.behind() || self.writer.failed() {
                 return records
                     .into_iter()
-                    .map(|r| self.writer.record(r).ok_or(AuditError::Stopped))
+                    .map(|r| self.record(r).ok_or(AuditError::Stopped))
                     .collect();
             }
-            let tickets: Vec<Ticket> = records.into_iter().map(|r| self.writer.submit(r)).collect();
+            let tickets: Vec<Ticket> = records.into_iter().map(|r| self.submit(r)).collect();
             let mut seqs = Vec::with_capacity(tickets.len());
             for t in tickets {
                 let seq = t.seq;
@@ -135,7 +145,7 @@ impl Recorder {
                 "the log failed earlier; see the gateway's error log".into(),
             ));
         }
-        let tickets: Vec<Ticket> = records.into_iter().map(|r| self.writer.submit(r)).collect();
+        let tickets: Vec<Ticket> = records.into_iter().map(|r| self.submit(r)).collect();
         let mut seqs = Vec::with_capacity(tickets.len());
         for t in tickets {
             seqs.push(t.durable().await?);
@@ -145,7 +155,7 @@ impl Recorder {
 
     /// Hands a record to the writer and waits until it is durable.
     pub async fn append(&self, record: Record) -> Result<u64, AuditError> {
-        self.writer.append(record).await
+        self.writer.append(self.scrub(record)).await
     }
 
     /// The log failed: it takes no more records.

@@ -65,6 +65,44 @@ fn redact_nested(rules: &Redaction, value: &mut Value, depth: usize) -> usize {
     touched
 }
 
+/// Blanks, in place, the secrets a command line may carry: the value of an option or an
+/// assignment whose name matches a redacted key (`--password=x`, `--api-key x`, `DB_PASSWORD=x`)
+/// and every credential-looking substring. Returns how many arguments were touched.
+pub fn redact_cmdline(rules: &Redaction, args: &mut [Value]) -> usize {
+    let mut touched = 0;
+    let mut value_follows = false;
+    for arg in args.iter_mut() {
+        let Value::String(text) = arg else {
+            value_follows = false;
+            continue;
+        };
+        if std::mem::take(&mut value_follows) && !text.starts_with('-') {
+            *text = REDACTED.to_owned();
+            touched += 1;
+            continue;
+        }
+        let option = text.strip_prefix("--").or_else(|| text.strip_prefix('-'));
+        match text.split_once('=') {
+            Some((name, value))
+                if !value.is_empty() && rules.keys.is_match(name.trim_start_matches('-')) =>
+            {
+                *text = format!("{name}={REDACTED}");
+                touched += 1;
+                continue;
+            }
+            None if option.is_some_and(|name| !name.is_empty() && rules.keys.is_match(name)) => {
+                value_follows = true;
+            }
+            _ => {}
+        }
+        if let Some(clean) = redact_text(rules, text) {
+            *text = clean;
+            touched += 1;
+        }
+    }
+    touched
+}
+
 /// The text with every credential-looking part replaced, or `None` when there was none.
 pub fn redact_text(rules: &Redaction, text: &str) -> Option<String> {
     // One fast pass over the text in the common case: nothing looks like a credential.
@@ -107,6 +145,57 @@ mod tests {
 
     fn rules() -> Redaction {
         AuditConfig::default().redact
+    }
+
+    #[test]
+    fn command_lines_lose_option_values_assignments_and_credential_looking_arguments() {
+        let mut args = json!([
+            "python",
+            "agent.py",
+            "--password",
+            "hunter2",
+            "--api-key=0123abcd",
+            "-token",
+            "t0ken",
+            "DB_PASSWORD=s3cret",
+            "--verbose",
+            "--secret",
+            "--model",
+            "gpt",
+            "--header",
+            "Authorization: Bearer abcdefghijklmnop",
+            "--password=",
+            "--query=select 1",
+            "--secret"
+        ]);
+        let Value::Array(list) = &mut args else {
+            unreachable!()
+        };
+        let n = redact_cmdline(&rules(), list);
+        assert_eq!(
+            args,
+            json!([
+                "python",
+                "agent.py",
+                "--password",
+                REDACTED,
+                format!("--api-key={REDACTED}"),
+                "-token",
+                REDACTED,
+                format!("DB_PASSWORD={REDACTED}"),
+                "--verbose",
+                // A flag with no value after it: the next option is kept.
+                "--secret",
+                "--model",
+                "gpt",
+                "--header",
+                format!("Authorization: {REDACTED}"),
+                "--password=",
+                "--query=select 1",
+                "--secret"
+            ])
+        );
+        assert_eq!(n, 5);
     }
 
     #[test]

@@ -111,12 +111,12 @@ pub fn decision(audit: &Recorder, r: &mut Record, d: &Decision) {
 }
 
 /// A capped, redacted excerpt of a body that could not be classified, as evidence.
+/// A body that is JSON to a lenient reader (refused for a duplicate key, say, or for its
+/// headers) loses what is under secret-looking keys too, as parameters do.
 pub fn body_excerpt(audit: &Recorder, body: &[u8]) -> Value {
-    let text = String::from_utf8_lossy(body);
-    let (v, _) = crate::audit::redact::cap(
-        Value::String(audit.text(&text)),
-        audit.config().max_params_bytes,
-    );
+    let mut excerpt = Value::String(String::from_utf8_lossy(body).into_owned());
+    crate::audit::redact::redact(&audit.config().redact, &mut excerpt);
+    let (v, _) = crate::audit::redact::cap(excerpt, audit.config().max_params_bytes);
     serde_json::json!({ "body_bytes": body.len(), "body_excerpt": v })
 }
 

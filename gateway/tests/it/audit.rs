@@ -101,6 +101,10 @@ async fn a_real_exchange_is_recorded_redacted_linked_and_verifiable() {
     let (status, _, _) =
         post_in_session(port, "py", &sid, r#"{"jsonrpc":"2.0","id":9,"method":"#).await;
     assert_eq!(status, 400);
+    // Refused whole (a duplicate key), yet JSON to a lenient reader: its secrets stay out too.
+    let twice = r#"{"jsonrpc":"2.0","id":10,"id":10,"method":"tools/call","params":{"name":"echo","arguments":{"password":"hunter2"}}}"#;
+    let (status, _, _) = post_in_session(port, "py", &sid, twice).await;
+    assert_eq!(status, 400);
 
     let call = eventually(&log_dir, |r| {
         r.event == Event::Request && r.target.as_deref() == Some("echo")
@@ -131,6 +135,16 @@ async fn a_real_exchange_is_recorded_redacted_linked_and_verifiable() {
     let (status, _, body) = http(admin, "GET", "/audit/query?colour=red", &[], b"").await;
     assert_eq!(status, 400);
     assert!(String::from_utf8_lossy(&body).contains("unknown filter"));
+    // Other local users (agents among them) see metrics, not records or identities.
+    for (path, status) in [
+        ("/audit/query?tool=echo", 403),
+        ("/audit/export", 403),
+        ("/connections", 403),
+        ("/metrics", 200),
+        ("/healthz", 200),
+    ] {
+        assert_eq!(get_as_nobody(admin, path).await, status, "{path}");
+    }
 
     assert!(gw.shutdown().await);
     let all = records(&log_dir);
@@ -193,6 +207,19 @@ async fn a_real_exchange_is_recorded_redacted_linked_and_verifiable() {
             .as_str()
             .unwrap()
             .contains("\"id\":9")
+    );
+    let duplicated = all
+        .iter()
+        .find(|r| {
+            r.error
+                .as_deref()
+                .is_some_and(|e| e.contains("duplicate key"))
+        })
+        .expect("the duplicate-key body recorded");
+    let excerpt = duplicated.detail.as_ref().unwrap()["body_excerpt"].to_string();
+    assert!(
+        excerpt.contains("[redacted]") && !excerpt.contains("hunter2"),
+        "{excerpt}"
     );
     // Lifecycle events bracket it all.
     assert_eq!(all.first().unwrap().event, Event::GatewayStart);
@@ -633,6 +660,28 @@ async fn records_reach_an_otlp_collector_in_order_once_it_accepts_them() {
         .parse()
         .unwrap();
     assert!(cursor >= got.len() as u64);
+}
+
+/// The status of a GET to `path` on `port` made by a process running as nobody (the tests run
+/// as root, as CI does).
+async fn get_as_nobody(port: u16, path: &str) -> u16 {
+    let script = format!(
+        "import urllib.request, urllib.error\n\
+         try:\n    print(urllib.request.urlopen('http://127.0.0.1:{port}{path}').status)\n\
+         except urllib.error.HTTPError as e:\n    print(e.code)\n"
+    );
+    let out = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .await
+        .expect("python3 as nobody");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{out:?}"))
 }
 
 #[tokio::test(flavor = "multi_thread")]

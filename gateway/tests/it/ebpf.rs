@@ -188,10 +188,21 @@ async fn an_unmodified_client_lands_in_the_gateway_and_is_attributed() {
     );
 
     let script = peer_scripts().join("client.py");
+    // A secret on the agent's command line, which the kernel shows the gateway: the gateway
+    // strips the header it makes, and the audit log must not keep the argument either.
+    let secret = "ghp_0123456789abcdefghijklmnopqrstuv";
     let cmd = gw.exec(
         "a",
         &python(),
-        &[script.to_str().unwrap(), "--url", &url, "--mode", "legacy"],
+        &[
+            script.to_str().unwrap(),
+            "--url",
+            &url,
+            "--mode",
+            "legacy",
+            "--bearer",
+            secret,
+        ],
     );
     let (pid, through) = client_output(cmd).await;
     assert_eq!(direct, through);
@@ -217,7 +228,20 @@ async fn an_unmodified_client_lands_in_the_gateway_and_is_attributed() {
         );
         assert_eq!(id.original_destination.port(), server.port);
         assert!(id.cmdline.iter().any(|a| a.ends_with("client.py")));
+        let bearer = id.cmdline.iter().position(|a| a == "--bearer");
+        assert_eq!(
+            bearer
+                .and_then(|i| id.cmdline.get(i + 1))
+                .map(String::as_str),
+            Some("[redacted]"),
+            "{:?}",
+            id.cmdline
+        );
     }
+    assert!(
+        !String::from_utf8_lossy(&all_log_bytes(&gw.audit_dir)).contains(secret),
+        "the command line's secret reached the audit log"
+    );
     // Closed sockets took their records with them: nothing accumulates in the kernel maps.
     let mut counts = (usize::MAX, usize::MAX);
     for _ in 0..100 {
