@@ -573,6 +573,18 @@ impl TokenService {
         })
     }
 
+    /// Whether a token verified earlier still admits its bearer: not expired, and not revoked
+    /// since. Streams ask as they go, since they outlive the request that was checked.
+    pub fn still_honoured(&self, token: &Verified) -> Result<(), Rejection> {
+        if token.exp <= now_secs() {
+            return Err(Rejection::Expired);
+        }
+        match &token.jti {
+            Some(jti) if self.is_revoked(jti)? => Err(Rejection::Revoked),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether `jti` is revoked. Fails closed: a list that cannot be read revokes everything
     /// (and a list that disappears after it existed counts as unreadable).
     fn is_revoked(&self, jti: &str) -> Result<bool, Rejection> {

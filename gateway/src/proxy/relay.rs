@@ -59,6 +59,12 @@ pub struct Asked {
 }
 
 impl Context {
+    /// Why the caller's token, checked when the exchange began, no longer admits it.
+    fn token_withdrawn(&self) -> Option<crate::tokens::Rejection> {
+        let token = self.identity.token()?;
+        self.gateway.tokens.as_ref()?.still_honoured(token).err()
+    }
+
     /// Runs the response stage and the session bookkeeping on one server->client message.
     /// Returns what to forward: the message as received, a replacement, or nothing.
     fn on_message(&self, message: &Message, raw: &[u8], endpoint: Option<&str>) -> Relay {
@@ -419,6 +425,12 @@ pub fn sse(ctx: Context, body: Body, max_event: usize) -> Body {
                 }
                 Next::Upstream(frame) => frame,
             };
+            // A stream outlives the request whose token was checked: nothing more reaches a
+            // bearer whose token has since expired or been revoked.
+            if let Some(why) = st.ctx.token_withdrawn() {
+                tracing::info!(server = %st.ctx.upstream.server.name, reason = %why, "Ended a stream: its token no longer admits the agent.");
+                return None;
+            }
             let data = match frame {
                 None => return None,
                 Some(Err(error)) => {

@@ -461,20 +461,22 @@ async fn a_token_can_pin_a_tools_arguments() {
     gw.shutdown().await;
 }
 
-/// `Authorization` values for agents alice and bob, from `agentgate token issue` for `server`.
+/// A token for `agent` on `server`, from `agentgate token issue`.
+async fn issue(config: &Path, agent: &str, server: &str) -> String {
+    let (code, token, err) = cli(
+        &["token", "issue", "--agent", agent, "--server", server],
+        config,
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    token
+}
+
+/// `Authorization` values for agents alice and bob on `server`.
 async fn alice_and_bob(config: &Path, server: &str) -> (String, String) {
-    let mut tokens = Vec::new();
-    for agent in ["alice", "bob"] {
-        let (code, token, err) = cli(
-            &["token", "issue", "--agent", agent, "--server", server],
-            config,
-        )
-        .await;
-        assert_eq!(code, 0, "{err}");
-        tokens.push(format!("Bearer {token}"));
-    }
-    let bob = tokens.pop().unwrap_or_default();
-    (tokens.pop().unwrap_or_default(), bob)
+    let alice = issue(config, "alice", server).await;
+    let bob = issue(config, "bob", server).await;
+    (format!("Bearer {alice}"), format!("Bearer {bob}"))
 }
 
 /// A session the upstream opened for one agent is that agent's alone. Another agent presenting
@@ -608,5 +610,67 @@ async fn a_legacy_endpoint_belongs_to_the_agent_whose_stream_announced_it() {
     assert_eq!(status, 202);
     assert_eq!(posts(&received(&server).await), 1);
     drop(stream);
+    gw.shutdown().await;
+}
+
+/// A stream outlives the request whose token was checked: once the token is revoked, the stream
+/// ends, and nothing more of it (here: the rest of a long tool call's progress and its result)
+/// reaches the agent.
+#[tokio::test(flavor = "multi_thread")]
+async fn revoking_a_token_ends_the_streams_it_opened() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let scratch = scratch_dir("tokens-stream");
+    let (_server, config, gw) = token_gateway(&scratch, "").await;
+    let port = addr(&gw).port();
+    let token = issue(&config, "alice", "py").await;
+    let bearer = format!("Bearer {token}");
+    let (status, head, _) = initialize(port, "py", &[("Authorization", bearer.as_str())]).await;
+    assert_eq!(status, 200, "{head}");
+    let sid = session_id(&head);
+    // Progress for 8 s, then the result, all on the POST's SSE stream.
+    let call = json!({
+        "jsonrpc": "2.0", "id": 5, "method": "tools/call",
+        "params": {
+            "name": "long_running",
+            "arguments": {"steps": 40, "delay": 0.2},
+            "_meta": {"progressToken": "p"},
+        },
+    })
+    .to_string();
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let request = format!(
+        "POST /servers/py/mcp HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Authorization: {bearer}\r\nMcp-Session-Id: {sid}\r\nMCP-Protocol-Version: 2025-11-25\r\n\
+         Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+         Content-Length: {}\r\n\r\n{call}",
+        call.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while !String::from_utf8_lossy(&seen).contains("notifications/progress") {
+            let mut buf = [0u8; 4096];
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "ended early: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("the first progress notification");
+    let (code, out, err) = cli(&["token", "revoke", "--token", &token], &config).await;
+    assert_eq!(code, 0, "{out} {err}");
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut seen))
+        .await
+        .expect("the stream ended")
+        .unwrap();
+    let text = String::from_utf8_lossy(&seen);
+    let progress = text.matches("notifications/progress").count();
+    assert!(progress < 40, "{progress} progress notifications: {text}");
+    assert!(
+        !text.contains(r#""result""#),
+        "the result came through: {text}"
+    );
     gw.shutdown().await;
 }
