@@ -199,7 +199,14 @@ fn status(config: &Config, json: bool) -> i32 {
         return EXIT_BAD_CONFIG;
     };
     let body = match admin_request(admin, "GET", "/connections") {
-        Ok((_, body)) => body,
+        Ok((200, body)) => body,
+        Ok((status, body)) => {
+            eprintln!(
+                "agentgate status: the admin API at {admin} refused ({status}): {}",
+                String::from_utf8_lossy(&body).trim()
+            );
+            return EXIT_UNAVAILABLE;
+        }
         Err(e) => {
             eprintln!("agentgate status: cannot reach the admin API at {admin}: {e}");
             return EXIT_UNAVAILABLE;

@@ -717,6 +717,28 @@ async fn an_existing_cgroup_and_a_server_host_name_are_intercepted_and_status_li
             .nth(1)
             .is_some_and(|l| l.starts_with("svc") && l.contains(&pid.to_string()))
     );
+    // Other users (agents among them) are not shown who runs what: a clear refusal.
+    let readable = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    std::fs::copy(&gw.config_path, readable.path()).unwrap();
+    std::fs::set_permissions(
+        readable.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let denied = Command::new(env!("CARGO_BIN_EXE_agentgate"))
+        .args(["status", "--config"])
+        .arg(readable.path())
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&denied.stderr);
+    assert!(!denied.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("refused (403)") && stderr.contains("only root and the gateway's own user"),
+        "{stderr}"
+    );
     holder.kill().await.unwrap();
     gw.stop().await;
     remove_cgroups(&mount.join(&service));
