@@ -29,10 +29,55 @@ pub struct Launch {
     /// The child's whole environment besides `PATH`: names and templates over secrets.
     pub env: Vec<(String, Vec<Part>)>,
     pub cwd: Option<PathBuf>,
+    /// Whom the child runs as (unset: the gateway's own user).
+    pub user: Option<RunAs>,
     pub max_sessions: usize,
     /// Sessions one agent (principal) may hold, so that one cannot take every slot.
     pub max_sessions_per_agent: usize,
     pub idle_timeout: Duration,
+}
+
+/// A user for launched children: the gateway sets their uid and gid, and they lose the
+/// gateway's supplementary groups.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunAs {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl RunAs {
+    /// A user name from the passwd database, or a numeric uid (with the gid of its passwd
+    /// entry, or the same number when it has none).
+    fn parse(text: &str, passwd: &str) -> Result<Self, String> {
+        let entry = |matches: &dyn Fn(&[&str]) -> bool| {
+            passwd.lines().find_map(|line| {
+                let fields: Vec<&str> = line.split(':').collect();
+                if fields.len() < 4 || !matches(&fields) {
+                    return None;
+                }
+                Some((
+                    fields[0].to_owned(),
+                    fields[2].parse::<u32>().ok()?,
+                    fields[3].parse::<u32>().ok()?,
+                ))
+            })
+        };
+        if let Ok(uid) = text.parse::<u32>() {
+            let known = entry(&|f| f[2].parse::<u32>().ok() == Some(uid));
+            return Ok(match known {
+                Some((name, _, gid)) => Self { name, uid, gid },
+                None => Self {
+                    name: text.to_owned(),
+                    uid,
+                    gid: uid,
+                },
+            });
+        }
+        entry(&|f| f[0] == text)
+            .map(|(name, uid, gid)| Self { name, uid, gid })
+            .ok_or_else(|| format!("no user {text:?} in /etc/passwd (give a name there, or a uid)"))
+    }
 }
 
 impl Launch {
@@ -51,6 +96,7 @@ pub struct RawLaunch {
     pub args: Vec<String>,
     pub env: BTreeMap<String, Spanned<String>>,
     pub cwd: Option<Spanned<PathBuf>>,
+    pub user: Option<Spanned<String>>,
     pub max_sessions: Option<usize>,
     pub max_sessions_per_agent: Option<usize>,
     pub idle_timeout: Option<Duration>,
@@ -113,12 +159,23 @@ pub fn validate(
         }
         env.push((key, parts));
     }
+    let user = match &raw.user {
+        None => None,
+        Some(u) => {
+            let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+            Some(
+                RunAs::parse(u.get_ref().trim(), &passwd)
+                    .map_err(|why| (Some(u.span()), "servers.user".to_owned(), why))?,
+            )
+        }
+    };
     let max_sessions = raw.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS);
     Ok(Launch {
         command,
         args: raw.args,
         env,
         cwd: raw.cwd.map(|c| super::resolve(base, c.get_ref())),
+        user,
         max_sessions,
         max_sessions_per_agent: raw
             .max_sessions_per_agent
@@ -126,4 +183,33 @@ pub fn validate(
             .min(max_sessions),
         idle_timeout: raw.idle_timeout.unwrap_or(DEFAULT_IDLE_TIMEOUT),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_as_takes_a_passwd_name_or_a_uid() {
+        let passwd = "root:x:0:0:root:/root:/bin/sh\n\
+                      nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n\
+                      mcp:x:1001:1002::/home/mcp:/bin/sh\n\
+                      broken:x:12\n";
+        let user = |name: &str, uid, gid| RunAs {
+            name: name.to_owned(),
+            uid,
+            gid,
+        };
+        assert_eq!(RunAs::parse("mcp", passwd), Ok(user("mcp", 1001, 1002)));
+        assert_eq!(
+            RunAs::parse("nobody", passwd),
+            Ok(user("nobody", 65534, 65534))
+        );
+        assert_eq!(RunAs::parse("1001", passwd), Ok(user("mcp", 1001, 1002)));
+        assert_eq!(RunAs::parse("4242", passwd), Ok(user("4242", 4242, 4242)));
+        for unknown in ["nosuch", "broken", "", "mcp:x"] {
+            let e = RunAs::parse(unknown, passwd).unwrap_err();
+            assert!(e.contains("no user"), "{unknown}: {e}");
+        }
+    }
 }

@@ -325,6 +325,7 @@ struct RawServer {
     #[serde(default)]
     env: std::collections::BTreeMap<String, Spanned<String>>,
     cwd: Option<Spanned<PathBuf>>,
+    user: Option<Spanned<String>>,
     max_sessions: Option<Positive>,
     max_sessions_per_agent: Option<Positive>,
     idle_timeout: Option<Timeout>,
@@ -588,6 +589,7 @@ impl File {
                         ("args", !raw.args.is_empty()),
                         ("env", !raw.env.is_empty()),
                         ("cwd", raw.cwd.is_some()),
+                        ("user", raw.user.is_some()),
                         ("max_sessions", raw.max_sessions.is_some()),
                         (
                             "max_sessions_per_agent",
@@ -614,6 +616,7 @@ impl File {
                             args: raw.args,
                             env: raw.env,
                             cwd: raw.cwd,
+                            user: raw.user,
                             max_sessions: raw.max_sessions.map(|p| p.0),
                             max_sessions_per_agent: raw.max_sessions_per_agent.map(|p| p.0),
                             idle_timeout: raw.idle_timeout.map(|t| t.0),

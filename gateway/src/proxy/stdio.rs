@@ -394,6 +394,9 @@ impl Launcher {
         if let Some(dir) = &self.launch.cwd {
             command.current_dir(dir);
         }
+        if let Some(user) = &self.launch.user {
+            command.uid(user.uid).gid(user.gid);
+        }
         let mut process = command.spawn().map_err(|e| {
             self.unavailable(format!(
                 "cannot start {}: {e}",

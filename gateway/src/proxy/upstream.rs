@@ -69,6 +69,12 @@ impl Upstreams {
                 config.limits.upstream_connect_timeout,
             )?;
             let launched = server.launch.as_ref().map(|launch| {
+                if launch.user.is_none() && crate::ebpf::effective_uid() == 0 {
+                    tracing::warn!(
+                        server = %server.name,
+                        "Launched server processes run as root, with every secret file in reach: set `user` on the server."
+                    );
+                }
                 Arc::new(super::stdio::Launcher::new(
                     server.name.as_str(),
                     launch.clone(),

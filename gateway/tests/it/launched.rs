@@ -344,6 +344,13 @@ fn launched_server_config_is_checked() {
     assert!(e.contains("servers.args"), "{e}");
     let e = err("[[servers]]\nname = \"a\"\ncommand = \"x\"\nca_file = \"/c.pem\"\n");
     assert!(e.starts_with("t.toml:4: servers.ca_file"), "{e}");
+    let e = err("[[servers]]\nname = \"a\"\ncommand = \"x\"\nuser = \"no-such-user\"\n");
+    assert!(
+        e.starts_with("t.toml:4: servers.user") && e.contains("no-such-user"),
+        "{e}"
+    );
+    let e = err("[[servers]]\nname = \"a\"\nurl = \"http://x/\"\nuser = \"nobody\"\n");
+    assert!(e.contains("servers.user"), "{e}");
     let ok: Value = json!(
         agentgate::config::Config::parse(
             "[[servers]]\nname = \"a\"\ncommand = \"x\"\nargs = [\"--stdio\"]\nmax_sessions = 3\nidle_timeout = \"1m\"\n",
@@ -448,4 +455,54 @@ async fn a_launched_servers_long_or_binary_stderr_lines_do_not_break_it() {
         // Time for the gateway to read (or, before, to give up on) what the call wrote.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A launched server with `user` runs as that user, with its group and none of the gateway's
+/// supplementary groups: a server package cannot read what only the gateway's user may.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_launched_server_runs_as_its_configured_user() {
+    let scratch = scratch_dir("launched-user");
+    let marker = format!("as-nobody-{}", std::process::id());
+    // Two commands, so that the shell stays (and keeps the marker in its command line).
+    let server = format!(
+        "[[servers]]\nname = \"who\"\ncommand = \"sh\"\n\
+         args = [\"-c\", \"sleep 300; exit 0 # {marker}\"]\nuser = \"nobody\"\n"
+    );
+    let gw = gateway(&launched_config(
+        &server,
+        &scratch,
+        "[limits]\nupstream_response_timeout = \"2s\"\n",
+    ))
+    .await;
+    let port = addr(&gw).port();
+    // The child never answers: its initialize times out, but the child is there to look at.
+    let asked = tokio::spawn(async move { initialize(port, "who", &[]).await });
+    wait_for_processes(&marker, 1).await;
+    let status = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .find_map(|entry| {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            String::from_utf8_lossy(&cmdline)
+                .contains(&marker)
+                .then(|| std::fs::read_to_string(entry.path().join("status")).ok())?
+        })
+        .expect("the launched shell");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    assert_eq!(field("Uid:"), ["65534"; 4], "{status}");
+    assert_eq!(field("Gid:"), ["65534"; 4], "{status}");
+    assert!(field("Groups:").iter().all(|g| *g == "65534"), "{status}");
+    let (_, _, answer) = asked.await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&answer).contains("\"error\""),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    gw.shutdown().await;
 }
