@@ -342,8 +342,9 @@ pub async fn start_with(
     }
     daemon_stages.credentials = Arc::new(injector);
     let stages = stages(daemon_stages);
+    let secrets = Arc::new(crate::credentials::Scrubber::new(&config)?);
     let audit = if config.audit.enabled {
-        let recorder = crate::audit::Recorder::open(&config.audit)?;
+        let recorder = crate::audit::Recorder::open(&config.audit)?.with_secrets(secrets.clone());
         let mut r = crate::audit::Record::new(crate::audit::Event::GatewayStart);
         r.detail = Some(serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
@@ -385,6 +386,7 @@ pub async fn start_with(
             launch_env,
             agent_tls,
             https,
+            secrets,
         },
     )?);
     let address = config.listener.address;

@@ -213,6 +213,138 @@ impl Injector {
     }
 }
 
+/// Secrets shorter than this are not looked for in messages: a short one would blank
+/// ordinary text that happens to contain it.
+pub const MIN_SCRUBBED: usize = 6;
+
+/// Every configured secret's value, looked for in what the gateway passes on or records: an
+/// upstream that echoes the credential it was given (a debug tool, an error quoting a
+/// connection string) must not hand it to the agent or to the audit log.
+#[derive(Default)]
+pub struct Scrubber {
+    /// Each secret as it appears in JSON text: raw, and JSON-escaped where that differs.
+    needles: Vec<Zeroizing<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for Scrubber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Scrubber({} patterns)", self.needles.len())
+    }
+}
+
+impl Scrubber {
+    /// Reads the `[[secrets]]` entries that servers are given (injected or in a launched
+    /// server's environment): what an upstream could echo.
+    pub fn new(config: &Config) -> Result<Self, SecretError> {
+        let given: std::collections::HashSet<&str> = config
+            .servers
+            .iter()
+            .flat_map(|s| {
+                let launched = s
+                    .launch
+                    .iter()
+                    .flat_map(|l| l.env.iter().flat_map(|(_, v)| v));
+                s.inject.iter().flat_map(|i| &i.value).chain(launched)
+            })
+            .filter_map(|p| match p {
+                Part::Secret(n) => Some(n.as_str()),
+                Part::Text(_) => None,
+            })
+            .collect();
+        let mut needles = Vec::new();
+        for spec in config
+            .secrets
+            .iter()
+            .filter(|s| given.contains(s.name.as_str()))
+        {
+            let secret = Secret::read(spec)?;
+            if secret.0.len() < MIN_SCRUBBED {
+                continue;
+            }
+            if let Ok(text) = std::str::from_utf8(&secret.0) {
+                let quoted = Zeroizing::new(serde_json::to_string(text).unwrap_or_default());
+                let escaped = quoted.get(1..quoted.len().saturating_sub(1)).unwrap_or("");
+                if escaped.as_bytes() != secret.0.as_slice() && !escaped.is_empty() {
+                    needles.push(Zeroizing::new(escaped.as_bytes().to_vec()));
+                }
+            }
+            needles.push(Zeroizing::new(secret.0.to_vec()));
+        }
+        Ok(Self { needles })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.needles.is_empty()
+    }
+
+    /// Whether some secret appears in `bytes`.
+    pub fn found_in(&self, bytes: &[u8]) -> bool {
+        self.needles
+            .iter()
+            .any(|n| memchr::memmem::find(bytes, n).is_some())
+    }
+
+    /// Blanks every secret in every string (and object key) of `value`; how many strings
+    /// changed.
+    pub fn scrub_value(&self, value: &mut serde_json::Value) -> usize {
+        use serde_json::Value;
+        let mut changed = 0;
+        let mut stack = vec![value];
+        while let Some(v) = stack.pop() {
+            match v {
+                Value::String(s) => changed += usize::from(self.scrub_string(s)),
+                Value::Array(items) => stack.extend(items.iter_mut()),
+                Value::Object(map) => {
+                    if map.keys().any(|k| self.found_in(k.as_bytes())) {
+                        let entries = std::mem::take(map);
+                        for (mut k, child) in entries {
+                            changed += usize::from(self.scrub_string(&mut k));
+                            map.insert(k, child);
+                        }
+                    }
+                    stack.extend(map.values_mut());
+                }
+                _ => {}
+            }
+        }
+        changed
+    }
+
+    /// Blanks every secret in `text`; whether anything changed.
+    pub fn scrub_string(&self, text: &mut String) -> bool {
+        if !self.found_in(text.as_bytes()) {
+            return false;
+        }
+        // Only raw needles can match decoded text; replacing leaves valid UTF-8 since every
+        // needle that matched is itself the UTF-8 of a whole string.
+        let mut out = std::mem::take(text).into_bytes();
+        for needle in &self.needles {
+            let mut at = 0;
+            while let Some(i) = memchr::memmem::find(&out[at..], needle) {
+                let start = at + i;
+                out.splice(start..start + needle.len(), REDACTED.bytes());
+                at = start + REDACTED.len();
+            }
+        }
+        *text = String::from_utf8_lossy(&out).into_owned();
+        true
+    }
+
+    /// A JSON text with every secret blanked, re-encoded; `None` when none appears in it (the
+    /// common case, told by a search alone) or it is not JSON.
+    pub fn scrub_json(&self, raw: &[u8]) -> Option<Vec<u8>> {
+        if !self.found_in(raw) {
+            return None;
+        }
+        let mut value: serde_json::Value = serde_json::from_slice(raw).ok()?;
+        self.scrub_value(&mut value);
+        serde_json::to_vec(&value).ok()
+    }
+}
+
+/// What replaces a secret found in a message or record.
+const REDACTED: &str = "[redacted]";
+
 /// A launched server's environment with its secrets filled in: what the child gets (besides
 /// `PATH`). The values are wiped when the gateway drops them.
 pub type LaunchEnv = Vec<(String, Zeroizing<Vec<u8>>)>;
@@ -283,6 +415,52 @@ impl CredentialStage for Injector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_scrubber_blanks_secrets_raw_escaped_in_keys_and_leaves_other_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        let quoted = dir.path().join("quoted");
+        let short = dir.path().join("short");
+        std::fs::write(&plain, "hunter2-hunter2\n").unwrap();
+        std::fs::write(&quoted, "pa\"ss\\word").unwrap();
+        std::fs::write(&short, "abc").unwrap();
+        let c = config(&format!(
+            "[[secrets]]\nname = \"plain\"\nfile = \"{}\"\n\
+             [[secrets]]\nname = \"quoted\"\nfile = \"{}\"\n\
+             [[secrets]]\nname = \"short\"\nfile = \"{}\"\n\
+             [[secrets]]\nname = \"unused\"\nfile = \"/nonexistent\"\n\
+             [[servers]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/\"\n\
+             [[servers.inject]]\nheader = \"X-A\"\nvalue = \"${{plain}}\"\n\
+             [[servers.inject]]\nheader = \"X-B\"\nvalue = \"${{short}}\"\n\
+             [[servers]]\nname = \"b\"\ncommand = \"x\"\nenv = {{ P = \"${{quoted}}\" }}\n",
+            plain.display(),
+            quoted.display(),
+            short.display()
+        ));
+        // The unused secret is never read (its file does not exist).
+        let s = Scrubber::new(&c).unwrap();
+        assert!(!s.is_empty());
+        let raw = br#"{"result":{"text":"token hunter2-hunter2 and pa\"ss\\word","hunter2-hunter2":1,"n":"abc"}}"#;
+        let clean = String::from_utf8(s.scrub_json(raw).unwrap()).unwrap();
+        assert!(
+            !clean.contains("hunter2") && !clean.contains("ss\\\\word"),
+            "{clean}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&clean).unwrap();
+        assert_eq!(v["result"]["text"], "token [redacted] and [redacted]");
+        assert_eq!(v["result"]["[redacted]"], 1);
+        assert_eq!(
+            v["result"]["n"], "abc",
+            "shorter secrets are not looked for"
+        );
+        assert_eq!(s.scrub_json(br#"{"text":"nothing here"}"#), None);
+        assert_eq!(s.scrub_json(b"not json hunter2-hunter2"), None);
+        assert!(s.found_in(b"not json hunter2-hunter2"));
+        let mut text = "a hunter2-hunter2 b".to_owned();
+        assert!(s.scrub_string(&mut text));
+        assert_eq!(text, "a [redacted] b");
+    }
 
     fn config(text: &str) -> Config {
         Config::parse(text, "test.toml").unwrap()

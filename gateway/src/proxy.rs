@@ -71,6 +71,8 @@ pub struct Gateway {
     pub agent_tls: Option<crate::tls::listener::AgentTls>,
     /// TLS termination for intercepted https:// servers.
     pub https: Option<crate::tls::intercept::HttpsInterception>,
+    /// Every configured secret, blanked from what reaches agents.
+    pub secrets: Arc<crate::credentials::Scrubber>,
 }
 
 /// An intercepted connection, for `agentgate status` and the admin API.
@@ -142,6 +144,8 @@ pub struct Services {
     pub agent_tls: Option<crate::tls::listener::AgentTls>,
     /// TLS termination for intercepted https:// servers (`interception.https`).
     pub https: Option<crate::tls::intercept::HttpsInterception>,
+    /// Every configured secret, blanked from server messages before they reach agents.
+    pub secrets: Arc<crate::credentials::Scrubber>,
 }
 
 impl Gateway {
@@ -160,6 +164,7 @@ impl Gateway {
             launch_env,
             agent_tls,
             https,
+            secrets,
         } = services;
         Ok(Self {
             upstreams: upstream::Upstreams::new(&config, launch_env, &drain)?,
@@ -175,6 +180,7 @@ impl Gateway {
             tokens,
             agent_tls,
             https,
+            secrets,
             config,
             stages,
             metrics,

@@ -39,6 +39,7 @@ pub struct Recorder {
     writer: Writer,
     config: AuditConfig,
     public_key: String,
+    secrets: Option<std::sync::Arc<crate::credentials::Scrubber>>,
 }
 
 impl Recorder {
@@ -78,6 +79,7 @@ impl Recorder {
             writer,
             config: config.clone(),
             public_key,
+            secrets: None,
         })
     }
 
@@ -108,12 +110,43 @@ impl Recorder {
 
     /// What every record loses before it is written, whoever built it: the secrets in the
     /// calling process's command line (`agent.py --password ...`), which the kernel shows.
+    /// And any configured secret, wherever it turns up (an upstream that echoes the
+    /// credential it was given).
     fn scrub(&self, mut record: Record) -> Record {
         if let Some(Value::Array(args)) = record.process.as_mut().and_then(|p| p.get_mut("cmdline"))
         {
             redact::redact_cmdline(&self.config.redact, args);
         }
+        if let Some(secrets) = self.secrets.as_deref().filter(|s| !s.is_empty()) {
+            for part in [&mut record.params, &mut record.result] {
+                if let Some(raw) = part
+                    && let Some(clean) = secrets.scrub_json(raw.get().as_bytes())
+                {
+                    *part = String::from_utf8(clean)
+                        .ok()
+                        .and_then(|t| RawValue::from_string(t).ok());
+                }
+            }
+            for text in [&mut record.error, &mut record.reason]
+                .into_iter()
+                .flatten()
+            {
+                secrets.scrub_string(text);
+            }
+            for value in [&mut record.detail, &mut record.process]
+                .into_iter()
+                .flatten()
+            {
+                secrets.scrub_value(value);
+            }
+        }
         record
+    }
+
+    /// Blanks the values of `secrets` from every record too.
+    pub fn with_secrets(mut self, secrets: std::sync::Arc<crate::credentials::Scrubber>) -> Self {
+        self.secrets = Some(secrets);
+        self
     }
 
     /// Records what is about to be forwarded. Fail-closed: waits until every record is

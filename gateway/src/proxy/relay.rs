@@ -107,7 +107,7 @@ impl Context {
         if let Some(audit) = &self.gateway.audit {
             self.record(audit, message, raw, asked, &inspection);
         }
-        match inspection {
+        let relay = match inspection {
             Inspection::Forward => Relay::AsIs,
             Inspection::Replace(b) => Relay::Replaced(b),
             Inspection::Deny { reason, reply } => {
@@ -125,6 +125,27 @@ impl Context {
                 }
                 Relay::Withheld
             }
+        };
+        self.scrubbed(relay, raw)
+    }
+
+    /// What goes to the agent, with every configured secret blanked: an upstream may echo the
+    /// credential it was given (a debug tool, an error quoting a connection string).
+    fn scrubbed(&self, relay: Relay, raw: &[u8]) -> Relay {
+        let secrets = &self.gateway.secrets;
+        let bytes: &[u8] = match &relay {
+            _ if secrets.is_empty() => return relay,
+            Relay::AsIs => raw,
+            Relay::Replaced(b) => b,
+            Relay::Withheld => return relay,
+        };
+        if !secrets.found_in(bytes) {
+            return relay;
+        }
+        tracing::warn!(server = %self.upstream.server.name, "Blanked a configured secret in a server message to an agent.");
+        match secrets.scrub_json(bytes) {
+            Some(clean) => Relay::Replaced(Bytes::from(clean)),
+            None => Relay::Withheld,
         }
     }
 

@@ -20,7 +20,8 @@ async fn the_upstream_gets_the_injected_credential_and_never_the_agents() {
             "py",
             &server.url("/mcp"),
             "streamable-http",
-            "[[servers.inject]]\nheader = \"Authorization\"\nvalue = \"Bearer ${upstream}\"\n",
+            "[[servers.inject]]\nheader = \"Authorization\"\nvalue = \"Bearer ${upstream}\"\n\
+             [[servers.inject]]\nheader = \"X-Upstream-Key\"\nvalue = \"${upstream}\"\n",
         )],
         &format!(
             "[[secrets]]\nname = \"upstream\"\nfile = \"{}\"\n{}",
@@ -37,6 +38,17 @@ async fn the_upstream_gets_the_injected_credential_and_never_the_agents() {
     let call = tool_call(2, "echo", serde_json::json!({"message": "hi"}));
     let (status, _, reply) = post_in_session(port, "py", &sid, &call).await;
     assert_eq!(status, 200);
+    // A server that echoes the credential it was given: the agent gets it blanked, and so does
+    // the audit log (no default pattern knows this secret's shape).
+    let call = tool_call(
+        3,
+        "show_header",
+        serde_json::json!({"name": "x-upstream-key"}),
+    );
+    let (status, _, echoed) = post_in_session(port, "py", &sid, &call).await;
+    assert_eq!(status, 200);
+    let echoed = String::from_utf8_lossy(&echoed);
+    assert!(echoed.contains("x-upstream-key: [redacted]"), "{echoed}");
     for b in [&body, &reply] {
         assert!(!String::from_utf8_lossy(b).contains(SECRET));
     }

@@ -60,6 +60,15 @@ def set_flags(flags: dict[str, bool]) -> str:
 
 
 @mcp.tool()
+def show_header(name: str, ctx: Context = None) -> str:
+    """Echoes a header its request carried, as a careless debug tool would: credential tests
+    check that what the gateway injects never comes back to the agent."""
+    request = ctx.request_context.request if ctx is not None else None
+    value = request.headers.get(name, "none") if request is not None else "none"
+    return f"{name}: {value}"
+
+
+@mcp.tool()
 def log_to_stderr(text: str) -> str:
     """Writes the text to stderr as one line, then a line that is not UTF-8: what a server's
     own logging may do. Launched-server tests check the gateway keeps reading its stderr."""
