@@ -102,6 +102,10 @@ async fn trusted(peer: SocketAddr, local: Option<SocketAddr>) -> bool {
 /// The owner of the local socket `peer` whose connection reached `local`, from the kernel's
 /// socket table (/proc/net/tcp or tcp6: addresses in hex, each 32-bit word in host order).
 fn peer_uid(peer: SocketAddr, local: SocketAddr) -> Option<u32> {
+    // An IPv4 client of a dual-stack listener shows as ::ffff:a.b.c.d here, but its own socket
+    // is an IPv4 one, listed in /proc/net/tcp.
+    let canonical = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
+    let (peer, local) = (canonical(peer), canonical(local));
     fn hex(addr: SocketAddr) -> String {
         let ip = match addr.ip() {
             std::net::IpAddr::V4(ip) => format!("{:08X}", u32::from_ne_bytes(ip.octets())),
@@ -120,11 +124,14 @@ fn peer_uid(peer: SocketAddr, local: SocketAddr) -> Option<u32> {
     };
     let text = std::fs::read_to_string(table).ok()?;
     let (from, to) = (hex(peer), hex(local));
+    // Established only: a closed socket lingering in TIME_WAIT is listed as root's.
     text.lines().skip(1).find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        (fields.get(1) == Some(&from.as_str()) && fields.get(2) == Some(&to.as_str()))
-            .then(|| fields.get(7)?.parse().ok())
-            .flatten()
+        (fields.get(1) == Some(&from.as_str())
+            && fields.get(2) == Some(&to.as_str())
+            && fields.get(3) == Some(&"01"))
+        .then(|| fields.get(7)?.parse().ok())
+        .flatten()
     })
 }
 

@@ -573,10 +573,11 @@ impl TokenService {
         })
     }
 
-    /// Whether a token verified earlier still admits its bearer: not expired, and not revoked
-    /// since. Streams ask as they go, since they outlive the request that was checked.
+    /// Whether a token verified earlier still admits its bearer: not expired (with the
+    /// leeway verification allows, at most [`LEEWAY`]), and not revoked since. Streams ask as
+    /// they go, since they outlive the request that was checked.
     pub fn still_honoured(&self, token: &Verified) -> Result<(), Rejection> {
-        if token.exp <= now_secs() {
+        if token.exp + LEEWAY.as_secs() <= now_secs() {
             return Err(Rejection::Expired);
         }
         match &token.jti {

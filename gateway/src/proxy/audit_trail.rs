@@ -112,11 +112,18 @@ pub fn decision(audit: &Recorder, r: &mut Record, d: &Decision) {
 
 /// A capped, redacted excerpt of a body that could not be classified, as evidence.
 /// A body that is JSON to a lenient reader (refused for a duplicate key, say, or for its
-/// headers) loses what is under secret-looking keys too, as parameters do.
+/// headers) is kept as that reader's re-encoding, redacted as parameters are: of repeated keys
+/// it keeps one, so a secret under an earlier copy cannot slip past the key rules.
 pub fn body_excerpt(audit: &Recorder, body: &[u8]) -> Value {
-    let mut excerpt = Value::String(String::from_utf8_lossy(body).into_owned());
-    crate::audit::redact::redact(&audit.config().redact, &mut excerpt);
-    let (v, _) = crate::audit::redact::cap(excerpt, audit.config().max_params_bytes);
+    let rules = &audit.config().redact;
+    let text = match serde_json::from_slice::<Value>(body) {
+        Ok(mut parsed) => {
+            crate::audit::redact::redact(rules, &mut parsed);
+            parsed.to_string()
+        }
+        Err(_) => audit.text(&String::from_utf8_lossy(body)),
+    };
+    let (v, _) = crate::audit::redact::cap(Value::String(text), audit.config().max_params_bytes);
     serde_json::json!({ "body_bytes": body.len(), "body_excerpt": v })
 }
 

@@ -191,7 +191,9 @@ impl Tracker {
                     // Parsed again only once the new bytes may have ended the head (an empty
                     // line, bare LF included) or it has grown too long: a head sent a byte at a
                     // time would otherwise be parsed whole once per byte.
-                    let tail = &buf[before.saturating_sub(2)..];
+                    // Empty lines before the request line are skipped, not an end.
+                    let start = buf.iter().position(|b| !matches!(b, b'\r' | b'\n'));
+                    let tail = &buf[start.map_or(buf.len(), |s| s.max(before.saturating_sub(2)))..];
                     if buf.len() <= MAX_HEAD
                         && memchr::memmem::find(tail, b"\n\n").is_none()
                         && memchr::memmem::find(tail, b"\n\r\n").is_none()
@@ -511,6 +513,16 @@ POST /d HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nhi";
             t.feed(std::slice::from_ref(byte));
         }
         assert_eq!(v.next(), Some("request head too long"));
+        assert_eq!(PARSES.with(std::cell::Cell::get), 2);
+        // Empty lines before the request line (skipped, as hyper skips them) end nothing.
+        let v = Verdicts::default();
+        let mut t = Tracker::new(v.clone());
+        PARSES.with(|n| n.set(0));
+        let lead = b"\r\n\n".repeat(1000);
+        for byte in lead.iter().chain(&head) {
+            t.feed(std::slice::from_ref(byte));
+        }
+        assert_eq!(v.next(), Some("more than one Content-Length"));
         assert_eq!(PARSES.with(std::cell::Cell::get), 2);
     }
 

@@ -717,17 +717,21 @@ async fn an_existing_cgroup_and_a_server_host_name_are_intercepted_and_status_li
             .nth(1)
             .is_some_and(|l| l.starts_with("svc") && l.contains(&pid.to_string()))
     );
-    // Other users (agents among them) are not shown who runs what: a clear refusal.
-    let readable = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
-    std::fs::copy(&gw.config_path, readable.path()).unwrap();
-    std::fs::set_permissions(
-        readable.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o644),
-    )
-    .unwrap();
-    let denied = Command::new(env!("CARGO_BIN_EXE_agentgate"))
+    // Other users (agents among them) are not shown who runs what: a clear refusal. The
+    // binary and config go where nobody can reach them (a checkout may sit in a private
+    // directory).
+    let open = tempfile::tempdir().unwrap();
+    let mode = |m| std::os::unix::fs::PermissionsExt::from_mode(m);
+    std::fs::set_permissions(open.path(), mode(0o755)).unwrap();
+    let (bin, config) = (open.path().join("agentgate"), open.path().join("gw.toml"));
+    if std::fs::hard_link(env!("CARGO_BIN_EXE_agentgate"), &bin).is_err() {
+        std::fs::copy(env!("CARGO_BIN_EXE_agentgate"), &bin).unwrap();
+    }
+    std::fs::copy(&gw.config_path, &config).unwrap();
+    std::fs::set_permissions(&config, mode(0o644)).unwrap();
+    let denied = Command::new(&bin)
         .args(["status", "--config"])
-        .arg(readable.path())
+        .arg(&config)
         .uid(65534)
         .gid(65534)
         .output()
