@@ -2,9 +2,10 @@
 //! other caller can use it, and the revision the two ends negotiated, so that later requests
 //! are held to that revision's rules (batches, required headers).
 //!
-//! Bounded: beyond `max_sessions` the oldest entry is forgotten. A forgotten session is refused
-//! like an unknown one (404), and its agent starts a new one, as MCP clients do when a server
-//! forgets a session.
+//! Bounded: beyond `max_sessions` the oldest entry is forgotten, and one caller holds at most a
+//! quarter of them (beyond that its own oldest goes), so that no caller can push everybody
+//! else's sessions out. A forgotten session is refused like an unknown one (404), and its agent
+//! starts a new one, as MCP clients do when a server forgets a session.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -31,6 +32,21 @@ struct Entry {
 struct Inner {
     map: HashMap<(String, String), Entry>,
     order: VecDeque<(String, String)>,
+    /// How many entries each owner holds.
+    held: HashMap<Box<str>, usize>,
+}
+
+impl Inner {
+    fn forget(&mut self, key: &(String, String)) {
+        if let Some(entry) = self.map.remove(key)
+            && let Some(n) = self.held.get_mut(&entry.owner)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.held.remove(&entry.owner);
+            }
+        }
+    }
 }
 
 impl Sessions {
@@ -67,18 +83,29 @@ impl Sessions {
             }
             return;
         }
+        let per_owner = (self.max / 4).max(1);
+        if inner.held.get(owner).copied().unwrap_or(0) >= per_owner {
+            let own = inner
+                .order
+                .iter()
+                .position(|k| inner.map.get(k).is_some_and(|e| &*e.owner == owner));
+            if let Some(oldest) = own.and_then(|i| inner.order.remove(i)) {
+                inner.forget(&oldest);
+            }
+        }
         let mut entry = Entry {
             owner: owner.into(),
             revision: None,
         };
         f(&mut entry);
+        *inner.held.entry(owner.into()).or_default() += 1;
         inner.map.insert(key.clone(), entry);
         inner.order.push_back(key);
         while inner.map.len() > self.max {
             let Some(oldest) = inner.order.pop_front() else {
                 break;
             };
-            inner.map.remove(&oldest);
+            inner.forget(&oldest);
         }
     }
 
@@ -101,7 +128,8 @@ impl Sessions {
     pub fn remove(&self, server: &str, session: &str) {
         let key = (server.to_owned(), session.to_owned());
         let mut inner = self.lock();
-        if inner.map.remove(&key).is_some() {
+        if inner.map.contains_key(&key) {
+            inner.forget(&key);
             inner.order.retain(|k| k != &key);
         }
     }
@@ -126,15 +154,37 @@ mod tests {
     fn bounded_oldest_first_and_scoped_by_server() {
         let s = Sessions::new(2);
         s.negotiated("a", "1", "alice", Revision::V2025_03_26);
-        s.negotiated("b", "1", "alice", Revision::V2025_06_18);
+        s.negotiated("b", "1", "bob", Revision::V2025_06_18);
         assert_eq!(s.get("a", "1"), Some(Revision::V2025_03_26));
         assert_eq!(s.get("b", "1"), Some(Revision::V2025_06_18));
-        s.claim("a", "2", "alice");
+        s.claim("a", "2", "carol");
         assert_eq!(s.get("a", "1"), None);
         assert!(!s.owned_by("a", "1", "alice"), "forgotten, so refused");
         assert_eq!(s.len(), 2);
         s.remove("b", "1");
         assert_eq!(s.get("b", "1"), None);
+    }
+
+    #[test]
+    fn one_caller_cannot_push_out_everybody_elses_sessions() {
+        let s = Sessions::new(8);
+        s.claim("a", "alice-1", "alice");
+        s.claim("a", "alice-2", "alice");
+        for i in 0..100 {
+            s.claim("a", &format!("mallory-{i}"), "mallory");
+        }
+        assert!(s.owned_by("a", "alice-1", "alice") && s.owned_by("a", "alice-2", "alice"));
+        // Mallory keeps a quarter: her newest two.
+        assert!(
+            s.owned_by("a", "mallory-99", "mallory") && s.owned_by("a", "mallory-98", "mallory")
+        );
+        assert!(!s.owned_by("a", "mallory-97", "mallory"));
+        assert_eq!(s.len(), 4);
+        // Ended sessions give their owner room again.
+        s.remove("a", "mallory-99");
+        s.claim("a", "mallory-100", "mallory");
+        assert!(s.owned_by("a", "mallory-98", "mallory"));
+        assert_eq!(s.lock().held.get("mallory"), Some(&2));
     }
 
     #[test]
