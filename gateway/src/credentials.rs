@@ -330,14 +330,19 @@ impl Scrubber {
         true
     }
 
-    /// A JSON text with every secret blanked, re-encoded; `None` when none appears in it (the
-    /// common case, told by a search alone) or it is not JSON.
+    /// A JSON text with every secret blanked, re-encoded; `None` when none appears in it or it
+    /// is not JSON. A search of the text alone settles the common case; a text with escapes
+    /// that other encoders use (Go's `\u0026`, `\/`, Python's `\u00e9`) is decoded first.
     pub fn scrub_json(&self, raw: &[u8]) -> Option<Vec<u8>> {
-        if !self.found_in(raw) {
+        let escaped = memchr::memmem::find(raw, b"\\u").is_some()
+            || memchr::memmem::find(raw, b"\\/").is_some();
+        if !escaped && !self.found_in(raw) {
             return None;
         }
         let mut value: serde_json::Value = serde_json::from_slice(raw).ok()?;
-        self.scrub_value(&mut value);
+        if self.scrub_value(&mut value) == 0 {
+            return None;
+        }
         serde_json::to_vec(&value).ok()
     }
 }
@@ -457,6 +462,11 @@ mod tests {
         assert_eq!(s.scrub_json(br#"{"text":"nothing here"}"#), None);
         assert_eq!(s.scrub_json(b"not json hunter2-hunter2"), None);
         assert!(s.found_in(b"not json hunter2-hunter2"));
+        // Escaped as other encoders escape: found once decoded.
+        let go = br#"{"text":"pa\"ss\u005cword and hunter2\u002dhunter2 \/"}"#;
+        let clean = String::from_utf8(s.scrub_json(go).unwrap()).unwrap();
+        assert_eq!(clean, r#"{"text":"[redacted] and [redacted] /"}"#);
+        assert_eq!(s.scrub_json(br#"{"text":"caf\u00e9 \/ ok"}"#), None);
         let mut text = "a hunter2-hunter2 b".to_owned();
         assert!(s.scrub_string(&mut text));
         assert_eq!(text, "a [redacted] b");

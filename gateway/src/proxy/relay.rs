@@ -139,13 +139,17 @@ impl Context {
             Relay::Replaced(b) => b,
             Relay::Withheld => return relay,
         };
-        if !secrets.found_in(bytes) {
-            return relay;
-        }
-        tracing::warn!(server = %self.upstream.server.name, "Blanked a configured secret in a server message to an agent.");
+        let server = &self.upstream.server.name;
         match secrets.scrub_json(bytes) {
-            Some(clean) => Relay::Replaced(Bytes::from(clean)),
-            None => Relay::Withheld,
+            Some(clean) => {
+                tracing::warn!(%server, "Blanked a configured secret in a server message to an agent.");
+                Relay::Replaced(Bytes::from(clean))
+            }
+            None if secrets.found_in(bytes) => {
+                tracing::warn!(%server, "Withheld a server message that holds a configured secret.");
+                Relay::Withheld
+            }
+            None => relay,
         }
     }
 
