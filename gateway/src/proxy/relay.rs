@@ -236,8 +236,9 @@ impl Context {
             gateway.stages.credentials.apply(&ctx.identity, &ctx.upstream.server, &mut headers);
             match super::service::send(gateway, &ctx.identity, &ctx.upstream, http::Method::POST, url.as_str(), headers, Bytes::from(body)).await {
                 Ok(r) => {
-                    // The answer to a response is 202 with no body; read it out to free the connection.
-                    let _ = collect_capped(r.into_body(), 1 << 16).await;
+                    // The answer to a response is 202, perhaps with a body: read out, it frees
+                    // the connection.
+                    discard(r.into_body()).await;
                 }
                 Err(error) => tracing::warn!(%error, "Could not tell the server its request was refused."),
             }
