@@ -8,7 +8,7 @@
 
 use std::{
     collections::HashSet,
-    path::{Path, PathBuf},
+    path::Path,
     sync::Mutex,
     time::{Duration, Instant, SystemTime},
 };
@@ -90,7 +90,8 @@ impl Verified {
     }
 }
 
-/// Why a presented token was refused. The text is what the agent reads (with HTTP 401).
+/// Why a presented token was refused. The text is what the agent reads (with HTTP 401, or 503
+/// when the gateway could not check: see [`Rejection::is_unavailable`]).
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
     #[error("the token is not a well-formed JWT")]
@@ -121,8 +122,21 @@ pub enum Rejection {
     AgentNotAllowed(String),
     #[error("the revocation list cannot be read ({0}); no token is accepted until it can")]
     RevocationUnknown(String),
+    #[error("the issuer's keys cannot be fetched ({0})")]
+    KeysUnavailable(String),
     #[error("the token's claims are invalid: {0}")]
     Claims(String),
+}
+
+impl Rejection {
+    /// Whether the gateway could not tell (its revocation list or an issuer's keys are out of
+    /// reach) rather than the token being bad: the same token may pass once they are back.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Rejection::RevocationUnknown(_) | Rejection::KeysUnavailable(_)
+        )
+    }
 }
 
 /// Why the token service could not start or issue.
@@ -157,14 +171,24 @@ pub struct TokenService {
 /// An external issuer and its cached keys.
 struct External {
     config: IssuerConfig,
-    keys: std::sync::RwLock<JwkSet>,
-    /// Held while fetching (single flight); remembers the last fetch to rate-limit refreshes
+    keys: std::sync::RwLock<Cached>,
+    /// Held while fetching (single flight); remembers the last attempt to rate-limit fetches
     /// that unknown `kid`s would otherwise trigger at will.
     fetch: tokio::sync::Mutex<Option<Instant>>,
     client: Option<crate::proxy::upstream::HttpClient>,
 }
 
-/// Shortest time between two fetches of one issuer's keys.
+/// An issuer's keys as last fetched.
+struct Cached {
+    set: JwkSet,
+    /// When `set` was fetched (`None`: never).
+    at: Option<Instant>,
+    /// Why the last fetch failed, while no fetch since has succeeded.
+    error: Option<String>,
+}
+
+/// Shortest time between two fetches of one issuer's keys (shorter when the issuer's
+/// `jwks_max_age` is).
 const REFRESH_GAP: Duration = Duration::from_secs(10);
 
 impl External {
@@ -178,51 +202,82 @@ impl External {
         };
         Ok(Self {
             config,
-            keys: std::sync::RwLock::new(JwkSet { keys: Vec::new() }),
+            keys: std::sync::RwLock::new(Cached {
+                set: JwkSet { keys: Vec::new() },
+                at: None,
+                error: None,
+            }),
             fetch: tokio::sync::Mutex::new(None),
             client,
         })
     }
 
-    fn lookup(&self, kid: Option<&str>) -> Option<Jwk> {
-        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
-        match kid {
-            Some(k) => keys.find(k).cloned(),
+    /// The cached key for `kid`, and whether the cache is younger than `jwks_max_age`.
+    fn lookup(&self, kid: Option<&str>) -> (Option<Jwk>, bool) {
+        let cached = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        let key = match kid {
+            Some(k) => cached.set.find(k).cloned(),
             // No kid: only an issuer with a single key can be meant.
-            None if keys.keys.len() == 1 => keys.keys.first().cloned(),
+            None if cached.set.keys.len() == 1 => cached.set.keys.first().cloned(),
             None => None,
-        }
+        };
+        let fresh = cached
+            .at
+            .is_some_and(|t| t.elapsed() < self.config.jwks_max_age);
+        (key, fresh)
     }
 
-    /// The key for `kid`, fetching the issuer's keys when it is unknown (once at a time, and
-    /// not more often than [`REFRESH_GAP`]).
-    async fn key(&self, kid: Option<&str>) -> Option<Jwk> {
-        if let Some(k) = self.lookup(kid) {
-            return Some(k);
-        }
-        let mut last = self.fetch.lock().await;
+    /// The key for `kid`. Keys older than `jwks_max_age` are fetched again before use, so a key
+    /// the issuer withdrew stops verifying; an unknown `kid` fetches too (a rotation). Fetches
+    /// run one at a time and not more often than [`REFRESH_GAP`]. While a stale key is being
+    /// refetched by another request, or when the refetch fails, the stale key still serves:
+    /// an unreachable issuer does not lock every agent out.
+    async fn key(&self, kid: Option<&str>) -> Result<Jwk, Rejection> {
+        let (key, fresh) = self.lookup(kid);
+        let mut last = match (key, fresh) {
+            (Some(k), true) => return Ok(k),
+            (Some(k), false) => match self.fetch.try_lock() {
+                Ok(guard) => guard,
+                Err(_) => return Ok(k),
+            },
+            (None, _) => self.fetch.lock().await,
+        };
+        let gap = REFRESH_GAP.min(self.config.jwks_max_age);
         // Someone else may have fetched while this request waited.
-        if let Some(k) = self.lookup(kid) {
-            return Some(k);
+        let (key, fresh) = self.lookup(kid);
+        if fresh && let Some(k) = key {
+            return Ok(k);
         }
-        if last.is_some_and(|t| t.elapsed() < REFRESH_GAP) {
-            return None;
-        }
-        *last = Some(Instant::now());
-        // One deadline for the whole fetch, body included: a slow IdP must not hold the
-        // single-flight lock (and every request waiting on it) for long.
-        let loaded = tokio::time::timeout(Duration::from_secs(10), self.load())
-            .await
-            .unwrap_or_else(|_| Err("no complete answer within 10 s".into()));
-        match loaded {
-            Ok(set) => {
-                *self.keys.write().unwrap_or_else(|p| p.into_inner()) = set;
+        if last.is_none_or(|t| t.elapsed() >= gap) {
+            *last = Some(Instant::now());
+            // One deadline for the whole fetch, body included: a slow IdP must not hold the
+            // single-flight lock (and every request waiting on it) for long.
+            let loaded = tokio::time::timeout(Duration::from_secs(10), self.load())
+                .await
+                .unwrap_or_else(|_| Err("no complete answer within 10 s".into()));
+            let mut cached = self.keys.write().unwrap_or_else(|p| p.into_inner());
+            match loaded {
+                Ok(set) => {
+                    *cached = Cached {
+                        set,
+                        at: Some(Instant::now()),
+                        error: None,
+                    };
+                }
+                Err(error) => {
+                    tracing::warn!(issuer = %self.config.issuer, %error, "Cannot fetch the issuer's keys (JWKS).");
+                    cached.error = Some(error);
+                }
             }
-            Err(error) => {
-                tracing::warn!(issuer = %self.config.issuer, %error, "Cannot fetch the issuer's keys (JWKS).");
-            }
         }
-        self.lookup(kid)
+        drop(last);
+        match self.lookup(kid).0 {
+            Some(k) => Ok(k),
+            None => match &self.keys.read().unwrap_or_else(|p| p.into_inner()).error {
+                Some(error) => Err(Rejection::KeysUnavailable(error.clone())),
+                None => Err(Rejection::UnknownKey),
+            },
+        }
     }
 
     async fn load(&self) -> Result<JwkSet, String> {
@@ -451,14 +506,11 @@ impl TokenService {
             .external
             .iter()
             .find(|e| e.config.issuer == iss)
-            .ok_or_else(|| Rejection::UnknownIssuer(iss.to_owned()))?;
+            .ok_or_else(|| Rejection::UnknownIssuer(clip(iss)))?;
         if !ext.config.algorithms.contains(&header.alg) {
             return Err(Rejection::Algorithm(format!("{:?}", header.alg)));
         }
-        let jwk = ext
-            .key(header.kid.as_deref())
-            .await
-            .ok_or(Rejection::UnknownKey)?;
+        let jwk = ext.key(header.kid.as_deref()).await?;
         let key = DecodingKey::from_jwk(&jwk).map_err(|_| Rejection::UnknownKey)?;
         let mut v = Validation::new(header.alg);
         v.leeway = ext.config.leeway.as_secs();
@@ -617,6 +669,16 @@ impl TokenService {
     }
 }
 
+/// An unverified claim as it may appear in a refusal (shown to the agent, written to the audit
+/// log and into a header): cut short, since whoever made the token chose its length.
+fn clip(claim: &str) -> String {
+    const MAX: usize = 64;
+    match claim.char_indices().nth(MAX) {
+        Some((end, _)) => format!("{}…", &claim[..end]),
+        None => claim.to_owned(),
+    }
+}
+
 fn rejection(e: jsonwebtoken::errors::Error) -> Rejection {
     use jsonwebtoken::errors::ErrorKind as K;
     match e.kind() {
@@ -669,11 +731,27 @@ fn read_revoked(path: &Path) -> Result<RevokedFile, String> {
 }
 
 /// Adds `jti` to the revocation list at `path` (atomically, dropping entries that expired).
-pub fn revoke(path: &PathBuf, jti: &str, exp: u64) -> Result<(), TokenError> {
+/// Revocations made at the same time by several processes all land: each holds an exclusive
+/// lock on `<path>.lock` from reading the list to renaming the new one into place. The rename
+/// and its directory are synced before this returns, so a revocation survives a crash.
+pub fn revoke(path: &Path, jti: &str, exp: u64) -> Result<(), TokenError> {
     let fail = |message: String| TokenError::Revoked {
         path: path.display().to_string(),
         message,
     };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path.with_extension("lock"))
+        .map_err(|e| fail(format!("cannot open its lock file: {e}")))?;
+    lock.lock()
+        .map_err(|e| fail(format!("cannot lock its lock file: {e}")))?;
     let mut file = read_revoked(path).map_err(fail)?;
     let now = now_secs();
     file.revoked
@@ -684,15 +762,14 @@ pub fn revoke(path: &PathBuf, jti: &str, exp: u64) -> Result<(), TokenError> {
             exp,
         });
     }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
-    }
     let tmp = path.with_extension("tmp");
     let text = serde_json::to_vec_pretty(&file).map_err(|e| fail(e.to_string()))?;
     std::fs::write(&tmp, text)
         .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
         .and_then(|()| std::fs::rename(&tmp, path))
+        .and_then(|()| std::fs::File::open(dir)?.sync_all())
         .map_err(|e| fail(e.to_string()))
+    // The lock goes with `lock`.
 }
 
 #[cfg(test)]
@@ -847,5 +924,37 @@ mod tests {
             TokenService::open(&s.config),
             Err(TokenError::Revoked { .. })
         ));
+    }
+
+    #[test]
+    fn revocations_made_at_the_same_time_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lists").join("revoked.json");
+        let exp = now_secs() + 600;
+        std::thread::scope(|scope| {
+            for t in 0..8 {
+                let path = &path;
+                scope.spawn(move || {
+                    for i in 0..10 {
+                        revoke(path, &format!("j{t}-{i}"), exp).unwrap();
+                    }
+                });
+            }
+        });
+        let file = read_revoked(&path).unwrap();
+        let ids: std::collections::HashSet<_> = file.revoked.iter().map(|e| &e.jti).collect();
+        assert_eq!(ids.len(), 80, "revocations were lost");
+    }
+
+    #[test]
+    fn refusals_that_mean_the_gateway_cannot_tell_are_told_apart() {
+        assert!(Rejection::RevocationUnknown("x".into()).is_unavailable());
+        assert!(Rejection::KeysUnavailable("x".into()).is_unavailable());
+        assert!(!Rejection::UnknownKey.is_unavailable());
+        assert!(!Rejection::Revoked.is_unavailable());
+        // An unverified issuer is cut short wherever it is shown.
+        let long = "i".repeat(10_000);
+        assert_eq!(clip(&long).chars().count(), 65);
+        assert_eq!(clip("https://idp"), "https://idp");
     }
 }

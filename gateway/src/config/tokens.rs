@@ -57,7 +57,13 @@ pub struct IssuerConfig {
     /// to share a local agent's name gets that agent's policy.
     pub agents: Option<Vec<String>>,
     pub leeway: Duration,
+    /// How long fetched keys are trusted before they are fetched again, so that a key the
+    /// issuer withdrew stops verifying tokens.
+    pub jwks_max_age: Duration,
 }
+
+/// Default of `jwks_max_age`.
+pub const DEFAULT_JWKS_MAX_AGE: Duration = Duration::from_secs(300);
 
 /// Where an issuer's signing keys come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,6 +103,8 @@ pub struct RawIssuer {
     agents: Option<Vec<String>>,
     #[serde(default)]
     leeway: Option<Spanned<String>>,
+    #[serde(default)]
+    jwks_max_age: Option<Spanned<String>>,
 }
 
 impl RawIssuer {
@@ -186,6 +194,19 @@ impl RawIssuer {
                 }
             },
         };
+        let jwks_max_age = match self.jwks_max_age {
+            None => DEFAULT_JWKS_MAX_AGE,
+            Some(a) => match humantime::parse_duration(a.get_ref()) {
+                Ok(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(86_400) => d,
+                _ => {
+                    return Err(err(
+                        a.span(),
+                        "tokens.issuers.jwks_max_age",
+                        "a duration from 1s to 1d".into(),
+                    ));
+                }
+            },
+        };
         Ok(IssuerConfig {
             issuer: self.issuer.into_inner(),
             audience: self.audience.into_inner(),
@@ -194,6 +215,7 @@ impl RawIssuer {
             agent_claim: self.agent_claim.unwrap_or_else(|| "sub".into()),
             agents: self.agents,
             leeway,
+            jwks_max_age,
         })
     }
 }
@@ -317,6 +339,14 @@ mod tests {
                 "jwks_url = \"ftp://i/jwks\"\nalgorithms = [\"RS256\"]\n",
                 "https://",
             ),
+            (
+                "jwks_file = \"/k\"\nalgorithms = [\"RS256\"]\njwks_max_age = \"0s\"\n",
+                "tokens.issuers.jwks_max_age",
+            ),
+            (
+                "jwks_file = \"/k\"\nalgorithms = [\"RS256\"]\njwks_max_age = \"2d\"\n",
+                "from 1s to 1d",
+            ),
         ] {
             let e = Config::parse(&format!("{base}{extra}"), "t.toml")
                 .unwrap_err()
@@ -329,6 +359,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.tokens.issuers[0].agent_claim, "sub");
+        assert_eq!(
+            c.tokens.issuers[0].jwks_max_age,
+            super::DEFAULT_JWKS_MAX_AGE
+        );
         let e = Config::parse("[tokens]\nrequire = true\n", "t.toml")
             .unwrap_err()
             .to_string();

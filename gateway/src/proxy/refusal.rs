@@ -85,9 +85,18 @@ pub enum Refusal {
     UpstreamInvalid { server: String, detail: String },
     #[error("the gateway is shutting down")]
     Draining,
-    /// A bearer token was required, or presented and refused.
+    /// A bearer token was presented and refused, or sent in a form not accepted.
     #[error("unauthorized: {0}")]
     Unauthorized(String),
+    /// A bearer token is required and none was sent.
+    #[error(
+        "unauthorized: a gateway token is required (Authorization: Bearer; see `agentgate token issue`)"
+    )]
+    TokenRequired,
+    /// The token could not be checked (its issuer's keys or the revocation list are out of
+    /// reach): not the agent's fault, and the same token may pass later.
+    #[error("the token cannot be checked now: {0}")]
+    TokenUncheckable(String),
     /// Fail-closed audit: the request's record could not be made durable, so it is not served.
     #[error("not forwarded: the audit log cannot record it ({0})")]
     AuditUnavailable(String),
@@ -118,7 +127,8 @@ impl Refusal {
             UnknownServer(_) | NotFound | UnknownEndpoint | UnknownSession => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Origin(_) | Denied(_) => StatusCode::FORBIDDEN,
-            Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Unauthorized(_) | TokenRequired => StatusCode::UNAUTHORIZED,
+            TokenUncheckable(_) => StatusCode::SERVICE_UNAVAILABLE,
             UpstreamUnreachable { .. } | UpstreamUnavailable { .. } | UpstreamInvalid { .. } => {
                 StatusCode::BAD_GATEWAY
             }
@@ -152,7 +162,9 @@ impl Refusal {
             | Refusal::UpstreamUnavailable { .. }
             | Refusal::UpstreamTimeout { .. }
             | Refusal::UpstreamInvalid { .. } => Cause::Upstream,
-            Refusal::Draining | Refusal::AuditUnavailable(_) => Cause::Gateway,
+            Refusal::Draining | Refusal::AuditUnavailable(_) | Refusal::TokenUncheckable(_) => {
+                Cause::Gateway
+            }
             _ => Cause::Client,
         }
     }
@@ -184,7 +196,8 @@ impl Refusal {
             UpstreamInvalid { .. } => "upstream_invalid",
             Draining => "draining",
             AuditUnavailable(_) => "audit",
-            Unauthorized(_) => "unauthorized",
+            Unauthorized(_) | TokenRequired => "unauthorized",
+            TokenUncheckable(_) => "token_uncheckable",
         }
     }
 
@@ -221,15 +234,37 @@ impl Refusal {
         if self.closes_connection() {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        if let Refusal::Unauthorized(why) = self {
-            // RFC 6750: the challenge names the problem; quotes cannot occur in `why`.
-            let challenge = format!(
-                "Bearer realm=\"agentgate\", error=\"invalid_token\", error_description=\"{}\"",
-                why.replace('"', "'")
-            );
-            if let Ok(v) = HeaderValue::from_str(&challenge) {
-                headers.insert(header::WWW_AUTHENTICATE, v);
+        match self {
+            Refusal::Unauthorized(why) => {
+                // RFC 6750: the challenge names the problem. Quotes and backslashes would end
+                // or escape the quoted string, and anything outside visible ASCII cannot be in
+                // a header: those become '?'.
+                let why: String = why
+                    .chars()
+                    .map(|c| match c {
+                        '"' => '\'',
+                        ' ' | '!'..='~' if c != '\\' => c,
+                        _ => '?',
+                    })
+                    .collect();
+                let challenge = format!(
+                    "Bearer realm=\"agentgate\", error=\"invalid_token\", error_description=\"{why}\""
+                );
+                if let Ok(v) = HeaderValue::from_str(&challenge) {
+                    headers.insert(header::WWW_AUTHENTICATE, v);
+                }
             }
+            // RFC 6750 3.1: a request without credentials gets the challenge and no error code.
+            Refusal::TokenRequired => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"agentgate\""),
+                );
+            }
+            Refusal::TokenUncheckable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
         }
         if matches!(self, Refusal::MethodNotAllowed) {
             headers.insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
@@ -253,5 +288,37 @@ pub fn full(bytes: Bytes) -> Body {
 impl From<JsonError> for Refusal {
     fn from(e: JsonError) -> Self {
         Refusal::Message(MessageError::Json(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn challenge(refusal: &Refusal) -> Option<String> {
+        let resp = refusal.response(None);
+        resp.headers()
+            .get(header::WWW_AUTHENTICATE)
+            .map(|v| v.to_str().unwrap().to_owned())
+    }
+
+    #[test]
+    fn token_refusals_carry_a_challenge_whatever_the_reason_says() {
+        // The reason may quote an unverified claim: quotes, backslashes, control and
+        // non-ASCII characters must neither break the header nor drop it.
+        let odd = Refusal::Unauthorized("issuer \"é\\\u{7}\r\nX-Evil: 1\" is not trusted".into());
+        assert_eq!(
+            challenge(&odd).unwrap(),
+            "Bearer realm=\"agentgate\", error=\"invalid_token\", \
+             error_description=\"issuer '?????X-Evil: 1' is not trusted\""
+        );
+        assert_eq!(
+            challenge(&Refusal::TokenRequired).unwrap(),
+            "Bearer realm=\"agentgate\""
+        );
+        let unsure = Refusal::TokenUncheckable("keys".into());
+        assert_eq!(unsure.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(challenge(&unsure).is_none());
+        assert_eq!(unsure.response(None).headers()[header::RETRY_AFTER], "1");
     }
 }

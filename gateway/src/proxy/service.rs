@@ -514,16 +514,16 @@ async fn authenticate(
         }
     };
     match presented {
-        None if tokens.config().require => Err(Refusal::Unauthorized(
-            "a gateway token is required (Authorization: Bearer; see `agentgate token issue`)"
-                .into(),
-        )),
+        None if tokens.config().require => Err(Refusal::TokenRequired),
         None => Ok(identity.clone()),
         Some(token) => match tokens.verify(token).await {
             Ok(verified) => Ok(Identity::Token {
                 token: Arc::new(verified),
                 connection: Arc::new(identity.clone()),
             }),
+            Err(rejection) if rejection.is_unavailable() => {
+                Err(Refusal::TokenUncheckable(rejection.to_string()))
+            }
             Err(rejection) => Err(Refusal::Unauthorized(rejection.to_string())),
         },
     }

@@ -89,9 +89,10 @@ async fn tokens_admit_scope_and_name_agents_and_bad_ones_get_401() {
     let before = received(&server).await.len();
     let (status, head, body) = initialize(port, "py", &[]).await;
     assert_eq!(status, 401, "{head}");
+    // RFC 6750 3.1: no credentials, no error code in the challenge.
     assert!(
         head.to_ascii_lowercase()
-            .contains("www-authenticate: bearer"),
+            .contains("www-authenticate: bearer realm=\"agentgate\"\r\n"),
         "{head}"
     );
     assert!(rpc_error(&body).1.contains("a gateway token is required"));
@@ -181,6 +182,30 @@ async fn tokens_admit_scope_and_name_agents_and_bad_ones_get_401() {
     assert_eq!(status, 401);
     assert!(rpc_error(&body).1.contains("revoked"));
 
+    // A revocation list the gateway cannot read refuses every token, as 503 (the gateway cannot
+    // tell, the token is not known bad) with Retry-After, until it is readable again.
+    let revoked = scratch.join("revoked.json");
+    let list = std::fs::read(&revoked).unwrap();
+    std::fs::write(&revoked, b"{ not json").unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (status, head, body) = initialize_with(port, &token).await;
+    assert_eq!(status, 503, "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 1"),
+        "{head}"
+    );
+    assert!(
+        rpc_error(&body)
+            .1
+            .contains("the revocation list cannot be read"),
+        "{}",
+        rpc_error(&body).1
+    );
+    std::fs::write(&revoked, list).unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (status, head, _) = initialize_with(port, &token).await;
+    assert_eq!(status, 200, "{head}");
+
     // JWKS: the admin API and the CLI publish the same key.
     let admin = gw.bound.admin.unwrap().port();
     let (status, _, body) = http(admin, "GET", "/.well-known/jwks.json", &[], b"").await;
@@ -212,6 +237,7 @@ async fn tokens_admit_scope_and_name_agents_and_bad_ones_get_401() {
             .is_some_and(|s| s.starts_with("token:"))
     );
     assert!(records.iter().any(|r| r.status == Some(401)));
+    assert!(records.iter().any(|r| r.status == Some(503)));
 }
 
 /// tests/peers/idp.py with `args`; its stdout.
@@ -340,6 +366,85 @@ async fn an_external_issuers_tokens_name_agents_and_its_key_rotation_is_followed
         .unwrap();
     assert_eq!(first.agent.as_deref(), Some("planner"));
     assert_eq!(first.subject.as_deref(), Some("https://idp.test#user-1"));
+}
+
+/// Claims an external issuer's token carries, for agent "planner", valid for five minutes.
+fn planner_claims() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    json!({"iss": "https://idp.test", "aud": "agentgate", "sub": "user-1",
+           "agent": "planner", "iat": now, "exp": now + 300})
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_issuers_withdrawn_key_stops_verifying_once_its_keys_are_older_than_jwks_max_age() {
+    let scratch = scratch_dir("tokens-jwks-age");
+    let (keys, elsewhere) = (scratch.join("idp"), scratch.join("idp-elsewhere"));
+    std::fs::create_dir_all(&keys).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let (dir, other) = (keys.to_str().unwrap(), elsewhere.to_str().unwrap());
+    idp(&["keygen", "--dir", dir, "--kid", "k1"]).await;
+    idp(&["keygen", "--dir", dir, "--kid", "k2"]).await;
+    // A key the gateway's JWKS never held.
+    idp(&["keygen", "--dir", other, "--kid", "k3"]).await;
+    let claims = planner_claims();
+    let k1 = idp(&["sign", "--dir", dir, "--kid", "k1", "--claims", &claims]).await;
+    let k2 = idp(&["sign", "--dir", dir, "--kid", "k2", "--claims", &claims]).await;
+    let k3 = idp(&["sign", "--dir", other, "--kid", "k3", "--claims", &claims]).await;
+    let jwks = keys.join("jwks.json");
+    let issuer = format!(
+        "[[tokens.issuers]]\nissuer = \"https://idp.test\"\naudience = \"agentgate\"\n\
+         jwks_file = \"{}\"\nalgorithms = [\"RS256\"]\nagent_claim = \"agent\"\n\
+         agents = [\"planner\"]\njwks_max_age = \"1s\"\n",
+        jwks.display()
+    );
+    let (_server, _, gw) = token_gateway(&scratch, &issuer).await;
+    let port = addr(&gw).port();
+    for token in [&k1, &k2] {
+        let (status, head, _) = initialize_with(port, token).await;
+        assert_eq!(status, 200, "{head}");
+    }
+
+    // The issuer withdraws k1: once the cached keys are a second old they are read again, and
+    // k1 no longer verifies. (Before jwks_max_age, a cached key was trusted for good.)
+    let mut set: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&jwks).unwrap()).unwrap();
+    set["keys"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|k| k["kid"] != "k1");
+    std::fs::write(&jwks, set.to_string()).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, _, body) = initialize_with(port, &k1).await;
+    assert_eq!(status, 401);
+    assert!(
+        rpc_error(&body).1.contains("unknown key"),
+        "{}",
+        rpc_error(&body).1
+    );
+    let (status, head, _) = initialize_with(port, &k2).await;
+    assert_eq!(status, 200, "{head}");
+
+    // Keys that cannot be read any more: the cached ones still serve (an unreachable issuer
+    // does not lock every agent out), and a key the gateway never had gets 503, not 401: the
+    // gateway cannot tell whether it is genuine.
+    std::fs::remove_file(&jwks).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, head, _) = initialize_with(port, &k2).await;
+    assert_eq!(status, 200, "{head}");
+    let (status, head, body) = initialize_with(port, &k3).await;
+    assert_eq!(status, 503, "{head}");
+    assert!(
+        rpc_error(&body)
+            .1
+            .contains("the issuer's keys cannot be fetched"),
+        "{}",
+        rpc_error(&body).1
+    );
+    gw.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
