@@ -289,11 +289,28 @@ pub fn parse_secret_key(text: &str) -> Option<SigningKey> {
     unhex::<32>(text.trim()).map(|s| SigningKey::from_bytes(&s))
 }
 
-/// Loads the signing key from `path`, creating it (mode 0600) when missing.
+/// Loads the signing key from `path`, creating it (mode 0600) when missing. A key that other
+/// users may read or write is refused, as ssh refuses such a private key: whoever can read it
+/// can sign what the gateway signs.
 pub fn load_or_create_key(path: &std::path::Path) -> std::io::Result<SigningKey> {
-    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    use std::{
+        io::Write,
+        os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    };
     match std::fs::read(path) {
         Ok(bytes) => {
+            let mode = std::fs::metadata(path)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!(
+                        "{}: other users may read or write this private key (mode {:04o}); \
+                         `chmod 600` it, and replace it if it may have been copied",
+                        path.display(),
+                        mode & 0o7777
+                    ),
+                ));
+            }
             let text = String::from_utf8_lossy(&bytes);
             let secret: [u8; 32] = unhex(text.trim()).ok_or_else(|| {
                 std::io::Error::new(
@@ -316,6 +333,11 @@ pub fn load_or_create_key(path: &std::path::Path) -> std::io::Result<SigningKey>
                 .open(path)?;
             f.write_all(hex(&secret).as_bytes())?;
             f.sync_all()?;
+            // The new name must survive a crash too, or the next start would make another key
+            // and nothing signed so far would verify with the key it publishes.
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
             Ok(SigningKey::from_bytes(&secret))
         }
         Err(e) => Err(e),
@@ -371,5 +393,16 @@ mod tests {
             parse_public_key(&hex(a.verifying_key().as_bytes())).unwrap(),
             a.verifying_key()
         );
+        // A key others may read is refused, naming the fix.
+        for mode in [0o640, 0o604, 0o660] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = load_or_create_key(&path).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("mode {mode:04o}")) && e.contains("chmod 600"),
+                "{e}"
+            );
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+        assert_eq!(load_or_create_key(&path).unwrap().to_bytes(), a.to_bytes());
     }
 }

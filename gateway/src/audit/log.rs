@@ -310,6 +310,22 @@ impl<'a> Verifier<'a> {
                 self.expected = cp.seq + 1;
                 self.s.first_seq = self.expected;
                 self.s.last_checkpoint = Some(cp.seq);
+                // Retention may have removed the entry a trusted checkpoint names while keeping
+                // its signed hash: this anchor.
+                if let Some((t, th)) = &self.trusted
+                    && t.seq == cp.seq
+                {
+                    if &hash != th {
+                        return Err(bad(
+                            Some(cp.seq),
+                            format!(
+                                "{name}: its anchor for entry {} differs from the trusted checkpoint: the log was rewritten up to it",
+                                cp.seq
+                            ),
+                        ));
+                    }
+                    self.trusted_seen = true;
+                }
             } else if cp.seq + 1 != self.expected || hash != self.head {
                 return Err(bad(
                     Some(self.expected),
@@ -321,6 +337,18 @@ impl<'a> Verifier<'a> {
                 ));
             }
             frames = &frames[1..];
+        } else if let Some(f) = first
+            && f > 0
+        {
+            // Rotation writes a segment's anchor before the segment gets its name, so a crash
+            // cannot leave one without it: it was cut or emptied. Appending to it would restart
+            // the chain at entry 0.
+            return Err(bad(
+                Some(f),
+                format!(
+                    "{name}: named for entry {f} but does not open with the checkpoint that anchors it: it was cut or emptied"
+                ),
+            ));
         }
         self.s.segments += 1;
         for f in frames {
@@ -727,6 +755,15 @@ impl Log {
             problem: e.to_string(),
         })?;
         let anchor = frame(CHECKPOINT, &[&body]);
+        if path.exists() {
+            // Only a chain that went backwards could name an existing segment: never overwrite
+            // one.
+            self.poisoned = true;
+            return Err(LogError::Corrupt {
+                path: path.display().to_string(),
+                problem: "the next segment's file exists already; refusing to overwrite it".into(),
+            });
+        }
         let result = (|| {
             let mut f = File::options()
                 .write(true)
@@ -1217,6 +1254,57 @@ mod tests {
         let old = Checkpoint::sign(&key(), 3, &GENESIS, 0);
         let e = verify(dir.path(), &key().verifying_key(), Some(&old)).unwrap_err();
         assert!(e.message.contains("no longer holds entry 3"), "{e}");
+        // A checkpoint kept of the entry the oldest remaining segment is anchored at still
+        // proves the log: the anchor is that entry's signed hash.
+        let anchor = match &read_items(&std::fs::read(&segs[0].1).unwrap()).unwrap().0[0] {
+            Item::Checkpoint(cp) => cp.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(anchor.seq + 1, segs[0].0);
+        let s = verify(dir.path(), &key().verifying_key(), Some(&anchor)).unwrap();
+        assert_eq!(s.last_seq, Some(199));
+        let forged = Checkpoint::sign(&key(), anchor.seq, &chain(&GENESIS, b"other"), 0);
+        let e = verify(dir.path(), &key().verifying_key(), Some(&forged)).unwrap_err();
+        assert!(
+            e.message.contains("differs from the trusted checkpoint"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_newest_segment_cut_before_its_anchor_is_refused_not_restarted() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(rotated(dir.path(), 100, small()));
+        let segs = segments(dir.path()).unwrap();
+        let (first, newest) = segs.last().unwrap();
+        assert!(*first > 0);
+        // Emptied: before, the log reopened at entry 0 in a file named for entry `first`, and
+        // a later rotation could overwrite an old segment.
+        std::fs::write(newest, b"").unwrap();
+        for e in [
+            Log::open(dir.path(), key(), small())
+                .unwrap_err()
+                .to_string(),
+            verify(dir.path(), &key().verifying_key(), None)
+                .unwrap_err()
+                .to_string(),
+        ] {
+            assert!(
+                e.contains(&format!("named for entry {first}")) && e.contains("cut or emptied"),
+                "{e}"
+            );
+        }
+        // The same for a segment whose anchor was cut off and whose records remain.
+        let (items, _) = read_items(&std::fs::read(&segs[1].1).unwrap()).unwrap();
+        assert!(matches!(items[0], Item::Checkpoint(_)));
+        let bytes = std::fs::read(&segs[1].1).unwrap();
+        let (frames, _) = frames(&bytes).unwrap();
+        let Frame::Record { offset, .. } = &frames[1] else {
+            panic!("{frames:?}")
+        };
+        std::fs::write(&segs[1].1, &bytes[*offset as usize..]).unwrap();
+        let e = verify(dir.path(), &key().verifying_key(), None).unwrap_err();
+        assert!(e.message.contains("cut or emptied"), "{e}");
     }
 
     #[test]

@@ -203,14 +203,14 @@ mod tests {
         let mut v = json!({
             "query": "select 1",
             "Password": "hunter2",
-            "nested": [{"auth": {"API_KEY": "abc", "user": "bob"}}, {"db_password": ["x", "y"]}],
+            "nested": [{"conf": {"API_KEY": "abc", "user": "bob"}}, {"db_password": ["x", "y"]}],
             "client_secret": null,
         });
         let n = redact(&rules(), &mut v);
         assert_eq!(n, 3);
         assert_eq!(v["Password"], REDACTED);
-        assert_eq!(v["nested"][0]["auth"]["API_KEY"], REDACTED);
-        assert_eq!(v["nested"][0]["auth"]["user"], "bob");
+        assert_eq!(v["nested"][0]["conf"]["API_KEY"], REDACTED);
+        assert_eq!(v["nested"][0]["conf"]["user"], "bob");
         assert_eq!(v["nested"][1]["db_password"], REDACTED);
         assert_eq!(v["query"], "select 1");
         assert!(!v.to_string().contains("hunter2"));
@@ -244,6 +244,46 @@ mod tests {
             ] {
                 assert!(!out.contains(secret), "{secret} survived in {out}");
             }
+        }
+        // Basic authorization, passwords in URLs, .env lines: the secret goes, prose stays.
+        for (text, secret) in [
+            (
+                "curl -H 'Authorization: Basic dXNlcjpwYXNz' x",
+                "dXNlcjpwYXNz",
+            ),
+            ("DATABASE=postgres://app:hunter2@db:5432/main", "hunter2"),
+            ("see https://deploy:s3cr3t@git.example.com/r.git", "s3cr3t"),
+            (
+                "HOST=x\nDB_PASSWORD=hunter2\nexport API_KEY = abc123\n",
+                "hunter2",
+            ),
+            ("HOST=x\nexport API_KEY = abc123\n", "abc123"),
+            ("SENTRY_DSN=https://k@o1.ingest.sentry.io/1", "https://k@"),
+        ] {
+            let mut v = json!({"text": text});
+            redact(&rules(), &mut v);
+            let out = v.to_string();
+            assert!(!out.contains(secret), "{secret} survived in {out}");
+        }
+        for prose in [
+            "a basic understanding of tokens",
+            "the token = the thing you send",
+            "https://example.com/a:b@c",
+            "HOST=db.internal\nPORT=5432",
+            "mailto:bob@example.com",
+        ] {
+            let mut v = json!({"text": prose});
+            assert_eq!(redact(&rules(), &mut v), 0, "{prose}: {v}");
+        }
+        for key in [
+            "auth",
+            "sentry_dsn",
+            "DATABASE_URL",
+            "databaseUrl",
+            "connectionString",
+        ] {
+            let mut v = json!({key: "postgres://u@h/d"});
+            assert_eq!(redact(&rules(), &mut v), 1, "{key}");
         }
         let mut plain = json!({"sha": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "n": 5});
         assert_eq!(

@@ -17,7 +17,7 @@ pub const DEFAULT_AUDIT_KEY: &str = "/var/lib/agentgate/audit.key";
 
 /// Key names redacted by default (glob, case-insensitive), wherever they appear in parameters
 /// or results.
-pub const DEFAULT_REDACT_KEYS: [&str; 15] = [
+pub const DEFAULT_REDACT_KEYS: [&str; 21] = [
     "*password*",
     "*passwd*",
     "*passphrase*",
@@ -33,11 +33,20 @@ pub const DEFAULT_REDACT_KEYS: [&str; 15] = [
     "*credential*",
     "*session?key*",
     "*sessionkey*",
+    "auth",
+    // Connection strings carry their password: postgres://user:pass@host/db.
+    "*dsn*",
+    "*database?url*",
+    "*databaseurl*",
+    "*connection?string*",
+    "*connectionstring*",
 ];
 
-/// Values that look like credentials, whatever their key: JWTs, bearer tokens, PEM private keys
-/// and the prefixed key formats of common providers. Matched inside longer strings too.
-pub const DEFAULT_REDACT_VALUES: [&str; 8] = [
+/// Values that look like credentials, whatever their key: JWTs, bearer tokens, PEM private keys,
+/// the prefixed key formats of common providers, Basic authorization headers, URLs with a
+/// password (`postgres://user:pass@host`) and `.env` lines that assign a secret. Matched inside
+/// longer strings too.
+pub const DEFAULT_REDACT_VALUES: [&str; 11] = [
     r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*",
     r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}",
     r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----|$)",
@@ -46,6 +55,10 @@ pub const DEFAULT_REDACT_VALUES: [&str; 8] = [
     r"\bxox[abposr]-[A-Za-z0-9-]{10,}",
     r"\b(AKIA|ASIA)[0-9A-Z]{16}\b",
     r"\bglpat-[A-Za-z0-9_-]{20,}",
+    r"(?i)\bauthorization:\s*basic\s+[A-Za-z0-9+/=]{4,}",
+    r"\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@",
+    // Upper case only, as .env files are written: prose that says "token = ..." stays.
+    r"(?m)^[ \t]*(export[ \t]+)?[A-Z0-9_]*(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL|DSN|DATABASE_URL)[A-Z0-9_]*[ \t]*=[ \t]*[^\s].*$",
 ];
 
 /// The validated `[audit]` table.
