@@ -35,6 +35,19 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, drain: Drain) {
             let service = service_fn(move |req| {
                 let gateway = gateway.clone();
                 async move {
+                    // The admin API speaks plain HTTP on loopback: a rebound browser page must
+                    // not reach it either (its GETs carry no Origin).
+                    if let Err(refusal) = crate::proxy::headers::check_host(
+                        req.headers(),
+                        req.uri(),
+                        &gateway.config.listener.allowed_hosts,
+                    ) {
+                        return Ok(reply(
+                            StatusCode::FORBIDDEN,
+                            "text/plain",
+                            Bytes::from(format!("{refusal}\n")),
+                        ));
+                    }
                     if guarded(req.uri().path()) && !trusted(peer, local).await {
                         tracing::warn!(%peer, path = req.uri().path(), "Refused an admin request from a process that is neither root nor the gateway's user.");
                         return Ok(reply(

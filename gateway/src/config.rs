@@ -120,6 +120,9 @@ pub struct Runtime {
 pub struct Listener {
     pub address: SocketAddr,
     pub max_connections: usize,
+    /// Host names (lower case, no port) a plain-HTTP listener answers besides IP addresses and
+    /// `localhost`.
+    pub allowed_hosts: Vec<String>,
     /// HTTPS (and mTLS) on the explicit listener.
     pub tls: Option<ListenerTls>,
 }

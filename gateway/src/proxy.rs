@@ -3,7 +3,7 @@
 
 mod audit_trail;
 pub mod framing;
-mod headers;
+pub(crate) mod headers;
 mod legacy;
 mod listener;
 mod policy_stage;

@@ -214,6 +214,8 @@ struct RawListener {
     max_connections: Positive,
     #[serde(default)]
     tls: Option<RawListenerTls>,
+    #[serde(default)]
+    allowed_hosts: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -232,6 +234,7 @@ impl Default for RawListener {
             address: default_listen(),
             max_connections: default_max_connections(),
             tls: None,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -809,6 +812,31 @@ impl File {
             listener: Listener {
                 address: self.listener.address,
                 max_connections: self.listener.max_connections.0,
+                allowed_hosts: self
+                    .listener
+                    .allowed_hosts
+                    .into_iter()
+                    .map(|h| {
+                        let name = h.get_ref().trim_end_matches('.').to_ascii_lowercase();
+                        let valid = !name.is_empty()
+                            && name.len() <= 253
+                            && name
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+                        if valid {
+                            Ok(name)
+                        } else {
+                            Err((
+                                Some(h.span()),
+                                "listener.allowed_hosts".to_owned(),
+                                format!(
+                                    "{:?} is not a host name (no port, scheme or path: \"gateway.internal\")",
+                                    h.get_ref()
+                                ),
+                            ))
+                        }
+                    })
+                    .collect::<Result<_, _>>()?,
                 tls: self.listener.tls.map(|t| {
                     let client_auth = match (&t.client_ca_file, t.client_auth) {
                         (None, Some(a)) => {

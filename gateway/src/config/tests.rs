@@ -66,6 +66,13 @@ fn bad_values_name_file_line_and_key() {
     );
     let e = err("[listener]\naddress = \"nowhere\"\n");
     assert!(e.starts_with("test.toml:2: listener.address:"), "{e}");
+    let e = err("[listener]\nallowed_hosts = [\"ok.internal\",\n  \"gw:8080\"]\n");
+    assert!(
+        e.starts_with("test.toml:3: listener.allowed_hosts:") && e.contains("not a host name"),
+        "{e}"
+    );
+    let c = Config::parse("[listener]\nallowed_hosts = [\"GW.Internal.\"]\n", "t.toml").unwrap();
+    assert_eq!(c.listener.allowed_hosts, ["gw.internal"]);
     let e = err("[[servers]]\nname = \"a b\"\nurl = \"http://x/\"\n");
     assert!(
         e.starts_with("test.toml:2: servers.name:") && e.contains("must match"),

@@ -155,6 +155,53 @@ pub fn check_origin(headers: &HeaderMap) -> Result<(), Refusal> {
     }
 }
 
+/// The name a request was addressed to (its Host header, else the URI's authority, as HTTP/2
+/// sends it) must be an IP address, `localhost` or one of `allowed`: a browser that DNS
+/// rebinding pointed at the listener sends the attacker's name, and its GET requests carry no
+/// Origin. A request without either is no browser's.
+pub fn check_host(headers: &HeaderMap, uri: &http::Uri, allowed: &[String]) -> Result<(), Refusal> {
+    let authority = match headers.get(header::HOST) {
+        Some(v) => v
+            .to_str()
+            .map_err(|_| Refusal::Host(String::from_utf8_lossy(v.as_bytes()).into_owned()))?,
+        None => match uri.authority() {
+            Some(a) => a.as_str(),
+            None => return Ok(()),
+        },
+    };
+    let bad = || Refusal::Host(authority.chars().take(255).collect());
+    // An IPv6 literal is bracketed; anything else may end in a port.
+    if let Some(rest) = authority.strip_prefix('[') {
+        return match rest.split_once(']') {
+            Some((ip, port))
+                if ip.parse::<std::net::Ipv6Addr>().is_ok()
+                    && (port.is_empty() || port.strip_prefix(':').is_some_and(is_port)) =>
+            {
+                Ok(())
+            }
+            _ => Err(bad()),
+        };
+    }
+    let name = match authority.rsplit_once(':') {
+        Some((name, port)) if is_port(port) => name,
+        Some(_) => return Err(bad()),
+        None => authority,
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name.eq_ignore_ascii_case("localhost")
+        || allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
+    {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
+fn is_port(text: &str) -> bool {
+    (1..=5).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// 2026-07-28's `Mcp-Method` / `Mcp-Name`: required from that revision on, and in every revision,
 /// when present, they must say what the body says (a gateway deciding on headers could
 /// otherwise be bypassed).
@@ -407,6 +454,50 @@ mod tests {
             m.append(*k, HeaderValue::from_static(v));
         }
         m
+    }
+
+    #[test]
+    fn only_addresses_localhost_and_allowed_names_are_served() {
+        let allowed = ["gateway.internal".to_owned()];
+        let uri: http::Uri = "/servers/a/mcp".parse().unwrap();
+        let ok = |host: &'static str| check_host(&h(&[("host", host)]), &uri, &allowed);
+        for good in [
+            "127.0.0.1:15001",
+            "127.0.0.1",
+            "10.1.2.3:80",
+            "[::1]:15001",
+            "[::1]",
+            "localhost:15001",
+            "LOCALHOST",
+            "localhost.:15001",
+            "gateway.internal:15001",
+            "Gateway.Internal",
+        ] {
+            assert!(ok(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "attacker.example:15001",
+            "attacker.example",
+            "localhost.attacker.example",
+            "127.0.0.1.nip.io",
+            "gateway.internal.attacker.example",
+            "[::1]x",
+            "[not-an-ip]:1",
+            "127.0.0.1:port",
+            "localhost:123456",
+            "",
+        ] {
+            assert!(matches!(ok(bad), Err(Refusal::Host(_))), "{bad}");
+        }
+        // HTTP/2 sends the name in the URI's authority instead.
+        let h2: http::Uri = "http://attacker.example:15001/servers/a/mcp"
+            .parse()
+            .unwrap();
+        assert!(check_host(&HeaderMap::new(), &h2, &allowed).is_err());
+        let h2: http::Uri = "http://127.0.0.1:15001/servers/a/mcp".parse().unwrap();
+        assert!(check_host(&HeaderMap::new(), &h2, &allowed).is_ok());
+        // Neither: no browser sent it.
+        assert!(check_host(&HeaderMap::new(), &uri, &[]).is_ok());
     }
 
     #[test]

@@ -66,6 +66,10 @@ pub enum Refusal {
     MethodNotAllowed,
     #[error("Origin {0:?} is not allowed")]
     Origin(String),
+    #[error(
+        "Host {0:?} is not served here: only IP addresses, localhost and listener.allowed_hosts are (another name is how DNS rebinding reaches a local service)"
+    )]
+    Host(String),
     #[error("unknown or expired message endpoint")]
     UnknownEndpoint,
     /// An `Mcp-Session-Id` the upstream never gave this caller (or one the gateway forgot).
@@ -126,7 +130,7 @@ impl Refusal {
             ContentEncoding(_) | ContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             UnknownServer(_) | NotFound | UnknownEndpoint | UnknownSession => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Origin(_) | Denied(_) => StatusCode::FORBIDDEN,
+            Origin(_) | Host(_) | Denied(_) => StatusCode::FORBIDDEN,
             Unauthorized(_) | TokenRequired => StatusCode::UNAUTHORIZED,
             TokenUncheckable(_) => StatusCode::SERVICE_UNAVAILABLE,
             UpstreamUnreachable { .. } | UpstreamUnavailable { .. } | UpstreamInvalid { .. } => {
@@ -189,6 +193,7 @@ impl Refusal {
             UnknownSession => "unknown_session",
             MethodNotAllowed => "method",
             Origin(_) => "origin",
+            Host(_) => "host",
             Denied(_) => "denied",
             UpstreamUnreachable { .. } => "upstream_unreachable",
             UpstreamUnavailable { .. } => "upstream_unavailable",

@@ -216,12 +216,20 @@ pub async fn handle(
             None => None,
         },
     };
+    // Plain HTTP on the explicit listener only: an intercepted connection carries its real
+    // server's name, and over TLS a rebound name fails the certificate check first.
+    let host = if pinned.is_none() && gateway.agent_tls.is_none() {
+        headers::check_host(req.headers(), &uri, &gateway.config.listener.allowed_hosts).err()
+    } else {
+        None
+    };
     let (upstream, outcome) = match routed {
         // Checked before routing: the connection is closed whatever the path.
         _ if let Some(problem) = framing.next() => (
             None,
             Outcome::refused(Refusal::Framing(problem), Vec::new()),
         ),
+        _ if let Some(refusal) = host => (None, Outcome::refused(refusal, Vec::new())),
         None => (None, Outcome::refused(Refusal::NotFound, Vec::new())),
         Some(r) => {
             let name = match r {

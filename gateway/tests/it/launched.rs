@@ -195,7 +195,7 @@ async fn each_session_gets_its_own_process_until_delete_or_idle_and_sessions_are
         .await
         .unwrap();
     let request = format!(
-        "POST /servers/py/mcp HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+        "POST /servers/py/mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
          Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
          Mcp-Session-Id: {first}\r\nMCP-Protocol-Version: 2025-11-25\r\n\
          Content-Length: {}\r\n\r\n{slow}",

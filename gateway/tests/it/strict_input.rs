@@ -285,6 +285,16 @@ fn cases() -> Vec<Case> {
     );
     origin.headers.push(("Origin", "http://evil.example"));
     v.push(origin);
+    // DNS rebinding: a page on evil.example whose name now resolves to 127.0.0.1.
+    let mut host = case(
+        "foreign Host",
+        PING,
+        403,
+        -32000,
+        "Host \"evil.example:15001\" is not served here",
+    );
+    host.headers.push(("Host", "evil.example:15001"));
+    v.push(host);
     v
 }
 
@@ -318,7 +328,7 @@ async fn each_bad_input_gets_a_named_error_and_never_reaches_the_upstream() {
     let (status, _, body) = http(port, "POST", "/servers/py/mcp", &[JSON], big.as_bytes()).await;
     assert_eq!(status, 413);
     assert!(rpc_error(&body).1.contains("larger than 4096 bytes"));
-    let mut chunked = b"POST /servers/py/mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let mut chunked = b"POST /servers/py/mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     chunked.extend_from_slice(format!("{:x}\r\n{big}\r\n0\r\n\r\n", big.len()).as_bytes());
     let (status, head, _) = raw_exchange(port, &chunked).await;
     assert_eq!(status, 413);
@@ -333,10 +343,19 @@ async fn each_bad_input_gets_a_named_error_and_never_reaches_the_upstream() {
         "the upstream received refused requests: {seen:?}"
     );
 
-    // The same gateway still forwards a good request afterwards.
+    // The same gateway still forwards a good request afterwards, addressed by IP or as
+    // localhost.
     let (status, _, _) = initialize(port, "py", &[]).await;
     assert_eq!(status, 200);
-    assert_eq!(received(&server).await.len(), 1);
+    let (status, _, _) = initialize(port, "py", &[("Host", "localhost:15001")]).await;
+    assert_eq!(status, 200);
+    assert_eq!(received(&server).await.len(), 2);
+    // A rebound page cannot read the admin listener either (its GETs carry no Origin).
+    let admin = gw.bound.admin.unwrap().port();
+    let (status, _, body) = http(admin, "GET", "/metrics", &[("Host", "evil.example")], b"").await;
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    let (status, _, _) = http(admin, "GET", "/metrics", &[], b"").await;
+    assert_eq!(status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -394,7 +413,8 @@ async fn framing_refused(port: u16, raw: &[u8]) {
 async fn http_framing_ambiguity_is_refused_and_the_connection_closed() {
     let (server, gw) = python_behind_gateway("").await;
     let port = addr(&gw).port();
-    let head = "POST /servers/py/mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n";
+    let head =
+        "POST /servers/py/mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n";
     let n = PING.len();
     let requests = [
         // Content-Length with Transfer-Encoding, in both orders.
@@ -413,7 +433,7 @@ async fn http_framing_ambiguity_is_refused_and_the_connection_closed() {
         format!("{head}Transfer-Encoding: chunked\r\n\r\n{n:x}\n{PING}\r\n0\r\n\r\n"),
         // Lines ended by a bare LF, as hyper also reads them: the duplicate is still seen.
         format!(
-            "POST /servers/py/mcp HTTP/1.1\nHost: x\nContent-Type: application/json\n\
+            "POST /servers/py/mcp HTTP/1.1\nHost: 127.0.0.1\nContent-Type: application/json\n\
 Content-Length: {n}\nContent-Length: {n}\n\n{PING}"
         ),
         // A trailer section ended by a bare LF, where hyper reads on to CRLF CRLF.
@@ -485,7 +505,7 @@ async fn slow_clients_are_cut_off() {
     let mut s = TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
-    s.write_all(b"POST /servers/py/mcp HTTP/1.1\r\nHost: x\r\n")
+    s.write_all(b"POST /servers/py/mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         .await
         .expect("write");
     let mut buf = Vec::new();
@@ -499,7 +519,7 @@ async fn slow_clients_are_cut_off() {
     let mut s = TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect");
-    s.write_all(b"POST /servers/py/mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{").await.expect("write");
+    s.write_all(b"POST /servers/py/mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{").await.expect("write");
     let mut buf = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
         .await
@@ -520,7 +540,7 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     );
     let gw = gateway(&config).await;
     let port = addr(&gw).port();
-    let get = b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n";
+    let get = b"GET /nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut s = TcpStream::connect(("127.0.0.1", port))

@@ -660,7 +660,7 @@ async fn a_legacy_endpoint_belongs_to_the_agent_whose_stream_announced_it() {
     stream
         .write_all(
             format!(
-                "GET /servers/legacy/sse HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\
+                "GET /servers/legacy/sse HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\
                  Authorization: {alice}\r\n\r\n"
             )
             .as_bytes(),
@@ -746,7 +746,7 @@ async fn revoking_a_token_ends_the_streams_it_opened() {
         .await
         .unwrap();
     let request = format!(
-        "POST /servers/py/mcp HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+        "POST /servers/py/mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
          Authorization: {bearer}\r\nMcp-Session-Id: {sid}\r\nMCP-Protocol-Version: 2025-11-25\r\n\
          Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
          Content-Length: {}\r\n\r\n{call}",
