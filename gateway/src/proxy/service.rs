@@ -849,6 +849,16 @@ async fn bodiless(
     if let Err(e) = headers::check_no_param_headers(req.headers()) {
         return Outcome::refused(e, Vec::new());
     }
+    // The transport spec's 400 for an unsupported or contradicting MCP-Protocol-Version holds
+    // for every request, not only POSTs.
+    if let Err(e) = revision(
+        gateway,
+        upstream.server.name.as_str(),
+        req.headers(),
+        legacy,
+    ) {
+        return Outcome::refused(e, Vec::new());
+    }
     let mut up_headers = headers::upstream_request(req.headers());
     gateway
         .stages

@@ -337,6 +337,29 @@ async fn each_bad_input_gets_a_named_error_and_never_reaches_the_upstream() {
         "{head}"
     );
 
+    // GET and DELETE are held to the revision header too.
+    for method in ["GET", "DELETE"] {
+        let (status, _, body) = http(
+            port,
+            method,
+            "/servers/py/mcp",
+            &[
+                ("Accept", "text/event-stream"),
+                ("MCP-Protocol-Version", "1999-01-01"),
+            ],
+            b"",
+        )
+        .await;
+        assert_eq!(status, 400, "{method}");
+        assert!(
+            rpc_error(&body)
+                .1
+                .contains("unsupported MCP-Protocol-Version \"1999-01-01\""),
+            "{method}: {}",
+            rpc_error(&body).1
+        );
+    }
+
     let seen = received(&server).await;
     assert!(
         seen.is_empty(),
