@@ -315,6 +315,11 @@ pub enum MessageError {
     NotAnObject,
     #[error("batches are not allowed in protocol revision {revision}")]
     BatchNotAllowed { revision: &'static str },
+    /// Two requests (or two responses) of one batch with the same id: their answers could not
+    /// be told apart, so a `tools/list` answer could pass as the `ping` answer and skip its
+    /// filtering.
+    #[error("id {0} appears twice in the batch")]
+    DuplicateId(String),
     #[error("empty batch")]
     EmptyBatch,
     #[error("\"jsonrpc\" must be \"2.0\"")]
@@ -373,6 +378,14 @@ pub fn parse_body(
                 .collect::<Result<Vec<_>, _>>()?;
             if messages.is_empty() {
                 return Err(MessageError::EmptyBatch);
+            }
+            let mut seen = std::collections::HashSet::with_capacity(messages.len());
+            for m in &messages {
+                if let Some(id) = &m.id
+                    && !seen.insert((m.method.is_some(), id))
+                {
+                    return Err(MessageError::DuplicateId(id.to_string()));
+                }
             }
             Ok(Body::Batch(messages))
         } else {
@@ -530,7 +543,27 @@ type Classified = (Target, Option<Box<str>>);
 /// written for what they mean. Such spellings are refused rather than rewritten: the URI the
 /// upstream gets is the one the policy saw.
 fn resource_uri(uri: Box<str>) -> Result<Box<str>, MessageError> {
+    let uri = uri_spelling(uri)?;
+    // What a WHATWG or RFC 3986 parser makes of it must be what was written: no host case
+    // folded, default port dropped, `file://localhost/` shortened, character escaped.
+    match url::Url::parse(&uri) {
+        Ok(parsed) if parsed.as_str() == &*uri => Ok(uri),
+        Ok(_) => Err(MessageError::BadUri(
+            "URL parsers rewrite it (host case, default port, escapes...)",
+        )),
+        Err(_) => Err(MessageError::BadUri("it is not a URL")),
+    }
+}
+
+/// The spelling rules a resource URI and a completion's URI template share (a template's
+/// `{variables}` are no URL, so only a URI goes through a URL parser as well).
+fn uri_spelling(uri: Box<str>) -> Result<Box<str>, MessageError> {
     let bad = |why: &'static str| Err(MessageError::BadUri(why));
+    // URL parsers drop tabs and line breaks anywhere and trim spaces and controls at the ends:
+    // "file:///srv/docs/.\t./x" reaches a server as "file:///srv/x".
+    if uri.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return bad("it contains a space or control character");
+    }
     let Some((scheme, rest)) = uri.split_once(':') else {
         return bad("it has no scheme");
     };
@@ -573,6 +606,10 @@ fn resource_uri(uri: Box<str>) -> Result<Box<str>, MessageError> {
     {
         return bad("it has a \".\" or \"..\" path segment");
     }
+    // A file system reads "a//b" as "a/b".
+    if scheme == "file" && path.trim_start_matches("///").contains("//") {
+        return bad("it has an empty path segment");
+    }
     Ok(uri)
 }
 
@@ -591,7 +628,7 @@ fn completes(params: Option<View<'_, '_>>) -> Result<Completes, MessageError> {
     match r.get("type").and_then(|t| t.as_str()) {
         Some("ref/prompt") => Ok(Completes::Prompt(text("name")?)),
         // Held to the spelling rules of resources/read: the policy matches it the same way.
-        Some("ref/resource") => Ok(Completes::Resource(resource_uri(text("uri")?)?)),
+        Some("ref/resource") => Ok(Completes::Resource(uri_spelling(text("uri")?)?)),
         _ => Err(MessageError::BadCompletionRef),
     }
 }
@@ -651,7 +688,7 @@ fn classify_params(
         ),
         "resources/unsubscribe" => (
             Target::Resource {
-                uri: field("uri", "resources/unsubscribe")?,
+                uri: resource_uri(field("uri", "resources/unsubscribe")?)?,
             },
             None,
         ),
@@ -841,6 +878,19 @@ mod tests {
             "files://public/..%2Fsecret",
             "files://public%5C..%5Csecret",
             "file:///a\\b",
+            // Parsers drop tabs and line breaks and trim spaces: these are other URIs to them.
+            "file:///srv/docs/.\t./.\t./etc/passwd",
+            "file:///srv/docs/sec\nret.txt",
+            "file:///srv/docs/secret.txt ",
+            " file:///srv/docs/secret.txt",
+            "file:///srv/a b",
+            // Parsers rewrite these.
+            "file://localhost/etc/passwd",
+            "https://INTERNAL.example/x",
+            "https://internal.example:443/x",
+            "http://internal.example:80/x",
+            "file:///srv/docs/caf\u{e9}",
+            "file:///srv//docs/secret",
         ] {
             assert!(resource_uri(uri.into()).is_err(), "{uri}");
         }
@@ -1078,5 +1128,21 @@ mod tests {
             parse_body(&Bytes::from_static(b"[1]"), true, "2025-03-26"),
             Err(MessageError::NotAnObject)
         ));
+        // One id for two requests: the tools/list answer could pass as the ping's.
+        let twice = br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":1,"method":"tools/list"}]"#;
+        assert_eq!(
+            parse_body(&Bytes::from_static(twice), true, "2025-03-26"),
+            Err(MessageError::DuplicateId("1".into()))
+        );
+        let answers =
+            br#"[{"jsonrpc":"2.0","id":"a","result":{}},{"jsonrpc":"2.0","id":"a","result":{}}]"#;
+        assert!(matches!(
+            parse_body(&Bytes::from_static(answers), true, "2025-03-26"),
+            Err(MessageError::DuplicateId(_))
+        ));
+        // A request and an answer to a server request live in different id spaces.
+        let mixed =
+            br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":1,"result":{}}]"#;
+        assert!(parse_body(&Bytes::from_static(mixed), true, "2025-03-26").is_ok());
     }
 }

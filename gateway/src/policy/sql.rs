@@ -11,7 +11,7 @@
 use std::{collections::BTreeSet, ops::ControlFlow};
 
 use sqlparser::{
-    ast::{ObjectName, Query, SetExpr, Statement, Visit, Visitor},
+    ast::{ObjectName, Query, SetExpr, Statement, TableFactor, Visit, Visitor},
     dialect::PostgreSqlDialect,
     parser::Parser,
 };
@@ -106,6 +106,7 @@ pub fn analyse(sql: &str, default_schema: &str) -> Result<Analysis, String> {
         out: Analysis::default(),
         scopes: Vec::new(),
         error: None,
+        called: Vec::new(),
     };
     for statement in &statements {
         walker.out.kinds.insert(statement_kind(statement));
@@ -241,6 +242,9 @@ struct Walker<'a> {
     out: Analysis,
     scopes: Vec<Scope>,
     error: Option<String>,
+    /// Names of functions called where a table stands (`FROM f(...)`), which the relation
+    /// visitor sees as well: they are no tables.
+    called: Vec<*const ObjectName>,
 }
 
 impl Walker<'_> {
@@ -270,6 +274,20 @@ impl Walker<'_> {
                 self.body_tables(right);
             }
             _ => {}
+        }
+    }
+
+    /// Records a called function by its own name (the schema dropped).
+    fn function(&mut self, name: &ObjectName) -> ControlFlow<()> {
+        match name.0.last().and_then(|p| p.as_ident()) {
+            Some(ident) => {
+                self.out.functions.insert(ident_text(ident));
+                ControlFlow::Continue(())
+            }
+            None => {
+                self.error = Some(format!("cannot name the function {name}"));
+                ControlFlow::Break(())
+            }
         }
     }
 
@@ -328,17 +346,27 @@ impl Visitor for Walker<'_> {
 
     fn pre_visit_expr(&mut self, expr: &sqlparser::ast::Expr) -> ControlFlow<()> {
         if let sqlparser::ast::Expr::Function(f) = expr {
-            match f.name.0.last().and_then(|p| p.as_ident()) {
-                Some(ident) => {
-                    self.out.functions.insert(ident_text(ident));
-                }
-                None => {
-                    self.error = Some(format!("cannot name the function {}", f.name));
-                    return ControlFlow::Break(());
-                }
-            }
+            return self.function(&f.name);
         }
         ControlFlow::Continue(())
+    }
+
+    /// A function called where a table stands is a call like any other: `FROM
+    /// pg_read_file(...)`, `LATERAL query_to_xml('select ...', ...)`, `FROM dblink_exec(...)`
+    /// run what the function checks exist to stop.
+    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+        match factor {
+            TableFactor::Table {
+                name,
+                args: Some(_),
+                ..
+            } => {
+                self.called.push(name as *const ObjectName);
+                self.function(name)
+            }
+            TableFactor::Function { name, .. } => self.function(name),
+            _ => ControlFlow::Continue(()),
+        }
     }
 
     fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<()> {
@@ -352,6 +380,9 @@ impl Visitor for Walker<'_> {
     }
 
     fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<()> {
+        if self.called.contains(&(relation as *const ObjectName)) {
+            return ControlFlow::Continue(());
+        }
         let mut parts = Vec::with_capacity(relation.0.len());
         for part in &relation.0 {
             match part.as_ident() {
@@ -556,9 +587,39 @@ mod tests {
         ] {
             assert!(check(&s, sql).is_err(), "{sql} should be refused");
         }
+        // Called where a table stands, with or without LATERAL, with or without a table list:
+        // still calls (the table checks never saw them before).
+        let mut no_tables = spec(&["select"], &[]);
+        no_tables.tables = None;
+        no_tables.deny_tables = vec![(None, "financials".into())];
+        for sql in [
+            "SELECT * FROM customers, LATERAL query_to_xml('select * from financials', true, false, '') x",
+            "SELECT * FROM customers CROSS JOIN LATERAL pg_read_file('/etc/passwd') f",
+            "SELECT * FROM lo_from_bytea(0, 'x')",
+            "SELECT * FROM dblink_exec('host=x', 'DELETE FROM financials')",
+            "SELECT * FROM pg_catalog.set_config('search_path', 'evil', false)",
+            "SELECT * FROM customers c JOIN LATERAL pg_sleep(3600) s ON true",
+        ] {
+            for spec in [&s, &no_tables] {
+                let e = check(spec, sql).unwrap_err();
+                assert!(e.starts_with("function "), "{sql}: {e}");
+            }
+        }
+        // A harmless set-returning function is a function, not a table.
+        let a = analyse("SELECT * FROM generate_series(1, 3) g", "public").unwrap();
+        assert!(a.tables.is_empty(), "{:?}", a.tables);
+        assert!(a.functions.contains("generate_series"));
         let mut only = spec(&["select"], &["customers"]);
         only.functions = Some(["count".to_string()].into_iter().collect());
         assert_eq!(check(&only, "SELECT count(*) FROM customers"), Ok(()));
+        assert!(
+            check(
+                &only,
+                "SELECT * FROM customers, LATERAL generate_series(1, 3) g"
+            )
+            .unwrap_err()
+            .contains("generate_series() is not among")
+        );
         assert!(
             check(&only, "SELECT md5(name) FROM customers")
                 .unwrap_err()
