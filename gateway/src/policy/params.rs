@@ -123,15 +123,7 @@ pub fn check_value(spec: &ParamSpec, value: Option<&Value>) -> Result<(), String
                 ));
             }
             let host = url.host_str().unwrap_or("");
-            let ok = hosts.iter().any(|h| match h.strip_prefix("*.") {
-                Some(domain) => {
-                    host.len() > domain.len() + 1
-                        && host.ends_with(domain)
-                        && host[..host.len() - domain.len()].ends_with('.')
-                }
-                None => h == host,
-            });
-            if ok {
+            if host_listed(hosts, host) {
                 Ok(())
             } else {
                 Err(format!("argument {at}: host {host:?} is not allowed"))
@@ -174,9 +166,74 @@ pub fn check_value_lax(spec: &ParamSpec, value: Option<&Value>) -> Result<(), St
                         })
                 })
         }
+        // A path whose target cannot be known here (relative: the server's working directory
+        // decides; a file URL this reader cannot turn into a path) may be under a denied
+        // prefix. `FILE:///etc` is a file URL too.
+        Matcher::PathPrefix(prefixes) => {
+            read_as()
+                || value.as_str().is_some_and(|text| {
+                    lax_path(text).is_none_or(|path| prefixes.iter().any(|p| under(&path, p)))
+                })
+        }
+        // Whatever the scheme (gopher:// reaches a host as well), with the spellings that
+        // name the same host (`internal.example.`, `[::ffff:169.254.169.254]`); text that
+        // does not parse as a URL may still be one to the server.
+        Matcher::UrlHosts(hosts) => {
+            read_as()
+                || value
+                    .as_str()
+                    .is_some_and(|text| match url::Url::parse(text) {
+                        Err(_) => true,
+                        Ok(url) => lax_host(&url).is_some_and(|host| host_listed(hosts, &host)),
+                    })
+        }
         _ => read_as(),
     };
     if holds { Ok(()) } else { strict }
+}
+
+/// Whether `host` is one of `hosts` (`*.domain` covers the domain's subdomains).
+fn host_listed(hosts: &[String], host: &str) -> bool {
+    hosts.iter().any(|h| match h.strip_prefix("*.") {
+        Some(domain) => {
+            host.len() > domain.len() + 1
+                && host.ends_with(domain)
+                && host[..host.len() - domain.len()].ends_with('.')
+        }
+        None => h == host,
+    })
+}
+
+/// The host a URL reaches, in the one spelling of [`host_listed`]: lower case, without the
+/// root's trailing dot, an IPv4-mapped IPv6 address as the IPv4 address.
+fn lax_host(url: &url::Url) -> Option<String> {
+    match url.host()? {
+        url::Host::Ipv6(a) => Some(match a.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => format!("[{a}]"),
+        }),
+        url::Host::Ipv4(a) => Some(a.to_string()),
+        url::Host::Domain(d) => Some(d.trim_end_matches('.').to_ascii_lowercase()),
+    }
+}
+
+/// The absolute, normalised path `text` names (a path, or a local `file:` URL in any case), or
+/// `None` when that cannot be known.
+fn lax_path(text: &str) -> Option<String> {
+    let is_file_url = text
+        .get(..5)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("file:"));
+    if !is_file_url {
+        return normalise_path(text);
+    }
+    let url = url::Url::parse(text).ok()?;
+    if url
+        .host_str()
+        .is_some_and(|h| !h.is_empty() && h != "localhost")
+    {
+        return None;
+    }
+    normalise_path(url.to_file_path().ok()?.to_str()?)
 }
 
 /// Which of `wants` a lax server may read `value` as: as sent or as one of its [`readings`]
@@ -518,6 +575,53 @@ mod tests {
     }
 
     /// A deny condition on a list or object holds for what a lax server reads inside it.
+    #[test]
+    fn deny_conditions_on_paths_and_hosts_hold_where_the_target_cannot_be_told() {
+        let paths = spec("/p", Matcher::PathPrefix(vec!["/etc".into()]));
+        let holds = |v: &str| check_value_lax(&paths, Some(&json!(v))).is_ok();
+        for held in [
+            "/etc/passwd",
+            "/srv/../etc/shadow",
+            // Relative: the server's working directory decides where these land.
+            "etc/passwd",
+            "../../etc/shadow",
+            "~root/.ssh/id_rsa",
+            // A file URL in any case.
+            "FILE:///etc/passwd",
+            "File:///srv/%2e%2e/etc/passwd",
+            // A file URL that names no local path.
+            "file://otherhost/etc/passwd",
+        ] {
+            assert!(holds(held), "{held}");
+        }
+        for clear in ["/srv/data.csv", "file:///srv/data.csv", "FILE:///srv/x"] {
+            assert!(!holds(clear), "{clear}");
+        }
+        let hosts = spec(
+            "/u",
+            Matcher::UrlHosts(vec!["169.254.169.254".into(), "internal.example".into()]),
+        );
+        let holds = |v: &str| check_value_lax(&hosts, Some(&json!(v))).is_ok();
+        for held in [
+            "http://169.254.169.254/latest/meta-data",
+            "http://internal.example./admin",
+            "http://INTERNAL.example/",
+            "http://[::ffff:169.254.169.254]/",
+            "http://[::ffff:a9fe:a9fe]/",
+            "gopher://internal.example:70/_x",
+            "ftp://Internal.Example/",
+            // Not a URL to this parser: a lax server may still fetch it.
+            "http://internal.example:99999/",
+        ] {
+            assert!(holds(held), "{held}");
+        }
+        for clear in ["https://api.example.com/", "mailto:a@internal.example"] {
+            assert!(!holds(clear), "{clear}");
+        }
+        // Allow conditions stay strict: what cannot be told fails them.
+        assert!(check(&paths, Some(&json!({"p": "etc/passwd"}))).is_err());
+    }
+
     #[test]
     fn deny_conditions_read_inside_lists_and_objects() {
         let deny = spec("/o", Matcher::Eq(json!({"force": true, "n": [1, 2]})));
