@@ -5,7 +5,7 @@ use std::{
     collections::HashMap,
     hash::{BuildHasher, RandomState},
     sync::Mutex,
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use serde_json::Value;
@@ -165,14 +165,28 @@ pub fn token_matches(spec: &TokenSpec, claims: Option<&Value>) -> Result<(), Str
     Ok(())
 }
 
-/// Buckets beyond this many are pruned (full ones first) so that a flood of identities cannot
-/// grow memory without bound.
+/// Most buckets kept. Beyond it, buckets that have refilled (as good as new) are dropped; when
+/// every bucket is still draining, a request that would need a new one is refused like an
+/// exhausted one, since dropping a drained bucket would hand its owner a full one.
 const MAX_BUCKETS: usize = 100_000;
+
+/// Shortest time between two prunes: a flood of new keys against a full table costs one scan
+/// per interval, not one per request.
+const PRUNE_GAP: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Copy, Debug)]
 struct Bucket {
     tokens: f64,
     at: Instant,
+    /// Its own rule's refill rate (tokens per second) and burst: a prune judges it by these.
+    rate: f64,
+    burst: f64,
+}
+
+impl Bucket {
+    fn refilled(&self, now: Instant) -> bool {
+        self.tokens + now.saturating_duration_since(self.at).as_secs_f64() * self.rate >= self.burst
+    }
 }
 
 /// A token taken from one bucket: given back if the request it paid for is refused unsent.
@@ -186,13 +200,21 @@ pub struct Charge {
 #[derive(Debug, Default)]
 pub struct RateLimiter {
     hasher: RandomState,
-    buckets: Mutex<HashMap<u64, Bucket>>,
+    buckets: Mutex<Buckets>,
+}
+
+#[derive(Debug, Default)]
+struct Buckets {
+    map: HashMap<u64, Bucket>,
+    pruned: Option<Instant>,
 }
 
 impl RateLimiter {
-    /// Takes one token; `None` when the bucket is empty. `lane` separates uses of one target
-    /// that must not drain each other's bucket (completions, which clients send as the user
-    /// types, beside the prompt they complete).
+    /// Takes one token; `None` when the bucket is empty (or when a new bucket is needed and
+    /// none can be had, see [`MAX_BUCKETS`]). `lane` separates uses of one target that must
+    /// not drain each other's bucket (completions, which clients send as the user types,
+    /// beside the prompt they complete). A resource's query and fragment are no part of its
+    /// target here: `file:///x?1` and `file:///x?2` draw on one bucket.
     pub fn take(
         &self,
         spec: &RateSpec,
@@ -201,19 +223,35 @@ impl RateLimiter {
         (lane, target): (&str, &str),
         now: Instant,
     ) -> Option<Charge> {
+        let target = match target.split_once("://") {
+            Some(_) => target.split(['?', '#']).next().unwrap_or(target),
+            None => target,
+        };
         let key = self.hasher.hash_one((rule, identity, lane, target));
         let rate = f64::from(spec.requests) / spec.per.as_secs_f64();
         let burst = f64::from(spec.burst);
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(&key) {
-            buckets.retain(|_, b| {
-                b.tokens < burst - 1.0 && now.duration_since(b.at).as_secs_f64() * rate < burst
-            });
+        let mut guard = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let buckets = &mut *guard;
+        if buckets.map.len() >= MAX_BUCKETS && !buckets.map.contains_key(&key) {
+            if buckets
+                .pruned
+                .is_none_or(|t| now.saturating_duration_since(t) >= PRUNE_GAP)
+            {
+                buckets.pruned = Some(now);
+                buckets.map.retain(|_, b| !b.refilled(now));
+            }
+            if buckets.map.len() >= MAX_BUCKETS {
+                return None;
+            }
         }
-        let b = buckets.entry(key).or_insert(Bucket {
+        let b = buckets.map.entry(key).or_insert(Bucket {
             tokens: burst,
             at: now,
+            rate,
+            burst,
         });
+        // A reload may have changed the rule's numbers.
+        (b.rate, b.burst) = (rate, burst);
         let refill = now.saturating_duration_since(b.at).as_secs_f64() * rate;
         b.tokens = (b.tokens + refill).min(burst);
         b.at = now;
@@ -231,7 +269,7 @@ impl RateLimiter {
     /// Returns the token `charge` took, for a request refused after all, before it was sent.
     pub fn give_back(&self, charge: Charge) {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(b) = buckets.get_mut(&charge.key) {
+        if let Some(b) = buckets.map.get_mut(&charge.key) {
             b.tokens = (b.tokens + 1.0).min(f64::from(charge.burst));
         }
     }
@@ -239,7 +277,6 @@ impl RateLimiter {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use serde_json::json;
 
@@ -281,6 +318,53 @@ mod tests {
         assert!(in_windows(&w, at("2026-11-21T06:00:00Z")).is_err());
         assert!(in_windows(&w, at("2026-11-21T23:00:00Z")).is_err()); // Saturday night
         assert!(in_windows(&w, at("2026-11-20T05:00:00Z")).is_err()); // after Thursday
+    }
+
+    #[test]
+    fn a_full_table_drops_refilled_buckets_only_and_refuses_new_ones_otherwise() {
+        let slow = RateSpec {
+            requests: 1,
+            per: Duration::from_secs(3600),
+            burst: 1,
+        };
+        let fast = RateSpec {
+            requests: 1000,
+            per: Duration::from_secs(1),
+            burst: 1000,
+        };
+        let r = RateLimiter::default();
+        let t0 = Instant::now();
+        // The agent drains its bucket on the strict rule...
+        assert!(r.take(&slow, "strict", "agent:a", ("", "t"), t0).is_some());
+        assert!(r.take(&slow, "strict", "agent:a", ("", "t"), t0).is_none());
+        // ...then floods new keys on a fast rule until the table is full.
+        for i in 0..MAX_BUCKETS {
+            r.take(&fast, "fast", "agent:a", ("", &format!("t{i}")), t0);
+        }
+        // A second later the fast buckets have refilled and go; the strict one, judged by its
+        // own rate, stays drained (before, it was judged by the fast rule's and came back full).
+        let t1 = t0 + Duration::from_secs(2);
+        assert!(r.take(&fast, "fast", "agent:a", ("", "new"), t1).is_some());
+        assert!(r.take(&slow, "strict", "agent:a", ("", "t"), t1).is_none());
+        // When nothing can go, a new key is refused rather than a drained bucket dropped.
+        let r = RateLimiter::default();
+        for i in 0..MAX_BUCKETS {
+            assert!(
+                r.take(&slow, "strict", "agent:a", ("", &format!("t{i}")), t0)
+                    .is_some()
+            );
+        }
+        assert!(r.take(&slow, "strict", "agent:b", ("", "t"), t0).is_none());
+        // A resource's query does not make it another target.
+        let r = RateLimiter::default();
+        assert!(
+            r.take(&slow, "s", "agent:a", ("", "file:///x?1"), t0)
+                .is_some()
+        );
+        assert!(
+            r.take(&slow, "s", "agent:a", ("", "file:///x?2#f"), t0)
+                .is_none()
+        );
     }
 
     #[test]
