@@ -59,6 +59,15 @@ const SESSION_REQUESTS: &[&str] = &[
     "resources/templates/list",
 ];
 
+/// A rule's context conditions: the attested process, the token, the client certificate, the
+/// time windows.
+fn context_holds(s: &crate::config::policy::RuleSpec, q: &Question<'_>) -> Result<(), String> {
+    context::process_matches(&s.process, q.process)?;
+    context::token_matches(&s.token, q.claims)?;
+    context::certificate_matches(&s.certificate, q.certificate, q.process)?;
+    context::in_windows(&s.time, q.now)
+}
+
 /// The rate-limit lane of a method: completions of a prompt or template have a bucket of their
 /// own, so that typing in a client cannot use up the prompt itself.
 fn rate_lane(method: &str) -> &'static str {
@@ -525,9 +534,14 @@ impl Policy {
             return v;
         }
         if q.class == Class::Session {
+            // Access to the server goes with a rule's caller and context conditions (who,
+            // which process, token, certificate, when); its parameter conditions and rate are
+            // for the calls it allows.
             for &i in &si.access {
                 let rule = &self.rules[i as usize];
-                if rule.spec.agents.iter().any(|p| p.matches(q.agent)) {
+                if rule.spec.agents.iter().any(|p| p.matches(q.agent))
+                    && context_holds(&rule.spec, q).is_ok()
+                {
                     note(rule, "matched: grants access to the server".into());
                     return Verdict {
                         allowed: true,
@@ -620,11 +634,7 @@ impl Policy {
         if !applies(s, q.class, q.method) {
             return Err(Miss::NotApplicable("does not select this target".into()));
         }
-        context::process_matches(&s.process, q.process).map_err(Miss::Condition)?;
-        context::token_matches(&s.token, q.claims).map_err(Miss::Condition)?;
-        context::certificate_matches(&s.certificate, q.certificate, q.process)
-            .map_err(Miss::Condition)?;
-        context::in_windows(&s.time, q.now).map_err(Miss::Condition)?;
+        context_holds(s, q).map_err(Miss::Condition)?;
         if matches!(q.class, Class::Tool(_) | Class::Prompt(_)) {
             // A deny rule sees what the server may read, not only what was sent.
             let lax = s.effect == Effect::Deny;

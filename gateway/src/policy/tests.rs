@@ -127,6 +127,40 @@ fn agent_level_grants_the_session_only_to_named_agents() {
     for name in ["quеry", "que\u{200B}ry", "query ", "Query"] {
         assert!(!tool(&p, "analyst", name, json!({})).allowed, "{name:?}");
     }
+    // A rule's context conditions go with the access it grants: outside its time window, or
+    // without the token it asks for, the agent cannot even initialize.
+    let p = policy(
+        "[[rules]]\nname = \"q\"\neffect = \"allow\"\nagents = [\"*\"]\nservers = [\"db\"]\ntools = [\"query\"]\n\
+         [rules.token]\nscopes = [\"db:read\"]\n\
+         [[rules.time]]\ndays = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\"]\nfrom = \"08:00\"\nto = \"18:00\"\ntz = \"UTC\"\n",
+    );
+    let claims = json!({"scope": "db:read"});
+    let session = |claims: Option<&Value>, now: &str| {
+        p.decide(
+            &Question {
+                agent: "analyst",
+                process: None,
+                claims,
+                certificate: None,
+                rate_key: RateKey::Agent("analyst"),
+                server: "db",
+                method: "initialize",
+                class: Class::Session,
+                arguments: Arguments::parsed(None),
+                now: now.parse().unwrap(),
+            },
+            &RateLimiter::default(),
+        )
+        .allowed
+    };
+    // 2026-11-20 is a Friday.
+    assert!(session(Some(&claims), "2026-11-20T10:00:00Z"));
+    assert!(!session(None, "2026-11-20T10:00:00Z"));
+    assert!(!session(Some(&claims), "2026-11-20T22:00:00Z"));
+    assert!(!session(Some(&claims), "2026-11-21T10:00:00Z"));
+    let p = policy(
+        "[[rules]]\nname = \"q\"\neffect = \"allow\"\nagents = [\"analyst\"]\nservers = [\"db\"]\ntools = [\"query\"]\n",
+    );
     // Methods outside the session need a rule of their own.
     assert!(
         !ask(
