@@ -62,6 +62,14 @@ pub fn suspicious_char(c: char) -> Option<&'static str> {
         | '\u{202A}'..='\u{202E}'
         | '\u{2066}'..='\u{2069}'
         | '\u{061C}' => Some("bidirectional controls"),
+        // Selectors 17-256, and 1-14 (15 and 16 pick emoji or text presentation, and follow
+        // ordinary emoji): invisible, and 256 of them encode any byte after a visible letter.
+        '\u{E0100}'..='\u{E01EF}' | '\u{FE00}'..='\u{FE0D}' => Some("variation selectors"),
+        // Render as nothing (the soft hyphen mid-line, the combining grapheme joiner) or as
+        // blank space that is no space (the Hangul fillers).
+        '\u{AD}' | '\u{34F}' | '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}' => {
+            Some("invisible characters")
+        }
         '\u{1B}' | '\u{9B}' => Some("terminal escape sequences"),
         '\u{0}'..='\u{8}'
         | '\u{B}'
@@ -564,6 +572,20 @@ mod tests {
             ["bidirectional controls"]
         );
         assert!(flags(&json!({"description": "line\nbreak\ttab, naïve café 日本"})).is_empty());
+        // Emoji keep their presentation selector.
+        assert!(flags(&json!({"description": "Loves you \u{2764}\u{FE0F}"})).is_empty());
+        for (hidden, kind) in [
+            ("a\u{E0120}\u{E0165}b", "variation selectors"),
+            ("a\u{FE01}b", "variation selectors"),
+            ("in\u{AD}visible", "invisible characters"),
+            ("blank\u{3164}name", "invisible characters"),
+        ] {
+            assert_eq!(
+                flags(&json!({ "description": hidden })),
+                [kind],
+                "{hidden:?}"
+            );
+        }
     }
 
     #[test]
