@@ -211,7 +211,7 @@ struct Buckets {
 
 impl RateLimiter {
     /// Takes one token; `None` when the bucket is empty (or when a new bucket is needed and
-    /// none can be had, see [`MAX_BUCKETS`]). `lane` separates uses of one target that must
+    /// none can be had: at most 100,000 are kept). `lane` separates uses of one target that must
     /// not drain each other's bucket (completions, which clients send as the user types,
     /// beside the prompt they complete). A resource's query and fragment are no part of its
     /// target here: `file:///x?1` and `file:///x?2` draw on one bucket.
