@@ -37,13 +37,16 @@ pub fn is_list(method: &str) -> bool {
     shape(method).is_some()
 }
 
-/// The list method whose result `message` (a whole JSON-RPC response) has the shape of: a
-/// `result` with one of the list members as an array. For responses the gateway cannot match to
-/// a request it saw (the legacy transport's GET stream, a resumed stream's replay, an upstream
-/// answering an id twice), so that a list never skips its filter for want of its request.
-pub fn method_by_shape(message: &[u8]) -> Option<&'static str> {
+/// The list methods whose result `message` (a whole JSON-RPC response) has the shape of: a
+/// `result` with list members as arrays (every one present). For responses the gateway cannot
+/// match to a request it saw (the legacy transport's GET stream, a resumed stream's replay, an
+/// upstream answering an id twice), so that a list never skips its filter for want of its
+/// request.
+pub fn methods_by_shape(message: &[u8]) -> Vec<&'static str> {
     crate::mcp::json::with_parsed(message, |v| {
-        let result = v.get("result")?;
+        let Some(result) = v.get("result") else {
+            return Vec::new();
+        };
         [
             "tools/list",
             "prompts/list",
@@ -51,14 +54,14 @@ pub fn method_by_shape(message: &[u8]) -> Option<&'static str> {
             "resources/templates/list",
         ]
         .into_iter()
-        .find(|m| {
+        .filter(|m| {
             shape(m)
                 .and_then(|(member, _, _)| result.get(member))
                 .is_some_and(|entries| entries.is_array())
         })
+        .collect()
     })
-    .ok()
-    .flatten()
+    .unwrap_or_default()
 }
 
 /// Filters `result` (the `result` member of a list response) in place when `apply`, and
@@ -90,6 +93,18 @@ pub fn filter(
         };
         let mut why = None;
         if member == "tools" {
+            let hash = pins::definition_hash(item);
+            let status = pins.observe(server, name, &hash);
+            if status == Status::TooMany {
+                hidden.push(Hidden {
+                    name: name.to_owned(),
+                    why: format!(
+                        "the server lists more than {} tools; no more are pinned",
+                        pins::MAX_PINS_PER_SERVER
+                    ),
+                });
+                return !apply;
+            }
             let flags = pins::flags(item);
             pins.flag(server, name, &flags);
             if !flags.is_empty() {
@@ -105,7 +120,6 @@ pub fn filter(
                 .iter()
                 .find(|d| d.key.contains('_'))
                 .map(|d| d.header.clone());
-            let hash = pins::definition_hash(item);
             if pins.declare(server, name, &hash, declarations) {
                 if let Some(why) = invalid {
                     tracing::warn!(server, tool = name, %why, "A tool's x-mcp-header declarations are invalid: clients drop the tool, and Mcp-Param headers on calls to it are refused.");
@@ -114,7 +128,7 @@ pub fn filter(
                     tracing::warn!(server, tool = name, %header, "A tool declares a header whose name has an underscore, which the gateway refuses in header names: 2026-07-28 calls to it are refused.");
                 }
             }
-            match pins.observe(server, name, &hash) {
+            match status {
                 Status::Changed { pinned, new } => {
                     if new {
                         tracing::warn!(server, tool = name, pinned = %pinned, "A tool definition changed since it was pinned; it stays hidden until `agentgate policy pin` accepts it.");
@@ -124,7 +138,7 @@ pub fn filter(
                 Status::NewlyPinned => {
                     tracing::debug!(server, tool = name, "Pinned a tool definition on first sight.")
                 }
-                Status::Pinned => {}
+                Status::Pinned | Status::TooMany => {}
             }
         }
         let class = match member {
@@ -146,6 +160,8 @@ pub fn filter(
             None => true,
         }
     });
+    // One rewrite of the pin file for the whole listing.
+    pins.flush();
     hidden
 }
 
@@ -155,22 +171,27 @@ mod tests {
 
     #[test]
     fn unmatched_responses_are_recognised_as_lists_by_their_shape() {
-        let shape = |t: &str| method_by_shape(t.as_bytes());
+        let shape = |t: &str| methods_by_shape(t.as_bytes());
         assert_eq!(
             shape(r#"{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"x"}]}}"#),
-            Some("tools/list")
+            ["tools/list"]
         );
         assert_eq!(
             shape(r#"{"jsonrpc":"2.0","id":3,"result":{"resourceTemplates":[],"nextCursor":"c"}}"#),
-            Some("resources/templates/list")
+            ["resources/templates/list"]
         );
         assert_eq!(
             shape(r#"{"jsonrpc":"2.0","id":"a","result":{"prompts":[]}}"#),
-            Some("prompts/list")
+            ["prompts/list"]
         );
         assert_eq!(
             shape(r#"{"jsonrpc":"2.0","id":1,"result":{"resources":[]}}"#),
-            Some("resources/list")
+            ["resources/list"]
+        );
+        // Several members: every one is filtered, not only the first found.
+        assert_eq!(
+            shape(r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[],"resources":[{"uri":"x:y"}]}}"#),
+            ["tools/list", "resources/list"]
         );
         // A call's result, a "tools" member that is not a list, an error: not lists.
         for other in [
@@ -178,7 +199,7 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"result":{"tools":"x"}}"#,
             r#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"m"}}"#,
         ] {
-            assert_eq!(shape(other), None, "{other}");
+            assert!(shape(other).is_empty(), "{other}");
         }
     }
 }

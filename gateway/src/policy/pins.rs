@@ -151,7 +151,14 @@ pub enum Status {
     NewlyPinned,
     /// It differs from the pin. `new`: this definition was not seen before (report it).
     Changed { pinned: String, new: bool },
+    /// First sight, but the server has [`MAX_PINS_PER_SERVER`] pins already: not pinned, and
+    /// so not callable.
+    TooMany,
 }
+
+/// Most tools pinned per server: a server listing millions of names cannot grow the pin file
+/// (and the gateway's memory) without bound.
+pub const MAX_PINS_PER_SERVER: usize = 10_000;
 
 /// Pins in memory, mirrored to the pin file.
 #[derive(Debug)]
@@ -194,6 +201,8 @@ struct State {
     /// The store that replaced this one on a reload. Callers that took this store just before
     /// the swap are sent on to it, so that nothing they report is lost with the old store.
     successor: Option<Arc<Pins>>,
+    /// Observations not yet written to the pin file: (server, tool, hash, status).
+    unsaved: Vec<(String, String, String, Status)>,
 }
 
 impl Pins {
@@ -231,6 +240,8 @@ impl Pins {
             drop(st);
             return Pins::succeed(&next, file, configured);
         }
+        // What `old` saw and has not written yet goes into the file the new store reads.
+        old.flush_locked(&mut st);
         let new = Pins::load(file, configured)?;
         {
             let mut learnt = lock(&new.state);
@@ -275,14 +286,21 @@ impl Pins {
             .map(String::as_str)
     }
 
-    /// Records a definition seen in a tools/list result.
+    /// Records a definition seen in a tools/list result. The pin file learns of it at the
+    /// next [`Pins::flush`] (once per listing), not here.
     pub fn observe(&self, server: &str, tool: &str, hash: &str) -> Status {
         let mut st = match self.state() {
             Ok(st) => st,
             Err(next) => return next.observe(server, tool, hash),
         };
+        let pinned = self.pinned(&st, server, tool).map(str::to_owned);
+        if pinned.is_none()
+            && st.file.servers.get(server).map_or(0, |t| t.len()) >= MAX_PINS_PER_SERVER
+        {
+            return Status::TooMany;
+        }
         set(&mut st.current, server, tool, hash.to_owned());
-        let status = match self.pinned(&st, server, tool).map(str::to_owned) {
+        let status = match pinned {
             Some(p) if p == hash => return Status::Pinned,
             Some(pinned) => {
                 let new = st
@@ -316,40 +334,65 @@ impl Pins {
                 e.pending = Some(hash.to_owned());
                 changed
             }
-            Status::Pinned => false,
+            Status::Pinned | Status::TooMany => false,
         };
-        if dirty && let Some(path) = &self.file {
-            // Merge with the file: an operator may have pinned something since it was read.
-            let result = update_file(path, |f| {
-                let e = f.servers.entry(server.to_owned()).or_default();
-                match &status {
+        if dirty && self.file.is_some() {
+            st.unsaved.push((
+                server.to_owned(),
+                tool.to_owned(),
+                hash.to_owned(),
+                status.clone(),
+            ));
+        }
+        status
+    }
+
+    /// Writes what observations changed since the last flush to the pin file, in one rewrite:
+    /// a listing of many new tools costs one, not one per tool.
+    pub fn flush(&self) {
+        let mut st = match self.state() {
+            Ok(st) => st,
+            Err(next) => return next.flush(),
+        };
+        self.flush_locked(&mut st);
+    }
+
+    fn flush_locked(&self, st: &mut State) {
+        let (Some(path), false) = (&self.file, st.unsaved.is_empty()) else {
+            return;
+        };
+        let unsaved = std::mem::take(&mut st.unsaved);
+        // Merge with the file: an operator may have pinned something since it was read.
+        let result = update_file(path, |f| {
+            for (server, tool, hash, status) in &unsaved {
+                let e = f.servers.entry(server.clone()).or_default();
+                match status {
                     Status::NewlyPinned => {
-                        e.entry(tool.to_owned()).or_insert(PinEntry {
-                            pinned: hash.to_owned(),
+                        e.entry(tool.clone()).or_insert(PinEntry {
+                            pinned: hash.clone(),
                             pending: None,
                         });
                     }
                     Status::Changed { pinned, .. } => {
-                        let entry = e.entry(tool.to_owned()).or_insert(PinEntry {
+                        let entry = e.entry(tool.clone()).or_insert(PinEntry {
                             pinned: pinned.clone(),
                             pending: None,
                         });
-                        if entry.pinned != hash {
-                            entry.pending = Some(hash.to_owned());
+                        if entry.pinned != *hash {
+                            entry.pending = Some(hash.clone());
                         }
                     }
-                    Status::Pinned => {}
-                }
-                Ok(())
-            });
-            match result {
-                Ok(merged) => st.file = merged,
-                Err(error) => {
-                    tracing::error!(%error, server, tool, "Could not save a tool pin; it holds in memory only.")
+                    Status::Pinned | Status::TooMany => {}
                 }
             }
+            Ok(())
+        });
+        match result {
+            Ok(merged) => st.file = merged,
+            Err(error) => {
+                tracing::error!(%error, tools = unsaved.len(), "Could not save tool pins; they hold in memory only.")
+            }
         }
-        status
     }
 
     /// Records what hidden text the last definition seen of a tool carries (empty: none).
@@ -427,8 +470,16 @@ impl Pins {
         if flagged_blocks && let Some(f) = get(&st.flagged, server, tool) {
             return Some(format!("its description contains {f}"));
         }
+        let pinned = self.pinned(&st, server, tool);
+        if pinned.is_none()
+            && st.file.servers.get(server).map_or(0, |t| t.len()) >= MAX_PINS_PER_SERVER
+        {
+            return Some(format!(
+                "the server lists more than {MAX_PINS_PER_SERVER} tools and this one is not pinned"
+            ));
+        }
         let current = get(&st.current, server, tool)?;
-        match self.pinned(&st, server, tool) {
+        match pinned {
             Some(p) if p != current => Some(format!(
                 "its definition changed since it was pinned (pinned {}, now {})",
                 &p[..p.len().min(12)],
@@ -675,10 +726,44 @@ mod tests {
         let filed = Pins::succeed(&reloaded, Some(file), &[]).unwrap();
         assert!(filed.blocked("s", "t", false).is_some());
         // And the file holds every pin, whichever store wrote it.
+        newer.flush();
         let restarted = Pins::load(Some(path), &[]).unwrap();
         for (tool, hash) in [("t", "aa"), ("u", "cc"), ("v", "dd")] {
             assert_eq!(restarted.observe("s", tool, hash), Status::Pinned, "{tool}");
         }
+    }
+
+    #[test]
+    fn a_listing_writes_the_pin_file_once_and_a_server_pins_only_so_many_tools() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pins.json");
+        let pins = Pins::load(Some(path.clone()), &[]).unwrap();
+        for i in 0..100 {
+            assert_eq!(
+                pins.observe("s", &format!("t{i}"), "aa"),
+                Status::NewlyPinned
+            );
+        }
+        // Nothing written per tool (a million-tool listing rewrote the file a million times).
+        assert!(!path.exists());
+        pins.flush();
+        let written = read_file(&path).unwrap();
+        assert_eq!(written.servers["s"].len(), 100);
+        // Beyond the cap a new tool is not pinned (nor remembered), so not callable.
+        let memory = Pins::load(None, &[]).unwrap();
+        for i in 0..MAX_PINS_PER_SERVER {
+            memory.observe("s", &format!("t{i}"), "aa");
+        }
+        assert_eq!(memory.observe("s", "one-more", "aa"), Status::TooMany);
+        assert!(
+            memory
+                .blocked("s", "one-more", false)
+                .unwrap()
+                .contains("not pinned")
+        );
+        assert_eq!(memory.observe("s", "t0", "aa"), Status::Pinned);
+        assert_eq!(memory.blocked("s", "t0", false), None);
+        assert_eq!(memory.observe("other", "x", "aa"), Status::NewlyPinned);
     }
 
     #[test]
@@ -711,7 +796,9 @@ mod tests {
         pins.flag("s", "u", &["zero-width characters"]);
         assert!(pins.blocked("s", "u", true).unwrap().contains("zero-width"));
         assert_eq!(pins.blocked("s", "u", false), None);
-        // The store survives a restart, pending change included.
+        // The store survives a restart, pending change included (once flushed, as the end of
+        // each listing does).
+        pins.flush();
         let again = Pins::load(Some(path.clone()), &[]).unwrap();
         assert_eq!(
             again.observe("s", "t", "bb"),

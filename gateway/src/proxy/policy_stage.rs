@@ -311,16 +311,18 @@ impl ResponseStage for PolicyStage {
             }
             Kind::Response => match m.answers {
                 Some(method) if lists::is_list(method) => {
-                    self.filter_list(identity, server, m.raw, method)
+                    self.filter_list(identity, server, m.raw, &[method])
                 }
                 Some(_) => Inspection::Forward,
                 // Not matched to a request seen in this exchange: judged by its shape.
-                None => match lists::method_by_shape(m.raw) {
-                    Some(method) => self.filter_list(identity, server, m.raw, method),
-                    None => Inspection::Forward,
+                None => match lists::methods_by_shape(m.raw).as_slice() {
+                    [] => Inspection::Forward,
+                    methods => self.filter_list(identity, server, m.raw, methods),
                 },
             },
-            Kind::Error => Inspection::Forward,
+            Kind::Error => self
+                .error_elicitations(identity, server, m)
+                .unwrap_or(Inspection::Forward),
         }
     }
 }
@@ -364,52 +366,119 @@ impl PolicyStage {
             }
         };
         for (key, request) in requests {
-            // The embedded request, as the standalone request it stands for.
-            let mut standalone = serde_json::json!({
-                "jsonrpc": "2.0",
-                "id": 0,
-                "method": request.get("method"),
-            });
-            if let Some(params) = request.get("params") {
-                standalone["params"] = params.clone();
-            }
-            let embedded = match crate::mcp::message::parse_message(
-                standalone.to_string().as_bytes(),
-            ) {
-                Ok(embedded) => embedded,
-                Err(e) => {
-                    return refuse(
-                        format!(
-                            "agentgate: the server's input request {key:?} is not a valid request: {e}"
-                        ),
-                        "protocol",
-                    );
-                }
-            };
-            if let Decision::Deny { rule, reason } = self.ask(
+            if let Err((reason, rule)) = self.embedded(
                 identity,
                 server,
-                &embedded,
-                Class::of_server_message(&embedded),
+                request.get("method"),
+                request.get("params"),
+                &format!("input request {key:?}"),
             ) {
-                return refuse(
-                    format!(
-                        "agentgate: the server asked for {} (input request {key:?}), which is refused: {reason}",
-                        embedded.method()
-                    ),
-                    &rule,
-                );
+                return refuse(reason, &rule);
             }
         }
         None
     }
 
+    /// 2025-11-25's URLElicitationRequired error (-32042) makes the client show the URL
+    /// elicitations in its `data.elicitations` as if the server had sent `elicitation/create`
+    /// for each: each gets that request's decision, and if any is denied the agent gets an
+    /// error naming it instead. Any error that carries `data.elicitations` is read so, whatever
+    /// its code. `None`: no such error, or every elicitation is allowed.
+    fn error_elicitations(
+        &self,
+        identity: &Identity,
+        server: &Server,
+        m: &ServerMessage<'_>,
+    ) -> Option<Inspection> {
+        let refuse = |reason: String, rule: &str| {
+            let reply = crate::mcp::rpc_error::denied(m.message.id.as_ref(), &reason, rule);
+            Some(Inspection::Deny {
+                reason,
+                reply: Bytes::from(reply.to_string()),
+            })
+        };
+        let Ok(message) = serde_json::from_slice::<serde_json::Value>(m.raw) else {
+            return refuse(
+                "agentgate: an error that cannot be re-read".into(),
+                "protocol",
+            );
+        };
+        let elicitations = match message.pointer("/error/data/elicitations") {
+            None | Some(serde_json::Value::Null) => return None,
+            Some(serde_json::Value::Array(list)) => list,
+            Some(_) => {
+                return refuse(
+                    "agentgate: the server's error.data.elicitations is not a list".into(),
+                    "protocol",
+                );
+            }
+        };
+        let method = serde_json::Value::from("elicitation/create");
+        for (i, elicitation) in elicitations.iter().enumerate() {
+            if let Err((reason, rule)) = self.embedded(
+                identity,
+                server,
+                Some(&method),
+                Some(elicitation),
+                &format!("elicitation {i} of its error"),
+            ) {
+                return refuse(reason, &rule);
+            }
+        }
+        None
+    }
+
+    /// Decides a request a server embedded in another message as the standalone request it
+    /// stands for; `Err((reason, rule))` when it is refused or is no valid request.
+    fn embedded(
+        &self,
+        identity: &Identity,
+        server: &Server,
+        method: Option<&serde_json::Value>,
+        params: Option<&serde_json::Value>,
+        what: &str,
+    ) -> Result<(), (String, String)> {
+        let mut standalone = serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": 0,
+            "method": method,
+        });
+        if let Some(params) = params {
+            standalone["params"] = params.clone();
+        }
+        let embedded = crate::mcp::message::parse_message(standalone.to_string().as_bytes())
+            .map_err(|e| {
+                (
+                    format!("agentgate: the server's {what} is not a valid request: {e}"),
+                    "protocol".to_owned(),
+                )
+            })?;
+        match self.ask(
+            identity,
+            server,
+            &embedded,
+            Class::of_server_message(&embedded),
+        ) {
+            Decision::Deny { rule, reason } => Err((
+                format!(
+                    "agentgate: the server asked for {} ({what}), which is refused: {reason}",
+                    embedded.method()
+                ),
+                rule.to_string(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Filters a list result by each of `methods` (one when the request it answers is known;
+    /// every list it has the shape of when not, so that a `resources` member beside `tools`
+    /// does not pass unfiltered).
     fn filter_list(
         &self,
         identity: &Identity,
         server: &Server,
         raw: &[u8],
-        method: &str,
+        methods: &[&str],
     ) -> Inspection {
         let Ok(mut message) = serde_json::from_slice::<serde_json::Value>(raw) else {
             return Inspection::Drop {
@@ -422,19 +491,24 @@ impl PolicyStage {
         let policy = self.engine.policy();
         let apply = policy.mode(server.name.as_str()) == Mode::Enforce;
         let w = who(identity);
-        let hidden = lists::filter(
-            &policy,
-            &self.engine.pins(),
-            w.agent,
-            server.name.as_str(),
-            method,
-            result,
-            apply,
-        );
+        let pins = self.engine.pins();
+        let mut hidden = Vec::new();
+        for method in methods {
+            hidden.extend(lists::filter(
+                &policy,
+                &pins,
+                w.agent,
+                server.name.as_str(),
+                method,
+                result,
+                apply,
+            ));
+        }
+        let method = methods.join(", ");
         // A token scoped to some tools sees only those, in observe mode too: the scope is the
         // token's, not the policy's.
         let mut scoped = 0;
-        if method == "tools/list"
+        if methods.contains(&"tools/list")
             && let Some(token) = identity.token()
             && token.tools.is_some()
             && let Some(tools) = result
@@ -512,5 +586,70 @@ mod tests {
             matches!(&d, Decision::Deny { reason, .. } if reason.contains("has used them")),
             "{d:?}"
         );
+    }
+
+    /// 2025-11-25's URLElicitationRequired error makes the client show its URLs: each is an
+    /// elicitation/create to the policy, refused unless a rule allows it.
+    #[test]
+    fn url_elicitations_inside_an_error_need_the_rule_elicitation_create_needs() {
+        let stage_for = |rules: &str| {
+            let config = Config::parse(
+                &format!(
+                    "[[servers]]\nname = \"s\"\nurl = \"http://127.0.0.1:9/mcp\"\n\
+                     [policy]\npins_file = \"\"\n\
+                     [[rules]]\nname = \"r\"\neffect = \"allow\"\ntools = [\"t\"]\n{rules}"
+                ),
+                "t.toml",
+            )
+            .unwrap();
+            let engine = Arc::new(Engine::new(&config).unwrap());
+            (PolicyStage::new(engine, Arc::new(Metrics::new())), config)
+        };
+        let identity = Identity::Peer {
+            address: "127.0.0.1:4000".parse().unwrap(),
+        };
+        let raw = br#"{"jsonrpc":"2.0","id":7,"error":{"code":-32042,"message":"This request requires more information.","data":{"elicitations":[{"mode":"url","elicitationId":"e1","url":"https://evil.example/login","message":"Re-authenticate"}]}}}"#;
+        let message = crate::mcp::message::parse_message(raw).unwrap();
+        let inspect = |stage: &PolicyStage, config: &Config| {
+            stage.inspect(
+                &identity,
+                config.server("s").unwrap(),
+                &ServerMessage {
+                    message: &message,
+                    raw,
+                    answers: Some("tools/call"),
+                },
+            )
+        };
+        let (stage, config) = stage_for("");
+        match inspect(&stage, &config) {
+            Inspection::Deny { reason, reply } => {
+                assert!(reason.contains("elicitation/create"), "{reason}");
+                let reply: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+                assert_eq!(reply["id"], 7);
+                assert!(!reply.to_string().contains("evil.example"), "{reply}");
+            }
+            other => panic!("forwarded: {other:?}"),
+        }
+        let (stage, config) = stage_for(
+            "[[rules]]\nname = \"e\"\neffect = \"allow\"\nmethods = [\"elicitation/create\"]\n",
+        );
+        assert!(matches!(inspect(&stage, &config), Inspection::Forward));
+        // An ordinary error passes as it is.
+        let plain = br#"{"jsonrpc":"2.0","id":7,"error":{"code":-32602,"message":"bad"}}"#;
+        let plain_message = crate::mcp::message::parse_message(plain).unwrap();
+        let (stage, config) = stage_for("");
+        assert!(matches!(
+            stage.inspect(
+                &identity,
+                config.server("s").unwrap(),
+                &ServerMessage {
+                    message: &plain_message,
+                    raw: plain,
+                    answers: Some("tools/call"),
+                },
+            ),
+            Inspection::Forward
+        ));
     }
 }

@@ -68,7 +68,18 @@ impl Context {
     /// Runs the response stage and the session bookkeeping on one server->client message.
     /// Returns what to forward: the message as received, a replacement, or nothing.
     fn on_message(&self, message: &Message, raw: &[u8], endpoint: Option<&str>) -> Relay {
-        if let (Some(version), Some(session)) = (&message.protocol_version, &self.session)
+        let asked = match (message.kind, &message.id) {
+            (mcp::Kind::Response | mcp::Kind::Error, Some(id)) => {
+                self.requests.iter().find(|a| &a.id == id)
+            }
+            _ => None,
+        };
+        let answers = asked.map(|a| &*a.method);
+        // Only the answer to the agent's initialize settles the revision (once): any other
+        // message carrying a protocolVersion would switch the rules requests are held to.
+        if let (Some(version), Some(session), Some("initialize")) =
+            (&message.protocol_version, &self.session, answers)
+            && message.kind == mcp::Kind::Response
             && let Some(revision) = Revision::parse(version)
             && self.gateway.sessions.negotiated(
                 self.upstream.server.name.as_str(),
@@ -87,13 +98,6 @@ impl Context {
             r.detail = Some(serde_json::json!({ "protocol_version": revision.as_str() }));
             let _ = audit.record(r);
         }
-        let asked = match (message.kind, &message.id) {
-            (mcp::Kind::Response | mcp::Kind::Error, Some(id)) => {
-                self.requests.iter().find(|a| &a.id == id)
-            }
-            _ => None,
-        };
-        let answers = asked.map(|a| &*a.method);
         let inspection = self.gateway.stages.response.inspect(
             &self.identity,
             &self.upstream.server,
@@ -206,11 +210,19 @@ impl Context {
 
     /// Sends the upstream a JSON-RPC error for a server->client request the agent will never
     /// see, so that the server does not wait for an answer.
+    /// At most [`super::upstream::MAX_OWED_ANSWERS`] are in flight per server, each for at
+    /// most [`ANSWER_TIMEOUT`]; beyond that the server goes without an answer (it asked for
+    /// something refused anyway).
     fn answer_upstream(&self, id: &mcp::Id, reason: &str, legacy_endpoint: Option<&str>) {
+        let Ok(permit) = self.upstream.owed_answers.clone().try_acquire_owned() else {
+            tracing::warn!(server = %self.upstream.server.name, "Too many refused server requests awaiting their answers: this one gets none.");
+            return;
+        };
         let body = rpc_error::denied(Some(id), reason, "policy").to_string();
         let ctx = self.clone();
         let legacy_endpoint = legacy_endpoint.map(str::to_owned);
         self.gateway.drain.spawn(async move {
+            let _permit = permit;
             let gateway = &ctx.gateway;
             let mut url = ctx.upstream.server.url.clone();
             if ctx.legacy_stream || ctx.upstream.server.transport == crate::config::Transport::Sse {
@@ -234,13 +246,15 @@ impl Context {
                 }
             }
             gateway.stages.credentials.apply(&ctx.identity, &ctx.upstream.server, &mut headers);
-            match super::service::send(gateway, &ctx.identity, &ctx.upstream, http::Method::POST, url.as_str(), headers, Bytes::from(body)).await {
-                Ok(r) => {
+            let sent = super::service::send(gateway, &ctx.identity, &ctx.upstream, http::Method::POST, url.as_str(), headers, Bytes::from(body));
+            match tokio::time::timeout(ANSWER_TIMEOUT, sent).await {
+                Ok(Ok(r)) => {
                     // The answer to a response is 202, perhaps with a body: read out, it frees
                     // the connection.
                     discard(r.into_body()).await;
                 }
-                Err(error) => tracing::warn!(%error, "Could not tell the server its request was refused."),
+                Ok(Err(error)) => tracing::warn!(%error, "Could not tell the server its request was refused."),
+                Err(_) => tracing::warn!(server = %ctx.upstream.server.name, "The server did not take the answer to its refused request in time."),
             }
         });
     }
@@ -494,6 +508,13 @@ pub fn sse(ctx: Context, body: Body, max_event: usize) -> Body {
     StreamBody::new(body).boxed_unsync()
 }
 
+/// How long the gateway spends handing a server the answer to a request it refused.
+const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Endpoints one legacy stream may announce, and the longest accepted.
+const MAX_ENDPOINTS_PER_STREAM: usize = 4;
+const MAX_ENDPOINT_BYTES: usize = 2048;
+
 fn relay_event(st: &mut SseState, event: &Event, out: &mut BytesMut) {
     let server = st.ctx.upstream.server.name.as_str();
     match (event.event.as_deref(), &event.data) {
@@ -501,6 +522,18 @@ fn relay_event(st: &mut SseState, event: &Event, out: &mut BytesMut) {
             let Some((answers, _)) = &st.answers else {
                 return;
             };
+            // The transport announces one endpoint per stream; a server that keeps announcing
+            // (or announces megabytes) would grow the endpoint table for the stream's life.
+            if st.announced.len() >= MAX_ENDPOINTS_PER_STREAM || data.len() > MAX_ENDPOINT_BYTES {
+                tracing::warn!(
+                    server,
+                    announced = st.announced.len(),
+                    bytes = data.len(),
+                    "Dropped an upstream endpoint event beyond the limits."
+                );
+                st.ctx.gateway.upstream_error(server, "upstream_invalid");
+                return;
+            }
             let owner = super::policy_stage::principal(&st.ctx.identity);
             match st.ctx.gateway.legacy.announce(
                 server,

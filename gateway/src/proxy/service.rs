@@ -1053,11 +1053,20 @@ async fn relay_response(
         }
         // A bodiless success (DELETE's 200, say) carries no message: nothing to inspect.
         status if status.is_success() && media_type.is_empty() => {
-            match relay::collect_capped(body, 0).await {
-                Ok(_) => refusal::empty(),
-                Err(_) => {
+            let timeout = limits.upstream_response_timeout;
+            match tokio::time::timeout(timeout, relay::collect_capped(body, 0)).await {
+                Ok(Ok(_)) => refusal::empty(),
+                Ok(Err(_)) => {
                     let detail = "a response body without a Content-Type".to_owned();
                     return Outcome::refused(invalid(&ctx, detail), messages);
+                }
+                // An empty body that never ends would hold the request for good.
+                Err(_) => {
+                    let late = Refusal::UpstreamTimeout {
+                        server: ctx.upstream.server.name.to_string(),
+                        seconds: timeout.as_secs(),
+                    };
+                    return Outcome::refused(late, messages);
                 }
             }
         }

@@ -64,12 +64,15 @@ impl Sessions {
     }
 
     /// Records the revision an initialize exchange settled on (claiming the session for `owner`
-    /// if nobody has); true when the session had none yet.
+    /// if nobody has); true when the session had none yet. A session's revision is settled
+    /// once: a later claim does not change it.
     pub fn negotiated(&self, server: &str, session: &str, owner: &str, revision: Revision) -> bool {
         let mut new = false;
         self.update(server, session, owner, |entry| {
-            new = entry.revision.is_none();
-            entry.revision = Some(revision);
+            if entry.revision.is_none() {
+                entry.revision = Some(revision);
+                new = true;
+            }
         });
         new
     }
@@ -202,6 +205,9 @@ mod tests {
         assert_eq!(s.get("a", "1"), None);
         assert!(s.negotiated("a", "1", "alice", Revision::V2025_11_25));
         assert!(!s.negotiated("a", "1", "alice", Revision::V2025_11_25));
+        assert_eq!(s.get("a", "1"), Some(Revision::V2025_11_25));
+        // Settled once: a later message claiming another revision does not switch the rules.
+        assert!(!s.negotiated("a", "1", "alice", Revision::V2025_03_26));
         assert_eq!(s.get("a", "1"), Some(Revision::V2025_11_25));
     }
 }

@@ -44,7 +44,14 @@ pub struct Upstream {
     pub launched: Option<Arc<super::stdio::Launcher>>,
     /// This server's request metrics, by method.
     pub series: crate::metrics::ServerSeries,
+    /// Answers the gateway owes this server for requests it refused (see
+    /// `relay::Context::answer_upstream`): a server that floods refused requests and never
+    /// reads the answers cannot make the gateway open a connection for each.
+    pub owed_answers: Arc<tokio::sync::Semaphore>,
 }
+
+/// Answers to refused server requests in flight to one server at once.
+pub const MAX_OWED_ANSWERS: usize = 16;
 
 /// Every configured upstream, by name.
 #[derive(Debug, Default)]
@@ -95,6 +102,7 @@ impl Upstreams {
                     ),
                     launched,
                     series: Default::default(),
+                    owed_answers: Arc::new(tokio::sync::Semaphore::new(MAX_OWED_ANSWERS)),
                 }),
             );
         }
