@@ -306,7 +306,7 @@ impl ResponseStage for PolicyStage {
                     _ => Inspection::Forward,
                 }
             }
-            Kind::Response if let Some(refusal) = self.input_requests(identity, server, m) => {
+            Kind::Response if let Some(refusal) = self.embedded_requests(identity, server, m) => {
                 refusal
             }
             Kind::Response => match m.answers {
@@ -321,27 +321,35 @@ impl ResponseStage for PolicyStage {
                 },
             },
             Kind::Error => self
-                .error_elicitations(identity, server, m)
+                .embedded_requests(identity, server, m)
                 .unwrap_or(Inspection::Forward),
         }
     }
 }
 
 impl PolicyStage {
-    /// From 2026-07-28 a server asks the client for sampling, elicitation or roots inside a
-    /// result (`"resultType": "input_required"`, its `inputRequests`) instead of in requests of
-    /// its own. Each embedded request gets the decision it would get as a request; if any is
-    /// denied the agent gets an error in place of the result, naming it. `None`: not such a
-    /// result, or every embedded request is allowed.
-    fn input_requests(
+    /// Requests a server embedded in a message, each decided as the standalone request it
+    /// stands for; if any is denied the agent gets an error naming it in place of the
+    /// message. `None`: no such message, or every embedded request is allowed.
+    ///
+    /// - From 2026-07-28 a server asks the client for sampling, elicitation or roots inside a
+    ///   result (`"resultType": "input_required"`, its `inputRequests`) instead of in requests
+    ///   of its own.
+    /// - 2025-11-25's URLElicitationRequired error (-32042) makes the client show the URL
+    ///   elicitations in its `data.elicitations` as if the server had sent
+    ///   `elicitation/create` for each. Any error that carries them is read so, whatever its
+    ///   code.
+    fn embedded_requests(
         &self,
         identity: &Identity,
         server: &Server,
         m: &ServerMessage<'_>,
     ) -> Option<Inspection> {
-        if !m.message.input_required {
-            return None;
-        }
+        let (pointer, in_error) = match m.message.kind {
+            Kind::Response if m.message.input_required => ("/result/inputRequests", false),
+            Kind::Error => ("/error/data/elicitations", true),
+            _ => return None,
+        };
         let refuse = |reason: String, rule: &str| {
             let reply = crate::mcp::rpc_error::denied(m.message.id.as_ref(), &reason, rule);
             Some(Inspection::Deny {
@@ -351,77 +359,53 @@ impl PolicyStage {
         };
         let Ok(message) = serde_json::from_slice::<serde_json::Value>(m.raw) else {
             return refuse(
-                "agentgate: an input_required result that cannot be re-read".into(),
+                "agentgate: a message with embedded requests that cannot be re-read".into(),
                 "protocol",
             );
         };
-        let requests = match message.pointer("/result/inputRequests") {
-            None | Some(serde_json::Value::Null) => return None,
-            Some(serde_json::Value::Object(requests)) => requests,
-            Some(_) => {
+        let elicit = serde_json::Value::from("elicitation/create");
+        let requests: Vec<(
+            String,
+            Option<&serde_json::Value>,
+            Option<&serde_json::Value>,
+        )> = match (in_error, message.pointer(pointer)) {
+            (_, None | Some(serde_json::Value::Null)) => return None,
+            (false, Some(serde_json::Value::Object(requests))) => requests
+                .iter()
+                .map(|(key, r)| {
+                    (
+                        format!("input request {key:?}"),
+                        r.get("method"),
+                        r.get("params"),
+                    )
+                })
+                .collect(),
+            (true, Some(serde_json::Value::Array(list))) => list
+                .iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    (
+                        format!("elicitation {i} of its error"),
+                        Some(&elicit),
+                        Some(e),
+                    )
+                })
+                .collect(),
+            (false, Some(_)) => {
                 return refuse(
                     "agentgate: the server's inputRequests is not an object".into(),
                     "protocol",
                 );
             }
-        };
-        for (key, request) in requests {
-            if let Err((reason, rule)) = self.embedded(
-                identity,
-                server,
-                request.get("method"),
-                request.get("params"),
-                &format!("input request {key:?}"),
-            ) {
-                return refuse(reason, &rule);
-            }
-        }
-        None
-    }
-
-    /// 2025-11-25's URLElicitationRequired error (-32042) makes the client show the URL
-    /// elicitations in its `data.elicitations` as if the server had sent `elicitation/create`
-    /// for each: each gets that request's decision, and if any is denied the agent gets an
-    /// error naming it instead. Any error that carries `data.elicitations` is read so, whatever
-    /// its code. `None`: no such error, or every elicitation is allowed.
-    fn error_elicitations(
-        &self,
-        identity: &Identity,
-        server: &Server,
-        m: &ServerMessage<'_>,
-    ) -> Option<Inspection> {
-        let refuse = |reason: String, rule: &str| {
-            let reply = crate::mcp::rpc_error::denied(m.message.id.as_ref(), &reason, rule);
-            Some(Inspection::Deny {
-                reason,
-                reply: Bytes::from(reply.to_string()),
-            })
-        };
-        let Ok(message) = serde_json::from_slice::<serde_json::Value>(m.raw) else {
-            return refuse(
-                "agentgate: an error that cannot be re-read".into(),
-                "protocol",
-            );
-        };
-        let elicitations = match message.pointer("/error/data/elicitations") {
-            None | Some(serde_json::Value::Null) => return None,
-            Some(serde_json::Value::Array(list)) => list,
-            Some(_) => {
+            (true, Some(_)) => {
                 return refuse(
                     "agentgate: the server's error.data.elicitations is not a list".into(),
                     "protocol",
                 );
             }
         };
-        let method = serde_json::Value::from("elicitation/create");
-        for (i, elicitation) in elicitations.iter().enumerate() {
-            if let Err((reason, rule)) = self.embedded(
-                identity,
-                server,
-                Some(&method),
-                Some(elicitation),
-                &format!("elicitation {i} of its error"),
-            ) {
+        for (what, method, params) in requests {
+            if let Err((reason, rule)) = self.embedded(identity, server, method, params, &what) {
                 return refuse(reason, &rule);
             }
         }
