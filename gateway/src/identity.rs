@@ -59,13 +59,32 @@ pub struct ProcessIdentity {
     pub process_verified: bool,
 }
 
-/// Enriches kernel records and caches executable hashes by (device, inode, mtime).
+/// Enriches kernel records and caches executable hashes by the file's identity and change
+/// time.
 #[derive(Debug, Default)]
 pub struct Resolver {
     agents: Vec<Agent>,
     /// The gateway-owned subtree, relative to the cgroup2 mount.
     subtree: String,
-    hashes: Mutex<HashMap<(u64, u64, i64), String>>,
+    hashes: Mutex<HashMap<FileVersion, String>>,
+}
+
+/// What identifies one version of a file's content: device, inode, size, and the change time
+/// to the nanosecond (which, unlike the modification time, `utimensat` cannot set back: a
+/// binary rewritten in place gets a new one).
+type FileVersion = (u64, u64, u64, i64, i64);
+
+/// Executable hashes kept: cleared when full (a new binary per connection must not grow it).
+const MAX_HASHES: usize = 1024;
+
+fn version(meta: &fs::Metadata) -> FileVersion {
+    (
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.ctime(),
+        meta.ctime_nsec(),
+    )
 }
 
 impl Resolver {
@@ -150,29 +169,31 @@ impl Resolver {
                 .is_none_or(|c| id.container.as_ref() == Some(c))
     }
 
+    /// The SHA-256 of the executable. The version is read from the open file, before and
+    /// after hashing: a file changed meanwhile gets no hash (the process fails `exe_sha256`
+    /// selectors), and only a stable version is cached.
     fn exe_hash(&self, exe: &Path) -> Option<String> {
-        let meta = fs::metadata(exe).ok()?;
-        let key = (meta.dev(), meta.ino(), meta.mtime());
-        if let Some(h) = self
-            .hashes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-        {
+        let mut file = fs::File::open(exe).ok()?;
+        let key = version(&file.metadata().ok()?);
+        let hashes = || self.hashes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = hashes().get(&key) {
             return Some(h.clone());
         }
-        let mut file = fs::File::open(exe).ok()?;
         let mut hasher = Sha256::new();
         std::io::copy(&mut file, &mut hasher).ok()?;
+        if version(&file.metadata().ok()?) != key {
+            return None;
+        }
         let hex: String = hasher
             .finalize()
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        self.hashes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, hex.clone());
+        let mut cache = hashes();
+        if cache.len() >= MAX_HASHES {
+            cache.clear();
+        }
+        cache.insert(key, hex.clone());
         Some(hex)
     }
 }
@@ -216,7 +237,39 @@ fn container_id(cgroup: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::FileExt;
+
     use super::*;
+
+    #[test]
+    fn an_executable_rewritten_in_place_with_its_mtime_restored_is_hashed_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("agent");
+        fs::write(&exe, b"trusted bytes").unwrap();
+        let r = Resolver::new(Vec::new(), String::new());
+        let trusted = r.exe_hash(&exe).unwrap();
+        let mtime = fs::metadata(&exe).unwrap().modified().unwrap();
+        // Same inode, same size, the old modification time put back.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&exe)
+            .unwrap()
+            .write_all_at(b"evil!", 0)
+            .unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&exe)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        assert_eq!(fs::metadata(&exe).unwrap().modified().unwrap(), mtime);
+        let now = r.exe_hash(&exe).unwrap();
+        assert_ne!(
+            now, trusted,
+            "the cached hash of the old content was returned"
+        );
+    }
 
     #[test]
     fn units_and_containers_are_read_from_cgroup_paths() {

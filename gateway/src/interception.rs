@@ -39,15 +39,23 @@ pub async fn start(gateway: &Arc<Gateway>) -> Result<(), InterceptionError> {
             source,
         })?;
     // The IPv6 listener is best effort: a host without IPv6 has no IPv6 agents to redirect.
+    // But a port someone else holds is no absence of IPv6: whoever bound [::1]:port would
+    // receive every redirected IPv6 connection, tokens and all.
     let v6: SocketAddr = (std::net::Ipv6Addr::LOCALHOST, port).into();
     let listener6 = match TcpListener::bind(v6).await {
         Ok(l) => Some(l),
+        Err(source) if source.kind() == std::io::ErrorKind::AddrInUse => {
+            return Err(InterceptionError::Bind {
+                address: v6,
+                source,
+            });
+        }
         Err(error) => {
             tracing::warn!(%error, "No IPv6 listener for redirected connections.");
             None
         }
     };
-    let destinations = resolve(config).await;
+    let (destinations, _) = resolve(config).await;
     let mut cgroups = vec![config.interception.cgroup.clone()];
     cgroups.extend(config.interception.attach.iter().cloned());
     let agent_cgroups = config
@@ -118,9 +126,11 @@ pub fn stop(gateway: &Gateway) {
     }
 }
 
-/// Every address each intercepted server's URL resolves to.
-async fn resolve(config: &Config) -> HashMap<SocketAddr, String> {
+/// Every address each intercepted server's URL resolves to, and the servers whose host could
+/// not be resolved.
+async fn resolve(config: &Config) -> (HashMap<SocketAddr, String>, Vec<String>) {
     let mut out = HashMap::new();
+    let mut failed = Vec::new();
     for server in &config.servers {
         if server.launch.is_some() {
             // Launched by the gateway: agents reach it only through the gateway anyway.
@@ -146,11 +156,12 @@ async fn resolve(config: &Config) -> HashMap<SocketAddr, String> {
                 }
             }
             Err(error) => {
-                tracing::warn!(%error, server = %server.name, "Cannot resolve the server's host; not intercepting it for now.")
+                tracing::warn!(%error, server = %server.name, "Cannot resolve the server's host.");
+                failed.push(server.name.to_string());
             }
         }
     }
-    out
+    (out, failed)
 }
 
 async fn refresh(gateway: Arc<Gateway>) {
@@ -159,7 +170,14 @@ async fn refresh(gateway: Arc<Gateway>) {
             _ = gateway.drain.signaled() => return,
             _ = tokio::time::sleep(REFRESH_EVERY) => {}
         }
-        let fresh = resolve(&gateway.config).await;
+        let (mut fresh, failed) = resolve(&gateway.config).await;
+        // A failed lookup keeps the server's last addresses: dropping them would let agents
+        // reach it directly until the next good one.
+        for (addr, server) in lock(&gateway.destinations).iter() {
+            if failed.contains(server) {
+                fresh.entry(*addr).or_insert_with(|| server.clone());
+            }
+        }
         let wanted: Vec<_> = fresh.keys().copied().map(ebpf::destination).collect();
         if let Some(interceptor) = lock(&gateway.interceptor).as_mut()
             && let Err(error) = interceptor.set_destinations(&wanted)

@@ -93,7 +93,7 @@ fn d_leaf_ttl() -> Timeout {
 }
 
 /// Default port of the listener for redirected connections.
-pub const DEFAULT_INTERCEPT_PORT: u16 = 15006;
+pub const DEFAULT_INTERCEPT_PORT: u16 = 906;
 /// Default cgroup subtree (relative to the cgroup2 mount) the gateway creates and owns.
 pub const DEFAULT_CGROUP_SUBTREE: &str = "agentgate";
 /// Default directory on bpffs where the attached programs are pinned.

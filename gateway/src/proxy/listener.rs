@@ -59,44 +59,57 @@ pub async fn serve_transparent(listener: TcpListener, gateway: Arc<Gateway>) {
             tracing::warn!(%peer, %original, "Redirected connection to an address no server has any more.");
             return;
         };
-        let process = Arc::new(gateway.resolver.resolve(&record, original));
-        let pinned = Arc::new(Pinned { server: server.name.to_string(), path: server.url.path().to_owned() });
-        let live = LiveConnection {
-            peer,
-            server: server.name.to_string(),
-            since: SystemTime::now(),
-            identity: process.clone(),
-        };
-        let id = gateway.live.open(live);
-        let identity = Identity::Attested(process);
-        let close_gateway = gateway.clone();
-        let handle = if server.url.scheme() == "https" {
-            let drain = gateway.drain.clone();
-            drain.spawn(async move {
-                let Some(https) = &gateway.https else { return };
+        let drain = gateway.drain.clone();
+        drain.spawn(async move {
+            // /proc reads and hashing the executable (which may sit on a file system that never
+            // answers) run off the accept loop, bounded: a connection whose process cannot be
+            // told in time is closed.
+            let resolver = gateway.clone();
+            let resolved = tokio::task::spawn_blocking(move || resolver.resolver.resolve(&record, original));
+            let process = match tokio::time::timeout(RESOLVE_TIMEOUT, resolved).await {
+                Ok(Ok(p)) => Arc::new(p),
+                _ => {
+                    tracing::warn!(%peer, pid = record.tgid, "Closed a redirected connection whose process could not be read in time.");
+                    return;
+                }
+            };
+            let pinned = Arc::new(Pinned { server: server.name.to_string(), path: server.url.path().to_owned() });
+            let live = LiveConnection {
+                peer,
+                server: server.name.to_string(),
+                since: SystemTime::now(),
+                identity: process.clone(),
+            };
+            let id = gateway.live.open(live);
+            let identity = Identity::Attested(process);
+            let close_gateway = gateway.clone();
+            if server.url.scheme() == "https" {
+                let Some(https) = &gateway.https else {
+                    close_gateway.live.close(id);
+                    return;
+                };
                 let Some(acceptor) = https.acceptor(server.name.as_str()) else {
                     tracing::warn!(%peer, server = %server.name, "No TLS acceptor for an intercepted https:// server.");
+                    close_gateway.live.close(id);
                     return;
                 };
-                let Some((stream, certificate)) =
+                if let Some((stream, certificate)) =
                     handshake(&gateway, acceptor, &https.names, stream, peer).await
-                else {
-                    return;
-                };
-                let identity = certified(identity, certificate);
+                {
+                    let identity = certified(identity, certificate);
+                    serve_connection(gateway, stream, peer, slot, identity, Some(pinned)).await;
+                }
+            } else if first_bytes(&gateway, &stream, peer).await {
                 serve_connection(gateway, stream, peer, slot, identity, Some(pinned)).await;
-            })
-        } else {
-            spawn_connection(gateway, stream, peer, slot, identity, Some(pinned))
-        };
-        let drain = close_gateway.drain.clone();
-        drain.spawn(async move {
-            let _ = handle.await;
+            }
             close_gateway.live.close(id);
         });
     })
     .await;
 }
+
+/// How long reading a redirected connection's process may take.
+const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Runs a TLS handshake, bounded like a request head (a silent client holds nothing); returns
 /// the stream and the identity of a verified client certificate, if one was presented.

@@ -515,12 +515,48 @@ async fn without_privileges_interception_fails_clearly_and_explicit_mode_works()
     )
     .unwrap();
     std::fs::set_permissions(&config, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    let mut child = Command::new("setpriv")
+    let mut unprivileged = Command::new("setpriv");
+    unprivileged
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(env!("CARGO_BIN_EXE_agentgate"))
+        .arg(env!("CARGO_BIN_EXE_agentgate"));
+    let (_child, error) = run_until_ready(unprivileged, &config).await;
+    assert!(error.contains("needs root"), "{error}");
+    let (status, _, _) = initialize(port, "py", &[]).await;
+    assert_eq!(status, 200, "explicit mode stopped working");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redirect_port_someone_else_holds_on_ipv6_stops_interception() {
+    let server = python_server("streamable-http", None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let subtree = unique("squat");
+    let redirect = free_port();
+    // Whoever holds [::1]:port would receive every redirected IPv6 connection.
+    let squatter = std::net::TcpListener::bind(("::1", redirect)).unwrap();
+    let port = free_port();
+    let text = interception_config(&[("py", &server.url("/mcp"))], "", &subtree, redirect).replace(
+        "address = \"127.0.0.1:0\"\n[admin]",
+        &format!("address = \"127.0.0.1:{port}\"\n[admin]"),
+    ) + &audit_section(dir.path());
+    let config = dir.path().join("agentgate.toml");
+    std::fs::write(&config, &text).unwrap();
+    let (_child, error) =
+        run_until_ready(Command::new(env!("CARGO_BIN_EXE_agentgate")), &config).await;
+    assert!(
+        error.contains(&format!("[::1]:{redirect}")) && error.to_lowercase().contains("in use"),
+        "{error}"
+    );
+    drop(squatter);
+}
+
+/// Runs `agentgate` (`command`, which may be a wrapper such as setpriv) `run --config config`
+/// until it is ready; returns it (killed on drop) and the line saying why transparent
+/// interception is unavailable, if one was logged.
+async fn run_until_ready(mut command: Command, config: &Path) -> (tokio::process::Child, String) {
+    let mut child = command
         .arg("run")
         .arg("--config")
-        .arg(&config)
+        .arg(config)
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -541,9 +577,7 @@ async fn without_privileges_interception_fails_clearly_and_explicit_mode_works()
     })
     .await
     .unwrap();
-    assert!(error.contains("needs root"), "{error}");
-    let (status, _, _) = initialize(port, "py", &[]).await;
-    assert_eq!(status, 200, "explicit mode stopped working");
+    (child, error)
 }
 
 /// A network namespace with a veth pair: a second host address for the MCP server. Removed on drop.
