@@ -128,6 +128,17 @@ fn read_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Whether requests to `url` travel unencrypted beyond this host.
+fn crosses_the_network_in_clear(url: &url::Url) -> bool {
+    url.scheme() == "http"
+        && match url.host() {
+            Some(url::Host::Domain(d)) => !d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(a)) => !a.is_loopback(),
+            Some(url::Host::Ipv6(a)) => !a.is_loopback(),
+            None => false,
+        }
+}
+
 /// The credential stage: strips the agent's credentials, then sets each server's injected
 /// headers.
 pub struct Injector {
@@ -170,6 +181,9 @@ impl Injector {
         }
         let mut headers = HashMap::new();
         for server in &config.servers {
+            if !server.inject.is_empty() && crosses_the_network_in_clear(&server.url) {
+                tracing::warn!(server = %server.name, url = %server.url, "Injecting credentials into plain http:// to another host: anyone on the path can read them. Use https://.");
+            }
             let mut list = Vec::with_capacity(server.inject.len());
             for injection in &server.inject {
                 let mut value = Zeroizing::new(Vec::new());
@@ -474,6 +488,22 @@ mod tests {
 
     fn config(text: &str) -> Config {
         Config::parse(text, "test.toml").unwrap()
+    }
+
+    #[test]
+    fn only_plain_http_beyond_this_host_counts_as_in_the_clear() {
+        let clear = |u: &str| crosses_the_network_in_clear(&url::Url::parse(u).unwrap());
+        assert!(clear("http://api.example.com/mcp"));
+        assert!(clear("http://10.0.0.5:8080/mcp"));
+        for local in [
+            "https://api.example.com/mcp",
+            "http://127.0.0.1:3001/mcp",
+            "http://127.1.2.3/mcp",
+            "http://[::1]:3001/mcp",
+            "http://LOCALHOST:3001/mcp",
+        ] {
+            assert!(!clear(local), "{local}");
+        }
     }
 
     #[test]

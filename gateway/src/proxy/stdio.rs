@@ -397,6 +397,7 @@ impl Launcher {
         if let Some(user) = &self.launch.user {
             command.uid(user.uid).gid(user.gid);
         }
+        keep_only_stdio(&mut command);
         let mut process = command.spawn().map_err(|e| {
             self.unavailable(format!(
                 "cannot start {}: {e}",
@@ -620,6 +621,27 @@ impl GroupGuard {
 impl Drop for GroupGuard {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Makes every descriptor above stderr close at exec. The gateway opens its own with
+/// CLOEXEC, but one it inherited without (a service manager's socket, a parent's leaked file)
+/// would otherwise pass to every server it launches.
+#[allow(unsafe_code)]
+fn keep_only_stdio(command: &mut tokio::process::Command) {
+    // SAFETY: the closure runs between fork and exec, where only async-signal-safe calls are
+    // allowed: close_range is a plain system call on integers. It marks descriptors CLOEXEC
+    // rather than closing them, so std's own exec-error pipe (CLOEXEC already) keeps working.
+    // On a kernel without close_range (before 5.11) it fails, and nothing changes.
+    unsafe {
+        command.pre_exec(|| {
+            libc::close_range(
+                3,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC as libc::c_int,
+            );
+            Ok(())
+        });
     }
 }
 

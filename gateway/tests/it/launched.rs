@@ -463,6 +463,26 @@ async fn a_launched_servers_long_or_binary_stderr_lines_do_not_break_it() {
 async fn a_launched_server_runs_as_its_configured_user() {
     let scratch = scratch_dir("launched-user");
     let marker = format!("as-nobody-{}", std::process::id());
+    // A descriptor the gateway's process holds without CLOEXEC (as one inherited from a
+    // service manager would be): the server must not get it.
+    let leaked_path = scratch.join("leaked-descriptor");
+    std::fs::write(&leaked_path, b"gateway only").unwrap();
+    let leaked_path = std::fs::canonicalize(&leaked_path).unwrap();
+    let leaked = std::fs::File::open(&leaked_path).unwrap();
+    {
+        use std::os::fd::AsRawFd;
+        let fd = leaked.as_raw_fd();
+        // SAFETY: fcntl on a descriptor this test owns, flags read and written as integers.
+        #[allow(unsafe_code)]
+        let cleared = unsafe {
+            libc::fcntl(
+                fd,
+                libc::F_SETFD,
+                libc::fcntl(fd, libc::F_GETFD) & !libc::FD_CLOEXEC,
+            )
+        };
+        assert_eq!(cleared, 0);
+    }
     // Two commands, so that the shell stays (and keeps the marker in its command line).
     let server = format!(
         "[[servers]]\nname = \"who\"\ncommand = \"sh\"\n\
@@ -478,16 +498,26 @@ async fn a_launched_server_runs_as_its_configured_user() {
     // The child never answers: its initialize times out, but the child is there to look at.
     let asked = tokio::spawn(async move { initialize(port, "who", &[]).await });
     wait_for_processes(&marker, 1).await;
-    let status = std::fs::read_dir("/proc")
+    let shell = std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
-        .find_map(|entry| {
-            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-            String::from_utf8_lossy(&cmdline)
-                .contains(&marker)
-                .then(|| std::fs::read_to_string(entry.path().join("status")).ok())?
+        .find(|entry| {
+            std::fs::read(entry.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&marker))
         })
-        .expect("the launched shell");
+        .expect("the launched shell")
+        .path();
+    let status = std::fs::read_to_string(shell.join("status")).unwrap();
+    let descriptors: Vec<_> = std::fs::read_dir(shell.join("fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .collect();
+    assert!(
+        !descriptors.contains(&leaked_path),
+        "the server inherited the gateway's descriptor: {descriptors:?}"
+    );
+    drop(leaked);
     let field = |name: &str| {
         status
             .lines()
