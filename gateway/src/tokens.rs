@@ -126,6 +126,8 @@ pub enum Rejection {
     KeysUnavailable(String),
     #[error("the token's claims are invalid: {0}")]
     Claims(String),
+    #[error("the token's type {0:?} is not an access token's (JWT or at+jwt)")]
+    Type(String),
 }
 
 impl Rejection {
@@ -191,6 +193,11 @@ struct Cached {
 /// `jwks_max_age` is).
 const REFRESH_GAP: Duration = Duration::from_secs(10);
 
+/// How many times `jwks_max_age` keys still serve past it while the issuer cannot be reached:
+/// an outage does not lock every agent out at once, but a withdrawn key does not live forever
+/// either. After that, tokens get 503 until a fetch succeeds.
+const STALE_FOR: u32 = 4;
+
 impl External {
     fn new(config: IssuerConfig) -> Result<Self, TokenError> {
         let client = match &config.jwks {
@@ -212,26 +219,29 @@ impl External {
         })
     }
 
-    /// The cached key for `kid`, and whether the cache is younger than `jwks_max_age`.
+    /// The cached key for `kid` (none once the cache is [`STALE_FOR`] times `jwks_max_age`
+    /// past it), and whether the cache is younger than `jwks_max_age`.
     fn lookup(&self, kid: Option<&str>) -> (Option<Jwk>, bool) {
         let cached = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        let age = cached.at.map(|t| t.elapsed());
+        if age.is_some_and(|a| a >= self.config.jwks_max_age * (1 + STALE_FOR)) {
+            return (None, false);
+        }
         let key = match kid {
             Some(k) => cached.set.find(k).cloned(),
             // No kid: only an issuer with a single key can be meant.
             None if cached.set.keys.len() == 1 => cached.set.keys.first().cloned(),
             None => None,
         };
-        let fresh = cached
-            .at
-            .is_some_and(|t| t.elapsed() < self.config.jwks_max_age);
-        (key, fresh)
+        (key, age.is_some_and(|a| a < self.config.jwks_max_age))
     }
 
     /// The key for `kid`. Keys older than `jwks_max_age` are fetched again before use, so a key
     /// the issuer withdrew stops verifying; an unknown `kid` fetches too (a rotation). Fetches
     /// run one at a time and not more often than [`REFRESH_GAP`]. While a stale key is being
-    /// refetched by another request, or when the refetch fails, the stale key still serves:
-    /// an unreachable issuer does not lock every agent out.
+    /// refetched by another request, or when the refetch fails, the stale key still serves,
+    /// for at most [`STALE_FOR`] times `jwks_max_age`: an unreachable issuer does not lock
+    /// every agent out at once.
     async fn key(&self, kid: Option<&str>) -> Result<Jwk, Rejection> {
         let (key, fresh) = self.lookup(kid);
         let mut last = match (key, fresh) {
@@ -547,8 +557,10 @@ impl TokenService {
         })
     }
 
-    /// The header, refused when it tries to bring its own key or names an algorithm nobody
-    /// here accepts.
+    /// The header, refused when it tries to bring its own key, names an algorithm nobody here
+    /// accepts, or types itself as another kind of JWT (RFC 8725 3.11: an ID token, a logout
+    /// or security event token must not pass as an access token). No `typ`, `JWT` and
+    /// `at+jwt` (RFC 9068, also with a vendor prefix) are access tokens.
     fn header(&self, token: &str) -> Result<Header, Rejection> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::InvalidAlgorithmName => {
@@ -564,6 +576,13 @@ impl TokenService {
         ] {
             if present {
                 return Err(Rejection::KeyInHeader(name));
+            }
+        }
+        if let Some(typ) = &header.typ {
+            let typ = typ.to_ascii_lowercase();
+            let typ = typ.strip_prefix("application/").unwrap_or(&typ);
+            if typ != "jwt" && !typ.ends_with("at+jwt") {
+                return Err(Rejection::Type(clip(typ)));
             }
         }
         let accepted = header.alg == Algorithm::EdDSA
@@ -834,6 +853,25 @@ mod tests {
             forge(&s, header.clone(), &c)
         };
         assert!(s.verify_own(&with(&|_| {})).is_ok());
+        // Explicit typing: access tokens pass, other kinds of JWT do not.
+        for (typ, ok) in [
+            (None, true),
+            (Some("JWT"), true),
+            (Some("at+jwt"), true),
+            (Some("application/at+JWT"), true),
+            (Some("application/okta-internal-at+jwt"), true),
+            (Some("logout+jwt"), false),
+            (Some("secevent+jwt"), false),
+            (Some("dpop+jwt"), false),
+        ] {
+            let mut h = header.clone();
+            h.typ = typ.map(str::to_owned);
+            let result = s.verify_own(&forge(&s, h, &good_claims()));
+            assert_eq!(result.is_ok(), ok, "{typ:?}: {result:?}");
+            if !ok {
+                assert!(matches!(result, Err(Rejection::Type(_))), "{result:?}");
+            }
+        }
         assert_eq!(
             s.verify_own(&with(&|c| c["exp"] = (now - 120).into())),
             Err(Rejection::Expired)

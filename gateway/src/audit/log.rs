@@ -525,6 +525,9 @@ pub struct Rotation {
     /// 0: no size limit.
     pub retain_bytes: u64,
     pub retain_age: Option<Duration>,
+    /// An exporter ships the log from its cursor file (`otlp.cursor`): segments it has not
+    /// shipped yet are kept past the retention limits.
+    pub keep_unexported: bool,
 }
 
 impl Default for Rotation {
@@ -534,6 +537,7 @@ impl Default for Rotation {
             segment_age: Duration::from_secs(86_400),
             retain_bytes: 0,
             retain_age: None,
+            keep_unexported: false,
         }
     }
 }
@@ -801,6 +805,12 @@ impl Log {
         let Ok(segs) = segments(&self.dir) else {
             return;
         };
+        // The next entry the exporter ships: a segment holding it or anything after stays.
+        let exported = self
+            .rotation
+            .keep_unexported
+            .then(|| super::otlp::cursor(&self.dir));
+        let firsts: Vec<u64> = segs.iter().map(|(f, _)| *f).collect();
         let sized: Vec<(PathBuf, u64, Option<std::time::SystemTime>)> = segs
             .into_iter()
             .map(|(_, p)| {
@@ -812,7 +822,7 @@ impl Log {
             .collect();
         let mut total: u64 = sized.iter().map(|(_, l, _)| l).sum();
         let mut removed = 0;
-        for (p, len, modified) in &sized {
+        for (i, (p, len, modified)) in sized.iter().enumerate() {
             if *p == self.path {
                 break;
             }
@@ -822,6 +832,13 @@ impl Log {
                 _ => false,
             };
             if !too_big && !too_old {
+                break;
+            }
+            // The segment ends where the next one starts.
+            if let Some(next) = exported
+                && firsts.get(i + 1).is_none_or(|end| *end > next)
+            {
+                tracing::warn!(path = %p.display(), exported_up_to = next, "Keeping an audit segment past retention: the OTLP exporter has not shipped it yet.");
                 break;
             }
             match std::fs::remove_file(p) {
@@ -1269,6 +1286,26 @@ mod tests {
             e.message.contains("differs from the trusted checkpoint"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn retention_keeps_what_the_exporter_has_not_shipped() {
+        let dir = tempfile::tempdir().unwrap();
+        // The exporter has shipped entries 0..40 only (its collector is down, say).
+        std::fs::write(dir.path().join(super::super::otlp::CURSOR_FILE), "40\n").unwrap();
+        let rotation = Rotation {
+            segment_bytes: 4096,
+            retain_bytes: 12 * 1024,
+            keep_unexported: true,
+            ..Rotation::default()
+        };
+        drop(rotated(dir.path(), 200, rotation));
+        let segs = segments(dir.path()).unwrap();
+        // The oldest kept segment still holds entry 40; nothing it holds was lost unshipped.
+        assert!(segs[0].0 <= 40, "{segs:?}");
+        assert!(segs[1].0 > 40, "it kept more than it had to: {segs:?}");
+        let s = verify(dir.path(), &key().verifying_key(), None).unwrap();
+        assert_eq!(s.last_seq, Some(199));
     }
 
     #[test]

@@ -108,6 +108,11 @@ impl std::fmt::Debug for Exporter {
     }
 }
 
+/// The next sequence number the exporter of the log in `dir` ships (0 before it shipped any).
+pub fn cursor(dir: &std::path::Path) -> u64 {
+    read_cursor(dir)
+}
+
 fn read_cursor(dir: &std::path::Path) -> u64 {
     std::fs::read_to_string(dir.join(CURSOR_FILE))
         .ok()

@@ -64,6 +64,7 @@ impl Recorder {
                 segment_age: config.segment_age,
                 retain_bytes: config.retain_bytes,
                 retain_age: config.retain_age,
+                keep_unexported: config.otlp.is_some(),
             },
         )?;
         let writer = Writer::start_with(

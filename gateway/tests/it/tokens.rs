@@ -444,6 +444,10 @@ async fn an_issuers_withdrawn_key_stops_verifying_once_its_keys_are_older_than_j
         "{}",
         rpc_error(&body).1
     );
+    // But not for good: past four times jwks_max_age, stale keys serve no more.
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    let (status, head, _) = initialize_with(port, &k2).await;
+    assert_eq!(status, 503, "{head}");
     gw.shutdown().await;
 }
 
