@@ -123,6 +123,12 @@ pub struct Redirect {
     pub _pad: u16,
     /// The daemon's own process id: a second guard, besides running outside the agent cgroups.
     pub gateway_tgid: u32,
+    /// Keeps `netns_cookie` aligned without implicit padding.
+    pub _pad2: u32,
+    /// The daemon's network namespace (`SO_NETNS_COOKIE`; 0: unknown, not checked). A connect
+    /// from another namespace would be redirected to that namespace's loopback, where the
+    /// gateway does not listen and anyone may: it is refused instead.
+    pub netns_cookie: u64,
 }
 
 /// Value stored in the destinations map (presence is what matters).
@@ -140,7 +146,7 @@ pub const MAX_DESTINATIONS: u32 = 1024;
 /// Capacity of the record maps (LRU: a leak cannot exhaust them; closed sockets free theirs).
 pub const MAX_RECORDS: u32 = 65_536;
 
-const _: () = assert!(core::mem::size_of::<Redirect>() == 28);
+const _: () = assert!(core::mem::size_of::<Redirect>() == 40);
 const _: () = assert!(core::mem::size_of::<Destination>() == 24);
 const _: () = assert!(core::mem::align_of::<Destination>() == 2);
 const _: () = assert!(core::mem::size_of::<ConnectRecord>() == 64);

@@ -26,11 +26,14 @@ mod kernel {
         EbpfContext as _,
         bindings::{
             BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_STATE_CB, BPF_SOCK_OPS_STATE_CB_FLAG,
-            BPF_TCP_CLOSE,
+            BPF_SOCK_OPS_TCP_CONNECT_CB, BPF_TCP_CLOSE,
         },
         helpers::{
             bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-            generated::{bpf_get_current_cgroup_id, bpf_get_socket_cookie, bpf_ktime_get_boot_ns},
+            generated::{
+                bpf_get_current_cgroup_id, bpf_get_netns_cookie, bpf_get_socket_cookie,
+                bpf_ktime_get_boot_ns,
+            },
         },
         macros::{cgroup_sock_addr, map, sock_ops},
         maps::{Array, HashMap, LruHashMap},
@@ -125,6 +128,13 @@ mod kernel {
         if (pid_tgid >> 32) as u32 == redirect.gateway_tgid {
             return Verdict::Pass;
         }
+        // Another network namespace: its loopback is not where the gateway listens, and an
+        // unprivileged user can listen there (and fill BY_CLIENT with connections to itself).
+        if redirect.netns_cookie != 0
+            && unsafe { bpf_get_netns_cookie(ctx.as_ptr()) } != redirect.netns_cookie
+        {
+            return Verdict::Refuse;
+        }
         let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
         let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
         let now = unsafe { bpf_ktime_get_boot_ns() };
@@ -151,6 +161,16 @@ mod kernel {
     #[sock_ops]
     pub fn agentgate_sock_ops(ctx: SockOpsContext) -> u32 {
         let op = ctx.op();
+        if op == BPF_SOCK_OPS_TCP_CONNECT_CB {
+            // State changes from the SYN on, so that a connect that never establishes (the
+            // gateway down, say) also deletes its record when it closes, instead of holding it
+            // until the LRU evicts someone else's.
+            let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+            if unsafe { BY_COOKIE.get(cookie) }.is_some() {
+                let _ = ctx.set_cb_flags(BPF_SOCK_OPS_STATE_CB_FLAG as i32);
+            }
+            return 1;
+        }
         if op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_STATE_CB {
             return 1;
         }

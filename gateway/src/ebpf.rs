@@ -130,6 +130,11 @@ impl Interceptor {
             port: plan.listener_port,
             _pad: 0,
             gateway_tgid: std::process::id(),
+            _pad2: 0,
+            netns_cookie: own_netns_cookie().unwrap_or_else(|error| {
+                tracing::warn!(%error, "Cannot read the gateway's network namespace cookie: connects from other namespaces are not refused.");
+                0
+            }),
         };
         redirect.set(0, config, 0).map_err(|e| load(&e))?;
 
@@ -242,6 +247,33 @@ impl Interceptor {
         }
         let _ = fs::remove_dir(&self.pin_dir);
     }
+}
+
+/// The cookie of the network namespace the gateway runs in (`SO_NETNS_COOKIE`, Linux 5.14),
+/// as `bpf_get_netns_cookie` gives it to the programs.
+pub(crate) fn own_netns_cookie() -> std::io::Result<u64> {
+    /// Not in the libc crate yet; the same value on every architecture but a few the gateway
+    /// does not run on.
+    const SO_NETNS_COOKIE: libc::c_int = 71;
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let mut cookie: u64 = 0;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cookie`, which is that large, and
+    // the descriptor is the socket above, open for the call.
+    #[allow(unsafe_code)]
+    let rc = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&raw mut cookie).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(cookie)
 }
 
 /// Hands memory freed after loading (kernel BTF, the parsed object: megabytes) back to the

@@ -386,11 +386,12 @@ async fn with_the_gateway_killed_agents_cannot_reach_the_server() {
     let server = python_server("streamable-http", None).await;
     let dir = tempfile::tempdir().unwrap();
     let subtree = unique("kill");
+    let redirect = free_port();
     let text = interception_config(
         &[("py", &server.url("/mcp"))],
         "[[agents]]\nname = \"a\"\n",
         &subtree,
-        free_port(),
+        redirect,
     );
     let config = dir.path().join("agentgate.toml");
     std::fs::write(&config, &text).unwrap();
@@ -443,6 +444,32 @@ async fn with_the_gateway_killed_agents_cannot_reach_the_server() {
     };
     let alive = exec(&config).output().await.unwrap();
     assert_eq!(String::from_utf8_lossy(&alive.stdout).trim(), "connected");
+
+    // An agent in a network namespace of its own, listening on the redirect port of its own
+    // loopback: redirected there it would talk to itself (and fill the kernel's table of
+    // redirected connections). It is refused instead.
+    let squat = format!(
+        "import socket\nl = socket.socket(); l.bind(('127.0.0.1', {redirect})); l.listen()\n\
+         socket.create_connection(('127.0.0.1', {}), timeout=5); print('squatted')",
+        server.port
+    );
+    let other_ns = Command::new(env!("CARGO_BIN_EXE_agentgate"))
+        .args(["exec", "--agent", "a", "--config"])
+        .arg(&config)
+        .args(["--", "unshare", "--net", "--", "sh", "-c"])
+        .arg("ip link set lo up && exec \"$0\" -c \"$1\"")
+        .arg(python())
+        .arg(&squat)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&other_ns.stderr);
+    assert!(
+        !String::from_utf8_lossy(&other_ns.stdout).contains("squatted")
+            && stderr.contains("Operation not permitted"),
+        "{}{stderr}",
+        String::from_utf8_lossy(&other_ns.stdout)
+    );
 
     gw.start_kill().unwrap();
     gw.wait().await.unwrap();
