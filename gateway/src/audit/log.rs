@@ -556,6 +556,9 @@ pub struct Log {
     head: Hash,
     size: u64,
     segment_opened: Instant,
+    /// The entry the current segment starts at: a segment holding no entry past its anchor
+    /// is not rotated again.
+    segment_first: u64,
     unsigned: u64,
     /// Written since the last fdatasync.
     unsynced: bool,
@@ -655,6 +658,7 @@ impl Log {
             head: v.head,
             size,
             segment_opened: Instant::now(),
+            segment_first: first,
             unsigned,
             unsynced: false,
             poisoned: false,
@@ -734,7 +738,7 @@ impl Log {
     pub fn maybe_rotate(&mut self) -> Result<(), LogError> {
         let due = self.size >= self.rotation.segment_bytes
             || self.segment_opened.elapsed() >= self.rotation.segment_age;
-        if due && self.next_seq > 0 && self.size > 0 {
+        if due && self.next_seq > self.segment_first && self.size > 0 {
             self.rotate()?;
         }
         Ok(())
@@ -791,6 +795,7 @@ impl Log {
         self.path = path;
         self.size = anchor.len() as u64;
         self.segment_opened = Instant::now();
+        self.segment_first = self.next_seq;
         self.prune();
         Ok(())
     }
@@ -1286,6 +1291,28 @@ mod tests {
             e.message.contains("differs from the trusted checkpoint"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_segment_holding_only_its_anchor_is_not_rotated_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let rotation = Rotation {
+            segment_age: Duration::ZERO,
+            ..Rotation::default()
+        };
+        let mut log = rotated(dir.path(), 3, rotation);
+        let before = segments(dir.path()).unwrap();
+        // Due by age, but nothing was written since the anchor: before, this named the new
+        // segment after the current one and failed the log.
+        log.maybe_rotate().unwrap();
+        log.maybe_rotate().unwrap();
+        assert_eq!(segments(dir.path()).unwrap(), before);
+        let mut r = Record::new(Event::GatewayStop);
+        log.append(std::slice::from_mut(&mut r)).unwrap();
+        log.maybe_rotate().unwrap();
+        assert_eq!(segments(dir.path()).unwrap().len(), before.len() + 1);
+        drop(log);
+        assert!(verify(dir.path(), &key().verifying_key(), None).is_ok());
     }
 
     #[test]

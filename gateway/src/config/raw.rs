@@ -822,7 +822,7 @@ impl File {
                             && name.len() <= 253
                             && name
                                 .bytes()
-                                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+                                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
                         if valid {
                             Ok(name)
                         } else {

@@ -545,14 +545,39 @@ type Classified = (Target, Option<Box<str>>);
 fn resource_uri(uri: Box<str>) -> Result<Box<str>, MessageError> {
     let uri = uri_spelling(uri)?;
     // What a WHATWG or RFC 3986 parser makes of it must be what was written: no host case
-    // folded, default port dropped, `file://localhost/` shortened, character escaped.
-    match url::Url::parse(&uri) {
-        Ok(parsed) if parsed.as_str() == &*uri => Ok(uri),
-        Ok(_) => Err(MessageError::BadUri(
+    // folded, default port dropped, `file://localhost/` shortened. Two rewrites leave the
+    // resource as it was: the root path of `https://host`, and non-ASCII characters in the
+    // path, query or fragment escaped as UTF-8 (a server decodes them back).
+    let parsed = url::Url::parse(&uri).map_err(|_| MessageError::BadUri("it is not a URL"))?;
+    let written = escape_non_ascii(&uri);
+    let same = parsed.as_str() == written
+        || (parsed.path() == "/"
+            && parsed.query().is_none()
+            && parsed.fragment().is_none()
+            && parsed.as_str().strip_suffix('/') == Some(&*written));
+    if same {
+        Ok(uri)
+    } else {
+        Err(MessageError::BadUri(
             "URL parsers rewrite it (host case, default port, escapes...)",
-        )),
-        Err(_) => Err(MessageError::BadUri("it is not a URL")),
+        ))
     }
+}
+
+/// `text` with every non-ASCII byte percent-escaped, as URL parsers escape them.
+fn escape_non_ascii(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.is_ascii() {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() * 2);
+    for b in text.bytes() {
+        if b.is_ascii() {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// The spelling rules a resource URI and a completion's URI template share (a template's
@@ -606,8 +631,12 @@ fn uri_spelling(uri: Box<str>) -> Result<Box<str>, MessageError> {
     {
         return bad("it has a \".\" or \"..\" path segment");
     }
-    // A file system reads "a//b" as "a/b".
-    if scheme == "file" && path.trim_start_matches("///").contains("//") {
+    // A file system reads "a//b" as "a/b". (After the authority: "file://host/x" names a host.)
+    let file_path = match path.strip_prefix("//") {
+        Some(after) => after.find('/').map_or("", |at| &after[at..]),
+        None => path,
+    };
+    if scheme == "file" && file_path.contains("//") {
         return bad("it has an empty path segment");
     }
     Ok(uri)
@@ -862,6 +891,10 @@ mod tests {
             "files://a%2Fb",
             "file:///srv/x%5Cy",
             "https://x/api?next=%2Fhome&u=a%7Eb&p=..%2F..",
+            // Rewrites that leave the resource as it is: the root path, non-ASCII escaped.
+            "https://example.com",
+            "file:///srv/docs/caf\u{e9}.txt",
+            "file://fileserver/share/x",
         ] {
             assert_eq!(resource_uri(uri.into()).as_deref(), Ok(uri), "{uri}");
         }
@@ -889,8 +922,9 @@ mod tests {
             "https://INTERNAL.example/x",
             "https://internal.example:443/x",
             "http://internal.example:80/x",
-            "file:///srv/docs/caf\u{e9}",
+            "https://ex\u{e4}mple.com/x",
             "file:///srv//docs/secret",
+            "file://host//share/x",
         ] {
             assert!(resource_uri(uri.into()).is_err(), "{uri}");
         }

@@ -174,10 +174,16 @@ const MAX_BUCKETS: usize = 100_000;
 /// per interval, not one per request.
 const PRUNE_GAP: Duration = Duration::from_secs(1);
 
+/// Buckets one identity may hold: one caller filling the table with distinct targets must
+/// not leave the other callers' first requests refused.
+const MAX_BUCKETS_PER_IDENTITY: usize = MAX_BUCKETS / 16;
+
 #[derive(Clone, Copy, Debug)]
 struct Bucket {
     tokens: f64,
     at: Instant,
+    /// The identity it belongs to (hashed).
+    owner: u64,
     /// Its own rule's refill rate (tokens per second) and burst: a prune judges it by these.
     rate: f64,
     burst: f64,
@@ -206,6 +212,8 @@ pub struct RateLimiter {
 #[derive(Debug, Default)]
 struct Buckets {
     map: HashMap<u64, Bucket>,
+    /// How many buckets each identity holds.
+    held: HashMap<u64, usize>,
     pruned: Option<Instant>,
 }
 
@@ -228,25 +236,41 @@ impl RateLimiter {
             None => target,
         };
         let key = self.hasher.hash_one((rule, identity, lane, target));
+        let owner = self.hasher.hash_one(identity);
         let rate = f64::from(spec.requests) / spec.per.as_secs_f64();
         let burst = f64::from(spec.burst);
         let mut guard = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let buckets = &mut *guard;
-        if buckets.map.len() >= MAX_BUCKETS && !buckets.map.contains_key(&key) {
-            if buckets
-                .pruned
-                .is_none_or(|t| now.saturating_duration_since(t) >= PRUNE_GAP)
+        if !buckets.map.contains_key(&key) {
+            let full = |b: &Buckets| {
+                b.map.len() >= MAX_BUCKETS
+                    || b.held.get(&owner).copied().unwrap_or(0) >= MAX_BUCKETS_PER_IDENTITY
+            };
+            if full(buckets)
+                && buckets
+                    .pruned
+                    .is_none_or(|t| now.saturating_duration_since(t) >= PRUNE_GAP)
             {
                 buckets.pruned = Some(now);
-                buckets.map.retain(|_, b| !b.refilled(now));
+                let Buckets { map, held, .. } = buckets;
+                map.retain(|_, b| {
+                    let keep = !b.refilled(now);
+                    if !keep && let Some(n) = held.get_mut(&b.owner) {
+                        *n -= 1;
+                    }
+                    keep
+                });
+                held.retain(|_, n| *n > 0);
             }
-            if buckets.map.len() >= MAX_BUCKETS {
+            if full(buckets) {
                 return None;
             }
+            *buckets.held.entry(owner).or_default() += 1;
         }
         let b = buckets.map.entry(key).or_insert(Bucket {
             tokens: burst,
             at: now,
+            owner,
             rate,
             burst,
         });
@@ -346,15 +370,35 @@ mod tests {
         let t1 = t0 + Duration::from_secs(2);
         assert!(r.take(&fast, "fast", "agent:a", ("", "new"), t1).is_some());
         assert!(r.take(&slow, "strict", "agent:a", ("", "t"), t1).is_none());
-        // When nothing can go, a new key is refused rather than a drained bucket dropped.
+        // When nothing can go, a new key is refused rather than a drained bucket dropped; and
+        // one identity holds at most its share, so that another's first request still passes.
         let r = RateLimiter::default();
-        for i in 0..MAX_BUCKETS {
+        for i in 0..MAX_BUCKETS_PER_IDENTITY {
             assert!(
                 r.take(&slow, "strict", "agent:a", ("", &format!("t{i}")), t0)
                     .is_some()
             );
         }
-        assert!(r.take(&slow, "strict", "agent:b", ("", "t"), t0).is_none());
+        assert!(
+            r.take(&slow, "strict", "agent:a", ("", "one-more"), t0)
+                .is_none()
+        );
+        assert!(r.take(&slow, "strict", "agent:b", ("", "t"), t0).is_some());
+        for who in 0..16 {
+            for i in 0..MAX_BUCKETS_PER_IDENTITY {
+                r.take(
+                    &slow,
+                    "strict",
+                    &format!("agent:{who}"),
+                    ("", &format!("t{i}")),
+                    t0,
+                );
+            }
+        }
+        assert!(
+            r.take(&slow, "strict", "agent:late", ("", "t"), t0)
+                .is_none()
+        );
         // A resource's query does not make it another target.
         let r = RateLimiter::default();
         assert!(

@@ -213,7 +213,16 @@ fn lax_host(url: &url::Url) -> Option<String> {
             None => format!("[{a}]"),
         }),
         url::Host::Ipv4(a) => Some(a.to_string()),
-        url::Host::Domain(d) => Some(d.trim_end_matches('.').to_ascii_lowercase()),
+        // A non-special scheme (gopher://, dict://) keeps its host as text, where a resolver
+        // reads "2852039166" or "0xa9.0xfe.0xa9.0xfe" as an IPv4 address: read it as http://
+        // would.
+        url::Host::Domain(d) => {
+            let special = url::Url::parse(&format!("http://{d}/")).ok();
+            Some(match special.as_ref().and_then(url::Url::host) {
+                Some(url::Host::Ipv4(a)) => a.to_string(),
+                _ => d.trim_end_matches('.').to_ascii_lowercase(),
+            })
+        }
     }
 }
 
@@ -609,6 +618,8 @@ mod tests {
             "http://[::ffff:169.254.169.254]/",
             "http://[::ffff:a9fe:a9fe]/",
             "gopher://internal.example:70/_x",
+            "gopher://2852039166/_x",
+            "dict://0xa9.0xfe.0xa9.0xfe:11111/",
             "ftp://Internal.Example/",
             // Not a URL to this parser: a lax server may still fetch it.
             "http://internal.example:99999/",

@@ -64,8 +64,18 @@ pub async fn serve_transparent(listener: TcpListener, gateway: Arc<Gateway>) {
             // /proc reads and hashing the executable (which may sit on a file system that never
             // answers) run off the accept loop, bounded: a connection whose process cannot be
             // told in time is closed.
+            // A read that hangs keeps its blocking thread even after the timeout: at most
+            // MAX_RESOLVING run at once, and a connection finding none free is closed, so that
+            // hung reads cannot take the blocking pool other work needs (DNS, reloads, audit).
+            let Ok(permit) = RESOLVING.clone().try_acquire_owned() else {
+                tracing::warn!(%peer, pid = record.tgid, "Closed a redirected connection: too many process lookups are still running.");
+                return;
+            };
             let resolver = gateway.clone();
-            let resolved = tokio::task::spawn_blocking(move || resolver.resolver.resolve(&record, original));
+            let resolved = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                resolver.resolver.resolve(&record, original)
+            });
             let process = match tokio::time::timeout(RESOLVE_TIMEOUT, resolved).await {
                 Ok(Ok(p)) => Arc::new(p),
                 _ => {
@@ -110,6 +120,11 @@ pub async fn serve_transparent(listener: TcpListener, gateway: Arc<Gateway>) {
 
 /// How long reading a redirected connection's process may take.
 const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Process lookups running at once (each on a blocking thread).
+const MAX_RESOLVING: usize = 64;
+static RESOLVING: std::sync::LazyLock<Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| Arc::new(tokio::sync::Semaphore::new(MAX_RESOLVING)));
 
 /// Runs a TLS handshake, bounded like a request head (a silent client holds nothing); returns
 /// the stream and the identity of a verified client certificate, if one was presented.
