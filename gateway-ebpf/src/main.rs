@@ -26,7 +26,7 @@ mod kernel {
         EbpfContext as _,
         bindings::{
             BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_STATE_CB, BPF_SOCK_OPS_STATE_CB_FLAG,
-            BPF_SOCK_OPS_TCP_CONNECT_CB, BPF_TCP_CLOSE,
+            BPF_TCP_CLOSE,
         },
         helpers::{
             bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
@@ -161,16 +161,6 @@ mod kernel {
     #[sock_ops]
     pub fn agentgate_sock_ops(ctx: SockOpsContext) -> u32 {
         let op = ctx.op();
-        if op == BPF_SOCK_OPS_TCP_CONNECT_CB {
-            // State changes from the SYN on, so that a connect that never establishes (the
-            // gateway down, say) also deletes its record when it closes, instead of holding it
-            // until the LRU evicts someone else's.
-            let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
-            if unsafe { BY_COOKIE.get(cookie) }.is_some() {
-                let _ = ctx.set_cb_flags(BPF_SOCK_OPS_STATE_CB_FLAG as i32);
-            }
-            return 1;
-        }
         if op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_STATE_CB {
             return 1;
         }
