@@ -288,6 +288,17 @@ impl Config {
     }
 }
 
+/// Whether `url` names this host (`localhost` or a loopback address): requests to it never
+/// cross the network.
+pub fn loopback_host(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        None => false,
+    }
+}
+
 /// A path from the config: relative ones are relative to `base`, the config file's directory
 /// (the working directory for the embedded default).
 pub(crate) fn resolve(base: Option<&Path>, p: &Path) -> PathBuf {

@@ -130,13 +130,7 @@ fn read_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
 
 /// Whether requests to `url` travel unencrypted beyond this host.
 fn crosses_the_network_in_clear(url: &url::Url) -> bool {
-    url.scheme() == "http"
-        && match url.host() {
-            Some(url::Host::Domain(d)) => !d.eq_ignore_ascii_case("localhost"),
-            Some(url::Host::Ipv4(a)) => !a.is_loopback(),
-            Some(url::Host::Ipv6(a)) => !a.is_loopback(),
-            None => false,
-        }
+    url.scheme() == "http" && url.host().is_some() && !crate::config::loopback_host(url)
 }
 
 /// The credential stage: strips the agent's credentials, then sets each server's injected

@@ -127,12 +127,7 @@ impl RawIssuer {
                         format!("not a URL: {e}"),
                     )
                 })?;
-                let loopback = match url.host() {
-                    Some(url::Host::Domain(d)) => d == "localhost",
-                    Some(url::Host::Ipv4(a)) => a.is_loopback(),
-                    Some(url::Host::Ipv6(a)) => a.is_loopback(),
-                    None => false,
-                };
+                let loopback = super::loopback_host(&url);
                 if !(url.scheme() == "https" || (url.scheme() == "http" && loopback)) {
                     return Err(err(
                         u.span(),
