@@ -15,9 +15,22 @@ use tokio::net::TcpListener;
 
 use crate::{drain::Drain, proxy::Gateway};
 
+/// Connections the admin API serves at once. Any local process can connect: without a cap, one
+/// that holds thousands open would take the descriptors the agents' listener needs.
+const MAX_ADMIN_CONNECTIONS: usize = 64;
+
 /// Serves the admin API on `listener` until draining starts.
 pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, drain: Drain) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_ADMIN_CONNECTIONS));
     loop {
+        // Taken before accepting: further clients wait in the kernel's backlog.
+        let slot = tokio::select! {
+            _ = drain.signaled() => return,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => return,
+            },
+        };
         let (stream, peer) = tokio::select! {
             _ = drain.signaled() => return,
             accepted = listener.accept() => match accepted {
@@ -32,16 +45,20 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, drain: Drain) {
         let conn_drain = drain.clone();
         let local = stream.local_addr().ok();
         drain.spawn(async move {
+            let _slot = slot;
             let service = service_fn(move |req| {
                 let gateway = gateway.clone();
                 async move {
                     // The admin API speaks plain HTTP on loopback: a rebound browser page must
-                    // not reach it either (its GETs carry no Origin).
+                    // not reach it either (its GETs carry no Origin), nor a page of another
+                    // origin posting a reload (its POSTs do).
                     if let Err(refusal) = crate::proxy::headers::check_host(
                         req.headers(),
                         req.uri(),
                         &gateway.config.listener.allowed_hosts,
-                    ) {
+                    )
+                    .and_then(|()| crate::proxy::headers::check_origin(req.headers()))
+                    {
                         return Ok(reply(
                             StatusCode::FORBIDDEN,
                             "text/plain",

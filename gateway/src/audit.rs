@@ -289,28 +289,32 @@ pub fn parse_secret_key(text: &str) -> Option<SigningKey> {
     unhex::<32>(text.trim()).map(|s| SigningKey::from_bytes(&s))
 }
 
+/// Refuses a private key file that group or others may read or write, as ssh does.
+pub(crate) fn refuse_shared_key(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{}: other users may read or write this private key (mode {:04o}); \
+                 `chmod 600` it, and replace it if it may have been copied",
+                path.display(),
+                mode & 0o7777
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Loads the signing key from `path`, creating it (mode 0600) when missing. A key that other
 /// users may read or write is refused, as ssh refuses such a private key: whoever can read it
 /// can sign what the gateway signs.
 pub fn load_or_create_key(path: &std::path::Path) -> std::io::Result<SigningKey> {
-    use std::{
-        io::Write,
-        os::unix::fs::{OpenOptionsExt, PermissionsExt},
-    };
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
     match std::fs::read(path) {
         Ok(bytes) => {
-            let mode = std::fs::metadata(path)?.permissions().mode();
-            if mode & 0o077 != 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::PermissionDenied,
-                    format!(
-                        "{}: other users may read or write this private key (mode {:04o}); \
-                         `chmod 600` it, and replace it if it may have been copied",
-                        path.display(),
-                        mode & 0o7777
-                    ),
-                ));
-            }
+            refuse_shared_key(path)?;
             let text = String::from_utf8_lossy(&bytes);
             let secret: [u8; 32] = unhex(text.trim()).ok_or_else(|| {
                 std::io::Error::new(

@@ -433,7 +433,7 @@ pub async fn start_with(
         tracing::error!(%error, "Transparent interception is unavailable; explicit mode keeps working.");
     }
     for server in &config.servers {
-        tracing::info!(server = %server.name, url = %server.url, transport = %server.transport, "Upstream configured.");
+        tracing::info!(server = %server.name, url = %crate::config::loggable_url(&server.url), transport = %server.transport, "Upstream configured.");
     }
     tracing::info!(listen = %proxy_addr, admin = ?admin_addr, servers = config.servers.len(), "agentgate is ready.");
     Ok(Running {

@@ -73,6 +73,10 @@ pub struct Interception {
 pub const DEFAULT_CA_CERT: &str = "/var/lib/agentgate/ca/ca.pem";
 pub const DEFAULT_CA_KEY: &str = "/var/lib/agentgate/ca/ca.key";
 pub const DEFAULT_LEAF_TTL: Duration = Duration::from_secs(12 * 3600);
+/// Shortest `ca.leaf_ttl`.
+pub const MIN_LEAF_TTL: Duration = Duration::from_secs(300);
+/// Longest `ca.leaf_ttl`.
+pub const MAX_LEAF_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// `[ca]`: the host CA that signs certificates for intercepted HTTPS servers.
 #[derive(Clone, Debug)]
@@ -299,6 +303,19 @@ pub fn loopback_host(url: &url::Url) -> bool {
     }
 }
 
+/// `url` for logs and messages: without its query, which hosted servers often use for an API
+/// key (`?api_key=...`).
+pub fn loggable_url(url: &url::Url) -> String {
+    match url.query() {
+        Some(_) => {
+            let mut shown = url.clone();
+            shown.set_query(Some("..."));
+            shown.to_string()
+        }
+        None => url.to_string(),
+    }
+}
+
 /// A path from the config: relative ones are relative to `base`, the config file's directory
 /// (the working directory for the embedded default).
 pub(crate) fn resolve(base: Option<&Path>, p: &Path) -> PathBuf {
@@ -354,7 +371,8 @@ fn locate(text: &str, span: Option<std::ops::Range<usize>>) -> (usize, String) {
 
 impl fmt::Display for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} -> {} ({})", self.name, self.url, self.transport)
+        let url = loggable_url(&self.url);
+        write!(f, "{} -> {url} ({})", self.name, self.transport)
     }
 }
 

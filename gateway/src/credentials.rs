@@ -176,7 +176,7 @@ impl Injector {
         let mut headers = HashMap::new();
         for server in &config.servers {
             if !server.inject.is_empty() && crosses_the_network_in_clear(&server.url) {
-                tracing::warn!(server = %server.name, url = %server.url, "Injecting credentials into plain http:// to another host: anyone on the path can read them. Use https://.");
+                tracing::warn!(server = %server.name, url = %crate::config::loggable_url(&server.url), "Injecting credentials into plain http:// to another host: anyone on the path can read them. Use https://.");
             }
             let mut list = Vec::with_capacity(server.inject.len());
             for injection in &server.inject {

@@ -76,6 +76,11 @@ type FileVersion = (u64, u64, u64, i64, i64);
 
 /// Executable hashes kept: cleared when full (a new binary per connection must not grow it).
 const MAX_HASHES: usize = 1024;
+/// Executables larger than this are not hashed (they fail `exe_sha256` selectors): a sparse
+/// file of hundreds of GB still runs, and hashing it would hold a lookup slot for minutes.
+pub const MAX_HASHED_BYTES: u64 = 1 << 30;
+/// How long hashing one executable may take: a slow or stalling file system gets no hash.
+const HASH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(4);
 
 fn version(meta: &fs::Metadata) -> FileVersion {
     (
@@ -171,16 +176,36 @@ impl Resolver {
 
     /// The SHA-256 of the executable. The version is read from the open file, before and
     /// after hashing: a file changed meanwhile gets no hash (the process fails `exe_sha256`
-    /// selectors), and only a stable version is cached.
+    /// selectors), and only a stable version is cached. Files over [`MAX_HASHED_BYTES`], or
+    /// not read within a few seconds, get no hash either.
     fn exe_hash(&self, exe: &Path) -> Option<String> {
+        use std::io::Read;
         let mut file = fs::File::open(exe).ok()?;
-        let key = version(&file.metadata().ok()?);
+        let meta = file.metadata().ok()?;
+        let key = version(&meta);
         let hashes = || self.hashes.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(h) = hashes().get(&key) {
             return Some(h.clone());
         }
+        if meta.len() > MAX_HASHED_BYTES {
+            tracing::debug!(exe = %exe.display(), size = meta.len(), "Not hashing an executable this large.");
+            return None;
+        }
+        let started = std::time::Instant::now();
         let mut hasher = Sha256::new();
-        std::io::copy(&mut file, &mut hasher).ok()?;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => hasher.update(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return None,
+            }
+            if started.elapsed() > HASH_DEADLINE {
+                tracing::debug!(exe = %exe.display(), "Gave up hashing a slow executable.");
+                return None;
+            }
+        }
         if version(&file.metadata().ok()?) != key {
             return None;
         }
@@ -240,6 +265,22 @@ mod tests {
     use std::os::unix::fs::FileExt;
 
     use super::*;
+
+    /// A sparse file of any size still runs: one too large to hash in time gets no hash, at
+    /// once (it held a lookup slot for as long as reading it took).
+    #[test]
+    fn an_executable_too_large_to_hash_gets_no_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("huge");
+        let f = fs::File::create(&exe).unwrap();
+        f.set_len(MAX_HASHED_BYTES + 1).unwrap();
+        let r = Resolver::new(Vec::new(), String::new());
+        let started = std::time::Instant::now();
+        assert_eq!(r.exe_hash(&exe), None);
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        f.set_len(4096).unwrap();
+        assert_eq!(r.exe_hash(&exe).map(|h| h.len()), Some(64));
+    }
 
     #[test]
     fn an_executable_rewritten_in_place_with_its_mtime_restored_is_hashed_afresh() {

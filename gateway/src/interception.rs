@@ -31,6 +31,15 @@ pub enum InterceptionError {
 pub async fn start(gateway: &Arc<Gateway>) -> Result<(), InterceptionError> {
     let config = &gateway.config;
     let port = config.interception.port;
+    if let Some(start) = unprivileged_port_start()
+        && port >= start
+    {
+        tracing::warn!(
+            port,
+            unprivileged_port_start = start,
+            "interception.port is one any user may bind: while the gateway is down, the pinned programs send agents' connections to whoever binds it first. Use a port below net.ipv4.ip_unprivileged_port_start."
+        );
+    }
     let v4: SocketAddr = ([127, 0, 0, 1], port).into();
     let listener4 = TcpListener::bind(v4)
         .await
@@ -55,7 +64,7 @@ pub async fn start(gateway: &Arc<Gateway>) -> Result<(), InterceptionError> {
             None
         }
     };
-    let (destinations, _) = resolve(config).await;
+    let (destinations, _) = resolve(config, true).await;
     let mut cgroups = vec![config.interception.cgroup.clone()];
     cgroups.extend(config.interception.attach.iter().cloned());
     let agent_cgroups = config
@@ -116,6 +125,15 @@ pub async fn start(gateway: &Arc<Gateway>) -> Result<(), InterceptionError> {
     Ok(())
 }
 
+/// The lowest port unprivileged processes may bind (net.ipv4.ip_unprivileged_port_start).
+fn unprivileged_port_start() -> Option<u16> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Detaches the programs (clean shutdown only: a crashed gateway leaves them attached, so that
 /// agents fail closed).
 pub fn stop(gateway: &Gateway) {
@@ -127,8 +145,9 @@ pub fn stop(gateway: &Gateway) {
 }
 
 /// Every address each intercepted server's URL resolves to, and the servers whose host could
-/// not be resolved.
-async fn resolve(config: &Config) -> (HashMap<SocketAddr, String>, Vec<String>) {
+/// not be resolved. An address two servers share goes to the first in the config: a
+/// redirected connection names no server, only its address (`loud`: say so at warn level).
+async fn resolve(config: &Config, loud: bool) -> (HashMap<SocketAddr, String>, Vec<String>) {
     let mut out = HashMap::new();
     let mut failed = Vec::new();
     for server in &config.servers {
@@ -149,10 +168,23 @@ async fn resolve(config: &Config) -> (HashMap<SocketAddr, String>, Vec<String>) 
             Ok(addrs) => {
                 for addr in addrs {
                     // Canonical form, as the kernel records it: IPv4-mapped becomes IPv4.
-                    out.insert(
-                        ebpf::socket_addr(&ebpf::destination(addr)),
-                        server.name.to_string(),
-                    );
+                    let addr = ebpf::socket_addr(&ebpf::destination(addr));
+                    match out.entry(addr) {
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            v.insert(server.name.to_string());
+                        }
+                        std::collections::hash_map::Entry::Occupied(o)
+                            if o.get() != server.name.as_str() =>
+                        {
+                            let first = o.get();
+                            if loud {
+                                tracing::warn!(%addr, server = %server.name, first = %first, "Two servers share an address: intercepted connections to it reach the first; reach the other in explicit mode.");
+                            } else {
+                                tracing::debug!(%addr, server = %server.name, first = %first, "Two servers share an address.");
+                            }
+                        }
+                        std::collections::hash_map::Entry::Occupied(_) => {}
+                    }
                 }
             }
             Err(error) => {
@@ -170,7 +202,7 @@ async fn refresh(gateway: Arc<Gateway>) {
             _ = gateway.drain.signaled() => return,
             _ = tokio::time::sleep(REFRESH_EVERY) => {}
         }
-        let (mut fresh, failed) = resolve(&gateway.config).await;
+        let (mut fresh, failed) = resolve(&gateway.config, false).await;
         // A failed lookup keeps the server's last addresses: dropping them would let agents
         // reach it directly until the next good one.
         for (addr, server) in lock(&gateway.destinations).iter() {

@@ -106,7 +106,7 @@ fn install(cert: &Path, store: &Path, no_update: bool) -> Result<(), i32> {
     println!("Wrote {} (SHA-256 {fingerprint}).", target.display());
     let bundle = if no_update {
         println!("Skipped update-ca-certificates: the system bundle does not include it yet.");
-        target.clone()
+        PathBuf::new()
     } else {
         let status = std::process::Command::new("update-ca-certificates").status();
         match status {
@@ -128,12 +128,24 @@ fn install(cert: &Path, store: &Path, no_update: bool) -> Result<(), i32> {
     };
     println!(
         "Agents that do not read the system store need, in their environment:\n\
-         export NODE_EXTRA_CA_CERTS={}   # Node.js (adds to its built-in roots)\n\
-         export SSL_CERT_FILE={}   # Python ssl and httpx (replaces certifi's roots)\n\
-         export REQUESTS_CA_BUNDLE={}   # Python requests",
-        target.display(),
-        bundle.display(),
-        bundle.display()
+         export NODE_EXTRA_CA_CERTS={}   # Node.js (adds to its built-in roots)",
+        target.display()
     );
+    if no_update {
+        // SSL_CERT_FILE replaces Python's roots: pointed at the host CA alone, no other
+        // HTTPS site would verify.
+        println!(
+            "For Python (ssl, httpx, requests), append {} to the bundle it uses, and point\n\
+             SSL_CERT_FILE and REQUESTS_CA_BUNDLE at that bundle (they replace certifi's roots).",
+            target.display()
+        );
+    } else {
+        println!(
+            "export SSL_CERT_FILE={}   # Python ssl and httpx (replaces certifi's roots)\n\
+             export REQUESTS_CA_BUNDLE={}   # Python requests",
+            bundle.display(),
+            bundle.display()
+        );
+    }
     Ok(())
 }

@@ -413,11 +413,11 @@ fn count(v: &Spanned<i64>, key: &str, min: i64) -> Result<u64, Invalid> {
 
 fn duration(v: &Spanned<String>, key: &str) -> Result<Duration, Invalid> {
     match humantime::parse_duration(v.get_ref()) {
-        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(d) if !d.is_zero() && d <= super::raw::MAX_DURATION => Ok(d),
         Ok(_) => Err((
             span_of(v),
             key.to_owned(),
-            "must be longer than zero".into(),
+            "must be longer than zero and at most 100 years".into(),
         )),
         Err(e) => Err((
             span_of(v),

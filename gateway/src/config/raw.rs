@@ -69,7 +69,23 @@ struct RawCa {
     #[serde(default = "d_ca_key")]
     key_file: PathBuf,
     #[serde(default = "d_leaf_ttl")]
-    leaf_ttl: Timeout,
+    leaf_ttl: LeafTtl,
+}
+
+/// `ca.leaf_ttl`: from 5 minutes (leaves are backdated by that much, and each new one costs a
+/// key generation) to 30 days (a leaked leaf key should not outlive a month).
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(try_from = "String")]
+struct LeafTtl(Duration);
+
+impl TryFrom<String> for LeafTtl {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match humantime::parse_duration(&s) {
+            Ok(d) if (super::MIN_LEAF_TTL..=super::MAX_LEAF_TTL).contains(&d) => Ok(LeafTtl(d)),
+            _ => Err(format!("{s:?} must be a duration from \"5m\" to \"30d\"")),
+        }
+    }
 }
 
 impl Default for RawCa {
@@ -88,8 +104,8 @@ fn d_ca_cert() -> PathBuf {
 fn d_ca_key() -> PathBuf {
     PathBuf::from(super::DEFAULT_CA_KEY)
 }
-fn d_leaf_ttl() -> Timeout {
-    Timeout(super::DEFAULT_LEAF_TTL)
+fn d_leaf_ttl() -> LeafTtl {
+    LeafTtl(super::DEFAULT_LEAF_TTL)
 }
 
 /// Default port of the listener for redirected connections.
@@ -105,7 +121,7 @@ struct RawInterception {
     #[serde(default)]
     mode: InterceptionMode,
     #[serde(default = "d_iport")]
-    port: u16,
+    port: Spanned<u16>,
     #[serde(default = "d_subtree")]
     cgroup: Spanned<String>,
     #[serde(default)]
@@ -117,7 +133,7 @@ struct RawInterception {
     #[serde(default)]
     client_ca_file: Option<PathBuf>,
     #[serde(default)]
-    client_crl_file: Option<PathBuf>,
+    client_crl_file: Option<Spanned<PathBuf>>,
 }
 
 impl Default for RawInterception {
@@ -135,8 +151,8 @@ impl Default for RawInterception {
     }
 }
 
-fn d_iport() -> u16 {
-    DEFAULT_INTERCEPT_PORT
+fn d_iport() -> Spanned<u16> {
+    Spanned::new(0..0, DEFAULT_INTERCEPT_PORT)
 }
 fn d_subtree() -> Spanned<String> {
     Spanned::new(0..0, DEFAULT_CGROUP_SUBTREE.to_owned())
@@ -202,7 +218,23 @@ fn cgroup_path(raw: &Spanned<String>, key: &str) -> Result<String, Invalid> {
 struct RawRuntime {
     /// 0: one per CPU the process may run on.
     #[serde(default)]
-    worker_threads: usize,
+    worker_threads: Workers,
+}
+
+/// `runtime.worker_threads`: 0 (one per CPU) to 1,024.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(try_from = "i64")]
+struct Workers(usize);
+
+impl TryFrom<i64> for Workers {
+    type Error = String;
+    fn try_from(v: i64) -> Result<Self, String> {
+        usize::try_from(v)
+            .ok()
+            .filter(|v| *v <= 1024)
+            .map(Workers)
+            .ok_or_else(|| format!("{v} must be from 0 (one per CPU) to 1024"))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -302,7 +334,22 @@ struct RawLogging {
     #[serde(default)]
     format: LogFormat,
     #[serde(default = "default_level")]
-    level: String,
+    level: Level,
+}
+
+/// `logging.level`: a tracing filter ("info", "agentgate=debug,hyper=warn").
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "String")]
+struct Level(String);
+
+impl TryFrom<String> for Level {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match tracing_subscriber::EnvFilter::try_new(&s) {
+            Ok(_) => Ok(Level(s)),
+            Err(e) => Err(format!("{s:?} is not a tracing filter: {e}")),
+        }
+    }
 }
 
 impl Default for RawLogging {
@@ -412,7 +459,15 @@ impl fmt::Display for ServerName {
     }
 }
 
-/// A count or size that must be at least 1.
+/// The largest count or size any key takes (2^40, a TiB of bytes): far beyond any sane limit,
+/// and small enough that no use of it overflows (tokio's semaphores panic above 2^61).
+pub const MAX_COUNT: usize = 1 << 40;
+/// The longest duration any key takes: long enough for any retention, short enough that adding
+/// it to a clock reading cannot overflow (hyper's header timeout adds with `+`, and certificate
+/// dates end at the year 9999).
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// A count or size that must be at least 1 (and at most [`MAX_COUNT`]).
 #[derive(Clone, Copy, Debug, Deserialize)]
 #[serde(try_from = "i64")]
 struct Positive(usize);
@@ -422,13 +477,14 @@ impl TryFrom<i64> for Positive {
     fn try_from(v: i64) -> Result<Self, String> {
         usize::try_from(v)
             .ok()
-            .filter(|v| *v > 0)
+            .filter(|v| (1..=MAX_COUNT).contains(v))
             .map(Positive)
-            .ok_or_else(|| format!("{v} must be a positive integer"))
+            .ok_or_else(|| format!("{v} must be a positive integer of at most {MAX_COUNT}"))
     }
 }
 
-/// A duration written as humantime text ("10s", "500ms", "2m"); zero is refused.
+/// A duration written as humantime text ("10s", "500ms", "2m"); zero and more than
+/// [`MAX_DURATION`] are refused.
 #[derive(Clone, Copy, Debug, Deserialize)]
 #[serde(try_from = "String")]
 struct Timeout(Duration);
@@ -437,8 +493,9 @@ impl TryFrom<String> for Timeout {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
         match humantime::parse_duration(&s) {
-            Ok(d) if !d.is_zero() => Ok(Timeout(d)),
-            Ok(_) => Err(format!("{s:?} must be longer than zero")),
+            Ok(d) if !d.is_zero() && d <= MAX_DURATION => Ok(Timeout(d)),
+            Ok(d) if d.is_zero() => Err(format!("{s:?} must be longer than zero")),
+            Ok(_) => Err(format!("{s:?} must be at most 100 years")),
             Err(e) => Err(format!(
                 "{s:?} is not a duration such as \"10s\" or \"500ms\": {e}"
             )),
@@ -450,6 +507,7 @@ impl TryFrom<String> for Timeout {
 fn http_endpoint(
     raw_url: Spanned<String>,
     ca_file: Option<Spanned<PathBuf>>,
+    base: Option<&std::path::Path>,
 ) -> Result<(url::Url, Option<PathBuf>), Invalid> {
     let url_span = Some(raw_url.span());
     let url = url::Url::parse(raw_url.get_ref()).map_err(|e| {
@@ -482,7 +540,9 @@ fn http_endpoint(
                 "ca_file only applies to https:// upstreams".into(),
             ));
         }
-        Some(path) => Some(path.into_inner()),
+        // Relative to the config file, as every other path: under systemd the working
+        // directory is /, not where `check-config` ran.
+        Some(path) => Some(super::resolve(base, path.get_ref())),
         None => None,
     };
     Ok((url, ca_file))
@@ -502,8 +562,8 @@ fn default_admin() -> Option<SocketAddr> {
 fn default_max_connections() -> Positive {
     Positive(DEFAULT_MAX_CONNECTIONS)
 }
-fn default_level() -> String {
-    "info".to_owned()
+fn default_level() -> Level {
+    Level("info".to_owned())
 }
 fn d_req() -> Positive {
     Positive(DEFAULT_MAX_REQUEST_BYTES)
@@ -575,7 +635,7 @@ impl File {
             }
             let (url, transport, ca_file, launch) = match (raw.url, raw.command) {
                 (Some(url), None) => {
-                    let (url, ca_file) = http_endpoint(url, raw.ca_file)?;
+                    let (url, ca_file) = http_endpoint(url, raw.ca_file, base)?;
                     let transport = match raw.transport {
                         Some(t) if *t.get_ref() == Transport::Stdio => {
                             return Err((
@@ -773,16 +833,25 @@ impl File {
             });
         }
         let i = self.interception;
-        if i.client_crl_file.is_some() && i.client_ca_file.is_none() {
+        if let (Some(crl), None) = (&i.client_crl_file, &i.client_ca_file) {
             return Err((
-                None,
+                Some(crl.span()),
                 "interception.client_crl_file".into(),
                 "needs interception.client_ca_file (it revokes client certificates)".into(),
             ));
         }
         let interception = Interception {
             mode: i.mode,
-            port: i.port,
+            port: match *i.port.get_ref() {
+                0 => {
+                    return Err((
+                        Some(i.port.span()),
+                        "interception.port".into(),
+                        "must not be 0: agents are redirected to this fixed port".into(),
+                    ));
+                }
+                port => port,
+            },
             cgroup: cgroup_path(&i.cgroup, "interception.cgroup")?,
             attach: i
                 .attach
@@ -792,16 +861,9 @@ impl File {
             pin_dir: i.pin_dir,
             https: i.https,
             client_ca_file: i.client_ca_file.map(|c| super::resolve(base, &c)),
-            client_crl_file: i.client_crl_file.map(|c| super::resolve(base, &c)),
+            client_crl_file: i.client_crl_file.map(|c| super::resolve(base, c.get_ref())),
         };
         let logging = self.logging;
-        if tracing_subscriber::EnvFilter::try_new(&logging.level).is_err() {
-            return Err((
-                None,
-                "logging.level".into(),
-                format!("{:?} is not a tracing filter", logging.level),
-            ));
-        }
         let l = self.limits;
         Ok(Config {
             ca: super::Ca {
@@ -885,11 +947,11 @@ impl File {
             },
             logging: Logging {
                 format: logging.format,
-                level: logging.level,
+                level: logging.level.0,
             },
             runtime: Runtime {
-                worker_threads: (self.runtime.worker_threads > 0)
-                    .then_some(self.runtime.worker_threads),
+                worker_threads: (self.runtime.worker_threads.0 > 0)
+                    .then_some(self.runtime.worker_threads.0),
             },
             interception,
             servers,

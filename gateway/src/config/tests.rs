@@ -52,6 +52,114 @@ fn unknown_keys_name_file_line_and_key() {
     assert!(e.starts_with("test.toml:4: servers.token:"), "{e}");
 }
 
+/// Values a parser accepts but whose use would overflow a clock or a semaphore (the daemon
+/// then panicked at start or on every connection) are refused with their line.
+#[test]
+fn values_too_large_to_use_are_refused() {
+    for (text, key, line) in [
+        (
+            "[limits]\nheader_read_timeout = \"300000000000y\"\n",
+            "limits.header_read_timeout",
+            2,
+        ),
+        (
+            "[limits]\n\nshutdown_grace = \"101y\"\n",
+            "limits.shutdown_grace",
+            3,
+        ),
+        (
+            "[listener]\nmax_connections = 4000000000000000000\n",
+            "listener.max_connections",
+            2,
+        ),
+        ("[ca]\nleaf_ttl = \"8000y\"\n", "ca.leaf_ttl", 2),
+        ("[ca]\nleaf_ttl = \"1ms\"\n", "ca.leaf_ttl", 2),
+        (
+            "[runtime]\nworker_threads = 100000\n",
+            "runtime.worker_threads",
+            2,
+        ),
+        ("[interception]\nport = 0\n", "interception.port", 2),
+    ] {
+        let e = err(text);
+        assert!(e.starts_with(&format!("test.toml:{line}: {key}:")), "{e}");
+    }
+    let e = err(
+        "[audit]\ndir = \"/tmp/a\"\nkey_file = \"/tmp/a.key\"\ncheckpoint_interval = \"300000000000y\"\n",
+    );
+    assert!(
+        e.contains("audit.checkpoint_interval") && e.contains("at most 100 years"),
+        "{e}"
+    );
+    let c = Config::parse(
+        "[ca]\nleaf_ttl = \"30d\"\n[limits]\nshutdown_grace = \"99y\"\n",
+        "t.toml",
+    );
+    assert!(c.is_ok(), "{c:?}");
+}
+
+/// Errors found after parsing still point at their key's line.
+#[test]
+fn cross_key_errors_name_their_line() {
+    for (text, key, line) in [
+        (
+            "[logging]\nformat = \"json\"\nlevel = \"info,[\"\n",
+            "logging.level",
+            3,
+        ),
+        (
+            "[interception]\n\nclient_crl_file = \"crl.pem\"\n",
+            "interception.client_crl_file",
+            3,
+        ),
+        (
+            "[tokens]\nenabled = true\nmax_ttl = \"1h\"\ndefault_ttl = \"2h\"\n",
+            "tokens.default_ttl",
+            4,
+        ),
+        ("[tokens]\n\nrequire = true\n", "tokens.require", 3),
+    ] {
+        let e = err(text);
+        assert!(e.starts_with(&format!("test.toml:{line}: {key}:")), "{e}");
+    }
+}
+
+/// An upstream's `ca_file` is relative to the config file, as every other path.
+#[test]
+fn a_relative_ca_file_is_read_beside_the_config() {
+    let dir = std::env::temp_dir().join(format!("agentgate-cafile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("agentgate.toml");
+    std::fs::write(
+        &file,
+        "[[servers]]\nname = \"a\"\nurl = \"https://x.example/mcp\"\nca_file = \"certs/int.pem\"\n",
+    )
+    .unwrap();
+    let c = Config::load(&file).unwrap();
+    assert_eq!(
+        c.servers[0].ca_file.as_deref(),
+        Some(dir.join("certs/int.pem").as_path())
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A query string (hosted servers put API keys there) is not shown in logs.
+#[test]
+fn a_url_query_is_not_logged() {
+    let u = url::Url::parse("https://mcp.example.com/mcp?api_key=sk-123").unwrap();
+    assert_eq!(loggable_url(&u), "https://mcp.example.com/mcp?...");
+    let c = Config::parse(
+        "[[servers]]\nname = \"a\"\nurl = \"https://mcp.example.com/mcp?api_key=sk-123\"\n",
+        "t.toml",
+    )
+    .unwrap();
+    assert!(
+        !c.servers[0].to_string().contains("sk-123"),
+        "{}",
+        c.servers[0]
+    );
+}
+
 #[test]
 fn bad_values_name_file_line_and_key() {
     let e = err("[limits]\n\nheader_read_timeout = \"soon\"\n");

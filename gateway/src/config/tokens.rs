@@ -225,7 +225,7 @@ pub struct RawTokens {
     default_ttl: Option<Spanned<String>>,
     max_ttl: Option<Spanned<String>>,
     revoked_file: Option<Spanned<String>>,
-    require: Option<bool>,
+    require: Option<Spanned<bool>>,
     #[serde(default)]
     issuers: Vec<RawIssuer>,
     admin_secret: Option<Spanned<String>>,
@@ -272,20 +272,26 @@ impl RawTokens {
             Some(s) => Ok(s.into_inner()),
             None => Ok(default),
         };
+        let ttl_span = self
+            .default_ttl
+            .as_ref()
+            .or(self.max_ttl.as_ref())
+            .map(|s| s.span());
         let default_ttl = ttl(self.default_ttl, "tokens.default_ttl", d.default_ttl)?;
         let max_ttl = ttl(self.max_ttl, "tokens.max_ttl", d.max_ttl)?;
         if default_ttl > max_ttl {
             return Err((
-                None,
+                ttl_span,
                 "tokens.default_ttl".into(),
                 "is longer than tokens.max_ttl".into(),
             ));
         }
         let enabled = self.enabled.unwrap_or(d.enabled);
-        let require = self.require.unwrap_or(d.require);
+        let require_span = self.require.as_ref().map(|r| r.span());
+        let require = self.require.map_or(d.require, |r| r.into_inner());
         if require && !enabled {
             return Err((
-                None,
+                require_span,
                 "tokens.require".into(),
                 "needs tokens.enabled = true".into(),
             ));

@@ -5,7 +5,9 @@
 //! connections the kernel redirected: each is attributed from its connect record and pinned to
 //! the server whose address the agent dialled.
 
-use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::SystemTime};
+use std::{
+    collections::HashMap, convert::Infallible, net::SocketAddr, sync::Arc, time::SystemTime,
+};
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -71,9 +73,15 @@ pub async fn serve_transparent(listener: TcpListener, gateway: Arc<Gateway>) {
                 tracing::warn!(%peer, pid = record.tgid, "Closed a redirected connection: too many process lookups are still running.");
                 return;
             };
+            // One user's processes (whose executables may be slow to read, on purpose) hold at
+            // most a quarter of the lookups: the others' connections still get theirs.
+            let Some(share) = UserShare::take(record.uid) else {
+                tracing::warn!(%peer, pid = record.tgid, uid = record.uid, "Closed a redirected connection: too many process lookups of this user are still running.");
+                return;
+            };
             let resolver = gateway.clone();
             let resolved = tokio::task::spawn_blocking(move || {
-                let _permit = permit;
+                let _held = (permit, share);
                 resolver.resolver.resolve(&record, original)
             });
             let process = match tokio::time::timeout(RESOLVE_TIMEOUT, resolved).await {
@@ -123,6 +131,39 @@ const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Process lookups running at once (each on a blocking thread).
 const MAX_RESOLVING: usize = 64;
+/// Of those, the most one user's processes may hold.
+const MAX_RESOLVING_PER_USER: usize = MAX_RESOLVING / 4;
+
+/// Lookups running for each user.
+static RESOLVING_BY_USER: std::sync::LazyLock<std::sync::Mutex<HashMap<u32, usize>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// One running lookup of a user's, given back when dropped.
+struct UserShare(u32);
+
+impl UserShare {
+    fn take(uid: u32) -> Option<Self> {
+        let mut by_user = RESOLVING_BY_USER.lock().unwrap_or_else(|p| p.into_inner());
+        let running = by_user.entry(uid).or_default();
+        if *running >= MAX_RESOLVING_PER_USER {
+            return None;
+        }
+        *running += 1;
+        Some(UserShare(uid))
+    }
+}
+
+impl Drop for UserShare {
+    fn drop(&mut self) {
+        let mut by_user = RESOLVING_BY_USER.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(running) = by_user.get_mut(&self.0) {
+            *running -= 1;
+            if *running == 0 {
+                by_user.remove(&self.0);
+            }
+        }
+    }
+}
 static RESOLVING: std::sync::LazyLock<Arc<tokio::sync::Semaphore>> =
     std::sync::LazyLock::new(|| Arc::new(tokio::sync::Semaphore::new(MAX_RESOLVING)));
 
@@ -318,4 +359,27 @@ impl Drop for Slot {
 /// A semaphore sized by the configured connection cap, shared by every agent-facing listener.
 pub fn connection_permits(max: usize) -> Arc<Semaphore> {
     Arc::new(Semaphore::new(max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_user_holds_at_most_a_quarter_of_the_process_lookups() {
+        // Users no test process runs as: the table is shared by the whole test binary.
+        let (greedy, other) = (4_000_000_001, 4_000_000_002);
+        let held: Vec<_> = (0..MAX_RESOLVING_PER_USER)
+            .map(|_| UserShare::take(greedy).expect("within the share"))
+            .collect();
+        assert!(UserShare::take(greedy).is_none(), "beyond the share");
+        assert!(
+            UserShare::take(other).is_some(),
+            "another user still gets one"
+        );
+        drop(held);
+        assert!(UserShare::take(greedy).is_some(), "given back when dropped");
+        let by_user = RESOLVING_BY_USER.lock().unwrap();
+        assert!(!by_user.contains_key(&greedy) && !by_user.contains_key(&other));
+    }
 }

@@ -774,8 +774,8 @@ async fn post(
         legacy_endpoint: legacy_endpoint.clone(),
         started: Some(started),
     };
-    let allow_batch = messages.len() > 1;
-    let mut outcome = relay_response(gateway, ctx, response, allow_batch, messages).await;
+    // A batch of one is answered with a batch of one.
+    let mut outcome = relay_response(gateway, ctx, response, batch, messages).await;
     outcome.decisions = decisions;
     outcome.recorded = recorded;
     // Forwarded: whatever the upstream does with it, the answer is its own.

@@ -127,22 +127,19 @@ fn connector(
 
 /// `roots` less `distrusted`.
 fn without(
-    roots: &rustls::RootCertStore,
+    mut roots: rustls::RootCertStore,
     distrusted: Option<&TrustAnchor<'static>>,
 ) -> rustls::RootCertStore {
-    let mut roots = roots.clone();
     if let Some(distrusted) = distrusted {
         roots.roots.retain(|a| a != distrusted);
     }
     roots
 }
 
-/// The host CA, when interception terminates HTTPS with it. `agentgate ca install` puts it in
-/// the system store, but it only ever signs for agents: no upstream may present it.
+/// The host CA, whenever `ca init` made one (interception may be off now and `ca install`
+/// still have put it in the system store): it only ever signs for agents, so no upstream may
+/// present it.
 fn host_ca_anchor(config: &Config) -> Option<TrustAnchor<'static>> {
-    if !config.interception.https {
-        return None;
-    }
     let cert = crate::tls::certificates(&config.ca.cert_file)
         .ok()?
         .into_iter()
@@ -217,9 +214,10 @@ impl<'a> ClientTls<'a> {
         }
     }
 
-    fn connector(&self, connect_timeout: Duration) -> Result<Connector, UpstreamError> {
+    /// The roots servers are checked against: the system's, the `ca_file`'s, never the host CA.
+    fn roots(&self) -> Result<rustls::RootCertStore, UpstreamError> {
         let (label, ca_file) = (self.label, self.ca_file);
-        let mut roots = without(&system_roots(), self.distrust);
+        let mut roots = rustls::RootCertStore::clone(&system_roots());
         if let Some(path) = ca_file {
             let err = |source| UpstreamError::CaFile {
                 server: label.to_owned(),
@@ -240,6 +238,13 @@ impl<'a> ClientTls<'a> {
                 });
             }
         }
+        // After the ca_file's: a bundle built from the system store after `ca install` holds
+        // the host CA too.
+        Ok(without(roots, self.distrust))
+    }
+
+    fn connector(&self, connect_timeout: Duration) -> Result<Connector, UpstreamError> {
+        let roots = self.roots()?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()?;
@@ -353,14 +358,21 @@ mod tests {
             .unwrap()
             .remove(0);
         roots.add(cert).unwrap();
-        let kept = without(&roots, Some(&anchor));
+        let kept = without(roots.clone(), Some(&anchor));
         assert_eq!(
             kept.roots.len(),
             roots.roots.len() - 1,
             "exactly the host CA goes"
         );
         assert!(!kept.roots.contains(&anchor));
+        // Nor through a ca_file that holds it (a bundle built from the system store), nor when
+        // interception no longer terminates HTTPS (the store may still hold it).
         config.interception.https = false;
-        assert!(host_ca_anchor(&config).is_none());
+        let anchor = host_ca_anchor(&config).expect("the host CA while its file exists");
+        let mut tls = ClientTls::new("s", Some(&config.ca.cert_file));
+        tls.distrust = Some(&anchor);
+        let roots = tls.roots().unwrap();
+        assert!(!roots.roots.contains(&anchor));
+        assert_eq!(roots.roots.len(), system_roots().roots.len());
     }
 }

@@ -16,7 +16,7 @@ use std::{
     os::unix::fs::OpenOptionsExt,
     path::Path,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::{Duration, SystemTime},
 };
 
 use rcgen::{
@@ -173,7 +173,11 @@ pub struct HostCa {
     cert: CertificateDer<'static>,
     cert_file: std::path::PathBuf,
     leaf_ttl: Duration,
-    leaves: Mutex<HashMap<String, (Arc<CertifiedKey>, Instant)>>,
+    /// The CA's own end of validity: no leaf outlives it.
+    not_after: SystemTime,
+    /// Leaves by host, with when they were made by the wall clock (the one their validity is
+    /// written in: a monotonic clock stops while the host sleeps).
+    leaves: Mutex<HashMap<String, (Arc<CertifiedKey>, SystemTime)>>,
 }
 
 impl std::fmt::Debug for HostCa {
@@ -195,6 +199,10 @@ impl HostCa {
             })
         };
         let cert_pem = read(&ca.cert_file)?;
+        crate::audit::refuse_shared_key(&ca.key_file).map_err(|source| TlsError::Read {
+            path: ca.key_file.display().to_string(),
+            source,
+        })?;
         let key_pem = zeroize::Zeroizing::new(read(&ca.key_file)?);
         let key = KeyPair::from_pem(&key_pem).map_err(|e| invalid(&ca.key_file, e))?;
         let cert = super::certificates(&ca.cert_file)?
@@ -209,11 +217,20 @@ impl HostCa {
                 "The host CA has no name constraints, so a client trusting it accepts what it signs for any site; re-create it with `agentgate ca init --force` and `agentgate ca install`."
             );
         }
+        let not_after =
+            not_after(&cert).ok_or_else(|| invalid(&ca.cert_file, "unreadable validity"))?;
+        if not_after <= SystemTime::now() {
+            return Err(invalid(
+                &ca.cert_file,
+                "the host CA has expired: re-create it with `agentgate ca init --force` and `agentgate ca install`",
+            ));
+        }
         Ok(Self {
             issuer,
             cert,
             cert_file: ca.cert_file.clone(),
             leaf_ttl: ca.leaf_ttl,
+            not_after,
             leaves: Mutex::new(HashMap::new()),
         })
     }
@@ -224,20 +241,23 @@ impl HostCa {
     }
 
     /// A certificate for `host` (a DNS name or an IP address), from the cache while it has
-    /// more than half its life left.
+    /// more than half its life left by the wall clock (a clock set back makes a new one too).
     pub fn leaf(&self, host: &str) -> Result<Arc<CertifiedKey>, TlsError> {
         let key = host.to_ascii_lowercase();
+        let now = SystemTime::now();
         if let Some((leaf, made)) = lock(&self.leaves).get(&key)
-            && made.elapsed() < self.leaf_ttl / 2
+            && now
+                .duration_since(*made)
+                .is_ok_and(|age| age < self.leaf_ttl / 2)
         {
             return Ok(leaf.clone());
         }
-        let leaf = Arc::new(self.make_leaf(&key)?);
-        lock(&self.leaves).insert(key, (leaf.clone(), Instant::now()));
+        let leaf = Arc::new(self.make_leaf(&key, now)?);
+        lock(&self.leaves).insert(key, (leaf.clone(), now));
         Ok(leaf)
     }
 
-    fn make_leaf(&self, host: &str) -> Result<CertifiedKey, TlsError> {
+    fn make_leaf(&self, host: &str, now: SystemTime) -> Result<CertifiedKey, TlsError> {
         let bad = |e: &dyn std::fmt::Display| TlsError::Invalid {
             path: format!("leaf certificate for {host}"),
             message: e.to_string(),
@@ -258,9 +278,8 @@ impl HostCa {
         params.subject_alt_names = vec![san];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        let now = std::time::SystemTime::now();
         params.not_before = offset(now - BACKDATE);
-        params.not_after = offset(now + self.leaf_ttl);
+        params.not_after = offset((now + self.leaf_ttl).min(self.not_after));
         let key = KeyPair::generate().map_err(|e| bad(&e))?;
         let cert = params.signed_by(&key, &self.issuer).map_err(|e| bad(&e))?;
         let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
@@ -339,6 +358,14 @@ impl HostCa {
 
 /// Whether a CA certificate limits the names it vouches for (CAs from before `ca init` set
 /// name constraints do not).
+/// The end of a certificate's validity.
+fn not_after(der: &[u8]) -> Option<SystemTime> {
+    use x509_parser::prelude::FromDer;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).ok()?;
+    let secs = u64::try_from(cert.validity().not_after.timestamp()).ok()?;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs))
+}
+
 fn has_name_constraints(der: &[u8]) -> bool {
     use x509_parser::prelude::FromDer;
     x509_parser::certificate::X509Certificate::from_der(der)
@@ -450,7 +477,7 @@ mod tests {
         assert!(has_name_constraints(host.certificate()));
         // What it was made for, and subdomains of its DNS names, verify.
         for name in ["mcp.example.com", "eu.mcp.example.com", "10.1.2.3"] {
-            host.verify_leaf(&host.make_leaf(name).unwrap(), name)
+            host.verify_leaf(&host.make_leaf(name, SystemTime::now()).unwrap(), name)
                 .unwrap();
         }
         // Its key signs anything (as a thief's would), but clients refuse the result: names
@@ -464,7 +491,7 @@ mod tests {
             "::1",
         ] {
             let e = host
-                .verify_leaf(&host.make_leaf(name).unwrap(), name)
+                .verify_leaf(&host.make_leaf(name, SystemTime::now()).unwrap(), name)
                 .unwrap_err();
             assert!(format!("{e:?}").contains("NameConstraint"), "{name}: {e:?}");
         }
@@ -472,6 +499,38 @@ mod tests {
         let e = host.server_config("other.example.com", None).unwrap_err();
         assert!(e.to_string().contains("ca init --force"), "{e}");
         assert!(host.server_config("mcp.example.com", None).is_ok());
+    }
+
+    /// The cache is judged by the wall clock the leaves' validity is written in: after a
+    /// suspend (a monotonic clock stood still) or a clock set back, a new leaf is made.
+    #[test]
+    fn cached_leaves_are_renewed_by_the_wall_clock() {
+        let (_dir, host) = ca_for(&["mcp.example.com"]);
+        let first = host.leaf("mcp.example.com").unwrap();
+        for made in [
+            SystemTime::now() - host.leaf_ttl,
+            SystemTime::now() + Duration::from_secs(3600),
+        ] {
+            lock(&host.leaves).get_mut("mcp.example.com").unwrap().1 = made;
+            let next = host.leaf("mcp.example.com").unwrap();
+            assert!(!Arc::ptr_eq(&first, &next), "made {made:?}: renewed");
+        }
+        // No leaf outlives the CA.
+        let late = host.not_after - Duration::from_secs(60);
+        let leaf = host.make_leaf("mcp.example.com", late).unwrap();
+        assert_eq!(not_after(&leaf.cert[0]), Some(host.not_after));
+    }
+
+    /// A CA key others may read is refused, as the gateway's other private keys are.
+    #[test]
+    fn a_ca_key_others_may_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = scratch();
+        let ca = ca_in(dir.path());
+        init(&ca, &hosts(&["mcp.example.com"]), false).unwrap();
+        std::fs::set_permissions(&ca.key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = HostCa::load(&ca).unwrap_err().to_string();
+        assert!(e.contains("chmod 600"), "{e}");
     }
 
     #[test]
@@ -483,18 +542,22 @@ mod tests {
         let host = HostCa::load(&ca).unwrap();
         for ip in ["127.0.0.1", "10.0.0.1", "::1"] {
             assert!(
-                host.verify_leaf(&host.make_leaf(ip).unwrap(), ip).is_err(),
+                host.verify_leaf(&host.make_leaf(ip, SystemTime::now()).unwrap(), ip)
+                    .is_err(),
                 "{ip}"
             );
         }
         // Only an address: no DNS name at all.
         init(&ca, &hosts(&["127.0.0.1"]), true).unwrap();
         let host = HostCa::load(&ca).unwrap();
-        host.verify_leaf(&host.make_leaf("127.0.0.1").unwrap(), "127.0.0.1")
-            .unwrap();
+        host.verify_leaf(
+            &host.make_leaf("127.0.0.1", SystemTime::now()).unwrap(),
+            "127.0.0.1",
+        )
+        .unwrap();
         for name in ["localhost", "mcp.example.com", "invalid.com"] {
             assert!(
-                host.verify_leaf(&host.make_leaf(name).unwrap(), name)
+                host.verify_leaf(&host.make_leaf(name, SystemTime::now()).unwrap(), name)
                     .is_err(),
                 "{name}"
             );

@@ -972,18 +972,15 @@ async fn an_https_server_is_reached_through_interception_with_the_host_ca() {
     })
     .await;
     assert!(ok, "{out}{err}");
+    assert!(out.contains("export NODE_EXTRA_CA_CERTS="), "{out}");
+    // Without the system bundle updated, Python agents are told to add the CA to their bundle:
+    // SSL_CERT_FILE pointed at the CA alone would replace every other root.
     assert!(
-        out.contains("NODE_EXTRA_CA_CERTS=") && out.contains("SSL_CERT_FILE="),
+        !out.contains("export SSL_CERT_FILE=") && out.contains("append"),
         "{out}"
     );
-    // What `ca install` tells Python agents to set: the client below trusts the host CA
-    // through it, not through an argument.
-    let ssl_cert_file = out
-        .lines()
-        .find_map(|l| l.strip_prefix("export SSL_CERT_FILE="))
-        .and_then(|v| v.split_whitespace().next())
-        .expect("an SSL_CERT_FILE line")
-        .to_owned();
+    // The client below trusts the host CA alone, through SSL_CERT_FILE, not an argument.
+    let ssl_cert_file = store.join("agentgate.crt");
     assert_eq!(
         std::fs::read(store.join("agentgate.crt")).unwrap(),
         std::fs::read(&host_ca).unwrap()

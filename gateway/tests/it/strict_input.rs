@@ -379,6 +379,21 @@ async fn each_bad_input_gets_a_named_error_and_never_reaches_the_upstream() {
     assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
     let (status, _, _) = http(admin, "GET", "/metrics", &[], b"").await;
     assert_eq!(status, 200);
+    // Nor can a page of another origin post to it (a reload needs no answer to do harm).
+    let (status, _, body) = http(
+        admin,
+        "POST",
+        "/policy/reload",
+        &[("Origin", "http://evil.example")],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        String::from_utf8_lossy(&body).contains("evil.example"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -423,6 +438,59 @@ async fn batches_pass_only_in_2025_03_26() {
             .contains("initialize cannot be part of a batch")
     );
     assert_eq!(received(&server).await.len(), 1);
+}
+
+/// An upstream that answers every request with `body` as application/json. The SDKs peers
+/// use no longer answer batches at all, so a batch answer is scripted.
+async fn canned_upstream(body: &'static str) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = stream.read(&mut buf).await;
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+/// A 2025-03-26 batch of one message is a batch: its answer, a batch of one, is relayed (it was
+/// refused as an unexpected batch, a 502).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_of_one_gets_its_batch_answer() {
+    let port = canned_upstream(r#"[{"jsonrpc":"2.0","id":7,"result":{}}]"#).await;
+    let gw = gateway(&gateway_config(
+        &[(
+            "canned",
+            &format!("http://127.0.0.1:{port}/mcp"),
+            "streamable-http",
+            "",
+        )],
+        "",
+    ))
+    .await;
+    let (status, _, body) = http(
+        addr(&gw).port(),
+        "POST",
+        "/servers/canned/mcp",
+        &[
+            JSON,
+            ("Accept", "application/json, text/event-stream"),
+            ("MCP-Protocol-Version", "2025-03-26"),
+        ],
+        br#"[{"jsonrpc":"2.0","id":7,"method":"ping"}]"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer[0]["id"], 7, "{answer}");
 }
 
 /// Sends raw bytes; expects a 400 and the connection closed by the gateway (`raw_exchange`
