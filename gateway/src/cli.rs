@@ -258,7 +258,7 @@ fn run(config: Config) -> i32 {
             return EXIT_UNAVAILABLE;
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         // Before "ready": a signal sent once the gateway says it is ready must be handled.
         let signals = signal::Signals::install()
             .map_err(|error| tracing::error!(%error, "Cannot listen for SIGTERM/SIGINT."))
@@ -270,8 +270,17 @@ fn run(config: Config) -> i32 {
                 e.exit_code()
             }
         }
-    })
+    });
+    // Blocking work still running (a DNS lookup, a large audit export) is not waited for:
+    // every task that holds data has drained by now.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN_WAIT);
+    code
 }
+
+/// How long the runtime's leftover blocking work may delay the exit.
+const RUNTIME_SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a second interrupt waits for the audit log's final record.
+const SECOND_INTERRUPT_AUDIT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -432,6 +441,17 @@ pub async fn start_with(
     {
         tracing::error!(%error, "Transparent interception is unavailable; explicit mode keeps working.");
     }
+    if !config.listener.address.ip().is_loopback()
+        && config.listener.tls.is_none()
+        && !config.tokens.require
+    {
+        tracing::warn!(listen = %proxy_addr, "The explicit listener is reachable beyond this host over plain HTTP without required tokens: anyone who reaches it is agent \"unknown\", with every rule that names no agent and every credential those rules let through. Set [listener.tls], tokens.require, or a loopback address.");
+    }
+    if let Some(admin) = admin_addr
+        && !admin.ip().is_loopback()
+    {
+        tracing::warn!(admin = %admin, "The admin listener is reachable beyond this host over plain HTTP: its /metrics is open to all, and the admin secret of POST /tokens crosses the network in clear. Keep it on loopback.");
+    }
     for server in &config.servers {
         tracing::info!(server = %server.name, url = %crate::config::loggable_url(&server.url), transport = %server.transport, "Upstream configured.");
     }
@@ -471,7 +491,9 @@ impl Running {
             tracing::error!(
                 "Without signal handlers there is no way to stop cleanly; shutting down."
             );
-            return if self.shutdown().await { 0 } else { 1 };
+            // It never served: a supervisor must see a failure, not a clean stop.
+            self.shutdown().await;
+            return EXIT_UNAVAILABLE;
         };
         let which = signals.shutdown().await;
         tracing::info!(signal = ?which, "Shutting down: draining in-flight requests.");
@@ -492,7 +514,23 @@ impl Running {
             }
         };
         interception::stop(&self.gateway);
-        close_audit(&self.gateway, code);
+        if code == 130 {
+            // At once means not waiting on a disk that may be why the operator interrupted
+            // twice: the final record gets a moment, not forever.
+            let gateway = self.gateway.clone();
+            let (done, closed) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                close_audit(&gateway, code);
+                let _ = done.send(());
+            });
+            if closed.recv_timeout(SECOND_INTERRUPT_AUDIT_WAIT).is_err() {
+                tracing::warn!(
+                    "The audit log did not close in time; exiting without its final checkpoint."
+                );
+            }
+        } else {
+            close_audit(&self.gateway, code);
+        }
         code
     }
 

@@ -281,6 +281,17 @@ impl Scrubber {
         Ok(Self { needles })
     }
 
+    /// A scrubber for these values, as they are (tests).
+    #[cfg(test)]
+    pub fn of(values: &[&str]) -> Self {
+        Self {
+            needles: values
+                .iter()
+                .map(|v| Zeroizing::new(v.as_bytes().to_vec()))
+                .collect(),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.needles.is_empty()
     }

@@ -262,10 +262,15 @@ pub fn main(action: Action) -> i32 {
             if let Some(admin) = config.admin.address {
                 match admin_request(admin, "POST", "/policy/reload") {
                     Ok((200, _)) => println!("the running gateway reloaded its policy"),
-                    Ok((status, body)) => eprintln!(
-                        "the running gateway refused to reload ({status}): {}",
-                        String::from_utf8_lossy(&body).trim()
-                    ),
+                    // The pin is written, but the running gateway still holds the tool back:
+                    // a script must not read that as done.
+                    Ok((status, body)) => {
+                        eprintln!(
+                            "the running gateway refused to reload ({status}): {}; the pin is written and applies at its next reload or start",
+                            String::from_utf8_lossy(&body).trim()
+                        );
+                        return EXIT_UNAVAILABLE;
+                    }
                     Err(_) => {
                         println!("no gateway is running at {admin}; the pin applies when it starts")
                     }

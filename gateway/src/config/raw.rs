@@ -442,12 +442,14 @@ impl TryFrom<String> for ServerName {
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
             && s != "."
-            && s != "..";
+            && s != ".."
+            // Metrics name requests for no configured server "-".
+            && s != "-";
         if ok {
             Ok(Self(s))
         } else {
             Err(format!(
-                "server name {s:?} must match [A-Za-z0-9_.-]{{1,64}}"
+                "server name {s:?} must match [A-Za-z0-9_.-]{{1,64}} and not be \".\", \"..\" or \"-\""
             ))
         }
     }
@@ -769,6 +771,15 @@ impl File {
         let mut agents: Vec<Agent> = Vec::with_capacity(self.agents.len());
         for raw in self.agents {
             let name = raw.name.get_ref().clone();
+            if name.as_str() == crate::identity::UNKNOWN_AGENT {
+                return Err((
+                    Some(raw.name.span()),
+                    "agents.name".into(),
+                    format!(
+                        "{name:?} is what callers no agent matches are called: pick another name"
+                    ),
+                ));
+            }
             if agents.iter().any(|a| a.name == name) {
                 return Err((
                     Some(raw.name.span()),

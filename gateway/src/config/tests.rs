@@ -98,6 +98,16 @@ fn values_too_large_to_use_are_refused() {
     assert!(c.is_ok(), "{c:?}");
 }
 
+/// Names the gateway gives to what matched nothing cannot be configured: they would be told
+/// apart from it nowhere (rules, rate limits, audit, metrics).
+#[test]
+fn reserved_names_are_refused() {
+    let e = err("[[agents]]\nname = \"unknown\"\n");
+    assert!(e.starts_with("test.toml:2: agents.name:"), "{e}");
+    let e = err("[[servers]]\nname = \"-\"\nurl = \"http://x/\"\n");
+    assert!(e.starts_with("test.toml:2: servers.name:"), "{e}");
+}
+
 /// Errors found after parsing still point at their key's line.
 #[test]
 fn cross_key_errors_name_their_line() {

@@ -296,20 +296,36 @@ impl RawTokens {
                 "needs tokens.enabled = true".into(),
             ));
         }
+        let own = text(self.issuer, "tokens.issuer", d.issuer)?;
         Ok(TokensConfig {
             enabled,
             key_file: path(self.key_file, d.key_file, base),
-            issuer: text(self.issuer, "tokens.issuer", d.issuer)?,
+            issuer: own.clone(),
             audience: text(self.audience, "tokens.audience", d.audience)?,
             default_ttl,
             max_ttl,
             revoked_file: path(self.revoked_file, d.revoked_file, base),
             require,
-            issuers: self
-                .issuers
-                .into_iter()
-                .map(|i| i.validate(base))
-                .collect::<Result<_, _>>()?,
+            issuers: {
+                let mut seen: Vec<String> = Vec::new();
+                let mut issuers = Vec::with_capacity(self.issuers.len());
+                for raw in self.issuers {
+                    let span = raw.issuer.span();
+                    let iss = raw.issuer.get_ref().clone();
+                    if seen.contains(&iss) || iss == own {
+                        return Err((
+                            Some(span),
+                            "tokens.issuers.issuer".into(),
+                            format!(
+                                "{iss:?} is named twice (or is the gateway's own tokens.issuer): a token could be checked against either"
+                            ),
+                        ));
+                    }
+                    seen.push(iss);
+                    issuers.push(raw.validate(base)?);
+                }
+                issuers
+            },
             admin_secret: self.admin_secret.map(Spanned::into_inner),
         })
     }
@@ -368,5 +384,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("needs tokens.enabled"), "{e}");
+        // One issuer, one set of keys: a second entry for it (or the gateway's own name) would
+        // leave which keys check a token to the order of the file.
+        let one = "jwks_file = \"/k\"\nalgorithms = [\"RS256\"]\n";
+        let e = Config::parse(
+            &format!(
+                "{base}{one}[[tokens.issuers]]\nissuer = \"https://i\"\naudience = \"b\"\n{one}"
+            ),
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("t.toml:9: tokens.issuers.issuer") && e.contains("named twice"),
+            "{e}"
+        );
+        let e = Config::parse(
+            &format!(
+                "[tokens]\nenabled = true\nissuer = \"https://i\"\n{}{one}",
+                &base[24..]
+            ),
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("gateway's own"), "{e}");
     }
 }

@@ -421,8 +421,10 @@ pub fn upstream_request(agent: &HeaderMap) -> HeaderMap {
 
 /// The upstream's response headers the agent gets: the first copy of each of [`RETURNED`],
 /// unless the upstream's `Connection` header names it, which makes it hop-by-hop (RFC 9110
-/// §7.6.1), meant for the gateway alone.
-pub fn agent_response(upstream: &HeaderMap) -> HeaderMap {
+/// §7.6.1), meant for the gateway alone. A value holding a configured secret stays behind (an
+/// upstream could make its session id of the credential it was given), and so does a session
+/// id that is not visible ASCII, as MCP requires: the agent sends it back on every request.
+pub fn agent_response(upstream: &HeaderMap, secrets: &crate::credentials::Scrubber) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(RETURNED.len());
     let hop = |name: &HeaderName| {
         upstream
@@ -437,10 +439,23 @@ pub fn agent_response(upstream: &HeaderMap) -> HeaderMap {
         if let Some(value) = upstream.get(name)
             && !(named && hop(name))
         {
+            if secrets.found_in(value.as_bytes()) {
+                tracing::warn!(header = %name, "Withheld an upstream response header that holds a configured secret.");
+                continue;
+            }
+            if *name == MCP_SESSION_ID && !visible_ascii(value.as_bytes()) {
+                tracing::warn!("Withheld an upstream session id that is not visible ASCII.");
+                continue;
+            }
             out.insert(name.clone(), value.clone());
         }
     }
     out
+}
+
+/// Whether `bytes` are all visible ASCII (0x21 to 0x7E), as MCP session ids must be.
+pub fn visible_ascii(bytes: &[u8]) -> bool {
+    bytes.iter().all(|b| (0x21..=0x7e).contains(b))
 }
 
 #[cfg(test)]
@@ -579,39 +594,66 @@ mod tests {
 
     #[test]
     fn headers_the_upstreams_connection_header_names_stay_behind() {
-        let out = agent_response(&h(&[
-            ("connection", "keep-alive, X-Internal-Token"),
-            ("x-internal-token", "secret"),
-            ("content-type", "application/json"),
-            ("mcp-session-id", "s1"),
-        ]));
+        let out = agent_response(
+            &h(&[
+                ("connection", "keep-alive, X-Internal-Token"),
+                ("x-internal-token", "secret"),
+                ("content-type", "application/json"),
+                ("mcp-session-id", "s1"),
+            ]),
+            &Default::default(),
+        );
         assert!(out.get("x-internal-token").is_none());
         assert!(out.get("connection").is_none());
         assert_eq!(out.get("mcp-session-id").unwrap(), "s1");
         assert_eq!(out.get("content-type").unwrap(), "application/json");
     }
 
+    /// An upstream that makes its session id (or another returned header) of the credential
+    /// the gateway gave it would hand that credential to the agent.
+    #[test]
+    fn returned_headers_holding_a_secret_or_an_odd_session_id_stay_behind() {
+        let secrets = crate::credentials::Scrubber::of(&["sk-live-123456"]);
+        let out = agent_response(
+            &h(&[
+                ("mcp-session-id", "Bearer sk-live-123456"),
+                ("cache-control", "no-store, sk-live-123456"),
+                ("content-type", "application/json"),
+            ]),
+            &secrets,
+        );
+        assert!(out.get("mcp-session-id").is_none() && out.get("cache-control").is_none());
+        assert_eq!(out.get("content-type").unwrap(), "application/json");
+        let out = agent_response(&h(&[("mcp-session-id", "a b")]), &secrets);
+        assert!(out.get("mcp-session-id").is_none());
+        let out = agent_response(&h(&[("mcp-session-id", "a-b_c.1")]), &secrets);
+        assert_eq!(out.get("mcp-session-id").unwrap(), "a-b_c.1");
+    }
+
     #[test]
     fn only_mcp_and_content_headers_come_back_once_each() {
-        let out = agent_response(&h(&[
-            ("content-type", "text/event-stream"),
-            ("cache-control", "no-store"),
-            ("mcp-session-id", "s1"),
-            ("mcp-session-id", "s2"),
-            ("retry-after", "5"),
-            (
-                "www-authenticate",
-                r#"Bearer resource_metadata="https://up/.well-known/oauth-protected-resource""#,
-            ),
-            ("location", "http://elsewhere/"),
-            ("set-cookie", "sid=1"),
-            ("access-control-allow-origin", "*"),
-            ("alt-svc", "h3=\":443\""),
-            ("content-length", "12"),
-            ("transfer-encoding", "chunked"),
-            ("content-encoding", "gzip"),
-            ("x-upstream-debug", "internal"),
-        ]));
+        let out = agent_response(
+            &h(&[
+                ("content-type", "text/event-stream"),
+                ("cache-control", "no-store"),
+                ("mcp-session-id", "s1"),
+                ("mcp-session-id", "s2"),
+                ("retry-after", "5"),
+                (
+                    "www-authenticate",
+                    r#"Bearer resource_metadata="https://up/.well-known/oauth-protected-resource""#,
+                ),
+                ("location", "http://elsewhere/"),
+                ("set-cookie", "sid=1"),
+                ("access-control-allow-origin", "*"),
+                ("alt-svc", "h3=\":443\""),
+                ("content-length", "12"),
+                ("transfer-encoding", "chunked"),
+                ("content-encoding", "gzip"),
+                ("x-upstream-debug", "internal"),
+            ]),
+            &Default::default(),
+        );
         let mut names: Vec<&str> = out.keys().map(HeaderName::as_str).collect();
         names.sort_unstable();
         assert_eq!(

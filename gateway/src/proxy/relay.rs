@@ -515,8 +515,42 @@ const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 const MAX_ENDPOINTS_PER_STREAM: usize = 4;
 const MAX_ENDPOINT_BYTES: usize = 2048;
 
+/// The longest event id passed on: agents send it back as `Last-Event-ID`.
+const MAX_EVENT_ID_BYTES: usize = 1024;
+
 fn relay_event(st: &mut SseState, event: &Event, out: &mut BytesMut) {
     let server = st.ctx.upstream.server.name.as_str();
+    // An event's id goes to the agent and comes back in a header: it is held to what a header
+    // may carry, and may not carry a credential the server was given (the data's scrubbing
+    // never sees it). Such an id is dropped, the event kept.
+    let cleaned;
+    let event = match &event.id {
+        Some(id) if st.ctx.gateway.secrets.found_in(id.as_bytes()) => {
+            tracing::warn!(
+                server,
+                "Dropped an upstream SSE event id that holds a configured secret."
+            );
+            cleaned = Event {
+                id: None,
+                ..event.clone()
+            };
+            &cleaned
+        }
+        Some(id)
+            if id.len() > MAX_EVENT_ID_BYTES || !super::headers::visible_ascii(id.as_bytes()) =>
+        {
+            tracing::debug!(
+                server,
+                "Dropped an upstream SSE event id that is not short visible ASCII."
+            );
+            cleaned = Event {
+                id: None,
+                ..event.clone()
+            };
+            &cleaned
+        }
+        _ => event,
+    };
     match (event.event.as_deref(), &event.data) {
         (Some("endpoint"), Some(data)) if st.ctx.legacy_stream => {
             let Some((answers, _)) = &st.answers else {

@@ -849,6 +849,16 @@ async fn bodiless(
     if let Err(e) = headers::check_no_param_headers(req.headers()) {
         return Outcome::refused(e, Vec::new());
     }
+    // They describe a POST's body: on a request without one, an intermediary routing on them
+    // would act on what no body says.
+    for name in [&headers::MCP_METHOD, &headers::MCP_NAME] {
+        if req.headers().contains_key(name) {
+            return Outcome::refused(
+                Refusal::BadHeader(format!("{name} describes a POST body; a {method} has none")),
+                Vec::new(),
+            );
+        }
+    }
     // The transport spec's 400 for an unsupported or contradicting MCP-Protocol-Version holds
     // for every request, not only POSTs.
     if let Err(e) = revision(
@@ -1017,7 +1027,7 @@ async fn relay_response(
         let detail = "compressed response despite Accept-Encoding: identity".to_owned();
         return Outcome::refused(invalid(&ctx, detail), messages);
     }
-    let mut out_headers = headers::agent_response(&parts.headers);
+    let mut out_headers = headers::agent_response(&parts.headers, &gateway.secrets);
     let body = match parts.status {
         StatusCode::ACCEPTED | StatusCode::NO_CONTENT => {
             relay::discard(body).await;

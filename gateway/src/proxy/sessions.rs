@@ -2,13 +2,14 @@
 //! other caller can use it, and the revision the two ends negotiated, so that later requests
 //! are held to that revision's rules (batches, required headers).
 //!
-//! Bounded: beyond `max_sessions` the oldest entry is forgotten, and one caller holds at most a
-//! quarter of them (beyond that its own oldest goes), so that no caller can push everybody
-//! else's sessions out. A forgotten session is refused like an unknown one (404), and its agent
-//! starts a new one, as MCP clients do when a server forgets a session.
+//! Bounded: beyond `max_sessions` the least recently used entry is forgotten, and one caller
+//! holds at most a quarter of them (beyond that its own least recently used goes), so that no
+//! caller can push everybody else's sessions out, and a flood of new sessions pushes out idle
+//! ones before busy ones. A forgotten session is refused like an unknown one (404), and its
+//! agent starts a new one, as MCP clients do when a server forgets a session.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{BTreeMap, HashMap},
     sync::Mutex,
 };
 
@@ -21,31 +22,56 @@ pub struct Sessions {
     inner: Mutex<Inner>,
 }
 
+type Key = (String, String);
+
 #[derive(Debug)]
 struct Entry {
     /// The principal whose request the upstream answered with this session id.
     owner: Box<str>,
     revision: Option<Revision>,
+    /// When it was last claimed or used (a counter, not a clock).
+    used: u64,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    map: HashMap<(String, String), Entry>,
-    order: VecDeque<(String, String)>,
-    /// How many entries each owner holds.
-    held: HashMap<Box<str>, usize>,
+    map: HashMap<Key, Entry>,
+    /// Every entry by last use, least recent first.
+    order: BTreeMap<u64, Key>,
+    /// Each owner's entries by last use.
+    held: HashMap<Box<str>, BTreeMap<u64, Key>>,
+    clock: u64,
 }
 
 impl Inner {
-    fn forget(&mut self, key: &(String, String)) {
-        if let Some(entry) = self.map.remove(key)
-            && let Some(n) = self.held.get_mut(&entry.owner)
-        {
-            *n -= 1;
-            if *n == 0 {
-                self.held.remove(&entry.owner);
+    fn forget(&mut self, key: &Key) {
+        if let Some(entry) = self.map.remove(key) {
+            self.order.remove(&entry.used);
+            if let Some(own) = self.held.get_mut(&entry.owner) {
+                own.remove(&entry.used);
+                if own.is_empty() {
+                    self.held.remove(&entry.owner);
+                }
             }
         }
+    }
+
+    fn touch(&mut self, key: &Key) {
+        self.clock += 1;
+        let now = self.clock;
+        if let Some(entry) = self.map.get_mut(key) {
+            let before = std::mem::replace(&mut entry.used, now);
+            self.order.remove(&before);
+            self.order.insert(now, key.clone());
+            if let Some(own) = self.held.get_mut(&entry.owner) {
+                own.remove(&before);
+                own.insert(now, key.clone());
+            }
+        }
+    }
+
+    fn held_by(&self, owner: &str) -> usize {
+        self.held.get(owner).map_or(0, BTreeMap::len)
     }
 }
 
@@ -83,41 +109,52 @@ impl Sessions {
         if let Some(entry) = inner.map.get_mut(&key) {
             if &*entry.owner == owner {
                 f(entry);
+                inner.touch(&key);
             }
             return;
         }
         let per_owner = (self.max / 4).max(1);
-        if inner.held.get(owner).copied().unwrap_or(0) >= per_owner {
-            let own = inner
-                .order
-                .iter()
-                .position(|k| inner.map.get(k).is_some_and(|e| &*e.owner == owner));
-            if let Some(oldest) = own.and_then(|i| inner.order.remove(i)) {
-                inner.forget(&oldest);
+        if inner.held_by(owner) >= per_owner {
+            let own_least = inner
+                .held
+                .get(owner)
+                .and_then(|own| own.values().next().cloned());
+            if let Some(least) = own_least {
+                inner.forget(&least);
             }
         }
+        inner.clock += 1;
+        let used = inner.clock;
         let mut entry = Entry {
             owner: owner.into(),
             revision: None,
+            used,
         };
         f(&mut entry);
-        *inner.held.entry(owner.into()).or_default() += 1;
+        inner
+            .held
+            .entry(owner.into())
+            .or_default()
+            .insert(used, key.clone());
         inner.map.insert(key.clone(), entry);
-        inner.order.push_back(key);
+        inner.order.insert(used, key);
         while inner.map.len() > self.max {
-            let Some(oldest) = inner.order.pop_front() else {
+            let Some(least) = inner.order.values().next().cloned() else {
                 break;
             };
-            inner.forget(&oldest);
+            inner.forget(&least);
         }
     }
 
-    /// Whether `session` is one the upstream gave `principal`.
+    /// Whether `session` is one the upstream gave `principal` (which counts as a use of it).
     pub fn owned_by(&self, server: &str, session: &str, principal: &str) -> bool {
-        self.lock()
-            .map
-            .get(&(server.to_owned(), session.to_owned()))
-            .is_some_and(|e| &*e.owner == principal)
+        let key = (server.to_owned(), session.to_owned());
+        let mut inner = self.lock();
+        let owned = inner.map.get(&key).is_some_and(|e| &*e.owner == principal);
+        if owned {
+            inner.touch(&key);
+        }
+        owned
     }
 
     pub fn get(&self, server: &str, session: &str) -> Option<Revision> {
@@ -130,11 +167,7 @@ impl Sessions {
     /// Forgets a session (DELETE, or the upstream said it is gone).
     pub fn remove(&self, server: &str, session: &str) {
         let key = (server.to_owned(), session.to_owned());
-        let mut inner = self.lock();
-        if inner.map.contains_key(&key) {
-            inner.forget(&key);
-            inner.order.retain(|k| k != &key);
-        }
+        self.lock().forget(&key);
     }
 
     #[cfg(test)]
@@ -154,7 +187,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bounded_oldest_first_and_scoped_by_server() {
+    fn bounded_least_recently_used_first_and_scoped_by_server() {
         let s = Sessions::new(2);
         s.negotiated("a", "1", "alice", Revision::V2025_03_26);
         s.negotiated("b", "1", "bob", Revision::V2025_06_18);
@@ -187,7 +220,29 @@ mod tests {
         s.remove("a", "mallory-99");
         s.claim("a", "mallory-100", "mallory");
         assert!(s.owned_by("a", "mallory-98", "mallory"));
-        assert_eq!(s.lock().held.get("mallory"), Some(&2));
+        assert_eq!(s.lock().held_by("mallory"), 2);
+    }
+
+    /// A flood of new sessions pushes out idle ones before the ones in use, however old.
+    #[test]
+    fn sessions_in_use_outlive_a_flood_of_new_ones() {
+        let s = Sessions::new(8);
+        s.claim("a", "busy", "alice");
+        s.claim("a", "idle", "alice");
+        for owner in ["m1", "m2", "m3"] {
+            for i in 0..2 {
+                s.claim("a", &format!("{owner}-{i}"), owner);
+                assert!(s.owned_by("a", "busy", "alice"), "used between floods");
+            }
+        }
+        s.claim("a", "m4-0", "m4");
+        s.claim("a", "m4-1", "m4");
+        assert!(s.owned_by("a", "busy", "alice"), "the oldest, but in use");
+        assert!(!s.owned_by("a", "idle", "alice"), "idle, so gone first");
+        assert_eq!(s.len(), 8);
+        let inner = s.lock();
+        assert_eq!(inner.order.len(), 8);
+        assert_eq!(inner.held.values().map(BTreeMap::len).sum::<usize>(), 8);
     }
 
     #[test]

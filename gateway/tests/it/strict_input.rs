@@ -360,6 +360,24 @@ async fn each_bad_input_gets_a_named_error_and_never_reaches_the_upstream() {
         );
     }
 
+    // Nor may they carry headers that describe a body they do not have.
+    for (method, header) in [("GET", "Mcp-Method"), ("DELETE", "Mcp-Name")] {
+        let (status, _, body) = http(
+            port,
+            method,
+            "/servers/py/mcp",
+            &[("Accept", "text/event-stream"), (header, "tools/call")],
+            b"",
+        )
+        .await;
+        assert_eq!(status, 400, "{method}");
+        assert!(
+            rpc_error(&body).1.contains("describes a POST body"),
+            "{method}: {}",
+            rpc_error(&body).1
+        );
+    }
+
     let seen = received(&server).await;
     assert!(
         seen.is_empty(),
