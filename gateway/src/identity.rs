@@ -79,7 +79,8 @@ const MAX_HASHES: usize = 1024;
 /// Executables larger than this are not hashed (they fail `exe_sha256` selectors): a sparse
 /// file of hundreds of GB still runs, and hashing it would hold a lookup slot for minutes.
 pub const MAX_HASHED_BYTES: u64 = 1 << 30;
-/// How long hashing one executable may take: a slow or stalling file system gets no hash.
+/// How long hashing one executable may take, checked between reads: a slow file system gets no
+/// hash (a read that never returns is cut off by the lookup's own timeout instead).
 const HASH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(4);
 
 fn version(meta: &fs::Metadata) -> FileVersion {

@@ -31,7 +31,12 @@ pub enum InterceptionError {
 pub async fn start(gateway: &Arc<Gateway>) -> Result<(), InterceptionError> {
     let config = &gateway.config;
     let port = config.interception.port;
-    if let Some(start) = unprivileged_port_start()
+    if let Some(0) = unprivileged_port_start() {
+        tracing::warn!(
+            port,
+            "Any user may bind any port here (net.ipv4.ip_unprivileged_port_start = 0): while the gateway is down, the pinned programs send agents' connections to whoever binds interception.port first."
+        );
+    } else if let Some(start) = unprivileged_port_start()
         && port >= start
     {
         tracing::warn!(
@@ -64,7 +69,7 @@ pub async fn start(gateway: &Arc<Gateway>) -> Result<(), InterceptionError> {
             None
         }
     };
-    let (destinations, _) = resolve(config, true).await;
+    let destinations = resolve(config, true, &HashMap::new()).await;
     let mut cgroups = vec![config.interception.cgroup.clone()];
     cgroups.extend(config.interception.attach.iter().cloned());
     let agent_cgroups = config
@@ -144,12 +149,17 @@ pub fn stop(gateway: &Gateway) {
     }
 }
 
-/// Every address each intercepted server's URL resolves to, and the servers whose host could
-/// not be resolved. An address two servers share goes to the first in the config: a
-/// redirected connection names no server, only its address (`loud`: say so at warn level).
-async fn resolve(config: &Config, loud: bool) -> (HashMap<SocketAddr, String>, Vec<String>) {
+/// Every address each intercepted server's URL resolves to. A server whose host cannot be
+/// resolved keeps its addresses in `previous`: dropping them would let agents reach it directly
+/// until the next good lookup. An address two servers share goes to the first in the config,
+/// whichever lookups failed: a redirected connection names no server, only its address
+/// (`loud`: say so at warn level).
+async fn resolve(
+    config: &Config,
+    loud: bool,
+    previous: &HashMap<SocketAddr, String>,
+) -> HashMap<SocketAddr, String> {
     let mut out = HashMap::new();
-    let mut failed = Vec::new();
     for server in &config.servers {
         if server.launch.is_some() {
             // Launched by the gateway: agents reach it only through the gateway anyway.
@@ -164,36 +174,40 @@ async fn resolve(config: &Config, loud: bool) -> (HashMap<SocketAddr, String>, V
             continue;
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        match tokio::net::lookup_host((host, port)).await {
-            Ok(addrs) => {
-                for addr in addrs {
-                    // Canonical form, as the kernel records it: IPv4-mapped becomes IPv4.
-                    let addr = ebpf::socket_addr(&ebpf::destination(addr));
-                    match out.entry(addr) {
-                        std::collections::hash_map::Entry::Vacant(v) => {
-                            v.insert(server.name.to_string());
-                        }
-                        std::collections::hash_map::Entry::Occupied(o)
-                            if o.get() != server.name.as_str() =>
-                        {
-                            let first = o.get();
-                            if loud {
-                                tracing::warn!(%addr, server = %server.name, first = %first, "Two servers share an address: intercepted connections to it reach the first; reach the other in explicit mode.");
-                            } else {
-                                tracing::debug!(%addr, server = %server.name, first = %first, "Two servers share an address.");
-                            }
-                        }
-                        std::collections::hash_map::Entry::Occupied(_) => {}
+        let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((host, port)).await {
+            // Canonical form, as the kernel records it: IPv4-mapped becomes IPv4.
+            Ok(addrs) => addrs
+                .map(|a| ebpf::socket_addr(&ebpf::destination(a)))
+                .collect(),
+            Err(error) => {
+                tracing::warn!(%error, server = %server.name, "Cannot resolve the server's host; keeping its last addresses.");
+                previous
+                    .iter()
+                    .filter(|(_, s)| **s == server.name.as_str())
+                    .map(|(a, _)| *a)
+                    .collect()
+            }
+        };
+        for addr in addrs {
+            match out.entry(addr) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(server.name.to_string());
+                }
+                std::collections::hash_map::Entry::Occupied(o)
+                    if o.get() != server.name.as_str() =>
+                {
+                    let first = o.get();
+                    if loud {
+                        tracing::warn!(%addr, server = %server.name, first = %first, "Two servers share an address: intercepted connections to it reach the first; reach the other in explicit mode.");
+                    } else {
+                        tracing::debug!(%addr, server = %server.name, first = %first, "Two servers share an address.");
                     }
                 }
-            }
-            Err(error) => {
-                tracing::warn!(%error, server = %server.name, "Cannot resolve the server's host.");
-                failed.push(server.name.to_string());
+                std::collections::hash_map::Entry::Occupied(_) => {}
             }
         }
     }
-    (out, failed)
+    out
 }
 
 async fn refresh(gateway: Arc<Gateway>) {
@@ -202,14 +216,8 @@ async fn refresh(gateway: Arc<Gateway>) {
             _ = gateway.drain.signaled() => return,
             _ = tokio::time::sleep(REFRESH_EVERY) => {}
         }
-        let (mut fresh, failed) = resolve(&gateway.config, false).await;
-        // A failed lookup keeps the server's last addresses: dropping them would let agents
-        // reach it directly until the next good one.
-        for (addr, server) in lock(&gateway.destinations).iter() {
-            if failed.contains(server) {
-                fresh.entry(*addr).or_insert_with(|| server.clone());
-            }
-        }
+        let previous = lock(&gateway.destinations).clone();
+        let fresh = resolve(&gateway.config, false, &previous).await;
         let wanted: Vec<_> = fresh.keys().copied().map(ebpf::destination).collect();
         if let Some(interceptor) = lock(&gateway.interceptor).as_mut()
             && let Err(error) = interceptor.set_destinations(&wanted)

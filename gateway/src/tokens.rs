@@ -155,6 +155,8 @@ pub enum TokenError {
     TooLong { max: Duration, asked: Duration },
     #[error("cannot sign the token: {0}")]
     Sign(String),
+    #[error("agent name {0:?} is what callers no agent matches are called: it cannot be given")]
+    ReservedAgent(String),
 }
 
 /// The gateway's token service.
@@ -470,6 +472,9 @@ impl TokenService {
         args: Option<ArgConstraints>,
         ttl: Option<Duration>,
     ) -> Result<(String, Claims), TokenError> {
+        if agent == crate::identity::UNKNOWN_AGENT || agent.is_empty() {
+            return Err(TokenError::ReservedAgent(agent.to_owned()));
+        }
         let ttl = ttl.unwrap_or(self.config.default_ttl);
         if ttl > self.config.max_ttl || ttl.is_zero() {
             return Err(TokenError::TooLong {
@@ -534,8 +539,14 @@ impl TokenService {
             .as_str()
             .ok_or_else(|| Rejection::MissingClaim(ext.config.agent_claim.clone()))?
             .to_owned();
-        if let Some(allowed) = &ext.config.agents
-            && !allowed.contains(&agent)
+        // Nor may an issuer name callers "unknown": rules for unmatched callers would match.
+        if agent == crate::identity::UNKNOWN_AGENT
+            || agent.is_empty()
+            || ext
+                .config
+                .agents
+                .as_ref()
+                .is_some_and(|allowed| !allowed.contains(&agent))
         {
             return Err(Rejection::AgentNotAllowed(agent));
         }
@@ -837,6 +848,10 @@ mod tests {
         assert!(matches!(
             s.issue("a", None, None, None, Some(Duration::from_secs(7200))),
             Err(TokenError::TooLong { .. })
+        ));
+        assert!(matches!(
+            s.issue("unknown", None, None, None, None),
+            Err(TokenError::ReservedAgent(_))
         ));
     }
 

@@ -273,7 +273,10 @@ fn ebpf_toolchain(root: &Path) -> Result<()> {
         std::os::unix::fs::symlink(&llvm, &link)?;
     }
     let features = format!("llvm-{major}");
-    let cargo_root = PathBuf::from(&home).join(".cargo");
+    // Where cargo puts what it installs, so that it lands on the PATH rustup set up.
+    let cargo_root = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(&home).join(".cargo"));
     run(
         root,
         "cargo",
@@ -343,6 +346,7 @@ fn setup(root: &Path) -> Result<()> {
             node_dir.join("package.json"),
         )?;
         std::fs::copy(&lock, node_dir.join("package-lock.json"))?;
+        check_node()?;
         run(
             &node_dir,
             "npm",
@@ -356,19 +360,31 @@ fn setup(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A venv at `venv` with exactly `requirements`, redone when they change.
+/// A venv at `venv` with exactly `requirements`, made afresh when they change or the venv is
+/// broken (a `python3 -m venv` that failed half-way leaves a python without pip).
 fn python_venv(root: &Path, requirements: &Path, venv: &Path, stamp: &Path) -> Result<()> {
     let python = venv.join("bin/python");
-    if stamp_matches(stamp, requirements)? && python.exists() {
+    let has_pip = || {
+        Command::new(&python)
+            .args(["-m", "pip", "--version"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if stamp_matches(stamp, requirements)? && has_pip() {
         return Ok(());
     }
-    if !python.exists() {
+    let make = |root: &Path| {
         run(
             root,
             "python3",
-            &["-m", "venv", venv.to_str().context("path")?],
+            &["-m", "venv", "--clear", venv.to_str().context("path")?],
             &[],
-        )?;
+        )
+    };
+    if make(root).is_err() {
+        // Debian ships venv (and ensurepip) apart from python3.
+        apt_install("python3-venv")?;
+        make(root)?;
     }
     run(
         root,
@@ -388,6 +404,28 @@ fn python_venv(root: &Path, requirements: &Path, venv: &Path, stamp: &Path) -> R
     Ok(())
 }
 
+/// The locked npm peers need Node.js 20 or later (their HTTP server package says so, and
+/// fails at run time, not install time, on older ones).
+fn check_node() -> Result<()> {
+    let version = Command::new("node")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    let major = version
+        .as_deref()
+        .and_then(|v| v.trim_start_matches('v').split('.').next())
+        .and_then(|m| m.parse::<u32>().ok());
+    match major {
+        Some(m) if m >= 20 => Ok(()),
+        _ => bail!(
+            "the npm test peers need Node.js 20 or later with npm (found {}); install them (Debian 13's nodejs and npm packages, for one)",
+            version.as_deref().unwrap_or("no node")
+        ),
+    }
+}
+
 /// PostgreSQL for the policy tests (Debian's package; the tests start their own clusters).
 fn ensure_postgres() -> Result<()> {
     let installed = std::fs::read_dir("/usr/lib/postgresql").is_ok_and(|d| {
@@ -402,21 +440,13 @@ fn ensure_postgres() -> Result<()> {
 
 fn apt_install(package: &str) -> Result<()> {
     let env = [("DEBIAN_FRONTEND", "noninteractive")];
-    if run(
-        Path::new("/"),
-        "apt-get",
-        &["install", "-y", "-q", package],
-        &env,
-    )
-    .is_err()
-    {
-        run(Path::new("/"), "apt-get", &["update", "-q"], &env)?;
-        run(
-            Path::new("/"),
-            "apt-get",
-            &["install", "-y", "-q", package],
-            &env,
-        )?;
+    // A freshly booted machine may be running unattended upgrades: wait for the lock.
+    let lock = ["-o", "DPkg::Lock::Timeout=600"];
+    let install = [&lock[..], &["install", "-y", "-q", package]].concat();
+    if run(Path::new("/"), "apt-get", &install, &env).is_err() {
+        let update = [&lock[..], &["update", "-q"]].concat();
+        run(Path::new("/"), "apt-get", &update, &env)?;
+        run(Path::new("/"), "apt-get", &install, &env)?;
     }
     Ok(())
 }

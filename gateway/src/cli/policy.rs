@@ -271,8 +271,14 @@ pub fn main(action: Action) -> i32 {
                         );
                         return EXIT_UNAVAILABLE;
                     }
-                    Err(_) => {
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                         println!("no gateway is running at {admin}; the pin applies when it starts")
+                    }
+                    Err(e) => {
+                        eprintln!(
+                            "cannot tell whether the gateway at {admin} reloaded ({e}); the pin is written and applies at its next reload or start"
+                        );
+                        return EXIT_UNAVAILABLE;
                     }
                 }
             }

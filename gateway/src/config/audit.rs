@@ -401,11 +401,12 @@ fn span_of<T>(s: &Spanned<T>) -> Option<Range<usize>> {
 
 fn count(v: &Spanned<i64>, key: &str, min: i64) -> Result<u64, Invalid> {
     let n = *v.get_ref();
-    if n < min {
+    let max = super::raw::MAX_COUNT as i64;
+    if n < min || n > max {
         return Err((
             span_of(v),
             key.to_owned(),
-            format!("must be at least {min}, not {n}"),
+            format!("must be from {min} to {max}, not {n}"),
         ));
     }
     Ok(n as u64)

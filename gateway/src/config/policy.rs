@@ -679,7 +679,7 @@ fn push_rule(
             }
             let per = humantime::parse_duration(&r.per)
                 .ok()
-                .filter(|d| !d.is_zero())
+                .filter(|d| !d.is_zero() && *d <= super::raw::MAX_DURATION)
                 .ok_or_else(|| {
                     invalid(
                         span.clone(),

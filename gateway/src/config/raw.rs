@@ -467,7 +467,7 @@ pub const MAX_COUNT: usize = 1 << 40;
 /// The longest duration any key takes: long enough for any retention, short enough that adding
 /// it to a clock reading cannot overflow (hyper's header timeout adds with `+`, and certificate
 /// dates end at the year 9999).
-pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
 
 /// A count or size that must be at least 1 (and at most [`MAX_COUNT`]).
 #[derive(Clone, Copy, Debug, Deserialize)]

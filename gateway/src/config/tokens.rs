@@ -272,18 +272,18 @@ impl RawTokens {
             Some(s) => Ok(s.into_inner()),
             None => Ok(default),
         };
-        let ttl_span = self
-            .default_ttl
-            .as_ref()
-            .or(self.max_ttl.as_ref())
-            .map(|s| s.span());
+        let (ttl_key, ttl_span) = match (&self.default_ttl, &self.max_ttl) {
+            (Some(d), _) => ("tokens.default_ttl", Some(d.span())),
+            (None, Some(m)) => ("tokens.max_ttl", Some(m.span())),
+            (None, None) => ("tokens.default_ttl", None),
+        };
         let default_ttl = ttl(self.default_ttl, "tokens.default_ttl", d.default_ttl)?;
         let max_ttl = ttl(self.max_ttl, "tokens.max_ttl", d.max_ttl)?;
         if default_ttl > max_ttl {
             return Err((
                 ttl_span,
-                "tokens.default_ttl".into(),
-                "is longer than tokens.max_ttl".into(),
+                ttl_key.into(),
+                "tokens.default_ttl is longer than tokens.max_ttl".into(),
             ));
         }
         let enabled = self.enabled.unwrap_or(d.enabled);

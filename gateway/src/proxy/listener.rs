@@ -69,14 +69,18 @@ pub async fn serve_transparent(listener: TcpListener, gateway: Arc<Gateway>) {
             // A read that hangs keeps its blocking thread even after the timeout: at most
             // MAX_RESOLVING run at once, and a connection finding none free is closed, so that
             // hung reads cannot take the blocking pool other work needs (DNS, reloads, audit).
-            let Ok(permit) = RESOLVING.clone().try_acquire_owned() else {
-                tracing::warn!(%peer, pid = record.tgid, "Closed a redirected connection: too many process lookups are still running.");
+            // One user's processes (whose executables may be slow to read, on purpose) hold at
+            // most a quarter of the lookups: the others' connections still get theirs. Waited
+            // for (a burst of connects from one new binary is normal: once one lookup has
+            // hashed it, the others hit the cache), and taken before a global slot, so that
+            // waiting holds none.
+            let deadline = tokio::time::Instant::now() + RESOLVE_TIMEOUT;
+            let Some(share) = UserShare::wait_for(record.uid, deadline).await else {
+                tracing::warn!(%peer, pid = record.tgid, uid = record.uid, "Closed a redirected connection: this user's process lookups did not finish in time.");
                 return;
             };
-            // One user's processes (whose executables may be slow to read, on purpose) hold at
-            // most a quarter of the lookups: the others' connections still get theirs.
-            let Some(share) = UserShare::take(record.uid) else {
-                tracing::warn!(%peer, pid = record.tgid, uid = record.uid, "Closed a redirected connection: too many process lookups of this user are still running.");
+            let Ok(permit) = RESOLVING.clone().try_acquire_owned() else {
+                tracing::warn!(%peer, pid = record.tgid, "Closed a redirected connection: too many process lookups are still running.");
                 return;
             };
             let resolver = gateway.clone();
@@ -84,7 +88,7 @@ pub async fn serve_transparent(listener: TcpListener, gateway: Arc<Gateway>) {
                 let _held = (permit, share);
                 resolver.resolver.resolve(&record, original)
             });
-            let process = match tokio::time::timeout(RESOLVE_TIMEOUT, resolved).await {
+            let process = match tokio::time::timeout_at(deadline, resolved).await {
                 Ok(Ok(p)) => Arc::new(p),
                 _ => {
                     tracing::warn!(%peer, pid = record.tgid, "Closed a redirected connection whose process could not be read in time.");
@@ -138,10 +142,27 @@ const MAX_RESOLVING_PER_USER: usize = MAX_RESOLVING / 4;
 static RESOLVING_BY_USER: std::sync::LazyLock<std::sync::Mutex<HashMap<u32, usize>>> =
     std::sync::LazyLock::new(Default::default);
 
+/// Wakes connections waiting for a user's share when one is given back.
+static SHARE_FREED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
 /// One running lookup of a user's, given back when dropped.
 struct UserShare(u32);
 
 impl UserShare {
+    /// A share for `uid`, waiting until `deadline` for one to be given back.
+    async fn wait_for(uid: u32, deadline: tokio::time::Instant) -> Option<Self> {
+        loop {
+            // Registered before looking, so that a share given back in between still wakes it.
+            let freed = SHARE_FREED.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if let Some(share) = Self::take(uid) {
+                return Some(share);
+            }
+            tokio::time::timeout_at(deadline, freed).await.ok()?;
+        }
+    }
+
     fn take(uid: u32) -> Option<Self> {
         let mut by_user = RESOLVING_BY_USER.lock().unwrap_or_else(|p| p.into_inner());
         let running = by_user.entry(uid).or_default();
@@ -162,6 +183,8 @@ impl Drop for UserShare {
                 by_user.remove(&self.0);
             }
         }
+        drop(by_user);
+        SHARE_FREED.notify_waiters();
     }
 }
 static RESOLVING: std::sync::LazyLock<Arc<tokio::sync::Semaphore>> =
@@ -381,5 +404,30 @@ mod tests {
         assert!(UserShare::take(greedy).is_some(), "given back when dropped");
         let by_user = RESOLVING_BY_USER.lock().unwrap();
         assert!(!by_user.contains_key(&greedy) && !by_user.contains_key(&other));
+    }
+
+    /// Beyond the share, a lookup waits for one to be given back, until its deadline.
+    #[tokio::test]
+    async fn a_lookup_beyond_the_share_waits_for_one_given_back() {
+        use tokio::time::{Duration, Instant};
+        let uid = 4_000_000_003;
+        let mut held: Vec<_> = (0..MAX_RESOLVING_PER_USER)
+            .map(|_| UserShare::take(uid).unwrap())
+            .collect();
+        let soon = Instant::now() + Duration::from_millis(50);
+        assert!(
+            UserShare::wait_for(uid, soon).await.is_none(),
+            "none given back"
+        );
+        let waiter = tokio::spawn(UserShare::wait_for(
+            uid,
+            Instant::now() + Duration::from_secs(5),
+        ));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        held.pop();
+        assert!(
+            waiter.await.unwrap().is_some(),
+            "woken by the one given back"
+        );
     }
 }

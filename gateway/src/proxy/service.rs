@@ -751,6 +751,8 @@ async fn post(
             .sessions
             .claim(upstream.server.name.as_str(), id, &owner);
     }
+    // A session id the agent is not given (it holds an injected secret) is not recorded either.
+    let issued = issued.filter(|id| !gateway.secrets.found_in(id.as_bytes()));
     let session = issued.map(str::to_owned).or(session_sent);
     let ctx = relay::Context {
         gateway: gateway.clone(),

@@ -356,8 +356,6 @@ impl HostCa {
     }
 }
 
-/// Whether a CA certificate limits the names it vouches for (CAs from before `ca init` set
-/// name constraints do not).
 /// The end of a certificate's validity.
 fn not_after(der: &[u8]) -> Option<SystemTime> {
     use x509_parser::prelude::FromDer;
@@ -366,6 +364,8 @@ fn not_after(der: &[u8]) -> Option<SystemTime> {
     SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs))
 }
 
+/// Whether a CA certificate limits the names it vouches for (CAs from before `ca init` set
+/// name constraints do not).
 fn has_name_constraints(der: &[u8]) -> bool {
     use x509_parser::prelude::FromDer;
     x509_parser::certificate::X509Certificate::from_der(der)
