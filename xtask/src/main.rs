@@ -235,14 +235,23 @@ fn ebpf_toolchain(root: &Path) -> Result<()> {
             &[],
         )?;
     }
+    let home = std::env::var("HOME").context("HOME")?;
+    // Where cargo puts what it installs, so that it lands on the PATH rustup set up.
+    let cargo_root = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(&home).join(".cargo"));
+    // A bpf-linker that runs may still be linked to another toolchain's LLVM: the stamp says
+    // which rustc it was built for.
+    let verbose = output(root, "rustc", &["-vV"])?;
+    let stamp = cargo_root.join("bpf-linker.rustc");
     let works = Command::new("bpf-linker")
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if works {
+    let same_rustc = std::fs::read_to_string(&stamp).is_ok_and(|s| s == verbose);
+    if works && (same_rustc || !stamp.exists()) {
         return Ok(());
     }
-    let verbose = output(root, "rustc", &["-vV"])?;
     let major = verbose
         .lines()
         .find_map(|l| l.strip_prefix("LLVM version: "))
@@ -260,7 +269,6 @@ fn ebpf_toolchain(root: &Path) -> Result<()> {
                 .is_some_and(|n| n.starts_with("libLLVM.so."))
         })
         .with_context(|| format!("no libLLVM.so.* in {}", lib.display()))?;
-    let home = std::env::var("HOME").context("HOME")?;
     let prefix = PathBuf::from(&home)
         .join(".local/share/bpf-linker-llvm")
         .join(sysroot.file_name().context("sysroot")?);
@@ -273,10 +281,6 @@ fn ebpf_toolchain(root: &Path) -> Result<()> {
         std::os::unix::fs::symlink(&llvm, &link)?;
     }
     let features = format!("llvm-{major}");
-    // Where cargo puts what it installs, so that it lands on the PATH rustup set up.
-    let cargo_root = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(&home).join(".cargo"));
     run(
         root,
         "cargo",
@@ -294,7 +298,9 @@ fn ebpf_toolchain(root: &Path) -> Result<()> {
             cargo_root.to_str().context("path")?,
         ],
         &[("LLVM_PREFIX", prefix.to_str().context("path")?)],
-    )
+    )?;
+    std::fs::write(&stamp, verbose)?;
+    Ok(())
 }
 
 /// The bpf-linker release the kernel programs are built with.
