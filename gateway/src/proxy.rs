@@ -55,6 +55,9 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     pub drain: Drain,
     connection_permits: Arc<tokio::sync::Semaphore>,
+    /// Of those, what each cgroup's redirected connections hold (a quarter at most): one agent
+    /// holding thousands of idle streams open cannot shut the others out.
+    connection_shares: Arc<listener::Shares>,
     /// Transparent interception, when it is running.
     pub interceptor: Mutex<Option<Interceptor>>,
     /// Intercepted destinations and the server each belongs to.
@@ -171,6 +174,7 @@ impl Gateway {
             sessions: sessions::Sessions::new(config.limits.max_sessions),
             legacy: legacy::Endpoints::default(),
             connection_permits: listener::connection_permits(config.listener.max_connections),
+            connection_shares: listener::Shares::new(config.listener.max_connections / 4),
             interceptor: Mutex::new(None),
             destinations: Mutex::new(HashMap::new()),
             resolver: Resolver::new(config.agents.clone(), config.interception.cgroup.clone()),

@@ -61,8 +61,13 @@ pub async fn serve_transparent(listener: TcpListener, gateway: Arc<Gateway>) {
             tracing::warn!(%peer, %original, "Redirected connection to an address no server has any more.");
             return;
         };
+        let Some(share) = gateway.connection_shares.take(record.cgroup_id) else {
+            tracing::warn!(%peer, pid = record.tgid, cgroup_id = record.cgroup_id, "Closed a redirected connection: its cgroup holds a quarter of listener.max_connections already.");
+            return;
+        };
         let drain = gateway.drain.clone();
         drain.spawn(async move {
+            let _share = share;
             // /proc reads and hashing the executable (which may sit on a file system that never
             // answers) run off the accept loop, bounded: a connection whose process cannot be
             // told in time is closed.
@@ -75,7 +80,7 @@ pub async fn serve_transparent(listener: TcpListener, gateway: Arc<Gateway>) {
             // hashed it, the others hit the cache), and taken before a global slot, so that
             // waiting holds none.
             let deadline = tokio::time::Instant::now() + RESOLVE_TIMEOUT;
-            let Some(share) = UserShare::wait_for(record.uid, deadline).await else {
+            let Some(share) = RESOLVING_BY_USER.wait_for(u64::from(record.uid), deadline).await else {
                 tracing::warn!(%peer, pid = record.tgid, uid = record.uid, "Closed a redirected connection: this user's process lookups did not finish in time.");
                 return;
             };
@@ -138,57 +143,97 @@ const MAX_RESOLVING: usize = 64;
 /// Of those, the most one user's processes may hold.
 const MAX_RESOLVING_PER_USER: usize = MAX_RESOLVING / 4;
 
+static RESOLVING: std::sync::LazyLock<Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| Arc::new(tokio::sync::Semaphore::new(MAX_RESOLVING)));
+
 /// Lookups running for each user.
-static RESOLVING_BY_USER: std::sync::LazyLock<std::sync::Mutex<HashMap<u32, usize>>> =
-    std::sync::LazyLock::new(Default::default);
+static RESOLVING_BY_USER: std::sync::LazyLock<Arc<Shares>> =
+    std::sync::LazyLock::new(|| Shares::new(MAX_RESOLVING_PER_USER));
 
-/// Wakes connections waiting for a user's share when one is given back.
-static SHARE_FREED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+/// How much of a pool each party (a user, a cgroup) holds, each at most `max`, so that one
+/// party cannot take all of it.
+#[derive(Debug)]
+pub struct Shares {
+    max: usize,
+    held: std::sync::Mutex<HashMap<u64, usize>>,
+    /// Wakes those waiting for a share when one is given back.
+    freed: tokio::sync::Notify,
+}
 
-/// One running lookup of a user's, given back when dropped.
-struct UserShare(u32);
+/// One share of a party's, given back when dropped.
+#[derive(Debug)]
+pub struct Share {
+    of: Arc<Shares>,
+    party: u64,
+}
 
-impl UserShare {
-    /// A share for `uid`, waiting until `deadline` for one to be given back.
-    async fn wait_for(uid: u32, deadline: tokio::time::Instant) -> Option<Self> {
+impl Shares {
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max: max.max(1),
+            held: Default::default(),
+            freed: tokio::sync::Notify::new(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, usize>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A share for `party`, if it holds fewer than the most.
+    pub fn take(self: &Arc<Self>, party: u64) -> Option<Share> {
+        let mut held = self.lock();
+        let n = held.entry(party).or_default();
+        if *n >= self.max {
+            if *n == 0 {
+                held.remove(&party);
+            }
+            return None;
+        }
+        *n += 1;
+        Some(Share {
+            of: self.clone(),
+            party,
+        })
+    }
+
+    /// A share for `party`, waiting until `deadline` for one to be given back.
+    pub async fn wait_for(
+        self: &Arc<Self>,
+        party: u64,
+        deadline: tokio::time::Instant,
+    ) -> Option<Share> {
         loop {
             // Registered before looking, so that a share given back in between still wakes it.
-            let freed = SHARE_FREED.notified();
+            let freed = self.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            if let Some(share) = Self::take(uid) {
+            if let Some(share) = self.take(party) {
                 return Some(share);
             }
             tokio::time::timeout_at(deadline, freed).await.ok()?;
         }
     }
 
-    fn take(uid: u32) -> Option<Self> {
-        let mut by_user = RESOLVING_BY_USER.lock().unwrap_or_else(|p| p.into_inner());
-        let running = by_user.entry(uid).or_default();
-        if *running >= MAX_RESOLVING_PER_USER {
-            return None;
-        }
-        *running += 1;
-        Some(UserShare(uid))
+    #[cfg(test)]
+    fn holders(&self) -> usize {
+        self.lock().len()
     }
 }
 
-impl Drop for UserShare {
+impl Drop for Share {
     fn drop(&mut self) {
-        let mut by_user = RESOLVING_BY_USER.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(running) = by_user.get_mut(&self.0) {
-            *running -= 1;
-            if *running == 0 {
-                by_user.remove(&self.0);
+        let mut held = self.of.lock();
+        if let Some(n) = held.get_mut(&self.party) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.party);
             }
         }
-        drop(by_user);
-        SHARE_FREED.notify_waiters();
+        drop(held);
+        self.of.freed.notify_waiters();
     }
 }
-static RESOLVING: std::sync::LazyLock<Arc<tokio::sync::Semaphore>> =
-    std::sync::LazyLock::new(|| Arc::new(tokio::sync::Semaphore::new(MAX_RESOLVING)));
 
 /// Runs a TLS handshake, bounded like a request head (a silent client holds nothing); returns
 /// the stream and the identity of a verified client certificate, if one was presented.
@@ -389,40 +434,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_user_holds_at_most_a_quarter_of_the_process_lookups() {
-        // Users no test process runs as: the table is shared by the whole test binary.
-        let (greedy, other) = (4_000_000_001, 4_000_000_002);
-        let held: Vec<_> = (0..MAX_RESOLVING_PER_USER)
-            .map(|_| UserShare::take(greedy).expect("within the share"))
+    fn one_party_holds_at_most_its_share() {
+        let shares = Shares::new(16);
+        let (greedy, other) = (1, 2);
+        let held: Vec<_> = (0..16)
+            .map(|_| shares.take(greedy).expect("within the share"))
             .collect();
-        assert!(UserShare::take(greedy).is_none(), "beyond the share");
-        assert!(
-            UserShare::take(other).is_some(),
-            "another user still gets one"
-        );
+        assert!(shares.take(greedy).is_none(), "beyond the share");
+        assert!(shares.take(other).is_some(), "another party still gets one");
         drop(held);
-        assert!(UserShare::take(greedy).is_some(), "given back when dropped");
-        let by_user = RESOLVING_BY_USER.lock().unwrap();
-        assert!(!by_user.contains_key(&greedy) && !by_user.contains_key(&other));
+        assert!(shares.take(greedy).is_some(), "given back when dropped");
+        assert_eq!(shares.holders(), 0, "nobody holds any now");
     }
 
     /// Beyond the share, a lookup waits for one to be given back, until its deadline.
     #[tokio::test]
-    async fn a_lookup_beyond_the_share_waits_for_one_given_back() {
+    async fn a_party_beyond_its_share_waits_for_one_given_back() {
         use tokio::time::{Duration, Instant};
-        let uid = 4_000_000_003;
-        let mut held: Vec<_> = (0..MAX_RESOLVING_PER_USER)
-            .map(|_| UserShare::take(uid).unwrap())
-            .collect();
+        let shares = Shares::new(2);
+        let mut held: Vec<_> = (0..2).map(|_| shares.take(7).unwrap()).collect();
         let soon = Instant::now() + Duration::from_millis(50);
-        assert!(
-            UserShare::wait_for(uid, soon).await.is_none(),
-            "none given back"
-        );
-        let waiter = tokio::spawn(UserShare::wait_for(
-            uid,
-            Instant::now() + Duration::from_secs(5),
-        ));
+        assert!(shares.wait_for(7, soon).await.is_none(), "none given back");
+        let waiter = tokio::spawn({
+            let shares = shares.clone();
+            async move {
+                shares
+                    .wait_for(7, Instant::now() + Duration::from_secs(5))
+                    .await
+            }
+        });
         tokio::time::sleep(Duration::from_millis(20)).await;
         held.pop();
         assert!(

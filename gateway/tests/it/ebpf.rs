@@ -1078,3 +1078,59 @@ async fn an_https_server_is_reached_through_interception_with_the_host_ca() {
     assert!(err.to_lowercase().contains("certificate"), "{err}");
     gw.stop().await;
 }
+
+/// Opens `n` connections to `port` on 127.0.0.1, sends a request head on each, and prints
+/// "open" or "closed" for each (did the gateway answer, or close it at once), then holds them.
+fn connection_probe(n: usize, port: u16) -> String {
+    format!(
+        "import socket, time\n\
+         socks, states = [], []\n\
+         for _ in range({n}):\n\
+         \x20   s = socket.create_connection(('127.0.0.1', {port}))\n\
+         \x20   s.settimeout(5)\n\
+         \x20   s.sendall(b'GET /mcp HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nAccept: text/event-stream\\r\\n\\r\\n')\n\
+         \x20   try:\n\
+         \x20       states.append('open' if s.recv(64) else 'closed')\n\
+         \x20   except (ConnectionResetError, socket.timeout):\n\
+         \x20       states.append('closed')\n\
+         \x20   socks.append(s)\n\
+         print(','.join(states), flush=True)\n\
+         time.sleep(30)\n"
+    )
+}
+
+/// One agent's redirected connections hold at most a quarter of listener.max_connections:
+/// beyond that they are closed at once, and another agent's still get served.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_agent_cannot_take_every_connection_slot() {
+    use tokio::io::AsyncBufReadExt;
+    let server = python_server("streamable-http", None).await;
+    let url = server.url("/mcp");
+    let gw = intercepting_with(
+        &[("py", &url)],
+        "[[agents]]\nname = \"a\"\n[[agents]]\nname = \"b\"\n",
+        |t| t.replace("[listener]\n", "[listener]\nmax_connections = 8\n"),
+    )
+    .await;
+    let first_line = |mut child: tokio::process::Child| async move {
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the probe reported")
+            .unwrap()
+            .unwrap_or_default();
+        (line, child)
+    };
+    let spawn = |agent: &str, n: usize| {
+        gw.exec(agent, &python(), &["-c", &connection_probe(n, server.port)])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (greedy, _held) = first_line(spawn("a", 3)).await;
+    assert_eq!(greedy, "open,open,closed");
+    // Agent a still holds its two; agent b is served.
+    let (other, _b) = first_line(spawn("b", 1)).await;
+    assert_eq!(other, "open");
+    gw.stop().await;
+}
