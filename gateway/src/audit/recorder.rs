@@ -42,6 +42,9 @@ pub struct Recorder {
     secrets: Option<std::sync::Arc<crate::credentials::Scrubber>>,
 }
 
+/// How often a stream waiting for the writer to catch up looks again.
+const CATCH_UP_POLL: std::time::Duration = std::time::Duration::from_millis(5);
+
 impl Recorder {
     /// Loads (or creates) the signing key, opens the log (cutting a torn tail) and starts the
     /// writer.
@@ -187,6 +190,16 @@ impl Recorder {
         Ok(seqs)
     }
 
+    /// Returns once the writer is no longer far behind (at once, usually). A long stream of
+    /// server messages, whose records nobody waits for, calls this between reads: while the
+    /// disk cannot keep up, the stream is read at its pace instead of its records piling up
+    /// in memory. A failed log does not hold streams up.
+    pub async fn caught_up(&self) {
+        while self.writer.behind() && !self.writer.failed() {
+            tokio::time::sleep(CATCH_UP_POLL).await;
+        }
+    }
+
     /// Hands a record to the writer and waits until it is durable.
     pub async fn append(&self, record: Record) -> Result<u64, AuditError> {
         self.writer.append(self.scrub(record)).await
@@ -302,6 +315,43 @@ mod tests {
         assert!(r.result.is_none() && r.result_truncated);
         assert_eq!(r.result_bytes, Some(message.len() as u64));
         assert_eq!(r.result_sha256.as_ref().map(String::len), Some(64));
+        recorder.close();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn streams_wait_while_the_writer_is_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = AuditConfig {
+            dir: dir.path().join("audit"),
+            key_file: dir.path().join("audit.key"),
+            fail_closed: false,
+            ..AuditConfig::default()
+        };
+        let lazy = Lazy {
+            flush: std::time::Duration::from_millis(300),
+            batch: usize::MAX,
+            backlog: 2,
+        };
+        let recorder = Recorder::open_with(&config, lazy).unwrap();
+        let started = std::time::Instant::now();
+        recorder.caught_up().await;
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(100),
+            "not behind: at once"
+        );
+        for _ in 0..3 {
+            recorder.record(Record::new(Event::ServerMessage)).unwrap();
+        }
+        assert!(recorder.writer.behind());
+        recorder.caught_up().await;
+        assert!(
+            !recorder.writer.behind(),
+            "returned once the queue was written"
+        );
+        assert!(
+            started.elapsed() >= std::time::Duration::from_millis(100),
+            "it waited"
+        );
         recorder.close();
     }
 

@@ -498,6 +498,11 @@ pub fn sse(ctx: Context, body: Body, max_event: usize) -> Body {
             }
             st.events = events;
             st.events.clear();
+            // Nobody waits for these events' records: an upstream flooding its stream is read
+            // no faster than the log can take them.
+            if let Some(audit) = &st.ctx.gateway.audit {
+                audit.caught_up().await;
+            }
             if !out.is_empty() {
                 return Some((Ok(Frame::data(out.freeze())), st));
             }
