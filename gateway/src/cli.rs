@@ -354,12 +354,24 @@ pub async fn start_with(
     let secrets = Arc::new(crate::credentials::Scrubber::new(&config)?);
     let audit = if config.audit.enabled {
         let recorder = crate::audit::Recorder::open(&config.audit)?.with_secrets(secrets.clone());
+        let found = recorder.found();
+        if found.unsigned > 0 {
+            tracing::warn!(
+                unsigned = found.unsigned,
+                from = found.unsigned_from,
+                "The audit log ends in entries no checkpoint signed (a crash, or an edit while the gateway was down); the next checkpoint signs them, and the start record says how many."
+            );
+        }
         let mut r = crate::audit::Record::new(crate::audit::Event::GatewayStart);
         r.detail = Some(serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
             "config": config.source.as_ref().map(|p| p.display().to_string()),
             "policy_rules": config.policy.rules.len(),
             "fail_closed": config.audit.fail_closed,
+            // Adopted at start: signed from here on, but not by whoever wrote them.
+            "unsigned_at_start": found.unsigned,
+            "unsigned_from": found.unsigned_from,
+            "torn_bytes_cut": found.torn_bytes,
         }));
         recorder.append(r).await?;
         tracing::info!(dir = %config.audit.dir.display(), public_key = recorder.public_key(), fail_closed = config.audit.fail_closed, "Audit log open.");

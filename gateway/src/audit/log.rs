@@ -560,13 +560,83 @@ pub struct Log {
     /// is not rotated again.
     segment_first: u64,
     unsigned: u64,
+    /// What opening found: entries no checkpoint signed yet, and a cut torn tail.
+    found: Found,
     /// Written since the last fdatasync.
     unsynced: bool,
     poisoned: bool,
 }
 
+/// What [`Log::open`] found in the newest segment. Entries written after the last checkpoint
+/// are signed by the next one, whoever wrote them: while the gateway was down, someone with
+/// write access could have rewritten them (no key is needed for the chain). The start record
+/// says how many it adopted, so that the signature covering them also covers that fact.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Found {
+    /// Entries after the last checkpoint (or all, without one).
+    pub unsigned: u64,
+    /// The first of them.
+    pub unsigned_from: u64,
+    /// Bytes cut off as a torn last frame.
+    pub torn_bytes: u64,
+}
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir).and_then(|d| d.sync_all())
+}
+
+/// Writes `bytes` to a new file named `path`, or `path.1`, `path.2`... when that exists (the
+/// same tear twice): `O_EXCL`, so never through a link someone planted. Returns the name.
+fn write_aside(path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    let mut name = path.to_path_buf();
+    for n in 1..=100 {
+        match File::options().write(true).create_new(true).open(&name) {
+            Ok(mut f) => {
+                f.write_all(bytes)?;
+                f.sync_all()?;
+                return Ok(name);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                name = path.with_extension(format!(
+                    "{}.{n}",
+                    path.extension().and_then(|e| e.to_str()).unwrap_or("torn")
+                ));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        "a hundred torn tails are kept aside at this offset already",
+    ))
+}
+
+/// Refuses an audit directory that other users may write to, or that another user owns:
+/// whoever can create files there can plant links the gateway would write through, and
+/// remove or replace segments.
+fn refuse_shared_dir(dir: &Path) -> Result<(), LogError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir).map_err(|source| LogError::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let problem = if meta.mode() & 0o022 != 0 {
+        format!(
+            "group or others may write to it (mode {:04o}): `chmod go-w` it",
+            meta.mode() & 0o7777
+        )
+    } else if meta.uid() != crate::ebpf::effective_uid() {
+        format!(
+            "it belongs to uid {}, not to the gateway's user: `chown` it",
+            meta.uid()
+        )
+    } else {
+        return Ok(());
+    };
+    Err(LogError::Corrupt {
+        path: dir.display().to_string(),
+        problem,
+    })
 }
 
 impl Log {
@@ -583,6 +653,7 @@ impl Log {
             .mode(0o700)
             .create(dir)
             .map_err(io(dir))?;
+        refuse_shared_dir(dir)?;
         let lock_path = dir.join("LOCK");
         let lock = File::options()
             .write(true)
@@ -630,11 +701,13 @@ impl Log {
                 problem: e.message,
             })?;
         let mut size = bytes.len() as u64;
+        let mut torn_bytes = 0;
         if let Some(offset) = v.s.torn_tail_at {
+            torn_bytes = size - offset;
             // Kept aside, not thrown away: an edit can look like a crash, and the bytes are the
             // evidence either way.
             let aside = path.with_extension(format!("log.torn-{offset}"));
-            std::fs::write(&aside, &bytes[offset as usize..]).map_err(io(&aside))?;
+            let aside = write_aside(&aside, &bytes[offset as usize..]).map_err(io(&aside))?;
             tracing::warn!(path = %name, offset, cut = size - offset, kept = %aside.display(), "Cut a torn audit frame left by a crash.");
             file.set_len(offset).map_err(io(&path))?;
             file.sync_all().map_err(io(&path))?;
@@ -660,9 +733,19 @@ impl Log {
             segment_opened: Instant::now(),
             segment_first: first,
             unsigned,
+            found: Found {
+                unsigned,
+                unsigned_from: v.expected - unsigned,
+                torn_bytes,
+            },
             unsynced: false,
             poisoned: false,
         })
+    }
+
+    /// What opening found.
+    pub fn found(&self) -> Found {
+        self.found
     }
 
     /// Sequence number the next record gets.
@@ -773,11 +856,13 @@ impl Log {
             });
         }
         let result = (|| {
-            let mut f = File::options()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&aside)?;
+            // A leftover of a crash is removed (a link, not what it points to), then the file is
+            // made anew: never opened through a link someone planted.
+            match std::fs::remove_file(&aside) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+            let mut f = File::options().write(true).create_new(true).open(&aside)?;
             f.write_all(&anchor)?;
             f.sync_all()?;
             std::fs::rename(&aside, &path)?;
@@ -1141,6 +1226,7 @@ mod tests {
                 std::fs::read(&aside).unwrap(),
                 &with_seven[full.len()..with_seven.len() - cut]
             );
+            std::fs::remove_file(&aside).unwrap();
         }
         // Zeros to the end of the file (blocks a crash allocated but never wrote) are torn too.
         let mut zeros = full.clone();
@@ -1155,6 +1241,66 @@ mod tests {
         drop(log);
         std::fs::write(&path, &zeros).unwrap();
         assert!(verify(&path, &key().verifying_key(), None).is_err());
+    }
+
+    /// A tear at an offset already kept aside is kept beside it; a link planted where the
+    /// evidence goes is never written through.
+    #[test]
+    fn torn_tails_are_kept_in_new_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = sample(dir.path(), 6, 3);
+        let full = std::fs::read(&path).unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"untouched").unwrap();
+        let aside = path.with_extension(format!("log.torn-{}", full.len()));
+        std::os::unix::fs::symlink(&victim, &aside).unwrap();
+        let mut torn = full.clone();
+        torn.extend_from_slice(&[7; 5]);
+        std::fs::write(&path, &torn).unwrap();
+        let log = Log::open(path.parent().unwrap(), key(), Rotation::default()).unwrap();
+        assert_eq!(log.found().torn_bytes, 5);
+        drop(log);
+        assert_eq!(std::fs::read(&victim).unwrap(), b"untouched");
+        let beside = path.with_extension(format!("log.torn-{}.1", full.len()));
+        assert_eq!(std::fs::read(&beside).unwrap(), [7; 5]);
+    }
+
+    /// Entries after the last checkpoint are adopted by the next one: opening says how many.
+    #[test]
+    fn opening_reports_the_unsigned_entries_it_adopts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = Log::open(dir.path(), key(), Rotation::default()).unwrap();
+        assert_eq!(log.found(), Found::default());
+        for _ in 0..3 {
+            let mut r = Record::new(Event::Request);
+            log.append(std::slice::from_mut(&mut r)).unwrap();
+        }
+        drop(log);
+        let log = Log::open(dir.path(), key(), Rotation::default()).unwrap();
+        assert_eq!(
+            log.found(),
+            Found {
+                unsigned: 3,
+                unsigned_from: 0,
+                torn_bytes: 0
+            }
+        );
+    }
+
+    /// A directory others may write to could have links planted in it: refused.
+    #[test]
+    fn a_directory_others_may_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let audit = dir.path().join("audit");
+        std::fs::create_dir(&audit).unwrap();
+        std::fs::set_permissions(&audit, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = Log::open(&audit, key(), Rotation::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("chmod go-w"), "{e}");
+        std::fs::set_permissions(&audit, std::fs::Permissions::from_mode(0o750)).unwrap();
+        assert!(Log::open(&audit, key(), Rotation::default()).is_ok());
     }
 
     fn small() -> Rotation {

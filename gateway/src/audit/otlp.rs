@@ -122,7 +122,19 @@ fn read_cursor(dir: &std::path::Path) -> u64 {
 
 fn write_cursor(dir: &std::path::Path, next: u64) -> std::io::Result<()> {
     let tmp = dir.join(format!("{CURSOR_FILE}.tmp"));
-    std::fs::write(&tmp, format!("{next}\n"))?;
+    // Made anew, never written through a link someone planted.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        f.write_all(format!("{next}\n").as_bytes())?;
+    }
     std::fs::rename(tmp, dir.join(CURSOR_FILE))
 }
 

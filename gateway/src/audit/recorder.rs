@@ -37,6 +37,7 @@ fn too_big(raw: &str, cap: usize) -> bool {
 #[derive(Debug)]
 pub struct Recorder {
     writer: Writer,
+    found: super::log::Found,
     config: AuditConfig,
     public_key: String,
     secrets: Option<std::sync::Arc<crate::credentials::Scrubber>>,
@@ -70,6 +71,7 @@ impl Recorder {
                 keep_unexported: config.otlp.is_some(),
             },
         )?;
+        let found = log.found();
         let writer = Writer::start_with(
             log,
             Checkpoints {
@@ -81,10 +83,16 @@ impl Recorder {
         .map_err(OpenError::Thread)?;
         Ok(Self {
             writer,
+            found,
             config: config.clone(),
             public_key,
             secrets: None,
         })
+    }
+
+    /// What opening the log found (unsigned entries the next checkpoint signs, a cut tail).
+    pub fn found(&self) -> super::log::Found {
+        self.found
     }
 
     /// Whether requests wait for their record and are refused when it cannot be written.

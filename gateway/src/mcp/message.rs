@@ -67,20 +67,16 @@ impl Kind {
 /// yields exactly what the gateway checked (the differential test holds the two parsers to that).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Arguments {
+    /// The message's own text (in a batch, its slice of the body).
     body: Bytes,
-    /// Position of the message in a batch.
-    batch_index: Option<usize>,
 }
 
 impl Arguments {
     /// The text of `params.arguments`, found without building anything.
     pub fn raw(&self) -> Option<&str> {
         // The body passed the strict parse: it is one valid JSON text.
-        let mut raw = std::str::from_utf8(&self.body).ok()?;
-        if let Some(i) = self.batch_index {
-            raw = raw_step(raw, &Step::Index(i))?.get();
-        }
-        raw = raw_step(raw, &Step::Key("params".into()))?.get();
+        let raw = std::str::from_utf8(&self.body).ok()?;
+        let raw = raw_step(raw, &Step::Key("params".into()))?.get();
         raw_step(raw, &Step::Key("arguments".into())).map(RawValue::get)
     }
 
@@ -322,6 +318,12 @@ pub enum MessageError {
     DuplicateId(String),
     #[error("empty batch")]
     EmptyBatch,
+    #[error("a batch may hold at most {max} messages")]
+    BatchTooLong { max: usize },
+    #[error(
+        "{method} arguments hold an integer beyond ±2^53, which JavaScript servers read as another number; send it as a string"
+    )]
+    InexactInteger { method: &'static str },
     #[error("\"jsonrpc\" must be \"2.0\"")]
     BadVersion,
     #[error("unknown member {0:?} in a JSON-RPC message")]
@@ -371,10 +373,16 @@ pub fn parse_body(
             if !allow_batch {
                 return Err(MessageError::BatchNotAllowed { revision });
             }
+            if root.elements().nth(MAX_BATCH).is_some() {
+                return Err(MessageError::BatchTooLong { max: MAX_BATCH });
+            }
+            // Each message keeps its own text (a slice, not a copy): finding one in the batch
+            // again for every message scanned the whole body once per message.
+            let texts = batch_texts(bytes).ok_or(MessageError::NotAnObject)?;
             let messages = root
                 .elements()
-                .enumerate()
-                .map(|(i, v)| classify(v, Source::Shared(bytes), Some(i)))
+                .zip(texts)
+                .map(|(v, text)| classify(v, Source::Shared(&text)))
                 .collect::<Result<Vec<_>, _>>()?;
             if messages.is_empty() {
                 return Err(MessageError::EmptyBatch);
@@ -389,14 +397,47 @@ pub fn parse_body(
             }
             Ok(Body::Batch(messages))
         } else {
-            classify(root, Source::Shared(bytes), None).map(Body::Single)
+            classify(root, Source::Shared(bytes)).map(Body::Single)
         }
     })?
 }
 
+/// Whether `v` holds an integer beyond ±2^53 anywhere. JavaScript reads such a number as the
+/// nearest double (9007199254740993 as ...992), the policy as the exact integer: an argument
+/// condition could then judge another value than a Node server acts on (I-JSON, RFC 7493).
+fn beyond_exact_int(v: View<'_, '_>) -> bool {
+    match v.as_static() {
+        Some(StaticNode::I64(i)) => i.unsigned_abs() > MAX_EXACT_INT,
+        Some(StaticNode::U64(u)) => u > MAX_EXACT_INT,
+        Some(_) => false,
+        None if v.is_object() => v.entries().any(|(_, e)| beyond_exact_int(e)),
+        None => v.elements().any(beyond_exact_int),
+    }
+}
+
+/// Messages a batch may hold: enough for any client's batching, few enough that per-message
+/// work (decisions, records) stays bounded per request.
+pub const MAX_BATCH: usize = 1024;
+
+/// The text of each element of the JSON array `body`, as slices of it, in one pass.
+pub fn batch_texts(body: &Bytes) -> Option<Vec<Bytes>> {
+    let text = std::str::from_utf8(body).ok()?;
+    let elements: Vec<&RawValue> = serde_json::from_str(text).ok()?;
+    let start = text.as_ptr() as usize;
+    Some(
+        elements
+            .iter()
+            .map(|e| {
+                let at = e.get().as_ptr() as usize - start;
+                body.slice(at..at + e.get().len())
+            })
+            .collect(),
+    )
+}
+
 /// Parses and classifies one message (an SSE event's data, a stdio line): never a batch.
 pub fn parse_message(bytes: &[u8]) -> Result<Message, MessageError> {
-    json::with_parsed(bytes, |v| classify(v, Source::Borrowed(bytes), None))?
+    json::with_parsed(bytes, |v| classify(v, Source::Borrowed(bytes)))?
 }
 
 /// Where a message's bytes live, so that [`Arguments`] can keep them without a copy when the
@@ -416,11 +457,7 @@ impl Source<'_> {
     }
 }
 
-fn classify(
-    v: View<'_, '_>,
-    source: Source<'_>,
-    batch_index: Option<usize>,
-) -> Result<Message, MessageError> {
+fn classify(v: View<'_, '_>, source: Source<'_>) -> Result<Message, MessageError> {
     if !v.is_object() {
         return Err(MessageError::NotAnObject);
     }
@@ -461,7 +498,7 @@ fn classify(
         if id.is_none() && !method.starts_with("notifications/") {
             return Err(MessageError::NotificationMethod(method.to_owned()));
         }
-        let (target, protocol_version) = classify_params(method, params, source, batch_index)?;
+        let (target, protocol_version) = classify_params(method, params, source)?;
         return Ok(Message {
             kind: if id.is_some() {
                 Kind::Request
@@ -666,7 +703,6 @@ fn classify_params(
     method: &str,
     params: Option<View<'_, '_>>,
     source: Source<'_>,
-    batch_index: Option<usize>,
 ) -> Result<Classified, MessageError> {
     let field = |name: &'static str, m: &'static str| -> Result<Box<str>, MessageError> {
         params
@@ -681,9 +717,11 @@ fn classify_params(
     let arguments = |m: &'static str| -> Result<Option<Arguments>, MessageError> {
         match params.and_then(|p| p.get("arguments")) {
             None => Ok(None),
+            Some(a) if a.is_object() && beyond_exact_int(a) => {
+                Err(MessageError::InexactInteger { method: m })
+            }
             Some(a) if a.is_object() => Ok(Some(Arguments {
                 body: source.to_bytes(),
-                batch_index,
             })),
             Some(_) => Err(MessageError::BadArguments { method: m }),
         }
@@ -805,7 +843,6 @@ mod tests {
                     body: Bytes::copy_from_slice(
                         br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hi"}}}"#
                     ),
-                    batch_index: None
                 })
             }
         );
@@ -1178,5 +1215,64 @@ mod tests {
         let mixed =
             br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":1,"result":{}}]"#;
         assert!(parse_body(&Bytes::from_static(mixed), true, "2025-03-26").is_ok());
+        // At most MAX_BATCH messages (each was found again by scanning the whole body).
+        let long = format!(
+            "[{}]",
+            vec![r#"{"jsonrpc":"2.0","method":"notifications/x"}"#; MAX_BATCH + 1].join(",")
+        );
+        assert_eq!(
+            parse_body(&Bytes::from(long), true, "2025-03-26"),
+            Err(MessageError::BatchTooLong { max: MAX_BATCH })
+        );
+    }
+
+    /// Each message of a batch keeps its own text: its arguments are read from it alone.
+    #[test]
+    fn batch_messages_keep_their_own_text() {
+        let body = Bytes::from_static(
+            br#"[ {"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":{"n":1}}} ,{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"b","arguments":{"n":2}}}]"#,
+        );
+        let texts = batch_texts(&body).unwrap();
+        assert_eq!(texts.len(), 2);
+        assert!(texts[0].starts_with(b"{") && texts[0].ends_with(b"}}}"));
+        let Ok(Body::Batch(v)) = parse_body(&body, true, "2025-03-26") else {
+            panic!("refused")
+        };
+        for (m, n) in v.iter().zip([1, 2]) {
+            let Target::Tool {
+                arguments: Some(args),
+                ..
+            } = &m.target
+            else {
+                panic!("not a tool call")
+            };
+            assert_eq!(args.pointer("/n"), Some(serde_json::json!(n)));
+        }
+    }
+
+    /// JavaScript reads 9007199254740993 as ...992: a deny on ...992 would not hold for what a
+    /// Node server acts on. Beyond ±2^53, integers in arguments are refused (ids already were).
+    #[test]
+    fn integers_javascript_cannot_hold_are_refused_in_arguments() {
+        for n in [
+            "9007199254740993",
+            "-9007199254740993",
+            "18446744073709551615",
+        ] {
+            let m = one(&format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"t","arguments":{{"a":[{{"b":{n}}}]}}}}}}"#
+            ));
+            assert!(
+                matches!(
+                    m,
+                    Err(MessageError::InexactInteger { .. }) | Err(MessageError::Json(_))
+                ),
+                "{n}: {m:?}"
+            );
+        }
+        let m = one(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"a":9007199254740992,"b":1.5e300}}}"#,
+        );
+        assert!(m.is_ok(), "{m:?}");
     }
 }

@@ -9,10 +9,7 @@ use super::stages::{Decision, Identity};
 use crate::{
     audit::{Event, Record, Recorder},
     identity::UNKNOWN_AGENT,
-    mcp::{
-        Kind, Message,
-        message::{raw_pointer, raw_value_at},
-    },
+    mcp::{Kind, Message, message::raw_value_at},
 };
 
 /// A record about `identity`'s traffic to `server`.
@@ -56,13 +53,15 @@ fn describe(identity: &Identity, r: &mut Record) {
     }
 }
 
-/// The JSON text of message `index` of `body` (`None`: the body is that one message).
-pub fn message_text(body: &[u8], index: Option<usize>) -> Option<&str> {
-    let text = std::str::from_utf8(body).ok()?;
-    match index {
-        None => Some(text),
-        Some(i) => raw_pointer(text, &format!("/{i}")),
+/// The JSON text of each message of `body`: the body itself, or each element of a batch
+/// (found in one pass, not one per message).
+pub fn message_texts(body: &bytes::Bytes, batch: bool) -> Vec<Option<bytes::Bytes>> {
+    if !batch {
+        return vec![Some(body.clone())];
     }
+    crate::mcp::message::batch_texts(body)
+        .map(|texts| texts.into_iter().map(Some).collect())
+        .unwrap_or_default()
 }
 
 /// What the record of one client->server message says before it is forwarded.

@@ -362,7 +362,11 @@ fn record_outcome(
         finish(r);
         return;
     }
-    let body = outcome.body.as_deref().unwrap_or_default();
+    let texts = outcome
+        .body
+        .as_ref()
+        .map(|b| audit_trail::message_texts(b, outcome.batch))
+        .unwrap_or_default();
     for (i, m) in outcome.messages.iter().enumerate() {
         let r = audit_trail::request(
             audit,
@@ -371,7 +375,7 @@ fn record_outcome(
                 server,
                 session: None,
                 message: m,
-                text: audit_trail::message_text(body, outcome.batch.then_some(i)),
+                text: text_of(&texts, i),
                 decision: outcome.decisions.get(i),
             },
         );
@@ -785,6 +789,14 @@ async fn post(
     outcome
 }
 
+/// Message `i`'s own text, of `texts` from [`audit_trail::message_texts`].
+fn text_of(texts: &[Option<Bytes>], i: usize) -> Option<&str> {
+    texts
+        .get(i)
+        .and_then(Option::as_ref)
+        .and_then(|b| std::str::from_utf8(b).ok())
+}
+
 /// Records the messages about to be forwarded; in fail-closed mode, waits until the records
 /// are durable and fails when they cannot be.
 #[allow(clippy::too_many_arguments)]
@@ -798,6 +810,7 @@ async fn record_forwarded(
     body: &Bytes,
     batch: bool,
 ) -> Result<Vec<u64>, audit::writer::AuditError> {
+    let texts = audit_trail::message_texts(body, batch);
     let records = messages
         .iter()
         .enumerate()
@@ -809,7 +822,7 @@ async fn record_forwarded(
                     server,
                     session,
                     message: m,
-                    text: audit_trail::message_text(body, batch.then_some(i)),
+                    text: text_of(&texts, i),
                     decision: decisions.get(i),
                 },
             )
