@@ -234,7 +234,8 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
-    if s.len() != N * 2 {
+    // from_str_radix also takes a sign ("+f"): one value, one spelling (case aside).
+    if s.len() != N * 2 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let mut out = [0u8; N];

@@ -136,7 +136,10 @@ pub fn parse_time(text: &str) -> Result<u64, String> {
         return u64::try_from(ts.as_nanosecond()).map_err(|_| format!("{text:?} is before 1970"));
     }
     match humantime::parse_duration(text) {
-        Ok(ago) => Ok(log::now_unix_ns().saturating_sub(ago.as_nanos() as u64)),
+        // Longer ago than 1970 is the beginning (a cast would wrap to a recent time).
+        Ok(ago) => Ok(
+            log::now_unix_ns().saturating_sub(u64::try_from(ago.as_nanos()).unwrap_or(u64::MAX))
+        ),
         Err(_) => Err(format!(
             "{text:?} is neither an RFC 3339 time (2026-11-21T10:00:00Z) nor a duration ago (15m)"
         )),
@@ -204,13 +207,21 @@ impl Follower {
                 self.at = Some((segs[i + 1].0, 0));
                 continue;
             }
-            let mut file = std::fs::File::open(path).map_err(|e| io(path, e))?;
-            file.seek(SeekFrom::Start(offset))
-                .map_err(|e| io(path, e))?;
-            let mut bytes = Vec::new();
-            file.read_to_end(&mut bytes).map_err(|e| io(path, e))?;
-            let (items, consumed) =
-                log::read_items(&bytes).map_err(|m| format!("{}: {m}", path.display()))?;
+            let read = (|| {
+                let mut file = std::fs::File::open(path).map_err(|e| io(path, e))?;
+                file.seek(SeekFrom::Start(offset))
+                    .map_err(|e| io(path, e))?;
+                let mut bytes = Vec::new();
+                file.read_to_end(&mut bytes).map_err(|e| io(path, e))?;
+                log::read_items(&bytes).map_err(|m| format!("{}: {m}", path.display()))
+            })();
+            let (items, consumed) = match read {
+                Ok(r) => r,
+                // What earlier segments gave is returned (the position stays at this one, to
+                // be read again next time): dropping it would lose it for a follower.
+                Err(e) if out.is_empty() => return Err(e),
+                Err(_) => break,
+            };
             out.extend(items);
             self.at = Some((*first, offset + consumed as u64));
             if !newer_exists {
@@ -295,3 +306,16 @@ pub fn table_row(r: &Record) -> String {
 
 /// The header of [`table_row`]'s columns.
 pub const TABLE_HEADER: &str = "     SEQ  TIME                      EVENT           AGENT         SERVER        METHOD            TARGET                DECISION    RULE                STATUS";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_longer_ago_than_1970_are_the_beginning() {
+        assert_eq!(parse_time("1000y"), Ok(0));
+        let recent = parse_time("15m").unwrap();
+        assert!(log::now_unix_ns() - recent >= 15 * 60 * 1_000_000_000);
+        assert!(parse_time("soon").is_err());
+    }
+}
