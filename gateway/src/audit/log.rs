@@ -70,6 +70,40 @@ pub enum LogError {
     Poisoned { path: String },
 }
 
+/// Whether a complete frame with a good checksum starts at `at`.
+fn frame_at(bytes: &[u8], at: usize) -> bool {
+    let Some(header) = bytes.get(at..at + HEADER) else {
+        return false;
+    };
+    let len = u32::from_le_bytes([header[1], header[2], header[3], header[4]]);
+    if !matches!(header[0], RECORD | CHECKPOINT) || len > MAX_FRAME {
+        return false;
+    }
+    let Some(body) = bytes.get(at + HEADER..at + HEADER + len as usize) else {
+        return false;
+    };
+    let mut h = crc32fast::Hasher::new();
+    h.update(&header[..5]);
+    h.update(body);
+    h.finalize() == u32::from_le_bytes([header[5], header[6], header[7], header[8]])
+}
+
+/// A tail that looks torn at `offset`, unless whole frames follow inside it: a crash leaves
+/// part of one frame, while a length field raised by an edit hides the frames after it.
+fn torn_or_edited(bytes: &[u8], offset: usize) -> Result<Tail, (u64, String)> {
+    match (offset + 1..bytes.len()).find(|&p| frame_at(bytes, p)) {
+        Some(p) => Err((
+            offset as u64,
+            format!(
+                "byte {offset}: the frame here runs past the end of the file, yet a whole frame follows at byte {p}: edited, not torn by a crash"
+            ),
+        )),
+        None => Ok(Tail::Torn {
+            offset: offset as u64,
+        }),
+    }
+}
+
 fn frames(bytes: &[u8]) -> Result<(Vec<Frame>, Tail), (u64, String)> {
     let mut out = Vec::new();
     let mut at = 0usize;
@@ -93,14 +127,14 @@ fn frames(bytes: &[u8]) -> Result<(Vec<Frame>, Tail), (u64, String)> {
         }
         let end = at + HEADER + len as usize;
         let Some(body) = bytes.get(at + HEADER..end) else {
-            return Ok((out, Tail::Torn { offset }));
+            return torn_or_edited(bytes, at).map(|t| (out, t));
         };
         let mut h = crc32fast::Hasher::new();
         h.update(&header[..5]);
         h.update(body);
         if h.finalize() != crc {
             if end == bytes.len() {
-                return Ok((out, Tail::Torn { offset }));
+                return torn_or_edited(bytes, at).map(|t| (out, t));
             }
             return Err((
                 offset,
@@ -1241,6 +1275,32 @@ mod tests {
         drop(log);
         std::fs::write(&path, &zeros).unwrap();
         assert!(verify(&path, &key().verifying_key(), None).is_err());
+    }
+
+    /// Raising one frame's length past the end of the file would make it, and every signed
+    /// frame after it, look like a crash's torn tail, to be cut at the next start.
+    #[test]
+    fn a_length_raised_to_hide_later_frames_is_an_edit_not_a_tear() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = sample(dir.path(), 6, 3);
+        let f = split(&path);
+        let mut bytes = f.concat();
+        let at: usize = f[..4].iter().map(Vec::len).sum();
+        let past_the_end = (bytes.len() as u32).to_le_bytes();
+        bytes[at + 1..at + 5].copy_from_slice(&past_the_end);
+        std::fs::write(&path, &bytes).unwrap();
+        let e = verify(&path, &key().verifying_key(), None).unwrap_err();
+        assert!(e.message.contains("edited, not torn"), "{e}");
+        assert!(Log::open(dir.path(), key(), Rotation::default()).is_err());
+        // A real tear (the last frame cut short) is still one.
+        let whole = f.concat();
+        std::fs::write(&path, &whole[..whole.len() - 3]).unwrap();
+        assert!(
+            verify(&path, &key().verifying_key(), None)
+                .unwrap()
+                .torn_tail_at
+                .is_some()
+        );
     }
 
     /// A tear at an offset already kept aside is kept beside it; a link planted where the
