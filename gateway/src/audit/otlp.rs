@@ -108,6 +108,10 @@ impl std::fmt::Debug for Exporter {
     }
 }
 
+/// Segments one poll of the log reads at most: an exporter far behind holds that many in
+/// memory, not the whole log.
+const SEGMENTS_PER_POLL: usize = 4;
+
 /// The next sequence number the exporter of the log in `dir` ships (0 before it shipped any).
 pub fn cursor(dir: &std::path::Path) -> u64 {
     read_cursor(dir)
@@ -173,7 +177,10 @@ impl Exporter {
     pub async fn run(self: Arc<Self>, drain: Drain) {
         let dir = self.dir.clone();
         let mut next = read_cursor(&dir);
-        let mut follower = Some(Follower::new(&dir, None));
+        // Only segments from the one holding the cursor on are read.
+        let mut follower =
+            Some(Follower::from_seq(&dir, next).unwrap_or_else(|_| Follower::new(&dir, None)));
+        let mut checked_cursor = false;
         let mut pending: Vec<Record> = Vec::new();
         let mut failing = false;
         let mut last_round = false;
@@ -188,7 +195,7 @@ impl Exporter {
                 && let Some(mut f) = follower.take()
             {
                 let (f, items) = match tokio::task::spawn_blocking(move || {
-                    let items = f.poll();
+                    let items = f.poll_some(SEGMENTS_PER_POLL);
                     (f, items)
                 })
                 .await
@@ -197,6 +204,28 @@ impl Exporter {
                     Err(_) => return,
                 };
                 follower = Some(f);
+                // A cursor past every record the log holds (the log was replaced or cut, or
+                // the cursor edited) would silently skip whatever the log holds now: said
+                // loudly, and shipping starts over from the oldest record.
+                if !checked_cursor && let Ok(items) = &items {
+                    let newest = items.iter().rev().find_map(|i| match i {
+                        Item::Record { record, .. } => Some(record.seq),
+                        _ => None,
+                    });
+                    if let Some(newest) = newest {
+                        checked_cursor = true;
+                        if newest + 1 < next {
+                            tracing::warn!(
+                                cursor = next,
+                                newest,
+                                "The OTLP export position is past the newest audit record (the log was replaced or cut, or the position edited); shipping from the oldest record."
+                            );
+                            next = 0;
+                            follower = Some(Follower::new(&dir, None));
+                            continue;
+                        }
+                    }
+                }
                 match items {
                     Ok(items) => pending.extend(items.into_iter().filter_map(|i| match i {
                         Item::Record { record, .. } if record.seq >= next => Some(*record),

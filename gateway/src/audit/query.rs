@@ -166,6 +166,22 @@ impl Follower {
         }
     }
 
+    /// From the segment that holds entry `seq` (segments are named by their first entry), so
+    /// that older segments are not read at all.
+    pub fn from_seq(dir: &Path, seq: u64) -> std::io::Result<Self> {
+        let segs = log::segments(dir)?;
+        let at = segs
+            .iter()
+            .rev()
+            .find(|(first, _)| *first <= seq)
+            .map(|(first, _)| (*first, 0));
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            at,
+            since_ns: None,
+        })
+    }
+
     /// From the end: only what is appended from now on.
     pub fn at_end(dir: &Path) -> std::io::Result<Self> {
         let segs = log::segments(dir)?;
@@ -182,6 +198,12 @@ impl Follower {
 
     /// Everything complete that was appended since the last call.
     pub fn poll(&mut self) -> Result<Vec<Item>, String> {
+        self.poll_some(usize::MAX)
+    }
+
+    /// Like [`Follower::poll`], reading at most `segments` segments (the rest next time):
+    /// a reader far behind holds a few segments in memory at once, not the whole log.
+    pub fn poll_some(&mut self, segments: usize) -> Result<Vec<Item>, String> {
         let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
         let segs = log::segments(&self.dir).map_err(|e| io(&self.dir, e))?;
         let mut out = Vec::new();
@@ -189,7 +211,7 @@ impl Follower {
             Some((first, _)) => segs.iter().position(|(f, _)| *f == first).unwrap_or(0),
             None => 0,
         };
-        for (i, (first, path)) in segs.iter().enumerate().skip(start) {
+        for (i, (first, path)) in segs.iter().enumerate().skip(start).take(segments.max(1)) {
             let offset = match self.at {
                 Some((f, o)) if f == *first => o,
                 _ => 0,
@@ -310,6 +332,52 @@ pub const TABLE_HEADER: &str = "     SEQ  TIME                      EVENT       
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reader starting at an entry reads from its segment on, a few segments at a time.
+    #[test]
+    fn a_follower_from_an_entry_skips_older_segments_and_reads_a_few_at_a_time() {
+        use crate::audit::{Event, Record};
+        let dir = tempfile::tempdir().unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let rotation = log::Rotation {
+            segment_bytes: 4096,
+            ..log::Rotation::default()
+        };
+        let mut l = log::Log::open(dir.path(), key, rotation).unwrap();
+        for i in 0..60 {
+            let mut r = Record::new(Event::Request);
+            r.target = Some(format!("{i}-{}", "x".repeat(300)));
+            l.append(std::slice::from_mut(&mut r)).unwrap();
+            l.maybe_rotate().unwrap();
+        }
+        drop(l);
+        let segs = log::segments(dir.path()).unwrap();
+        assert!(segs.len() > 4, "{} segments", segs.len());
+        let seqs = |items: Vec<Item>| -> Vec<u64> {
+            items
+                .into_iter()
+                .filter_map(|i| match i {
+                    Item::Record { record, .. } => Some(record.seq),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut f = Follower::from_seq(dir.path(), 40).unwrap();
+        let first = seqs(f.poll_some(1).unwrap());
+        let holder = segs.iter().rev().find(|(s, _)| *s <= 40).unwrap().0;
+        assert_eq!(first.first(), Some(&holder), "starts at the segment holding 40");
+        assert!(first.iter().all(|s| *s >= holder) && first.len() < 20);
+        let mut all = first;
+        loop {
+            let more = seqs(f.poll_some(1).unwrap());
+            if more.is_empty() {
+                break;
+            }
+            all.extend(more);
+        }
+        assert_eq!(all.last(), Some(&59));
+        assert!(all.windows(2).all(|w| w[1] == w[0] + 1), "{all:?}");
+    }
 
     #[test]
     fn times_longer_ago_than_1970_are_the_beginning() {
