@@ -247,12 +247,23 @@ pub struct Summary {
 pub struct VerifyError {
     pub entry: Option<u64>,
     pub message: String,
+    /// The log could not be read (permissions, I/O): nothing is known about tampering.
+    pub unreadable: bool,
 }
 
 fn bad(entry: Option<u64>, message: impl Into<String>) -> VerifyError {
     VerifyError {
         entry,
         message: message.into(),
+        unreadable: false,
+    }
+}
+
+fn unreadable(path: &Path, e: std::io::Error) -> VerifyError {
+    VerifyError {
+        entry: None,
+        message: format!("{}: {e}", path.display()),
+        unreadable: true,
     }
 }
 
@@ -522,10 +533,10 @@ pub fn verify_range(
     from: Option<u64>,
     to: Option<u64>,
 ) -> Result<Summary, VerifyError> {
-    let read = |p: &Path| std::fs::read(p).map_err(|e| bad(None, format!("{}: {e}", p.display())));
+    let read = |p: &Path| std::fs::read(p).map_err(|e| unreadable(p, e));
     let mut v = Verifier::new(key, trusted)?;
     if path.is_dir() {
-        let segs = segments(path).map_err(|e| bad(None, format!("{}: {e}", path.display())))?;
+        let segs = segments(path).map_err(|e| unreadable(path, e))?;
         if segs.is_empty() {
             return Err(bad(
                 None,

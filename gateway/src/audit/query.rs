@@ -196,14 +196,20 @@ impl Follower {
         })
     }
 
-    /// Everything complete that was appended since the last call.
+    /// Everything complete that was appended since the last call; any segment that cannot be
+    /// read fails the whole call (a query or an export must not stop short silently).
     pub fn poll(&mut self) -> Result<Vec<Item>, String> {
-        self.poll_some(usize::MAX)
+        self.read(usize::MAX, false)
     }
 
-    /// Like [`Follower::poll`], reading at most `segments` segments (the rest next time):
-    /// a reader far behind holds a few segments in memory at once, not the whole log.
+    /// For a reader that polls again (the exporter): at most `segments` segments (the rest
+    /// next time; a reader far behind holds a few in memory, not the whole log), and what
+    /// earlier segments gave is returned when a later one fails (it is read again next time).
     pub fn poll_some(&mut self, segments: usize) -> Result<Vec<Item>, String> {
+        self.read(segments, true)
+    }
+
+    fn read(&mut self, segments: usize, partial: bool) -> Result<Vec<Item>, String> {
         let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
         let segs = log::segments(&self.dir).map_err(|e| io(&self.dir, e))?;
         let mut out = Vec::new();
@@ -241,7 +247,7 @@ impl Follower {
                 Ok(r) => r,
                 // What earlier segments gave is returned (the position stays at this one, to
                 // be read again next time): dropping it would lose it for a follower.
-                Err(e) if out.is_empty() => return Err(e),
+                Err(e) if out.is_empty() || !partial => return Err(e),
                 Err(_) => break,
             };
             out.extend(items);
@@ -365,7 +371,11 @@ mod tests {
         let mut f = Follower::from_seq(dir.path(), 40).unwrap();
         let first = seqs(f.poll_some(1).unwrap());
         let holder = segs.iter().rev().find(|(s, _)| *s <= 40).unwrap().0;
-        assert_eq!(first.first(), Some(&holder), "starts at the segment holding 40");
+        assert_eq!(
+            first.first(),
+            Some(&holder),
+            "starts at the segment holding 40"
+        );
         assert!(first.iter().all(|s| *s >= holder) && first.len() < 20);
         let mut all = first;
         loop {
@@ -377,6 +387,12 @@ mod tests {
         }
         assert_eq!(all.last(), Some(&59));
         assert!(all.windows(2).all(|w| w[1] == w[0] + 1), "{all:?}");
+        // A segment that cannot be read fails a one-shot read (a query or an export must not
+        // stop short), while a reader that polls again keeps what came before it.
+        std::fs::write(&segs[2].1, b"not a frame").unwrap();
+        assert!(Follower::new(dir.path(), None).poll().is_err());
+        let partial = seqs(Follower::new(dir.path(), None).poll_some(10).unwrap());
+        assert_eq!(partial.last().map(|s| s + 1), Some(segs[2].0));
     }
 
     #[test]

@@ -375,11 +375,6 @@ fn verify(
             return EXIT_UNAVAILABLE;
         }
     };
-    // A log that cannot be read says nothing about tampering: exit 69, not 1.
-    if let Err(e) = std::fs::metadata(path) {
-        eprintln!("agentgate audit verify: {}: {e}", path.display());
-        return EXIT_UNAVAILABLE;
-    }
     match log::verify_range(path, &key, trusted.as_ref(), from, to) {
         Ok(s) => {
             let unsigned = match (s.last_seq, s.last_checkpoint) {
@@ -398,6 +393,11 @@ fn verify(
                 )),
             );
             0
+        }
+        // A log that cannot be read says nothing about tampering: exit 69, not 1.
+        Err(e) if e.unreadable => {
+            eprintln!("agentgate audit verify: cannot read the log: {e}");
+            EXIT_UNAVAILABLE
         }
         Err(e) => {
             match e.entry {

@@ -36,6 +36,11 @@ pub fn check_value(spec: &ParamSpec, value: Option<&Value>) -> Result<(), String
             .as_str()
             .ok_or_else(|| format!("argument {at} is not a string"))
     };
+    if !matches!(spec.matcher, Matcher::Present(_)) && inexact_int(value) {
+        return Err(format!(
+            "argument {at} holds an integer beyond ±2^53, which servers read differently (JavaScript rounds it): send it as a string"
+        ));
+    }
     match &spec.matcher {
         Matcher::Present(true) => Ok(()),
         Matcher::Present(false) => Err(format!("argument {at} must be absent")),
@@ -135,6 +140,22 @@ pub fn check_value(spec: &ParamSpec, value: Option<&Value>) -> Result<(), String
     }
 }
 
+/// Whether `v` holds an integer beyond ±2^53 anywhere: JavaScript reads 9007199254740993 as
+/// ...992 while this module compares it exactly, so no condition on it can be judged alike for
+/// every server (I-JSON, RFC 7493). Allow conditions fail on it, deny conditions hold.
+fn inexact_int(v: &Value) -> bool {
+    const MAX: u64 = crate::mcp::json::MAX_EXACT_INT;
+    match v {
+        Value::Number(n) => {
+            n.as_u64().is_some_and(|u| u > MAX)
+                || n.as_i64().is_some_and(|i| i.unsigned_abs() > MAX)
+        }
+        Value::Array(items) => items.iter().any(inexact_int),
+        Value::Object(map) => map.values().any(inexact_int),
+        _ => false,
+    }
+}
+
 /// A deny rule's condition: holds when the value as sent, or a value a server's lax validation
 /// may read from it ([`readings`]; inside lists and objects, member by member, for `eq` and
 /// `one_of`: `shaped`), satisfies the matcher. Where what the server reads cannot
@@ -143,6 +164,14 @@ pub fn check_value(spec: &ParamSpec, value: Option<&Value>) -> Result<(), String
 /// the matcher tests parsed values (a range; `eq` and `one_of` with a value that is no string;
 /// to a regex, text starting with "[" is text). The error is the one for the value as sent.
 pub fn check_value_lax(spec: &ParamSpec, value: Option<&Value>) -> Result<(), String> {
+    // What a JavaScript server reads for an integer beyond 2^53 is another number than the one
+    // tested here: the deny holds.
+    if let Some(v) = value
+        && !matches!(spec.matcher, Matcher::Present(_))
+        && inexact_int(v)
+    {
+        return Ok(());
+    }
     let strict = check_value(spec, value);
     let (Some(value), true) = (value, strict.is_err()) else {
         return strict;
@@ -474,6 +503,31 @@ mod tests {
             pointer: pointer.into(),
             matcher,
         }
+    }
+
+    /// 9007199254740993 is ...992 to JavaScript: a deny on ...992 must hold for it, and no allow
+    /// may pass it (nor anything holding it), while values within 2^53 are judged as before.
+    #[test]
+    fn integers_beyond_2_53_cannot_be_judged_alike() {
+        let deny = spec("/account", Matcher::Eq(json!(9007199254740992u64)));
+        let big = json!(9007199254740993u64);
+        assert!(check_value_lax(&deny, Some(&big)).is_ok(), "deny holds");
+        assert!(check_value_lax(&deny, Some(&json!([1, -9007199254740993i64]))).is_ok());
+        assert!(check_value_lax(&deny, Some(&json!(12))).is_err());
+        let allow = spec(
+            "/account",
+            Matcher::Range {
+                min: None,
+                max: Some(1e300),
+            },
+        );
+        assert!(check_value(&allow, Some(&big)).is_err(), "allow fails");
+        assert!(check_value(&allow, Some(&json!(9007199254740992u64))).is_ok());
+        let present = spec("/account", Matcher::Present(true));
+        assert!(
+            check_value(&present, Some(&big)).is_ok(),
+            "presence is no reading"
+        );
     }
 
     #[test]

@@ -501,7 +501,16 @@ pub fn sse(ctx: Context, body: Body, max_event: usize) -> Body {
             // Nobody waits for these events' records: an upstream flooding its stream is read
             // no faster than the log can take them.
             if let Some(audit) = &st.ctx.gateway.audit {
-                audit.caught_up().await;
+                let end_on_drain = st.ctx.end_on_drain;
+                tokio::select! {
+                    _ = audit.caught_up() => {}
+                    // A standalone stream still ends when draining starts.
+                    _ = st.cancel.cancelled(), if end_on_drain => {
+                        if out.is_empty() {
+                            return None;
+                        }
+                    }
+                }
             }
             if !out.is_empty() {
                 return Some((Ok(Frame::data(out.freeze())), st));
