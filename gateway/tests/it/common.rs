@@ -673,3 +673,22 @@ pub fn all_log_bytes(dir: &Path) -> Vec<u8> {
     }
     out
 }
+
+/// An upstream that reads each request (one read of up to 64 KiB) and writes back the bytes
+/// `reply` makes of it, then leaves the connection: for answers no real MCP server gives.
+pub async fn scripted_upstream(reply: impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let reply = std::sync::Arc::new(reply);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let reply = reply.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let n = stream.read(&mut buf).await.unwrap_or(0);
+                let _ = stream.write_all(&reply(&buf[..n])).await;
+            });
+        }
+    });
+    port
+}

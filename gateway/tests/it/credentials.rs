@@ -120,35 +120,26 @@ async fn a_missing_secret_stops_the_start_and_names_it_without_values() {
 /// in its session id header and in an SSE event's id. What no real server does on purpose,
 /// scripted.
 async fn echoing_upstream() -> u16 {
-    use tokio::io::AsyncWriteExt;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 64 * 1024];
-                let n = stream.read(&mut buf).await.unwrap_or(0);
-                let request = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
-                let key = request
-                    .lines()
-                    .find_map(|l| l.strip_prefix("x-upstream-key: "))
-                    .unwrap_or("none")
-                    .trim()
-                    .to_owned();
-                let body = format!(
-                    "id: {key}\ndata: {{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{{\"key\":\"{key}\"}}}}\n\n\
-                     id: plain-1\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{{\"level\":\"info\",\"data\":\"x\"}}}}\n\n"
-                );
-                let reply = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nMcp-Session-Id: {key}\r\n\
-                     Content-Length: {}\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.write_all(reply.as_bytes()).await;
-            });
-        }
-    });
-    port
+    scripted_upstream(|request| {
+        let request = String::from_utf8_lossy(request).to_ascii_lowercase();
+        let key = request
+            .lines()
+            .find_map(|l| l.strip_prefix("x-upstream-key: "))
+            .unwrap_or("none")
+            .trim()
+            .to_owned();
+        let body = format!(
+            "id: {key}\ndata: {{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{{\"key\":\"{key}\"}}}}\n\n\
+             id: plain-1\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{{\"level\":\"info\",\"data\":\"x\"}}}}\n\n"
+        );
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nMcp-Session-Id: {key}\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -461,22 +461,14 @@ async fn batches_pass_only_in_2025_03_26() {
 /// An upstream that answers every request with `body` as application/json. The SDKs peers
 /// use no longer answer batches at all, so a batch answer is scripted.
 async fn canned_upstream(body: &'static str) -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 64 * 1024];
-                let _ = stream.read(&mut buf).await;
-                let reply = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.write_all(reply.as_bytes()).await;
-            });
-        }
-    });
-    port
+    scripted_upstream(move |_| {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    })
+    .await
 }
 
 /// A 2025-03-26 batch of one message is a batch: its answer, a batch of one, is relayed (it was
