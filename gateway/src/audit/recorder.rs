@@ -326,15 +326,20 @@ mod tests {
         recorder.close();
     }
 
+    /// A log in `dir` whose requests do not wait for their records (unless it falls behind).
+    fn not_fail_closed(dir: &std::path::Path) -> AuditConfig {
+        AuditConfig {
+            dir: dir.join("audit"),
+            key_file: dir.join("audit.key"),
+            fail_closed: false,
+            ..AuditConfig::default()
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn streams_wait_while_the_writer_is_behind() {
         let dir = tempfile::tempdir().unwrap();
-        let config = AuditConfig {
-            dir: dir.path().join("audit"),
-            key_file: dir.path().join("audit.key"),
-            fail_closed: false,
-            ..AuditConfig::default()
-        };
+        let config = not_fail_closed(dir.path());
         let lazy = Lazy {
             flush: std::time::Duration::from_millis(300),
             batch: usize::MAX,
@@ -366,12 +371,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn requests_wait_for_a_writer_that_falls_behind() {
         let dir = tempfile::tempdir().unwrap();
-        let config = AuditConfig {
-            dir: dir.path().join("audit"),
-            key_file: dir.path().join("audit.key"),
-            fail_closed: false,
-            ..AuditConfig::default()
-        };
+        let config = not_fail_closed(dir.path());
         // Lazy records are never written on their own here: only a waited-for one (or close)
         // gets the queue written.
         let lazy = Lazy {
