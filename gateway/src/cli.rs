@@ -31,7 +31,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the gateway until SIGTERM or SIGINT (a second SIGINT exits at once).
+    /// Run the gateway until SIGTERM or SIGINT (a second SIGINT exits without draining,
+    /// within about 3 s: at most 2 for the audit log's last record).
     Run {
         /// Configuration file. Without it, the embedded default (agentgate.example.toml) is used.
         #[arg(long, short, value_name = "FILE")]
