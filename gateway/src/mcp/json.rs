@@ -35,6 +35,10 @@ pub enum JsonError {
     LoneSurrogate { offset: usize },
     #[error("duplicate key {key:?} in one object")]
     DuplicateKey { key: String },
+    #[error(
+        "key {key:?} repeats another key of its object in other letter case (servers in Go and .NET match keys without regard to case and would read them as one)"
+    )]
+    KeyRepeatedInOtherCase { key: String },
     #[error("number out of range")]
     NumberOutOfRange,
     #[error("invalid JSON at byte {offset}: {kind}")]
@@ -138,12 +142,14 @@ thread_local! {
 /// Parses `bytes` strictly and hands the document to `f`. Everything `f` returns must be owned:
 /// the tape borrows per-thread scratch space.
 pub fn with_parsed<R>(bytes: &[u8], f: impl FnOnce(View<'_, '_>) -> R) -> Result<R, JsonError> {
-    prescan(bytes)?;
+    // Keys are all ASCII when the body is and spells no character with `\u`: their case-folded
+    // fingerprints then need no look at each key's characters.
+    let ascii_keys = !prescan(bytes)? && bytes.is_ascii();
     SCRATCH.with(|cell| {
         // A re-entrant call (f parsing again) would find the scratch borrowed: fall back to fresh
         // buffers rather than panic.
         match cell.try_borrow_mut() {
-            Ok(mut scratch) => parse_with(&mut scratch, bytes, f),
+            Ok(mut scratch) => parse_with(&mut scratch, bytes, ascii_keys, f),
             Err(_) => parse_with(
                 &mut Scratch {
                     input: Vec::new(),
@@ -151,6 +157,7 @@ pub fn with_parsed<R>(bytes: &[u8], f: impl FnOnce(View<'_, '_>) -> R) -> Result
                     tape: Some(Tape::null().reset()),
                 },
                 bytes,
+                ascii_keys,
                 f,
             ),
         }
@@ -160,6 +167,7 @@ pub fn with_parsed<R>(bytes: &[u8], f: impl FnOnce(View<'_, '_>) -> R) -> Result
 fn parse_with<R>(
     scratch: &mut Scratch,
     bytes: &[u8],
+    ascii_keys: bool,
     f: impl FnOnce(View<'_, '_>) -> R,
 ) -> Result<R, JsonError> {
     let Scratch {
@@ -171,9 +179,8 @@ fn parse_with<R>(
     input.extend_from_slice(bytes);
     let mut local = tape.take().unwrap_or_else(|| Tape::null().reset()).reset();
     let result = match simd_json::fill_tape(input, buffers, &mut local) {
-        Ok(()) => {
-            check_tape(&local.0, bytes, buffers.structural_indexes()).map(|()| f(View(&local.0)))
-        }
+        Ok(()) => check_tape(&local.0, bytes, buffers.structural_indexes(), ascii_keys)
+            .map(|()| f(View(&local.0))),
         Err(e) => Err(JsonError::Syntax {
             offset: e.index(),
             kind: describe(e.error()),
@@ -204,8 +211,8 @@ fn describe(kind: &simd_json::ErrorType) -> String {
 }
 
 /// The checks simd-json leaves to us that need the raw bytes: emptiness, BOM, NUL, surrogate
-/// escapes.
-fn prescan(bytes: &[u8]) -> Result<(), JsonError> {
+/// escapes. Says whether the body holds a `\u` escape.
+fn prescan(bytes: &[u8]) -> Result<bool, JsonError> {
     if !bytes
         .iter()
         .any(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
@@ -227,10 +234,10 @@ fn prescan(bytes: &[u8]) -> Result<(), JsonError> {
             });
         }
         if bytes.get(i + 1) == Some(&b'u') {
-            return full_scan(bytes);
+            return full_scan(bytes).map(|()| true);
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Checks the number token starting at `start` against JSON's grammar and that a delimiter
@@ -406,11 +413,17 @@ fn hex4(bytes: &[u8], at: usize) -> Option<u16> {
 /// Walks the tape once: nesting depth, duplicate keys per object (simd-json unescaped them
 /// already, so `"n\u0061me"` and `"name"` collide) and numbers that not every reader sees alike.
 /// `bytes` is the parsed text and `starts` simd-json's structural indexes into it.
-fn check_tape(nodes: &[Node<'_>], bytes: &[u8], starts: &[u32]) -> Result<(), JsonError> {
+fn check_tape(
+    nodes: &[Node<'_>],
+    bytes: &[u8],
+    starts: &[u32],
+    ascii_keys: bool,
+) -> Result<(), JsonError> {
     let walk = Walk {
         nodes,
         bytes,
         starts,
+        ascii_keys,
         numbers: true,
     };
     let result = match walk.value(0, &mut 0, 0) {
@@ -433,10 +446,10 @@ fn check_tape(nodes: &[Node<'_>], bytes: &[u8], starts: &[u32]) -> Result<(), Js
         Fault::TooDeep => JsonError::TooDeep,
         Fault::NumberOutOfRange => JsonError::NumberOutOfRange,
         Fault::DuplicateKey(at) => JsonError::DuplicateKey {
-            key: match nodes.get(at as usize) {
-                Some(Node::String(key)) => (*key).to_owned(),
-                _ => String::new(),
-            },
+            key: key_text(nodes, at),
+        },
+        Fault::KeyInOtherCase(at) => JsonError::KeyRepeatedInOtherCase {
+            key: key_text(nodes, at),
         },
         Fault::KeyNotString => JsonError::Syntax {
             offset: 0,
@@ -453,6 +466,13 @@ fn check_tape(nodes: &[Node<'_>], bytes: &[u8], starts: &[u32]) -> Result<(), Js
             kind: "the parser's structure and its tape disagree".into(),
         },
     })
+}
+
+fn key_text(nodes: &[Node<'_>], at: u32) -> String {
+    match nodes.get(at as usize) {
+        Some(Node::String(key)) => (*key).to_owned(),
+        _ => String::new(),
+    }
 }
 
 /// Whether the text at `at`, running at most to `end`, may be a number simd-json reads
@@ -488,6 +508,8 @@ enum Fault {
     NumberOutOfRange,
     /// The tape index of the repeated key (simd-json caps input at 4 GiB, so it fits).
     DuplicateKey(u32),
+    /// The tape index of a key that equals an earlier one but for letter case.
+    KeyInOtherCase(u32),
     KeyNotString,
     /// The byte offset of a number that [`number_token`] refuses.
     Number(u32),
@@ -505,6 +527,8 @@ struct Walk<'a, 'i> {
     nodes: &'a [Node<'i>],
     bytes: &'a [u8],
     starts: &'a [u32],
+    /// Whether every key is known to be ASCII.
+    ascii_keys: bool,
     /// Whether to check numbers at their structural index (off after a [`Fault::Desync`]).
     numbers: bool,
 }
@@ -594,8 +618,11 @@ impl Walk<'_, '_> {
     /// value...), its key at structural index `*s`: each value, and that no key repeats.
     fn members(&self, first: usize, s: &mut usize, len: usize, depth: usize) -> Result<(), Fault> {
         // Small objects dominate MCP traffic: a linear scan beats hashing and allocating there.
-        // Keys are compared by a fingerprint (length, first and last byte) first, so distinct
-        // keys rarely reach a string comparison. Larger objects sort their keys.
+        // Keys are compared by a fingerprint (length, first and last character, case folded)
+        // first, so distinct keys rarely reach a string comparison. Larger objects sort their
+        // keys. Keys are compared case folded because Go's encoding/json and .NET's web defaults
+        // match keys to fields without regard to case: `{"path":"/tmp","PATH":"/etc"}` is one
+        // key there, and the policy would have judged the other value.
         const SMALL: usize = 16;
         let nodes = self.nodes;
         let key_at = |idx: usize| match nodes.get(idx) {
@@ -607,12 +634,17 @@ impl Walk<'_, '_> {
             let mut prints = [0u64; SMALL];
             for i in 0..len {
                 let key = key_at(idx)?;
-                let bytes = key.as_bytes();
-                let print = (bytes.len() as u64) << 16
-                    | u64::from(bytes.first().copied().unwrap_or(0)) << 8
-                    | u64::from(bytes.last().copied().unwrap_or(0));
-                if prints[..i].contains(&print) && earlier_key(nodes, first, i, key) {
-                    return Err(Fault::DuplicateKey(idx as u32));
+                let print = if self.ascii_keys {
+                    ascii_fingerprint(key.as_bytes())
+                } else {
+                    fingerprint(key)
+                };
+                if prints[..i].contains(&print) {
+                    match earlier_key(nodes, first, i, key) {
+                        Some(Same::Exactly) => return Err(Fault::DuplicateKey(idx as u32)),
+                        Some(Same::Folded) => return Err(Fault::KeyInOtherCase(idx as u32)),
+                        None => {}
+                    }
                 }
                 prints[i] = print;
                 // The key and its `:`, the value, then the `,` or `}` after it.
@@ -629,26 +661,108 @@ impl Walk<'_, '_> {
             idx = self.value(idx + 1, s, depth)?;
             *s += 1;
         }
-        keys.sort_unstable();
-        match keys.windows(2).find(|w| w[0].0 == w[1].0) {
-            Some(w) => Err(Fault::DuplicateKey(w[1].1 as u32)),
+        // Keys equal when folded sort next to each other, exact repeats among them.
+        keys.sort_unstable_by(|a, b| cmp_folded(a.0, b.0).then_with(|| a.0.cmp(b.0)));
+        match keys.windows(2).find(|w| same_folded(w[0].0, w[1].0)) {
+            // Named as the later of the two in the document, as the small-object walk does.
+            Some(w) if w[0].0 == w[1].0 => Err(Fault::DuplicateKey(w[0].1.max(w[1].1) as u32)),
+            Some(w) => Err(Fault::KeyInOtherCase(w[0].1.max(w[1].1) as u32)),
             None => Ok(()),
         }
     }
 }
 
+/// How an earlier key equals a later one.
+enum Same {
+    Exactly,
+    /// Only once case folded.
+    Folded,
+}
+
 /// Whether one of the first `before` keys of the object whose members start at `first` is
-/// `key`. Only asked when fingerprints collide, so it may walk the members again.
+/// `key`, exactly or case folded. Only asked when fingerprints collide, so it may walk the
+/// members again.
 #[cold]
-fn earlier_key(nodes: &[Node<'_>], first: usize, before: usize, key: &str) -> bool {
+fn earlier_key(nodes: &[Node<'_>], first: usize, before: usize, key: &str) -> Option<Same> {
     let mut idx = first;
+    let mut folded = None;
     for _ in 0..before {
-        if matches!(nodes.get(idx), Some(Node::String(k)) if *k == key) {
-            return true;
+        if let Some(Node::String(k)) = nodes.get(idx) {
+            if *k == key {
+                return Some(Same::Exactly);
+            }
+            if same_folded(k, key) {
+                folded = Some(Same::Folded);
+            }
         }
         idx += 1 + subtree_len(nodes.get(idx + 1));
     }
-    false
+    folded
+}
+
+/// A character as servers that match keys without regard to case see it: Go's encoding/json
+/// folds each to the upper case of its lower case (`ſ` and `s` are both `S`, the Kelvin sign
+/// and `k` both `K`). Std's mappings are the full ones, which equate a few more (`ß` with
+/// `ss`): that only refuses more. The full lower case is one character but for `İ`, whose
+/// first is the simple mapping's `i`.
+fn fold(c: char) -> std::char::ToUppercase {
+    c.to_lowercase().next().unwrap_or(c).to_uppercase()
+}
+
+fn folded(key: &str) -> impl Iterator<Item = char> + '_ {
+    key.chars().flat_map(fold)
+}
+
+/// Length, first and last character of a key, case folded: keys that are equal folded have
+/// equal fingerprints.
+#[inline(always)]
+fn fingerprint(key: &str) -> u64 {
+    if key.is_ascii() {
+        ascii_fingerprint(key.as_bytes())
+    } else {
+        folded_fingerprint(key)
+    }
+}
+
+/// [`fingerprint`] of an ASCII key. Setting bit 5 stands in for folding: it maps both cases of a
+/// letter alike (and a few punctuation marks onto others, which only costs a comparison).
+#[inline(always)]
+fn ascii_fingerprint(key: &[u8]) -> u64 {
+    let fold = |b: Option<&u8>| u64::from(b.copied().unwrap_or(0) | 0x20);
+    (key.len() as u64) << 42 | fold(key.first()) << 21 | fold(key.last())
+}
+
+#[cold]
+fn folded_fingerprint(key: &str) -> u64 {
+    let (mut len, mut first, mut last) = (0u64, None, 0u64);
+    for c in folded(key) {
+        // As the ASCII fingerprint marks characters, so that `S` and `\u{17f}` agree.
+        let c = u64::from(c) | 0x20;
+        len += 1;
+        first.get_or_insert(c);
+        last = c;
+    }
+    len << 42 | first.unwrap_or(0) << 21 | last
+}
+
+/// Whether two keys are one to a server that matches keys without regard to case (Go folds
+/// each character to the upper case of its lower case).
+pub fn same_folded(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        folded(a).eq(folded(b))
+    }
+}
+
+fn cmp_folded(a: &str, b: &str) -> std::cmp::Ordering {
+    if a.is_ascii() && b.is_ascii() {
+        a.bytes()
+            .map(|b| b.to_ascii_uppercase())
+            .cmp(b.bytes().map(|b| b.to_ascii_uppercase()))
+    } else {
+        folded(a).cmp(folded(b))
+    }
 }
 
 fn subtree_len(node: Option<&Node<'_>>) -> usize {
@@ -889,7 +1003,7 @@ mod tests {
         let check = |text: &[u8], starts: &[u32]| {
             let mut input = text.to_vec();
             let tape = simd_json::to_tape(&mut input).unwrap();
-            check_tape(&tape.0, text, starts)
+            check_tape(&tape.0, text, starts, false)
         };
         // The number's index points at the comma: the walk notices and scans the bytes.
         assert!(matches!(
@@ -954,6 +1068,56 @@ mod tests {
                 Err(JsonError::DuplicateKey { key: "k0".into() }),
                 "{repeated}"
             );
+        }
+    }
+
+    #[test]
+    fn keys_equal_but_for_case_are_refused_as_go_and_dotnet_read_them_as_one() {
+        let other_case = |key: &str| Err(JsonError::KeyRepeatedInOtherCase { key: key.into() });
+        assert_eq!(
+            parse(br#"{"path":"/tmp","PATH":"/etc"}"#),
+            other_case("PATH")
+        );
+        assert_eq!(parse(br#"{"x":{"Name":1,"name":2}}"#), other_case("name"));
+        // Characters Go folds onto ASCII letters: long s, the Kelvin sign, dotted capital I.
+        assert_eq!(
+            parse("{\"status\":1,\"\u{17f}tatus\":2}".as_bytes()),
+            other_case("\u{17f}tatus")
+        );
+        assert_eq!(
+            parse(br#"{"kind":1,"\u212aind":2}"#),
+            other_case("\u{212a}ind")
+        );
+        assert_eq!(
+            parse("{\"\u{130}d\":1,\"id\":2}".as_bytes()),
+            other_case("id")
+        );
+        assert_eq!(
+            parse("{\"\u{e9}t\u{e9}\":1,\"\u{c9}T\u{c9}\":2}".as_bytes()),
+            other_case("\u{c9}T\u{c9}")
+        );
+        // An exact repeat is still called a duplicate, also beside a case variant.
+        assert_eq!(
+            parse(br#"{"a":1,"a":2,"A":3}"#),
+            Err(JsonError::DuplicateKey { key: "a".into() })
+        );
+        // Keys that differ in more than case, with equal folded fingerprints, pass.
+        assert!(parse(br#"{"aXb":1,"ayb":2,"Ab":3,"ab ":4,"a-B":5}"#).is_ok());
+        assert!(parse("{\"\u{17f}\":1,\"t\":2,\"\u{212a}\":3}".as_bytes()).is_ok());
+        // Objects past the small-object limit take the sorted check.
+        for (extra, expected) in [
+            ("\"K7\":0", other_case("K7")),
+            ("\"\u{212a}7\":0", other_case("\u{212a}7")),
+            (
+                "\"k7\":0",
+                Err(JsonError::DuplicateKey { key: "k7".into() }),
+            ),
+        ] {
+            let members: Vec<String> = (0..40).map(|i| format!("\"k{i}\":{i}")).collect();
+            let body = format!("{{{},{extra}}}", members.join(","));
+            assert_eq!(parse(body.as_bytes()), expected, "{body}");
+            let unique = format!("{{{},\"K700\":0}}", members.join(","));
+            assert!(parse(unique.as_bytes()).is_ok(), "{unique}");
         }
     }
 

@@ -1046,7 +1046,11 @@ mod tests {
             ),
             (
                 r#"{"jsonrpc":"2.0","id":1,"method":"ping","Method":"x"}"#,
-                |e| matches!(e, MessageError::UnknownMember(m) if m == "Method"),
+                |e| matches!(e, MessageError::Json(JsonError::KeyRepeatedInOtherCase { key }) if key == "Method"),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"ping","Params":{}}"#,
+                |e| matches!(e, MessageError::UnknownMember(m) if m == "Params"),
             ),
             (r#"{"jsonrpc":"2.0","id":1}"#, |e| {
                 *e == MessageError::BadResponse

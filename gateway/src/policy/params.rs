@@ -7,7 +7,8 @@
 //! A deny rule's condition is tested leniently ([`check_value_lax`]): servers coerce what agents
 //! send (the Python SDK reads `"true"` as true, `"5"` as 5, and JSON text in a string as the
 //! list or object it spells), so a deny rule holds when the value as sent or any such reading
-//! of it matches. Allow rules see only the value as sent.
+//! of it matches, and finds its argument under a key in any letter case (`PATH` for `/path`), as
+//! Go and .NET servers bind keys to fields. Allow rules see only the value as sent.
 
 use serde_json::Value;
 
@@ -418,7 +419,12 @@ fn walk_through_strings(here: &Value, tokens: &[String]) -> Through {
         return Through::Found(here.clone());
     };
     let next = match here {
-        Value::Object(map) => map.get(key),
+        // Go and .NET servers bind `PATH` to a `path` field: the deny rule reads it there too.
+        // (The parser refused objects where both spellings stand.)
+        Value::Object(map) => map.get(key).or_else(|| {
+            map.iter()
+                .find_map(|(k, v)| crate::mcp::json::same_folded(k, key).then_some(v))
+        }),
         Value::Array(items) => {
             let canonical =
                 key.bytes().all(|b| b.is_ascii_digit()) && (key == "0" || !key.starts_with('0'));

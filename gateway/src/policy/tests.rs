@@ -581,6 +581,38 @@ fn deny_conditions_read_through_strings_in_the_message_itself() {
     assert!(ask_body(r#"{"tables":"financials"}"#).allowed);
 }
 
+/// Go's encoding/json and .NET's web defaults bind `PATH` or `\u{17f}ql` to the field `path` or
+/// `sql`: a deny rule reads the key in any letter case, an allow rule only as written.
+#[test]
+fn deny_conditions_read_keys_in_any_letter_case_and_allow_conditions_do_not() {
+    let p = policy(
+        "[[rules]]\nname = \"tmp\"\neffect = \"allow\"\ntools = [\"t\"]\n\
+         [[rules.params]]\npointer = \"/path\"\npath_prefix = [\"/tmp\"]\n\
+         [[rules]]\nname = \"no-etc\"\neffect = \"deny\"\ntools = [\"t\"]\n\
+         [[rules.params]]\npointer = \"/opts/path\"\npath_prefix = [\"/etc\"]\n\
+         [[rules]]\nname = \"no-sudo\"\neffect = \"deny\"\ntools = [\"t\"]\n\
+         [[rules.params]]\npointer = \"/sudo\"\npresent = true\n",
+    );
+    let verdict = |args: &str| decide_body(&p, args);
+    assert!(verdict(r#"{"path":"/tmp/x"}"#).allowed);
+    assert!(
+        !verdict(r#"{"PATH":"/tmp/x"}"#).allowed,
+        "no allow rule reads PATH"
+    );
+    for args in [
+        r#"{"path":"/tmp/x","opts":{"PATH":"/etc/shadow"}}"#,
+        r#"{"path":"/tmp/x","OPTS":{"Path":"/etc/shadow"}}"#,
+        r#"{"path":"/tmp/x","opts":{"pat\u0048":"/etc/shadow"}}"#,
+        r#"{"path":"/tmp/x","Sudo":false}"#,
+        r#"{"path":"/tmp/x","\u017fudo":1}"#,
+    ] {
+        let v = verdict(args);
+        assert!(!v.allowed, "{args}");
+        assert_ne!(v.rule.to_string(), "tmp", "{args}");
+    }
+    assert!(verdict(r#"{"path":"/tmp/x","opts":{"PATH":"/tmp/y"}}"#).allowed);
+}
+
 /// A completion carries the argument being typed, not the prompt's arguments: a deny rule's
 /// conditions on those cannot be ruled out (they hold), an allow rule's cannot be met.
 #[test]

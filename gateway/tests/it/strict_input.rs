@@ -67,6 +67,21 @@ fn cases() -> Vec<Case> {
             "duplicate key \"name\"",
         ),
         case(
+            "argument repeated in other letter case",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"x","MESSAGE":"y"}}}"#,
+            400,
+            -32700,
+            "key \"MESSAGE\" repeats another key of its object in other letter case",
+        ),
+        case(
+            "key repeated with a character that folds to ASCII",
+            // U+017F (long s) folds to S in Go's encoding/json.
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"x","me\u017fsage":"y"}}}"#,
+            400,
+            -32700,
+            "in other letter case",
+        ),
+        case(
             "invalid UTF-8",
             b"{\"jsonrpc\":\"2.0\",\"id\":\"\xff\",\"method\":\"ping\"}".to_vec(),
             400,
@@ -160,10 +175,10 @@ fn cases() -> Vec<Case> {
         ),
         case(
             "unknown member",
-            r#"{"jsonrpc":"2.0","id":1,"method":"ping","Method":"x"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","methods":"x"}"#,
             400,
             -32600,
-            "unknown member \"Method\"",
+            "unknown member \"methods\"",
         ),
         case(
             "tools/call without a name",
