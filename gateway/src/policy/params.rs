@@ -314,9 +314,18 @@ fn shaped(value: &Value, want: &Value) -> bool {
         }
         (Value::Object(map), Value::Object(wanted)) => wanted
             .iter()
-            .all(|(k, w)| map.get(k).is_some_and(|v| lax_hits(v, &[w]) == [true])),
+            .all(|(k, w)| member_in_any_case(map, k).is_some_and(|v| lax_hits(v, &[w]) == [true])),
         _ => false,
     }
+}
+
+/// The member `key` of an object, or the one that differs from it only in letter case: Go and
+/// .NET servers bind `PATH` to a `path` field. (The parser refused objects where both stand.)
+fn member_in_any_case<'v>(map: &'v serde_json::Map<String, Value>, key: &str) -> Option<&'v Value> {
+    map.get(key).or_else(|| {
+        map.iter()
+            .find_map(|(k, v)| crate::mcp::json::same_folded(k, key).then_some(v))
+    })
 }
 
 /// Whether a string looks like a JSON list or object (which FastMCP parses for a parameter that
@@ -419,12 +428,7 @@ fn walk_through_strings(here: &Value, tokens: &[String]) -> Through {
         return Through::Found(here.clone());
     };
     let next = match here {
-        // Go and .NET servers bind `PATH` to a `path` field: the deny rule reads it there too.
-        // (The parser refused objects where both spellings stand.)
-        Value::Object(map) => map.get(key).or_else(|| {
-            map.iter()
-                .find_map(|(k, v)| crate::mcp::json::same_folded(k, key).then_some(v))
-        }),
+        Value::Object(map) => member_in_any_case(map, key),
         Value::Array(items) => {
             let canonical =
                 key.bytes().all(|b| b.is_ascii_digit()) && (key == "0" || !key.starts_with('0'));

@@ -611,6 +611,14 @@ fn deny_conditions_read_keys_in_any_letter_case_and_allow_conditions_do_not() {
         assert_ne!(v.rule.to_string(), "tmp", "{args}");
     }
     assert!(verdict(r#"{"path":"/tmp/x","opts":{"PATH":"/tmp/y"}}"#).allowed);
+    // Members of a wanted object too.
+    let p = policy(
+        "[[rules]]\nname = \"all\"\neffect = \"allow\"\n\
+         [[rules]]\nname = \"no-force\"\neffect = \"deny\"\ntools = [\"t\"]\n\
+         [[rules.params]]\npointer = \"/opts\"\neq = { force = true }\n",
+    );
+    assert!(!decide_body(&p, r#"{"opts":{"Force":true,"x":1}}"#).allowed);
+    assert!(decide_body(&p, r#"{"opts":{"Force":false}}"#).allowed);
 }
 
 /// A completion carries the argument being typed, not the prompt's arguments: a deny rule's
