@@ -436,6 +436,7 @@ pub async fn start_with(
         let exporter = Arc::new(crate::audit::otlp::Exporter::new(
             otlp.clone(),
             config.audit.dir.clone(),
+            metrics.otlp_skipped.clone(),
         )?);
         tracing::info!(endpoint = %otlp.endpoint, "Shipping audit records to an OTLP collector.");
         drain.spawn(exporter.run(drain.clone()));

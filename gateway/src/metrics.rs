@@ -48,6 +48,8 @@ pub struct Metrics {
     pub audit_failed: Gauge,
     /// Agent TLS handshakes that failed (bad or missing client certificates among them).
     pub tls_handshake_failed: Counter,
+    /// Audit records the OTLP collector refused on their own (skipped there).
+    pub otlp_skipped: Counter,
     /// Each server's decision counters, found in their family once: counting a decision, which
     /// happens for every message, then allocates nothing.
     decision_cache: std::sync::RwLock<DecisionCache>,
@@ -137,9 +139,16 @@ impl Metrics {
             "Agent TLS handshakes refused or timed out (bad or missing client certificates included)",
             tls_handshake_failed.clone(),
         );
+        let otlp_skipped = Counter::default();
+        registry.register(
+            "audit_otlp_skipped_records",
+            "Audit records the OTLP collector refused on their own (400 or 413), skipped there; they stay in the local log",
+            otlp_skipped.clone(),
+        );
         Self {
             decision_cache: Default::default(),
             tls_handshake_failed,
+            otlp_skipped,
             audit_refused,
             audit_failed,
             registry,

@@ -98,6 +98,27 @@ pub struct Exporter {
     config: OtlpConfig,
     dir: PathBuf,
     client: HttpClient,
+    /// Records the collector refused one by one (and so were skipped).
+    skipped: prometheus_client::metrics::counter::Counter,
+}
+
+/// Why an export did not land.
+#[derive(Debug)]
+enum PostError {
+    /// The collector or the way to it failed; the same batch may land later.
+    Retry(String),
+    /// The collector refused this batch for what it holds (400, 413): sending it again cannot
+    /// help, a smaller one may.
+    Refused(http::StatusCode),
+}
+
+impl std::fmt::Display for PostError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PostError::Retry(e) => f.write_str(e),
+            PostError::Refused(status) => write!(f, "the collector refused the batch ({status})"),
+        }
+    }
 }
 
 impl std::fmt::Debug for Exporter {
@@ -143,33 +164,44 @@ fn write_cursor(dir: &std::path::Path, next: u64) -> std::io::Result<()> {
 }
 
 impl Exporter {
-    pub fn new(config: OtlpConfig, dir: PathBuf) -> Result<Self, crate::proxy::UpstreamError> {
+    /// `skipped` counts the records the collector refused one by one.
+    pub fn new(
+        config: OtlpConfig,
+        dir: PathBuf,
+        skipped: prometheus_client::metrics::counter::Counter,
+    ) -> Result<Self, crate::proxy::UpstreamError> {
         let client =
             crate::proxy::upstream::build_client("audit.otlp", None, Duration::from_secs(5))?;
         Ok(Self {
             config,
             dir,
             client,
+            skipped,
         })
     }
 
-    async fn post(&self, records: &[Record]) -> Result<(), String> {
+    async fn post(&self, records: &[Record]) -> Result<(), PostError> {
         let body = Bytes::from(request(records).to_string());
         let req = http::Request::post(self.config.endpoint.as_str())
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(Full::new(body))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| PostError::Retry(e.to_string()))?;
         let resp = tokio::time::timeout(Duration::from_secs(10), self.client.request(req))
             .await
-            .map_err(|_| "no answer within 10 s".to_owned())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| PostError::Retry("no answer within 10 s".to_owned()))?
+            .map_err(|e| PostError::Retry(e.to_string()))?;
         let status = resp.status();
         // Read (a little of) the answer so that the connection can be reused.
         let _ = Limited::new(resp.into_body(), 64 << 10).collect().await;
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!("the collector answered {status}"))
+        match status {
+            s if s.is_success() => Ok(()),
+            // What the batch holds is refused (OTLP: not retryable). Other refusals (401, 403,
+            // 404, 5xx) say the collector or its configuration is wrong, which affects every
+            // batch alike: those are retried, never skipped.
+            http::StatusCode::BAD_REQUEST | http::StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(PostError::Refused(status))
+            }
+            _ => Err(PostError::Retry(format!("the collector answered {status}"))),
         }
     }
 
@@ -234,19 +266,26 @@ impl Exporter {
                     Err(error) => tracing::warn!(%error, "OTLP export cannot read the audit log."),
                 }
             }
+            // A batch the collector refuses for what it holds is halved until the record it
+            // refuses stands alone, which is skipped: retried forever it would stop every later
+            // record, and retention with them. The record stays in the local log.
+            let mut size = self.config.batch;
             while !pending.is_empty() {
-                let n = pending.len().min(self.config.batch);
+                let n = pending.len().min(size);
                 match self.post(&pending[..n]).await {
-                    Ok(()) => {
-                        next = pending[n - 1].seq + 1;
-                        pending.drain(..n);
-                        if let Err(error) = write_cursor(&dir, next) {
-                            tracing::warn!(%error, "Cannot save the OTLP export position; records may be shipped twice after a restart.");
-                        }
-                        if failing {
-                            failing = false;
-                            tracing::info!(endpoint = %self.config.endpoint, "OTLP export recovered.");
-                        }
+                    Ok(()) => {}
+                    Err(PostError::Refused(_)) if n > 1 => {
+                        size = n.div_ceil(2);
+                        continue;
+                    }
+                    Err(PostError::Refused(status)) => {
+                        self.skipped.inc();
+                        tracing::error!(
+                            endpoint = %self.config.endpoint,
+                            seq = pending[0].seq,
+                            %status,
+                            "The OTLP collector refused an audit record on its own; it is skipped there and stays in the local log."
+                        );
                     }
                     Err(error) => {
                         if !failing {
@@ -255,6 +294,16 @@ impl Exporter {
                         }
                         break;
                     }
+                }
+                size = self.config.batch;
+                next = pending[n - 1].seq + 1;
+                pending.drain(..n);
+                if let Err(error) = write_cursor(&dir, next) {
+                    tracing::warn!(%error, "Cannot save the OTLP export position; records may be shipped twice after a restart.");
+                }
+                if failing {
+                    failing = false;
+                    tracing::info!(endpoint = %self.config.endpoint, "OTLP export recovered.");
                 }
             }
             if last_round {

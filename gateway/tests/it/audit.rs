@@ -662,6 +662,88 @@ async fn records_reach_an_otlp_collector_in_order_once_it_accepts_them() {
     assert!(cursor >= got.len() as u64);
 }
 
+/// A collector that refuses what one record holds (400) or its size (413) would stop the export,
+/// and retention with it, if the batch were retried as it is: the batch is halved until the
+/// refused record stands alone, which is skipped (and counted); every other record arrives, in
+/// order, and the log keeps them all.
+#[tokio::test(flavor = "multi_thread")]
+async fn records_a_collector_refuses_on_their_own_are_skipped_and_the_rest_still_arrive() {
+    let server = python_server("streamable-http", None).await;
+    let collector = otlp_receiver().await;
+    for (seq, status) in [(2, 400), (5, 413)] {
+        let (s, _, _) = http(
+            collector.port,
+            "POST",
+            &format!("/_refuse?seq={seq}&status={status}"),
+            &[],
+            b"",
+        )
+        .await;
+        assert_eq!(s, 204);
+    }
+    let scratch = scratch_dir("audit-otlp-refused");
+    let text = gateway_config(
+        &[("py", &server.url("/mcp"), "streamable-http", "")],
+        &format!(
+            "{}[audit.otlp]\nendpoint = \"http://127.0.0.1:{}/v1/logs\"\ninterval = \"100ms\"\nbatch = 8\n",
+            audit_section(&scratch),
+            collector.port
+        ),
+    );
+    let gw = gateway(&text).await;
+    let port = addr(&gw).port();
+    let admin = gw.bound.admin.unwrap().port();
+    let sid = session(port, "py").await;
+    for id in 3..6 {
+        let (status, _, _) = post_in_session(
+            port,
+            "py",
+            &sid,
+            &tool_call(id, "echo", json!({"message": "to the SIEM"})),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let last = |r: &Record| r.event == Event::Response && r.request_id == Some(json!(5));
+    let mut got: Vec<u64> = Vec::new();
+    for _ in 0..100 {
+        let (_, _, body) = http(collector.port, "GET", "/_received", &[], b"").await;
+        let received: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let records: Vec<Record> = received
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|lr| serde_json::from_str(lr["body"]["stringValue"].as_str().unwrap()).unwrap())
+            .collect();
+        got = records.iter().map(|r| r.seq).collect();
+        if records.iter().any(last) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = records(&scratch.join("audit"));
+    let newest = log
+        .iter()
+        .find(|r| last(r))
+        .expect("the last call is logged")
+        .seq;
+    assert!(newest > 5, "{log:#?}");
+    // Everything up to the last call but the two refused records, each once, in order.
+    let expected: Vec<u64> = (0..=newest).filter(|s| *s != 2 && *s != 5).collect();
+    assert_eq!(&got[..expected.len().min(got.len())], &expected[..]);
+    assert!(got.len() >= expected.len(), "{got:?}");
+    let (_, _, metrics) = http(admin, "GET", "/metrics", &[], b"").await;
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics.contains("agentgate_audit_otlp_skipped_records_total 2"),
+        "{metrics}"
+    );
+    gw.shutdown().await;
+    // The local log still holds the refused records.
+    let log = records(&scratch.join("audit"));
+    assert!(log.iter().any(|r| r.seq == 2) && log.iter().any(|r| r.seq == 5));
+}
+
 /// The status of a GET to `path` on `port` made by a process running as nobody (the tests run
 /// as root, as CI does).
 async fn get_as_nobody(port: u16, path: &str) -> u16 {

@@ -5,6 +5,9 @@ OpenTelemetry protobuf definitions (opentelemetry-proto), strictly, and keeps wh
   POST /v1/logs         -> 200 {} when the body is a valid ExportLogsServiceRequest, else 400
   GET  /_received       -> JSON list of the log records received (MessageToDict form)
   POST /_fail?n=N       -> answer the next N exports with 503 (a collector that is down)
+  POST /_refuse?seq=N&status=S
+                        -> answer S to every export holding the record with agentgate.seq N
+                           (a collector that refuses what one record holds)
 """
 import argparse
 import json
@@ -16,6 +19,23 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 
 received = []
 fail_next = 0
+refuse = {}
+
+
+def seqs_of(body):
+    """The agentgate.seq attributes of the log records in a JSON export body."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return []
+    out = []
+    for rl in doc.get("resourceLogs", []):
+        for sl in rl.get("scopeLogs", []):
+            for lr in sl.get("logRecords", []):
+                for a in lr.get("attributes", []):
+                    if a.get("key") == "agentgate.seq":
+                        out.append(int(a["value"]["intValue"]))
+    return out
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -43,9 +63,18 @@ class Handler(BaseHTTPRequestHandler):
             fail_next = int(parse_qs(url.query).get("n", ["1"])[0])
             self.reply(204, b"")
             return
+        if url.path == "/_refuse":
+            q = parse_qs(url.query)
+            refuse[int(q["seq"][0])] = int(q["status"][0])
+            self.reply(204, b"")
+            return
         if url.path != "/v1/logs":
             self.reply(404)
             return
+        for seq in seqs_of(body):
+            if seq in refuse:
+                self.reply(refuse[seq])
+                return
         if fail_next > 0:
             fail_next -= 1
             self.reply(503)
