@@ -432,10 +432,11 @@ pub async fn start_with(
         None => None,
     };
     drain.spawn(proxy::serve(listener, gateway.clone()));
-    if let (Some(_), Some(otlp)) = (&gateway.audit, &config.audit.otlp) {
+    if let (Some(audit), Some(otlp)) = (&gateway.audit, &config.audit.otlp) {
         let exporter = Arc::new(crate::audit::otlp::Exporter::new(
             otlp.clone(),
             config.audit.dir.clone(),
+            audit.durable_mark(),
             metrics.otlp_skipped.clone(),
         )?);
         tracing::info!(endpoint = %otlp.endpoint, "Shipping audit records to an OTLP collector.");

@@ -98,6 +98,8 @@ pub struct Exporter {
     config: OtlpConfig,
     dir: PathBuf,
     client: HttpClient,
+    /// Records at and past it may not be on disk yet: they are not shipped.
+    durable: super::writer::DurableMark,
     /// Records the collector refused one by one (and so were skipped).
     skipped: prometheus_client::metrics::counter::Counter,
 }
@@ -164,10 +166,12 @@ fn write_cursor(dir: &std::path::Path, next: u64) -> std::io::Result<()> {
 }
 
 impl Exporter {
-    /// `skipped` counts the records the collector refused one by one.
+    /// Ships only records below `durable`; `skipped` counts the records the collector refused
+    /// one by one.
     pub fn new(
         config: OtlpConfig,
         dir: PathBuf,
+        durable: super::writer::DurableMark,
         skipped: prometheus_client::metrics::counter::Counter,
     ) -> Result<Self, crate::proxy::UpstreamError> {
         let client =
@@ -176,6 +180,7 @@ impl Exporter {
             config,
             dir,
             client,
+            durable,
             skipped,
         })
     }
@@ -270,8 +275,15 @@ impl Exporter {
             // refuses stands alone, which is skipped: retried forever it would stop every later
             // record, and retention with them. The record stays in the local log.
             let mut size = self.config.batch;
-            while !pending.is_empty() {
-                let n = pending.len().min(size);
+            loop {
+                // Only what is on disk: a record read back between its write and its fsync
+                // could be lost to a power cut after the collector took it, and its number
+                // reused for another.
+                let durable = self.durable.get();
+                let n = pending.partition_point(|r| r.seq < durable).min(size);
+                if n == 0 {
+                    break;
+                }
                 match self.post(&pending[..n]).await {
                     Ok(()) => {}
                     Err(PostError::Refused(_)) if n > 1 => {

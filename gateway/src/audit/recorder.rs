@@ -109,6 +109,11 @@ impl Recorder {
         &self.config
     }
 
+    /// How far the log is durable (what a reader of it may pass on).
+    pub fn durable_mark(&self) -> super::writer::DurableMark {
+        self.writer.durable_mark()
+    }
+
     /// Hands a record to the writer; the ticket tells when it is durable.
     pub fn submit(&self, record: Record) -> Ticket {
         self.writer.submit(self.scrub(record))

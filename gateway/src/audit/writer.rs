@@ -12,7 +12,7 @@
 use std::{
     sync::{
         Arc, Condvar, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -130,6 +130,24 @@ struct Shared {
     queue: Mutex<Queue>,
     wake: Condvar,
     failed: AtomicBool,
+    durable: DurableMark,
+}
+
+/// How far the log is on disk: every record numbered below [`DurableMark::get`] has been
+/// fsynced. Readers of the log (the OTLP exporter) ship nothing past it, so that a power loss
+/// cannot take back a record someone else already holds.
+#[derive(Clone, Debug, Default)]
+pub struct DurableMark(Arc<AtomicU64>);
+
+impl DurableMark {
+    /// The sequence number of the first record that may not be on disk yet.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn set(&self, next: u64) {
+        self.0.store(next, Ordering::Release);
+    }
 }
 
 impl Shared {
@@ -168,6 +186,8 @@ impl Writer {
             }),
             wake: Condvar::new(),
             failed: AtomicBool::new(false),
+            // What opening found is on disk already.
+            durable: DurableMark(Arc::new(AtomicU64::new(log.next_seq()))),
         });
         let thread = {
             let shared = shared.clone();
@@ -231,6 +251,11 @@ impl Writer {
     /// Whether the writer is [`Lazy::backlog`] records or more behind.
     pub fn behind(&self) -> bool {
         self.shared.lock().items.len() >= self.shared.lazy.backlog
+    }
+
+    /// How far the log is durable.
+    pub fn durable_mark(&self) -> DurableMark {
+        self.shared.durable.clone()
     }
 
     /// Whether the log has failed (new records will be refused).
@@ -336,7 +361,7 @@ fn run(mut log: Log, checkpoints: Checkpoints, shared: &Shared) {
                 }
             }
         } else if !batch.is_empty() {
-            write(&mut log, batch, &mut error, &mut fail);
+            write(&mut log, batch, &shared.durable, &mut error, &mut fail);
             if error.is_none() {
                 unsigned_since.get_or_insert_with(Instant::now);
             }
@@ -370,6 +395,7 @@ fn run(mut log: Log, checkpoints: Checkpoints, shared: &Shared) {
             }
             if !log.is_unsynced() {
                 unsynced_since = None;
+                shared.durable.set(log.next_seq());
             }
         }
         if closing {
@@ -382,8 +408,9 @@ fn run(mut log: Log, checkpoints: Checkpoints, shared: &Shared) {
         } else {
             log.sync()
         };
-        if let Err(e) = last {
-            tracing::error!(error = %e, "Final audit checkpoint failed.");
+        match last {
+            Ok(()) => shared.durable.set(log.next_seq()),
+            Err(e) => tracing::error!(error = %e, "Final audit checkpoint failed."),
         }
     }
 }
@@ -400,6 +427,7 @@ fn earliest<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
 fn write(
     log: &mut Log,
     batch: Vec<Pending>,
+    durable: &DurableMark,
     error: &mut Option<String>,
     fail: &mut impl FnMut(&dyn std::fmt::Display, &str, &mut Option<String>),
 ) {
@@ -427,6 +455,10 @@ fn write(
         };
         match result {
             Ok(()) => {
+                // Before the acks: whoever hears a record is durable finds the mark past it.
+                if !log.is_unsynced() {
+                    durable.set(log.next_seq());
+                }
                 for (r, ack) in records.iter().zip(acks) {
                     if let Some(ack) = ack {
                         let _ = ack.send(Ok(r.seq));
@@ -604,6 +636,49 @@ mod tests {
         assert_eq!(writer.record(Record::new(Event::Request)), None);
         let s = log::verify(dir.path(), &vk, None).unwrap();
         assert_eq!((s.entries, s.last_checkpoint), (5, Some(4)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_durable_mark_passes_only_records_that_were_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SigningKey::from_bytes(&[6; 32]);
+        let log = log::Log::open(dir.path(), key.clone(), log::Rotation::default()).unwrap();
+        let slow = Duration::from_secs(600);
+        let lazy = Lazy {
+            flush: slow,
+            batch: 2,
+            backlog: 100,
+        };
+        let checkpoints = Checkpoints {
+            every: 1000,
+            interval: slow,
+        };
+        let writer = Writer::start_with(log, checkpoints, lazy).unwrap();
+        let mark = writer.durable_mark();
+        assert_eq!(mark.get(), 0);
+        // A full lazy batch is written at once, and synced only by the (distant) deadline.
+        writer.record(Record::new(Event::Response));
+        writer.record(Record::new(Event::Response));
+        let vk = key.verifying_key();
+        for _ in 0..100 {
+            if log::verify(dir.path(), &vk, None).unwrap().entries == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(log::verify(dir.path(), &vk, None).unwrap().entries, 2);
+        assert_eq!(mark.get(), 0, "written, not synced: not durable");
+        // A waited-for record is synced, and everything written before it with it.
+        assert_eq!(writer.append(Record::new(Event::Request)).await, Ok(2));
+        assert_eq!(mark.get(), 3);
+        writer.record(Record::new(Event::Response));
+        writer.close();
+        assert_eq!(mark.get(), 4, "closing syncs the rest");
+        // Reopened, what is on disk counts as durable from the start.
+        let log = log::Log::open(dir.path(), key, log::Rotation::default()).unwrap();
+        let writer = Writer::start(log, Checkpoints::default()).unwrap();
+        assert_eq!(writer.durable_mark().get(), 4);
+        writer.close();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
