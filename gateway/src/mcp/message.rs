@@ -324,6 +324,10 @@ pub enum MessageError {
     BadVersion,
     #[error("unknown member {0:?} in a JSON-RPC message")]
     UnknownMember(String),
+    #[error(
+        "member {found:?} differs from {wanted:?} only in letter case (servers in Go and .NET would read it as {wanted:?})"
+    )]
+    MemberInOtherCase { found: String, wanted: &'static str },
     #[error("\"id\" must be a string or an integer of at most 2^53 in magnitude")]
     BadId,
     #[error("\"method\" must be a non-empty string")]
@@ -670,6 +674,7 @@ fn completes(params: Option<View<'_, '_>>) -> Result<Completes, MessageError> {
     let r = params
         .and_then(|p| p.get("ref"))
         .ok_or(MessageError::BadCompletionRef)?;
+    spelled_exactly(r, &["type", "name", "uri"])?;
     let text = |key: &str| {
         r.get(key)
             .and_then(|v| v.as_str())
@@ -684,11 +689,42 @@ fn completes(params: Option<View<'_, '_>>) -> Result<Completes, MessageError> {
     }
 }
 
+/// Refuses a member of `v` spelled like one of `names` in other letter case. The gateway reads
+/// those by their exact name, and Go's encoding/json and .NET's web defaults bind `Arguments` to
+/// `arguments`: the decision would miss what such a server acts on.
+fn spelled_exactly(v: View<'_, '_>, names: &[&'static str]) -> Result<(), MessageError> {
+    for (key, _) in v.entries() {
+        if let Some(wanted) = names
+            .iter()
+            .find(|name| **name != key && crate::mcp::json::same_folded(key, name))
+        {
+            return Err(MessageError::MemberInOtherCase {
+                found: key.to_owned(),
+                wanted,
+            });
+        }
+    }
+    Ok(())
+}
+
 fn classify_params(
     method: &str,
     params: Option<View<'_, '_>>,
     source: Source<'_>,
 ) -> Result<Classified, MessageError> {
+    if let Some(p) = params {
+        spelled_exactly(
+            p,
+            &[
+                "name",
+                "arguments",
+                "uri",
+                "ref",
+                "argument",
+                "protocolVersion",
+            ],
+        )?;
+    }
     let field = |name: &'static str, m: &'static str| -> Result<Box<str>, MessageError> {
         params
             .and_then(|p| p.get(name))
@@ -1051,6 +1087,32 @@ mod tests {
             (
                 r#"{"jsonrpc":"2.0","id":1,"method":"ping","Params":{}}"#,
                 |e| matches!(e, MessageError::UnknownMember(m) if m == "Params"),
+            ),
+            // Members the gateway reads, in a spelling Go and .NET servers read as them.
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","Arguments":{"path":"/etc"}}}"#,
+                |e| matches!(e, MessageError::MemberInOtherCase { found, wanted: "arguments" } if found == "Arguments"),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"NAME":"t"}}"#,
+                |e| matches!(e, MessageError::MemberInOtherCase { wanted: "name", .. }),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"ur\u0131":"file:///etc/passwd"}}"#,
+                |e| matches!(e, MessageError::MemberInOtherCase { wanted: "uri", .. }),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"type":"ref/prompt","name":"p","Name":"q"},"argument":{"name":"a","value":""}}}"#,
+                |e| {
+                    matches!(
+                        e,
+                        MessageError::Json(JsonError::KeyRepeatedInOtherCase { .. })
+                    )
+                },
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{"ref":{"Type":"ref/prompt","name":"p"},"argument":{"name":"a","value":""}}}"#,
+                |e| matches!(e, MessageError::MemberInOtherCase { wanted: "type", .. }),
             ),
             (r#"{"jsonrpc":"2.0","id":1}"#, |e| {
                 *e == MessageError::BadResponse
