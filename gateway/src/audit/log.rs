@@ -755,10 +755,12 @@ impl Log {
             let aside = write_aside(&aside, &bytes[offset as usize..]).map_err(io(&aside))?;
             tracing::warn!(path = %name, offset, cut = size - offset, kept = %aside.display(), "Cut a torn audit frame left by a crash.");
             file.set_len(offset).map_err(io(&path))?;
-            file.sync_all().map_err(io(&path))?;
             size = offset;
         }
-        // The file's directory entry must be durable too (a new file after a crash).
+        // What a crashed process wrote lazily may still be in the page cache only: synced now,
+        // before anything counts it durable (the OTLP exporter ships up to that mark). The
+        // file's directory entry must be durable too (a new file after a crash).
+        file.sync_all().map_err(io(&path))?;
         sync_dir(dir).map_err(io(dir))?;
         let unsigned = match (v.s.last_seq, v.s.last_checkpoint) {
             (Some(l), Some(c)) => l.saturating_sub(c),

@@ -272,8 +272,9 @@ impl Exporter {
                 }
             }
             // A batch the collector refuses for what it holds is halved until the record it
-            // refuses stands alone, which is skipped: retried forever it would stop every later
-            // record, and retention with them. The record stays in the local log.
+            // refuses stands alone, which is skipped when the collector takes an empty export:
+            // retried forever it would stop every later record, and retention with them. The
+            // record stays in the local log.
             let mut size = self.config.batch;
             loop {
                 // Only what is on disk: a record read back between its write and its fsync
@@ -289,6 +290,15 @@ impl Exporter {
                     Err(PostError::Refused(_)) if n > 1 => {
                         size = n.div_ceil(2);
                         continue;
+                    }
+                    // A collector that refuses an empty export too is refusing everything (a
+                    // wrong endpoint, a proxy in the way): that is retried, never skipped.
+                    Err(PostError::Refused(status)) if self.post(&[]).await.is_err() => {
+                        if !failing {
+                            failing = true;
+                            tracing::warn!(endpoint = %self.config.endpoint, %status, "OTLP export failed: the collector refuses even an empty export; retrying every interval.");
+                        }
+                        break;
                     }
                     Err(PostError::Refused(status)) => {
                         self.skipped.inc();

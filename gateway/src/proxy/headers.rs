@@ -139,6 +139,17 @@ pub fn check_json_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
     }
 }
 
+/// The `charset` parameter of a `Content-Type`, when it has one (quotes removed).
+pub fn charset(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    value.split(';').skip(1).find_map(|p| {
+        let (name, value) = p.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| value.trim().trim_matches('"'))
+    })
+}
+
 /// An Origin header, when present, must be a loopback origin: the listener serves local agents,
 /// and anything else is a browser being used for DNS rebinding.
 pub fn check_origin(headers: &HeaderMap) -> Result<(), Refusal> {

@@ -449,6 +449,11 @@ pub fn sse(ctx: Context, body: Body, max_event: usize) -> Body {
             let frame = match next {
                 Next::Drained => return None,
                 Next::Answer(message) => {
+                    // The gateway's own answers, too, reach only a bearer still admitted.
+                    if let Some(why) = st.ctx.token_withdrawn() {
+                        tracing::info!(server = %st.ctx.upstream.server.name, reason = %why, "Ended a stream: its token no longer admits the agent.");
+                        return None;
+                    }
                     let mut out = BytesMut::new();
                     match String::from_utf8(message.to_vec()) {
                         Ok(data) => sse::encode(
@@ -578,6 +583,20 @@ fn relay_event(st: &mut SseState, event: &Event, out: &mut BytesMut) {
                     announced = st.announced.len(),
                     bytes = data.len(),
                     "Dropped an upstream endpoint event beyond the limits."
+                );
+                st.ctx.gateway.upstream_error(server, "upstream_invalid");
+                return;
+            }
+            // The agent posts to what is announced: an endpoint holding a credential the
+            // gateway injected (as written or percent-encoded) would hand it to the agent.
+            let secrets = &st.ctx.gateway.secrets;
+            if secrets.found_in(data.as_bytes())
+                || url::form_urlencoded::parse(data.as_bytes())
+                    .any(|(k, v)| secrets.found_in(k.as_bytes()) || secrets.found_in(v.as_bytes()))
+            {
+                tracing::warn!(
+                    server,
+                    "Dropped an upstream endpoint event that holds a configured secret."
                 );
                 st.ctx.gateway.upstream_error(server, "upstream_invalid");
                 return;

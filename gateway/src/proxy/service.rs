@@ -1042,6 +1042,20 @@ async fn relay_response(
         let detail = "compressed response despite Accept-Encoding: identity".to_owned();
         return Outcome::refused(invalid(&ctx, detail), messages);
     }
+    // MCP messages are UTF-8, and the gateway checks them as such: a body labelled with another
+    // charset would be other text to an agent that honours the label. What the agent gets is
+    // labelled with the bare media type.
+    let relayed = is("text/event-stream") || is("application/json");
+    if relayed
+        && let Some(charset) = headers::charset(&parts.headers)
+        && !charset.eq_ignore_ascii_case("utf-8")
+    {
+        let detail = format!(
+            "a response in charset {:?} (MCP messages are UTF-8)",
+            charset.to_ascii_lowercase()
+        );
+        return Outcome::refused(invalid(&ctx, detail), messages);
+    }
     let mut out_headers = headers::agent_response(&parts.headers, &gateway.secrets);
     let body = match parts.status {
         StatusCode::ACCEPTED | StatusCode::NO_CONTENT => {
@@ -1049,6 +1063,10 @@ async fn relay_response(
             refusal::empty()
         }
         _ if is("text/event-stream") => {
+            out_headers.insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/event-stream"),
+            );
             out_headers.insert(
                 header::CACHE_CONTROL,
                 http::HeaderValue::from_static("no-cache"),
@@ -1068,7 +1086,13 @@ async fn relay_response(
                     };
                     return Outcome::refused(late, messages);
                 }
-                Ok(Ok(bytes)) => refusal::full(bytes),
+                Ok(Ok(bytes)) => {
+                    out_headers.insert(
+                        header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("application/json"),
+                    );
+                    refusal::full(bytes)
+                }
                 Ok(Err(e)) if status.is_success() => {
                     return Outcome::refused(invalid(&ctx, e.to_string()), messages);
                 }

@@ -116,18 +116,48 @@ async fn a_missing_secret_stops_the_start_and_names_it_without_values() {
     assert!(!stderr.contains(SECRET));
 }
 
+/// The credential a scripted upstream was given (lower-cased, as it reads the request).
+fn injected_key(request: &[u8]) -> String {
+    let request = String::from_utf8_lossy(request).to_ascii_lowercase();
+    request
+        .lines()
+        .find_map(|l| l.strip_prefix("x-upstream-key: "))
+        .unwrap_or("none")
+        .trim()
+        .to_owned()
+}
+
+/// A gateway with one server at `url` that gets SECRET injected as `X-Upstream-Key`.
+async fn gateway_injecting(
+    scratch: &str,
+    name: &str,
+    url: &str,
+    transport: &str,
+) -> agentgate::cli::Running {
+    let scratch = scratch_dir(scratch);
+    let secret_file = scratch.join("upstream.token");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    let text = gateway_config(
+        &[(
+            name,
+            url,
+            transport,
+            "[[servers.inject]]\nheader = \"X-Upstream-Key\"\nvalue = \"${upstream}\"\n",
+        )],
+        &format!(
+            "[[secrets]]\nname = \"upstream\"\nfile = \"{}\"\n",
+            secret_file.display()
+        ),
+    );
+    gateway(&text).await
+}
+
 /// An upstream that echoes the credential it was given where message scrubbing does not look:
 /// in its session id header and in an SSE event's id. What no real server does on purpose,
 /// scripted.
 async fn echoing_upstream() -> u16 {
     scripted_upstream(|request| {
-        let request = String::from_utf8_lossy(request).to_ascii_lowercase();
-        let key = request
-            .lines()
-            .find_map(|l| l.strip_prefix("x-upstream-key: "))
-            .unwrap_or("none")
-            .trim()
-            .to_owned();
+        let key = injected_key(request);
         let body = format!(
             "id: {key}\ndata: {{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{{\"key\":\"{key}\"}}}}\n\n\
              id: plain-1\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{{\"level\":\"info\",\"data\":\"x\"}}}}\n\n"
@@ -145,22 +175,8 @@ async fn echoing_upstream() -> u16 {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_credential_echoed_in_a_session_id_or_event_id_stays_behind() {
     let port = echoing_upstream().await;
-    let scratch = scratch_dir("credentials-echo");
-    let secret_file = scratch.join("upstream.token");
-    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
-    let text = gateway_config(
-        &[(
-            "echo",
-            &format!("http://127.0.0.1:{port}/mcp"),
-            "streamable-http",
-            "[[servers.inject]]\nheader = \"X-Upstream-Key\"\nvalue = \"${upstream}\"\n",
-        )],
-        &format!(
-            "[[secrets]]\nname = \"upstream\"\nfile = \"{}\"\n",
-            secret_file.display()
-        ),
-    );
-    let gw = gateway(&text).await;
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let gw = gateway_injecting("credentials-echo", "echo", &url, "streamable-http").await;
     let (status, head, body) = http(
         addr(&gw).port(),
         "POST",
@@ -184,6 +200,53 @@ async fn a_credential_echoed_in_a_session_id_or_event_id_stays_behind() {
     // The events themselves still arrive, and a harmless id is kept.
     assert!(
         body.contains(r#""id":1"#) && body.contains("id: plain-1"),
+        "{body}"
+    );
+    gw.shutdown().await;
+}
+
+/// A legacy (HTTP+SSE) upstream that announces endpoints built of the credential it was given,
+/// as written and percent-encoded, then a harmless one.
+async fn announcing_upstream() -> u16 {
+    scripted_upstream(|request| {
+        let key = injected_key(request);
+        let encoded: String = key.bytes().map(|b| format!("%{b:02X}")).collect();
+        let body = format!(
+            "event: endpoint\ndata: /messages?session_id=1&key={key}\n\n\
+             event: endpoint\ndata: /messages?session_id=2&key={encoded}\n\n\
+             event: endpoint\ndata: /messages?session_id=3\n\n"
+        );
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_legacy_endpoint_holding_the_credential_is_not_announced() {
+    let port = announcing_upstream().await;
+    let url = format!("http://127.0.0.1:{port}/sse");
+    let gw = gateway_injecting("credentials-endpoint", "legacy", &url, "sse").await;
+    let (status, head, body) = http(
+        addr(&gw).port(),
+        "GET",
+        "/servers/legacy/sse",
+        &[("Accept", "text/event-stream")],
+        b"",
+    )
+    .await;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 200, "{head}{body}");
+    // Only the harmless endpoint is announced, rewritten to the gateway's own URL.
+    assert_eq!(body.matches("event: endpoint").count(), 1, "{body}");
+    assert!(body.contains("session_id%3D3"), "{body}");
+    let echoed = SECRET.to_ascii_lowercase();
+    assert!(!body.to_ascii_lowercase().contains(&echoed), "{body}");
+    assert!(
+        !body.contains("session_id%3D1") && !body.contains("session_id%3D2"),
         "{body}"
     );
     gw.shutdown().await;

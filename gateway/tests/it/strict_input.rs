@@ -74,6 +74,13 @@ fn cases() -> Vec<Case> {
             "key \"MESSAGE\" repeats another key of its object in other letter case",
         ),
         case(
+            "arguments in other letter case",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","Arguments":{"message":"x"}}}"#,
+            400,
+            -32600,
+            "member \"Arguments\" differs from \"arguments\" only in letter case",
+        ),
+        case(
             "key repeated with a character that folds to ASCII",
             // U+017F (long s) folds to S in Go's encoding/json.
             r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"x","me\u017fsage":"y"}}}"#,
@@ -476,9 +483,14 @@ async fn batches_pass_only_in_2025_03_26() {
 /// An upstream that answers every request with `body` as application/json. The SDKs peers
 /// use no longer answer batches at all, so a batch answer is scripted.
 async fn canned_upstream(body: &'static str) -> u16 {
+    canned_upstream_as("application/json", body).await
+}
+
+/// An upstream that answers every request with `body` labelled `content_type`.
+async fn canned_upstream_as(content_type: &'static str, body: &'static str) -> u16 {
     scripted_upstream(move |_| {
         format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )
         .into_bytes()
@@ -486,11 +498,13 @@ async fn canned_upstream(body: &'static str) -> u16 {
     .await
 }
 
-/// A 2025-03-26 batch of one message is a batch: its answer, a batch of one, is relayed (it was
-/// refused as an unexpected batch, a 502).
-#[tokio::test(flavor = "multi_thread")]
-async fn a_batch_of_one_gets_its_batch_answer() {
-    let port = canned_upstream(r#"[{"jsonrpc":"2.0","id":7,"result":{}}]"#).await;
+/// Starts a gateway in front of the canned upstream on `port` and POSTs `body` to it; the
+/// gateway is returned for shutdown.
+async fn post_to_canned(
+    port: u16,
+    revision: &str,
+    body: &[u8],
+) -> (agentgate::cli::Running, (u16, String, Vec<u8>)) {
     let gw = gateway(&gateway_config(
         &[(
             "canned",
@@ -501,21 +515,86 @@ async fn a_batch_of_one_gets_its_batch_answer() {
         "",
     ))
     .await;
-    let (status, _, body) = http(
+    let answer = http(
         addr(&gw).port(),
         "POST",
         "/servers/canned/mcp",
         &[
             JSON,
             ("Accept", "application/json, text/event-stream"),
-            ("MCP-Protocol-Version", "2025-03-26"),
+            ("MCP-Protocol-Version", revision),
         ],
+        body,
+    )
+    .await;
+    (gw, answer)
+}
+
+/// A response labelled with a charset other than UTF-8 would be other text to an agent that
+/// honours the label than what the gateway checked: refused (502, never relayed). A UTF-8 one is
+/// relayed labelled with the bare media type.
+#[tokio::test(flavor = "multi_thread")]
+async fn responses_in_another_charset_are_refused_and_the_rest_relabelled() {
+    const ANSWER: &str = "{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"text\":\"caf\u{e9}\"}}";
+    const EVENT: &str = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{}}\n\n";
+    for (content_type, body, relayed_as) in [
+        ("application/json; charset=iso-8859-1", ANSWER, None),
+        ("text/event-stream; charset=\"windows-1252\"", EVENT, None),
+        (
+            "application/json; charset=UTF-8",
+            ANSWER,
+            Some("application/json"),
+        ),
+        ("Application/JSON", ANSWER, Some("application/json")),
+        (
+            "text/event-stream; charset=utf-8",
+            EVENT,
+            Some("text/event-stream"),
+        ),
+    ] {
+        let port = canned_upstream_as(content_type, body).await;
+        let (gw, (status, head, answer)) = post_to_canned(
+            port,
+            "2025-06-18",
+            br#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#,
+        )
+        .await;
+        let text = String::from_utf8_lossy(&answer);
+        match relayed_as {
+            None => {
+                assert_eq!(status, 502, "{content_type}: {text}");
+                let (_, message) = rpc_error(&answer);
+                assert!(message.contains("charset"), "{content_type}: {message}");
+            }
+            Some(media_type) => {
+                assert_eq!(status, 200, "{content_type}: {text}");
+                let label = format!("content-type: {media_type}");
+                assert!(
+                    head.lines().any(|l| l.eq_ignore_ascii_case(&label)),
+                    "{content_type}: {head}"
+                );
+                assert!(text.contains("\"id\":7"), "{content_type}: {text}");
+            }
+        }
+        gw.shutdown().await;
+    }
+}
+
+/// A 2025-03-26 batch of one message is a batch: its answer, a batch of one, is relayed (it was
+/// refused as an unexpected batch, a 502).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_of_one_gets_its_batch_answer() {
+    let port = canned_upstream(r#"[{"jsonrpc":"2.0","id":7,"result":{}}]"#).await;
+    let (gw, (status, _, body)) = post_to_canned(
+        port,
+        "2025-03-26",
         br#"[{"jsonrpc":"2.0","id":7,"method":"ping"}]"#,
     )
     .await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(answer[0]["id"], 7, "{answer}");
+    gw.shutdown().await;
 }
 
 /// Sends raw bytes; expects a 400 and the connection closed by the gateway (`raw_exchange`

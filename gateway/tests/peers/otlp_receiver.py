@@ -4,7 +4,8 @@ OpenTelemetry protobuf definitions (opentelemetry-proto), strictly, and keeps wh
   python otlp_receiver.py --port 4318
   POST /v1/logs         -> 200 {} when the body is a valid ExportLogsServiceRequest, else 400
   GET  /_received       -> JSON list of the log records received (MessageToDict form)
-  POST /_fail?n=N       -> answer the next N exports with 503 (a collector that is down)
+  POST /_fail?n=N[&status=S]
+                        -> answer the next N exports with S (503: a collector that is down)
   POST /_refuse?seq=N&status=S
                         -> answer S to every export holding the record with agentgate.seq N
                            (a collector that refuses what one record holds)
@@ -19,6 +20,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 
 received = []
 fail_next = 0
+fail_status = 503
 refuse = {}
 
 
@@ -56,11 +58,13 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(404)
 
     def do_POST(self):
-        global fail_next
+        global fail_next, fail_status
         url = urlparse(self.path)
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         if url.path == "/_fail":
-            fail_next = int(parse_qs(url.query).get("n", ["1"])[0])
+            q = parse_qs(url.query)
+            fail_next = int(q.get("n", ["1"])[0])
+            fail_status = int(q.get("status", ["503"])[0])
             self.reply(204, b"")
             return
         if url.path == "/_refuse":
@@ -77,7 +81,7 @@ class Handler(BaseHTTPRequestHandler):
                 return
         if fail_next > 0:
             fail_next -= 1
-            self.reply(503)
+            self.reply(fail_status)
             return
         try:
             req = json_format.Parse(body, ExportLogsServiceRequest(), ignore_unknown_fields=False)
