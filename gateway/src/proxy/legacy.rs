@@ -48,6 +48,30 @@ pub enum EndpointError {
     OtherOrigin(String),
 }
 
+/// The other server, of `others` (name, URL), whose URL an endpoint announced on `stream_url`
+/// names: its path, or a path under it (a server at the origin's root only by its exact path).
+/// Agents' POSTs to such an endpoint would be judged by this server's rules and carry this
+/// server's credentials, yet land on the other.
+pub fn names_other_server<'a>(
+    stream_url: &Url,
+    announced: &str,
+    others: impl Iterator<Item = (&'a str, &'a Url)>,
+) -> Option<&'a str> {
+    let target = stream_url.join(announced.trim()).ok()?;
+    let path = target.path();
+    others
+        .filter(|(_, url)| url.origin() == target.origin())
+        .find(|(_, url)| {
+            let theirs = url.path().trim_end_matches('/');
+            path.trim_end_matches('/') == theirs
+                || (!theirs.is_empty()
+                    && path
+                        .strip_prefix(theirs)
+                        .is_some_and(|rest| rest.starts_with('/')))
+        })
+        .map(|(name, _)| name)
+}
+
 impl Endpoints {
     /// Checks an announced endpoint against the upstream's stream URL, registers it for the
     /// agent stream `stream` of principal `owner` (whose gateway answers go to `answers`), and
@@ -196,6 +220,29 @@ mod tests {
             Err(EndpointError::OtherOrigin(_))
         ));
         assert!(!e.is_held_by("s", "/latest", "a"));
+    }
+
+    #[test]
+    fn endpoints_naming_another_servers_url_are_found() {
+        let stream = Url::parse("http://hub:8080/docs/sse").unwrap();
+        let admin = Url::parse("http://hub:8080/admin/mcp").unwrap();
+        let root = Url::parse("http://hub:8080/").unwrap();
+        let elsewhere = Url::parse("http://other:8080/messages").unwrap();
+        let others = [
+            ("admin", &admin),
+            ("root", &root),
+            ("elsewhere", &elsewhere),
+        ];
+        let named = |announced| names_other_server(&stream, announced, others.iter().copied());
+        assert_eq!(named("/admin/mcp"), Some("admin"));
+        assert_eq!(named("/admin/mcp/"), Some("admin"));
+        assert_eq!(named("/admin/mcp/x?session=1"), Some("admin"));
+        assert_eq!(named("http://hub:8080/admin/./mcp"), Some("admin"));
+        assert_eq!(named("/"), Some("root"));
+        // Paths of this server's own, or beside the others', or another origin's, are fine.
+        assert_eq!(named("/docs/messages?session_id=1"), None);
+        assert_eq!(named("/admin/mcpx"), None);
+        assert_eq!(named("/messages"), None);
     }
 
     #[test]

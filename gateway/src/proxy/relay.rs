@@ -601,6 +601,25 @@ fn relay_event(st: &mut SseState, event: &Event, out: &mut BytesMut) {
                 st.ctx.gateway.upstream_error(server, "upstream_invalid");
                 return;
             }
+            let others = st
+                .ctx
+                .gateway
+                .config
+                .servers
+                .iter()
+                .filter(|s| s.name.as_str() != server)
+                .map(|s| (s.name.as_str(), &s.url));
+            if let Some(other) =
+                super::legacy::names_other_server(&st.ctx.upstream.server.url, data, others)
+            {
+                tracing::warn!(
+                    server,
+                    other,
+                    "Dropped an upstream endpoint event that names another configured server's URL."
+                );
+                st.ctx.gateway.upstream_error(server, "upstream_invalid");
+                return;
+            }
             let owner = super::policy_stage::principal(&st.ctx.identity);
             match st.ctx.gateway.legacy.announce(
                 server,
