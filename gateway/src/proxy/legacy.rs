@@ -25,7 +25,26 @@ const MAX_ANSWER_BYTES: usize = 16 * 1024;
 struct Holder {
     stream: u64,
     owner: String,
-    answers: mpsc::Sender<Bytes>,
+    handle: StreamHandle,
+}
+
+/// An agent stream of this transport as the endpoints it announced know it: where the
+/// gateway's answers go, and how many requests posted to them the upstream took whose answers
+/// the stream has yet to carry (a draining gateway keeps the stream open for those: it is the
+/// only way they reach the agent).
+#[derive(Clone, Debug)]
+pub struct StreamHandle {
+    pub answers: mpsc::Sender<Bytes>,
+    pub awaited: std::sync::Arc<std::sync::atomic::AtomicIsize>,
+}
+
+impl From<mpsc::Sender<Bytes>> for StreamHandle {
+    fn from(answers: mpsc::Sender<Bytes>) -> Self {
+        Self {
+            answers,
+            awaited: Default::default(),
+        }
+    }
 }
 
 /// The gateway path that receives legacy POSTs for `server`.
@@ -82,7 +101,7 @@ impl Endpoints {
         stream_url: &Url,
         announced: &str,
         (stream, owner): (u64, &str),
-        answers: mpsc::Sender<Bytes>,
+        handle: impl Into<StreamHandle>,
     ) -> Result<(String, String), EndpointError> {
         let target = stream_url
             .join(announced.trim())
@@ -102,7 +121,7 @@ impl Endpoints {
             holders.push(Holder {
                 stream,
                 owner: owner.to_owned(),
-                answers,
+                handle: handle.into(),
             });
         }
         drop(live);
@@ -136,8 +155,24 @@ impl Endpoints {
             return false;
         };
         match holders.as_slice() {
-            [only] if only.owner == poster => only.answers.try_send(message).is_ok(),
+            [only] if only.owner == poster => only.handle.answers.try_send(message).is_ok(),
             _ => false,
+        }
+    }
+
+    /// Counts `n` requests principal `poster` posted to `path_query` that the upstream took,
+    /// against the one stream of that principal holding it (as [`Endpoints::answer`] picks it;
+    /// an endpoint several streams share cannot say which will carry the answers).
+    pub fn forwarded(&self, server: &str, path_query: &str, poster: &str, n: isize) {
+        let live = self.lock();
+        if let Some([only]) = live
+            .get(&(server.to_owned(), path_query.to_owned()))
+            .map(Vec::as_slice)
+            && only.owner == poster
+        {
+            only.handle
+                .awaited
+                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
         }
     }
 

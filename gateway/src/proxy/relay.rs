@@ -5,7 +5,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicIsize, AtomicU64, Ordering},
     },
 };
 
@@ -381,7 +381,19 @@ struct SseState {
     /// POSTed to its endpoints arrive (see [`super::legacy::Endpoints::answer`]).
     stream: u64,
     answers: Option<(mpsc::Sender<Bytes>, mpsc::Receiver<Bytes>)>,
+    /// Legacy streams: requests posted to this stream's endpoints that the upstream took and
+    /// whose answers have not passed yet (see [`super::legacy::StreamHandle`]).
+    awaited: Arc<AtomicIsize>,
     done: bool,
+}
+
+impl SseState {
+    /// Whether a draining gateway still owes this stream's agent answers: it then stays open
+    /// (within the shutdown grace) until they have passed.
+    fn owes_answers(&self) -> bool {
+        self.awaited.load(Ordering::Relaxed) > 0
+            || self.answers.as_ref().is_some_and(|(_, rx)| !rx.is_empty())
+    }
 }
 
 impl Drop for SseState {
@@ -432,6 +444,7 @@ pub fn sse(ctx: Context, body: Body, max_event: usize) -> Body {
         announced: Vec::new(),
         stream: STREAMS.fetch_add(1, Ordering::Relaxed),
         answers: legacy.then(|| mpsc::channel(super::legacy::PENDING_ANSWERS)),
+        awaited: Arc::default(),
         done: false,
     };
     let stream = stream::unfold(state, |mut st| async move {
@@ -439,7 +452,11 @@ pub fn sse(ctx: Context, body: Body, max_event: usize) -> Body {
             if st.done {
                 return None;
             }
-            let end_on_drain = st.ctx.end_on_drain;
+            // A legacy stream owing answers to requests the upstream took stays open for them.
+            let end_on_drain = st.ctx.end_on_drain && !st.owes_answers();
+            if end_on_drain && st.cancel.is_cancelled() {
+                return None;
+            }
             let next = tokio::select! {
                 biased;
                 _ = st.cancel.cancelled(), if end_on_drain => Next::Drained,
@@ -447,6 +464,8 @@ pub fn sse(ctx: Context, body: Body, max_event: usize) -> Body {
                 frame = st.body.frame() => Next::Upstream(frame),
             };
             let frame = match next {
+                // Counted while this wait was set up: the stream stays for those answers.
+                Next::Drained if st.owes_answers() => continue,
                 Next::Drained => return None,
                 Next::Answer(message) => {
                     // The gateway's own answers, too, reach only a bearer still admitted.
@@ -506,12 +525,12 @@ pub fn sse(ctx: Context, body: Body, max_event: usize) -> Body {
             // Nobody waits for these events' records: an upstream flooding its stream is read
             // no faster than the log can take them.
             if let Some(audit) = &st.ctx.gateway.audit {
-                let end_on_drain = st.ctx.end_on_drain;
+                let end_on_drain = st.ctx.end_on_drain && !st.owes_answers();
                 tokio::select! {
                     _ = audit.caught_up() => {}
                     // A standalone stream still ends when draining starts.
                     _ = st.cancel.cancelled(), if end_on_drain => {
-                        if out.is_empty() {
+                        if out.is_empty() && !st.owes_answers() {
                             return None;
                         }
                     }
@@ -626,7 +645,10 @@ fn relay_event(st: &mut SseState, event: &Event, out: &mut BytesMut) {
                 &st.ctx.upstream.server.url,
                 data,
                 (st.stream, &owner),
-                answers.clone(),
+                super::legacy::StreamHandle {
+                    answers: answers.clone(),
+                    awaited: st.awaited.clone(),
+                },
             ) {
                 Ok((path_query, ours)) => {
                     st.announced.push(path_query);
@@ -647,6 +669,13 @@ fn relay_event(st: &mut SseState, event: &Event, out: &mut BytesMut) {
         (None | Some("message"), Some(data)) if !data.is_empty() => {
             match mcp::message::parse_message(data.as_bytes()) {
                 Ok(message) => {
+                    if st.ctx.legacy_stream
+                        && matches!(message.kind, mcp::Kind::Response | mcp::Kind::Error)
+                    {
+                        // May pass before the POST that asked it was counted: the count is
+                        // signed, so both orders come out alike.
+                        st.awaited.fetch_sub(1, Ordering::Relaxed);
+                    }
                     let endpoint = st.announced.first().map(String::as_str);
                     match st.ctx.on_message(&message, data.as_bytes(), endpoint) {
                         Relay::AsIs => sse::encode(event, out),

@@ -715,6 +715,23 @@ async fn post(
         .credentials
         .apply(identity, &upstream.server, &mut up_headers);
     let recorded: Vec<u64> = seqs.iter().flatten().copied().collect();
+    // A legacy agent's answers come on its stream, which a draining gateway keeps open while
+    // requests sent upstream await theirs: counted before they leave, so that a drain starting
+    // while they are on their way cannot miss them.
+    let awaited = match &legacy_endpoint {
+        Some(endpoint) => {
+            let n = messages
+                .iter()
+                .filter(|m| m.kind == mcp::Kind::Request && m.id.is_some())
+                .count() as isize;
+            let poster = super::policy_stage::principal(identity);
+            gateway
+                .legacy
+                .forwarded(upstream.server.name.as_str(), endpoint, &poster, n);
+            Some((endpoint, poster, n))
+        }
+        None => None,
+    };
     let sent = send(
         gateway,
         identity,
@@ -729,6 +746,14 @@ async fn post(
         Ok(r) => r,
         Err(e) => {
             let unsent = matches!(e, Refusal::UpstreamUnreachable { .. });
+            if let Some((endpoint, poster, n)) = &awaited
+                && (unsent || !matches!(e, Refusal::UpstreamTimeout { .. }))
+            {
+                // No answer will come for these on the stream.
+                gateway
+                    .legacy
+                    .forwarded(upstream.server.name.as_str(), endpoint, poster, -n);
+            }
             let mut o = Outcome::refused(e, messages);
             o.decisions = decisions;
             o.recorded = recorded;
@@ -782,6 +807,14 @@ async fn post(
     };
     // A batch of one is answered with a batch of one.
     let mut outcome = relay_response(gateway, ctx, response, batch, messages).await;
+    if let Some((endpoint, poster, n)) = &awaited
+        && !outcome.response.status().is_success()
+    {
+        // Refused by the server: no answer follows on the stream.
+        gateway
+            .legacy
+            .forwarded(upstream.server.name.as_str(), endpoint, poster, -n);
+    }
     outcome.decisions = decisions;
     outcome.recorded = recorded;
     // Forwarded: whatever the upstream does with it, the answer is its own.

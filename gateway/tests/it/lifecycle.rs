@@ -162,6 +162,71 @@ async fn sigint_drains_in_flight_calls_then_exits_zero() {
     assert_eq!(exit.code(), Some(0));
 }
 
+/// On the legacy HTTP+SSE transport the answer to a POSTed call arrives on the agent's GET
+/// stream, after the POST got its 202: a draining gateway keeps that stream open until the
+/// answer has passed (it ended every GET stream at once, which cut the answer off).
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_drains_a_legacy_call_whose_answer_is_still_on_its_way() {
+    let server = python_server("sse", None).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut child, port) = start_binary(
+        &gateway_config(&[("legacy", &server.url("/sse"), "sse", "")], ""),
+        dir.path(),
+    )
+    .await;
+    // Tools listed first: the client fetches a tool's output schema after the result when it
+    // lacks it, which a draining gateway would refuse.
+    let script = format!(
+        "import asyncio\n\
+         from mcp import Client\n\
+         from mcp.client.sse import sse_client\n\
+         async def main():\n    \
+             async with Client(sse_client('http://127.0.0.1:{port}/servers/legacy/sse'), read_timeout_seconds=30) as c:\n        \
+                 await c.list_tools()\n        \
+                 r = await c.call_tool('long_running', {{'steps': 3, 'delay': 1.0}})\n        \
+                 print(r.content[0].text, flush=True)\n\
+         asyncio.run(main())\n"
+    );
+    let client = tokio::process::Command::new(peers().join("venv/bin/python"))
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .output();
+    let client = tokio::spawn(client);
+    // Signal once the call is in flight upstream (its request record is written when it is
+    // forwarded).
+    let mut in_flight = false;
+    for _ in 0..1000 {
+        let log = agentgate::audit::query::query(
+            &dir.path().join("audit"),
+            &agentgate::audit::query::Filter::default(),
+            None,
+        )
+        .unwrap_or_default();
+        if log.iter().any(|r| {
+            r.event == agentgate::audit::Event::Request && r.method.as_deref() == Some("tools/call")
+        }) {
+            in_flight = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(in_flight, "the call never reached the server");
+    signal(&child, "-INT");
+    let out = client.await.expect("client task").expect("run client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("done 3 steps"),
+        "the in-flight legacy call was cut: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exit = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("exited")
+        .expect("status");
+    assert_eq!(exit.code(), Some(0));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_sigint_exits_at_once() {
     let server = python_server("streamable-http", None).await;
