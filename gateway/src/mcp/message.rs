@@ -712,7 +712,19 @@ fn classify_params(
     params: Option<View<'_, '_>>,
     source: Source<'_>,
 ) -> Result<Classified, MessageError> {
-    if let Some(p) = params {
+    // Only where the gateway reads members: other methods (vendor notifications among them)
+    // may spell theirs as they like.
+    let read = matches!(
+        method,
+        "tools/call"
+            | "prompts/get"
+            | "resources/read"
+            | "resources/subscribe"
+            | "resources/unsubscribe"
+            | "completion/complete"
+            | "initialize"
+    );
+    if read && let Some(p) = params {
         spelled_exactly(
             p,
             &[
@@ -809,6 +821,21 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn members_in_other_case_pass_where_the_gateway_reads_none() {
+        let m = one(
+            r#"{"jsonrpc":"2.0","method":"notifications/vendor","params":{"Name":"x","Arguments":{}}}"#,
+        )
+        .unwrap();
+        assert_eq!(m.method.as_deref(), Some("notifications/vendor"));
+        assert!(
+            one(
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"Cursor":"c","URI":1}}"#
+            )
+            .is_ok()
+        );
     }
 
     #[test]

@@ -146,7 +146,7 @@ pub fn charset(headers: &HeaderMap) -> Option<&str> {
         let (name, value) = p.split_once('=')?;
         name.trim()
             .eq_ignore_ascii_case("charset")
-            .then(|| value.trim().trim_matches('"'))
+            .then(|| value.trim().trim_matches('"').trim())
     })
 }
 

@@ -29,13 +29,13 @@ struct Holder {
 }
 
 /// An agent stream of this transport as the endpoints it announced know it: where the
-/// gateway's answers go, and how many requests posted to them the upstream took whose answers
-/// the stream has yet to carry (a draining gateway keeps the stream open for those: it is the
-/// only way they reach the agent).
+/// gateway's answers go, and the requests posted to them that went upstream and await their
+/// answer on it (a draining gateway keeps the stream open for those: it is the only way they
+/// reach the agent).
 #[derive(Clone, Debug)]
 pub struct StreamHandle {
     pub answers: mpsc::Sender<Bytes>,
-    pub awaited: std::sync::Arc<std::sync::atomic::AtomicIsize>,
+    pub awaited: std::sync::Arc<Awaited>,
 }
 
 impl From<mpsc::Sender<Bytes>> for StreamHandle {
@@ -44,6 +44,44 @@ impl From<mpsc::Sender<Bytes>> for StreamHandle {
             answers,
             awaited: Default::default(),
         }
+    }
+}
+
+/// The ids of requests sent upstream whose answers a stream has yet to carry, and a wake-up
+/// for a stream waiting on them when one is settled from elsewhere (a POST that failed).
+#[derive(Debug, Default)]
+pub struct Awaited {
+    ids: Mutex<std::collections::HashSet<crate::mcp::Id>>,
+    settled: tokio::sync::Notify,
+}
+
+impl Awaited {
+    pub fn add(&self, ids: &[crate::mcp::Id]) {
+        self.lock().extend(ids.iter().cloned());
+    }
+
+    /// Settles `ids` (answered, or known never to be); wakes the stream.
+    pub fn settle<'a>(&self, ids: impl IntoIterator<Item = &'a crate::mcp::Id>) {
+        let mut set = self.lock();
+        for id in ids {
+            set.remove(id);
+        }
+        drop(set);
+        // A permit is kept when nobody waits yet, so a wake-up cannot be missed.
+        self.settled.notify_one();
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// Completes at the next [`Awaited::settle`] (or at once if one came since the last wait).
+    pub async fn settled(&self) {
+        self.settled.notified().await;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<crate::mcp::Id>> {
+        self.ids.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -68,25 +106,38 @@ pub enum EndpointError {
 }
 
 /// The other server, of `others` (name, URL), whose URL an endpoint announced on `stream_url`
-/// names: its path, or a path under it (a server at the origin's root only by its exact path).
-/// Agents' POSTs to such an endpoint would be judged by this server's rules and carry this
-/// server's credentials, yet land on the other.
+/// names: its path, or a path under it (a server at the origin's root only by its exact path),
+/// compared percent-decoded and without regard to case, as servers route (Starlette and Express
+/// decode, ASP.NET ignores case). Agents' POSTs to such an endpoint would be judged by this
+/// server's rules and carry this server's credentials, yet land on the other. Servers whose
+/// path is this one's, or holds it, share its tree and are not told apart.
 pub fn names_other_server<'a>(
     stream_url: &Url,
     announced: &str,
     others: impl Iterator<Item = (&'a str, &'a Url)>,
 ) -> Option<&'a str> {
+    let routed = |path: &str| {
+        percent_encoding::percent_decode_str(path)
+            .decode_utf8_lossy()
+            .trim_end_matches('/')
+            .to_lowercase()
+    };
+    let under = |path: &str, base: &str| {
+        path == base
+            || (!base.is_empty()
+                && path
+                    .strip_prefix(base)
+                    .is_some_and(|rest| rest.starts_with('/')))
+    };
     let target = stream_url.join(announced.trim()).ok()?;
-    let path = target.path();
+    let path = routed(target.path());
+    let own = routed(stream_url.path());
     others
         .filter(|(_, url)| url.origin() == target.origin())
         .find(|(_, url)| {
-            let theirs = url.path().trim_end_matches('/');
-            path.trim_end_matches('/') == theirs
-                || (!theirs.is_empty()
-                    && path
-                        .strip_prefix(theirs)
-                        .is_some_and(|rest| rest.starts_with('/')))
+            let theirs = routed(url.path());
+            !under(&own, &theirs)
+                && (path == theirs || (!theirs.is_empty() && under(&path, &theirs)))
         })
         .map(|(name, _)| name)
 }
@@ -160,19 +211,27 @@ impl Endpoints {
         }
     }
 
-    /// Counts `n` requests principal `poster` posted to `path_query` that the upstream took,
-    /// against the one stream of that principal holding it (as [`Endpoints::answer`] picks it;
-    /// an endpoint several streams share cannot say which will carry the answers).
-    pub fn forwarded(&self, server: &str, path_query: &str, poster: &str, n: isize) {
+    /// Notes requests `ids` that principal `poster` posted to `path_query` are on their way
+    /// upstream, against the one stream of that principal holding it (as [`Endpoints::answer`]
+    /// picks it; an endpoint several streams share cannot say which will carry the answers).
+    /// Returns where to settle them should they fail.
+    pub fn forwarded(
+        &self,
+        server: &str,
+        path_query: &str,
+        poster: &str,
+        ids: &[crate::mcp::Id],
+    ) -> Option<std::sync::Arc<Awaited>> {
         let live = self.lock();
-        if let Some([only]) = live
+        match live
             .get(&(server.to_owned(), path_query.to_owned()))
             .map(Vec::as_slice)
-            && only.owner == poster
         {
-            only.handle
-                .awaited
-                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            Some([only]) if only.owner == poster && !ids.is_empty() => {
+                only.handle.awaited.add(ids);
+                Some(only.handle.awaited.clone())
+            }
+            _ => None,
         }
     }
 
@@ -274,6 +333,17 @@ mod tests {
         assert_eq!(named("/admin/mcp/x?session=1"), Some("admin"));
         assert_eq!(named("http://hub:8080/admin/./mcp"), Some("admin"));
         assert_eq!(named("/"), Some("root"));
+        // As servers route it: percent-decoded, in any case.
+        assert_eq!(named("/%61dmin/mcp"), Some("admin"));
+        assert_eq!(named("/ADMIN/Mcp/x"), Some("admin"));
+        // A server whose path holds this stream's shares its tree: not told apart.
+        let docs = Url::parse("http://hub:8080/docs").unwrap();
+        let same = Url::parse("http://hub:8080/docs/sse").unwrap();
+        let sharing = [("docs", &docs), ("twin", &same)];
+        assert_eq!(
+            names_other_server(&stream, "/docs/sse/message?s=1", sharing.iter().copied()),
+            None
+        );
         // Paths of this server's own, or beside the others', or another origin's, are fine.
         assert_eq!(named("/docs/messages?session_id=1"), None);
         assert_eq!(named("/admin/mcpx"), None);

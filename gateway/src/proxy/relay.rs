@@ -5,7 +5,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicIsize, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
 };
 
@@ -381,9 +381,9 @@ struct SseState {
     /// POSTed to its endpoints arrive (see [`super::legacy::Endpoints::answer`]).
     stream: u64,
     answers: Option<(mpsc::Sender<Bytes>, mpsc::Receiver<Bytes>)>,
-    /// Legacy streams: requests posted to this stream's endpoints that the upstream took and
+    /// Legacy streams: requests posted to this stream's endpoints that went upstream and
     /// whose answers have not passed yet (see [`super::legacy::StreamHandle`]).
-    awaited: Arc<AtomicIsize>,
+    awaited: Arc<super::legacy::Awaited>,
     done: bool,
 }
 
@@ -391,8 +391,7 @@ impl SseState {
     /// Whether a draining gateway still owes this stream's agent answers: it then stays open
     /// (within the shutdown grace) until they have passed.
     fn owes_answers(&self) -> bool {
-        self.awaited.load(Ordering::Relaxed) > 0
-            || self.answers.as_ref().is_some_and(|(_, rx)| !rx.is_empty())
+        !self.awaited.is_empty() || self.answers.as_ref().is_some_and(|(_, rx)| !rx.is_empty())
     }
 }
 
@@ -460,6 +459,9 @@ pub fn sse(ctx: Context, body: Body, max_event: usize) -> Body {
             let next = tokio::select! {
                 biased;
                 _ = st.cancel.cancelled(), if end_on_drain => Next::Drained,
+                // Draining and owing answers: one settled elsewhere (a POST that failed) may
+                // have been the last.
+                _ = st.awaited.settled(), if st.cancel.is_cancelled() => continue,
                 Some(answer) = next_answer(&mut st.answers) => Next::Answer(answer),
                 frame = st.body.frame() => Next::Upstream(frame),
             };
@@ -671,10 +673,9 @@ fn relay_event(st: &mut SseState, event: &Event, out: &mut BytesMut) {
                 Ok(message) => {
                     if st.ctx.legacy_stream
                         && matches!(message.kind, mcp::Kind::Response | mcp::Kind::Error)
+                        && let Some(id) = &message.id
                     {
-                        // May pass before the POST that asked it was counted: the count is
-                        // signed, so both orders come out alike.
-                        st.awaited.fetch_sub(1, Ordering::Relaxed);
+                        st.awaited.settle([id]);
                     }
                     let endpoint = st.announced.first().map(String::as_str);
                     match st.ctx.on_message(&message, data.as_bytes(), endpoint) {

@@ -718,20 +718,19 @@ async fn post(
     // A legacy agent's answers come on its stream, which a draining gateway keeps open while
     // requests sent upstream await theirs: counted before they leave, so that a drain starting
     // while they are on their way cannot miss them.
-    let awaited = match &legacy_endpoint {
-        Some(endpoint) => {
-            let n = messages
-                .iter()
-                .filter(|m| m.kind == mcp::Kind::Request && m.id.is_some())
-                .count() as isize;
-            let poster = super::policy_stage::principal(identity);
+    let awaited = legacy_endpoint.as_deref().and_then(|endpoint| {
+        let ids: Vec<mcp::Id> = messages
+            .iter()
+            .filter(|m| m.kind == mcp::Kind::Request)
+            .filter_map(|m| m.id.clone())
+            .collect();
+        let poster = super::policy_stage::principal(identity);
+        let awaited =
             gateway
                 .legacy
-                .forwarded(upstream.server.name.as_str(), endpoint, &poster, n);
-            Some((endpoint, poster, n))
-        }
-        None => None,
-    };
+                .forwarded(upstream.server.name.as_str(), endpoint, &poster, &ids)?;
+        Some((awaited, ids))
+    });
     let sent = send(
         gateway,
         identity,
@@ -746,13 +745,10 @@ async fn post(
         Ok(r) => r,
         Err(e) => {
             let unsent = matches!(e, Refusal::UpstreamUnreachable { .. });
-            if let Some((endpoint, poster, n)) = &awaited
-                && (unsent || !matches!(e, Refusal::UpstreamTimeout { .. }))
-            {
-                // No answer will come for these on the stream.
-                gateway
-                    .legacy
-                    .forwarded(upstream.server.name.as_str(), endpoint, poster, -n);
+            if let Some((awaited, ids)) = &awaited {
+                // Whether or not the server answers them later, the stream waits for them no
+                // more: a drain does not hold for requests whose fate is unknown.
+                awaited.settle(ids);
             }
             let mut o = Outcome::refused(e, messages);
             o.decisions = decisions;
@@ -807,13 +803,11 @@ async fn post(
     };
     // A batch of one is answered with a batch of one.
     let mut outcome = relay_response(gateway, ctx, response, batch, messages).await;
-    if let Some((endpoint, poster, n)) = &awaited
+    if let Some((awaited, ids)) = &awaited
         && !outcome.response.status().is_success()
     {
-        // Refused by the server: no answer follows on the stream.
-        gateway
-            .legacy
-            .forwarded(upstream.server.name.as_str(), endpoint, poster, -n);
+        // Refused (by the server, or its answer by the gateway): none follows on the stream.
+        awaited.settle(ids);
     }
     outcome.decisions = decisions;
     outcome.recorded = recorded;
@@ -1078,22 +1072,23 @@ async fn relay_response(
     // MCP messages are UTF-8, and the gateway checks them as such: a body labelled with another
     // charset would be other text to an agent that honours the label. What the agent gets is
     // labelled with the bare media type.
-    let relayed = is("text/event-stream") || is("application/json");
-    if relayed
-        && let Some(charset) = headers::charset(&parts.headers)
-        && !charset.eq_ignore_ascii_case("utf-8")
-    {
-        let detail = format!(
-            "a response in charset {:?} (MCP messages are UTF-8)",
-            charset.to_ascii_lowercase()
-        );
-        return Outcome::refused(invalid(&ctx, detail), messages);
-    }
+    let foreign_charset = headers::charset(&parts.headers)
+        .filter(|c| !c.eq_ignore_ascii_case("utf-8") && !c.eq_ignore_ascii_case("utf8"))
+        .map(|c| {
+            format!(
+                "a response in charset {:?} (MCP messages are UTF-8)",
+                c.to_ascii_lowercase()
+            )
+        });
     let mut out_headers = headers::agent_response(&parts.headers, &gateway.secrets);
     let body = match parts.status {
         StatusCode::ACCEPTED | StatusCode::NO_CONTENT => {
             relay::discard(body).await;
             refusal::empty()
+        }
+        _ if is("text/event-stream") && foreign_charset.is_some() => {
+            let detail = foreign_charset.unwrap_or_default();
+            return Outcome::refused(invalid(&ctx, detail), messages);
         }
         _ if is("text/event-stream") => {
             out_headers.insert(
@@ -1105,6 +1100,17 @@ async fn relay_response(
                 http::HeaderValue::from_static("no-cache"),
             );
             relay::sse(ctx, body, limits.max_sse_event_bytes)
+        }
+        status if is("application/json") && foreign_charset.is_some() => {
+            relay::discard(body).await;
+            if status.is_success() {
+                let detail = foreign_charset.unwrap_or_default();
+                return Outcome::refused(invalid(&ctx, detail), messages);
+            }
+            // An error status keeps its meaning (404 for an expired session, say); its body,
+            // which the gateway cannot vouch for, stays behind.
+            out_headers.remove(header::CONTENT_TYPE);
+            refusal::empty()
         }
         status if is("application/json") => {
             // A JSON body is read whole before the agent gets a byte: one that stalls would

@@ -547,6 +547,11 @@ async fn responses_in_another_charset_are_refused_and_the_rest_relabelled() {
         ),
         ("Application/JSON", ANSWER, Some("application/json")),
         (
+            "application/json;charset=\" utf8\"",
+            ANSWER,
+            Some("application/json"),
+        ),
+        (
             "text/event-stream; charset=utf-8",
             EVENT,
             Some("text/event-stream"),
