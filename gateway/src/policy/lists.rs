@@ -78,11 +78,29 @@ pub fn filter(
     let Some((member, key, use_method)) = shape(method) else {
         return Vec::new();
     };
+    let mut hidden = Vec::new();
+    // A client in Go or .NET reads `Tools` as `tools`: a list spelled so would reach it
+    // unfiltered. It goes whole.
+    if let Some(members) = result.as_object_mut() {
+        let other_case: Vec<String> = members
+            .keys()
+            .filter(|k| *k != member && crate::mcp::json::same_folded(k, member))
+            .cloned()
+            .collect();
+        for k in other_case {
+            if apply {
+                members.remove(&k);
+            }
+            hidden.push(Hidden {
+                name: String::new(),
+                why: format!("a list spelled {k:?} instead of {member:?}"),
+            });
+        }
+    }
     let Some(items) = result.get_mut(member).and_then(Value::as_array_mut) else {
-        return Vec::new();
+        return hidden;
     };
     let flagged_hides = policy.flagged == FlaggedAction::Hide;
-    let mut hidden = Vec::new();
     items.retain(|item| {
         let Some(name) = item.get(key).and_then(Value::as_str) else {
             hidden.push(Hidden {
