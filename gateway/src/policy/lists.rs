@@ -55,9 +55,12 @@ pub fn methods_by_shape(message: &[u8]) -> Vec<&'static str> {
         ]
         .into_iter()
         .filter(|m| {
-            shape(m)
-                .and_then(|(member, _, _)| result.get(member))
-                .is_some_and(|entries| entries.is_array())
+            // In any spelling a client may read as the list (`Tools`, which `filter` removes).
+            shape(m).is_some_and(|(member, _, _)| {
+                result.entries().any(|(k, entries)| {
+                    crate::mcp::json::same_folded(k, member) && entries.is_array()
+                })
+            })
         })
         .collect()
     })
@@ -80,7 +83,8 @@ pub fn filter(
     };
     let mut hidden = Vec::new();
     // A client in Go or .NET reads `Tools` as `tools`: a list spelled so would reach it
-    // unfiltered. It goes whole.
+    // unfiltered (and past a token's tool scope). It is no MCP list: it goes whole, in observe
+    // mode too.
     if let Some(members) = result.as_object_mut() {
         let other_case: Vec<String> = members
             .keys()
@@ -88,9 +92,7 @@ pub fn filter(
             .cloned()
             .collect();
         for k in other_case {
-            if apply {
-                members.remove(&k);
-            }
+            members.remove(&k);
             hidden.push(Hidden {
                 name: String::new(),
                 why: format!("a list spelled {k:?} instead of {member:?}"),
@@ -197,6 +199,11 @@ mod tests {
         assert_eq!(
             shape(r#"{"jsonrpc":"2.0","id":3,"result":{"resourceTemplates":[],"nextCursor":"c"}}"#),
             ["resources/templates/list"]
+        );
+        // Spelled as Go and .NET clients read it too.
+        assert_eq!(
+            shape(r#"{"jsonrpc":"2.0","id":3,"result":{"Tools":[{"name":"x"}]}}"#),
+            ["tools/list"]
         );
         assert_eq!(
             shape(r#"{"jsonrpc":"2.0","id":"a","result":{"prompts":[]}}"#),

@@ -677,20 +677,18 @@ fn resource_globs_match_across_slashes() {
 }
 
 /// A client in Go or .NET reads a result's `Tools` as `tools`: a list so spelled would reach it
-/// unfiltered, so it goes whole (and only in enforce mode).
+/// unfiltered, so it goes whole (in observe mode too: it is no MCP list).
 #[test]
 fn a_list_spelled_in_another_case_goes_whole() {
     let p = policy("[[rules]]\nname = \"q\"\neffect = \"allow\"\ntools = [\"query\"]\n");
     let pins = pins::Pins::load(None, &[]).unwrap();
-    let listed = || json!({"tools": [{"name": "query"}], "Tools": [{"name": "wipe"}]});
-    let mut result = listed();
-    let hidden = lists::filter(&p, &pins, "a", "db", "tools/list", &mut result, true);
-    assert_eq!(result, json!({"tools": [{"name": "query"}]}));
-    assert!(
-        hidden.iter().any(|h| h.why.contains("\"Tools\"")),
-        "{hidden:?}"
-    );
-    let mut observed = listed();
-    lists::filter(&p, &pins, "a", "db", "tools/list", &mut observed, false);
-    assert_eq!(observed, listed());
+    for apply in [true, false] {
+        let mut result = json!({"Tools": [{"name": "query"}, {"name": "wipe"}], "nextCursor": "c"});
+        let hidden = lists::filter(&p, &pins, "a", "db", "tools/list", &mut result, apply);
+        assert_eq!(result, json!({"nextCursor": "c"}), "apply = {apply}");
+        assert!(
+            hidden.iter().any(|h| h.why.contains("\"Tools\"")),
+            "{hidden:?}"
+        );
+    }
 }

@@ -109,18 +109,31 @@ pub enum EndpointError {
 /// names: its path, or a path under it (a server at the origin's root only by its exact path),
 /// compared percent-decoded and without regard to case, as servers route (Starlette and Express
 /// decode, ASP.NET ignores case). Agents' POSTs to such an endpoint would be judged by this
-/// server's rules and carry this server's credentials, yet land on the other. Servers whose
-/// path is this one's, or holds it, share its tree and are not told apart.
+/// server's rules and carry this server's credentials, yet land on the other. A server whose
+/// path holds this one's shares its tree: only its own path is refused; one at this very URL
+/// is not told apart.
 pub fn names_other_server<'a>(
     stream_url: &Url,
     announced: &str,
     others: impl Iterator<Item = (&'a str, &'a Url)>,
 ) -> Option<&'a str> {
+    // Decoded, then dot segments and repeated slashes resolved (as a front proxy normalises
+    // after decoding), in lower case; the root is "".
     let routed = |path: &str| {
-        percent_encoding::percent_decode_str(path)
+        let decoded = percent_encoding::percent_decode_str(path)
             .decode_utf8_lossy()
-            .trim_end_matches('/')
-            .to_lowercase()
+            .to_lowercase();
+        let mut segments: Vec<&str> = Vec::new();
+        for segment in decoded.split('/') {
+            match segment {
+                "" | "." => {}
+                ".." => {
+                    segments.pop();
+                }
+                s => segments.push(s),
+            }
+        }
+        segments.iter().map(|s| format!("/{s}")).collect::<String>()
     };
     let under = |path: &str, base: &str| {
         path == base
@@ -136,8 +149,13 @@ pub fn names_other_server<'a>(
         .filter(|(_, url)| url.origin() == target.origin())
         .find(|(_, url)| {
             let theirs = routed(url.path());
-            !under(&own, &theirs)
-                && (path == theirs || (!theirs.is_empty() && under(&path, &theirs)))
+            if theirs == own {
+                // The same URL under two names: not told apart.
+                return false;
+            }
+            // A server whose path holds this stream's shares its tree: only its own path is
+            // out of bounds.
+            path == theirs || (!theirs.is_empty() && !under(&own, &theirs) && under(&path, &theirs))
         })
         .map(|(name, _)| name)
 }
@@ -344,6 +362,14 @@ mod tests {
             names_other_server(&stream, "/docs/sse/message?s=1", sharing.iter().copied()),
             None
         );
+        // ... but for the enclosing server's own path.
+        assert_eq!(
+            names_other_server(&stream, "/docs", sharing.iter().copied()),
+            Some("docs")
+        );
+        // Dot segments and repeated slashes as a front proxy resolves them after decoding.
+        assert_eq!(named("/docs/..%2Fadmin/mcp"), Some("admin"));
+        assert_eq!(named("/admin//mcp"), Some("admin"));
         // Paths of this server's own, or beside the others', or another origin's, are fine.
         assert_eq!(named("/docs/messages?session_id=1"), None);
         assert_eq!(named("/admin/mcpx"), None);

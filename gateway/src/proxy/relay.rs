@@ -459,9 +459,9 @@ pub fn sse(ctx: Context, body: Body, max_event: usize) -> Body {
             let next = tokio::select! {
                 biased;
                 _ = st.cancel.cancelled(), if end_on_drain => Next::Drained,
-                // Draining and owing answers: one settled elsewhere (a POST that failed) may
-                // have been the last.
-                _ = st.awaited.settled(), if st.cancel.is_cancelled() => continue,
+                // An answer settled elsewhere (a POST that failed) may have been the last one
+                // a drain waits for: looked at again from the top.
+                _ = st.awaited.settled(), if st.ctx.legacy_stream => continue,
                 Some(answer) = next_answer(&mut st.answers) => Next::Answer(answer),
                 frame = st.body.frame() => Next::Upstream(frame),
             };
