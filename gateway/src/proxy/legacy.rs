@@ -123,17 +123,11 @@ pub fn names_other_server<'a>(
         let decoded = percent_encoding::percent_decode_str(path)
             .decode_utf8_lossy()
             .to_lowercase();
-        let mut segments: Vec<&str> = Vec::new();
-        for segment in decoded.split('/') {
-            match segment {
-                "" | "." => {}
-                ".." => {
-                    segments.pop();
-                }
-                s => segments.push(s),
-            }
+        match crate::policy::params::normalise_path(&decoded) {
+            Some(root) if root == "/" => String::new(),
+            Some(normal) => normal,
+            None => decoded,
         }
-        segments.iter().map(|s| format!("/{s}")).collect::<String>()
     };
     let under = |path: &str, base: &str| {
         path == base
