@@ -103,6 +103,32 @@ pub enum EndpointError {
     NotAUrl(String),
     #[error("endpoint {0} is not on the upstream's origin")]
     OtherOrigin(String),
+    #[error("the endpoint holds a configured secret")]
+    HoldsSecret,
+    #[error("the endpoint names the URL of server {0:?}")]
+    OtherServer(String),
+}
+
+/// Checks what [`Endpoints::announce`] cannot know alone: the agent posts to what is
+/// announced, so an endpoint holding a credential the gateway injected (as written or
+/// percent-encoded) would hand it to the agent, and one naming another configured server's URL
+/// (see [`names_other_server`]) would carry this server's credentials there.
+pub fn vet<'a>(
+    stream_url: &Url,
+    announced: &str,
+    secrets: &crate::credentials::Scrubber,
+    others: impl Iterator<Item = (&'a str, &'a Url)>,
+) -> Result<(), EndpointError> {
+    if secrets.found_in(announced.as_bytes())
+        || url::form_urlencoded::parse(announced.as_bytes())
+            .any(|(k, v)| secrets.found_in(k.as_bytes()) || secrets.found_in(v.as_bytes()))
+    {
+        return Err(EndpointError::HoldsSecret);
+    }
+    match names_other_server(stream_url, announced, others) {
+        Some(other) => Err(EndpointError::OtherServer(other.to_owned())),
+        None => Ok(()),
+    }
 }
 
 /// The other server, of `others` (name, URL), whose URL an endpoint announced on `stream_url`

@@ -608,20 +608,6 @@ fn relay_event(st: &mut SseState, event: &Event, out: &mut BytesMut) {
                 st.ctx.gateway.upstream_error(server, "upstream_invalid");
                 return;
             }
-            // The agent posts to what is announced: an endpoint holding a credential the
-            // gateway injected (as written or percent-encoded) would hand it to the agent.
-            let secrets = &st.ctx.gateway.secrets;
-            if secrets.found_in(data.as_bytes())
-                || url::form_urlencoded::parse(data.as_bytes())
-                    .any(|(k, v)| secrets.found_in(k.as_bytes()) || secrets.found_in(v.as_bytes()))
-            {
-                tracing::warn!(
-                    server,
-                    "Dropped an upstream endpoint event that holds a configured secret."
-                );
-                st.ctx.gateway.upstream_error(server, "upstream_invalid");
-                return;
-            }
             let others = st
                 .ctx
                 .gateway
@@ -630,28 +616,22 @@ fn relay_event(st: &mut SseState, event: &Event, out: &mut BytesMut) {
                 .iter()
                 .filter(|s| s.name.as_str() != server)
                 .map(|s| (s.name.as_str(), &s.url));
-            if let Some(other) =
-                super::legacy::names_other_server(&st.ctx.upstream.server.url, data, others)
-            {
-                tracing::warn!(
-                    server,
-                    other,
-                    "Dropped an upstream endpoint event that names another configured server's URL."
-                );
-                st.ctx.gateway.upstream_error(server, "upstream_invalid");
-                return;
-            }
+            let url = &st.ctx.upstream.server.url;
             let owner = super::policy_stage::principal(&st.ctx.identity);
-            match st.ctx.gateway.legacy.announce(
-                server,
-                &st.ctx.upstream.server.url,
-                data,
-                (st.stream, &owner),
-                super::legacy::StreamHandle {
-                    answers: answers.clone(),
-                    awaited: st.awaited.clone(),
-                },
-            ) {
+            let announced = super::legacy::vet(url, data, &st.ctx.gateway.secrets, others)
+                .and_then(|()| {
+                    st.ctx.gateway.legacy.announce(
+                        server,
+                        url,
+                        data,
+                        (st.stream, &owner),
+                        super::legacy::StreamHandle {
+                            answers: answers.clone(),
+                            awaited: st.awaited.clone(),
+                        },
+                    )
+                });
+            match announced {
                 Ok((path_query, ours)) => {
                     st.announced.push(path_query);
                     sse::encode(
