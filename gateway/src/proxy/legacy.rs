@@ -48,25 +48,35 @@ impl From<mpsc::Sender<Bytes>> for StreamHandle {
 }
 
 /// The ids of requests sent upstream whose answers a stream has yet to carry, and a wake-up
-/// for a stream waiting on them when one is settled from elsewhere (a POST that failed).
+/// for a stream waiting on them when one is settled from elsewhere (a POST that failed, a
+/// request cancelled). Counted per id: an agent may reuse an id once its request is answered,
+/// and two requests in flight under one id are owed two answers.
 #[derive(Debug, Default)]
 pub struct Awaited {
-    ids: Mutex<std::collections::HashSet<crate::mcp::Id>>,
+    ids: Mutex<HashMap<crate::mcp::Id, usize>>,
     settled: tokio::sync::Notify,
 }
 
 impl Awaited {
     pub fn add(&self, ids: &[crate::mcp::Id]) {
-        self.lock().extend(ids.iter().cloned());
+        let mut owed = self.lock();
+        for id in ids {
+            *owed.entry(id.clone()).or_default() += 1;
+        }
     }
 
-    /// Settles `ids` (answered, or known never to be); wakes the stream.
+    /// Settles `ids` (answered, or known never to be), once each; wakes the stream.
     pub fn settle<'a>(&self, ids: impl IntoIterator<Item = &'a crate::mcp::Id>) {
-        let mut set = self.lock();
+        let mut owed = self.lock();
         for id in ids {
-            set.remove(id);
+            if let Some(n) = owed.get_mut(id) {
+                *n -= 1;
+                if *n == 0 {
+                    owed.remove(id);
+                }
+            }
         }
-        drop(set);
+        drop(owed);
         // A permit is kept when nobody waits yet, so a wake-up cannot be missed.
         self.settled.notify_one();
     }
@@ -80,9 +90,34 @@ impl Awaited {
         self.settled.notified().await;
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<crate::mcp::Id>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<crate::mcp::Id, usize>> {
         self.ids.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The requests that `notifications/cancelled` messages of a POST cancel (`texts` holds each
+/// message's own text, as the audit trail cuts them). A server need not answer a cancelled
+/// request (the TypeScript SDK's do not), so a stream stops waiting for it once the
+/// cancellation has gone upstream.
+pub fn cancelled_ids(
+    messages: &[crate::mcp::Message],
+    texts: &[Option<Bytes>],
+) -> Vec<crate::mcp::Id> {
+    messages
+        .iter()
+        .zip(texts)
+        .filter(|(m, _)| {
+            m.kind == crate::mcp::Kind::Notification && m.method() == "notifications/cancelled"
+        })
+        .filter_map(|(_, text)| {
+            let text = std::str::from_utf8(text.as_deref()?).ok()?;
+            match crate::mcp::message::pointer_in(text, "/params/requestId")? {
+                serde_json::Value::String(s) => Some(crate::mcp::Id::Str(s.into())),
+                serde_json::Value::Number(n) => n.as_i64().map(crate::mcp::Id::Int),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 /// The gateway path that receives legacy POSTs for `server`.
@@ -249,10 +284,11 @@ impl Endpoints {
         }
     }
 
-    /// Notes requests `ids` that principal `poster` posted to `path_query` are on their way
-    /// upstream, against the one stream of that principal holding it (as [`Endpoints::answer`]
-    /// picks it; an endpoint several streams share cannot say which will carry the answers).
-    /// Returns where to settle them should they fail.
+    /// Notes requests `ids` (perhaps none) that principal `poster` posted to `path_query` are on
+    /// their way upstream, against the one stream of that principal holding it (as
+    /// [`Endpoints::answer`] picks it; an endpoint several streams share cannot say which will
+    /// carry the answers). Returns where to settle them should they fail, and requests this POST
+    /// cancels.
     pub fn forwarded(
         &self,
         server: &str,
@@ -265,7 +301,7 @@ impl Endpoints {
             .get(&(server.to_owned(), path_query.to_owned()))
             .map(Vec::as_slice)
         {
-            Some([only]) if only.owner == poster && !ids.is_empty() => {
+            Some([only]) if only.owner == poster => {
                 only.handle.awaited.add(ids);
                 Some(only.handle.awaited.clone())
             }
@@ -296,6 +332,45 @@ mod tests {
 
     fn channel() -> (mpsc::Sender<Bytes>, mpsc::Receiver<Bytes>) {
         mpsc::channel(2)
+    }
+
+    #[test]
+    fn awaited_answers_are_counted_per_id() {
+        use crate::mcp::Id;
+        let owed = Awaited::default();
+        owed.add(&[Id::Int(1), Id::Int(1), Id::Str("a".into())]);
+        owed.settle(&[Id::Int(1), Id::Int(9)]);
+        assert!(
+            !owed.is_empty(),
+            "a second request under id 1 is still owed"
+        );
+        owed.settle(&[Id::Int(1)]);
+        owed.settle(&[Id::Str("1".into())]);
+        assert!(!owed.is_empty(), "the string id \"1\" is not the number 1");
+        owed.settle(&[Id::Str("a".into())]);
+        assert!(owed.is_empty());
+    }
+
+    #[test]
+    fn cancellations_name_the_requests_they_cancel() {
+        use crate::mcp::Id;
+        let body = Bytes::from_static(
+            br#"[{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7}},
+                {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"r","reason":"x"}},
+                {"jsonrpc":"2.0","method":"notifications/progress","params":{"requestId":8}},
+                {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":[9]}},
+                {"jsonrpc":"2.0","id":3,"method":"ping"}]"#,
+        );
+        let Ok(crate::mcp::Body::Batch(messages)) =
+            crate::mcp::message::parse_body(&body, true, "2025-03-26")
+        else {
+            panic!("a batch");
+        };
+        let texts = super::super::audit_trail::message_texts(&body, true);
+        assert_eq!(
+            cancelled_ids(&messages, &texts),
+            [Id::Int(7), Id::Str("r".into())]
+        );
     }
 
     #[test]

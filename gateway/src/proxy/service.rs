@@ -729,7 +729,9 @@ async fn post(
             gateway
                 .legacy
                 .forwarded(upstream.server.name.as_str(), endpoint, &poster, &ids)?;
-        Some((awaited, ids))
+        let cancelled =
+            super::legacy::cancelled_ids(&messages, &audit_trail::message_texts(&bytes, batch));
+        Some((awaited, ids, cancelled))
     });
     let sent = send(
         gateway,
@@ -745,7 +747,7 @@ async fn post(
         Ok(r) => r,
         Err(e) => {
             let unsent = matches!(e, Refusal::UpstreamUnreachable { .. });
-            if let Some((awaited, ids)) = &awaited {
+            if let Some((awaited, ids, _)) = &awaited {
                 // Whether or not the server answers them later, the stream waits for them no
                 // more: a drain does not hold for requests whose fate is unknown.
                 awaited.settle(ids);
@@ -803,11 +805,21 @@ async fn post(
     };
     // A batch of one is answered with a batch of one.
     let mut outcome = relay_response(gateway, ctx, response, batch, messages).await;
-    if let Some((awaited, ids)) = &awaited
-        && !outcome.response.status().is_success()
-    {
-        // Refused (by the server, or its answer by the gateway): none follows on the stream.
-        awaited.settle(ids);
+    if let Some((awaited, ids, cancelled)) = &awaited {
+        let status = outcome.response.status();
+        // Refused (by the server, or its answer by the gateway), or answered in the POST's own
+        // body rather than on the stream: nothing more follows on the stream.
+        let answered_here = outcome
+            .response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|t| t == "application/json" || t == "text/event-stream");
+        if !status.is_success() || answered_here {
+            awaited.settle(ids);
+        }
+        if status.is_success() {
+            awaited.settle(cancelled);
+        }
     }
     outcome.decisions = decisions;
     outcome.recorded = recorded;

@@ -123,12 +123,18 @@ async fn python_peer(script: &str, args: &[std::ffi::OsString]) -> Peer {
 
 /// server-everything in Streamable HTTP mode.
 pub async fn everything_server() -> Peer {
+    everything_server_in("streamableHttp").await
+}
+
+/// server-everything in `mode` (`streamableHttp`, or `sse` for the HTTP+SSE transport at
+/// `/sse`).
+pub async fn everything_server_in(mode: &str) -> Peer {
     let port = free_port();
     let script =
         peers().join("node/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
     let mut child = Command::new("node")
         .arg(script)
-        .arg("streamableHttp")
+        .arg(mode)
         .env("PORT", port.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())

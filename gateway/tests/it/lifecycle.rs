@@ -227,6 +227,67 @@ async fn sigint_drains_a_legacy_call_whose_answer_is_still_on_its_way() {
     assert_eq!(exit.code(), Some(0));
 }
 
+/// A request the agent cancelled is owed no answer (servers of the TypeScript SDK send none):
+/// its legacy stream does not hold a drain open for it, so the gateway exits at once, and
+/// cleanly, instead of waiting out the grace.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_does_not_wait_for_the_answer_to_a_cancelled_legacy_call() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = everything_server_in("sse").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut child, port) = start_binary(
+        &gateway_config(
+            &[("legacy", &server.url("/sse"), "sse", "")],
+            "[limits]\nshutdown_grace = \"60s\"\n",
+        ),
+        dir.path(),
+    )
+    .await;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    stream
+        .write_all(
+            b"GET /servers/legacy/sse HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n",
+        )
+        .await
+        .expect("write");
+    let mut seen = Vec::new();
+    let mut read_until = async |wanted: &str| {
+        tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let text = String::from_utf8_lossy(&seen).into_owned();
+                if let Some(at) = text.find(wanted) {
+                    return text[at..].lines().next().unwrap_or("").to_owned();
+                }
+                let mut buf = [0u8; 4096];
+                let n = stream.read(&mut buf).await.expect("read");
+                assert!(n > 0, "stream ended: {text}");
+                seen.extend_from_slice(&buf[..n]);
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no {wanted} on the stream"))
+    };
+    let endpoint = read_until("data: /servers/legacy/message?").await[6..].to_owned();
+    let post = async |body: &str| {
+        let headers = [("Content-Type", "application/json")];
+        let (status, head, _) = http(port, "POST", &endpoint, &headers, body.as_bytes()).await;
+        assert_eq!(status, 202, "{body}: {head}");
+    };
+    post(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#).await;
+    read_until(r#""id":1"#).await;
+    post(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).await;
+    post(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"trigger-long-running-operation","arguments":{"duration":30,"steps":30}}}"#).await;
+    post(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":2,"reason":"no longer needed"}}"#).await;
+    signal(&child, "-INT");
+    let exit = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("the drain waited for an answer that never comes")
+        .expect("status");
+    assert_eq!(exit.code(), Some(0));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_sigint_exits_at_once() {
     let server = python_server("streamable-http", None).await;
