@@ -8,12 +8,16 @@ use std::{convert::Infallible, net::SocketAddr, sync::Arc};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
+use http_body::Frame;
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use crate::{drain::Drain, proxy::Gateway};
+use crate::{
+    drain::Drain,
+    proxy::{Body, BoxError, Gateway},
+};
 
 /// Connections the admin API serves at once. Any local process can connect: without a cap, one
 /// that holds thousands open would take the descriptors the agents' listener needs.
@@ -59,25 +63,28 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, drain: Drain) {
                     )
                     .and_then(|()| crate::proxy::headers::check_origin(req.headers()))
                     {
-                        return Ok(reply(
+                        return Ok(boxed(reply(
                             StatusCode::FORBIDDEN,
                             "text/plain",
                             Bytes::from(format!("{refusal}\n")),
-                        ));
+                        )));
                     }
                     if guarded(req.uri().path()) && !trusted(peer, local).await {
                         tracing::warn!(%peer, path = req.uri().path(), "Refused an admin request from a process that is neither root nor the gateway's user.");
-                        return Ok(reply(
+                        return Ok(boxed(reply(
                             StatusCode::FORBIDDEN,
                             "text/plain",
                             Bytes::from(format!(
                                 "only root and the gateway's own user may use {}\n",
                                 req.uri().path()
                             )),
-                        ));
+                        )));
                     }
                     let response = match req.uri().path() {
-                        "/audit/query" | "/audit/export" if req.method() == Method::GET => {
+                        "/audit/export" if req.method() == Method::GET => {
+                            return Ok(export(&req, &gateway));
+                        }
+                        "/audit/query" if req.method() == Method::GET => {
                             audit(&req, &gateway).await
                         }
                         "/tokens" if req.method() == Method::POST => issue(req, &gateway).await,
@@ -86,7 +93,7 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, drain: Drain) {
                         }
                         _ => route(&req, &gateway),
                     };
-                    Ok::<_, Infallible>(response)
+                    Ok::<_, Infallible>(boxed(response))
                 }
             });
             let conn = hyper::server::conn::http1::Builder::new()
@@ -270,47 +277,84 @@ fn route(req: &Request<Incoming>, gateway: &Gateway) -> Response<Full<Bytes>> {
     }
 }
 
-/// `GET /audit/query?agent=..&tool=..&since=15m&limit=100` (JSON lines of matching records) and
-/// `GET /audit/export` (every record with its chain hash, and every checkpoint).
-async fn audit(req: &Request<Incoming>, gateway: &Gateway) -> Response<Full<Bytes>> {
-    let text = |status: StatusCode, body: String| {
-        let mut resp = Response::new(Full::new(Bytes::from(body)));
-        *resp.status_mut() = status;
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            header::HeaderValue::from_static("text/plain"),
-        );
-        resp
+fn boxed(response: Response<Full<Bytes>>) -> Response<Body> {
+    response.map(|b| b.map_err(|never| match never {}).boxed_unsync())
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    reply(status, "text/plain", Bytes::from(body))
+}
+
+/// `GET /audit/export`: every record with its chain hash, and every checkpoint, as JSON lines,
+/// streamed a segment at a time (a log of many gigabytes is never held in memory whole), up to
+/// what was durable when it was asked for (a record not yet synced could be lost to a power cut
+/// and its number reused). A segment that cannot be read ends the body with an error, never
+/// cleanly, so that no consumer takes a short export for the whole log.
+fn export(req: &Request<Incoming>, gateway: &Gateway) -> Response<Body> {
+    let Some(recorder) = &gateway.audit else {
+        return boxed(text(StatusCode::NOT_FOUND, "audit is disabled\n".into()));
     };
+    if req.uri().query().is_some_and(|q| !q.is_empty()) {
+        return boxed(text(
+            StatusCode::BAD_REQUEST,
+            "/audit/export takes no parameters\n".into(),
+        ));
+    }
+    let dir = recorder.config().dir.clone();
+    let durable = recorder.durable_mark().get();
+    // Two segments in flight at most: the reader waits for a slow consumer.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(2);
+    tokio::task::spawn_blocking(move || {
+        use crate::audit::log::Item;
+        let read = crate::audit::query::Follower::new(&dir, None).poll_each(|items| {
+            let mut chunk = String::new();
+            let mut beyond = false;
+            for item in &items {
+                let seq = match item {
+                    Item::Record { record, .. } => record.seq,
+                    Item::Checkpoint(cp) => cp.seq,
+                };
+                if seq >= durable {
+                    beyond = true;
+                    break;
+                }
+                if let Some(line) = crate::audit::query::export_line(item) {
+                    chunk.push_str(&line);
+                    chunk.push('\n');
+                }
+            }
+            // Stops once the consumer has gone, or past the durable mark.
+            tx.blocking_send(Ok(Bytes::from(chunk))).is_ok() && !beyond
+        });
+        if let Err(e) = read {
+            tracing::warn!(error = %e, "An audit export stopped at a segment that cannot be read.");
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
+        let chunk = rx.recv().await?;
+        Some((chunk.map(Frame::data).map_err(BoxError::from), rx))
+    });
+    let mut resp = Response::new(StreamBody::new(chunks).boxed_unsync());
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/jsonl"),
+    );
+    resp
+}
+
+/// `GET /audit/query?agent=..&tool=..&since=15m&limit=100`: JSON lines of matching records.
+async fn audit(req: &Request<Incoming>, gateway: &Gateway) -> Response<Full<Bytes>> {
     let Some(recorder) = &gateway.audit else {
         return text(StatusCode::NOT_FOUND, "audit is disabled\n".into());
     };
     let dir = recorder.config().dir.clone();
     let query = req.uri().query().unwrap_or("").to_owned();
-    let export = req.uri().path() == "/audit/export";
     let work = tokio::task::spawn_blocking(move || -> Result<String, (StatusCode, String)> {
         let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
             .into_owned()
             .collect();
         let mut out = String::new();
-        if export {
-            if !pairs.is_empty() {
-                return Err((
-                    StatusCode::BAD_REQUEST,
-                    "/audit/export takes no parameters\n".into(),
-                ));
-            }
-            let items = crate::audit::query::Follower::new(&dir, None)
-                .poll()
-                .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")))?;
-            for item in &items {
-                if let Some(line) = crate::audit::query::export_line(item) {
-                    out.push_str(&line);
-                    out.push('\n');
-                }
-            }
-            return Ok(out);
-        }
         let (filter, limit) = crate::audit::query::Filter::from_pairs(
             pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         )

@@ -199,20 +199,45 @@ impl Follower {
     /// Everything complete that was appended since the last call; any segment that cannot be
     /// read fails the whole call (a query or an export must not stop short silently).
     pub fn poll(&mut self) -> Result<Vec<Item>, String> {
-        self.read(usize::MAX, false)
+        let mut out = Vec::new();
+        self.read(usize::MAX, false, &mut |items| {
+            out.extend(items);
+            true
+        })?;
+        Ok(out)
+    }
+
+    /// [`Follower::poll`] a segment at a time: `each` gets one segment's items (and may stop the
+    /// reading by returning false), so that a reader of the whole log holds one segment in
+    /// memory, not the log.
+    pub fn poll_each(&mut self, mut each: impl FnMut(Vec<Item>) -> bool) -> Result<(), String> {
+        self.read(usize::MAX, false, &mut each)
     }
 
     /// For a reader that polls again (the exporter): at most `segments` segments (the rest
     /// next time; a reader far behind holds a few in memory, not the whole log), and what
     /// earlier segments gave is returned when a later one fails (it is read again next time).
     pub fn poll_some(&mut self, segments: usize) -> Result<Vec<Item>, String> {
-        self.read(segments, true)
+        let mut out = Vec::new();
+        self.read(segments, true, &mut |items| {
+            out.extend(items);
+            true
+        })?;
+        Ok(out)
     }
 
-    fn read(&mut self, segments: usize, partial: bool) -> Result<Vec<Item>, String> {
+    /// Reads at most `segments` segments from the position, handing each one's items to `sink`
+    /// (which returns false to stop). With `partial`, a segment that cannot be read ends the
+    /// reading without an error when an earlier one was handed over.
+    fn read(
+        &mut self,
+        segments: usize,
+        partial: bool,
+        sink: &mut dyn FnMut(Vec<Item>) -> bool,
+    ) -> Result<(), String> {
         let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
         let segs = log::segments(&self.dir).map_err(|e| io(&self.dir, e))?;
-        let mut out = Vec::new();
+        let mut given = false;
         let start = match self.at {
             Some((first, _)) => segs.iter().position(|(f, _)| *f == first).unwrap_or(0),
             None => 0,
@@ -247,37 +272,39 @@ impl Follower {
                 Ok(r) => r,
                 // What earlier segments gave is returned (the position stays at this one, to
                 // be read again next time): dropping it would lose it for a follower.
-                Err(e) if out.is_empty() || !partial => return Err(e),
+                Err(e) if !given || !partial => return Err(e),
                 Err(_) => break,
             };
-            out.extend(items);
+            given = true;
             self.at = Some((*first, offset + consumed as u64));
-            if !newer_exists {
-                break;
-            }
-            if let Some((next, _)) = segs.get(i + 1) {
+            if newer_exists && let Some((next, _)) = segs.get(i + 1) {
                 self.at = Some((*next, 0));
             }
+            if !sink(items) || !newer_exists {
+                break;
+            }
         }
-        Ok(out)
+        Ok(())
     }
 }
 
 /// The records of `dir` that `filter` matches, oldest first, at most `limit` (the newest ones
 /// when there are more).
 pub fn query(dir: &Path, filter: &Filter, limit: Option<usize>) -> Result<Vec<Record>, String> {
-    let mut follower = Follower::new(dir, filter.since_ns);
     let mut out = std::collections::VecDeque::new();
-    for item in follower.poll()? {
-        if let Item::Record { record, .. } = item
-            && filter.matches(&record)
-        {
-            out.push_back(*record);
-            if limit.is_some_and(|l| out.len() > l) {
-                out.pop_front();
+    Follower::new(dir, filter.since_ns).poll_each(|items| {
+        for item in items {
+            if let Item::Record { record, .. } = item
+                && filter.matches(&record)
+            {
+                out.push_back(*record);
+                if limit.is_some_and(|l| out.len() > l) {
+                    out.pop_front();
+                }
             }
         }
-    }
+        true
+    })?;
     Ok(out.into())
 }
 
@@ -387,6 +414,35 @@ mod tests {
         }
         assert_eq!(all.last(), Some(&59));
         assert!(all.windows(2).all(|w| w[1] == w[0] + 1), "{all:?}");
+        // A whole read a segment at a time hands over each segment once, every record in order,
+        // and stops when told.
+        let mut handed = Vec::new();
+        Follower::new(dir.path(), None)
+            .poll_each(|items| {
+                handed.push(seqs(items));
+                true
+            })
+            .unwrap();
+        assert_eq!(handed.len(), segs.len());
+        let flat: Vec<u64> = handed.concat();
+        assert_eq!(flat, (0..60).collect::<Vec<_>>());
+        assert_eq!(
+            query(dir.path(), &Filter::default(), None).unwrap().len(),
+            60
+        );
+        let newest = query(dir.path(), &Filter::default(), Some(3)).unwrap();
+        assert_eq!(
+            newest.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            [57, 58, 59]
+        );
+        let mut calls = 0;
+        Follower::new(dir.path(), None)
+            .poll_each(|_| {
+                calls += 1;
+                calls < 2
+            })
+            .unwrap();
+        assert_eq!(calls, 2);
         // A segment that cannot be read fails a one-shot read (a query or an export must not
         // stop short), while a reader that polls again keeps what came before it.
         std::fs::write(&segs[2].1, b"not a frame").unwrap();

@@ -219,19 +219,31 @@ pub fn main(action: Action) -> i32 {
                 Ok(x) => x,
                 Err(code) => return code,
             };
-            match query::query(&dir, &filter, limit) {
-                Ok(records) => {
-                    let mut out = std::io::stdout().lock();
-                    if matches!(format, Format::Table) {
-                        let _ = writeln!(out, "{}", query::TABLE_HEADER);
-                    }
+            let mut out = std::io::stdout().lock();
+            if matches!(format, Format::Table) {
+                let _ = writeln!(out, "{}", query::TABLE_HEADER);
+            }
+            // Without a limit, records are printed as each segment is read: a log of many
+            // gigabytes is never held in memory whole. A limit keeps only the newest `limit`.
+            let printed = match limit {
+                Some(_) => query::query(&dir, &filter, limit).map(|records| {
                     for r in &records {
                         if print_record(&mut out, r, format).is_err() {
-                            return 0; // stdout closed (a pager quit): not an error
+                            break; // stdout closed (a pager quit): not an error
                         }
                     }
-                    0
-                }
+                }),
+                None => Follower::new(&dir, filter.since_ns).poll_each(|items| {
+                    items.into_iter().all(|item| match item {
+                        log::Item::Record { record, .. } if filter.matches(&record) => {
+                            print_record(&mut out, &record, format).is_ok()
+                        }
+                        _ => true,
+                    })
+                }),
+            };
+            match printed {
+                Ok(()) => 0,
                 Err(e) => {
                     eprintln!("agentgate audit query: {e}");
                     EXIT_UNAVAILABLE
@@ -256,18 +268,15 @@ pub fn main(action: Action) -> i32 {
                 Ok(p) => p,
                 Err(code) => return code,
             };
-            match Follower::new(&dir, None).poll() {
-                Ok(items) => {
-                    let mut out = std::io::stdout().lock();
-                    for item in &items {
-                        if let Some(line) = query::export_line(item)
-                            && writeln!(out, "{line}").is_err()
-                        {
-                            return 0;
-                        }
-                    }
-                    0
-                }
+            // A segment at a time: the log is never held in memory whole.
+            let mut out = std::io::stdout().lock();
+            let exported = Follower::new(&dir, None).poll_each(|items| {
+                items.iter().all(|item| {
+                    query::export_line(item).is_none_or(|line| writeln!(out, "{line}").is_ok())
+                })
+            });
+            match exported {
+                Ok(()) => 0,
                 Err(e) => {
                     eprintln!("agentgate audit export: {e}");
                     EXIT_UNAVAILABLE

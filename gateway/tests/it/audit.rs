@@ -135,6 +135,26 @@ async fn a_real_exchange_is_recorded_redacted_linked_and_verifiable() {
     let (status, _, body) = http(admin, "GET", "/audit/query?colour=red", &[], b"").await;
     assert_eq!(status, 400);
     assert!(String::from_utf8_lossy(&body).contains("unknown filter"));
+    // The export, streamed: every record so far in order, the call among them.
+    let (status, head, body) = http(admin, "GET", "/audit/export", &[], b"").await;
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("application/jsonl"),
+        "{head}"
+    );
+    let exported: Vec<serde_json::Value> = String::from_utf8_lossy(&body)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seqs: Vec<u64> = exported
+        .iter()
+        .filter(|l| l["kind"] == "record")
+        .map(|l| l["record"]["seq"].as_u64().unwrap())
+        .collect();
+    assert!(seqs.contains(&call.seq), "{seqs:?}");
+    assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>());
+    let (status, _, _) = http(admin, "GET", "/audit/export?since=1h", &[], b"").await;
+    assert_eq!(status, 400);
     // Other local users (agents among them) see metrics, not records or identities.
     for (path, status) in [
         ("/audit/query?tool=echo", 403),
