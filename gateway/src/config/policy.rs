@@ -657,6 +657,19 @@ fn push_rule(
         )
         .into());
     }
+    // The sql matcher says what a query may do (its kinds, tables and functions, with lists of
+    // exceptions): in a deny rule it would deny the queries that stay inside it and let every
+    // other one through, SQL that does not parse included.
+    if raw.effect == Effect::Deny
+        && let Some(p) = raw.params.iter().find(|p| p.sql.is_some())
+    {
+        return Err(invalid(
+            p.pointer.span(),
+            "rules.params.sql",
+            "the sql matcher belongs on an allow rule (it says what a query may do); refuse statement kinds, tables and functions there with statements, deny_tables and deny_functions",
+        )
+        .into());
+    }
     let params = raw
         .params
         .into_iter()
@@ -892,9 +905,10 @@ fn param(raw: RawParam) -> Result<ParamSpec, Invalid> {
                 Some(rest) => (true, rest),
                 None => (false, text.as_str()),
             };
+            // Without the root's trailing dot: values are compared without it.
             let parsed = url::Url::parse(&format!("http://{bare}/"))
                 .ok()
-                .and_then(|u| u.host_str().map(str::to_owned))
+                .and_then(|u| u.host_str().map(|h| h.trim_end_matches('.').to_owned()))
                 .filter(|host| !bare.contains(['/', '@', ':', '*']) && !host.is_empty());
             match parsed {
                 Some(host) => hosts.push(if wild { format!("*.{host}") } else { host }),

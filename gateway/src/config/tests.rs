@@ -314,6 +314,10 @@ fn bad_rules_name_file_line_and_key() {
             "unknown statement kind \"selct\"",
         ),
         (
+            "[[rules]]\nname = \"a\"\neffect = \"deny\"\ntools = [\"t\"]\n[[rules.params]]\npointer = \"/x\"\nsql = { deny_tables = [\"financials\"] }\n",
+            "test.toml:6: rules.params.sql: the sql matcher belongs on an allow rule",
+        ),
+        (
             "[[rules]]\nname = \"a\"\neffect = \"allow\"\ntools = [\"t\"]\n[[rules.params]]\npointer = \"/x\"\nrange = { min = 5, max = 1 }\n",
             "min <= max",
         ),

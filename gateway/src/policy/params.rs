@@ -120,8 +120,22 @@ pub fn check_value(spec: &ParamSpec, value: Option<&Value>) -> Result<(), String
             }
         }
         Matcher::UrlHosts(hosts) => {
-            let url = url::Url::parse(string()?)
-                .map_err(|e| format!("argument {at} is not a URL: {e}"))?;
+            let text = string()?;
+            // WHATWG parsers (the url crate, Node) drop tabs and newlines; others keep them.
+            if text.chars().any(|c| c.is_control() || c == ' ') {
+                return Err(format!(
+                    "argument {at}: a URL with a space or a control character is read differently by different servers"
+                ));
+            }
+            let url =
+                url::Url::parse(text).map_err(|e| format!("argument {at} is not a URL: {e}"))?;
+            // WHATWG ends the host at a backslash, Python's urllib and aiohttp read it after
+            // the last `@` before a `/`: `http://ok.example\@evil/` names two hosts.
+            if authority_host(text) != lax_host(&url) {
+                return Err(format!(
+                    "argument {at}: servers read different hosts in this URL (a backslash or `@` before its path)"
+                ));
+            }
             if !matches!(url.scheme(), "http" | "https" | "ws" | "wss") {
                 return Err(format!(
                     "argument {at}: scheme {:?} is not allowed",
@@ -210,12 +224,14 @@ pub fn check_value_lax(spec: &ParamSpec, value: Option<&Value>) -> Result<(), St
         // does not parse as a URL may still be one to the server.
         Matcher::UrlHosts(hosts) => {
             read_as()
-                || value
-                    .as_str()
-                    .is_some_and(|text| match url::Url::parse(text) {
-                        Err(_) => true,
-                        Ok(url) => lax_host(&url).is_some_and(|host| host_listed(hosts, &host)),
-                    })
+                || value.as_str().is_some_and(|text| {
+                    let other = authority_host(text).is_some_and(|host| host_listed(hosts, &host));
+                    other
+                        || match url::Url::parse(text) {
+                            Err(_) => true,
+                            Ok(url) => lax_host(&url).is_some_and(|host| host_listed(hosts, &host)),
+                        }
+                })
         }
         _ => read_as(),
     };
@@ -254,6 +270,17 @@ fn lax_host(url: &url::Url) -> Option<String> {
             })
         }
     }
+}
+
+/// The host of `text` as parsers outside WHATWG read it (Python's urllib, aiohttp's yarl): the
+/// authority runs from `//` to the first `/`, `?` or `#` (a backslash is no end) and the host
+/// follows its last `@`. `http://ok.example\@169.254.169.254/` reaches 169.254.169.254 there,
+/// where the url crate sees ok.example. In [`lax_host`]'s spelling.
+fn authority_host(text: &str) -> Option<String> {
+    let (_, rest) = text.split_once("//")?;
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let host = authority.rsplit('@').next()?;
+    lax_host(&url::Url::parse(&format!("http://{host}/")).ok()?)
 }
 
 /// The absolute, normalised path `text` names (a path, or a local `file:` URL in any case), or
@@ -586,6 +613,15 @@ mod tests {
         assert!(!ok("https://api.example.com.evil.com/"));
         assert!(!ok("https://evil.com/?u=https://api.example.com"));
         assert!(!ok("https://evil.com\\@api.example.com/"));
+        // Python's urllib and aiohttp reach evil.com here, where WHATWG sees api.example.com.
+        assert!(!ok("https://api.example.com\\@evil.com/"));
+        assert!(!ok("https://api.example.com\\\\@evil.com/"));
+        assert!(!ok("https://api.example.com\t/"));
+        assert!(!ok("https://api.exa\nmple.com/"));
+        // Both readings agree on these.
+        assert!(ok("https://user:pw@api.example.com/v1"));
+        assert!(ok("https://api.example.com/users/me@example.org"));
+        assert!(ok("https://api.example.com:8443/?next=a@b\\c"));
         assert!(!ok("file:///etc/passwd"));
         assert!(!ok("javascript:alert(1)"));
         assert!(!ok("https://аpi.example.com/")); // Cyrillic a: punycode host
@@ -687,10 +723,17 @@ mod tests {
             "ftp://Internal.Example/",
             // Not a URL to this parser: a lax server may still fetch it.
             "http://internal.example:99999/",
+            // Python's urllib and aiohttp read the host after the `@`, WHATWG before the `\`.
+            "http://x\\@169.254.169.254/latest/meta-data",
+            "http://169.254.169.254\\@example.com/",
         ] {
             assert!(holds(held), "{held}");
         }
-        for clear in ["https://api.example.com/", "mailto:a@internal.example"] {
+        for clear in [
+            "https://api.example.com/",
+            "mailto:a@internal.example",
+            "https://api.example.com/?next=http://x@internal.example",
+        ] {
             assert!(!holds(clear), "{clear}");
         }
         // Allow conditions stay strict: what cannot be told fails them.

@@ -54,7 +54,18 @@ pub const RISKY_FUNCTIONS: &[&str] = &[
     "dblink",
     "dblink_exec",
     "dblink_connect",
+    "dblink_connect_u",
+    "dblink_open",
+    "dblink_fetch",
     "dblink_send_query",
+    // tablefunc's and full-text search's functions that run a query given as text.
+    "crosstab",
+    "crosstab2",
+    "crosstab3",
+    "crosstab4",
+    "connectby",
+    "ts_stat",
+    "ts_rewrite",
     "query_to_xml",
     "query_to_xml_and_xmlschema",
     "query_to_xmlschema",
@@ -584,6 +595,12 @@ mod tests {
             "SELECT * FROM customers ORDER BY set_config('search_path', 'evil', false)",
             "SELECT * FROM dblink('host=x', 'select * from financials') AS t(a int)",
             "SELECT pg_sleep(3600)",
+            // Full-text search and tablefunc run a query given as text.
+            "SELECT * FROM ts_stat('SELECT to_tsvector(card_no) FROM financials')",
+            "SELECT ts_rewrite('a'::tsquery, 'SELECT q, s FROM financials')",
+            "SELECT * FROM crosstab('SELECT a, b, c FROM financials') AS t(a text, b text)",
+            "SELECT * FROM connectby('financials', 'id', 'parent', '1', 0) AS t(id int)",
+            "SELECT dblink_open('c', 'SELECT * FROM financials')",
         ] {
             assert!(check(&s, sql).is_err(), "{sql} should be refused");
         }

@@ -98,6 +98,26 @@ fn deny_overrides_allow_whatever_the_order() {
     }
 }
 
+/// A host written with the root's trailing dot in the config is the same host as without it.
+#[test]
+fn a_url_hosts_deny_written_with_a_trailing_dot_holds() {
+    let p = policy(
+        "[[rules]]\nname = \"all\"\neffect = \"allow\"\n\
+         [[rules]]\nname = \"no-internal\"\neffect = \"deny\"\ntools = [\"fetch\"]\n\
+         [[rules.params]]\npointer = \"/url\"\nurl_hosts = [\"Internal.Example.\"]\n",
+    );
+    for url in [
+        "http://internal.example/",
+        "http://internal.example./x",
+        "http://x\\@internal.example/",
+    ] {
+        let v = tool(&p, "a", "fetch", json!({ "url": url }));
+        assert!(!v.allowed, "{url}");
+        assert_eq!(&*v.rule, "no-internal");
+    }
+    assert!(tool(&p, "a", "fetch", json!({"url": "http://example.org/"})).allowed);
+}
+
 #[test]
 fn agent_level_grants_the_session_only_to_named_agents() {
     let p = policy(
