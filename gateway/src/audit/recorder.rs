@@ -126,13 +126,19 @@ impl Recorder {
     }
 
     /// What every record loses before it is written, whoever built it: the secrets in the
-    /// calling process's command line (`agent.py --password ...`), which the kernel shows.
-    /// And any configured secret, wherever it turns up (an upstream that echoes the
-    /// credential it was given).
+    /// calling process's command line (`agent.py --password ...`), which the kernel shows,
+    /// and credential-looking values in its target (a resource URI). And any configured
+    /// secret, wherever it turns up (an upstream that echoes the credential it was given).
     fn scrub(&self, mut record: Record) -> Record {
         if let Some(Value::Array(args)) = record.process.as_mut().and_then(|p| p.get_mut("cmdline"))
         {
             redact::redact_cmdline(&self.config.redact, args);
+        }
+        // A resource URI is kept as the target, as sent: `postgres://app:pw@db/x`.
+        if let Some(target) = record.target.as_mut()
+            && let Some(clean) = redact::redact_text(&self.config.redact, target)
+        {
+            *target = clean;
         }
         if let Some(secrets) = self.secrets.as_deref().filter(|s| !s.is_empty()) {
             for part in [&mut record.params, &mut record.result] {
@@ -144,7 +150,7 @@ impl Recorder {
                         .and_then(|t| RawValue::from_string(t).ok());
                 }
             }
-            for text in [&mut record.error, &mut record.reason]
+            for text in [&mut record.error, &mut record.reason, &mut record.target]
                 .into_iter()
                 .flatten()
             {
@@ -239,6 +245,14 @@ impl Recorder {
         if too_big(raw, max) {
             return (None, true);
         }
+        // Configured secrets go before the cap: a cut through one would keep its first half.
+        let scrubbed = self
+            .secrets
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .and_then(|s| s.scrub_json(raw.as_bytes()))
+            .and_then(|clean| String::from_utf8(clean).ok());
+        let raw = scrubbed.as_deref().unwrap_or(raw);
         if raw.len() <= max
             && self
                 .config
@@ -247,7 +261,10 @@ impl Recorder {
                 .as_ref()
                 .is_some_and(|p| p.leaves_alone(raw))
         {
-            return (Some(part.to_owned()), false);
+            return match &scrubbed {
+                Some(text) => (RawValue::from_string(text.clone()).ok(), false),
+                None => (Some(part.to_owned()), false),
+            };
         }
         let Some(v) = serde_json::from_str::<Value>(raw).ok() else {
             return (None, false);
@@ -328,6 +345,38 @@ mod tests {
         assert!(r.result.is_none() && r.result_truncated);
         assert_eq!(r.result_bytes, Some(message.len() as u64));
         assert_eq!(r.result_sha256.as_ref().map(String::len), Some(64));
+        recorder.close();
+    }
+
+    /// Configured secrets go before the cap (a cut through one kept its first half), and a
+    /// target is redacted like free text (a resource URI with a password).
+    #[test]
+    fn secrets_are_blanked_before_the_cap_and_targets_are_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = AuditConfig {
+            dir: dir.path().join("audit"),
+            key_file: dir.path().join("audit.key"),
+            max_params_bytes: 64,
+            ..AuditConfig::default()
+        };
+        let secret = "Zq8v7Kx2Lm4Np6Rt9Wy3";
+        let recorder = Recorder::open(&config)
+            .unwrap()
+            .with_secrets(std::sync::Arc::new(crate::credentials::Scrubber::of(&[
+                secret,
+            ])));
+        let params = format!("{{\"note\":\"{}{secret}\"}}", "a".repeat(45));
+        let (v, cut) = recorder.params(serde_json::from_str(&params).ok());
+        let kept = v.unwrap().get().to_owned();
+        assert!(!kept.contains(&secret[..4]), "{kept}");
+        assert!(kept.contains("[redacted]"), "{kept} (cut: {cut})");
+        let mut r = Record::new(Event::Request);
+        r.target = Some(format!("postgres://app:hunter2@db/x?k={secret}"));
+        let target = recorder.scrub(r).target.unwrap();
+        assert!(
+            !target.contains("hunter2") && !target.contains(secret),
+            "{target}"
+        );
         recorder.close();
     }
 

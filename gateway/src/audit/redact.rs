@@ -259,6 +259,14 @@ mod tests {
             ),
             ("HOST=x\nexport API_KEY = abc123\n", "abc123"),
             ("SENTRY_DSN=https://k@o1.ingest.sentry.io/1", "https://k@"),
+            (
+                "GET https://api.example.com/v1?user=bob&access_token=Tk9QRS1zZWNyZXQ&x=1",
+                "Tk9QRS1zZWNyZXQ",
+            ),
+            (
+                "https://bucket.s3.amazonaws.com/k?X-Amz-Signature=deadbeef0042",
+                "deadbeef0042",
+            ),
         ] {
             let mut v = json!({"text": text});
             redact(&rules(), &mut v);
@@ -271,6 +279,7 @@ mod tests {
             "https://example.com/a:b@c",
             "HOST=db.internal\nPORT=5432",
             "mailto:bob@example.com",
+            "https://example.com/search?q=token&page=2",
         ] {
             let mut v = json!({"text": prose});
             assert_eq!(redact(&rules(), &mut v), 0, "{prose}: {v}");

@@ -44,9 +44,9 @@ pub const DEFAULT_REDACT_KEYS: [&str; 21] = [
 
 /// Values that look like credentials, whatever their key: JWTs, bearer tokens, PEM private keys,
 /// the prefixed key formats of common providers, Basic authorization headers, URLs with a
-/// password (`postgres://user:pass@host`) and `.env` lines that assign a secret. Matched inside
-/// longer strings too.
-pub const DEFAULT_REDACT_VALUES: [&str; 11] = [
+/// password (`postgres://user:pass@host`), credentials in a URL's query (`?access_token=...`)
+/// and `.env` lines that assign a secret. Matched inside longer strings too.
+pub const DEFAULT_REDACT_VALUES: [&str; 12] = [
     r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*",
     r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}",
     r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z ]*PRIVATE KEY-----|$)",
@@ -57,6 +57,7 @@ pub const DEFAULT_REDACT_VALUES: [&str; 11] = [
     r"\bglpat-[A-Za-z0-9_-]{20,}",
     r"(?i)\bauthorization:\s*basic\s+[A-Za-z0-9+/=]{4,}",
     r"\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@",
+    r"(?i)[?&](access_token|id_token|refresh_token|api_?key|client_secret|password|passwd|secret|token|x-amz-signature|x-goog-signature|sig)=[^&#\s]+",
     // Upper case only, as .env files are written: prose that says "token = ..." stays.
     r"(?m)^[ \t]*(export[ \t]+)?[A-Z0-9_]*(PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL|DSN|DATABASE_URL)[A-Z0-9_]*[ \t]*=[ \t]*[^\s].*$",
 ];
