@@ -133,7 +133,12 @@ fn frames(bytes: &[u8]) -> Result<(Vec<Frame>, Tail), (u64, String)> {
         h.update(&header[..5]);
         h.update(body);
         if h.finalize() != crc {
-            if end == bytes.len() {
+            // A crash tears the last frame; the file may then run on in zeros (blocks allocated
+            // for later frames but never written, which start at a block boundary, mostly
+            // inside a frame). Every frame ends in a non-zero byte, so a frame whose end lies
+            // in the zeros was not written whole.
+            let zeros_after = bytes[end - 1] == 0 && bytes[end..].iter().all(|&b| b == 0);
+            if end == bytes.len() || zeros_after {
                 return torn_or_edited(bytes, at).map(|t| (out, t));
             }
             return Err((
@@ -753,6 +758,8 @@ impl Log {
             // evidence either way.
             let aside = path.with_extension(format!("log.torn-{offset}"));
             let aside = write_aside(&aside, &bytes[offset as usize..]).map_err(io(&aside))?;
+            // The evidence's name must be durable before the cut is.
+            sync_dir(dir).map_err(io(dir))?;
             tracing::warn!(path = %name, offset, cut = size - offset, kept = %aside.display(), "Cut a torn audit frame left by a crash.");
             file.set_len(offset).map_err(io(&path))?;
             size = offset;
@@ -942,11 +949,13 @@ impl Log {
         let Ok(segs) = segments(&self.dir) else {
             return;
         };
-        // The next entry the exporter ships: a segment holding it or anything after stays.
-        let exported = self
-            .rotation
-            .keep_unexported
-            .then(|| super::otlp::cursor(&self.dir));
+        // The next entry the exporter ships: a segment holding it or anything after stays. A
+        // cursor past the log's end (the log replaced or cut, the file edited) proves nothing
+        // shipped: the exporter starts over from the oldest record.
+        let exported = self.rotation.keep_unexported.then(|| {
+            let cursor = super::otlp::cursor(&self.dir);
+            if cursor > self.next_seq { 0 } else { cursor }
+        });
         let firsts: Vec<u64> = segs.iter().map(|(f, _)| *f).collect();
         let sized: Vec<(PathBuf, u64, Option<std::time::SystemTime>)> = segs
             .into_iter()
@@ -1288,6 +1297,33 @@ mod tests {
         drop(log);
         std::fs::write(&path, &zeros).unwrap();
         assert!(verify(&path, &key().verifying_key(), None).is_err());
+        // The usual crash: the seventh frame's first bytes written, the rest of it and the
+        // blocks after it zeros (they begin at a block boundary, inside the frame).
+        for written in [1, HEADER + 3, with_seven.len() - full.len() - 1] {
+            let mut torn = with_seven[..full.len() + written].to_vec();
+            torn.resize(with_seven.len() + 4096, 0);
+            std::fs::write(&path, &torn).unwrap();
+            let s = verify(&path, &key().verifying_key(), None).unwrap();
+            assert_eq!(s.torn_tail_at, Some(full.len() as u64), "{written}");
+            let log = Log::open(path.parent().unwrap(), key(), Rotation::default()).unwrap();
+            assert_eq!(log.next_seq(), 6);
+            drop(log);
+            assert_eq!(std::fs::read(&path).unwrap(), full);
+            for aside in std::fs::read_dir(dir.path()).unwrap() {
+                let aside = aside.unwrap().path();
+                if aside.to_string_lossy().contains(".torn-") {
+                    std::fs::remove_file(aside).unwrap();
+                }
+            }
+        }
+        // A frame whose own bytes are whole, but for one changed byte, is an edit even with
+        // zeros after it.
+        let mut edited = with_seven.clone();
+        let last = edited.len() - 2;
+        edited[last] ^= 1;
+        edited.resize(with_seven.len() + 4096, 0);
+        std::fs::write(&path, &edited).unwrap();
+        assert!(verify(&path, &key().verifying_key(), None).is_err());
     }
 
     /// Raising one frame's length past the end of the file would make it, and every signed
@@ -1552,6 +1588,12 @@ mod tests {
         assert!(segs[1].0 > 40, "it kept more than it had to: {segs:?}");
         let s = verify(dir.path(), &key().verifying_key(), None).unwrap();
         assert_eq!(s.last_seq, Some(199));
+        // A cursor past the log's end (the log replaced, the file edited) proves nothing
+        // shipped: the exporter starts over, so every segment stays.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(super::super::otlp::CURSOR_FILE), "999999\n").unwrap();
+        drop(rotated(dir.path(), 200, rotation));
+        assert_eq!(segments(dir.path()).unwrap()[0].0, 0);
     }
 
     #[test]

@@ -258,6 +258,10 @@ impl Exporter {
                                 "The OTLP export position is past the newest audit record (the log was replaced or cut, or the position edited); shipping from the oldest record."
                             );
                             next = 0;
+                            // Said on disk too: retention keeps what is not shipped by it.
+                            if let Err(error) = write_cursor(&dir, 0) {
+                                tracing::warn!(%error, "Cannot reset the OTLP export position.");
+                            }
                             follower = Some(Follower::new(&dir, None));
                             continue;
                         }
