@@ -428,8 +428,10 @@ async fn issue(req: Request<Incoming>, gateway: &Gateway) -> Response<Full<Bytes
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+        .and_then(|v| v.split_once(' '))
+        // The scheme is case-insensitive (RFC 9110 11.1), as on the proxy's listener.
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, secret)| secret.trim());
     if !tokens.admin_allows(presented) {
         let mut resp = error(StatusCode::UNAUTHORIZED, "the admin secret is required");
         resp.headers_mut().insert(

@@ -62,7 +62,13 @@ const SESSION_REQUESTS: &[&str] = &[
 /// A rule's context conditions: the attested process, the token, the client certificate, the
 /// time windows.
 fn context_holds(s: &crate::config::policy::RuleSpec, q: &Question<'_>) -> Result<(), String> {
-    context::process_matches(&s.process, q.process)?;
+    // A deny rule holds where the caller's process cannot be told apart from the one it names;
+    // an allow rule needs the process shown to be one it names.
+    if s.effect == Effect::Deny {
+        context::process_may_match(&s.process, q.process)?;
+    } else {
+        context::process_matches(&s.process, q.process)?;
+    }
     context::token_matches(&s.token, q.claims)?;
     context::certificate_matches(&s.certificate, q.certificate, q.process)?;
     context::in_windows(&s.time, q.now)

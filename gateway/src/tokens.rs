@@ -571,7 +571,7 @@ impl TokenService {
     /// The header, refused when it tries to bring its own key, names an algorithm nobody here
     /// accepts, or types itself as another kind of JWT (RFC 8725 3.11: an ID token, a logout
     /// or security event token must not pass as an access token). No `typ`, `JWT` and
-    /// `at+jwt` (RFC 9068, also with a vendor prefix) are access tokens.
+    /// `at+jwt` (RFC 9068, also with a vendor prefix: `okta-at+jwt`) are access tokens.
     fn header(&self, token: &str) -> Result<Header, Rejection> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::InvalidAlgorithmName => {
@@ -592,7 +592,7 @@ impl TokenService {
         if let Some(typ) = &header.typ {
             let typ = typ.to_ascii_lowercase();
             let typ = typ.strip_prefix("application/").unwrap_or(&typ);
-            if typ != "jwt" && !typ.ends_with("at+jwt") {
+            if !(typ == "jwt" || typ == "at+jwt" || typ.ends_with("-at+jwt")) {
                 return Err(Rejection::Type(clip(typ)));
             }
         }
@@ -659,7 +659,8 @@ impl TokenService {
     /// leeway verification allows, at most [`LEEWAY`]), and not revoked since. Streams ask as
     /// they go, since they outlive the request that was checked.
     pub fn still_honoured(&self, token: &Verified) -> Result<(), Rejection> {
-        if token.exp + LEEWAY.as_secs() <= now_secs() {
+        // An issuer's `exp` may be any number: saturating, never wrapping to the past.
+        if token.exp.saturating_add(LEEWAY.as_secs()) <= now_secs() {
             return Err(Rejection::Expired);
         }
         match &token.jti {
@@ -878,6 +879,9 @@ mod tests {
             (Some("logout+jwt"), false),
             (Some("secevent+jwt"), false),
             (Some("dpop+jwt"), false),
+            // Types that merely end like an access token's are other types.
+            (Some("flat+jwt"), false),
+            (Some("application/that+jwt"), false),
         ] {
             let mut h = header.clone();
             h.typ = typ.map(str::to_owned);

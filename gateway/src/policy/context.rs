@@ -88,6 +88,47 @@ pub fn process_matches(spec: &ProcessSpec, p: Option<&ProcessIdentity>) -> Resul
     Ok(())
 }
 
+/// A deny rule's process condition: holds unless the process is known to differ. A caller
+/// without attestation (explicit mode) may be any process; one whose process could not be
+/// verified in /proc is known by its uid only (the kernel's); an attribute that could not be
+/// read (an executable, a cgroup) may have any value.
+pub fn process_may_match(spec: &ProcessSpec, p: Option<&ProcessIdentity>) -> Result<(), String> {
+    let Some(p) = p.filter(|_| !spec.is_empty()) else {
+        return Ok(());
+    };
+    let fail = |what: &str| Err(format!("process {what} is not among those the rule names"));
+    if let Some(uids) = &spec.uid
+        && !uids.contains(&p.uid)
+    {
+        return fail("uid");
+    }
+    if !p.process_verified {
+        return Ok(());
+    }
+    fn differs<T: PartialEq>(want: Option<&Vec<T>>, have: Option<&T>) -> bool {
+        want.is_some_and(|w| have.is_some_and(|h| !w.contains(h)))
+    }
+    if differs(spec.exe.as_ref(), p.exe.as_ref()) {
+        return fail("executable");
+    }
+    if differs(spec.exe_sha256.as_ref(), p.exe_sha256.as_ref()) {
+        return fail("executable hash");
+    }
+    // Unit and container come from the cgroup path: unknown without one, and with one, known
+    // (none, "", when the path names none).
+    let from_cgroup = |v: &Option<String>| match (&p.cgroup, v) {
+        (None, _) => None,
+        (Some(_), v) => Some(v.clone().unwrap_or_default()),
+    };
+    if differs(spec.unit.as_ref(), from_cgroup(&p.unit).as_ref()) {
+        return fail("systemd unit");
+    }
+    if differs(spec.container.as_ref(), from_cgroup(&p.container).as_ref()) {
+        return fail("container");
+    }
+    Ok(())
+}
+
 /// Whether the caller's client certificate is one of those allowed and, when asked, names the
 /// same agent as the kernel-attested process.
 pub fn certificate_matches(
@@ -318,6 +359,75 @@ mod tests {
 
     fn at(s: &str) -> jiff::Timestamp {
         s.parse().unwrap()
+    }
+
+    /// A deny rule's process condition holds unless the process is known to differ; an allow
+    /// rule's needs it shown to match.
+    #[test]
+    fn deny_process_conditions_hold_for_what_cannot_be_told_apart() {
+        let spec = ProcessSpec {
+            uid: Some(vec![1001]),
+            exe: Some(vec!["/usr/bin/python3".into()]),
+            unit: Some(vec!["agent.service".into()]),
+            ..ProcessSpec::default()
+        };
+        let p = ProcessIdentity {
+            agent: "a".into(),
+            pid: 1,
+            tgid: 1,
+            uid: 1001,
+            gid: 1001,
+            cgroup_id: 1,
+            original_destination: "127.0.0.1:1".parse().unwrap(),
+            exe: Some("/usr/bin/python3".into()),
+            exe_sha256: None,
+            cmdline: Vec::new(),
+            start_time: None,
+            cgroup: Some("/system.slice/agent.service".into()),
+            unit: Some("agent.service".into()),
+            container: None,
+            process_verified: true,
+        };
+        assert!(process_may_match(&spec, Some(&p)).is_ok());
+        assert!(process_matches(&spec, Some(&p)).is_ok());
+        // Not attested: any process.
+        assert!(process_may_match(&spec, None).is_ok());
+        assert!(process_matches(&spec, None).is_err());
+        // Unverified: the kernel's uid still tells it apart, nothing else does.
+        let unverified = ProcessIdentity {
+            process_verified: false,
+            exe: Some("/bin/sh".into()),
+            ..p.clone()
+        };
+        assert!(process_may_match(&spec, Some(&unverified)).is_ok());
+        assert!(process_matches(&spec, Some(&unverified)).is_err());
+        let other_uid = ProcessIdentity {
+            uid: 1002,
+            ..unverified
+        };
+        assert!(process_may_match(&spec, Some(&other_uid)).is_err());
+        // An executable that could not be read may be the one named; another one is not.
+        let unread = ProcessIdentity {
+            exe: None,
+            ..p.clone()
+        };
+        assert!(process_may_match(&spec, Some(&unread)).is_ok());
+        let shell = ProcessIdentity {
+            exe: Some("/bin/sh".into()),
+            ..p.clone()
+        };
+        assert!(process_may_match(&spec, Some(&shell)).is_err());
+        // No unit in a known cgroup path differs; an unknown path may hold one.
+        let no_unit = ProcessIdentity {
+            unit: None,
+            ..p.clone()
+        };
+        assert!(process_may_match(&spec, Some(&no_unit)).is_err());
+        let no_cgroup = ProcessIdentity {
+            cgroup: None,
+            ..no_unit
+        };
+        assert!(process_may_match(&spec, Some(&no_cgroup)).is_ok());
     }
 
     #[test]

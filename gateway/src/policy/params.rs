@@ -191,6 +191,21 @@ pub fn check_value_lax(spec: &ParamSpec, value: Option<&Value>) -> Result<(), St
     let (Some(value), true) = (value, strict.is_err()) else {
         return strict;
     };
+    // A list where the matcher tests one value (a tool taking `paths: [...]`, or JSON text
+    // spelling one): the server acts on every item, so the deny holds when any item does.
+    if tests_items(&spec.matcher) {
+        let read = readings(value);
+        let mut lists = std::iter::once(value)
+            .chain(&read)
+            .filter_map(Value::as_array);
+        if lists.any(|items| {
+            items
+                .iter()
+                .any(|item| check_value_lax(spec, Some(item)).is_ok())
+        }) {
+            return Ok(());
+        }
+    }
     let read_as = || {
         readings(value)
             .iter()
@@ -236,6 +251,21 @@ pub fn check_value_lax(spec: &ParamSpec, value: Option<&Value>) -> Result<(), St
         _ => read_as(),
     };
     if holds { Ok(()) } else { strict }
+}
+
+/// Whether a matcher tests one value rather than a list as a whole (a list wanted by `eq`, a
+/// length): a deny rule's then tests a list item by item.
+fn tests_items(m: &Matcher) -> bool {
+    match m {
+        Matcher::Glob(_)
+        | Matcher::Regex(_)
+        | Matcher::PathPrefix(_)
+        | Matcher::UrlHosts(_)
+        | Matcher::Range { .. } => true,
+        Matcher::Eq(want) => !want.is_array(),
+        Matcher::OneOf(set) => !set.iter().any(Value::is_array),
+        Matcher::Length { .. } | Matcher::Present(_) | Matcher::Sql(_) => false,
+    }
 }
 
 /// Whether `host` is one of `hosts` (`*.domain` covers the domain's subdomains).
@@ -738,6 +768,37 @@ mod tests {
         }
         // Allow conditions stay strict: what cannot be told fails them.
         assert!(check(&paths, Some(&json!({"p": "etc/passwd"}))).is_err());
+    }
+
+    /// A deny condition on one value holds for a list when any item meets it, as sent or
+    /// spelled as JSON text, at any depth; an allow condition still fails on a list.
+    #[test]
+    fn deny_conditions_on_one_value_hold_for_any_item_of_a_list() {
+        let paths = spec("/p", Matcher::PathPrefix(vec!["/etc".into()]));
+        let holds = |v: Value| check_value_lax(&paths, Some(&v)).is_ok();
+        assert!(holds(json!(["/srv/x", "/etc/shadow"])));
+        assert!(holds(json!("[\"/srv/x\", \"/etc/shadow\"]")));
+        assert!(holds(json!([["/srv/x"], ["/etc/passwd"]])));
+        assert!(holds(json!(["/srv/x", "[\"/etc/passwd\"]"])));
+        assert!(!holds(json!(["/srv/x", "/srv/y"])));
+        assert!(!holds(json!([])));
+        assert!(check_value(&paths, Some(&json!(["/etc/x"]))).is_err());
+        let table = spec("/t", Matcher::Eq(json!("financials")));
+        assert!(check_value_lax(&table, Some(&json!(["customers", "financials"]))).is_ok());
+        assert!(check_value_lax(&table, Some(&json!(["customers"]))).is_err());
+        let set = spec("/t", Matcher::OneOf(vec![json!("financials"), json!("hr")]));
+        assert!(check_value_lax(&set, Some(&json!(["customers", "hr"]))).is_ok());
+        let hosts = spec("/u", Matcher::UrlHosts(vec!["169.254.169.254".into()]));
+        assert!(
+            check_value_lax(
+                &hosts,
+                Some(&json!(["https://example.org/", "http://169.254.169.254/"]))
+            )
+            .is_ok()
+        );
+        // A list wanted as a whole is still compared as one.
+        let whole = spec("/t", Matcher::Eq(json!(["a", "b"])));
+        assert!(check_value_lax(&whole, Some(&json!(["a", "c"]))).is_err());
     }
 
     #[test]

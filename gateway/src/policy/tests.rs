@@ -501,6 +501,10 @@ fn deny_conditions_hold_for_what_a_lax_server_reads_and_allow_conditions_do_not(
         json!("on"),
         json!("1"),
         json!(1),
+        // A list of what the condition names: a server taking a list acts on each item (one
+        // taking a boolean refuses it, so denying costs nothing).
+        json!([true]),
+        json!([false, "yes"]),
     ] {
         assert_eq!(
             rule(json!({"tables": ["x"], "force": force})).as_deref(),
@@ -514,7 +518,7 @@ fn deny_conditions_hold_for_what_a_lax_server_reads_and_allow_conditions_do_not(
         json!("no"),
         json!(0),
         json!("maybe"),
-        json!([true]),
+        json!([false, "no"]),
     ] {
         assert_eq!(
             rule(json!({"tables": ["x"], "force": force})),

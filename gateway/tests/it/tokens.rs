@@ -475,6 +475,19 @@ async fn the_admin_api_issues_tokens_only_to_callers_with_the_admin_secret() {
         let (status, _, _) = http(admin, "POST", "/tokens", &headers, ask).await;
         assert_eq!(status, 401, "{auth:?}");
     }
+    // The scheme in any case, as on the proxy's listener.
+    let (status, _, body) = http(
+        admin,
+        "POST",
+        "/tokens",
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", "bearer  adm1n-s3cret"),
+        ],
+        ask,
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let good = [
         ("Content-Type", "application/json"),
         ("Authorization", "Bearer adm1n-s3cret"),
