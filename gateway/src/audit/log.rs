@@ -705,6 +705,8 @@ impl Log {
             .map_err(io(dir))?;
         refuse_shared_dir(dir)?;
         let lock_path = dir.join("LOCK");
+        // The lock file is made with the first segment: a directory that has one held a log.
+        let held_a_log = lock_path.exists();
         let lock = File::options()
             .write(true)
             .create(true)
@@ -721,6 +723,13 @@ impl Log {
             });
         }
         let mut segs = segments(dir).map_err(io(dir))?;
+        if segs.is_empty() && held_a_log {
+            // Starting a new chain here would pass the deletion off as a fresh log.
+            return Err(LogError::Corrupt {
+                path: dir.display().to_string(),
+                problem: "the directory held an audit log (its LOCK file is there) and has no segment now: they were deleted; move the directory aside to start a new log".into(),
+            });
+        }
         if segs.is_empty() {
             let p = dir.join(segment_name(0));
             File::options()
@@ -1630,6 +1639,15 @@ mod tests {
         std::fs::write(&segs[1].1, &bytes[*offset as usize..]).unwrap();
         let e = verify(dir.path(), &key().verifying_key(), None).unwrap_err();
         assert!(e.message.contains("cut or emptied"), "{e}");
+        // Every segment deleted: no new chain passes the deletion off as a fresh log.
+        for (_, p) in &segs {
+            std::fs::remove_file(p).unwrap();
+        }
+        let e = Log::open(dir.path(), key(), small())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("has no segment now"), "{e}");
+        assert!(segments(dir.path()).unwrap().is_empty());
     }
 
     #[test]
