@@ -385,6 +385,16 @@ fn verify(
         }
     };
     match log::verify_range(path, &key, trusted.as_ref(), from, to) {
+        // A log with no checkpoint at all holds nothing signed: anyone could have written it,
+        // chain and all. (A gateway signs within `checkpoint_interval` of its first record, and
+        // the entries a crash left unsigned when it starts again.)
+        Ok(s) if s.entries > 0 && s.checkpoints == 0 && from.is_none() && to.is_none() => {
+            println!(
+                "FAILED: {} entries and no checkpoint: nothing in this log is signed by the key, so it proves nothing (anyone can write a chain)",
+                s.entries
+            );
+            EXIT_TAMPERED
+        }
         Ok(s) => {
             let unsigned = match (s.last_seq, s.last_checkpoint) {
                 (Some(last), Some(cp)) => last.saturating_sub(cp),

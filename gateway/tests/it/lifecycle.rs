@@ -581,4 +581,20 @@ async fn audit_verify_accepts_an_intact_log_and_names_the_first_bad_entry() {
         .await
         .expect("run");
     assert_eq!(out.status.code(), Some(69));
+    // A log anyone could have written (a chain with no checkpoint) proves nothing.
+    let made_up = dir.path().join("made-up");
+    let other = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let mut log = Log::open(&made_up, other, Rotation::default()).expect("open");
+    let mut r = Record::new(Event::Request);
+    log.append(std::slice::from_mut(&mut r)).expect("append");
+    drop(log);
+    let out = bin()
+        .args(["audit", "verify", "--public-key", &public, "--log"])
+        .arg(&made_up)
+        .output()
+        .await
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("no checkpoint"), "{stdout}");
 }
