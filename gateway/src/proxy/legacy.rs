@@ -11,6 +11,8 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use url::Url;
 
+use super::relay::Asked;
+
 /// How many gateway answers may wait for an agent that does not read its stream; beyond that
 /// they are dropped (the agent's requests then time out, as they would upstream).
 pub const PENDING_ANSWERS: usize = 16;
@@ -47,36 +49,44 @@ impl From<mpsc::Sender<Bytes>> for StreamHandle {
     }
 }
 
-/// The ids of requests sent upstream whose answers a stream has yet to carry, and a wake-up
-/// for a stream waiting on them when one is settled from elsewhere (a POST that failed, a
-/// request cancelled). Counted per id: an agent may reuse an id once its request is answered,
-/// and two requests in flight under one id are owed two answers.
+/// The requests sent upstream whose answers a stream has yet to carry (what each asked, so
+/// that its answer is inspected and recorded as the answer to it), and a wake-up for a stream
+/// waiting on them when one is settled from elsewhere (a POST that failed, a request
+/// cancelled). Kept per id in order: an agent may reuse an id once its request is answered, and
+/// two requests in flight under one id are owed two answers.
 #[derive(Debug, Default)]
 pub struct Awaited {
-    ids: Mutex<HashMap<crate::mcp::Id, usize>>,
+    asked: Mutex<HashMap<crate::mcp::Id, std::collections::VecDeque<Asked>>>,
     settled: tokio::sync::Notify,
 }
 
 impl Awaited {
-    pub fn add(&self, ids: &[crate::mcp::Id]) {
+    pub fn add(&self, asked: &[Asked]) {
         let mut owed = self.lock();
-        for id in ids {
-            *owed.entry(id.clone()).or_default() += 1;
+        for a in asked {
+            owed.entry(a.id.clone()).or_default().push_back(a.clone());
         }
+    }
+
+    /// The oldest request under `id` still owed its answer, now answered (none: not one of
+    /// the requests this stream carries answers to). Wakes the stream.
+    pub fn answered(&self, id: &crate::mcp::Id) -> Option<Asked> {
+        let mut owed = self.lock();
+        let queue = owed.get_mut(id)?;
+        let asked = queue.pop_front();
+        if queue.is_empty() {
+            owed.remove(id);
+        }
+        drop(owed);
+        self.settled.notify_one();
+        asked
     }
 
     /// Settles `ids` (answered, or known never to be), once each; wakes the stream.
     pub fn settle<'a>(&self, ids: impl IntoIterator<Item = &'a crate::mcp::Id>) {
-        let mut owed = self.lock();
         for id in ids {
-            if let Some(n) = owed.get_mut(id) {
-                *n -= 1;
-                if *n == 0 {
-                    owed.remove(id);
-                }
-            }
+            self.answered(id);
         }
-        drop(owed);
         // A permit is kept when nobody waits yet, so a wake-up cannot be missed.
         self.settled.notify_one();
     }
@@ -90,8 +100,10 @@ impl Awaited {
         self.settled.notified().await;
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<crate::mcp::Id, usize>> {
-        self.ids.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<crate::mcp::Id, std::collections::VecDeque<Asked>>> {
+        self.asked.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -284,17 +296,16 @@ impl Endpoints {
         }
     }
 
-    /// Notes requests `ids` (perhaps none) that principal `poster` posted to `path_query` are on
-    /// their way upstream, against the one stream of that principal holding it (as
+    /// Notes requests `asked` (perhaps none) that principal `poster` posted to `path_query` are
+    /// on their way upstream, against the one stream of that principal holding it (as
     /// [`Endpoints::answer`] picks it; an endpoint several streams share cannot say which will
-    /// carry the answers). Returns where to settle them should they fail, and requests this POST
-    /// cancels.
+    /// carry the answers). Returns where to settle them should they fail.
     pub fn forwarded(
         &self,
         server: &str,
         path_query: &str,
         poster: &str,
-        ids: &[crate::mcp::Id],
+        asked: &[Asked],
     ) -> Option<std::sync::Arc<Awaited>> {
         let live = self.lock();
         match live
@@ -302,7 +313,7 @@ impl Endpoints {
             .map(Vec::as_slice)
         {
             Some([only]) if only.owner == poster => {
-                only.handle.awaited.add(ids);
+                only.handle.awaited.add(asked);
                 Some(only.handle.awaited.clone())
             }
             _ => None,
@@ -337,8 +348,18 @@ mod tests {
     #[test]
     fn awaited_answers_are_counted_per_id() {
         use crate::mcp::Id;
+        let asked = |id: Id| Asked {
+            id,
+            method: "tools/call".into(),
+            target: None,
+            seq: None,
+        };
         let owed = Awaited::default();
-        owed.add(&[Id::Int(1), Id::Int(1), Id::Str("a".into())]);
+        owed.add(&[
+            asked(Id::Int(1)),
+            asked(Id::Int(1)),
+            asked(Id::Str("a".into())),
+        ]);
         owed.settle(&[Id::Int(1), Id::Int(9)]);
         assert!(
             !owed.is_empty(),

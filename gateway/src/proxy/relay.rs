@@ -66,11 +66,19 @@ impl Context {
     }
 
     /// Runs the response stage and the session bookkeeping on one server->client message.
-    /// Returns what to forward: the message as received, a replacement, or nothing.
-    fn on_message(&self, message: &Message, raw: &[u8], endpoint: Option<&str>) -> Relay {
+    /// Returns what to forward: the message as received, a replacement, or nothing. `answered`
+    /// is the request a legacy stream found this message answers (a POST's own requests are in
+    /// [`Context::requests`]).
+    fn on_message(
+        &self,
+        message: &Message,
+        raw: &[u8],
+        endpoint: Option<&str>,
+        answered: Option<&Asked>,
+    ) -> Relay {
         let asked = match (message.kind, &message.id) {
             (mcp::Kind::Response | mcp::Kind::Error, Some(id)) => {
-                self.requests.iter().find(|a| &a.id == id)
+                answered.or_else(|| self.requests.iter().find(|a| &a.id == id))
             }
             _ => None,
         };
@@ -339,7 +347,7 @@ pub async fn json(
     let parsed = mcp::message::parse_body(&bytes, allow_batch, "upstream")
         .map_err(JsonRelayError::Invalid)?;
     match &parsed {
-        mcp::Body::Single(message) => match ctx.on_message(message, &bytes, None) {
+        mcp::Body::Single(message) => match ctx.on_message(message, &bytes, None, None) {
             Relay::AsIs => Ok(bytes),
             Relay::Replaced(b) => Ok(b),
             Relay::Withheld => Err(JsonRelayError::Withheld),
@@ -352,7 +360,7 @@ pub async fn json(
             for (message, value) in messages.iter().zip(values) {
                 let raw =
                     serde_json::to_vec(&value).map_err(|e| JsonRelayError::Read(e.to_string()))?;
-                match ctx.on_message(message, &raw, None) {
+                match ctx.on_message(message, &raw, None, None) {
                     Relay::AsIs => out.push(value),
                     Relay::Replaced(b) => out.push(
                         serde_json::from_slice(&b)
@@ -651,14 +659,21 @@ fn relay_event(st: &mut SseState, event: &Event, out: &mut BytesMut) {
         (None | Some("message"), Some(data)) if !data.is_empty() => {
             match mcp::message::parse_message(data.as_bytes()) {
                 Ok(message) => {
-                    if st.ctx.legacy_stream
-                        && matches!(message.kind, mcp::Kind::Response | mcp::Kind::Error)
-                        && let Some(id) = &message.id
-                    {
-                        st.awaited.settle([id]);
-                    }
+                    // On a legacy stream, the answer to a request some POST sent: inspected
+                    // and recorded as the answer to it.
+                    let answered = match (&message.id, message.kind) {
+                        (Some(id), mcp::Kind::Response | mcp::Kind::Error)
+                            if st.ctx.legacy_stream =>
+                        {
+                            st.awaited.answered(id)
+                        }
+                        _ => None,
+                    };
                     let endpoint = st.announced.first().map(String::as_str);
-                    match st.ctx.on_message(&message, data.as_bytes(), endpoint) {
+                    match st
+                        .ctx
+                        .on_message(&message, data.as_bytes(), endpoint, answered.as_ref())
+                    {
                         Relay::AsIs => sse::encode(event, out),
                         Relay::Replaced(b) => match String::from_utf8(b.to_vec()) {
                             Ok(text) => sse::encode(

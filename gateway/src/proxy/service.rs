@@ -718,17 +718,26 @@ async fn post(
     // A legacy agent's answers come on its stream, which a draining gateway keeps open while
     // requests sent upstream await theirs: counted before they leave, so that a drain starting
     // while they are on their way cannot miss them.
+    let asked: Vec<relay::Asked> = messages
+        .iter()
+        .zip(&seqs)
+        .filter(|(m, _)| m.kind == mcp::Kind::Request)
+        .filter_map(|(m, seq)| {
+            Some(relay::Asked {
+                id: m.id.clone()?,
+                method: m.method.clone()?,
+                target: m.target.subject().map(Into::into),
+                seq: *seq,
+            })
+        })
+        .collect();
     let awaited = legacy_endpoint.as_deref().and_then(|endpoint| {
-        let ids: Vec<mcp::Id> = messages
-            .iter()
-            .filter(|m| m.kind == mcp::Kind::Request)
-            .filter_map(|m| m.id.clone())
-            .collect();
+        let ids: Vec<mcp::Id> = asked.iter().map(|a| a.id.clone()).collect();
         let poster = super::policy_stage::principal(identity);
         let awaited =
             gateway
                 .legacy
-                .forwarded(upstream.server.name.as_str(), endpoint, &poster, &ids)?;
+                .forwarded(upstream.server.name.as_str(), endpoint, &poster, &asked)?;
         let cancelled =
             super::legacy::cancelled_ids(&messages, &audit_trail::message_texts(&bytes, batch));
         Some((awaited, ids, cancelled))
@@ -788,18 +797,7 @@ async fn post(
         session,
         legacy_stream: false,
         end_on_drain: false,
-        requests: messages
-            .iter()
-            .zip(&seqs)
-            .filter_map(|(m, seq)| {
-                Some(relay::Asked {
-                    id: m.id.clone()?,
-                    method: m.method.clone()?,
-                    target: m.target.subject().map(Into::into),
-                    seq: *seq,
-                })
-            })
-            .collect(),
+        requests: asked,
         legacy_endpoint: legacy_endpoint.clone(),
         started: Some(started),
     };

@@ -225,6 +225,25 @@ async fn sigint_drains_a_legacy_call_whose_answer_is_still_on_its_way() {
         .expect("exited")
         .expect("status");
     assert_eq!(exit.code(), Some(0));
+    // The answer, which came on the stream, is recorded as the answer to the call.
+    let log = agentgate::audit::query::query(
+        &dir.path().join("audit"),
+        &agentgate::audit::query::Filter::default(),
+        None,
+    )
+    .expect("the audit log");
+    let call = log
+        .iter()
+        .find(|r| {
+            r.event == agentgate::audit::Event::Request && r.method.as_deref() == Some("tools/call")
+        })
+        .expect("the call's record");
+    let answer = log
+        .iter()
+        .find(|r| r.event == agentgate::audit::Event::Response && r.request_seq == Some(call.seq))
+        .unwrap_or_else(|| panic!("no response linked to the call: {log:#?}"));
+    assert_eq!(answer.method.as_deref(), Some("tools/call"));
+    assert_eq!(answer.target.as_deref(), Some("long_running"));
 }
 
 /// A request the agent cancelled is owed no answer (servers of the TypeScript SDK send none):
