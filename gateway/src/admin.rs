@@ -286,7 +286,8 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 }
 
 /// `GET /audit/export`: every record with its chain hash, and every checkpoint, as JSON lines,
-/// streamed a segment at a time (a log of many gigabytes is never held in memory whole), up to
+/// streamed a segment at a time (a log of many gigabytes is never held in memory whole: a few
+/// segments' worth at most), up to
 /// what was durable when it was asked for (a record not yet synced could be lost to a power cut
 /// and its number reused). A segment that cannot be read ends the body with an error, never
 /// cleanly, so that no consumer takes a short export for the whole log.
@@ -298,6 +299,13 @@ fn export(req: &Request<Incoming>, gateway: &Gateway) -> Response<Body> {
         return boxed(text(
             StatusCode::BAD_REQUEST,
             "/audit/export takes no parameters\n".into(),
+        ));
+    }
+    // HTTP/1.0 has no chunked bodies: a broken export would end like a whole one.
+    if req.version() < http::Version::HTTP_11 {
+        return boxed(text(
+            StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            "/audit/export streams: ask with HTTP/1.1\n".into(),
         ));
     }
     let dir = recorder.config().dir.clone();

@@ -689,6 +689,10 @@ fn refuse_shared_dir(dir: &Path) -> Result<(), LogError> {
     })
 }
 
+/// The file that says a chain began in a directory: with it there, a directory without
+/// segments had them deleted.
+pub const CHAIN_MARKER: &str = "CHAIN";
+
 impl Log {
     /// Opens (or creates) the log in `dir`. A torn last frame is cut off and synced; anything
     /// else in the newest segment that does not verify refuses the open, since appending to it
@@ -705,8 +709,6 @@ impl Log {
             .map_err(io(dir))?;
         refuse_shared_dir(dir)?;
         let lock_path = dir.join("LOCK");
-        // The lock file is made with the first segment: a directory that has one held a log.
-        let held_a_log = lock_path.exists();
         let lock = File::options()
             .write(true)
             .create(true)
@@ -723,11 +725,14 @@ impl Log {
             });
         }
         let mut segs = segments(dir).map_err(io(dir))?;
-        if segs.is_empty() && held_a_log {
+        let marker = dir.join(CHAIN_MARKER);
+        if segs.is_empty() && marker.exists() {
             // Starting a new chain here would pass the deletion off as a fresh log.
             return Err(LogError::Corrupt {
                 path: dir.display().to_string(),
-                problem: "the directory held an audit log (its LOCK file is there) and has no segment now: they were deleted; move the directory aside to start a new log".into(),
+                problem: format!(
+                    "the directory held an audit log (its {CHAIN_MARKER} file is there) and has no segment now: they were deleted; move the directory aside to start a new log"
+                ),
             });
         }
         if segs.is_empty() {
@@ -739,6 +744,20 @@ impl Log {
                 .map_err(io(&p))?;
             sync_dir(dir).map_err(io(dir))?;
             segs.push((0, p));
+        }
+        // Made once the first segment is durable (and again if a crash came between), so that
+        // its presence always means a chain began here.
+        if !marker.exists() {
+            File::options()
+                .write(true)
+                .create_new(true)
+                .open(&marker)
+                .and_then(|mut f| {
+                    f.write_all(b"an agentgate audit log: its chain began in this directory\n")?;
+                    f.sync_all()
+                })
+                .map_err(io(&marker))?;
+            sync_dir(dir).map_err(io(dir))?;
         }
         let (first, path) = segs.pop().unwrap_or_else(|| (0, dir.join(segment_name(0))));
         let mut file = File::options()

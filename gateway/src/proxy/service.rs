@@ -807,11 +807,13 @@ async fn post(
         let status = outcome.response.status();
         // Refused (by the server, or its answer by the gateway), or answered in the POST's own
         // body rather than on the stream: nothing more follows on the stream.
-        let answered_here = outcome
-            .response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|t| t == "application/json" || t == "text/event-stream");
+        // 200 only: a 202 keeps the upstream's label without its body (answers still follow).
+        let answered_here = status == StatusCode::OK
+            && outcome
+                .response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|t| t == "application/json" || t == "text/event-stream");
         if !status.is_success() || answered_here {
             awaited.settle(ids);
         }

@@ -155,6 +155,9 @@ async fn a_real_exchange_is_recorded_redacted_linked_and_verifiable() {
     assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>());
     let (status, _, _) = http(admin, "GET", "/audit/export?since=1h", &[], b"").await;
     assert_eq!(status, 400);
+    let http10 = format!("GET /audit/export HTTP/1.0\r\nHost: 127.0.0.1:{admin}\r\n\r\n");
+    let (status, _, _) = raw_exchange(admin, http10.as_bytes()).await;
+    assert_eq!(status, 505, "HTTP/1.0 has no chunked bodies to break");
     // Other local users (agents among them) see metrics, not records or identities.
     for (path, status) in [
         ("/audit/query?tool=echo", 403),
