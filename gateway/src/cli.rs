@@ -342,6 +342,8 @@ pub async fn start_with(
     stages: impl FnOnce(Stages) -> Stages,
 ) -> Result<Running, StartError> {
     let config = Arc::new(config);
+    // Before any outbound client is built (token issuers' JWKS, OTLP, upstreams).
+    crate::proxy::upstream::distrust_host_ca(&config);
     let drain = Drain::new();
     let metrics = Arc::new(Metrics::new());
     let engine = Arc::new(crate::policy::Engine::new(&config)?);

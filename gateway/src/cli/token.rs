@@ -56,11 +56,26 @@ pub enum Action {
     },
 }
 
-fn service(config: Option<&std::path::Path>, verb: &str) -> Result<(Config, TokenService), i32> {
+fn tokens_config(config: Option<&std::path::Path>, verb: &str) -> Result<Config, i32> {
     let config = super::load(config).map_err(|e| super::bad_config(&e))?;
     if !config.tokens.enabled {
         eprintln!("agentgate token {verb}: tokens.enabled is false in this configuration");
         return Err(EXIT_BAD_CONFIG);
+    }
+    Ok(config)
+}
+
+/// The gateway's token service, from its existing key: the CLI never makes one (a mistyped
+/// `key_file` would mint tokens, or print keys, that the gateway knows nothing of).
+fn service(config: Option<&std::path::Path>, verb: &str) -> Result<(Config, TokenService), i32> {
+    let config = tokens_config(config, verb)?;
+    let key_file = &config.tokens.key_file;
+    if !key_file.exists() {
+        eprintln!(
+            "agentgate token {verb}: {}: no signing key there; the gateway makes it when it first starts with tokens enabled (check tokens.key_file)",
+            key_file.display()
+        );
+        return Err(EXIT_UNAVAILABLE);
     }
     let service = TokenService::open(&config.tokens).map_err(|e| {
         eprintln!("agentgate token {verb}: {e}");
@@ -129,19 +144,26 @@ pub fn main(action: Action) -> i32 {
             }
         }
         Action::Revoke { config, jti, token } => {
-            let (config, service) = match service(config.as_deref(), "revoke") {
-                Ok(s) => s,
-                Err(code) => return code,
-            };
-            let (jti, exp) = match (jti, token) {
-                (Some(j), _) => (j, 0),
-                (None, Some(t)) => match service.verify_own(&t) {
-                    Ok(v) => (v.jti.unwrap_or_default(), v.exp),
-                    Err(e) => {
-                        eprintln!("agentgate token revoke: --token: {e}; nothing to revoke");
-                        return EXIT_BAD_CONFIG;
-                    }
+            // By id, the revocation list is all it takes (no signing key: whoever may revoke
+            // need not be able to issue).
+            let (config, jti, exp) = match (jti, token) {
+                (Some(j), _) => match tokens_config(config.as_deref(), "revoke") {
+                    Ok(c) => (c, j, 0),
+                    Err(code) => return code,
                 },
+                (None, Some(t)) => {
+                    let (config, service) = match service(config.as_deref(), "revoke") {
+                        Ok(s) => s,
+                        Err(code) => return code,
+                    };
+                    match service.verify_own(&t) {
+                        Ok(v) => (config, v.jti.unwrap_or_default(), v.exp),
+                        Err(e) => {
+                            eprintln!("agentgate token revoke: --token: {e}; nothing to revoke");
+                            return EXIT_BAD_CONFIG;
+                        }
+                    }
+                }
                 (None, None) => return EXIT_BAD_CONFIG,
             };
             match tokens::revoke(&config.tokens.revoked_file, &jti, exp) {

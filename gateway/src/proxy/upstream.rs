@@ -125,6 +125,22 @@ fn connector(
     tls.connector(connect_timeout)
 }
 
+/// The host CAs of this process (one in a daemon; tests start several gateways): no outbound
+/// client of the process trusts them, whoever it talks to (upstreams, a token issuer's JWKS, an
+/// OTLP collector). Added by [`distrust_host_ca`] before such clients are built.
+static HOST_CAS: std::sync::RwLock<Vec<TrustAnchor<'static>>> = std::sync::RwLock::new(Vec::new());
+
+/// Makes every outbound client built from now on distrust the host CA `config` names (when its
+/// certificate is there): it only ever signs for agents, so no server may present it.
+pub fn distrust_host_ca(config: &Config) {
+    if let Some(anchor) = host_ca_anchor(config) {
+        let mut cas = HOST_CAS.write().unwrap_or_else(|p| p.into_inner());
+        if !cas.contains(&anchor) {
+            cas.push(anchor);
+        }
+    }
+}
+
 /// `roots` less `distrusted`.
 fn without(
     mut roots: rustls::RootCertStore,
@@ -240,7 +256,11 @@ impl<'a> ClientTls<'a> {
         }
         // After the ca_file's: a bundle built from the system store after `ca install` holds
         // the host CA too.
-        Ok(without(roots, self.distrust))
+        let mut roots = without(roots, self.distrust);
+        for anchor in HOST_CAS.read().unwrap_or_else(|p| p.into_inner()).iter() {
+            roots = without(roots, Some(anchor));
+        }
+        Ok(roots)
     }
 
     fn connector(&self, connect_timeout: Duration) -> Result<Connector, UpstreamError> {
@@ -374,5 +394,11 @@ mod tests {
         let roots = tls.roots().unwrap();
         assert!(!roots.roots.contains(&anchor));
         assert_eq!(roots.roots.len(), system_roots().roots.len());
+        // Other outbound clients (a token issuer's JWKS, the OTLP exporter) know nothing of
+        // the server's distrust, yet drop it too once the gateway has said so.
+        let other = ClientTls::new("jwks", Some(&config.ca.cert_file));
+        assert!(other.roots().unwrap().roots.contains(&anchor));
+        distrust_host_ca(&config);
+        assert!(!other.roots().unwrap().roots.contains(&anchor));
     }
 }

@@ -796,3 +796,37 @@ async fn revoking_a_token_ends_the_streams_it_opened() {
     );
     gw.shutdown().await;
 }
+
+/// The CLI never makes the signing key: with `tokens.key_file` mistyped (or before the
+/// gateway's first start) it says so instead of minting tokens and printing keys the gateway
+/// knows nothing of. Revoking by id needs no key at all.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_uses_the_gateways_key_and_never_makes_one() {
+    let scratch = scratch_dir("tokens-no-key");
+    let text = gateway_config(
+        &[("py", "http://127.0.0.1:9/mcp", "streamable-http", "")],
+        &tokens_section(&scratch),
+    );
+    let config = scratch.join("gw.toml");
+    std::fs::write(&config, text).unwrap();
+    for args in [
+        &["token", "jwks"][..],
+        &["token", "issue", "--agent", "a"][..],
+        &[
+            "token",
+            "revoke",
+            "--token",
+            "eyJhbGciOiJFZERTQSJ9.e30.c2ln",
+        ][..],
+    ] {
+        let (code, out, err) = cli(args, &config).await;
+        assert_eq!(code, 69, "{args:?}: {out}{err}");
+        assert!(err.contains("no signing key there"), "{err}");
+        assert!(!scratch.join("token.key").exists(), "{args:?} made a key");
+    }
+    let (code, out, err) = cli(&["token", "revoke", "--jti", "t-123"], &config).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let list = std::fs::read_to_string(scratch.join("revoked.json")).unwrap();
+    assert!(list.contains("t-123"), "{list}");
+    assert!(!scratch.join("token.key").exists());
+}
