@@ -77,6 +77,9 @@ pub enum Refusal {
     UnknownSession,
     #[error("request denied: {0}")]
     Denied(String),
+    /// The caller's token does not cover this server (RFC 6750's insufficient_scope).
+    #[error("request denied: {0}")]
+    OutOfScope(String),
     /// The request never reached the server (connect, TLS or handshake failure).
     #[error("upstream {server} unreachable: {detail}")]
     UpstreamUnreachable { server: String, detail: String },
@@ -130,7 +133,7 @@ impl Refusal {
             ContentEncoding(_) | ContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             UnknownServer(_) | NotFound | UnknownEndpoint | UnknownSession => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Origin(_) | Host(_) | Denied(_) => StatusCode::FORBIDDEN,
+            Origin(_) | Host(_) | Denied(_) | OutOfScope(_) => StatusCode::FORBIDDEN,
             Unauthorized(_) | TokenRequired => StatusCode::UNAUTHORIZED,
             TokenUncheckable(_) => StatusCode::SERVICE_UNAVAILABLE,
             UpstreamUnreachable { .. } | UpstreamUnavailable { .. } | UpstreamInvalid { .. } => {
@@ -194,7 +197,7 @@ impl Refusal {
             MethodNotAllowed => "method",
             Origin(_) => "origin",
             Host(_) => "host",
-            Denied(_) => "denied",
+            Denied(_) | OutOfScope(_) => "denied",
             UpstreamUnreachable { .. } => "upstream_unreachable",
             UpstreamUnavailable { .. } => "upstream_unavailable",
             UpstreamTimeout { .. } => "upstream_timeout",
@@ -268,6 +271,15 @@ impl Refusal {
             }
             Refusal::TokenUncheckable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            // RFC 6750 3.1, as MCP's authorization rules ask for a token lacking scope.
+            Refusal::OutOfScope(_) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        "Bearer realm=\"agentgate\", error=\"insufficient_scope\", error_description=\"the token does not cover this server\"",
+                    ),
+                );
             }
             _ => {}
         }

@@ -410,7 +410,7 @@ async fn dispatch(
         && !token.covers_server(upstream.server.name.as_str())
     {
         let mut o = Outcome::refused(
-            Refusal::Denied(format!(
+            Refusal::OutOfScope(format!(
                 "your token does not cover server {:?}",
                 upstream.server.name.as_str()
             )),

@@ -830,3 +830,30 @@ async fn the_cli_uses_the_gateways_key_and_never_makes_one() {
     assert!(list.contains("t-123"), "{list}");
     assert!(!scratch.join("token.key").exists());
 }
+
+/// A valid token for other servers gets 403 with RFC 6750's insufficient_scope challenge (as
+/// MCP's authorization rules ask), and nothing reaches the server.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_for_other_servers_gets_403_insufficient_scope() {
+    let scratch = scratch_dir("tokens-scope");
+    let (server, _config, gw) = token_gateway(&scratch, "").await;
+    let port = addr(&gw).port();
+    let (elsewhere, _) = TokenService::open(&TokensConfig {
+        enabled: true,
+        key_file: scratch.join("token.key"),
+        ..TokensConfig::default()
+    })
+    .unwrap()
+    .issue("analyst", Some(vec!["elsewhere".into()]), None, None, None)
+    .unwrap();
+    let (status, head, body) = initialize_with(port, &elsewhere).await;
+    assert_eq!(status, 403, "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("www-authenticate: bearer realm=\"agentgate\", error=\"insufficient_scope\""),
+        "{head}"
+    );
+    assert!(rpc_error(&body).1.contains("does not cover server \"py\""));
+    assert!(received(&server).await.is_empty());
+    gw.shutdown().await;
+}
