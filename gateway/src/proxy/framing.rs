@@ -36,9 +36,14 @@ pub struct Verdicts(Arc<Mutex<Inner>>);
 #[derive(Debug, Default)]
 struct Inner {
     heads: VecDeque<Option<&'static str>>,
-    /// A malformed chunked body: every request from here on is refused, and the connection
-    /// closed.
-    body: Option<&'static str>,
+    /// Heads queued so far, and heads the service has taken: the request being served is the
+    /// `taken`th.
+    pushed: u64,
+    taken: u64,
+    /// A malformed chunked body, and the number of the request whose body it is: that request
+    /// and every one after it are refused, and the connection closed. (A request before it,
+    /// whose bytes came in the same read, is served.)
+    body: Option<(u64, &'static str)>,
 }
 
 impl Verdicts {
@@ -47,24 +52,35 @@ impl Verdicts {
     /// and a head nobody checked is refused).
     pub fn next(&self) -> Option<&'static str> {
         let mut inner = self.lock();
+        inner.taken += 1;
         match inner.heads.pop_front() {
             Some(verdict) => verdict,
-            None => Some(inner.body.unwrap_or(UNFOLLOWED)),
+            None => Some(inner.body.map_or(UNFOLLOWED, |(_, problem)| problem)),
         }
     }
 
-    /// Set once a chunked body on this connection broke the chunk grammar. Check after the body
-    /// was read: the tracker sees the bytes before hyper decodes them.
+    /// Set once a chunked body on this connection broke the chunk grammar, for the request
+    /// being served (the one [`Verdicts::next`] gave last) and those after. Check after the
+    /// body was read: the tracker sees the bytes before hyper decodes them.
     pub fn body_problem(&self) -> Option<&'static str> {
-        self.lock().body
+        let inner = self.lock();
+        inner
+            .body
+            .filter(|(request, _)| *request <= inner.taken)
+            .map(|(_, problem)| problem)
     }
 
     fn push(&self, v: Option<&'static str>) {
-        self.lock().heads.push_back(v);
+        let mut inner = self.lock();
+        inner.heads.push_back(v);
+        inner.pushed += 1;
     }
 
+    /// The body of the head queued last broke the chunk grammar.
     fn poison(&self, problem: &'static str) {
-        self.lock().body.get_or_insert(problem);
+        let mut inner = self.lock();
+        let request = inner.pushed;
+        inner.body.get_or_insert((request, problem));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -466,6 +482,27 @@ mod tests {
         let v = Verdicts::default();
         let mut t = Tracker::new(v.clone());
         t.feed(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n");
+        assert_eq!(v.next(), None);
+        assert_eq!(v.body_problem(), Some("chunk data not followed by CRLF"));
+    }
+
+    /// A broken chunked body refuses its own request and those after it, not a whole request
+    /// before it whose bytes came in the same read.
+    #[test]
+    fn a_broken_body_refuses_its_request_not_the_one_before() {
+        let v = Verdicts::default();
+        let mut t = Tracker::new(v.clone());
+        t.feed(
+            b"POST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello\
+POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n\
+POST /c HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi",
+        );
+        assert_eq!(v.next(), None);
+        assert_eq!(v.body_problem(), None, "the first request is whole");
+        assert_eq!(v.next(), None);
+        assert_eq!(v.body_problem(), Some("chunk data not followed by CRLF"));
+        // Beyond the break nothing is followed: refused.
+        assert_eq!(v.next(), Some("chunk data not followed by CRLF"));
         assert_eq!(v.body_problem(), Some("chunk data not followed by CRLF"));
     }
 

@@ -816,3 +816,30 @@ async fn routing_errors_name_the_problem() {
     assert_eq!(code, -32000);
     assert!(message.contains("upstream py unreachable"), "{message}");
 }
+
+/// A broken chunked body refuses its own request and closes the connection; a whole request
+/// pipelined before it in the same write is still served (it was refused with it).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipelined_request_before_a_broken_one_is_served() {
+    let (server, gw) = python_behind_gateway("").await;
+    let port = addr(&gw).port();
+    let head = "POST /servers/py/mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+                Accept: application/json, text/event-stream\r\n";
+    let n = INITIALIZE.len();
+    let raw = format!(
+        "{head}Content-Length: {n}\r\n\r\n{INITIALIZE}\
+         {head}Transfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n"
+    );
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    stream.write_all(raw.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut buf))
+        .await
+        .expect("the gateway closes the connection")
+        .expect("read");
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("HTTP/1.1 400"), "{text}");
+    assert_eq!(received(&server).await.len(), 1, "{text}");
+    gw.shutdown().await;
+}
