@@ -726,7 +726,9 @@ impl Log {
         }
         let mut segs = segments(dir).map_err(io(dir))?;
         let marker = dir.join(CHAIN_MARKER);
-        if segs.is_empty() && marker.exists() {
+        // Logs older than the marker say so by an export position, if by anything.
+        let held_a_log = marker.exists() || dir.join(super::otlp::CURSOR_FILE).exists();
+        if segs.is_empty() && held_a_log {
             // Starting a new chain here would pass the deletion off as a fresh log.
             return Err(LogError::Corrupt {
                 path: dir.display().to_string(),
@@ -1602,6 +1604,7 @@ mod tests {
     fn retention_keeps_what_the_exporter_has_not_shipped() {
         let dir = tempfile::tempdir().unwrap();
         // The exporter has shipped entries 0..40 only (its collector is down, say).
+        drop(Log::open(dir.path(), key(), Rotation::default()).unwrap());
         std::fs::write(dir.path().join(super::super::otlp::CURSOR_FILE), "40\n").unwrap();
         let rotation = Rotation {
             segment_bytes: 4096,
@@ -1619,6 +1622,7 @@ mod tests {
         // A cursor past the log's end (the log replaced, the file edited) proves nothing
         // shipped: the exporter starts over, so every segment stays.
         let dir = tempfile::tempdir().unwrap();
+        drop(Log::open(dir.path(), key(), Rotation::default()).unwrap());
         std::fs::write(dir.path().join(super::super::otlp::CURSOR_FILE), "999999\n").unwrap();
         drop(rotated(dir.path(), 200, rotation));
         assert_eq!(segments(dir.path()).unwrap()[0].0, 0);
@@ -1667,6 +1671,14 @@ mod tests {
             .to_string();
         assert!(e.contains("has no segment now"), "{e}");
         assert!(segments(dir.path()).unwrap().is_empty());
+        // A lock file alone (a first start that crashed before its first segment) is no log.
+        let fresh = tempfile::tempdir().unwrap();
+        std::fs::write(fresh.path().join("LOCK"), b"").unwrap();
+        assert!(Log::open(fresh.path(), key(), small()).is_ok());
+        // A log from before the marker, known by its export position, is refused too.
+        std::fs::remove_file(dir.path().join(CHAIN_MARKER)).unwrap();
+        std::fs::write(dir.path().join(super::super::otlp::CURSOR_FILE), "7\n").unwrap();
+        assert!(Log::open(dir.path(), key(), small()).is_err());
     }
 
     #[test]

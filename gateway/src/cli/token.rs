@@ -70,12 +70,19 @@ fn tokens_config(config: Option<&std::path::Path>, verb: &str) -> Result<Config,
 fn service(config: Option<&std::path::Path>, verb: &str) -> Result<(Config, TokenService), i32> {
     let config = tokens_config(config, verb)?;
     let key_file = &config.tokens.key_file;
-    if !key_file.exists() {
-        eprintln!(
-            "agentgate token {verb}: {}: no signing key there; the gateway makes it when it first starts with tokens enabled (check tokens.key_file)",
-            key_file.display()
-        );
-        return Err(EXIT_UNAVAILABLE);
+    match key_file.try_exists() {
+        Ok(true) => {}
+        Ok(false) => {
+            eprintln!(
+                "agentgate token {verb}: {}: no signing key there; the gateway makes it when it first starts with tokens enabled (check tokens.key_file)",
+                key_file.display()
+            );
+            return Err(EXIT_UNAVAILABLE);
+        }
+        Err(e) => {
+            eprintln!("agentgate token {verb}: {}: {e}", key_file.display());
+            return Err(EXIT_UNAVAILABLE);
+        }
     }
     let service = TokenService::open(&config.tokens).map_err(|e| {
         eprintln!("agentgate token {verb}: {e}");

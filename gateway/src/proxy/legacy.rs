@@ -50,43 +50,45 @@ impl From<mpsc::Sender<Bytes>> for StreamHandle {
 }
 
 /// The requests sent upstream whose answers a stream has yet to carry (what each asked, so
-/// that its answer is inspected and recorded as the answer to it), and a wake-up for a stream
-/// waiting on them when one is settled from elsewhere (a POST that failed, a request
-/// cancelled). Kept per id in order: an agent may reuse an id once its request is answered, and
-/// two requests in flight under one id are owed two answers.
+/// that its answer is recorded as the answer to it), and a wake-up for a stream waiting on them
+/// when one is settled from elsewhere (a POST that failed, a request cancelled). One per id: a
+/// POST reusing an id still owed an answer is refused, as MCP forbids it (which answer is whose
+/// could not be told).
 #[derive(Debug, Default)]
 pub struct Awaited {
-    asked: Mutex<HashMap<crate::mcp::Id, std::collections::VecDeque<Asked>>>,
+    asked: Mutex<HashMap<crate::mcp::Id, Asked>>,
     settled: tokio::sync::Notify,
 }
 
 impl Awaited {
-    pub fn add(&self, asked: &[Asked]) {
+    /// Notes `asked` (their ids distinct: a batch repeating one is refused before), or none of
+    /// them when one's id is still owed an answer here: that id is the error.
+    pub fn add(&self, asked: &[Asked]) -> Result<(), crate::mcp::Id> {
         let mut owed = self.lock();
-        for a in asked {
-            owed.entry(a.id.clone()).or_default().push_back(a.clone());
+        if let Some(a) = asked.iter().find(|a| owed.contains_key(&a.id)) {
+            return Err(a.id.clone());
         }
+        for a in asked {
+            owed.insert(a.id.clone(), a.clone());
+        }
+        Ok(())
     }
 
-    /// The oldest request under `id` still owed its answer, now answered (none: not one of
-    /// the requests this stream carries answers to). Wakes the stream.
+    /// The request under `id` owed its answer, now answered (none: not one of the requests
+    /// this stream carries answers to). Wakes the stream.
     pub fn answered(&self, id: &crate::mcp::Id) -> Option<Asked> {
-        let mut owed = self.lock();
-        let queue = owed.get_mut(id)?;
-        let asked = queue.pop_front();
-        if queue.is_empty() {
-            owed.remove(id);
-        }
-        drop(owed);
+        let asked = self.lock().remove(id);
         self.settled.notify_one();
         asked
     }
 
-    /// Settles `ids` (answered, or known never to be), once each; wakes the stream.
+    /// Settles `ids` (answered, or known never to be); wakes the stream.
     pub fn settle<'a>(&self, ids: impl IntoIterator<Item = &'a crate::mcp::Id>) {
+        let mut owed = self.lock();
         for id in ids {
-            self.answered(id);
+            owed.remove(id);
         }
+        drop(owed);
         // A permit is kept when nobody waits yet, so a wake-up cannot be missed.
         self.settled.notify_one();
     }
@@ -100,9 +102,7 @@ impl Awaited {
         self.settled.notified().await;
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<crate::mcp::Id, std::collections::VecDeque<Asked>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<crate::mcp::Id, Asked>> {
         self.asked.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -299,24 +299,25 @@ impl Endpoints {
     /// Notes requests `asked` (perhaps none) that principal `poster` posted to `path_query` are
     /// on their way upstream, against the one stream of that principal holding it (as
     /// [`Endpoints::answer`] picks it; an endpoint several streams share cannot say which will
-    /// carry the answers). Returns where to settle them should they fail.
+    /// carry the answers). Returns where to settle them should they fail; the error is an id
+    /// still owed an answer on that stream (nothing is noted then).
     pub fn forwarded(
         &self,
         server: &str,
         path_query: &str,
         poster: &str,
         asked: &[Asked],
-    ) -> Option<std::sync::Arc<Awaited>> {
+    ) -> Result<Option<std::sync::Arc<Awaited>>, crate::mcp::Id> {
         let live = self.lock();
         match live
             .get(&(server.to_owned(), path_query.to_owned()))
             .map(Vec::as_slice)
         {
             Some([only]) if only.owner == poster => {
-                only.handle.awaited.add(asked);
-                Some(only.handle.awaited.clone())
+                only.handle.awaited.add(asked)?;
+                Ok(Some(only.handle.awaited.clone()))
             }
-            _ => None,
+            _ => Ok(None),
         }
     }
 
@@ -346,29 +347,33 @@ mod tests {
     }
 
     #[test]
-    fn awaited_answers_are_counted_per_id() {
+    fn an_id_owed_an_answer_is_not_taken_again() {
         use crate::mcp::Id;
-        let asked = |id: Id| Asked {
+        let asked = |id: Id, method: &str| Asked {
             id,
-            method: "tools/call".into(),
+            method: method.into(),
             target: None,
             seq: None,
         };
         let owed = Awaited::default();
-        owed.add(&[
-            asked(Id::Int(1)),
-            asked(Id::Int(1)),
-            asked(Id::Str("a".into())),
-        ]);
-        owed.settle(&[Id::Int(1), Id::Int(9)]);
-        assert!(
-            !owed.is_empty(),
-            "a second request under id 1 is still owed"
+        assert!(owed.add(&[asked(Id::Int(1), "tools/call")]).is_ok());
+        // Reused while owed (a list answered first would be taken for the call's answer):
+        // refused, and nothing of that POST noted.
+        assert_eq!(
+            owed.add(&[asked(Id::Int(2), "ping"), asked(Id::Int(1), "tools/list")]),
+            Err(Id::Int(1))
         );
-        owed.settle(&[Id::Int(1)]);
-        owed.settle(&[Id::Str("1".into())]);
-        assert!(!owed.is_empty(), "the string id \"1\" is not the number 1");
-        owed.settle(&[Id::Str("a".into())]);
+        assert!(owed.answered(&Id::Int(2)).is_none());
+        assert!(
+            owed.add(&[asked(Id::Str("1".into()), "tools/list")])
+                .is_ok()
+        );
+        let call = owed.answered(&Id::Int(1)).expect("the call");
+        assert_eq!(&*call.method, "tools/call");
+        assert!(owed.answered(&Id::Int(1)).is_none());
+        // Answered, the id may be used again.
+        assert!(owed.add(&[asked(Id::Int(1), "tools/list")]).is_ok());
+        owed.settle(&[Id::Int(1), Id::Str("1".into()), Id::Int(9)]);
         assert!(owed.is_empty());
     }
 

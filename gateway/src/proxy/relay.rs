@@ -67,8 +67,8 @@ impl Context {
 
     /// Runs the response stage and the session bookkeeping on one server->client message.
     /// Returns what to forward: the message as received, a replacement, or nothing. `answered`
-    /// is the request a legacy stream found this message answers (a POST's own requests are in
-    /// [`Context::requests`]).
+    /// is the request a legacy stream found this message answers, for the audit record (a
+    /// POST's own requests are in [`Context::requests`]).
     fn on_message(
         &self,
         message: &Message,
@@ -76,13 +76,18 @@ impl Context {
         endpoint: Option<&str>,
         answered: Option<&Asked>,
     ) -> Relay {
-        let asked = match (message.kind, &message.id) {
+        let own = match (message.kind, &message.id) {
             (mcp::Kind::Response | mcp::Kind::Error, Some(id)) => {
-                answered.or_else(|| self.requests.iter().find(|a| &a.id == id))
+                self.requests.iter().find(|a| &a.id == id)
             }
             _ => None,
         };
-        let answers = asked.map(|a| &*a.method);
+        // Inspected as the answer to a request only on the exchange that carried the request:
+        // on a legacy stream, which answer is whose rests on the ids the agent chose, so its
+        // answers are judged by their shape (a list is filtered wherever it appears), and the
+        // request they answer serves the audit record alone.
+        let answers = own.map(|a| &*a.method);
+        let asked = own.or(answered);
         // Only the answer to the agent's initialize settles the revision (once): any other
         // message carrying a protocolVersion would switch the rules requests are held to.
         if let (Some(version), Some(session), Some("initialize")) =

@@ -731,17 +731,26 @@ async fn post(
             })
         })
         .collect();
-    let awaited = legacy_endpoint.as_deref().and_then(|endpoint| {
-        let ids: Vec<mcp::Id> = asked.iter().map(|a| a.id.clone()).collect();
+    let awaited = match legacy_endpoint.as_deref().map(|endpoint| {
         let poster = super::policy_stage::principal(identity);
-        let awaited =
-            gateway
-                .legacy
-                .forwarded(upstream.server.name.as_str(), endpoint, &poster, &asked)?;
-        let cancelled =
-            super::legacy::cancelled_ids(&messages, &audit_trail::message_texts(&bytes, batch));
-        Some((awaited, ids, cancelled))
-    });
+        gateway
+            .legacy
+            .forwarded(upstream.server.name.as_str(), endpoint, &poster, &asked)
+    }) {
+        Some(Err(id)) => {
+            let mut o = Outcome::refused(Refusal::IdInFlight(id.to_string()), messages);
+            o.decisions = decisions;
+            o.recorded = recorded;
+            return o;
+        }
+        Some(Ok(Some(awaited))) => {
+            let ids: Vec<mcp::Id> = asked.iter().map(|a| a.id.clone()).collect();
+            let cancelled =
+                super::legacy::cancelled_ids(&messages, &audit_trail::message_texts(&bytes, batch));
+            Some((awaited, ids, cancelled))
+        }
+        _ => None,
+    };
     let sent = send(
         gateway,
         identity,

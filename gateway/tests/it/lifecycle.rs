@@ -196,7 +196,7 @@ async fn sigint_drains_a_legacy_call_whose_answer_is_still_on_its_way() {
     // Signal once the call is in flight upstream (its request record is written when it is
     // forwarded).
     let mut in_flight = false;
-    for _ in 0..1000 {
+    for _ in 0..3000 {
         let log = agentgate::audit::query::query(
             &dir.path().join("audit"),
             &agentgate::audit::query::Filter::default(),
@@ -246,11 +246,12 @@ async fn sigint_drains_a_legacy_call_whose_answer_is_still_on_its_way() {
     assert_eq!(answer.target.as_deref(), Some("long_running"));
 }
 
-/// A request the agent cancelled is owed no answer (servers of the TypeScript SDK send none):
-/// its legacy stream does not hold a drain open for it, so the gateway exits at once, and
-/// cleanly, instead of waiting out the grace.
+/// On a legacy stream, an id still owed its answer is not taken again (a list answered first
+/// would pass for the call's answer). A request the agent cancelled is owed no answer (servers
+/// of the TypeScript SDK send none): its stream does not hold a drain open for it, so the
+/// gateway exits at once, and cleanly, instead of waiting out the grace.
 #[tokio::test(flavor = "multi_thread")]
-async fn sigint_does_not_wait_for_the_answer_to_a_cancelled_legacy_call() {
+async fn a_legacy_call_keeps_its_id_and_once_cancelled_holds_no_drain() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server = everything_server_in("sse").await;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -298,6 +299,9 @@ async fn sigint_does_not_wait_for_the_answer_to_a_cancelled_legacy_call() {
     read_until(r#""id":1"#).await;
     post(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).await;
     post(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"trigger-long-running-operation","arguments":{"duration":30,"steps":30}}}"#).await;
+    post(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#).await;
+    let refused = read_until("already waiting for an answer").await;
+    assert!(refused.contains(r#""id":2"#), "{refused}");
     post(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":2,"reason":"no longer needed"}}"#).await;
     signal(&child, "-INT");
     let exit = tokio::time::timeout(Duration::from_secs(20), child.wait())
