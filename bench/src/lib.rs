@@ -104,6 +104,7 @@ pub fn tool_question<'a>(
         method: "tools/call",
         class: agentgate::policy::Class::Tool(tool),
         arguments: agentgate::policy::Arguments::parsed(Some(args)),
+        defaults: &[],
         now: jiff::Timestamp::now(),
     }
 }

@@ -227,6 +227,10 @@ pub struct Question<'a> {
     pub method: &'a str,
     pub class: Class<'a>,
     pub arguments: Arguments<'a>,
+    /// Defaults the tool's schema (its pinned definition, when seen) gives arguments an agent
+    /// may omit, by JSON pointer: a deny rule's condition on an omitted one tests the default,
+    /// which the server uses in its place.
+    pub defaults: &'a [(String, Value)],
     pub now: jiff::Timestamp,
 }
 
@@ -668,7 +672,12 @@ impl Policy {
                         Some(v) => Some(v),
                         None => match q.arguments.through_strings(&p.pointer) {
                             params::Through::Found(v) => Some(std::borrow::Cow::Owned(v)),
-                            params::Through::Missing => None,
+                            // Omitted: the server uses the schema's default, if it has one.
+                            params::Through::Missing => q
+                                .defaults
+                                .iter()
+                                .find(|(pointer, _)| *pointer == p.pointer)
+                                .map(|(_, v)| std::borrow::Cow::Borrowed(v)),
                             // What the server will read there is unknown: the deny holds.
                             params::Through::Unreadable => continue,
                         },

@@ -180,6 +180,7 @@ pub fn main(action: Action) -> i32 {
                 method: &method_name,
                 class,
                 arguments: Arguments::parsed(arguments),
+                defaults: &[],
                 now,
             };
             let (verdict, trace) = policy.explain(&q);

@@ -44,6 +44,39 @@ pub struct Declarations {
     /// Why the declarations are invalid; the tool then declares none. Conforming clients drop
     /// such a tool, and conforming servers check no header for it.
     pub invalid: Option<String>,
+    /// The defaults its properties give arguments an agent may omit, by JSON pointer into the
+    /// arguments (found through chains of `properties`, as declarations are): what the server
+    /// uses in their place.
+    pub defaults: Vec<(String, Value)>,
+}
+
+/// Most defaults kept per tool: a schema is no place for thousands, and each costs a copy.
+const MAX_DEFAULTS: usize = 256;
+
+/// The `default` of every property reached from the schema root through `properties` alone.
+fn defaults(root: Option<&Value>) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    let mut stack: Vec<(String, &Value)> = root.map(|r| (String::new(), r)).into_iter().collect();
+    while let Some((pointer, node)) = stack.pop() {
+        let Value::Object(schema) = node else {
+            continue;
+        };
+        if !pointer.is_empty()
+            && let Some(default) = schema.get("default")
+        {
+            if out.len() == MAX_DEFAULTS {
+                break;
+            }
+            out.push((pointer.clone(), default.clone()));
+        }
+        if let Some(Value::Object(properties)) = schema.get("properties") {
+            for (name, sub) in properties {
+                let token = name.replace('~', "~0").replace('/', "~1");
+                stack.push((format!("{pointer}/{token}"), sub));
+            }
+        }
+    }
+    out
 }
 
 /// JSON Schema keywords whose value is one subschema, a list or a map of them: crossing any
@@ -76,16 +109,26 @@ const TYPES: [&str; 3] = ["string", "integer", "boolean"];
 impl Declarations {
     /// The declarations in `input_schema` (none when it is absent or not an object).
     pub fn of(input_schema: Option<&Value>) -> Self {
+        let defaults = defaults(input_schema);
         match scan(input_schema) {
             Ok(headers) => Self {
                 headers,
                 invalid: None,
+                defaults,
             },
             Err(why) => Self {
                 headers: Vec::new(),
                 invalid: Some(why),
+                defaults,
             },
         }
+    }
+
+    /// The default the schema gives the argument at `pointer`.
+    pub fn default_at(&self, pointer: &str) -> Option<&Value> {
+        self.defaults
+            .iter()
+            .find_map(|(p, v)| (p == pointer).then_some(v))
     }
 
     /// The declaration of the header named `key` (lower-cased).
@@ -303,6 +346,28 @@ mod tests {
     }
 
     #[test]
+    fn defaults_are_found_through_the_properties_chain() {
+        let d = declared(json!({
+            "type": "object",
+            "properties": {
+                "database": {"type": "string", "default": "prod"},
+                "options": {"type": "object", "properties": {
+                    "dry/run": {"type": "boolean", "default": false},
+                }},
+                "mode": {"anyOf": [{"type": "string", "default": "fast"}]},
+            },
+            "default": {"database": "x"},
+        }));
+        assert_eq!(d.default_at("/database"), Some(&json!("prod")));
+        assert_eq!(d.default_at("/options/dry~1run"), Some(&json!(false)));
+        // Not through other keywords (which of them applies depends on the value), nor the
+        // root's own.
+        assert_eq!(d.default_at("/mode"), None);
+        assert_eq!(d.default_at(""), None);
+        assert_eq!(d.defaults.len(), 2);
+    }
+
+    #[test]
     fn declarations_follow_the_properties_chain() {
         let d = declared(json!({
             "type": "object",
@@ -406,7 +471,7 @@ mod tests {
         // declaration.
         let d = declared(json!({"properties": {"a": {"type": "object",
             "default": {"x-mcp-header": "A"}, "examples": [{"x-mcp-header": "B"}]}}}));
-        assert_eq!(d, Declarations::default());
+        assert!(d.headers.is_empty() && d.invalid.is_none(), "{d:?}");
     }
 
     #[test]

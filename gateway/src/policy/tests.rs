@@ -27,6 +27,7 @@ fn tool_call<'a>(
         method: "tools/call",
         class: Class::Tool(tool),
         arguments,
+        defaults: &[],
         now,
     }
 }
@@ -50,6 +51,7 @@ fn ask(
             method,
             class,
             arguments: Arguments::parsed(args),
+            defaults: &[],
             now: "2026-11-20T10:00:00Z".parse().unwrap(),
         },
         &RateLimiter::default(),
@@ -118,6 +120,42 @@ fn a_url_hosts_deny_written_with_a_trailing_dot_holds() {
     assert!(tool(&p, "a", "fetch", json!({"url": "http://example.org/"})).allowed);
 }
 
+/// An argument the agent leaves out is the schema's default to the server: a deny condition on
+/// it tests that default; an allow condition still needs the argument sent.
+#[test]
+fn deny_conditions_on_an_omitted_argument_test_the_schemas_default() {
+    let p = policy(
+        "[[rules]]\nname = \"staging\"\neffect = \"allow\"\ntools = [\"query\"]\n\
+         [[rules.params]]\npointer = \"/database\"\none_of = [\"staging\"]\n\
+         [[rules]]\nname = \"others\"\neffect = \"allow\"\ntools = [\"other\"]\n\
+         [[rules]]\nname = \"not-prod\"\neffect = \"deny\"\ntools = [\"*\"]\n\
+         [[rules.params]]\npointer = \"/database\"\none_of = [\"prod\"]\n",
+    );
+    let limiter = RateLimiter::default();
+    let now: jiff::Timestamp = "2026-11-20T10:00:00Z".parse().unwrap();
+    let prod = [("/database".to_owned(), json!("prod"))];
+    let staging = [("/database".to_owned(), json!("staging"))];
+    let ask = |tool: &str, args: Value, defaults: &[(String, Value)]| {
+        p.decide(
+            &Question {
+                defaults,
+                ..tool_call("a", tool, Arguments::parsed(Some(args)), now)
+            },
+            &limiter,
+        )
+    };
+    let v = ask("other", json!({"sql": "DROP TABLE t"}), &prod);
+    assert!(!v.allowed);
+    assert_eq!(&*v.rule, "not-prod");
+    assert!(ask("other", json!({"sql": "x"}), &staging).allowed);
+    assert!(ask("other", json!({"sql": "x"}), &[]).allowed);
+    // Sent, the value decides, not the default.
+    assert!(ask("other", json!({"database": "dev"}), &prod).allowed);
+    // Allow conditions see what was sent: omitted, the staging rule does not apply.
+    assert!(!ask("query", json!({}), &staging).allowed);
+    assert!(ask("query", json!({"database": "staging"}), &prod).allowed);
+}
+
 #[test]
 fn agent_level_grants_the_session_only_to_named_agents() {
     let p = policy(
@@ -167,6 +205,7 @@ fn agent_level_grants_the_session_only_to_named_agents() {
                 method: "initialize",
                 class: Class::Session,
                 arguments: Arguments::parsed(None),
+                defaults: &[],
                 now: now.parse().unwrap(),
             },
             &RateLimiter::default(),

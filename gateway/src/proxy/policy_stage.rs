@@ -195,7 +195,15 @@ impl PolicyStage {
                 reason,
             };
         }
-        let q = question(identity, &w, server, message, class);
+        // A called tool's schema defaults, from its pinned definition (seen in a listing).
+        let declared = match class {
+            Class::Tool(tool) if message.kind == Kind::Request => {
+                self.engine.pins().declarations(server.name.as_str(), tool)
+            }
+            _ => None,
+        };
+        let defaults = declared.as_deref().map_or(&[][..], |d| &d.defaults[..]);
+        let q = question(identity, &w, server, message, class, defaults);
         let mut verdict = policy.decide(&q, &self.engine.limiter);
         if verdict.allowed
             && let Class::Tool(tool) = class
@@ -259,6 +267,7 @@ fn question<'a>(
     server: &'a Server,
     message: &'a Message,
     class: Class<'a>,
+    defaults: &'a [(String, serde_json::Value)],
 ) -> Question<'a> {
     Question {
         agent: w.agent,
@@ -270,6 +279,7 @@ fn question<'a>(
         method: message.method(),
         class,
         arguments: Arguments::lazy(arguments_of(message)),
+        defaults,
         now: jiff::Timestamp::now(),
     }
 }

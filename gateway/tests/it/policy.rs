@@ -721,3 +721,30 @@ async fn rate_limits_follow_the_agent_across_new_sessions() {
     );
     gw.shutdown().await;
 }
+
+/// An argument the agent leaves out is the schema's default to the server (FastMCP's
+/// `steps: int = 5`): once the tool is listed, a deny condition on it tests that default.
+#[tokio::test(flavor = "multi_thread")]
+async fn deny_conditions_on_omitted_arguments_test_the_schemas_default() {
+    let server = python_server("streamable-http", None).await;
+    let policy = "[policy]\npins_file = \"\"\n\
+        [[rules]]\nname = \"everything\"\neffect = \"allow\"\nservers = [\"py\"]\n\
+        [[rules]]\nname = \"short-runs-only\"\neffect = \"deny\"\ntools = [\"long_running\"]\n\
+        [[rules.params]]\npointer = \"/steps\"\nrange = { min = 3 }\n";
+    let gw = gateway(&config("py", &server.url("/mcp"), policy)).await;
+    let through = client(
+        &gateway_url(&gw, "py"),
+        json!([
+            ["list"],
+            ["call", "long_running", {"delay": 0}],
+            ["call", "long_running", {"steps": 1, "delay": 0}]
+        ]),
+    )
+    .await;
+    let refused = through[1]["rpc_error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the default 5 steps were not refused: {}", through[1]));
+    assert!(refused.contains("rule \"short-runs-only\""), "{refused}");
+    assert_eq!(text(&through[2]), "done 1 steps", "{}", through[2]);
+    gw.shutdown().await;
+}
