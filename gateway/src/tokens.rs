@@ -65,6 +65,8 @@ pub struct Verified {
     pub subject: String,
     pub jti: Option<String>,
     pub exp: u64,
+    /// Seconds past `exp` its verification allowed (the issuer's leeway).
+    pub leeway: u64,
     /// Servers it may reach (absent: any the policy allows). Gateway tokens only.
     pub servers: Option<Vec<String>>,
     /// Tools it may call (absent: any the policy allows). Gateway tokens only.
@@ -561,6 +563,7 @@ impl TokenService {
             agent,
             jti,
             exp: claims["exp"].as_u64().unwrap_or(0),
+            leeway: ext.config.leeway.as_secs(),
             servers: None,
             tools: None,
             args: None,
@@ -648,6 +651,7 @@ impl TokenService {
             subject: format!("token:{}", claims.jti),
             jti: Some(claims.jti),
             exp: claims.exp,
+            leeway: LEEWAY.as_secs(),
             servers: claims.servers,
             tools: claims.tools,
             args: claims.args,
@@ -660,7 +664,7 @@ impl TokenService {
     /// they go, since they outlive the request that was checked.
     pub fn still_honoured(&self, token: &Verified) -> Result<(), Rejection> {
         // An issuer's `exp` may be any number: saturating, never wrapping to the past.
-        if token.exp.saturating_add(LEEWAY.as_secs()) <= now_secs() {
+        if token.exp.saturating_add(token.leeway) <= now_secs() {
             return Err(Rejection::Expired);
         }
         match &token.jti {
@@ -854,6 +858,31 @@ mod tests {
             s.issue("unknown", None, None, None, None),
             Err(TokenError::ReservedAgent(_))
         ));
+        // Streams re-check expiry with the leeway the token was verified with, and an
+        // issuer's `exp` near the end of the number line does not wrap to the past.
+        let now = now_secs();
+        let expired = Verified {
+            exp: now - 5,
+            leeway: 0,
+            ..s.verify_own(&token).unwrap()
+        };
+        assert!(matches!(
+            s.still_honoured(&expired),
+            Err(Rejection::Expired)
+        ));
+        assert!(
+            s.still_honoured(&Verified {
+                leeway: 30,
+                ..expired
+            })
+            .is_ok()
+        );
+        let far = Verified {
+            exp: u64::MAX - 1,
+            leeway: 30,
+            ..v
+        };
+        assert!(s.still_honoured(&far).is_ok());
     }
 
     #[test]

@@ -236,6 +236,14 @@ pub async fn handle(
                 Route::Mcp(n) | Route::Sse(n) | Route::Message(n) => n,
             };
             match gateway.upstreams.get(name).cloned() {
+                // Where tokens are required, who may not call tells no name apart: 401 for an
+                // unknown server as for a known one.
+                None if let Some(tokens) = &gateway.tokens
+                    && tokens.config().require
+                    && let Err(e) = authenticate(&gateway, &identity, req.headers()).await =>
+                {
+                    (None, Outcome::refused(e, Vec::new()))
+                }
                 None => (
                     None,
                     Outcome::refused(Refusal::UnknownServer(name.to_owned()), Vec::new()),

@@ -857,3 +857,39 @@ async fn a_token_for_other_servers_gets_403_insufficient_scope() {
     assert!(received(&server).await.is_empty());
     gw.shutdown().await;
 }
+
+/// With tokens required, a caller without a good token cannot tell which server names exist:
+/// an unknown name gets the same 401 as a known one; with a good token it is 404.
+#[tokio::test(flavor = "multi_thread")]
+async fn server_names_are_not_told_to_callers_without_a_good_token() {
+    let scratch = scratch_dir("tokens-names");
+    let (_server, config, gw) = token_gateway(&scratch, "").await;
+    let port = addr(&gw).port();
+    let token = issue(&config, "analyst", "py").await;
+    let good = format!("Bearer {token}");
+    for path in ["/servers/py/mcp", "/servers/nope/mcp"] {
+        for auth in [None, Some("Bearer not-a-token")] {
+            let mut headers = vec![
+                ("Content-Type", "application/json"),
+                ("Accept", "application/json, text/event-stream"),
+            ];
+            headers.extend(auth.map(|a| ("Authorization", a)));
+            let (status, head, _) = http(port, "POST", path, &headers, INITIALIZE.as_bytes()).await;
+            assert_eq!(status, 401, "{path} {auth:?}: {head}");
+        }
+    }
+    let (status, _, body) = http(
+        port,
+        "POST",
+        "/servers/nope/mcp",
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", good.as_str()),
+        ],
+        INITIALIZE.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(rpc_error(&body).1.contains("nope"));
+    gw.shutdown().await;
+}
