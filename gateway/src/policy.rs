@@ -325,6 +325,8 @@ pub struct Policy {
     index: HashMap<String, ServerIndex>,
     /// What to do with tool definitions that carry hidden text.
     pub flagged: FlaggedAction,
+    /// Whether some deny rule has parameter conditions (which may read schema defaults).
+    pub deny_params: bool,
 }
 
 /// Why a rule does not decide a question.
@@ -398,12 +400,16 @@ impl Policy {
             }
             index.insert(name.to_owned(), si);
         }
+        let deny_params = rules
+            .iter()
+            .any(|r| r.spec.effect == Effect::Deny && !r.spec.params.is_empty());
         Self {
             rules,
             mode: pc.mode,
             server_modes,
             index,
             flagged: pc.flagged,
+            deny_params,
         }
     }
 
@@ -673,11 +679,9 @@ impl Policy {
                         None => match q.arguments.through_strings(&p.pointer) {
                             params::Through::Found(v) => Some(std::borrow::Cow::Owned(v)),
                             // Omitted: the server uses the schema's default, if it has one.
-                            params::Through::Missing => q
-                                .defaults
-                                .iter()
-                                .find(|(pointer, _)| *pointer == p.pointer)
-                                .map(|(_, v)| std::borrow::Cow::Borrowed(v)),
+                            params::Through::Missing => {
+                                schema_default(q.defaults, &p.pointer).map(std::borrow::Cow::Owned)
+                            }
                             // What the server will read there is unknown: the deny holds.
                             params::Through::Unreadable => continue,
                         },
@@ -694,6 +698,28 @@ impl Policy {
         }
         Ok(())
     }
+}
+
+/// What the server reads at `pointer` when the agent omits it: the default of the deepest
+/// property on the way that has one (`/options/mode` inside the default of `options`, `/paths/0`
+/// inside that of `paths`), keys compared in any letter case as a deny rule reads arguments.
+fn schema_default(defaults: &[(String, Value)], pointer: &str) -> Option<Value> {
+    defaults
+        .iter()
+        .filter_map(|(at, value)| {
+            let head = pointer.get(..at.len())?;
+            let rest = &pointer[at.len()..];
+            (crate::mcp::json::same_folded(head, at) && (rest.is_empty() || rest.starts_with('/')))
+                .then_some((at.len(), value, rest))
+        })
+        .max_by_key(|(len, _, _)| *len)
+        .and_then(|(_, value, rest)| {
+            if rest.is_empty() {
+                Some(value.clone())
+            } else {
+                value.pointer(rest).cloned()
+            }
+        })
 }
 
 /// Whether a rule's selectors cover a message (agents aside).

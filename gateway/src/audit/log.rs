@@ -733,7 +733,7 @@ impl Log {
             return Err(LogError::Corrupt {
                 path: dir.display().to_string(),
                 problem: format!(
-                    "the directory held an audit log (its {CHAIN_MARKER} file is there) and has no segment now: they were deleted; move the directory aside to start a new log"
+                    "the directory held an audit log (its {CHAIN_MARKER} file or export position is there) and has no segment now: they were deleted; move the directory aside to start a new log"
                 ),
             });
         }

@@ -154,6 +154,30 @@ fn deny_conditions_on_an_omitted_argument_test_the_schemas_default() {
     // Allow conditions see what was sent: omitted, the staging rule does not apply.
     assert!(!ask("query", json!({}), &staging).allowed);
     assert!(ask("query", json!({"database": "staging"}), &prod).allowed);
+    // Inside a parent's default (the rule's pointer in another letter case), and any item of
+    // a list.
+    let p = policy(
+        "[[rules]]\nname = \"all\"\neffect = \"allow\"\n\
+         [[rules]]\nname = \"not-prod\"\neffect = \"deny\"\ntools = [\"*\"]\n\
+         [[rules.params]]\npointer = \"/Options/database\"\none_of = [\"prod\"]\n",
+    );
+    let ask = |args: Value, defaults: &[(String, Value)]| {
+        p.decide(
+            &Question {
+                defaults,
+                ..tool_call("a", "other", Arguments::parsed(Some(args)), now)
+            },
+            &limiter,
+        )
+        .allowed
+    };
+    let nested = [("/options".to_owned(), json!({"database": "prod"}))];
+    assert!(!ask(json!({}), &nested));
+    let listed = [("/options".to_owned(), json!({"database": ["dev", "prod"]}))];
+    assert!(!ask(json!({}), &listed));
+    let dev = [("/options".to_owned(), json!({"database": "dev"}))];
+    assert!(ask(json!({}), &dev));
+    assert!(ask(json!({"options": {"database": "dev"}}), &nested));
 }
 
 #[test]

@@ -197,7 +197,7 @@ impl PolicyStage {
         }
         // A called tool's schema defaults, from its pinned definition (seen in a listing).
         let declared = match class {
-            Class::Tool(tool) if message.kind == Kind::Request => {
+            Class::Tool(tool) if message.kind == Kind::Request && policy.deny_params => {
                 self.engine.pins().declarations(server.name.as_str(), tool)
             }
             _ => None,

@@ -746,6 +746,10 @@ async fn post(
             .forwarded(upstream.server.name.as_str(), endpoint, &poster, &asked)
     }) {
         Some(Err(id)) => {
+            // Refused before it went anywhere: it costs no rate-limit token.
+            for d in &decisions {
+                gateway.stages.decision.refund(d);
+            }
             let mut o = Outcome::refused(Refusal::IdInFlight(id.to_string()), messages);
             o.decisions = decisions;
             o.recorded = recorded;
@@ -759,6 +763,9 @@ async fn post(
         }
         _ => None,
     };
+    // Should this POST end before its requests are sent (the agent hung up), the stream waits
+    // for them no more: a drain would hold for answers that may never come.
+    let mut unsent = Unsent(awaited.as_ref().map(|(a, ids, _)| (&**a, &ids[..])));
     let sent = send(
         gateway,
         identity,
@@ -769,6 +776,7 @@ async fn post(
         bytes,
     )
     .await;
+    unsent.0 = None;
     let response = match sent {
         Ok(r) => r,
         Err(e) => {
@@ -843,6 +851,18 @@ async fn post(
     // Forwarded: whatever the upstream does with it, the answer is its own.
     outcome.reply = None;
     outcome
+}
+
+/// Legacy requests noted as on their way upstream, settled if the POST carrying them is
+/// dropped before it is sent.
+struct Unsent<'a>(Option<(&'a super::legacy::Awaited, &'a [mcp::Id])>);
+
+impl Drop for Unsent<'_> {
+    fn drop(&mut self) {
+        if let Some((awaited, ids)) = self.0.take() {
+            awaited.settle(ids);
+        }
+    }
 }
 
 /// Message `i`'s own text, of `texts` from [`audit_trail::message_texts`].
