@@ -45,34 +45,67 @@ pub struct Declarations {
     /// such a tool, and conforming servers check no header for it.
     pub invalid: Option<String>,
     /// The defaults its properties give arguments an agent may omit, by JSON pointer into the
-    /// arguments (found through chains of `properties`, as declarations are): what the server
-    /// uses in their place.
+    /// arguments (found through chains of `properties`, local `$ref`s and `allOf`): what the
+    /// server uses in their place.
     pub defaults: Vec<(String, Value)>,
 }
 
 /// Most defaults kept per tool: a schema is no place for thousands, and each costs a copy.
 const MAX_DEFAULTS: usize = 256;
 
-/// The `default` of every property reached from the schema root through `properties` alone.
+/// How deep into nested properties defaults are looked for, and how many `$ref`s or `allOf`
+/// members are followed in a row without a property between (schemas may refer in a cycle).
+const MAX_DEPTH: usize = 16;
+const MAX_HOPS: usize = 8;
+/// Most schema nodes visited per tool.
+const MAX_VISITS: usize = 10_000;
+
+/// The `default` of every property reached from the schema root through `properties`, and
+/// through what applies to the same value whatever it is: a local `$ref` (Pydantic puts nested
+/// models under `$defs`) and `allOf`. A property's own default wins over one it refers to.
 fn defaults(root: Option<&Value>) -> Vec<(String, Value)> {
-    let mut out = Vec::new();
-    let mut stack: Vec<(String, &Value)> = root.map(|r| (String::new(), r)).into_iter().collect();
-    while let Some((pointer, node)) = stack.pop() {
+    let mut out: Vec<(String, Value)> = Vec::new();
+    // (pointer, its depth, references followed since the last property, node)
+    let mut stack: Vec<(String, usize, usize, &Value)> =
+        root.map(|r| (String::new(), 0, 0, r)).into_iter().collect();
+    let mut visits = 0;
+    while let Some((pointer, depth, hops, node)) = stack.pop() {
+        visits += 1;
+        if visits > MAX_VISITS {
+            break;
+        }
         let Value::Object(schema) = node else {
             continue;
         };
         if !pointer.is_empty()
             && let Some(default) = schema.get("default")
+            && !out.iter().any(|(p, _)| *p == pointer)
         {
             if out.len() == MAX_DEFAULTS {
                 break;
             }
             out.push((pointer.clone(), default.clone()));
         }
-        if let Some(Value::Object(properties)) = schema.get("properties") {
+        if hops < MAX_HOPS {
+            let referred = schema
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix('#'))
+                .and_then(|r| root?.pointer(r));
+            let all_of = match schema.get("allOf") {
+                Some(Value::Array(members)) => &members[..],
+                _ => &[],
+            };
+            for same in referred.into_iter().chain(all_of).rev() {
+                stack.push((pointer.clone(), depth, hops + 1, same));
+            }
+        }
+        if depth < MAX_DEPTH
+            && let Some(Value::Object(properties)) = schema.get("properties")
+        {
             for (name, sub) in properties {
                 let token = name.replace('~', "~0").replace('/', "~1");
-                stack.push((format!("{pointer}/{token}"), sub));
+                stack.push((format!("{pointer}/{token}"), depth + 1, 0, sub));
             }
         }
     }
@@ -365,6 +398,31 @@ mod tests {
         assert_eq!(d.default_at("/mode"), None);
         assert_eq!(d.default_at(""), None);
         assert_eq!(d.defaults.len(), 2);
+        // Through local references and allOf, as Pydantic writes nested models; a property's
+        // own default wins; a reference cycle ends.
+        let d = declared(json!({
+            "type": "object",
+            "properties": {
+                "options": {"$ref": "#/$defs/Options"},
+                "legacy": {"allOf": [{"$ref": "#/$defs/Options"}], "default": {"database": "dev"}},
+                "node": {"$ref": "#/$defs/Node"},
+            },
+            "$defs": {
+                "Options": {"type": "object", "properties": {
+                    "database": {"type": "string", "default": "prod"},
+                }},
+                "Node": {"type": "object", "properties": {
+                    "next": {"$ref": "#/$defs/Node"},
+                    "depth": {"type": "integer", "default": 1},
+                }},
+            },
+        }));
+        assert_eq!(d.default_at("/options/database"), Some(&json!("prod")));
+        assert_eq!(d.default_at("/legacy"), Some(&json!({"database": "dev"})));
+        assert_eq!(d.default_at("/legacy/database"), Some(&json!("prod")));
+        assert_eq!(d.default_at("/node/depth"), Some(&json!(1)));
+        assert_eq!(d.default_at("/node/next/next/depth"), Some(&json!(1)));
+        assert!(d.defaults.len() < 100, "{}", d.defaults.len());
     }
 
     #[test]
