@@ -108,7 +108,8 @@ pub enum Format {
 pub enum Action {
     /// Check the log's chain and signed checkpoints; name the first bad entry. With --trusted,
     /// also prove the log still holds everything an earlier checkpoint covered (it only grew).
-    /// Exits 0 when it verifies, 1 when it does not.
+    /// Exits 0 when it verifies, 1 when it does not (or holds no checkpoint: nothing signed),
+    /// 69 when it cannot be read.
     Verify {
         #[command(flatten)]
         location: Location,

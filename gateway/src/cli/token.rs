@@ -13,7 +13,8 @@ use crate::{
 #[derive(Debug, Subcommand)]
 pub enum Action {
     /// Sign a short-lived token naming an agent, optionally scoped to servers and tools. Prints
-    /// the token (with --json, also its claims). Needs read access to tokens.key_file.
+    /// the token (with --json, also its claims). Needs read access to tokens.key_file, the key
+    /// the gateway made (the CLI makes none: exit 69 when it is missing).
     Issue {
         #[arg(long, short, value_name = "FILE")]
         config: Option<PathBuf>,
@@ -40,6 +41,7 @@ pub enum Action {
         json: bool,
     },
     /// Revoke a token by its id (or the token itself); the gateway refuses it within a second.
+    /// By --jti it needs no signing key, only the revocation list.
     Revoke {
         #[arg(long, short, value_name = "FILE")]
         config: Option<PathBuf>,
