@@ -68,13 +68,10 @@ impl Upstreams {
         drain: &crate::drain::Drain,
     ) -> Result<Self, UpstreamError> {
         let mut by_name = HashMap::new();
-        let host_ca = host_ca_anchor(config);
+        // Also where the gateway is built without `start_with` (which says so first).
+        distrust_host_ca(config);
         for server in &config.servers {
-            let connector = connector(
-                server,
-                host_ca.as_ref(),
-                config.limits.upstream_connect_timeout,
-            )?;
+            let connector = connector(server, config.limits.upstream_connect_timeout)?;
             let launched = server.launch.as_ref().map(|launch| {
                 if launch.user.is_none() && crate::ebpf::effective_uid() == 0 {
                     tracing::warn!(
@@ -114,14 +111,9 @@ impl Upstreams {
     }
 }
 
-fn connector(
-    server: &Server,
-    host_ca: Option<&TrustAnchor<'static>>,
-    connect_timeout: Duration,
-) -> Result<Connector, UpstreamError> {
+fn connector(server: &Server, connect_timeout: Duration) -> Result<Connector, UpstreamError> {
     let mut tls = ClientTls::new(server.name.as_str(), server.ca_file.as_deref());
     tls.pins = &server.pin_sha256;
-    tls.distrust = host_ca;
     tls.connector(connect_timeout)
 }
 
@@ -144,11 +136,9 @@ pub fn distrust_host_ca(config: &Config) {
 /// `roots` less `distrusted`.
 fn without(
     mut roots: rustls::RootCertStore,
-    distrusted: Option<&TrustAnchor<'static>>,
+    distrusted: &[TrustAnchor<'static>],
 ) -> rustls::RootCertStore {
-    if let Some(distrusted) = distrusted {
-        roots.roots.retain(|a| a != distrusted);
-    }
+    roots.roots.retain(|a| !distrusted.contains(a));
     roots
 }
 
@@ -216,8 +206,6 @@ struct ClientTls<'a> {
     ca_file: Option<&'a std::path::Path>,
     /// SHA-256 of the SubjectPublicKeyInfo the server's certificate must carry (any one).
     pins: &'a [[u8; 32]],
-    /// A root never to trust (the host CA), even when the system store has it.
-    distrust: Option<&'a TrustAnchor<'static>>,
 }
 
 impl<'a> ClientTls<'a> {
@@ -226,7 +214,6 @@ impl<'a> ClientTls<'a> {
             label,
             ca_file,
             pins: &[],
-            distrust: None,
         }
     }
 
@@ -256,10 +243,7 @@ impl<'a> ClientTls<'a> {
         }
         // After the ca_file's: a bundle built from the system store after `ca install` holds
         // the host CA too.
-        let mut roots = without(roots, self.distrust);
-        for anchor in HOST_CAS.read().unwrap_or_else(|p| p.into_inner()).iter() {
-            roots = without(roots, Some(anchor));
-        }
+        let roots = without(roots, &HOST_CAS.read().unwrap_or_else(|p| p.into_inner()));
         Ok(roots)
     }
 
@@ -378,7 +362,7 @@ mod tests {
             .unwrap()
             .remove(0);
         roots.add(cert).unwrap();
-        let kept = without(roots.clone(), Some(&anchor));
+        let kept = without(roots.clone(), std::slice::from_ref(&anchor));
         assert_eq!(
             kept.roots.len(),
             roots.roots.len() - 1,
@@ -387,18 +371,17 @@ mod tests {
         assert!(!kept.roots.contains(&anchor));
         // Nor through a ca_file that holds it (a bundle built from the system store), nor when
         // interception no longer terminates HTTPS (the store may still hold it).
+        // Every outbound client (an upstream's, a token issuer's JWKS, the OTLP exporter's)
+        // drops it once the gateway has said so.
         config.interception.https = false;
         let anchor = host_ca_anchor(&config).expect("the host CA while its file exists");
-        let mut tls = ClientTls::new("s", Some(&config.ca.cert_file));
-        tls.distrust = Some(&anchor);
-        let roots = tls.roots().unwrap();
-        assert!(!roots.roots.contains(&anchor));
-        assert_eq!(roots.roots.len(), system_roots().roots.len());
-        // Other outbound clients (a token issuer's JWKS, the OTLP exporter) know nothing of
-        // the server's distrust, yet drop it too once the gateway has said so.
         let other = ClientTls::new("jwks", Some(&config.ca.cert_file));
         assert!(other.roots().unwrap().roots.contains(&anchor));
         distrust_host_ca(&config);
         assert!(!other.roots().unwrap().roots.contains(&anchor));
+        let tls = ClientTls::new("s", Some(&config.ca.cert_file));
+        let roots = tls.roots().unwrap();
+        assert!(!roots.roots.contains(&anchor));
+        assert_eq!(roots.roots.len(), system_roots().roots.len());
     }
 }
