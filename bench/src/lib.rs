@@ -104,7 +104,7 @@ pub fn tool_question<'a>(
         method: "tools/call",
         class: agentgate::policy::Class::Tool(tool),
         arguments: agentgate::policy::Arguments::parsed(Some(args)),
-        defaults: &[],
+        defaults: Some(&[]),
         now: jiff::Timestamp::now(),
     }
 }

@@ -51,6 +51,12 @@ enum Mode {
         #[arg(long)]
         millis: u64,
     },
+    /// Serves the fast upstream on `addr` until killed: with `load`, profiles a proxy by hand
+    /// (`perf record -p`) outside the full run.
+    Upstream {
+        #[arg(long)]
+        addr: SocketAddr,
+    },
     /// Echoes each byte read from stdin to stdout, until end of input (the far end of the
     /// wake-up round trip).
     Pong,
@@ -127,6 +133,7 @@ async fn internal(mode: Mode) -> Result<()> {
                 serde_json::json!({"count": lat.len(), "elapsed": elapsed, "p50_ns": percentile(&lat, 0.5), "p99_ns": percentile(&lat, 0.99)})
             );
         }
+        Mode::Upstream { addr } => serve_upstream(TcpListener::bind(addr).await?).await,
         Mode::Pong => {
             use std::io::{Read, Write};
             let (mut input, mut output) = (std::io::stdin().lock(), std::io::stdout().lock());

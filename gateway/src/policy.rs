@@ -227,10 +227,11 @@ pub struct Question<'a> {
     pub method: &'a str,
     pub class: Class<'a>,
     pub arguments: Arguments<'a>,
-    /// Defaults the tool's schema (its pinned definition, when seen) gives arguments an agent
-    /// may omit, by JSON pointer: a deny rule's condition on an omitted one tests the default,
-    /// which the server uses in its place.
-    pub defaults: &'a [(String, Value)],
+    /// Defaults the tool's schema (its pinned definition) gives arguments an agent may omit, by
+    /// JSON pointer: a deny rule's condition on an omitted one tests the default, which the
+    /// server uses in its place. `None` while that schema is unknown (the tool not listed since
+    /// the gateway started): a deny condition on an omitted argument then holds.
+    pub defaults: Option<&'a [(String, Value)]>,
     pub now: jiff::Timestamp,
 }
 
@@ -519,12 +520,26 @@ impl Policy {
                 continue;
             }
             match self.matches(rule, q) {
-                Ok(()) => {
-                    note(rule, "matched".into());
+                Ok(unknown) => {
+                    // Held because the default of an omitted argument is unknown: say how the
+                    // agent gets past that, if the default would not match.
+                    let unknown = unknown.map(|pointer| {
+                        format!(
+                            " The argument {pointer} was omitted and the gateway has not seen this tool's input schema since it started, so the default the server uses is unknown: list the server's tools (tools/list), or send the argument, and call again."
+                        )
+                    });
+                    note(
+                        rule,
+                        match &unknown {
+                            Some(_) => "matched: an omitted argument's default is unknown".into(),
+                            None => "matched".into(),
+                        },
+                    );
                     if denied.is_none() {
                         let ask = rule.spec.message.clone().unwrap_or_else(|| {
                             "Ask an administrator to change the policy if you need this.".into()
                         });
+                        let ask = format!("{ask}{}", unknown.unwrap_or_default());
                         denied = Some(Verdict {
                             allowed: false,
                             charge: None,
@@ -576,7 +591,7 @@ impl Policy {
                 continue;
             }
             match self.matches(rule, q) {
-                Ok(()) => {
+                Ok(_) => {
                     let charge = match (&rule.spec.rate, limiter) {
                         (Some(rate), Some(limiter)) => {
                             let taken = limiter.take(
@@ -642,7 +657,9 @@ impl Policy {
         }
     }
 
-    fn matches(&self, rule: &Rule, q: &Question<'_>) -> Result<(), Miss> {
+    /// Whether `rule` covers `q`. A deny rule's match names the omitted argument, if any, whose
+    /// condition holds only because its default is unknown.
+    fn matches(&self, rule: &Rule, q: &Question<'_>) -> Result<Option<String>, Miss> {
         let s = &rule.spec;
         if !s.agents.iter().any(|p| p.matches(q.agent)) {
             return Err(Miss::NotApplicable(format!("not for agent {:?}", q.agent)));
@@ -651,6 +668,7 @@ impl Policy {
             return Err(Miss::NotApplicable("does not select this target".into()));
         }
         context_holds(s, q).map_err(Miss::Condition)?;
+        let mut unknown = None;
         if matches!(q.class, Class::Tool(_) | Class::Prompt(_)) {
             // A deny rule sees what the server may read, not only what was sent.
             let lax = s.effect == Effect::Deny;
@@ -658,7 +676,7 @@ impl Policy {
                 // A completion carries the argument being typed, not the prompt's arguments:
                 // a deny rule's conditions on those cannot be ruled out, so they hold. (An
                 // allow rule's fail below, for want of arguments.)
-                return Ok(());
+                return Ok(None);
             }
             for p in &s.params {
                 if let crate::config::policy::Matcher::Present(want) = p.matcher {
@@ -679,9 +697,16 @@ impl Policy {
                         None => match q.arguments.through_strings(&p.pointer) {
                             params::Through::Found(v) => Some(std::borrow::Cow::Owned(v)),
                             // Omitted: the server uses the schema's default, if it has one.
-                            params::Through::Missing => {
-                                schema_default(q.defaults, &p.pointer).map(std::borrow::Cow::Owned)
-                            }
+                            params::Through::Missing => match q.defaults {
+                                Some(defaults) => schema_default(defaults, &p.pointer)
+                                    .map(std::borrow::Cow::Owned),
+                                // The schema, and so whether the server fills in a default
+                                // that matches, is unknown: the deny holds.
+                                None => {
+                                    unknown.get_or_insert_with(|| p.pointer.clone());
+                                    continue;
+                                }
+                            },
                             // What the server will read there is unknown: the deny holds.
                             params::Through::Unreadable => continue,
                         },
@@ -696,7 +721,7 @@ impl Policy {
                 params::check_value(p, None).map_err(Miss::Condition)?;
             }
         }
-        Ok(())
+        Ok(unknown)
     }
 }
 

@@ -180,7 +180,8 @@ pub fn main(action: Action) -> i32 {
                 method: &method_name,
                 class,
                 arguments: Arguments::parsed(arguments),
-                defaults: &[],
+                // Defaults are learnt from listings at run time: the question assumes none.
+                defaults: Some(&[]),
                 now,
             };
             let (verdict, trace) = policy.explain(&q);

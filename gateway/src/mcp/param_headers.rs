@@ -18,7 +18,8 @@ use serde_json::{Number, Value};
 pub const PREFIX: &str = "mcp-param-";
 
 /// One declared header.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Declared {
     /// `Mcp-Param-<token>`, with the token as the schema spells it (for messages).
     pub header: String,
@@ -37,8 +38,9 @@ impl Declared {
     }
 }
 
-/// What a tool's `inputSchema` declares.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What a tool's `inputSchema` declares. Kept in the pin file for pinned definitions.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Declarations {
     pub headers: Vec<Declared>,
     /// Why the declarations are invalid; the tool then declares none. Conforming clients drop

@@ -6,8 +6,10 @@
 //! operator accepts it with `agentgate policy pin`: the tool is hidden from lists and refused in
 //! calls. Pins live in a JSON file so that they survive restarts; it is rewritten atomically
 //! (temporary file, fsync, rename, fsync of the directory) under an advisory lock that the CLI
-//! takes too. What recent definitions of each tool declare for `Mcp-Param-*` headers is kept
-//! here too: the proxy checks calls against the pinned definition's.
+//! takes too. What recent definitions of each tool declare (`Mcp-Param-*` headers, argument
+//! defaults) is kept here too: the proxy checks calls against the pinned definition's. The pin
+//! file keeps the pinned and the pending definition's, so that those checks hold after a
+//! restart, before the tool is listed again.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -123,6 +125,49 @@ pub struct PinEntry {
     /// The latest definition seen that differs from the pin: what `policy pin` accepts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<String>,
+    /// What the pinned definition declares, once seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declares: Option<Declarations>,
+    /// What the pending definition declares, once seen: the pin's when it is accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_declares: Option<Declarations>,
+}
+
+impl PinEntry {
+    /// A pin of `hash`, nothing pending, its declarations not yet known.
+    pub fn new(hash: String) -> Self {
+        Self {
+            pinned: hash,
+            pending: None,
+            declares: None,
+            pending_declares: None,
+        }
+    }
+
+    /// Makes `hash` the pending definition (forgetting what an earlier one declared).
+    fn set_pending(&mut self, hash: &str) {
+        if self.pending.as_deref() != Some(hash) {
+            self.pending = Some(hash.to_owned());
+            self.pending_declares = None;
+        }
+    }
+
+    /// Keeps what the definition `hash` declares if it is the pinned or the pending one and
+    /// its declarations are not kept yet; true when that changed the entry.
+    fn learn(&mut self, hash: &str, declarations: &Declarations) -> bool {
+        let slot = if self.pinned == hash {
+            &mut self.declares
+        } else if self.pending.as_deref() == Some(hash) {
+            &mut self.pending_declares
+        } else {
+            return false;
+        };
+        if slot.is_some() {
+            return false;
+        }
+        *slot = Some(declarations.clone());
+        true
+    }
 }
 
 /// Why the pin store failed.
@@ -203,6 +248,32 @@ struct State {
     successor: Option<Arc<Pins>>,
     /// Observations not yet written to the pin file: (server, tool, hash, status).
     unsaved: Vec<(String, String, String, Status)>,
+    /// Declarations of pinned or pending definitions not yet written to the pin file.
+    unsaved_declares: Vec<(String, String, String, Arc<Declarations>)>,
+}
+
+/// What the pin file keeps of each tool's declarations, as the store keeps them in memory.
+fn seed(file: &PinFile) -> HashMap<String, HashMap<String, Seen>> {
+    let mut out: HashMap<String, HashMap<String, Seen>> = HashMap::new();
+    for (server, tools) in &file.servers {
+        for (tool, entry) in tools {
+            let kept = [
+                entry.pending.as_ref().zip(entry.pending_declares.as_ref()),
+                Some(&entry.pinned).zip(entry.declares.as_ref()),
+            ];
+            let seen: Seen = kept
+                .into_iter()
+                .flatten()
+                .map(|(hash, d)| (hash.clone(), Arc::new(d.clone())))
+                .collect();
+            if !seen.is_empty() {
+                out.entry(server.clone())
+                    .or_default()
+                    .insert(tool.clone(), seen);
+            }
+        }
+    }
+    out
 }
 
 impl Pins {
@@ -220,6 +291,7 @@ impl Pins {
                 map
             }),
             state: Mutex::new(State {
+                param_headers: seed(&data),
                 file: data,
                 ..State::default()
             }),
@@ -258,7 +330,20 @@ impl Pins {
             }
             learnt.current = st.current.clone();
             learnt.flagged = st.flagged.clone();
-            learnt.param_headers = st.param_headers.clone();
+            // What `old` saw, and what the file keeps besides (a definition an operator has
+            // pinned since, seen before `old`'s latest few).
+            for (server, tools) in &st.param_headers {
+                let into = learnt.param_headers.entry(server.clone()).or_default();
+                for (tool, seen) in tools {
+                    let kept = into.remove(tool).unwrap_or_default();
+                    let mut merged = seen.clone();
+                    merged.extend(
+                        kept.into_iter()
+                            .filter(|(h, _)| !seen.iter().any(|(s, _)| s == h)),
+                    );
+                    into.insert(tool.clone(), merged);
+                }
+            }
         }
         let new = Arc::new(new);
         st.successor = Some(new.clone());
@@ -316,22 +401,15 @@ impl Pins {
         let entries = st.file.servers.entry(server.to_owned()).or_default();
         let dirty = match &status {
             Status::NewlyPinned => {
-                entries.insert(
-                    tool.to_owned(),
-                    PinEntry {
-                        pinned: hash.to_owned(),
-                        pending: None,
-                    },
-                );
+                entries.insert(tool.to_owned(), PinEntry::new(hash.to_owned()));
                 true
             }
             Status::Changed { pinned, .. } => {
-                let e = entries.entry(tool.to_owned()).or_insert(PinEntry {
-                    pinned: pinned.clone(),
-                    pending: None,
-                });
+                let e = entries
+                    .entry(tool.to_owned())
+                    .or_insert_with(|| PinEntry::new(pinned.clone()));
                 let changed = e.pending.as_deref() != Some(hash);
-                e.pending = Some(hash.to_owned());
+                e.set_pending(hash);
                 changed
             }
             Status::Pinned | Status::TooMany => false,
@@ -358,31 +436,37 @@ impl Pins {
     }
 
     fn flush_locked(&self, st: &mut State) {
-        let (Some(path), false) = (&self.file, st.unsaved.is_empty()) else {
+        let (Some(path), false) = (
+            &self.file,
+            st.unsaved.is_empty() && st.unsaved_declares.is_empty(),
+        ) else {
             return;
         };
         let unsaved = std::mem::take(&mut st.unsaved);
+        let declares = std::mem::take(&mut st.unsaved_declares);
         // Merge with the file: an operator may have pinned something since it was read.
         let result = update_file(path, |f| {
             for (server, tool, hash, status) in &unsaved {
                 let e = f.servers.entry(server.clone()).or_default();
                 match status {
                     Status::NewlyPinned => {
-                        e.entry(tool.clone()).or_insert(PinEntry {
-                            pinned: hash.clone(),
-                            pending: None,
-                        });
+                        e.entry(tool.clone())
+                            .or_insert_with(|| PinEntry::new(hash.clone()));
                     }
                     Status::Changed { pinned, .. } => {
-                        let entry = e.entry(tool.clone()).or_insert(PinEntry {
-                            pinned: pinned.clone(),
-                            pending: None,
-                        });
+                        let entry = e
+                            .entry(tool.clone())
+                            .or_insert_with(|| PinEntry::new(pinned.clone()));
                         if entry.pinned != *hash {
-                            entry.pending = Some(hash.clone());
+                            entry.set_pending(hash);
                         }
                     }
                     Status::Pinned | Status::TooMany => {}
+                }
+            }
+            for (server, tool, hash, d) in &declares {
+                if let Some(entry) = f.servers.get_mut(server).and_then(|t| t.get_mut(tool)) {
+                    entry.learn(hash, d);
                 }
             }
             Ok(())
@@ -429,17 +513,41 @@ impl Pins {
             .or_default()
             .entry(tool.to_owned())
             .or_default();
-        if let Some(i) = seen.iter().position(|(h, _)| h == hash) {
-            // Most recent last: the oldest goes first when a tool keeps changing.
-            let entry = seen.remove(i);
-            seen.push(entry);
-            return false;
+        let (declarations, news) = match seen.iter().position(|(h, _)| h == hash) {
+            Some(i) => {
+                // Most recent last: the oldest goes first when a tool keeps changing.
+                let entry = seen.remove(i);
+                let known = entry.1.clone();
+                seen.push(entry);
+                (known, false)
+            }
+            None => {
+                if seen.len() >= MAX_DEFINITIONS {
+                    seen.remove(0);
+                }
+                let declarations = Arc::new(declarations);
+                seen.push((hash.to_owned(), declarations.clone()));
+                (declarations, true)
+            }
+        };
+        // The pin file keeps the pinned and the pending definition's declarations (a definition
+        // seen before may have become either since).
+        if let Some(entry) = st
+            .file
+            .servers
+            .get_mut(server)
+            .and_then(|t| t.get_mut(tool))
+            && entry.learn(hash, &declarations)
+            && self.file.is_some()
+        {
+            st.unsaved_declares.push((
+                server.to_owned(),
+                tool.to_owned(),
+                hash.to_owned(),
+                declarations,
+            ));
         }
-        if seen.len() >= MAX_DEFINITIONS {
-            seen.remove(0);
-        }
-        seen.push((hash.to_owned(), Arc::new(declarations)));
-        true
+        news
     }
 
     /// What the pinned definition of a tool declares for `Mcp-Param-*` headers. Calls are
@@ -570,11 +678,21 @@ pub fn pin(
             }
         };
         accepted = hash.clone();
+        // What the accepted definition declares, when the file kept it.
+        let declares = entry.and_then(|e| {
+            if e.pending.as_deref() == Some(hash.as_str()) {
+                e.pending_declares.clone()
+            } else if e.pinned == hash {
+                e.declares.clone()
+            } else {
+                None
+            }
+        });
         f.servers.entry(server.to_owned()).or_default().insert(
             tool.to_owned(),
             PinEntry {
-                pinned: hash,
-                pending: None,
+                declares,
+                ..PinEntry::new(hash)
             },
         );
         Ok(())
@@ -764,6 +882,79 @@ mod tests {
         assert_eq!(memory.observe("s", "t0", "aa"), Status::Pinned);
         assert_eq!(memory.blocked("s", "t0", false), None);
         assert_eq!(memory.observe("other", "x", "aa"), Status::NewlyPinned);
+    }
+
+    /// After a restart, calls are checked against what the pinned definition declares before the
+    /// tool is listed again; accepting a pending definition takes what it declares along.
+    #[test]
+    fn declarations_of_pinned_and_pending_definitions_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pins.json");
+        let schema = |default: &str| {
+            Declarations::of(Some(&json!({"properties": {
+                "region": {"type": "string", "x-mcp-header": "Region"},
+                "database": {"type": "string", "default": default}
+            }})))
+        };
+        let default = |pins: &Pins| {
+            pins.declarations("s", "t")
+                .and_then(|d| d.default_at("/database").cloned())
+        };
+        // A listing, as `lists` reports it: observe, declare, flush.
+        let list = |pins: &Pins, hash: &str, db: &str| {
+            let status = pins.observe("s", "t", hash);
+            pins.declare("s", "t", hash, schema(db));
+            pins.flush();
+            status
+        };
+        let pins = Pins::load(Some(path.clone()), &[]).unwrap();
+        assert_eq!(list(&pins, "aa", "staging"), Status::NewlyPinned);
+        let restarted = Pins::load(Some(path.clone()), &[]).unwrap();
+        assert_eq!(default(&restarted), Some(json!("staging")));
+        assert_eq!(
+            restarted.declarations("s", "t").unwrap().headers[0].header,
+            "Mcp-Param-Region"
+        );
+        // A changed definition is pending; the pinned one's declarations still decide.
+        assert!(matches!(
+            list(&restarted, "bb", "prod"),
+            Status::Changed { .. }
+        ));
+        assert_eq!(default(&restarted), Some(json!("staging")));
+        let restarted = Pins::load(Some(path.clone()), &[]).unwrap();
+        assert_eq!(default(&restarted), Some(json!("staging")));
+        // Accepted, the pending definition's declarations are the pin's, before any listing.
+        assert_eq!(pin(&path, "s", "t", None).unwrap(), "bb");
+        let accepted = Pins::load(Some(path.clone()), &[]).unwrap();
+        assert_eq!(default(&accepted), Some(json!("prod")));
+        // A pin file written before declarations were kept learns them at the next listing.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut file: PinFile = serde_json::from_str(&text).unwrap();
+        file.servers
+            .get_mut("s")
+            .unwrap()
+            .get_mut("t")
+            .unwrap()
+            .declares = None;
+        std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+        let old = Pins::load(Some(path.clone()), &[]).unwrap();
+        assert_eq!(default(&old), None);
+        assert_eq!(list(&old, "bb", "prod"), Status::Pinned);
+        assert_eq!(
+            default(&Pins::load(Some(path.clone()), &[]).unwrap()),
+            Some(json!("prod"))
+        );
+        // A configured pin of another definition is not answered with the file's.
+        let configured = Pins::load(
+            Some(path),
+            &[PinSpec {
+                server: "s".into(),
+                tool: "t".into(),
+                sha256: "cc".into(),
+            }],
+        )
+        .unwrap();
+        assert_eq!(default(&configured), None);
     }
 
     #[test]

@@ -27,7 +27,7 @@ fn tool_call<'a>(
         method: "tools/call",
         class: Class::Tool(tool),
         arguments,
-        defaults: &[],
+        defaults: Some(&[]),
         now,
     }
 }
@@ -51,7 +51,7 @@ fn ask(
             method,
             class,
             arguments: Arguments::parsed(args),
-            defaults: &[],
+            defaults: Some(&[]),
             now: "2026-11-20T10:00:00Z".parse().unwrap(),
         },
         &RateLimiter::default(),
@@ -138,7 +138,7 @@ fn deny_conditions_on_an_omitted_argument_test_the_schemas_default() {
     let ask = |tool: &str, args: Value, defaults: &[(String, Value)]| {
         p.decide(
             &Question {
-                defaults,
+                defaults: Some(defaults),
                 ..tool_call("a", tool, Arguments::parsed(Some(args)), now)
             },
             &limiter,
@@ -154,6 +154,25 @@ fn deny_conditions_on_an_omitted_argument_test_the_schemas_default() {
     // Allow conditions see what was sent: omitted, the staging rule does not apply.
     assert!(!ask("query", json!({}), &staging).allowed);
     assert!(ask("query", json!({"database": "staging"}), &prod).allowed);
+    // The schema unknown (the tool not listed since the gateway started), an omitted argument
+    // may have any default: the deny holds, and says how to get past it. Sent, it decides.
+    let unknown = |args: Value| {
+        p.decide(
+            &Question {
+                defaults: None,
+                ..tool_call("a", "other", Arguments::parsed(Some(args)), now)
+            },
+            &limiter,
+        )
+    };
+    let v = unknown(json!({"sql": "x"}));
+    assert!(!v.allowed);
+    assert_eq!(&*v.rule, "not-prod");
+    assert!(v.reason.contains("/database was omitted"), "{}", v.reason);
+    assert!(v.reason.contains("tools/list"), "{}", v.reason);
+    assert!(unknown(json!({"database": "dev"})).allowed);
+    let v = unknown(json!({"database": "prod"}));
+    assert!(!v.allowed && !v.reason.contains("omitted"), "{}", v.reason);
     // Inside a parent's default (the rule's pointer in another letter case), and any item of
     // a list.
     let p = policy(
@@ -164,7 +183,7 @@ fn deny_conditions_on_an_omitted_argument_test_the_schemas_default() {
     let ask = |args: Value, defaults: &[(String, Value)]| {
         p.decide(
             &Question {
-                defaults,
+                defaults: Some(defaults),
                 ..tool_call("a", "other", Arguments::parsed(Some(args)), now)
             },
             &limiter,
@@ -229,7 +248,7 @@ fn agent_level_grants_the_session_only_to_named_agents() {
                 method: "initialize",
                 class: Class::Session,
                 arguments: Arguments::parsed(None),
-                defaults: &[],
+                defaults: Some(&[]),
                 now: now.parse().unwrap(),
             },
             &RateLimiter::default(),

@@ -195,14 +195,16 @@ impl PolicyStage {
                 reason,
             };
         }
-        // A called tool's schema defaults, from its pinned definition (seen in a listing).
-        let declared = match class {
+        // A called tool's schema defaults, from its pinned definition: unknown until seen in a
+        // listing (or kept in the pin file).
+        let declared;
+        let defaults = match class {
             Class::Tool(tool) if message.kind == Kind::Request && policy.deny_params => {
-                self.engine.pins().declarations(server.name.as_str(), tool)
+                declared = self.engine.pins().declarations(server.name.as_str(), tool);
+                declared.as_deref().map(|d| &d.defaults[..])
             }
-            _ => None,
+            _ => Some(&[][..]),
         };
-        let defaults = declared.as_deref().map_or(&[][..], |d| &d.defaults[..]);
         let q = question(identity, &w, server, message, class, defaults);
         let mut verdict = policy.decide(&q, &self.engine.limiter);
         if verdict.allowed
@@ -267,7 +269,7 @@ fn question<'a>(
     server: &'a Server,
     message: &'a Message,
     class: Class<'a>,
-    defaults: &'a [(String, serde_json::Value)],
+    defaults: Option<&'a [(String, serde_json::Value)]>,
 ) -> Question<'a> {
     Question {
         agent: w.agent,

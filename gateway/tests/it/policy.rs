@@ -188,10 +188,14 @@ async fn deny_conditions_hold_for_the_values_a_coercing_server_reads() {
     assert_eq!(text(&direct[0]), "dropped logs (forced) [drop 1]");
     assert_eq!(text(&direct[1]), "dropped logs (forced) [drop 2]");
     assert_eq!(text(&direct[2]), "dropped financials [drop 3]");
-    let mut steps: Vec<Value> = spellings.iter().map(|(a, _)| call(a.clone())).collect();
+    // Listed first: until the gateway knows the schema, an omitted `force` may default to true,
+    // and no-forced-drops would refuse the third call before keep-financials is asked.
+    let mut steps: Vec<Value> = vec![json!(["list"])];
+    steps.extend(spellings.iter().map(|(a, _)| call(a.clone())));
     steps.push(call(json!({"tables": ["logs"], "force": true})));
     steps.push(call(json!({"tables": ["logs"], "force": "false"})));
     let through = client(&gateway_url(&gw, "py"), Value::Array(steps)).await;
+    let through = &through[1..];
     let rules = spellings.iter().map(|(_, r)| *r).chain(["no-forced-drops"]);
     for (result, rule) in through.iter().zip(rules) {
         let message = result["rpc_error"]
@@ -723,28 +727,56 @@ async fn rate_limits_follow_the_agent_across_new_sessions() {
 }
 
 /// An argument the agent leaves out is the schema's default to the server (FastMCP's
-/// `steps: int = 5`): once the tool is listed, a deny condition on it tests that default.
+/// `steps: int = 5`): a deny condition on it tests that default once the tool is listed, holds
+/// while the schema is unknown, and after a restart tests the default the pin file kept.
 #[tokio::test(flavor = "multi_thread")]
 async fn deny_conditions_on_omitted_arguments_test_the_schemas_default() {
     let server = python_server("streamable-http", None).await;
-    let policy = "[policy]\npins_file = \"\"\n\
+    let dir = tempfile::tempdir().unwrap();
+    let pins = dir.path().join("pins.json");
+    let policy = format!(
+        "[policy]\npins_file = \"{}\"\n\
         [[rules]]\nname = \"everything\"\neffect = \"allow\"\nservers = [\"py\"]\n\
         [[rules]]\nname = \"short-runs-only\"\neffect = \"deny\"\ntools = [\"long_running\"]\n\
-        [[rules.params]]\npointer = \"/steps\"\nrange = { min = 3 }\n";
-    let gw = gateway(&config("py", &server.url("/mcp"), policy)).await;
+        [[rules.params]]\npointer = \"/steps\"\nrange = {{ min = 3 }}\n",
+        pins.display()
+    );
+    let refusal = |result: &Value| -> String {
+        result["rpc_error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("the default 5 steps were not refused: {result}"))
+            .to_owned()
+    };
+    let gw = gateway(&config("py", &server.url("/mcp"), &policy)).await;
     let through = client(
         &gateway_url(&gw, "py"),
         json!([
+            ["call", "long_running", {"delay": 0}],
+            ["call", "long_running", {"steps": 1, "delay": 0}],
             ["list"],
             ["call", "long_running", {"delay": 0}],
-            ["call", "long_running", {"steps": 1, "delay": 0}]
         ]),
     )
     .await;
-    let refused = through[1]["rpc_error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("the default 5 steps were not refused: {}", through[1]));
-    assert!(refused.contains("rule \"short-runs-only\""), "{refused}");
-    assert_eq!(text(&through[2]), "done 1 steps", "{}", through[2]);
+    // Before any listing the default is unknown: refused, with the way out named.
+    let unknown = refusal(&through[0]);
+    assert!(unknown.contains("rule \"short-runs-only\""), "{unknown}");
+    assert!(unknown.contains("/steps was omitted"), "{unknown}");
+    assert!(unknown.contains("tools/list"), "{unknown}");
+    assert_eq!(text(&through[1]), "done 1 steps", "{}", through[1]);
+    let known = refusal(&through[3]);
+    assert!(known.contains("rule \"short-runs-only\""), "{known}");
+    assert!(!known.contains("was omitted"), "{known}");
+    gw.shutdown().await;
+    // Restarted, the gateway reads the default from the pin file, before any listing.
+    let gw = gateway(&config("py", &server.url("/mcp"), &policy)).await;
+    let through = client(
+        &gateway_url(&gw, "py"),
+        json!([["call", "long_running", {"delay": 0}]]),
+    )
+    .await;
+    let kept = refusal(&through[0]);
+    assert!(kept.contains("rule \"short-runs-only\""), "{kept}");
+    assert!(!kept.contains("was omitted"), "{kept}");
     gw.shutdown().await;
 }
