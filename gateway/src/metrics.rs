@@ -226,7 +226,7 @@ impl Metrics {
 
 /// Every value of the method label: the methods MCP defines, what the gateway names itself,
 /// and "other" (last) for anything else.
-const METHOD_LABELS: [&str; 29] = [
+const METHOD_LABELS: [&str; 30] = [
     "initialize",
     "ping",
     "server/discover",
@@ -254,6 +254,7 @@ const METHOD_LABELS: [&str; 29] = [
     "batch",
     "stream",
     "session/delete",
+    "resource_metadata",
     "invalid",
     "other",
 ];

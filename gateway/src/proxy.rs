@@ -10,6 +10,7 @@ mod policy_stage;
 mod pool;
 mod refusal;
 mod relay;
+mod resource_metadata;
 mod service;
 mod sessions;
 pub mod stages;
@@ -70,6 +71,9 @@ pub struct Gateway {
     pub audit: Option<Arc<crate::audit::Recorder>>,
     /// The token service (`None` unless `tokens.enabled`).
     pub tokens: Option<Arc<crate::tokens::TokenService>>,
+    /// What the explicit listener publishes at /.well-known/oauth-protected-resource
+    /// (`tokens.resource`).
+    resource_metadata: Option<resource_metadata::ResourceMetadata>,
     /// TLS on the explicit listener (`None`: plain HTTP).
     pub agent_tls: Option<crate::tls::listener::AgentTls>,
     /// TLS termination for intercepted https:// servers.
@@ -181,6 +185,9 @@ impl Gateway {
             live: LiveConnections::default(),
             policy,
             audit,
+            resource_metadata: tokens
+                .as_ref()
+                .and_then(|t| resource_metadata::ResourceMetadata::new(t.config())),
             tokens,
             agent_tls,
             https,

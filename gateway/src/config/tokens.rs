@@ -36,6 +36,9 @@ pub struct TokensConfig {
     /// The `[[secrets]]` entry an admin-API caller must present to issue tokens (`POST
     /// /tokens`); `None`: issuance over the admin API is off.
     pub admin_secret: Option<String>,
+    /// The gateway's URL as agents reach it: with it, OAuth Protected Resource Metadata
+    /// (RFC 9728) names the issuers whose `issuer` is a URL as authorization servers.
+    pub resource: Option<url::Url>,
 }
 
 /// Most clock skew an external issuer may be granted.
@@ -85,7 +88,20 @@ impl Default for TokensConfig {
             require: false,
             issuers: Vec::new(),
             admin_secret: None,
+            resource: None,
         }
+    }
+}
+
+impl TokensConfig {
+    /// The issuers an OAuth client can log in at: those whose `issuer` is an http(s) URL.
+    pub fn authorization_servers(&self) -> impl Iterator<Item = &str> {
+        self.issuers
+            .iter()
+            .map(|i| i.issuer.as_str())
+            .filter(|iss| {
+                url::Url::parse(iss).is_ok_and(|u| matches!(u.scheme(), "https" | "http"))
+            })
     }
 }
 
@@ -229,6 +245,24 @@ pub struct RawTokens {
     #[serde(default)]
     issuers: Vec<RawIssuer>,
     admin_secret: Option<Spanned<String>>,
+    resource: Option<Spanned<String>>,
+}
+
+/// `tokens.resource`: an absolute http(s) URL with a host and nothing a resource identifier
+/// may not carry (RFC 9728 2: no query, no fragment; nor credentials).
+fn resource(raw: Spanned<String>) -> Result<url::Url, Invalid> {
+    let bad = |m: String| (Some(raw.span()), "tokens.resource".to_owned(), m);
+    let url = url::Url::parse(raw.get_ref()).map_err(|e| bad(format!("not a URL: {e}")))?;
+    if !matches!(url.scheme(), "https" | "http") || url.host().is_none() {
+        return Err(bad("must be an http:// or https:// URL with a host".into()));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("must have no query and no fragment (RFC 9728)".into()));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("must not carry credentials".into()));
+    }
+    Ok(url)
 }
 
 fn path(v: Option<Spanned<String>>, default: PathBuf, base: Option<&Path>) -> PathBuf {
@@ -297,7 +331,16 @@ impl RawTokens {
             ));
         }
         let own = text(self.issuer, "tokens.issuer", d.issuer)?;
-        Ok(TokensConfig {
+        let resource_span = self.resource.as_ref().map(|r| r.span());
+        let resource = self.resource.map(resource).transpose()?;
+        if resource.is_some() && !enabled {
+            return Err((
+                resource_span,
+                "tokens.resource".into(),
+                "needs tokens.enabled = true".into(),
+            ));
+        }
+        let config = TokensConfig {
             enabled,
             key_file: path(self.key_file, d.key_file, base),
             issuer: own.clone(),
@@ -327,7 +370,16 @@ impl RawTokens {
                 issuers
             },
             admin_secret: self.admin_secret.map(Spanned::into_inner),
-        })
+            resource,
+        };
+        if config.resource.is_some() && config.authorization_servers().next().is_none() {
+            return Err((
+                resource_span,
+                "tokens.resource".into(),
+                "the metadata it publishes names authorization servers: add a [[tokens.issuers]] whose issuer is an https:// URL".into(),
+            ));
+        }
+        Ok(config)
     }
 }
 

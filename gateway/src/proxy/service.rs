@@ -80,6 +80,22 @@ struct Outcome {
 }
 
 impl Outcome {
+    /// A request the gateway answers itself, with no message in it.
+    fn answered(response: Response<Body>) -> Self {
+        Self {
+            response,
+            reply: None,
+            on_stream: false,
+            messages: Vec::new(),
+            decisions: Vec::new(),
+            error: None,
+            recorded: Vec::new(),
+            body: None,
+            batch: false,
+            identity: None,
+        }
+    }
+
     fn refused(error: Refusal, messages: Vec<Message>) -> Self {
         let id = messages.first().and_then(|m| m.id.as_ref());
         let reply = error.body(id);
@@ -223,13 +239,22 @@ pub async fn handle(
     } else {
         None
     };
-    let (upstream, outcome) = match routed {
+    // Published to explicit-mode agents only: an intercepted one asks the server it thinks it
+    // reaches, whose URL the metadata does not name.
+    let explicit_metadata = gateway
+        .resource_metadata
+        .as_ref()
+        .filter(|_| pinned.is_none());
+    let metadata = explicit_metadata.filter(|m| routed.is_none() && m.serves(path));
+    let (upstream, mut outcome) = match routed {
         // Checked before routing: the connection is closed whatever the path.
         _ if let Some(problem) = framing.next() => (
             None,
             Outcome::refused(Refusal::Framing(problem), Vec::new()),
         ),
         _ if let Some(refusal) = host => (None, Outcome::refused(refusal, Vec::new())),
+        // Not through an intercepted destination: there the agent asks the server's own.
+        None if let Some(m) = metadata => (None, Outcome::answered(m.response(&http_method))),
         None => (None, Outcome::refused(Refusal::NotFound, Vec::new())),
         Some(r) => {
             let name = match r {
@@ -260,6 +285,7 @@ pub async fn handle(
     let server_name = upstream.as_ref().map_or("-", |u| u.server.name.as_str());
     let latency = started.elapsed();
     let method = MethodLabel::of(match (&http_method, outcome.messages.as_slice()) {
+        _ if metadata.is_some() => "resource_metadata",
         (&Method::GET, _) => "stream",
         (&Method::DELETE, _) => "session/delete",
         (_, [one]) => one.method.as_deref().unwrap_or("response"),
@@ -317,6 +343,9 @@ pub async fn handle(
         let mut accepted = Response::new(refusal::empty());
         *accepted.status_mut() = StatusCode::ACCEPTED;
         return accepted;
+    }
+    if let Some(m) = explicit_metadata {
+        m.point_to(&mut outcome.response);
     }
     outcome.response
 }

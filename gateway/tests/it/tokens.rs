@@ -893,3 +893,94 @@ async fn server_names_are_not_told_to_callers_without_a_good_token() {
     assert!(rpc_error(&body).1.contains("nope"));
     gw.shutdown().await;
 }
+
+/// With `tokens.resource`, an MCP client that gets a 401 finds where to log in as the Python
+/// SDK's OAuth client looks (RFC 9728): the challenge points to the metadata, which the SDK
+/// validates and whose resource covers the server's URL; the well-known URIs it falls back to
+/// serve it too, without a token, and nothing reaches the server.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_401_points_mcp_clients_to_the_protected_resource_metadata() {
+    let scratch = scratch_dir("tokens-prm");
+    let keys = scratch.join("idp");
+    std::fs::create_dir_all(&keys).unwrap();
+    idp(&["keygen", "--dir", keys.to_str().unwrap(), "--kid", "k1"]).await;
+    let server = python_server("streamable-http", None).await;
+    let text = gateway_config(
+        &[("py", &server.url("/mcp"), "streamable-http", "")],
+        &format!(
+            "{}resource = \"http://127.0.0.1:PORT/\"\n\
+             [[tokens.issuers]]\nissuer = \"https://login.example\"\naudience = \"http://127.0.0.1:PORT/\"\n\
+             jwks_file = \"{}/jwks.json\"\nalgorithms = [\"RS256\"]\n\
+             [[tokens.issuers]]\nissuer = \"corp-sso\"\naudience = \"agentgate\"\n\
+             jwks_file = \"{}/jwks.json\"\nalgorithms = [\"RS256\"]\n{}",
+            tokens_section(&scratch),
+            keys.display(),
+            keys.display(),
+            audit_section(&scratch)
+        ),
+    );
+    let (text, port, _) = fixed_ports(&text);
+    let gw = gateway(&text.replace("PORT", &port.to_string())).await;
+    let server_url = format!("http://127.0.0.1:{port}/servers/py/mcp");
+    let mut discover = tokio::process::Command::new(peers().join("venv/bin/python"));
+    discover
+        .arg(peer_scripts().join("discover.py"))
+        .arg(&server_url)
+        .stdin(Stdio::null());
+    let out: serde_json::Value = serde_json::from_str(&stdout_of(discover).await).unwrap();
+    assert_eq!(out["status"], 401, "{out}");
+    let root = format!("http://127.0.0.1:{port}/.well-known/oauth-protected-resource");
+    assert_eq!(out["hint"], json!(root), "{out}");
+    let expected = json!({
+        "resource": format!("http://127.0.0.1:{port}/"),
+        "authorization_servers": ["https://login.example"],
+        "bearer_methods_supported": ["header"],
+        "allowed": true,
+    });
+    for (how, first) in [
+        ("with_hint", &root),
+        (
+            "without_hint",
+            &format!("http://127.0.0.1:{port}/.well-known/oauth-protected-resource/servers/py/mcp"),
+        ),
+    ] {
+        let found = &out[how];
+        assert_eq!(found["url"], json!(first), "{how}: {out}");
+        for key in [
+            "resource",
+            "authorization_servers",
+            "bearer_methods_supported",
+            "allowed",
+        ] {
+            assert_eq!(found[key], expected[key], "{how} {key}: {out}");
+        }
+    }
+    // Only GET and HEAD; and an intercepted connection never gets it (unit-tested routing).
+    let (status, head, _) = http(
+        port,
+        "POST",
+        "/.well-known/oauth-protected-resource",
+        &[("Content-Type", "application/json")],
+        b"{}",
+    )
+    .await;
+    assert_eq!(status, 405, "{head}");
+    assert!(received(&server).await.is_empty());
+    // Without tokens.resource nothing is published and the challenge points nowhere.
+    gw.shutdown().await;
+    let (_server, _, plain) = token_gateway(&scratch_dir("tokens-prm-off"), "").await;
+    let port = addr(&plain).port();
+    let (status, head, _) = http(
+        port,
+        "GET",
+        "/.well-known/oauth-protected-resource",
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 404, "{head}");
+    let (status, head, _) = initialize(port, "py", &[]).await;
+    assert_eq!(status, 401, "{head}");
+    assert!(!head.contains("resource_metadata"), "{head}");
+    plain.shutdown().await;
+}
