@@ -514,6 +514,7 @@ impl Policy {
         };
         // Deny rules first: any that matches decides.
         let mut denied: Option<Verdict> = None;
+        let mut denied_outright = false;
         for &i in &candidates {
             let rule = &self.rules[i as usize];
             if rule.spec.effect != Effect::Deny {
@@ -525,7 +526,7 @@ impl Policy {
                     // agent gets past that, if the default would not match.
                     let unknown = unknown.map(|pointer| {
                         format!(
-                            " The argument {pointer} was omitted and the gateway has not seen this tool's input schema since it started, so the default the server uses is unknown: list the server's tools (tools/list), or send the argument, and call again."
+                            " The argument {pointer} was omitted, and the gateway does not know the input schema of the tool's pinned definition, so neither the default the server uses in its place: send the argument, or list the server's tools (tools/list) and call again."
                         )
                     });
                     note(
@@ -535,7 +536,11 @@ impl Policy {
                             None => "matched".into(),
                         },
                     );
-                    if denied.is_none() {
+                    // A rule that matched outright names the refusal over one that might not
+                    // have, whose advice would not help.
+                    let outright = unknown.is_none();
+                    if denied.is_none() || (outright && !denied_outright) {
+                        denied_outright = outright;
                         let ask = rule.spec.message.clone().unwrap_or_else(|| {
                             "Ask an administrator to change the policy if you need this.".into()
                         });
@@ -553,7 +558,7 @@ impl Policy {
                                 q.server
                             ),
                         });
-                        if !tracing {
+                        if !tracing && outright {
                             break;
                         }
                     }

@@ -42,13 +42,16 @@ impl Declared {
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Declarations {
+    #[serde(default)]
     pub headers: Vec<Declared>,
     /// Why the declarations are invalid; the tool then declares none. Conforming clients drop
     /// such a tool, and conforming servers check no header for it.
+    #[serde(default)]
     pub invalid: Option<String>,
     /// The defaults its properties give arguments an agent may omit, by JSON pointer into the
     /// arguments (found through chains of `properties`, local `$ref`s and `allOf`): what the
     /// server uses in their place.
+    #[serde(default)]
     pub defaults: Vec<(String, Value)>,
 }
 

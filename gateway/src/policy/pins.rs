@@ -125,12 +125,13 @@ pub struct PinEntry {
     /// The latest definition seen that differs from the pin: what `policy pin` accepts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<String>,
-    /// What the pinned definition declares, once seen.
+    /// What the pinned definition declares, once seen (unless larger than
+    /// [`MAX_KEPT_DECLARATIONS`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub declares: Option<Declarations>,
+    pub declares: Option<Arc<Declarations>>,
     /// What the pending definition declares, once seen: the pin's when it is accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending_declares: Option<Declarations>,
+    pub pending_declares: Option<Arc<Declarations>>,
 }
 
 impl PinEntry {
@@ -152,9 +153,10 @@ impl PinEntry {
         }
     }
 
-    /// Keeps what the definition `hash` declares if it is the pinned or the pending one and
-    /// its declarations are not kept yet; true when that changed the entry.
-    fn learn(&mut self, hash: &str, declarations: &Declarations) -> bool {
+    /// Keeps what the definition `hash` declares if it is the pinned or the pending one; true
+    /// when that changed the entry. What was kept is replaced when it differs: declarations are
+    /// read from the schema, and a newer gateway may read more (or less) from it.
+    fn learn(&mut self, hash: &str, declarations: &Arc<Declarations>) -> bool {
         let slot = if self.pinned == hash {
             &mut self.declares
         } else if self.pending.as_deref() == Some(hash) {
@@ -162,11 +164,17 @@ impl PinEntry {
         } else {
             return false;
         };
-        if slot.is_some() {
+        if slot.as_deref() == Some(&**declarations) {
             return false;
         }
-        *slot = Some(declarations.clone());
-        true
+        // A schema's defaults are the server's to choose, and each listing that changes the
+        // entry rewrites the file: too large a set is not kept (calls then treat the defaults
+        // as unknown after a restart, until the tool is listed).
+        let size = serde_json::to_vec(&**declarations).map_or(usize::MAX, |v| v.len());
+        let keep = (size <= MAX_KEPT_DECLARATIONS).then(|| declarations.clone());
+        let changed = *slot != keep;
+        *slot = keep;
+        changed
     }
 }
 
@@ -204,6 +212,9 @@ pub enum Status {
 /// Most tools pinned per server: a server listing millions of names cannot grow the pin file
 /// (and the gateway's memory) without bound.
 pub const MAX_PINS_PER_SERVER: usize = 10_000;
+
+/// Largest declarations (serialized) the pin file keeps for one definition.
+pub const MAX_KEPT_DECLARATIONS: usize = 64 * 1024;
 
 /// Pins in memory, mirrored to the pin file.
 #[derive(Debug)]
@@ -252,30 +263,6 @@ struct State {
     unsaved_declares: Vec<(String, String, String, Arc<Declarations>)>,
 }
 
-/// What the pin file keeps of each tool's declarations, as the store keeps them in memory.
-fn seed(file: &PinFile) -> HashMap<String, HashMap<String, Seen>> {
-    let mut out: HashMap<String, HashMap<String, Seen>> = HashMap::new();
-    for (server, tools) in &file.servers {
-        for (tool, entry) in tools {
-            let kept = [
-                entry.pending.as_ref().zip(entry.pending_declares.as_ref()),
-                Some(&entry.pinned).zip(entry.declares.as_ref()),
-            ];
-            let seen: Seen = kept
-                .into_iter()
-                .flatten()
-                .map(|(hash, d)| (hash.clone(), Arc::new(d.clone())))
-                .collect();
-            if !seen.is_empty() {
-                out.entry(server.clone())
-                    .or_default()
-                    .insert(tool.clone(), seen);
-            }
-        }
-    }
-    out
-}
-
 impl Pins {
     /// Loads the pin file (a missing file is an empty store; a corrupt one is an error, since
     /// starting empty would accept every changed definition as new).
@@ -291,7 +278,6 @@ impl Pins {
                 map
             }),
             state: Mutex::new(State {
-                param_headers: seed(&data),
                 file: data,
                 ..State::default()
             }),
@@ -330,20 +316,7 @@ impl Pins {
             }
             learnt.current = st.current.clone();
             learnt.flagged = st.flagged.clone();
-            // What `old` saw, and what the file keeps besides (a definition an operator has
-            // pinned since, seen before `old`'s latest few).
-            for (server, tools) in &st.param_headers {
-                let into = learnt.param_headers.entry(server.clone()).or_default();
-                for (tool, seen) in tools {
-                    let kept = into.remove(tool).unwrap_or_default();
-                    let mut merged = seen.clone();
-                    merged.extend(
-                        kept.into_iter()
-                            .filter(|(h, _)| !seen.iter().any(|(s, _)| s == h)),
-                    );
-                    into.insert(tool.clone(), merged);
-                }
-            }
+            learnt.param_headers = st.param_headers.clone();
         }
         let new = Arc::new(new);
         st.successor = Some(new.clone());
@@ -522,7 +495,7 @@ impl Pins {
                 (known, false)
             }
             None => {
-                if seen.len() >= MAX_DEFINITIONS {
+                while seen.len() >= MAX_DEFINITIONS {
                     seen.remove(0);
                 }
                 let declarations = Arc::new(declarations);
@@ -560,12 +533,23 @@ impl Pins {
             Err(next) => return next.declarations(server, tool),
         };
         let pinned = self.pinned(&st, server, tool)?;
-        st.param_headers
-            .get(server)?
-            .get(tool)?
-            .iter()
-            .find(|(h, _)| h == pinned)
-            .map(|(_, d)| d.clone())
+        let seen = st
+            .param_headers
+            .get(server)
+            .and_then(|t| t.get(tool))
+            .and_then(|seen| seen.iter().find(|(h, _)| h == pinned));
+        if let Some((_, d)) = seen {
+            return Some(d.clone());
+        }
+        // Not seen since the start (or pushed out by later definitions): what the file kept.
+        let entry = st.file.servers.get(server)?.get(tool)?;
+        if entry.pinned == pinned {
+            entry.declares.clone()
+        } else if entry.pending.as_deref() == Some(pinned) {
+            entry.pending_declares.clone()
+        } else {
+            None
+        }
     }
 
     /// Why a tool may not be called: its last definition seen differs from its pin, or (when
@@ -927,23 +911,43 @@ mod tests {
         assert_eq!(pin(&path, "s", "t", None).unwrap(), "bb");
         let accepted = Pins::load(Some(path.clone()), &[]).unwrap();
         assert_eq!(default(&accepted), Some(json!("prod")));
-        // A pin file written before declarations were kept learns them at the next listing.
-        let text = std::fs::read_to_string(&path).unwrap();
-        let mut file: PinFile = serde_json::from_str(&text).unwrap();
-        file.servers
-            .get_mut("s")
-            .unwrap()
-            .get_mut("t")
-            .unwrap()
-            .declares = None;
-        std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
-        let old = Pins::load(Some(path.clone()), &[]).unwrap();
-        assert_eq!(default(&old), None);
-        assert_eq!(list(&old, "bb", "prod"), Status::Pinned);
-        assert_eq!(
-            default(&Pins::load(Some(path.clone()), &[]).unwrap()),
-            Some(json!("prod"))
-        );
+        // Later definitions that push the pinned one out of memory leave the file's.
+        for h in ["c1", "c2", "c3", "c4"] {
+            accepted.declare("s", "t", h, schema("other"));
+        }
+        assert_eq!(default(&accepted), Some(json!("prod")));
+        // A pin file written before declarations were kept, or by a gateway that read them
+        // differently, learns them at the next listing.
+        let rewrite = |declares: Option<Declarations>| {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let mut file: PinFile = serde_json::from_str(&text).unwrap();
+            file.servers
+                .get_mut("s")
+                .unwrap()
+                .get_mut("t")
+                .unwrap()
+                .declares = declares.map(Arc::new);
+            std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+        };
+        for stale in [None, Some(schema("dev"))] {
+            rewrite(stale.clone());
+            let old = Pins::load(Some(path.clone()), &[]).unwrap();
+            assert_eq!(
+                default(&old),
+                stale.and_then(|d| d.default_at("/database").cloned())
+            );
+            assert_eq!(list(&old, "bb", "prod"), Status::Pinned);
+            assert_eq!(
+                default(&Pins::load(Some(path.clone()), &[]).unwrap()),
+                Some(json!("prod"))
+            );
+        }
+        // Declarations too large to keep are not written: unknown after a restart.
+        let huge = "x".repeat(MAX_KEPT_DECLARATIONS);
+        let pins = Pins::load(Some(path.clone()), &[]).unwrap();
+        assert_eq!(list(&pins, "bb", &huge), Status::Pinned);
+        assert_eq!(default(&pins), Some(json!(huge)));
+        assert_eq!(default(&Pins::load(Some(path.clone()), &[]).unwrap()), None);
         // A configured pin of another definition is not answered with the file's.
         let configured = Pins::load(
             Some(path),

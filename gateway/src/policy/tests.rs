@@ -173,6 +173,22 @@ fn deny_conditions_on_an_omitted_argument_test_the_schemas_default() {
     assert!(unknown(json!({"database": "dev"})).allowed);
     let v = unknown(json!({"database": "prod"}));
     assert!(!v.allowed && !v.reason.contains("omitted"), "{}", v.reason);
+    // A later deny rule that matches outright names the refusal: listing would not help.
+    let outright = policy(
+        "[[rules]]\nname = \"all\"\neffect = \"allow\"\n\
+         [[rules]]\nname = \"not-prod\"\neffect = \"deny\"\ntools = [\"*\"]\n\
+         [[rules.params]]\npointer = \"/database\"\none_of = [\"prod\"]\n\
+         [[rules]]\nname = \"no-other\"\neffect = \"deny\"\ntools = [\"other\"]\n",
+    );
+    let v = outright.decide(
+        &Question {
+            defaults: None,
+            ..tool_call("a", "other", Arguments::parsed(Some(json!({}))), now)
+        },
+        &limiter,
+    );
+    assert_eq!(&*v.rule, "no-other", "{}", v.reason);
+    assert!(!v.reason.contains("omitted"), "{}", v.reason);
     // Inside a parent's default (the rule's pointer in another letter case), and any item of
     // a list.
     let p = policy(
