@@ -245,10 +245,24 @@ pub enum RateKey<'a> {
         uid: u32,
         exe: Option<&'a std::path::Path>,
     },
-    /// A caller known only by its address.
+    /// A caller known only by its address (made by [`RateKey::peer`]).
     Peer(std::net::IpAddr),
     /// A client certificate that names no agent.
     Certificate(&'a str),
+}
+
+impl RateKey<'_> {
+    /// The key of a caller known only by its address: every loopback address is one caller
+    /// (any local process may send from 127.0.0.2, 127.0.0.3, ... and would otherwise get a
+    /// quota per address), and an IPv4-mapped IPv6 address is its IPv4 address.
+    pub fn peer(ip: std::net::IpAddr) -> RateKey<'static> {
+        let ip = ip.to_canonical();
+        RateKey::Peer(if ip.is_loopback() {
+            std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+        } else {
+            ip
+        })
+    }
 }
 
 impl std::fmt::Display for RateKey<'_> {

@@ -94,13 +94,16 @@ impl Default for TokensConfig {
 }
 
 impl TokensConfig {
-    /// The issuers an OAuth client can log in at: those whose `issuer` is an http(s) URL.
+    /// The issuers an OAuth client can log in at: those whose `issuer` is an issuer identifier
+    /// as RFC 8414 2 has it (https, no query, no fragment).
     pub fn authorization_servers(&self) -> impl Iterator<Item = &str> {
         self.issuers
             .iter()
             .map(|i| i.issuer.as_str())
             .filter(|iss| {
-                url::Url::parse(iss).is_ok_and(|u| matches!(u.scheme(), "https" | "http"))
+                url::Url::parse(iss).is_ok_and(|u| {
+                    u.scheme() == "https" && u.query().is_none() && u.fragment().is_none()
+                })
             })
     }
 }
@@ -262,6 +265,14 @@ fn resource(raw: Spanned<String>) -> Result<url::Url, Invalid> {
     if !url.username().is_empty() || url.password().is_some() {
         return Err(bad("must not carry credentials".into()));
     }
+    // Published as written, so that the audience clients get tokens for is the text an
+    // operator sees: no normalization between the file and the document.
+    if url.as_str() != raw.get_ref() {
+        return Err(bad(format!(
+            "write it as {:?}, as it is published (clients get tokens for exactly this text)",
+            url.as_str()
+        )));
+    }
     Ok(url)
 }
 
@@ -376,7 +387,7 @@ impl RawTokens {
             return Err((
                 resource_span,
                 "tokens.resource".into(),
-                "the metadata it publishes names authorization servers: add a [[tokens.issuers]] whose issuer is an https:// URL".into(),
+                "the metadata it publishes names authorization servers: add a [[tokens.issuers]] whose issuer is an https:// URL without query or fragment".into(),
             ));
         }
         Ok(config)

@@ -77,7 +77,7 @@ fn who(identity: &Identity) -> Who<'_> {
         Identity::Peer { address } => Who {
             agent: UNKNOWN_AGENT,
             process: None,
-            rate_key: RateKey::Peer(address.ip()),
+            rate_key: RateKey::peer(address.ip()),
         },
         // The token names the agent; the connection still tells the process.
         Identity::Token { token, connection } => Who {
@@ -543,6 +543,29 @@ impl PolicyStage {
 mod tests {
     use super::*;
     use crate::config::Config;
+
+    /// A caller known by its address gets one quota however many loopback addresses it sends
+    /// from; distinct remote addresses stay distinct.
+    #[test]
+    fn loopback_addresses_are_one_caller() {
+        let of = |addr: &str| {
+            principal(&Identity::Peer {
+                address: addr.parse().unwrap(),
+            })
+        };
+        let local = of("127.0.0.1:4000");
+        for other in [
+            "127.0.0.2:4000",
+            "127.9.8.7:1",
+            "[::1]:2",
+            "[::ffff:127.0.0.3]:3",
+        ] {
+            assert_eq!(of(other), local, "{other}");
+        }
+        assert_eq!(of("[::ffff:10.0.0.1]:1"), of("10.0.0.1:2"));
+        assert_ne!(of("10.0.0.1:1"), of("10.0.0.2:1"));
+        assert_ne!(of("10.0.0.1:1"), local);
+    }
 
     /// A call the pin refuses (its tool's definition changed) was never sent: it costs the
     /// agent none of its rate limit.

@@ -47,44 +47,31 @@ impl ResourceMetadata {
         })
     }
 
-    /// Whether `path` asks for this metadata: the resource's own well-known URL, the origin's,
-    /// or one inserted before a server's endpoint (`/servers/<name>/mcp`), where MCP clients look
-    /// first when a 401 names none. Any server name gets the document: it tells nothing of
-    /// which names exist.
+    /// Whether `path` asks for this metadata: only at the resource's own well-known URL, since
+    /// a document found at another must name the URL it was found for (RFC 9728 3.3), and the
+    /// resource is the gateway as a whole (one audience for its tokens). Clients look there
+    /// first: every challenge points to it.
     pub fn serves(&self, path: &str) -> bool {
-        let Some(rest) = path.strip_prefix(WELL_KNOWN) else {
-            return false;
-        };
-        if rest.is_empty() || rest == self.own {
-            return true;
-        }
-        let Some(route) = rest.strip_prefix("/servers/") else {
-            return false;
-        };
-        matches!(
-            route.split_once('/'),
-            Some((name, "mcp" | "sse")) if !name.is_empty() && !name.contains('/')
-        )
+        path.strip_prefix(WELL_KNOWN) == Some(self.own.as_str())
     }
 
     /// The answer to a request for the metadata: the document to GET and HEAD, 405 otherwise.
     pub fn response(&self, method: &Method) -> Response<Body> {
-        let mut resp = if matches!(*method, Method::GET | Method::HEAD) {
-            let mut resp = Response::new(refusal::full(self.document.clone()));
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            resp
-        } else {
+        if !matches!(*method, Method::GET | Method::HEAD) {
             let mut resp = Response::new(refusal::empty());
             *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
             resp.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-            resp
-        };
+            return resp;
+        }
+        let mut resp = Response::new(refusal::full(self.document.clone()));
+        let headers = resp.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         // Public, and the same for everyone: caches may keep it a while.
-        resp.headers_mut().insert(
+        headers.insert(
             header::CACHE_CONTROL,
             HeaderValue::from_static("public, max-age=300"),
         );
@@ -99,10 +86,16 @@ impl ResourceMetadata {
         let Ok(text) = challenge.to_str() else {
             return;
         };
-        if !text.starts_with("Bearer") {
+        let pointed = if text.eq_ignore_ascii_case("bearer") {
+            format!("{text} resource_metadata=\"{}\"", self.url)
+        } else if text
+            .get(..7)
+            .is_some_and(|s| s.eq_ignore_ascii_case("bearer "))
+        {
+            format!("{text}, resource_metadata=\"{}\"", self.url)
+        } else {
             return;
-        }
-        let pointed = format!("{text}, resource_metadata=\"{}\"", self.url);
+        };
         if let Ok(v) = HeaderValue::from_str(&pointed) {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
         }
@@ -151,33 +144,29 @@ mod tests {
             "https://edge.example/.well-known/oauth-protected-resource/agentgate"
         );
         assert!(m.serves("/.well-known/oauth-protected-resource/agentgate"));
+        assert!(!m.serves("/.well-known/oauth-protected-resource"));
     }
 
     #[test]
-    fn served_at_the_root_and_before_each_endpoint_and_nowhere_else() {
+    fn served_at_the_resources_well_known_url_only() {
         let m = metadata("http://127.0.0.1:8080/");
+        assert!(m.serves("/.well-known/oauth-protected-resource"));
+        // Found there, the document would have to name that URL as its resource (RFC 9728 3.3).
         for path in [
-            "/.well-known/oauth-protected-resource",
             "/.well-known/oauth-protected-resource/servers/py/mcp",
-            "/.well-known/oauth-protected-resource/servers/unknown/sse",
-        ] {
-            assert!(m.serves(path), "{path}");
-        }
-        for path in [
             "/.well-known/oauth-protected-resourcex",
             "/.well-known/oauth-protected-resource/",
-            "/.well-known/oauth-protected-resource/servers//mcp",
-            "/.well-known/oauth-protected-resource/servers/py/message",
-            "/.well-known/oauth-protected-resource/servers/a/b/mcp",
             "/.well-known/oauth-authorization-server",
             "/servers/py/mcp",
         ] {
             assert!(!m.serves(path), "{path}");
         }
         assert_eq!(m.response(&Method::GET).status(), StatusCode::OK);
+        assert_eq!(m.response(&Method::HEAD).status(), StatusCode::OK);
         let post = m.response(&Method::POST);
         assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(post.headers()[header::ALLOW], "GET, HEAD");
+        assert!(post.headers().get(header::CACHE_CONTROL).is_none());
     }
 
     #[test]
@@ -193,6 +182,26 @@ mod tests {
             resp.headers()[header::WWW_AUTHENTICATE],
             "Bearer realm=\"agentgate\", resource_metadata=\"http://127.0.0.1:8080/.well-known/oauth-protected-resource\""
         );
+        let challenge = |text: &'static str| {
+            let mut resp = Response::new(refusal::empty());
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(text));
+            m.point_to(&mut resp);
+            resp.headers()[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        };
+        let pointer =
+            "resource_metadata=\"http://127.0.0.1:8080/.well-known/oauth-protected-resource\"";
+        assert_eq!(challenge("Bearer"), format!("Bearer {pointer}"));
+        assert_eq!(
+            challenge("bearer error=\"x\""),
+            format!("bearer error=\"x\", {pointer}")
+        );
+        // Other schemes, and look-alikes, are left alone.
+        assert_eq!(challenge("BearerX realm=\"a\""), "BearerX realm=\"a\"");
+        assert_eq!(challenge("Basic realm=\"a\""), "Basic realm=\"a\"");
         let mut none = Response::new(refusal::empty());
         m.point_to(&mut none);
         assert!(none.headers().get(header::WWW_AUTHENTICATE).is_none());
@@ -216,6 +225,10 @@ mod tests {
             ("https://gw.example/?x=1", "no query"),
             ("https://gw.example/#top", "no query and no fragment"),
             ("https://u:p@gw.example/", "credentials"),
+            (
+                "https://GW.example:443",
+                "write it as \"https://gw.example/\"",
+            ),
         ] {
             let e = parse(&format!(
                 "[tokens]\nenabled = true\nresource = \"{resource}\"\n{issuer}"

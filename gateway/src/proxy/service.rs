@@ -281,11 +281,13 @@ pub async fn handle(
             }
         }
     };
+    // Public metadata, no MCP interaction: counted apart, and not audited (as /healthz is not).
+    let answered_metadata = metadata.is_some() && outcome.error.is_none();
     // Unknown names are agent input: keep them out of metric labels.
     let server_name = upstream.as_ref().map_or("-", |u| u.server.name.as_str());
     let latency = started.elapsed();
     let method = MethodLabel::of(match (&http_method, outcome.messages.as_slice()) {
-        _ if metadata.is_some() => "resource_metadata",
+        _ if answered_metadata => "resource_metadata",
         (&Method::GET, _) => "stream",
         (&Method::DELETE, _) => "session/delete",
         (_, [one]) => one.method.as_deref().unwrap_or("response"),
@@ -320,7 +322,9 @@ pub async fn handle(
             }
         }
     }
-    if let Some(audit) = &gateway.audit {
+    if let Some(audit) = &gateway.audit
+        && !answered_metadata
+    {
         record_outcome(
             audit,
             outcome.identity.as_ref().unwrap_or(&identity),

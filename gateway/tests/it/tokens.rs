@@ -896,8 +896,8 @@ async fn server_names_are_not_told_to_callers_without_a_good_token() {
 
 /// With `tokens.resource`, an MCP client that gets a 401 finds where to log in as the Python
 /// SDK's OAuth client looks (RFC 9728): the challenge points to the metadata, which the SDK
-/// validates and whose resource covers the server's URL; the well-known URIs it falls back to
-/// serve it too, without a token, and nothing reaches the server.
+/// validates and whose resource covers the server's URL; the root well-known URI it falls back
+/// to serves it too, without a token, and nothing reaches the server.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_401_points_mcp_clients_to_the_protected_resource_metadata() {
     let scratch = scratch_dir("tokens-prm");
@@ -937,15 +937,18 @@ async fn a_401_points_mcp_clients_to_the_protected_resource_metadata() {
         "bearer_methods_supported": ["header"],
         "allowed": true,
     });
-    for (how, first) in [
-        ("with_hint", &root),
-        (
-            "without_hint",
-            &format!("http://127.0.0.1:{port}/.well-known/oauth-protected-resource/servers/py/mcp"),
-        ),
-    ] {
+    // A client that ignores the header finds it too: the path-inserted URI it tries first is
+    // not served (a document there would have to name that URL as its resource), the root is.
+    let inserted =
+        format!("http://127.0.0.1:{port}/.well-known/oauth-protected-resource/servers/py/mcp");
+    assert_eq!(
+        out["without_hint"]["tried"],
+        json!([[inserted, 404], [root, 200]]),
+        "{out}"
+    );
+    for how in ["with_hint", "without_hint"] {
         let found = &out[how];
-        assert_eq!(found["url"], json!(first), "{how}: {out}");
+        assert_eq!(found["url"], json!(root), "{how}: {out}");
         for key in [
             "resource",
             "authorization_servers",
