@@ -16,6 +16,9 @@ pub const EXIT_DENIED: i32 = 1;
 #[derive(Debug, Subcommand)]
 pub enum Action {
     /// Print the decision on one message and how every rule fared, without a running daemon.
+    /// A deny condition on an argument --args leaves out tests the default the pin file keeps
+    /// for the tool's pinned definition; when it keeps none, the default is unknown and the
+    /// condition holds, as in a restarted gateway before the tool is listed.
     /// Exits 0 when allowed, 1 when denied (in enforce mode, or would be in observe mode).
     Explain {
         /// Configuration file (the embedded default without it).
@@ -170,6 +173,23 @@ pub fn main(action: Action) -> i32 {
                 }
             };
             let policy = Policy::compile(&config);
+            // What a restarted gateway knows of the tool's defaults: what the pin file keeps.
+            let pins = match pins::Pins::load(config.policy.pins_file.clone(), &config.policy.pins)
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("agentgate policy explain: {e}");
+                    return EXIT_UNAVAILABLE;
+                }
+            };
+            let declared = match class {
+                Class::Tool(tool) => pins.declarations(&server, tool),
+                _ => None,
+            };
+            let defaults = match class {
+                Class::Tool(_) => declared.as_deref().map(|d| &d.defaults[..]),
+                _ => Some(&[][..]),
+            };
             let q = Question {
                 agent: &agent,
                 process: None,
@@ -180,8 +200,7 @@ pub fn main(action: Action) -> i32 {
                 method: &method_name,
                 class,
                 arguments: Arguments::parsed(arguments),
-                // Defaults are learnt from listings at run time: the question assumes none.
-                defaults: Some(&[]),
+                defaults,
                 now,
             };
             let (verdict, trace) = policy.explain(&q);

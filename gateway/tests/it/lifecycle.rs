@@ -532,6 +532,54 @@ async fn policy_explain_prints_the_decision_and_every_rule() {
         assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
         assert!(stderr.contains(why), "{args:?}: {stderr}");
     }
+    // A deny condition on an omitted argument tests the default the pin file keeps for the
+    // tool's pinned definition, and holds while it keeps none, as the gateway decides.
+    let pins = dir.path().join("pins.json");
+    let with_pins = dir.path().join("pinned.toml");
+    std::fs::write(
+        &with_pins,
+        format!(
+            "[[servers]]\nname = \"db\"\nurl = \"http://127.0.0.1:5/mcp\"\n\
+             [policy]\npins_file = \"{}\"\n\
+             [[rules]]\nname = \"all\"\neffect = \"allow\"\n\
+             [[rules]]\nname = \"not-prod\"\neffect = \"deny\"\ntools = [\"query\"]\n\
+             [[rules.params]]\npointer = \"/database\"\neq = \"prod\"\n",
+            pins.display()
+        ),
+    )
+    .expect("write");
+    let omitted = || async {
+        let out = bin()
+            .args(["policy", "explain", "--config"])
+            .arg(&with_pins)
+            .args([
+                "--agent", "a", "--server", "db", "--tool", "query", "--args", "{}",
+            ])
+            .output()
+            .await
+            .expect("run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, stdout) = omitted().await;
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("/database was omitted"), "{stdout}");
+    for (default, allowed) in [("staging", true), ("prod", false)] {
+        let file = serde_json::json!({"version": 1, "servers": {"db": {"query": {
+            "pinned": "aa",
+            "declares": {"defaults": [["/database", default]]},
+        }}}});
+        std::fs::write(&pins, file.to_string()).expect("write pins");
+        let (code, stdout) = omitted().await;
+        assert_eq!(
+            code,
+            Some(if allowed { 0 } else { 1 }),
+            "{default}: {stdout}"
+        );
+        assert!(!stdout.contains("was omitted"), "{default}: {stdout}");
+    }
 }
 
 #[tokio::test]
