@@ -395,6 +395,15 @@ pub async fn start_with(
         None
     };
     let launch_env = crate::credentials::launch_env(&config)?;
+    if config.servers.iter().any(|s| s.launch.is_some()) {
+        let swept = proxy::sweep_launched().await;
+        if swept > 0 {
+            tracing::warn!(
+                sessions = swept,
+                "Killed launched servers a gateway that is gone left running."
+            );
+        }
+    }
     let agent_tls = crate::tls::listener::AgentTls::load(&config)?;
     let https =
         crate::tls::intercept::HttpsInterception::load(&config).map_err(StartError::HostCa)?;

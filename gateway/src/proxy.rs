@@ -4,6 +4,7 @@
 mod audit_trail;
 pub mod framing;
 pub(crate) mod headers;
+mod launch_cgroup;
 mod legacy;
 mod listener;
 mod policy_stage;
@@ -27,6 +28,7 @@ use std::{
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 
+pub use launch_cgroup::sweep as sweep_launched;
 pub use listener::{serve, serve_transparent};
 pub use policy_stage::PolicyStage;
 pub use refusal::{Cause, Refusal};

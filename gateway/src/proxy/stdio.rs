@@ -36,7 +36,13 @@ use tokio_util::{
     sync::CancellationToken,
 };
 
-use super::{Body, BoxError, headers::MCP_SESSION_ID, lock, refusal::Refusal};
+use super::{
+    Body, BoxError,
+    headers::MCP_SESSION_ID,
+    launch_cgroup::{self, SessionCgroup},
+    lock,
+    refusal::Refusal,
+};
 use crate::{config::launch::Launch, credentials::LaunchEnv, drain::Drain};
 
 /// How long a child gets to exit after its stdin closes before it is killed.
@@ -398,12 +404,26 @@ impl Launcher {
             command.uid(user.uid).gid(user.gid);
         }
         keep_only_stdio(&mut command);
-        let mut process = command.spawn().map_err(|e| {
-            self.unavailable(format!(
-                "cannot start {}: {e}",
-                self.launch.command.display()
-            ))
-        })?;
+        let mut id = [0u8; 16];
+        getrandom::fill(&mut id).map_err(|e| self.unavailable(e.to_string()))?;
+        let session: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        // Whatever the server starts, even what leaves its process group, goes with it.
+        let cgroup = SessionCgroup::create(&session);
+        if let Some(cgroup) = &cgroup {
+            launch_cgroup::enter_at_exec(&mut command, cgroup);
+        }
+        let mut process = match command.spawn() {
+            Ok(p) => p,
+            Err(e) => {
+                if let Some(cgroup) = cgroup {
+                    cgroup.discard();
+                }
+                return Err(self.unavailable(format!(
+                    "cannot start {}: {e}",
+                    self.launch.command.display()
+                )));
+            }
+        };
         // The command's copy of the environment goes with it.
         drop(command);
         let (Some(stdin), Some(stdout), Some(stderr)) = (
@@ -411,11 +431,13 @@ impl Launcher {
             process.stdout.take(),
             process.stderr.take(),
         ) else {
+            // Not supervised: its group and cgroup go now.
+            drop(GroupGuard {
+                pgid: process.id(),
+                cgroup,
+            });
             return Err(self.unavailable("no pipes to the server process"));
         };
-        let mut id = [0u8; 16];
-        getrandom::fill(&mut id).map_err(|e| self.unavailable(e.to_string()))?;
-        let session: String = id.iter().map(|b| format!("{b:02x}")).collect();
         let child = Arc::new(Child {
             session,
             owner,
@@ -441,8 +463,10 @@ impl Launcher {
                 () = reaped.cancelled() => {}
             }
         });
-        self.drain
-            .spawn(self.clone().supervise(child.clone(), process, stdout));
+        self.drain.spawn(
+            self.clone()
+                .supervise(child.clone(), process, stdout, cgroup),
+        );
         Ok(child)
     }
 
@@ -453,9 +477,13 @@ impl Launcher {
         child: Arc<Child>,
         mut process: tokio::process::Child,
         stdout: tokio::process::ChildStdout,
+        cgroup: Option<SessionCgroup>,
     ) {
         // Should this task be dropped (the drain deadline passed), the group still goes.
-        let mut group = GroupGuard(process.id());
+        let mut group = GroupGuard {
+            pgid: process.id(),
+            cgroup,
+        };
         let mut lines = FramedRead::new(stdout, LinesCodec::new_with_max_length(self.max_line));
         let draining = self.drain.token();
         let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -507,8 +535,12 @@ impl Launcher {
                 process.wait().await
             }
         };
-        // Whatever it started (npx, a shell, ...) goes with it: its process group.
+        // Whatever it started (npx, a shell, ...) goes with it: its process group, and its
+        // cgroup (what left the group too), which is gone once its processes are.
         group.kill();
+        if let Some(cgroup) = group.cgroup.take() {
+            cgroup.remove().await;
+        }
         child.reaped.cancel();
         {
             let mut sessions = lock(&self.sessions);
@@ -606,14 +638,21 @@ impl Launcher {
     }
 }
 
-/// Kills a session's process group when asked, and when dropped.
-struct GroupGuard(Option<u32>);
+/// Kills a session's process group and cgroup when asked, and when dropped (a cgroup left
+/// then is removed by the next start's sweep).
+struct GroupGuard {
+    pgid: Option<u32>,
+    cgroup: Option<SessionCgroup>,
+}
 
 impl GroupGuard {
-    /// Kills the group (once).
+    /// Kills the group (once), and what is in the cgroup.
     fn kill(&mut self) {
-        if let Some(pgid) = self.0.take() {
+        if let Some(pgid) = self.pgid.take() {
             kill_group(pgid);
+        }
+        if let Some(cgroup) = &self.cgroup {
+            cgroup.kill();
         }
     }
 }

@@ -536,3 +536,116 @@ async fn a_launched_server_runs_as_its_configured_user() {
     );
     gw.shutdown().await;
 }
+
+/// The test process's own cgroup directory (where in-process gateways make session cgroups).
+fn own_cgroup() -> std::path::PathBuf {
+    let mount = agentgate::ebpf::cgroup2_mount().expect("a cgroup2 mount");
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let own = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
+    mount.join(own.trim().trim_start_matches('/'))
+}
+
+/// The cgroup v2 path of process `pid`.
+fn cgroup_of(pid: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("0::").map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// A launched server's processes live in its session's cgroup: one that leaves the process
+/// group (`setsid`, as a daemonizing server does) still goes when the session ends. Session
+/// cgroups a gateway that is gone left behind are killed at the next start.
+#[tokio::test]
+async fn what_a_launched_server_starts_goes_with_its_session_even_outside_its_group() {
+    let scratch = scratch_dir("launched-setsid");
+    let marker = format!("escaped-{}", std::process::id());
+    let python = peers().join("venv/bin/python");
+    let server = format!(
+        "[[servers]]\nname = \"py\"\ncommand = \"sh\"\n\
+         args = [\"-c\", \"setsid {py} -c 'import time; time.sleep(300)' {marker} & exec {py} {script} --transport stdio\"]\n",
+        py = python.display(),
+        script = peer_scripts().join("server.py").display()
+    );
+    // What a crashed gateway left: a session cgroup named for a pid no process has, holding a
+    // server that runs on.
+    let stale_marker = format!("stale-{}", std::process::id());
+    let stale = own_cgroup().join(format!("agentgate-launch-4194303-{}", std::process::id()));
+    std::fs::create_dir(&stale).unwrap();
+    let orphan = std::process::Command::new(&python)
+        .args(["-c", "import time; time.sleep(300)", &stale_marker])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::fs::write(stale.join("cgroup.procs"), orphan.id().to_string()).unwrap();
+    let mut orphan = orphan;
+
+    let gw = gateway(&launched_config(&server, &scratch, "")).await;
+    let port = addr(&gw).port();
+    // The start swept the stale cgroup: its process is killed, the cgroup gone.
+    let status = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Some(status) = orphan.try_wait().unwrap() {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the stale session's server was killed");
+    assert!(!status.success());
+    assert!(!stale.exists(), "the stale cgroup was removed");
+
+    let (status, head, _) = initialize(port, "py", &[]).await;
+    assert_eq!(status, 200, "{head}");
+    let session = session_id(&head);
+    wait_for_processes(&marker, 1).await;
+    let escaped = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .find(|entry| {
+            std::fs::read(entry.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&marker))
+        })
+        .expect("the escaped process")
+        .file_name()
+        .to_string_lossy()
+        .into_owned();
+    let stat = std::fs::read_to_string(format!("/proc/{escaped}/stat")).unwrap();
+    // Fields after the command's closing parenthesis: state, ppid, pgrp, session.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    assert_eq!(fields[3], escaped, "it leads its own session: {stat}");
+    let cgroup = cgroup_of(&escaped);
+    assert!(cgroup.contains("/agentgate-launch-"), "{cgroup}");
+    let (status, _, _) = http(
+        port,
+        "DELETE",
+        "/servers/py/mcp",
+        &[
+            ("Mcp-Session-Id", session.as_str()),
+            ("MCP-Protocol-Version", "2025-11-25"),
+        ],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200);
+    wait_for_processes(&marker, 0).await;
+    // Its cgroup is removed once empty.
+    let dir = agentgate::ebpf::cgroup2_mount()
+        .unwrap()
+        .join(cgroup.trim_start_matches('/'));
+    for _ in 0..100 {
+        if !dir.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!dir.exists(), "{}", dir.display());
+    gw.shutdown().await;
+}
