@@ -178,8 +178,16 @@ pub fn main(action: Action) -> i32 {
             {
                 Ok(p) => p,
                 Err(e) => {
-                    eprintln!("agentgate policy explain: {e}");
-                    return EXIT_UNAVAILABLE;
+                    eprintln!(
+                        "agentgate policy explain: cannot read the pin file ({e}): the defaults of omitted arguments are taken as unknown"
+                    );
+                    match pins::Pins::load(None, &config.policy.pins) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            eprintln!("agentgate policy explain: {e}");
+                            return EXIT_UNAVAILABLE;
+                        }
+                    }
                 }
             };
             let declared = match class {

@@ -1,11 +1,12 @@
 //! A cgroup per launched server session: whatever the server starts, also a process that left
 //! its process group (`setsid`, a daemonizing server), is killed with the session.
 //!
-//! Each session's cgroup is a child of the gateway's own (cgroup v2), named
-//! `agentgate-launch-<gateway pid>-<session>`. The child moves itself into it between fork and exec, so it
-//! runs no instruction of its own outside; ending the session writes `cgroup.kill`. Where the
-//! gateway cannot make cgroups (not root, no cgroup2), sessions fall back to their process group
-//! alone, and a warning says so once.
+//! Each session's cgroup is a child of the gateway's own (cgroup v2, Linux 5.14 for
+//! `cgroup.kill`), named `agentgate-launch-<gateway pid>.<its start time>-<session>`. The child
+//! moves itself into it between fork and exec, so it runs no instruction of its own outside;
+//! ending the session writes `cgroup.kill`. Where the gateway cannot make or enter cgroups (not
+//! root, no cgroup2, an older kernel, `ProtectControlGroups`), sessions fall back to their
+//! process group alone, and a warning says so once.
 
 use std::{
     fs::File,
@@ -29,30 +30,66 @@ pub struct SessionCgroup {
     procs: File,
 }
 
-/// The gateway's own cgroup directory, when this process can make cgroups under it.
+/// The gateway's own cgroup directory, when there is one.
 fn parent() -> Option<&'static Path> {
     static PARENT: OnceLock<Option<PathBuf>> = OnceLock::new();
     PARENT
         .get_or_init(|| {
             let mount = crate::ebpf::cgroup2_mount()?;
             let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-            let own = own.lines().find_map(|l| l.strip_prefix("0::"))?;
-            Some(mount.join(own.trim().trim_start_matches('/')))
+            let own = own.lines().find_map(|l| l.strip_prefix("0::"))?.trim();
+            // A path outside the mount's view ("/../x", from another cgroup namespace) names
+            // no directory here.
+            if own.split('/').any(|part| part == "..") {
+                return None;
+            }
+            Some(mount.join(own.trim_start_matches('/')))
         })
         .as_deref()
+}
+
+/// `<pid>.<start time>` of process `pid`: its name among live processes, as a pid alone is not
+/// once the process is gone and the number reused.
+fn process_mark(pid: &str) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command's closing parenthesis: the start time is the 20th (22nd of all).
+    let start = stat.rsplit_once(')')?.1.split_whitespace().nth(19)?;
+    Some(format!("{pid}.{start}"))
+}
+
+/// This gateway's mark, in the names of the cgroups it makes.
+fn own_mark() -> Option<&'static str> {
+    static MARK: OnceLock<Option<String>> = OnceLock::new();
+    MARK.get_or_init(|| process_mark(&std::process::id().to_string()))
+        .as_deref()
+}
+
+/// Says once that sessions are contained by their process group only.
+fn warn_uncontained(error: &dyn std::fmt::Display) {
+    static WARNED: OnceLock<()> = OnceLock::new();
+    WARNED.get_or_init(|| {
+        tracing::warn!(%error, "Cannot put launched servers in cgroups of their own: a session's processes that leave its process group (setsid) outlive it.");
+    });
 }
 
 impl SessionCgroup {
     /// Makes the cgroup of session `session`. `None` (after one warning per process) where
     /// cgroups cannot be made here.
     pub fn create(session: &str) -> Option<Self> {
-        static WARNED: OnceLock<()> = OnceLock::new();
         let made = parent()
+            .zip(own_mark())
             .ok_or_else(|| io::Error::other("no cgroup2 hierarchy holds the gateway"))
-            .and_then(|parent| {
-                let dir = parent.join(format!("{PREFIX}{}-{session}", std::process::id()));
+            .and_then(|(parent, mark)| {
+                let dir = parent.join(format!("{PREFIX}{mark}-{session}"));
                 std::fs::create_dir(&dir)?;
-                match File::options().write(true).open(dir.join("cgroup.procs")) {
+                let opened = if dir.join("cgroup.kill").exists() {
+                    File::options().write(true).open(dir.join("cgroup.procs"))
+                } else {
+                    Err(io::Error::other(
+                        "no cgroup.kill (Linux 5.14 or later has it)",
+                    ))
+                };
+                match opened {
                     Ok(procs) => Ok(Self { dir, procs }),
                     Err(e) => {
                         let _ = std::fs::remove_dir(&dir);
@@ -63,11 +100,30 @@ impl SessionCgroup {
         match made {
             Ok(cgroup) => Some(cgroup),
             Err(error) => {
-                WARNED.get_or_init(|| {
-                    tracing::warn!(%error, "Cannot make cgroups for launched servers: a session's processes that leave its process group (setsid) outlive it.");
-                });
+                warn_uncontained(&error);
                 None
             }
+        }
+    }
+
+    /// Whether process `pid` (just spawned) is in this cgroup. The move happens in the child
+    /// before exec, and is not fatal there: where it failed, the session is left to its
+    /// process group (with the warning) rather than not launched at all.
+    pub fn holds(self, pid: Option<u32>) -> Option<Self> {
+        let name = self.dir.file_name()?.to_string_lossy().into_owned();
+        let inside = pid
+            .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok())
+            .is_some_and(|c| {
+                c.lines()
+                    .filter_map(|l| l.strip_prefix("0::"))
+                    .any(|path| path.trim_end().ends_with(&format!("/{name}")))
+            });
+        if inside {
+            Some(self)
+        } else {
+            warn_uncontained(&"the server process could not enter its cgroup");
+            self.discard();
+            None
         }
     }
 
@@ -76,31 +132,53 @@ impl SessionCgroup {
         self.procs.as_raw_fd()
     }
 
-    /// Kills every process in the cgroup (`cgroup.kill`, Linux 5.14).
+    /// Kills every process in the cgroup and any below it (`cgroup.kill`).
     pub fn kill(&self) {
         if let Err(error) = std::fs::write(self.dir.join("cgroup.kill"), "1") {
             tracing::warn!(%error, cgroup = %self.dir.display(), "Could not kill a launched session's cgroup.");
         }
     }
 
-    /// Kills what is left and removes the cgroup once empty (waiting up to two seconds for the
-    /// killed processes to go).
-    pub async fn remove(self) {
+    /// Kills what is left and removes the cgroup (and any a server made below it) once empty,
+    /// waiting up to two seconds for the killed processes to go. Whether it is gone.
+    pub async fn remove(self) -> bool {
         self.kill();
         for _ in 0..200 {
-            match std::fs::remove_dir(&self.dir) {
-                Ok(()) => return,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return,
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            if remove_tree(&self.dir) {
+                return true;
             }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         tracing::warn!(cgroup = %self.dir.display(), "A launched session's cgroup still holds processes after being killed; left in place.");
+        false
+    }
+
+    /// Removes the cgroup of a session whose process never started (it holds nothing).
+    pub fn discard(self) {
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// Removes a cgroup directory and those below it, deepest first; whether it is gone. (A cgroup
+/// directory holds only its interface files, which go with it.)
+fn remove_tree(dir: &Path) -> bool {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&entry.path());
+            }
+        }
+    }
+    match std::fs::remove_dir(dir) {
+        Ok(()) => true,
+        Err(e) => e.kind() == io::ErrorKind::NotFound,
     }
 }
 
 /// Kills and removes session cgroups a gateway that is gone left (it crashed, or was killed,
 /// before its sessions ended): their servers would run on, unowned. A live gateway's (another
-/// one in the same cgroup, or this one) are left alone. Returns how many it removed.
+/// one in the same cgroup, or this one) are left alone; a gateway is told by its pid and start
+/// time. Returns how many it removed.
 pub async fn sweep() -> usize {
     let Some(parent) = parent() else {
         return 0;
@@ -111,26 +189,29 @@ pub async fn sweep() -> usize {
     let mut removed = 0;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix(PREFIX)
-            .and_then(|rest| rest.split_once('-'))
-            .and_then(|(pid, _)| pid.parse::<u32>().ok())
-        else {
+        let Some((mark, _)) = name.strip_prefix(PREFIX).and_then(|r| r.split_once('-')) else {
             continue;
         };
-        if pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists() {
+        let Some((pid, start)) = mark.split_once('.') else {
+            continue;
+        };
+        let number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !number(pid) || !number(start) || process_mark(pid).as_deref() == Some(mark) {
+            continue;
+        }
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
         if let Ok(procs) = File::options()
             .write(true)
             .open(entry.path().join("cgroup.procs"))
-        {
-            SessionCgroup {
+            && (SessionCgroup {
                 dir: entry.path(),
                 procs,
-            }
+            })
             .remove()
-            .await;
+            .await
+        {
             removed += 1;
         }
     }
@@ -138,16 +219,13 @@ pub async fn sweep() -> usize {
 }
 
 /// Moves the calling process into the cgroup whose `cgroup.procs` is `fd`. Only what may run
-/// between fork and exec: one system call.
+/// between fork and exec: one system call, whose failure is left for the parent to see.
 #[allow(unsafe_code)]
-pub fn enter(fd: RawFd) -> io::Result<()> {
+fn enter(fd: RawFd) {
     // SAFETY: write(2) on a descriptor this process holds, from a static buffer; async-signal
     // safe, as the time between fork and exec requires.
-    let n = unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) };
-    if n == 1 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
+    unsafe {
+        libc::write(fd, b"0".as_ptr().cast(), 1);
     }
 }
 
@@ -156,16 +234,11 @@ pub fn enter(fd: RawFd) -> io::Result<()> {
 pub fn enter_at_exec(command: &mut tokio::process::Command, cgroup: &SessionCgroup) {
     let fd = cgroup.procs_fd();
     // SAFETY: the closure runs between fork and exec and makes one async-signal-safe system
-    // call ([`enter`]). Should it fail, the spawn fails: no server runs uncontained where a
-    // cgroup was made for it.
+    // call ([`enter`]).
     unsafe {
-        command.pre_exec(move || enter(fd));
-    }
-}
-
-impl SessionCgroup {
-    /// Removes the cgroup of a session whose process never started (it holds nothing).
-    pub fn discard(self) {
-        let _ = std::fs::remove_dir(&self.dir);
+        command.pre_exec(move || {
+            enter(fd);
+            Ok(())
+        });
     }
 }

@@ -426,6 +426,7 @@ impl Launcher {
         };
         // The command's copy of the environment goes with it.
         drop(command);
+        let cgroup = cgroup.and_then(|c| c.holds(process.id()));
         let (Some(stdin), Some(stdout), Some(stderr)) = (
             process.stdin.take(),
             process.stdout.take(),

@@ -571,15 +571,21 @@ async fn what_a_launched_server_starts_goes_with_its_session_even_outside_its_gr
     // What a crashed gateway left: a session cgroup named for a pid no process has, holding a
     // server that runs on.
     let stale_marker = format!("stale-{}", std::process::id());
-    let stale = own_cgroup().join(format!("agentgate-launch-4194303-{}", std::process::id()));
-    std::fs::create_dir(&stale).unwrap();
-    let orphan = std::process::Command::new(&python)
+    let stale = own_cgroup().join(format!("agentgate-launch-4194303.1-{}", std::process::id()));
+    let mut orphan = std::process::Command::new(&python)
         .args(["-c", "import time; time.sleep(300)", &stale_marker])
         .stdin(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::fs::write(stale.join("cgroup.procs"), orphan.id().to_string()).unwrap();
-    let mut orphan = orphan;
+    // Another test's gateway starting meanwhile may sweep it first: that kills the orphan too.
+    for _ in 0..50 {
+        let _ = std::fs::create_dir(&stale);
+        if std::fs::write(stale.join("cgroup.procs"), orphan.id().to_string()).is_ok()
+            || orphan.try_wait().unwrap().is_some()
+        {
+            break;
+        }
+    }
 
     let gw = gateway(&launched_config(&server, &scratch, "")).await;
     let port = addr(&gw).port();
