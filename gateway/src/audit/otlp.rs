@@ -276,9 +276,10 @@ impl Exporter {
                 }
             }
             // A batch the collector refuses for what it holds is halved until the record it
-            // refuses stands alone, which is skipped when the collector takes an empty export:
-            // retried forever it would stop every later record, and retention with them. The
-            // record stays in the local log.
+            // refuses stands alone, which is skipped when the collector takes an empty export,
+            // or (for collectors that refuse empty ones) the next record alone: retried forever
+            // it would stop every later record, and retention with them. The record stays in
+            // the local log.
             let mut size = self.config.batch;
             loop {
                 // Only what is on disk: a record read back between its write and its fsync
@@ -289,22 +290,32 @@ impl Exporter {
                 if n == 0 {
                     break;
                 }
+                // Records shipped by this step: `n`, or the refused one and the next, taken alone.
+                let mut shipped = n;
                 match self.post(&pending[..n]).await {
                     Ok(()) => {}
                     Err(PostError::Refused(_)) if n > 1 => {
                         size = n.div_ceil(2);
                         continue;
                     }
-                    // A collector that refuses an empty export too is refusing everything (a
-                    // wrong endpoint, a proxy in the way): that is retried, never skipped.
-                    Err(PostError::Refused(status)) if self.post(&[]).await.is_err() => {
-                        if !failing {
-                            failing = true;
-                            tracing::warn!(endpoint = %self.config.endpoint, %status, "OTLP export failed: the collector refuses even an empty export; retrying every interval.");
-                        }
-                        break;
-                    }
                     Err(PostError::Refused(status)) => {
+                        // Refused for what it holds if the collector takes an empty export, or
+                        // the next record alone (then shipped). One that refuses both is
+                        // refusing everything (a wrong endpoint, a proxy in the way): that is
+                        // retried, never skipped; without a next record yet, it is asked again
+                        // once there is one.
+                        let next_alone = pending.get(1).is_some_and(|r| r.seq < durable);
+                        if self.post(&[]).await.is_err() {
+                            if next_alone && self.post(&pending[1..2]).await.is_ok() {
+                                shipped = 2;
+                            } else {
+                                if !failing {
+                                    failing = true;
+                                    tracing::warn!(endpoint = %self.config.endpoint, %status, "OTLP export failed: the collector refuses even an empty export, and the next record alone; retrying every interval.");
+                                }
+                                break;
+                            }
+                        }
                         self.skipped.inc();
                         tracing::error!(
                             endpoint = %self.config.endpoint,
@@ -322,8 +333,8 @@ impl Exporter {
                     }
                 }
                 size = self.config.batch;
-                next = pending[n - 1].seq + 1;
-                pending.drain(..n);
+                next = pending[shipped - 1].seq + 1;
+                pending.drain(..shipped);
                 if let Err(error) = write_cursor(&dir, next) {
                     tracing::warn!(%error, "Cannot save the OTLP export position; records may be shipped twice after a restart.");
                 }

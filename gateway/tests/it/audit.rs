@@ -614,9 +614,16 @@ async fn tail_follows_new_records_as_they_are_written() {
 async fn records_reach_an_otlp_collector_in_order_once_it_accepts_them() {
     let server = python_server("streamable-http", None).await;
     let collector = otlp_receiver().await;
-    // The collector refuses the first exports with 400, empty ones too (a proxy in the way,
-    // say): that is no record's fault, so they are retried, nothing is skipped or lost.
-    let (status, _, _) = http(collector.port, "POST", "/_fail?n=6&status=400", &[], b"").await;
+    // The collector refuses every export with 400 for a while, empty ones too (a proxy in the
+    // way, say): that is no record's fault, so they are retried, nothing is skipped or lost.
+    let (status, _, _) = http(
+        collector.port,
+        "POST",
+        "/_fail?n=1000000&status=400",
+        &[],
+        b"",
+    )
+    .await;
     assert_eq!(status, 204);
     let scratch = scratch_dir("audit-otlp");
     let text = gateway_config(
@@ -638,6 +645,10 @@ async fn records_reach_an_otlp_collector_in_order_once_it_accepts_them() {
     )
     .await;
     assert_eq!(status, 200);
+    // Several rounds of refused exports (interval 100 ms), then the collector takes them.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (status, _, _) = http(collector.port, "POST", "/_fail?n=0", &[], b"").await;
+    assert_eq!(status, 204);
     let shipped = |v: &serde_json::Value| -> Vec<Record> {
         v.as_array()
             .unwrap()
@@ -692,8 +703,23 @@ async fn records_reach_an_otlp_collector_in_order_once_it_accepts_them() {
 /// order, and the log keeps them all.
 #[tokio::test(flavor = "multi_thread")]
 async fn records_a_collector_refuses_on_their_own_are_skipped_and_the_rest_still_arrive() {
+    refused_records_are_skipped(false).await;
+}
+
+/// The same with a collector that refuses empty exports too: the record after the refused one,
+/// taken alone, tells a refused record from a collector that refuses everything.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_collector_refusing_empty_exports_does_not_stall_the_export_on_a_refused_record() {
+    refused_records_are_skipped(true).await;
+}
+
+async fn refused_records_are_skipped(refuse_empty: bool) {
     let server = python_server("streamable-http", None).await;
     let collector = otlp_receiver().await;
+    if refuse_empty {
+        let (s, _, _) = http(collector.port, "POST", "/_refuse_empty", &[], b"").await;
+        assert_eq!(s, 204);
+    }
     for (seq, status) in [(2, 400), (5, 413)] {
         let (s, _, _) = http(
             collector.port,

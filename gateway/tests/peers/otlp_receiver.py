@@ -9,6 +9,7 @@ OpenTelemetry protobuf definitions (opentelemetry-proto), strictly, and keeps wh
   POST /_refuse?seq=N&status=S
                         -> answer S to every export holding the record with agentgate.seq N
                            (a collector that refuses what one record holds)
+  POST /_refuse_empty   -> answer 400 to every export holding no record
 """
 import argparse
 import json
@@ -22,6 +23,7 @@ received = []
 fail_next = 0
 fail_status = 503
 refuse = {}
+refuse_empty = False
 
 
 def seqs_of(body):
@@ -58,7 +60,7 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(404)
 
     def do_POST(self):
-        global fail_next, fail_status
+        global fail_next, fail_status, refuse_empty
         url = urlparse(self.path)
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         if url.path == "/_fail":
@@ -72,8 +74,15 @@ class Handler(BaseHTTPRequestHandler):
             refuse[int(q["seq"][0])] = int(q["status"][0])
             self.reply(204, b"")
             return
+        if url.path == "/_refuse_empty":
+            refuse_empty = True
+            self.reply(204, b"")
+            return
         if url.path != "/v1/logs":
             self.reply(404)
+            return
+        if refuse_empty and not seqs_of(body):
+            self.reply(400)
             return
         for seq in seqs_of(body):
             if seq in refuse:
