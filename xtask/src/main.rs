@@ -463,10 +463,14 @@ fn stamp_matches(stamp: &Path, source: &Path) -> Result<bool> {
     Ok(std::fs::read(stamp).is_ok_and(|have| have == want))
 }
 
-/// nginx is the yardstick of the load test: Debian's nginx-light, installed when missing.
+/// nginx is the yardstick of the load test: Debian's nginx-light, installed when missing (or,
+/// where a release has no such package any more, Debian 13's, its plain `nginx`).
 fn ensure_nginx() -> Result<()> {
     if Path::new("/usr/sbin/nginx").exists() {
         return Ok(());
     }
-    apt_install("nginx-light")
+    apt_install("nginx-light").or_else(|light| {
+        eprintln!("xtask: no nginx-light ({light:#}); installing nginx");
+        apt_install("nginx")
+    })
 }
