@@ -43,6 +43,9 @@ pub struct Context {
     pub requests: Vec<Asked>,
     /// Legacy HTTP+SSE: where the agent's POST went (answers to the server go there too).
     pub legacy_endpoint: Option<String>,
+    /// Legacy HTTP+SSE stream: the endpoint it announced, which names its session there (for
+    /// audit records, as a POST to it names it).
+    pub announced: Option<String>,
     /// When the agent's request arrived (for the latency in response records).
     pub started: Option<std::time::Instant>,
 }
@@ -187,7 +190,11 @@ impl Context {
             crate::audit::Event::ServerMessage
         };
         let mut r = audit_trail::base(&self.identity, self.upstream.server.name.as_str(), event);
-        r.session.clone_from(&self.session);
+        r.session = self
+            .session
+            .clone()
+            .or_else(|| self.legacy_endpoint.clone())
+            .or_else(|| self.announced.clone());
         r.request_id = message.id.as_ref().map(mcp::Id::to_json);
         r.request_seq = asked.and_then(|a| a.seq);
         r.method = match asked {
@@ -646,6 +653,7 @@ fn relay_event(st: &mut SseState, event: &Event, out: &mut BytesMut) {
                 });
             match announced {
                 Ok((path_query, ours)) => {
+                    st.ctx.announced.get_or_insert_with(|| path_query.clone());
                     st.announced.push(path_query);
                     sse::encode(
                         &Event {

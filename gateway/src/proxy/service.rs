@@ -77,6 +77,9 @@ struct Outcome {
     reply: Option<Bytes>,
     /// Whether `reply` went on the agent's legacy stream.
     on_stream: bool,
+    /// The session the request belongs to, for its audit record: its `Mcp-Session-Id`, or on
+    /// the legacy transport the endpoint it posted to (which names the session there).
+    session: Option<String>,
 }
 
 impl Outcome {
@@ -93,6 +96,7 @@ impl Outcome {
             body: None,
             batch: false,
             identity: None,
+            session: None,
         }
     }
 
@@ -110,6 +114,7 @@ impl Outcome {
             body: None,
             batch: false,
             identity: None,
+            session: None,
         }
     }
 
@@ -173,6 +178,7 @@ impl Outcome {
             identity: None,
             reply: Some(reply),
             on_stream: false,
+            session: None,
         }
     }
 
@@ -400,6 +406,7 @@ fn record_outcome(
         };
         detail["http_method"] = serde_json::Value::from(http_method.as_str());
         r.detail = Some(detail);
+        r.session.clone_from(&outcome.session);
         finish(r);
         return;
     }
@@ -414,7 +421,7 @@ fn record_outcome(
             &audit_trail::RequestFacts {
                 identity,
                 server,
-                session: None,
+                session: outcome.session.as_deref(),
                 message: m,
                 text: text_of(&texts, i),
                 decision: outcome.decisions.get(i),
@@ -484,6 +491,10 @@ async fn dispatch(
             return o;
         }
     }
+    let sent_session = headers::text(req.headers(), &MCP_SESSION_ID)
+        .ok()
+        .flatten()
+        .map(str::to_owned);
     let mut outcome = match (route, req.method().clone(), legacy) {
         (Route::Mcp(_), Method::POST, false) => {
             post(gateway, identity, framing, upstream, req, None).await
@@ -520,6 +531,7 @@ async fn dispatch(
                     )
                     .await;
                     outcome.answer_on_stream(gateway, identity, upstream.server.name.as_str(), &e);
+                    outcome.session = Some(e);
                     outcome
                 }
                 _ => Outcome::refused(Refusal::UnknownEndpoint, Vec::new()),
@@ -534,6 +546,9 @@ async fn dispatch(
     };
     if identity.token().is_some() {
         outcome.identity = Some(authenticated);
+    }
+    if outcome.session.is_none() {
+        outcome.session = sent_session;
     }
     outcome
 }
@@ -723,7 +738,7 @@ async fn post(
             audit,
             identity,
             server,
-            session_sent.as_deref(),
+            session_sent.as_deref().or(legacy_endpoint.as_deref()),
             &messages,
             &decisions,
             &bytes,
@@ -857,6 +872,7 @@ async fn post(
         end_on_drain: false,
         requests: asked,
         legacy_endpoint: legacy_endpoint.clone(),
+        announced: None,
         started: Some(started),
     };
     // A batch of one is answered with a batch of one.
@@ -1058,6 +1074,7 @@ async fn bodiless(
         end_on_drain,
         requests: Default::default(),
         legacy_endpoint: None,
+        announced: None,
         started: None,
     };
     let mut outcome = relay_response(gateway, ctx, response, false, Vec::new()).await;
@@ -1269,5 +1286,6 @@ async fn relay_response(
         identity: None,
         reply: None,
         on_stream: false,
+        session: None,
     }
 }

@@ -853,3 +853,68 @@ async fn an_upstream_failure_is_recorded_against_the_call_it_failed() {
     assert_eq!(response.target.as_deref(), Some("echo"));
     assert_eq!(response.request_id, Some(serde_json::json!(7)));
 }
+
+/// On the legacy HTTP+SSE transport a session is named by the endpoint the server announced:
+/// the records of a session's POSTs (forwarded or denied), their answers and the server's
+/// messages on its stream all carry it, so that an investigation can follow one session.
+#[tokio::test(flavor = "multi_thread")]
+async fn legacy_sessions_are_named_in_their_records() {
+    let server = python_server("sse", None).await;
+    let scratch = scratch_dir("audit-legacy-session");
+    let gw = gateway(&gateway_config(
+        &[("legacy", &server.url("/sse"), "sse", "")],
+        &format!(
+            "[[rules]]\nname = \"no-wipe\"\neffect = \"deny\"\ntools = [\"wipe_disk\"]\n{}",
+            audit_section(&scratch)
+        ),
+    ))
+    .await;
+    let through = format!("http://{}/servers/legacy/sse", addr(&gw));
+    let results = crate::policy::client(
+        &through,
+        json!([
+            ["call", "echo", {"message": "before"}],
+            ["call", "wipe_disk", {}],
+            ["call", "echo", {"message": "after"}],
+        ]),
+    )
+    .await;
+    assert!(results[1]["rpc_error"].is_string(), "{}", results[1]);
+    assert!(gw.shutdown().await);
+    let log = records(&scratch.join("audit"));
+    let called = |r: &&Record, event: Event, tool: &str| {
+        r.event == event
+            && r.method.as_deref() == Some("tools/call")
+            && r.target.as_deref() == Some(tool)
+    };
+    let denied = log
+        .iter()
+        .find(|r| called(r, Event::Request, "wipe_disk"))
+        .expect("the denied call is recorded");
+    assert_eq!(denied.decision.as_deref(), Some("deny"), "{denied:?}");
+    let session = denied
+        .session
+        .clone()
+        .expect("the denied call names its session");
+    assert!(session.starts_with("/messages/?session_id="), "{session}");
+    // Every tools/call request of the session, and the answers, name the same one.
+    let calls: Vec<&Record> = log
+        .iter()
+        .filter(|r| r.method.as_deref() == Some("tools/call"))
+        .collect();
+    assert!(
+        calls.iter().any(|r| r.event == Event::Response),
+        "{calls:#?}"
+    );
+    for r in &calls {
+        assert_eq!(r.session.as_deref(), Some(session.as_str()), "{r:?}");
+    }
+    // So does what the server sent on the stream once it announced the endpoint.
+    let streamed: Vec<&Record> = log
+        .iter()
+        .filter(|r| r.event == Event::ServerMessage)
+        .collect();
+    for r in &streamed {
+        assert_eq!(r.session.as_deref(), Some(session.as_str()), "{r:?}");
+    }
+}
