@@ -305,24 +305,44 @@ impl Exporter {
                         // retried, never skipped; without a next record yet, it is asked again
                         // once there is one.
                         let next_alone = pending.get(1).is_some_and(|r| r.seq < durable);
-                        if self.post(&[]).await.is_err() {
-                            if next_alone && self.post(&pending[1..2]).await.is_ok() {
-                                shipped = 2;
-                            } else {
+                        let takes = if self.post(&[]).await.is_ok() {
+                            true
+                        } else if next_alone && self.post(&pending[1..2]).await.is_ok() {
+                            shipped = 2;
+                            true
+                        } else {
+                            false
+                        };
+                        if !takes {
+                            if !failing {
+                                failing = true;
+                                tracing::warn!(endpoint = %self.config.endpoint, %status, "OTLP export failed: the collector refuses even an empty export, and the next record alone; retrying every interval.");
+                            }
+                            break;
+                        }
+                        // Asked once more: a collector that recovered between the probes takes
+                        // it now (after the next record, if that was sent).
+                        match self.post(&pending[..1]).await {
+                            Ok(()) => {}
+                            Err(PostError::Refused(status)) => {
+                                self.skipped.inc();
+                                tracing::error!(
+                                    endpoint = %self.config.endpoint,
+                                    seq = pending[0].seq,
+                                    %status,
+                                    "The OTLP collector refused an audit record on its own; it is skipped there and stays in the local log."
+                                );
+                            }
+                            // Down again: everything from this record is retried (the next
+                            // one too, if it was sent: at least once).
+                            Err(error) => {
                                 if !failing {
                                     failing = true;
-                                    tracing::warn!(endpoint = %self.config.endpoint, %status, "OTLP export failed: the collector refuses even an empty export, and the next record alone; retrying every interval.");
+                                    tracing::warn!(endpoint = %self.config.endpoint, %error, "OTLP export failed; retrying every interval.");
                                 }
                                 break;
                             }
                         }
-                        self.skipped.inc();
-                        tracing::error!(
-                            endpoint = %self.config.endpoint,
-                            seq = pending[0].seq,
-                            %status,
-                            "The OTLP collector refused an audit record on its own; it is skipped there and stays in the local log."
-                        );
                     }
                     Err(error) => {
                         if !failing {

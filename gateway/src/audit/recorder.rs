@@ -134,11 +134,16 @@ impl Recorder {
         {
             redact::redact_cmdline(&self.config.redact, args);
         }
-        // A resource URI is kept as the target, as sent: `postgres://app:pw@db/x`.
-        if let Some(target) = record.target.as_mut()
-            && let Some(clean) = redact::redact_text(&self.config.redact, target)
+        // A resource URI is kept as the target, as sent: `postgres://app:pw@db/x`; a legacy
+        // session is named by the endpoint its server announced, whose query is the server's
+        // to choose (`?session_id=...&access_token=...`).
+        for text in [&mut record.target, &mut record.session]
+            .into_iter()
+            .flatten()
         {
-            *target = clean;
+            if let Some(clean) = redact::redact_text(&self.config.redact, text) {
+                *text = clean;
+            }
         }
         if let Some(secrets) = self.secrets.as_deref().filter(|s| !s.is_empty()) {
             for part in [&mut record.params, &mut record.result] {
@@ -150,9 +155,14 @@ impl Recorder {
                         .and_then(|t| RawValue::from_string(t).ok());
                 }
             }
-            for text in [&mut record.error, &mut record.reason, &mut record.target]
-                .into_iter()
-                .flatten()
+            for text in [
+                &mut record.error,
+                &mut record.reason,
+                &mut record.target,
+                &mut record.session,
+            ]
+            .into_iter()
+            .flatten()
             {
                 secrets.scrub_string(text);
             }
@@ -376,6 +386,18 @@ mod tests {
         assert!(
             !target.contains("hunter2") && !target.contains(secret),
             "{target}"
+        );
+        // A legacy session is the endpoint its server announced, query and all.
+        let mut r = Record::new(Event::Request);
+        r.session = Some(format!(
+            "/messages/?session_id=ab12&access_token=eyJhbGciOi&x={secret}"
+        ));
+        let session = recorder.scrub(r).session.unwrap();
+        assert!(
+            session.contains("session_id=ab12")
+                && !session.contains("eyJhbGciOi")
+                && !session.contains(secret),
+            "{session}"
         );
         recorder.close();
     }

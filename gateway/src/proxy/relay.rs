@@ -190,11 +190,12 @@ impl Context {
             crate::audit::Event::ServerMessage
         };
         let mut r = audit_trail::base(&self.identity, self.upstream.server.name.as_str(), event);
+        // On the legacy transport the endpoint names the session, whatever headers say.
         r.session = self
-            .session
+            .legacy_endpoint
             .clone()
-            .or_else(|| self.legacy_endpoint.clone())
-            .or_else(|| self.announced.clone());
+            .or_else(|| self.announced.clone())
+            .or_else(|| self.session.clone());
         r.request_id = message.id.as_ref().map(mcp::Id::to_json);
         r.request_seq = asked.and_then(|a| a.seq);
         r.method = match asked {

@@ -491,8 +491,10 @@ async fn dispatch(
             return o;
         }
     }
-    let sent_session = headers::text(req.headers(), &MCP_SESSION_ID)
-        .ok()
+    // Recorded only where its owner was checked above: a legacy server has no such header (its
+    // session is the endpoint, named below), and a launched server checks its own later.
+    let sent_session = (!legacy && upstream.launched.is_none())
+        .then(|| headers::text(req.headers(), &MCP_SESSION_ID).ok().flatten())
         .flatten()
         .map(str::to_owned);
     let mut outcome = match (route, req.method().clone(), legacy) {
@@ -728,9 +730,12 @@ async fn post(
         o.decisions = decisions;
         return o;
     }
+    // A legacy POST's session is the endpoint it went to: an Mcp-Session-Id it carries means
+    // nothing to the server, and would name (and register) a session of the caller's choosing.
     let session_sent = headers::text(&parts.headers, &MCP_SESSION_ID)
         .ok()
         .flatten()
+        .filter(|_| legacy_endpoint.is_none())
         .map(str::to_owned);
     let mut seqs: Vec<Option<u64>> = vec![None; messages.len()];
     if let Some(audit) = &gateway.audit {

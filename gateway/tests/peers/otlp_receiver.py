@@ -4,8 +4,10 @@ OpenTelemetry protobuf definitions (opentelemetry-proto), strictly, and keeps wh
   python otlp_receiver.py --port 4318
   POST /v1/logs         -> 200 {} when the body is a valid ExportLogsServiceRequest, else 400
   GET  /_received       -> JSON list of the log records received (MessageToDict form)
-  POST /_fail?n=N[&status=S]
-                        -> answer the next N exports with S (503: a collector that is down)
+  POST /_fail?n=N[&status=S][&until_batch=1]
+                        -> answer the next N exports with S (503: a collector that is down);
+                           with until_batch, go on refusing until an export of 2+ records (so
+                           that recovery never falls between an exporter's probes)
   POST /_refuse?seq=N&status=S
                         -> answer S to every export holding the record with agentgate.seq N
                            (a collector that refuses what one record holds)
@@ -22,6 +24,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 received = []
 fail_next = 0
 fail_status = 503
+fail_until_batch = False
 refuse = {}
 refuse_empty = False
 
@@ -60,13 +63,14 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(404)
 
     def do_POST(self):
-        global fail_next, fail_status, refuse_empty
+        global fail_next, fail_status, refuse_empty, fail_until_batch
         url = urlparse(self.path)
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         if url.path == "/_fail":
             q = parse_qs(url.query)
             fail_next = int(q.get("n", ["1"])[0])
             fail_status = int(q.get("status", ["503"])[0])
+            fail_until_batch = q.get("until_batch", ["0"])[0] == "1"
             self.reply(204, b"")
             return
         if url.path == "/_refuse":
@@ -88,10 +92,11 @@ class Handler(BaseHTTPRequestHandler):
             if seq in refuse:
                 self.reply(refuse[seq])
                 return
-        if fail_next > 0:
-            fail_next -= 1
+        if fail_next > 0 or (fail_until_batch and len(seqs_of(body)) < 2):
+            fail_next = max(fail_next - 1, 0)
             self.reply(fail_status)
             return
+        fail_until_batch = False
         try:
             req = json_format.Parse(body, ExportLogsServiceRequest(), ignore_unknown_fields=False)
         except json_format.ParseError as e:
