@@ -100,6 +100,11 @@ pub enum Refusal {
         "unauthorized: a gateway token is required (Authorization: Bearer; see `agentgate token issue`)"
     )]
     TokenRequired,
+    /// Credentials in another scheme than Bearer (`Basic ...`).
+    #[error(
+        "unauthorized: only Authorization: Bearer <gateway token> is accepted (see `agentgate token issue`)"
+    )]
+    UnsupportedScheme,
     /// The token could not be checked (its issuer's keys or the revocation list are out of
     /// reach): not the agent's fault, and the same token may pass later.
     #[error("the token cannot be checked now: {0}")]
@@ -134,7 +139,7 @@ impl Refusal {
             UnknownServer(_) | NotFound | UnknownEndpoint | UnknownSession => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Origin(_) | Host(_) | Denied(_) | OutOfScope(_) => StatusCode::FORBIDDEN,
-            Unauthorized(_) | TokenRequired => StatusCode::UNAUTHORIZED,
+            Unauthorized(_) | TokenRequired | UnsupportedScheme => StatusCode::UNAUTHORIZED,
             TokenUncheckable(_) => StatusCode::SERVICE_UNAVAILABLE,
             UpstreamUnreachable { .. } | UpstreamUnavailable { .. } | UpstreamInvalid { .. } => {
                 StatusCode::BAD_GATEWAY
@@ -204,7 +209,7 @@ impl Refusal {
             UpstreamInvalid { .. } => "upstream_invalid",
             Draining => "draining",
             AuditUnavailable(_) => "audit",
-            Unauthorized(_) | TokenRequired => "unauthorized",
+            Unauthorized(_) | TokenRequired | UnsupportedScheme => "unauthorized",
             TokenUncheckable(_) => "token_uncheckable",
         }
     }
@@ -262,8 +267,9 @@ impl Refusal {
                     headers.insert(header::WWW_AUTHENTICATE, v);
                 }
             }
-            // RFC 6750 3.1: a request without credentials gets the challenge and no error code.
-            Refusal::TokenRequired => {
+            // RFC 6750 3.1: a request without credentials, or with credentials of a scheme the
+            // server does not support, gets the challenge and no error code.
+            Refusal::TokenRequired | Refusal::UnsupportedScheme => {
                 headers.insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer realm=\"agentgate\""),
@@ -329,10 +335,10 @@ mod tests {
             "Bearer realm=\"agentgate\", error=\"invalid_token\", \
              error_description=\"issuer '?????X-Evil: 1' is not trusted\""
         );
-        assert_eq!(
-            challenge(&Refusal::TokenRequired).unwrap(),
-            "Bearer realm=\"agentgate\""
-        );
+        for unknowing in [Refusal::TokenRequired, Refusal::UnsupportedScheme] {
+            assert_eq!(unknowing.status(), StatusCode::UNAUTHORIZED);
+            assert_eq!(challenge(&unknowing).unwrap(), "Bearer realm=\"agentgate\"");
+        }
         let unsure = Refusal::TokenUncheckable("keys".into());
         assert_eq!(unsure.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(challenge(&unsure).is_none());

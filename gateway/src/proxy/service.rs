@@ -576,9 +576,7 @@ async fn authenticate(
                     Some(token.trim())
                 }
                 _ => {
-                    return Err(Refusal::Unauthorized(
-                        "only Authorization: Bearer <gateway token> is accepted".into(),
-                    ));
+                    return Err(Refusal::UnsupportedScheme);
                 }
             }
         }

@@ -131,9 +131,15 @@ async fn tokens_admit_scope_and_name_agents_and_bad_ones_get_401() {
         let (_, message) = rpc_error(&body);
         assert!(message.contains(why), "{why}: {message}");
     }
-    let (status, _, body) = initialize(port, "py", &[("Authorization", "Basic YTpi")]).await;
+    let (status, head, body) = initialize(port, "py", &[("Authorization", "Basic YTpi")]).await;
     assert_eq!(status, 401);
     assert!(rpc_error(&body).1.contains("Bearer"));
+    // Another scheme is no bad token: the challenge carries no error code (RFC 6750 3.1).
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("www-authenticate: bearer realm=\"agentgate\"\r\n"),
+        "{head}"
+    );
     assert_eq!(
         received(&server).await.len(),
         before,
