@@ -130,6 +130,10 @@ pub enum Rejection {
     Claims(String),
     #[error("the token's type {0:?} is not an access token's (JWT or at+jwt)")]
     Type(String),
+    #[error(
+        "the token expires more than {0} from now, longer than its issuer's tokens may live here"
+    )]
+    TooLong(String),
 }
 
 impl Rejection {
@@ -552,6 +556,13 @@ impl TokenService {
         {
             return Err(Rejection::AgentNotAllowed(agent));
         }
+        let exp = claims["exp"].as_u64().unwrap_or(0);
+        let longest = ext.config.max_lifetime.as_secs();
+        if exp > now_secs().saturating_add(longest + ext.config.leeway.as_secs()) {
+            return Err(Rejection::TooLong(
+                humantime::format_duration(ext.config.max_lifetime).to_string(),
+            ));
+        }
         let jti = claims["jti"].as_str().map(str::to_owned);
         if let Some(j) = &jti
             && self.is_revoked(j)?
@@ -562,7 +573,7 @@ impl TokenService {
             subject: format!("{iss}#{}", claims["sub"].as_str().unwrap_or_default()),
             agent,
             jti,
-            exp: claims["exp"].as_u64().unwrap_or(0),
+            exp,
             leeway: ext.config.leeway.as_secs(),
             servers: None,
             tools: None,

@@ -63,7 +63,13 @@ pub struct IssuerConfig {
     /// How long fetched keys are trusted before they are fetched again, so that a key the
     /// issuer withdrew stops verifying tokens.
     pub jwks_max_age: Duration,
+    /// The furthest in the future a token's `exp` may lie: a token cannot outlive it, however
+    /// long its issuer made it (and one without `jti` cannot be revoked).
+    pub max_lifetime: Duration,
 }
+
+/// Default of `max_lifetime`.
+pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// Default of `jwks_max_age`.
 pub const DEFAULT_JWKS_MAX_AGE: Duration = Duration::from_secs(300);
@@ -124,6 +130,8 @@ pub struct RawIssuer {
     leeway: Option<Spanned<String>>,
     #[serde(default)]
     jwks_max_age: Option<Spanned<String>>,
+    #[serde(default)]
+    max_lifetime: Option<Spanned<String>>,
 }
 
 impl RawIssuer {
@@ -221,6 +229,19 @@ impl RawIssuer {
                 }
             },
         };
+        let max_lifetime = match self.max_lifetime {
+            None => DEFAULT_MAX_LIFETIME,
+            Some(m) => match humantime::parse_duration(m.get_ref()) {
+                Ok(d) if d >= Duration::from_secs(60) && d <= Duration::from_secs(30 * 86_400) => d,
+                _ => {
+                    return Err(err(
+                        m.span(),
+                        "tokens.issuers.max_lifetime",
+                        "a duration from 1m to 30d".into(),
+                    ));
+                }
+            },
+        };
         Ok(IssuerConfig {
             issuer: self.issuer.into_inner(),
             audience: self.audience.into_inner(),
@@ -230,6 +251,7 @@ impl RawIssuer {
             agents: self.agents,
             leeway,
             jwks_max_age,
+            max_lifetime,
         })
     }
 }
@@ -426,6 +448,10 @@ mod tests {
             (
                 "jwks_file = \"/k\"\nalgorithms = [\"RS256\"]\njwks_max_age = \"2d\"\n",
                 "from 1s to 1d",
+            ),
+            (
+                "jwks_file = \"/k\"\nalgorithms = [\"RS256\"]\nmax_lifetime = \"90d\"\n",
+                "tokens.issuers.max_lifetime",
             ),
         ] {
             let e = Config::parse(&format!("{base}{extra}"), "t.toml")

@@ -322,6 +322,11 @@ async fn an_external_issuers_tokens_name_agents_and_its_key_rotation_is_followed
             sign("k1", claims(&|c| c["agent"] = "admin".into())).await,
             "may not name here",
         ),
+        // Longer-lived than max_lifetime (default 24h) allows, whatever the issuer says.
+        (
+            sign("k1", claims(&|c| c["exp"] = (now + 48 * 3600).into())).await,
+            "more than 1day from now",
+        ),
         (
             sign(
                 "k1",
