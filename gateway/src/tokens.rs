@@ -23,6 +23,9 @@ use sha2::{Digest, Sha256};
 
 use crate::config::tokens::{IssuerConfig, JwksSource, TokensConfig};
 
+/// Seconds an external token's `exp` may lie beyond its issuer's `max_lifetime` (and leeway).
+const LIFETIME_SKEW: u64 = 300;
+
 /// Clock skew tolerated on `exp` and `iat`.
 pub const LEEWAY: Duration = Duration::from_secs(30);
 
@@ -556,9 +559,18 @@ impl TokenService {
         {
             return Err(Rejection::AgentNotAllowed(agent));
         }
-        let exp = claims["exp"].as_u64().unwrap_or(0);
+        // A NumericDate may have a fraction (RFC 7519 2), which the JWT library accepts: read
+        // as the whole second before it, not as 0 (no cap, and streams cut at once).
+        let exp = claims["exp"].as_u64().unwrap_or_else(|| {
+            claims["exp"]
+                .as_f64()
+                .filter(|f| f.is_finite() && *f >= 0.0)
+                .map_or(0, |f| f as u64)
+        });
         let longest = ext.config.max_lifetime.as_secs();
-        if exp > now_secs().saturating_add(longest + ext.config.leeway.as_secs()) {
+        // Clock skew on top: a token issued for exactly `max_lifetime` by an issuer whose clock
+        // runs a little ahead still passes.
+        if exp > now_secs().saturating_add(longest + ext.config.leeway.as_secs() + LIFETIME_SKEW) {
             return Err(Rejection::TooLong(
                 humantime::format_duration(ext.config.max_lifetime).to_string(),
             ));

@@ -137,13 +137,19 @@ impl Recorder {
         // A resource URI is kept as the target, as sent: `postgres://app:pw@db/x`; a legacy
         // session is named by the endpoint its server announced, whose query is the server's
         // to choose (`?session_id=...&access_token=...`).
-        for text in [&mut record.target, &mut record.session]
-            .into_iter()
-            .flatten()
+        if let Some(target) = record.target.as_mut()
+            && let Some(clean) = redact::redact_text(&self.config.redact, target)
         {
-            if let Some(clean) = redact::redact_text(&self.config.redact, text) {
-                *text = clean;
-            }
+            *target = clean;
+        }
+        // A session keeps a fingerprint when redacted (an `Mcp-Session-Id` may be a JWT): its
+        // records still belong together.
+        if let Some(session) = record.session.as_mut()
+            && let Some(clean) = redact::redact_text(&self.config.redact, session)
+        {
+            let digest = Sha256::digest(session.as_bytes());
+            let print: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+            *session = format!("{clean} #{print}");
         }
         if let Some(secrets) = self.secrets.as_deref().filter(|s| !s.is_empty()) {
             for part in [&mut record.params, &mut record.result] {
@@ -392,13 +398,18 @@ mod tests {
         r.session = Some(format!(
             "/messages/?session_id=ab12&access_token=eyJhbGciOi&x={secret}"
         ));
-        let session = recorder.scrub(r).session.unwrap();
+        let session = recorder.scrub(r.clone()).session.unwrap();
         assert!(
             session.contains("session_id=ab12")
                 && !session.contains("eyJhbGciOi")
                 && !session.contains(secret),
             "{session}"
         );
+        // Redacted, a session still tells its records from another's.
+        assert_eq!(recorder.scrub(r.clone()).session.unwrap(), session);
+        let mut other = r;
+        other.session = Some("/messages/?session_id=cd34&access_token=eyJhbGciOi".into());
+        assert_ne!(recorder.scrub(other).session.unwrap(), session);
         recorder.close();
     }
 

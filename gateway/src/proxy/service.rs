@@ -571,14 +571,15 @@ async fn authenticate(
             let text = v.to_str().map_err(|_| {
                 Refusal::Unauthorized("the Authorization header is not text".into())
             })?;
-            match text.split_once(' ') {
-                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
-                    Some(token.trim())
-                }
-                _ => {
-                    return Err(Refusal::UnsupportedScheme);
-                }
+            let (scheme, token) = text
+                .trim()
+                .split_once([' ', '\t'])
+                .unwrap_or((text.trim(), ""));
+            if !scheme.eq_ignore_ascii_case("bearer") {
+                return Err(Refusal::UnsupportedScheme);
             }
+            // A Bearer attempt without its token is a bad token, not another scheme.
+            Some(token.trim())
         }
     };
     match presented {

@@ -140,6 +140,10 @@ async fn tokens_admit_scope_and_name_agents_and_bad_ones_get_401() {
             .contains("www-authenticate: bearer realm=\"agentgate\"\r\n"),
         "{head}"
     );
+    // A Bearer attempt without its token is a bad token.
+    let (status, head, _) = initialize(port, "py", &[("Authorization", "Bearer")]).await;
+    assert_eq!(status, 401);
+    assert!(head.contains("error=\"invalid_token\""), "{head}");
     assert_eq!(
         received(&server).await.len(),
         before,
@@ -325,6 +329,15 @@ async fn an_external_issuers_tokens_name_agents_and_its_key_rotation_is_followed
         // Longer-lived than max_lifetime (default 24h) allows, whatever the issuer says.
         (
             sign("k1", claims(&|c| c["exp"] = (now + 48 * 3600).into())).await,
+            "more than 1day from now",
+        ),
+        // Also written with a fraction, which NumericDate allows.
+        (
+            sign(
+                "k1",
+                claims(&|c| c["exp"] = ((now + 48 * 3600) as f64 + 0.5).into()),
+            )
+            .await,
             "more than 1day from now",
         ),
         (
