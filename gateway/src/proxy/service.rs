@@ -83,7 +83,8 @@ struct Outcome {
 }
 
 impl Outcome {
-    /// A request the gateway answers itself, with no message in it.
+    /// A request answered without a refusal (by the gateway itself, or relayed), with no
+    /// message in it yet.
     fn answered(response: Response<Body>) -> Self {
         Self {
             response,
@@ -493,10 +494,10 @@ async fn dispatch(
     }
     // Recorded only where its owner was checked above: a legacy server has no such header (its
     // session is the endpoint, named below), and a launched server checks its own later.
+    // (A cheap copy of the header: text only if a refusal is recorded with it.)
     let sent_session = (!legacy && upstream.launched.is_none())
-        .then(|| headers::text(req.headers(), &MCP_SESSION_ID).ok().flatten())
-        .flatten()
-        .map(str::to_owned);
+        .then(|| req.headers().get(&MCP_SESSION_ID).cloned())
+        .flatten();
     let mut outcome = match (route, req.method().clone(), legacy) {
         (Route::Mcp(_), Method::POST, false) => {
             post(gateway, identity, framing, upstream, req, None).await
@@ -549,8 +550,8 @@ async fn dispatch(
     if identity.token().is_some() {
         outcome.identity = Some(authenticated);
     }
-    if outcome.session.is_none() {
-        outcome.session = sent_session;
+    if outcome.session.is_none() && outcome.error.is_some() {
+        outcome.session = sent_session.and_then(|v| v.to_str().ok().map(str::to_owned));
     }
     outcome
 }
@@ -1280,16 +1281,7 @@ async fn relay_response(
     *resp.status_mut() = parts.status;
     *resp.headers_mut() = out_headers;
     Outcome {
-        response: resp,
         messages,
-        decisions: Vec::new(),
-        error: None,
-        recorded: Vec::new(),
-        body: None,
-        batch: false,
-        identity: None,
-        reply: None,
-        on_stream: false,
-        session: None,
+        ..Outcome::answered(resp)
     }
 }
