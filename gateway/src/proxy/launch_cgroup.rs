@@ -242,3 +242,47 @@ pub fn enter_at_exec(command: &mut tokio::process::Command, cgroup: &SessionCgro
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A process that did not get into its session's cgroup leaves the session to its process
+    /// group: the cgroup is given up (removed), not kept as if it held the server. (Root and
+    /// cgroup2, as CI has.)
+    #[test]
+    fn a_cgroup_its_process_did_not_enter_is_given_up() {
+        let cgroup = SessionCgroup::create("unit-test-not-entered")
+            .expect("root and cgroup2 make a session cgroup");
+        let dir = cgroup.dir.clone();
+        assert!(dir.join("cgroup.procs").exists());
+        // This test's own process is not in it.
+        assert!(cgroup.holds(Some(std::process::id())).is_none());
+        assert!(!dir.exists(), "{}", dir.display());
+        let cgroup = SessionCgroup::create("unit-test-no-pid").unwrap();
+        let dir = cgroup.dir.clone();
+        assert!(cgroup.holds(None).is_none());
+        assert!(!dir.exists(), "{}", dir.display());
+    }
+
+    /// A child that entered its cgroup is found there, and removing the cgroup kills it.
+    #[tokio::test]
+    async fn a_child_enters_its_cgroup_and_goes_with_it() {
+        let cgroup = SessionCgroup::create("unit-test-entered").unwrap();
+        let dir = cgroup.dir.clone();
+        let mut command = tokio::process::Command::new("sleep");
+        command.arg("300");
+        enter_at_exec(&mut command, &cgroup);
+        let mut child = command.spawn().unwrap();
+        let cgroup = cgroup
+            .holds(child.id())
+            .expect("the child is in its cgroup");
+        assert!(cgroup.remove().await);
+        let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+            .await
+            .expect("killed with its cgroup")
+            .unwrap();
+        assert!(!status.success());
+        assert!(!dir.exists(), "{}", dir.display());
+    }
+}
