@@ -224,7 +224,8 @@ impl Resolver {
     }
 }
 
-fn read_start_time(proc_dir: &Path) -> Option<u64> {
+/// The process's start time (clock ticks since boot), field 22 of `stat`.
+pub(crate) fn read_start_time(proc_dir: &Path) -> Option<u64> {
     let stat = fs::read_to_string(proc_dir.join("stat")).ok()?;
     // Fields after the command name, which may contain spaces and parentheses.
     let after = stat.rsplit_once(')')?.1;
@@ -237,7 +238,7 @@ fn ticks_to_ns(ticks: u64) -> u64 {
 }
 
 /// The process's cgroup2 path (the `0::` line), relative to the mount.
-fn read_cgroup(proc_dir: &Path) -> Option<String> {
+pub(crate) fn read_cgroup(proc_dir: &Path) -> Option<String> {
     let text = fs::read_to_string(proc_dir.join("cgroup")).ok()?;
     text.lines()
         .find_map(|l| l.strip_prefix("0::"))

@@ -17,6 +17,8 @@ use std::{
     time::Duration,
 };
 
+use crate::identity::{read_cgroup, read_start_time};
+
 /// The prefix of a session cgroup's name.
 const PREFIX: &str = "agentgate-launch-";
 
@@ -36,14 +38,13 @@ fn parent() -> Option<&'static Path> {
     PARENT
         .get_or_init(|| {
             let mount = crate::ebpf::cgroup2_mount()?;
-            let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-            let own = own.lines().find_map(|l| l.strip_prefix("0::"))?.trim();
+            let own = read_cgroup(Path::new("/proc/self"))?;
             // A path outside the mount's view ("/../x", from another cgroup namespace) names
             // no directory here.
             if own.split('/').any(|part| part == "..") {
                 return None;
             }
-            Some(mount.join(own.trim_start_matches('/')))
+            Some(mount.join(own.trim()))
         })
         .as_deref()
 }
@@ -51,9 +52,7 @@ fn parent() -> Option<&'static Path> {
 /// `<pid>.<start time>` of process `pid`: its name among live processes, as a pid alone is not
 /// once the process is gone and the number reused.
 fn process_mark(pid: &str) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command's closing parenthesis: the start time is the 20th (22nd of all).
-    let start = stat.rsplit_once(')')?.1.split_whitespace().nth(19)?;
+    let start = read_start_time(&Path::new("/proc").join(pid))?;
     Some(format!("{pid}.{start}"))
 }
 
@@ -112,12 +111,8 @@ impl SessionCgroup {
     pub fn holds(self, pid: Option<u32>) -> Option<Self> {
         let name = self.dir.file_name()?.to_string_lossy().into_owned();
         let inside = pid
-            .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok())
-            .is_some_and(|c| {
-                c.lines()
-                    .filter_map(|l| l.strip_prefix("0::"))
-                    .any(|path| path.trim_end().ends_with(&format!("/{name}")))
-            });
+            .and_then(|pid| read_cgroup(&Path::new("/proc").join(pid.to_string())))
+            .is_some_and(|path| path.trim_end().ends_with(&name));
         if inside {
             Some(self)
         } else {
