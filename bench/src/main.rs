@@ -60,6 +60,8 @@ enum Mode {
     /// Echoes each byte read from stdin to stdout, until end of input (the far end of the
     /// wake-up round trip).
     Pong,
+    /// Prints only the parse + classify figures (for profiling the parser by hand).
+    Parse,
     /// Times `count` rounds of sequential connects, one to each `--addr` per round (socket,
     /// connect, close with RST); prints each address's median in ns. Interleaving the addresses
     /// in one process puts them through the same moments of a noisy machine.
@@ -134,6 +136,14 @@ async fn internal(mode: Mode) -> Result<()> {
             );
         }
         Mode::Upstream { addr } => serve_upstream(TcpListener::bind(addr).await?).await,
+        Mode::Parse => {
+            for size in [4096, 65_536, 1 << 20] {
+                let (gbps, vs_serde, vs_simd) = parse_throughput(size);
+                println!(
+                    "{size:>8} B: {gbps:6.2} GB/s ({vs_serde:.1}x serde_json Value, {vs_simd:.2}x simd-json alone)"
+                );
+            }
+        }
         Mode::Pong => {
             use std::io::{Read, Write};
             let (mut input, mut output) = (std::io::stdin().lock(), std::io::stdout().lock());

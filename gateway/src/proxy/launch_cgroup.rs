@@ -138,14 +138,47 @@ impl SessionCgroup {
     /// waiting up to two seconds for the killed processes to go. Whether it is gone.
     pub async fn remove(self) -> bool {
         self.kill();
-        for _ in 0..200 {
+        for _ in 0..REMOVE_ATTEMPTS {
             if remove_tree(&self.dir) {
                 return true;
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(REMOVE_STEP).await;
         }
-        tracing::warn!(cgroup = %self.dir.display(), "A launched session's cgroup still holds processes after being killed; left in place.");
+        self.left_in_place();
         false
+    }
+
+    /// [`Self::remove`] for a session whose task was dropped (the drain deadline passed, or its
+    /// runtime went) and so cannot wait: a killed process is usually gone within milliseconds,
+    /// so the first tenth of a second is waited for here (the process may be about to exit);
+    /// the rest on a thread of its own. Without it the empty cgroup stayed until a later
+    /// gateway's sweep.
+    pub fn remove_in_background(self) {
+        self.kill();
+        for _ in 0..REMOVE_ATTEMPTS / 20 {
+            if remove_tree(&self.dir) {
+                return;
+            }
+            std::thread::sleep(REMOVE_STEP);
+        }
+        let spawned = std::thread::Builder::new()
+            .name("agentgate-cgroup".into())
+            .spawn(move || {
+                for _ in 0..REMOVE_ATTEMPTS {
+                    if remove_tree(&self.dir) {
+                        return;
+                    }
+                    std::thread::sleep(REMOVE_STEP);
+                }
+                self.left_in_place();
+            });
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "Could not start a thread to remove a launched session's cgroup; the next start's sweep removes it.");
+        }
+    }
+
+    fn left_in_place(&self) {
+        tracing::warn!(cgroup = %self.dir.display(), "A launched session's cgroup still holds processes after being killed; left in place.");
     }
 
     /// Removes the cgroup of a session whose process never started (it holds nothing).
@@ -153,6 +186,11 @@ impl SessionCgroup {
         let _ = std::fs::remove_dir(&self.dir);
     }
 }
+
+/// How often, and how far apart, removing a killed session's cgroup is tried: two seconds for
+/// its processes to go.
+const REMOVE_ATTEMPTS: usize = 200;
+const REMOVE_STEP: Duration = Duration::from_millis(10);
 
 /// Removes a cgroup directory and those below it, deepest first; whether it is gone. (A cgroup
 /// directory holds only its interface files, which go with it.)
@@ -279,5 +317,53 @@ mod tests {
             .unwrap();
         assert!(!status.success());
         assert!(!dir.exists(), "{}", dir.display());
+    }
+
+    /// A session whose task is dropped cannot wait for its processes to go: its cgroup is still
+    /// killed, and removed from another thread once empty.
+    #[test]
+    fn a_dropped_sessions_cgroup_is_removed_in_the_background() {
+        let cgroup = SessionCgroup::create("unit-test-background").unwrap();
+        let dir = cgroup.dir.clone();
+        let mut command = std::process::Command::new("sh");
+        // A grandchild in its own session, as a daemonizing server leaves one.
+        command.args(["-c", "setsid sleep 300 & exec sleep 300"]);
+        let procs = cgroup.procs_fd();
+        // SAFETY: one async-signal-safe system call between fork and exec, as enter_at_exec.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+                enter(procs);
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().unwrap();
+        let cgroup = cgroup.holds(Some(child.id())).expect("in its cgroup");
+        // Both processes are in before it goes.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::fs::read_to_string(dir.join("cgroup.procs"))
+            .unwrap()
+            .lines()
+            .count()
+            < 2
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the grandchild never started"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        cgroup.remove_in_background();
+        let status = child.wait().unwrap();
+        assert!(!status.success());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while dir.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} was left in place",
+                dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }

@@ -639,8 +639,8 @@ impl Launcher {
     }
 }
 
-/// Kills a session's process group and cgroup when asked, and when dropped (a cgroup left
-/// then is removed by the next start's sweep).
+/// Kills a session's process group and cgroup when asked, and when dropped (the cgroup is then
+/// removed from a thread of its own).
 struct GroupGuard {
     pgid: Option<u32>,
     cgroup: Option<SessionCgroup>,
@@ -661,6 +661,9 @@ impl GroupGuard {
 impl Drop for GroupGuard {
     fn drop(&mut self) {
         self.kill();
+        if let Some(cgroup) = self.cgroup.take() {
+            cgroup.remove_in_background();
+        }
     }
 }
 
