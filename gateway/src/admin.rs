@@ -4,7 +4,13 @@
 //! `/.well-known/jwks.json`. It never decides. What shows records or identities, or reloads
 //! the policy, is served to root and the gateway's own user only.
 
-use std::{convert::Infallible, net::SocketAddr, sync::Arc};
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -16,16 +22,70 @@ use tokio::net::TcpListener;
 
 use crate::{
     drain::Drain,
-    proxy::{Body, BoxError, Gateway},
+    proxy::{Body, BoxError, Gateway, lock},
 };
 
 /// Connections the admin API serves at once. Any local process can connect: without a cap, one
 /// that holds thousands open would take the descriptors the agents' listener needs.
 const MAX_ADMIN_CONNECTIONS: usize = 64;
 
+/// Wrong admin secrets one caller may present within [`FAILURE_WINDOW`] before `POST /tokens`
+/// refuses it without looking (429) until the window ends.
+const MAX_FAILURES: u32 = 5;
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Callers whose failures are tracked at once; beyond them, callers without a known uid share
+/// one count (the uids of a host are few, the addresses a remote peer can use are not).
+const MAX_TRACKED: usize = 1024;
+
+/// Who presented a wrong admin secret: the local user where the kernel tells, else the address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Caller {
+    Uid(u32),
+    Addr(std::net::IpAddr),
+    Others,
+}
+
+/// Wrong admin secrets per caller, so that a local process cannot try secrets at the speed of
+/// loopback.
+#[derive(Default)]
+struct Failures(Mutex<HashMap<Caller, (u32, Instant)>>);
+
+impl Failures {
+    /// When `caller` may try again, if it is locked out now.
+    fn locked_until(&self, caller: Caller) -> Option<Instant> {
+        let map = lock(&self.0);
+        let (count, since) = *map.get(&caller)?;
+        let until = since + FAILURE_WINDOW;
+        (count >= MAX_FAILURES && Instant::now() < until).then_some(until)
+    }
+
+    fn failed(&self, caller: Caller) {
+        let now = Instant::now();
+        let mut map = lock(&self.0);
+        if map.len() >= MAX_TRACKED && !map.contains_key(&caller) {
+            map.retain(|_, (_, since)| now < *since + FAILURE_WINDOW);
+        }
+        let caller = if map.len() >= MAX_TRACKED && !map.contains_key(&caller) {
+            Caller::Others
+        } else {
+            caller
+        };
+        let entry = map.entry(caller).or_insert((0, now));
+        if now >= entry.1 + FAILURE_WINDOW {
+            *entry = (0, now);
+        }
+        entry.0 += 1;
+    }
+
+    fn succeeded(&self, caller: Caller) {
+        lock(&self.0).remove(&caller);
+    }
+}
+
 /// Serves the admin API on `listener` until draining starts.
 pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, drain: Drain) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_ADMIN_CONNECTIONS));
+    let failures = Arc::new(Failures::default());
     loop {
         // Taken before accepting: further clients wait in the kernel's backlog.
         let slot = tokio::select! {
@@ -46,12 +106,14 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, drain: Drain) {
             },
         };
         let gateway = gateway.clone();
+        let failures = failures.clone();
         let conn_drain = drain.clone();
         let local = stream.local_addr().ok();
         drain.spawn(async move {
             let _slot = slot;
             let service = service_fn(move |req| {
                 let gateway = gateway.clone();
+                let failures = failures.clone();
                 async move {
                     // The admin API speaks plain HTTP on loopback: a rebound browser page must
                     // not reach it either (its GETs carry no Origin), nor a page of another
@@ -69,8 +131,20 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, drain: Drain) {
                             Bytes::from(format!("{refusal}\n")),
                         )));
                     }
-                    if guarded(req.uri().path()) && !trusted(peer, local).await {
+                    let uid = if guarded(req.uri().path()) {
+                        caller_uid(peer, local).await
+                    } else {
+                        None
+                    };
+                    if guarded(req.uri().path()) && !trusted(uid) {
                         tracing::warn!(%peer, path = req.uri().path(), "Refused an admin request from a process that is neither root nor the gateway's user.");
+                        record_refusal(
+                            &gateway,
+                            peer,
+                            uid,
+                            req.uri().path(),
+                            "only root and the gateway's own user may use it",
+                        );
                         return Ok(boxed(reply(
                             StatusCode::FORBIDDEN,
                             "text/plain",
@@ -80,14 +154,28 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, drain: Drain) {
                             )),
                         )));
                     }
-                    let response = match req.uri().path() {
+                    let path = req.uri().path();
+                    if matches!(path, "/audit/export" | "/audit/query")
+                        && req.method() == Method::GET
+                    {
+                        // Reading the log is itself recorded (PCI DSS 10.2.1.3).
+                        let mut r = crate::audit::Record::new(crate::audit::Event::AuditRead);
+                        r.peer = Some(peer.to_string());
+                        r.detail = Some(serde_json::json!({
+                            "path": path, "query": req.uri().query().unwrap_or(""), "uid": uid,
+                        }));
+                        gateway.record(r);
+                    }
+                    let response = match path {
                         "/audit/export" if req.method() == Method::GET => {
                             return Ok(export(&req, &gateway));
                         }
                         "/audit/query" if req.method() == Method::GET => {
                             audit(&req, &gateway).await
                         }
-                        "/tokens" if req.method() == Method::POST => issue(req, &gateway).await,
+                        "/tokens" if req.method() == Method::POST => {
+                            issue(req, &gateway, &failures, peer, local).await
+                        }
                         "/policy/reload" if req.method() == Method::POST => {
                             reload(gateway.clone()).await
                         }
@@ -122,18 +210,29 @@ fn guarded(path: &str) -> bool {
     )
 }
 
-/// Whether the process at the other end of an admin connection runs as root or as the
-/// gateway's user. Only a local peer can be told: anything else is not trusted.
-async fn trusted(peer: SocketAddr, local: Option<SocketAddr>) -> bool {
-    let Some(local) = local else {
-        return false;
-    };
+/// The user of the process at the other end of an admin connection. Only a local peer can be
+/// told.
+async fn caller_uid(peer: SocketAddr, local: Option<SocketAddr>) -> Option<u32> {
+    let local = local?;
     // The kernel's socket table can be large: read it off the runtime's threads.
-    let uid = tokio::task::spawn_blocking(move || peer_uid(peer, local))
+    tokio::task::spawn_blocking(move || peer_uid(peer, local))
         .await
         .ok()
-        .flatten();
+        .flatten()
+}
+
+/// Whether a caller runs as root or as the gateway's user. One that cannot be told is not
+/// trusted.
+fn trusted(uid: Option<u32>) -> bool {
     uid.is_some_and(|uid| uid == 0 || uid == crate::ebpf::effective_uid())
+}
+
+/// Records an admin request refused (the audit trail of invalid access attempts).
+fn record_refusal(gateway: &Gateway, peer: SocketAddr, uid: Option<u32>, path: &str, why: &str) {
+    let mut r = crate::audit::Record::new(crate::audit::Event::AdminRefused);
+    r.peer = Some(peer.to_string());
+    r.detail = Some(serde_json::json!({ "path": path, "reason": why, "uid": uid }));
+    gateway.record(r);
 }
 
 /// The owner of the local socket `peer` whose connection reached `local`, from the kernel's
@@ -414,7 +513,13 @@ struct IssueRequest {
 /// `POST /tokens` with `Authorization: Bearer <tokens.admin_secret>` and a JSON body
 /// `{"agent": .., "servers": [..], "tools": [..], "scope": "..", "args": {"tool": {"/ptr":
 /// ["v"]}}, "ttl": "15m"}`: issues a token.
-async fn issue(req: Request<Incoming>, gateway: &Gateway) -> Response<Full<Bytes>> {
+async fn issue(
+    req: Request<Incoming>,
+    gateway: &Gateway,
+    failures: &Failures,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+) -> Response<Full<Bytes>> {
     use http_body_util::BodyExt;
     let json = |status: StatusCode, body: serde_json::Value| {
         let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
@@ -432,6 +537,28 @@ async fn issue(req: Request<Incoming>, gateway: &Gateway) -> Response<Full<Bytes
             "token issuance over the admin API is off (tokens.admin_secret)",
         );
     };
+    let uid = caller_uid(peer, local).await;
+    let caller = uid.map_or(Caller::Addr(peer.ip().to_canonical()), Caller::Uid);
+    if let Some(until) = failures.locked_until(caller) {
+        record_refusal(
+            gateway,
+            peer,
+            uid,
+            "/tokens",
+            "too many wrong admin secrets; not checked",
+        );
+        let wait = until.saturating_duration_since(Instant::now()).as_secs() + 1;
+        let mut resp = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!(
+                "too many wrong admin secrets from this caller: try again in {wait} s (at most {MAX_FAILURES} a minute)"
+            ),
+        );
+        if let Ok(v) = header::HeaderValue::from_str(&wait.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return resp;
+    }
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -441,6 +568,13 @@ async fn issue(req: Request<Incoming>, gateway: &Gateway) -> Response<Full<Bytes
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map_or("", |(_, secret)| secret.trim());
     if !tokens.admin_allows(presented) {
+        failures.failed(caller);
+        let why = if presented.is_empty() {
+            "no admin secret"
+        } else {
+            "wrong admin secret"
+        };
+        record_refusal(gateway, peer, uid, "/tokens", why);
         let mut resp = error(StatusCode::UNAUTHORIZED, "the admin secret is required");
         resp.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -448,6 +582,7 @@ async fn issue(req: Request<Incoming>, gateway: &Gateway) -> Response<Full<Bytes
         );
         return resp;
     }
+    failures.succeeded(caller);
     let body = match http_body_util::Limited::new(req.into_body(), 64 << 10)
         .collect()
         .await

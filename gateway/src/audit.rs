@@ -53,6 +53,11 @@ pub enum Event {
     EbpfDetach,
     /// A token issued over the admin API.
     TokenIssued,
+    /// An admin API request refused: a wrong or missing admin secret, too many of them, or a
+    /// caller who may not see records and identities.
+    AdminRefused,
+    /// Records read over the admin API (`/audit/query`, `/audit/export`).
+    AuditRead,
 }
 
 /// One audit record (schema version 1, documented in `docs/AUDIT.md`). Optional members are

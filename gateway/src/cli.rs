@@ -388,7 +388,7 @@ pub async fn start_with(
         if let Some(name) = &config.tokens.admin_secret
             && let Some(spec) = config.secrets.iter().find(|s| &s.name == name)
         {
-            service = service.with_admin(crate::credentials::Secret::read(spec)?);
+            service = service.with_admin(crate::credentials::Secret::read(spec)?)?;
         }
         Some(Arc::new(service))
     } else {

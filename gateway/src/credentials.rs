@@ -103,16 +103,26 @@ impl Secret {
 }
 
 impl Secret {
-    /// Whether `presented` equals the secret, in time that depends only on the lengths.
+    /// Whether `presented` equals the secret. Their SHA-256 digests are compared, in constant
+    /// time: neither where they differ nor the secret's length shows in the time it takes.
     pub fn matches(&self, presented: &[u8]) -> bool {
-        if presented.len() != self.0.len() {
-            return false;
-        }
-        let diff = presented
+        use sha2::{Digest, Sha256};
+        let (a, b) = (Sha256::digest(presented), Sha256::digest(&self.0[..]));
+        let diff = a
             .iter()
-            .zip(self.0.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            .zip(b.iter())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y));
         std::hint::black_box(diff) == 0
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether it is empty (a secret read from config never is).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -439,6 +449,23 @@ impl CredentialStage for Injector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_matches_itself_only() {
+        let secret = Secret(Zeroizing::new(b"0123456789abcdef".to_vec()));
+        assert!(secret.matches(b"0123456789abcdef"));
+        for other in [
+            &b""[..],
+            b"0123456789abcde",
+            b"0123456789abcdeg",
+            b"0123456789abcdef0",
+            b"1123456789abcdef",
+        ] {
+            assert!(!secret.matches(other), "{other:?}");
+        }
+        assert_eq!(secret.len(), 16);
+        assert!(!secret.is_empty());
+    }
 
     #[test]
     fn the_scrubber_blanks_secrets_raw_escaped_in_keys_and_leaves_other_text() {

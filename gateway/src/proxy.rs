@@ -136,7 +136,7 @@ impl LiveConnections {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Nothing here can be left half-updated by a panic: recover instead of propagating poison.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -223,10 +223,15 @@ impl Gateway {
 
     /// Records a gateway event (start, stop, reload, interception) without waiting for it.
     pub fn record_event(&self, event: crate::audit::Event, detail: serde_json::Value) {
+        let mut r = crate::audit::Record::new(event);
+        r.detail = Some(detail);
+        self.record(r);
+    }
+
+    /// Appends a record, when the audit log is on.
+    pub fn record(&self, record: crate::audit::Record) {
         if let Some(audit) = &self.audit {
-            let mut r = crate::audit::Record::new(event);
-            r.detail = Some(detail);
-            let _ = audit.record(r);
+            let _ = audit.record(record);
         }
     }
 

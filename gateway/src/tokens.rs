@@ -166,7 +166,16 @@ pub enum TokenError {
     Sign(String),
     #[error("agent name {0:?} is what callers no agent matches are called: it cannot be given")]
     ReservedAgent(String),
+    #[error(
+        "tokens.admin_secret: the secret is {len} bytes; at least {min} are required, as any local process may try secrets at the admin API (make one with `head -c 32 /dev/urandom | base64`)",
+        min = MIN_ADMIN_SECRET
+    )]
+    AdminSecretTooShort { len: usize },
 }
+
+/// Shortest admin secret accepted: any local process can reach the admin API's `POST /tokens`,
+/// so the secret must be one no one guesses, not a password.
+pub const MIN_ADMIN_SECRET: usize = 16;
 
 /// The gateway's token service.
 pub struct TokenService {
@@ -441,10 +450,14 @@ impl TokenService {
         &self.config
     }
 
-    /// Enables issuance over the admin API for callers presenting `secret`.
-    pub fn with_admin(mut self, secret: crate::credentials::Secret) -> Self {
+    /// Enables issuance over the admin API for callers presenting `secret` (at least
+    /// [`MIN_ADMIN_SECRET`] bytes).
+    pub fn with_admin(mut self, secret: crate::credentials::Secret) -> Result<Self, TokenError> {
+        if secret.len() < MIN_ADMIN_SECRET {
+            return Err(TokenError::AdminSecretTooShort { len: secret.len() });
+        }
         self.admin = Some(secret);
-        self
+        Ok(self)
     }
 
     /// Whether the admin API issues tokens at all.

@@ -478,7 +478,7 @@ async fn an_issuers_withdrawn_key_stops_verifying_once_its_keys_are_older_than_j
 #[tokio::test(flavor = "multi_thread")]
 async fn the_admin_api_issues_tokens_only_to_callers_with_the_admin_secret() {
     let scratch = scratch_dir("tokens-admin");
-    std::fs::write(scratch.join("admin.secret"), "adm1n-s3cret\n").unwrap();
+    std::fs::write(scratch.join("admin.secret"), "adm1n-s3cret-0123456789\n").unwrap();
     let extra = format!(
         "admin_secret = \"admin\"\n[[secrets]]\nname = \"admin\"\nfile = \"{}/admin.secret\"\n",
         scratch.display()
@@ -489,8 +489,8 @@ async fn the_admin_api_issues_tokens_only_to_callers_with_the_admin_secret() {
     for auth in [
         None,
         Some("Bearer wrong"),
-        Some("Bearer adm1n-s3cre"),
-        Some("adm1n-s3cret"),
+        Some("Bearer adm1n-s3cret-012345678"),
+        Some("adm1n-s3cret-0123456789"),
     ] {
         let mut headers = vec![("Content-Type", "application/json")];
         if let Some(a) = auth {
@@ -506,7 +506,7 @@ async fn the_admin_api_issues_tokens_only_to_callers_with_the_admin_secret() {
         "/tokens",
         &[
             ("Content-Type", "application/json"),
-            ("Authorization", "bearer  adm1n-s3cret"),
+            ("Authorization", "bearer  adm1n-s3cret-0123456789"),
         ],
         ask,
     )
@@ -514,7 +514,7 @@ async fn the_admin_api_issues_tokens_only_to_callers_with_the_admin_secret() {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let good = [
         ("Content-Type", "application/json"),
-        ("Authorization", "Bearer adm1n-s3cret"),
+        ("Authorization", "Bearer adm1n-s3cret-0123456789"),
     ];
     let (status, _, body) = http(
         admin,
@@ -541,6 +541,27 @@ async fn the_admin_api_issues_tokens_only_to_callers_with_the_admin_secret() {
     let token = issued["token"].as_str().unwrap();
     let (status, head, _) = initialize_with(addr(&gw).port(), token).await;
     assert_eq!(status, 200, "{head}");
+    // A caller that keeps guessing is stopped: five wrong secrets in a minute, and even the
+    // right one is not looked at.
+    for _ in 0..5 {
+        let wrong = [("Authorization", "Bearer adm1n-s3cret-0123456788")];
+        let (status, _, _) = http(admin, "POST", "/tokens", &wrong, ask).await;
+        assert_eq!(status, 401);
+    }
+    let (status, head, body) = http(admin, "POST", "/tokens", &good, ask).await;
+    assert_eq!(status, 429, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: "),
+        "{head}"
+    );
+    assert!(
+        String::from_utf8_lossy(&body).contains("too many wrong admin secrets"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    // Reading the log over the admin API is recorded too.
+    let (status, _, _) = http(admin, "GET", "/audit/query?agent=ci-bot", &[], b"").await;
+    assert_eq!(status, 200);
     gw.shutdown().await;
     let records =
         agentgate::audit::query::query(&scratch.join("audit"), &Default::default(), None).unwrap();
@@ -549,12 +570,59 @@ async fn the_admin_api_issues_tokens_only_to_callers_with_the_admin_secret() {
         .find(|r| r.event == agentgate::audit::Event::TokenIssued)
         .expect("the issuance is audited");
     assert_eq!(event.detail.as_ref().unwrap()["agent"], "ci-bot");
+    // Every refused attempt is recorded, with the caller's user (root here).
+    let refused = |reason: &str| {
+        records
+            .iter()
+            .filter(|r| r.event == agentgate::audit::Event::AdminRefused)
+            .filter(|r| {
+                let d = r.detail.as_ref().unwrap();
+                d["reason"] == reason && d["path"] == "/tokens" && d["uid"] == 0
+            })
+            .count()
+    };
+    assert_eq!(refused("no admin secret"), 2);
+    assert_eq!(refused("wrong admin secret"), 7);
+    assert_eq!(refused("too many wrong admin secrets; not checked"), 1);
+    let read = records
+        .iter()
+        .find(|r| r.event == agentgate::audit::Event::AuditRead)
+        .expect("the read is audited");
+    assert_eq!(read.detail.as_ref().unwrap()["query"], "agent=ci-bot");
+    assert_eq!(read.detail.as_ref().unwrap()["uid"], 0);
     let raw: Vec<u8> = agentgate::audit::log::segments(&scratch.join("audit"))
         .unwrap()
         .into_iter()
         .flat_map(|(_, p)| std::fs::read(p).unwrap())
         .collect();
     assert!(!raw.windows(12).any(|w| w == b"adm1n-s3cret"));
+}
+
+/// An admin secret short enough to guess is refused at start, naming the key.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_short_admin_secret_is_refused_at_start() {
+    let scratch = scratch_dir("tokens-admin-short");
+    std::fs::write(scratch.join("admin.secret"), "adm1n-s3cret\n").unwrap();
+    let server = python_server("streamable-http", None).await;
+    let text = gateway_config(
+        &[("py", &server.url("/mcp"), "streamable-http", "")],
+        &format!(
+            "{}admin_secret = \"admin\"\n[[secrets]]\nname = \"admin\"\nfile = \"{}/admin.secret\"\n{}",
+            tokens_section(&scratch),
+            scratch.display(),
+            audit_section(&scratch)
+        ),
+    );
+    let config = agentgate::config::Config::parse(&text, "test.toml").unwrap();
+    let error = agentgate::cli::start(config)
+        .await
+        .map(|_| ())
+        .expect_err("a 12-byte admin secret is refused")
+        .to_string();
+    assert!(
+        error.contains("tokens.admin_secret") && error.contains("12 bytes; at least 16"),
+        "{error}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
