@@ -111,7 +111,14 @@ pub fn filter(
             });
             return !apply;
         };
-        let mut why = None;
+        // Hidden text in any entry's description reaches the model, a prompt's or a
+        // resource's as much as a tool's.
+        let flags = pins::flags(item);
+        if !flags.is_empty() {
+            tracing::warn!(server, member, entry = name, flags = %flags.join(", "), "A list entry carries hidden text.");
+        }
+        let mut why = (flagged_hides && !flags.is_empty())
+            .then(|| format!("its definition contains {}", flags.join(", ")));
         if member == "tools" {
             let hash = pins::definition_hash(item);
             let status = pins.observe(server, name, &hash);
@@ -125,14 +132,7 @@ pub fn filter(
                 });
                 return !apply;
             }
-            let flags = pins::flags(item);
             pins.flag(server, name, &flags);
-            if !flags.is_empty() {
-                tracing::warn!(server, tool = name, flags = %flags.join(", "), "A tool definition carries hidden text.");
-                if flagged_hides {
-                    why = Some(format!("its definition contains {}", flags.join(", ")));
-                }
-            }
             let declarations = Declarations::of(item.get("inputSchema"));
             let invalid = declarations.invalid.clone();
             let underscored = declarations

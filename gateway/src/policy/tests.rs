@@ -814,3 +814,53 @@ fn a_list_spelled_in_another_case_goes_whole() {
         );
     }
 }
+
+/// Hidden text in a prompt's or a resource's description reaches the model as a tool's does:
+/// such entries are hidden too (`flagged = "hide"`, the default), clean ones stay.
+#[test]
+fn prompts_and_resources_with_hidden_text_are_hidden_like_tools() {
+    let p = policy("[[rules]]\nname = \"all\"\neffect = \"allow\"\n");
+    let pins = pins::Pins::load(None, &[]).unwrap();
+    let mut prompts = json!({"prompts": [
+        {"name": "clean", "description": "Summarise a file."},
+        {"name": "tagged", "description": "Summarise\u{E0041}\u{E0042} a file."},
+    ]});
+    let hidden = lists::filter(&p, &pins, "a", "db", "prompts/list", &mut prompts, true);
+    assert_eq!(prompts["prompts"].as_array().unwrap().len(), 1);
+    assert_eq!(prompts["prompts"][0]["name"], "clean");
+    assert!(
+        hidden
+            .iter()
+            .any(|h| h.name == "tagged" && h.why.contains("tag characters")),
+        "{hidden:?}"
+    );
+    let mut resources = json!({"resources": [
+        {"uri": "file:///a", "name": "a", "description": "plain"},
+        {"uri": "file:///b", "name": "b", "description": "read me\u{1b}[8m first"},
+    ]});
+    lists::filter(&p, &pins, "a", "db", "resources/list", &mut resources, true);
+    assert_eq!(resources["resources"].as_array().unwrap().len(), 1);
+    assert_eq!(resources["resources"][0]["name"], "a");
+    // Reported only, the entries stay.
+    let report = Policy::compile(
+        &Config::parse(
+            &format!(
+                "{SERVERS}[policy]\npins_file = \"\"\nflagged = \"report\"\n\
+                 [[rules]]\nname = \"all\"\neffect = \"allow\"\n"
+            ),
+            "test.toml",
+        )
+        .unwrap(),
+    );
+    let mut prompts = json!({"prompts": [{"name": "tagged", "description": "x\u{E0041}"}]});
+    lists::filter(
+        &report,
+        &pins,
+        "a",
+        "db",
+        "prompts/list",
+        &mut prompts,
+        true,
+    );
+    assert_eq!(prompts["prompts"].as_array().unwrap().len(), 1);
+}
