@@ -257,6 +257,10 @@ struct State {
     /// The store that replaced this one on a reload. Callers that took this store just before
     /// the swap are sent on to it, so that nothing they report is lost with the old store.
     successor: Option<Arc<Pins>>,
+    /// Tools whose server said its tools changed (`notifications/tools/list_changed`) after
+    /// their last definition seen: refused until a listing shows them again, so that a call is
+    /// never judged by a definition the server has replaced.
+    stale: HashMap<String, std::collections::HashSet<String>>,
     /// Observations not yet written to the pin file: (server, tool, hash, status).
     unsaved: Vec<(String, String, String, Status)>,
     /// Declarations of pinned or pending definitions not yet written to the pin file.
@@ -316,6 +320,7 @@ impl Pins {
             }
             learnt.current = st.current.clone();
             learnt.flagged = st.flagged.clone();
+            learnt.stale = st.stale.clone();
             learnt.param_headers = st.param_headers.clone();
         }
         let new = Arc::new(new);
@@ -351,6 +356,9 @@ impl Pins {
             Ok(st) => st,
             Err(next) => return next.observe(server, tool, hash),
         };
+        if let Some(tools) = st.stale.get_mut(server) {
+            tools.remove(tool);
+        }
         let pinned = self.pinned(&st, server, tool).map(str::to_owned);
         if pinned.is_none()
             && st.file.servers.get(server).map_or(0, |t| t.len()) >= MAX_PINS_PER_SERVER
@@ -552,8 +560,43 @@ impl Pins {
         }
     }
 
-    /// Why a tool may not be called: its last definition seen differs from its pin, or (when
-    /// `flagged_blocks`) carries hidden text. `None` when it may.
+    /// The server said its tools changed (`notifications/tools/list_changed`): every tool of it
+    /// the gateway knows (seen in a listing, or pinned) is refused until a listing shows its
+    /// definition again. An agent that calls on without listing would otherwise be judged by
+    /// the definition it saw last, while the server runs the new one.
+    pub fn tools_changed(&self, server: &str) {
+        let mut st = match self.state() {
+            Ok(st) => st,
+            Err(next) => return next.tools_changed(server),
+        };
+        let known: Vec<String> = st
+            .current
+            .get(server)
+            .into_iter()
+            .flat_map(|t| t.keys())
+            .chain(
+                st.file
+                    .servers
+                    .get(server)
+                    .into_iter()
+                    .flat_map(|t| t.keys()),
+            )
+            .chain(
+                self.configured
+                    .get(server)
+                    .into_iter()
+                    .flat_map(|t| t.keys()),
+            )
+            .cloned()
+            .collect();
+        if !known.is_empty() {
+            st.stale.entry(server.to_owned()).or_default().extend(known);
+        }
+    }
+
+    /// Why a tool may not be called: its last definition seen differs from its pin, (when
+    /// `flagged_blocks`) carries hidden text, or was announced changed and not listed since.
+    /// `None` when it may.
     pub fn blocked(&self, server: &str, tool: &str, flagged_blocks: bool) -> Option<String> {
         let st = match self.state() {
             Ok(st) => st,
@@ -561,6 +604,11 @@ impl Pins {
         };
         if flagged_blocks && let Some(f) = get(&st.flagged, server, tool) {
             return Some(format!("its description contains {f}"));
+        }
+        if st.stale.get(server).is_some_and(|t| t.contains(tool)) {
+            return Some(
+                "the server said its tools changed (notifications/tools/list_changed); list them again (tools/list) before calling this one".into(),
+            );
         }
         let pinned = self.pinned(&st, server, tool);
         if pinned.is_none()
@@ -779,6 +827,50 @@ mod tests {
         let reloaded = Pins::succeed(&pins, None, &[]).unwrap();
         assert_eq!(reloaded.observe("s", "t", "aa"), Status::Pinned);
         assert_eq!(header(&reloaded), Some(vec!["Mcp-Param-Region".to_owned()]));
+    }
+
+    /// After the server says its tools changed, a tool is refused until a listing shows it
+    /// again (whatever definition that is: a changed one is then refused as changed); other
+    /// servers' tools, and tools pinned but never listed since a restart, are covered alike.
+    #[test]
+    fn tools_announced_changed_are_refused_until_listed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pins.json");
+        let pins = Arc::new(Pins::load(Some(path.clone()), &[]).unwrap());
+        assert_eq!(pins.observe("s", "t", "aa"), Status::NewlyPinned);
+        assert_eq!(pins.observe("s", "u", "cc"), Status::NewlyPinned);
+        assert_eq!(pins.observe("other", "t", "aa"), Status::NewlyPinned);
+        pins.flush();
+        assert_eq!(pins.blocked("s", "t", true), None);
+        pins.tools_changed("s");
+        let why = pins.blocked("s", "t", true).expect("refused until listed");
+        assert!(
+            why.contains("tools/list_changed") && why.contains("tools/list"),
+            "{why}"
+        );
+        assert!(pins.blocked("s", "u", true).is_some());
+        assert_eq!(pins.blocked("other", "t", true), None);
+        // Listed again: as pinned, callable; changed, refused as changed.
+        assert_eq!(pins.observe("s", "t", "aa"), Status::Pinned);
+        assert_eq!(pins.blocked("s", "t", true), None);
+        assert!(matches!(
+            pins.observe("s", "u", "dd"),
+            Status::Changed { .. }
+        ));
+        let why = pins.blocked("s", "u", true).unwrap();
+        assert!(why.contains("changed since it was pinned"), "{why}");
+        // A reload keeps what is stale.
+        pins.tools_changed("s");
+        let reloaded = Pins::succeed(&pins, Some(path.clone()), &[]).unwrap();
+        assert!(reloaded.blocked("s", "t", true).is_some());
+        // After a restart, a pinned tool nobody listed since is covered too.
+        let restarted = Pins::load(Some(path), &[]).unwrap();
+        assert_eq!(restarted.blocked("s", "t", true), None);
+        restarted.tools_changed("s");
+        assert!(restarted.blocked("s", "t", true).is_some());
+        // A server nothing is known of: nothing to refuse.
+        restarted.tools_changed("unknown");
+        assert_eq!(restarted.blocked("unknown", "x", true), None);
     }
 
     /// A caller may take the store just before a reload swaps it out: what it reports then

@@ -303,6 +303,12 @@ impl DecisionStage for PolicyStage {
 
 impl ResponseStage for PolicyStage {
     fn inspect(&self, identity: &Identity, server: &Server, m: &ServerMessage<'_>) -> Inspection {
+        // Said by the server, so it holds whether or not the agent may see the notification.
+        if m.message.kind == Kind::Notification
+            && m.message.method() == "notifications/tools/list_changed"
+        {
+            self.engine.pins().tools_changed(server.name.as_str());
+        }
         match m.message.kind {
             Kind::Request | Kind::Notification => {
                 match self.ask(

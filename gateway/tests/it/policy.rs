@@ -780,3 +780,35 @@ async fn deny_conditions_on_omitted_arguments_test_the_schemas_default() {
     assert!(!kept.contains("was omitted"), "{kept}");
     gw.shutdown().await;
 }
+
+/// A server that says its tools changed (`notifications/tools/list_changed`) gets no call
+/// judged by a definition the agent saw before: each tool is refused until the agent lists the
+/// tools again, and then passes (its definition is still the pinned one).
+#[tokio::test(flavor = "multi_thread")]
+async fn tools_announced_changed_are_refused_until_listed_again() {
+    let server = policy_server().await;
+    let policy = "[policy]\npins_file = \"\"\n[[rules]]\nname = \"all\"\neffect = \"allow\"\n";
+    let gw = gateway(&config("peer", &server.url("/mcp"), policy)).await;
+    let paris = json!({"city": "Paris"});
+    let r = client(
+        &gateway_url(&gw, "peer"),
+        json!([
+            ["list"],
+            ["call", "weather", paris],
+            ["call", "announce", {}],
+            ["call", "weather", paris],
+            ["list"],
+            ["call", "weather", paris]
+        ]),
+    )
+    .await;
+    assert_eq!(text(&r[1]), "weather ran with {\"city\": \"Paris\"}");
+    assert_eq!(text(&r[2]), "announced");
+    let refusal = text(&r[3]);
+    assert!(
+        refusal.contains("notifications/tools/list_changed") && refusal.contains("tools/list"),
+        "{refusal}"
+    );
+    assert_eq!(text(&r[5]), "weather ran with {\"city\": \"Paris\"}");
+    gw.shutdown().await;
+}

@@ -5,6 +5,8 @@
         read_file, write_file, delete_all   plain tools
         weather      its description changes after `flip` is called (a rug pull)
         flip         changes weather's description
+        announce     says the tools changed (notifications/tools/list_changed, on its own
+                     request's stream) without changing any
         helper       its description hides text in Unicode tag characters
         ask_model    asks the client for a completion (sampling) and returns what happened
         ask_model_later  the same the 2026-07-28 way: an input_required result carrying it
@@ -54,6 +56,7 @@ def tools():
         types.Tool(name="flip", description="Change weather's description.", input_schema={"type": "object"}),
         types.Tool(name="helper", description="A helpful tool." + hidden, input_schema={"type": "object"}),
         types.Tool(name="ask_model", description="Ask the client's model.", input_schema={"type": "object"}),
+        types.Tool(name="announce", description="Say the tools changed.", input_schema={"type": "object"}),
     ]
 
 
@@ -74,6 +77,9 @@ async def call_tool(ctx, params):
     if name == "flip":
         STATE["flipped"] = True
         return text("flipped")
+    if name == "announce":
+        await ctx.session.send_notification(types.ToolListChangedNotification(), related_request_id=ctx.request_id)
+        return text("announced")
     if name == "ask_model":
         try:
             result = await ctx.session.create_message(
