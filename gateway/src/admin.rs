@@ -122,6 +122,7 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, drain: Drain) {
                         req.headers(),
                         req.uri(),
                         &gateway.config.listener.allowed_hosts,
+                        None,
                     )
                     .and_then(|()| crate::proxy::headers::check_origin(req.headers()))
                     {

@@ -167,10 +167,16 @@ pub fn check_origin(headers: &HeaderMap) -> Result<(), Refusal> {
 }
 
 /// The name a request was addressed to (its Host header, else the URI's authority, as HTTP/2
-/// sends it) must be an IP address, `localhost` or one of `allowed`: a browser that DNS
-/// rebinding pointed at the listener sends the attacker's name, and its GET requests carry no
+/// sends it) must be an IP address, `localhost`, one of `allowed`, or `own` (an intercepted
+/// connection's server's own name): a browser that DNS rebinding pointed at the listener, or at
+/// an intercepted server's address, sends the attacker's name, and its GET requests carry no
 /// Origin. A request without either is no browser's.
-pub fn check_host(headers: &HeaderMap, uri: &http::Uri, allowed: &[String]) -> Result<(), Refusal> {
+pub fn check_host(
+    headers: &HeaderMap,
+    uri: &http::Uri,
+    allowed: &[String],
+    own: Option<&str>,
+) -> Result<(), Refusal> {
     let authority = match headers.get(header::HOST) {
         Some(v) => v
             .to_str()
@@ -202,6 +208,11 @@ pub fn check_host(headers: &HeaderMap, uri: &http::Uri, allowed: &[String]) -> R
     if name.parse::<std::net::Ipv4Addr>().is_ok()
         || name.eq_ignore_ascii_case("localhost")
         || allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
+        || own.is_some_and(|own| {
+            own.strip_suffix('.')
+                .unwrap_or(own)
+                .eq_ignore_ascii_case(name)
+        })
     {
         Ok(())
     } else {
@@ -486,7 +497,7 @@ mod tests {
     fn only_addresses_localhost_and_allowed_names_are_served() {
         let allowed = ["gateway.internal".to_owned()];
         let uri: http::Uri = "/servers/a/mcp".parse().unwrap();
-        let ok = |host: &'static str| check_host(&h(&[("host", host)]), &uri, &allowed);
+        let ok = |host: &'static str| check_host(&h(&[("host", host)]), &uri, &allowed, None);
         for good in [
             "127.0.0.1:15001",
             "127.0.0.1",
@@ -519,11 +530,29 @@ mod tests {
         let h2: http::Uri = "http://attacker.example:15001/servers/a/mcp"
             .parse()
             .unwrap();
-        assert!(check_host(&HeaderMap::new(), &h2, &allowed).is_err());
+        assert!(check_host(&HeaderMap::new(), &h2, &allowed, None).is_err());
         let h2: http::Uri = "http://127.0.0.1:15001/servers/a/mcp".parse().unwrap();
-        assert!(check_host(&HeaderMap::new(), &h2, &allowed).is_ok());
+        assert!(check_host(&HeaderMap::new(), &h2, &allowed, None).is_ok());
         // Neither: no browser sent it.
-        assert!(check_host(&HeaderMap::new(), &uri, &[]).is_ok());
+        assert!(check_host(&HeaderMap::new(), &uri, &[], None).is_ok());
+        // An intercepted connection's server is reached by its own name too, and only that.
+        let own =
+            |host: &'static str| check_host(&h(&[("host", host)]), &uri, &[], Some("mcp.internal"));
+        for good in [
+            "mcp.internal:8080",
+            "MCP.internal",
+            "mcp.internal.",
+            "10.0.0.5:8080",
+        ] {
+            assert!(own(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "attacker.example:8080",
+            "mcp.internal.attacker.example",
+            "internal",
+        ] {
+            assert!(matches!(own(bad), Err(Refusal::Host(_))), "{bad}");
+        }
     }
 
     #[test]

@@ -67,7 +67,7 @@ pub enum Refusal {
     #[error("Origin {0:?} is not allowed")]
     Origin(String),
     #[error(
-        "Host {0:?} is not served here: only IP addresses, localhost and listener.allowed_hosts are (another name is how DNS rebinding reaches a local service)"
+        "Host {0:?} is not served here: only IP addresses, localhost, listener.allowed_hosts and an intercepted server's own name are (another name is how DNS rebinding reaches a local service)"
     )]
     Host(String),
     #[error("unknown or expired message endpoint")]

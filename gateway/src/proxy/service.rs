@@ -239,12 +239,28 @@ pub async fn handle(
             None => None,
         },
     };
-    // Plain HTTP on the explicit listener only: an intercepted connection carries its real
-    // server's name, and over TLS a rebound name fails the certificate check first.
-    let host = if pinned.is_none() && gateway.agent_tls.is_none() {
-        headers::check_host(req.headers(), &uri, &gateway.config.listener.allowed_hosts).err()
-    } else {
-        None
+    // Plain HTTP on the explicit listener (over TLS a rebound name fails the certificate check
+    // first), and every intercepted connection, whose server's own name is allowed too: a
+    // browser in an agent's cgroup rebound to an intercepted server's address sends another.
+    let host = match &pinned {
+        None if gateway.agent_tls.is_some() => None,
+        None => headers::check_host(
+            req.headers(),
+            &uri,
+            &gateway.config.listener.allowed_hosts,
+            None,
+        )
+        .err(),
+        Some(p) => headers::check_host(
+            req.headers(),
+            &uri,
+            &gateway.config.listener.allowed_hosts,
+            gateway
+                .config
+                .server(&p.server)
+                .and_then(|s| s.url.host_str()),
+        )
+        .err(),
     };
     // Published to explicit-mode agents only: an intercepted one asks the server it thinks it
     // reaches, whose URL the metadata does not name.

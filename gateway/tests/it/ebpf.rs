@@ -1134,3 +1134,44 @@ async fn one_agent_cannot_take_every_connection_slot() {
     assert_eq!(other, "open");
     gw.stop().await;
 }
+
+/// A browser in an agent's cgroup that DNS rebinding pointed at an intercepted server's
+/// address sends the attacker's name as Host (and its GETs no Origin): refused, as on the
+/// explicit listener, while the server's own name and addresses pass.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_intercepted_connection_refuses_a_rebound_host_name() {
+    let server = python_server("streamable-http", None).await;
+    let url = server.url("/mcp");
+    let gw = intercepting(&[("py", &url)], "[[agents]]\nname = \"a\"\n").await;
+    let port = server.port;
+    let script = format!(
+        "import json, socket\n\
+         body = b'{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}}'\n\
+         def status(host):\n\
+         \x20   s = socket.create_connection(('127.0.0.1', {port}))\n\
+         \x20   s.settimeout(10)\n\
+         \x20   s.sendall(('POST /mcp HTTP/1.1\\r\\nHost: %s\\r\\nContent-Type: application/json\\r\\n'\n\
+         \x20             'Accept: application/json, text/event-stream\\r\\nConnection: close\\r\\n'\n\
+         \x20             'Content-Length: %d\\r\\n\\r\\n' % (host, len(body))).encode() + body)\n\
+         \x20   data = b''\n\
+         \x20   while True:\n\
+         \x20       chunk = s.recv(65536)\n\
+         \x20       if not chunk:\n\
+         \x20           break\n\
+         \x20       data += chunk\n\
+         \x20   return data.split(b'\\r\\n', 1)[0].decode()\n\
+         print(json.dumps([status(h) for h in ['attacker.example:{port}', '127.0.0.1:{port}', 'localhost:{port}']]), flush=True)\n"
+    );
+    let (_, statuses) = client_output(gw.exec("a", &python(), &["-c", &script])).await;
+    let statuses: Vec<&str> = statuses
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert!(statuses[0].contains(" 403 "), "{statuses:?}");
+    // Not refused for its name (a ping outside a session may get the server's own answer).
+    assert!(!statuses[1].contains(" 403 "), "{statuses:?}");
+    assert!(!statuses[2].contains(" 403 "), "{statuses:?}");
+    gw.stop().await;
+}
