@@ -13,6 +13,7 @@
 //! - context: `time`, `rate`, `process`, `token` ([`context`]).
 
 pub mod context;
+pub mod elicitation;
 pub mod lists;
 pub mod params;
 pub mod pins;

@@ -310,6 +310,15 @@ impl ResponseStage for PolicyStage {
             self.engine.pins().tools_changed(server.name.as_str());
         }
         match m.message.kind {
+            Kind::Request
+                if m.message.method() == "elicitation/create"
+                    && let Some(why) = elicitation_problem(m.raw) =>
+            {
+                tracing::warn!(server = %server.name, %why, "Refused a server's elicitation.");
+                Inspection::Refuse {
+                    reason: format!("agentgate: refused {why}"),
+                }
+            }
             Kind::Request | Kind::Notification => {
                 match self.ask(
                     identity,
@@ -344,6 +353,12 @@ impl ResponseStage for PolicyStage {
                 .unwrap_or(Inspection::Forward),
         }
     }
+}
+
+/// Why a server's standalone `elicitation/create` (its text `raw`) may not reach the user.
+fn elicitation_problem(raw: &[u8]) -> Option<String> {
+    let message: serde_json::Value = serde_json::from_slice(raw).ok()?;
+    crate::policy::elicitation::problem(message.get("params"))
 }
 
 impl PolicyStage {
@@ -441,6 +456,15 @@ impl PolicyStage {
         params: Option<&serde_json::Value>,
         what: &str,
     ) -> Result<(), (String, String)> {
+        if method.and_then(serde_json::Value::as_str) == Some("elicitation/create")
+            && let Some(why) = crate::policy::elicitation::problem(params)
+        {
+            tracing::warn!(server = %server.name, %why, "Refused a server's elicitation.");
+            return Err((
+                format!("agentgate: the server's {what} is refused: {why}"),
+                "elicitation".to_owned(),
+            ));
+        }
         let mut standalone = serde_json::json!({
             "jsonrpc": "2.0",
             "id": 0,

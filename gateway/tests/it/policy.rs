@@ -812,3 +812,37 @@ async fn tools_announced_changed_are_refused_until_listed_again() {
     assert_eq!(text(&r[5]), "weather ran with {\"city\": \"Paris\"}");
     gw.shutdown().await;
 }
+
+/// A server may not ask the user for a credential in a form (MCP: credentials go through URL
+/// mode), nor send the user to a URL that is not HTTPS: such elicitations never reach the
+/// agent's user, and the server gets an error. Ordinary ones pass. (The Python SDK on both
+/// ends.)
+#[tokio::test(flavor = "multi_thread")]
+async fn elicitations_asking_for_credentials_in_forms_or_to_plain_http_urls_are_refused() {
+    let server = policy_server().await;
+    let policy = "[policy]\npins_file = \"\"\n[[rules]]\nname = \"all\"\neffect = \"allow\"\n";
+    let gw = gateway(&config("peer", &server.url("/mcp"), policy)).await;
+    let r = client(
+        &gateway_url(&gw, "peer"),
+        json!([
+            ["call", "ask_user", {"kind": "form", "field": "city"}],
+            ["call", "ask_user", {"kind": "form", "field": "githubToken"}],
+            ["call", "ask_user", {"kind": "url", "url": "https://auth.example.com/login"}],
+            ["call", "ask_user", {"kind": "url", "url": "http://auth.example.com/login"}],
+        ]),
+    )
+    .await;
+    assert_eq!(text(&r[0]), "user answered: accept", "{}", r[0]);
+    assert!(
+        text(&r[1]).starts_with("elicitation refused") && text(&r[1]).contains("URL mode"),
+        "{}",
+        r[1]
+    );
+    assert_eq!(text(&r[2]), "user answered: accept", "{}", r[2]);
+    assert!(
+        text(&r[3]).starts_with("elicitation refused") && text(&r[3]).contains("https://"),
+        "{}",
+        r[3]
+    );
+    gw.shutdown().await;
+}
