@@ -29,15 +29,18 @@ use crate::{
 /// that holds thousands open would take the descriptors the agents' listener needs.
 const MAX_ADMIN_CONNECTIONS: usize = 64;
 
-/// Wrong admin secrets one caller may present within [`FAILURE_WINDOW`] before `POST /tokens`
-/// refuses it without looking (429) until the window ends.
+/// Wrong admin secrets one caller may present within [`WINDOW`] before `POST /tokens` refuses
+/// it without looking (429) until the window ends.
 const MAX_FAILURES: u32 = 5;
-const FAILURE_WINDOW: Duration = Duration::from_secs(60);
-/// Callers whose failures are tracked at once; beyond them, callers without a known uid share
-/// one count (the uids of a host are few, the addresses a remote peer can use are not).
+/// Refusals recorded in the audit log per caller within [`WINDOW`]: a caller looping on refused
+/// requests must not fill the log (and, with retention, push real records out).
+const MAX_RECORDED: u32 = 10;
+const WINDOW: Duration = Duration::from_secs(60);
+/// Callers counted at once; beyond them, callers share one count (the uids of a host are few,
+/// the addresses a remote peer can use are not).
 const MAX_TRACKED: usize = 1024;
 
-/// Who presented a wrong admin secret: the local user where the kernel tells, else the address.
+/// Who is refused: the local user where the kernel tells, else the address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Caller {
     Uid(u32),
@@ -45,47 +48,58 @@ enum Caller {
     Others,
 }
 
-/// Wrong admin secrets per caller, so that a local process cannot try secrets at the speed of
-/// loopback.
-#[derive(Default)]
-struct Failures(Mutex<HashMap<Caller, (u32, Instant)>>);
-
-impl Failures {
-    /// When `caller` may try again, if it is locked out now.
-    fn locked_until(&self, caller: Caller) -> Option<Instant> {
-        let map = lock(&self.0);
-        let (count, since) = *map.get(&caller)?;
-        let until = since + FAILURE_WINDOW;
-        (count >= MAX_FAILURES && Instant::now() < until).then_some(until)
+impl Caller {
+    fn of(uid: Option<u32>, peer: SocketAddr) -> Self {
+        uid.map_or(Caller::Addr(peer.ip().to_canonical()), Caller::Uid)
     }
+}
 
-    fn failed(&self, caller: Caller) {
+/// Events per caller within [`WINDOW`] of the first.
+#[derive(Default)]
+struct Counts(Mutex<HashMap<Caller, (u32, Instant)>>);
+
+impl Counts {
+    /// Counts one event of `caller`; returns how many it has had in the window (this one
+    /// included) and when the window ends.
+    fn add(&self, caller: Caller) -> (u32, Instant) {
         let now = Instant::now();
         let mut map = lock(&self.0);
         if map.len() >= MAX_TRACKED && !map.contains_key(&caller) {
-            map.retain(|_, (_, since)| now < *since + FAILURE_WINDOW);
+            map.retain(|_, (_, since)| now < *since + WINDOW);
         }
+        // Where the map is full, a new caller counts with the others: never uncounted.
         let caller = if map.len() >= MAX_TRACKED && !map.contains_key(&caller) {
             Caller::Others
         } else {
             caller
         };
         let entry = map.entry(caller).or_insert((0, now));
-        if now >= entry.1 + FAILURE_WINDOW {
+        if now >= entry.1 + WINDOW {
             *entry = (0, now);
         }
-        entry.0 += 1;
+        entry.0 = entry.0.saturating_add(1);
+        (entry.0, entry.1 + WINDOW)
     }
 
-    fn succeeded(&self, caller: Caller) {
+    fn clear(&self, caller: Caller) {
         lock(&self.0).remove(&caller);
     }
+}
+
+/// The admin API's per-caller limits.
+#[derive(Default)]
+struct Limits {
+    /// Attempts at the admin secret (each counted before it is checked, so that requests at
+    /// once cannot all slip under the limit; a right one clears the count).
+    attempts: Counts,
+    /// Refusals recorded.
+    recorded: Counts,
 }
 
 /// Serves the admin API on `listener` until draining starts.
 pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, drain: Drain) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_ADMIN_CONNECTIONS));
-    let failures = Arc::new(Failures::default());
+    let limits = Arc::new(Limits::default());
     loop {
         // Taken before accepting: further clients wait in the kernel's backlog.
         let slot = tokio::select! {
@@ -106,14 +120,14 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, drain: Drain) {
             },
         };
         let gateway = gateway.clone();
-        let failures = failures.clone();
+        let limits = limits.clone();
         let conn_drain = drain.clone();
         let local = stream.local_addr().ok();
         drain.spawn(async move {
             let _slot = slot;
             let service = service_fn(move |req| {
                 let gateway = gateway.clone();
-                let failures = failures.clone();
+                let limits = limits.clone();
                 async move {
                     // The admin API speaks plain HTTP on loopback: a rebound browser page must
                     // not reach it either (its GETs carry no Origin), nor a page of another
@@ -141,6 +155,7 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, drain: Drain) {
                         tracing::warn!(%peer, path = req.uri().path(), "Refused an admin request from a process that is neither root nor the gateway's user.");
                         record_refusal(
                             &gateway,
+                            &limits,
                             peer,
                             uid,
                             req.uri().path(),
@@ -175,7 +190,7 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, drain: Drain) {
                             audit(&req, &gateway).await
                         }
                         "/tokens" if req.method() == Method::POST => {
-                            issue(req, &gateway, &failures, peer, local).await
+                            issue(req, &gateway, &limits, peer, local).await
                         }
                         "/policy/reload" if req.method() == Method::POST => {
                             reload(gateway.clone()).await
@@ -228,11 +243,30 @@ fn trusted(uid: Option<u32>) -> bool {
     uid.is_some_and(|uid| uid == 0 || uid == crate::ebpf::effective_uid())
 }
 
-/// Records an admin request refused (the audit trail of invalid access attempts).
-fn record_refusal(gateway: &Gateway, peer: SocketAddr, uid: Option<u32>, path: &str, why: &str) {
+/// Records an admin request refused (the audit trail of invalid access attempts): at most
+/// [`MAX_RECORDED`] per caller a minute, the last of them saying so.
+fn record_refusal(
+    gateway: &Gateway,
+    limits: &Limits,
+    peer: SocketAddr,
+    uid: Option<u32>,
+    path: &str,
+    why: &str,
+) {
+    let (count, _) = limits.recorded.add(Caller::of(uid, peer));
+    if count > MAX_RECORDED {
+        return;
+    }
     let mut r = crate::audit::Record::new(crate::audit::Event::AdminRefused);
     r.peer = Some(peer.to_string());
-    r.detail = Some(serde_json::json!({ "path": path, "reason": why, "uid": uid }));
+    let mut detail = serde_json::json!({ "path": path, "reason": why, "uid": uid });
+    if count == MAX_RECORDED {
+        detail["more_not_recorded"] = format!(
+            "this caller's further refusals within the minute are not recorded (at most {MAX_RECORDED})"
+        )
+        .into();
+    }
+    r.detail = Some(detail);
     gateway.record(r);
 }
 
@@ -517,7 +551,7 @@ struct IssueRequest {
 async fn issue(
     req: Request<Incoming>,
     gateway: &Gateway,
-    failures: &Failures,
+    limits: &Limits,
     peer: SocketAddr,
     local: Option<SocketAddr>,
 ) -> Response<Full<Bytes>> {
@@ -539,10 +573,12 @@ async fn issue(
         );
     };
     let uid = caller_uid(peer, local).await;
-    let caller = uid.map_or(Caller::Addr(peer.ip().to_canonical()), Caller::Uid);
-    if let Some(until) = failures.locked_until(caller) {
+    let caller = Caller::of(uid, peer);
+    let (attempts, until) = limits.attempts.add(caller);
+    if attempts > MAX_FAILURES {
         record_refusal(
             gateway,
+            limits,
             peer,
             uid,
             "/tokens",
@@ -569,13 +605,12 @@ async fn issue(
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map_or("", |(_, secret)| secret.trim());
     if !tokens.admin_allows(presented) {
-        failures.failed(caller);
         let why = if presented.is_empty() {
             "no admin secret"
         } else {
             "wrong admin secret"
         };
-        record_refusal(gateway, peer, uid, "/tokens", why);
+        record_refusal(gateway, limits, peer, uid, "/tokens", why);
         let mut resp = error(StatusCode::UNAUTHORIZED, "the admin secret is required");
         resp.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -583,7 +618,7 @@ async fn issue(
         );
         return resp;
     }
-    failures.succeeded(caller);
+    limits.attempts.clear(caller);
     let body = match http_body_util::Limited::new(req.into_body(), 64 << 10)
         .collect()
         .await
@@ -641,4 +676,38 @@ async fn issue(
 /// Binds the admin listener.
 pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(address).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counts hold per caller and window; once the map is full a new caller is counted with
+    /// the others, never left uncounted (and so never refused).
+    #[test]
+    fn every_caller_is_counted_even_when_the_map_is_full() {
+        let counts = Counts::default();
+        let uid = Caller::Uid(1000);
+        assert_eq!(counts.add(uid).0, 1);
+        assert_eq!(counts.add(uid).0, 2);
+        counts.clear(uid);
+        assert_eq!(counts.add(uid).0, 1);
+        for i in 0..MAX_TRACKED as u32 {
+            counts.add(Caller::Addr(std::net::IpAddr::from([
+                10,
+                0,
+                (i >> 8) as u8,
+                i as u8,
+            ])));
+        }
+        let late = Caller::Addr("192.0.2.1".parse().unwrap());
+        let counted: Vec<u32> = (0..MAX_FAILURES + 1).map(|_| counts.add(late).0).collect();
+        assert!(
+            counted.last().is_some_and(|&n| n > MAX_FAILURES),
+            "{counted:?}"
+        );
+        // Another late caller shares that count: refused at once.
+        let other = Caller::Addr("192.0.2.2".parse().unwrap());
+        assert!(counts.add(other).0 > MAX_FAILURES);
+    }
 }

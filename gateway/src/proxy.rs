@@ -175,8 +175,18 @@ impl Gateway {
             https,
             secrets,
         } = services;
+        let upstreams = upstream::Upstreams::new(&config, launch_env, &drain)?;
+        for server in &config.servers {
+            if let Some(launcher) = upstreams
+                .get(server.name.as_str())
+                .and_then(|u| u.launched.as_ref())
+            {
+                let (engine, name) = (policy.clone(), server.name.as_str().to_owned());
+                launcher.on_tools_changed(move || engine.pins().tools_changed(&name));
+            }
+        }
         Ok(Self {
-            upstreams: upstream::Upstreams::new(&config, launch_env, &drain)?,
+            upstreams,
             sessions: sessions::Sessions::new(config.limits.max_sessions),
             legacy: legacy::Endpoints::default(),
             connection_permits: listener::connection_permits(config.listener.max_connections),

@@ -112,8 +112,14 @@ pub fn filter(
             return !apply;
         };
         // Hidden text in any entry's description reaches the model, a prompt's or a
-        // resource's as much as a tool's.
-        let flags = pins::flags(item);
+        // resource's as much as a tool's. Resources are often the user's own data (file names,
+        // page titles), where zero-width joiners, direction marks and the like are ordinary
+        // text: only what no text needs (tag characters, escapes, controls, the variation
+        // selectors that encode bytes) hides one.
+        let mut flags = pins::flags(item);
+        if member != "tools" && member != "prompts" {
+            flags.retain(|f| pins::NEVER_TEXT.contains(f));
+        }
         if !flags.is_empty() {
             tracing::warn!(server, member, entry = name, flags = %flags.join(", "), "A list entry carries hidden text.");
         }

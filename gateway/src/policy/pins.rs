@@ -52,6 +52,14 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The kinds of [`suspicious_char`] that no ordinary text holds, in any script.
+pub const NEVER_TEXT: &[&str] = &[
+    "Unicode tag characters",
+    "terminal escape sequences",
+    "control characters",
+    "variation selectors",
+];
+
 /// Characters that hide text from a human reader of a tool description, or drive a terminal.
 pub fn suspicious_char(c: char) -> Option<&'static str> {
     match c {

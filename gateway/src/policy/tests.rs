@@ -841,6 +841,23 @@ fn prompts_and_resources_with_hidden_text_are_hidden_like_tools() {
     lists::filter(&p, &pins, "a", "db", "resources/list", &mut resources, true);
     assert_eq!(resources["resources"].as_array().unwrap().len(), 1);
     assert_eq!(resources["resources"][0]["name"], "a");
+    // A resource is often the user's own data: a Persian name's zero-width non-joiner, an
+    // emoji's joiner or a Hebrew title's direction mark is text there, not hiding. A prompt is
+    // the server's own text, held to the tools' rule.
+    let mut resources = json!({"resources": [
+        {"uri": "file:///fa", "name": "\u{645}\u{6cc}\u{200c}\u{62e}\u{648}\u{627}\u{647}\u{645}"},
+        {"uri": "file:///family", "name": "\u{1f468}\u{200d}\u{1f469}\u{200d}\u{1f467}.png"},
+        {"uri": "file:///he", "name": "\u{5e9}\u{5dc}\u{5d5}\u{5dd}\u{200f} (1)"},
+    ]});
+    lists::filter(&p, &pins, "a", "db", "resources/list", &mut resources, true);
+    assert_eq!(
+        resources["resources"].as_array().unwrap().len(),
+        3,
+        "{resources}"
+    );
+    let mut prompts = json!({"prompts": [{"name": "p", "description": "do\u{200b}this"}]});
+    lists::filter(&p, &pins, "a", "db", "prompts/list", &mut prompts, true);
+    assert_eq!(prompts["prompts"].as_array().unwrap().len(), 0);
     // Reported only, the entries stay.
     let report = Policy::compile(
         &Config::parse(

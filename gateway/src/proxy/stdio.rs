@@ -65,6 +65,9 @@ pub struct Launcher {
     max_line: usize,
     /// How long a request may wait for the child's answer.
     response_timeout: Duration,
+    /// Told when a child says its tools changed while no agent stream is open to carry the
+    /// notification (the response stages see the ones that are carried).
+    tools_changed: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 /// The live sessions, and slots taken by children being started (so that concurrent
@@ -228,7 +231,14 @@ impl Launcher {
             drain,
             max_line: limits.max_response_bytes,
             response_timeout: limits.upstream_response_timeout,
+            tools_changed: std::sync::OnceLock::new(),
         }
+    }
+
+    /// What to do when a child says its tools changed and no stream carries the notification
+    /// (set once).
+    pub fn on_tools_changed(&self, f: impl Fn() + Send + Sync + 'static) {
+        let _ = self.tools_changed.set(Box::new(f));
     }
 
     /// Live sessions (one child each).
@@ -630,6 +640,12 @@ impl Launcher {
                     self.drain.spawn(async move {
                         let _ = child.write(&drain, Bytes::from(error.to_string())).await;
                     });
+                }
+                (Some(method), None) if method == "notifications/tools/list_changed" => {
+                    // Dropped for want of a stream, but it still says the tools changed.
+                    if let Some(f) = self.tools_changed.get() {
+                        f();
+                    }
                 }
                 _ => {
                     tracing::debug!(server = %self.server, "Dropped a server message no stream was open for.")

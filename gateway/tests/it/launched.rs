@@ -43,6 +43,23 @@ async fn wait_for_processes(marker: &str, count: usize) {
     assert_eq!(left, count, "{:?}", processes_with(marker));
 }
 
+/// A gateway launching the Python test server over stdio (server "py"), its port, and a session
+/// initialized on it.
+async fn python_session(scratch: &str) -> (agentgate::cli::Running, u16, String) {
+    let scratch = scratch_dir(scratch);
+    let server = format!(
+        "[[servers]]\nname = \"py\"\ncommand = \"{}\"\nargs = [\"{}\", \"--transport\", \"stdio\"]\n",
+        peers().join("venv/bin/python").display(),
+        peer_scripts().join("server.py").display()
+    );
+    let gw = gateway(&launched_config(&server, &scratch, "")).await;
+    let port = addr(&gw).port();
+    let (status, head, _) = initialize(port, "py", &[]).await;
+    assert_eq!(status, 200, "{head}");
+    let sid = session_id(&head);
+    (gw, port, sid)
+}
+
 /// The audit log's segments under `scratch`, as text.
 fn audit_bytes(scratch: &std::path::Path) -> String {
     String::from_utf8_lossy(&all_log_bytes(&scratch.join("audit"))).into_owned()
@@ -428,17 +445,7 @@ async fn a_launched_servers_session_belongs_to_the_agent_that_started_it() {
 /// later writes (and the tool calls that make them) succeed.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_launched_servers_long_or_binary_stderr_lines_do_not_break_it() {
-    let scratch = scratch_dir("launched-stderr");
-    let server = format!(
-        "[[servers]]\nname = \"py\"\ncommand = \"{}\"\nargs = [\"{}\", \"--transport\", \"stdio\"]\n",
-        peers().join("venv/bin/python").display(),
-        peer_scripts().join("server.py").display()
-    );
-    let gw = gateway(&launched_config(&server, &scratch, "")).await;
-    let port = addr(&gw).port();
-    let (status, head, _) = initialize(port, "py", &[]).await;
-    assert_eq!(status, 200, "{head}");
-    let sid = session_id(&head);
+    let (_gw, port, sid) = python_session("launched-stderr").await;
     for (i, text) in ["y".repeat(20_000), "a".into(), "b".into(), "c".into()]
         .into_iter()
         .enumerate()
@@ -653,5 +660,47 @@ async fn what_a_launched_server_starts_goes_with_its_session_even_outside_its_gr
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(!dir.exists(), "{}", dir.display());
+    gw.shutdown().await;
+}
+
+/// A launched server that says its tools changed while no agent stream is open (the
+/// notification has nowhere to go, and is dropped) still has its tools refused until they are
+/// listed again: an agent that never opened a GET stream is not judged by old definitions.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_launched_servers_tools_changed_holds_without_a_stream_to_carry_it() {
+    let (gw, port, sid) = python_session("launched-changed").await;
+    let list = |id: u64| format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/list"}}"#);
+    let body = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+    let (status, _, listed) = post_in_session(port, "py", &sid, &list(2)).await;
+    assert_eq!(status, 200);
+    assert!(body(listed).contains("announce_later"));
+    let echo = |id: u64| tool_call(id, "echo", json!({"message": "hi"}));
+    let (_, _, reply) = post_in_session(port, "py", &sid, &echo(3)).await;
+    assert!(body(reply.clone()).contains("\"hi\""), "{}", body(reply));
+    let announce = tool_call(4, "announce_later", json!({}));
+    let (_, _, reply) = post_in_session(port, "py", &sid, &announce).await;
+    assert!(
+        body(reply.clone()).contains("will announce"),
+        "{}",
+        body(reply)
+    );
+    // The server says it a moment later, outside any request.
+    let mut refused = String::new();
+    for id in 5..45 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (_, _, reply) = post_in_session(port, "py", &sid, &echo(id)).await;
+        if body(reply.clone()).contains("tools/list_changed") {
+            refused = body(reply);
+            break;
+        }
+    }
+    assert!(
+        refused.contains("list them again"),
+        "never refused: {refused}"
+    );
+    let (status, _, _) = post_in_session(port, "py", &sid, &list(50)).await;
+    assert_eq!(status, 200);
+    let (_, _, reply) = post_in_session(port, "py", &sid, &echo(51)).await;
+    assert!(body(reply.clone()).contains("\"hi\""), "{}", body(reply));
     gw.shutdown().await;
 }

@@ -559,6 +559,11 @@ async fn the_admin_api_issues_tokens_only_to_callers_with_the_admin_secret() {
         "{}",
         String::from_utf8_lossy(&body)
     );
+    // A caller that keeps trying is refused on, but fills the log no further.
+    for _ in 0..3 {
+        let (status, _, _) = http(admin, "POST", "/tokens", &good, ask).await;
+        assert_eq!(status, 429);
+    }
     // Reading the log over the admin API is recorded too.
     let (status, _, _) = http(admin, "GET", "/audit/query?agent=ci-bot", &[], b"").await;
     assert_eq!(status, 200);
@@ -584,6 +589,12 @@ async fn the_admin_api_issues_tokens_only_to_callers_with_the_admin_secret() {
     assert_eq!(refused("no admin secret"), 2);
     assert_eq!(refused("wrong admin secret"), 7);
     assert_eq!(refused("too many wrong admin secrets; not checked"), 1);
+    let all: Vec<_> = records
+        .iter()
+        .filter(|r| r.event == agentgate::audit::Event::AdminRefused)
+        .collect();
+    assert_eq!(all.len(), 10, "at most ten refusals a minute are recorded");
+    assert!(all[9].detail.as_ref().unwrap()["more_not_recorded"].is_string());
     let read = records
         .iter()
         .find(|r| r.event == agentgate::audit::Event::AuditRead)

@@ -99,6 +99,20 @@ async def long_running(steps: int = 5, delay: float = 0.1, ctx: Context = None) 
     return f"done {steps} steps"
 
 
+@mcp.tool()
+async def announce_later(ctx: Context = None) -> str:
+    """Says, a moment after answering and outside any request, that the tools changed
+    (notifications/tools/list_changed), as a server whose tools change on their own would."""
+    session = ctx.session
+
+    async def later():
+        await asyncio.sleep(0.3)
+        await session.send_tool_list_changed()
+
+    asyncio.get_running_loop().create_task(later())
+    return "will announce"
+
+
 @mcp.resource("data://info", mime_type="application/json")
 def info() -> str:
     return json.dumps({"server": "test-server", "ok": True})
