@@ -5,6 +5,7 @@
         read_file, write_file, delete_all   plain tools
         weather      its description changes after `flip` is called (a rug pull)
         flip         changes weather's description
+      Callable but not listed (so that the listing's pages stay as the tests expect them):
         announce     says the tools changed (notifications/tools/list_changed, on its own
                      request's stream) without changing any
         ask_user     elicits from the user: {"kind": "form", "field": NAME} asks for one string
@@ -58,8 +59,6 @@ def tools():
         types.Tool(name="flip", description="Change weather's description.", input_schema={"type": "object"}),
         types.Tool(name="helper", description="A helpful tool." + hidden, input_schema={"type": "object"}),
         types.Tool(name="ask_model", description="Ask the client's model.", input_schema={"type": "object"}),
-        types.Tool(name="announce", description="Say the tools changed.", input_schema={"type": "object"}),
-        types.Tool(name="ask_user", description="Ask the user something.", input_schema={"type": "object"}),
     ]
 
 
