@@ -105,6 +105,7 @@ pub fn tool_question<'a>(
         class: agentgate::policy::Class::Tool(tool),
         arguments: agentgate::policy::Arguments::parsed(Some(args)),
         defaults: Some(&[]),
+        calls: None,
         now: jiff::Timestamp::now(),
     }
 }

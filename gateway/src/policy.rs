@@ -14,6 +14,7 @@
 
 pub mod context;
 pub mod elicitation;
+pub mod flows;
 pub mod lists;
 pub mod params;
 pub mod pins;
@@ -233,6 +234,9 @@ pub struct Question<'a> {
     /// server uses in its place. `None` while that schema is unknown (the tool not listed since
     /// the gateway started): a deny condition on an omitted argument then holds.
     pub defaults: Option<&'a [(String, Value)]>,
+    /// What the caller was recently let through to, for `[rules.after]`. `None` where no
+    /// gateway runs (`policy explain`): such a condition is then taken not to hold.
+    pub calls: Option<&'a flows::CallLog>,
     pub now: jiff::Timestamp,
 }
 
@@ -343,6 +347,8 @@ pub struct Policy {
     pub flagged: FlaggedAction,
     /// Whether some deny rule has parameter conditions (which may read schema defaults).
     pub deny_params: bool,
+    /// The `[rules.after]` conditions of every rule: which calls are worth remembering.
+    afters: Vec<crate::config::policy::AfterSpec>,
 }
 
 /// Why a rule does not decide a question.
@@ -419,6 +425,7 @@ impl Policy {
         let deny_params = rules
             .iter()
             .any(|r| r.spec.effect == Effect::Deny && !r.spec.params.is_empty());
+        let afters = rules.iter().filter_map(|r| r.spec.after.clone()).collect();
         Self {
             rules,
             mode: pc.mode,
@@ -426,7 +433,14 @@ impl Policy {
             index,
             flagged: pc.flagged,
             deny_params,
+            afters,
         }
+    }
+
+    /// Whether some rule's `[rules.after]` names a call of `tool` on `server` (so the call is
+    /// remembered).
+    pub fn tracks(&self, server: &str, tool: &str) -> bool {
+        self.afters.iter().any(|a| a.covers(server, tool))
     }
 
     /// The mode for a server.
@@ -688,6 +702,32 @@ impl Policy {
             return Err(Miss::NotApplicable("does not select this target".into()));
         }
         context_holds(s, q).map_err(Miss::Condition)?;
+        if let Some(after) = &s.after {
+            let names = || {
+                after
+                    .tools
+                    .iter()
+                    .map(|p| format!("{:?}", p.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            match q.calls {
+                Some(log) if log.called(&q.rate_key.to_string(), after, Instant::now()) => {}
+                Some(_) => {
+                    return Err(Miss::Condition(format!(
+                        "the caller called none of {} in the last {}",
+                        names(),
+                        humantime::format_duration(after.within)
+                    )));
+                }
+                None => {
+                    return Err(Miss::Condition(format!(
+                        "holds only after a call of {} (which the running gateway knows, not explain)",
+                        names()
+                    )));
+                }
+            }
+        }
         let mut unknown = None;
         if matches!(q.class, Class::Tool(_) | Class::Prompt(_)) {
             // A deny rule sees what the server may read, not only what was sent.
@@ -794,6 +834,8 @@ pub struct Engine {
     policy: arc_swap::ArcSwap<Policy>,
     pins: arc_swap::ArcSwap<pins::Pins>,
     pub limiter: RateLimiter,
+    /// Recent calls, for `[rules.after]`.
+    pub calls: flows::CallLog,
     /// Held through a reload, from reading the file: a signal and the admin API may ask at
     /// once, and the file read last must be the policy that stays.
     reloading: std::sync::Mutex<()>,
@@ -817,6 +859,7 @@ impl Engine {
             policy: arc_swap::ArcSwap::from_pointee(Policy::compile(config)),
             pins: arc_swap::ArcSwap::from_pointee(pins),
             limiter: RateLimiter::default(),
+            calls: flows::CallLog::default(),
             reloading: std::sync::Mutex::new(()),
         })
     }

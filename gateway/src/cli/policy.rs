@@ -209,6 +209,7 @@ pub fn main(action: Action) -> i32 {
                 class,
                 arguments: Arguments::parsed(arguments),
                 defaults,
+                calls: None,
                 now,
             };
             let (verdict, trace) = policy.explain(&q);

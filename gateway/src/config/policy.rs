@@ -165,8 +165,26 @@ pub struct RuleSpec {
     pub process: ProcessSpec,
     pub token: TokenSpec,
     pub certificate: CertificateSpec,
+    /// The rule holds only for a caller let through to one of these calls recently.
+    pub after: Option<AfterSpec>,
     /// Shown to the agent when this rule denies (what to ask for, whom to ask).
     pub message: Option<String>,
+}
+
+/// `[rules.after]`: calls the caller must have been let through to, within `within`, for the
+/// rule to hold.
+#[derive(Clone, Debug)]
+pub struct AfterSpec {
+    pub servers: Vec<Pattern>,
+    pub tools: Vec<Pattern>,
+    pub within: Duration,
+}
+
+impl AfterSpec {
+    /// Whether a call of `tool` on `server` is one this condition names.
+    pub fn covers(&self, server: &str, tool: &str) -> bool {
+        self.servers.iter().any(|p| p.matches(server)) && self.tools.iter().any(|p| p.matches(tool))
+    }
 }
 
 impl RuleSpec {
@@ -185,6 +203,7 @@ impl RuleSpec {
             || !self.process.is_empty()
             || !self.token.is_empty()
             || !self.certificate.is_empty()
+            || self.after.is_some()
     }
 }
 
@@ -371,7 +390,19 @@ pub struct RawRule {
     #[serde(default)]
     certificate: Option<RawCertificate>,
     #[serde(default)]
+    after: Option<Spanned<RawAfter>>,
+    #[serde(default)]
     message: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAfter {
+    #[serde(default)]
+    servers: Option<Vec<Spanned<String>>>,
+    tools: Vec<Spanned<String>>,
+    #[serde(default)]
+    within: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -766,6 +797,35 @@ fn push_rule(
             agrees_with_process: c.agrees_with_process,
         },
     };
+    let after = match raw.after {
+        None => None,
+        Some(a) => {
+            let span = a.span();
+            let a = a.into_inner();
+            let within = match &a.within {
+                None => Duration::from_secs(3600),
+                Some(text) => humantime::parse_duration(text)
+                    .ok()
+                    .filter(|d| {
+                        *d >= Duration::from_secs(1) && *d <= crate::policy::flows::MAX_WITHIN
+                    })
+                    .ok_or_else(|| {
+                        invalid(
+                            span.clone(),
+                            "rules.after.within",
+                            format!("{text:?} is not a duration from \"1s\" to \"24h\""),
+                        )
+                    })?,
+            };
+            AfterSpec {
+                servers: patterns(a.servers, "rules.after.servers")?
+                    .unwrap_or_else(|| vec![Pattern::Any]),
+                tools: patterns(Some(a.tools), "rules.after.tools")?.unwrap_or_default(),
+                within,
+            }
+            .into()
+        }
+    };
     let line_origin = format!("{file} rule {name:?}");
     rules.push(RuleSpec {
         origin: line_origin,
@@ -783,6 +843,7 @@ fn push_rule(
         process,
         token,
         certificate,
+        after,
         message: raw.message,
     });
     Ok(())

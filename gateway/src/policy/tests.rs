@@ -28,6 +28,7 @@ fn tool_call<'a>(
         class: Class::Tool(tool),
         arguments,
         defaults: Some(&[]),
+        calls: None,
         now,
     }
 }
@@ -52,6 +53,7 @@ fn ask(
             class,
             arguments: Arguments::parsed(args),
             defaults: Some(&[]),
+            calls: None,
             now: "2026-11-20T10:00:00Z".parse().unwrap(),
         },
         &RateLimiter::default(),
@@ -265,6 +267,7 @@ fn agent_level_grants_the_session_only_to_named_agents() {
                 class: Class::Session,
                 arguments: Arguments::parsed(None),
                 defaults: Some(&[]),
+                calls: None,
                 now: now.parse().unwrap(),
             },
             &RateLimiter::default(),
@@ -880,4 +883,87 @@ fn prompts_and_resources_with_hidden_text_are_hidden_like_tools() {
         true,
     );
     assert_eq!(prompts["prompts"].as_array().unwrap().len(), 1);
+}
+
+/// `[rules.after]`: a deny rule that holds only for a caller let through to certain calls
+/// recently (no public write after a private read), per caller and within its window; without
+/// the gateway's call log (`policy explain`) it is taken not to hold.
+#[test]
+fn a_flow_rule_denies_only_after_the_calls_it_names() {
+    let p = policy(
+        "[[rules]]\nname = \"all\"\neffect = \"allow\"\n\
+         [[rules]]\nname = \"no-leaks\"\neffect = \"deny\"\nservers = [\"web\"]\ntools = [\"post_*\"]\n\
+         message = \"Private data was read in this session.\"\n\
+         [rules.after]\nservers = [\"db\"]\ntools = [\"read_private\", \"dump_*\"]\nwithin = \"10m\"\n",
+    );
+    let log = crate::policy::flows::CallLog::default();
+    let limiter = RateLimiter::default();
+    let now = jiff::Timestamp::now();
+    let post = |agent: &'static str, calls| Question {
+        server: "web",
+        calls,
+        ..tool_call(agent, "post_issue", Arguments::parsed(None), now)
+    };
+    assert!(p.decide(&post("a", Some(&log)), &limiter).allowed);
+    assert!(p.tracks("db", "read_private") && p.tracks("db", "dump_all"));
+    assert!(!p.tracks("web", "read_private") && !p.tracks("db", "read_public"));
+    log.record(
+        "agent:a".into(),
+        "db",
+        "dump_all",
+        std::time::Instant::now(),
+    );
+    let v = p.decide(&post("a", Some(&log)), &limiter);
+    assert!(!v.allowed);
+    assert!(
+        v.reason.contains("no-leaks") && v.reason.contains("Private data"),
+        "{}",
+        v.reason
+    );
+    // Another agent read nothing; explain cannot know.
+    assert!(p.decide(&post("b", Some(&log)), &limiter).allowed);
+    let (v, trace) = p.explain(&post("a", None));
+    assert!(v.allowed);
+    assert!(
+        trace
+            .iter()
+            .any(|t| t.outcome.contains("holds only after a call of")),
+        "{trace:?}"
+    );
+}
+
+#[test]
+fn flow_conditions_are_checked() {
+    let parse = |after: &str| {
+        Config::parse(
+            &format!(
+                "{SERVERS}[[rules]]\nname = \"r\"\neffect = \"deny\"\ntools = [\"x\"]\n[rules.after]\n{after}"
+            ),
+            "test.toml",
+        )
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    };
+    assert!(parse("tools = [\"read\"]\n").is_ok());
+    for (after, key) in [
+        ("tools = []\n", "rules.after.tools"),
+        (
+            "tools = [\"read\"]\nwithin = \"2d\"\n",
+            "rules.after.within",
+        ),
+        (
+            "tools = [\"read\"]\nwithin = \"soon\"\n",
+            "rules.after.within",
+        ),
+        (
+            "tools = [\"read\"]\nwithin = \"0s\"\n",
+            "rules.after.within",
+        ),
+        ("servers = []\ntools = [\"read\"]\n", "rules.after.servers"),
+        ("within = \"1h\"\n", "tools"),
+        ("tools = [\"read\"]\nagents = [\"a\"]\n", "agents"),
+    ] {
+        let e = parse(after).expect_err(after);
+        assert!(e.contains(key) && e.contains("test.toml"), "{after}: {e}");
+    }
 }

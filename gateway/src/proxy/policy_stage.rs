@@ -205,7 +205,15 @@ impl PolicyStage {
             }
             _ => Some(&[][..]),
         };
-        let q = question(identity, &w, server, message, class, defaults);
+        let q = question(
+            identity,
+            &w,
+            server,
+            message,
+            class,
+            defaults,
+            &self.engine.calls,
+        );
         let mut verdict = policy.decide(&q, &self.engine.limiter);
         if verdict.allowed
             && let Class::Tool(tool) = class
@@ -235,6 +243,21 @@ impl PolicyStage {
             };
         }
         let d = decision(verdict);
+        // A call let through (or forwarded in observe mode) that a `[rules.after]` names is
+        // remembered for the caller's later requests.
+        if let Class::Tool(tool) = class
+            && message.kind == Kind::Request
+            && message.method() == "tools/call"
+            && !matches!(d, Decision::Deny { .. })
+            && policy.tracks(server.name.as_str(), tool)
+        {
+            self.engine.calls.record(
+                q.rate_key.to_string(),
+                server.name.as_str(),
+                tool,
+                std::time::Instant::now(),
+            );
+        }
         self.metrics.decision(server.name.as_str(), d.as_str());
         if let Decision::WouldDeny { rule, reason } = &d {
             let target = message.target.subject().unwrap_or("");
@@ -270,7 +293,9 @@ fn question<'a>(
     message: &'a Message,
     class: Class<'a>,
     defaults: Option<&'a [(String, serde_json::Value)]>,
+    calls: &'a crate::policy::flows::CallLog,
 ) -> Question<'a> {
+    let calls = Some(calls);
     Question {
         agent: w.agent,
         process: w.process,
@@ -282,6 +307,7 @@ fn question<'a>(
         class,
         arguments: Arguments::lazy(arguments_of(message)),
         defaults,
+        calls,
         now: jiff::Timestamp::now(),
     }
 }

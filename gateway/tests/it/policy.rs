@@ -846,3 +846,33 @@ async fn elicitations_asking_for_credentials_in_forms_or_to_plain_http_urls_are_
     );
     gw.shutdown().await;
 }
+
+/// A flow rule (`[rules.after]`): once an agent has read a file it may not write one within
+/// the window, in that session or a new one (the caller is the same); before the read, writes
+/// pass. (The Python SDK on both ends.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flow_rule_refuses_a_write_after_a_read() {
+    let server = policy_server().await;
+    let policy = "[policy]\npins_file = \"\"\n[[rules]]\nname = \"all\"\neffect = \"allow\"\n\
+        [[rules]]\nname = \"no-write-after-read\"\neffect = \"deny\"\ntools = [\"write_file\"]\n\
+        message = \"This agent read private files.\"\n\
+        [rules.after]\ntools = [\"read_file\"]\nwithin = \"5m\"\n";
+    let gw = gateway(&config("peer", &server.url("/mcp"), policy)).await;
+    let url = gateway_url(&gw, "peer");
+    let r = client(
+        &url,
+        json!([["call", "write_file", {"path": "/a"}], ["call", "read_file", {"path": "/secret"}],
+               ["call", "write_file", {"path": "/b"}]]),
+    )
+    .await;
+    assert_eq!(text(&r[0]), "write_file ran with {\"path\": \"/a\"}");
+    assert_eq!(text(&r[1]), "read_file ran with {\"path\": \"/secret\"}");
+    let refusal = text(&r[2]);
+    assert!(
+        refusal.contains("no-write-after-read") && refusal.contains("read private files"),
+        "{refusal}"
+    );
+    let r = client(&url, json!([["call", "write_file", {"path": "/c"}]])).await;
+    assert!(text(&r[0]).contains("no-write-after-read"), "{}", r[0]);
+    gw.shutdown().await;
+}
