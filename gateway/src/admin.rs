@@ -64,15 +64,7 @@ impl Counts {
     fn add(&self, caller: Caller) -> (u32, Instant) {
         let now = Instant::now();
         let mut map = lock(&self.0);
-        if map.len() >= MAX_TRACKED && !map.contains_key(&caller) {
-            map.retain(|_, (_, since)| now < *since + WINDOW);
-        }
-        // Where the map is full, a new caller counts with the others: never uncounted.
-        let caller = if map.len() >= MAX_TRACKED && !map.contains_key(&caller) {
-            Caller::Others
-        } else {
-            caller
-        };
+        let caller = Self::key(&mut map, caller, now);
         let entry = map.entry(caller).or_insert((0, now));
         if now >= entry.1 + WINDOW {
             *entry = (0, now);
@@ -81,16 +73,56 @@ impl Counts {
         (entry.0, entry.1 + WINDOW)
     }
 
-    fn clear(&self, caller: Caller) {
-        lock(&self.0).remove(&caller);
+    /// Checks an attempt of `caller` with `check`, unless it has failed [`MAX_FAILURES`]
+    /// times in the window (`Err`: when the window ends). A failure counts, a success clears
+    /// the count; under one lock, so attempts at once cannot all slip under the limit, nor
+    /// right ones at once be refused.
+    fn attempt(&self, caller: Caller, check: impl FnOnce() -> bool) -> Result<bool, Instant> {
+        let now = Instant::now();
+        let mut map = lock(&self.0);
+        let key = Self::key(&mut map, caller, now);
+        if let Some(&(count, since)) = map.get(&key)
+            && count >= MAX_FAILURES
+            && now < since + WINDOW
+        {
+            return Err(since + WINDOW);
+        }
+        if check() {
+            if key == caller {
+                map.remove(&caller);
+            }
+            return Ok(true);
+        }
+        let entry = map.entry(key).or_insert((0, now));
+        if now >= entry.1 + WINDOW {
+            *entry = (0, now);
+        }
+        entry.0 = entry.0.saturating_add(1);
+        Ok(false)
+    }
+
+    /// Where `caller` is counted: under its own key, or, for an address when the map is full,
+    /// with the others (never uncounted). A local user always has its own: the users of a host
+    /// are few, and root must not share a count an attacker filled.
+    fn key(map: &mut HashMap<Caller, (u32, Instant)>, caller: Caller, now: Instant) -> Caller {
+        if map.contains_key(&caller) || matches!(caller, Caller::Uid(_)) {
+            return caller;
+        }
+        if map.len() >= MAX_TRACKED {
+            map.retain(|_, (_, since)| now < *since + WINDOW);
+        }
+        if map.len() >= MAX_TRACKED {
+            Caller::Others
+        } else {
+            caller
+        }
     }
 }
 
 /// The admin API's per-caller limits.
 #[derive(Default)]
 struct Limits {
-    /// Attempts at the admin secret (each counted before it is checked, so that requests at
-    /// once cannot all slip under the limit; a right one clears the count).
+    /// Wrong admin secrets.
     attempts: Counts,
     /// Refusals recorded.
     recorded: Counts,
@@ -574,28 +606,6 @@ async fn issue(
     };
     let uid = caller_uid(peer, local).await;
     let caller = Caller::of(uid, peer);
-    let (attempts, until) = limits.attempts.add(caller);
-    if attempts > MAX_FAILURES {
-        record_refusal(
-            gateway,
-            limits,
-            peer,
-            uid,
-            "/tokens",
-            "too many wrong admin secrets; not checked",
-        );
-        let wait = until.saturating_duration_since(Instant::now()).as_secs() + 1;
-        let mut resp = error(
-            StatusCode::TOO_MANY_REQUESTS,
-            &format!(
-                "too many wrong admin secrets from this caller: try again in {wait} s (at most {MAX_FAILURES} a minute)"
-            ),
-        );
-        if let Ok(v) = header::HeaderValue::from_str(&wait.to_string()) {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        return resp;
-    }
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -604,21 +614,47 @@ async fn issue(
         // The scheme is case-insensitive (RFC 9110 11.1), as on the proxy's listener.
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map_or("", |(_, secret)| secret.trim());
-    if !tokens.admin_allows(presented) {
-        let why = if presented.is_empty() {
-            "no admin secret"
-        } else {
-            "wrong admin secret"
-        };
-        record_refusal(gateway, limits, peer, uid, "/tokens", why);
-        let mut resp = error(StatusCode::UNAUTHORIZED, "the admin secret is required");
-        resp.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer realm=\"agentgate-admin\""),
-        );
-        return resp;
+    match limits
+        .attempts
+        .attempt(caller, || tokens.admin_allows(presented))
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            let why = if presented.is_empty() {
+                "no admin secret"
+            } else {
+                "wrong admin secret"
+            };
+            record_refusal(gateway, limits, peer, uid, "/tokens", why);
+            let mut resp = error(StatusCode::UNAUTHORIZED, "the admin secret is required");
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"agentgate-admin\""),
+            );
+            return resp;
+        }
+        Err(until) => {
+            record_refusal(
+                gateway,
+                limits,
+                peer,
+                uid,
+                "/tokens",
+                "too many wrong admin secrets; not checked",
+            );
+            let wait = until.saturating_duration_since(Instant::now()).as_secs() + 1;
+            let mut resp = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!(
+                    "too many wrong admin secrets from this caller: try again in {wait} s (at most {MAX_FAILURES} a minute)"
+                ),
+            );
+            if let Ok(v) = header::HeaderValue::from_str(&wait.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return resp;
+        }
     }
-    limits.attempts.clear(caller);
     let body = match http_body_util::Limited::new(req.into_body(), 64 << 10)
         .collect()
         .await
@@ -690,8 +726,9 @@ mod tests {
         let uid = Caller::Uid(1000);
         assert_eq!(counts.add(uid).0, 1);
         assert_eq!(counts.add(uid).0, 2);
-        counts.clear(uid);
+        assert_eq!(counts.attempt(uid, || true), Ok(true));
         assert_eq!(counts.add(uid).0, 1);
+        assert_eq!(counts.attempt(uid, || true), Ok(true));
         for i in 0..MAX_TRACKED as u32 {
             counts.add(Caller::Addr(std::net::IpAddr::from([
                 10,
@@ -709,5 +746,12 @@ mod tests {
         // Another late caller shares that count: refused at once.
         let other = Caller::Addr("192.0.2.2".parse().unwrap());
         assert!(counts.add(other).0 > MAX_FAILURES);
+        assert!(counts.attempt(other, || true).is_err());
+        // A local user never shares it: root is not locked out by a full map.
+        assert_eq!(counts.attempt(Caller::Uid(0), || true), Ok(true));
+        for _ in 0..MAX_FAILURES {
+            assert_eq!(counts.attempt(Caller::Uid(0), || false), Ok(false));
+        }
+        assert!(counts.attempt(Caller::Uid(0), || true).is_err());
     }
 }

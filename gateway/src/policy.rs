@@ -437,10 +437,17 @@ impl Policy {
         }
     }
 
-    /// Whether some rule's `[rules.after]` names a call of `tool` on `server` (so the call is
-    /// remembered).
-    pub fn tracks(&self, server: &str, tool: &str) -> bool {
-        self.afters.iter().any(|a| a.covers(server, tool))
+    /// The keys of the `[rules.after]` conditions that name a call of `tool` on `server` (what
+    /// the call log remembers of it).
+    pub fn after_keys(&self, server: &str, tool: &str) -> Vec<Arc<str>> {
+        let mut keys: Vec<Arc<str>> = self
+            .afters
+            .iter()
+            .filter(|a| a.covers(server, tool))
+            .map(|a| a.key.clone())
+            .collect();
+        keys.dedup();
+        keys
     }
 
     /// The mode for a server.
@@ -711,9 +718,20 @@ impl Policy {
                     .collect::<Vec<_>>()
                     .join(", ")
             };
-            match q.calls {
-                Some(log) if log.called(&q.rate_key.to_string(), after, Instant::now()) => {}
-                Some(_) => {
+            let called = q
+                .calls
+                .map(|log| log.called(&q.rate_key.to_string(), after, Instant::now()));
+            match called {
+                Some(Some(true)) => {}
+                // Whether such a call was made is not known (the call log was full): a deny
+                // rule holds, an allow rule does not.
+                Some(None) if s.effect == Effect::Deny => {}
+                Some(None) => {
+                    return Err(Miss::Condition(
+                        "whether the caller made such a call is not known (too many callers to remember)".into(),
+                    ));
+                }
+                Some(Some(false)) => {
                     return Err(Miss::Condition(format!(
                         "the caller called none of {} in the last {}",
                         names(),

@@ -178,9 +178,28 @@ pub struct AfterSpec {
     pub servers: Vec<Pattern>,
     pub tools: Vec<Pattern>,
     pub within: Duration,
+    /// What names these calls, for the call log: conditions written alike (in two rules, or
+    /// before and after a reload) share it.
+    pub key: std::sync::Arc<str>,
 }
 
 impl AfterSpec {
+    pub fn new(servers: Vec<Pattern>, tools: Vec<Pattern>, within: Duration) -> Self {
+        let list = |l: &[Pattern]| {
+            l.iter()
+                .map(Pattern::as_str)
+                .collect::<Vec<_>>()
+                .join("\u{1f}")
+        };
+        let key = format!("{}\u{1e}{}", list(&servers), list(&tools)).into();
+        Self {
+            servers,
+            tools,
+            within,
+            key,
+        }
+    }
+
     /// Whether a call of `tool` on `server` is one this condition names.
     pub fn covers(&self, server: &str, tool: &str) -> bool {
         self.servers.iter().any(|p| p.matches(server)) && self.tools.iter().any(|p| p.matches(tool))
@@ -817,13 +836,11 @@ fn push_rule(
                         )
                     })?,
             };
-            AfterSpec {
-                servers: patterns(a.servers, "rules.after.servers")?
-                    .unwrap_or_else(|| vec![Pattern::Any]),
-                tools: patterns(Some(a.tools), "rules.after.tools")?.unwrap_or_default(),
+            Some(AfterSpec::new(
+                patterns(a.servers, "rules.after.servers")?.unwrap_or_else(|| vec![Pattern::Any]),
+                patterns(Some(a.tools), "rules.after.tools")?.unwrap_or_default(),
                 within,
-            }
-            .into()
+            ))
         }
     };
     let line_origin = format!("{file} rule {name:?}");

@@ -31,14 +31,32 @@ const CREDENTIAL_PAIRS: &[(&str, &str)] = &[
     ("card", "number"),
 ];
 
-/// Why the `elicitation/create` with `params` may not reach the user, if it may not.
+/// A member of `v` by name, in any letter case: Go and .NET clients read `Mode` or `URL` as
+/// `mode` and `url`.
+fn member<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    let object = v.as_object()?;
+    object.get(name).or_else(|| {
+        object
+            .iter()
+            .find(|(k, _)| crate::mcp::json::same_folded(k, name))
+            .map(|(_, v)| v)
+    })
+}
+
+/// Why the `elicitation/create` with `params` may not reach the user, if it may not. Both
+/// readings are checked where a client could take it either way (a `url` without
+/// `mode = "url"`).
 pub fn problem(params: Option<&Value>) -> Option<String> {
     let params = params?;
-    match params.get("mode").and_then(Value::as_str) {
-        Some("url") => url_problem(params.get("url")),
-        // Form mode is the default (and all there was before 2025-11-25).
-        _ => form_problem(params.get("requestedSchema")),
+    let url = member(params, "url");
+    let is_url = member(params, "mode").and_then(Value::as_str) == Some("url");
+    if (is_url || url.is_some())
+        && let Some(why) = url_problem(url)
+    {
+        return Some(why);
     }
+    // Form mode is the default (and all there was before 2025-11-25).
+    form_problem(member(params, "requestedSchema"))
 }
 
 /// A URL elicitation sends the user to a page, often to log in: only over HTTPS (or to this
@@ -54,9 +72,15 @@ fn url_problem(url: Option<&Value>) -> Option<String> {
             text.chars().take(200).collect::<String>()
         ))
     };
-    // URL parsers drop tabs and line breaks and trim spaces: the text must need none of that.
-    if text.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return refuse("the URL holds control characters or white space");
+    // URL parsers drop tabs and line breaks and trim spaces: the text must need none of that;
+    // nor hold what shows it otherwise than it goes (a right-to-left override, zero-width
+    // characters).
+    if text.chars().any(|c| {
+        c.is_control() || c.is_whitespace() || crate::policy::pins::suspicious_char(c).is_some()
+    }) {
+        return refuse(
+            "the URL holds control, invisible or direction-changing characters, or white space",
+        );
     }
     let Ok(parsed) = url::Url::parse(text) else {
         return refuse("not a valid URL");
@@ -79,10 +103,12 @@ fn url_problem(url: Option<&Value>) -> Option<String> {
 
 /// A form elicitation must not ask for a credential: its answer passes through the client.
 fn form_problem(schema: Option<&Value>) -> Option<String> {
-    let properties = schema?.get("properties")?.as_object()?;
+    let properties = member(schema?, "properties")?.as_object()?;
     properties.iter().find_map(|(name, field)| {
-        let secret_format = field.get("format").and_then(Value::as_str) == Some("password")
-            || field.get("writeOnly").and_then(Value::as_bool) == Some(true);
+        let secret_format = member(field, "format")
+            .and_then(Value::as_str)
+            .is_some_and(|f| f.eq_ignore_ascii_case("password"))
+            || member(field, "writeOnly").and_then(Value::as_bool) == Some(true);
         (secret_format || names_credential(name)).then(|| {
             format!(
                 "a form asks for {name:?}, a credential: MCP servers must ask for credentials in URL mode, never in a form"
@@ -217,5 +243,35 @@ mod tests {
         }
         assert!(problem(Some(&json!({"mode": "url"}))).is_some());
         assert!(problem(Some(&json!({"mode": "url", "url": 7}))).is_some());
+        // Direction overrides and zero-width characters show one URL and open another.
+        assert!(url("https://x.example/\u{202e}gpj.exe").is_some());
+        assert!(url("https://x.example/a\u{200b}b").is_some());
+    }
+
+    /// Members in other letter case are what Go and .NET clients read; a URL without its mode
+    /// is checked as a URL too.
+    #[test]
+    fn members_are_read_in_any_letter_case() {
+        assert!(problem(Some(&json!({"Mode": "url", "URL": "http://evil.example/"}))).is_some());
+        assert!(
+            problem(Some(
+                &json!({"url": "http://evil.example/", "message": "m"})
+            ))
+            .is_some()
+        );
+        assert!(
+            problem(Some(
+                &json!({"RequestedSchema": {"Properties": {"Password": {"type": "string"}}}})
+            ))
+            .is_some()
+        );
+        assert!(
+            problem(Some(&json!({"requestedSchema": {"properties": {"x": {"type": "string", "Format": "Password"}}}})))
+                .is_some()
+        );
+        assert!(
+            problem(Some(&json!({"requestedSchema": {"properties": {"x": {"type": "string", "WriteOnly": true}}}})))
+                .is_some()
+        );
     }
 }

@@ -3,71 +3,71 @@
 //! flow: a private repository read, then an issue opened in a public one, each allowed alone).
 
 use std::{
-    collections::{HashMap, VecDeque},
-    sync::Mutex,
+    collections::HashMap,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use crate::config::policy::AfterSpec;
 
-/// Calls kept per caller: the latest, so a caller that calls much keeps its recent history.
-const MAX_CALLS_PER_CALLER: usize = 256;
-/// Callers kept at once. Beyond, the one whose latest call is oldest is forgotten first.
+/// Callers remembered at once. A call of a caller beyond them is not remembered: until the
+/// longest window has passed since, whether a caller not remembered made such a call is
+/// unknown (a deny rule holds, an allow rule does not).
 const MAX_CALLERS: usize = 10_000;
 /// The longest `within` a rule may ask for: older calls are never needed.
 pub const MAX_WITHIN: Duration = Duration::from_secs(24 * 60 * 60);
 
-#[derive(Debug)]
-struct Call {
-    server: Box<str>,
-    tool: Box<str>,
-    at: Instant,
-}
-
-/// Recent calls of the tools some rule's `after` names, by caller (the identity rate limits are
-/// keyed on, never the MCP session: an agent that starts a new session is the same agent).
-/// Kept across policy reloads.
+/// When each caller was last let through to a call each `[rules.after]` names (by the
+/// condition's key), by caller: the identity rate limits are keyed on, never the MCP session
+/// (an agent that starts a new session is the same agent). Bounded by callers times
+/// conditions, whatever the calls; kept across policy reloads.
 #[derive(Debug, Default)]
 pub struct CallLog {
-    calls: Mutex<HashMap<String, VecDeque<Call>>>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    last: HashMap<String, HashMap<Arc<str>, Instant>>,
+    /// Until when callers not in `last` may have made a call that was not remembered.
+    lost_until: Option<Instant>,
 }
 
 impl CallLog {
-    /// Notes that `caller` was let through to `tool` on `server` at `now`.
-    pub fn record(&self, caller: String, server: &str, tool: &str, now: Instant) {
-        let mut calls = lock(&self.calls);
-        if !calls.contains_key(&caller) && calls.len() >= MAX_CALLERS {
-            calls.retain(|_, c| {
-                c.back()
-                    .is_some_and(|c| now.duration_since(c.at) < MAX_WITHIN)
-            });
-            if calls.len() >= MAX_CALLERS
-                && let Some(stalest) = calls
-                    .iter()
-                    .min_by_key(|(_, c)| c.back().map(|c| c.at))
-                    .map(|(k, _)| k.clone())
-            {
-                calls.remove(&stalest);
+    /// Notes that `caller` was let through, at `now`, to a call the conditions `keys` name.
+    pub fn record(&self, caller: &str, keys: &[Arc<str>], now: Instant) {
+        if keys.is_empty() {
+            return;
+        }
+        let mut st = lock(&self.state);
+        if !st.last.contains_key(caller) && st.last.len() >= MAX_CALLERS {
+            st.last
+                .retain(|_, seen| seen.values().any(|at| now.duration_since(*at) < MAX_WITHIN));
+            if st.last.len() >= MAX_CALLERS {
+                // Forgetting someone else's calls would let their next call through: this one
+                // goes unremembered instead, and callers unknown to the log are in doubt.
+                st.lost_until = Some(now + MAX_WITHIN);
+                return;
             }
         }
-        let mine = calls.entry(caller).or_default();
-        if mine.len() >= MAX_CALLS_PER_CALLER {
-            mine.pop_front();
+        let seen = st.last.entry(caller.to_owned()).or_default();
+        for key in keys {
+            seen.insert(key.clone(), now);
         }
-        mine.push_back(Call {
-            server: server.into(),
-            tool: tool.into(),
-            at: now,
-        });
     }
 
-    /// Whether `caller` was let through to a call `after` names within its window.
-    pub fn called(&self, caller: &str, after: &AfterSpec, now: Instant) -> bool {
-        lock(&self.calls).get(caller).is_some_and(|calls| {
-            calls.iter().rev().any(|c| {
-                now.duration_since(c.at) <= after.within && after.covers(&c.server, &c.tool)
-            })
-        })
+    /// Whether `caller` was let through to a call `after` names within its window; `None` when
+    /// that is unknown (the log was full when it may have been).
+    pub fn called(&self, caller: &str, after: &AfterSpec, now: Instant) -> Option<bool> {
+        let st = lock(&self.state);
+        match st.last.get(caller) {
+            Some(seen) => Some(
+                seen.get(&after.key)
+                    .is_some_and(|at| now.duration_since(*at) <= after.within),
+            ),
+            None if st.lost_until.is_some_and(|until| now < until) => None,
+            None => Some(false),
+        }
     }
 }
 
@@ -82,54 +82,62 @@ mod tests {
     use crate::config::policy::Pattern;
 
     fn after(servers: &[&str], tools: &[&str], within: u64) -> AfterSpec {
-        AfterSpec {
-            servers: servers.iter().map(|s| Pattern::parse(s).unwrap()).collect(),
-            tools: tools.iter().map(|s| Pattern::parse(s).unwrap()).collect(),
-            within: Duration::from_secs(within),
-        }
+        AfterSpec::new(
+            servers.iter().map(|s| Pattern::parse(s).unwrap()).collect(),
+            tools.iter().map(|s| Pattern::parse(s).unwrap()).collect(),
+            Duration::from_secs(within),
+        )
     }
 
     #[test]
-    fn a_call_counts_for_its_caller_server_tool_and_window() {
+    fn a_call_counts_for_its_caller_condition_and_window() {
         let log = CallLog::default();
         let t0 = Instant::now();
         let private = after(&["github"], &["get_*"], 60);
-        assert!(!log.called("agent:a", &private, t0));
-        log.record("agent:a".into(), "github", "get_file_contents", t0);
-        assert!(log.called("agent:a", &private, t0 + Duration::from_secs(30)));
-        // Another caller, another server, another tool, or after the window: no.
-        assert!(!log.called("agent:b", &private, t0));
-        assert!(!log.called("agent:a", &after(&["gitlab"], &["get_*"], 60), t0));
-        assert!(!log.called("agent:a", &after(&["github"], &["search"], 60), t0));
-        assert!(!log.called("agent:a", &private, t0 + Duration::from_secs(61)));
-        assert!(log.called("agent:a", &after(&["*"], &["get_file_contents"], 60), t0));
+        let other = after(&["github"], &["search"], 60);
+        assert_eq!(log.called("agent:a", &private, t0), Some(false));
+        log.record("agent:a", std::slice::from_ref(&private.key), t0);
+        assert_eq!(
+            log.called("agent:a", &private, t0 + Duration::from_secs(30)),
+            Some(true)
+        );
+        // Another caller, another condition, or after the window: no.
+        assert_eq!(log.called("agent:b", &private, t0), Some(false));
+        assert_eq!(log.called("agent:a", &other, t0), Some(false));
+        assert_eq!(
+            log.called("agent:a", &private, t0 + Duration::from_secs(61)),
+            Some(false)
+        );
+        // However many other calls the caller makes, this one stays.
+        for _ in 0..1000 {
+            log.record("agent:a", std::slice::from_ref(&other.key), t0);
+        }
+        assert_eq!(log.called("agent:a", &private, t0), Some(true));
+        // A condition written alike in another rule (or after a reload) is the same condition.
+        assert_eq!(
+            log.called("agent:a", &after(&["github"], &["get_*"], 60), t0),
+            Some(true)
+        );
     }
 
     #[test]
-    fn the_log_is_bounded() {
+    fn a_full_log_forgets_no_one_and_puts_newcomers_in_doubt() {
         let log = CallLog::default();
         let t0 = Instant::now();
-        for i in 0..MAX_CALLS_PER_CALLER + 10 {
-            log.record("agent:a".into(), "s", &format!("t{i}"), t0);
+        let a = after(&["s"], &["t"], 60);
+        let keys = std::slice::from_ref(&a.key);
+        for i in 0..MAX_CALLERS {
+            log.record(&format!("ip:{i}"), keys, t0);
         }
-        assert_eq!(lock(&log.calls)["agent:a"].len(), MAX_CALLS_PER_CALLER);
-        // The oldest went; the latest stay.
-        assert!(!log.called("agent:a", &after(&["s"], &["t0"], 60), t0));
-        assert!(log.called("agent:a", &after(&["s"], &["t265"], 60), t0));
-        for i in 0..MAX_CALLERS + 5 {
-            log.record(
-                format!("ip:{i}"),
-                "s",
-                "t",
-                t0 + Duration::from_millis(i as u64),
-            );
-        }
-        assert!(lock(&log.calls).len() <= MAX_CALLERS);
-        // The callers seen last are kept.
-        assert!(log.called(
-            &format!("ip:{}", MAX_CALLERS + 4),
-            &after(&["s"], &["t"], 60),
-            t0 + Duration::from_secs(20)
-        ));
+        assert_eq!(log.called("ip:new", &a, t0), Some(false));
+        log.record("ip:new", keys, t0);
+        // Not remembered, and not forgotten: unknown, while any such call may be in a window.
+        assert_eq!(log.called("ip:new", &a, t0), None);
+        assert_eq!(log.called("ip:other", &a, t0), None);
+        assert_eq!(log.called("ip:0", &a, t0), Some(true));
+        assert_eq!(log.called("ip:other", &a, t0 + MAX_WITHIN), Some(false));
+        // Once the remembered calls are past every window, there is room again.
+        log.record("ip:late", keys, t0 + MAX_WITHIN);
+        assert_eq!(log.called("ip:late", &a, t0 + MAX_WITHIN), Some(true));
     }
 }

@@ -905,12 +905,12 @@ fn a_flow_rule_denies_only_after_the_calls_it_names() {
         ..tool_call(agent, "post_issue", Arguments::parsed(None), now)
     };
     assert!(p.decide(&post("a", Some(&log)), &limiter).allowed);
-    assert!(p.tracks("db", "read_private") && p.tracks("db", "dump_all"));
-    assert!(!p.tracks("web", "read_private") && !p.tracks("db", "read_public"));
+    assert_eq!(p.after_keys("db", "read_private").len(), 1);
+    assert!(p.after_keys("web", "read_private").is_empty());
+    assert!(p.after_keys("db", "read_public").is_empty());
     log.record(
-        "agent:a".into(),
-        "db",
-        "dump_all",
+        "agent:a",
+        &p.after_keys("db", "dump_all"),
         std::time::Instant::now(),
     );
     let v = p.decide(&post("a", Some(&log)), &limiter);

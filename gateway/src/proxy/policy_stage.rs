@@ -243,21 +243,6 @@ impl PolicyStage {
             };
         }
         let d = decision(verdict);
-        // A call let through (or forwarded in observe mode) that a `[rules.after]` names is
-        // remembered for the caller's later requests.
-        if let Class::Tool(tool) = class
-            && message.kind == Kind::Request
-            && message.method() == "tools/call"
-            && !matches!(d, Decision::Deny { .. })
-            && policy.tracks(server.name.as_str(), tool)
-        {
-            self.engine.calls.record(
-                q.rate_key.to_string(),
-                server.name.as_str(),
-                tool,
-                std::time::Instant::now(),
-            );
-        }
         self.metrics.decision(server.name.as_str(), d.as_str());
         if let Decision::WouldDeny { rule, reason } = &d {
             let target = message.target.subject().unwrap_or("");
@@ -317,6 +302,24 @@ impl DecisionStage for PolicyStage {
         self.ask(identity, server, message, Class::of_client_message(message))
     }
 
+    /// A tool call sent upstream that a `[rules.after]` names is remembered for the caller's
+    /// later requests (only once sent: a call refused after its decision did nothing).
+    fn forwarded(&self, identity: &Identity, server: &Server, message: &Message) {
+        let Target::Tool { name, .. } = &message.target else {
+            return;
+        };
+        if message.kind != Kind::Request || message.method() != "tools/call" {
+            return;
+        }
+        let keys = self.engine.policy().after_keys(server.name.as_str(), name);
+        if !keys.is_empty() {
+            let caller = who(identity).rate_key.to_string();
+            self.engine
+                .calls
+                .record(&caller, &keys, std::time::Instant::now());
+        }
+    }
+
     fn refund(&self, decision: &Decision) {
         if let Decision::Allow {
             charge: Some(c), ..
@@ -338,9 +341,9 @@ impl ResponseStage for PolicyStage {
         match m.message.kind {
             Kind::Request
                 if m.message.method() == "elicitation/create"
-                    && let Some(why) = elicitation_problem(m.raw) =>
+                    && let Some(why) =
+                        self.elicitation_refusal(server, elicitation_problem(m.raw)) =>
             {
-                tracing::warn!(server = %server.name, %why, "Refused a server's elicitation.");
                 Inspection::Refuse {
                     reason: format!("agentgate: refused {why}"),
                 }
@@ -371,10 +374,22 @@ impl ResponseStage for PolicyStage {
                 Some(_) => Inspection::Forward,
                 // Not matched to a request seen in this exchange (the legacy transport's GET
                 // stream, a replay): judged by its shape.
-                None => match lists::methods_by_shape(m.raw).as_slice() {
-                    [] => self.check_instructions(server, m.raw),
-                    methods => self.filter_list(identity, server, m.raw, methods),
-                },
+                None => {
+                    // A result may have a list's shape and instructions both.
+                    let checked = self.check_instructions(server, m.raw);
+                    let raw = match &checked {
+                        Inspection::Replace(bytes) => &bytes[..],
+                        Inspection::Forward => m.raw,
+                        _ => return checked,
+                    };
+                    match lists::methods_by_shape(raw).as_slice() {
+                        [] => checked,
+                        methods => match self.filter_list(identity, server, raw, methods) {
+                            Inspection::Forward => checked,
+                            filtered => filtered,
+                        },
+                    }
+                }
             },
             Kind::Error => self
                 .embedded_requests(identity, server, m)
@@ -390,6 +405,14 @@ fn elicitation_problem(raw: &[u8]) -> Option<String> {
 }
 
 impl PolicyStage {
+    /// An elicitation's problem, if the server's mode refuses it (observe mode only logs it).
+    fn elicitation_refusal(&self, server: &Server, problem: Option<String>) -> Option<String> {
+        let why = problem?;
+        let enforced = self.engine.policy().mode(server.name.as_str()) == Mode::Enforce;
+        tracing::warn!(server = %server.name, %why, refused = enforced, "A server's elicitation asks for what it may not.");
+        enforced.then_some(why)
+    }
+
     /// Requests a server embedded in a message, each decided as the standalone request it
     /// stands for; if any is denied the agent gets an error naming it in place of the
     /// message. `None`: no such message, or every embedded request is allowed.
@@ -485,9 +508,9 @@ impl PolicyStage {
         what: &str,
     ) -> Result<(), (String, String)> {
         if method.and_then(serde_json::Value::as_str) == Some("elicitation/create")
-            && let Some(why) = crate::policy::elicitation::problem(params)
+            && let Some(why) =
+                self.elicitation_refusal(server, crate::policy::elicitation::problem(params))
         {
-            tracing::warn!(server = %server.name, %why, "Refused a server's elicitation.");
             return Err((
                 format!("agentgate: the server's {what} is refused: {why}"),
                 "elicitation".to_owned(),
@@ -779,6 +802,17 @@ mod tests {
                 "{answers:?}"
             );
         }
+        // On the legacy stream a result may have a list's shape as well.
+        let listed = hidden
+            .replace("MEMBER", "instructions")
+            .replace("\"capabilities\":{}", "\"capabilities\":{},\"tools\":[]");
+        match run_as(None, "hide", listed.as_bytes()) {
+            Inspection::Replace(bytes) => {
+                let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                assert!(v["result"].get("instructions").is_none(), "{v}");
+            }
+            other => panic!("{other:?}"),
+        }
         // All ASCII: the hidden character and a letter of the member both escaped.
         let escaped = hidden
             .replace("MEMBER", "\\u0069nstructions")
@@ -787,6 +821,57 @@ mod tests {
         assert!(matches!(
             run("hide", escaped.as_bytes()),
             Inspection::Replace(_)
+        ));
+    }
+
+    /// A flow rule's calls are remembered once sent, not when decided: a call refused after
+    /// its decision (a batch with a denied message, a header check) did nothing.
+    #[test]
+    fn a_flow_rules_calls_count_once_forwarded() {
+        let config = Config::parse(
+            "[[servers]]\nname = \"s\"\nurl = \"http://127.0.0.1:9/mcp\"\n\
+             [policy]\npins_file = \"\"\n\
+             [[rules]]\nname = \"all\"\neffect = \"allow\"\n\
+             [[rules]]\nname = \"no-write-after-read\"\neffect = \"deny\"\ntools = [\"write\"]\n\
+             [rules.after]\ntools = [\"read\"]\n",
+            "t.toml",
+        )
+        .unwrap();
+        let engine = Arc::new(Engine::new(&config).unwrap());
+        let stage = PolicyStage::new(engine, Arc::new(Metrics::new()));
+        let identity = Identity::Peer {
+            address: "127.0.0.1:4000".parse().unwrap(),
+        };
+        let server = config.server("s").unwrap();
+        let call = |tool: &str| {
+            crate::mcp::message::parse_message(
+                format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}","arguments":{{}}}}}}"#)
+                    .as_bytes(),
+            )
+            .unwrap()
+        };
+        let (read, write) = (call("read"), call("write"));
+        assert!(matches!(
+            stage.decide(&identity, server, &read),
+            Decision::Allow { .. }
+        ));
+        // Decided, never sent: writes still pass.
+        assert!(matches!(
+            stage.decide(&identity, server, &write),
+            Decision::Allow { .. }
+        ));
+        stage.forwarded(&identity, server, &read);
+        match stage.decide(&identity, server, &write) {
+            Decision::Deny { rule, .. } => assert_eq!(&*rule, "no-write-after-read"),
+            other => panic!("{other:?}"),
+        }
+        // Any loopback address is the same caller.
+        let other_port = Identity::Peer {
+            address: "127.0.0.2:5000".parse().unwrap(),
+        };
+        assert!(matches!(
+            stage.decide(&other_port, server, &write),
+            Decision::Deny { .. }
         ));
     }
 

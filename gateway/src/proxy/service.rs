@@ -832,6 +832,12 @@ async fn post(
         }
         _ => None,
     };
+    for m in &messages {
+        gateway
+            .stages
+            .decision
+            .forwarded(identity, &upstream.server, m);
+    }
     // Should this POST end before its requests are sent (the agent hung up), the stream waits
     // for them no more: a drain would hold for answers that may never come.
     let mut unsent = Unsent(awaited.as_ref().map(|(a, ids, _)| (&**a, &ids[..])));

@@ -160,6 +160,9 @@ pub trait DecisionStage: Send + Sync + fmt::Debug {
     /// Undoes what an allowing decision used up (a rate-limit token), for a message refused
     /// after it on other grounds and never sent.
     fn refund(&self, _decision: &Decision) {}
+
+    /// Told of each message once it is sent upstream (what later decisions may depend on).
+    fn forwarded(&self, _identity: &Identity, _server: &Server, _message: &Message) {}
 }
 
 /// Shapes the headers sent upstream once a request is allowed.
