@@ -51,7 +51,8 @@ async def discover(client: httpx.AsyncClient, hint: str | None, server_url: str)
 
 
 async def main(server_url: str) -> None:
-    async with httpx.AsyncClient() as client:
+    # httpx waits 5 s by default: too short for a loaded 2-core CI machine.
+    async with httpx.AsyncClient(timeout=30) as client:
         response = await client.post(
             server_url,
             json=INITIALIZE,
