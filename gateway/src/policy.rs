@@ -718,9 +718,15 @@ impl Policy {
                     .collect::<Vec<_>>()
                     .join(", ")
             };
+            // A deny rule counts calls the policy let through, an allow rule calls that ran.
+            let seen = if s.effect == Effect::Deny {
+                flows::Seen::Decided
+            } else {
+                flows::Seen::Sent
+            };
             let called = q
                 .calls
-                .map(|log| log.called(&q.rate_key.to_string(), after, Instant::now()));
+                .map(|log| log.called(&q.rate_key.to_string(), after, seen, Instant::now()));
             match called {
                 Some(Some(true)) => {}
                 // Whether such a call was made is not known (the call log was full): a deny

@@ -17,6 +17,18 @@ const MAX_CALLERS: usize = 10_000;
 /// The longest `within` a rule may ask for: older calls are never needed.
 pub const MAX_WITHIN: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// Which calls a condition reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// Let through by the policy, sent or not: what a deny rule reads (a call refused after
+    /// its decision makes a deny hold that need not; one in the same batch, or at the same
+    /// time, as the call it would deny is not missed).
+    Decided,
+    /// Sent upstream and answered with success: what an allow rule reads (a call that never
+    /// ran opens nothing).
+    Sent,
+}
+
 /// When each caller was last let through to a call each `[rules.after]` names (by the
 /// condition's key), by caller: the identity rate limits are keyed on, never the MCP session
 /// (an agent that starts a new session is the same agent). Bounded by callers times
@@ -28,45 +40,81 @@ pub struct CallLog {
 
 #[derive(Debug, Default)]
 struct State {
-    last: HashMap<String, HashMap<Arc<str>, Instant>>,
-    /// Until when callers not in `last` may have made a call that was not remembered.
+    callers: HashMap<String, Caller>,
+    /// Until when a caller may have made a call that was not remembered (the log was full).
     lost_until: Option<Instant>,
 }
 
+#[derive(Debug, Default)]
+struct Caller {
+    decided: HashMap<Arc<str>, Instant>,
+    sent: HashMap<Arc<str>, Instant>,
+    /// Until when a call of this caller may have gone unremembered (it was first remembered
+    /// while calls were being lost).
+    doubt_until: Option<Instant>,
+}
+
 impl CallLog {
-    /// Notes that `caller` was let through, at `now`, to a call the conditions `keys` name.
-    pub fn record(&self, caller: &str, keys: &[Arc<str>], now: Instant) {
+    /// Notes that `caller` made, at `now`, a call the conditions `keys` name (`Sent` implies
+    /// `Decided`).
+    pub fn record(&self, caller: &str, keys: &[Arc<str>], seen: Seen, now: Instant) {
         if keys.is_empty() {
             return;
         }
         let mut st = lock(&self.state);
-        if !st.last.contains_key(caller) && st.last.len() >= MAX_CALLERS {
-            st.last
-                .retain(|_, seen| seen.values().any(|at| now.duration_since(*at) < MAX_WITHIN));
-            if st.last.len() >= MAX_CALLERS {
+        if !st.callers.contains_key(caller) && st.callers.len() >= MAX_CALLERS {
+            st.callers.retain(|_, c| {
+                c.decided
+                    .values()
+                    .any(|at| now.duration_since(*at) < MAX_WITHIN)
+            });
+            if st.callers.len() >= MAX_CALLERS {
                 // Forgetting someone else's calls would let their next call through: this one
                 // goes unremembered instead, and callers unknown to the log are in doubt.
                 st.lost_until = Some(now + MAX_WITHIN);
                 return;
             }
         }
-        let seen = st.last.entry(caller.to_owned()).or_default();
+        let lost_until = st.lost_until.filter(|until| now < *until);
+        let entry = st
+            .callers
+            .entry(caller.to_owned())
+            .or_insert_with(|| Caller {
+                doubt_until: lost_until,
+                ..Caller::default()
+            });
         for key in keys {
-            seen.insert(key.clone(), now);
+            entry.decided.insert(key.clone(), now);
+            if seen == Seen::Sent {
+                entry.sent.insert(key.clone(), now);
+            }
         }
     }
 
-    /// Whether `caller` was let through to a call `after` names within its window; `None` when
-    /// that is unknown (the log was full when it may have been).
-    pub fn called(&self, caller: &str, after: &AfterSpec, now: Instant) -> Option<bool> {
+    /// Whether `caller` made a call `after` names within its window, as `seen` counts calls;
+    /// `None` when that is unknown (the log was full when it may have been).
+    pub fn called(
+        &self,
+        caller: &str,
+        after: &AfterSpec,
+        seen: Seen,
+        now: Instant,
+    ) -> Option<bool> {
         let st = lock(&self.state);
-        match st.last.get(caller) {
-            Some(seen) => Some(
-                seen.get(&after.key)
-                    .is_some_and(|at| now.duration_since(*at) <= after.within),
-            ),
-            None if st.lost_until.is_some_and(|until| now < until) => None,
-            None => Some(false),
+        let (at, doubt_until) = match st.callers.get(caller) {
+            Some(c) => {
+                let calls = match seen {
+                    Seen::Decided => &c.decided,
+                    Seen::Sent => &c.sent,
+                };
+                (calls.get(&after.key).copied(), c.doubt_until)
+            }
+            None => (None, st.lost_until),
+        };
+        match at {
+            Some(at) if now.duration_since(at) <= after.within => Some(true),
+            _ if doubt_until.is_some_and(|until| now < until) => None,
+            _ => Some(false),
         }
     }
 }
@@ -95,27 +143,38 @@ mod tests {
         let t0 = Instant::now();
         let private = after(&["github"], &["get_*"], 60);
         let other = after(&["github"], &["search"], 60);
-        assert_eq!(log.called("agent:a", &private, t0), Some(false));
-        log.record("agent:a", std::slice::from_ref(&private.key), t0);
+        let called = |caller: &str, a: &AfterSpec, at| log.called(caller, a, Seen::Decided, at);
+        assert_eq!(called("agent:a", &private, t0), Some(false));
+        log.record(
+            "agent:a",
+            std::slice::from_ref(&private.key),
+            Seen::Decided,
+            t0,
+        );
         assert_eq!(
-            log.called("agent:a", &private, t0 + Duration::from_secs(30)),
+            called("agent:a", &private, t0 + Duration::from_secs(30)),
             Some(true)
         );
+        // Decided is not sent.
+        assert_eq!(log.called("agent:a", &private, Seen::Sent, t0), Some(false));
         // Another caller, another condition, or after the window: no.
-        assert_eq!(log.called("agent:b", &private, t0), Some(false));
-        assert_eq!(log.called("agent:a", &other, t0), Some(false));
+        assert_eq!(called("agent:b", &private, t0), Some(false));
+        assert_eq!(called("agent:a", &other, t0), Some(false));
         assert_eq!(
-            log.called("agent:a", &private, t0 + Duration::from_secs(61)),
+            called("agent:a", &private, t0 + Duration::from_secs(61)),
             Some(false)
         );
         // However many other calls the caller makes, this one stays.
         for _ in 0..1000 {
-            log.record("agent:a", std::slice::from_ref(&other.key), t0);
+            log.record("agent:a", std::slice::from_ref(&other.key), Seen::Sent, t0);
         }
-        assert_eq!(log.called("agent:a", &private, t0), Some(true));
+        assert_eq!(called("agent:a", &private, t0), Some(true));
+        // Sent is decided too.
+        assert_eq!(called("agent:a", &other, t0), Some(true));
+        assert_eq!(log.called("agent:a", &other, Seen::Sent, t0), Some(true));
         // A condition written alike in another rule (or after a reload) is the same condition.
         assert_eq!(
-            log.called("agent:a", &after(&["github"], &["get_*"], 60), t0),
+            called("agent:a", &after(&["github"], &["get_*"], 60), t0),
             Some(true)
         );
     }
@@ -125,19 +184,31 @@ mod tests {
         let log = CallLog::default();
         let t0 = Instant::now();
         let a = after(&["s"], &["t"], 60);
-        let keys = std::slice::from_ref(&a.key);
+        let b = after(&["s"], &["u"], 60);
+        let called = |caller: &str, c: &AfterSpec, at| log.called(caller, c, Seen::Decided, at);
         for i in 0..MAX_CALLERS {
-            log.record(&format!("ip:{i}"), keys, t0);
+            log.record(
+                &format!("ip:{i}"),
+                std::slice::from_ref(&a.key),
+                Seen::Decided,
+                t0,
+            );
         }
-        assert_eq!(log.called("ip:new", &a, t0), Some(false));
-        log.record("ip:new", keys, t0);
+        assert_eq!(called("ip:new", &a, t0), Some(false));
+        log.record("ip:new", std::slice::from_ref(&a.key), Seen::Decided, t0);
         // Not remembered, and not forgotten: unknown, while any such call may be in a window.
-        assert_eq!(log.called("ip:new", &a, t0), None);
-        assert_eq!(log.called("ip:other", &a, t0), None);
-        assert_eq!(log.called("ip:0", &a, t0), Some(true));
-        assert_eq!(log.called("ip:other", &a, t0 + MAX_WITHIN), Some(false));
-        // Once the remembered calls are past every window, there is room again.
-        log.record("ip:late", keys, t0 + MAX_WITHIN);
-        assert_eq!(log.called("ip:late", &a, t0 + MAX_WITHIN), Some(true));
+        assert_eq!(called("ip:new", &a, t0), None);
+        assert_eq!(called("ip:other", &a, t0), None);
+        assert_eq!(called("ip:0", &a, t0), Some(true));
+        assert_eq!(called("ip:other", &a, t0 + MAX_WITHIN), Some(false));
+        // A caller whose call was lost and who is remembered later (once old calls are past
+        // every window) stays in doubt for what it lost, until that call's window is over.
+        let lost_at = t0 + MAX_WITHIN / 2;
+        log.record("ip:x", std::slice::from_ref(&a.key), Seen::Decided, lost_at);
+        let roomy = t0 + MAX_WITHIN + Duration::from_secs(1);
+        log.record("ip:x", std::slice::from_ref(&b.key), Seen::Decided, roomy);
+        assert_eq!(called("ip:x", &b, roomy), Some(true));
+        assert_eq!(called("ip:x", &a, roomy), None);
+        assert_eq!(called("ip:x", &a, lost_at + MAX_WITHIN), Some(false));
     }
 }

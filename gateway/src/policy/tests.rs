@@ -911,6 +911,7 @@ fn a_flow_rule_denies_only_after_the_calls_it_names() {
     log.record(
         "agent:a",
         &p.after_keys("db", "dump_all"),
+        crate::policy::flows::Seen::Decided,
         std::time::Instant::now(),
     );
     let v = p.decide(&post("a", Some(&log)), &limiter);

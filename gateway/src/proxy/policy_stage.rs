@@ -243,6 +243,23 @@ impl PolicyStage {
             };
         }
         let d = decision(verdict);
+        // A call let through that a `[rules.after]` names counts for deny rules at once: a
+        // call after it in the same batch, or sent at the same time, is decided knowing it.
+        if let Class::Tool(tool) = class
+            && message.kind == Kind::Request
+            && message.method() == "tools/call"
+            && !matches!(d, Decision::Deny { .. })
+        {
+            let keys = policy.after_keys(server.name.as_str(), tool);
+            if !keys.is_empty() {
+                self.engine.calls.record(
+                    &q.rate_key.to_string(),
+                    &keys,
+                    crate::policy::flows::Seen::Decided,
+                    std::time::Instant::now(),
+                );
+            }
+        }
         self.metrics.decision(server.name.as_str(), d.as_str());
         if let Decision::WouldDeny { rule, reason } = &d {
             let target = message.target.subject().unwrap_or("");
@@ -302,8 +319,8 @@ impl DecisionStage for PolicyStage {
         self.ask(identity, server, message, Class::of_client_message(message))
     }
 
-    /// A tool call sent upstream that a `[rules.after]` names is remembered for the caller's
-    /// later requests (only once sent: a call refused after its decision did nothing).
+    /// A tool call a `[rules.after]` names that ran (sent, and answered with success) counts
+    /// for allow rules: one refused after its decision, or never delivered, opens nothing.
     fn forwarded(&self, identity: &Identity, server: &Server, message: &Message) {
         let Target::Tool { name, .. } = &message.target else {
             return;
@@ -314,9 +331,12 @@ impl DecisionStage for PolicyStage {
         let keys = self.engine.policy().after_keys(server.name.as_str(), name);
         if !keys.is_empty() {
             let caller = who(identity).rate_key.to_string();
-            self.engine
-                .calls
-                .record(&caller, &keys, std::time::Instant::now());
+            self.engine.calls.record(
+                &caller,
+                &keys,
+                crate::policy::flows::Seen::Sent,
+                std::time::Instant::now(),
+            );
         }
     }
 
@@ -824,16 +844,19 @@ mod tests {
         ));
     }
 
-    /// A flow rule's calls are remembered once sent, not when decided: a call refused after
-    /// its decision (a batch with a denied message, a header check) did nothing.
+    /// A flow rule's deny counts the calls the policy let through at once (so a read and a
+    /// write in one batch, or sent together, are not missed); an allow rule counts only calls
+    /// that ran (a call refused after its decision opens nothing).
     #[test]
-    fn a_flow_rules_calls_count_once_forwarded() {
+    fn flow_rules_count_decided_calls_for_denies_and_run_ones_for_allows() {
         let config = Config::parse(
             "[[servers]]\nname = \"s\"\nurl = \"http://127.0.0.1:9/mcp\"\n\
              [policy]\npins_file = \"\"\n\
-             [[rules]]\nname = \"all\"\neffect = \"allow\"\n\
+             [[rules]]\nname = \"plain\"\neffect = \"allow\"\ntools = [\"read\", \"write\", \"backup\"]\n\
              [[rules]]\nname = \"no-write-after-read\"\neffect = \"deny\"\ntools = [\"write\"]\n\
-             [rules.after]\ntools = [\"read\"]\n",
+             [rules.after]\ntools = [\"read\"]\n\
+             [[rules]]\nname = \"deploy-after-backup\"\neffect = \"allow\"\ntools = [\"deploy\"]\n\
+             [rules.after]\ntools = [\"backup\"]\n",
             "t.toml",
         )
         .unwrap();
@@ -850,29 +873,26 @@ mod tests {
             )
             .unwrap()
         };
-        let (read, write) = (call("read"), call("write"));
-        assert!(matches!(
-            stage.decide(&identity, server, &read),
-            Decision::Allow { .. }
-        ));
-        // Decided, never sent: writes still pass.
-        assert!(matches!(
-            stage.decide(&identity, server, &write),
-            Decision::Allow { .. }
-        ));
-        stage.forwarded(&identity, server, &read);
-        match stage.decide(&identity, server, &write) {
-            Decision::Deny { rule, .. } => assert_eq!(&*rule, "no-write-after-read"),
-            other => panic!("{other:?}"),
-        }
-        // Any loopback address is the same caller.
+        let allowed = |tool: &str, who: &Identity| {
+            matches!(
+                stage.decide(who, server, &call(tool)),
+                Decision::Allow { .. }
+            )
+        };
+        assert!(allowed("write", &identity));
+        // Decided (as the first of a batch is before the second), the read makes the write a
+        // denial; from any loopback address, the same caller.
+        assert!(allowed("read", &identity));
+        assert!(!allowed("write", &identity));
         let other_port = Identity::Peer {
             address: "127.0.0.2:5000".parse().unwrap(),
         };
-        assert!(matches!(
-            stage.decide(&other_port, server, &write),
-            Decision::Deny { .. }
-        ));
+        assert!(!allowed("write", &other_port));
+        // A backup decided but never run opens no deploy; one that ran does.
+        assert!(allowed("backup", &identity));
+        assert!(!allowed("deploy", &identity));
+        stage.forwarded(&identity, server, &call("backup"));
+        assert!(allowed("deploy", &identity));
     }
 
     /// 2025-11-25's URLElicitationRequired error makes the client show its URLs: each is an

@@ -832,12 +832,6 @@ async fn post(
         }
         _ => None,
     };
-    for m in &messages {
-        gateway
-            .stages
-            .decision
-            .forwarded(identity, &upstream.server, m);
-    }
     // Should this POST end before its requests are sent (the agent hung up), the stream waits
     // for them no more: a drain would hold for answers that may never come.
     let mut unsent = Unsent(awaited.as_ref().map(|(a, ids, _)| (&**a, &ids[..])));
@@ -872,6 +866,16 @@ async fn post(
             return o;
         }
     };
+    // Delivered and accepted (a launched server's session errors, an upstream's 4xx and 5xx
+    // are not).
+    if response.status().is_success() {
+        for m in &messages {
+            gateway
+                .stages
+                .decision
+                .forwarded(identity, &upstream.server, m);
+        }
+    }
     let issued = response
         .headers()
         .get(&MCP_SESSION_ID)

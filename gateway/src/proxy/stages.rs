@@ -161,7 +161,8 @@ pub trait DecisionStage: Send + Sync + fmt::Debug {
     /// after it on other grounds and never sent.
     fn refund(&self, _decision: &Decision) {}
 
-    /// Told of each message once it is sent upstream (what later decisions may depend on).
+    /// Told of each message sent upstream whose request the server answered with success
+    /// (what later decisions may depend on).
     fn forwarded(&self, _identity: &Identity, _server: &Server, _message: &Message) {}
 }
 
