@@ -696,6 +696,26 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
+    /// A stage with the policy `policy` (the `[policy]` table and rules) for one server, "s",
+    /// its engine, and the config.
+    fn stage_with(policy: &str) -> (PolicyStage, Arc<Engine>, Config) {
+        let config = Config::parse(
+            &format!("[[servers]]\nname = \"s\"\nurl = \"http://127.0.0.1:9/mcp\"\n{policy}"),
+            "t.toml",
+        )
+        .unwrap();
+        let engine = Arc::new(Engine::new(&config).unwrap());
+        let stage = PolicyStage::new(engine.clone(), Arc::new(Metrics::new()));
+        (stage, engine, config)
+    }
+
+    /// A caller known by its loopback address.
+    fn local_peer() -> Identity {
+        Identity::Peer {
+            address: "127.0.0.1:4000".parse().unwrap(),
+        }
+    }
+
     /// A caller known by its address gets one quota however many loopback addresses it sends
     /// from; distinct remote addresses stay distinct.
     #[test]
@@ -723,20 +743,13 @@ mod tests {
     /// agent none of its rate limit.
     #[test]
     fn a_call_withheld_by_its_pin_costs_no_rate_limit_token() {
-        let config = Config::parse(
-            "[[servers]]\nname = \"s\"\nurl = \"http://127.0.0.1:9/mcp\"\n\
-             [policy]\npins_file = \"\"\n\
+        let (stage, engine, config) = stage_with(
+            "[policy]\npins_file = \"\"\n\
              [[rules]]\nname = \"r\"\neffect = \"allow\"\ntools = [\"t\"]\n\
              [rules.rate]\nrequests = 1\nper = \"1h\"\n",
-            "t.toml",
-        )
-        .unwrap();
-        let engine = Arc::new(Engine::new(&config).unwrap());
-        let stage = PolicyStage::new(engine.clone(), Arc::new(Metrics::new()));
+        );
         let server = config.server("s").unwrap();
-        let identity = Identity::Peer {
-            address: "127.0.0.1:4000".parse().unwrap(),
-        };
+        let identity = local_peer();
         let call = crate::mcp::message::parse_message(
             br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t"}}"#,
         )
@@ -765,21 +778,13 @@ mod tests {
     #[test]
     fn instructions_with_hidden_text_are_removed_from_initialize_results() {
         let stage_for = |flagged: &str| {
-            let config = Config::parse(
-                &format!(
-                    "[[servers]]\nname = \"s\"\nurl = \"http://127.0.0.1:9/mcp\"\n\
-                     [policy]\npins_file = \"\"\nflagged = \"{flagged}\"\n\
-                     [[rules]]\nname = \"r\"\neffect = \"allow\"\n"
-                ),
-                "t.toml",
-            )
-            .unwrap();
-            let engine = Arc::new(Engine::new(&config).unwrap());
-            (PolicyStage::new(engine, Arc::new(Metrics::new())), config)
+            let (stage, _, config) = stage_with(&format!(
+                "[policy]\npins_file = \"\"\nflagged = \"{flagged}\"\n\
+                 [[rules]]\nname = \"r\"\neffect = \"allow\"\n"
+            ));
+            (stage, config)
         };
-        let identity = Identity::Peer {
-            address: "127.0.0.1:4000".parse().unwrap(),
-        };
+        let identity = local_peer();
         let run_as = |answers: Option<&str>, flagged: &str, raw: &[u8]| {
             let (stage, config) = stage_for(flagged);
             let message = crate::mcp::message::parse_message(raw).unwrap();
@@ -849,22 +854,15 @@ mod tests {
     /// that ran (a call refused after its decision opens nothing).
     #[test]
     fn flow_rules_count_decided_calls_for_denies_and_run_ones_for_allows() {
-        let config = Config::parse(
-            "[[servers]]\nname = \"s\"\nurl = \"http://127.0.0.1:9/mcp\"\n\
-             [policy]\npins_file = \"\"\n\
+        let (stage, _, config) = stage_with(
+            "[policy]\npins_file = \"\"\n\
              [[rules]]\nname = \"plain\"\neffect = \"allow\"\ntools = [\"read\", \"write\", \"backup\"]\n\
              [[rules]]\nname = \"no-write-after-read\"\neffect = \"deny\"\ntools = [\"write\"]\n\
              [rules.after]\ntools = [\"read\"]\n\
              [[rules]]\nname = \"deploy-after-backup\"\neffect = \"allow\"\ntools = [\"deploy\"]\n\
              [rules.after]\ntools = [\"backup\"]\n",
-            "t.toml",
-        )
-        .unwrap();
-        let engine = Arc::new(Engine::new(&config).unwrap());
-        let stage = PolicyStage::new(engine, Arc::new(Metrics::new()));
-        let identity = Identity::Peer {
-            address: "127.0.0.1:4000".parse().unwrap(),
-        };
+        );
+        let identity = local_peer();
         let server = config.server("s").unwrap();
         let call = |tool: &str| {
             crate::mcp::message::parse_message(
@@ -900,21 +898,13 @@ mod tests {
     #[test]
     fn url_elicitations_inside_an_error_need_the_rule_elicitation_create_needs() {
         let stage_for = |rules: &str| {
-            let config = Config::parse(
-                &format!(
-                    "[[servers]]\nname = \"s\"\nurl = \"http://127.0.0.1:9/mcp\"\n\
-                     [policy]\npins_file = \"\"\n\
-                     [[rules]]\nname = \"r\"\neffect = \"allow\"\ntools = [\"t\"]\n{rules}"
-                ),
-                "t.toml",
-            )
-            .unwrap();
-            let engine = Arc::new(Engine::new(&config).unwrap());
-            (PolicyStage::new(engine, Arc::new(Metrics::new())), config)
+            let (stage, _, config) = stage_with(&format!(
+                "[policy]\npins_file = \"\"\n\
+                 [[rules]]\nname = \"r\"\neffect = \"allow\"\ntools = [\"t\"]\n{rules}"
+            ));
+            (stage, config)
         };
-        let identity = Identity::Peer {
-            address: "127.0.0.1:4000".parse().unwrap(),
-        };
+        let identity = local_peer();
         let raw = br#"{"jsonrpc":"2.0","id":7,"error":{"code":-32042,"message":"This request requires more information.","data":{"elicitations":[{"mode":"url","elicitationId":"e1","url":"https://evil.example/login","message":"Re-authenticate"}]}}}"#;
         let message = crate::mcp::message::parse_message(raw).unwrap();
         let inspect = |stage: &PolicyStage, config: &Config| {
