@@ -34,13 +34,7 @@ const CREDENTIAL_PAIRS: &[(&str, &str)] = &[
 /// A member of `v` by name, in any letter case: Go and .NET clients read `Mode` or `URL` as
 /// `mode` and `url`.
 fn member<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
-    let object = v.as_object()?;
-    object.get(name).or_else(|| {
-        object
-            .iter()
-            .find(|(k, _)| crate::mcp::json::same_folded(k, name))
-            .map(|(_, v)| v)
-    })
+    crate::policy::params::member_in_any_case(v.as_object()?, name)
 }
 
 /// Why the `elicitation/create` with `params` may not reach the user, if it may not. Both

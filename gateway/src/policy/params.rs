@@ -378,7 +378,10 @@ fn shaped(value: &Value, want: &Value) -> bool {
 
 /// The member `key` of an object, or the one that differs from it only in letter case: Go and
 /// .NET servers bind `PATH` to a `path` field. (The parser refused objects where both stand.)
-fn member_in_any_case<'v>(map: &'v serde_json::Map<String, Value>, key: &str) -> Option<&'v Value> {
+pub(crate) fn member_in_any_case<'v>(
+    map: &'v serde_json::Map<String, Value>,
+    key: &str,
+) -> Option<&'v Value> {
     map.get(key).or_else(|| {
         map.iter()
             .find_map(|(k, v)| crate::mcp::json::same_folded(k, key).then_some(v))
