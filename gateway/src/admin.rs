@@ -28,6 +28,8 @@ use crate::{
 /// Connections the admin API serves at once. Any local process can connect: without a cap, one
 /// that holds thousands open would take the descriptors the agents' listener needs.
 const MAX_ADMIN_CONNECTIONS: usize = 64;
+/// The largest body an admin request may have (a token request's JSON).
+const MAX_BODY: usize = 64 << 10;
 
 /// Wrong admin secrets one caller may present within [`WINDOW`] before `POST /tokens` refuses
 /// it without looking (429) until the window ends.
@@ -157,79 +159,31 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, drain: Drain) {
         let local = stream.local_addr().ok();
         drain.spawn(async move {
             let _slot = slot;
-            let service = service_fn(move |req| {
+            let service = service_fn(move |mut req: Request<Incoming>| {
                 let gateway = gateway.clone();
                 let limits = limits.clone();
                 async move {
-                    // The admin API speaks plain HTTP on loopback: a rebound browser page must
-                    // not reach it either (its GETs carry no Origin), nor a page of another
-                    // origin posting a reload (its POSTs do).
-                    if let Err(refusal) = crate::proxy::headers::check_host(
-                        req.headers(),
-                        req.uri(),
-                        &gateway.config.listener.allowed_hosts,
-                        None,
+                    let expects_continue = req
+                        .headers()
+                        .get(header::EXPECT)
+                        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+                    let mut response = answer(&mut req, &gateway, &limits, peer, local).await;
+                    // What was answered without reading the body (everything but a token
+                    // request): read and drop it, or close the connection.
+                    if !crate::proxy::discard_unread(
+                        req.into_body(),
+                        expects_continue,
+                        MAX_BODY,
+                        Duration::from_secs(1),
                     )
-                    .and_then(|()| crate::proxy::headers::check_origin(req.headers()))
+                    .await
                     {
-                        return Ok(boxed(reply(
-                            StatusCode::FORBIDDEN,
-                            "text/plain",
-                            Bytes::from(format!("{refusal}\n")),
-                        )));
-                    }
-                    let uid = if guarded(req.uri().path()) {
-                        caller_uid(peer, local).await
-                    } else {
-                        None
-                    };
-                    if guarded(req.uri().path()) && !trusted(uid) {
-                        tracing::warn!(%peer, path = req.uri().path(), "Refused an admin request from a process that is neither root nor the gateway's user.");
-                        record_refusal(
-                            &gateway,
-                            &limits,
-                            peer,
-                            uid,
-                            req.uri().path(),
-                            "only root and the gateway's own user may use it",
+                        response.headers_mut().insert(
+                            header::CONNECTION,
+                            header::HeaderValue::from_static("close"),
                         );
-                        return Ok(boxed(reply(
-                            StatusCode::FORBIDDEN,
-                            "text/plain",
-                            Bytes::from(format!(
-                                "only root and the gateway's own user may use {}\n",
-                                req.uri().path()
-                            )),
-                        )));
                     }
-                    let path = req.uri().path();
-                    if matches!(path, "/audit/export" | "/audit/query")
-                        && req.method() == Method::GET
-                    {
-                        // Reading the log is itself recorded (PCI DSS 10.2.1.3).
-                        let mut r = crate::audit::Record::new(crate::audit::Event::AuditRead);
-                        r.peer = Some(peer.to_string());
-                        r.detail = Some(serde_json::json!({
-                            "path": path, "query": req.uri().query().unwrap_or(""), "uid": uid,
-                        }));
-                        gateway.record(r);
-                    }
-                    let response = match path {
-                        "/audit/export" if req.method() == Method::GET => {
-                            return Ok(export(&req, &gateway));
-                        }
-                        "/audit/query" if req.method() == Method::GET => {
-                            audit(&req, &gateway).await
-                        }
-                        "/tokens" if req.method() == Method::POST => {
-                            issue(req, &gateway, &limits, peer, local).await
-                        }
-                        "/policy/reload" if req.method() == Method::POST => {
-                            reload(gateway.clone()).await
-                        }
-                        _ => route(&req, &gateway),
-                    };
-                    Ok::<_, Infallible>(boxed(response))
+                    Ok::<_, Infallible>(response)
                 }
             });
             let conn = hyper::server::conn::http1::Builder::new()
@@ -246,6 +200,77 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, drain: Drain) {
             }
         });
     }
+}
+
+/// One admin request, answered by path. A token request reads the body; nothing else does.
+async fn answer(
+    req: &mut Request<Incoming>,
+    gateway: &Arc<Gateway>,
+    limits: &Limits,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+) -> Response<Body> {
+    // The admin API speaks plain HTTP on loopback: a rebound browser page must
+    // not reach it either (its GETs carry no Origin), nor a page of another
+    // origin posting a reload (its POSTs do).
+    if let Err(refusal) = crate::proxy::headers::check_host(
+        req.headers(),
+        req.uri(),
+        &gateway.config.listener.allowed_hosts,
+        None,
+    )
+    .and_then(|()| crate::proxy::headers::check_origin(req.headers()))
+    {
+        return boxed(reply(
+            StatusCode::FORBIDDEN,
+            "text/plain",
+            Bytes::from(format!("{refusal}\n")),
+        ));
+    }
+    let uid = if guarded(req.uri().path()) {
+        caller_uid(peer, local).await
+    } else {
+        None
+    };
+    if guarded(req.uri().path()) && !trusted(uid) {
+        tracing::warn!(%peer, path = req.uri().path(), "Refused an admin request from a process that is neither root nor the gateway's user.");
+        record_refusal(
+            gateway,
+            limits,
+            peer,
+            uid,
+            req.uri().path(),
+            "only root and the gateway's own user may use it",
+        );
+        return boxed(reply(
+            StatusCode::FORBIDDEN,
+            "text/plain",
+            Bytes::from(format!(
+                "only root and the gateway's own user may use {}\n",
+                req.uri().path()
+            )),
+        ));
+    }
+    let path = req.uri().path();
+    if matches!(path, "/audit/export" | "/audit/query") && req.method() == Method::GET {
+        // Reading the log is itself recorded (PCI DSS 10.2.1.3).
+        let mut r = crate::audit::Record::new(crate::audit::Event::AuditRead);
+        r.peer = Some(peer.to_string());
+        r.detail = Some(serde_json::json!({
+            "path": path, "query": req.uri().query().unwrap_or(""), "uid": uid,
+        }));
+        gateway.record(r);
+    }
+    let response = match path {
+        "/audit/export" if req.method() == Method::GET => {
+            return export(req, gateway);
+        }
+        "/audit/query" if req.method() == Method::GET => audit(req, gateway).await,
+        "/tokens" if req.method() == Method::POST => issue(req, gateway, limits, peer, local).await,
+        "/policy/reload" if req.method() == Method::POST => reload(gateway.clone()).await,
+        _ => route(req, gateway),
+    };
+    boxed(response)
 }
 
 /// Endpoints that show what agents did and who they are, or change what the gateway
@@ -581,7 +606,7 @@ struct IssueRequest {
 /// `{"agent": .., "servers": [..], "tools": [..], "scope": "..", "args": {"tool": {"/ptr":
 /// ["v"]}}, "ttl": "15m"}`: issues a token.
 async fn issue(
-    req: Request<Incoming>,
+    req: &mut Request<Incoming>,
     gateway: &Gateway,
     limits: &Limits,
     peer: SocketAddr,
@@ -655,7 +680,7 @@ async fn issue(
             return resp;
         }
     }
-    let body = match http_body_util::Limited::new(req.into_body(), 64 << 10)
+    let body = match http_body_util::Limited::new(req.body_mut(), MAX_BODY)
         .collect()
         .await
     {

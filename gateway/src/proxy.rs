@@ -32,6 +32,7 @@ pub use launch_cgroup::sweep as sweep_launched;
 pub use listener::{serve, serve_transparent};
 pub use policy_stage::PolicyStage;
 pub use refusal::{Cause, Refusal};
+pub(crate) use service::discard_unread;
 pub use upstream::UpstreamError;
 
 use crate::{

@@ -7,9 +7,9 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 
 use super::{
     Body, Gateway, audit_trail,
@@ -44,6 +44,17 @@ enum Route<'a> {
     /// `/servers/<name>/message?endpoint=...` (legacy POSTs)
     Message(&'a str),
 }
+
+/// Where routing leaves a request: answered already, or to be served by an upstream.
+enum Next<'a> {
+    /// (Boxed: refusals are the rare path, and the big variant.)
+    Answered(Box<Outcome>),
+    Dispatch(Arc<Upstream>, Route<'a>),
+}
+
+/// How long a refused request's unread body may take to arrive before the connection is
+/// closed instead (its bytes are normally already in flight).
+const DISCARD_WAIT: Duration = Duration::from_secs(1);
 
 fn route(path: &str) -> Option<Route<'_>> {
     let rest = path.strip_prefix("/servers/")?;
@@ -269,16 +280,20 @@ pub async fn handle(
         .as_ref()
         .filter(|_| pinned.is_none());
     let metadata = explicit_metadata.filter(|m| routed.is_none() && m.serves(path));
-    let (upstream, mut outcome) = match routed {
+    let next = match routed {
         // Checked before routing: the connection is closed whatever the path.
-        _ if let Some(problem) = framing.next() => (
-            None,
-            Outcome::refused(Refusal::Framing(problem), Vec::new()),
-        ),
-        _ if let Some(refusal) = host => (None, Outcome::refused(refusal, Vec::new())),
+        _ if let Some(problem) = framing.next() => Next::Answered(Box::new(Outcome::refused(
+            Refusal::Framing(problem),
+            Vec::new(),
+        ))),
+        _ if let Some(refusal) = host => {
+            Next::Answered(Box::new(Outcome::refused(refusal, Vec::new())))
+        }
         // Not through an intercepted destination: there the agent asks the server's own.
-        None if let Some(m) = metadata => (None, Outcome::answered(m.response(&http_method))),
-        None => (None, Outcome::refused(Refusal::NotFound, Vec::new())),
+        None if let Some(m) = metadata => {
+            Next::Answered(Box::new(Outcome::answered(m.response(&http_method))))
+        }
+        None => Next::Answered(Box::new(Outcome::refused(Refusal::NotFound, Vec::new()))),
         Some(r) => {
             let name = match r {
                 Route::Mcp(n) | Route::Sse(n) | Route::Message(n) => n,
@@ -290,20 +305,48 @@ pub async fn handle(
                     && tokens.config().require
                     && let Err(e) = authenticate(&gateway, &identity, req.headers()).await =>
                 {
-                    (None, Outcome::refused(e, Vec::new()))
+                    Next::Answered(Box::new(Outcome::refused(e, Vec::new())))
                 }
-                None => (
-                    None,
-                    Outcome::refused(Refusal::UnknownServer(name.to_owned()), Vec::new()),
-                ),
-                Some(upstream) => {
-                    let outcome =
-                        dispatch(&gateway, &identity, &framing, upstream.clone(), r, req).await;
-                    (Some(upstream), outcome)
-                }
+                None => Next::Answered(Box::new(Outcome::refused(
+                    Refusal::UnknownServer(name.to_owned()),
+                    Vec::new(),
+                ))),
+                Some(upstream) => Next::Dispatch(upstream, r),
             }
         }
     };
+    let expects_continue = req
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let (upstream, mut outcome, unread) = match next {
+        Next::Answered(outcome) => (None, *outcome, Some(req.into_body())),
+        Next::Dispatch(upstream, r) => {
+            let (outcome, unread) =
+                dispatch(&gateway, &identity, &framing, upstream.clone(), r, req).await;
+            (Some(upstream), outcome, unread)
+        }
+    };
+    // Answered without reading the body (a refusal): read and drop it, or the connection
+    // cannot serve another request. (One that closes the connection anyway is left alone.)
+    if let Some(body) = unread
+        && !outcome
+            .error
+            .as_ref()
+            .is_some_and(Refusal::closes_connection)
+        && !discard_unread(
+            body,
+            expects_continue,
+            gateway.config.limits.max_request_bytes,
+            gateway.config.limits.body_read_timeout.min(DISCARD_WAIT),
+        )
+        .await
+    {
+        outcome
+            .response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     // Public metadata, no MCP interaction: counted apart, and not audited (as /healthz is not).
     let answered_metadata = metadata.is_some() && outcome.error.is_none();
     // Unknown names are agent input: keep them out of metric labels.
@@ -448,6 +491,8 @@ fn record_outcome(
     }
 }
 
+/// Serves a request routed to `upstream`. Also gives back the body when the request was
+/// answered without reading it.
 async fn dispatch(
     gateway: &Arc<Gateway>,
     identity: &Identity,
@@ -455,23 +500,36 @@ async fn dispatch(
     upstream: Arc<Upstream>,
     route: Route<'_>,
     req: Request<Incoming>,
-) -> Outcome {
+) -> (Outcome, Option<Incoming>) {
+    match admit(gateway, identity, &upstream, &req).await {
+        Ok(admitted) => serve(gateway, admitted, framing, upstream, route, req).await,
+        Err(outcome) => (outcome, Some(req.into_body())),
+    }
+}
+
+/// Who is asking, once the request may be served at all: not while draining, not with bad
+/// headers, an unverified token, a token for other servers, or another caller's session.
+async fn admit(
+    gateway: &Arc<Gateway>,
+    identity: &Identity,
+    upstream: &Upstream,
+    req: &Request<Incoming>,
+) -> Result<Identity, Outcome> {
     if gateway.drain.is_draining() {
-        return Outcome::refused(Refusal::Draining, Vec::new());
+        return Err(Outcome::refused(Refusal::Draining, Vec::new()));
     }
     if let Err(e) =
         headers::check_request(req.headers()).and_then(|()| headers::check_origin(req.headers()))
     {
-        return Outcome::refused(e, Vec::new());
+        return Err(Outcome::refused(e, Vec::new()));
     }
     let authenticated = match authenticate(gateway, identity, req.headers()).await {
         Ok(i) => i,
-        Err(e) => return Outcome::refused(e, Vec::new()),
+        Err(e) => return Err(Outcome::refused(e, Vec::new())),
     };
-    let identity = &authenticated;
     // A token scoped to other servers reaches nothing here: not the POST path (where the
     // policy stage would say so too), nor streams or DELETE.
-    if let Some(token) = identity.token()
+    if let Some(token) = authenticated.token()
         && !token.covers_server(upstream.server.name.as_str())
     {
         let mut o = Outcome::refused(
@@ -481,13 +539,12 @@ async fn dispatch(
             )),
             Vec::new(),
         );
-        o.identity = Some(authenticated.clone());
-        return o;
+        o.identity = Some(authenticated);
+        return Err(o);
     }
-    let legacy = upstream.server.transport == Transport::Sse;
     // Sessions on HTTP upstreams are bound to the caller the upstream gave them to (launched
     // servers bind their own): another caller's id, or one the gateway forgot, is unknown.
-    if !legacy && upstream.launched.is_none() {
+    if upstream.server.transport != Transport::Sse && upstream.launched.is_none() {
         let server = upstream.server.name.as_str();
         let refusal = match headers::text(req.headers(), &MCP_SESSION_ID) {
             Err(e) => Some(e),
@@ -495,7 +552,7 @@ async fn dispatch(
                 if !gateway.sessions.owned_by(
                     server,
                     id,
-                    &super::policy_stage::principal(identity),
+                    &super::policy_stage::principal(&authenticated),
                 ) =>
             {
                 Some(Refusal::UnknownSession)
@@ -504,26 +561,51 @@ async fn dispatch(
         };
         if let Some(refusal) = refusal {
             let mut o = Outcome::refused(refusal, Vec::new());
-            o.identity = identity.token().is_some().then(|| authenticated.clone());
-            return o;
+            o.identity = authenticated.token().is_some().then_some(authenticated);
+            return Err(o);
         }
     }
-    // Recorded only where its owner was checked above: a legacy server has no such header (its
-    // session is the endpoint, named below), and a launched server checks its own later.
+    Ok(authenticated)
+}
+
+/// What `dispatch` does with an admitted request: by method and transport.
+async fn serve(
+    gateway: &Arc<Gateway>,
+    authenticated: Identity,
+    framing: &Verdicts,
+    upstream: Arc<Upstream>,
+    route: Route<'_>,
+    req: Request<Incoming>,
+) -> (Outcome, Option<Incoming>) {
+    let identity = &authenticated;
+    let legacy = upstream.server.transport == Transport::Sse;
+    // Recorded only where its owner was checked in `admit`: a legacy server has no such header
+    // (its session is the endpoint, named below), and a launched server checks its own later.
     // (A cheap copy of the header: text only if a refusal is recorded with it.)
     let sent_session = (!legacy && upstream.launched.is_none())
         .then(|| req.headers().get(&MCP_SESSION_ID).cloned())
         .flatten();
-    let mut outcome = match (route, req.method().clone(), legacy) {
+    let refused = |e: Refusal, req: Request<Incoming>| {
+        (Outcome::refused(e, Vec::new()), Some(req.into_body()))
+    };
+    let (mut outcome, unread) = match (route, req.method().clone(), legacy) {
         (Route::Mcp(_), Method::POST, false) => {
-            post(gateway, identity, framing, upstream, req, None).await
+            match headers::check_json_content_type(req.headers()) {
+                Err(e) => refused(e, req),
+                Ok(()) => (
+                    post(gateway, identity, framing, upstream, req, None).await,
+                    None,
+                ),
+            }
         }
         (Route::Mcp(_), Method::GET, false) => {
-            stream(gateway, identity, upstream, req, false).await
+            (stream(gateway, identity, upstream, req, false).await, None)
         }
-        (Route::Mcp(_), Method::DELETE, false) => delete(gateway, identity, upstream, req).await,
+        (Route::Mcp(_), Method::DELETE, false) => {
+            (delete(gateway, identity, upstream, req).await, None)
+        }
         (Route::Sse(_) | Route::Mcp(_), Method::GET, true) => {
-            stream(gateway, identity, upstream, req, true).await
+            (stream(gateway, identity, upstream, req, true).await, None)
         }
         (Route::Message(_), Method::POST, true) => {
             let endpoint = req.uri().query().and_then(|q| {
@@ -540,6 +622,11 @@ async fn dispatch(
                             &super::policy_stage::principal(identity),
                         ) =>
                 {
+                    if let Err(refusal) = headers::check_json_content_type(req.headers()) {
+                        let (mut o, unread) = refused(refusal, req);
+                        o.session = Some(e);
+                        return (o, unread);
+                    }
                     let mut outcome = post(
                         gateway,
                         identity,
@@ -551,25 +638,23 @@ async fn dispatch(
                     .await;
                     outcome.answer_on_stream(gateway, identity, upstream.server.name.as_str(), &e);
                     outcome.session = Some(e);
-                    outcome
+                    (outcome, None)
                 }
-                _ => Outcome::refused(Refusal::UnknownEndpoint, Vec::new()),
+                _ => refused(Refusal::UnknownEndpoint, req),
             }
         }
         (Route::Mcp(_), _, false)
         | (Route::Message(_), _, true)
-        | (Route::Sse(_) | Route::Mcp(_), _, true) => {
-            Outcome::refused(Refusal::MethodNotAllowed, Vec::new())
-        }
-        _ => Outcome::refused(Refusal::NotFound, Vec::new()),
+        | (Route::Sse(_) | Route::Mcp(_), _, true) => refused(Refusal::MethodNotAllowed, req),
+        _ => refused(Refusal::NotFound, req),
     };
     if identity.token().is_some() {
-        outcome.identity = Some(authenticated);
+        outcome.identity = Some(authenticated.clone());
     }
     if outcome.session.is_none() && outcome.error.is_some() {
         outcome.session = sent_session.and_then(|v| v.to_str().ok().map(str::to_owned));
     }
-    outcome
+    (outcome, unread)
 }
 
 /// Verifies a presented gateway token (before anything else looks at the request) and makes
@@ -655,6 +740,37 @@ async fn read_body(body: Incoming, max: usize, timeout: Duration) -> Result<Byte
     }
 }
 
+/// Reads and drops the body of a request answered without it. hyper otherwise stops reading
+/// the connection and closes it after a response that promised to keep it open, and a client
+/// that sends its next request on it (as HTTP clients do after a 401) gets a reset. Returns
+/// whether the connection can stay open: not past `max` bytes or `wait`, nor when the client
+/// waits for `100 Continue` before sending (reading would invite the body).
+pub(crate) async fn discard_unread(
+    mut body: Incoming,
+    expects_continue: bool,
+    max: usize,
+    wait: Duration,
+) -> bool {
+    if body.is_end_stream() {
+        return true;
+    }
+    if expects_continue {
+        return false;
+    }
+    let drain = async {
+        let mut seen = 0usize;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { return false };
+            seen = seen.saturating_add(frame.data_ref().map_or(0, Bytes::len));
+            if seen > max {
+                return false;
+            }
+        }
+        true
+    };
+    tokio::time::timeout(wait, drain).await.unwrap_or(false)
+}
+
 /// A JSON-RPC POST (Streamable HTTP, or a legacy endpoint when `legacy_endpoint` is set).
 async fn post(
     gateway: &Arc<Gateway>,
@@ -666,10 +782,8 @@ async fn post(
 ) -> Outcome {
     let started = Instant::now();
     let limits = &gateway.config.limits;
+    // (Its Content-Type was checked before: a refusal leaves the body unread.)
     let (parts, body) = req.into_parts();
-    if let Err(e) = headers::check_json_content_type(&parts.headers) {
-        return Outcome::refused(e, Vec::new());
-    }
     if let Some(len) = parts
         .headers
         .get(header::CONTENT_LENGTH)

@@ -367,6 +367,35 @@ pub async fn raw_exchange(port: u16, raw: &[u8]) -> (u16, String, Vec<u8>) {
     parse_response(&buf)
 }
 
+/// Reads one response with a `Content-Length` body from a connection that stays open, or
+/// `None` when the server closed it first.
+pub async fn read_response(stream: &mut TcpStream) -> Option<(u16, String, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let read = async {
+        loop {
+            if let Some(split) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..split]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().expect("content-length"));
+                if buf.len() >= split + 4 + len {
+                    buf.truncate(split + 4 + len);
+                    return Some(parse_response(&buf));
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("a response or the end of the connection in time")
+}
+
 pub fn parse_response(buf: &[u8]) -> (u16, String, Vec<u8>) {
     let split = buf
         .windows(4)

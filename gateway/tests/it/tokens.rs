@@ -55,6 +55,16 @@ async fn token_gateway(scratch: &Path, extra: &str) -> (Peer, PathBuf, Running) 
     (server, config, gw)
 }
 
+/// Writes `secret` to `scratch/admin.secret`; returns the `[tokens]` lines that make it the
+/// admin secret.
+fn admin_secret(scratch: &Path, secret: &str) -> String {
+    std::fs::write(scratch.join("admin.secret"), format!("{secret}\n")).unwrap();
+    format!(
+        "admin_secret = \"admin\"\n[[secrets]]\nname = \"admin\"\nfile = \"{}/admin.secret\"\n",
+        scratch.display()
+    )
+}
+
 /// Initialize with `Authorization: Bearer <token>`: status, head, body.
 async fn initialize_with(port: u16, token: &str) -> (u16, String, Vec<u8>) {
     let auth = format!("Bearer {token}");
@@ -478,11 +488,7 @@ async fn an_issuers_withdrawn_key_stops_verifying_once_its_keys_are_older_than_j
 #[tokio::test(flavor = "multi_thread")]
 async fn the_admin_api_issues_tokens_only_to_callers_with_the_admin_secret() {
     let scratch = scratch_dir("tokens-admin");
-    std::fs::write(scratch.join("admin.secret"), "adm1n-s3cret-0123456789\n").unwrap();
-    let extra = format!(
-        "admin_secret = \"admin\"\n[[secrets]]\nname = \"admin\"\nfile = \"{}/admin.secret\"\n",
-        scratch.display()
-    );
+    let extra = admin_secret(&scratch, "adm1n-s3cret-0123456789");
     let (_server, _, gw) = token_gateway(&scratch, &extra).await;
     let admin = gw.bound.admin.unwrap().port();
     let ask = br#"{"agent":"ci-bot","servers":["py"],"tools":["echo"],"ttl":"5m"}"#;
@@ -609,18 +615,94 @@ async fn the_admin_api_issues_tokens_only_to_callers_with_the_admin_secret() {
     assert!(!raw.windows(12).any(|w| w == b"adm1n-s3cret"));
 }
 
+/// A request refused before its body was read (a missing token, a wrong admin secret) leaves
+/// the connection usable, as HTTP clients expect after a 401: the gateway reads the body that
+/// comes after the head, and closes the connection (saying so) only when it does not come.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refusal_before_the_body_keeps_the_connection_usable() {
+    use tokio::io::AsyncWriteExt;
+    let scratch = scratch_dir("tokens-unread");
+    let extra = admin_secret(&scratch, "adm1n-s3cret-0123456789");
+    let (server, _, gw) = token_gateway(&scratch, &extra).await;
+    let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    for (port, path, next) in [
+        (
+            addr(&gw).port(),
+            "/servers/py/mcp",
+            "GET /servers/nowhere/mcp",
+        ),
+        (gw.bound.admin.unwrap().port(), "/tokens", "GET /healthz"),
+    ] {
+        // The body comes well after the head, as it may from a client that writes them apart.
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        stream
+            .write_all(head_of(path, body.len()).as_bytes())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stream.write_all(body).await.unwrap();
+        let (status, head, _) = read_response(&mut stream).await.expect("an answer");
+        assert_eq!(status, 401, "{path}: {head}");
+        assert!(
+            !head.to_ascii_lowercase().contains("connection: close"),
+            "{path}: {head}"
+        );
+        stream
+            .write_all(format!("{next} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let (status, head, _) = read_response(&mut stream)
+            .await
+            .unwrap_or_else(|| panic!("{path}: the connection was closed after the 401"));
+        assert_eq!(
+            status,
+            if path == "/tokens" { 200 } else { 401 },
+            "{next}: {head}"
+        );
+
+        // A body that never comes: the refusal says the connection closes, and it does.
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        stream
+            .write_all(head_of(path, 100).as_bytes())
+            .await
+            .unwrap();
+        stream.write_all(b"{").await.unwrap();
+        let (status, head, _) = read_response(&mut stream).await.expect("an answer");
+        assert_eq!(status, 401, "{path}: {head}");
+        assert!(
+            head.to_ascii_lowercase().contains("connection: close"),
+            "{path}: {head}"
+        );
+        assert!(
+            read_response(&mut stream).await.is_none(),
+            "{path}: still open"
+        );
+    }
+    assert!(received(&server).await.is_empty());
+}
+
+fn head_of(path: &str, len: usize) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nContent-Length: {len}\r\n\r\n"
+    )
+}
+
 /// An admin secret short enough to guess is refused at start, naming the key.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_short_admin_secret_is_refused_at_start() {
     let scratch = scratch_dir("tokens-admin-short");
-    std::fs::write(scratch.join("admin.secret"), "adm1n-s3cret\n").unwrap();
     let server = python_server("streamable-http", None).await;
     let text = gateway_config(
         &[("py", &server.url("/mcp"), "streamable-http", "")],
         &format!(
-            "{}admin_secret = \"admin\"\n[[secrets]]\nname = \"admin\"\nfile = \"{}/admin.secret\"\n{}",
+            "{}{}{}",
             tokens_section(&scratch),
-            scratch.display(),
+            admin_secret(&scratch, "adm1n-s3cret"),
             audit_section(&scratch)
         ),
     );
