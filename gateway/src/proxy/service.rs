@@ -327,26 +327,6 @@ pub async fn handle(
             (Some(upstream), outcome, unread)
         }
     };
-    // Answered without reading the body (a refusal): read and drop it, or the connection
-    // cannot serve another request. (One that closes the connection anyway is left alone.)
-    if let Some(body) = unread
-        && !outcome
-            .error
-            .as_ref()
-            .is_some_and(Refusal::closes_connection)
-        && !discard_unread(
-            body,
-            expects_continue,
-            gateway.config.limits.max_request_bytes,
-            gateway.config.limits.body_read_timeout.min(DISCARD_WAIT),
-        )
-        .await
-    {
-        outcome
-            .response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
     // Public metadata, no MCP interaction: counted apart, and not audited (as /healthz is not).
     let answered_metadata = metadata.is_some() && outcome.error.is_none();
     // Unknown names are agent input: keep them out of metric labels.
@@ -399,6 +379,31 @@ pub async fn handle(
             &outcome,
             started,
         );
+    }
+    // Answered without reading the body (a refusal): read and drop it (after the latency was
+    // taken), or the connection cannot serve another request. One that closes the connection
+    // anyway is left alone, and so is one while draining.
+    if let Some(body) = unread
+        && !outcome
+            .error
+            .as_ref()
+            .is_some_and(Refusal::closes_connection)
+        && !(!gateway.drain.is_draining()
+            && discard_unread(
+                body,
+                expects_continue,
+                gateway.config.limits.max_request_bytes,
+                gateway.config.limits.body_read_timeout.min(DISCARD_WAIT),
+            )
+            .await
+            // A chunked body hyper took that the framing tracker did not: the next request
+            // on this connection is refused anyway.
+            && framing.body_problem().is_none())
+    {
+        outcome
+            .response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     // Never for a refusal that must close the connection (none carries an answer today).
     if outcome.on_stream
@@ -598,15 +603,19 @@ async fn serve(
                 ),
             }
         }
-        (Route::Mcp(_), Method::GET, false) => {
-            (stream(gateway, identity, upstream, req, false).await, None)
-        }
-        (Route::Mcp(_), Method::DELETE, false) => {
-            (delete(gateway, identity, upstream, req).await, None)
-        }
-        (Route::Sse(_) | Route::Mcp(_), Method::GET, true) => {
-            (stream(gateway, identity, upstream, req, true).await, None)
-        }
+        // Bodiless: a body sent anyway is read and dropped like a refused request's.
+        (Route::Mcp(_), Method::GET, false) => (
+            stream(gateway, identity, upstream, &req, false).await,
+            Some(req.into_body()),
+        ),
+        (Route::Mcp(_), Method::DELETE, false) => (
+            delete(gateway, identity, upstream, &req).await,
+            Some(req.into_body()),
+        ),
+        (Route::Sse(_) | Route::Mcp(_), Method::GET, true) => (
+            stream(gateway, identity, upstream, &req, true).await,
+            Some(req.into_body()),
+        ),
         (Route::Message(_), Method::POST, true) => {
             let endpoint = req.uri().query().and_then(|q| {
                 url::form_urlencoded::parse(q.as_bytes())
@@ -754,7 +763,7 @@ pub(crate) async fn discard_unread(
     if body.is_end_stream() {
         return true;
     }
-    if expects_continue {
+    if expects_continue || body.size_hint().lower() > max as u64 {
         return false;
     }
     let drain = async {
@@ -1106,7 +1115,7 @@ async fn stream(
     gateway: &Arc<Gateway>,
     identity: &Identity,
     upstream: Arc<Upstream>,
-    req: Request<Incoming>,
+    req: &Request<Incoming>,
     legacy: bool,
 ) -> Outcome {
     bodiless(gateway, identity, upstream, req, Method::GET, legacy).await
@@ -1117,7 +1126,7 @@ async fn delete(
     gateway: &Arc<Gateway>,
     identity: &Identity,
     upstream: Arc<Upstream>,
-    req: Request<Incoming>,
+    req: &Request<Incoming>,
 ) -> Outcome {
     bodiless(gateway, identity, upstream, req, Method::DELETE, false).await
 }
@@ -1127,7 +1136,7 @@ async fn bodiless(
     gateway: &Arc<Gateway>,
     identity: &Identity,
     upstream: Arc<Upstream>,
-    req: Request<Incoming>,
+    req: &Request<Incoming>,
     method: Method,
     legacy: bool,
 ) -> Outcome {

@@ -641,7 +641,7 @@ async fn a_refusal_before_the_body_keeps_the_connection_usable() {
             .write_all(head_of(path, body.len()).as_bytes())
             .await
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
         stream.write_all(body).await.unwrap();
         let (status, head, _) = read_response(&mut stream).await.expect("an answer");
         assert_eq!(status, 401, "{path}: {head}");
