@@ -117,7 +117,9 @@ pub fn filter(
         // text: only what no text needs (tag characters, escapes, controls, the variation
         // selectors that encode bytes) hides one.
         let mut flags = pins::flags(item);
-        if member != "tools" && member != "prompts" {
+        if member == "tools" || member == "prompts" {
+            flags.extend(pins::poisoning(item, name, member == "tools"));
+        } else {
             flags.retain(|f| pins::NEVER_TEXT.contains(f));
         }
         if !flags.is_empty() {
