@@ -5,6 +5,8 @@
 //! pagination: a cursor only ever leads to another filtered page. Tools also pass the pin and
 //! hidden-text checks here, since tools/list is where their definitions are seen.
 
+use std::time::Instant;
+
 use serde_json::Value;
 
 use super::{
@@ -67,17 +69,33 @@ pub fn methods_by_shape(message: &[u8]) -> Vec<&'static str> {
     .unwrap_or_default()
 }
 
-/// Filters `result` (the `result` member of a list response) in place when `apply`, and
-/// reports what is (or would be) hidden.
+/// Whose listing a list result is, and what to do with it.
+#[derive(Clone, Copy, Debug)]
+pub struct Listing<'a> {
+    pub agent: &'a str,
+    pub server: &'a str,
+    /// When the request it answers was sent upstream, when known: a listing asked for before
+    /// the server said its tools changed does not count as listing them again.
+    pub asked: Option<Instant>,
+    /// Hide what may not be shown (enforce mode), or only report it.
+    pub apply: bool,
+}
+
+/// Filters `result` (the `result` member of a `method` response) in place when
+/// `listing.apply`, and reports what is (or would be) hidden.
 pub fn filter(
     policy: &Policy,
     pins: &Pins,
-    agent: &str,
-    server: &str,
+    listing: &Listing<'_>,
     method: &str,
     result: &mut Value,
-    apply: bool,
 ) -> Vec<Hidden> {
+    let Listing {
+        agent,
+        server,
+        asked,
+        apply,
+    } = *listing;
     let Some((member, key, use_method)) = shape(method) else {
         return Vec::new();
     };
@@ -129,7 +147,7 @@ pub fn filter(
             .then(|| format!("its definition contains {}", flags.join(", ")));
         if member == "tools" {
             let hash = pins::definition_hash(item);
-            let status = pins.observe(server, name, &hash);
+            let status = pins.observe(server, name, &hash, asked);
             if status == Status::TooMany {
                 hidden.push(Hidden {
                     name: name.to_owned(),

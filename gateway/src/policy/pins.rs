@@ -17,6 +17,7 @@ use std::{
     io::Write,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
+    time::Instant,
 };
 
 use serde::{Deserialize, Serialize};
@@ -315,6 +316,9 @@ struct State {
     /// their last definition seen: refused until a listing shows them again, so that a call is
     /// never judged by a definition the server has replaced.
     stale: HashMap<String, std::collections::HashSet<String>>,
+    /// When each server last said its tools changed: a listing asked for before then may
+    /// show the old definitions, and clears no stale mark.
+    changed_at: HashMap<String, Instant>,
     /// Observations not yet written to the pin file: (server, tool, hash, status).
     unsaved: Vec<(String, String, String, Status)>,
     /// Declarations of pinned or pending definitions not yet written to the pin file.
@@ -375,6 +379,7 @@ impl Pins {
             learnt.current = st.current.clone();
             learnt.flagged = st.flagged.clone();
             learnt.stale = st.stale.clone();
+            learnt.changed_at = st.changed_at.clone();
             learnt.param_headers = st.param_headers.clone();
         }
         let new = Arc::new(new);
@@ -403,14 +408,20 @@ impl Pins {
             .map(String::as_str)
     }
 
-    /// Records a definition seen in a tools/list result. The pin file learns of it at the
-    /// next [`Pins::flush`] (once per listing), not here.
-    pub fn observe(&self, server: &str, tool: &str, hash: &str) -> Status {
+    /// Records a definition seen in a tools/list result, asked for at `asked` (when known).
+    /// The pin file learns of it at the next [`Pins::flush`] (once per listing), not here.
+    pub fn observe(&self, server: &str, tool: &str, hash: &str, asked: Option<Instant>) -> Status {
         let mut st = match self.state() {
             Ok(st) => st,
-            Err(next) => return next.observe(server, tool, hash),
+            Err(next) => return next.observe(server, tool, hash, asked),
         };
-        if let Some(tools) = st.stale.get_mut(server) {
+        // A listing asked for before the server said its tools changed may have been answered
+        // before that too (and read only now, on another stream): it shows what was replaced.
+        let current = match (asked, st.changed_at.get(server)) {
+            (Some(asked), Some(changed)) => asked > *changed,
+            _ => true,
+        };
+        if current && let Some(tools) = st.stale.get_mut(server) {
             tools.remove(tool);
         }
         let pinned = self.pinned(&st, server, tool).map(str::to_owned);
@@ -623,6 +634,7 @@ impl Pins {
             Ok(st) => st,
             Err(next) => return next.tools_changed(server),
         };
+        st.changed_at.insert(server.to_owned(), Instant::now());
         let known: Vec<String> = st
             .current
             .get(server)
@@ -933,12 +945,12 @@ mod tests {
         assert_eq!(header(&pins), None);
         assert!(pins.declare("s", "t", "aa", schema("Region")));
         assert!(!pins.declare("s", "t", "aa", schema("Region")));
-        pins.observe("s", "t", "aa");
+        pins.observe("s", "t", "aa", None);
         assert_eq!(header(&pins), Some(vec!["Mcp-Param-Region".to_owned()]));
         // Another caller's listing shows another definition: calls are blocked while it is the
         // last seen, and checked against the pinned one whichever came last.
         assert!(pins.declare("s", "t", "bb", schema("Zone")));
-        pins.observe("s", "t", "bb");
+        pins.observe("s", "t", "bb", None);
         assert!(pins.blocked("s", "t", false).is_some());
         assert_eq!(header(&pins), Some(vec!["Mcp-Param-Region".to_owned()]));
         // A tool that keeps changing keeps only its latest definitions' declarations.
@@ -950,7 +962,7 @@ mod tests {
         assert_eq!(header(&pins), Some(vec!["Mcp-Param-Region".to_owned()]));
         // After a reload the new store knows what the old one learnt.
         let reloaded = Pins::succeed(&pins, None, &[]).unwrap();
-        assert_eq!(reloaded.observe("s", "t", "aa"), Status::Pinned);
+        assert_eq!(reloaded.observe("s", "t", "aa", None), Status::Pinned);
         assert_eq!(header(&reloaded), Some(vec!["Mcp-Param-Region".to_owned()]));
     }
 
@@ -962,9 +974,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pins.json");
         let pins = Arc::new(Pins::load(Some(path.clone()), &[]).unwrap());
-        assert_eq!(pins.observe("s", "t", "aa"), Status::NewlyPinned);
-        assert_eq!(pins.observe("s", "u", "cc"), Status::NewlyPinned);
-        assert_eq!(pins.observe("other", "t", "aa"), Status::NewlyPinned);
+        assert_eq!(pins.observe("s", "t", "aa", None), Status::NewlyPinned);
+        assert_eq!(pins.observe("s", "u", "cc", None), Status::NewlyPinned);
+        assert_eq!(pins.observe("other", "t", "aa", None), Status::NewlyPinned);
         pins.flush();
         assert_eq!(pins.blocked("s", "t", true), None);
         pins.tools_changed("s");
@@ -976,17 +988,35 @@ mod tests {
         assert!(pins.blocked("s", "u", true).is_some());
         assert_eq!(pins.blocked("other", "t", true), None);
         // Listed again: as pinned, callable; changed, refused as changed.
-        assert_eq!(pins.observe("s", "t", "aa"), Status::Pinned);
+        assert_eq!(pins.observe("s", "t", "aa", None), Status::Pinned);
         assert_eq!(pins.blocked("s", "t", true), None);
         assert!(matches!(
-            pins.observe("s", "u", "dd"),
+            pins.observe("s", "u", "dd", None),
             Status::Changed { .. }
         ));
         let why = pins.blocked("s", "u", true).unwrap();
         assert!(why.contains("changed since it was pinned"), "{why}");
-        // A reload keeps what is stale.
+        // A listing asked for before the server said so (answered before it, read after it
+        // on another stream) shows what was replaced: it clears nothing. One asked for after
+        // does.
+        let before = Instant::now();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        pins.tools_changed("s");
+        assert_eq!(pins.observe("s", "t", "aa", Some(before)), Status::Pinned);
+        assert!(pins.blocked("s", "t", true).is_some());
+        assert_eq!(
+            pins.observe("s", "t", "aa", Some(Instant::now())),
+            Status::Pinned
+        );
+        assert_eq!(pins.blocked("s", "t", true), None);
+        // A reload keeps what is stale, and when it became so.
         pins.tools_changed("s");
         let reloaded = Pins::succeed(&pins, Some(path.clone()), &[]).unwrap();
+        assert!(reloaded.blocked("s", "t", true).is_some());
+        assert_eq!(
+            reloaded.observe("s", "t", "aa", Some(before)),
+            Status::Pinned
+        );
         assert!(reloaded.blocked("s", "t", true).is_some());
         // After a restart, a pinned tool nobody listed since is covered too.
         let restarted = Pins::load(Some(path), &[]).unwrap();
@@ -1005,14 +1035,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pins.json");
         let old = Arc::new(Pins::load(Some(path.clone()), &[]).unwrap());
-        assert_eq!(old.observe("s", "t", "aa"), Status::NewlyPinned);
+        assert_eq!(old.observe("s", "t", "aa", None), Status::NewlyPinned);
         let new = Pins::succeed(&old, Some(path.clone()), &[]).unwrap();
-        assert_eq!(new.observe("s", "t", "aa"), Status::Pinned);
+        assert_eq!(new.observe("s", "t", "aa", None), Status::Pinned);
         // Reported through the old store after the swap: the new one has it.
-        assert_eq!(old.observe("s", "u", "cc"), Status::NewlyPinned);
-        assert_eq!(new.observe("s", "u", "cc"), Status::Pinned);
+        assert_eq!(old.observe("s", "u", "cc", None), Status::NewlyPinned);
+        assert_eq!(new.observe("s", "u", "cc", None), Status::Pinned);
         assert_eq!(
-            old.observe("s", "t", "bb"),
+            old.observe("s", "t", "bb", None),
             Status::Changed {
                 pinned: "aa".into(),
                 new: true
@@ -1025,19 +1055,19 @@ mod tests {
         // A reload that starts from a store already replaced continues from the latest one.
         let newer = Pins::succeed(&old, Some(path.clone()), &[]).unwrap();
         assert!(newer.blocked("s", "u", true).is_some());
-        assert_eq!(new.observe("s", "v", "dd"), Status::NewlyPinned);
-        assert_eq!(newer.observe("s", "v", "dd"), Status::Pinned);
+        assert_eq!(new.observe("s", "v", "dd", None), Status::NewlyPinned);
+        assert_eq!(newer.observe("s", "v", "dd", None), Status::Pinned);
         // Pins kept in memory only carry over too: a changed definition stays blocked.
         let memory = Arc::new(Pins::load(None, &[]).unwrap());
-        assert_eq!(memory.observe("s", "t", "aa"), Status::NewlyPinned);
+        assert_eq!(memory.observe("s", "t", "aa", None), Status::NewlyPinned);
         assert!(matches!(
-            memory.observe("s", "t", "bb"),
+            memory.observe("s", "t", "bb", None),
             Status::Changed { .. }
         ));
         let reloaded = Pins::succeed(&memory, None, &[]).unwrap();
         assert!(reloaded.blocked("s", "t", false).is_some());
         assert!(matches!(
-            reloaded.observe("s", "t", "bb"),
+            reloaded.observe("s", "t", "bb", None),
             Status::Changed { .. }
         ));
         // Also when the reload starts keeping a file.
@@ -1048,7 +1078,11 @@ mod tests {
         newer.flush();
         let restarted = Pins::load(Some(path), &[]).unwrap();
         for (tool, hash) in [("t", "aa"), ("u", "cc"), ("v", "dd")] {
-            assert_eq!(restarted.observe("s", tool, hash), Status::Pinned, "{tool}");
+            assert_eq!(
+                restarted.observe("s", tool, hash, None),
+                Status::Pinned,
+                "{tool}"
+            );
         }
     }
 
@@ -1059,7 +1093,7 @@ mod tests {
         let pins = Pins::load(Some(path.clone()), &[]).unwrap();
         for i in 0..100 {
             assert_eq!(
-                pins.observe("s", &format!("t{i}"), "aa"),
+                pins.observe("s", &format!("t{i}"), "aa", None),
                 Status::NewlyPinned
             );
         }
@@ -1071,18 +1105,21 @@ mod tests {
         // Beyond the cap a new tool is not pinned (nor remembered), so not callable.
         let memory = Pins::load(None, &[]).unwrap();
         for i in 0..MAX_PINS_PER_SERVER {
-            memory.observe("s", &format!("t{i}"), "aa");
+            memory.observe("s", &format!("t{i}"), "aa", None);
         }
-        assert_eq!(memory.observe("s", "one-more", "aa"), Status::TooMany);
+        assert_eq!(memory.observe("s", "one-more", "aa", None), Status::TooMany);
         assert!(
             memory
                 .blocked("s", "one-more", false)
                 .unwrap()
                 .contains("not pinned")
         );
-        assert_eq!(memory.observe("s", "t0", "aa"), Status::Pinned);
+        assert_eq!(memory.observe("s", "t0", "aa", None), Status::Pinned);
         assert_eq!(memory.blocked("s", "t0", false), None);
-        assert_eq!(memory.observe("other", "x", "aa"), Status::NewlyPinned);
+        assert_eq!(
+            memory.observe("other", "x", "aa", None),
+            Status::NewlyPinned
+        );
     }
 
     /// After a restart, calls are checked against what the pinned definition declares before the
@@ -1103,7 +1140,7 @@ mod tests {
         };
         // A listing, as `lists` reports it: observe, declare, flush.
         let list = |pins: &Pins, hash: &str, db: &str| {
-            let status = pins.observe("s", "t", hash);
+            let status = pins.observe("s", "t", hash, None);
             pins.declare("s", "t", hash, schema(db));
             pins.flush();
             status
@@ -1183,18 +1220,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pins.json");
         let pins = Pins::load(Some(path.clone()), &[]).unwrap();
-        assert_eq!(pins.observe("s", "t", "aa"), Status::NewlyPinned);
-        assert_eq!(pins.observe("s", "t", "aa"), Status::Pinned);
+        assert_eq!(pins.observe("s", "t", "aa", None), Status::NewlyPinned);
+        assert_eq!(pins.observe("s", "t", "aa", None), Status::Pinned);
         assert_eq!(pins.blocked("s", "t", true), None);
         assert_eq!(
-            pins.observe("s", "t", "bb"),
+            pins.observe("s", "t", "bb", None),
             Status::Changed {
                 pinned: "aa".into(),
                 new: true
             }
         );
         assert_eq!(
-            pins.observe("s", "t", "bb"),
+            pins.observe("s", "t", "bb", None),
             Status::Changed {
                 pinned: "aa".into(),
                 new: false
@@ -1213,7 +1250,7 @@ mod tests {
         pins.flush();
         let again = Pins::load(Some(path.clone()), &[]).unwrap();
         assert_eq!(
-            again.observe("s", "t", "bb"),
+            again.observe("s", "t", "bb", None),
             Status::Changed {
                 pinned: "aa".into(),
                 new: false
@@ -1221,7 +1258,7 @@ mod tests {
         );
         assert_eq!(pin(&path, "s", "t", None).unwrap(), "bb");
         let after = Pins::load(Some(path.clone()), &[]).unwrap();
-        assert_eq!(after.observe("s", "t", "bb"), Status::Pinned);
+        assert_eq!(after.observe("s", "t", "bb", None), Status::Pinned);
         assert!(matches!(
             pin(&path, "s", "nope", None),
             Err(PinError::NothingToPin { .. })
@@ -1237,7 +1274,7 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(
-            configured.observe("s", "t", "bb"),
+            configured.observe("s", "t", "bb", None),
             Status::Changed { .. }
         ));
         std::fs::write(&path, "{not json").unwrap();

@@ -354,6 +354,7 @@ mod tests {
             method: method.into(),
             target: None,
             seq: None,
+            at: std::time::Instant::now(),
         };
         let owed = Awaited::default();
         assert!(owed.add(&[asked(Id::Int(1), "tools/call")]).is_ok());

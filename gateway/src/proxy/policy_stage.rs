@@ -387,7 +387,7 @@ impl ResponseStage for PolicyStage {
             }
             Kind::Response => match m.answers {
                 Some(method) if lists::is_list(method) => {
-                    self.filter_list(identity, server, m.raw, &[method])
+                    self.filter_list(identity, server, m.raw, m.asked_at, &[method])
                 }
                 // 2026-07-28's server/discover result carries the instructions too.
                 Some("initialize" | "server/discover") => self.check_instructions(server, m.raw),
@@ -404,10 +404,12 @@ impl ResponseStage for PolicyStage {
                     };
                     match lists::methods_by_shape(raw).as_slice() {
                         [] => checked,
-                        methods => match self.filter_list(identity, server, raw, methods) {
-                            Inspection::Forward => checked,
-                            filtered => filtered,
-                        },
+                        methods => {
+                            match self.filter_list(identity, server, raw, m.asked_at, methods) {
+                                Inspection::Forward => checked,
+                                filtered => filtered,
+                            }
+                        }
                     }
                 }
             },
@@ -626,6 +628,7 @@ impl PolicyStage {
         identity: &Identity,
         server: &Server,
         raw: &[u8],
+        asked: Option<std::time::Instant>,
         methods: &[&str],
     ) -> Inspection {
         let Ok(mut message) = serde_json::from_slice::<serde_json::Value>(raw) else {
@@ -642,15 +645,13 @@ impl PolicyStage {
         let pins = self.engine.pins();
         let mut hidden = Vec::new();
         for method in methods {
-            hidden.extend(lists::filter(
-                &policy,
-                &pins,
-                w.agent,
-                server.name.as_str(),
-                method,
-                result,
+            let listing = lists::Listing {
+                agent: w.agent,
+                server: server.name.as_str(),
+                asked,
                 apply,
-            ));
+            };
+            hidden.extend(lists::filter(&policy, &pins, &listing, method, result));
         }
         let method = methods.join(", ");
         // A token scoped to some tools sees only those, in observe mode too: the scope is the
@@ -755,12 +756,12 @@ mod tests {
         )
         .unwrap();
         let rule = |d: Decision| d.rule().to_owned();
-        engine.pins().observe("s", "t", "aa");
-        engine.pins().observe("s", "t", "bb");
+        engine.pins().observe("s", "t", "aa", None);
+        engine.pins().observe("s", "t", "bb", None);
         for _ in 0..3 {
             assert_eq!(rule(stage.decide(&identity, server, &call)), TOOL_PIN_RULE);
         }
-        engine.pins().observe("s", "t", "aa");
+        engine.pins().observe("s", "t", "aa", None);
         assert!(matches!(
             stage.decide(&identity, server, &call),
             Decision::Allow { .. }
@@ -795,6 +796,7 @@ mod tests {
                     message: &message,
                     raw,
                     answers,
+                    asked_at: None,
                 },
             )
         };
@@ -915,6 +917,7 @@ mod tests {
                     message: &message,
                     raw,
                     answers: Some("tools/call"),
+                    asked_at: None,
                 },
             )
         };
@@ -944,6 +947,7 @@ mod tests {
                     message: &plain_message,
                     raw: plain,
                     answers: Some("tools/call"),
+                    asked_at: None,
                 },
             ),
             Inspection::Forward

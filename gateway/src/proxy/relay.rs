@@ -59,6 +59,8 @@ pub struct Asked {
     pub target: Option<Box<str>>,
     /// Its audit record.
     pub seq: Option<u64>,
+    /// When it was taken to be sent upstream.
+    pub at: std::time::Instant,
 }
 
 impl Context {
@@ -121,6 +123,7 @@ impl Context {
                 message,
                 raw,
                 answers,
+                asked_at: asked.map(|a| a.at),
             },
         );
         let server = self.upstream.server.name.as_str();

@@ -928,6 +928,7 @@ async fn post(
                 method: m.method.clone()?,
                 target: m.target.subject().map(Into::into),
                 seq: *seq,
+                at: Instant::now(),
             })
         })
         .collect();

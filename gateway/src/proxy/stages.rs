@@ -146,6 +146,9 @@ pub struct ServerMessage<'a> {
     pub raw: &'a [u8],
     /// For a response: the method of the agent's request it answers, when known.
     pub answers: Option<&'a str>,
+    /// For a response: when the request it answers was sent upstream, when known (also on a
+    /// legacy stream, where `answers` is not).
+    pub asked_at: Option<std::time::Instant>,
 }
 
 /// Attributes a connection.
