@@ -780,10 +780,26 @@ impl Policy {
                         Some(v) => Some(v),
                         None => match q.arguments.through_strings(&p.pointer) {
                             params::Through::Found(v) => Some(std::borrow::Cow::Owned(v)),
-                            // Omitted: the server uses the schema's default, if it has one.
+                            // Omitted: the server uses the schema's default, if it has one;
+                            // of several (alternatives), any one may be the one it takes.
                             params::Through::Missing => match q.defaults {
-                                Some(defaults) => schema_default(defaults, &p.pointer)
-                                    .map(std::borrow::Cow::Owned),
+                                Some(defaults) => {
+                                    let candidates = schema_defaults(defaults, &p.pointer);
+                                    if candidates.len() > 1 {
+                                        if candidates
+                                            .iter()
+                                            .any(|v| params::check_value_lax(p, Some(v)).is_ok())
+                                        {
+                                            continue;
+                                        }
+                                        return Err(Miss::Condition(format!(
+                                            "no default the schema gives {} ({} alternatives) matches",
+                                            p.pointer,
+                                            candidates.len()
+                                        )));
+                                    }
+                                    candidates.into_iter().next().map(std::borrow::Cow::Owned)
+                                }
                                 // The schema, and so whether the server fills in a default
                                 // that matches, is unknown: the deny holds.
                                 None => {
@@ -809,11 +825,12 @@ impl Policy {
     }
 }
 
-/// What the server reads at `pointer` when the agent omits it: the default of the deepest
+/// What the server may read at `pointer` when the agent omits it: the default of the deepest
 /// property on the way that has one (`/options/mode` inside the default of `options`, `/paths/0`
 /// inside that of `paths`), keys compared in any letter case as a deny rule reads arguments.
-fn schema_default(defaults: &[(String, Value)], pointer: &str) -> Option<Value> {
-    defaults
+/// Several where the schema gives alternatives their own defaults.
+fn schema_defaults(defaults: &[(String, Value)], pointer: &str) -> Vec<Value> {
+    let found: Vec<(usize, &Value, &str)> = defaults
         .iter()
         .filter_map(|(at, value)| {
             let head = pointer.get(..at.len())?;
@@ -821,14 +838,21 @@ fn schema_default(defaults: &[(String, Value)], pointer: &str) -> Option<Value> 
             (crate::mcp::json::same_folded(head, at) && (rest.is_empty() || rest.starts_with('/')))
                 .then_some((at.len(), value, rest))
         })
-        .max_by_key(|(len, _, _)| *len)
-        .and_then(|(_, value, rest)| {
+        .collect();
+    let Some(deepest) = found.iter().map(|(len, _, _)| *len).max() else {
+        return Vec::new();
+    };
+    found
+        .into_iter()
+        .filter(|(len, _, _)| *len == deepest)
+        .filter_map(|(_, value, rest)| {
             if rest.is_empty() {
                 Some(value.clone())
             } else {
                 value.pointer(rest).cloned()
             }
         })
+        .collect()
 }
 
 /// Whether a rule's selectors cover a message (agents aside).

@@ -68,13 +68,23 @@ const MAX_VISITS: usize = 10_000;
 /// The `default` of every property reached from the schema root through `properties`, and
 /// through what applies to the same value whatever it is: a local `$ref` (Pydantic puts nested
 /// models under `$defs`) and `allOf`. A property's own default wins over one it refers to.
+/// Defaults under `anyOf` and `oneOf` are kept too, each of them: which alternative the server
+/// takes for an omitted argument is its own choice, so a deny rule must hold if any would
+/// match. (A property with a default of its own, or found through `$ref` or `allOf`, keeps
+/// that one alone.)
 fn defaults(root: Option<&Value>) -> Vec<(String, Value)> {
     let mut out: Vec<(String, Value)> = Vec::new();
-    // (pointer, its depth, references followed since the last property, node)
-    let mut stack: Vec<(String, usize, usize, &Value)> =
-        root.map(|r| (String::new(), 0, 0, r)).into_iter().collect();
+    // Pointers whose default came from the property itself, or what applies to it whatever
+    // its value: alternatives add none beside it.
+    let mut settled: Vec<String> = Vec::new();
+    // (pointer, its depth, references followed since the last property, under an alternative
+    // (`anyOf`, `oneOf`), node)
+    let mut stack: Vec<(String, usize, usize, bool, &Value)> = root
+        .map(|r| (String::new(), 0, 0, false, r))
+        .into_iter()
+        .collect();
     let mut visits = 0;
-    while let Some((pointer, depth, hops, node)) = stack.pop() {
+    while let Some((pointer, depth, hops, alternative, node)) = stack.pop() {
         visits += 1;
         if visits > MAX_VISITS {
             break;
@@ -84,10 +94,15 @@ fn defaults(root: Option<&Value>) -> Vec<(String, Value)> {
         };
         if !pointer.is_empty()
             && let Some(default) = schema.get("default")
-            && !out.iter().any(|(p, _)| *p == pointer)
+            && !settled.contains(&pointer)
+            && !out.iter().any(|(p, v)| *p == pointer && v == default)
         {
             if out.len() == MAX_DEFAULTS {
                 break;
+            }
+            if !alternative {
+                out.retain(|(p, _)| *p != pointer);
+                settled.push(pointer.clone());
             }
             out.push((pointer.clone(), default.clone()));
         }
@@ -97,12 +112,16 @@ fn defaults(root: Option<&Value>) -> Vec<(String, Value)> {
                 .and_then(Value::as_str)
                 .and_then(|r| r.strip_prefix('#'))
                 .and_then(|r| root?.pointer(r));
-            let all_of = match schema.get("allOf") {
+            let members = |key| match schema.get(key) {
                 Some(Value::Array(members)) => &members[..],
                 _ => &[],
             };
-            for same in referred.into_iter().chain(all_of).rev() {
-                stack.push((pointer.clone(), depth, hops + 1, same));
+            // Pushed first, so popped last: what holds whatever the value settles first.
+            for either in members("anyOf").iter().chain(members("oneOf")).rev() {
+                stack.push((pointer.clone(), depth, hops + 1, true, either));
+            }
+            for same in referred.into_iter().chain(members("allOf")).rev() {
+                stack.push((pointer.clone(), depth, hops + 1, alternative, same));
             }
         }
         if depth < MAX_DEPTH
@@ -110,7 +129,8 @@ fn defaults(root: Option<&Value>) -> Vec<(String, Value)> {
         {
             for (name, sub) in properties {
                 let token = name.replace('~', "~0").replace('/', "~1");
-                stack.push((format!("{pointer}/{token}"), depth + 1, 0, sub));
+                // A property of one alternative has its default only where that applies.
+                stack.push((format!("{pointer}/{token}"), depth + 1, 0, alternative, sub));
             }
         }
     }
@@ -398,11 +418,32 @@ mod tests {
         }));
         assert_eq!(d.default_at("/database"), Some(&json!("prod")));
         assert_eq!(d.default_at("/options/dry~1run"), Some(&json!(false)));
-        // Not through other keywords (which of them applies depends on the value), nor the
-        // root's own.
-        assert_eq!(d.default_at("/mode"), None);
+        // Through alternatives too, every one of them (which applies is the server's choice);
+        // not through other keywords, nor the root's own.
+        assert_eq!(d.default_at("/mode"), Some(&json!("fast")));
         assert_eq!(d.default_at(""), None);
-        assert_eq!(d.defaults.len(), 2);
+        assert_eq!(d.defaults.len(), 3);
+        let d = declared(json!({"type": "object", "properties": {
+            "mode": {"anyOf": [{"default": "fast"}, {"default": "slow"}, {"default": "fast"}]},
+            "own": {"default": "a", "oneOf": [{"default": "b"}], "allOf": [{"default": "c"}]},
+            "opts": {"oneOf": [
+                {"properties": {"db": {"default": "prod"}}},
+                {"properties": {"db": {"default": "dev"}}},
+            ]},
+        }}));
+        let all = |at: &str| {
+            let mut v: Vec<&Value> = d
+                .defaults
+                .iter()
+                .filter(|(p, _)| p == at)
+                .map(|(_, v)| v)
+                .collect();
+            v.sort_by_key(|v| v.to_string());
+            v
+        };
+        assert_eq!(all("/mode"), [&json!("fast"), &json!("slow")]);
+        assert_eq!(all("/own"), [&json!("a")]);
+        assert_eq!(all("/opts/db"), [&json!("dev"), &json!("prod")]);
         // Through local references and allOf, as Pydantic writes nested models; a property's
         // own default wins; a reference cycle ends.
         let d = declared(json!({

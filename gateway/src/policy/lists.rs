@@ -134,6 +134,7 @@ pub fn filter(
         // page titles), where zero-width joiners, direction marks and the like are ordinary
         // text: only what no text needs (tag characters, escapes, controls, the variation
         // selectors that encode bytes) hides one.
+        let hash = (member == "tools").then(|| pins::definition_hash(item));
         let mut flags = pins::flags(item);
         if member == "tools" || member == "prompts" {
             flags.extend(pins::poisoning(item, name, member == "tools"));
@@ -141,12 +142,23 @@ pub fn filter(
             flags.retain(|f| pins::NEVER_TEXT.contains(f));
         }
         if !flags.is_empty() {
-            tracing::warn!(server, member, entry = name, flags = %flags.join(", "), "A list entry carries hidden text.");
+            match &hash {
+                // An operator who read this definition pinned it in the config: accepted.
+                Some(hash) if pins.configured(server, name) == Some(hash.as_str()) => {
+                    tracing::debug!(server, tool = name, flags = %flags.join(", "), "A flagged tool definition is accepted by [[policy.pins]].");
+                    flags.clear();
+                }
+                Some(hash) => {
+                    tracing::warn!(server, member, entry = name, flags = %flags.join(", "), sha256 = %hash, "A list entry carries hidden text or orders to the model; to accept this definition, pin it in [[policy.pins]].");
+                }
+                None => {
+                    tracing::warn!(server, member, entry = name, flags = %flags.join(", "), "A list entry carries hidden text or orders to the model.");
+                }
+            }
         }
         let mut why = (flagged_hides && !flags.is_empty())
             .then(|| format!("its definition contains {}", flags.join(", ")));
-        if member == "tools" {
-            let hash = pins::definition_hash(item);
+        if let Some(hash) = hash {
             let status = pins.observe(server, name, &hash, asked);
             if status == Status::TooMany {
                 hidden.push(Hidden {

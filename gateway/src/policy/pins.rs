@@ -394,6 +394,12 @@ impl Pins {
         }
     }
 
+    /// The definition `[[policy.pins]]` pins for a tool: an operator's, which also accepts
+    /// what the checks flag in it.
+    pub fn configured(&self, server: &str, tool: &str) -> Option<&str> {
+        get(&self.configured, server, tool).map(String::as_str)
+    }
+
     fn pinned<'a>(&'a self, st: &'a State, server: &str, tool: &str) -> Option<&'a str> {
         get(&self.configured, server, tool)
             .or_else(|| {

@@ -215,6 +215,24 @@ fn deny_conditions_on_an_omitted_argument_test_the_schemas_default() {
     let dev = [("/options".to_owned(), json!({"database": "dev"}))];
     assert!(ask(json!({}), &dev));
     assert!(ask(json!({"options": {"database": "dev"}}), &nested));
+    // Alternatives (anyOf, oneOf) with defaults of their own: any one may be the server's, so
+    // the deny holds if any matches.
+    let either = |a: &str, b: &str| {
+        [
+            ("/options".to_owned(), json!({"database": a})),
+            ("/options".to_owned(), json!({"database": b})),
+        ]
+    };
+    assert!(!ask(json!({}), &either("dev", "prod")));
+    assert!(!ask(json!({}), &either("prod", "dev")));
+    assert!(ask(json!({}), &either("dev", "test")));
+    // The deepest property with defaults decides, as with one.
+    let deeper = [
+        ("/options".to_owned(), json!({"database": "prod"})),
+        ("/options/database".to_owned(), json!("dev")),
+        ("/options/database".to_owned(), json!("test")),
+    ];
+    assert!(ask(json!({}), &deeper));
 }
 
 #[test]
@@ -924,6 +942,25 @@ fn poisoned_tools_and_look_alike_names_are_hidden_and_refused() {
     ]});
     lists::filter(&p, &pins, &on_db(true), "resources/list", &mut resources);
     assert_eq!(resources["resources"].as_array().unwrap().len(), 1);
+    // An operator who pinned the very definition in the config accepts it; another definition
+    // of the tool is still flagged.
+    let poisoned = json!({"name": "add", "description": "Adds. <IMPORTANT>x</IMPORTANT>"});
+    let accepted = pins::Pins::load(
+        None,
+        &[crate::config::policy::PinSpec {
+            server: "db".into(),
+            tool: "add".into(),
+            sha256: pins::definition_hash(&poisoned),
+        }],
+    )
+    .unwrap();
+    let mut tools = json!({ "tools": [poisoned.clone()] });
+    let hidden = lists::filter(&p, &accepted, &on_db(true), "tools/list", &mut tools);
+    assert_eq!(tools["tools"], json!([poisoned]), "{hidden:?}");
+    assert_eq!(accepted.blocked("db", "add", true), None);
+    let mut tools = json!({"tools": [{"name": "add", "description": "<important>y</important>"}]});
+    lists::filter(&p, &accepted, &on_db(true), "tools/list", &mut tools);
+    assert_eq!(tools["tools"], json!([]));
 }
 
 /// `[rules.after]`: a deny rule that holds only for a caller let through to certain calls
