@@ -784,7 +784,9 @@ impl Policy {
                             // of several (alternatives), any one may be the one it takes.
                             params::Through::Missing => match q.defaults {
                                 Some(defaults) => {
-                                    let candidates = schema_defaults(defaults, &p.pointer);
+                                    let candidates = schema_defaults(defaults, &p.pointer, |at| {
+                                        q.arguments.has(at)
+                                    });
                                     if candidates.len() > 1 {
                                         if candidates
                                             .iter()
@@ -825,31 +827,29 @@ impl Policy {
     }
 }
 
-/// What the server may read at `pointer` when the agent omits it: the default of the deepest
-/// property on the way that has one (`/options/mode` inside the default of `options`, `/paths/0`
-/// inside that of `paths`), keys compared in any letter case as a deny rule reads arguments.
-/// Several where the schema gives alternatives their own defaults.
-fn schema_defaults(defaults: &[(String, Value)], pointer: &str) -> Vec<Value> {
-    let found: Vec<(usize, &Value, &str)> = defaults
+/// What the server may read at `pointer` when the agent omits it: the default of each property
+/// on the way that has one (`/options/mode` inside the default of `options`, `/paths/0` inside
+/// that of `paths`), keys compared in any letter case as a deny rule reads arguments. Several
+/// where properties at several depths have one (which applies depends on how much of the way
+/// the agent sent: `options` omitted, or sent without `mode`), or where the schema gives
+/// alternatives their own. An enclosing property the agent sent has no say (`sent`).
+fn schema_defaults(
+    defaults: &[(String, Value)],
+    pointer: &str,
+    sent: impl Fn(&str) -> bool,
+) -> Vec<Value> {
+    defaults
         .iter()
         .filter_map(|(at, value)| {
             let head = pointer.get(..at.len())?;
             let rest = &pointer[at.len()..];
-            (crate::mcp::json::same_folded(head, at) && (rest.is_empty() || rest.starts_with('/')))
-                .then_some((at.len(), value, rest))
-        })
-        .collect();
-    let Some(deepest) = found.iter().map(|(len, _, _)| *len).max() else {
-        return Vec::new();
-    };
-    found
-        .into_iter()
-        .filter(|(len, _, _)| *len == deepest)
-        .filter_map(|(_, value, rest)| {
-            if rest.is_empty() {
-                Some(value.clone())
-            } else {
-                value.pointer(rest).cloned()
+            if !crate::mcp::json::same_folded(head, at) {
+                return None;
+            }
+            match rest {
+                "" => Some(value.clone()),
+                _ if rest.starts_with('/') && !sent(at) => value.pointer(rest).cloned(),
+                _ => None,
             }
         })
         .collect()

@@ -195,7 +195,7 @@ pub fn main(action: Action) -> i32 {
                 _ => None,
             };
             let defaults = match class {
-                Class::Tool(_) => declared.as_deref().map(|d| &d.defaults[..]),
+                Class::Tool(_) => declared.as_deref().and_then(|d| d.known_defaults()),
                 _ => Some(&[][..]),
             };
             let q = Question {

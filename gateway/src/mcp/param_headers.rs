@@ -53,6 +53,10 @@ pub struct Declarations {
     /// server uses in their place.
     #[serde(default)]
     pub defaults: Vec<(String, Value)>,
+    /// Whether the schema held more defaults than were looked for (too many nodes or
+    /// defaults): `defaults` may then lack what the server uses.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub defaults_cut: bool,
 }
 
 /// Most defaults kept per tool: a schema is no place for thousands, and each costs a copy.
@@ -72,7 +76,7 @@ const MAX_VISITS: usize = 10_000;
 /// takes for an omitted argument is its own choice, so a deny rule must hold if any would
 /// match. (A property with a default of its own, or found through `$ref` or `allOf`, keeps
 /// that one alone.)
-fn defaults(root: Option<&Value>) -> Vec<(String, Value)> {
+fn defaults(root: Option<&Value>) -> (Vec<(String, Value)>, bool) {
     let mut out: Vec<(String, Value)> = Vec::new();
     // Pointers whose default came from the property itself, or what applies to it whatever
     // its value: alternatives add none beside it.
@@ -87,7 +91,7 @@ fn defaults(root: Option<&Value>) -> Vec<(String, Value)> {
     while let Some((pointer, depth, hops, alternative, node)) = stack.pop() {
         visits += 1;
         if visits > MAX_VISITS {
-            break;
+            return (out, true);
         }
         let Value::Object(schema) = node else {
             continue;
@@ -98,7 +102,7 @@ fn defaults(root: Option<&Value>) -> Vec<(String, Value)> {
             && !out.iter().any(|(p, v)| *p == pointer && v == default)
         {
             if out.len() == MAX_DEFAULTS {
-                break;
+                return (out, true);
             }
             if !alternative {
                 out.retain(|(p, _)| *p != pointer);
@@ -134,7 +138,7 @@ fn defaults(root: Option<&Value>) -> Vec<(String, Value)> {
             }
         }
     }
-    out
+    (out, false)
 }
 
 /// JSON Schema keywords whose value is one subschema, a list or a map of them: crossing any
@@ -167,19 +171,27 @@ const TYPES: [&str; 3] = ["string", "integer", "boolean"];
 impl Declarations {
     /// The declarations in `input_schema` (none when it is absent or not an object).
     pub fn of(input_schema: Option<&Value>) -> Self {
-        let defaults = defaults(input_schema);
+        let (defaults, defaults_cut) = defaults(input_schema);
         match scan(input_schema) {
             Ok(headers) => Self {
                 headers,
                 invalid: None,
                 defaults,
+                defaults_cut,
             },
             Err(why) => Self {
                 headers: Vec::new(),
                 invalid: Some(why),
                 defaults,
+                defaults_cut,
             },
         }
+    }
+
+    /// The defaults, when all of them are known (else a deny condition on an omitted argument
+    /// holds, as when the schema is not known at all).
+    pub fn known_defaults(&self) -> Option<&[(String, Value)]> {
+        (!self.defaults_cut).then_some(&self.defaults[..])
     }
 
     /// The default the schema gives the argument at `pointer`.
@@ -444,6 +456,14 @@ mod tests {
         assert_eq!(all("/mode"), [&json!("fast"), &json!("slow")]);
         assert_eq!(all("/own"), [&json!("a")]);
         assert_eq!(all("/opts/db"), [&json!("dev"), &json!("prod")]);
+        assert!(d.known_defaults().is_some());
+        // More than are looked for: none is taken as known (the one missed may be the one
+        // that matters).
+        let many: serde_json::Map<String, Value> = (0..MAX_DEFAULTS + 1)
+            .map(|i| (format!("p{i}"), json!({"default": i})))
+            .collect();
+        let d = declared(json!({"type": "object", "properties": many}));
+        assert!(d.defaults_cut && d.known_defaults().is_none());
         // Through local references and allOf, as Pydantic writes nested models; a property's
         // own default wins; a reference cycle ends.
         let d = declared(json!({

@@ -121,6 +121,7 @@ pub fn filter(
         return hidden;
     };
     let flagged_hides = policy.flagged == FlaggedAction::Hide;
+    let outdated = member == "tools" && pins.outdated(server, asked);
     items.retain(|item| {
         let Some(name) = item.get(key).and_then(Value::as_str) else {
             hidden.push(Hidden {
@@ -143,10 +144,14 @@ pub fn filter(
         }
         if !flags.is_empty() {
             match &hash {
-                // An operator who read this definition pinned it in the config: accepted.
+                // An operator who read this definition pinned it in the config: accepted, as
+                // far as the pin covers it.
                 Some(hash) if pins.configured(server, name) == Some(hash.as_str()) => {
                     tracing::debug!(server, tool = name, flags = %flags.join(", "), "A flagged tool definition is accepted by [[policy.pins]].");
-                    flags.clear();
+                    flags = pins::unpinned_flags(item);
+                    if !flags.is_empty() {
+                        tracing::warn!(server, tool = name, flags = %flags.join(", "), "A tool pinned in [[policy.pins]] carries hidden text or orders to the model in members its pin does not cover.");
+                    }
                 }
                 Some(hash) => {
                     tracing::warn!(server, member, entry = name, flags = %flags.join(", "), sha256 = %hash, "A list entry carries hidden text or orders to the model; to accept this definition, pin it in [[policy.pins]].");
@@ -159,7 +164,15 @@ pub fn filter(
         let mut why = (flagged_hides && !flags.is_empty())
             .then(|| format!("its definition contains {}", flags.join(", ")));
         if let Some(hash) = hash {
-            let status = pins.observe(server, name, &hash, asked);
+            // Records nothing: it may show what the server has replaced since.
+            if outdated {
+                hidden.push(Hidden {
+                    name: name.to_owned(),
+                    why: "listed before the server said its tools changed (notifications/tools/list_changed); list them again".into(),
+                });
+                return !apply;
+            }
+            let status = pins.observe(server, name, &hash);
             if status == Status::TooMany {
                 hidden.push(Hidden {
                     name: name.to_owned(),

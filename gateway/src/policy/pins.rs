@@ -119,6 +119,25 @@ pub fn flags(tool: &Value) -> Vec<&'static str> {
     out
 }
 
+/// What [`flags`] and [`poisoning`] find in a tool definition outside the members its pin
+/// covers (`_meta`, `icons`, members unknown to MCP): a pin of the definition does not vouch
+/// for those.
+pub fn unpinned_flags(tool: &Value) -> Vec<&'static str> {
+    let Some(members) = tool.as_object() else {
+        return Vec::new();
+    };
+    let rest = Value::Object(
+        members
+            .iter()
+            .filter(|(k, _)| !PINNED_MEMBERS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    );
+    let mut out = flags(&rest);
+    out.extend(poisoning(&rest, "", false));
+    out
+}
+
 /// The flag for text addressed to the model (see [`poisoning`]).
 pub const ADDRESSES_MODEL_FLAG: &str =
     "orders to the model (an <IMPORTANT> block, or \"ignore previous instructions\")";
@@ -394,6 +413,20 @@ impl Pins {
         }
     }
 
+    /// Whether a tools/list answer asked for at `asked` may show definitions the server has
+    /// replaced since: it was asked for before the server last said its tools changed (and
+    /// answered before that, read only now on another stream), or when is unknown (a replay,
+    /// an endpoint several streams share). Such a listing records nothing.
+    pub fn outdated(&self, server: &str, asked: Option<Instant>) -> bool {
+        let st = match self.state() {
+            Ok(st) => st,
+            Err(next) => return next.outdated(server, asked),
+        };
+        st.changed_at
+            .get(server)
+            .is_some_and(|changed| asked.is_none_or(|asked| asked <= *changed))
+    }
+
     /// The definition `[[policy.pins]]` pins for a tool: an operator's, which also accepts
     /// what the checks flag in it.
     pub fn configured(&self, server: &str, tool: &str) -> Option<&str> {
@@ -412,20 +445,14 @@ impl Pins {
             .map(String::as_str)
     }
 
-    /// Records a definition seen in a tools/list result, asked for at `asked` (when known).
-    /// The pin file learns of it at the next [`Pins::flush`] (once per listing), not here.
-    pub fn observe(&self, server: &str, tool: &str, hash: &str, asked: Option<Instant>) -> Status {
+    /// Records a definition seen in a tools/list result (one not [`Pins::outdated`]). The pin
+    /// file learns of it at the next [`Pins::flush`] (once per listing), not here.
+    pub fn observe(&self, server: &str, tool: &str, hash: &str) -> Status {
         let mut st = match self.state() {
             Ok(st) => st,
-            Err(next) => return next.observe(server, tool, hash, asked),
+            Err(next) => return next.observe(server, tool, hash),
         };
-        // A listing asked for before the server said its tools changed may have been answered
-        // before that too (and read only now, on another stream): it shows what was replaced.
-        let current = match (asked, st.changed_at.get(server)) {
-            (Some(asked), Some(changed)) => asked > *changed,
-            _ => true,
-        };
-        if current && let Some(tools) = st.stale.get_mut(server) {
+        if let Some(tools) = st.stale.get_mut(server) {
             tools.remove(tool);
         }
         let pinned = self.pinned(&st, server, tool).map(str::to_owned);
@@ -955,12 +982,12 @@ mod tests {
         assert_eq!(header(&pins), None);
         assert!(pins.declare("s", "t", "aa", schema("Region")));
         assert!(!pins.declare("s", "t", "aa", schema("Region")));
-        pins.observe("s", "t", "aa", None);
+        pins.observe("s", "t", "aa");
         assert_eq!(header(&pins), Some(vec!["Mcp-Param-Region".to_owned()]));
         // Another caller's listing shows another definition: calls are blocked while it is the
         // last seen, and checked against the pinned one whichever came last.
         assert!(pins.declare("s", "t", "bb", schema("Zone")));
-        pins.observe("s", "t", "bb", None);
+        pins.observe("s", "t", "bb");
         assert!(pins.blocked("s", "t", false).is_some());
         assert_eq!(header(&pins), Some(vec!["Mcp-Param-Region".to_owned()]));
         // A tool that keeps changing keeps only its latest definitions' declarations.
@@ -972,7 +999,7 @@ mod tests {
         assert_eq!(header(&pins), Some(vec!["Mcp-Param-Region".to_owned()]));
         // After a reload the new store knows what the old one learnt.
         let reloaded = Pins::succeed(&pins, None, &[]).unwrap();
-        assert_eq!(reloaded.observe("s", "t", "aa", None), Status::Pinned);
+        assert_eq!(reloaded.observe("s", "t", "aa"), Status::Pinned);
         assert_eq!(header(&reloaded), Some(vec!["Mcp-Param-Region".to_owned()]));
     }
 
@@ -984,9 +1011,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pins.json");
         let pins = Arc::new(Pins::load(Some(path.clone()), &[]).unwrap());
-        assert_eq!(pins.observe("s", "t", "aa", None), Status::NewlyPinned);
-        assert_eq!(pins.observe("s", "u", "cc", None), Status::NewlyPinned);
-        assert_eq!(pins.observe("other", "t", "aa", None), Status::NewlyPinned);
+        assert_eq!(pins.observe("s", "t", "aa"), Status::NewlyPinned);
+        assert_eq!(pins.observe("s", "u", "cc"), Status::NewlyPinned);
+        assert_eq!(pins.observe("other", "t", "aa"), Status::NewlyPinned);
         pins.flush();
         assert_eq!(pins.blocked("s", "t", true), None);
         pins.tools_changed("s");
@@ -998,10 +1025,10 @@ mod tests {
         assert!(pins.blocked("s", "u", true).is_some());
         assert_eq!(pins.blocked("other", "t", true), None);
         // Listed again: as pinned, callable; changed, refused as changed.
-        assert_eq!(pins.observe("s", "t", "aa", None), Status::Pinned);
+        assert_eq!(pins.observe("s", "t", "aa"), Status::Pinned);
         assert_eq!(pins.blocked("s", "t", true), None);
         assert!(matches!(
-            pins.observe("s", "u", "dd", None),
+            pins.observe("s", "u", "dd"),
             Status::Changed { .. }
         ));
         let why = pins.blocked("s", "u", true).unwrap();
@@ -1010,24 +1037,17 @@ mod tests {
         // on another stream) shows what was replaced: it clears nothing. One asked for after
         // does.
         let before = Instant::now();
+        assert!(!pins.outdated("other", None));
         std::thread::sleep(std::time::Duration::from_millis(2));
         pins.tools_changed("s");
-        assert_eq!(pins.observe("s", "t", "aa", Some(before)), Status::Pinned);
-        assert!(pins.blocked("s", "t", true).is_some());
-        assert_eq!(
-            pins.observe("s", "t", "aa", Some(Instant::now())),
-            Status::Pinned
-        );
-        assert_eq!(pins.blocked("s", "t", true), None);
+        assert!(pins.outdated("s", Some(before)));
+        assert!(pins.outdated("s", None));
+        assert!(!pins.outdated("s", Some(Instant::now())));
+        assert!(!pins.outdated("other", Some(before)));
         // A reload keeps what is stale, and when it became so.
-        pins.tools_changed("s");
         let reloaded = Pins::succeed(&pins, Some(path.clone()), &[]).unwrap();
         assert!(reloaded.blocked("s", "t", true).is_some());
-        assert_eq!(
-            reloaded.observe("s", "t", "aa", Some(before)),
-            Status::Pinned
-        );
-        assert!(reloaded.blocked("s", "t", true).is_some());
+        assert!(reloaded.outdated("s", Some(before)));
         // After a restart, a pinned tool nobody listed since is covered too.
         let restarted = Pins::load(Some(path), &[]).unwrap();
         assert_eq!(restarted.blocked("s", "t", true), None);
@@ -1045,14 +1065,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pins.json");
         let old = Arc::new(Pins::load(Some(path.clone()), &[]).unwrap());
-        assert_eq!(old.observe("s", "t", "aa", None), Status::NewlyPinned);
+        assert_eq!(old.observe("s", "t", "aa"), Status::NewlyPinned);
         let new = Pins::succeed(&old, Some(path.clone()), &[]).unwrap();
-        assert_eq!(new.observe("s", "t", "aa", None), Status::Pinned);
+        assert_eq!(new.observe("s", "t", "aa"), Status::Pinned);
         // Reported through the old store after the swap: the new one has it.
-        assert_eq!(old.observe("s", "u", "cc", None), Status::NewlyPinned);
-        assert_eq!(new.observe("s", "u", "cc", None), Status::Pinned);
+        assert_eq!(old.observe("s", "u", "cc"), Status::NewlyPinned);
+        assert_eq!(new.observe("s", "u", "cc"), Status::Pinned);
         assert_eq!(
-            old.observe("s", "t", "bb", None),
+            old.observe("s", "t", "bb"),
             Status::Changed {
                 pinned: "aa".into(),
                 new: true
@@ -1065,19 +1085,19 @@ mod tests {
         // A reload that starts from a store already replaced continues from the latest one.
         let newer = Pins::succeed(&old, Some(path.clone()), &[]).unwrap();
         assert!(newer.blocked("s", "u", true).is_some());
-        assert_eq!(new.observe("s", "v", "dd", None), Status::NewlyPinned);
-        assert_eq!(newer.observe("s", "v", "dd", None), Status::Pinned);
+        assert_eq!(new.observe("s", "v", "dd"), Status::NewlyPinned);
+        assert_eq!(newer.observe("s", "v", "dd"), Status::Pinned);
         // Pins kept in memory only carry over too: a changed definition stays blocked.
         let memory = Arc::new(Pins::load(None, &[]).unwrap());
-        assert_eq!(memory.observe("s", "t", "aa", None), Status::NewlyPinned);
+        assert_eq!(memory.observe("s", "t", "aa"), Status::NewlyPinned);
         assert!(matches!(
-            memory.observe("s", "t", "bb", None),
+            memory.observe("s", "t", "bb"),
             Status::Changed { .. }
         ));
         let reloaded = Pins::succeed(&memory, None, &[]).unwrap();
         assert!(reloaded.blocked("s", "t", false).is_some());
         assert!(matches!(
-            reloaded.observe("s", "t", "bb", None),
+            reloaded.observe("s", "t", "bb"),
             Status::Changed { .. }
         ));
         // Also when the reload starts keeping a file.
@@ -1088,11 +1108,7 @@ mod tests {
         newer.flush();
         let restarted = Pins::load(Some(path), &[]).unwrap();
         for (tool, hash) in [("t", "aa"), ("u", "cc"), ("v", "dd")] {
-            assert_eq!(
-                restarted.observe("s", tool, hash, None),
-                Status::Pinned,
-                "{tool}"
-            );
+            assert_eq!(restarted.observe("s", tool, hash), Status::Pinned, "{tool}");
         }
     }
 
@@ -1103,7 +1119,7 @@ mod tests {
         let pins = Pins::load(Some(path.clone()), &[]).unwrap();
         for i in 0..100 {
             assert_eq!(
-                pins.observe("s", &format!("t{i}"), "aa", None),
+                pins.observe("s", &format!("t{i}"), "aa"),
                 Status::NewlyPinned
             );
         }
@@ -1115,21 +1131,18 @@ mod tests {
         // Beyond the cap a new tool is not pinned (nor remembered), so not callable.
         let memory = Pins::load(None, &[]).unwrap();
         for i in 0..MAX_PINS_PER_SERVER {
-            memory.observe("s", &format!("t{i}"), "aa", None);
+            memory.observe("s", &format!("t{i}"), "aa");
         }
-        assert_eq!(memory.observe("s", "one-more", "aa", None), Status::TooMany);
+        assert_eq!(memory.observe("s", "one-more", "aa"), Status::TooMany);
         assert!(
             memory
                 .blocked("s", "one-more", false)
                 .unwrap()
                 .contains("not pinned")
         );
-        assert_eq!(memory.observe("s", "t0", "aa", None), Status::Pinned);
+        assert_eq!(memory.observe("s", "t0", "aa"), Status::Pinned);
         assert_eq!(memory.blocked("s", "t0", false), None);
-        assert_eq!(
-            memory.observe("other", "x", "aa", None),
-            Status::NewlyPinned
-        );
+        assert_eq!(memory.observe("other", "x", "aa"), Status::NewlyPinned);
     }
 
     /// After a restart, calls are checked against what the pinned definition declares before the
@@ -1150,7 +1163,7 @@ mod tests {
         };
         // A listing, as `lists` reports it: observe, declare, flush.
         let list = |pins: &Pins, hash: &str, db: &str| {
-            let status = pins.observe("s", "t", hash, None);
+            let status = pins.observe("s", "t", hash);
             pins.declare("s", "t", hash, schema(db));
             pins.flush();
             status
@@ -1230,18 +1243,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pins.json");
         let pins = Pins::load(Some(path.clone()), &[]).unwrap();
-        assert_eq!(pins.observe("s", "t", "aa", None), Status::NewlyPinned);
-        assert_eq!(pins.observe("s", "t", "aa", None), Status::Pinned);
+        assert_eq!(pins.observe("s", "t", "aa"), Status::NewlyPinned);
+        assert_eq!(pins.observe("s", "t", "aa"), Status::Pinned);
         assert_eq!(pins.blocked("s", "t", true), None);
         assert_eq!(
-            pins.observe("s", "t", "bb", None),
+            pins.observe("s", "t", "bb"),
             Status::Changed {
                 pinned: "aa".into(),
                 new: true
             }
         );
         assert_eq!(
-            pins.observe("s", "t", "bb", None),
+            pins.observe("s", "t", "bb"),
             Status::Changed {
                 pinned: "aa".into(),
                 new: false
@@ -1260,7 +1273,7 @@ mod tests {
         pins.flush();
         let again = Pins::load(Some(path.clone()), &[]).unwrap();
         assert_eq!(
-            again.observe("s", "t", "bb", None),
+            again.observe("s", "t", "bb"),
             Status::Changed {
                 pinned: "aa".into(),
                 new: false
@@ -1268,7 +1281,7 @@ mod tests {
         );
         assert_eq!(pin(&path, "s", "t", None).unwrap(), "bb");
         let after = Pins::load(Some(path.clone()), &[]).unwrap();
-        assert_eq!(after.observe("s", "t", "bb", None), Status::Pinned);
+        assert_eq!(after.observe("s", "t", "bb"), Status::Pinned);
         assert!(matches!(
             pin(&path, "s", "nope", None),
             Err(PinError::NothingToPin { .. })
@@ -1284,7 +1297,7 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(
-            configured.observe("s", "t", "bb", None),
+            configured.observe("s", "t", "bb"),
             Status::Changed { .. }
         ));
         std::fs::write(&path, "{not json").unwrap();

@@ -226,13 +226,22 @@ fn deny_conditions_on_an_omitted_argument_test_the_schemas_default() {
     assert!(!ask(json!({}), &either("dev", "prod")));
     assert!(!ask(json!({}), &either("prod", "dev")));
     assert!(ask(json!({}), &either("dev", "test")));
-    // The deepest property with defaults decides, as with one.
+    // Defaults at several depths: which one the server uses depends on how much of the way
+    // the agent sent. `options` omitted, its default may decide; sent without `database`,
+    // only the deeper default does.
     let deeper = [
         ("/options".to_owned(), json!({"database": "prod"})),
         ("/options/database".to_owned(), json!("dev")),
         ("/options/database".to_owned(), json!("test")),
     ];
-    assert!(ask(json!({}), &deeper));
+    assert!(!ask(json!({}), &deeper));
+    assert!(ask(json!({"options": {}}), &deeper));
+    let deeper_prod = [
+        ("/options".to_owned(), json!({"database": "dev"})),
+        ("/options/database".to_owned(), json!("prod")),
+    ];
+    assert!(!ask(json!({}), &deeper_prod));
+    assert!(!ask(json!({"options": {}}), &deeper_prod));
 }
 
 #[test]
@@ -961,6 +970,46 @@ fn poisoned_tools_and_look_alike_names_are_hidden_and_refused() {
     let mut tools = json!({"tools": [{"name": "add", "description": "<important>y</important>"}]});
     lists::filter(&p, &accepted, &on_db(true), "tools/list", &mut tools);
     assert_eq!(tools["tools"], json!([]));
+    // The pin vouches only for what it covers: the accepted definition with hidden text in
+    // `_meta` (which the pin's hash leaves out) is flagged.
+    let mut meta = poisoned.clone();
+    meta["_meta"] = json!({"note": "x\u{E0041}"});
+    let mut tools = json!({ "tools": [meta] });
+    lists::filter(&p, &accepted, &on_db(true), "tools/list", &mut tools);
+    assert_eq!(tools["tools"], json!([]));
+    assert!(accepted.blocked("db", "add", true).is_some());
+}
+
+/// After a server says its tools changed, a listing asked for before that (answered before
+/// it, read after it on another stream), or one whose request is unknown (a replay), records
+/// nothing and shows nothing: it may hold the replaced definitions. One asked for after does.
+#[test]
+fn a_listing_asked_for_before_list_changed_records_nothing() {
+    let p = policy("[[rules]]\nname = \"all\"\neffect = \"allow\"\n");
+    let pins = pins::Pins::load(None, &[]).unwrap();
+    let listing = |asked| lists::Listing {
+        asked,
+        ..on_db(true)
+    };
+    let old = json!({"name": "t", "description": "old"});
+    let mut tools = json!({ "tools": [old.clone()] });
+    lists::filter(&p, &pins, &listing(None), "tools/list", &mut tools);
+    assert_eq!(tools["tools"], json!([old]));
+    let before = std::time::Instant::now();
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    pins.tools_changed("db");
+    for asked in [Some(before), None] {
+        let mut tools = json!({ "tools": [old.clone()] });
+        let hidden = lists::filter(&p, &pins, &listing(asked), "tools/list", &mut tools);
+        assert_eq!(tools["tools"], json!([]), "{asked:?}");
+        assert!(hidden[0].why.contains("list them again"), "{hidden:?}");
+        assert!(pins.blocked("db", "t", true).is_some(), "{asked:?}");
+    }
+    let mut tools = json!({ "tools": [old.clone()] });
+    let asked = Some(std::time::Instant::now());
+    lists::filter(&p, &pins, &listing(asked), "tools/list", &mut tools);
+    assert_eq!(tools["tools"], json!([old]));
+    assert_eq!(pins.blocked("db", "t", true), None);
 }
 
 /// `[rules.after]`: a deny rule that holds only for a caller let through to certain calls

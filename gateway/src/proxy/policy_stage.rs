@@ -201,7 +201,7 @@ impl PolicyStage {
         let defaults = match class {
             Class::Tool(tool) if message.kind == Kind::Request && policy.deny_params => {
                 declared = self.engine.pins().declarations(server.name.as_str(), tool);
-                declared.as_deref().map(|d| &d.defaults[..])
+                declared.as_deref().and_then(|d| d.known_defaults())
             }
             _ => Some(&[][..]),
         };
@@ -756,12 +756,12 @@ mod tests {
         )
         .unwrap();
         let rule = |d: Decision| d.rule().to_owned();
-        engine.pins().observe("s", "t", "aa", None);
-        engine.pins().observe("s", "t", "bb", None);
+        engine.pins().observe("s", "t", "aa");
+        engine.pins().observe("s", "t", "bb");
         for _ in 0..3 {
             assert_eq!(rule(stage.decide(&identity, server, &call)), TOOL_PIN_RULE);
         }
-        engine.pins().observe("s", "t", "aa", None);
+        engine.pins().observe("s", "t", "aa");
         assert!(matches!(
             stage.decide(&identity, server, &call),
             Decision::Allow { .. }

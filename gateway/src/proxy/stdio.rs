@@ -614,6 +614,13 @@ impl Launcher {
                     _ = tx.send(Bytes::from(text)) => {}
                     () = tokio::time::sleep(STALL) => {
                         tracing::debug!(server = %self.server, "Gave up an agent stream that stopped reading.");
+                        // Lost with the stream, but it still says the tools changed.
+                        if message.get("method").and_then(|m| m.as_str())
+                            == Some("notifications/tools/list_changed")
+                            && let Some(f) = self.tools_changed.get()
+                        {
+                            f();
+                        }
                         let mut routes = lock(&child.routes);
                         // Its waiters keep their ids (see `route`) but no longer a stream.
                         for w in routes.posts.iter_mut().filter(|w| w.tx.same_channel(&tx)) {
