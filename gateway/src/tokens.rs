@@ -548,6 +548,9 @@ impl TokenService {
             return Err(Rejection::Algorithm(format!("{:?}", header.alg)));
         }
         let jwk = ext.key(header.kid.as_deref()).await?;
+        if !usable(&jwk) {
+            return Err(Rejection::UnknownKey);
+        }
         let key = DecodingKey::from_jwk(&jwk).map_err(|_| Rejection::UnknownKey)?;
         let mut v = Validation::new(header.alg);
         v.leeway = ext.config.leeway.as_secs();
@@ -740,6 +743,21 @@ impl TokenService {
     }
 }
 
+/// Whether the JWT library can verify with `jwk` without failing hard: it reads an Ed25519
+/// key's first 32 bytes unchecked (a shorter `x` in an issuer's JWKS panicked the request).
+fn usable(jwk: &Jwk) -> bool {
+    use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve};
+    match &jwk.algorithm {
+        AlgorithmParameters::OctetKeyPair(p) => {
+            p.curve == EllipticCurve::Ed25519
+                && base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(p.x.trim_end_matches('='))
+                    .is_ok_and(|x| x.len() == 32)
+        }
+        _ => true,
+    }
+}
+
 /// An unverified claim as it may appear in a refusal (shown to the agent, written to the audit
 /// log and into a header): cut short, since whoever made the token chose its length.
 fn clip(claim: &str) -> String {
@@ -865,6 +883,37 @@ mod tests {
     fn good_claims() -> serde_json::Value {
         let now = now_secs();
         serde_json::json!({"iss": "agentgate", "aud": "agentgate", "sub": "a", "iat": now, "exp": now + 60, "jti": "j1"})
+    }
+
+    /// An issuer's Ed25519 key whose `x` is not 32 bytes is no key: the JWT library would read
+    /// 32 bytes of it unchecked, and panic, when a token named it.
+    #[test]
+    fn malformed_ed25519_keys_are_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let own: JwkSet = serde_json::from_value(service(dir.path()).jwks()).unwrap();
+        let good = own.keys[0].clone();
+        assert!(usable(&good));
+        assert!(DecodingKey::from_jwk(&good).is_ok());
+        let mut short = serde_json::to_value(&good).unwrap();
+        short["x"] = serde_json::json!("AAAA");
+        let short: Jwk = serde_json::from_value(short).unwrap();
+        assert!(!usable(&short));
+        let mut long = serde_json::to_value(&good).unwrap();
+        long["x"] = serde_json::json!(b64(&[7u8; 33]));
+        assert!(!usable(&serde_json::from_value(long).unwrap()));
+        // What the check keeps out: the library's own verification panics on it.
+        let key = DecodingKey::from_jwk(&short).unwrap();
+        let (token, _) = service(dir.path())
+            .issue("a", None, None, None, None)
+            .unwrap();
+        let panicked = std::panic::catch_unwind(|| {
+            jsonwebtoken::decode::<serde_json::Value>(
+                &token,
+                &key,
+                &Validation::new(Algorithm::EdDSA),
+            )
+        });
+        assert!(panicked.is_err());
     }
 
     #[test]

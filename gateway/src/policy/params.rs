@@ -179,6 +179,18 @@ fn inexact_int(v: &Value) -> bool {
 /// the matcher tests parsed values (a range; `eq` and `one_of` with a value that is no string;
 /// to a regex, text starting with "[" is text). The error is the one for the value as sent.
 pub fn check_value_lax(spec: &ParamSpec, value: Option<&Value>) -> Result<(), String> {
+    lax_within(spec, value, 0)
+}
+
+/// Lists, and JSON text inside strings, followed this deep while reading an argument as a lax
+/// server may: nested further, the value is not read and the deny holds (each level reads
+/// the text below it again, and recursion must stay bounded on a worker's stack).
+const MAX_LAX_DEPTH: usize = 16;
+
+fn lax_within(spec: &ParamSpec, value: Option<&Value>, depth: usize) -> Result<(), String> {
+    if depth > MAX_LAX_DEPTH {
+        return Ok(());
+    }
     // What a JavaScript server reads for an integer beyond 2^53 is another number than the one
     // tested here: the deny holds.
     if let Some(v) = value
@@ -201,7 +213,7 @@ pub fn check_value_lax(spec: &ParamSpec, value: Option<&Value>) -> Result<(), St
         if lists.any(|items| {
             items
                 .iter()
-                .any(|item| check_value_lax(spec, Some(item)).is_ok())
+                .any(|item| lax_within(spec, Some(item), depth + 1).is_ok())
         }) {
             return Ok(());
         }
@@ -716,6 +728,34 @@ mod tests {
         );
         assert!(check(&glob, Some(&json!({"name": "report-2026.csv"}))).is_ok());
         assert!(check(&glob, Some(&json!({"name": "report-2026.csv.exe"}))).is_err());
+    }
+
+    /// Lists inside lists, and JSON text inside strings, are read a bounded depth: deeper, the
+    /// deny holds unread (the reading recursed once per level, without bound, on the stack).
+    #[test]
+    fn deny_conditions_read_nested_lists_a_bounded_depth() {
+        let paths = spec("/p", Matcher::PathPrefix(vec!["/etc".into()]));
+        let nest = |levels: usize, inner: Value, as_text: bool| {
+            (0..levels).fold(inner, |v, _| {
+                if as_text {
+                    json!([v.to_string()])
+                } else {
+                    json!([v])
+                }
+            })
+        };
+        for as_text in [false, true] {
+            let shallow = nest(4, json!("/etc/passwd"), as_text);
+            assert!(check_value_lax(&paths, Some(&shallow)).is_ok());
+            // (As text, a list is also a relative path to this matcher: it holds anyway.)
+            let clear = nest(4, json!("/srv/data.csv"), as_text);
+            assert_eq!(check_value_lax(&paths, Some(&clear)).is_err(), !as_text);
+            let deep = nest(MAX_LAX_DEPTH + 2, json!("/srv/data.csv"), as_text);
+            assert!(
+                check_value_lax(&paths, Some(&deep)).is_ok(),
+                "too deep: held"
+            );
+        }
     }
 
     /// A deny condition on a list or object holds for what a lax server reads inside it.

@@ -13,13 +13,95 @@ use std::{collections::BTreeSet, ops::ControlFlow};
 use sqlparser::{
     ast::{ObjectName, Query, SetExpr, Statement, TableFactor, Visit, Visitor},
     dialect::PostgreSqlDialect,
+    keywords::Keyword,
     parser::Parser,
+    tokenizer::{Token, Tokenizer},
 };
 
 use crate::config::policy::SqlSpec;
 
 /// Deepest nesting sqlparser is allowed to follow before giving up (and the query is denied).
 const RECURSION_LIMIT: usize = 64;
+
+/// Operators (and infix keywords: AND, UNION, ...) one SQL string may hold. sqlparser builds
+/// chains of them (`1+1+...`, `... UNION SELECT ...`) into trees as deep as they are long,
+/// past its recursion limit, and dropping such a tree recurses once per level: a few hundred
+/// kilobytes of `+` overflowed the stack and aborted the gateway. Beyond this many the query
+/// is denied unread.
+const MAX_OPERATORS: usize = 2048;
+
+/// Stack the analysis wants left (with less, it runs on a stack of its own), and the size of
+/// that stack: [`MAX_OPERATORS`] levels take a few hundred kilobytes in a debug build.
+const STACK_RED_ZONE: usize = 1 << 20;
+const STACK_SIZE: usize = 4 << 20;
+
+/// Infix keywords: each may add a level to an expression or a set operation.
+const INFIX_KEYWORDS: &[Keyword] = &[
+    Keyword::AND,
+    Keyword::OR,
+    Keyword::XOR,
+    Keyword::IS,
+    Keyword::NOT,
+    Keyword::LIKE,
+    Keyword::ILIKE,
+    Keyword::SIMILAR,
+    Keyword::BETWEEN,
+    Keyword::IN,
+    Keyword::UNION,
+    Keyword::INTERSECT,
+    Keyword::EXCEPT,
+    Keyword::MINUS,
+    Keyword::COLLATE,
+    Keyword::AT,
+    Keyword::OVERLAPS,
+    Keyword::ESCAPE,
+    Keyword::DIV,
+    Keyword::MEMBER,
+    Keyword::REGEXP,
+    Keyword::RLIKE,
+    Keyword::GLOB,
+    Keyword::MATCH,
+    Keyword::OPERATOR,
+];
+
+/// Whether a token may add a level to the parsed tree: operators and infix keywords; not
+/// names, literals, punctuation or white space. (A token this list does not know counts.)
+fn deepens(token: &Token) -> bool {
+    use Token as T;
+    match token {
+        T::Word(w) => INFIX_KEYWORDS.contains(&w.keyword),
+        T::EOF
+        | T::Number(..)
+        | T::Char(_)
+        | T::SingleQuotedString(_)
+        | T::DoubleQuotedString(_)
+        | T::TripleSingleQuotedString(_)
+        | T::TripleDoubleQuotedString(_)
+        | T::DollarQuotedString(_)
+        | T::SingleQuotedByteStringLiteral(_)
+        | T::DoubleQuotedByteStringLiteral(_)
+        | T::TripleSingleQuotedByteStringLiteral(_)
+        | T::TripleDoubleQuotedByteStringLiteral(_)
+        | T::SingleQuotedRawStringLiteral(_)
+        | T::DoubleQuotedRawStringLiteral(_)
+        | T::TripleSingleQuotedRawStringLiteral(_)
+        | T::TripleDoubleQuotedRawStringLiteral(_)
+        | T::NationalStringLiteral(_)
+        | T::QuoteDelimitedStringLiteral(_)
+        | T::NationalQuoteDelimitedStringLiteral(_)
+        | T::EscapedStringLiteral(_)
+        | T::UnicodeStringLiteral(_)
+        | T::HexStringLiteral(_)
+        | T::Placeholder(_)
+        | T::Comma
+        | T::Whitespace(_)
+        | T::LParen
+        | T::RParen
+        | T::Period
+        | T::SemiColon => false,
+        _ => true,
+    }
+}
 
 /// The facts the matcher decides on.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -104,10 +186,32 @@ pub fn fold_ident(s: &str) -> String {
 
 /// Parses `sql` and collects what it does.
 pub fn analyse(sql: &str, default_schema: &str) -> Result<Analysis, String> {
-    let statements = Parser::new(&PostgreSqlDialect {})
+    stacker::maybe_grow(STACK_RED_ZONE, STACK_SIZE, || {
+        analyse_here(sql, default_schema)
+    })
+}
+
+fn analyse_here(sql: &str, default_schema: &str) -> Result<Analysis, String> {
+    let dialect = PostgreSqlDialect {};
+    let tokens = Tokenizer::new(&dialect, sql)
+        .with_unescape(true)
+        .tokenize_with_location()
+        .map_err(|e| format!("the SQL does not parse: {e}"))?;
+    // Counted before parsing: a parse that fails drops what it built as well.
+    if tokens
+        .iter()
+        .filter(|t| deepens(&t.token))
+        .nth(MAX_OPERATORS)
+        .is_some()
+    {
+        return Err(format!(
+            "the SQL has more than {MAX_OPERATORS} operators, more than the matcher reads"
+        ));
+    }
+    let statements = Parser::new(&dialect)
         .with_recursion_limit(RECURSION_LIMIT)
-        .try_with_sql(sql)
-        .and_then(|mut p| p.parse_statements())
+        .with_tokens_with_locations(tokens)
+        .parse_statements()
         .map_err(|e| format!("the SQL does not parse: {e}"))?;
     if statements.is_empty() {
         return Err("the SQL contains no statement".into());
@@ -200,12 +304,9 @@ fn statement_kind(s: &Statement) -> String {
         Statement::Vacuum(_) => "vacuum",
         Statement::Analyze { .. } => "analyze",
         other => {
-            // Every CREATE/ALTER/DROP variant, by the variant's own name.
-            let name = format!("{other:?}");
-            let variant: String = name
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric())
-                .collect();
+            // Every CREATE/ALTER/DROP variant, by the variant's own name: the start of its
+            // Debug text, cut off there (the whole text recursed through the whole tree).
+            let variant = variant_name(other);
             for prefix in ["Create", "Alter", "Drop"] {
                 if variant.starts_with(prefix) {
                     return prefix.to_ascii_lowercase();
@@ -217,6 +318,26 @@ fn statement_kind(s: &Statement) -> String {
     kind.to_owned()
 }
 
+/// The name of `value`'s enum variant: its Debug text up to the first character that is no
+/// letter or digit, written no further.
+fn variant_name(value: &impl std::fmt::Debug) -> String {
+    struct Name(String);
+    impl std::fmt::Write for Name {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            for c in s.chars() {
+                if !c.is_ascii_alphanumeric() || self.0.len() >= 64 {
+                    return Err(std::fmt::Error);
+                }
+                self.0.push(c);
+            }
+            Ok(())
+        }
+    }
+    let mut name = Name(String::new());
+    let _ = std::fmt::write(&mut name, format_args!("{value:?}"));
+    name.0
+}
+
 fn query_kind(q: &Query) -> &'static str {
     if !q.locks.is_empty() {
         return "select_for_update";
@@ -224,20 +345,30 @@ fn query_kind(q: &Query) -> &'static str {
     set_expr_kind(&q.body)
 }
 
+/// The first kind other than "select" among the operands of set operations, left to right
+/// (walked without recursing down the chain, which may be long).
 fn set_expr_kind(e: &SetExpr) -> &'static str {
-    match e {
-        SetExpr::Select(s) if s.into.is_some() => "select_into",
-        SetExpr::Select(_) | SetExpr::Values(_) | SetExpr::Table(_) => "select",
-        SetExpr::Query(q) => query_kind(q),
-        SetExpr::SetOperation { left, right, .. } => {
-            let (l, r) = (set_expr_kind(left), set_expr_kind(right));
-            if l != "select" { l } else { r }
+    let mut operands = vec![e];
+    while let Some(e) = operands.pop() {
+        let kind = match e {
+            SetExpr::Select(s) if s.into.is_some() => "select_into",
+            SetExpr::Select(_) | SetExpr::Values(_) | SetExpr::Table(_) => "select",
+            SetExpr::Query(q) => query_kind(q),
+            SetExpr::SetOperation { left, right, .. } => {
+                operands.push(right);
+                operands.push(left);
+                continue;
+            }
+            SetExpr::Insert(_) => "insert",
+            SetExpr::Update(_) => "update",
+            SetExpr::Delete(_) => "delete",
+            SetExpr::Merge(_) => "merge",
+        };
+        if kind != "select" {
+            return kind;
         }
-        SetExpr::Insert(_) => "insert",
-        SetExpr::Update(_) => "update",
-        SetExpr::Delete(_) => "delete",
-        SetExpr::Merge(_) => "merge",
     }
+    "select"
 }
 
 /// One query's CTE scope.
@@ -269,22 +400,25 @@ impl Walker<'_> {
 
     /// Tables named by a query's own body that the relation visitor does not see.
     fn body_tables(&mut self, e: &SetExpr) {
-        match e {
-            SetExpr::Table(t) => match &t.table_name {
-                Some(name) => {
-                    let schema = t.schema_name.as_deref().map(fold_ident);
-                    let table = fold_ident(name);
-                    if schema.is_some() || !self.is_cte(&table) {
-                        self.record(schema, table);
+        let mut operands = vec![e];
+        while let Some(e) = operands.pop() {
+            match e {
+                SetExpr::Table(t) => match &t.table_name {
+                    Some(name) => {
+                        let schema = t.schema_name.as_deref().map(fold_ident);
+                        let table = fold_ident(name);
+                        if schema.is_some() || !self.is_cte(&table) {
+                            self.record(schema, table);
+                        }
                     }
+                    None => self.error = Some("a TABLE statement without a table name".into()),
+                },
+                SetExpr::SetOperation { left, right, .. } => {
+                    operands.push(right);
+                    operands.push(left);
                 }
-                None => self.error = Some("a TABLE statement without a table name".into()),
-            },
-            SetExpr::SetOperation { left, right, .. } => {
-                self.body_tables(left);
-                self.body_tables(right);
+                _ => {}
             }
-            _ => {}
         }
     }
 
@@ -700,6 +834,50 @@ mod tests {
             sub = format!("SELECT * FROM ({sub}) s");
         }
         assert!(check(&s, &sub).is_err());
+    }
+
+    /// Chains of operators build trees as deep as they are long (sqlparser's recursion limit
+    /// does not see them), whose drop recursed: a few hundred kilobytes of `1+1+...` or of
+    /// `UNION SELECT` overflowed the stack and aborted the process. Too many operators are
+    /// refused unread, also where the rest would not parse; up to the limit, they are read.
+    #[test]
+    fn operator_chains_are_refused_not_overflowed() {
+        let s = spec(&["select"], &["customers"]);
+        for sql in [
+            format!("SELECT {}1 FROM customers", "1+".repeat(200_000)),
+            format!("SELECT {}1 FROM (", "1+".repeat(200_000)),
+            format!("SELECT 1{}", " UNION SELECT 1".repeat(50_000)),
+            format!(
+                "SELECT 1 FROM customers WHERE {}",
+                "a = 1 OR ".repeat(50_000)
+            ),
+            format!("CREATE VIEW v AS SELECT {}1", "1+".repeat(200_000)),
+        ] {
+            let why = check(&s, &sql).unwrap_err();
+            assert!(why.contains("operators"), "{why}");
+        }
+        let most = format!("SELECT {}1 FROM customers", "1+".repeat(MAX_OPERATORS));
+        assert_eq!(check(&s, &most), Ok(()));
+        let union = format!(
+            "SELECT 1 FROM customers{}",
+            " UNION SELECT 1 FROM customers".repeat(MAX_OPERATORS)
+        );
+        assert_eq!(check(&s, &union), Ok(()));
+        // On a small stack too (the analysis moves to a stack of its own).
+        let small = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(move || check(&s, &most))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(small, Ok(()));
+        // A kind named by its variant still reads (the Debug text is cut at the name).
+        let sql = format!(
+            "CREATE VIEW v AS SELECT {}1 FROM customers",
+            "1+".repeat(1000)
+        );
+        let kinds = analyse(&sql, "public").unwrap().kinds;
+        assert!(kinds.contains("create"), "{kinds:?}");
     }
 
     #[test]
