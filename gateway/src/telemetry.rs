@@ -9,7 +9,10 @@ use crate::config::{LogFormat, Logging};
 pub fn init(logging: &Logging) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&logging.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        // sqlparser's debug lines Debug-format whole expressions of agents' SQL, recursing
+        // without the stack protection its parser has: never on.
+        .add_directive("sqlparser=info".parse().expect("a valid directive"));
     let registry = tracing_subscriber::registry().with(filter);
     let result = match logging.format {
         LogFormat::Plain => registry

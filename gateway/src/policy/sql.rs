@@ -62,6 +62,8 @@ const INFIX_KEYWORDS: &[Keyword] = &[
     Keyword::GLOB,
     Keyword::MATCH,
     Keyword::OPERATOR,
+    // Postfix, PostgreSQL's: `a NOTNULL NOTNULL ...` nests without the recursion counter.
+    Keyword::NOTNULL,
 ];
 
 /// Whether a token may add a level to the parsed tree: operators and infix keywords; not
@@ -207,6 +209,22 @@ fn analyse_here(sql: &str, default_schema: &str) -> Result<Analysis, String> {
         return Err(format!(
             "the SQL has more than {MAX_OPERATORS} operators, more than the matcher reads"
         ));
+    }
+    // Brackets nested deeper than the parser's limit could follow: some of its paths
+    // (`JSON_TABLE`'s NESTED columns) recurse per level without counting.
+    let mut open = 0usize;
+    for t in &tokens {
+        match t.token {
+            Token::LParen | Token::LBracket | Token::LBrace => open += 1,
+            Token::RParen | Token::RBracket | Token::RBrace => open = open.saturating_sub(1),
+            _ => {}
+        }
+        if open > 2 * RECURSION_LIMIT {
+            return Err(format!(
+                "the SQL nests brackets more than {} deep",
+                2 * RECURSION_LIMIT
+            ));
+        }
     }
     let statements = Parser::new(&dialect)
         .with_recursion_limit(RECURSION_LIMIT)
@@ -852,10 +870,22 @@ mod tests {
                 "a = 1 OR ".repeat(50_000)
             ),
             format!("CREATE VIEW v AS SELECT {}1", "1+".repeat(200_000)),
+            format!(
+                "SELECT 1 FROM customers WHERE a{}",
+                " NOTNULL".repeat(100_000)
+            ),
         ] {
             let why = check(&s, &sql).unwrap_err();
             assert!(why.contains("operators"), "{why}");
         }
+        // Brackets beyond what the parser follows, on a path that does not count them.
+        let nested = format!(
+            "SELECT * FROM JSON_TABLE('[]', '$' COLUMNS ({} a INT{}))",
+            "NESTED PATH '$' COLUMNS (".repeat(50_000),
+            ")".repeat(50_000)
+        );
+        let why = check(&s, &nested).unwrap_err();
+        assert!(why.contains("nests brackets"), "{why}");
         let most = format!("SELECT {}1 FROM customers", "1+".repeat(MAX_OPERATORS));
         assert_eq!(check(&s, &most), Ok(()));
         let union = format!(
