@@ -107,7 +107,7 @@ pub async fn otlp_receiver() -> Peer {
 }
 
 /// A Python peer script from tests/peers on a free port (`--port N` added), ready to serve.
-async fn python_peer(script: &str, args: &[std::ffi::OsString]) -> Peer {
+pub async fn python_peer(script: &str, args: &[std::ffi::OsString]) -> Peer {
     let port = free_port();
     let mut child = Command::new(peers().join("venv/bin/python"))
         .arg(peer_scripts().join(script))

@@ -781,6 +781,72 @@ async fn deny_conditions_on_omitted_arguments_test_the_schemas_default() {
     gw.shutdown().await;
 }
 
+/// Tool poisoning through a real server (the Python SDK's, with `--poisoned`): a tool whose
+/// description hides orders to the model in an `<IMPORTANT>` block, and a look-alike of
+/// `echo`'s name, are hidden from the listing and their calls refused, while the server's
+/// other tools pass. Pinning the poisoned definition in `[[policy.pins]]` accepts it.
+#[tokio::test(flavor = "multi_thread")]
+async fn poisoned_tools_and_look_alike_names_are_hidden_and_refused() {
+    let server = python_peer(
+        "server.py",
+        &[
+            "--transport".into(),
+            "streamable-http".into(),
+            "--poisoned".into(),
+        ],
+    )
+    .await;
+    let pins = scratch_dir("poisoned").join("pins.json");
+    let policy = format!(
+        "[policy]\npins_file = \"{}\"\n[[rules]]\nname = \"all\"\neffect = \"allow\"\n",
+        pins.display()
+    );
+    let gw = gateway(&config("py", &server.url("/mcp"), &policy)).await;
+    let steps = json!([
+        ["list"],
+        ["call", "add_numbers", {"a": 1, "b": 2}],
+        ["call", "ech\u{43e}", {"message": "hi"}],
+        ["call", "echo", {"message": "hi"}]
+    ]);
+    let r = client(&gateway_url(&gw, "py"), steps.clone()).await;
+    let listed: Vec<&str> = r[0]["pages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p.as_array().unwrap().iter().map(|n| n.as_str().unwrap()))
+        .collect();
+    assert!(listed.contains(&"echo"), "{listed:?}");
+    assert!(!listed.contains(&"add_numbers"), "{listed:?}");
+    assert!(!listed.contains(&"ech\u{43e}"), "{listed:?}");
+    let refusal = text(&r[1]);
+    assert!(refusal.contains("orders to the model"), "{refusal}");
+    let refusal = text(&r[2]);
+    assert!(refusal.contains("look-alike"), "{refusal}");
+    assert_eq!(text(&r[3]), "hi");
+    assert!(
+        !received(&server)
+            .await
+            .iter()
+            .any(|m| m["mcp_params"]["name"] == "add_numbers"),
+        "a refused call reached the server"
+    );
+    gw.shutdown().await;
+    // An operator who read the definition pins it (the hash the warning gives; the pin file
+    // has it too): accepted.
+    let file: Value = serde_json::from_slice(&std::fs::read(&pins).unwrap()).unwrap();
+    let hash = file["servers"]["py"]["add_numbers"]["pinned"]
+        .as_str()
+        .expect("pinned")
+        .to_owned();
+    let accepted = format!(
+        "{policy}[[policy.pins]]\nserver = \"py\"\ntool = \"add_numbers\"\nsha256 = \"{hash}\"\n"
+    );
+    let gw = gateway(&config("py", &server.url("/mcp"), &accepted)).await;
+    let r = client(&gateway_url(&gw, "py"), steps).await;
+    assert_eq!(text(&r[1]), "3");
+    gw.shutdown().await;
+}
+
 /// A server that says its tools changed (`notifications/tools/list_changed`) gets no call
 /// judged by a definition the agent saw before: each tool is refused until the agent lists the
 /// tools again, and then passes (its definition is still the pinned one).
