@@ -717,10 +717,11 @@ impl Pins {
         }
         let current = get(&st.current, server, tool)?;
         match pinned {
+            // (A pin file edited by hand may hold any text: cut where a character ends.)
             Some(p) if p != current => Some(format!(
                 "its definition changed since it was pinned (pinned {}, now {})",
-                &p[..p.len().min(12)],
-                &current[..current.len().min(12)]
+                p.get(..12).unwrap_or(p),
+                current.get(..12).unwrap_or(current)
             )),
             _ => None,
         }
@@ -1056,6 +1057,26 @@ mod tests {
         // A server nothing is known of: nothing to refuse.
         restarted.tools_changed("unknown");
         assert_eq!(restarted.blocked("unknown", "x", true), None);
+    }
+
+    /// A hand-edited pin file may hold any text as a hash: a tool pinned so is refused as
+    /// changed, and naming the pin in the refusal does not cut a character in two.
+    #[test]
+    fn a_pin_that_is_no_hash_is_refused_not_panicked_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pins.json");
+        std::fs::write(
+            &path,
+            r#"{"version":1,"servers":{"s":{"t":{"pinned":"aéééééééé"}}}}"#,
+        )
+        .unwrap();
+        let pins = Pins::load(Some(path), &[]).unwrap();
+        assert!(matches!(
+            pins.observe("s", "t", "aa"),
+            Status::Changed { .. }
+        ));
+        let why = pins.blocked("s", "t", true).expect("refused");
+        assert!(why.contains("changed since it was pinned"), "{why}");
     }
 
     /// A caller may take the store just before a reload swaps it out: what it reports then
