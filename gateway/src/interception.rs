@@ -6,6 +6,7 @@ use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 
+use crate::proxy::lock;
 use crate::{
     config::Config,
     ebpf::{self, EbpfError, Interceptor, Plan},
@@ -227,8 +228,4 @@ async fn refresh(gateway: Arc<Gateway>) {
         }
         *lock(&gateway.destinations) = fresh;
     }
-}
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }

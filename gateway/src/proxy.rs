@@ -137,8 +137,10 @@ impl LiveConnections {
     }
 }
 
+/// Locks `m`, recovering from poison: where it is used, a panic cannot leave the guarded state
+/// half-updated, so one panicked request must not take every later one down with it. (Call
+/// this rather than copying it.)
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Nothing here can be left half-updated by a panic: recover instead of propagating poison.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 

@@ -9,6 +9,7 @@ use std::{
 };
 
 use crate::config::policy::AfterSpec;
+use crate::proxy::lock;
 
 /// Callers remembered at once. A call of a caller beyond them is not remembered: until the
 /// longest window has passed since, whether a caller not remembered made such a call is
@@ -117,11 +118,6 @@ impl CallLog {
             _ => Some(false),
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Nothing here is left half-updated by a panic.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

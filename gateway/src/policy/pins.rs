@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::proxy::lock;
 use crate::{config::policy::PinSpec, mcp::param_headers::Declarations};
 
 /// Members of a tool definition that the pin covers.
@@ -726,10 +727,6 @@ impl Pins {
             _ => None,
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn io(path: &Path, source: std::io::Error) -> PinError {

@@ -32,6 +32,7 @@ use rustls::{
 
 use super::{TlsError, provider};
 use crate::config::Ca;
+use crate::proxy::lock;
 
 /// How long the CA certificate `ca init` makes is valid.
 const CA_VALIDITY: Duration = Duration::from_secs(5 * 365 * 24 * 3600);
@@ -370,10 +371,6 @@ fn has_name_constraints(der: &[u8]) -> bool {
     use x509_parser::prelude::FromDer;
     x509_parser::certificate::X509Certificate::from_der(der)
         .is_ok_and(|(_, cert)| matches!(cert.name_constraints(), Ok(Some(_))))
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Presents one server's certificate, to clients that name that server or no one.
