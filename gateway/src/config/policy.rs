@@ -47,11 +47,14 @@ pub enum Effect {
     Deny,
 }
 
-/// What happens to a tool whose definition carries invisible Unicode or terminal escapes.
+/// What happens to a tool or prompt whose definition, and to text a server gives the model
+/// (instructions, a prompt's text, a sampling request), that carries invisible Unicode,
+/// terminal escapes or orders to the model.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum FlaggedAction {
-    /// Hidden from tools/list and refused in tools/call, and reported.
+    /// Hidden from lists and refused (tools/call, prompts/get and their results, sampling
+    /// requests), or removed (instructions), and reported.
     #[default]
     Hide,
     /// Reported only.

@@ -161,6 +161,9 @@ pub fn filter(
                 }
             }
         }
+        if member == "prompts" {
+            pins.flag_prompt(server, name, &flags);
+        }
         let mut why = (flagged_hides && !flags.is_empty())
             .then(|| format!("its definition contains {}", flags.join(", ")));
         if let Some(hash) = hash {

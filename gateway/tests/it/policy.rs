@@ -426,6 +426,10 @@ async fn a_legacy_client_gets_refusals_on_its_stream() {
     gw.shutdown().await;
 }
 
+/// A policy that allows everything, pins in memory only.
+const ALLOW_ALL: &str =
+    "[policy]\npins_file = \"\"\n[[rules]]\nname = \"all\"\neffect = \"allow\"\n";
+
 const LIST_POLICY: &str = "[policy]\npins_file = \"PINS\"\n\
     [[rules]]\nname = \"readers\"\neffect = \"allow\"\nservers = [\"peer\"]\n\
     tools = [\"read_*\", \"weather\", \"flip\", \"helper\", \"ask_model\"]\n\
@@ -535,6 +539,33 @@ async fn lists_are_filtered_across_pages_and_what_is_hidden_cannot_be_called() {
         saved["servers"]["peer"]["weather"]["pinned"]
             .as_str()
             .is_some_and(|h| h.len() == 64)
+    );
+    gw.shutdown().await;
+}
+
+/// A server's sampling request gives the agent's model the server's words: one whose system
+/// prompt carries orders to the model is refused (the server gets an error, the agent's
+/// callback never runs) even where a rule allows sampling, which an ordinary one gets.
+#[tokio::test(flavor = "multi_thread")]
+async fn sampling_requests_with_orders_to_the_model_are_refused() {
+    let server = policy_server().await;
+    let gw = gateway(&config("peer", &server.url("/mcp"), ALLOW_ALL)).await;
+    let r = client(
+        &gateway_url(&gw, "peer"),
+        json!([
+            ["call", "ask_model", {}],
+            ["call", "ask_model_poisoned", {}]
+        ]),
+    )
+    .await;
+    assert_eq!(text(&r[0]), "model said: hello", "{}", r[0]);
+    assert_eq!(r[1]["error"], json!(true), "{}", r[1]);
+    let refusal = text(&r[1]);
+    assert!(
+        refusal.contains("sampling refused")
+            && refusal.contains("sampling/createMessage")
+            && refusal.contains("orders to the model"),
+        "{refusal}"
     );
     gw.shutdown().await;
 }
@@ -806,7 +837,11 @@ async fn poisoned_tools_and_look_alike_names_are_hidden_and_refused() {
         ["list"],
         ["call", "add_numbers", {"a": 1, "b": 2}],
         ["call", "ech\u{43e}", {"message": "hi"}],
-        ["call", "echo", {"message": "hi"}]
+        ["call", "echo", {"message": "hi"}],
+        ["prompts"],
+        ["prompt", "briefing", {}],
+        ["prompt", "summary", {}],
+        ["prompt", "greet", {"name": "Ada"}]
     ]);
     let r = client(&gateway_url(&gw, "py"), steps.clone()).await;
     let listed: Vec<&str> = r[0]["pages"]
@@ -827,8 +862,46 @@ async fn poisoned_tools_and_look_alike_names_are_hidden_and_refused() {
         !received(&server)
             .await
             .iter()
-            .any(|m| m["mcp_params"]["name"] == "add_numbers"),
+            .any(|m| m["rpc_name"] == "add_numbers"),
         "a refused call reached the server"
+    );
+    // (The record names what reached the server: the call let through is there.)
+    assert!(
+        received(&server)
+            .await
+            .iter()
+            .any(|m| m["rpc_name"] == "echo"),
+        "the server's record names no call"
+    );
+    // Prompts: the one whose listing carries orders is hidden and not served; the one whose
+    // text (what prompts/get gives the model) carries them is listed but its text withheld.
+    let prompts = r[4]["names"].as_array().expect("names");
+    assert!(prompts.contains(&json!("greet")), "{prompts:?}");
+    assert!(prompts.contains(&json!("summary")), "{prompts:?}");
+    assert!(!prompts.contains(&json!("briefing")), "{prompts:?}");
+    let refusal = r[5]["rpc_error"].as_str().expect("refused");
+    assert!(
+        refusal.contains("prompt \"briefing\"") && refusal.contains("orders to the model"),
+        "{refusal}"
+    );
+    assert!(
+        !received(&server)
+            .await
+            .iter()
+            .any(|m| m["rpc_name"] == "briefing"),
+        "a refused prompts/get reached the server"
+    );
+    let refusal = r[6]["rpc_error"].as_str().expect("refused");
+    assert!(
+        refusal.contains("prompts/get") && refusal.contains("orders to the model"),
+        "{refusal}"
+    );
+    assert!(!refusal.contains("credentials"), "{refusal}");
+    assert_eq!(
+        r[7]["text"],
+        json!("Please write a friendly greeting for Ada."),
+        "{}",
+        r[7]
     );
     gw.shutdown().await;
     // An operator who read the definition pins it (the hash the warning gives; the pin file
@@ -853,8 +926,7 @@ async fn poisoned_tools_and_look_alike_names_are_hidden_and_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn tools_announced_changed_are_refused_until_listed_again() {
     let server = policy_server().await;
-    let policy = "[policy]\npins_file = \"\"\n[[rules]]\nname = \"all\"\neffect = \"allow\"\n";
-    let gw = gateway(&config("peer", &server.url("/mcp"), policy)).await;
+    let gw = gateway(&config("peer", &server.url("/mcp"), ALLOW_ALL)).await;
     let paris = json!({"city": "Paris"});
     let r = client(
         &gateway_url(&gw, "peer"),
@@ -886,8 +958,7 @@ async fn tools_announced_changed_are_refused_until_listed_again() {
 #[tokio::test(flavor = "multi_thread")]
 async fn elicitations_asking_for_credentials_in_forms_or_to_plain_http_urls_are_refused() {
     let server = policy_server().await;
-    let policy = "[policy]\npins_file = \"\"\n[[rules]]\nname = \"all\"\neffect = \"allow\"\n";
-    let gw = gateway(&config("peer", &server.url("/mcp"), policy)).await;
+    let gw = gateway(&config("peer", &server.url("/mcp"), ALLOW_ALL)).await;
     let r = client(
         &gateway_url(&gw, "peer"),
         json!([
