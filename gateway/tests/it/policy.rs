@@ -896,13 +896,23 @@ async fn poisoned_tools_and_look_alike_names_are_hidden_and_refused() {
         refusal.contains("prompts/get") && refusal.contains("orders to the model"),
         "{refusal}"
     );
-    assert!(!refusal.contains("credentials"), "{refusal}");
     assert_eq!(
         r[7]["text"],
         json!("Please write a friendly greeting for Ada."),
         "{}",
         r[7]
     );
+    gw.shutdown().await;
+    // Restarted on the same pin file, a call made without listing first is refused still: the
+    // file keeps what the last definition seen carries.
+    let gw = gateway(&config("py", &server.url("/mcp"), &policy)).await;
+    let r = client(
+        &gateway_url(&gw, "py"),
+        json!([["call", "add_numbers", {"a": 1, "b": 2}], ["call", "echo", {"message": "hi"}]]),
+    )
+    .await;
+    assert!(text(&r[0]).contains("orders to the model"), "{}", r[0]);
+    assert_eq!(text(&r[1]), "hi");
     gw.shutdown().await;
     // An operator who read the definition pins it (the hash the warning gives; the pin file
     // has it too): accepted.
