@@ -873,10 +873,15 @@ async fn legacy_sessions_are_named_in_their_records() {
             ["call", "echo", {"message": "before"}],
             ["call", "wipe_disk", {}],
             ["call", "echo", {"message": "after"}],
+            // The server says its tools changed on the stream 0.3 s later, while the session
+            // still runs.
+            ["call", "announce_later", {}],
+            ["call", "long_running", {"steps": 1, "delay": 0.8}],
         ]),
     )
     .await;
     assert!(results[1]["rpc_error"].is_string(), "{}", results[1]);
+    assert_eq!(results[4]["text"], "done 1 steps", "{}", results[4]);
     // A session id the caller makes up names nothing here: the legacy transport has none.
     let (status, _, _) = http(
         addr(&gw).port(),
@@ -924,6 +929,12 @@ async fn legacy_sessions_are_named_in_their_records() {
         .iter()
         .filter(|r| r.event == Event::ServerMessage)
         .collect();
+    assert!(
+        streamed
+            .iter()
+            .any(|r| r.method.as_deref() == Some("notifications/tools/list_changed")),
+        "{log:#?}"
+    );
     for r in &streamed {
         assert_eq!(r.session.as_deref(), Some(session.as_str()), "{r:?}");
     }

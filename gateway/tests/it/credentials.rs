@@ -52,6 +52,8 @@ async fn the_upstream_gets_the_injected_credential_and_never_the_agents() {
     for b in [&body, &reply] {
         assert!(!String::from_utf8_lossy(b).contains(SECRET));
     }
+    // No copy of it is left unblanked (the SDK repeats a result as structuredContent).
+    assert!(!echoed.contains(SECRET), "{echoed}");
     let seen = received(&server).await;
     assert!(seen.len() >= 2, "{seen:?}");
     for r in &seen {
@@ -76,10 +78,15 @@ async fn a_missing_secret_stops_the_start_and_names_it_without_values() {
             "py",
             "http://127.0.0.1:9/mcp",
             "streamable-http",
-            "[[servers.inject]]\nheader = \"Authorization\"\nvalue = \"Bearer ${gone}\"\n",
+            "[[servers.inject]]\nheader = \"X-Upstream-Key\"\nvalue = \"${present}\"\n\
+             [[servers.inject]]\nheader = \"Authorization\"\nvalue = \"Bearer ${gone}\"\n",
         )],
+        // The secret that is there is read first (secrets are read in order): its value is in
+        // the gateway's memory when the missing one stops the start.
         &format!(
-            "[[secrets]]\nname = \"gone\"\nfile = \"{}/absent.token\"\n{}",
+            "[[secrets]]\nname = \"present\"\nfile = \"{}\"\n\
+             [[secrets]]\nname = \"gone\"\nfile = \"{}/absent.token\"\n{}",
+            other.display(),
             scratch.display(),
             audit_section(&scratch)
         ),

@@ -844,7 +844,12 @@ async fn a_legacy_sse_server_is_intercepted_end_to_end() {
         ),
         SELF_PROFILE_CALLS
     );
-    assert!(gw.seen().iter().all(|i| i.tgid == pid && i.agent == "a"));
+    let seen = gw.seen();
+    assert!(!seen.is_empty(), "no attested connection");
+    assert!(
+        seen.iter().all(|i| i.tgid == pid && i.agent == "a"),
+        "{seen:?}"
+    );
     gw.stop().await;
 }
 
@@ -1170,8 +1175,13 @@ async fn an_intercepted_connection_refuses_a_rebound_host_name() {
         .map(|s| s.as_str().unwrap())
         .collect();
     assert!(statuses[0].contains(" 403 "), "{statuses:?}");
-    // Not refused for its name (a ping outside a session may get the server's own answer).
-    assert!(!statuses[1].contains(" 403 "), "{statuses:?}");
-    assert!(!statuses[2].contains(" 403 "), "{statuses:?}");
+    // Not refused for its name (a ping outside a session may get the server's own answer),
+    // but answered.
+    for s in &statuses[1..] {
+        assert!(
+            s.starts_with("HTTP/1.1 ") && !s.contains(" 403 "),
+            "{statuses:?}"
+        );
+    }
     gw.stop().await;
 }
