@@ -383,6 +383,7 @@ struct RawServer {
     ca_file: Option<Spanned<PathBuf>>,
     #[serde(default)]
     pin_sha256: Vec<Spanned<String>>,
+    http2: Option<Spanned<bool>>,
     #[serde(default)]
     policy_mode: Option<super::policy::Mode>,
     #[serde(default)]
@@ -698,6 +699,7 @@ impl File {
                                 .map(|t| t.span()),
                         ),
                         ("ca_file", raw.ca_file.as_ref().map(|c| c.span())),
+                        ("http2", raw.http2.as_ref().map(|h| h.span())),
                         ("inject", raw.inject.first().map(|_| raw.name.span())),
                     ];
                     if let Some((k, span)) = stray.into_iter().find_map(|(k, s)| s.map(|s| (k, s)))
@@ -756,6 +758,17 @@ impl File {
                     "pins only apply to https:// upstreams".into(),
                 ));
             }
+            if let Some(h) = &raw.http2
+                && *h.get_ref()
+                && url.scheme() != "https"
+            {
+                return Err((
+                    Some(h.span()),
+                    "servers.http2".into(),
+                    "HTTP/2 is only negotiated over TLS: an http:// server speaks HTTP/1.1".into(),
+                ));
+            }
+            let http2 = url.scheme() == "https" && raw.http2.is_none_or(|h| h.into_inner());
             let inject = super::credentials::injections(raw.inject, &secrets)?;
             servers.push(Server {
                 name,
@@ -763,6 +776,7 @@ impl File {
                 transport,
                 ca_file,
                 pin_sha256,
+                http2,
                 policy_mode: raw.policy_mode,
                 inject,
                 launch,

@@ -1,5 +1,7 @@
 //! Keep-alive connections to one upstream server: idle HTTP/1.1 connections wait in a stack,
-//! a request borrows the newest, and its response body gives it back once read to the end.
+//! a request borrows the newest, and its response body gives it back once read to the end. An
+//! HTTPS server that negotiates HTTP/2 (ALPN) gets one connection that every request shares,
+//! with no request framing left to read two ways.
 //!
 //! Built on hyper's connection API rather than hyper-util's general client: every connection
 //! here goes to the one origin of its server, so borrowing is a lock and a pop, with no pool key
@@ -20,9 +22,15 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, Uri, header};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
-use hyper::{body::Incoming, client::conn::http1};
+use hyper::{
+    body::Incoming,
+    client::conn::{http1, http2},
+};
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::{
+    client::legacy::connect::{Connection, HttpConnector},
+    rt::{TokioExecutor, TokioTimer},
+};
 use tower_service::Service;
 
 use crate::drain::Drain;
@@ -31,6 +39,13 @@ use crate::drain::Drain;
 pub type Connector = HttpsConnector<HttpConnector>;
 
 type Sender = http1::SendRequest<Full<Bytes>>;
+type Sender2 = http2::SendRequest<Full<Bytes>>;
+
+/// A new connection, as the server took it.
+enum Dialed {
+    Http1(Sender),
+    Http2(Sender2),
+}
 
 /// How long a connection may sit idle before it is closed: between one and two sweeps.
 const SWEEP_EVERY: Duration = Duration::from_secs(45);
@@ -40,7 +55,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(45);
 pub enum PoolError {
     #[error("connect failed")]
     Connect(#[source] Box<dyn std::error::Error + Send + Sync>),
-    #[error("HTTP/1.1 handshake failed")]
+    #[error("HTTP handshake failed")]
     Handshake(#[source] hyper::Error),
     /// The connection failed before the request left: the server never saw it.
     #[error("connection closed before the request was sent")]
@@ -77,6 +92,9 @@ struct Shared {
     /// The `Host` header every request carries.
     host: HeaderValue,
     idle: Mutex<Vec<Idle>>,
+    /// The HTTP/2 connection every request shares, once the server negotiated it: `swept` as
+    /// for idle HTTP/1.1 connections (a request since the last sweep clears it).
+    shared: Mutex<Option<(Sender2, bool)>>,
     sweep_every: Duration,
     sweeping: AtomicBool,
     drain: Drain,
@@ -128,6 +146,7 @@ impl Pool {
                 path,
                 host,
                 idle: Mutex::new(Vec::new()),
+                shared: Mutex::new(None),
                 sweep_every,
                 sweeping: AtomicBool::new(false),
                 drain,
@@ -158,13 +177,37 @@ impl Pool {
         &self,
         mut req: Request<Full<Bytes>>,
     ) -> Result<Response<PooledBody>, PoolError> {
-        req.headers_mut()
-            .insert(header::HOST, self.shared.host.clone());
         loop {
+            if let Some(sender) = self.shared.multiplexed() {
+                match self.send_http2(sender, req, true).await {
+                    Err(Retry::Again(unsent)) => {
+                        req = *unsent;
+                        continue;
+                    }
+                    Err(Retry::Failed(e)) => return Err(e),
+                    Ok(response) => return Ok(response),
+                }
+            }
             let (mut sender, reused) = match self.checkout() {
                 Some(sender) => (sender, true),
-                None => (self.connect().await?, false),
+                None => match self.connect().await? {
+                    Dialed::Http1(sender) => (sender, false),
+                    Dialed::Http2(sender) => {
+                        self.shared.share(sender.clone());
+                        match self.send_http2(sender, req, false).await {
+                            Ok(response) => return Ok(response),
+                            Err(Retry::Failed(e)) => return Err(e),
+                            // (Only a shared connection's unsent requests come back.)
+                            Err(Retry::Again(unsent)) => {
+                                req = *unsent;
+                                continue;
+                            }
+                        }
+                    }
+                },
             };
+            req.headers_mut()
+                .insert(header::HOST, self.shared.host.clone());
             match sender.try_send_request(req).await {
                 Ok(response) => {
                     let lease = Lease {
@@ -185,6 +228,36 @@ impl Pool {
         }
     }
 
+    /// Sends `req` as a stream of the HTTP/2 connection `sender`; a request the shared
+    /// (`reused`) connection closed on before sending comes back to be sent again.
+    async fn send_http2(
+        &self,
+        mut sender: Sender2,
+        mut req: Request<Full<Bytes>>,
+        reused: bool,
+    ) -> Result<Response<PooledBody>, Retry> {
+        // HTTP/2 names the server in `:authority`, taken from an absolute URI; a Host header
+        // beside it could only disagree.
+        if req.uri().scheme().is_none() {
+            let mut parts = self.shared.origin.clone().into_parts();
+            parts.path_and_query = req.uri().path_and_query().cloned();
+            *req.uri_mut() = Uri::from_parts(parts)
+                .map_err(|e| Retry::Failed(PoolError::Connect(Box::new(e))))?;
+        }
+        req.headers_mut().remove(header::HOST);
+        match sender.try_send_request(req).await {
+            Ok(response) => Ok(response.map(|body| PooledBody { body, lease: None })),
+            Err(mut e) => match e.take_message() {
+                Some(unsent) if reused => {
+                    self.shared.unshare_closed();
+                    Err(Retry::Again(Box::new(unsent)))
+                }
+                Some(_) => Err(Retry::Failed(PoolError::Unsent(e.into_error()))),
+                None => Err(Retry::Failed(PoolError::Request(e.into_error()))),
+            },
+        }
+    }
+
     /// The most recently returned connection that can take a request; closed ones are dropped.
     fn checkout(&self) -> Option<Sender> {
         let mut idle = self.shared.lock();
@@ -196,29 +269,36 @@ impl Pool {
         None
     }
 
-    async fn connect(&self) -> Result<Sender, PoolError> {
+    async fn connect(&self) -> Result<Dialed, PoolError> {
         let dial = async {
             let mut connector = self.shared.connector.clone();
             let io = connector
                 .call(self.shared.origin.clone())
                 .await
                 .map_err(PoolError::Connect)?;
-            http1::Builder::new()
-                .handshake(io)
-                .await
-                .map_err(PoolError::Handshake)
-        };
-        let (sender, connection) = tokio::time::timeout(self.shared.connect_timeout, dial)
-            .await
-            .map_err(|elapsed| PoolError::Connect(Box::new(elapsed)))??;
-        // Not a drain task: it ends by itself once the pool lets go of its sender, or the
-        // server closes, and in-flight requests are what draining waits for.
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "Upstream connection ended with an error.");
+            // Not a drain task either way: a connection ends by itself once the pool lets go
+            // of its senders (HTTP/2: and its streams end), or the server closes, and
+            // in-flight requests are what draining waits for.
+            if io.connected().is_negotiated_h2() {
+                let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .handshake(io)
+                    .await
+                    .map_err(PoolError::Handshake)?;
+                tokio::spawn(run(connection));
+                Ok(Dialed::Http2(sender))
+            } else {
+                let (sender, connection) = http1::Builder::new()
+                    .handshake(io)
+                    .await
+                    .map_err(PoolError::Handshake)?;
+                tokio::spawn(run(connection));
+                Ok(Dialed::Http1(sender))
             }
-        });
-        Ok(sender)
+        };
+        tokio::time::timeout(self.shared.connect_timeout, dial)
+            .await
+            .map_err(|elapsed| PoolError::Connect(Box::new(elapsed)))?
     }
 
     /// Connections waiting for a request.
@@ -228,9 +308,57 @@ impl Pool {
     }
 }
 
+/// Drives a connection to its end.
+async fn run(connection: impl std::future::IntoFuture<Output = Result<(), hyper::Error>>) {
+    if let Err(error) = connection.await {
+        tracing::debug!(%error, "Upstream connection ended with an error.");
+    }
+}
+
+/// Why an HTTP/2 request came back unanswered.
+enum Retry {
+    /// The shared connection closed before the request left: send it again.
+    Again(Box<Request<Full<Bytes>>>),
+    Failed(PoolError),
+}
+
 impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_shared(&self) -> std::sync::MutexGuard<'_, Option<(Sender2, bool)>> {
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The shared HTTP/2 connection, unless there is none or it closed.
+    fn multiplexed(&self) -> Option<Sender2> {
+        let mut shared = self.lock_shared();
+        match &mut *shared {
+            Some((sender, _)) if sender.is_closed() => {
+                *shared = None;
+                None
+            }
+            Some((sender, swept)) => {
+                *swept = false;
+                Some(sender.clone())
+            }
+            None => None,
+        }
+    }
+
+    /// Makes `sender` the connection requests share (replacing one that closed, or one that
+    /// raced it to the server), and starts the sweeper.
+    fn share(self: &Arc<Self>, sender: Sender2) {
+        *self.lock_shared() = Some((sender, false));
+        self.start_sweeping();
+    }
+
+    fn unshare_closed(&self) {
+        let mut shared = self.lock_shared();
+        if shared.as_ref().is_some_and(|(s, _)| s.is_closed()) {
+            *shared = None;
+        }
     }
 
     fn put(self: &Arc<Self>, sender: Sender) {
@@ -238,8 +366,12 @@ impl Shared {
             sender,
             swept: false,
         });
-        // The first connection back starts the sweeper. Never while shutting down: a body may
-        // be dropped as the runtime goes away, and there is nothing left to sweep for.
+        self.start_sweeping();
+    }
+
+    /// The first connection back (or shared) starts the sweeper. Never while shutting down: a
+    /// body may be dropped as the runtime goes away, and there is nothing left to sweep for.
+    fn start_sweeping(self: &Arc<Self>) {
         if !self.drain.is_draining()
             && tokio::runtime::Handle::try_current().is_ok()
             && !self.sweeping.swap(true, Ordering::Relaxed)
@@ -265,6 +397,20 @@ async fn sweep(pool: Weak<Shared>, every: Duration, drain: Drain) {
             _ = ticks.tick() => {}
         }
         let Some(pool) = pool.upgrade() else { return };
+        // The shared HTTP/2 connection goes when no request used it for a whole period (its
+        // streams still running end first).
+        let unused = {
+            let mut shared = pool.lock_shared();
+            match &mut *shared {
+                Some((sender, swept)) if *swept || sender.is_closed() => shared.take(),
+                Some((_, swept)) => {
+                    *swept = true;
+                    None
+                }
+                None => None,
+            }
+        };
+        drop(unused);
         let closed: Vec<Idle> = {
             let mut idle = pool.lock();
             let (stale, fresh): (Vec<Idle>, Vec<Idle>) = std::mem::take(&mut *idle)
@@ -446,6 +592,104 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         panic!("timed out waiting until {what}");
+    }
+
+    /// A real HTTP/2-only server over TLS (ALPN h2) on loopback, counting its connections;
+    /// every response names the `:authority` its request carried. The pool for it trusts its
+    /// certificate and offers HTTP/2, as for an https:// server by default.
+    async fn http2_server(dir: &std::path::Path, sweep_every: Duration) -> (Server, Pool) {
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        let cert_file = dir.join("cert.pem");
+        std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+        let key =
+            rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
+        let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+        tls.alpn_protocols = vec![b"h2".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url =
+            url::Url::parse(&format!("https://{}/mcp", listener.local_addr().unwrap())).unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let ended = Arc::new(AtomicUsize::new(0));
+        let (a, e) = (accepted.clone(), ended.clone());
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                a.fetch_add(1, Ordering::SeqCst);
+                let (e, acceptor) = (e.clone(), acceptor.clone());
+                tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                        let authority = req.uri().authority().map(|a| a.to_string());
+                        let host = req.headers().get(header::HOST).is_some();
+                        let body = format!("{} {authority:?} host={host}", req.uri().path());
+                        Response::builder().body(Full::new(Bytes::from(body)))
+                    });
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                    e.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        let config = crate::config::Config::parse(
+            &format!(
+                "[[servers]]\nname = \"h2\"\nurl = \"{url}\"\nca_file = \"{}\"\n",
+                cert_file.display()
+            ),
+            "t.toml",
+        )
+        .unwrap();
+        let connector =
+            crate::proxy::upstream::connector(&config.servers[0], Duration::from_secs(5)).unwrap();
+        let pool = Pool::with_sweep(
+            &url,
+            connector,
+            Duration::from_secs(5),
+            Drain::new(),
+            sweep_every,
+        )
+        .unwrap();
+        let server = Server {
+            url,
+            accepted,
+            ended,
+        };
+        (server, pool)
+    }
+
+    #[tokio::test]
+    async fn an_http2_server_gets_one_connection_that_requests_share_until_unused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, pool) = http2_server(dir.path(), Duration::from_millis(200)).await;
+        let authority = server.url[url::Position::BeforeHost..url::Position::AfterPort].to_owned();
+        // The request names the server in :authority (an absolute URI), with no Host beside it.
+        assert_eq!(
+            get(&pool, "/mcp").await,
+            format!("/mcp Some({authority:?}) host=false")
+        );
+        let answers = futures_util::future::join_all((0..8).map(|_| get(&pool, "/mcp"))).await;
+        assert!(
+            answers.iter().all(|a| a.starts_with(b"/mcp ")),
+            "{answers:?}"
+        );
+        assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+        // Unused for a whole sweep period, it is closed; the next request dials again.
+        until("the unused connection ends", || {
+            server.ended.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        get(&pool, "/mcp").await;
+        assert_eq!(server.accepted.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

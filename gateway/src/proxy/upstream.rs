@@ -111,9 +111,13 @@ impl Upstreams {
     }
 }
 
-fn connector(server: &Server, connect_timeout: Duration) -> Result<Connector, UpstreamError> {
+pub(crate) fn connector(
+    server: &Server,
+    connect_timeout: Duration,
+) -> Result<Connector, UpstreamError> {
     let mut tls = ClientTls::new(server.name.as_str(), server.ca_file.as_deref());
     tls.pins = &server.pin_sha256;
+    tls.http2 = server.http2;
     tls.connector(connect_timeout)
 }
 
@@ -206,6 +210,9 @@ struct ClientTls<'a> {
     ca_file: Option<&'a std::path::Path>,
     /// SHA-256 of the SubjectPublicKeyInfo the server's certificate must carry (any one).
     pins: &'a [[u8; 32]],
+    /// Whether to offer HTTP/2 (ALPN) as well as HTTP/1.1: only a [`crate::proxy::pool::Pool`]
+    /// speaks both.
+    http2: bool,
 }
 
 impl<'a> ClientTls<'a> {
@@ -214,6 +221,7 @@ impl<'a> ClientTls<'a> {
             label,
             ca_file,
             pins: &[],
+            http2: false,
         }
     }
 
@@ -273,11 +281,14 @@ impl<'a> ClientTls<'a> {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(connect_timeout));
-        Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http))
+            .https_or_http();
+        Ok(if self.http2 {
+            builder.enable_all_versions().wrap_connector(http)
+        } else {
+            builder.enable_http1().wrap_connector(http)
+        })
     }
 }
 

@@ -426,10 +426,6 @@ async fn a_legacy_client_gets_refusals_on_its_stream() {
     gw.shutdown().await;
 }
 
-/// A policy that allows everything, pins in memory only.
-const ALLOW_ALL: &str =
-    "[policy]\npins_file = \"\"\n[[rules]]\nname = \"all\"\neffect = \"allow\"\n";
-
 const LIST_POLICY: &str = "[policy]\npins_file = \"PINS\"\n\
     [[rules]]\nname = \"readers\"\neffect = \"allow\"\nservers = [\"peer\"]\n\
     tools = [\"read_*\", \"weather\", \"flip\", \"helper\", \"ask_model\"]\n\

@@ -1,7 +1,7 @@
 //! Real MCP clients and servers, with and without the gateway between them: the results must be
 //! the same, and the upstream must see what the transport requires.
 
-use std::time::Duration;
+use std::{path::Path, time::Duration};
 
 use crate::common::*;
 
@@ -686,6 +686,100 @@ async fn server_everything_same_results_through_the_gateway() {
     );
     let (status, _, body) = http(admin, "GET", "/healthz", &[], b"").await;
     assert_eq!((status, body.as_slice()), (200, &b"ok\n"[..]));
+}
+
+/// An HTTPS server that offers HTTP/2 (Hypercorn, ALPN h2) is spoken to over HTTP/2, on one
+/// connection every request of the session shares (the GET stream beside the POSTs), with the
+/// same results as the direct run; `http2 = false` keeps it on HTTP/1.1.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_https_server_offering_http2_gets_one_shared_http2_connection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = tls_files(dir.path());
+    let server = python_peer(
+        "server.py",
+        &[
+            "--transport".into(),
+            "streamable-http".into(),
+            "--certfile".into(),
+            cert.clone().into(),
+            "--keyfile".into(),
+            key.clone().into(),
+            "--http2".into(),
+        ],
+    )
+    .await;
+    let url = format!("https://127.0.0.1:{}/mcp", server.port);
+    let direct = python_client(&url, "streamable-http", "legacy", "self", Some(&cert)).await;
+    assert_complete(&direct);
+    let direct_requests = received_over_tls(server.port, &cert).await.len();
+    for (http2, version) in [("", "2"), ("\nhttp2 = false", "1.1")] {
+        let extra = format!("ca_file = \"{}\"{http2}", cert.display());
+        let gw = gateway(&gateway_config(
+            &[("tls", &url, "streamable-http", &extra)],
+            "",
+        ))
+        .await;
+        let before = received_over_tls(server.port, &cert).await.len();
+        let through = format!("http://{}/servers/tls/mcp", addr(&gw));
+        let proxied = python_client(&through, "streamable-http", "legacy", "self", None).await;
+        assert_eq!(direct, proxied);
+        gw.shutdown().await;
+        let seen = received_over_tls(server.port, &cert).await;
+        let mine = &seen[before..];
+        assert!(mine.iter().any(|r| r["method"] == "GET"), "{mine:?}");
+        assert!(
+            mine.iter().all(|r| r["http_version"] == version),
+            "{mine:?}"
+        );
+        if version == "2" {
+            let connections: std::collections::HashSet<_> =
+                mine.iter().map(|r| r["client"][1].clone()).collect();
+            assert_eq!(connections.len(), 1, "{mine:?}");
+        }
+    }
+    // (The record tells versions apart: the Python client spoke HTTP/1.1 itself.)
+    let seen = received_over_tls(server.port, &cert).await;
+    assert!(
+        seen[..direct_requests]
+            .iter()
+            .all(|r| r["http_version"] == "1.1"),
+        "{seen:?}"
+    );
+}
+
+/// The server's record of the requests it received, asked for over TLS (trusting `cert`).
+async fn received_over_tls(port: u16, cert: &Path) -> Vec<serde_json::Value> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut std::fs::read(cert).unwrap().as_slice()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    // HTTP/1.0: the body runs to the end of the connection, with no chunks to undo.
+    tls.write_all(b"GET /_received HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    let _ = tls.read_to_end(&mut response).await;
+    let at = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    serde_json::from_slice(&response[at + 4..]).expect("recorder JSON")
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,6 +4,7 @@ Usage:
   python server.py --transport streamable-http --port 8001            # POST/GET/DELETE /mcp
   python server.py --transport sse --port 8002                        # GET /sse, POST /messages/?session_id=...
   python server.py --transport streamable-http --port 8443 --certfile cert.pem --keyfile key.pem
+  python server.py ... --certfile cert.pem --keyfile key.pem --http2   # Hypercorn: HTTP/2 (ALPN h2)
   python server.py --transport stdio                                  # newline-delimited JSON-RPC
   python server.py ... --poisoned      # also a tool with an <IMPORTANT> block, a look-alike name,
                                        # and prompts with orders to the model (listing, text)
@@ -182,6 +183,7 @@ class RecordRequests:
                 "mcp_params": {k: v for k, v in h.items() if k.startswith("mcp-param-")},
                 "client": list(scope.get("client") or []),
                 "user_agent": h.get("user-agent"),
+                "http_version": scope.get("http_version"),
             }
             self.received.append(record)
             if scope["method"] == "POST":
@@ -271,6 +273,8 @@ def main():
                    help="enable Host check with these values (e.g. 127.0.0.1:*); 'default' = SDK default; "
                         "omitted = protection disabled")
     p.add_argument("--poisoned", action="store_true", help="also list the tools and prompts of add_poisoned_tools")
+    p.add_argument("--http2", action="store_true",
+                   help="serve with Hypercorn, which offers HTTP/2 (ALPN h2) and HTTP/1.1 over TLS")
     a = p.parse_args()
     if a.poisoned:
         add_poisoned_tools()
@@ -278,6 +282,16 @@ def main():
         mcp.run("stdio")
         return
     app = build_app(a.transport, a.host, a.allowed_host)
+    if a.http2:
+        from hypercorn.asyncio import serve
+        from hypercorn.config import Config
+        config = Config()
+        config.bind = [f"{a.host}:{a.port}"]
+        config.certfile, config.keyfile = a.certfile, a.keyfile
+        config.alpn_protocols = ["h2", "http/1.1"]
+        config.loglevel = "WARNING"
+        asyncio.run(serve(app, config))
+        return
     uvicorn.run(app, host=a.host, port=a.port, ssl_certfile=a.certfile, ssl_keyfile=a.keyfile, log_level="warning")
 
 
