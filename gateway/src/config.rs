@@ -193,8 +193,8 @@ pub struct Server {
     /// SHA-256 of the SubjectPublicKeyInfo an HTTPS upstream's certificate must carry (any
     /// one; none: no pinning).
     pub pin_sha256: Vec<[u8; 32]>,
-    /// Whether an https:// server may speak HTTP/2 (offered by ALPN beside HTTP/1.1; a
-    /// server that takes it gets one shared connection). Always false for http://.
+    /// Whether an https:// server is offered HTTP/2 (by ALPN, beside HTTP/1.1; a server that
+    /// takes it gets connections its requests share). Never for http://.
     pub http2: bool,
     /// Overrides `policy.mode` for this server.
     pub policy_mode: Option<policy::Mode>,

@@ -134,6 +134,10 @@ pub enum Rejection {
     #[error("the token's type {0:?} is not an access token's (JWT or at+jwt)")]
     Type(String),
     #[error(
+        "the token's type is {0:?}, and its issuer's access tokens are typed at+jwt (RFC 9068): an ID token or another JWT is no access token"
+    )]
+    NotAtJwt(String),
+    #[error(
         "the token expires more than {0} from now, longer than its issuer's tokens may live here"
     )]
     TooLong(String),
@@ -521,6 +525,8 @@ impl TokenService {
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());
+        // Typed as an access token (RFC 9068), so that no other kind of JWT passes for one.
+        header.typ = Some("at+jwt".into());
         let token = jsonwebtoken::encode(&header, &claims, &self.encoding)
             .map_err(|e| TokenError::Sign(e.to_string()))?;
         Ok((token, claims))
@@ -546,6 +552,11 @@ impl TokenService {
             .ok_or_else(|| Rejection::UnknownIssuer(clip(iss)))?;
         if !ext.config.algorithms.contains(&header.alg) {
             return Err(Rejection::Algorithm(format!("{:?}", header.alg)));
+        }
+        if ext.config.require_at_jwt && !header.typ.as_deref().is_some_and(is_at_jwt) {
+            return Err(Rejection::NotAtJwt(clip(
+                header.typ.as_deref().unwrap_or("(none)"),
+            )));
         }
         let jwk = ext.key(header.kid.as_deref()).await?;
         if !usable(&jwk) {
@@ -631,12 +642,12 @@ impl TokenService {
                 return Err(Rejection::KeyInHeader(name));
             }
         }
-        if let Some(typ) = &header.typ {
-            let typ = typ.to_ascii_lowercase();
-            let typ = typ.strip_prefix("application/").unwrap_or(&typ);
-            if !(typ == "jwt" || typ == "at+jwt" || typ.ends_with("-at+jwt")) {
-                return Err(Rejection::Type(clip(typ)));
-            }
+        if let Some(typ) = &header.typ
+            && !is_at_jwt(typ)
+            && !typ.eq_ignore_ascii_case("jwt")
+            && !typ.eq_ignore_ascii_case("application/jwt")
+        {
+            return Err(Rejection::Type(clip(&typ.to_ascii_lowercase())));
         }
         let accepted = header.alg == Algorithm::EdDSA
             || self
@@ -760,6 +771,14 @@ fn usable(jwk: &Jwk) -> bool {
 
 /// An unverified claim as it may appear in a refusal (shown to the agent, written to the audit
 /// log and into a header): cut short, since whoever made the token chose its length.
+/// Whether a JWT `typ` names an access token (RFC 9068's `at+jwt`, also as a media type and
+/// with a vendor's prefix: `application/okta-at+jwt`).
+fn is_at_jwt(typ: &str) -> bool {
+    let typ = typ.to_ascii_lowercase();
+    let typ = typ.strip_prefix("application/").unwrap_or(&typ);
+    typ == "at+jwt" || typ.ends_with("-at+jwt")
+}
+
 fn clip(claim: &str) -> String {
     const MAX: usize = 64;
     match claim.char_indices().nth(MAX) {
@@ -932,6 +951,11 @@ mod tests {
         let v = s.verify_own(&token).unwrap();
         assert_eq!(v.agent, claims.sub);
         assert_eq!(v.jti.as_deref(), Some(claims.jti.as_str()));
+        // Typed as an access token (RFC 9068).
+        assert_eq!(
+            jsonwebtoken::decode_header(&token).unwrap().typ.as_deref(),
+            Some("at+jwt")
+        );
         assert_eq!(v.json["scope"], "db:read");
         assert!(v.covers_server("db") && !v.covers_server("mail"));
         assert!(v.covers_tool("query") && !v.covers_tool("drop_table"));
@@ -987,6 +1011,7 @@ mod tests {
         for (typ, ok) in [
             (None, true),
             (Some("JWT"), true),
+            (Some("application/jwt"), true),
             (Some("at+jwt"), true),
             (Some("application/at+JWT"), true),
             (Some("application/okta-internal-at+jwt"), true),

@@ -768,7 +768,7 @@ impl File {
                     "HTTP/2 is only negotiated over TLS: an http:// server speaks HTTP/1.1".into(),
                 ));
             }
-            let http2 = url.scheme() == "https" && raw.http2.is_none_or(|h| h.into_inner());
+            let http2 = raw.http2.is_some_and(|h| h.into_inner());
             let inject = super::credentials::injections(raw.inject, &secrets)?;
             servers.push(Server {
                 name,

@@ -216,7 +216,7 @@ fn server_urls_are_checked() {
     }
     let e = err("[[servers]]\nname = \"a\"\nurl = \"http://x/\"\nca_file = \"/ca.pem\"\n");
     assert!(e.starts_with("test.toml:4: servers.ca_file:"), "{e}");
-    // HTTP/2: offered to https:// servers unless turned off; never over plain http://.
+    // HTTP/2: offered to https:// servers that ask for it; never over plain http://.
     let e = err("[[servers]]\nname = \"a\"\nurl = \"http://x/\"\nhttp2 = true\n");
     assert!(
         e.starts_with("test.toml:4: servers.http2:") && e.contains("only negotiated over TLS"),
@@ -228,7 +228,8 @@ fn server_urls_are_checked() {
             .servers[0]
             .http2
     };
-    assert!(http2("url = \"https://x/\"\n"));
+    assert!(http2("url = \"https://x/\"\nhttp2 = true\n"));
+    assert!(!http2("url = \"https://x/\"\n"));
     assert!(!http2("url = \"https://x/\"\nhttp2 = false\n"));
     assert!(!http2("url = \"http://x/\"\n"));
     assert!(!http2("url = \"http://x/\"\nhttp2 = false\n"));

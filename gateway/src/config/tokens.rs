@@ -66,6 +66,9 @@ pub struct IssuerConfig {
     /// The furthest in the future a token's `exp` may lie: a token cannot outlive it, however
     /// long its issuer made it (and one without `jti` cannot be revoked).
     pub max_lifetime: Duration,
+    /// Whether its tokens must be typed `at+jwt` (RFC 9068): an ID token (typed `JWT`, or not
+    /// at all) whose audience happens to be this gateway's then cannot pass for an access token.
+    pub require_at_jwt: bool,
 }
 
 /// Default of `max_lifetime`.
@@ -132,6 +135,8 @@ pub struct RawIssuer {
     jwks_max_age: Option<Spanned<String>>,
     #[serde(default)]
     max_lifetime: Option<Spanned<String>>,
+    #[serde(default)]
+    require_at_jwt: bool,
 }
 
 impl RawIssuer {
@@ -252,6 +257,7 @@ impl RawIssuer {
             leeway,
             jwks_max_age,
             max_lifetime,
+            require_at_jwt: self.require_at_jwt,
         })
     }
 }

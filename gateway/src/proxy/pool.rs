@@ -1,7 +1,7 @@
 //! Keep-alive connections to one upstream server: idle HTTP/1.1 connections wait in a stack,
 //! a request borrows the newest, and its response body gives it back once read to the end. An
-//! HTTPS server that negotiates HTTP/2 (ALPN) gets one connection that every request shares,
-//! with no request framing left to read two ways.
+//! HTTPS server that negotiates HTTP/2 (ALPN) gets connections that requests share, up to
+//! [`STREAMS_PER_CONNECTION`] at a time each, with no request framing left to read two ways.
 //!
 //! Built on hyper's connection API rather than hyper-util's general client: every connection
 //! here goes to the one origin of its server, so borrowing is a lock and a pop, with no pool key
@@ -50,6 +50,22 @@ enum Dialed {
 /// How long a connection may sit idle before it is closed: between one and two sweeps.
 const SWEEP_EVERY: Duration = Duration::from_secs(45);
 
+/// Requests an HTTP/2 connection carries at once; more open another connection. Below every
+/// common server's limit (100 to 250), so that a connection full of long-lived SSE streams
+/// never leaves a request waiting for a stream the server will not open.
+pub const STREAMS_PER_CONNECTION: usize = 32;
+
+/// How much of one response an HTTP/2 stream may hold unread, and the connection for all of
+/// its streams together: a stream whose agent stopped reading holds at most its own share, and
+/// never stalls the others.
+const STREAM_WINDOW: u32 = 256 * 1024;
+const CONNECTION_WINDOW: u32 = STREAM_WINDOW * STREAMS_PER_CONNECTION as u32;
+
+/// HTTP/2 pings: a connection whose server stopped answering (a crashed host, a partition)
+/// is closed within interval + timeout, not left to every request's timeout.
+const PING_EVERY: Duration = Duration::from_secs(20);
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Why a request got no response from the server.
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
@@ -92,12 +108,32 @@ struct Shared {
     /// The `Host` header every request carries.
     host: HeaderValue,
     idle: Mutex<Vec<Idle>>,
-    /// The HTTP/2 connection every request shares, once the server negotiated it: `swept` as
-    /// for idle HTTP/1.1 connections (a request since the last sweep clears it).
-    shared: Mutex<Option<(Sender2, bool)>>,
+    /// HTTP/2 connections, once the server negotiated it, shared by requests.
+    multiplexed: Mutex<Vec<Multiplexed>>,
     sweep_every: Duration,
     sweeping: AtomicBool,
     drain: Drain,
+}
+
+/// An HTTP/2 connection and the requests it carries.
+#[derive(Debug)]
+struct Multiplexed {
+    sender: Sender2,
+    /// Requests whose responses are not over yet (their [`StreamGuard`]s).
+    streams: Arc<std::sync::atomic::AtomicUsize>,
+    /// As for idle connections: set by a sweep, cleared by a request; a connection still
+    /// marked at the next sweep, with no request running, is closed.
+    swept: bool,
+}
+
+/// One request's hold on its HTTP/2 connection, released when its response is over.
+#[derive(Debug)]
+struct StreamGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug)]
@@ -146,7 +182,7 @@ impl Pool {
                 path,
                 host,
                 idle: Mutex::new(Vec::new()),
-                shared: Mutex::new(None),
+                multiplexed: Mutex::new(Vec::new()),
                 sweep_every,
                 sweeping: AtomicBool::new(false),
                 drain,
@@ -178,8 +214,8 @@ impl Pool {
         mut req: Request<Full<Bytes>>,
     ) -> Result<Response<PooledBody>, PoolError> {
         loop {
-            if let Some(sender) = self.shared.multiplexed() {
-                match self.send_http2(sender, req, true).await {
+            if let Some((sender, guard)) = self.shared.multiplexed() {
+                match self.send_http2(sender, guard, req, true).await {
                     Err(Retry::Again(unsent)) => {
                         req = *unsent;
                         continue;
@@ -193,8 +229,8 @@ impl Pool {
                 None => match self.connect().await? {
                     Dialed::Http1(sender) => (sender, false),
                     Dialed::Http2(sender) => {
-                        self.shared.share(sender.clone());
-                        match self.send_http2(sender, req, false).await {
+                        let guard = self.shared.share(sender.clone());
+                        match self.send_http2(sender, guard, req, false).await {
                             Ok(response) => return Ok(response),
                             Err(Retry::Failed(e)) => return Err(e),
                             // (Only a shared connection's unsent requests come back.)
@@ -206,6 +242,12 @@ impl Pool {
                     }
                 },
             };
+            // Back in origin form if an HTTP/2 connection that closed made it absolute.
+            if req.uri().scheme().is_some()
+                && let Some(target) = req.uri().path_and_query().cloned()
+            {
+                *req.uri_mut() = Uri::from(target);
+            }
             req.headers_mut()
                 .insert(header::HOST, self.shared.host.clone());
             match sender.try_send_request(req).await {
@@ -217,6 +259,7 @@ impl Pool {
                     return Ok(response.map(|body| PooledBody {
                         body,
                         lease: Some(lease),
+                        stream: None,
                     }));
                 }
                 Err(mut e) => match e.take_message() {
@@ -228,11 +271,13 @@ impl Pool {
         }
     }
 
-    /// Sends `req` as a stream of the HTTP/2 connection `sender`; a request the shared
-    /// (`reused`) connection closed on before sending comes back to be sent again.
+    /// Sends `req` as a stream of the HTTP/2 connection `sender`, holding `guard` until its
+    /// response is over; a request a shared (`reused`) connection closed on before sending
+    /// comes back to be sent again.
     async fn send_http2(
         &self,
         mut sender: Sender2,
+        guard: StreamGuard,
         mut req: Request<Full<Bytes>>,
         reused: bool,
     ) -> Result<Response<PooledBody>, Retry> {
@@ -246,12 +291,13 @@ impl Pool {
         }
         req.headers_mut().remove(header::HOST);
         match sender.try_send_request(req).await {
-            Ok(response) => Ok(response.map(|body| PooledBody { body, lease: None })),
+            Ok(response) => Ok(response.map(|body| PooledBody {
+                body,
+                lease: None,
+                stream: Some(guard),
+            })),
             Err(mut e) => match e.take_message() {
-                Some(unsent) if reused => {
-                    self.shared.unshare_closed();
-                    Err(Retry::Again(Box::new(unsent)))
-                }
+                Some(unsent) if reused => Err(Retry::Again(Box::new(unsent))),
                 Some(_) => Err(Retry::Failed(PoolError::Unsent(e.into_error()))),
                 None => Err(Retry::Failed(PoolError::Request(e.into_error()))),
             },
@@ -282,6 +328,12 @@ impl Pool {
             if io.connected().is_negotiated_h2() {
                 let (sender, connection) = http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
+                    .initial_stream_window_size(STREAM_WINDOW)
+                    .initial_connection_window_size(CONNECTION_WINDOW)
+                    .adaptive_window(false)
+                    .keep_alive_interval(PING_EVERY)
+                    .keep_alive_timeout(PING_TIMEOUT)
+                    .keep_alive_while_idle(true)
                     .handshake(io)
                     .await
                     .map_err(PoolError::Handshake)?;
@@ -327,38 +379,36 @@ impl Shared {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn lock_shared(&self) -> std::sync::MutexGuard<'_, Option<(Sender2, bool)>> {
-        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock_multiplexed(&self) -> std::sync::MutexGuard<'_, Vec<Multiplexed>> {
+        self.multiplexed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The shared HTTP/2 connection, unless there is none or it closed.
-    fn multiplexed(&self) -> Option<Sender2> {
-        let mut shared = self.lock_shared();
-        match &mut *shared {
-            Some((sender, _)) if sender.is_closed() => {
-                *shared = None;
-                None
-            }
-            Some((sender, swept)) => {
-                *swept = false;
-                Some(sender.clone())
-            }
-            None => None,
-        }
+    /// An HTTP/2 connection with room for one more request, and the request's hold on it;
+    /// `None` when there is none (closed ones are dropped).
+    fn multiplexed(&self) -> Option<(Sender2, StreamGuard)> {
+        let mut conns = self.lock_multiplexed();
+        conns.retain(|c| !c.sender.is_closed());
+        let conn = conns
+            .iter_mut()
+            .find(|c| c.streams.load(Ordering::Relaxed) < STREAMS_PER_CONNECTION)?;
+        conn.swept = false;
+        conn.streams.fetch_add(1, Ordering::Relaxed);
+        Some((conn.sender.clone(), StreamGuard(conn.streams.clone())))
     }
 
-    /// Makes `sender` the connection requests share (replacing one that closed, or one that
-    /// raced it to the server), and starts the sweeper.
-    fn share(self: &Arc<Self>, sender: Sender2) {
-        *self.lock_shared() = Some((sender, false));
+    /// Adds the new HTTP/2 connection `sender` for requests to share, its first request's
+    /// hold on it taken; starts the sweeper.
+    fn share(self: &Arc<Self>, sender: Sender2) -> StreamGuard {
+        let streams = Arc::new(std::sync::atomic::AtomicUsize::new(1));
+        self.lock_multiplexed().push(Multiplexed {
+            sender,
+            streams: streams.clone(),
+            swept: false,
+        });
         self.start_sweeping();
-    }
-
-    fn unshare_closed(&self) {
-        let mut shared = self.lock_shared();
-        if shared.as_ref().is_some_and(|(s, _)| s.is_closed()) {
-            *shared = None;
-        }
+        StreamGuard(streams)
     }
 
     fn put(self: &Arc<Self>, sender: Sender) {
@@ -397,18 +447,18 @@ async fn sweep(pool: Weak<Shared>, every: Duration, drain: Drain) {
             _ = ticks.tick() => {}
         }
         let Some(pool) = pool.upgrade() else { return };
-        // The shared HTTP/2 connection goes when no request used it for a whole period (its
-        // streams still running end first).
-        let unused = {
-            let mut shared = pool.lock_shared();
-            match &mut *shared {
-                Some((sender, swept)) if *swept || sender.is_closed() => shared.take(),
-                Some((_, swept)) => {
-                    *swept = true;
-                    None
-                }
-                None => None,
+        // An HTTP/2 connection goes when no request ran on it for a whole period.
+        let unused: Vec<Multiplexed> = {
+            let mut conns = pool.lock_multiplexed();
+            let (stale, live): (Vec<Multiplexed>, Vec<Multiplexed>) =
+                std::mem::take(&mut *conns).into_iter().partition(|c| {
+                    c.sender.is_closed() || (c.swept && c.streams.load(Ordering::Relaxed) == 0)
+                });
+            *conns = live;
+            for c in conns.iter_mut() {
+                c.swept = c.streams.load(Ordering::Relaxed) == 0;
             }
+            stale
         };
         drop(unused);
         let closed: Vec<Idle> = {
@@ -462,10 +512,13 @@ impl Lease {
 pub struct PooledBody {
     body: Incoming,
     lease: Option<Lease>,
+    /// An HTTP/2 response's hold on its connection's room for requests.
+    stream: Option<StreamGuard>,
 }
 
 impl PooledBody {
     fn release(&mut self) {
+        self.stream = None;
         if let Some(lease) = self.lease.take() {
             lease.release();
         }
@@ -596,7 +649,7 @@ mod tests {
 
     /// A real HTTP/2-only server over TLS (ALPN h2) on loopback, counting its connections;
     /// every response names the `:authority` its request carried. The pool for it trusts its
-    /// certificate and offers HTTP/2, as for an https:// server by default.
+    /// certificate and offers HTTP/2, as for an https:// server with `http2 = true`.
     async fn http2_server(dir: &std::path::Path, sweep_every: Duration) -> (Server, Pool) {
         let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
         let cert_file = dir.join("cert.pem");
@@ -643,7 +696,7 @@ mod tests {
         });
         let config = crate::config::Config::parse(
             &format!(
-                "[[servers]]\nname = \"h2\"\nurl = \"{url}\"\nca_file = \"{}\"\n",
+                "[[servers]]\nname = \"h2\"\nurl = \"{url}\"\nca_file = \"{}\"\nhttp2 = true\n",
                 cert_file.display()
             ),
             "t.toml",
@@ -670,7 +723,7 @@ mod tests {
     #[tokio::test]
     async fn an_http2_server_gets_one_connection_that_requests_share_until_unused() {
         let dir = tempfile::tempdir().unwrap();
-        let (server, pool) = http2_server(dir.path(), Duration::from_millis(200)).await;
+        let (server, pool) = http2_server(dir.path(), Duration::from_millis(500)).await;
         let authority = server.url[url::Position::BeforeHost..url::Position::AfterPort].to_owned();
         // The request names the server in :authority (an absolute URI), with no Host beside it.
         assert_eq!(
@@ -689,6 +742,32 @@ mod tests {
         })
         .await;
         get(&pool, "/mcp").await;
+        assert_eq!(server.accepted.load(Ordering::SeqCst), 2);
+    }
+
+    /// A connection carries STREAMS_PER_CONNECTION unfinished responses at most (long-lived
+    /// SSE streams, say): the next request opens another, and requests go back to the first
+    /// once its responses are over.
+    #[tokio::test]
+    async fn an_http2_connection_with_no_room_left_gets_a_second_one_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, pool) = http2_server(dir.path(), Duration::from_secs(60)).await;
+        let send = || pool.send(Request::get("/mcp").body(Full::new(Bytes::new())).unwrap());
+        let mut held = Vec::new();
+        for _ in 0..STREAMS_PER_CONNECTION {
+            held.push(send().await.unwrap());
+        }
+        assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+        let extra = send().await.unwrap();
+        assert_eq!(server.accepted.load(Ordering::SeqCst), 2);
+        // Read to its end, a response gives its room back.
+        for response in held {
+            response.into_body().collect().await.unwrap();
+        }
+        extra.into_body().collect().await.unwrap();
+        for _ in 0..STREAMS_PER_CONNECTION * 2 {
+            get(&pool, "/mcp").await;
+        }
         assert_eq!(server.accepted.load(Ordering::SeqCst), 2);
     }
 

@@ -688,9 +688,9 @@ async fn server_everything_same_results_through_the_gateway() {
     assert_eq!((status, body.as_slice()), (200, &b"ok\n"[..]));
 }
 
-/// An HTTPS server that offers HTTP/2 (Hypercorn, ALPN h2) is spoken to over HTTP/2, on one
-/// connection every request of the session shares (the GET stream beside the POSTs), with the
-/// same results as the direct run; `http2 = false` keeps it on HTTP/1.1.
+/// An HTTPS server that offers HTTP/2 (Hypercorn, ALPN h2) is spoken to over HTTP/2 with
+/// `http2 = true`, on one connection every request of the session shares (the GET stream
+/// beside the POSTs), with the same results as the direct run; by default, HTTP/1.1.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_https_server_offering_http2_gets_one_shared_http2_connection() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -712,7 +712,7 @@ async fn an_https_server_offering_http2_gets_one_shared_http2_connection() {
     let direct = python_client(&url, "streamable-http", "legacy", "self", Some(&cert)).await;
     assert_complete(&direct);
     let direct_requests = received_over_tls(server.port, &cert).await.len();
-    for (http2, version) in [("", "2"), ("\nhttp2 = false", "1.1")] {
+    for (http2, version) in [("\nhttp2 = true", "2"), ("", "1.1")] {
         let extra = format!("ca_file = \"{}\"{http2}", cert.display());
         let gw = gateway(&gateway_config(
             &[("tls", &url, "streamable-http", &extra)],

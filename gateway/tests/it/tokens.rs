@@ -413,6 +413,46 @@ fn planner_claims() -> String {
     .to_string()
 }
 
+/// An issuer configured with `require_at_jwt` gets only tokens typed as access tokens (RFC
+/// 9068) through: PyJWT's default `typ: JWT`, which its ID tokens carry too, is refused; the
+/// same claims typed `at+jwt` pass. Without the setting both pass.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_issuer_that_types_its_access_tokens_gets_no_other_jwt_through() {
+    let scratch = scratch_dir("tokens-at-jwt");
+    let keys = scratch.join("idp");
+    std::fs::create_dir_all(&keys).unwrap();
+    let dir = keys.to_str().unwrap();
+    idp(&["keygen", "--dir", dir, "--kid", "k1"]).await;
+    let claims = planner_claims();
+    let plain = idp(&["sign", "--dir", dir, "--kid", "k1", "--claims", &claims]).await;
+    let typed = idp(&[
+        "sign", "--dir", dir, "--kid", "k1", "--claims", &claims, "--typ", "at+jwt",
+    ])
+    .await;
+    for (required, plain_status) in [(true, 401), (false, 200)] {
+        let issuer = format!(
+            "[[tokens.issuers]]\nissuer = \"https://idp.test\"\naudience = \"agentgate\"\n\
+             jwks_file = \"{}\"\nalgorithms = [\"RS256\"]\nagent_claim = \"agent\"\n\
+             agents = [\"planner\"]\nrequire_at_jwt = {required}\n",
+            keys.join("jwks.json").display()
+        );
+        let (_server, _, gw) = token_gateway(&scratch, &issuer).await;
+        let port = addr(&gw).port();
+        let (status, _, body) = initialize_with(port, &plain).await;
+        assert_eq!(status, plain_status, "{}", String::from_utf8_lossy(&body));
+        if required {
+            let message = rpc_error(&body).1;
+            assert!(
+                message.contains("\"JWT\"") && message.contains("at+jwt"),
+                "{message}"
+            );
+        }
+        let (status, head, _) = initialize_with(port, &typed).await;
+        assert_eq!(status, 200, "{head}");
+        gw.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_issuers_withdrawn_key_stops_verifying_once_its_keys_are_older_than_jwks_max_age() {
     let scratch = scratch_dir("tokens-jwks-age");

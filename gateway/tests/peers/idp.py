@@ -2,7 +2,7 @@
 published as a JWKS document, and tokens signed with them.
 
   python idp.py keygen --dir D --kid K     # D/K.pem (private key); D/jwks.json gains K
-  python idp.py sign --dir D --kid K --claims '{"iss": ...}' [--alg RS256]
+  python idp.py sign --dir D --kid K --claims '{"iss": ...}' [--alg RS256] [--typ at+jwt]
   python idp.py confuse --dir D --kid K --claims '{...}'   # HS256 keyed with K's public key
 """
 import argparse
@@ -33,6 +33,7 @@ def main():
     ap.add_argument("--kid", required=True)
     ap.add_argument("--claims")
     ap.add_argument("--alg", default="RS256")
+    ap.add_argument("--typ", help="the header's typ (PyJWT's default: JWT)")
     a = ap.parse_args()
     d = pathlib.Path(a.dir)
     if a.command == "keygen":
@@ -41,7 +42,10 @@ def main():
     claims = json.loads(a.claims)
     pem = (d / f"{a.kid}.pem").read_bytes()
     if a.command == "sign":
-        print(jwt.encode(claims, pem, algorithm=a.alg, headers={"kid": a.kid}))
+        headers = {"kid": a.kid}
+        if a.typ:
+            headers["typ"] = a.typ
+        print(jwt.encode(claims, pem, algorithm=a.alg, headers=headers))
     else:
         public = serialization.load_pem_private_key(pem, None).public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
