@@ -133,10 +133,12 @@ pub enum Rejection {
     Claims(String),
     #[error("the token's type {0:?} is not an access token's (JWT or at+jwt)")]
     Type(String),
+    /// The header's `typ` (clipped), or `None` for a header without one.
     #[error(
-        "the token's type is {0:?}, and its issuer's access tokens are typed at+jwt (RFC 9068): an ID token or another JWT is no access token"
+        "the token's header {}, and its issuer's access tokens are typed at+jwt (RFC 9068): an ID token or another JWT is no access token",
+        .0.as_ref().map_or("carries no typ".to_owned(), |t| format!("types it {t:?}"))
     )]
-    NotAtJwt(String),
+    NotAtJwt(Option<String>),
     #[error(
         "the token expires more than {0} from now, longer than its issuer's tokens may live here"
     )]
@@ -525,7 +527,8 @@ impl TokenService {
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());
-        // Typed as an access token (RFC 9068), so that no other kind of JWT passes for one.
+        // Typed as an access token (RFC 9068's type, not its full profile), so that no other
+        // kind of JWT passes for one.
         header.typ = Some("at+jwt".into());
         let token = jsonwebtoken::encode(&header, &claims, &self.encoding)
             .map_err(|e| TokenError::Sign(e.to_string()))?;
@@ -554,9 +557,7 @@ impl TokenService {
             return Err(Rejection::Algorithm(format!("{:?}", header.alg)));
         }
         if ext.config.require_at_jwt && !header.typ.as_deref().is_some_and(is_at_jwt) {
-            return Err(Rejection::NotAtJwt(clip(
-                header.typ.as_deref().unwrap_or("(none)"),
-            )));
+            return Err(Rejection::NotAtJwt(header.typ.as_deref().map(clip)));
         }
         let jwk = ext.key(header.kid.as_deref()).await?;
         if !usable(&jwk) {
@@ -769,8 +770,6 @@ fn usable(jwk: &Jwk) -> bool {
     }
 }
 
-/// An unverified claim as it may appear in a refusal (shown to the agent, written to the audit
-/// log and into a header): cut short, since whoever made the token chose its length.
 /// Whether a JWT `typ` names an access token (RFC 9068's `at+jwt`, also as a media type and
 /// with a vendor's prefix: `application/okta-at+jwt`).
 fn is_at_jwt(typ: &str) -> bool {
@@ -779,6 +778,8 @@ fn is_at_jwt(typ: &str) -> bool {
     typ == "at+jwt" || typ.ends_with("-at+jwt")
 }
 
+/// An unverified claim as it may appear in a refusal (shown to the agent, written to the audit
+/// log and into a header): cut short, since whoever made the token chose its length.
 fn clip(claim: &str) -> String {
     const MAX: usize = 64;
     match claim.char_indices().nth(MAX) {

@@ -41,10 +41,11 @@ pub type Connector = HttpsConnector<HttpConnector>;
 type Sender = http1::SendRequest<Full<Bytes>>;
 type Sender2 = http2::SendRequest<Full<Bytes>>;
 
-/// A new connection, as the server took it.
+/// A new connection, as the server took it: an HTTP/2 one already shared, with its first
+/// request's hold on it.
 enum Dialed {
     Http1(Sender),
-    Http2(Sender2),
+    Http2(Sender2, StreamGuard),
 }
 
 /// How long a connection may sit idle before it is closed: between one and two sweeps.
@@ -57,8 +58,9 @@ pub const STREAMS_PER_CONNECTION: usize = 32;
 
 /// How much of one response an HTTP/2 stream may hold unread, and the connection for all of
 /// its streams together: a stream whose agent stopped reading holds at most its own share, and
-/// never stalls the others.
-const STREAM_WINDOW: u32 = 256 * 1024;
+/// never stalls the others. (It also bounds one response to a window per round trip: 5 MiB/s
+/// at 100 ms, ample for JSON-RPC.)
+const STREAM_WINDOW: u32 = 512 * 1024;
 const CONNECTION_WINDOW: u32 = STREAM_WINDOW * STREAMS_PER_CONNECTION as u32;
 
 /// HTTP/2 pings: a connection whose server stopped answering (a crashed host, a partition)
@@ -110,6 +112,9 @@ struct Shared {
     idle: Mutex<Vec<Idle>>,
     /// HTTP/2 connections, once the server negotiated it, shared by requests.
     multiplexed: Mutex<Vec<Multiplexed>>,
+    /// Whether the server took HTTP/2 when last dialled: it is then dialled once at a time.
+    speaks_http2: AtomicBool,
+    dialing: tokio::sync::Mutex<()>,
     sweep_every: Duration,
     sweeping: AtomicBool,
     drain: Drain,
@@ -183,6 +188,8 @@ impl Pool {
                 host,
                 idle: Mutex::new(Vec::new()),
                 multiplexed: Mutex::new(Vec::new()),
+                speaks_http2: AtomicBool::new(false),
+                dialing: tokio::sync::Mutex::new(()),
                 sweep_every,
                 sweeping: AtomicBool::new(false),
                 drain,
@@ -226,10 +233,10 @@ impl Pool {
             }
             let (mut sender, reused) = match self.checkout() {
                 Some(sender) => (sender, true),
-                None => match self.connect().await? {
-                    Dialed::Http1(sender) => (sender, false),
-                    Dialed::Http2(sender) => {
-                        let guard = self.shared.share(sender.clone());
+                None => match self.dial().await? {
+                    None => continue,
+                    Some(Dialed::Http1(sender)) => (sender, false),
+                    Some(Dialed::Http2(sender, guard)) => {
                         match self.send_http2(sender, guard, req, false).await {
                             Ok(response) => return Ok(response),
                             Err(Retry::Failed(e)) => return Err(e),
@@ -315,6 +322,22 @@ impl Pool {
         None
     }
 
+    /// A new connection; `None` when, once the server has spoken HTTP/2, another request's
+    /// dial made room meanwhile. Such a server is dialled once at a time: a burst of requests
+    /// shares the connection the first one opens instead of each opening its own.
+    async fn dial(&self) -> Result<Option<Dialed>, PoolError> {
+        if !self.shared.speaks_http2.load(Ordering::Relaxed) {
+            return self.connect().await.map(Some);
+        }
+        let _one_at_a_time = self.shared.dialing.lock().await;
+        if self.shared.has_room() {
+            return Ok(None);
+        }
+        // (An HTTP/2 connection is shared before the lock goes: the requests waiting for it
+        // find its room.)
+        self.connect().await.map(Some)
+    }
+
     async fn connect(&self) -> Result<Dialed, PoolError> {
         let dial = async {
             let mut connector = self.shared.connector.clone();
@@ -338,7 +361,9 @@ impl Pool {
                     .await
                     .map_err(PoolError::Handshake)?;
                 tokio::spawn(run(connection));
-                Ok(Dialed::Http2(sender))
+                self.shared.speaks_http2.store(true, Ordering::Relaxed);
+                let guard = self.shared.share(sender.clone());
+                Ok(Dialed::Http2(sender, guard))
             } else {
                 let (sender, connection) = http1::Builder::new()
                     .handshake(io)
@@ -396,6 +421,13 @@ impl Shared {
         conn.swept = false;
         conn.streams.fetch_add(1, Ordering::Relaxed);
         Some((conn.sender.clone(), StreamGuard(conn.streams.clone())))
+    }
+
+    /// Whether an HTTP/2 connection has room for another request.
+    fn has_room(&self) -> bool {
+        self.lock_multiplexed().iter().any(|c| {
+            !c.sender.is_closed() && c.streams.load(Ordering::Relaxed) < STREAMS_PER_CONNECTION
+        })
     }
 
     /// Adds the new HTTP/2 connection `sender` for requests to share, its first request's
@@ -538,7 +570,10 @@ impl Body for PooledBody {
         match &polled {
             Poll::Ready(None) => this.release(),
             Poll::Ready(Some(Ok(_))) if this.body.is_end_stream() => this.release(),
-            Poll::Ready(Some(Err(_))) => this.lease = None,
+            Poll::Ready(Some(Err(_))) => {
+                this.lease = None;
+                this.stream = None;
+            }
             _ => {}
         }
         polled
@@ -638,7 +673,7 @@ mod tests {
     }
 
     async fn until(what: &str, mut done: impl FnMut() -> bool) {
-        for _ in 0..200 {
+        for _ in 0..500 {
             if done() {
                 return;
             }
@@ -736,12 +771,14 @@ mod tests {
             "{answers:?}"
         );
         assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
-        // Unused for a whole sweep period, it is closed; the next request dials again.
+        // Unused for a whole sweep period, it is closed; the next requests dial again, once for
+        // a burst of them (the server is known to speak HTTP/2 now).
         until("the unused connection ends", || {
             server.ended.load(Ordering::SeqCst) == 1
         })
         .await;
-        get(&pool, "/mcp").await;
+        let answers = futures_util::future::join_all((0..8).map(|_| get(&pool, "/mcp"))).await;
+        assert!(answers.iter().all(|a| a.starts_with(b"/mcp ")), "{answers:?}");
         assert_eq!(server.accepted.load(Ordering::SeqCst), 2);
     }
 
