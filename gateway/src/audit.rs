@@ -53,6 +53,9 @@ pub enum Event {
     EbpfDetach,
     /// A token issued over the admin API.
     TokenIssued,
+    /// A change to the token revocation list: a token revoked, or (`detail.withdrawn`) a
+    /// revocation taken back before the token expired.
+    TokenRevoked,
     /// An admin API request refused: a wrong or missing admin secret, too many of them, or a
     /// caller who may not see records and identities.
     AdminRefused,

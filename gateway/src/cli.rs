@@ -453,6 +453,12 @@ pub async fn start_with(
         tracing::info!(endpoint = %otlp.endpoint, "Shipping audit records to an OTLP collector.");
         drain.spawn(exporter.run(drain.clone()));
     }
+    if gateway.audit.is_some()
+        && let Some(tokens) = &gateway.tokens
+    {
+        let watch = crate::tokens::RevocationWatch::new(&tokens.config().revoked_file);
+        drain.spawn(audit_revocations(gateway.clone(), watch));
+    }
     // Installed here, not in the task: SIGHUP's default action would kill the process.
     match signal::hangups() {
         Ok(hangups) => {
@@ -492,6 +498,46 @@ pub async fn start_with(
 }
 
 /// Reloads the policy on each SIGHUP until draining starts.
+/// Records every change to the token revocation list, whoever makes it (`agentgate token
+/// revoke`, an edit of the file), looked for every second as the list itself is re-read, and
+/// once more when draining starts.
+async fn audit_revocations(gateway: Arc<Gateway>, watch: crate::tokens::RevocationWatch) {
+    let mut watch = Some(watch);
+    let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let last = tokio::select! {
+            _ = gateway.drain.signaled() => true,
+            _ = ticks.tick() => false,
+        };
+        let Some(mut w) = watch.take() else { return };
+        let Ok((w, changes)) = tokio::task::spawn_blocking(move || {
+            let changes = w.poll();
+            (w, changes)
+        })
+        .await
+        else {
+            return;
+        };
+        watch = Some(w);
+        for (jti, exp, withdrawn) in changes.into_iter().flat_map(|c| {
+            let revoked = c.revoked.into_iter().map(|(j, e)| (j, e, false));
+            revoked.chain(c.withdrawn.into_iter().map(|(j, e)| (j, e, true)))
+        }) {
+            if withdrawn {
+                tracing::warn!(%jti, "A token revocation was taken back (the revocation list was edited): the token is accepted again.");
+            }
+            gateway.record_event(
+                crate::audit::Event::TokenRevoked,
+                serde_json::json!({ "jti": jti, "exp": exp, "withdrawn": withdrawn }),
+            );
+        }
+        if last {
+            return;
+        }
+    }
+}
+
 async fn reload_on_hangup(gateway: Arc<Gateway>, mut hangups: tokio::signal::unix::Signal) {
     loop {
         tokio::select! {

@@ -8,7 +8,7 @@
 
 use std::{
     collections::HashSet,
-    path::Path,
+    path::{Path, PathBuf},
     sync::Mutex,
     time::{Duration, Instant, SystemTime},
 };
@@ -839,6 +839,68 @@ fn read_revoked(path: &Path) -> Result<RevokedFile, String> {
     }
 }
 
+/// What changed in the revocation list since it was last read.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RevocationChanges {
+    /// Ids newly revoked, with their tokens' expiry (0: unknown).
+    pub revoked: Vec<(String, u64)>,
+    /// Ids whose revocation was taken back while their tokens still live: the gateway only
+    /// ever adds to the list and drops what expired, so this is someone's edit.
+    pub withdrawn: Vec<(String, u64)>,
+}
+
+/// The revocation list as last seen, for telling the audit log what changes in it, whoever
+/// changes it (`agentgate token revoke`, an edit).
+#[derive(Debug)]
+pub struct RevocationWatch {
+    path: PathBuf,
+    version: Option<(SystemTime, u64, u64)>,
+    entries: std::collections::HashMap<String, u64>,
+}
+
+impl RevocationWatch {
+    /// Starts from the list as it is now: what it already holds is no change.
+    pub fn new(path: &Path) -> Self {
+        let mut watch = Self {
+            path: path.to_owned(),
+            version: None,
+            entries: Default::default(),
+        };
+        watch.poll();
+        watch
+    }
+
+    /// The changes since the last look; `None` when there are none, or the list cannot be
+    /// read now (its changes are told once it can).
+    pub fn poll(&mut self) -> Option<RevocationChanges> {
+        let version = file_version(&self.path).ok()?;
+        if version == self.version {
+            return None;
+        }
+        let file = read_revoked(&self.path).ok()?;
+        self.version = version;
+        let now = now_secs();
+        let entries: std::collections::HashMap<String, u64> =
+            file.revoked.into_iter().map(|e| (e.jti, e.exp)).collect();
+        let mut changes = RevocationChanges::default();
+        for (jti, exp) in &entries {
+            if !self.entries.contains_key(jti) {
+                changes.revoked.push((jti.clone(), *exp));
+            }
+        }
+        for (jti, exp) in &self.entries {
+            let expired = *exp != 0 && exp + LEEWAY.as_secs() < now;
+            if !entries.contains_key(jti) && !expired {
+                changes.withdrawn.push((jti.clone(), *exp));
+            }
+        }
+        changes.revoked.sort();
+        changes.withdrawn.sort();
+        self.entries = entries;
+        (changes != RevocationChanges::default()).then_some(changes)
+    }
+}
+
 /// Adds `jti` to the revocation list at `path` (atomically, dropping entries that expired).
 /// Revocations made at the same time by several processes all land: each holds an exclusive
 /// lock on `<path>.lock` from reading the list to renaming the new one into place. The rename
@@ -1121,6 +1183,50 @@ mod tests {
             TokenService::open(&s.config),
             Err(TokenError::Revoked { .. })
         ));
+    }
+
+    /// The watch tells what changed since it last looked: nothing for what was there at its
+    /// start, revocations added, revocations taken back while their tokens live; not entries
+    /// dropped because their tokens expired, nor a list it cannot read.
+    #[test]
+    fn the_revocation_watch_tells_revocations_and_withdrawals_apart_from_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("revoked.json");
+        let now = now_secs();
+        revoke(&path, "old", now + 600).unwrap();
+        let mut watch = RevocationWatch::new(&path);
+        assert_eq!(watch.poll(), None);
+        revoke(&path, "new", 0).unwrap();
+        revoke(&path, "short", now + 600).unwrap();
+        assert_eq!(
+            watch.poll(),
+            Some(RevocationChanges {
+                revoked: vec![("new".into(), 0), ("short".into(), now + 600)],
+                withdrawn: vec![],
+            })
+        );
+        // Unreadable: nothing told, and nothing lost once it is readable again.
+        let list = std::fs::read(&path).unwrap();
+        std::fs::write(&path, b"{ not json").unwrap();
+        assert_eq!(watch.poll(), None);
+        let expired = now - 3600;
+        std::fs::write(
+            &path,
+            format!(r#"{{"revoked":[{{"jti":"new","exp":0}},{{"jti":"gone","exp":{expired}}}]}}"#),
+        )
+        .unwrap();
+        assert_eq!(
+            watch.poll(),
+            Some(RevocationChanges {
+                revoked: vec![("gone".into(), expired)],
+                withdrawn: vec![("old".into(), now + 600), ("short".into(), now + 600)],
+            })
+        );
+        // The expired one dropped (as `revoke` drops it): no withdrawal.
+        std::fs::write(&path, br#"{"revoked":[{"jti":"new","exp":0}]}"#).unwrap();
+        assert_eq!(watch.poll(), None);
+        std::fs::write(&path, list).unwrap();
+        assert!(watch.poll().is_some());
     }
 
     #[test]

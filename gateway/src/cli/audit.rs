@@ -65,8 +65,8 @@ pub struct Filters {
     #[arg(long)]
     decision: Option<String>,
     /// request, response, server_message, session_start, session_end, policy_reload,
-    /// gateway_start, gateway_stop, ebpf_attach, ebpf_detach, token_issued, admin_refused,
-    /// audit_read.
+    /// gateway_start, gateway_stop, ebpf_attach, ebpf_detach, token_issued, token_revoked,
+    /// admin_refused, audit_read.
     #[arg(long)]
     event: Option<String>,
     /// Text anywhere in the parameters, result, target or error (case-insensitive).

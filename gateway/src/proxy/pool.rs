@@ -778,7 +778,10 @@ mod tests {
         })
         .await;
         let answers = futures_util::future::join_all((0..8).map(|_| get(&pool, "/mcp"))).await;
-        assert!(answers.iter().all(|a| a.starts_with(b"/mcp ")), "{answers:?}");
+        assert!(
+            answers.iter().all(|a| a.starts_with(b"/mcp ")),
+            "{answers:?}"
+        );
         assert_eq!(server.accepted.load(Ordering::SeqCst), 2);
     }
 

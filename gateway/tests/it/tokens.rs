@@ -197,6 +197,7 @@ async fn tokens_admit_scope_and_name_agents_and_bad_ones_get_401() {
     let (code, out, err) = cli(&["token", "revoke", "--token", &scoped], &config).await;
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("revoked "));
+    let revoked_jti = out.trim().trim_start_matches("revoked ").to_owned();
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let (status, _, body) = post(tool_call(8, "echo", json!({"message": "again"}))).await;
     assert_eq!(status, 401);
@@ -225,6 +226,13 @@ async fn tokens_admit_scope_and_name_agents_and_bad_ones_get_401() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let (status, head, _) = initialize_with(port, &token).await;
     assert_eq!(status, 200, "{head}");
+
+    // An edit that takes the revocation back: the token passes again, and the log says so.
+    std::fs::write(&revoked, br#"{"revoked": []}"#).unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (status, _, body) = post(tool_call(9, "echo", json!({"message": "back"}))).await;
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("back"));
 
     // JWKS: the admin API and the CLI publish the same key.
     let admin = gw.bound.admin.unwrap().port();
@@ -258,6 +266,24 @@ async fn tokens_admit_scope_and_name_agents_and_bad_ones_get_401() {
     );
     assert!(records.iter().any(|r| r.status == Some(401)));
     assert!(records.iter().any(|r| r.status == Some(503)));
+    // Every change to the revocation list, made by the CLI or by hand, is recorded once: the
+    // unreadable spell and the list written back as it was changed nothing.
+    let changes: Vec<(String, bool)> = records
+        .iter()
+        .filter(|r| r.event == agentgate::audit::Event::TokenRevoked)
+        .map(|r| {
+            let d = r.detail.as_ref().unwrap();
+            (
+                d["jti"].as_str().unwrap().to_owned(),
+                d["withdrawn"] == true,
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [(revoked_jti.clone(), false), (revoked_jti, true)],
+        "{records:#?}"
+    );
 }
 
 /// tests/peers/idp.py with `args`; its stdout.
