@@ -497,7 +497,6 @@ pub async fn start_with(
     })
 }
 
-/// Reloads the policy on each SIGHUP until draining starts.
 /// Records every change to the token revocation list, whoever makes it (`agentgate token
 /// revoke`, an edit of the file), looked for every second as the list itself is re-read, and
 /// once more when draining starts.
@@ -511,13 +510,17 @@ async fn audit_revocations(gateway: Arc<Gateway>, watch: crate::tokens::Revocati
             _ = ticks.tick() => false,
         };
         let Some(mut w) = watch.take() else { return };
-        let Ok((w, changes)) = tokio::task::spawn_blocking(move || {
+        let (w, changes) = match tokio::task::spawn_blocking(move || {
             let changes = w.poll();
             (w, changes)
         })
         .await
-        else {
-            return;
+        {
+            Ok(polled) => polled,
+            Err(error) => {
+                tracing::error!(%error, "Watching the token revocation list failed: its changes are no longer audited.");
+                return;
+            }
         };
         watch = Some(w);
         for (jti, exp, withdrawn) in changes.into_iter().flat_map(|c| {
@@ -527,10 +530,11 @@ async fn audit_revocations(gateway: Arc<Gateway>, watch: crate::tokens::Revocati
             if withdrawn {
                 tracing::warn!(%jti, "A token revocation was taken back (the revocation list was edited): the token is accepted again.");
             }
-            gateway.record_event(
-                crate::audit::Event::TokenRevoked,
-                serde_json::json!({ "jti": jti, "exp": exp, "withdrawn": withdrawn }),
-            );
+            // Named as requests made with the token name their subject.
+            let mut r = crate::audit::Record::new(crate::audit::Event::TokenRevoked);
+            r.subject = Some(format!("token:{jti}"));
+            r.detail = Some(serde_json::json!({ "jti": jti, "exp": exp, "withdrawn": withdrawn }));
+            gateway.record(r);
         }
         if last {
             return;
@@ -538,6 +542,7 @@ async fn audit_revocations(gateway: Arc<Gateway>, watch: crate::tokens::Revocati
     }
 }
 
+/// Reloads the policy on each SIGHUP until draining starts.
 async fn reload_on_hangup(gateway: Arc<Gateway>, mut hangups: tokio::signal::unix::Signal) {
     loop {
         tokio::select! {

@@ -359,17 +359,27 @@ impl std::fmt::Debug for TokenService {
 #[derive(Debug, Default)]
 struct Revocations {
     checked: Option<Instant>,
-    /// (mtime, length, inode) of the file as read; `None` when it did not exist.
-    version: Option<(SystemTime, u64, u64)>,
+    /// The file as read; `None` when it did not exist.
+    version: Option<FileVersion>,
     ids: HashSet<String>,
     /// The list could not be read: every token is refused until it can.
     unreadable: Option<String>,
 }
 
-fn file_version(path: &Path) -> std::io::Result<Option<(SystemTime, u64, u64)>> {
+/// What tells one state of a file from another: (mtime, length, inode, ctime). The ctime
+/// changes with every write and cannot be set back, so an edit that keeps the length within
+/// one mtime tick, or puts the mtime back, still shows.
+type FileVersion = (SystemTime, u64, u64, (i64, i64));
+
+fn file_version(path: &Path) -> std::io::Result<Option<FileVersion>> {
     use std::os::unix::fs::MetadataExt;
     match std::fs::metadata(path) {
-        Ok(m) => Ok(Some((m.modified()?, m.len(), m.ino()))),
+        Ok(m) => Ok(Some((
+            m.modified()?,
+            m.len(),
+            m.ino(),
+            (m.ctime(), m.ctime_nsec()),
+        ))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
@@ -854,7 +864,7 @@ pub struct RevocationChanges {
 #[derive(Debug)]
 pub struct RevocationWatch {
     path: PathBuf,
-    version: Option<(SystemTime, u64, u64)>,
+    version: Option<FileVersion>,
     entries: std::collections::HashMap<String, u64>,
 }
 
@@ -874,14 +884,24 @@ impl RevocationWatch {
     /// read now (its changes are told once it can).
     pub fn poll(&mut self) -> Option<RevocationChanges> {
         let version = file_version(&self.path).ok()?;
-        if version == self.version {
+        // A list that disappeared is unreadable, as the gateway takes it (it refuses every
+        // token meanwhile), not emptied.
+        if version == self.version || version.is_none() && self.version.is_some() {
             return None;
         }
         let file = read_revoked(&self.path).ok()?;
         self.version = version;
         let now = now_secs();
-        let entries: std::collections::HashMap<String, u64> =
-            file.revoked.into_iter().map(|e| (e.jti, e.exp)).collect();
+        // An entry keeps the expiry it was first seen with: one edited to look expired, then
+        // dropped, is still a revocation taken back.
+        let entries: std::collections::HashMap<String, u64> = file
+            .revoked
+            .into_iter()
+            .map(|e| {
+                let exp = self.entries.get(&e.jti).copied().unwrap_or(e.exp);
+                (e.jti, exp)
+            })
+            .collect();
         let mut changes = RevocationChanges::default();
         for (jti, exp) in &entries {
             if !self.entries.contains_key(jti) {
@@ -889,7 +909,7 @@ impl RevocationWatch {
             }
         }
         for (jti, exp) in &self.entries {
-            let expired = *exp != 0 && exp + LEEWAY.as_secs() < now;
+            let expired = *exp != 0 && exp.saturating_add(LEEWAY.as_secs()) < now;
             if !entries.contains_key(jti) && !expired {
                 changes.withdrawn.push((jti.clone(), *exp));
             }
@@ -926,7 +946,7 @@ pub fn revoke(path: &Path, jti: &str, exp: u64) -> Result<(), TokenError> {
     let mut file = read_revoked(path).map_err(fail)?;
     let now = now_secs();
     file.revoked
-        .retain(|e| e.exp == 0 || e.exp + LEEWAY.as_secs() >= now);
+        .retain(|e| e.exp == 0 || e.exp.saturating_add(LEEWAY.as_secs()) >= now);
     if !file.revoked.iter().any(|e| e.jti == jti) {
         file.revoked.push(RevokedEntry {
             jti: jti.to_owned(),
@@ -1225,8 +1245,42 @@ mod tests {
         // The expired one dropped (as `revoke` drops it): no withdrawal.
         std::fs::write(&path, br#"{"revoked":[{"jti":"new","exp":0}]}"#).unwrap();
         assert_eq!(watch.poll(), None);
-        std::fs::write(&path, list).unwrap();
+        // A list that disappears is unreadable (the gateway refuses every token), not emptied;
+        // back as it was, it changed nothing.
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(watch.poll(), None);
+        std::fs::write(&path, br#"{"revoked":[{"jti":"new","exp":0}]}"#).unwrap();
+        assert_eq!(watch.poll(), None);
+        // An expiry edited into the past, then the entry dropped: still taken back.
+        std::fs::write(&path, br#"{"revoked":[{"jti":"new","exp":1}]}"#).unwrap();
+        assert_eq!(watch.poll(), None);
+        std::fs::write(&path, br#"{"revoked":[]}"#).unwrap();
+        assert_eq!(
+            watch.poll(),
+            Some(RevocationChanges {
+                revoked: vec![],
+                withdrawn: vec![("new".into(), 0)],
+            })
+        );
+        // An expiry no clock reaches is no overflow.
+        std::fs::write(
+            &path,
+            format!(r#"{{"revoked":[{{"jti":"far","exp":{}}}]}}"#, u64::MAX),
+        )
+        .unwrap();
         assert!(watch.poll().is_some());
+        std::fs::write(&path, list).unwrap();
+        assert_eq!(
+            watch.poll(),
+            Some(RevocationChanges {
+                revoked: vec![
+                    ("new".into(), 0),
+                    ("old".into(), now + 600),
+                    ("short".into(), now + 600)
+                ],
+                withdrawn: vec![("far".into(), u64::MAX)],
+            })
+        );
     }
 
     #[test]
