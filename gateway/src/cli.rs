@@ -530,7 +530,7 @@ async fn audit_revocations(gateway: Arc<Gateway>, watch: crate::tokens::Revocati
             if withdrawn {
                 tracing::warn!(%jti, "A token revocation was taken back (the revocation list was edited): the token is accepted again.");
             }
-            // Named as requests made with the token name their subject.
+            // Named as requests made with the gateway's own tokens name their subject.
             let mut r = crate::audit::Record::new(crate::audit::Event::TokenRevoked);
             r.subject = Some(format!("token:{jti}"));
             r.detail = Some(serde_json::json!({ "jti": jti, "exp": exp, "withdrawn": withdrawn }));

@@ -866,6 +866,9 @@ pub struct RevocationWatch {
     path: PathBuf,
     version: Option<FileVersion>,
     entries: std::collections::HashMap<String, u64>,
+    /// Whether the list has been read once: until then (unreadable at the start) there is
+    /// nothing to tell changes from, and the first reading is the start.
+    read: bool,
 }
 
 impl RevocationWatch {
@@ -875,6 +878,8 @@ impl RevocationWatch {
             path: path.to_owned(),
             version: None,
             entries: Default::default(),
+            // A list that is not there yet is an empty one.
+            read: matches!(file_version(path), Ok(None)),
         };
         watch.poll();
         watch
@@ -891,6 +896,10 @@ impl RevocationWatch {
         }
         let file = read_revoked(&self.path).ok()?;
         self.version = version;
+        if !std::mem::replace(&mut self.read, true) {
+            self.entries = file.revoked.into_iter().map(|e| (e.jti, e.exp)).collect();
+            return None;
+        }
         let now = now_secs();
         // An entry keeps the expiry it was first seen with: one edited to look expired, then
         // dropped, is still a revocation taken back.
@@ -1213,7 +1222,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("revoked.json");
         let now = now_secs();
+        // A list made after the start: everything in it is news.
+        let mut from_nothing = RevocationWatch::new(&path);
         revoke(&path, "old", now + 600).unwrap();
+        assert_eq!(
+            from_nothing.poll(),
+            Some(RevocationChanges {
+                revoked: vec![("old".into(), now + 600)],
+                withdrawn: vec![],
+            })
+        );
         let mut watch = RevocationWatch::new(&path);
         assert_eq!(watch.poll(), None);
         revoke(&path, "new", 0).unwrap();
@@ -1229,6 +1247,20 @@ mod tests {
         let list = std::fs::read(&path).unwrap();
         std::fs::write(&path, b"{ not json").unwrap();
         assert_eq!(watch.poll(), None);
+        // A watch started while it is unreadable takes its first reading as the start: what
+        // the list held then is no news.
+        let mut late = RevocationWatch::new(&path);
+        std::fs::write(&path, &list).unwrap();
+        assert_eq!(late.poll(), None);
+        revoke(&path, "later", 0).unwrap();
+        assert_eq!(
+            late.poll(),
+            Some(RevocationChanges {
+                revoked: vec![("later".into(), 0)],
+                withdrawn: vec![],
+            })
+        );
+        std::fs::write(&path, b"{ not json").unwrap();
         let expired = now - 3600;
         std::fs::write(
             &path,

@@ -152,7 +152,10 @@ pub fn message_flags(message: &Value) -> Vec<&'static str> {
     if let Some(members) = message.as_object() {
         for (key, v) in members {
             let mut found = flags(v);
-            if !matches!(key.as_str(), "description" | "systemPrompt") || !v.is_string() {
+            let framing = ["description", "systemPrompt"]
+                .iter()
+                .any(|m| crate::mcp::json::same_folded(key, m));
+            if !framing || !v.is_string() {
                 found.retain(|f| NEVER_TEXT.contains(f));
             }
             for f in found {
@@ -535,8 +538,8 @@ impl Pins {
                     .servers
                     .get_mut(server)
                     .and_then(|t| t.get_mut(tool));
+                // (The effective pin may be a [[policy.pins]] one the file does not hold.)
                 if let Some(e) = entry
-                    && e.pinned == hash
                     && e.pending.is_some()
                 {
                     e.pending = None;
@@ -627,10 +630,9 @@ impl Pins {
                             entry.set_pending(hash);
                         }
                     }
+                    // The effective pin seen again: the pending change is not the last seen.
                     Status::Pinned => {
-                        if let Some(entry) = e.get_mut(tool)
-                            && entry.pinned == *hash
-                        {
+                        if let Some(entry) = e.get_mut(tool) {
                             entry.pending = None;
                             entry.pending_declares = None;
                         }
@@ -665,8 +667,31 @@ impl Pins {
             Err(next) => return next.flag(server, tool, flags),
         };
         mark(&mut st.flagged, server, tool, flags);
-        // Kept in the pin file too, with the tool's pin (a tool not pinned is refused anyway).
+        // Kept in the pin file too, with the tool's pin. A tool pinned only in [[policy.pins]]
+        // has no entry there yet: flagged, it gets one (its pin the definition seen).
         let kept = (!flags.is_empty()).then(|| flags.join(", "));
+        if kept.is_some()
+            && st
+                .file
+                .servers
+                .get(server)
+                .is_none_or(|t| !t.contains_key(tool))
+            && let Some(seen) = get(&st.current, server, tool).cloned()
+        {
+            st.file
+                .servers
+                .entry(server.to_owned())
+                .or_default()
+                .insert(tool.to_owned(), PinEntry::new(seen.clone()));
+            if self.file.is_some() {
+                st.unsaved.push((
+                    server.to_owned(),
+                    tool.to_owned(),
+                    seen,
+                    Status::NewlyPinned,
+                ));
+            }
+        }
         if let Some(entry) = st
             .file
             .servers
@@ -942,20 +967,35 @@ pub fn pin(
             }
         };
         accepted = hash.clone();
-        // What the accepted definition declares, when the file kept it.
-        let declares = entry.and_then(|e| {
-            if e.pending.as_deref() == Some(hash.as_str()) {
-                e.pending_declares.clone()
-            } else if e.pinned == hash {
-                e.declares.clone()
-            } else {
-                None
+        // What the accepted definition declares, when the file kept it; and what the last
+        // definition seen was (the pending one, unless it is the one accepted) and carries, so
+        // that a restart still refuses what the running gateway refuses.
+        let (declares, pending, flags) = match entry {
+            Some(e) => {
+                let declares = if e.pending.as_deref() == Some(hash.as_str()) {
+                    e.pending_declares.clone()
+                } else if e.pinned == hash {
+                    e.declares.clone()
+                } else {
+                    None
+                };
+                let pending = e
+                    .pending
+                    .clone()
+                    .filter(|p| *p != hash)
+                    .map(|p| (p, e.pending_declares.clone()));
+                (declares, pending, e.flags.clone())
             }
-        });
+            None => (None, None, None),
+        };
+        let (pending, pending_declares) = pending.unzip();
         f.servers.entry(server.to_owned()).or_default().insert(
             tool.to_owned(),
             PinEntry {
                 declares,
+                pending,
+                pending_declares: pending_declares.flatten(),
+                flags,
                 ..PinEntry::new(hash)
             },
         );
@@ -1130,6 +1170,11 @@ mod tests {
             .collect();
         assert_eq!(
             message_flags(&json!({"systemPrompt": "Be brief.\u{202E}", "messages": []})),
+            ["bidirectional controls"]
+        );
+        // Spelled as a Go or .NET client reads it too.
+        assert_eq!(
+            message_flags(&json!({"SystemPrompt": "Be brief.\u{202E}"})),
             ["bidirectional controls"]
         );
         // ...the messages, the user's arguments and what the server read, only to what no text
@@ -1508,6 +1553,55 @@ mod tests {
         again.flush();
         let third = Pins::load(Some(path.clone()), &[]).unwrap();
         assert_eq!(third.blocked("s", "flagged", true), None);
+        // `policy pin` keeps what the last definition seen carries: accepting the pending
+        // change of a flagged tool leaves it refused (flagged) after a restart.
+        assert!(matches!(
+            third.observe("s", "flagged", "cc"),
+            Status::Changed { .. }
+        ));
+        third.flag("s", "flagged", &[TOOL_NAME_FLAG]);
+        third.flush();
+        assert_eq!(pin(&path, "s", "flagged", None).unwrap(), "cc");
+        let fourth = Pins::load(Some(path.clone()), &[]).unwrap();
+        assert!(
+            fourth
+                .blocked("s", "flagged", true)
+                .is_some_and(|why| why.contains("look-alike"))
+        );
+        // Pinning another hash than the pending one keeps the pending change.
+        assert!(matches!(
+            fourth.observe("s", "changed", "dd"),
+            Status::Changed { .. }
+        ));
+        fourth.flush();
+        pin(&path, "s", "changed", Some("ee")).unwrap();
+        let entry = &read_file(&path).unwrap().servers["s"]["changed"];
+        assert_eq!(
+            (entry.pinned.as_str(), entry.pending.as_deref()),
+            ("ee", Some("dd"))
+        );
+        // A tool pinned only in [[policy.pins]]: seen again after a change, nothing is pending;
+        // flagged (in members its pin does not cover), the flag is kept all the same.
+        let spec = |sha256: &str| PinSpec {
+            server: "s".into(),
+            tool: "conf".into(),
+            sha256: sha256.into(),
+        };
+        let configured = Pins::load(Some(path.clone()), &[spec("xx")]).unwrap();
+        assert!(matches!(
+            configured.observe("s", "conf", "yy"),
+            Status::Changed { .. }
+        ));
+        assert_eq!(configured.observe("s", "conf", "xx"), Status::Pinned);
+        configured.flag("s", "conf", &["zero-width characters"]);
+        configured.flush();
+        let restarted = Pins::load(Some(path.clone()), &[spec("xx")]).unwrap();
+        assert_eq!(read_file(&path).unwrap().servers["s"]["conf"].pending, None);
+        assert!(
+            restarted
+                .blocked("s", "conf", true)
+                .is_some_and(|why| why.contains("zero-width"))
+        );
         // A file from before flags were kept still loads.
         std::fs::write(
             &path,

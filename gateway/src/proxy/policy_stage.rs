@@ -587,7 +587,8 @@ impl PolicyStage {
             ));
         }
         if method.and_then(serde_json::Value::as_str) == Some("sampling/createMessage")
-            && let Some(why) = self.flagged_text(server, params, "sampling/createMessage")
+            && let Some(why) =
+                self.flagged_text(server, params.as_slice(), "sampling/createMessage")
         {
             return Err((
                 format!("agentgate: the server's {what} is refused: {why}"),
@@ -636,7 +637,16 @@ impl PolicyStage {
             "params"
         };
         match serde_json::from_slice::<serde_json::Value>(raw) {
-            Ok(message) => self.flagged_text(server, message.get(member), what),
+            // In any spelling a client may read as the member (Go and .NET fold case).
+            Ok(serde_json::Value::Object(message)) => {
+                let members: Vec<&serde_json::Value> = message
+                    .iter()
+                    .filter(|(k, _)| crate::mcp::json::same_folded(k, member))
+                    .map(|(_, v)| v)
+                    .collect();
+                self.flagged_text(server, &members, what)
+            }
+            Ok(_) => None,
             Err(e) => Some(format!(
                 "agentgate: a {what} message that cannot be re-read: {e}"
             )),
@@ -649,12 +659,18 @@ impl PolicyStage {
     fn flagged_text(
         &self,
         server: &Server,
-        text: Option<&serde_json::Value>,
+        texts: &[&serde_json::Value],
         what: &str,
     ) -> Option<String> {
-        let flags = text
-            .map(crate::policy::pins::message_flags)
-            .unwrap_or_default();
+        let mut flags = Vec::new();
+        for f in texts
+            .iter()
+            .flat_map(|t| crate::policy::pins::message_flags(t))
+        {
+            if !flags.contains(&f) {
+                flags.push(f);
+            }
+        }
         if flags.is_empty() {
             return None;
         }

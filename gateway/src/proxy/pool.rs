@@ -115,6 +115,8 @@ struct Shared {
     /// Whether the server took HTTP/2 when last dialled: it is then dialled once at a time.
     speaks_http2: AtomicBool,
     dialing: tokio::sync::Mutex<()>,
+    /// Dials that failed while dialling once at a time.
+    dial_failures: std::sync::atomic::AtomicU64,
     sweep_every: Duration,
     sweeping: AtomicBool,
     drain: Drain,
@@ -190,6 +192,7 @@ impl Pool {
                 multiplexed: Mutex::new(Vec::new()),
                 speaks_http2: AtomicBool::new(false),
                 dialing: tokio::sync::Mutex::new(()),
+                dial_failures: std::sync::atomic::AtomicU64::new(0),
                 sweep_every,
                 sweeping: AtomicBool::new(false),
                 drain,
@@ -329,13 +332,25 @@ impl Pool {
         if !self.shared.speaks_http2.load(Ordering::Relaxed) {
             return self.connect().await.map(Some);
         }
+        let failures = self.shared.dial_failures.load(Ordering::Relaxed);
         let _one_at_a_time = self.shared.dialing.lock().await;
         if self.shared.has_room() {
             return Ok(None);
         }
+        // The dial this request waited for failed: so does this one, at once, rather than each
+        // waiter dialling in turn for a whole connect timeout.
+        if self.shared.dial_failures.load(Ordering::Relaxed) != failures {
+            return Err(PoolError::Connect(
+                "the connection this request waited for could not be made".into(),
+            ));
+        }
         // (An HTTP/2 connection is shared before the lock goes: the requests waiting for it
         // find its room.)
-        self.connect().await.map(Some)
+        let dialed = self.connect().await;
+        if dialed.is_err() {
+            self.shared.dial_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        dialed.map(Some)
     }
 
     async fn connect(&self) -> Result<Dialed, PoolError> {
@@ -370,6 +385,8 @@ impl Pool {
                     .await
                     .map_err(PoolError::Handshake)?;
                 tokio::spawn(run(connection));
+                // A server that stopped offering HTTP/2 is dialled in parallel again.
+                self.shared.speaks_http2.store(false, Ordering::Relaxed);
                 Ok(Dialed::Http1(sender))
             }
         };
