@@ -500,8 +500,7 @@ pub async fn start_with(
 /// Records every change to the token revocation list, whoever makes it (`agentgate token
 /// revoke`, an edit of the file), looked for every second as the list itself is re-read, and
 /// once more when draining starts.
-async fn audit_revocations(gateway: Arc<Gateway>, watch: crate::tokens::RevocationWatch) {
-    let mut watch = Some(watch);
+async fn audit_revocations(gateway: Arc<Gateway>, mut watch: crate::tokens::RevocationWatch) {
     let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -509,32 +508,33 @@ async fn audit_revocations(gateway: Arc<Gateway>, watch: crate::tokens::Revocati
             _ = gateway.drain.signaled() => true,
             _ = ticks.tick() => false,
         };
-        let Some(mut w) = watch.take() else { return };
-        let (w, changes) = match tokio::task::spawn_blocking(move || {
-            let changes = w.poll();
-            (w, changes)
+        let changes = match tokio::task::spawn_blocking(move || {
+            let changes = watch.poll();
+            (watch, changes)
         })
         .await
         {
-            Ok(polled) => polled,
+            Ok((w, changes)) => {
+                watch = w;
+                changes.unwrap_or_default()
+            }
             Err(error) => {
                 tracing::error!(%error, "Watching the token revocation list failed: its changes are no longer audited.");
                 return;
             }
         };
-        watch = Some(w);
-        for (jti, exp, withdrawn) in changes.into_iter().flat_map(|c| {
-            let revoked = c.revoked.into_iter().map(|(j, e)| (j, e, false));
-            revoked.chain(c.withdrawn.into_iter().map(|(j, e)| (j, e, true)))
-        }) {
-            if withdrawn {
-                tracing::warn!(%jti, "A token revocation was taken back (the revocation list was edited): the token is accepted again.");
+        for (withdrawn, list) in [(false, changes.revoked), (true, changes.withdrawn)] {
+            for (jti, exp) in list {
+                if withdrawn {
+                    tracing::warn!(%jti, "A token revocation was taken back (the revocation list was edited): the token is accepted again.");
+                }
+                // Named as requests made with the gateway's own tokens name their subject.
+                let mut r = crate::audit::Record::new(crate::audit::Event::TokenRevoked);
+                r.subject = Some(format!("token:{jti}"));
+                r.detail =
+                    Some(serde_json::json!({ "jti": jti, "exp": exp, "withdrawn": withdrawn }));
+                gateway.record(r);
             }
-            // Named as requests made with the gateway's own tokens name their subject.
-            let mut r = crate::audit::Record::new(crate::audit::Event::TokenRevoked);
-            r.subject = Some(format!("token:{jti}"));
-            r.detail = Some(serde_json::json!({ "jti": jti, "exp": exp, "withdrawn": withdrawn }));
-            gateway.record(r);
         }
         if last {
             return;

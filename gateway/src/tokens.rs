@@ -849,6 +849,11 @@ fn read_revoked(path: &Path) -> Result<RevokedFile, String> {
     }
 }
 
+/// Whether a revocation of a token expiring at `exp` (0: unknown, kept) is past use at `now`.
+fn expired(exp: u64, now: u64) -> bool {
+    exp != 0 && exp.saturating_add(LEEWAY.as_secs()) < now
+}
+
 /// What changed in the revocation list since it was last read.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct RevocationChanges {
@@ -918,8 +923,7 @@ impl RevocationWatch {
             }
         }
         for (jti, exp) in &self.entries {
-            let expired = *exp != 0 && exp.saturating_add(LEEWAY.as_secs()) < now;
-            if !entries.contains_key(jti) && !expired {
+            if !entries.contains_key(jti) && !expired(*exp, now) {
                 changes.withdrawn.push((jti.clone(), *exp));
             }
         }
@@ -954,8 +958,7 @@ pub fn revoke(path: &Path, jti: &str, exp: u64) -> Result<(), TokenError> {
         .map_err(|e| fail(format!("cannot lock its lock file: {e}")))?;
     let mut file = read_revoked(path).map_err(fail)?;
     let now = now_secs();
-    file.revoked
-        .retain(|e| e.exp == 0 || e.exp.saturating_add(LEEWAY.as_secs()) >= now);
+    file.revoked.retain(|e| !expired(e.exp, now));
     if !file.revoked.iter().any(|e| e.jti == jti) {
         file.revoked.push(RevokedEntry {
             jti: jti.to_owned(),

@@ -108,15 +108,20 @@ fn each_string(v: &Value, f: &mut impl FnMut(&str)) {
     }
 }
 
+/// Adds to `out` the flags of `found` it does not hold yet.
+pub fn add_new(out: &mut Vec<&'static str>, found: impl IntoIterator<Item = &'static str>) {
+    for f in found {
+        if !out.contains(&f) {
+            out.push(f);
+        }
+    }
+}
+
 /// What is suspicious anywhere in a definition's strings (descriptions of parameters too).
 pub fn flags(tool: &Value) -> Vec<&'static str> {
     let mut out = Vec::new();
     each_string(tool, &mut |s| {
-        for f in s.chars().filter_map(suspicious_char) {
-            if !out.contains(&f) {
-                out.push(f);
-            }
-        }
+        add_new(&mut out, s.chars().filter_map(suspicious_char))
     });
     out
 }
@@ -158,11 +163,7 @@ pub fn message_flags(message: &Value) -> Vec<&'static str> {
             if !framing || !v.is_string() {
                 found.retain(|f| NEVER_TEXT.contains(f));
             }
-            for f in found {
-                if !out.contains(&f) {
-                    out.push(f);
-                }
-            }
+            add_new(&mut out, found);
         }
     }
     out.extend(poisoning(message, "", false));
@@ -259,6 +260,12 @@ impl PinEntry {
             self.pending = Some(hash.to_owned());
             self.pending_declares = None;
         }
+    }
+
+    /// The last definition seen is the pin again: nothing is pending.
+    fn clear_pending(&mut self) {
+        self.pending = None;
+        self.pending_declares = None;
     }
 
     /// Keeps what the definition `hash` declares if it is the pinned or the pending one; true
@@ -542,8 +549,7 @@ impl Pins {
                 if let Some(e) = entry
                     && e.pending.is_some()
                 {
-                    e.pending = None;
-                    e.pending_declares = None;
+                    e.clear_pending();
                     if self.file.is_some() {
                         st.unsaved.push((
                             server.to_owned(),
@@ -633,8 +639,7 @@ impl Pins {
                     // The effective pin seen again: the pending change is not the last seen.
                     Status::Pinned => {
                         if let Some(entry) = e.get_mut(tool) {
-                            entry.pending = None;
-                            entry.pending_declares = None;
+                            entry.clear_pending();
                         }
                     }
                     Status::TooMany => {}
@@ -660,7 +665,10 @@ impl Pins {
         }
     }
 
-    /// Records what hidden text the last definition seen of a tool carries (empty: none).
+    /// Records what the last definition seen of a tool is flagged for (hidden text, orders to
+    /// the model, a look-alike name; empty: nothing), in memory and in the pin file. A tool
+    /// pinned only in `[[policy.pins]]` gets a pin-file entry for it, pinning the definition
+    /// seen.
     pub fn flag(&self, server: &str, tool: &str, flags: &[&str]) {
         let mut st = match self.state() {
             Ok(st) => st,

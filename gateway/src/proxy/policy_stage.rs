@@ -663,13 +663,8 @@ impl PolicyStage {
         what: &str,
     ) -> Option<String> {
         let mut flags = Vec::new();
-        for f in texts
-            .iter()
-            .flat_map(|t| crate::policy::pins::message_flags(t))
-        {
-            if !flags.contains(&f) {
-                flags.push(f);
-            }
+        for t in texts {
+            crate::policy::pins::add_new(&mut flags, crate::policy::pins::message_flags(t));
         }
         if flags.is_empty() {
             return None;

@@ -133,6 +133,13 @@ struct Multiplexed {
     swept: bool,
 }
 
+impl Multiplexed {
+    /// Whether it can take another request.
+    fn has_room(&self) -> bool {
+        !self.sender.is_closed() && self.streams.load(Ordering::Relaxed) < STREAMS_PER_CONNECTION
+    }
+}
+
 /// One request's hold on its HTTP/2 connection, released when its response is over.
 #[derive(Debug)]
 struct StreamGuard(Arc<std::sync::atomic::AtomicUsize>);
@@ -432,9 +439,7 @@ impl Shared {
     fn multiplexed(&self) -> Option<(Sender2, StreamGuard)> {
         let mut conns = self.lock_multiplexed();
         conns.retain(|c| !c.sender.is_closed());
-        let conn = conns
-            .iter_mut()
-            .find(|c| c.streams.load(Ordering::Relaxed) < STREAMS_PER_CONNECTION)?;
+        let conn = conns.iter_mut().find(|c| c.has_room())?;
         conn.swept = false;
         conn.streams.fetch_add(1, Ordering::Relaxed);
         Some((conn.sender.clone(), StreamGuard(conn.streams.clone())))
@@ -442,9 +447,7 @@ impl Shared {
 
     /// Whether an HTTP/2 connection has room for another request.
     fn has_room(&self) -> bool {
-        self.lock_multiplexed().iter().any(|c| {
-            !c.sender.is_closed() && c.streams.load(Ordering::Relaxed) < STREAMS_PER_CONNECTION
-        })
+        self.lock_multiplexed().iter().any(Multiplexed::has_room)
     }
 
     /// Adds the new HTTP/2 connection `sender` for requests to share, its first request's
