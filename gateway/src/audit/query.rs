@@ -119,8 +119,15 @@ impl Filter {
             for v in [&r.params, &r.result].into_iter().flatten() {
                 hay.push_str(v.get());
             }
-            for s in [&r.target, &r.error, &r.reason].into_iter().flatten() {
+            for s in [&r.target, &r.error, &r.reason, &r.subject]
+                .into_iter()
+                .flatten()
+            {
                 hay.push_str(s);
+            }
+            // Event facts too: a revoked token's jti, a reload's rules.
+            if let Some(detail) = &r.detail {
+                hay.push_str(&detail.to_string());
             }
             if !hay.to_lowercase().contains(text.as_str()) {
                 return false;
@@ -449,6 +456,25 @@ mod tests {
         assert!(Follower::new(dir.path(), None).poll().is_err());
         let partial = seqs(Follower::new(dir.path(), None).poll_some(10).unwrap());
         assert_eq!(partial.last().map(|s| s + 1), Some(segs[2].0));
+    }
+
+    /// `--text` finds words in a record's subject and event facts as well as in its messages.
+    #[test]
+    fn text_is_looked_for_in_subjects_and_event_facts_too() {
+        use crate::audit::{Event, Record};
+        let filter = |text: &str| Filter {
+            text: Some(text.to_lowercase()),
+            ..Filter::default()
+        };
+        let mut revoked = Record::new(Event::TokenRevoked);
+        revoked.subject = Some("token:abc123".into());
+        revoked.detail = Some(serde_json::json!({"jti": "abc123", "withdrawn": true}));
+        assert!(filter("ABC123").matches(&revoked));
+        assert!(filter("withdrawn").matches(&revoked));
+        assert!(!filter("def456").matches(&revoked));
+        let mut call = Record::new(Event::Request);
+        call.subject = Some("https://idp.test#user-1".into());
+        assert!(filter("user-1").matches(&call));
     }
 
     #[test]

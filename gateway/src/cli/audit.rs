@@ -69,7 +69,8 @@ pub struct Filters {
     /// admin_refused, audit_read.
     #[arg(long)]
     event: Option<String>,
-    /// Text anywhere in the parameters, result, target or error (case-insensitive).
+    /// Text anywhere in the parameters, result, target, error, reason, subject or event facts
+    /// (detail), case-insensitive.
     #[arg(long)]
     text: Option<String>,
 }
