@@ -459,13 +459,27 @@ impl ResponseStage for PolicyStage {
 /// Whether the response `raw` has a prompts/get result's shape: a `messages` list (in any
 /// spelling a client may read as it).
 fn prompt_shaped(raw: &[u8]) -> bool {
-    crate::mcp::json::with_parsed(raw, |v| {
-        v.get("result").is_some_and(|r| {
-            r.entries()
-                .any(|(k, list)| crate::mcp::json::same_folded(k, "messages") && list.is_array())
+    // Unmatched responses are every response of the legacy transport: most are told at a glance.
+    may_name(raw, b"messages")
+        && crate::mcp::json::with_parsed(raw, |v| {
+            v.get("result").is_some_and(|r| {
+                r.entries().any(|(k, list)| {
+                    crate::mcp::json::same_folded(k, "messages") && list.is_array()
+                })
+            })
         })
-    })
-    .unwrap_or(false)
+        .unwrap_or(false)
+}
+
+/// Whether the JSON text `raw` may hold a key a case-folding client reads as one holding
+/// `word`: text that is ASCII, escapes nothing and lacks `word` in every ASCII letter case
+/// cannot (any other spelling is looked at whole).
+fn may_name(raw: &[u8], word: &[u8]) -> bool {
+    !raw.is_ascii()
+        || memchr::memmem::find(raw, b"\\u").is_some()
+        || raw
+            .windows(word.len())
+            .any(|w| w.eq_ignore_ascii_case(word))
 }
 
 /// Why a server's standalone `elicitation/create` (its text `raw`) may not reach the user.
@@ -685,13 +699,8 @@ impl PolicyStage {
     /// case counts too (Go and .NET clients read it as `instructions`).
     fn check_instructions(&self, server: &Server, raw: &[u8]) -> Inspection {
         use serde_json::Value;
-        // Most results name no instructions: told without parsing them again where the text is
-        // ASCII without escapes (any other spelling of the member is looked at whole).
-        let spelled = |w: &[u8]| w.eq_ignore_ascii_case(b"nstructions");
-        if raw.is_ascii()
-            && memchr::memmem::find(raw, b"\\u").is_none()
-            && !raw.windows(11).any(spelled)
-        {
+        // Most results name no instructions: told without parsing them again.
+        if !may_name(raw, b"nstructions") {
             return Inspection::Forward;
         }
         let Ok(mut message) = serde_json::from_slice::<Value>(raw) else {

@@ -231,33 +231,29 @@ impl Pool {
         mut req: Request<Full<Bytes>>,
     ) -> Result<Response<PooledBody>, PoolError> {
         loop {
-            if let Some((sender, guard)) = self.shared.multiplexed() {
-                match self.send_http2(sender, guard, req, true).await {
-                    Err(Retry::Again(unsent)) => {
-                        req = *unsent;
-                        continue;
-                    }
-                    Err(Retry::Failed(e)) => return Err(e),
-                    Ok(response) => return Ok(response),
-                }
-            }
-            let (mut sender, reused) = match self.checkout() {
-                Some(sender) => (sender, true),
-                None => match self.dial().await? {
-                    None => continue,
-                    Some(Dialed::Http1(sender)) => (sender, false),
-                    Some(Dialed::Http2(sender, guard)) => {
-                        match self.send_http2(sender, guard, req, false).await {
-                            Ok(response) => return Ok(response),
-                            Err(Retry::Failed(e)) => return Err(e),
-                            // (Only a shared connection's unsent requests come back.)
-                            Err(Retry::Again(unsent)) => {
-                                req = *unsent;
-                                continue;
-                            }
+            let (connection, reused) = match self.shared.multiplexed() {
+                Some((sender, guard)) => (Dialed::Http2(sender, guard), true),
+                None => match self.checkout() {
+                    Some(sender) => (Dialed::Http1(sender), true),
+                    None => match self.dial().await? {
+                        Some(dialed) => (dialed, false),
+                        None => continue,
+                    },
+                },
+            };
+            let mut sender = match connection {
+                Dialed::Http1(sender) => sender,
+                Dialed::Http2(sender, guard) => {
+                    match self.send_http2(sender, guard, req, reused).await {
+                        Ok(response) => return Ok(response),
+                        Err(Retry::Failed(e)) => return Err(e),
+                        // (Only a shared connection's unsent requests come back.)
+                        Err(Retry::Again(unsent)) => {
+                            req = *unsent;
+                            continue;
                         }
                     }
-                },
+                }
             };
             // Back in origin form if an HTTP/2 connection that closed made it absolute.
             if req.uri().scheme().is_some()
@@ -437,6 +433,11 @@ impl Shared {
     /// An HTTP/2 connection with room for one more request, and the request's hold on it;
     /// `None` when there is none (closed ones are dropped).
     fn multiplexed(&self) -> Option<(Sender2, StreamGuard)> {
+        // HTTP/1.1 servers, nearly all of them, take no lock here on each request. (A server
+        // that stopped offering HTTP/2 leaves its connections to the sweep.)
+        if !self.speaks_http2.load(Ordering::Relaxed) {
+            return None;
+        }
         let mut conns = self.lock_multiplexed();
         conns.retain(|c| !c.sender.is_closed());
         let conn = conns.iter_mut().find(|c| c.has_room())?;
@@ -634,9 +635,16 @@ mod tests {
         ended: Arc<AtomicUsize>,
     }
 
-    async fn server() -> Server {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = url::Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+    /// Serves each connection `listener` accepts with `serve`, counting the connections
+    /// accepted and the ones that ended.
+    fn counting<F, Fut>(
+        listener: tokio::net::TcpListener,
+        serve: F,
+    ) -> (Arc<AtomicUsize>, Arc<AtomicUsize>)
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let accepted = Arc::new(AtomicUsize::new(0));
         let ended = Arc::new(AtomicUsize::new(0));
         let (a, e) = (accepted.clone(), ended.clone());
@@ -644,27 +652,36 @@ mod tests {
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
                 a.fetch_add(1, Ordering::SeqCst);
-                let e = e.clone();
+                let (e, served) = (e.clone(), serve(stream));
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
-                        let mut response = Response::builder();
-                        let body = match req.uri().path() {
-                            "/close" => {
-                                response = response.header(header::CONNECTION, "close");
-                                Bytes::from_static(b"bye")
-                            }
-                            "/big" => Bytes::from(vec![b'x'; 1 << 20]),
-                            _ => Bytes::copy_from_slice(req.headers()[header::HOST].as_bytes()),
-                        };
-                        response.body(Full::new(body))
-                    });
-                    let io = hyper_util::rt::TokioIo::new(stream);
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(io, service)
-                        .await;
+                    served.await;
                     e.fetch_add(1, Ordering::SeqCst);
                 });
             }
+        });
+        (accepted, ended)
+    }
+
+    async fn server() -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = url::Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        let (accepted, ended) = counting(listener, |stream| async move {
+            let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                let mut response = Response::builder();
+                let body = match req.uri().path() {
+                    "/close" => {
+                        response = response.header(header::CONNECTION, "close");
+                        Bytes::from_static(b"bye")
+                    }
+                    "/big" => Bytes::from(vec![b'x'; 1 << 20]),
+                    _ => Bytes::copy_from_slice(req.headers()[header::HOST].as_bytes()),
+                };
+                response.body(Full::new(body))
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await;
         });
         Server {
             url,
@@ -724,29 +741,21 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url =
             url::Url::parse(&format!("https://{}/mcp", listener.local_addr().unwrap())).unwrap();
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let ended = Arc::new(AtomicUsize::new(0));
-        let (a, e) = (accepted.clone(), ended.clone());
-        tokio::spawn(async move {
-            loop {
-                let (stream, _) = listener.accept().await.unwrap();
-                a.fetch_add(1, Ordering::SeqCst);
-                let (e, acceptor) = (e.clone(), acceptor.clone());
-                tokio::spawn(async move {
-                    let Ok(stream) = acceptor.accept(stream).await else {
-                        return;
-                    };
-                    let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
-                        let authority = req.uri().authority().map(|a| a.to_string());
-                        let host = req.headers().get(header::HOST).is_some();
-                        let body = format!("{} {authority:?} host={host}", req.uri().path());
-                        Response::builder().body(Full::new(Bytes::from(body)))
-                    });
-                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                    e.fetch_add(1, Ordering::SeqCst);
+        let (accepted, ended) = counting(listener, move |stream| {
+            let acceptor = acceptor.clone();
+            async move {
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                    let authority = req.uri().authority().map(|a| a.to_string());
+                    let host = req.headers().get(header::HOST).is_some();
+                    let body = format!("{} {authority:?} host={host}", req.uri().path());
+                    Response::builder().body(Full::new(Bytes::from(body)))
                 });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
             }
         });
         let config = crate::config::Config::parse(

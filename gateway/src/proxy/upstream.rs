@@ -111,7 +111,7 @@ impl Upstreams {
     }
 }
 
-pub(crate) fn connector(
+pub(super) fn connector(
     server: &Server,
     connect_timeout: Duration,
 ) -> Result<Connector, UpstreamError> {
