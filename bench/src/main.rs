@@ -36,6 +36,13 @@ struct Args {
     /// Short runs (whole bench well under two minutes).
     #[arg(long)]
     short: bool,
+    /// Let idle cores halt during the run. By default the run holds the kernel's CPU-latency
+    /// request (/dev/cpu_dma_latency) at 0 us, as latency benchmarks such as cyclictest do, and
+    /// measures the c=1 latencies with halting allowed only as a context line: on a VM, waking a
+    /// halted vCPU costs tens of microseconds, which every proxy pays and the proxy under test
+    /// does not decide.
+    #[arg(long)]
+    allow_idle: bool,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -316,15 +323,31 @@ async fn run(args: Args) -> Result<()> {
     }
 
     println!(
-        "\nEnd-to-end: tools/call of {} B, median of {ROUNDS} interleaved runs of {:.1} s, proxies on core 0, load + upstream on core 1",
+        "\nEnd-to-end: tools/call of {} B, median of {ROUNDS} interleaved runs of {:.1} s, proxies on core 0, load + upstream on core 1, {}",
         body.len(),
-        duration.as_secs_f64()
+        duration.as_secs_f64(),
+        if args.allow_idle {
+            "idle cores may halt"
+        } else {
+            "idle cores kept from halting (CPU-latency request 0 us)"
+        }
     );
     println!(
         "{:<16} {:>4} {:>10} {:>10} {:>10} {:>12} {:>9}",
         "target", "conc", "req/s", "p50 us", "p99 us", "CPU us/req", "RSS MiB"
     );
     let mut results = Vec::new();
+    let hold = if args.allow_idle {
+        None
+    } else {
+        match hold_cores_awake() {
+            Ok(file) => Some(file),
+            Err(e) => {
+                println!("(idle cores may halt: {e:#})");
+                None
+            }
+        }
+    };
     for concurrency in [1usize, 32] {
         let targets: Vec<&Target> = if ebpf_on {
             vec![
@@ -372,6 +395,28 @@ async fn run(args: Args) -> Result<()> {
         bail!("missing results");
     };
 
+    // What the c=1 figures are with idle cores allowed to halt, as on a machine left to its
+    // defaults: the same three targets, interleaved as above.
+    let (wake_cross, wake_same) = (wake_round_trip_us("0"), wake_round_trip_us("1"));
+    // The request is renewed for the rest of the run (`_held`) once the context is measured.
+    let (halting, _held) = match hold {
+        Some(file) => {
+            drop(file);
+            let targets = [&direct, &gateway, &nginx_t];
+            let mut rounds: Vec<Vec<Run>> = vec![Vec::new(); targets.len()];
+            for _ in 0..ROUNDS {
+                for (target, runs) in targets.iter().zip(rounds.iter_mut()) {
+                    load(target, &body, 1, Duration::from_millis(200)).await?;
+                    runs.push(measure(target, &body, 1, duration).await?);
+                }
+            }
+            let wake = wake_round_trip_us("0");
+            let r: Vec<Run> = rounds.iter().map(|runs| Run::median(runs)).collect();
+            (Some((r, wake)), hold_cores_awake().ok())
+        }
+        None => (None, None),
+    };
+
     let idle_gw = idle_rss(gw_port, gw.id()).await?;
     let idle_nginx = idle_rss(nginx_port, nginx.id()).await?;
 
@@ -398,11 +443,23 @@ async fn run(args: Args) -> Result<()> {
     );
     // What any proxy pays here: at c=1 the proxy core idles between messages, and each of
     // the two extra round trips a proxy adds wakes an idle core.
-    match (wake_round_trip_us("0"), wake_round_trip_us("1")) {
+    match (wake_cross, wake_same) {
         (Ok(cross), Ok(same)) => println!(
             "    (a wake-up round trip to the idle proxy core takes {cross:.1} us p50 on this machine, {same:.1} us within one core; a proxy adds two)"
         ),
         (Err(e), _) | (_, Err(e)) => println!("    (wake-up round trip not measured: {e:#})"),
+    }
+    if let Some((r, wake)) = &halting {
+        let (d, g, n) = (&r[0], &r[1], &r[2]);
+        println!(
+            "    (with idle cores allowed to halt: agentgate adds {:.1} us, nginx {:.1} us; CPU per call {:.1} vs {:.1} us; the wake-up round trip {})",
+            g.p50_us - d.p50_us,
+            n.p50_us - d.p50_us,
+            g.cpu_us_per_req.unwrap_or(f64::NAN),
+            n.cpu_us_per_req.unwrap_or(f64::NAN),
+            wake.as_ref()
+                .map_or_else(|e| format!("not measured: {e:#}"), |w| format!("{w:.1} us")),
+        );
     }
     for (c, g, n, d) in [(1, &g1, &n1, &d1), (32, &g32, &n32, &d32)] {
         if let (Some(gc), Some(nc)) = (g.cpu_us_per_req, n.cpu_us_per_req) {
@@ -967,6 +1024,19 @@ fn clock_ticks_per_second() -> f64 {
 
 /// Median time for one byte to go to a process pinned to `core` and back over pipes, both
 /// sides blocking: two wake-ups of a sleeping task, what every extra hop costs at low load.
+/// Asks the kernel to keep every core out of idle states with any exit latency (halting a vCPU
+/// among them) for as long as the returned file stays open; closing it withdraws the request.
+fn hold_cores_awake() -> Result<std::fs::File> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/cpu_dma_latency")
+        .context("cannot open /dev/cpu_dma_latency (needs root)")?;
+    file.write_all(&0i32.to_ne_bytes())
+        .context("cannot write /dev/cpu_dma_latency")?;
+    Ok(file)
+}
+
 fn wake_round_trip_us(core: &str) -> Result<f64> {
     use std::io::{Read, Write};
     let mut child = Command::new("taskset")
