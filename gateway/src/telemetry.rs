@@ -1,4 +1,5 @@
-//! Tracing setup: `RUST_LOG` when set, else the configured level; plain or JSON lines on stderr.
+//! Tracing setup: `RUST_LOG` when set, else the configured level; plain (coloured on a terminal)
+//! or JSON lines on stderr.
 
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
@@ -15,8 +16,13 @@ pub fn init(logging: &Logging) {
         .add_directive("sqlparser=info".parse().expect("a valid directive"));
     let registry = tracing_subscriber::registry().with(filter);
     let result = match logging.format {
+        // Colours only on a terminal: a journal or a log file got the escape codes verbatim.
         LogFormat::Plain => registry
-            .with(fmt::layer().with_writer(std::io::stderr))
+            .with(
+                fmt::layer()
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .with_writer(std::io::stderr),
+            )
             .try_init(),
         LogFormat::Json => registry
             .with(fmt::layer().json().with_writer(std::io::stderr))

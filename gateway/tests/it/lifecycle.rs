@@ -86,6 +86,9 @@ async fn start_binary(config: &str, dir: &std::path::Path) -> (tokio::process::C
     } else {
         text + &audit_section(dir)
     };
+    // One worker thread runs on tokio's current-thread scheduler, more than one on the
+    // work-stealing one: the tests that set one check that drains and signals work there too.
+    let one_worker = text.contains(ONE_WORKER);
     let path = dir.join("gw.toml");
     std::fs::write(&path, text).expect("write config");
     let mut child = bin()
@@ -98,19 +101,30 @@ async fn start_binary(config: &str, dir: &std::path::Path) -> (tokio::process::C
         .expect("start");
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = tokio::io::BufReader::new(stderr).lines();
-    tokio::time::timeout(Duration::from_secs(20), async {
+    let ready = tokio::time::timeout(Duration::from_secs(20), async {
         while let Some(line) = lines.next_line().await.expect("read log") {
             if line.contains("agentgate is ready") {
-                return;
+                return line;
             }
         }
         panic!("gateway exited before it was ready");
     })
     .await
     .expect("ready in time");
+    let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    assert_eq!(
+        ready.contains("scheduler=CurrentThread"),
+        one_worker || one_cpu,
+        "{ready}"
+    );
+    // Plain logs carry no colour codes when they do not go to a terminal.
+    assert!(!ready.contains('\u{1b}'), "{ready:?}");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, port)
 }
+
+/// Runs the binary on one worker thread (tokio's current-thread scheduler).
+const ONE_WORKER: &str = "[runtime]\nworker_threads = 1\n";
 
 const LONG_CALL: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"long_running","arguments":{"steps":4,"delay":0.5}}}"#;
 
@@ -119,7 +133,10 @@ async fn sigint_drains_in_flight_calls_then_exits_zero() {
     let server = python_server("streamable-http", None).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut child, port) = start_binary(
-        &gateway_config(&[("py", &server.url("/mcp"), "streamable-http", "")], ""),
+        &gateway_config(
+            &[("py", &server.url("/mcp"), "streamable-http", "")],
+            ONE_WORKER,
+        ),
         dir.path(),
     )
     .await;
@@ -317,7 +334,7 @@ async fn a_second_sigint_exits_at_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = gateway_config(
         &[("py", &server.url("/mcp"), "streamable-http", "")],
-        "[limits]\nshutdown_grace = \"60s\"\n",
+        &format!("[limits]\nshutdown_grace = \"60s\"\n{ONE_WORKER}"),
     );
     let (mut child, port) = start_binary(&config, dir.path()).await;
     let session = session(port, "py").await;
@@ -359,7 +376,7 @@ async fn sighup_reloads_the_policy_and_keeps_the_old_one_on_a_bad_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let base = format!(
         "[listener]\naddress = \"127.0.0.1:0\"\n[admin]\nenabled = false\n\
-         [[servers]]\nname = \"py\"\nurl = \"{}\"\n[policy]\npins_file = \"\"\n",
+         [[servers]]\nname = \"py\"\nurl = \"{}\"\n[policy]\npins_file = \"\"\n{ONE_WORKER}",
         server.url("/mcp")
     );
     let (child, port) = start_binary(&base, dir.path()).await;
