@@ -235,7 +235,9 @@ impl Pool {
                 Some((sender, guard)) => (Dialed::Http2(sender, guard), true),
                 None => match self.checkout() {
                     Some(sender) => (Dialed::Http1(sender), true),
-                    None => match self.dial().await? {
+                    // Boxed: dialling (TCP, TLS, the HTTP handshake) takes a future of several
+                    // KiB, which every request's future would otherwise carry and copy.
+                    None => match Box::pin(self.dial()).await? {
                         Some(dialed) => (dialed, false),
                         None => continue,
                     },
