@@ -322,21 +322,8 @@ async fn run(args: Args) -> Result<()> {
         println!("(transparent mode unavailable: not root, or eBPF refused; its rows are skipped)");
     }
 
-    println!(
-        "\nEnd-to-end: tools/call of {} B, median of {ROUNDS} interleaved runs of {:.1} s, proxies on core 0, load + upstream on core 1, {}",
-        body.len(),
-        duration.as_secs_f64(),
-        if args.allow_idle {
-            "idle cores may halt"
-        } else {
-            "idle cores kept from halting (CPU-latency request 0 us)"
-        }
-    );
-    println!(
-        "{:<16} {:>4} {:>10} {:>10} {:>10} {:>12} {:>9}",
-        "target", "conc", "req/s", "p50 us", "p99 us", "CPU us/req", "RSS MiB"
-    );
-    let mut results = Vec::new();
+    // Held from here to the end of the run (all its figures), but for the c=1 context line
+    // measured with halting allowed.
     let hold = if args.allow_idle {
         None
     } else {
@@ -348,6 +335,22 @@ async fn run(args: Args) -> Result<()> {
             }
         }
     };
+    println!(
+        "\nEnd-to-end: tools/call of {} B, median of {ROUNDS} interleaved runs of {:.1} s, proxies on core 0, load + upstream on core 1, {} (cpuidle driver: {})",
+        body.len(),
+        duration.as_secs_f64(),
+        if hold.is_some() {
+            "idle cores kept from halting (CPU-latency request 0 us)"
+        } else {
+            "idle cores may halt"
+        },
+        cpuidle_driver(),
+    );
+    println!(
+        "{:<16} {:>4} {:>10} {:>10} {:>10} {:>12} {:>9}",
+        "target", "conc", "req/s", "p50 us", "p99 us", "CPU us/req", "RSS MiB"
+    );
+    let mut results = Vec::new();
     for concurrency in [1usize, 32] {
         let targets: Vec<&Target> = if ebpf_on {
             vec![
@@ -1022,8 +1025,6 @@ fn clock_ticks_per_second() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// Median time for one byte to go to a process pinned to `core` and back over pipes, both
-/// sides blocking: two wake-ups of a sleeping task, what every extra hop costs at low load.
 /// Asks the kernel to keep every core out of idle states with any exit latency (halting a vCPU
 /// among them) for as long as the returned file stays open; closing it withdraws the request.
 fn hold_cores_awake() -> Result<std::fs::File> {
@@ -1037,6 +1038,15 @@ fn hold_cores_awake() -> Result<std::fs::File> {
     Ok(file)
 }
 
+/// The cpuidle driver, which carries out the request [`hold_cores_awake`] makes: with none,
+/// the request changes nothing.
+fn cpuidle_driver() -> String {
+    std::fs::read_to_string("/sys/devices/system/cpu/cpuidle/current_driver")
+        .map_or_else(|_| "none".to_owned(), |d| d.trim().to_owned())
+}
+
+/// Median time for one byte to go to a process pinned to `core` and back over pipes, both
+/// sides blocking: two wake-ups of a sleeping task, what every extra hop costs at low load.
 fn wake_round_trip_us(core: &str) -> Result<f64> {
     use std::io::{Read, Write};
     let mut child = Command::new("taskset")

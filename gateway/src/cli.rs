@@ -247,10 +247,14 @@ fn bad_config(e: &ConfigError) -> i32 {
 
 fn run(config: Config) -> i32 {
     telemetry::init(&config.logging);
-    let workers = config
-        .runtime
-        .worker_threads
-        .or_else(|| std::thread::available_parallelism().ok().map(usize::from));
+    // As tokio resolves its default: TOKIO_WORKER_THREADS, else the CPUs the process may use.
+    let workers = config.runtime.worker_threads.or_else(|| {
+        std::env::var("TOKIO_WORKER_THREADS")
+            .ok()
+            .and_then(|n| n.trim().parse().ok())
+            .filter(|&n: &usize| n > 0)
+            .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
+    });
     // One worker: the current-thread scheduler runs the same tasks on the main thread without
     // the work-stealing scheduler's cross-thread queues and wake-ups, which cost about a tenth of
     // the CPU per proxied request when there is no second thread to hand work to.
@@ -287,6 +291,9 @@ fn run(config: Config) -> i32 {
     // Blocking work still running (a DNS lookup, a large audit export) is not waited for:
     // every task that holds data has drained by now.
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN_WAIT);
+    // Dropping the runtime dropped any launched session still running (a passed drain
+    // deadline, a second interrupt): their processes are killed, their cgroups go on threads.
+    proxy::wait_for_launched_removals(RUNTIME_SHUTDOWN_WAIT);
     code
 }
 

@@ -28,7 +28,7 @@ use std::{
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 
-pub use launch_cgroup::sweep as sweep_launched;
+pub use launch_cgroup::{sweep as sweep_launched, wait_for_removals as wait_for_launched_removals};
 pub use listener::{serve, serve_transparent};
 pub use policy_stage::PolicyStage;
 pub use refusal::{Cause, Refusal};

@@ -16,11 +16,15 @@ pub fn init(logging: &Logging) {
         .add_directive("sqlparser=info".parse().expect("a valid directive"));
     let registry = tracing_subscriber::registry().with(filter);
     let result = match logging.format {
-        // Colours only on a terminal: a journal or a log file got the escape codes verbatim.
+        // Colours only on a terminal, and never with NO_COLOR set (https://no-color.org): a
+        // journal or a log file got the escape codes verbatim.
         LogFormat::Plain => registry
             .with(
                 fmt::layer()
-                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .with_ansi(
+                        std::io::IsTerminal::is_terminal(&std::io::stderr())
+                            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+                    )
                     .with_writer(std::io::stderr),
             )
             .try_init(),

@@ -13,7 +13,10 @@ use std::{
     io,
     os::fd::{AsRawFd, RawFd},
     path::{Path, PathBuf},
-    sync::OnceLock,
+    sync::{
+        OnceLock,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -149,30 +152,31 @@ impl SessionCgroup {
     }
 
     /// [`Self::remove`] for a session whose task was dropped (the drain deadline passed, or its
-    /// runtime went) and so cannot wait: a killed process is usually gone within milliseconds,
-    /// so the first tenth of a second is waited for here (the process may be about to exit);
-    /// the rest on a thread of its own. Without it the empty cgroup stayed until a later
-    /// gateway's sweep.
+    /// runtime went) and so cannot wait: the cgroup is removed on a thread of its own once its
+    /// killed processes are gone, and [`wait_for_removals`] lets the exit wait a moment for
+    /// those threads. Without it the empty cgroup stayed until a later gateway's sweep. Nothing
+    /// here sleeps: on a current-thread runtime every dropped session passes through here on the
+    /// one thread, in turn.
     pub fn remove_in_background(self) {
         self.kill();
-        for _ in 0..REMOVE_ATTEMPTS / 20 {
-            if remove_tree(&self.dir) {
-                return;
-            }
-            std::thread::sleep(REMOVE_STEP);
+        if remove_tree(&self.dir) {
+            return;
         }
+        REMOVALS.fetch_add(1, Ordering::SeqCst);
         let spawned = std::thread::Builder::new()
             .name("agentgate-cgroup".into())
             .spawn(move || {
-                for _ in 0..REMOVE_ATTEMPTS {
-                    if remove_tree(&self.dir) {
-                        return;
-                    }
+                let removed = (0..REMOVE_ATTEMPTS).any(|_| {
                     std::thread::sleep(REMOVE_STEP);
+                    remove_tree(&self.dir)
+                });
+                if !removed {
+                    self.left_in_place();
                 }
-                self.left_in_place();
+                REMOVALS.fetch_sub(1, Ordering::SeqCst);
             });
         if let Err(error) = spawned {
+            REMOVALS.fetch_sub(1, Ordering::SeqCst);
             tracing::warn!(%error, "Could not start a thread to remove a launched session's cgroup; the next start's sweep removes it.");
         }
     }
@@ -191,6 +195,18 @@ impl SessionCgroup {
 /// its processes to go.
 const REMOVE_ATTEMPTS: usize = 200;
 const REMOVE_STEP: Duration = Duration::from_millis(10);
+
+/// Removals [`SessionCgroup::remove_in_background`] left to threads that have not finished.
+static REMOVALS: AtomicUsize = AtomicUsize::new(0);
+
+/// Waits, at most `limit`, for the cgroups of dropped sessions to be removed: the exit calls it
+/// so that killed sessions do not leave their cgroups to the next start's sweep.
+pub fn wait_for_removals(limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    while REMOVALS.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(REMOVE_STEP);
+    }
+}
 
 /// Removes a cgroup directory and those below it, deepest first; whether it is gone. (A cgroup
 /// directory holds only its interface files, which go with it.)

@@ -370,6 +370,88 @@ async fn a_second_sigint_exits_at_once() {
     assert_eq!(exit.code(), Some(130));
 }
 
+/// A second interrupt drops the launched sessions still running: their processes are killed,
+/// also one that left the server's process group, and their cgroups are gone by the time the
+/// binary has exited (not left to the next start's sweep).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_sigint_leaves_no_launched_session_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = format!("left-behind-{}", std::process::id());
+    let python = peers().join("venv/bin/python");
+    let config = format!(
+        "{ALLOW_ALL}[listener]\naddress = \"127.0.0.1:0\"\n[admin]\naddress = \"127.0.0.1:0\"\n\
+         [limits]\nshutdown_grace = \"60s\"\n{ONE_WORKER}\
+         [[servers]]\nname = \"py\"\ncommand = \"sh\"\n\
+         args = [\"-c\", \"setsid {py} -c 'import time; time.sleep(300)' {marker} & exec {py} {script} --transport stdio\"]\n",
+        py = python.display(),
+        script = peer_scripts().join("server.py").display()
+    );
+    let (mut child, port) = start_binary(&config, dir.path()).await;
+    let session = session(port, "py").await;
+    // The session's cgroup, read off the process that left the server's group.
+    let mut escaped = None;
+    for _ in 0..100 {
+        escaped = pids_with(&marker).pop();
+        if escaped.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let escaped = escaped.expect("the launched server's setsid child started");
+    let cgroup = std::fs::read_to_string(format!("/proc/{escaped}/cgroup")).expect("its cgroup");
+    let cgroup = cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .expect("a cgroup2 entry");
+    assert!(cgroup.contains("/agentgate-launch-"), "{cgroup}");
+    let dir_of_session = agentgate::ebpf::cgroup2_mount()
+        .expect("cgroup2")
+        .join(cgroup.trim_start_matches('/'));
+    assert!(dir_of_session.exists(), "{}", dir_of_session.display());
+    // A call in flight holds the drain, so that the second interrupt finds the session running.
+    let slow = LONG_CALL.replace("\"steps\":4,\"delay\":0.5", "\"steps\":100,\"delay\":0.5");
+    let _call = tokio::spawn(async move {
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+            ("Mcp-Session-Id", session.as_str()),
+            ("MCP-Protocol-Version", "2025-11-25"),
+        ];
+        http(port, "POST", "/servers/py/mcp", &headers, slow.as_bytes()).await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    signal(&child, "-INT");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    signal(&child, "-INT");
+    let exit = tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .expect("exited at once")
+        .expect("status");
+    assert_eq!(exit.code(), Some(130));
+    assert!(
+        !dir_of_session.exists(),
+        "{} outlived the gateway",
+        dir_of_session.display()
+    );
+    assert!(
+        pids_with(&marker).is_empty(),
+        "the setsid child outlived the gateway"
+    );
+}
+
+/// Processes whose command line contains `needle`.
+fn pids_with(needle: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter(|entry| {
+            std::fs::read(entry.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+        })
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_reloads_the_policy_and_keeps_the_old_one_on_a_bad_file() {
     let server = python_server("streamable-http", None).await;
