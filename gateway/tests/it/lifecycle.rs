@@ -338,16 +338,7 @@ async fn a_second_sigint_exits_at_once() {
     );
     let (mut child, port) = start_binary(&config, dir.path()).await;
     let session = session(port, "py").await;
-    let slow = LONG_CALL.replace("\"steps\":4,\"delay\":0.5", "\"steps\":100,\"delay\":0.5");
-    let _call = tokio::spawn(async move {
-        let headers = [
-            ("Content-Type", "application/json"),
-            ("Accept", "application/json, text/event-stream"),
-            ("Mcp-Session-Id", session.as_str()),
-            ("MCP-Protocol-Version", "2025-11-25"),
-        ];
-        http(port, "POST", "/servers/py/mcp", &headers, slow.as_bytes()).await
-    });
+    let _call = spawn_slow_call(port, session);
     for _ in 0..200 {
         if received(&server).await.len() >= 2 {
             break;
@@ -409,16 +400,7 @@ async fn a_second_sigint_leaves_no_launched_session_behind() {
         .join(cgroup.trim_start_matches('/'));
     assert!(dir_of_session.exists(), "{}", dir_of_session.display());
     // A call in flight holds the drain, so that the second interrupt finds the session running.
-    let slow = LONG_CALL.replace("\"steps\":4,\"delay\":0.5", "\"steps\":100,\"delay\":0.5");
-    let _call = tokio::spawn(async move {
-        let headers = [
-            ("Content-Type", "application/json"),
-            ("Accept", "application/json, text/event-stream"),
-            ("Mcp-Session-Id", session.as_str()),
-            ("MCP-Protocol-Version", "2025-11-25"),
-        ];
-        http(port, "POST", "/servers/py/mcp", &headers, slow.as_bytes()).await
-    });
+    let _call = spawn_slow_call(port, session);
     tokio::time::sleep(Duration::from_millis(500)).await;
     signal(&child, "-INT");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -437,6 +419,20 @@ async fn a_second_sigint_leaves_no_launched_session_behind() {
         pids_with(&marker).is_empty(),
         "the setsid child outlived the gateway"
     );
+}
+
+/// Starts a 50 s call of server "py" in `session`.
+fn spawn_slow_call(port: u16, session: String) -> tokio::task::JoinHandle<(u16, String, Vec<u8>)> {
+    let slow = LONG_CALL.replace("\"steps\":4,\"delay\":0.5", "\"steps\":100,\"delay\":0.5");
+    tokio::spawn(async move {
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+            ("Mcp-Session-Id", session.as_str()),
+            ("MCP-Protocol-Version", "2025-11-25"),
+        ];
+        http(port, "POST", "/servers/py/mcp", &headers, slow.as_bytes()).await
+    })
 }
 
 /// Processes whose command line contains `needle`.
