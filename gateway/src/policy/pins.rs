@@ -212,18 +212,28 @@ pub fn poisoning(item: &Value, name: &str, tool: bool) -> Vec<&'static str> {
     out
 }
 
-/// The pin file.
+/// The pin file. Members a later gateway added are kept as they are and written back, so that
+/// going back a version neither refuses the file nor loses them; a format this gateway cannot
+/// read safely would carry a higher [`PIN_FILE_VERSION`].
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PinFile {
     pub version: u32,
     /// server -> tool -> entry
     pub servers: BTreeMap<String, BTreeMap<String, PinEntry>>,
+    /// server -> prompt -> what its last listing carried that hides it (flagged prompts only),
+    /// so that a restart still refuses to fetch it before the next listing.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub prompts: BTreeMap<String, BTreeMap<String, String>>,
+    /// Members this gateway does not know.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
 }
+
+/// The pin file format this gateway writes, and the newest it reads.
+pub const PIN_FILE_VERSION: u32 = 1;
 
 /// One tool's pin.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PinEntry {
     pub pinned: String,
     /// The latest definition seen that differs from the pin: what `policy pin` accepts.
@@ -240,6 +250,9 @@ pub struct PinEntry {
     /// a look-alike name), so that its calls stay refused after a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flags: Option<String>,
+    /// Members this gateway does not know (see [`PinFile`]).
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
 }
 
 impl PinEntry {
@@ -251,6 +264,7 @@ impl PinEntry {
             declares: None,
             pending_declares: None,
             flags: None,
+            other: BTreeMap::new(),
         }
     }
 
@@ -306,6 +320,11 @@ pub enum PinError {
         path: String,
         source: serde_json::Error,
     },
+    #[error(
+        "{path}: pin file format {version} is newer than this gateway reads ({max}); use the agentgate that wrote it",
+        max = PIN_FILE_VERSION
+    )]
+    Version { path: String, version: u32 },
     #[error("no definition of tool {tool:?} on server {server:?} has been seen; nothing to pin")]
     NothingToPin { server: String, tool: String },
 }
@@ -398,6 +417,8 @@ struct State {
     unsaved_declares: Vec<(String, String, String, Arc<Declarations>)>,
     /// Flags of tools' last definitions seen not yet written to the pin file.
     unsaved_flags: Vec<(String, String, Option<String>)>,
+    /// Flags of prompts' last listings not yet written to the pin file.
+    unsaved_prompt_flags: Vec<(String, String, Option<String>)>,
 }
 
 impl Pins {
@@ -421,6 +442,11 @@ impl Pins {
                 }
             }
         }
+        let flagged_prompts = data
+            .prompts
+            .iter()
+            .map(|(server, prompts)| (server.clone(), prompts.clone().into_iter().collect()))
+            .collect();
         Ok(Self {
             file,
             configured: configured.iter().fold(ByTool::new(), |mut map, p| {
@@ -431,6 +457,7 @@ impl Pins {
                 file: data,
                 current,
                 flagged,
+                flagged_prompts,
                 ..State::default()
             }),
         })
@@ -612,13 +639,17 @@ impl Pins {
     fn flush_locked(&self, st: &mut State) {
         let (Some(path), false) = (
             &self.file,
-            st.unsaved.is_empty() && st.unsaved_declares.is_empty() && st.unsaved_flags.is_empty(),
+            st.unsaved.is_empty()
+                && st.unsaved_declares.is_empty()
+                && st.unsaved_flags.is_empty()
+                && st.unsaved_prompt_flags.is_empty(),
         ) else {
             return;
         };
         let unsaved = std::mem::take(&mut st.unsaved);
         let declares = std::mem::take(&mut st.unsaved_declares);
         let flags = std::mem::take(&mut st.unsaved_flags);
+        let prompt_flags = std::mem::take(&mut st.unsaved_prompt_flags);
         // Merge with the file: an operator may have pinned something since it was read.
         let result = update_file(path, |f| {
             for (server, tool, hash, status) in &unsaved {
@@ -653,6 +684,24 @@ impl Pins {
             for (server, tool, hash, d) in &declares {
                 if let Some(entry) = f.servers.get_mut(server).and_then(|t| t.get_mut(tool)) {
                     entry.learn(hash, d);
+                }
+            }
+            for (server, prompt, flags) in &prompt_flags {
+                match flags {
+                    Some(flags) => {
+                        f.prompts
+                            .entry(server.clone())
+                            .or_default()
+                            .insert(prompt.clone(), flags.clone());
+                    }
+                    None => {
+                        if let Some(prompts) = f.prompts.get_mut(server) {
+                            prompts.remove(prompt);
+                            if prompts.is_empty() {
+                                f.prompts.remove(server);
+                            }
+                        }
+                    }
                 }
             }
             Ok(())
@@ -729,7 +778,14 @@ impl Pins {
         {
             return;
         }
+        let before = get(&st.flagged_prompts, server, prompt).cloned();
         mark(&mut st.flagged_prompts, server, prompt, flags);
+        let after = get(&st.flagged_prompts, server, prompt).cloned();
+        // Written only when they change: every listing reports every prompt.
+        if self.file.is_some() && before != after {
+            st.unsaved_prompt_flags
+                .push((server.to_owned(), prompt.to_owned(), after));
+        }
     }
 
     /// What the last listing of a prompt carried that hides it, if anything: a prompt hidden
@@ -908,12 +964,22 @@ fn io(path: &Path, source: std::io::Error) -> PinError {
 
 fn read_file(path: &Path) -> Result<PinFile, PinError> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| PinError::Format {
-            path: path.display().to_string(),
-            source,
-        }),
+        Ok(bytes) => {
+            let file: PinFile =
+                serde_json::from_slice(&bytes).map_err(|source| PinError::Format {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+            if file.version > PIN_FILE_VERSION {
+                return Err(PinError::Version {
+                    path: path.display().to_string(),
+                    version: file.version,
+                });
+            }
+            Ok(file)
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(PinFile {
-            version: 1,
+            version: PIN_FILE_VERSION,
             ..PinFile::default()
         }),
         Err(e) => Err(io(path, e)),
@@ -937,7 +1003,7 @@ pub fn update_file(
     // flock(2): released when `lock_file` is closed.
     lock_file.lock().map_err(|e| io(&lock_path, e))?;
     let mut data = read_file(path)?;
-    data.version = 1;
+    data.version = PIN_FILE_VERSION;
     change(&mut data)?;
     let tmp = path.with_extension("tmp");
     let mut f = File::create(&tmp).map_err(|e| io(&tmp, e))?;
@@ -978,6 +1044,7 @@ pub fn pin(
         // What the accepted definition declares, when the file kept it; and what the last
         // definition seen was (the pending one, unless it is the one accepted) and carries, so
         // that a restart still refuses what the running gateway refuses.
+        let other = entry.as_ref().map(|e| e.other.clone()).unwrap_or_default();
         let (declares, pending, flags) = match entry {
             Some(e) => {
                 let declares = if e.pending.as_deref() == Some(hash.as_str()) {
@@ -1004,6 +1071,7 @@ pub fn pin(
                 pending,
                 pending_declares: pending_declares.flatten(),
                 flags,
+                other,
                 ..PinEntry::new(hash)
             },
         );
@@ -1618,6 +1686,78 @@ mod tests {
         .unwrap();
         let old = Pins::load(Some(path), &[]).unwrap();
         assert_eq!(old.blocked("s", "t", true), None);
+    }
+
+    #[test]
+    fn prompt_flags_survive_a_restart_until_a_clean_listing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pins.json");
+        let pins = Pins::load(Some(path.clone()), &[]).unwrap();
+        pins.flag_prompt("s", "p", &[ADDRESSES_MODEL_FLAG]);
+        pins.flag_prompt("s", "clean", &[]);
+        pins.flush();
+        let restarted = Pins::load(Some(path.clone()), &[]).unwrap();
+        assert!(
+            restarted
+                .prompt_flags("s", "p")
+                .is_some_and(|f| f.contains(ADDRESSES_MODEL_FLAG))
+        );
+        assert_eq!(restarted.prompt_flags("s", "clean"), None);
+        // Listed clean, it is served again, after a restart too; the file keeps no empty map.
+        restarted.flag_prompt("s", "p", &[]);
+        restarted.flush();
+        assert_eq!(
+            Pins::load(Some(path.clone()), &[])
+                .unwrap()
+                .prompt_flags("s", "p"),
+            None
+        );
+        let written: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(written.get("prompts"), None, "{written}");
+        // A listing that changes nothing does not rewrite the file.
+        let again = Pins::load(Some(path.clone()), &[]).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        again.flag_prompt("s", "p", &[]);
+        again.flush();
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn members_a_later_gateway_added_are_kept_and_a_newer_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pins.json");
+        std::fs::write(
+            &path,
+            r#"{"version":1,"servers":{"s":{"t":{"pinned":"aa","later":{"x":[1,2]}},"u":{"pinned":"cc","also":true}}},"resources":{"s":{"r":"hidden"}}}"#,
+        )
+        .unwrap();
+        // The running gateway's rewrite (a change seen) and the operator's pin both keep them.
+        let pins = Pins::load(Some(path.clone()), &[]).unwrap();
+        assert!(matches!(
+            pins.observe("s", "t", "bb"),
+            Status::Changed { .. }
+        ));
+        pins.flush();
+        pin(&path, "s", "u", Some("dd")).unwrap();
+        let written: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(written["resources"], json!({"s": {"r": "hidden"}}));
+        assert_eq!(written["servers"]["s"]["t"]["later"], json!({"x": [1, 2]}));
+        assert_eq!(written["servers"]["s"]["t"]["pending"], "bb");
+        assert_eq!(written["servers"]["s"]["u"]["also"], true);
+        assert_eq!(written["servers"]["s"]["u"]["pinned"], "dd");
+        // A format this gateway does not read is refused, by name, at start and by the CLI.
+        std::fs::write(&path, r#"{"version":2,"servers":{}}"#).unwrap();
+        let refused = Pins::load(Some(path.clone()), &[]).unwrap_err().to_string();
+        assert!(refused.contains("pin file format 2 is newer"), "{refused}");
+        assert!(matches!(
+            pin(&path, "s", "u", Some("ee")),
+            Err(PinError::Version { version: 2, .. })
+        ));
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            r#"{"version":2,"servers":{}}"#,
+            "left as it was"
+        );
     }
 
     #[test]
