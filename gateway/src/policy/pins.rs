@@ -229,8 +229,18 @@ pub struct PinFile {
     pub other: BTreeMap<String, serde_json::Value>,
 }
 
-/// The pin file format this gateway writes, and the newest it reads.
+/// The pin file format this gateway writes, and the newest it reads. A later gateway may add
+/// members to the file and its entries under this version; any other change (a member whose
+/// meaning or type changes, a member inside `declares`, whose types refuse unknown members)
+/// needs a higher one.
 pub const PIN_FILE_VERSION: u32 = 1;
+
+/// The one member read before the rest, so that a newer format is refused by its version
+/// whatever else it changed.
+#[derive(Deserialize)]
+struct FormatVersion {
+    version: u32,
+}
 
 /// One tool's pin.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -432,8 +442,10 @@ impl Pins {
         // What the last definition seen of each tool was, as far as the file tells: one that
         // differs from its pin, or carries hidden text, stays refused until listed again.
         let (mut current, mut flagged) = (ByTool::new(), ByTool::new());
+        let mut unknown: Vec<&str> = data.other.keys().map(String::as_str).collect();
         for (server, tools) in &data.servers {
             for (tool, entry) in tools {
+                unknown.extend(entry.other.keys().map(String::as_str));
                 if let Some(pending) = &entry.pending {
                     set(&mut current, server, tool, pending.clone());
                 }
@@ -441,6 +453,15 @@ impl Pins {
                     set(&mut flagged, server, tool, flags.clone());
                 }
             }
+        }
+        if let Some(path) = &file
+            && !unknown.is_empty()
+        {
+            unknown.sort_unstable();
+            unknown.dedup();
+            // A later gateway's members, or a misspelt one in a hand edit (which then does
+            // nothing): either way the operator should know.
+            tracing::warn!(file = %path.display(), members = %unknown.join(", "), "The pin file has members this gateway does not know; they are kept as they are and otherwise ignored.");
         }
         let flagged_prompts = data
             .prompts
@@ -495,7 +516,23 @@ impl Pins {
             }
             learnt.current = st.current.clone();
             learnt.flagged = st.flagged.clone();
-            learnt.flagged_prompts = st.flagged_prompts.clone();
+            // Prompts: what the old store saw, over what the file read now keeps; what the file
+            // lacks (the old store kept no file, or another one) is written at the next flush.
+            for (server, prompts) in &st.flagged_prompts {
+                for (prompt, flags) in prompts {
+                    if new.file.is_some()
+                        && learnt.file.prompts.get(server).and_then(|p| p.get(prompt))
+                            != Some(flags)
+                    {
+                        learnt.unsaved_prompt_flags.push((
+                            server.clone(),
+                            prompt.clone(),
+                            Some(flags.clone()),
+                        ));
+                    }
+                    set(&mut learnt.flagged_prompts, server, prompt, flags.clone());
+                }
+            }
             learnt.stale = st.stale.clone();
             learnt.changed_at = st.changed_at.clone();
             learnt.param_headers = st.param_headers.clone();
@@ -965,18 +1002,18 @@ fn io(path: &Path, source: std::io::Error) -> PinError {
 fn read_file(path: &Path) -> Result<PinFile, PinError> {
     match std::fs::read(path) {
         Ok(bytes) => {
-            let file: PinFile =
-                serde_json::from_slice(&bytes).map_err(|source| PinError::Format {
-                    path: path.display().to_string(),
-                    source,
-                })?;
-            if file.version > PIN_FILE_VERSION {
+            let format = |source| PinError::Format {
+                path: path.display().to_string(),
+                source,
+            };
+            let FormatVersion { version } = serde_json::from_slice(&bytes).map_err(format)?;
+            if version > PIN_FILE_VERSION {
                 return Err(PinError::Version {
                     path: path.display().to_string(),
-                    version: file.version,
+                    version,
                 });
             }
-            Ok(file)
+            serde_json::from_slice(&bytes).map_err(format)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(PinFile {
             version: PIN_FILE_VERSION,
@@ -1720,6 +1757,18 @@ mod tests {
         again.flag_prompt("s", "p", &[]);
         again.flush();
         assert!(!path.exists());
+        // A reload from a store that kept no file writes what it saw into the new one.
+        let memory = Arc::new(Pins::load(None, &[]).unwrap());
+        memory.flag_prompt("m", "q", &[ADDRESSES_MODEL_FLAG]);
+        let new = Pins::succeed(&memory, Some(path.clone()), &[]).unwrap();
+        assert!(new.prompt_flags("m", "q").is_some());
+        new.flush();
+        assert!(
+            Pins::load(Some(path), &[])
+                .unwrap()
+                .prompt_flags("m", "q")
+                .is_some()
+        );
     }
 
     #[test]
@@ -1746,7 +1795,7 @@ mod tests {
         assert_eq!(written["servers"]["s"]["u"]["also"], true);
         assert_eq!(written["servers"]["s"]["u"]["pinned"], "dd");
         // A format this gateway does not read is refused, by name, at start and by the CLI.
-        std::fs::write(&path, r#"{"version":2,"servers":{}}"#).unwrap();
+        std::fs::write(&path, r#"{"version":2,"servers":[1]}"#).unwrap();
         let refused = Pins::load(Some(path.clone()), &[]).unwrap_err().to_string();
         assert!(refused.contains("pin file format 2 is newer"), "{refused}");
         assert!(matches!(
@@ -1755,7 +1804,7 @@ mod tests {
         ));
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
-            r#"{"version":2,"servers":{}}"#,
+            r#"{"version":2,"servers":[1]}"#,
             "left as it was"
         );
     }

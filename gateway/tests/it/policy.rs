@@ -899,16 +899,38 @@ async fn poisoned_tools_and_look_alike_names_are_hidden_and_refused() {
         r[7]
     );
     gw.shutdown().await;
-    // Restarted on the same pin file, a call made without listing first is refused still: the
-    // file keeps what the last definition seen carries.
+    // Restarted on the same pin file, a call made without listing first is refused still, and
+    // so is the hidden prompt: the file keeps what the last definition or listing seen carries.
     let gw = gateway(&config("py", &server.url("/mcp"), &policy)).await;
     let r = client(
         &gateway_url(&gw, "py"),
-        json!([["call", "add_numbers", {"a": 1, "b": 2}], ["call", "echo", {"message": "hi"}]]),
+        json!([
+            ["call", "add_numbers", {"a": 1, "b": 2}],
+            ["call", "echo", {"message": "hi"}],
+            ["prompt", "briefing", {}],
+            ["prompt", "greet", {"name": "Ada"}]
+        ]),
     )
     .await;
     assert!(text(&r[0]).contains("orders to the model"), "{}", r[0]);
     assert_eq!(text(&r[1]), "hi");
+    let refusal = r[2]["rpc_error"]
+        .as_str()
+        .expect("refused after the restart");
+    assert!(refusal.contains("prompt \"briefing\""), "{refusal}");
+    assert!(
+        !received(&server)
+            .await
+            .iter()
+            .any(|m| m["rpc_name"] == "briefing"),
+        "a refused prompts/get reached the server after the restart"
+    );
+    assert_eq!(
+        r[3]["text"],
+        json!("Please write a friendly greeting for Ada."),
+        "{}",
+        r[3]
+    );
     gw.shutdown().await;
     // An operator who read the definition pins it (the hash the warning gives; the pin file
     // has it too): accepted.
