@@ -115,7 +115,8 @@ pub struct Selectors {
 /// The async runtime.
 #[derive(Clone, Debug)]
 pub struct Runtime {
-    /// Worker threads; `None` means one per CPU the process may run on.
+    /// Worker threads; `None` means `TOKIO_WORKER_THREADS`, else one per CPU the process may
+    /// use. One worker runs on tokio's current-thread scheduler.
     pub worker_threads: Option<usize>,
 }
 

@@ -216,7 +216,7 @@ fn cgroup_path(raw: &Spanned<String>, key: &str) -> Result<String, Invalid> {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRuntime {
-    /// 0: one per CPU the process may run on.
+    /// 0: `TOKIO_WORKER_THREADS`, else one per CPU the process may use.
     #[serde(default)]
     worker_threads: Workers,
 }

@@ -2,13 +2,19 @@
 
 use std::{process::Stdio, time::Duration};
 
-use tokio::{io::AsyncBufReadExt, process::Command};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt},
+    process::Command,
+};
 
 use crate::common::*;
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_agentgate"));
-    c.stdin(Stdio::null()).kill_on_drop(true);
+    // The scheduler the ready line names follows the configuration alone.
+    c.stdin(Stdio::null())
+        .env_remove("TOKIO_WORKER_THREADS")
+        .kill_on_drop(true);
     c
 }
 
@@ -400,8 +406,32 @@ async fn a_second_sigint_leaves_no_launched_session_behind() {
         .join(cgroup.trim_start_matches('/'));
     assert!(dir_of_session.exists(), "{}", dir_of_session.display());
     // A call in flight holds the drain, so that the second interrupt finds the session running.
-    let _call = spawn_slow_call(port, session);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Signalled once its first progress notification has come back through the gateway.
+    let slow = LONG_CALL.replace(
+        "\"steps\":4,\"delay\":0.5}",
+        "\"steps\":100,\"delay\":0.5},\"_meta\":{\"progressToken\":\"t\"}",
+    );
+    let mut call = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let request = format!(
+        "POST /servers/py/mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nMcp-Session-Id: {session}\r\n\
+         MCP-Protocol-Version: 2025-11-25\r\nContent-Length: {}\r\n\r\n{slow}",
+        slow.len()
+    );
+    call.write_all(request.as_bytes()).await.expect("send");
+    let mut seen = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains("notifications/progress") {
+            let n = call.read(&mut buf).await.expect("read");
+            assert!(n > 0, "the call ended: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("the call in flight");
     signal(&child, "-INT");
     tokio::time::sleep(Duration::from_millis(300)).await;
     signal(&child, "-INT");
