@@ -201,6 +201,11 @@ pub async fn received(server: &Peer) -> Vec<serde_json::Value> {
     serde_json::from_slice(&body).expect("recorder JSON")
 }
 
+/// Whether a request for `name` (a tool, a prompt: its `params.name`) reached the test server.
+pub async fn reached(server: &Peer, name: &str) -> bool {
+    received(server).await.iter().any(|m| m["rpc_name"] == name)
+}
+
 /// A policy that allows everything and keeps tool pins in memory: for tests about the proxy,
 /// not the policy.
 pub const ALLOW_ALL: &str =

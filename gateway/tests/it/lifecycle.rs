@@ -178,11 +178,10 @@ async fn sigint_drains_in_flight_calls_then_exits_zero() {
         text.contains("done 4 steps"),
         "the in-flight call was cut: {text}"
     );
-    let exit = tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .expect("exited")
-        .expect("status");
-    assert_eq!(exit.code(), Some(0));
+    assert_eq!(
+        exit_code(&mut child, Duration::from_secs(15), "exited").await,
+        Some(0)
+    );
 }
 
 /// On the legacy HTTP+SSE transport the answer to a POSTed call arrives on the agent's GET
@@ -243,11 +242,10 @@ async fn sigint_drains_a_legacy_call_whose_answer_is_still_on_its_way() {
         "the in-flight legacy call was cut: {stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let exit = tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .expect("exited")
-        .expect("status");
-    assert_eq!(exit.code(), Some(0));
+    assert_eq!(
+        exit_code(&mut child, Duration::from_secs(15), "exited").await,
+        Some(0)
+    );
     // The answer, which came on the stream, is recorded as the answer to the call.
     let log = agentgate::audit::query::query(
         &dir.path().join("audit"),
@@ -327,11 +325,15 @@ async fn a_legacy_call_keeps_its_id_and_once_cancelled_holds_no_drain() {
     assert!(refused.contains(r#""id":2"#), "{refused}");
     post(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":2,"reason":"no longer needed"}}"#).await;
     signal(&child, "-INT");
-    let exit = tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .expect("the drain waited for an answer that never comes")
-        .expect("status");
-    assert_eq!(exit.code(), Some(0));
+    assert_eq!(
+        exit_code(
+            &mut child,
+            Duration::from_secs(20),
+            "the drain waited for an answer that never comes"
+        )
+        .await,
+        Some(0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -360,11 +362,10 @@ async fn a_second_sigint_exits_at_once() {
         "exited before the drain finished"
     );
     signal(&child, "-INT");
-    let exit = tokio::time::timeout(Duration::from_secs(5), child.wait())
-        .await
-        .expect("exited at once")
-        .expect("status");
-    assert_eq!(exit.code(), Some(130));
+    assert_eq!(
+        exit_code(&mut child, Duration::from_secs(5), "exited at once").await,
+        Some(130)
+    );
 }
 
 /// A second interrupt drops the launched sessions still running: their processes are killed,
@@ -435,11 +436,10 @@ async fn a_second_sigint_leaves_no_launched_session_behind() {
     signal(&child, "-INT");
     tokio::time::sleep(Duration::from_millis(300)).await;
     signal(&child, "-INT");
-    let exit = tokio::time::timeout(Duration::from_secs(5), child.wait())
-        .await
-        .expect("exited at once")
-        .expect("status");
-    assert_eq!(exit.code(), Some(130));
+    assert_eq!(
+        exit_code(&mut child, Duration::from_secs(5), "exited at once").await,
+        Some(130)
+    );
     assert!(
         !dir_of_session.exists(),
         "{} outlived the gateway",
@@ -449,6 +449,15 @@ async fn a_second_sigint_leaves_no_launched_session_behind() {
         pids_with(&marker).is_empty(),
         "the setsid child outlived the gateway"
     );
+}
+
+/// The exit code of `child`, which must exit within `limit` (`what` says why it should).
+async fn exit_code(child: &mut tokio::process::Child, limit: Duration, what: &str) -> Option<i32> {
+    tokio::time::timeout(limit, child.wait())
+        .await
+        .expect(what)
+        .expect("status")
+        .code()
 }
 
 /// Starts a 50 s call of server "py" in `session`.

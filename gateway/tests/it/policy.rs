@@ -855,18 +855,12 @@ async fn poisoned_tools_and_look_alike_names_are_hidden_and_refused() {
     assert!(refusal.contains("look-alike"), "{refusal}");
     assert_eq!(text(&r[3]), "hi");
     assert!(
-        !received(&server)
-            .await
-            .iter()
-            .any(|m| m["rpc_name"] == "add_numbers"),
+        !reached(&server, "add_numbers").await,
         "a refused call reached the server"
     );
     // (The record names what reached the server: the call let through is there.)
     assert!(
-        received(&server)
-            .await
-            .iter()
-            .any(|m| m["rpc_name"] == "echo"),
+        reached(&server, "echo").await,
         "the server's record names no call"
     );
     // Prompts: the one whose listing carries orders is hidden and not served; the one whose
@@ -881,10 +875,7 @@ async fn poisoned_tools_and_look_alike_names_are_hidden_and_refused() {
         "{refusal}"
     );
     assert!(
-        !received(&server)
-            .await
-            .iter()
-            .any(|m| m["rpc_name"] == "briefing"),
+        !reached(&server, "briefing").await,
         "a refused prompts/get reached the server"
     );
     let refusal = r[6]["rpc_error"].as_str().expect("refused");
@@ -919,10 +910,7 @@ async fn poisoned_tools_and_look_alike_names_are_hidden_and_refused() {
         .expect("refused after the restart");
     assert!(refusal.contains("prompt \"briefing\""), "{refusal}");
     assert!(
-        !received(&server)
-            .await
-            .iter()
-            .any(|m| m["rpc_name"] == "briefing"),
+        !reached(&server, "briefing").await,
         "a refused prompts/get reached the server after the restart"
     );
     assert_eq!(

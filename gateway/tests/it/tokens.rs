@@ -286,6 +286,15 @@ async fn tokens_admit_scope_and_name_agents_and_bad_ones_get_401() {
     );
 }
 
+/// A scratch directory for `tag` and, in its `idp` folder, a test IdP's key `k1`.
+async fn idp_with_key(tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let scratch = scratch_dir(tag);
+    let keys = scratch.join("idp");
+    std::fs::create_dir_all(&keys).unwrap();
+    idp(&["keygen", "--dir", keys.to_str().unwrap(), "--kid", "k1"]).await;
+    (scratch, keys)
+}
+
 /// tests/peers/idp.py with `args`; its stdout.
 async fn idp(args: &[&str]) -> String {
     let mut idp = tokio::process::Command::new(peers().join("venv/bin/python"));
@@ -297,11 +306,8 @@ async fn idp(args: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_external_issuers_tokens_name_agents_and_its_key_rotation_is_followed() {
-    let scratch = scratch_dir("tokens-idp");
-    let keys = scratch.join("idp");
-    std::fs::create_dir_all(&keys).unwrap();
+    let (scratch, keys) = idp_with_key("tokens-idp").await;
     let dir = keys.to_str().unwrap();
-    idp(&["keygen", "--dir", dir, "--kid", "k1"]).await;
     // The IdP publishes its JWKS over HTTP.
     let jwks_port = free_port();
     let mut jwks_server = tokio::process::Command::new(peers().join("venv/bin/python"))
@@ -444,11 +450,8 @@ fn planner_claims() -> String {
 /// same claims typed `at+jwt` pass. Without the setting both pass.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_issuer_that_types_its_access_tokens_gets_no_other_jwt_through() {
-    let scratch = scratch_dir("tokens-at-jwt");
-    let keys = scratch.join("idp");
-    std::fs::create_dir_all(&keys).unwrap();
+    let (scratch, keys) = idp_with_key("tokens-at-jwt").await;
     let dir = keys.to_str().unwrap();
-    idp(&["keygen", "--dir", dir, "--kid", "k1"]).await;
     let claims = planner_claims();
     let plain = idp(&["sign", "--dir", dir, "--kid", "k1", "--claims", &claims]).await;
     let typed = idp(&[
