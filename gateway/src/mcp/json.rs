@@ -124,19 +124,28 @@ impl<'t, 'i> View<'t, 'i> {
 }
 
 struct Scratch {
+    /// The body, then [`simd_json::INPUT_PADDING`] bytes of padding: simd-json reads it in
+    /// place rather than copying it into a padded buffer of its own.
     input: Vec<u8>,
     buffers: simd_json::Buffers,
     tape: Option<Tape<'static>>,
 }
 
+impl Scratch {
+    fn new() -> Self {
+        Scratch {
+            input: Vec::new(),
+            // simd-json refuses deeper documents while it builds the tape, before the walk.
+            buffers: simd_json::Buffers::with_max_depth(0, MAX_DEPTH),
+            tape: Some(Tape::null().reset()),
+        }
+    }
+}
+
 thread_local! {
     // simd-json parses in place and wants scratch buffers: reusing them per thread keeps the hot
     // path free of allocations sized by the body.
-    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch {
-        input: Vec::new(),
-        buffers: simd_json::Buffers::default(),
-        tape: Some(Tape::null().reset()),
-    });
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::new());
 }
 
 /// Parses `bytes` strictly and hands the document to `f`. Everything `f` returns must be owned:
@@ -150,16 +159,7 @@ pub fn with_parsed<R>(bytes: &[u8], f: impl FnOnce(View<'_, '_>) -> R) -> Result
         // buffers rather than panic.
         match cell.try_borrow_mut() {
             Ok(mut scratch) => parse_with(&mut scratch, bytes, ascii_keys, f),
-            Err(_) => parse_with(
-                &mut Scratch {
-                    input: Vec::new(),
-                    buffers: simd_json::Buffers::default(),
-                    tape: Some(Tape::null().reset()),
-                },
-                bytes,
-                ascii_keys,
-                f,
-            ),
+            Err(_) => parse_with(&mut Scratch::new(), bytes, ascii_keys, f),
         }
     })
 }
@@ -177,10 +177,12 @@ fn parse_with<R>(
     } = scratch;
     input.clear();
     input.extend_from_slice(bytes);
+    input.extend_from_slice(&[0; simd_json::INPUT_PADDING]);
     let mut local = tape.take().unwrap_or_else(|| Tape::null().reset()).reset();
-    let result = match simd_json::fill_tape(input, buffers, &mut local) {
+    let result = match simd_json::fill_tape_padded(input, bytes.len(), buffers, &mut local) {
         Ok(()) => check_tape(&local.0, bytes, buffers.structural_indexes(), ascii_keys)
             .map(|()| f(View(&local.0))),
+        Err(e) if *e.error() == simd_json::ErrorType::DepthLimitExceeded => Err(JsonError::TooDeep),
         Err(e) => Err(JsonError::Syntax {
             offset: e.index(),
             kind: describe(e.error()),
@@ -205,7 +207,7 @@ fn describe(kind: &simd_json::ErrorType) -> String {
         E::Eof => "unexpected end of input".into(),
         E::KeyMustBeAString => "object key is not a string".into(),
         // simd-json reports trailing values and unbalanced brackets from its tape builder.
-        E::InternalError(_) => "trailing data after the value, or unbalanced brackets".into(),
+        E::InternalError => "trailing data after the value, or unbalanced brackets".into(),
         other => format!("{other:?}"),
     }
 }
@@ -829,6 +831,37 @@ mod tests {
             v,
             serde_json::json!({"a": [1, -2, 3.5, "xé😀", true, null, {}], "b": {"c": "d"}})
         );
+    }
+
+    /// The vendored simd-json returns strings and numbers from stage 2 in registers, and their
+    /// errors through a side slot (vendor/simd-json/AGENTGATE.md): every kind of each must come
+    /// through whole.
+    #[test]
+    fn patched_stage_two_returns_values_and_errors_whole() {
+        let v = parse(
+            br#"[9007199254740992, -9007199254740992, 922337203685477580, 0.1, -2.5e-3, "plain", "esc\n\"aped", "", {"k": "\u00e9"}]"#,
+        )
+        .unwrap();
+        assert_eq!(v[0], serde_json::json!(9_007_199_254_740_992u64));
+        assert_eq!(v[1], serde_json::json!(-9_007_199_254_740_992i64));
+        assert_eq!(v[2], serde_json::json!(922_337_203_685_477_580i64));
+        assert_eq!(v[3], serde_json::json!(0.1));
+        assert_eq!(v[4], serde_json::json!(-2.5e-3));
+        assert_eq!(v[5], "plain");
+        assert_eq!(v[6], "esc\n\"aped");
+        assert_eq!(v[7], "");
+        assert_eq!(v[8]["k"], "é");
+        let kind = |body: &[u8]| match parse(body) {
+            Err(JsonError::Syntax { kind, .. }) => kind,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            kind(br#"["ok", "bad \x escape"]"#),
+            "invalid escape in a string"
+        );
+        assert_eq!(kind(br#"{"k": "\uZZZZ"}"#), "invalid escape in a string");
+        assert!(kind(b"[1, 2, 3.]").starts_with("invalid number"));
+        assert!(kind(b"[1, -]").starts_with("invalid number"));
     }
 
     #[test]
