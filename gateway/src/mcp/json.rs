@@ -486,6 +486,10 @@ fn needs_number_check(bytes: &[u8], at: usize, end: usize) -> bool {
     // The shortest text that can hold a number [`number_token`] refuses for its length: 19
     // digits, or one digit, an `e` and an exponent of MAX_EXPONENT_DIGITS + 1 digits.
     const LONG: usize = 3 + MAX_EXPONENT_DIGITS;
+    // Most numbers are short even counting what follows them up to the next index.
+    if end.saturating_sub(at) < LONG {
+        return bytes.get(at) == Some(&b'-') && bytes.get(at + 1) == Some(&b'0');
+    }
     let long = || {
         // The next index may lie past whitespace (pretty-printed bodies), which is no part of
         // the number.
