@@ -56,7 +56,7 @@ fn main() -> Result<()> {
         Task::Ci => {
             ebpf_toolchain(&root)?;
             setup(&root)?;
-            let gates: [Gate; 5] = [
+            let gates: [Gate; 6] = [
                 (&["fmt", "--all", "--check"], &[]),
                 (
                     &[
@@ -67,6 +67,23 @@ fn main() -> Result<()> {
                         "--",
                         "-D",
                         "warnings",
+                    ],
+                    &[],
+                ),
+                // The patched simd-json as other architectures build it (no runtime detection):
+                // the gateway's own build only takes the x86 runtime-detection path.
+                (
+                    &[
+                        "check",
+                        "--manifest-path",
+                        "vendor/simd-json/Cargo.toml",
+                        "--lib",
+                        "--no-default-features",
+                        "--features",
+                        "swar-number-parsing",
+                        "--locked",
+                        "--target-dir",
+                        "target/vendor-simd-json",
                     ],
                     &[],
                 ),

@@ -412,8 +412,9 @@ fn hex4(bytes: &[u8], at: usize) -> Option<u16> {
     u16::from_str_radix(text, 16).ok()
 }
 
-/// Walks the tape once: nesting depth, duplicate keys per object (simd-json unescaped them
-/// already, so `"n\u0061me"` and `"name"` collide) and numbers that not every reader sees alike.
+/// Walks the tape once: nesting depth (simd-json refuses deeper tapes already; the walk recurses,
+/// so it checks again), duplicate keys per object (simd-json unescaped them already, so
+/// `"n\u0061me"` and `"name"` collide) and numbers that not every reader sees alike.
 /// `bytes` is the parsed text and `starts` simd-json's structural indexes into it.
 fn check_tape(
     nodes: &[Node<'_>],
@@ -780,7 +781,8 @@ fn subtree_len(node: Option<&Node<'_>>) -> usize {
 
 fn build(nodes: &[Node<'_>], pos: &mut usize) -> serde_json::Value {
     use serde_json::Value as J;
-    // Depth is capped at MAX_DEPTH by the tape walk, so this recursion is bounded.
+    // Depth is capped at MAX_DEPTH (simd-json refuses deeper tapes, the walk checks again), so
+    // this recursion is bounded.
     let Some(node) = nodes.get(*pos) else {
         return J::Null;
     };
@@ -1060,10 +1062,14 @@ mod tests {
         // Brackets inside strings do not count.
         let quoted = format!("[\"{}\"]", "[".repeat(1000));
         assert!(parse(quoted.as_bytes()).is_ok());
-        // A flood: simd-json builds its tape without recursion, then the walk refuses it.
+        // A flood: simd-json refuses it while building the tape, before any recursion.
         let flood = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         assert_eq!(parse(flood.as_bytes()), Err(JsonError::TooDeep));
-        assert!(parse("[".repeat(100_000).as_bytes()).is_err());
+        // Unclosed: past the cap before the end of input is found.
+        assert_eq!(
+            parse("[".repeat(100_000).as_bytes()),
+            Err(JsonError::TooDeep)
+        );
         // The slow path (taken for any \u escape) agrees.
         let escaped = format!(
             "{}\"\\u0041\"{}",

@@ -45,15 +45,14 @@ impl crate::Deserializer<'_> {
         match Self::parse_number_to_registers(idx, buf, negative, &mut other) {
             (n, 0) => Ok(StaticNode::I64(n as i64)),
             (n, 1) => Ok(StaticNode::U64(n)),
-            #[cfg(not(feature = "ordered-float"))]
-            (n, 2) => Ok(StaticNode::F64(f64::from_bits(n))),
+            (n, 2) => Ok(StaticNode::from(f64::from_bits(n))),
             // SAFETY: any other kind comes with the result written.
             _ => unsafe { other.assume_init() },
         }
     }
 
     /// The number's bits and its kind (0 `I64`, 1 `U64`, 2 `F64`); anything else (an error,
-    /// a 128-bit integer) is written to `other` with kind 3.
+    /// a 128-bit integer, an `ordered-float` float) is written to `other` with kind 3.
     #[inline(never)]
     fn parse_number_to_registers(
         idx: usize,
@@ -65,6 +64,7 @@ impl crate::Deserializer<'_> {
         match Self::parse_number(idx, buf, negative) {
             Ok(StaticNode::I64(n)) => (n as u64, 0),
             Ok(StaticNode::U64(n)) => (n, 1),
+            // With `ordered-float` (whose F64 holds no plain f64), floats take the slot.
             #[cfg(not(feature = "ordered-float"))]
             Ok(StaticNode::F64(n)) => (n.to_bits(), 2),
             result => {

@@ -214,18 +214,26 @@ impl<'de> Deserializer<'de> {
 
         macro_rules! insert_str {
             () => {{
+                // agentgate patch: see `ParseStrFn`.
                 #[cfg(all(
                     feature = "runtime-detection",
                     any(target_arch = "x86_64", target_arch = "x86"),
                 ))]
-                // agentgate patch: see `ParseStrFn`.
-                let mut err = std::mem::MaybeUninit::uninit();
-                let s = match unsafe {
-                    parse_str_fn(crate::SillyWrapper::from(input_ptr), input2, buffer, idx, &mut err)
-                } {
-                    Some(s) => s,
-                    // SAFETY: `None` comes with the error written.
-                    None => s2try!(Err(unsafe { err.assume_init() })),
+                let s = {
+                    let mut err = std::mem::MaybeUninit::uninit();
+                    match unsafe {
+                        parse_str_fn(
+                            crate::SillyWrapper::from(input_ptr),
+                            input2,
+                            buffer,
+                            idx,
+                            &mut err,
+                        )
+                    } {
+                        Some(s) => s,
+                        // SAFETY: `None` comes with the error written.
+                        None => s2try!(Err(unsafe { err.assume_init() })),
+                    }
                 };
                 #[cfg(not(all(
                     feature = "runtime-detection",
