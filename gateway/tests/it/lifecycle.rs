@@ -82,6 +82,28 @@ async fn check_config_exit_codes_and_messages() {
 
 /// Starts the binary on a config file and waits for its "ready" log line.
 async fn start_binary(config: &str, dir: &std::path::Path) -> (tokio::process::Child, u16) {
+    // One worker thread runs on tokio's current-thread scheduler, more than one on the
+    // work-stealing one: the tests that set one check that drains and signals work there too.
+    let one_worker = config.contains(ONE_WORKER);
+    let (child, port, logs) = start_binary_with(config, dir, &[]).await;
+    let ready = logs.last().map_or("", String::as_str);
+    let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    assert_eq!(
+        ready.contains("scheduler=CurrentThread"),
+        one_worker || one_cpu,
+        "{ready}"
+    );
+    (child, port)
+}
+
+/// Starts the binary on `config` (its listener on a free port, an audit log under `dir` unless
+/// the config has one) with `env` set; returns it, its port and its log lines up to the ready
+/// line, which is the last.
+async fn start_binary_with(
+    config: &str,
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, u16, Vec<String>) {
     let port = free_port();
     let text = config.replace(
         "127.0.0.1:0\"\n[admin]",
@@ -92,9 +114,6 @@ async fn start_binary(config: &str, dir: &std::path::Path) -> (tokio::process::C
     } else {
         text + &audit_section(dir)
     };
-    // One worker thread runs on tokio's current-thread scheduler, more than one on the
-    // work-stealing one: the tests that set one check that drains and signals work there too.
-    let one_worker = text.contains(ONE_WORKER);
     let path = dir.join("gw.toml");
     std::fs::write(&path, text).expect("write config");
     let mut child = bin()
@@ -102,31 +121,101 @@ async fn start_binary(config: &str, dir: &std::path::Path) -> (tokio::process::C
         .arg("--config")
         .arg(&path)
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start");
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = tokio::io::BufReader::new(stderr).lines();
-    let ready = tokio::time::timeout(Duration::from_secs(20), async {
+    let logs = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut logs = Vec::new();
         while let Some(line) = lines.next_line().await.expect("read log") {
-            if line.contains("agentgate is ready") {
-                return line;
+            let ready = line.contains("agentgate is ready");
+            logs.push(line);
+            if ready {
+                return logs;
             }
         }
-        panic!("gateway exited before it was ready");
+        panic!("gateway exited before it was ready: {logs:?}");
     })
     .await
     .expect("ready in time");
-    let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
-    assert_eq!(
-        ready.contains("scheduler=CurrentThread"),
-        one_worker || one_cpu,
-        "{ready}"
-    );
     // Plain logs carry no colour codes when they do not go to a terminal.
-    assert!(!ready.contains('\u{1b}'), "{ready:?}");
+    assert!(logs.iter().all(|l| !l.contains('\u{1b}')), "{logs:?}");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, port)
+    (child, port, logs)
+}
+
+#[tokio::test]
+async fn tokio_worker_threads_sizes_the_runtime_when_the_config_does_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let servers = [("s", "http://127.0.0.1:9/mcp", "streamable-http", "")];
+    for (extra, env, scheduler, workers) in [
+        ("", "1", "scheduler=CurrentThread", "workers=1"),
+        ("", "2", "scheduler=MultiThread", "workers=2"),
+        // The configuration wins over the variable.
+        (
+            "[runtime]\nworker_threads = 2\n",
+            "1",
+            "scheduler=MultiThread",
+            "workers=2",
+        ),
+        (ONE_WORKER, "2", "scheduler=CurrentThread", "workers=1"),
+    ] {
+        let (mut child, _, logs) = start_binary_with(
+            &gateway_config(&servers, extra),
+            dir.path(),
+            &[("TOKIO_WORKER_THREADS", env)],
+        )
+        .await;
+        let ready = logs.last().map_or("", String::as_str);
+        assert!(
+            ready.contains(scheduler) && ready.contains(workers),
+            "{extra:?} TOKIO_WORKER_THREADS={env}: {ready}"
+        );
+        child.kill().await.expect("kill");
+    }
+}
+
+#[tokio::test]
+async fn the_pin_files_unknown_members_are_named_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pins = dir.path().join("pins.json");
+    // As a later gateway might write it: a member at the top and one in an entry.
+    let file = serde_json::json!({
+        "version": 1,
+        "servers": {"s": {"echo": {"pinned": "0".repeat(64), "later_entry_member": [1]}}},
+        "later_top_member": {"x": 1},
+    });
+    std::fs::write(&pins, file.to_string()).expect("write pins");
+    let config = gateway_config(
+        &[("s", "http://127.0.0.1:9/mcp", "streamable-http", "")],
+        "",
+    )
+    .replace(
+        "pins_file = \"\"",
+        &format!("pins_file = \"{}\"", pins.display()),
+    );
+    let (mut child, _, logs) = start_binary_with(&config, dir.path(), &[]).await;
+    let warning = logs
+        .iter()
+        .find(|l| l.contains("members this gateway does not know"))
+        .unwrap_or_else(|| panic!("no warning: {logs:?}"));
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(
+        warning.contains("later_entry_member, later_top_member"),
+        "{warning}"
+    );
+    assert!(warning.contains("pins.json"), "{warning}");
+    child.kill().await.expect("kill");
+    // Kept as they were: the gateway wrote nothing it did not need to.
+    let kept: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&pins).expect("read pins")).expect("pins json");
+    assert_eq!(kept["later_top_member"], file["later_top_member"]);
+    assert_eq!(
+        kept["servers"]["s"]["echo"]["later_entry_member"],
+        serde_json::json!([1])
+    );
 }
 
 /// Runs the binary on one worker thread (tokio's current-thread scheduler).
