@@ -27,7 +27,8 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Every CI gate: setup, rustfmt, clippy (warnings denied), all tests, docs.
+    /// Every CI gate: setup, rustfmt, clippy (warnings denied), the vendored simd-json without
+    /// runtime detection, all tests, docs.
     Ci,
     /// Criterion benchmarks and the end-to-end load test (installs nginx-light when missing).
     Bench {

@@ -18,8 +18,9 @@ pub const MAX_DEPTH: usize = 64;
 /// Largest integer magnitude that every JSON consumer reads exactly (I-JSON, RFC 7493).
 pub const MAX_EXACT_INT: u64 = 1 << 53;
 
-/// Most significant digits accepted in a number's exponent. simd-json keeps exponents in 32
-/// bits; anything this short is far from wrapping, and far beyond any finite `f64`.
+/// Most significant digits accepted in a number's exponent. Readers that keep exponents in 32
+/// bits (simd-json did before 0.19) wrap longer ones and read another value; anything this short
+/// is far from wrapping, and far beyond any finite `f64`.
 pub const MAX_EXPONENT_DIGITS: usize = 9;
 
 /// Why a body is not strict JSON. The messages are shown to agents, so they name the problem.
@@ -291,8 +292,9 @@ fn number_token(bytes: &[u8], start: usize) -> Result<usize, JsonError> {
         if n == 0 {
             return Err(bad(i));
         }
-        // simd-json cuts the exponent to 32 bits: "1e-4294967296" comes out as 1.0 where other
-        // readers see 0.0. No exponent of nine significant digits or fewer gets near that.
+        // A reader that cuts the exponent to 32 bits (simd-json before 0.19) reads
+        // "1e-4294967296" as 1.0 where others see 0.0. No exponent of nine significant digits or
+        // fewer gets near that.
         let leading_zeros = bytes[after - n..after]
             .iter()
             .take_while(|&&b| b == b'0')
@@ -305,12 +307,12 @@ fn number_token(bytes: &[u8], start: usize) -> Result<usize, JsonError> {
         }
         (i, float) = (after, true);
     }
-    // Beyond what every reader represents alike: parsers round long mantissas differently
-    // (simd-json's slow path is not correctly rounded) and read integers outside 64 bits as
-    // floats or as big integers.
+    // Beyond what every reader represents alike: parsers that do not round correctly (simd-json
+    // did not before 0.19) read long mantissas differently, and integers outside 64 bits come
+    // out as floats or as big integers.
     let text = std::str::from_utf8(&bytes[start..i]).unwrap_or("");
-    // 19+ digits is where simd-json leaves its exact path (and integers of 20+ digits come out
-    // of it as floats).
+    // 19+ digits is where fast paths that are exact for shorter mantissas end (simd-json's among
+    // them), and integers of 20+ digits no longer fit 64 bits.
     let too_precise = if float {
         int_digits + frac_digits >= 19
     } else {
@@ -478,10 +480,11 @@ fn key_text(nodes: &[Node<'_>], at: u32) -> String {
     }
 }
 
-/// Whether the text at `at`, running at most to `end`, may be a number simd-json reads
-/// differently from other parsers: "-0"; a text long enough to hold 19 digits, which simd-json
-/// parses on a path that neither rounds correctly nor checks what follows the number
-/// ("4444444444444444444a" parses); or one long enough for an exponent simd-json cuts short.
+/// Whether the text at `at`, running at most to `end`, may be a number [`number_token`] refuses
+/// (parsers read it differently): "-0", which simd-json reads as the integer 0 and others as
+/// -0.0; a text long enough to hold 19 digits; or one long enough for an exponent a 32-bit
+/// reader cuts short. simd-json before 0.19 also parsed 19+ digits on a path that neither
+/// rounded correctly nor checked what followed ("4444444444444444444a" parsed).
 #[inline(always)]
 fn needs_number_check(bytes: &[u8], at: usize, end: usize) -> bool {
     // The shortest text that can hold a number [`number_token`] refuses for its length: 19
@@ -993,7 +996,7 @@ mod tests {
                 "4444444444444444444a",
                 "-4444444444444444444a",
                 "18446744073709551615true",
-                // Exponents simd-json would cut to 32 bits (and 1.0 would come out).
+                // Exponents a 32-bit reader cuts short (simd-json before 0.19: 1.0 came out).
                 "1e-4294967296",
                 "1e4294967296",
                 "-1.5E+00004294967296",

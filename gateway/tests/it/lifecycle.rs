@@ -11,7 +11,8 @@ use crate::common::*;
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_agentgate"));
-    // The scheduler the ready line names follows the configuration alone.
+    // The scheduler the ready line names follows the configuration, unless a test sets the
+    // variable itself.
     c.stdin(Stdio::null())
         .env_remove("TOKIO_WORKER_THREADS")
         .kill_on_drop(true);
@@ -208,7 +209,8 @@ async fn the_pin_files_unknown_members_are_named_at_start() {
     );
     assert!(warning.contains("pins.json"), "{warning}");
     child.kill().await.expect("kill");
-    // Kept as they were: the gateway wrote nothing it did not need to.
+    // Start leaves the file as it was: nothing had changed to write. (That a write keeps
+    // unknown members is the pin store's unit test.)
     let kept: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&pins).expect("read pins")).expect("pins json");
     assert_eq!(kept["later_top_member"], file["later_top_member"]);
