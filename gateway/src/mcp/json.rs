@@ -225,10 +225,11 @@ fn prescan(bytes: &[u8]) -> Result<bool, JsonError> {
     if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
         return Err(JsonError::ByteOrderMark);
     }
-    // One SIMD pass finds NULs (simd-json reads a NUL after a number as the end of input:
-    // "[1\0.]" would parse) and backslashes; a `\u` escape (lone surrogates) needs the
-    // string-aware scan. Numbers are checked after parsing, from simd-json's structural indexes,
-    // so ordinary bodies take one SIMD search here and nothing more.
+    // One SIMD pass finds NULs (no JSON text holds one raw; simd-json before 0.19 read a NUL
+    // after a number as the end of input, so "[1\0.]" parsed) and backslashes; a `\u` escape
+    // (lone surrogates) needs the string-aware scan. Numbers are checked after parsing, from
+    // simd-json's structural indexes, so ordinary bodies take one SIMD search here and nothing
+    // more.
     for i in memchr::memchr2_iter(0, b'\\', bytes) {
         if bytes[i] == 0 {
             return Err(JsonError::Syntax {
@@ -351,7 +352,8 @@ fn full_scan(bytes: &[u8]) -> Result<(), JsonError> {
             }
             b'"' => i = skip_string(bytes, i + 1)?,
             b'-' | b'0'..=b'9' => i = number_token(bytes, i)?,
-            // simd-json reads a NUL after a number as the end of input: "[1\0.]" would parse.
+            // No JSON text holds a raw control character here (simd-json before 0.19 read a NUL
+            // after a number as the end of input: "[1\0.]" parsed).
             b if b < 0x20 && !matches!(b, b' ' | b'\t' | b'\n' | b'\r') => {
                 return Err(JsonError::Syntax {
                     offset: i,
