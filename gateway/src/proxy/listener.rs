@@ -389,6 +389,9 @@ async fn serve_connection<S>(
             .serve_connection(TokioIo::new(framing::Tracked::new(stream, verdicts)), svc);
         tokio::pin!(conn);
         let result = tokio::select! {
+            // In order: polled on every wake-up of the connection, and an unbiased select
+            // draws a random number each time.
+            biased;
             r = conn.as_mut() => r,
             _ = gateway.drain.signaled() => {
                 conn.as_mut().graceful_shutdown();

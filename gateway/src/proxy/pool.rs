@@ -245,8 +245,10 @@ impl Pool {
             };
             let mut sender = match connection {
                 Dialed::Http1(sender) => sender,
+                // Boxed for the same reason: HTTP/1.1 requests, the common case, should not
+                // carry (and copy, at every await up the request path) the HTTP/2 path's state.
                 Dialed::Http2(sender, guard) => {
-                    match self.send_http2(sender, guard, req, reused).await {
+                    match Box::pin(self.send_http2(sender, guard, req, reused)).await {
                         Ok(response) => return Ok(response),
                         Err(Retry::Failed(e)) => return Err(e),
                         // (Only a shared connection's unsent requests come back.)
