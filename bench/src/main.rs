@@ -21,6 +21,8 @@ use hyper::{body::Incoming, service::service_fn};
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
+mod train;
+
 #[derive(Debug, Parser)]
 #[command(about = "agentgate end-to-end load test")]
 struct Args {
@@ -69,6 +71,14 @@ enum Mode {
     Pong,
     /// Prints only the parse + classify figures (for profiling the parser by hand).
     Parse,
+    /// Sends the traffic a profile-guided build learns from through `gateway`, an instrumented
+    /// build (`cargo xtask build` runs this), with its configs and audit logs in `dir`.
+    Train {
+        #[arg(long)]
+        gateway: PathBuf,
+        #[arg(long)]
+        dir: PathBuf,
+    },
     /// Times `count` rounds of sequential connects, one to each `--addr` per round (socket,
     /// connect, close with RST); prints each address's median in ns. Interleaving the addresses
     /// in one process puts them through the same moments of a noisy machine.
@@ -143,6 +153,7 @@ async fn internal(mode: Mode) -> Result<()> {
             );
         }
         Mode::Upstream { addr } => serve_upstream(TcpListener::bind(addr).await?).await,
+        Mode::Train { gateway, dir } => train::run(&gateway, &dir).await?,
         Mode::Parse => {
             for size in [4096, 65_536, 1 << 20] {
                 let (gbps, vs_serde, vs_simd) = parse_throughput(size);
@@ -799,19 +810,10 @@ async fn load(
     for _ in 0..concurrency {
         let (addr, path, body) = (target.addr, target.path, body.clone());
         tasks.push(tokio::spawn(async move {
-            let stream = TcpStream::connect(addr).await?;
-            stream.set_nodelay(true)?;
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-            tokio::spawn(conn);
+            let mut sender = connect(addr).await?;
             let mut lat = Vec::with_capacity(100_000);
             while Instant::now() < deadline {
-                let req = Request::post(path)
-                    .header("host", addr.to_string())
-                    .header("content-type", "application/json")
-                    .header("accept", "application/json, text/event-stream")
-                    .header("mcp-protocol-version", "2025-11-25")
-                    .body(Full::new(body.clone()))?;
+                let req = mcp_post(addr, path, body.clone())?;
                 let t = Instant::now();
                 let resp = sender.send_request(req).await?;
                 let status = resp.status();
@@ -831,8 +833,40 @@ async fn load(
     Ok(all)
 }
 
+/// A keep-alive HTTP/1.1 connection to `addr`, its driver spawned.
+async fn connect(addr: SocketAddr) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// A POST of `body` to `path` with the headers an MCP client sends.
+fn mcp_post(addr: SocketAddr, path: &str, body: Bytes) -> Result<Request<Full<Bytes>>> {
+    Ok(Request::post(path)
+        .header("host", addr.to_string())
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(Full::new(body))?)
+}
+
 /// The fast upstream: answers every POST with a fixed tools/call result.
 async fn serve_upstream(listener: TcpListener) {
+    serve(listener, |_, _| {
+        let mut resp = Response::new(Full::new(Bytes::from_static(UPSTREAM_REPLY)));
+        resp.headers_mut().insert(
+            "content-type",
+            http::HeaderValue::from_static("application/json"),
+        );
+        resp
+    })
+    .await
+}
+
+/// Serves HTTP/1.1 on `listener`, answering each request with `answer(path, body)`.
+async fn serve(listener: TcpListener, answer: fn(&str, Bytes) -> Response<Full<Bytes>>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
@@ -840,13 +874,9 @@ async fn serve_upstream(listener: TcpListener) {
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
             let svc = service_fn(|req: Request<Incoming>| async move {
-                let _ = req.into_body().collect().await;
-                let mut resp = Response::new(Full::new(Bytes::from_static(UPSTREAM_REPLY)));
-                resp.headers_mut().insert(
-                    "content-type",
-                    http::HeaderValue::from_static("application/json"),
-                );
-                Ok::<_, Infallible>(resp)
+                let path = req.uri().path().to_owned();
+                let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                Ok::<_, Infallible>(answer(&path, body.unwrap_or_default()))
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)

@@ -1,5 +1,6 @@
 //! `cargo xtask`: the project tasks cargo cannot do alone. `setup` installs the test peers,
-//! `ci` runs every gate, `bench` runs the benchmarks. Everything here is idempotent.
+//! `build` makes the optimised (profile-guided) gateway, `run` runs it, `ci` runs every gate,
+//! `bench` runs the benchmarks. Everything here is idempotent.
 
 use std::{
     path::{Path, PathBuf},
@@ -8,6 +9,8 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+
+mod pgo;
 
 #[derive(Debug, Parser)]
 #[command(name = "xtask")]
@@ -22,7 +25,12 @@ enum Task {
     /// bpf-linker built against its LLVM (for the kernel programs), and the Python and npm MCP
     /// test peers under .peers/. Idempotent.
     Setup,
-    /// Run the gateway (release build); arguments after `--` go to `agentgate`, default `run`.
+    /// Build the gateway as deployed: a release build optimised with a profile of MCP
+    /// traffic (instrumented build, training run, final build; see `xtask/src/pgo.rs`). Prints
+    /// the binary's path.
+    Build,
+    /// Run the gateway (the `build` task's binary); arguments after `--` go to `agentgate`,
+    /// default `run`.
     Run {
         #[arg(last = true)]
         args: Vec<String>,
@@ -45,14 +53,26 @@ fn main() -> Result<()> {
             ebpf_toolchain(&root)?;
             setup(&root)
         }
+        Task::Build => {
+            ebpf_toolchain(&root)?;
+            let gateway = pgo::gateway(&root)?;
+            println!("{}", gateway.display());
+            Ok(())
+        }
         Task::Run { args } => {
             ebpf_toolchain(&root)?;
-            let mut cargo = vec!["run", "--release", "--locked", "-p", "agentgate", "--"];
-            if args.is_empty() {
-                cargo.push("run");
+            let gateway = pgo::gateway(&root)?;
+            let mut argv: Vec<&str> = args.iter().map(String::as_str).collect();
+            if argv.is_empty() {
+                argv.push("run");
             }
-            cargo.extend(args.iter().map(String::as_str));
-            run(&root, "cargo", &cargo, &[])
+            eprintln!("xtask: {} {}", gateway.display(), argv.join(" "));
+            // In place of this process: signals (the drain on Ctrl-C) and the exit code are
+            // the gateway's own.
+            let error = std::os::unix::process::CommandExt::exec(
+                Command::new(&gateway).args(&argv).current_dir(&root),
+            );
+            Err(error).with_context(|| format!("cannot start {}", gateway.display()))
         }
         Task::Ci => {
             ebpf_toolchain(&root)?;
@@ -146,20 +166,8 @@ fn main() -> Result<()> {
             let mut build = benches.to_vec();
             build.push("--no-run");
             run(&root, "cargo", &build, &[])?;
-            run(
-                &root,
-                "cargo",
-                &[
-                    "build",
-                    "--release",
-                    "--locked",
-                    "-p",
-                    "agentgate",
-                    "-p",
-                    "agentgate-bench",
-                ],
-                &[],
-            )?;
+            // The gateway as deployed (profile-guided); this also builds agentgate-bench.
+            let gateway = pgo::gateway(&root)?;
             let started = std::time::Instant::now();
             let mut args = benches.to_vec();
             args.push("--");
@@ -177,7 +185,6 @@ fn main() -> Result<()> {
             run(&root, "cargo", &args, &[])?;
             let criterion = started.elapsed();
             let bin = root.join("target/release/agentgate-bench");
-            let gateway = root.join("target/release/agentgate");
             let mut load = vec!["--gateway".to_owned(), gateway.display().to_string()];
             if short {
                 load.push("--short".to_owned());
@@ -219,6 +226,22 @@ fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// Installs a rustup component for the active toolchain.
+fn add_component(root: &Path, component: &str) -> Result<()> {
+    let toolchain = output(root, "rustup", &["show", "active-toolchain"])?;
+    let toolchain = toolchain
+        .split_whitespace()
+        .next()
+        .context("no active toolchain")?
+        .to_owned();
+    run(
+        root,
+        "rustup",
+        &["component", "add", component, "--toolchain", &toolchain],
+        &[],
+    )
+}
+
 fn run(dir: &Path, program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<()> {
     eprintln!("xtask: {program} {}", args.join(" "));
     let status = Command::new(program)
@@ -240,18 +263,7 @@ fn ebpf_toolchain(root: &Path) -> Result<()> {
     let sysroot = output(root, "rustc", &["--print", "sysroot"])?;
     let sysroot = PathBuf::from(sysroot.trim());
     if !sysroot.join("lib/rustlib/src/rust/library/core").is_dir() {
-        let toolchain = output(root, "rustup", &["show", "active-toolchain"])?;
-        let toolchain = toolchain
-            .split_whitespace()
-            .next()
-            .context("no active toolchain")?
-            .to_owned();
-        run(
-            root,
-            "rustup",
-            &["component", "add", "rust-src", "--toolchain", &toolchain],
-            &[],
-        )?;
+        add_component(root, "rust-src")?;
     }
     let home = std::env::var("HOME").context("HOME")?;
     // Where cargo puts what it installs, so that it lands on the PATH rustup set up.

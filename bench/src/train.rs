@@ -1,0 +1,208 @@
+//! `agentgate-bench train`: the traffic a profile-guided build of the gateway learns from.
+//!
+//! `cargo xtask build` builds an instrumented gateway, runs this against it, and builds the
+//! gateway again with the profile it wrote. What this sends is what the build makes fast:
+//! tools/call with JSON and with SSE answers, small and large bodies, the session handshake,
+//! tool listing, notifications and malformed bodies, one connection at a time and many, through
+//! a one-worker gateway with the audit log off (as the benchmark runs it) and through one on
+//! the default runtime with the default fail-closed audit log. Code it does not reach (TLS,
+//! HTTP/2, stdio and legacy servers, interception) is built unprofiled, not for size.
+
+use std::{
+    net::SocketAddr,
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tokio::net::{TcpListener, TcpStream};
+
+/// One step of the traffic: `body` sent to server `server` over `concurrency` keep-alive
+/// connections for `millis`, each answer expected with `status`.
+struct Step {
+    server: &'static str,
+    body: Bytes,
+    concurrency: usize,
+    millis: u64,
+    status: StatusCode,
+}
+
+/// Trains `gateway` (an instrumented build, which writes its profile where `LLVM_PROFILE_FILE`
+/// says as it exits): two gateway processes in turn, configured in `dir`.
+pub async fn run(gateway: &Path, dir: &Path) -> Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let upstream = listener.local_addr()?;
+    tokio::spawn(crate::serve(listener, answer));
+    let audit = |name: &str| {
+        let d = dir.join(name);
+        format!(
+            "[audit]\ndir = \"{}\"\nkey_file = \"{}.key\"\nfail_closed = true\n",
+            d.display(),
+            d.display()
+        )
+    };
+    let gateways = [
+        (
+            "one-worker",
+            "[runtime]\nworker_threads = 1\n".to_owned(),
+            "[audit]\nenabled = false\n".to_owned(),
+        ),
+        ("default", String::new(), audit("audit")),
+    ];
+    for (name, runtime, audit) in gateways {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[listener]\naddress = \"127.0.0.1:{port}\"\n[admin]\nenabled = false\n\
+                 [logging]\nlevel = \"warn\"\n{runtime}\
+                 [[servers]]\nname = \"json\"\nurl = \"http://{upstream}/mcp\"\n\
+                 [[servers]]\nname = \"sse\"\nurl = \"http://{upstream}/sse\"\n\
+                 [policy]\npins_file = \"\"\n[[rules]]\nname = \"all\"\neffect = \"allow\"\n{audit}"
+            ),
+        )?;
+        let mut child = Command::new(gateway)
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .spawn()
+            .context("start the instrumented gateway")?;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let sent = async {
+            wait_for(addr).await?;
+            for step in steps() {
+                drive(addr, &step).await.with_context(|| {
+                    format!("training step to server {:?} ({name} gateway)", step.server)
+                })?;
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        // SIGTERM: the gateway drains and exits normally, which is when it writes its profile.
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let status = child.wait()?;
+        sent?;
+        if !status.success() {
+            bail!("the instrumented gateway ({name}) exited with {status}");
+        }
+    }
+    Ok(())
+}
+
+fn steps() -> Vec<Step> {
+    let call = Bytes::from(agentgate_bench::tools_call_body(1024));
+    let step = |server, body: &Bytes, concurrency, millis, status| Step {
+        server,
+        body: body.clone(),
+        concurrency,
+        millis,
+        status,
+    };
+    let json = |text: &'static str| Bytes::from_static(text.as_bytes());
+    let initialize = json(
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"train","version":"1"}}}"#,
+    );
+    let list = json(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#);
+    let initialized = json(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    let malformed = json(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":}"#);
+    let large = Bytes::from(agentgate_bench::tools_call_body(64 * 1024));
+    vec![
+        step("json", &call, 32, 2500, StatusCode::OK),
+        step("json", &call, 1, 800, StatusCode::OK),
+        step("sse", &call, 8, 800, StatusCode::OK),
+        step("json", &large, 4, 500, StatusCode::OK),
+        step("json", &initialize, 4, 300, StatusCode::OK),
+        step("json", &list, 4, 300, StatusCode::OK),
+        step("sse", &list, 4, 300, StatusCode::OK),
+        step("json", &initialized, 4, 300, StatusCode::ACCEPTED),
+        step("json", &malformed, 2, 200, StatusCode::BAD_REQUEST),
+    ]
+}
+
+/// Sends `step.body` over `step.concurrency` connections until `step.millis` pass.
+async fn drive(addr: SocketAddr, step: &Step) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_millis(step.millis);
+    let path = format!("/servers/{}/mcp", step.server);
+    let mut tasks = Vec::new();
+    for _ in 0..step.concurrency {
+        let (path, body, expected) = (path.clone(), step.body.clone(), step.status);
+        tasks.push(tokio::spawn(async move {
+            let mut sender = crate::connect(addr).await?;
+            while Instant::now() < deadline {
+                let req = crate::mcp_post(addr, &path, body.clone())?;
+                let resp = sender.send_request(req).await?;
+                let status = resp.status();
+                resp.into_body().collect().await?;
+                if status != expected {
+                    bail!("{path} answered {status}, not {expected}");
+                }
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
+async fn wait_for(addr: SocketAddr) -> Result<()> {
+    for _ in 0..400 {
+        if TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    bail!("the instrumented gateway did not listen on {addr}")
+}
+
+/// The training upstream's answer to each request, by its method and id: in JSON on `/mcp`,
+/// and as an SSE stream (a progress notification, then the answer) on `/sse`; notifications
+/// get 202.
+fn answer(path: &str, body: Bytes) -> Response<Full<Bytes>> {
+    let sse = path == "/sse";
+    let message: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let Some(id) = message.get("id").cloned() else {
+        let mut resp = Response::new(Full::new(Bytes::new()));
+        *resp.status_mut() = StatusCode::ACCEPTED;
+        return resp;
+    };
+    let result = match message.get("method").and_then(|m| m.as_str()) {
+        Some("initialize") => serde_json::json!({
+            "protocolVersion": "2025-11-25",
+            "capabilities": {"tools": {}},
+            "serverInfo": {"name": "train", "version": "1"},
+        }),
+        Some("tools/list") => serde_json::json!({"tools": [{
+            "name": "run_query",
+            "description": "Runs a query.",
+            "inputSchema": {"type": "object", "properties": {"query": {"type": "string"}}},
+        }]}),
+        _ => serde_json::json!({"content": [{"type": "text", "text": "ok"}], "isError": false}),
+    };
+    let reply = serde_json::json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string();
+    let (content_type, text) = if sse {
+        let progress = r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"t","progress":1,"total":2}}"#;
+        (
+            "text/event-stream",
+            format!("event: message\ndata: {progress}\n\nevent: message\ndata: {reply}\n\n"),
+        )
+    } else {
+        ("application/json", reply)
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(text)));
+    resp.headers_mut()
+        .insert("content-type", http::HeaderValue::from_static(content_type));
+    resp
+}
