@@ -874,9 +874,9 @@ async fn serve(listener: TcpListener, answer: fn(&str, Bytes) -> Response<Full<B
         let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
             let svc = service_fn(|req: Request<Incoming>| async move {
-                let path = req.uri().path().to_owned();
-                let body = req.into_body().collect().await.map(|b| b.to_bytes());
-                Ok::<_, Infallible>(answer(&path, body.unwrap_or_default()))
+                let (parts, body) = req.into_parts();
+                let body = body.collect().await.map(|b| b.to_bytes());
+                Ok::<_, Infallible>(answer(parts.uri.path(), body.unwrap_or_default()))
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)

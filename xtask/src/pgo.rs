@@ -7,11 +7,12 @@
 //! Everything lives under `target/pgo/`: `generate/` (the instrumented build), `raw/` (what it
 //! wrote), `agentgate.profdata` (the merged profile), `use/` (the optimised build). Each build
 //! keeps its own target directory, so neither rebuilds the other's crates. The training runs
-//! again only when the instrumented gateway or the training driver changed.
+//! again only when the instrumented gateway or the training traffic changed; a new profile
+//! then rebuilds every crate of the optimised build.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 use super::{add_component, output, run};
 
@@ -25,13 +26,19 @@ pub fn gateway(root: &Path) -> Result<PathBuf> {
         .to_owned();
     let profdata = llvm_profdata(root, &host)?;
     let pgo = root.join("target/pgo");
-    // Flags for the host target only: without them build scripts and proc macros would be
-    // instrumented too, and the kernel programs (built for the BPF target) must not be.
-    let flags = format!(
-        "CARGO_TARGET_{}_RUSTFLAGS",
-        host.to_uppercase().replace(['-', '.'], "_")
-    );
-    let build = |dir: &str, rustflags: &str| {
+    // Either variable would replace the flags below (cargo gives them precedence), and the
+    // build would come out silently unprofiled.
+    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS"] {
+        if std::env::var_os(var).is_some() {
+            bail!("{var} is set: unset it, the profile-guided build sets its own flags");
+        }
+    }
+    // Flags for the host target only (with `--target`): without that, build scripts and proc
+    // macros would be instrumented too, and the kernel programs (built for the BPF target)
+    // must not be. Given as a TOML array, so a path with spaces stays one flag.
+    let build = |dir: &str, rustflags: &[String]| {
+        let quoted: Vec<String> = rustflags.iter().map(|f| format!("{f:?}")).collect();
+        let config = format!("target.{host}.rustflags=[{}]", quoted.join(", "));
         run(
             root,
             "cargo",
@@ -45,8 +52,10 @@ pub fn gateway(root: &Path) -> Result<PathBuf> {
                 &host,
                 "--target-dir",
                 dir,
+                "--config",
+                &config,
             ],
-            &[(flags.as_str(), rustflags)],
+            &[],
         )
     };
     run(
@@ -58,12 +67,19 @@ pub fn gateway(root: &Path) -> Result<PathBuf> {
     let raw = pgo.join("raw");
     build(
         "target/pgo/generate",
-        &format!("-Cprofile-generate={}", raw.display()),
+        &[format!("-Cprofile-generate={}", raw.display())],
     )?;
     let instrumented = pgo.join(format!("generate/{host}/release/agentgate"));
     let driver = root.join("target/release/agentgate-bench");
     let profile = pgo.join("agentgate.profdata");
-    if !newer_than(&profile, &[&instrumented, &driver]) {
+    // Trained again when the gateway changed, or the traffic: not for every change to the
+    // load test that shares the driver's binary. (A new profile rebuilds every crate: rustc
+    // names the profile among each one's inputs.)
+    let traffic = [
+        root.join("bench/src/train.rs"),
+        root.join("bench/src/lib.rs"),
+    ];
+    if !newer_than(&profile, &[&instrumented, &traffic[0], &traffic[1]]) {
         let _ = std::fs::remove_dir_all(&raw);
         let dir = pgo.join("train");
         let _ = std::fs::remove_dir_all(&dir);
@@ -92,14 +108,14 @@ pub fn gateway(root: &Path) -> Result<PathBuf> {
         let merge: Vec<&str> = merge.iter().map(String::as_str).collect();
         run(root, path_str(&profdata)?, &merge, &[])?;
     }
-    // Code the training does not reach stays optimised for speed (`-pgso=false`); the profile
-    // only decides what is hot, not what may be made small.
+    // Code the training does not reach is cold to the profile (laid out apart, inlined less)
+    // but stays optimised for speed (`-pgso=false`), not made small.
     build(
         "target/pgo/use",
-        &format!(
-            "-Cprofile-use={} -Cllvm-args=-pgso=false",
-            profile.display()
-        ),
+        &[
+            format!("-Cprofile-use={}", profile.display()),
+            "-Cllvm-args=-pgso=false".to_owned(),
+        ],
     )?;
     Ok(pgo.join(format!("use/{host}/release/agentgate")))
 }
