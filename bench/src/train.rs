@@ -158,15 +158,7 @@ async fn drive(addr: SocketAddr, step: &Step) -> Result<()> {
                 if status != expected {
                     bail!("{path} answered {status}, not {expected}");
                 }
-                // A denial or a withheld answer is a 200 too: the training must have gone
-                // through the path it is meant to profile.
-                let has = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
-                let fits = match expected {
-                    StatusCode::OK => has(b"\"result\"") && !has(b"\"error\""),
-                    StatusCode::ACCEPTED => body.is_empty(),
-                    _ => has(b"\"error\""),
-                };
-                if !fits {
+                if !fits(expected, &body) {
                     bail!(
                         "{path} answered {status} with an unexpected body: {}",
                         String::from_utf8_lossy(&body)
@@ -180,6 +172,18 @@ async fn drive(addr: SocketAddr, step: &Step) -> Result<()> {
         t.await??;
     }
     Ok(())
+}
+
+/// Whether an answer's body is the kind `expected` stands for: a result for 200 (a denial or
+/// a withheld answer is a 200 too, and the training must have gone through the path it is
+/// meant to profile), nothing for 202, an error otherwise.
+fn fits(expected: StatusCode, body: &[u8]) -> bool {
+    let has = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+    match expected {
+        StatusCode::OK => has(b"\"result\"") && !has(b"\"error\""),
+        StatusCode::ACCEPTED => body.is_empty(),
+        _ => has(b"\"error\""),
+    }
 }
 
 async fn wait_for(addr: SocketAddr) -> Result<()> {
@@ -230,4 +234,84 @@ fn answer(path: &str, body: Bytes) -> Response<Full<Bytes>> {
     resp.headers_mut()
         .insert("content-type", http::HeaderValue::from_static(content_type));
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(resp: Response<Full<Bytes>>) -> (StatusCode, String, String) {
+        let status = resp.status();
+        let kind = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let bytes = collected(resp.into_body());
+        (status, kind, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    fn collected(body: Full<Bytes>) -> Bytes {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(body.collect())
+            .unwrap()
+            .to_bytes()
+    }
+
+    #[test]
+    fn the_upstream_answers_each_request_by_its_method_and_id() {
+        let (status, kind, text) = body(answer(
+            "/mcp",
+            Bytes::from_static(br#"{"jsonrpc":"2.0","id":"a-1","method":"initialize"}"#),
+        ));
+        assert_eq!(
+            (status, kind.as_str()),
+            (StatusCode::OK, "application/json")
+        );
+        let reply: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(reply["id"], "a-1");
+        assert_eq!(reply["result"]["protocolVersion"], "2025-11-25");
+
+        let (status, kind, text) = body(answer(
+            "/sse",
+            Bytes::from_static(br#"{"jsonrpc":"2.0","id":7,"method":"tools/list"}"#),
+        ));
+        assert_eq!(
+            (status, kind.as_str()),
+            (StatusCode::OK, "text/event-stream")
+        );
+        let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+        assert_eq!(events.len(), 2, "{text}");
+        assert!(events[0].contains("notifications/progress"), "{text}");
+        let last: serde_json::Value =
+            serde_json::from_str(events[1].trim_start_matches("event: message\ndata: ")).unwrap();
+        assert_eq!(last["id"], 7);
+        assert_eq!(last["result"]["tools"][0]["name"], "run_query");
+
+        let (status, _, text) = body(answer(
+            "/mcp",
+            Bytes::from_static(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#),
+        ));
+        assert_eq!((status, text.as_str()), (StatusCode::ACCEPTED, ""));
+    }
+
+    #[test]
+    fn a_denial_does_not_pass_for_a_trained_call() {
+        let result = br#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError":false}}"#;
+        let denied = br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32001,"message":"denied"}}"#;
+        assert!(fits(StatusCode::OK, result));
+        assert!(!fits(StatusCode::OK, denied), "a 200 carrying an error");
+        assert!(!fits(StatusCode::OK, b""), "a 200 carrying nothing");
+        let stream = [&b"data: "[..], denied, b"\n\ndata: ", result, b"\n\n"].concat();
+        assert!(
+            !fits(StatusCode::OK, &stream),
+            "a stream with an error in it"
+        );
+        assert!(fits(StatusCode::ACCEPTED, b""));
+        assert!(!fits(StatusCode::ACCEPTED, result));
+        assert!(fits(StatusCode::BAD_REQUEST, denied));
+        assert!(!fits(StatusCode::BAD_REQUEST, result));
+    }
 }

@@ -145,3 +145,38 @@ fn newer_than(file: &Path, inputs: &[&Path]) -> bool {
 fn path_str(path: &Path) -> Result<&str> {
     path.to_str().context("non-UTF-8 path")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    #[test]
+    fn a_profile_is_fresh_only_when_newer_than_every_input() {
+        let dir = std::env::temp_dir().join(format!("xtask-pgo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let at = |name: &str, secs: u64| {
+            let path = dir.join(name);
+            let file = std::fs::File::create(&path).unwrap();
+            file.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+                .unwrap();
+            path
+        };
+        let (binary, traffic) = (at("binary", 1_000), at("traffic", 2_000));
+        let missing = dir.join("missing");
+        assert!(!newer_than(&missing, &[&binary]), "no profile yet");
+        let profile = at("profile", 1_500);
+        assert!(
+            !newer_than(&profile, &[&binary, &traffic]),
+            "traffic changed since"
+        );
+        let profile = at("profile", 3_000);
+        assert!(newer_than(&profile, &[&binary, &traffic]));
+        assert!(
+            !newer_than(&profile, &[&binary, &missing]),
+            "an input that is gone"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
