@@ -20,7 +20,7 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 /// How long one answer may take before the training fails.
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
@@ -41,26 +41,21 @@ pub async fn run(gateway: &Path, dir: &Path) -> Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let upstream = listener.local_addr()?;
     tokio::spawn(crate::serve(listener, answer));
-    let audit = |name: &str| {
-        let d = dir.join(name);
-        format!(
-            "[audit]\ndir = \"{}\"\nkey_file = \"{}.key\"\nfail_closed = true\n",
-            d.display(),
-            d.display()
-        )
-    };
+    let fail_closed = dir.join("audit");
+    let fail_closed = format!(
+        "[audit]\ndir = \"{0}\"\nkey_file = \"{0}.key\"\nfail_closed = true\n",
+        fail_closed.display()
+    );
     let gateways = [
         (
             "one-worker",
-            "[runtime]\nworker_threads = 1\n".to_owned(),
-            "[audit]\nenabled = false\n".to_owned(),
+            "[runtime]\nworker_threads = 1\n",
+            "[audit]\nenabled = false\n",
         ),
-        ("default", String::new(), audit("audit")),
+        ("default", "", fail_closed.as_str()),
     ];
     for (name, runtime, audit) in gateways {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = crate::free_port()?;
         let config = dir.join(format!("{name}.toml"));
         std::fs::write(
             &config,
@@ -82,7 +77,7 @@ pub async fn run(gateway: &Path, dir: &Path) -> Result<()> {
             .context("start the instrumented gateway")?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let sent = async {
-            wait_for(addr).await?;
+            crate::wait_port(port).await?;
             for step in steps() {
                 drive(addr, &step).await.with_context(|| {
                     format!("training step to server {:?} ({name} gateway)", step.server)
@@ -184,16 +179,6 @@ fn fits(expected: StatusCode, body: &[u8]) -> bool {
         StatusCode::ACCEPTED => body.is_empty(),
         _ => has(b"\"error\""),
     }
-}
-
-async fn wait_for(addr: SocketAddr) -> Result<()> {
-    for _ in 0..400 {
-        if TcpStream::connect(addr).await.is_ok() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    bail!("the instrumented gateway did not listen on {addr}")
 }
 
 /// The training upstream's answer to each request, by its method and id: in JSON on `/mcp`,

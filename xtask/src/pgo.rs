@@ -75,11 +75,11 @@ pub fn gateway(root: &Path) -> Result<PathBuf> {
     // Trained again when the gateway changed, or the traffic: not for every change to the
     // load test that shares the driver's binary. (A new profile rebuilds every crate: rustc
     // names the profile among each one's inputs.)
-    let traffic = [
+    let (train, traffic) = (
         root.join("bench/src/train.rs"),
         root.join("bench/src/lib.rs"),
-    ];
-    if !newer_than(&profile, &[&instrumented, &traffic[0], &traffic[1]]) {
+    );
+    if !newer_than(&profile, &[&instrumented, &train, &traffic]) {
         let _ = std::fs::remove_dir_all(&raw);
         let dir = pgo.join("train");
         let _ = std::fs::remove_dir_all(&dir);
